@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Layering lint (DESIGN.md, "Layers"): imports point downward only, and the
+// deterministic core never reaches the clock, randomness, timers or the OS.
+// Fails with one line per violation.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, dirname, resolve, sep } from 'node:path';
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const src = join(root, 'src');
+
+// layer -> layers it may import (besides itself).
+const allowed = {
+  base: [],
+  raft: ['base'],
+  check: ['base'],
+  storage: ['base'],
+  mvcc: ['base', 'storage'],
+  kv: ['base', 'raft', 'storage', 'mvcc'],
+  txn: ['base', 'raft', 'storage', 'mvcc', 'kv'],
+  placement: ['base', 'raft', 'storage', 'mvcc', 'kv'],
+  sim: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'check'],
+  server: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement'],
+  client: ['base'],
+  cli: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'sim', 'check'],
+  '.': ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'check'],
+};
+// Layers that must stay pure and deterministic.
+const pure = new Set(['base', 'raft', 'check', 'storage', 'mvcc', 'kv', 'txn', 'placement']);
+// Bare packages a pure layer may import.
+const pureBareAllowed = new Set([]);
+const impure = [
+  [/\bDate\.now\s*\(/, 'Date.now()'],
+  [/\bnew Date\s*\(/, 'new Date()'],
+  [/\bMath\.random\s*\(/, 'Math.random()'],
+  [/\bperformance\.now\s*\(/, 'performance.now()'],
+  [/\bprocess\.hrtime\b/, 'process.hrtime'],
+  [/\bset(Timeout|Interval|Immediate)\s*\(/, 'timers'],
+  [/\bqueueMicrotask\s*\(/, 'queueMicrotask'],
+];
+// The deliberate-bug switches may be set only by the simulator and tests.
+const sabotageFile = /(^|\/)sabotage(\.js)?$/;
+
+function walk(dir) {
+  const out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...walk(p));
+    else if (p.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+function layerOf(file) {
+  const rel = relative(src, file).split(sep);
+  return rel.length === 1 ? '.' : rel[0];
+}
+
+const problems = [];
+for (const file of walk(src)) {
+  const rel = relative(root, file);
+  const isTest = file.endsWith('.test.ts');
+  const layer = layerOf(file);
+  if (!(layer in allowed)) {
+    problems.push(`${rel}: folder src/${layer} is not a layer in DESIGN.md`);
+    continue;
+  }
+  const text = readFileSync(file, 'utf8');
+  const importRe = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+  for (const m of text.matchAll(importRe)) {
+    const spec = m[1] ?? m[2];
+    if (spec.startsWith('.')) {
+      const target = resolve(dirname(file), spec);
+      const targetLayer = layerOf(target.replace(/\.js$/, '.ts'));
+      if (targetLayer !== layer && !allowed[layer].includes(targetLayer)) {
+        problems.push(`${rel}: layer '${layer}' may not import layer '${targetLayer}' (${spec})`);
+      }
+      if (sabotageFile.test(spec) && !isTest && layer !== 'sim' && !file.includes(`${sep}raft${sep}`)) {
+        problems.push(`${rel}: only src/sim and tests may import the deliberate-bug switches (${spec})`);
+      }
+    } else if (pure.has(layer) && !isTest) {
+      if (spec.startsWith('node:') || !pureBareAllowed.has(spec)) {
+        problems.push(`${rel}: pure layer '${layer}' may not import '${spec}'; inject it instead`);
+      }
+    }
+  }
+  if (pure.has(layer) && !isTest) {
+    const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+    for (const [re, what] of impure) {
+      if (re.test(code)) problems.push(`${rel}: pure layer '${layer}' uses ${what}; inject a Clock, Rng or ticks`);
+    }
+  }
+}
+
+if (problems.length > 0) {
+  for (const p of problems) console.error(`lint-layers: ${p}`);
+  console.error(`lint-layers: ${problems.length} violation(s)`);
+  process.exit(1);
+}
+console.log('lint-layers: ok');

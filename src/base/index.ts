@@ -1,0 +1,5 @@
+export { AssertionError, assert, assertNever, unreachable } from './assert.js';
+export { TesseraError, isTesseraError, type TesseraErrorCode } from './errors.js';
+export { type Rng, SeededRng } from './rng.js';
+export { type Clock } from './clock.js';
+export { Fnv64 } from './hash.js';
