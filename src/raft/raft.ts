@@ -1,0 +1,801 @@
+import { assert, isTesseraError } from '../base/index.js';
+import { type RaftConfig, leaseTicks, validateRaftConfig } from './config.js';
+import { Changer, confChangeKind, restoreConfig, type ChangeResult } from './confchange.js';
+import { RaftLog } from './raft_log.js';
+import { stepLeaderImpl } from './raft_leader.js';
+import { ReadOnly, type ReadState } from './read_only.js';
+import { ProgressTracker, Progress, configToString, confStateOf, isJoint } from './tracker.js';
+import {
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type Snapshot,
+  NONE,
+  entryPayloadBytes,
+  entrySizeBytes,
+  message,
+  voteResponseType,
+} from './types.js';
+
+export type StateType = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+
+/** Why a proposal (or forwarded request) was not accepted. */
+export type DropReason =
+  | 'no-leader'
+  | 'forwarding-disabled'
+  | 'leader-transfer-in-progress'
+  | 'not-a-member'
+  | 'uncommitted-size-limit'
+  | 'conf-change-pending'
+  | 'conf-change-invalid';
+
+/** The context a vote request carries when a leader transfer forces the election. */
+export const CAMPAIGN_TRANSFER = 'CampaignTransfer';
+
+/**
+ * The Raft protocol state machine (Ongaro & Ousterhout, "In Search of an
+ * Understandable Consensus Algorithm", and Ongaro's thesis). It never does
+ * I/O: it appends to `msgs` and to the unstable log, and RawNode hands both
+ * out in Ready.
+ */
+export class Raft {
+  readonly id: NodeId;
+  term = 0;
+  vote: NodeId = NONE;
+  state: StateType = 'follower';
+  lead: NodeId = NONE;
+  isLearner = false;
+  readonly raftLog: RaftLog;
+  readonly trk: ProgressTracker;
+  msgs: Message[] = [];
+  readStates: ReadState[] = [];
+  /** Set while a leader transfer to this node is in progress. */
+  leadTransferee: NodeId = NONE;
+  /** Index of the last conf change the leader appended; only one may be pending (thesis §4.1). */
+  pendingConfIndex = 0;
+  /** Payload bytes of entries appended but not yet committed, on the leader. */
+  uncommittedSizeBytes = 0;
+  readOnly = new ReadOnly();
+  /** ReadIndex requests that arrived before this leader committed an entry of its term (thesis §6.4 step 1). */
+  private pendingReadIndexMessages: Message[] = [];
+  electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  randomizedElectionTimeout = 0;
+  /** Ticks since this node became leader; heartbeats carry it so acks can extend the lease. */
+  leaderTick = 0;
+  /** Lease reads: no votes are granted for one election timeout after start, as if a leader had just been heard. */
+  private startupQuiet: boolean;
+  private readonly config: RaftConfig;
+  private readonly log: (line: string) => void;
+  /** For invariant checks: the commit point seen last time, and its term. */
+  private checkedCommit = { index: 0, term: 0 };
+
+  constructor(config: RaftConfig) {
+    validateRaftConfig(config);
+    this.config = config;
+    this.id = config.id;
+    this.log = config.logger ?? ((): void => {});
+    this.raftLog = new RaftLog(config.storage, config.maxCommittedSizePerReadyBytes);
+    this.trk = new ProgressTracker(config.maxInflightMsgs, config.maxInflightBytes);
+    this.startupQuiet = config.readOnlyOption === 'lease-based';
+    const { hardState, confState } = config.storage.initialState();
+    const restored = restoreConfig(confState, this.changerOptions());
+    this.switchToConfig(restored);
+    if (hardState.term !== 0 || hardState.commit !== 0) this.loadState(hardState);
+    if ((config.appliedIndex ?? 0) > 0) this.raftLog.appliedTo(config.appliedIndex ?? 0);
+    this.becomeFollower(this.term, NONE);
+    this.log(
+      `${this.id} newRaft [${configToString(this.trk.config)}, term: ${this.term}, commit: ${this.raftLog.committed}, applied: ${this.raftLog.applied}, lastindex: ${this.raftLog.lastIndex()}, lastterm: ${this.raftLog.lastTerm()}]`,
+    );
+  }
+
+  private get sabotage(): RaftConfig['sabotage'] {
+    return this.config.sabotage;
+  }
+
+  /** Whether a deliberate bug is switched on (simulator self-tests only). */
+  hasBug(name: Parameters<NonNullable<RaftConfig['sabotage']>['has']>[0]): boolean {
+    return this.config.sabotage?.has(name) === true;
+  }
+
+  logLine(line: string): void {
+    this.log(line);
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.raftLog.committed };
+  }
+
+  private loadState(hs: HardState): void {
+    const last = this.raftLog.lastIndex();
+    assert(
+      hs.commit >= this.raftLog.committed && hs.commit <= last,
+      `hard state commit ${hs.commit} is out of range [${this.raftLog.committed}, ${last}]`,
+    );
+    this.raftLog.committed = hs.commit;
+    this.term = hs.term;
+    this.vote = hs.vote;
+  }
+
+  // ---- sending -------------------------------------------------------------
+
+  private send(m: Message): void {
+    let out = m.from === NONE ? { ...m, from: this.id } : m;
+    if (out.type === 'MsgVote' || out.type === 'MsgVoteResp' || out.type === 'MsgPreVote' || out.type === 'MsgPreVoteResp') {
+      // Votes carry the term they are for: a pre-vote carries the term it would campaign in.
+      assert(out.term !== 0, `term must be set when sending ${out.type}`);
+    } else {
+      assert(out.term === 0, `term must not be set when sending ${out.type}, got ${out.term}`);
+      // Proposals and forwarded ReadIndex travel without a term: they are local in spirit.
+      if (out.type !== 'MsgProp' && out.type !== 'MsgReadIndex') out = { ...out, term: this.term };
+    }
+    this.msgs.push(out);
+  }
+
+  /** Sends an append (or a snapshot) to `to` if there is something to send. Returns whether it sent. */
+  maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.trk.progress.get(to);
+    if (pr === undefined || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.raftLog.termOrUndefined(prevIndex);
+    let entries: readonly Entry[] | undefined;
+    try {
+      entries = this.raftLog.entries(pr.next, this.config.maxSizePerMsgBytes);
+    } catch (err) {
+      if (!isTesseraError(err, 'LOG_COMPACTED')) throw err;
+      entries = undefined;
+    }
+    if (prevTerm === undefined || entries === undefined) return this.maybeSendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send(message({ type: 'MsgApp', to, index: prevIndex, logTerm: prevTerm, entries, commit: this.raftLog.committed }));
+    const last = entries[entries.length - 1];
+    let bytes = 0;
+    for (const e of entries) bytes += entrySizeBytes(e);
+    pr.sentEntries(entries.length, last === undefined ? prevIndex : last.index, bytes);
+    return true;
+  }
+
+  private maybeSendSnapshot(to: NodeId, pr: Progress): boolean {
+    // A follower we have not heard from lately may be down: don't ship a large snapshot into the void.
+    if (!pr.recentActive) {
+      this.log(`${this.id} ignored sending snapshot to ${to}: not recently active`);
+      return false;
+    }
+    let snapshot: Snapshot;
+    try {
+      snapshot = this.raftLog.snapshot();
+    } catch (err) {
+      if (isTesseraError(err, 'SNAPSHOT_TEMPORARILY_UNAVAILABLE')) return false;
+      throw err;
+    }
+    assert(snapshot.metadata.index > 0, 'need a non-empty snapshot to catch up a follower');
+    this.log(`${this.id} sent snapshot [index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to} [${pr.toString()}]`);
+    pr.becomeSnapshot(snapshot.metadata.index);
+    this.send(message({ type: 'MsgSnap', to, snapshot }));
+    return true;
+  }
+
+  bcastAppend(): void {
+    for (const id of this.trk.ids()) if (id !== this.id) this.maybeSendAppend(id, true);
+  }
+
+  // ---- commit, append ------------------------------------------------------
+
+  /** Advances the commit index to what a quorum has (§5.3), only for current-term entries (§5.4.2). */
+  maybeCommit(): boolean {
+    const quorumIndex = this.trk.committed();
+    if (this.sabotage?.has('commit-old-term') === true) {
+      const target = Math.min(quorumIndex, this.raftLog.lastIndex());
+      if (target > this.raftLog.committed) {
+        this.raftLog.commitTo(target);
+        return true;
+      }
+      return false;
+    }
+    return this.raftLog.maybeCommit(quorumIndex, this.term);
+  }
+
+  /** Appends proposals as the leader. Returns false if the uncommitted-size limit drops them. */
+  appendEntry(entries: readonly Omit<Entry, 'term' | 'index'>[]): boolean {
+    let last = this.raftLog.lastIndex();
+    const stamped: Entry[] = entries.map((e) => ({ ...e, term: this.term, index: ++last }));
+    if (!this.increaseUncommittedSize(stamped)) {
+      this.log(`${this.id} appending new entries to log would exceed uncommitted entry size limit; dropping proposal`);
+      return false;
+    }
+    last = this.raftLog.append(stamped);
+    // The leader counts its own log. The host persists it before sending the messages of the same
+    // Ready, so nobody hears of a commit before the leader's copy is durable.
+    const self = this.trk.progress.get(this.id);
+    if (self !== undefined) self.maybeUpdate(last);
+    this.maybeCommit();
+    return true;
+  }
+
+  private increaseUncommittedSize(entries: readonly Entry[]): boolean {
+    let size = 0;
+    for (const e of entries) size += entryPayloadBytes(e);
+    const max = this.config.maxUncommittedEntriesSizeBytes;
+    // An empty tail always admits one proposal, however large, so progress is possible.
+    if (max > 0 && this.uncommittedSizeBytes > 0 && size > 0 && this.uncommittedSizeBytes + size > max) return false;
+    this.uncommittedSizeBytes += size;
+    return true;
+  }
+
+  reduceUncommittedSize(entries: readonly Entry[]): void {
+    if (this.state !== 'leader') return;
+    let size = 0;
+    for (const e of entries) size += entryPayloadBytes(e);
+    this.uncommittedSizeBytes = Math.max(0, this.uncommittedSizeBytes - size);
+  }
+
+  // ---- state transitions ---------------------------------------------------
+
+  private reset(term: number): void {
+    assert(term >= this.term, `term must never decrease: ${this.term} -> ${term}`);
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.lead = NONE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+    this.abortLeaderTransfer();
+    this.trk.resetVotes();
+    const last = this.raftLog.lastIndex();
+    for (const [id, old] of this.trk.progress) {
+      const pr = new Progress({ next: last + 1, maxInflight: this.trk.maxInflight, maxInflightBytes: this.trk.maxInflightBytes, isLearner: old.isLearner });
+      if (id === this.id) pr.match = last;
+      this.trk.progress.set(id, pr);
+    }
+    this.pendingConfIndex = 0;
+    this.uncommittedSizeBytes = 0;
+    this.readOnly = new ReadOnly();
+    this.pendingReadIndexMessages = [];
+  }
+
+  becomeFollower(term: number, lead: NodeId): void {
+    this.reset(term);
+    this.lead = lead;
+    this.state = 'follower';
+    this.log(`${this.id} became follower at term ${this.term}`);
+  }
+
+  becomePreCandidate(): void {
+    assert(this.state !== 'leader', 'invalid transition [leader -> pre-candidate]');
+    // A pre-candidate keeps its term and vote (thesis §9.6): it only asks whether it could win.
+    this.trk.resetVotes();
+    this.lead = NONE;
+    this.state = 'pre-candidate';
+    this.log(`${this.id} became pre-candidate at term ${this.term}`);
+  }
+
+  becomeCandidate(): void {
+    assert(this.state !== 'leader', 'invalid transition [leader -> candidate]');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.state = 'candidate';
+    this.log(`${this.id} became candidate at term ${this.term}`);
+  }
+
+  becomeLeader(): void {
+    assert(this.state !== 'follower', 'invalid transition [follower -> leader]');
+    this.reset(this.term);
+    this.lead = this.id;
+    this.state = 'leader';
+    this.leaderTick = 0;
+    const self = this.trk.progress.get(this.id);
+    assert(self !== undefined, 'a leader must be in its own configuration');
+    self.becomeReplicate();
+    self.recentActive = true;
+    // Conservatively treat any unapplied conf change in the log as pending (thesis §4.1).
+    this.pendingConfIndex = this.raftLog.lastIndex();
+    // A no-op of the new term lets the leader commit earlier-term entries (§5.4.2, §8).
+    const ok = this.appendEntry([{ type: 'normal', data: new Uint8Array() }]);
+    assert(ok, 'the empty no-op is never refused by the uncommitted-size limit');
+    this.log(`${this.id} became leader at term ${this.term}`);
+  }
+
+  // ---- elections -----------------------------------------------------------
+
+  private hup(transfer: boolean): void {
+    if (this.state === 'leader') {
+      this.log(`${this.id} ignoring MsgHup because already leader`);
+      return;
+    }
+    if (!this.promotable()) {
+      this.log(`${this.id} is unpromotable and can not campaign`);
+      return;
+    }
+    if (this.hasUnappliedConfChanges()) {
+      this.log(`${this.id} cannot campaign at term ${this.term} since there are still pending configuration changes to apply`);
+      return;
+    }
+    this.log(`${this.id} is starting a new election at term ${this.term}`);
+    if (transfer) this.campaign('election', true);
+    else if (this.config.preVote) this.campaign('pre-election', false);
+    else this.campaign('election', false);
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    const { applied, committed } = this.raftLog;
+    if (applied >= committed) return false;
+    if (applied + 1 < this.raftLog.firstIndex()) return false;
+    const entries = this.raftLog.slice(applied + 1, committed + 1, Number.MAX_SAFE_INTEGER);
+    return entries.some((e) => e.type === 'conf-change');
+  }
+
+  private campaign(kind: 'pre-election' | 'election', transfer: boolean): void {
+    let voteTerm: number;
+    let voteType: 'MsgVote' | 'MsgPreVote';
+    if (kind === 'pre-election') {
+      this.becomePreCandidate();
+      voteType = 'MsgPreVote';
+      voteTerm = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      voteType = 'MsgVote';
+      voteTerm = this.term;
+    }
+    if (this.poll(this.id, voteResponseType(voteType), true) === 'won') {
+      // A single-voter cluster wins at once.
+      if (kind === 'pre-election') this.campaign('election', false);
+      else this.becomeLeader();
+      return;
+    }
+    for (const id of this.trk.voterIds()) {
+      if (id === this.id) continue;
+      this.log(
+        `${this.id} [logterm: ${this.raftLog.lastTerm()}, index: ${this.raftLog.lastIndex()}] sent ${voteType} request to ${id} at term ${this.term}`,
+      );
+      const fields: Partial<Message> = { to: id, term: voteTerm, index: this.raftLog.lastIndex(), logTerm: this.raftLog.lastTerm() };
+      this.send(message({ type: voteType, ...fields, ...(transfer ? { context: CAMPAIGN_TRANSFER } : {}) }));
+    }
+  }
+
+  private poll(id: NodeId, type: string, granted: boolean): 'won' | 'lost' | 'pending' {
+    this.log(`${this.id} received ${type} ${granted ? '' : 'rejection '}from ${id} at term ${this.term}`);
+    this.trk.recordVote(id, granted);
+    const { granted: g, rejected, result } = this.trk.tallyVotes();
+    if (id !== this.id) this.log(`${this.id} has received ${g} ${type} votes and ${rejected} vote rejections`);
+    return result;
+  }
+
+  /** Whether this node may become leader: it is a voter and not waiting for a snapshot. */
+  promotable(): boolean {
+    const pr = this.trk.progress.get(this.id);
+    return pr !== undefined && !pr.isLearner && this.raftLog.unstable.snapshot === undefined;
+  }
+
+  private resetRandomizedElectionTimeout(): void {
+    const et = this.config.electionTimeoutTicks;
+    this.randomizedElectionTimeout = et + this.config.rng.intBelow(et);
+  }
+
+  pastElectionTimeout(): boolean {
+    return this.electionElapsed >= this.randomizedElectionTimeout;
+  }
+
+  // ---- ticks ---------------------------------------------------------------
+
+  tick(): void {
+    if (this.state === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.startupQuiet && this.electionElapsed >= this.config.electionTimeoutTicks) this.startupQuiet = false;
+    if (this.promotable() && this.pastElectionTimeout()) {
+      this.electionElapsed = 0;
+      this.step(message({ type: 'MsgHup', from: this.id }));
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    this.leaderTick++;
+    if (this.electionElapsed >= this.config.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      if (this.config.checkQuorum) this.step(message({ type: 'MsgCheckQuorum', from: this.id }));
+      // A transfer that has not finished within an election timeout is abandoned (thesis §3.10).
+      if (this.state === 'leader' && this.leadTransferee !== NONE) this.abortLeaderTransfer();
+    }
+    if (this.state !== 'leader') return;
+    if (this.heartbeatElapsed >= this.config.heartbeatIntervalTicks) {
+      this.heartbeatElapsed = 0;
+      this.step(message({ type: 'MsgBeat', from: this.id }));
+    }
+  }
+
+  // ---- step ----------------------------------------------------------------
+
+  /**
+   * Handles one message. Returns a DropReason when a proposal or request is
+   * refused here; callers turn that into a typed result.
+   */
+  step(m: Message): DropReason | undefined {
+    // Guard: messages from other terms (Figure 2, "Rules for all servers").
+    if (m.term === 0) {
+      // local message, or a forwarded proposal / ReadIndex
+    } else if (m.term > this.term) {
+      if (!this.handleHigherTerm(m)) return undefined;
+    } else if (m.term < this.term) {
+      this.handleLowerTerm(m);
+      return undefined;
+    }
+    switch (m.type) {
+      case 'MsgHup':
+        this.hup(false);
+        return undefined;
+      case 'MsgVote':
+      case 'MsgPreVote':
+        this.handleVoteRequest(m);
+        return undefined;
+      default:
+        break;
+    }
+    switch (this.state) {
+      case 'leader':
+        return this.stepLeader(m);
+      case 'candidate':
+      case 'pre-candidate':
+        return this.stepCandidate(m);
+      case 'follower':
+        return this.stepFollower(m);
+    }
+  }
+
+  /** Returns whether the message should be processed further. */
+  private handleHigherTerm(m: Message): boolean {
+    if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
+      const force = m.context === CAMPAIGN_TRANSFER;
+      // Leader stickiness (thesis §4.2.3 and §9.6): a node that heard from a live leader within the
+      // minimum election timeout ignores vote requests, so a disconnected node cannot depose it.
+      const heardRecently = this.lead !== NONE || this.startupQuiet;
+      const inLease = this.config.checkQuorum && heardRecently && this.electionElapsed < this.config.electionTimeoutTicks;
+      if (!force && inLease) {
+        this.log(
+          `${this.id} [logterm: ${this.raftLog.lastTerm()}, index: ${this.raftLog.lastIndex()}, vote: ${this.vote}] ignored ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}: lease is not expired (remaining ticks: ${this.config.electionTimeoutTicks - this.electionElapsed})`,
+        );
+        return false;
+      }
+    }
+    if (m.type === 'MsgPreVote') return true; // a pre-vote never changes our term
+    if (m.type === 'MsgPreVoteResp' && !m.reject) return true; // the term is the one we would campaign in
+    this.log(`${this.id} [term: ${this.term}] received a ${m.type} message with higher term from ${m.from} [term: ${m.term}]`);
+    const fromLeader = m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap';
+    this.becomeFollower(m.term, fromLeader ? m.from : NONE);
+    return true;
+  }
+
+  private handleLowerTerm(m: Message): void {
+    if ((this.config.checkQuorum || this.config.preVote) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
+      // A stale leader cut off from us while we advanced our term: tell it the new term so it steps
+      // down; otherwise, with CheckQuorum or PreVote, it might never learn of it.
+      this.send(message({ type: 'MsgAppResp', to: m.from }));
+    } else if (m.type === 'MsgPreVote') {
+      this.log(`${this.id} rejected ${m.type} from ${m.from} at term ${this.term}: stale term ${m.term}`);
+      this.send(message({ type: 'MsgPreVoteResp', to: m.from, term: this.term, reject: true }));
+    } else {
+      this.log(`${this.id} [term: ${this.term}] ignored a ${m.type} message with lower term from ${m.from} [term: ${m.term}]`);
+    }
+  }
+
+  private handleVoteRequest(m: Message): void {
+    // Figure 2, RequestVote RPC: grant if we have not voted for someone else this term and the
+    // candidate's log is at least as up to date as ours (§5.4.1).
+    const doubleVote = this.sabotage?.has('double-vote') === true;
+    const canVote =
+      this.vote === m.from ||
+      ((this.vote === NONE || doubleVote) && this.lead === NONE) ||
+      (m.type === 'MsgPreVote' && m.term > this.term);
+    const respType = voteResponseType(m.type);
+    if (canVote && this.raftLog.isUpToDate(m.index, m.logTerm)) {
+      this.log(`${this.id} cast ${m.type} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
+      // The response carries the request's term: for a pre-vote it is the future term.
+      this.send(message({ type: respType, to: m.from, term: m.term }));
+      if (m.type === 'MsgVote') {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.log(`${this.id} rejected ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
+      this.send(message({ type: respType, to: m.from, term: this.term, reject: true }));
+    }
+  }
+
+  // The leader's handlers live in raft_leader.ts to keep this file readable.
+  stepLeader(m: Message): DropReason | undefined {
+    return stepLeaderImpl(this, m);
+  }
+
+  stepCandidate(m: Message): DropReason | undefined {
+    switch (m.type) {
+      case 'MsgProp':
+        this.log(`${this.id} no leader at term ${this.term}; dropping proposal`);
+        return 'no-leader';
+      case 'MsgApp':
+        this.becomeFollower(m.term, m.from);
+        this.handleAppendEntries(m);
+        return undefined;
+      case 'MsgHeartbeat':
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return undefined;
+      case 'MsgSnap':
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        return undefined;
+      case 'MsgPreVoteResp':
+      case 'MsgVoteResp': {
+        const mine = this.state === 'pre-candidate' ? 'MsgPreVoteResp' : 'MsgVoteResp';
+        if (m.type !== mine) return undefined;
+        const result = this.poll(m.from, m.type, !m.reject);
+        if (result === 'won') {
+          if (this.state === 'pre-candidate') {
+            this.campaign('election', false);
+          } else {
+            this.becomeLeader();
+            this.bcastAppend();
+          }
+        } else if (result === 'lost') {
+          // A pre-candidate that loses goes back to its current term; a candidate stays in the new one.
+          this.becomeFollower(this.term, NONE);
+        }
+        return undefined;
+      }
+      case 'MsgTimeoutNow':
+        this.log(`${this.id} [term ${this.term} state ${this.state}] ignored MsgTimeoutNow from ${m.from}`);
+        return undefined;
+      case 'MsgReadIndex':
+        return 'no-leader';
+      default:
+        return undefined;
+    }
+  }
+
+  stepFollower(m: Message): DropReason | undefined {
+    switch (m.type) {
+      case 'MsgProp':
+      case 'MsgReadIndex':
+      case 'MsgTransferLeader':
+        return this.forwardToLeader(m);
+      case 'MsgApp':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleAppendEntries(m);
+        return undefined;
+      case 'MsgHeartbeat':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleHeartbeat(m);
+        return undefined;
+      case 'MsgSnap':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleSnapshot(m);
+        return undefined;
+      case 'MsgTimeoutNow':
+        // The leader asks us to campaign at once, skipping PreVote and leader stickiness (thesis §3.10).
+        this.log(`${this.id} [term ${this.term}] received MsgTimeoutNow from ${m.from} and starts an election to get leadership`);
+        this.hup(true);
+        return undefined;
+      case 'MsgReadIndexResp':
+        if (m.entries.length > 0 || m.context === undefined) return undefined;
+        this.readStates.push({ index: m.index, context: m.context });
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  private forwardToLeader(m: Message): DropReason | undefined {
+    if (this.lead === NONE) {
+      this.log(`${this.id} no leader at term ${this.term}; dropping ${m.type}`);
+      return 'no-leader';
+    }
+    if (m.type === 'MsgProp' && this.config.disableProposalForwarding) {
+      this.log(`${this.id} not forwarding to leader ${this.lead} at term ${this.term}; dropping proposal`);
+      return 'forwarding-disabled';
+    }
+    this.send({ ...m, to: this.lead });
+    return undefined;
+  }
+
+  // ---- follower handlers -----------------------------------------------------
+
+  handleAppendEntries(m: Message): void {
+    if (m.index < this.raftLog.committed) {
+      // Everything up to our commit index already matches the leader's (Log Matching): say so.
+      this.send(message({ type: 'MsgAppResp', to: m.from, index: this.raftLog.committed }));
+      return;
+    }
+    const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNew !== undefined) {
+      this.send(message({ type: 'MsgAppResp', to: m.from, index: lastNew }));
+      return;
+    }
+    // Reject, with a hint that lets the leader skip a whole term of mismatches at once (§5.3).
+    const hintIndex = Math.min(m.index, this.raftLog.lastIndex());
+    const hint = this.raftLog.findConflictByTerm(hintIndex, m.logTerm);
+    this.log(
+      `${this.id} [logterm: ${this.raftLog.termOrUndefined(m.index) ?? 0}, index: ${m.index}] rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`,
+    );
+    this.send(message({ type: 'MsgAppResp', to: m.from, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term }));
+  }
+
+  handleHeartbeat(m: Message): void {
+    this.raftLog.commitTo(m.commit);
+    const fields: Partial<Message> = { to: m.from, ...(m.context === undefined ? {} : { context: m.context }) };
+    this.send(message({ type: 'MsgHeartbeatResp', ...fields, ...(m.leaseTick === undefined ? {} : { leaseTick: m.leaseTick }) }));
+  }
+
+  handleSnapshot(m: Message): void {
+    const snapshot = m.snapshot;
+    assert(snapshot !== undefined, 'MsgSnap without a snapshot');
+    const { index, term } = snapshot.metadata;
+    if (this.restore(snapshot)) {
+      this.log(`${this.id} [commit: ${this.raftLog.committed}] restored snapshot [index: ${index}, term: ${term}]`);
+      this.send(message({ type: 'MsgAppResp', to: m.from, index: this.raftLog.lastIndex() }));
+    } else {
+      this.log(`${this.id} [commit: ${this.raftLog.committed}] ignored snapshot [index: ${index}, term: ${term}]`);
+      this.send(message({ type: 'MsgAppResp', to: m.from, index: this.raftLog.committed }));
+    }
+  }
+
+  /** Installs a snapshot from the leader. Returns false if it was stale or already covered by our log. */
+  restore(snapshot: Snapshot): boolean {
+    const { index, term, confState } = snapshot.metadata;
+    if (index <= this.raftLog.committed) return false;
+    if (this.state !== 'follower') {
+      // Defensive: only a leader sends snapshots, so we should already follow it.
+      this.becomeFollower(this.term + 1, NONE);
+      return false;
+    }
+    const member = confState.voters.includes(this.id) || confState.learners.includes(this.id) || confState.votersOutgoing.includes(this.id);
+    if (!member) {
+      this.log(`${this.id} attempted to restore snapshot but it is not in the ConfState ${JSON.stringify(confState)}; should never happen`);
+      return false;
+    }
+    if (this.raftLog.matchTerm(index, term)) {
+      // We already have the snapshot's last entry: fast-forward the commit index instead.
+      this.raftLog.commitTo(index);
+      return false;
+    }
+    this.raftLog.restore(snapshot);
+    this.trk.config = { voters: [new Set(), new Set()], learners: new Set(), learnersNext: new Set(), autoLeave: false };
+    this.switchToConfig(restoreConfig(confState, this.changerOptions()));
+    const self = this.trk.progress.get(this.id);
+    assert(self !== undefined, 'restored config must include this node');
+    self.maybeUpdate(index);
+    return true;
+  }
+
+  // ---- leader transfer & reads -----------------------------------------------
+
+  abortLeaderTransfer(): void {
+    this.leadTransferee = NONE;
+  }
+
+  sendTimeoutNow(to: NodeId): void {
+    // The lease ends here: the transferee may win an election at once, before our lease would expire.
+    for (const pr of this.trk.progress.values()) pr.leaseAckTick = -1;
+    this.send(message({ type: 'MsgTimeoutNow', to }));
+  }
+
+  committedEntryInCurrentTerm(): boolean {
+    return this.raftLog.termOrUndefined(this.raftLog.committed) === this.term;
+  }
+
+  /** Whether the leader may serve a read from its lease without a heartbeat round. */
+  leaseValid(): boolean {
+    if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based') return false;
+    if (this.leadTransferee !== NONE || !this.committedEntryInCurrentTerm()) return false;
+    const buggy = this.sabotage?.has('lease-read-drift') === true;
+    const duration = buggy ? this.config.electionTimeoutTicks : leaseTicks(this.config);
+    const since = this.trk.quorumLeaseTick(this.id, this.leaderTick);
+    return since >= 0 && this.leaderTick < since + duration;
+  }
+
+  releasePendingReadIndexMessages(): void {
+    if (this.pendingReadIndexMessages.length === 0) return;
+    if (!this.committedEntryInCurrentTerm()) return;
+    const pending = this.pendingReadIndexMessages;
+    this.pendingReadIndexMessages = [];
+    for (const m of pending) stepLeaderImpl(this, m);
+  }
+
+  deferReadIndex(m: Message): void {
+    this.pendingReadIndexMessages.push(m);
+  }
+
+  /** Answers a confirmed read: locally as a ReadState, or to the follower that asked. */
+  responseToReadIndex(request: Message, readIndex: number): void {
+    const context = request.context ?? '';
+    if (request.from === NONE || request.from === this.id) {
+      this.readStates.push({ index: readIndex, context });
+    } else {
+      this.send(message({ type: 'MsgReadIndexResp', to: request.from, index: readIndex, context }));
+    }
+  }
+
+  // ---- configuration -----------------------------------------------------------
+
+  changerOptions(): { lastIndex: number; maxInflight: number; maxInflightBytes: number } {
+    return { lastIndex: this.raftLog.lastIndex(), maxInflight: this.config.maxInflightMsgs, maxInflightBytes: this.config.maxInflightBytes };
+  }
+
+  /** Applies a committed conf change (the application calls this when it applies the entry). */
+  applyConfChange(cc: ConfChange): ConfState {
+    const changer = new Changer(this.trk.config, this.trk.progress, this.changerOptions());
+    let result: ChangeResult;
+    switch (confChangeKind(cc)) {
+      case 'leave-joint':
+        result = changer.leaveJoint();
+        break;
+      case 'enter-joint':
+        result = changer.enterJoint(cc.transition !== 'explicit', cc.changes);
+        break;
+      case 'simple':
+        result = changer.simple(cc.changes);
+        break;
+    }
+    return this.switchToConfig(result);
+  }
+
+  private switchToConfig(result: ChangeResult): ConfState {
+    this.trk.config = result.config;
+    this.trk.progress = result.progress;
+    this.log(`${this.id} switched to configuration ${configToString(this.trk.config)}`);
+    const cs = confStateOf(this.trk.config);
+    const self = this.trk.progress.get(this.id);
+    this.isLearner = self?.isLearner === true;
+    if ((self === undefined || this.isLearner) && this.state === 'leader') {
+      // Removed or demoted: step down so the remaining voters elect a leader (thesis §4.2.2).
+      this.becomeFollower(this.term, NONE);
+      return cs;
+    }
+    if (this.state !== 'leader' || cs.voters.length === 0) return cs;
+    // The quorum changed, so the commit index may move; new peers need appends.
+    if (this.maybeCommit()) this.bcastAppend();
+    else for (const id of this.trk.ids()) if (id !== this.id) this.maybeSendAppend(id, false);
+    if (this.leadTransferee !== NONE && !this.trk.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
+    return cs;
+  }
+
+  isJointConfig(): boolean {
+    return isJoint(this.trk.config);
+  }
+
+  // ---- invariants ----------------------------------------------------------------
+
+  /** Checks the node's local invariants; the simulator calls it after every step. */
+  checkInvariants(): void {
+    const { applied, committed } = this.raftLog;
+    const last = this.raftLog.lastIndex();
+    assert(applied <= committed, `applied ${applied} > committed ${committed}`);
+    assert(committed <= last, `committed ${committed} > last index ${last}`);
+    assert(this.raftLog.firstIndex() - 1 <= last, 'first index beyond last index + 1');
+    assert(committed >= this.checkedCommit.index, `commit index went back from ${this.checkedCommit.index} to ${committed}`);
+    const t = this.raftLog.termOrUndefined(this.checkedCommit.index);
+    assert(
+      t === undefined || this.checkedCommit.index === 0 || t === this.checkedCommit.term,
+      `committed entry ${this.checkedCommit.index} changed term from ${this.checkedCommit.term} to ${t}`,
+    );
+    const ct = this.raftLog.termOrUndefined(committed);
+    if (ct !== undefined) this.checkedCommit = { index: committed, term: ct };
+    assert(this.state !== 'leader' || this.lead === this.id, 'a leader must name itself as lead');
+    assert(this.state !== 'candidate' || this.vote === this.id, 'a candidate votes for itself');
+    assert(this.raftLog.lastTerm() <= this.term, `last log term ${this.raftLog.lastTerm()} above current term ${this.term}`);
+    if (this.state === 'leader') {
+      const self = this.trk.progress.get(this.id);
+      assert(self !== undefined && self.match === last, `leader's own match ${self?.match} != last index ${last}`);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Deliberate bugs, one per bug class of research/reliability.md §4, used
+ * only to prove that the simulator and checkers catch them. A `Sabotage` can
+ * only be made here, and the layering lint lets only src/sim and tests import
+ * this file, so production code cannot switch a bug on.
+ */
+export type BugName =
+  | 'commit-old-term'
+  | 'vote-before-persist'
+  | 'ack-before-sync'
+  | 'read-without-quorum'
+  | 'lease-read-drift'
+  | 'no-prevote-checkquorum'
+  | 'apply-uncommitted'
+  | 'snapshot-drops-entries'
+  | 'double-vote';
+
+export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
+  'commit-old-term': 'leader commits an earlier-term entry by counting replicas (Raft §5.4.2, Figure 8)',
+  'vote-before-persist': 'a node sends its vote before the vote and term are on disk',
+  'ack-before-sync': 'appended entries are acknowledged before they are synced to disk',
+  'read-without-quorum': 'ReadIndex is served without confirming leadership with a quorum',
+  'lease-read-drift': 'lease reads ignore the clock-drift bound and count the lease from the ack',
+  'no-prevote-checkquorum': 'PreVote and CheckQuorum are off, so a partly partitioned node deposes leaders',
+  'apply-uncommitted': 'entries are handed to the state machine before they are committed',
+  'snapshot-drops-entries': 'a snapshot claims an index whose last entry it does not contain',
+  'double-vote': 'a node grants a second vote in the same term',
+};
+
+export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];
+
+declare const sabotageBrand: unique symbol;
+
+export class Sabotage {
+  declare private readonly [sabotageBrand]: true;
+  private readonly bugs: ReadonlySet<BugName>;
+
+  private constructor(bugs: ReadonlySet<BugName>) {
+    this.bugs = bugs;
+  }
+
+  static of(...bugs: BugName[]): Sabotage {
+    return new Sabotage(new Set(bugs));
+  }
+
+  has(bug: BugName): boolean {
+    return this.bugs.has(bug);
+  }
+
+  names(): BugName[] {
+    return [...this.bugs];
+  }
+}
+
+export function isBugName(name: string): name is BugName {
+  return Object.hasOwn(BUG_DESCRIPTIONS, name);
+}
