@@ -1,0 +1,357 @@
+import { assert, SeededRng, TesseraError } from '../../base/index.js';
+import { DEFAULT_RAFT_OPTIONS, type RaftConfig, type ReadOnlyOption } from '../config.js';
+import { RawNode } from '../raw_node.js';
+import { MemoryLogStorage } from '../storage.js';
+import type { ConfChangeSingle, ConfState, Entry, Message, NodeId } from '../types.js';
+import { formatEntry, formatMessage, formatReady } from './format.js';
+
+/**
+ * A scripted environment for interaction tests (in the manner of
+ * etcd-io/raft's rafttest): nodes with in-memory storage, a message queue per
+ * node, and commands that print what happened, for golden files.
+ */
+export interface Command {
+  readonly name: string;
+  readonly args: readonly string[];
+  readonly kv: ReadonlyMap<string, string>;
+}
+
+interface EnvNode {
+  raw: RawNode;
+  storage: MemoryLogStorage;
+  config: RaftConfig;
+  /** Data of the normal entries this node applied, in order. */
+  applied: string[];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class InteractionEnv {
+  readonly nodes = new Map<NodeId, EnvNode>();
+  /** Messages in flight, in send order. */
+  messages: Message[] = [];
+  private out: string[] = [];
+  private logLevel: 'info' | 'none' = 'info';
+  private readonly cut = new Set<string>();
+
+  run(cmd: Command): string {
+    this.out = [];
+    try {
+      this.dispatch(cmd);
+    } catch (err) {
+      if (!(err instanceof TesseraError)) throw err;
+      this.out.push(`error: ${err.code}: ${err.message}`);
+    }
+    return this.out.map((l) => (l === '' ? '.' : l)).join('\n');
+  }
+
+  private dispatch(cmd: Command): void {
+    const ids = (): NodeId[] => cmd.args.map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    switch (cmd.name) {
+      case 'log-level':
+        this.logLevel = cmd.args[0] === 'none' ? 'none' : 'info';
+        return;
+      case 'add-nodes':
+        return this.addNodes(cmd);
+      case 'campaign':
+        return this.node(first(cmd)).raw.campaign();
+      case 'propose':
+        return this.propose(first(cmd), cmd.args[1] ?? '');
+      case 'propose-conf-change':
+        return this.proposeConfChange(cmd);
+      case 'process-ready':
+        for (const id of ids()) this.processReady(id);
+        return;
+      case 'deliver-msgs':
+        return this.deliverCommand(cmd, ids());
+      case 'stabilize':
+        return this.stabilize(ids().length > 0 ? ids() : this.ids());
+      case 'tick-heartbeat':
+        return this.tickTimes(first(cmd), this.node(first(cmd)).config.heartbeatIntervalTicks);
+      case 'tick-election':
+        return this.tickElection(first(cmd));
+      case 'tick':
+        return this.tickTimes(first(cmd), Number(cmd.args[1] ?? '1'));
+      case 'raft-state':
+        return this.raftState();
+      case 'raft-log':
+        return this.raftLog(first(cmd));
+      case 'status':
+        return this.status(first(cmd));
+      case 'applied':
+        return this.printApplied(first(cmd));
+      case 'transfer-leadership':
+        return this.node(Number(cmd.kv.get('from'))).raw.transferLeader(Number(cmd.kv.get('to')));
+      case 'read-index':
+        return this.readIndex(first(cmd), cmd.args[1] ?? '');
+      case 'compact':
+        return this.compact(first(cmd), Number(cmd.args[1]));
+      case 'cut':
+        return this.setCut(Number(cmd.args[0]), Number(cmd.args[1]), true);
+      case 'isolate':
+        for (const other of this.ids()) if (other !== first(cmd)) this.setCut(first(cmd), other, true);
+        return;
+      case 'heal':
+        this.cut.clear();
+        return;
+      case 'report-unreachable':
+        return this.node(first(cmd)).raw.reportUnreachable(Number(cmd.args[1]));
+      case 'restart':
+        return this.restart(first(cmd));
+      case 'check-invariants':
+        for (const n of this.nodes.values()) n.raw.checkInvariants();
+        this.out.push('ok');
+        return;
+      default:
+        throw new TesseraError('INVALID_ARGUMENT', `unknown command ${cmd.name}`);
+    }
+  }
+
+  ids(): NodeId[] {
+    return [...this.nodes.keys()].sort((a, b) => a - b);
+  }
+
+  node(id: NodeId): EnvNode {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new TesseraError('INVALID_ARGUMENT', `no node ${id}`);
+    return n;
+  }
+
+  private logger(id: NodeId): (line: string) => void {
+    void id;
+    return (line: string): void => {
+      if (this.logLevel === 'info') this.out.push(`INFO ${line}`);
+    };
+  }
+
+  private addNodes(cmd: Command): void {
+    const count = Number(cmd.args[0]);
+    const voters = list(cmd.kv.get('voters'));
+    const learners = list(cmd.kv.get('learners'));
+    const index = Number(cmd.kv.get('index') ?? '0');
+    const base = this.nodes.size;
+    for (let i = 1; i <= count; i++) {
+      const id = base + i;
+      const storage = new MemoryLogStorage();
+      const cs: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
+      if (index > 0) {
+        storage.applySnapshot({ metadata: { index, term: 1, confState: cs }, data: new Uint8Array() });
+      } else {
+        storage.setConfState(cs);
+      }
+      const config = this.makeConfig(id, storage, cmd, index);
+      this.nodes.set(id, { raw: new RawNode(config), storage, config, applied: [] });
+    }
+  }
+
+  private makeConfig(id: NodeId, storage: MemoryLogStorage, cmd: Command, applied: number): RaftConfig {
+    const kv = cmd.kv;
+    const bool = (k: string, d: boolean): boolean => (kv.has(k) ? kv.get(k) === 'true' : d);
+    return {
+      ...DEFAULT_RAFT_OPTIONS,
+      id,
+      storage,
+      appliedIndex: applied,
+      rng: new SeededRng(id),
+      logger: this.logger(id),
+      preVote: bool('prevote', false),
+      checkQuorum: bool('checkquorum', false),
+      readOnlyOption: (kv.get('read-only') === 'lease' ? 'lease-based' : 'safe') as ReadOnlyOption,
+      maxInflightMsgs: Number(kv.get('max-inflight') ?? DEFAULT_RAFT_OPTIONS.maxInflightMsgs),
+      maxSizePerMsgBytes: Number(kv.get('max-size') ?? DEFAULT_RAFT_OPTIONS.maxSizePerMsgBytes),
+      electionTimeoutTicks: Number(kv.get('election') ?? 10),
+      heartbeatIntervalTicks: Number(kv.get('heartbeat') ?? 1),
+      maxUncommittedEntriesSizeBytes: Number(kv.get('max-uncommitted') ?? DEFAULT_RAFT_OPTIONS.maxUncommittedEntriesSizeBytes),
+    };
+  }
+
+  private restart(id: NodeId): void {
+    const n = this.node(id);
+    // Unpersisted state is lost: the new RawNode sees only what storage holds.
+    const applied = Math.min(n.storage.initialState().hardState.commit, n.raw.raft.raftLog.applied);
+    const config = { ...n.config, appliedIndex: Math.max(applied, n.storage.firstIndex() - 1) };
+    n.raw = new RawNode(config);
+    this.messages = this.messages.filter((m) => m.to !== id && m.from !== id);
+  }
+
+  private propose(id: NodeId, data: string): void {
+    const res = this.node(id).raw.propose(encoder.encode(data));
+    if (res.kind === 'dropped') this.out.push(`dropped: ${res.reason}`);
+  }
+
+  private proposeConfChange(cmd: Command): void {
+    const id = first(cmd);
+    const changes: ConfChangeSingle[] = cmd.args.slice(1).map((tok) => {
+      const nodeId = Number(tok.slice(1));
+      const kind = tok[0];
+      if (kind === 'v') return { type: 'add-node', nodeId };
+      if (kind === 'l') return { type: 'add-learner', nodeId };
+      if (kind === 'r') return { type: 'remove-node', nodeId };
+      throw new TesseraError('INVALID_ARGUMENT', `bad conf change token ${tok}`);
+    });
+    const transition = (cmd.kv.get('transition') ?? 'auto') as 'auto' | 'implicit' | 'explicit';
+    const res = this.node(id).raw.proposeConfChange({ transition, changes });
+    if (res.kind === 'dropped') this.out.push(`dropped: ${res.reason}`);
+  }
+
+  /** Handles one Ready: persist, queue messages, apply, advance. Returns whether there was one. */
+  processReady(id: NodeId): boolean {
+    const n = this.node(id);
+    if (!n.raw.hasReady()) return false;
+    const rd = n.raw.ready();
+    this.out.push(`> ${id} handling Ready`);
+    for (const line of formatReady(rd)) this.out.push(`  ${line}`);
+    if (rd.snapshot !== undefined) n.storage.applySnapshot(rd.snapshot);
+    n.storage.append(rd.entries);
+    if (rd.hardState !== undefined) n.storage.setHardState(rd.hardState);
+    this.messages.push(...rd.messages);
+    if (rd.snapshot !== undefined) {
+      const data = decoder.decode(rd.snapshot.data);
+      n.applied = data === '' ? [] : data.split(',');
+    }
+    for (const e of rd.committedEntries) this.apply(n, e);
+    n.raw.advance();
+    n.raw.checkInvariants();
+    return true;
+  }
+
+  private apply(n: EnvNode, e: Entry): void {
+    if (e.type === 'conf-change' && e.confChange !== undefined) {
+      const cs = n.raw.applyConfChange(e.confChange);
+      n.storage.setConfState(cs);
+      const { hardState } = n.storage.initialState();
+      n.storage.setHardState(hardState);
+    } else if (e.data.byteLength > 0) {
+      n.applied.push(decoder.decode(e.data));
+    }
+  }
+
+  private deliverCommand(cmd: Command, ids: NodeId[]): void {
+    const drop = cmd.kv.has('drop') ? list(cmd.kv.get('drop')) : [];
+    for (const id of drop) this.deliver(id, true);
+    for (const id of ids) this.deliver(id, false);
+  }
+
+  /** Delivers (or drops) every queued message for `id`. Returns how many. */
+  deliver(id: NodeId, drop: boolean): number {
+    const mine = this.messages.filter((m) => m.to === id);
+    if (mine.length === 0) return 0;
+    this.messages = this.messages.filter((m) => m.to !== id);
+    for (const m of mine) {
+      const blocked = this.cut.has(`${m.from}-${m.to}`);
+      if (drop || blocked) {
+        this.out.push(`dropped: ${formatMessage(m)}`);
+        continue;
+      }
+      this.out.push(formatMessage(m));
+      const target = this.nodes.get(id);
+      if (target !== undefined) target.raw.step(m);
+    }
+    return mine.length;
+  }
+
+  private stabilize(ids: NodeId[]): void {
+    for (let round = 0; round < 10_000; round++) {
+      let busy = false;
+      for (const id of ids) if (this.processReady(id)) busy = true;
+      for (const id of ids) {
+        if (this.messages.some((m) => m.to === id)) {
+          this.out.push(`> ${id} receiving messages`);
+          this.deliver(id, false);
+          busy = true;
+        }
+      }
+      if (!busy) return;
+    }
+    assert(false, 'stabilize did not converge in 10000 rounds');
+  }
+
+  private tickTimes(id: NodeId, times: number): void {
+    for (let i = 0; i < times; i++) this.node(id).raw.tick();
+  }
+
+  private tickElection(id: NodeId): void {
+    const r = this.node(id).raw.raft;
+    const times = r.state === 'leader' ? this.node(id).config.electionTimeoutTicks : Math.max(1, r.randomizedElectionTimeout - r.electionElapsed);
+    this.tickTimes(id, times);
+  }
+
+  private raftState(): void {
+    for (const id of this.ids()) {
+      const r = this.node(id).raw.raft;
+      const role = r.isLearner ? 'Learner' : r.trk.isVoter(id) ? 'Voter' : 'Non-member';
+      this.out.push(`${id}: ${r.state} (${role}) Term:${r.term} Lead:${r.lead}`);
+    }
+  }
+
+  private raftLog(id: NodeId): void {
+    const log = this.node(id).raw.raft.raftLog;
+    const entries = log.allEntries();
+    if (entries.length === 0) this.out.push(`log is empty: first index=${log.firstIndex()}, last index=${log.lastIndex()}`);
+    for (const e of entries) this.out.push(formatEntry(e));
+  }
+
+  private status(id: NodeId): void {
+    const st = this.node(id).raw.status();
+    this.out.push(`${st.config} term=${st.hardState.term} commit=${st.hardState.commit} applied=${st.applied}`);
+    for (const [pid, pr] of st.progress) this.out.push(`${pid}: ${pr}`);
+  }
+
+  private printApplied(id: NodeId): void {
+    this.out.push(`applied: [${this.node(id).applied.join(' ')}]`);
+  }
+
+  private readIndex(id: NodeId, ctx: string): void {
+    const reason = this.node(id).raw.readIndex(ctx);
+    if (reason !== undefined) this.out.push(`dropped: ${reason}`);
+  }
+
+  private compact(id: NodeId, index: number): void {
+    const n = this.node(id);
+    const cs = n.storage.initialState().confState;
+    // The snapshot holds the applied data up to `index`: record it as the list of applied values.
+    const before = n.applied.length - countAppliedAfter(n, index);
+    n.storage.createSnapshot(index, cs, encoder.encode(n.applied.slice(0, before).join(',')));
+    n.storage.compact(index);
+    this.raftLog(id);
+  }
+
+  private setCut(a: NodeId, b: NodeId, on: boolean): void {
+    for (const key of [`${a}-${b}`, `${b}-${a}`]) {
+      if (on) this.cut.add(key);
+      else this.cut.delete(key);
+    }
+  }
+}
+
+function countAppliedAfter(n: EnvNode, index: number): number {
+  const log = n.raw.raft.raftLog;
+  if (index >= log.applied) return 0;
+  return log.slice(index + 1, log.applied + 1, Number.MAX_SAFE_INTEGER).filter((e) => e.type === 'normal' && e.data.byteLength > 0).length;
+}
+
+function first(cmd: Command): NodeId {
+  const id = Number(cmd.args[0]);
+  if (!Number.isInteger(id) || id <= 0) throw new TesseraError('INVALID_ARGUMENT', `${cmd.name} needs a node id`);
+  return id;
+}
+
+function list(value: string | undefined): NodeId[] {
+  if (value === undefined || value === '()' || value === '') return [];
+  return value.replace(/[()]/g, '').split(/[ ,]+/).filter(Boolean).map(Number);
+}
+
+/** Parses a command line: `name arg arg key=value key=(a b)`. */
+export function parseCommand(line: string): Command {
+  const tokens = line.match(/\S+=\([^)]*\)|\S+/g) ?? [];
+  const [name, ...rest] = tokens;
+  const args: string[] = [];
+  const kv = new Map<string, string>();
+  for (const t of rest) {
+    const eq = t.indexOf('=');
+    if (eq > 0) kv.set(t.slice(0, eq), t.slice(eq + 1));
+    else args.push(t);
+  }
+  return { name: name ?? '', args, kv };
+}
