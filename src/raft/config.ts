@@ -34,8 +34,9 @@ export interface RaftConfig {
    */
   readonly readOnlyOption: ReadOnlyOption;
   /**
-   * Bound on the relative tick-rate difference between any two nodes, e.g.
-   * 0.1 for 10%. Lease reads shorten the lease to
+   * Bound d on how far any node's tick rate may stray from true time, e.g. 0.1
+   * for ±10% (ticks must be delivered in proportion to elapsed monotonic time,
+   * catching up after a pause). Lease reads shorten the lease to
    * electionTimeoutTicks × (1 − d) / (1 + d), minus one tick for granularity.
    */
   readonly maxClockDriftRatio: number;

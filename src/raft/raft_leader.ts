@@ -164,6 +164,9 @@ function handleAppendResponse(r: Raft, m: Message, pr: Progress): void {
 function handleHeartbeatResponse(r: Raft, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.probeSent = false;
+  // The follower is alive, but a full window may mean our appends or its acks were lost: free a
+  // slot so the next append goes out; a gap makes the follower reject it and we probe again.
+  if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
   if (m.leaseTick !== undefined) {
     const buggy = r.hasBug('lease-read-drift');
     // Correct: the lease runs from when the heartbeat was sent. Buggy: from when its ack arrived.

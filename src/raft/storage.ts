@@ -121,6 +121,15 @@ export class MemoryLogStorage implements LogStorage {
     for (const entry of from) this.log.push(entry);
   }
 
+  /** An independent copy (entries are immutable, so they are shared). */
+  clone(): MemoryLogStorage {
+    const copy = new MemoryLogStorage();
+    copy.hardState = this.hardState;
+    copy.currentSnapshot = this.currentSnapshot;
+    copy.log = [...this.log];
+    return copy;
+  }
+
   private offset(): number {
     return (this.log[0] as Entry).index;
   }

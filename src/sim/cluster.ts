@@ -1,0 +1,270 @@
+import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
+import type { ConfState, Entry, Message, NodeId } from '../raft/index.js';
+import { Sabotage } from '../raft/sabotage.js';
+import { SimDisk } from './disk.js';
+import { type ClientReply, SimKvNode } from './kv_node.js';
+import { SimNetwork } from './network.js';
+import type { SimOptions } from './options.js';
+import { Scheduler } from './scheduler.js';
+
+/** A simulated machine: its disk outlives crashes; the node process does not. */
+export interface Member {
+  readonly id: NodeId;
+  readonly disk: SimDisk;
+  node: SimKvNode | undefined;
+  /** Bumped on every crash, so callbacks scheduled for an older process are ignored. */
+  incarnation: number;
+  paused: boolean;
+  /** Work that arrived while paused, run in order on resume (a stopped process's socket buffers). */
+  pausedWork: (() => void)[];
+  missedTicks: number;
+  /** Local clock rate: > 1 runs fast. */
+  clockRate: number;
+  removed: boolean;
+}
+
+export type FaultCounts = Record<string, number>;
+
+/**
+ * The cluster under test: members, the network between them, and the global
+ * invariant oracles (election safety, state machine safety).
+ */
+export class SimCluster {
+  readonly sched = new Scheduler();
+  readonly members = new Map<NodeId, Member>();
+  readonly net: SimNetwork;
+  readonly violations: string[] = [];
+  readonly faults: FaultCounts = {};
+  readonly trace: Fnv64 = new Fnv64();
+  readonly traceLines: string[] | undefined;
+  private readonly leaders = new Map<number, NodeId>();
+  private readonly appliedAt = new Map<number, string>();
+  /** The newest membership any node applied, with its index. */
+  latestConf: { cs: ConfState; index: number };
+  nextNodeId: NodeId;
+  private readonly sabotage: Sabotage;
+  readonly rng: Rng;
+  private readonly nodeRng: Rng;
+
+  constructor(
+    readonly options: SimOptions,
+    rng: Rng,
+    traceOn: boolean,
+  ) {
+    this.rng = rng;
+    this.nodeRng = rng.fork();
+    this.net = new SimNetwork(this.sched, rng.fork(), options.netDelayMs);
+    this.traceLines = traceOn ? [] : undefined;
+    this.sabotage = options.bug === undefined ? Sabotage.of() : Sabotage.of(options.bug);
+    const voters = Array.from({ length: options.nodeCount }, (_, i) => i + 1);
+    const cs: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    this.latestConf = { cs, index: 1 };
+    this.nextNodeId = options.nodeCount + 1;
+    for (const id of voters) this.addMember(id, SimDisk.bootstrap(cs));
+  }
+
+  log(line: string): void {
+    this.trace.update(line).update('\n');
+    if (this.traceLines !== undefined) this.traceLines.push(`${this.sched.nowMs.toFixed(3).padStart(10)} ${line}`);
+  }
+
+  count(fault: string): void {
+    this.faults[fault] = (this.faults[fault] ?? 0) + 1;
+  }
+
+  violation(what: string): void {
+    this.log(`VIOLATION ${what}`);
+    this.violations.push(`${this.sched.nowMs.toFixed(1)}ms: ${what}`);
+  }
+
+  addMember(id: NodeId, disk: SimDisk): Member {
+    const m: Member = { id, disk, node: undefined, incarnation: 0, paused: false, pausedWork: [], missedTicks: 0, clockRate: 1, removed: false };
+    this.members.set(id, m);
+    this.start(m);
+    return m;
+  }
+
+  /** Starts the node process on a member, from what its disk holds. */
+  start(m: Member): void {
+    const incarnation = ++m.incarnation;
+    const o = this.options;
+    m.node = new SimKvNode({
+      id: m.id,
+      rng: this.nodeRng.fork(),
+      disk: m.disk,
+      sabotage: this.sabotage,
+      raft: {
+        electionTimeoutTicks: o.electionTimeoutTicks,
+        heartbeatIntervalTicks: o.heartbeatIntervalTicks,
+        preVote: true,
+        checkQuorum: true,
+        readOnlyOption: o.readOnlyOption,
+        maxClockDriftRatio: o.maxClockDriftRatio,
+      },
+      snapshotEveryEntries: o.snapshotEveryEntries,
+      compactionMarginEntries: o.compactionMarginEntries,
+      send: (msgs) => this.send(m, incarnation, msgs),
+      scheduleSync: (done) => {
+        const [lo, hi] = o.diskSyncMs;
+        this.sched.after(lo + this.rng.float() * (hi - lo), () => this.onMember(m, incarnation, done));
+      },
+      onApply: (id, e) => this.checkApplied(id, e),
+      onLeader: (id, term) => this.checkLeader(id, term),
+      onConfState: (id, cs, index) => this.onConfState(id, cs, index),
+      trace: (line) => this.log(line),
+    });
+    this.scheduleTick(m, incarnation);
+  }
+
+  /** Runs `work` on the member's current process, or buffers it while paused. */
+  onMember(m: Member, incarnation: number, work: () => void): void {
+    if (m.incarnation !== incarnation || m.node === undefined || m.node.isStopped()) return;
+    if (m.paused) {
+      m.pausedWork.push(work);
+      return;
+    }
+    this.guard(m, work);
+  }
+
+  /** Assertion failures inside a node are violations (a bug crashes the node, it never goes unnoticed). */
+  guard(m: Member, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      if (!(err instanceof AssertionError)) throw err;
+      this.violation(`node ${m.id} assertion: ${err.message}`);
+      m.node?.stop();
+      m.node = undefined;
+    }
+  }
+
+  private scheduleTick(m: Member, incarnation: number): void {
+    this.sched.after(this.options.tickMs / m.clockRate, () => {
+      if (m.incarnation !== incarnation || m.node === undefined) return;
+      if (m.paused) {
+        // The host's monotonic clock keeps running: the ticks are delivered on resume.
+        m.missedTicks++;
+      } else {
+        this.guard(m, () => m.node?.tick());
+      }
+      this.scheduleTick(m, incarnation);
+    });
+  }
+
+  private send(from: Member, incarnation: number, msgs: readonly Message[]): void {
+    if (from.incarnation !== incarnation) return;
+    for (const msg of msgs) {
+      this.log(`send ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
+      this.net.send(
+        msg,
+        (d) => this.deliver(d),
+        (d) => this.snapshotDone(d, false),
+      );
+    }
+  }
+
+  private deliver(msg: Message): void {
+    const to = this.members.get(msg.to);
+    if (to === undefined || to.node === undefined || to.removed) {
+      this.snapshotDone(msg, false);
+      return;
+    }
+    const incarnation = to.incarnation;
+    this.onMember(to, incarnation, () => {
+      to.node?.step(msg);
+      this.snapshotDone(msg, true);
+    });
+  }
+
+  /** The transport tells the sender how a snapshot send ended, as etcd's ReportSnapshot does. */
+  private snapshotDone(msg: Message, ok: boolean): void {
+    if (msg.type !== 'MsgSnap') return;
+    const from = this.members.get(msg.from);
+    if (from === undefined || from.node === undefined) return;
+    const inc = from.incarnation;
+    this.sched.after(0.1, () => this.onMember(from, inc, () => from.node?.reportSnapshot(msg.to, ok)));
+  }
+
+  // ---- oracles -------------------------------------------------------------------
+
+  /** Election safety (Figure 3): at most one leader per term. */
+  private checkLeader(id: NodeId, term: number): void {
+    this.log(`leader ${id} term ${term}`);
+    const prev = this.leaders.get(term);
+    if (prev !== undefined && prev !== id) this.violation(`election safety: two leaders in term ${term}: ${prev} and ${id}`);
+    this.leaders.set(term, id);
+  }
+
+  /** State machine safety (Figure 3): every node applies the same entry at each index. */
+  private checkApplied(id: NodeId, e: Entry): void {
+    const digest = `${e.term}:${e.type}:${new Fnv64().updateBytes(e.data).digest()}`;
+    const prev = this.appliedAt.get(e.index);
+    if (prev === undefined) this.appliedAt.set(e.index, digest);
+    else if (prev !== digest) this.violation(`state machine safety: node ${id} applied ${digest} at index ${e.index}, another node applied ${prev}`);
+  }
+
+  private onConfState(id: NodeId, cs: ConfState, index: number): void {
+    this.log(`${id} conf at ${index}: voters=${cs.voters.join(',')} out=${cs.votersOutgoing.join(',')} learners=${cs.learners.join(',')}`);
+    if (index <= this.latestConf.index) return;
+    const before = confIds(this.latestConf.cs);
+    this.latestConf = { cs, index };
+    const after = new Set(confIds(cs));
+    // The operator shuts down a member once its removal is applied, so it cannot disrupt the rest.
+    for (const gone of before) {
+      if (after.has(gone)) continue;
+      const m = this.members.get(gone);
+      if (m === undefined || m.removed) continue;
+      this.log(`member ${gone} removed; shutting it down`);
+      m.node?.stop();
+      m.node = undefined;
+      m.removed = true;
+    }
+  }
+
+  // ---- views -----------------------------------------------------------------------
+
+  running(): Member[] {
+    return [...this.members.values()].filter((m) => m.node !== undefined && !m.removed).sort((a, b) => a.id - b.id);
+  }
+
+  /** The leader with the highest term among running, unpaused members. */
+  leader(): Member | undefined {
+    let best: Member | undefined;
+    for (const m of this.running()) {
+      const r = m.node?.raw.raft;
+      if (r === undefined || r.state !== 'leader' || m.paused) continue;
+      if (best === undefined || r.term > (best.node?.raw.raft.term ?? 0)) best = m;
+    }
+    return best;
+  }
+
+  memberIds(): NodeId[] {
+    return confIds(this.latestConf.cs);
+  }
+
+  /** Sends a client request to a node; the reply comes back through `reply` after a network hop. */
+  request(target: NodeId, work: (node: SimKvNode, reply: (r: ClientReply) => void) => void, reply: (r: ClientReply) => void): void {
+    const m = this.members.get(target);
+    const hop = (): number => 0.1 + this.rng.float() * 0.4;
+    if (m === undefined || m.node === undefined || m.removed) return; // connection refused: the client times out
+    const inc = m.incarnation;
+    this.sched.after(hop(), () =>
+      this.onMember(m, inc, () => {
+        const node = m.node;
+        if (node === undefined) return;
+        work(node, (r) => this.sched.after(hop(), () => reply(r)));
+      }),
+    );
+  }
+
+  /** Random choice from the node rng (deterministic). */
+  pick<T>(items: readonly T[]): T | undefined {
+    return items.length === 0 ? undefined : items[this.rng.intBelow(items.length)];
+  }
+}
+
+export function confIds(cs: ConfState): NodeId[] {
+  return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext])].sort((a, b) => a - b);
+}
+
+export { SeededRng };

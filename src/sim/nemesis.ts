@@ -1,0 +1,208 @@
+import { SimDisk } from './disk.js';
+import type { Member, SimCluster } from './cluster.js';
+import type { PartitionKind } from './network.js';
+import type { FaultKind } from './options.js';
+import { EMPTY_CONF_STATE, type NodeId } from '../raft/index.js';
+
+const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
+
+/**
+ * Injects faults on a schedule drawn from the seed: partitions that come and
+ * heal, crashes with lost unsynced writes, pauses, clock drift, membership
+ * changes and leader transfers, and bursts of loss and duplication.
+ */
+export class Nemesis {
+  private healAtMs = 0;
+  private confChangeBusyUntilMs = 0;
+
+  constructor(private readonly c: SimCluster) {}
+
+  /** Schedules fault actions until `untilMs`. */
+  start(untilMs: number): void {
+    const next = (): void => {
+      const now = this.c.sched.nowMs;
+      if (now >= untilMs) return;
+      this.act(untilMs);
+      this.c.sched.after(20 + this.c.rng.float() * 180, next);
+    };
+    this.c.sched.after(50, next);
+  }
+
+  private act(untilMs: number): void {
+    const enabled = [...this.c.options.faults];
+    const kind = this.c.pick(enabled) as FaultKind;
+    switch (kind) {
+      case 'network':
+        return this.networkBurst(untilMs);
+      case 'partition':
+        return this.partition(untilMs);
+      case 'crash':
+        return this.crash(untilMs);
+      case 'pause':
+        return this.pause();
+      case 'clock':
+        return this.clock();
+      case 'membership':
+        return this.membership();
+      case 'transfer':
+        return this.transfer();
+    }
+  }
+
+  private networkBurst(untilMs: number): void {
+    const c = this.c;
+    const lossRate = c.rng.chance(0.5) ? c.rng.float() * 0.3 : 0;
+    const dupRate = c.rng.chance(0.5) ? c.rng.float() * 0.2 : 0;
+    const slowRate = c.rng.chance(0.5) ? c.rng.float() * 0.2 : 0;
+    c.net.conditions = { ...c.net.conditions, lossRate, dupRate, slowRate };
+    c.count('network-burst');
+    c.log(`nemesis network loss=${lossRate.toFixed(2)} dup=${dupRate.toFixed(2)} slow=${slowRate.toFixed(2)}`);
+    const endMs = Math.min(untilMs, c.sched.nowMs + 100 + c.rng.float() * 500);
+    c.sched.at(endMs, () => {
+      c.net.conditions = { ...c.net.conditions, lossRate: 0, dupRate: 0, slowRate: 0 };
+    });
+  }
+
+  private partition(untilMs: number): void {
+    const c = this.c;
+    if (c.sched.nowMs < this.healAtMs) return;
+    const kind = c.pick(PARTITIONS) as PartitionKind;
+    const desc = c.net.partition(kind, c.memberIds(), c.leader()?.id);
+    c.count(`partition-${kind}`);
+    c.log(`nemesis partition ${desc}`);
+    this.healAtMs = Math.min(untilMs, c.sched.nowMs + 100 + c.rng.float() * 1200);
+    c.sched.at(this.healAtMs, () => {
+      c.net.healAll();
+      c.log('nemesis heal');
+    });
+  }
+
+  private crash(untilMs: number): void {
+    const c = this.c;
+    const leader = c.leader();
+    const victim = leader !== undefined && c.rng.chance(0.4) ? leader : c.pick(c.running());
+    if (victim === undefined || victim.node === undefined) return;
+    // Keep a majority of the founding members able to come back; never crash the last ones standing.
+    if (c.running().length <= 2) return;
+    victim.node.stop();
+    victim.node = undefined;
+    victim.paused = false;
+    victim.pausedWork = [];
+    victim.incarnation++;
+    const report = victim.disk.crash(c.rng);
+    c.count(report.torn ? 'crash-torn-write' : 'crash');
+    c.log(`nemesis crash ${victim.id} (pending ${report.pendingWrites}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
+    const downMs = 20 + c.rng.float() * 600;
+    c.sched.at(Math.min(untilMs, c.sched.nowMs + downMs), () => this.restart(victim));
+  }
+
+  restart(m: Member): void {
+    if (m.node !== undefined || m.removed) return;
+    this.c.log(`nemesis restart ${m.id}`);
+    this.c.start(m);
+  }
+
+  private pause(): void {
+    const c = this.c;
+    const victim = c.pick(c.running().filter((m) => !m.paused));
+    if (victim === undefined) return;
+    victim.paused = true;
+    c.count('pause');
+    const ms = 20 + c.rng.float() * 400;
+    c.log(`nemesis pause ${victim.id} for ${ms.toFixed(0)}ms`);
+    const inc = victim.incarnation;
+    c.sched.after(ms, () => {
+      if (victim.incarnation === inc) this.resume(victim);
+    });
+  }
+
+  resume(m: Member): void {
+    if (!m.paused) return;
+    m.paused = false;
+    this.c.log(`nemesis resume ${m.id} (${m.missedTicks} ticks, ${m.pausedWork.length} queued)`);
+    // Catch up the clock first, then the buffered input, as a host reading its monotonic clock would.
+    const ticks = m.missedTicks;
+    m.missedTicks = 0;
+    for (let i = 0; i < ticks; i++) this.c.guard(m, () => m.node?.tick());
+    const work = m.pausedWork;
+    m.pausedWork = [];
+    for (const w of work) this.c.guard(m, w);
+  }
+
+  private clock(): void {
+    const c = this.c;
+    const m = c.pick(c.running());
+    if (m === undefined) return;
+    const d = c.options.maxClockDriftRatio;
+    // Strobe within the configured bound: the lease is safe only for drift within it.
+    m.clockRate = 1 - d + c.rng.float() * 2 * d;
+    c.count('clock-drift');
+    c.log(`nemesis clock ${m.id} rate ${m.clockRate.toFixed(3)}`);
+  }
+
+  private membership(): void {
+    const c = this.c;
+    const now = c.sched.nowMs;
+    const leader = c.leader();
+    if (leader === undefined || leader.node === undefined || now < this.confChangeBusyUntilMs) return;
+    const cs = c.latestConf.cs;
+    if (cs.votersOutgoing.length > 0) {
+      // An explicit joint config waits for us to leave it.
+      if (leader.node.proposeConfChange({ transition: 'explicit', changes: [] })) c.count('membership-leave-joint');
+      return;
+    }
+    const voters = cs.voters;
+    const learners = cs.learners;
+    const roll = c.rng.float();
+    let proposed = false;
+    let label = '';
+    if (learners.length > 0 && roll < 0.4) {
+      const id = c.pick(learners) as NodeId;
+      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-node', nodeId: id }] });
+      label = `promote ${id}`;
+    } else if (voters.length + learners.length < 7 && roll < 0.7) {
+      const id = c.nextNodeId++;
+      c.addMember(id, new SimDisk());
+      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-learner', nodeId: id }] });
+      label = `add learner ${id}`;
+      if (!proposed) this.retire(id);
+    } else if (voters.length > 3) {
+      const id = c.pick(voters) as NodeId;
+      const explicit = c.rng.chance(0.5);
+      proposed = leader.node.proposeConfChange({ transition: explicit ? 'explicit' : 'auto', changes: [{ type: 'remove-node', nodeId: id }] });
+      label = `remove ${id}${explicit ? ' (explicit joint)' : ''}`;
+    } else if (learners.length > 0) {
+      // Replace a voter with a learner in one joint step: demote one, promote the other.
+      const out = c.pick(voters.filter((v) => v !== leader.id)) as NodeId;
+      const inn = c.pick(learners) as NodeId;
+      proposed = leader.node.proposeConfChange({ transition: 'implicit', changes: [{ type: 'add-node', nodeId: inn }, { type: 'add-learner', nodeId: out }] });
+      label = `swap voter ${out} for ${inn} (joint)`;
+    }
+    if (!proposed) return;
+    c.count('membership-change');
+    c.log(`nemesis membership ${label} via ${leader.id}`);
+    this.confChangeBusyUntilMs = now + 200;
+  }
+
+  /** A node that never became a member is shut down. */
+  private retire(id: NodeId): void {
+    const m = this.c.members.get(id);
+    if (m === undefined) return;
+    m.node?.stop();
+    m.node = undefined;
+    m.removed = true;
+  }
+
+  private transfer(): void {
+    const c = this.c;
+    const leader = c.leader();
+    if (leader === undefined || leader.node === undefined) return;
+    const target = c.pick(c.latestConf.cs.voters.filter((v) => v !== leader.id));
+    if (target === undefined) return;
+    c.count('leader-transfer');
+    c.log(`nemesis transfer leadership ${leader.id} -> ${target}`);
+    leader.node.transferLeader(target);
+  }
+}
+
+export { EMPTY_CONF_STATE };

@@ -1,0 +1,71 @@
+import type { BugName } from '../raft/sabotage.js';
+import type { OptionOverrides } from './options.js';
+import { type SeedResult, runSeed } from './simulation.js';
+
+export interface RunSummary {
+  readonly seedsRun: number;
+  readonly elapsedMs: number;
+  readonly faults: Record<string, number>;
+  readonly opsChecked: number;
+  readonly opsUnknown: number;
+  readonly checkUnknown: number;
+  readonly events: number;
+  readonly failures: readonly SeedResult[];
+}
+
+export interface RunOptions {
+  readonly start: number;
+  readonly count: number;
+  readonly overrides: OptionOverrides;
+  readonly stopOnFirstFailure: boolean;
+  /** Injected wall clock, only for the seeds-per-second figure. */
+  readonly nowMs: () => number;
+  readonly onProgress?: (line: string) => void;
+}
+
+export function runSeeds(o: RunOptions): RunSummary {
+  const t0 = o.nowMs();
+  const faults: Record<string, number> = {};
+  const failures: SeedResult[] = [];
+  let opsChecked = 0;
+  let opsUnknown = 0;
+  let checkUnknown = 0;
+  let events = 0;
+  let seedsRun = 0;
+  for (let seed = o.start; seed < o.start + o.count; seed++) {
+    const r = runSeed(seed, o.overrides);
+    seedsRun++;
+    for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
+    opsChecked += r.opsChecked;
+    opsUnknown += r.ops.unknown;
+    events += r.events;
+    if (r.checkVerdict === 'unknown') checkUnknown++;
+    if (r.violations.length > 0) {
+      failures.push(r);
+      if (o.stopOnFirstFailure) break;
+    }
+    if (o.onProgress !== undefined && seedsRun % 50 === 0) {
+      o.onProgress(`.. ${seedsRun} seeds, ${failures.length} failing, ${((seedsRun * 1000) / (o.nowMs() - t0)).toFixed(1)} seeds/s`);
+    }
+  }
+  return { seedsRun, elapsedMs: o.nowMs() - t0, faults, opsChecked, opsUnknown, checkUnknown, events, failures };
+}
+
+export function formatSummary(s: RunSummary, bug: BugName | undefined): string {
+  const lines: string[] = [];
+  const perSec = (s.seedsRun * 1000) / Math.max(1, s.elapsedMs);
+  lines.push(`seeds: ${s.seedsRun} in ${(s.elapsedMs / 1000).toFixed(1)}s (${perSec.toFixed(2)} seeds/s, ${Math.round(s.events / Math.max(1, s.seedsRun))} events/seed)`);
+  lines.push(`operations checked: ${s.opsChecked} (${(s.opsChecked / Math.max(1, s.seedsRun)).toFixed(0)} per seed; ${s.opsUnknown} with unknown outcome)`);
+  if (s.checkUnknown > 0) lines.push(`linearizability check gave up (step budget) on ${s.checkUnknown} seed(s): not counted as failures`);
+  lines.push('faults injected:');
+  for (const [k, v] of Object.entries(s.faults).sort(([a], [b]) => (a < b ? -1 : 1))) lines.push(`  ${k.padEnd(28)} ${v}`);
+  const bugFlag = bug === undefined ? '' : ` --bug ${bug}`;
+  for (const f of s.failures) {
+    lines.push(`FAILED seed ${f.seed}${bug === undefined ? '' : ` (caught bug ${bug})`}:`);
+    for (const v of f.violations.slice(0, 5)) lines.push(`  ${v}`);
+    lines.push(`  replay: npm run sim -- --seed ${f.seed}${bugFlag} --trace`);
+  }
+  if (bug === undefined) lines.push(`violations: ${s.failures.length} failing seed(s)`);
+  else lines.push(s.failures.length > 0 ? `bug ${bug} caught by seed ${s.failures[0]?.seed}` : `bug ${bug} NOT caught in ${s.seedsRun} seeds`);
+  return lines.join('\n');
+}

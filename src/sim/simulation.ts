@@ -1,0 +1,161 @@
+import { AssertionError, SeededRng } from '../base/index.js';
+import { checkOperations, kvCasModel } from '../check/index.js';
+import { type Member, SimCluster } from './cluster.js';
+import { Nemesis } from './nemesis.js';
+import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
+import { Workload, type WorkloadStats } from './workload.js';
+
+export interface SeedResult {
+  readonly seed: number;
+  readonly options: SimOptions;
+  readonly violations: readonly string[];
+  readonly faults: Readonly<Record<string, number>>;
+  readonly ops: WorkloadStats;
+  readonly opsChecked: number;
+  readonly checkVerdict: 'linearizable' | 'not-linearizable' | 'unknown';
+  readonly events: number;
+  readonly virtualMs: number;
+  readonly traceHash: string;
+  readonly trace?: readonly string[];
+}
+
+/** Search steps the linearizability check may take per seed before answering "unknown". */
+export const CHECK_MAX_STEPS = 2_000_000;
+
+/**
+ * One simulated run: a fault phase with clients and the nemesis, then the
+ * liveness phase (heal; a write must commit within 10 election timeouts; a
+ * partial partition must not depose the leader), then convergence and the
+ * linearizability check of everything the clients saw.
+ */
+export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boolean } = {}): SeedResult {
+  const rng = new SeededRng(seed);
+  const options = deriveOptions(seed, rng, overrides);
+  const c = new SimCluster(options, rng, overrides.trace === true);
+  const workload = new Workload(c);
+  const nemesis = new Nemesis(c);
+  const etMs = options.electionTimeoutTicks * options.tickMs;
+  const livenessWindowMs = 10 * etMs;
+  c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'}`);
+  try {
+    workload.start(options.clients, options.faultPhaseMs + 2 * livenessWindowMs);
+    nemesis.start(options.faultPhaseMs);
+    c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
+    if (c.violations.length === 0) healEverything(c, nemesis);
+    if (c.violations.length === 0) checkWriteCommits(c, workload, livenessWindowMs, 'after the heal');
+    if (c.violations.length === 0) checkPartialPartition(c, workload, livenessWindowMs);
+    workload.stop();
+    if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
+  } catch (err) {
+    if (!(err instanceof AssertionError)) throw err;
+    c.violation(`assertion: ${err.message}`);
+  }
+  let checkVerdict: SeedResult['checkVerdict'] = 'linearizable';
+  if (c.violations.length === 0 || options.bug !== undefined) {
+    const result = checkOperations(kvCasModel, workload.history, { maxSteps: CHECK_MAX_STEPS });
+    checkVerdict = result.verdict;
+    if (result.verdict === 'not-linearizable') {
+      c.violation(`linearizability: ${result.failure?.message ?? 'history is not linearizable'}`);
+    }
+  }
+  c.log(`end ops=${workload.history.length} verdict=${checkVerdict}`);
+  return {
+    seed,
+    options,
+    violations: c.violations,
+    faults: c.faults,
+    ops: workload.stats,
+    opsChecked: workload.history.length,
+    checkVerdict,
+    events: c.sched.eventsRun,
+    virtualMs: c.sched.nowMs,
+    traceHash: c.trace.digest(),
+    ...(c.traceLines === undefined ? {} : { trace: c.traceLines }),
+  };
+}
+
+function healEverything(c: SimCluster, nemesis: Nemesis): void {
+  c.log('phase heal');
+  c.net.healAll();
+  c.net.conditions = { ...c.net.conditions, lossRate: 0, dupRate: 0, slowRate: 0 };
+  for (const m of c.members.values()) {
+    m.clockRate = 1;
+    if (m.removed) continue;
+    if (m.node === undefined) nemesis.restart(m);
+    else nemesis.resume(m);
+  }
+}
+
+/** Liveness: a new write through the leader (or any node) commits within the window. */
+function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, when: string, via?: Member): boolean {
+  const deadline = c.sched.nowMs + windowMs;
+  let committed = false;
+  const attempt = (): void => {
+    if (committed || c.sched.nowMs >= deadline) return;
+    const target = via ?? c.leader() ?? c.pick(c.running());
+    if (target === undefined) {
+      c.sched.after(10, attempt);
+      return;
+    }
+    const input = { kind: 'put' as const, key: 'k0', value: workload.uniqueValue() };
+    workload.invoke(workload.newProcess(), input, target.id, (outcome) => {
+      if (outcome === 'ok') committed = true;
+      else c.sched.after(5, attempt);
+    });
+  };
+  attempt();
+  c.sched.runUntil(deadline, () => committed || c.violations.length > 0);
+  if (!committed && c.violations.length === 0) {
+    c.violation(`liveness: no write committed within 10 election timeouts ${when}`);
+  }
+  return committed;
+}
+
+/**
+ * Cuts one follower off from the leader only. With PreVote and CheckQuorum the
+ * follower cannot depose the leader (its pre-votes are refused by peers that
+ * still hear the leader), so the leader must keep its term and keep committing.
+ */
+function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: number): void {
+  const leader = c.leader();
+  if (leader === undefined || leader.node === undefined) return;
+  const term = leader.node.raw.raft.term;
+  const voters = c.latestConf.cs.voters.filter((v) => v !== leader.id && c.members.get(v)?.node !== undefined);
+  const follower = c.pick(voters);
+  if (follower === undefined || c.latestConf.cs.voters.length < 3) return;
+  c.log(`phase partial partition: cut ${leader.id} <-> ${follower}`);
+  c.count('liveness-partial-partition');
+  c.net.block(leader.id, follower);
+  c.net.block(follower, leader.id);
+  c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
+  checkWriteCommits(c, workload, windowMs / 2, 'under a partial partition', leader);
+  const now = c.leader();
+  if (c.violations.length === 0 && (now !== leader || leader.node?.raw.raft.term !== term)) {
+    c.violation(
+      `liveness: leader ${leader.id} (term ${term}) lost leadership under a partial partition cutting only ${follower} from it; now leader ${now?.id ?? 'none'} term ${now?.node?.raw.raft.term ?? '-'}`,
+    );
+  }
+  c.net.healAll();
+}
+
+/** After a quiet period every running member has applied the same entries and holds the same data. */
+function checkConvergence(c: SimCluster, windowMs: number): void {
+  c.log('phase convergence');
+  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0);
+  const members = c.memberIds()
+    .map((id) => c.members.get(id))
+    .filter((m): m is Member => m !== undefined && m.node !== undefined);
+  const maxApplied = Math.max(...members.map((m) => m.node?.applied() ?? 0));
+  let reference: { id: number; digest: string } | undefined;
+  for (const m of members) {
+    const node = m.node;
+    if (node === undefined) continue;
+    if (node.applied() < maxApplied) {
+      c.violation(`convergence: member ${m.id} applied ${node.applied()} < ${maxApplied} after a quiet period`);
+      continue;
+    }
+    const digest = node.digest();
+    if (reference === undefined) reference = { id: m.id, digest };
+    else if (reference.digest !== digest) c.violation(`convergence: member ${m.id} state ${digest} differs from member ${reference.id} state ${reference.digest} at index ${maxApplied}`);
+  }
+}
