@@ -164,8 +164,13 @@ export class RawNode {
       ...(r.raftLog.unstable.snapshot === undefined ? {} : { snapshot: r.raftLog.unstable.snapshot }),
       committedEntries: this.nextCommittedEntries(),
       messages: r.msgs,
-      // A commit-index change alone need not be synced: it can be recomputed after a crash.
-      mustSync: entries.length > 0 || hard.term !== this.prevHardState.term || hard.vote !== this.prevHardState.vote,
+      // A commit-index change alone need not be synced: it can be recomputed after a crash. A
+      // snapshot must be, since the follower acknowledges it as its new log (Figure 13).
+      mustSync:
+        entries.length > 0 ||
+        r.raftLog.unstable.snapshot !== undefined ||
+        hard.term !== this.prevHardState.term ||
+        hard.vote !== this.prevHardState.vote,
     };
     r.msgs = [];
     r.readStates = [];
