@@ -2,7 +2,7 @@ import { assert, SeededRng, TesseraError } from '../../base/index.js';
 import { DEFAULT_RAFT_OPTIONS, type RaftConfig, type ReadOnlyOption } from '../config.js';
 import { RawNode } from '../raw_node.js';
 import { MemoryLogStorage } from '../storage.js';
-import type { ConfChangeSingle, ConfState, Entry, Message, NodeId } from '../types.js';
+import type { ConfChangeSingle, ConfState, Entry, HardState, Message, MessageType, NodeId, Snapshot } from '../types.js';
 import { formatEntry, formatMessage, formatReady } from './format.js';
 
 /**
@@ -18,10 +18,45 @@ export interface Command {
 
 interface EnvNode {
   raw: RawNode;
-  storage: MemoryLogStorage;
+  storage: EnvStorage;
   config: RaftConfig;
   /** Data of the normal entries this node applied, in order. */
   applied: string[];
+}
+
+/**
+ * The application's state after each applied index (as etcd's rafttest keeps
+ * it): the snapshot a leader sends is always its latest applied state, and a
+ * node restarts with the membership as of the index it applied. Keeping this
+ * beside MemoryLogStorage (rather than overwriting the storage snapshot's
+ * ConfState on every conf change) keeps a snapshot's index and membership
+ * consistent, so a follower never re-applies a change the snapshot already holds.
+ */
+class EnvStorage extends MemoryLogStorage {
+  readonly history: Snapshot[] = [];
+
+  latest(): Snapshot {
+    const s = this.history[this.history.length - 1];
+    assert(s !== undefined, 'history is never empty');
+    return s;
+  }
+
+  /** The application state as of `index` (the last history entry at or below it). */
+  at(index: number): Snapshot {
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const s = this.history[i] as Snapshot;
+      if (s.metadata.index <= index) return s;
+    }
+    throw new TesseraError('INVALID_ARGUMENT', `no application state at or below index ${index}`);
+  }
+
+  override initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: super.initialState().hardState, confState: this.latest().metadata.confState };
+  }
+
+  override snapshot(): Snapshot {
+    return this.latest();
+  }
 }
 
 const encoder = new TextEncoder();
@@ -43,6 +78,8 @@ export class InteractionEnv {
       if (!(err instanceof TesseraError)) throw err;
       this.out.push(`error: ${err.code}: ${err.message}`);
     }
+    // quiet=true runs a setup step without printing it; errors still show.
+    if (cmd.kv.get('quiet') === 'true') this.out = this.out.filter((l) => l.startsWith('error: '));
     return this.out.map((l) => (l === '' ? '.' : l)).join('\n');
   }
 
@@ -58,6 +95,34 @@ export class InteractionEnv {
         return this.node(first(cmd)).raw.campaign();
       case 'propose':
         return this.propose(first(cmd), cmd.args[1] ?? '');
+      case 'propose-n': {
+        // propose-n <id> <count> [prefix]: proposes prefix1 … prefixN (default prefix "v").
+        const count = Number(cmd.args[1]);
+        if (!Number.isInteger(count) || count <= 0) throw new TesseraError('INVALID_ARGUMENT', 'propose-n needs a positive count');
+        for (let i = 1; i <= count; i++) this.propose(first(cmd), `${cmd.args[2] ?? 'v'}${i}`);
+        return;
+      }
+      case 'set-randomized-election-timeout': {
+        const timeout = Number(cmd.kv.get('timeout'));
+        if (!Number.isInteger(timeout) || timeout <= 0) throw new TesseraError('INVALID_ARGUMENT', 'timeout=N must be a positive integer');
+        this.node(first(cmd)).raw.raft.randomizedElectionTimeout = timeout;
+        return;
+      }
+      case 'timeouts':
+        for (const id of this.ids()) {
+          const r = this.node(id).raw.raft;
+          this.out.push(`${id}: elapsed=${r.electionElapsed} randomized-timeout=${r.randomizedElectionTimeout}`);
+        }
+        return;
+      case 'print-msgs':
+        for (const m of this.messages) if (ids().length === 0 || ids().includes(m.to)) this.out.push(formatMessage(m));
+        return;
+      case 'report-snapshot':
+        // report-snapshot <leader> <follower> [failed]: the transport finished sending a snapshot.
+        return this.node(first(cmd)).raw.reportSnapshot(Number(cmd.args[1]), cmd.args[2] !== 'failed');
+      case 'lease':
+        for (const id of ids()) this.out.push(`${id}: lease ${this.node(id).raw.leaseValid() ? 'valid' : 'not valid'}`);
+        return;
       case 'propose-conf-change':
         return this.proposeConfChange(cmd);
       case 'process-ready':
@@ -133,19 +198,18 @@ export class InteractionEnv {
     const base = this.nodes.size;
     for (let i = 1; i <= count; i++) {
       const id = base + i;
-      const storage = new MemoryLogStorage();
+      const storage = new EnvStorage();
       const cs: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
-      if (index > 0) {
-        storage.applySnapshot({ metadata: { index, term: 1, confState: cs }, data: new Uint8Array() });
-      } else {
-        storage.setConfState(cs);
-      }
+      const boot: Snapshot = { metadata: { index, term: index > 0 ? 1 : 0, confState: cs }, data: new Uint8Array() };
+      if (index > 0) storage.applySnapshot(boot);
+      else storage.setConfState(cs);
+      storage.history.push(boot);
       const config = this.makeConfig(id, storage, cmd, index);
       this.nodes.set(id, { raw: new RawNode(config), storage, config, applied: [] });
     }
   }
 
-  private makeConfig(id: NodeId, storage: MemoryLogStorage, cmd: Command, applied: number): RaftConfig {
+  private makeConfig(id: NodeId, storage: EnvStorage, cmd: Command, applied: number): RaftConfig {
     const kv = cmd.kv;
     const bool = (k: string, d: boolean): boolean => (kv.has(k) ? kv.get(k) === 'true' : d);
     return {
@@ -163,6 +227,8 @@ export class InteractionEnv {
       electionTimeoutTicks: Number(kv.get('election') ?? 10),
       heartbeatIntervalTicks: Number(kv.get('heartbeat') ?? 1),
       maxUncommittedEntriesSizeBytes: Number(kv.get('max-uncommitted') ?? DEFAULT_RAFT_OPTIONS.maxUncommittedEntriesSizeBytes),
+      maxInflightBytes: Number(kv.get('max-inflight-bytes') ?? DEFAULT_RAFT_OPTIONS.maxInflightBytes),
+      disableProposalForwarding: kv.get('forwarding') === 'false',
     };
   }
 
@@ -209,6 +275,7 @@ export class InteractionEnv {
     if (rd.snapshot !== undefined) {
       const data = decoder.decode(rd.snapshot.data);
       n.applied = data === '' ? [] : data.split(',');
+      n.storage.history.push(rd.snapshot);
     }
     for (const e of rd.committedEntries) this.apply(n, e);
     n.raw.advance();
@@ -217,27 +284,29 @@ export class InteractionEnv {
   }
 
   private apply(n: EnvNode, e: Entry): void {
+    let confState = n.storage.latest().metadata.confState;
     if (e.type === 'conf-change' && e.confChange !== undefined) {
-      const cs = n.raw.applyConfChange(e.confChange);
-      n.storage.setConfState(cs);
-      const { hardState } = n.storage.initialState();
-      n.storage.setHardState(hardState);
+      confState = n.raw.applyConfChange(e.confChange);
     } else if (e.data.byteLength > 0) {
       n.applied.push(decoder.decode(e.data));
     }
+    n.storage.history.push({ metadata: { index: e.index, term: e.term, confState }, data: encoder.encode(n.applied.join(',')) });
   }
 
   private deliverCommand(cmd: Command, ids: NodeId[]): void {
     const drop = cmd.kv.has('drop') ? list(cmd.kv.get('drop')) : [];
-    for (const id of drop) this.deliver(id, true);
-    for (const id of ids) this.deliver(id, false);
+    // type=MsgX delivers (or drops) only messages of that type; the rest stay queued.
+    const type = cmd.kv.get('type') as MessageType | undefined;
+    for (const id of drop) this.deliver(id, true, type);
+    for (const id of ids) this.deliver(id, false, type);
   }
 
-  /** Delivers (or drops) every queued message for `id`. Returns how many. */
-  deliver(id: NodeId, drop: boolean): number {
-    const mine = this.messages.filter((m) => m.to === id);
+  /** Delivers (or drops) every queued message for `id` (of `type`, if given). Returns how many. */
+  deliver(id: NodeId, drop: boolean, type?: MessageType): number {
+    const wanted = (m: Message): boolean => m.to === id && (type === undefined || m.type === type);
+    const mine = this.messages.filter(wanted);
     if (mine.length === 0) return 0;
-    this.messages = this.messages.filter((m) => m.to !== id);
+    this.messages = this.messages.filter((m) => !wanted(m));
     for (const m of mine) {
       const blocked = this.cut.has(`${m.from}-${m.to}`);
       if (drop || blocked) {
@@ -309,10 +378,10 @@ export class InteractionEnv {
 
   private compact(id: NodeId, index: number): void {
     const n = this.node(id);
-    const cs = n.storage.initialState().confState;
-    // The snapshot holds the applied data up to `index`: record it as the list of applied values.
-    const before = n.applied.length - countAppliedAfter(n, index);
-    n.storage.createSnapshot(index, cs, encoder.encode(n.applied.slice(0, before).join(',')));
+    if (index > n.raw.raft.raftLog.applied) throw new TesseraError('INVALID_ARGUMENT', `cannot compact ${index}: beyond applied ${n.raw.raft.raftLog.applied}`);
+    // The snapshot holds the application state as of `index`.
+    const state = n.storage.at(index);
+    n.storage.createSnapshot(index, state.metadata.confState, state.data);
     n.storage.compact(index);
     this.raftLog(id);
   }
@@ -323,12 +392,6 @@ export class InteractionEnv {
       else this.cut.delete(key);
     }
   }
-}
-
-function countAppliedAfter(n: EnvNode, index: number): number {
-  const log = n.raw.raft.raftLog;
-  if (index >= log.applied) return 0;
-  return log.slice(index + 1, log.applied + 1, Number.MAX_SAFE_INTEGER).filter((e) => e.type === 'normal' && e.data.byteLength > 0).length;
 }
 
 function first(cmd: Command): NodeId {
