@@ -1,0 +1,30 @@
+/**
+ * History checkers (research/reliability.md section 2). Pure: callers read
+ * files and clocks and pass them in.
+ */
+export { checkOperations } from './check.js';
+export type {
+  BudgetReason,
+  CheckFailure,
+  CheckOptions,
+  CheckResult,
+  Model,
+  NondeterministicModel,
+  Operation,
+  StepResult,
+  Verdict,
+} from './types.js';
+export { fromNondeterministic } from './models/nondeterministic.js';
+export { partitionByKey } from './models/partition.js';
+export {
+  etcdRegisterModel,
+  type EtcdRegisterInput,
+  type EtcdRegisterOutput,
+  type EtcdRegisterState,
+} from './models/register.js';
+export { kvModel, type KvInput, type KvOutput, type KvState } from './models/kv.js';
+export { HashedStringMap } from './models/string-map.js';
+export { kvCasModel, type KvCasInput, type KvCasOutput, type KvCasState } from './models/kv-cas.js';
+export { parseJepsenEtcdLog } from './parse/jepsen-etcd.js';
+export { parseEdnKvLog } from './parse/edn-kv.js';
+export { describeOperation } from './failure.js';

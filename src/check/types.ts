@@ -1,0 +1,129 @@
+/**
+ * Shared vocabulary of the history checkers (research/reliability.md 2.0-2.1).
+ *
+ * The checker is pure: it never reads a clock or the file system. Callers
+ * hand it recorded operations and, if they want a wall-clock limit, a clock.
+ */
+
+/**
+ * One completed, failed-for-sure-excluded or indeterminate client operation.
+ *
+ * Intervals are closed: two operations whose intervals touch at a single
+ * instant are concurrent. `returnMs` is `Infinity` when the outcome is
+ * unknown (timed out, connection lost, never completed): such an operation
+ * may take effect at any point after its call, or never.
+ */
+export interface Operation<I, O> {
+  readonly clientId: number;
+  readonly input: I;
+  readonly output: O;
+  readonly callMs: number;
+  readonly returnMs: number;
+}
+
+export interface StepResult<S> {
+  readonly ok: boolean;
+  readonly state: S;
+}
+
+/**
+ * A sequential specification. `step` must be pure: the search calls it many
+ * times on the same state and keeps old states around for backtracking.
+ */
+export interface Model<S, I, O> {
+  readonly name: string;
+  init(): S;
+  /** Applies `input` to `state`; `ok` says whether `output` is a legal answer. */
+  step(state: S, input: I, output: O): StepResult<S>;
+  /**
+   * Equal states must hash equally. Without `equal`, equal hashes (`===`)
+   * are taken to mean equal states, so the hash must then be a canonical
+   * encoding. A number is cheaper for the memo than a string.
+   */
+  hash(state: S): string | number;
+  equal?(a: S, b: S): boolean;
+  /**
+   * Splits a history into independent sub-histories (P-compositionality).
+   * Only sound when every operation touches one part and the specification
+   * has no state shared between parts.
+   */
+  partition?(ops: readonly Operation<I, O>[]): Operation<I, O>[][];
+  /**
+   * Marks outputs that carry no information. Such an operation may still land
+   * after the client gave up, so the checker treats its return as `Infinity`.
+   */
+  isUnknown?(output: O): boolean;
+  describeOperation?(input: I, output: O): string;
+  describeState?(state: S): string;
+}
+
+/**
+ * A specification that may move to several states on one step; `[]` means the
+ * output is illegal. `fromNondeterministic` turns it into a `Model`.
+ */
+export interface NondeterministicModel<S, I, O> {
+  readonly name: string;
+  init(): readonly S[];
+  step(state: S, input: I, output: O): readonly S[];
+  hash(state: S): string | number;
+  equal?(a: S, b: S): boolean;
+  partition?(ops: readonly Operation<I, O>[]): Operation<I, O>[][];
+  isUnknown?(output: O): boolean;
+  describeOperation?(input: I, output: O): string;
+  describeState?(state: S): string;
+}
+
+export type Verdict = 'linearizable' | 'not-linearizable' | 'unknown';
+
+export interface CheckOptions {
+  /** Split by the model's `partition` (default true). `false` checks one model. */
+  readonly partition?: boolean;
+  /** Wall-clock budget for the whole check; requires `nowMs`. */
+  readonly timeBudgetMs?: number;
+  /** Injected clock, e.g. `() => performance.now()`. */
+  readonly nowMs?: () => number;
+  /** Budget in search steps (one visit of a list entry), summed over partitions. */
+  readonly maxSteps?: number;
+  /** Return one linearization per partition when the history is linearizable. */
+  readonly witness?: boolean;
+}
+
+export interface CheckFailure<I, O> {
+  /** Index of the failing partition in the order they were checked. */
+  readonly partition: number;
+  /** The operation that no order of the pending operations could admit. */
+  readonly blocked: Operation<I, O>;
+  /**
+   * The operations that could not be ordered: `blocked`, the unlinearized
+   * operations invoked before it returned, and the linearized ones that
+   * overlap it in time. Sorted by call time.
+   */
+  readonly window: readonly Operation<I, O>[];
+  /** The longest linearizable prefix found in that partition, in linearization order. */
+  readonly prefix: readonly Operation<I, O>[];
+  /** `prefix.length`. */
+  readonly prefixLength: number;
+  /** Number of operations in that partition. */
+  readonly partitionSize: number;
+  /** The model state after that prefix, as `describeState` or `hash` shows it. */
+  readonly stateAfterPrefix: string;
+  readonly message: string;
+}
+
+export type BudgetReason = 'time-budget' | 'step-budget';
+
+export interface CheckResult<I, O> {
+  readonly verdict: Verdict;
+  readonly model: string;
+  readonly operations: number;
+  readonly partitions: number;
+  readonly partitionsChecked: number;
+  readonly steps: number;
+  /** Present only when a clock was injected. */
+  readonly elapsedMs?: number;
+  /** Why the verdict is `unknown`. */
+  readonly reason?: BudgetReason;
+  readonly failure?: CheckFailure<I, O>;
+  /** With `options.witness`: per partition, the operations in linearization order. */
+  readonly witness?: readonly (readonly Operation<I, O>[])[];
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+/**
+ * check-history: checks a recorded history file for linearizability.
+ *
+ *   node dist/cli/check-history.js --model etcd-register|kv [--no-partition]
+ *        [--time-budget-ms N] FILE
+ *
+ * The last line is the verdict (`linearizable`, `not linearizable` or
+ * `unknown`) so scripts can `tail -1`; the exit code is 0, 1 or 2 (2 also
+ * for usage and parse errors).
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { isTesseraError } from '../base/index.js';
+import {
+  type CheckFailure,
+  type CheckResult,
+  type Model,
+  type Operation,
+  checkOperations,
+  describeOperation,
+  etcdRegisterModel,
+  kvModel,
+  parseEdnKvLog,
+  parseJepsenEtcdLog,
+} from '../check/index.js';
+
+const USAGE =
+  'usage: check-history --model etcd-register|kv [--no-partition] [--time-budget-ms N] FILE';
+const EXIT: Readonly<Record<CheckResult<unknown, unknown>['verdict'], number>> = {
+  linearizable: 0,
+  'not-linearizable': 1,
+  unknown: 2,
+};
+// Enough operations to read the failure; the rest are summarized.
+const MAX_LISTED = 40;
+const PREFIX_CONTEXT = 5;
+
+interface Args {
+  readonly model: 'etcd-register' | 'kv';
+  readonly file: string;
+  readonly partition: boolean;
+  readonly timeBudgetMs?: number;
+}
+
+export interface CliIo {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly readFile: (path: string) => string;
+  readonly nowMs: () => number;
+}
+
+/** Runs the CLI and returns the exit code. */
+export function main(argv: readonly string[], io: CliIo): number {
+  const args = parseArgs(argv);
+  if (typeof args === 'string') {
+    io.err(args);
+    io.err(USAGE);
+    return 2;
+  }
+  const start = io.nowMs();
+  try {
+    const text = io.readFile(args.file);
+    const result =
+      args.model === 'kv'
+        ? run(kvModel, parseEdnKvLog(text, args.file), args, io)
+        : run(etcdRegisterModel, parseJepsenEtcdLog(text, args.file), args, io);
+    io.out(`time: ${(io.nowMs() - start).toFixed(1)} ms (parse and check)`);
+    io.out(result === 'not-linearizable' ? 'not linearizable' : result);
+    return EXIT[result];
+  } catch (e) {
+    if (isTesseraError(e) || isFileError(e)) {
+      io.err(`check-history: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+function run<S, I, O>(model: Model<S, I, O>, ops: Operation<I, O>[], args: Args, io: CliIo): CheckResult<I, O>['verdict'] {
+  const options = { partition: args.partition, nowMs: io.nowMs };
+  const result = checkOperations(
+    model,
+    ops,
+    args.timeBudgetMs === undefined ? options : { ...options, timeBudgetMs: args.timeBudgetMs },
+  );
+  io.out(`file: ${args.file}`);
+  io.out(
+    `model: ${model.name}, operations: ${result.operations}, partitions: ${result.partitions} ` +
+      `(checked ${result.partitionsChecked}), search steps: ${result.steps}`,
+  );
+  if (result.reason !== undefined) io.out(`budget exhausted: ${result.reason}`);
+  if (result.failure !== undefined) printFailure(model, result.failure, io);
+  return result.verdict;
+}
+
+function printFailure<S, I, O>(model: Model<S, I, O>, failure: CheckFailure<I, O>, io: CliIo): void {
+  io.out(`failure: ${failure.message}`);
+  const tail = failure.prefix.slice(-PREFIX_CONTEXT);
+  io.out(`last ${tail.length} of the ${failure.prefixLength} operations in the longest linearizable prefix:`);
+  for (const op of tail) io.out(`  ${describeOperation(model, op)}`);
+  io.out(`window (${failure.window.length} operations that cannot be ordered; * = the blocked one):`);
+  for (const op of failure.window.slice(0, MAX_LISTED)) {
+    io.out(`${op === failure.blocked ? '* ' : '  '}${describeOperation(model, op)}`);
+  }
+  if (failure.window.length > MAX_LISTED) io.out(`  ... ${failure.window.length - MAX_LISTED} more`);
+}
+
+/** Returns the parsed arguments or an error message. */
+function parseArgs(argv: readonly string[]): Args | string {
+  let model: string | undefined;
+  let file: string | undefined;
+  let partition = true;
+  let timeBudgetMs: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--model') model = argv[++i];
+    else if (arg.startsWith('--model=')) model = arg.slice('--model='.length);
+    else if (arg === '--no-partition') partition = false;
+    else if (arg === '--time-budget-ms' || arg.startsWith('--time-budget-ms=')) {
+      const text = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+      timeBudgetMs = Number(text);
+      if (text === undefined || text === '' || !(timeBudgetMs >= 0)) return `bad --time-budget-ms: ${text ?? ''}`;
+    } else if (arg.startsWith('-')) return `unknown option ${arg}`;
+    else if (file === undefined) file = arg;
+    else return `unexpected argument ${arg}`;
+  }
+  if (model !== 'etcd-register' && model !== 'kv') return `--model must be etcd-register or kv, got ${model ?? 'nothing'}`;
+  if (file === undefined) return 'missing FILE';
+  return timeBudgetMs === undefined ? { model, file, partition } : { model, file, partition, timeBudgetMs };
+}
+
+function isFileError(e: unknown): e is Error {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && 'syscall' in e;
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  process.exitCode = main(process.argv.slice(2), {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+    readFile: (path) => readFileSync(path, 'utf8'),
+    nowMs: () => performance.now(),
+  });
+}
