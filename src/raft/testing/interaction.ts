@@ -201,8 +201,14 @@ export class InteractionEnv {
       const storage = new EnvStorage();
       const cs: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
       const boot: Snapshot = { metadata: { index, term: index > 0 ? 1 : 0, confState: cs }, data: new Uint8Array() };
-      if (index > 0) storage.applySnapshot(boot);
-      else storage.setConfState(cs);
+      if (index > 0) {
+        // Like etcd's Bootstrap (and the simulator's disks): a node that starts from a term-1
+        // snapshot is in term 1, so its current term is never below its last log term.
+        storage.applySnapshot(boot);
+        storage.setHardState({ term: 1, vote: 0, commit: index });
+      } else {
+        storage.setConfState(cs);
+      }
       storage.history.push(boot);
       const config = this.makeConfig(id, storage, cmd, index);
       this.nodes.set(id, { raw: new RawNode(config), storage, config, applied: [] });
