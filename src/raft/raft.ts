@@ -190,6 +190,7 @@ export class Raft {
     if (this.sabotage?.has('commit-old-term') === true) {
       const target = Math.min(quorumIndex, this.raftLog.lastIndex());
       if (target > this.raftLog.committed) {
+        if (this.raftLog.termOrUndefined(target) !== this.term) this.log(`${this.id} [sabotage] committed old-term entry ${target} by counting`);
         this.raftLog.commitTo(target);
         return true;
       }
@@ -294,9 +295,12 @@ export class Raft {
     self.recentActive = true;
     // Conservatively treat any unapplied conf change in the log as pending (thesis §4.1).
     this.pendingConfIndex = this.raftLog.lastIndex();
-    // A no-op of the new term lets the leader commit earlier-term entries (§5.4.2, §8).
-    const ok = this.appendEntry([{ type: 'normal', data: new Uint8Array() }]);
-    assert(ok, 'the empty no-op is never refused by the uncommitted-size limit');
+    // A no-op of the new term lets the leader commit earlier-term entries (§5.4.2, §8). The
+    // commit-old-term bug goes without it and commits old entries by counting instead.
+    if (!this.hasBug('commit-old-term')) {
+      const ok = this.appendEntry([{ type: 'normal', data: new Uint8Array() }]);
+      assert(ok, 'the empty no-op is never refused by the uncommitted-size limit');
+    }
     this.log(`${this.id} became leader at term ${this.term}`);
   }
 
@@ -733,20 +737,30 @@ export class Raft {
 
   /** Applies a committed conf change (the application calls this when it applies the entry). */
   applyConfChange(cc: ConfChange): ConfState {
+    return this.switchToConfig(this.computeConfChange(cc));
+  }
+
+  /** Whether `cc` could be applied to the current configuration. */
+  isValidConfChange(cc: ConfChange): boolean {
+    try {
+      this.computeConfChange(cc);
+      return true;
+    } catch (err) {
+      if (isTesseraError(err, 'INVALID_ARGUMENT')) return false;
+      throw err;
+    }
+  }
+
+  private computeConfChange(cc: ConfChange): ChangeResult {
     const changer = new Changer(this.trk.config, this.trk.progress, this.changerOptions());
-    let result: ChangeResult;
     switch (confChangeKind(cc)) {
       case 'leave-joint':
-        result = changer.leaveJoint();
-        break;
+        return changer.leaveJoint();
       case 'enter-joint':
-        result = changer.enterJoint(cc.transition !== 'explicit', cc.changes);
-        break;
+        return changer.enterJoint(cc.transition !== 'explicit', cc.changes);
       case 'simple':
-        result = changer.simple(cc.changes);
-        break;
+        return changer.simple(cc.changes);
     }
-    return this.switchToConfig(result);
   }
 
   private switchToConfig(result: ChangeResult): ConfState {

@@ -85,6 +85,8 @@ function handleProposal(r: Raft, m: Message): DropReason | undefined {
     if (alreadyPending) return 'conf-change-pending';
     if (alreadyJoint && !wantsLeave) return 'conf-change-invalid';
     if (!alreadyJoint && wantsLeave) return 'conf-change-invalid';
+    // A committed change that cannot be applied would stop every node: refuse it now instead.
+    if (!r.isValidConfChange(cc)) return 'conf-change-invalid';
   }
   const firstNew = r.raftLog.lastIndex() + 1;
   if (!r.appendEntry(m.entries.map((e) => (e.confChange === undefined ? { type: e.type, data: e.data } : { type: e.type, data: e.data, confChange: e.confChange })))) {

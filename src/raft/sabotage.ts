@@ -16,7 +16,7 @@ export type BugName =
   | 'double-vote';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
-  'commit-old-term': 'leader commits an earlier-term entry by counting replicas (Raft §5.4.2, Figure 8)',
+  'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
   'vote-before-persist': 'a node sends its vote before the vote and term are on disk',
   'ack-before-sync': 'appended entries are acknowledged before they are synced to disk',
   'read-without-quorum': 'ReadIndex is served without confirming leadership with a quorum',

@@ -45,6 +45,8 @@ export class SimCluster {
   private readonly sabotage: Sabotage;
   readonly rng: Rng;
   private readonly nodeRng: Rng;
+  /** Called when a node becomes leader (the nemesis listens, to flap leaders). */
+  onLeaderElected: (id: NodeId) => void = () => {};
 
   constructor(
     readonly options: SimOptions,
@@ -100,6 +102,7 @@ export class SimCluster {
         checkQuorum: true,
         readOnlyOption: o.readOnlyOption,
         maxClockDriftRatio: o.maxClockDriftRatio,
+        maxSizePerMsgBytes: o.maxSizePerMsgBytes,
       },
       snapshotEveryEntries: o.snapshotEveryEntries,
       compactionMarginEntries: o.compactionMarginEntries,
@@ -131,8 +134,9 @@ export class SimCluster {
     try {
       work();
     } catch (err) {
-      if (!(err instanceof AssertionError)) throw err;
-      this.violation(`node ${m.id} assertion: ${err.message}`);
+      // Any throw out of a node is a crash of that node: an assertion, or an error nobody handled.
+      const what = err instanceof AssertionError ? 'assertion' : `crashed with ${err instanceof Error ? err.name : 'a throw'}`;
+      this.violation(`node ${m.id} ${what}: ${err instanceof Error ? err.message : String(err)}`);
       m.node?.stop();
       m.node = undefined;
     }
@@ -193,6 +197,7 @@ export class SimCluster {
     const prev = this.leaders.get(term);
     if (prev !== undefined && prev !== id) this.violation(`election safety: two leaders in term ${term}: ${prev} and ${id}`);
     this.leaders.set(term, id);
+    this.onLeaderElected(id);
   }
 
   /** State machine safety (Figure 3): every node applies the same entry at each index. */

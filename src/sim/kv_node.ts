@@ -21,7 +21,10 @@ export interface NodeEnv {
   readonly rng: Rng;
   readonly disk: SimDisk;
   readonly sabotage: Sabotage;
-  readonly raft: Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxClockDriftRatio'>;
+  readonly raft: Pick<
+    RaftConfig,
+    'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxClockDriftRatio' | 'maxSizePerMsgBytes'
+  >;
   /** Apply entries this many past the last snapshot, then snapshot and compact. */
   readonly snapshotEveryEntries: number;
   /** Entries kept in the log below the snapshot, so slightly lagging followers avoid a snapshot. */
@@ -75,7 +78,6 @@ export class SimKvNode {
       storage,
       appliedIndex: snap.metadata.index,
       rng: env.rng,
-      maxSizePerMsgBytes: 4096,
       maxInflightMsgs: 16,
       maxInflightBytes: 64 * 1024,
       maxUncommittedEntriesSizeBytes: 256 * 1024,

@@ -14,11 +14,33 @@ const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'majo
 export class Nemesis {
   private healAtMs = 0;
   private confChangeBusyUntilMs = 0;
+  private untilMs = 0;
 
   constructor(private readonly c: SimCluster) {}
 
+  /**
+   * Leader flapping: a newly elected leader is sometimes killed or cut off
+   * within a few milliseconds, before it has replicated its first entries.
+   * This leaves the partly replicated, diverging logs of the paper's Figure 8.
+   */
+  onLeaderElected(id: NodeId): void {
+    const c = this.c;
+    if (c.sched.nowMs >= this.untilMs || !c.rng.chance(0.25)) return;
+    const faults = c.options.faults;
+    const useCrash = faults.has('crash') && (!faults.has('partition') || c.rng.chance(0.5));
+    if (!useCrash && !faults.has('partition')) return;
+    c.sched.after(c.rng.float() * 15, () => {
+      const m = c.members.get(id);
+      if (m === undefined || m.node === undefined || m.node.raw.raft.state !== 'leader' || c.sched.nowMs >= this.untilMs) return;
+      c.count('leader-flap');
+      if (useCrash) this.crashMember(m, this.untilMs);
+      else this.isolate(m.id, this.untilMs);
+    });
+  }
+
   /** Schedules fault actions until `untilMs`. */
   start(untilMs: number): void {
+    this.untilMs = untilMs;
     const next = (): void => {
       const now = this.c.sched.nowMs;
       if (now >= untilMs) return;
@@ -77,13 +99,30 @@ export class Nemesis {
     });
   }
 
+  private isolate(id: NodeId, untilMs: number): void {
+    const c = this.c;
+    if (c.sched.nowMs < this.healAtMs) return;
+    c.net.partition('isolate-leader', c.memberIds(), id);
+    c.log(`nemesis partition isolate-leader ${id} (flap)`);
+    this.healAtMs = Math.min(untilMs, c.sched.nowMs + 50 + c.rng.float() * 600);
+    c.sched.at(this.healAtMs, () => {
+      c.net.healAll();
+      c.log('nemesis heal');
+    });
+  }
+
   private crash(untilMs: number): void {
     const c = this.c;
     const leader = c.leader();
     const victim = leader !== undefined && c.rng.chance(0.4) ? leader : c.pick(c.running());
-    if (victim === undefined || victim.node === undefined) return;
-    // Keep a majority of the founding members able to come back; never crash the last ones standing.
-    if (c.running().length <= 2) return;
+    if (victim === undefined) return;
+    this.crashMember(victim, untilMs);
+  }
+
+  private crashMember(victim: Member, untilMs: number): void {
+    const c = this.c;
+    // Never crash the last ones standing.
+    if (victim.node === undefined || c.running().length <= 2) return;
     victim.node.stop();
     victim.node = undefined;
     victim.paused = false;
@@ -131,9 +170,17 @@ export class Nemesis {
 
   private clock(): void {
     const c = this.c;
+    const d = c.options.maxClockDriftRatio;
+    const leader = c.leader();
+    if (leader !== undefined && c.rng.chance(0.5)) {
+      // The worst case for a leader lease: the leader's clock slow, everyone else's fast, at the bound.
+      for (const m of c.running()) m.clockRate = m === leader ? 1 - d : 1 + d;
+      c.count('clock-skew-leader-slow');
+      c.log(`nemesis clock: leader ${leader.id} slow (${(1 - d).toFixed(2)}), others fast (${(1 + d).toFixed(2)})`);
+      return;
+    }
     const m = c.pick(c.running());
     if (m === undefined) return;
-    const d = c.options.maxClockDriftRatio;
     // Strobe within the configured bound: the lease is safe only for drift within it.
     m.clockRate = 1 - d + c.rng.float() * 2 * d;
     c.count('clock-drift');

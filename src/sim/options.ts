@@ -21,6 +21,8 @@ export interface SimOptions {
   readonly clientTimeoutMs: number;
   readonly netDelayMs: readonly [number, number];
   readonly diskSyncMs: readonly [number, number];
+  /** Small messages split appends, which opens the windows of Figure 8 (§5.4.2). */
+  readonly maxSizePerMsgBytes: number;
   readonly snapshotEveryEntries: number;
   readonly compactionMarginEntries: number;
   readonly bug: BugName | undefined;
@@ -47,7 +49,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     electionTimeoutTicks: 10,
     heartbeatIntervalTicks: 1,
     readOnlyOption: lease ? 'lease-based' : 'safe',
-    maxClockDriftRatio: lease ? 0.2 : 0.1,
+    maxClockDriftRatio: lease ? 0.3 : 0.1,
     faults: overrides.faults ?? new Set(ALL_FAULTS),
     faultPhaseMs: overrides.faultPhaseMs ?? 2000 + rng.intBelow(2000),
     clients: 3 + rng.intBelow(4),
@@ -55,6 +57,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     clientTimeoutMs: 250,
     netDelayMs: [0.2, 1 + rng.intBelow(4)],
     diskSyncMs: [0.2, 0.5 + rng.intBelow(3)],
+    maxSizePerMsgBytes: [200, 1024, 4096][rng.intBelow(3)] ?? 4096,
     snapshotEveryEntries: 20 + rng.intBelow(60),
     compactionMarginEntries: rng.intBelow(10),
     bug,

@@ -34,6 +34,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
   const c = new SimCluster(options, rng, overrides.trace === true);
   const workload = new Workload(c);
   const nemesis = new Nemesis(c);
+  c.onLeaderElected = (id) => nemesis.onLeaderElected(id);
   const etMs = options.electionTimeoutTicks * options.tickMs;
   const livenessWindowMs = 10 * etMs;
   c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'}`);
