@@ -89,9 +89,11 @@ export class Nemesis {
     const c = this.c;
     if (c.sched.nowMs < this.healAtMs) return;
     const kind = c.pick(PARTITIONS) as PartitionKind;
-    const desc = c.net.partition(kind, c.memberIds(), c.leader()?.id);
+    const leader = c.leader()?.id;
+    const desc = c.net.partition(kind, c.memberIds(), leader);
     c.count(`partition-${kind}`);
     c.log(`nemesis partition ${desc}`);
+    if (kind === 'isolate-leader' && leader !== undefined) this.maybeSkewAgainstLease(leader);
     this.healAtMs = Math.min(untilMs, c.sched.nowMs + 100 + c.rng.float() * 1200);
     c.sched.at(this.healAtMs, () => {
       c.net.healAll();
@@ -104,6 +106,7 @@ export class Nemesis {
     if (c.sched.nowMs < this.healAtMs) return;
     c.net.partition('isolate-leader', c.memberIds(), id);
     c.log(`nemesis partition isolate-leader ${id} (flap)`);
+    this.maybeSkewAgainstLease(id);
     this.healAtMs = Math.min(untilMs, c.sched.nowMs + 50 + c.rng.float() * 600);
     c.sched.at(this.healAtMs, () => {
       c.net.healAll();
@@ -166,6 +169,20 @@ export class Nemesis {
     const work = m.pausedWork;
     m.pausedWork = [];
     for (const w of work) this.c.guard(m, w);
+  }
+
+  /**
+   * With lease reads on, cutting off the leader is paired with the clock skew
+   * that a lease must survive: the old leader's clock slow and everyone else's
+   * fast, both at the configured bound.
+   */
+  private maybeSkewAgainstLease(leader: NodeId): void {
+    const c = this.c;
+    if (c.options.readOnlyOption !== 'lease-based' || !c.options.faults.has('clock') || !c.rng.chance(0.7)) return;
+    const d = c.options.maxClockDriftRatio;
+    for (const m of c.running()) m.clockRate = m.id === leader ? 1 - d : 1 + d;
+    c.count('clock-skew-leader-slow');
+    c.log(`nemesis clock: isolated leader ${leader} slow (${(1 - d).toFixed(2)}), others fast (${(1 + d).toFixed(2)})`);
   }
 
   private clock(): void {

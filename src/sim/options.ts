@@ -49,7 +49,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     electionTimeoutTicks: 10,
     heartbeatIntervalTicks: 1,
     readOnlyOption: lease ? 'lease-based' : 'safe',
-    maxClockDriftRatio: lease ? 0.3 : 0.1,
+    maxClockDriftRatio: lease ? 0.4 : 0.1,
     faults: overrides.faults ?? new Set(ALL_FAULTS),
     faultPhaseMs: overrides.faultPhaseMs ?? 2000 + rng.intBelow(2000),
     clients: 3 + rng.intBelow(4),
