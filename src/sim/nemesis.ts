@@ -117,7 +117,11 @@ export class Nemesis {
   private crash(untilMs: number): void {
     const c = this.c;
     const leader = c.leader();
-    const victim = leader !== undefined && c.rng.chance(0.4) ? leader : c.pick(c.running());
+    // Half the crashes hit a node in the middle of a disk sync (etcd's failpoints before and
+    // after saving), where lost unsynced writes hurt most.
+    const syncing = c.running().filter((m) => m.disk.hasPending());
+    const roll = c.rng.float();
+    const victim = roll < 0.5 && syncing.length > 0 ? c.pick(syncing) : leader !== undefined && roll < 0.7 ? leader : c.pick(c.running());
     if (victim === undefined) return;
     this.crashMember(victim, untilMs);
   }

@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BUG_NAMES } from '../raft/sabotage.js';
+import { runSeeds } from './runner.js';
+import { runSeed } from './simulation.js';
+
+/** Seeds run in `npm test` with every fault on. */
+const SEEDS_IN_TEST = 500;
+/** How far the search for a seed that catches a deliberate bug may go. */
+const BUG_SEED_LIMIT = 1000;
+
+test('sim: the same seed gives the same run (trace hash)', () => {
+  const a = runSeed(7);
+  const b = runSeed(7);
+  assert.equal(a.traceHash, b.traceHash);
+  assert.equal(a.events, b.events);
+  assert.equal(a.opsChecked, b.opsChecked);
+  assert.notEqual(runSeed(8).traceHash, a.traceHash);
+});
+
+test('sim: a run injects faults and checks operations', () => {
+  const r = runSeed(3);
+  assert.ok(r.opsChecked > 50, `only ${r.opsChecked} operations`);
+  const kinds = Object.keys(r.faults);
+  assert.ok(kinds.length >= 4, `only ${kinds.join(',')} injected`);
+  assert.deepEqual(r.violations, []);
+});
+
+test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
+  const s = runSeeds({ start: 1, count: SEEDS_IN_TEST, overrides: {}, stopOnFirstFailure: false, nowMs: () => performance.now() });
+  const failed = s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`);
+  assert.deepEqual(failed, []);
+  assert.equal(s.seedsRun, SEEDS_IN_TEST);
+  for (const fault of ['crash', 'pause', 'clock-drift', 'membership-change', 'leader-transfer', 'network-burst', 'partition-ring', 'partition-bridge', 'partition-one-way']) {
+    assert.ok((s.faults[fault] ?? 0) > 0, `fault ${fault} was never injected`);
+  }
+  console.log(`# ${SEEDS_IN_TEST} seeds: ${(s.seedsRun * 1000 / s.elapsedMs).toFixed(1)} seeds/s, ${Math.round(s.opsChecked / s.seedsRun)} ops checked per seed`);
+});
+
+for (const bug of BUG_NAMES) {
+  test(`sim: deliberate bug '${bug}' is caught`, () => {
+    const s = runSeeds({ start: 1, count: BUG_SEED_LIMIT, overrides: { bug }, stopOnFirstFailure: true, nowMs: () => performance.now() });
+    const caught = s.failures[0];
+    assert.ok(caught !== undefined, `bug ${bug} not caught in ${BUG_SEED_LIMIT} seeds`);
+    console.log(`# bug ${bug} caught by seed ${caught.seed}: ${caught.violations[0]}`);
+  });
+}
