@@ -68,6 +68,13 @@ export class Raft {
   leaderTick = 0;
   /** Lease reads: no votes are granted for one election timeout after start, as if a leader had just been heard. */
   private startupQuiet: boolean;
+  /**
+   * Set when this leader sends MsgTimeoutNow; cleared only by a new term (reset). A delayed
+   * MsgTimeoutNow can make the transferee win a forced election at any later time, even after the
+   * transfer was aborted and fresh heartbeat acks rebuilt the lease, so lease reads stay off for
+   * the rest of the term (found by read_index_lease_after_transfer.txt: a stale lease read).
+   */
+  private leaseRevoked = false;
   private readonly config: RaftConfig;
   private readonly log: (line: string) => void;
   /** For invariant checks: the commit point seen last time, and its term. */
@@ -257,6 +264,7 @@ export class Raft {
     this.uncommittedSizeBytes = 0;
     this.readOnly = new ReadOnly();
     this.pendingReadIndexMessages = [];
+    this.leaseRevoked = false;
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -690,6 +698,7 @@ export class Raft {
   sendTimeoutNow(to: NodeId): void {
     // The lease ends here: the transferee may win an election at once, before our lease would expire.
     for (const pr of this.trk.progress.values()) pr.leaseAckTick = -1;
+    this.leaseRevoked = true;
     this.send(message({ type: 'MsgTimeoutNow', to }));
   }
 
@@ -699,7 +708,7 @@ export class Raft {
 
   /** Whether the leader may serve a read from its lease without a heartbeat round. */
   leaseValid(): boolean {
-    if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based') return false;
+    if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based' || this.leaseRevoked) return false;
     if (this.leadTransferee !== NONE || !this.committedEntryInCurrentTerm()) return false;
     const buggy = this.sabotage?.has('lease-read-drift') === true;
     const duration = buggy ? this.config.electionTimeoutTicks : leaseTicks(this.config);
