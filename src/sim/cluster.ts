@@ -39,6 +39,7 @@ export class SimCluster {
   readonly traceLines: string[] | undefined;
   private readonly leaders = new Map<number, NodeId>();
   private readonly appliedAt = new Map<number, string>();
+  private maxAppliedIndex = 0;
   /** The newest membership any node applied, with its index. */
   latestConf: { cs: ConfState; index: number };
   nextNodeId: NodeId;
@@ -191,12 +192,27 @@ export class SimCluster {
 
   // ---- oracles -------------------------------------------------------------------
 
-  /** Election safety (Figure 3): at most one leader per term. */
+  /**
+   * Election safety (Figure 3): at most one leader per term. Leader
+   * completeness (Figure 3): a new leader's log holds every entry applied
+   * anywhere, checked over the part of its log it has not compacted.
+   */
   private checkLeader(id: NodeId, term: number): void {
     this.log(`leader ${id} term ${term}`);
     const prev = this.leaders.get(term);
     if (prev !== undefined && prev !== id) this.violation(`election safety: two leaders in term ${term}: ${prev} and ${id}`);
     this.leaders.set(term, id);
+    const log = this.members.get(id)?.node?.raw.raft.raftLog;
+    if (log !== undefined) {
+      for (let i = Math.max(log.firstIndex(), this.maxAppliedIndex - 200); i <= this.maxAppliedIndex; i++) {
+        const applied = this.appliedAt.get(i);
+        const t = log.termOrUndefined(i);
+        if (applied !== undefined && (t === undefined || !applied.startsWith(`${t}:`))) {
+          this.violation(`leader completeness: leader ${id} of term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
+          break;
+        }
+      }
+    }
     this.onLeaderElected(id);
   }
 
@@ -204,6 +220,7 @@ export class SimCluster {
   private checkApplied(id: NodeId, e: Entry): void {
     const digest = `${e.term}:${e.type}:${new Fnv64().updateBytes(e.data).digest()}`;
     const prev = this.appliedAt.get(e.index);
+    if (e.index > this.maxAppliedIndex) this.maxAppliedIndex = e.index;
     if (prev === undefined) this.appliedAt.set(e.index, digest);
     else if (prev !== digest) this.violation(`state machine safety: node ${id} applied ${digest} at index ${e.index}, another node applied ${prev}`);
   }

@@ -67,6 +67,9 @@ export class SimKvNode {
     const storage = env.disk.live;
     const snap = storage.snapshot();
     this.sm = KvStateMachine.restore(snap.data);
+    // Requests applied inside the snapshot were never applied here one by one, so their answers
+    // are unknown: stop waiting and let the clients time out.
+    for (const id of [...this.pendingWrites.keys()]) if (this.sm.hasApplied(id)) this.pendingWrites.delete(id);
     this.confState = snap.metadata.confState;
     this.lastSnapshotIndex = snap.metadata.index;
     const noGuard = env.sabotage.has('no-prevote-checkquorum');
@@ -207,6 +210,9 @@ export class SimKvNode {
     const snap = rd.snapshot;
     assert(snap !== undefined, 'no snapshot to apply');
     this.sm = KvStateMachine.restore(snap.data);
+    // Requests applied inside the snapshot were never applied here one by one, so their answers
+    // are unknown: stop waiting and let the clients time out.
+    for (const id of [...this.pendingWrites.keys()]) if (this.sm.hasApplied(id)) this.pendingWrites.delete(id);
     this.confState = snap.metadata.confState;
     this.lastSnapshotIndex = snap.metadata.index;
     this.env.onConfState(this.env.id, this.confState, snap.metadata.index);
@@ -227,10 +233,9 @@ export class SimKvNode {
     const reply = this.pendingWrites.get(requestId);
     if (reply !== undefined) {
       this.pendingWrites.delete(requestId);
-      // A duplicate of an already-applied request: the first application is the answer, and
-      // it was given already, so this cannot happen for a pending request.
-      assert(result !== undefined, `request ${requestId} pending although already applied`);
-      reply({ kind: 'ok', result });
+      // `undefined`: a duplicate whose first copy this node never applied itself (it came inside
+      // a snapshot), so the answer is lost; the client times out and records "unknown".
+      if (result !== undefined) reply({ kind: 'ok', result });
     }
   }
 

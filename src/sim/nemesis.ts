@@ -4,7 +4,7 @@ import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import { EMPTY_CONF_STATE, type NodeId } from '../raft/index.js';
 
-const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
+const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
 
 /**
  * Injects faults on a schedule drawn from the seed: partitions that come and
@@ -15,6 +15,8 @@ export class Nemesis {
   private healAtMs = 0;
   private confChangeBusyUntilMs = 0;
   private untilMs = 0;
+  /** Until then every new leader is cut off soon after it is elected. */
+  private churnUntilMs = 0;
 
   constructor(private readonly c: SimCluster) {}
 
@@ -25,7 +27,8 @@ export class Nemesis {
    */
   onLeaderElected(id: NodeId): void {
     const c = this.c;
-    if (c.sched.nowMs >= this.untilMs || !c.rng.chance(0.25)) return;
+    const churning = c.sched.nowMs < this.churnUntilMs;
+    if (c.sched.nowMs >= this.untilMs || !(churning || c.rng.chance(0.25))) return;
     const faults = c.options.faults;
     const useCrash = faults.has('crash') && (!faults.has('partition') || c.rng.chance(0.5));
     if (!useCrash && !faults.has('partition')) return;
@@ -51,12 +54,14 @@ export class Nemesis {
   }
 
   private act(untilMs: number): void {
+    const c = this.c;
     const enabled = [...this.c.options.faults];
     const kind = this.c.pick(enabled) as FaultKind;
     switch (kind) {
       case 'network':
         return this.networkBurst(untilMs);
       case 'partition':
+        if (c.rng.chance(0.2)) return this.churn(untilMs);
         return this.partition(untilMs);
       case 'crash':
         return this.crash(untilMs);
@@ -69,6 +74,20 @@ export class Nemesis {
       case 'transfer':
         return this.transfer();
     }
+  }
+
+  /**
+   * Leader churn: for a while, each new leader is muted or cut off within a few
+   * milliseconds of its election, so successive leaders leave diverging,
+   * partly replicated tails (the logs of Figures 7 and 8 in the paper).
+   */
+  private churn(untilMs: number): void {
+    const c = this.c;
+    this.churnUntilMs = Math.min(untilMs, c.sched.nowMs + 300 + c.rng.float() * 700);
+    c.count('leader-churn');
+    c.log(`nemesis leader churn until ${this.churnUntilMs.toFixed(0)}ms`);
+    const leader = c.leader();
+    if (leader !== undefined) this.isolate(leader.id, untilMs);
   }
 
   private networkBurst(untilMs: number): void {
@@ -103,9 +122,10 @@ export class Nemesis {
 
   private isolate(id: NodeId, untilMs: number): void {
     const c = this.c;
-    if (c.sched.nowMs < this.healAtMs) return;
-    c.net.partition('isolate-leader', c.memberIds(), id);
-    c.log(`nemesis partition isolate-leader ${id} (flap)`);
+    if (c.sched.nowMs < this.healAtMs && c.sched.nowMs >= this.churnUntilMs) return;
+    const kind = c.rng.chance(0.5) ? 'isolate-leader' : 'mute-leader';
+    c.net.partition(kind, c.memberIds(), id);
+    c.log(`nemesis partition ${kind} ${id} (flap)`);
     this.maybeSkewAgainstLease(id);
     this.healAtMs = Math.min(untilMs, c.sched.nowMs + 50 + c.rng.float() * 600);
     c.sched.at(this.healAtMs, () => {

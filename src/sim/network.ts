@@ -2,7 +2,7 @@ import type { Rng } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
 import type { Scheduler } from './scheduler.js';
 
-export type PartitionKind = 'isolate' | 'isolate-leader' | 'majority-split' | 'one-way' | 'bridge' | 'ring';
+export type PartitionKind = 'isolate' | 'isolate-leader' | 'mute-leader' | 'majority-split' | 'one-way' | 'bridge' | 'ring';
 
 export interface NetworkConditions {
   lossRate: number;
@@ -68,6 +68,12 @@ export class SimNetwork {
         const majority = shuffled.slice(cut);
         for (const a of minority) for (const b of majority) cutBoth(a, b);
         return `split [${minority.join(' ')}] | [${majority.join(' ')}]`;
+      }
+      case 'mute-leader': {
+        // The leader hears everyone but nobody hears it: it keeps appending proposals it cannot replicate.
+        const victim = leader ?? (shuffled[0] as NodeId);
+        for (const o of ids) if (o !== victim) this.block(victim, o);
+        return `mute-leader ${victim}`;
       }
       case 'one-way': {
         const a = shuffled[0] as NodeId;

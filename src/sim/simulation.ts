@@ -118,6 +118,8 @@ function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, 
  * still hear the leader), so the leader must keep its term and keep committing.
  */
 function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: number): void {
+  // Let elections that were under way at the heal finish first.
+  c.sched.runUntil(c.sched.nowMs + windowMs / 5, () => c.violations.length > 0);
   const leader = c.leader();
   if (leader === undefined || leader.node === undefined) return;
   const term = leader.node.raw.raft.term;

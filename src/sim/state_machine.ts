@@ -37,6 +37,10 @@ export class KvStateMachine {
     return this.data.get(key) ?? null;
   }
 
+  hasApplied(requestId: string): boolean {
+    return this.applied.has(requestId);
+  }
+
   /** Applies a command; returns undefined for a duplicate. */
   apply(requestId: string, command: KvCommand): KvResult | undefined {
     if (this.applied.has(requestId)) return undefined;

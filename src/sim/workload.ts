@@ -41,7 +41,10 @@ export class Workload {
     if (target === undefined) return;
     this.invoke(process, input, target, (outcome) => {
       const nextProcess = outcome === 'unknown' ? this.nextProcess++ : process;
-      c.sched.after(c.rng.float() * 5, () => this.loop(nextProcess));
+      // Load comes in bursts: now and then a client goes quiet for a while, so the cluster also
+      // spends time idle (where a leader has no entry of its own term yet).
+      const thinkMs = c.rng.chance(0.03) ? 50 + c.rng.float() * 300 : c.rng.float() * 5;
+      c.sched.after(thinkMs, () => this.loop(nextProcess));
     });
   }
 
