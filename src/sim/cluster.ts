@@ -46,6 +46,9 @@ export class SimCluster {
   private readonly sabotage: Sabotage;
   readonly rng: Rng;
   private readonly nodeRng: Rng;
+  /** Failpoint before a sync completes (etcd's raftBeforeSave): the nemesis sets the rate. */
+  midSyncCrashRate: (vote: boolean) => number = () => 0;
+  midSyncCrash: (m: Member, incarnation: number) => void = () => {};
   /** Called when a node becomes leader (the nemesis listens, to flap leaders). */
   onLeaderElected: (id: NodeId) => void = () => {};
 
@@ -108,9 +111,12 @@ export class SimCluster {
       snapshotEveryEntries: o.snapshotEveryEntries,
       compactionMarginEntries: o.compactionMarginEntries,
       send: (msgs) => this.send(m, incarnation, msgs),
-      scheduleSync: (done) => {
+      scheduleSync: (done, vote) => {
         const [lo, hi] = o.diskSyncMs;
-        this.sched.after(lo + this.rng.float() * (hi - lo), () => this.onMember(m, incarnation, done));
+        const delayMs = lo + this.rng.float() * (hi - lo);
+        this.sched.after(delayMs, () => this.onMember(m, incarnation, done));
+        // Failpoint: the process dies while the write is on its way to disk.
+        if (this.rng.chance(this.midSyncCrashRate(vote))) this.sched.after(this.rng.float() * delayMs, () => this.midSyncCrash(m, incarnation));
       },
       onApply: (id, e) => this.checkApplied(id, e),
       onLeader: (id, term) => this.checkLeader(id, term),

@@ -30,8 +30,8 @@ export interface NodeEnv {
   /** Entries kept in the log below the snapshot, so slightly lagging followers avoid a snapshot. */
   readonly compactionMarginEntries: number;
   send(messages: readonly Message[]): void;
-  /** Schedules the end of a disk sync; the node continues its loop turn then. */
-  scheduleSync(done: () => void): void;
+  /** Schedules the end of a disk sync; the node continues its loop turn then. `vote`: it persists a vote. */
+  scheduleSync(done: () => void, vote: boolean): void;
   onApply(id: NodeId, entry: Entry): void;
   onLeader(id: NodeId, term: number): void;
   onConfState(id: NodeId, cs: ConfState, index: number): void;
@@ -167,7 +167,7 @@ export class SimKvNode {
         this.env.disk.sync();
         this.syncing = false;
         this.finish(rd, early);
-      });
+      }, rd.hardState !== undefined && rd.hardState.vote !== 0);
     } else {
       this.finish(rd, early);
     }

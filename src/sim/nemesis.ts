@@ -44,6 +44,16 @@ export class Nemesis {
   /** Schedules fault actions until `untilMs`. */
   start(untilMs: number): void {
     this.untilMs = untilMs;
+    const c = this.c;
+    if (c.options.faults.has('crash')) {
+      // Crash while a vote or entries are on their way to disk, now and then.
+      c.midSyncCrashRate = (vote) => (c.sched.nowMs >= untilMs ? 0 : vote ? 0.05 : 0.002);
+      c.midSyncCrash = (m, incarnation) => {
+        if (m.incarnation !== incarnation || c.sched.nowMs >= untilMs) return;
+        c.count('crash-mid-sync');
+        this.crashMember(m, untilMs);
+      };
+    }
     const next = (): void => {
       const now = this.c.sched.nowMs;
       if (now >= untilMs) return;
@@ -158,7 +168,9 @@ export class Nemesis {
     const report = victim.disk.crash(c.rng);
     c.count(report.torn ? 'crash-torn-write' : 'crash');
     c.log(`nemesis crash ${victim.id} (pending ${report.pendingWrites}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
-    const downMs = 20 + c.rng.float() * 600;
+    // Some restarts are near-instant (a supervisor restarting the process at once): the node is
+    // back while messages sent to its previous incarnation are still arriving.
+    const downMs = c.rng.chance(0.2) ? 0.5 + c.rng.float() * 5 : 20 + c.rng.float() * 600;
     c.sched.at(Math.min(untilMs, c.sched.nowMs + downMs), () => this.restart(victim));
   }
 
