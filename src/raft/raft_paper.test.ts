@@ -578,7 +578,8 @@ test('§5.4.2 (Figure 8, full scenario): an old-term entry on a majority can sti
     isolate 5
     propose 5 term3-entry
     stabilize`);
-  // S1 returns, wins a later term, and copies its old-term entry to S3: a majority (1, 2, 3) stores it.
+  // S1 returns, wins a later term, and copies its old-term entry to S3 and S4: S1 knows that
+  // S1, S3 and S4 (a majority) store it, and S2 stores it too.
   c.script(`
     heal
     isolate 5
@@ -591,19 +592,21 @@ test('§5.4.2 (Figure 8, full scenario): an old-term entry on a majority can sti
     process-ready 2 3 4
     deliver-msgs 1
     cut 1 2
-    cut 1 4
     process-ready 1
-    deliver-msgs 3
-    process-ready 3
+    deliver-msgs 3 4
+    process-ready 3 4
     deliver-msgs 1
     process-ready 1
-    deliver-msgs 3
-    process-ready 3
+    deliver-msgs 3 4
+    process-ready 3 4
     deliver-msgs 1`);
   const s1 = c.raft(1);
   assert.equal(s1.state, 'leader');
   const oldIndex = s1.raftLog.allEntries().findIndex((e) => new TextDecoder().decode(e.data) === 'term2-entry') + s1.raftLog.firstIndex();
-  assert.ok(c.raft(3).raftLog.matchTerm(oldIndex, s1.raftLog.termOrUndefined(oldIndex) ?? -1), 'S3 stores the old entry');
+  for (const id of [3, 4]) {
+    assert.ok(c.raft(id).raftLog.matchTerm(oldIndex, s1.raftLog.termOrUndefined(oldIndex) ?? -1), `S${id} stores the old entry`);
+    assert.equal(s1.trk.progress.get(id)?.match, oldIndex, `S1 knows S${id} stores it`);
+  }
   assert.ok(s1.raftLog.committed < oldIndex, 'but S1 did not commit it');
   // S1 crashes before its own-term entry spreads; S5 wins and overwrites the old entry everywhere.
   c.script(`
@@ -618,6 +621,7 @@ test('§5.4.2 (Figure 8, full scenario): an old-term entry on a majority can sti
     stabilize 2 3 4 5`);
   assert.equal(c.raft(5).state, 'leader');
   for (const id of [2, 3, 4, 5]) assert.deepEqual(c.applied(id), ['term3-entry'], `node ${id}`);
+  assert.deepEqual(c.applied(1), [], 'S1 never applied the overwritten entry');
 });
 
 // Figure 3's guarantees, checked after every step of seeded random runs with partitions, lost
