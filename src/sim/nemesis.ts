@@ -71,7 +71,7 @@ export class Nemesis {
       case 'network':
         return this.networkBurst(untilMs);
       case 'partition':
-        if (c.rng.chance(0.2)) return this.churn(untilMs);
+        if (c.rng.chance(0.4)) return this.churn(untilMs);
         return this.partition(untilMs);
       case 'crash':
         return this.crash(untilMs);
