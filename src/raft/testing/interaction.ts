@@ -303,16 +303,20 @@ export class InteractionEnv {
     const drop = cmd.kv.has('drop') ? list(cmd.kv.get('drop')) : [];
     // type=MsgX delivers (or drops) only messages of that type; the rest stay queued.
     const type = cmd.kv.get('type') as MessageType | undefined;
+    // order=reverse delivers the newest message first (reordering); dup=true delivers each twice.
+    const options = { reverse: cmd.kv.get('order') === 'reverse', duplicate: cmd.kv.get('dup') === 'true' };
     for (const id of drop) this.deliver(id, true, type);
-    for (const id of ids) this.deliver(id, false, type);
+    for (const id of ids) this.deliver(id, false, type, options);
   }
 
   /** Delivers (or drops) every queued message for `id` (of `type`, if given). Returns how many. */
-  deliver(id: NodeId, drop: boolean, type?: MessageType): number {
+  deliver(id: NodeId, drop: boolean, type?: MessageType, options: { reverse?: boolean; duplicate?: boolean } = {}): number {
     const wanted = (m: Message): boolean => m.to === id && (type === undefined || m.type === type);
-    const mine = this.messages.filter(wanted);
+    let mine = this.messages.filter(wanted);
     if (mine.length === 0) return 0;
     this.messages = this.messages.filter((m) => !wanted(m));
+    if (options.reverse === true) mine = mine.reverse();
+    if (options.duplicate === true) mine = mine.flatMap((m) => [m, m]);
     for (const m of mine) {
       const blocked = this.cut.has(`${m.from}-${m.to}`);
       if (drop || blocked) {
