@@ -5,7 +5,7 @@ import { runSeeds } from './runner.js';
 import { runSeed } from './simulation.js';
 
 /** Seeds run in `npm test` with every fault on. */
-const SEEDS_IN_TEST = 500;
+const SEEDS_IN_TEST = 1000;
 /** How far the search for a seed that catches a deliberate bug may go. */
 const BUG_SEED_LIMIT = 1000;
 
