@@ -8,7 +8,7 @@ export interface RunSummary {
   readonly faults: Record<string, number>;
   readonly opsChecked: number;
   readonly opsUnknown: number;
-  readonly checkUnknown: number;
+  readonly checkUnknown: number[];
   readonly events: number;
   readonly failures: readonly SeedResult[];
 }
@@ -29,7 +29,7 @@ export function runSeeds(o: RunOptions): RunSummary {
   const failures: SeedResult[] = [];
   let opsChecked = 0;
   let opsUnknown = 0;
-  let checkUnknown = 0;
+  const checkUnknown: number[] = [];
   let events = 0;
   let seedsRun = 0;
   for (let seed = o.start; seed < o.start + o.count; seed++) {
@@ -39,7 +39,7 @@ export function runSeeds(o: RunOptions): RunSummary {
     opsChecked += r.opsChecked;
     opsUnknown += r.ops.unknown;
     events += r.events;
-    if (r.checkVerdict === 'unknown') checkUnknown++;
+    if (r.checkVerdict === 'unknown') checkUnknown.push(seed);
     if (r.violations.length > 0) {
       failures.push(r);
       if (o.stopOnFirstFailure) break;
@@ -56,7 +56,9 @@ export function formatSummary(s: RunSummary, bug: BugName | undefined): string {
   const perSec = (s.seedsRun * 1000) / Math.max(1, s.elapsedMs);
   lines.push(`seeds: ${s.seedsRun} in ${(s.elapsedMs / 1000).toFixed(1)}s (${perSec.toFixed(2)} seeds/s, ${Math.round(s.events / Math.max(1, s.seedsRun))} events/seed)`);
   lines.push(`operations checked: ${s.opsChecked} (${(s.opsChecked / Math.max(1, s.seedsRun)).toFixed(0)} per seed; ${s.opsUnknown} with unknown outcome)`);
-  if (s.checkUnknown > 0) lines.push(`linearizability check gave up (step budget) on ${s.checkUnknown} seed(s): not counted as failures`);
+  if (s.checkUnknown.length > 0) {
+    lines.push(`linearizability check gave up (step budget) on ${s.checkUnknown.length} seed(s), not counted as failures: ${s.checkUnknown.slice(0, 20).join(' ')}`);
+  }
   lines.push('faults injected:');
   for (const [k, v] of Object.entries(s.faults).sort(([a], [b]) => (a < b ? -1 : 1))) lines.push(`  ${k.padEnd(28)} ${v}`);
   const bugFlag = bug === undefined ? '' : ` --bug ${bug}`;

@@ -20,7 +20,7 @@ export interface SeedResult {
 }
 
 /** Search steps the linearizability check may take per seed before answering "unknown". */
-export const CHECK_MAX_STEPS = 2_000_000;
+export const CHECK_MAX_STEPS = 20_000_000;
 
 /**
  * One simulated run: a fault phase with clients and the nemesis, then the
