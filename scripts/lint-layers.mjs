@@ -76,7 +76,10 @@ for (const file of walk(src)) {
       if (targetLayer !== layer && !allowed[layer].includes(targetLayer)) {
         problems.push(`${rel}: layer '${layer}' may not import layer '${targetLayer}' (${spec})`);
       }
-      if (sabotageFile.test(spec) && !isTest && layer !== 'sim' && !file.includes(`${sep}raft${sep}`)) {
+      // A type-only import cannot make a Sabotage (its constructor is private), so it is allowed:
+      // the store passes one through from the simulator.
+      const typeOnly = /^\s*(import|export) type\s/.test(m[0]);
+      if (sabotageFile.test(spec) && !typeOnly && !isTest && layer !== 'sim' && !file.includes(`${sep}raft${sep}`)) {
         problems.push(`${rel}: only src/sim and tests may import the deliberate-bug switches (${spec})`);
       }
     } else if (pure.has(layer) && !isTest) {

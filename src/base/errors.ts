@@ -16,6 +16,7 @@ export type TesseraErrorCode =
   | 'RESOURCE_EXHAUSTED'
   | 'TIMEOUT'
   | 'PARSE_ERROR'
+  | 'CORRUPT_DATA'
   | 'CLOSED';
 
 export class TesseraError extends Error {

@@ -1,0 +1,59 @@
+import { assert } from '../base/index.js';
+
+/**
+ * Key layout in the node's one storage engine. Every range owns the keys
+ * under `r` + rangeId (8 bytes, big-endian) so that many ranges share one
+ * engine and one synced write per loop turn:
+ *   r<id>h        Raft hard state
+ *   r<id>t        truncated state: index and term of the last compacted entry
+ *   r<id>c        applied index and conf state (written with every apply)
+ *   r<id>l<idx>   Raft log entry, index big-endian so scans run in log order
+ *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
+ */
+export type RangeId = number;
+
+const R = 0x72; // 'r'
+
+export function rangePrefix(rangeId: RangeId): Uint8Array {
+  const out = new Uint8Array(9);
+  out[0] = R;
+  writeU64(out, 1, rangeId);
+  return out;
+}
+
+function suffixed(rangeId: RangeId, tag: number, extra?: number): Uint8Array {
+  const out = new Uint8Array(extra === undefined ? 10 : 18);
+  out[0] = R;
+  writeU64(out, 1, rangeId);
+  out[9] = tag;
+  if (extra !== undefined) writeU64(out, 10, extra);
+  return out;
+}
+
+export const keys = {
+  hardState: (id: RangeId): Uint8Array => suffixed(id, 0x68), // 'h'
+  truncated: (id: RangeId): Uint8Array => suffixed(id, 0x74), // 't'
+  applyState: (id: RangeId): Uint8Array => suffixed(id, 0x63), // 'c'
+  logEntry: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x6c, index), // 'l'
+  logStart: (id: RangeId): Uint8Array => suffixed(id, 0x6c, 0),
+  logEnd: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm' sorts right after 'l'
+  mvccPrefix: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'
+  /** One past every key of the range. */
+  rangeEnd: (id: RangeId): Uint8Array => rangePrefix(id + 1),
+};
+
+export function writeU64(out: Uint8Array, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  const high = Math.floor(value / 0x100000000);
+  const low = value >>> 0;
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(offset, high);
+  view.setUint32(offset + 4, low);
+}
+
+export function readU64(bytes: Uint8Array, offset: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const value = view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
+  assert(Number.isSafeInteger(value), `u64 above 2^53 at offset ${offset}`);
+  return value;
+}

@@ -1,0 +1,123 @@
+import { assert, TesseraError } from '../base/index.js';
+import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, limitSize } from '../raft/index.js';
+import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/index.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
+import { type RangeId, keys, readU64 } from './keys.js';
+
+/** Makes a snapshot of the range's applied state: metadata at the applied index and the data. */
+export type SnapshotSource = () => Snapshot;
+
+/**
+ * A range's Raft log on the node's storage engine. Reads come from the engine
+ * (which sees committed, not yet durable writes: the ready loop reads back
+ * what it just wrote). Writes go into the loop turn's WriteBatch, so every
+ * range's log, hard state and applied state land in one synced commit.
+ * first/last index are cached and moved by the write methods.
+ */
+export class EngineLogStorage implements LogStorage {
+  private truncated: TruncatedState;
+  private last: number;
+
+  constructor(
+    private readonly engine: StorageEngine,
+    readonly rangeId: RangeId,
+    private readonly snapshotSource: SnapshotSource,
+  ) {
+    const t = engine.get(keys.truncated(rangeId));
+    this.truncated = t === undefined ? { index: 0, term: 0 } : decodeJson<TruncatedState>(t, 'truncated state');
+    this.last = this.truncated.index;
+    for (const kv of engine.scan({ start: keys.logStart(rangeId), end: keys.logEnd(rangeId), reverse: true, limit: 1 })) {
+      this.last = readU64(kv.key, 10);
+    }
+  }
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    const hs = this.engine.get(keys.hardState(this.rangeId));
+    const apply = this.applyState();
+    return { hardState: hs === undefined ? EMPTY_HARD_STATE : decodeHardState(hs), confState: apply.confState };
+  }
+
+  applyState(): ApplyState {
+    const raw = this.engine.get(keys.applyState(this.rangeId));
+    return raw === undefined ? { appliedIndex: this.truncated.index, confState: EMPTY_CONF_STATE } : decodeJson<ApplyState>(raw, 'apply state');
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): readonly Entry[] {
+    if (lo <= this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: index ${lo} is compacted`);
+    if (hi > this.last + 1) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: entries [${lo}, ${hi}) beyond last index ${this.last}`);
+    const out: Entry[] = [];
+    let size = 0;
+    for (const kv of this.engine.scan({ start: keys.logEntry(this.rangeId, lo), end: keys.logEntry(this.rangeId, hi) })) {
+      const e = decodeEntry(kv.value);
+      assert(e.index === lo + out.length, `range ${this.rangeId}: log gap at ${lo + out.length} (found ${e.index})`);
+      size += e.data.byteLength + 24;
+      if (out.length > 0 && size > maxBytes) break;
+      out.push(e);
+    }
+    assert(out.length > 0 || lo === hi, `range ${this.rangeId}: no entries in [${lo}, ${hi})`);
+    return limitSize(out, maxBytes);
+  }
+
+  term(index: number): number {
+    if (index === this.truncated.index) return this.truncated.term;
+    if (index < this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: term of ${index} is compacted`);
+    if (index > this.last) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: term of ${index} beyond last index ${this.last}`);
+    const raw = this.engine.get(keys.logEntry(this.rangeId, index));
+    assert(raw !== undefined, `range ${this.rangeId}: log entry ${index} missing below last index ${this.last}`);
+    return decodeEntry(raw).term;
+  }
+
+  lastIndex(): number {
+    return this.last;
+  }
+
+  firstIndex(): number {
+    return this.truncated.index + 1;
+  }
+
+  snapshot(): Snapshot {
+    return this.snapshotSource();
+  }
+
+  // ---- writes, into the loop turn's batch ------------------------------------
+
+  /** Appends entries, deleting any conflicting suffix beyond them. */
+  append(batch: WriteBatch, entries: readonly Entry[]): void {
+    const first = entries[0];
+    if (first === undefined) return;
+    assert(first.index > this.truncated.index, `range ${this.rangeId}: append at ${first.index} below the truncated index ${this.truncated.index}`);
+    assert(first.index <= this.last + 1, `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
+    for (const e of entries) batch.put(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
+    const newLast = (entries[entries.length - 1] as Entry).index;
+    if (newLast < this.last) batch.deleteRange(keys.logEntry(this.rangeId, newLast + 1), keys.logEnd(this.rangeId));
+    this.last = newLast;
+  }
+
+  setHardState(batch: WriteBatch, hs: HardState): void {
+    batch.put(keys.hardState(this.rangeId), encodeHardState(hs));
+  }
+
+  setApplyState(batch: WriteBatch, state: ApplyState): void {
+    batch.put(keys.applyState(this.rangeId), encodeJson(state));
+  }
+
+  /** Drops entries up to and including `index` (they are covered by the applied state). */
+  compact(batch: WriteBatch, index: number): void {
+    if (index <= this.truncated.index) return;
+    assert(index <= this.last, `range ${this.rangeId}: compact ${index} beyond last index ${this.last}`);
+    const term = this.term(index);
+    batch.deleteRange(keys.logStart(this.rangeId), keys.logEntry(this.rangeId, index + 1));
+    this.truncated = { index, term };
+    batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
+  }
+
+  /** Replaces the whole log with a snapshot's position. */
+  applySnapshot(batch: WriteBatch, snapshot: Snapshot): void {
+    const { index, term } = snapshot.metadata;
+    batch.deleteRange(keys.logStart(this.rangeId), keys.logEnd(this.rangeId));
+    this.truncated = { index, term };
+    this.last = index;
+    batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
+  }
+}

@@ -1,0 +1,125 @@
+import { assert, type Rng } from '../base/index.js';
+import { DEFAULT_RAFT_OPTIONS, RawNode, type ConfState, type Entry, type RaftConfig, type Ready, type Snapshot } from '../raft/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { EngineLogStorage } from './log_storage.js';
+import type { RangeId } from './keys.js';
+import type { RangeStateMachine } from './state_machine.js';
+
+/** Raft settings a store applies to all its replicas. */
+export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage'>>;
+
+export interface ReplicaOptions {
+  readonly nodeId: number;
+  readonly rangeId: RangeId;
+  readonly engine: StorageEngine;
+  readonly stateMachine: RangeStateMachine;
+  readonly rng: Rng;
+  readonly raft: ReplicaRaftOptions;
+  /** Entries kept in the log behind the applied index before it is compacted. */
+  readonly logRetainEntries: number;
+  readonly sabotage?: Sabotage;
+}
+
+/** Outcome of applying one committed entry. */
+export interface Applied {
+  readonly entry: Entry;
+  readonly result: unknown;
+}
+
+/**
+ * One range's replica on this node: its RawNode, its log on the shared
+ * engine, and its state machine. The store's loop drives it in two phases
+ * per turn: `persist` (into the synced batch) and, once that batch is
+ * durable, `apply` (committed entries into a second batch).
+ */
+export class Replica {
+  readonly rangeId: RangeId;
+  readonly raw: RawNode;
+  readonly log: EngineLogStorage;
+  readonly stateMachine: RangeStateMachine;
+  private confState: ConfState;
+  private applied: number;
+  private readonly logRetainEntries: number;
+
+  constructor(o: ReplicaOptions) {
+    this.rangeId = o.rangeId;
+    this.stateMachine = o.stateMachine;
+    this.logRetainEntries = o.logRetainEntries;
+    this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot());
+    const apply = this.log.applyState();
+    this.confState = apply.confState;
+    this.applied = apply.appliedIndex;
+    this.raw = new RawNode({
+      ...DEFAULT_RAFT_OPTIONS,
+      ...o.raft,
+      id: o.nodeId,
+      storage: this.log,
+      appliedIndex: this.applied,
+      rng: o.rng,
+      ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+    });
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  currentConfState(): ConfState {
+    return this.confState;
+  }
+
+  /** Phase 1: what must be durable before this Ready's messages go out. */
+  persist(batch: WriteBatch, rd: Ready): void {
+    if (rd.snapshot !== undefined) this.installSnapshot(batch, rd.snapshot);
+    this.log.append(batch, rd.entries);
+    if (rd.hardState !== undefined) this.log.setHardState(batch, rd.hardState);
+  }
+
+  private installSnapshot(batch: WriteBatch, snapshot: Snapshot): void {
+    const { index, confState } = snapshot.metadata;
+    assert(index > this.applied, `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
+    this.stateMachine.restore(batch, snapshot.data);
+    this.log.applySnapshot(batch, snapshot);
+    this.confState = confState;
+    this.applied = index;
+    this.log.setApplyState(batch, { appliedIndex: index, confState });
+  }
+
+  /** Phase 2: applies committed entries; their effects and the applied index share the batch. */
+  apply(batch: WriteBatch, rd: Ready): Applied[] {
+    const out: Applied[] = [];
+    for (const e of rd.committedEntries) {
+      if (e.index <= this.applied) continue; // covered by a snapshot installed in this Ready
+      assert(e.index === this.applied + 1, `range ${this.rangeId}: applying ${e.index} after ${this.applied}`);
+      let result: unknown;
+      if (e.type === 'conf-change') {
+        assert(e.confChange !== undefined, 'conf-change entry without a change');
+        this.confState = this.raw.applyConfChange(e.confChange);
+        result = this.confState;
+      } else if (e.data.byteLength > 0) {
+        result = this.stateMachine.apply(batch, e);
+      }
+      this.applied = e.index;
+      out.push({ entry: e, result });
+    }
+    if (out.length > 0) {
+      this.log.setApplyState(batch, { appliedIndex: this.applied, confState: this.confState });
+      this.maybeCompactLog(batch);
+    }
+    return out;
+  }
+
+  private maybeCompactLog(batch: WriteBatch): void {
+    const target = this.applied - this.logRetainEntries;
+    if (target >= this.log.firstIndex() + this.logRetainEntries) this.log.compact(batch, target);
+  }
+
+  /** A snapshot of the applied state (data made now, at the applied index), for a lagging follower. */
+  private makeSnapshot(): Snapshot {
+    return {
+      metadata: { index: this.applied, term: this.log.term(this.applied), confState: this.confState },
+      data: this.stateMachine.snapshotData(),
+    };
+  }
+}

@@ -1,0 +1,292 @@
+import { assert, TesseraError, type Rng } from '../base/index.js';
+import type { ConfChange, ConfState, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
+import type { StorageEngine } from '../storage/engine.js';
+import { encodeHardState, encodeJson } from './codec.js';
+import { type RangeId, keys } from './keys.js';
+import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
+import type { StateMachineFactory } from './state_machine.js';
+
+/** A Raft message addressed to one range's replica on a peer. */
+export interface RangeMessage {
+  readonly rangeId: RangeId;
+  readonly message: Message;
+}
+
+/** Carries the messages of a loop turn to peers: one batch per peer (DESIGN.md decision 9). */
+export interface Transport {
+  send(to: NodeId, messages: readonly RangeMessage[]): void;
+}
+
+export interface StoreOptions {
+  readonly nodeId: NodeId;
+  readonly engine: StorageEngine;
+  readonly transport: Transport;
+  readonly rng: Rng;
+  readonly raft: ReplicaRaftOptions;
+  readonly stateMachines: StateMachineFactory;
+  /** Asks the host to run `loop` soon (the server: setImmediate; the simulator: an event now). */
+  readonly scheduleLoop: (loop: () => void) => void;
+  readonly logRetainEntries: number;
+  readonly sabotage?: Sabotage;
+  /** Observes every applied entry (the simulator's state machine safety oracle). */
+  readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
+  readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+}
+
+/** The answer to a proposal: the state machine's result, or why it certainly did not happen. */
+export type ProposalOutcome = { readonly kind: 'applied'; readonly result: unknown } | { readonly kind: 'dropped'; readonly error: TesseraError };
+
+interface Turn {
+  readonly replica: Replica;
+  readonly rd: Ready;
+}
+
+/**
+ * The multi-raft store of one node: a Replica per range, keyed by range id,
+ * all served by one ready loop. A loop turn takes the Ready of every replica
+ * that has one, writes them in one batch, and waits for that one sync (group
+ * commit); then it sends every message (one batch per peer), applies the
+ * committed entries of all ranges in a second batch, answers proposers and
+ * readers, and advances. Nothing is sent or acknowledged before its data is
+ * durable.
+ */
+export class Store {
+  readonly nodeId: NodeId;
+  private readonly replicas = new Map<RangeId, Replica>();
+  private readonly pendingProposals = new Map<string, (o: ProposalOutcome) => void>();
+  private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; done: (o: TesseraError | undefined) => void }>();
+  private writing = false;
+  private loopScheduled = false;
+  private closed = false;
+  private readSeq = 0;
+  readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0 };
+
+  constructor(private readonly o: StoreOptions) {
+    this.nodeId = o.nodeId;
+  }
+
+  /**
+   * Opens a range's replica. With `bootstrap`, a range whose storage is empty
+   * is created as a founding member: every founder writes the same state, a
+   * log truncated at index 1 (term 1) whose applied state holds the founding
+   * membership, so members added later start from a snapshot.
+   */
+  openRange(rangeId: RangeId, bootstrap?: ConfState): Replica {
+    assert(!this.replicas.has(rangeId), `range ${rangeId} already open`);
+    if (bootstrap !== undefined && this.o.engine.get(keys.applyState(rangeId)) === undefined && this.o.engine.get(keys.hardState(rangeId)) === undefined) {
+      const batch = this.o.engine.newBatch();
+      batch.put(keys.truncated(rangeId), encodeJson({ index: 1, term: 1 }));
+      batch.put(keys.applyState(rangeId), encodeJson({ appliedIndex: 1, confState: bootstrap }));
+      batch.put(keys.hardState(rangeId), encodeHardState({ term: 1, vote: 0, commit: 1 }));
+      this.o.engine.commit(batch, () => {});
+    }
+    const replica = new Replica({
+      nodeId: this.nodeId,
+      rangeId,
+      engine: this.o.engine,
+      stateMachine: this.o.stateMachines(rangeId),
+      rng: this.o.rng.fork(),
+      raft: this.o.raft,
+      logRetainEntries: this.o.logRetainEntries,
+      ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }),
+    });
+    this.replicas.set(rangeId, replica);
+    return replica;
+  }
+
+  replica(rangeId: RangeId): Replica | undefined {
+    return this.replicas.get(rangeId);
+  }
+
+  rangeIds(): RangeId[] {
+    return [...this.replicas.keys()].sort((a, b) => a - b);
+  }
+
+  tick(): void {
+    for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tick();
+    this.requestLoop();
+  }
+
+  /** Steps messages a peer sent; messages for unknown ranges are dropped (the range may be gone). */
+  receive(messages: readonly RangeMessage[]): void {
+    for (const { rangeId, message } of messages) this.replicas.get(rangeId)?.raw.step(message);
+    this.requestLoop();
+  }
+
+  /** Proposes a command; `done` gets the applied result or a definite drop. */
+  propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
+    const replica = this.mustReplica(rangeId);
+    const res: ProposeResult = replica.raw.propose(data);
+    if (res.kind === 'dropped') {
+      done({ kind: 'dropped', error: res.error });
+      return;
+    }
+    this.pendingProposals.set(requestId, done);
+    this.requestLoop();
+  }
+
+  proposeConfChange(rangeId: RangeId, cc: ConfChange): ProposeResult {
+    const res = this.mustReplica(rangeId).raw.proposeConfChange(cc);
+    this.requestLoop();
+    return res;
+  }
+
+  transferLeader(rangeId: RangeId, to: NodeId): void {
+    this.mustReplica(rangeId).raw.transferLeader(to);
+    this.requestLoop();
+  }
+
+  /** Waits until this replica may serve a linearizable read (ReadIndex, thesis §6.4); `done(undefined)` then. */
+  linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
+    const replica = this.mustReplica(rangeId);
+    const ctx = `${this.nodeId}:${++this.readSeq}`;
+    const reason = replica.raw.readIndex(ctx);
+    if (reason !== undefined) {
+      done(new TesseraError('NOT_LEADER', `read refused: ${reason}`));
+      return;
+    }
+    this.pendingReads.set(ctx, { rangeId, done });
+    this.requestLoop();
+  }
+
+  /** Forgets a proposal whose caller gave up; a later apply then answers nobody. */
+  abandon(requestId: string): void {
+    this.pendingProposals.delete(requestId);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private mustReplica(rangeId: RangeId): Replica {
+    const r = this.replicas.get(rangeId);
+    if (r === undefined) throw new TesseraError('INVALID_ARGUMENT', `range ${rangeId} is not on node ${this.nodeId}`);
+    return r;
+  }
+
+  private requestLoop(): void {
+    if (this.loopScheduled || this.closed) return;
+    this.loopScheduled = true;
+    this.o.scheduleLoop(() => {
+      this.loopScheduled = false;
+      this.loop();
+    });
+  }
+
+  /** One turn of the ready loop. Only one turn is in flight: the next waits for this one's sync. */
+  loop(): void {
+    if (this.writing || this.closed) return;
+    const turns: Turn[] = [];
+    for (const id of this.rangeIds()) {
+      const replica = this.replicas.get(id) as Replica;
+      if (replica.raw.hasReady()) turns.push({ replica, rd: replica.raw.ready() });
+    }
+    if (turns.length === 0) return;
+    this.stats.turns++;
+    const batch = this.o.engine.newBatch();
+    for (const t of turns) {
+      this.o.onReady?.(t.replica.rangeId, t.rd);
+      t.replica.persist(batch, t.rd);
+    }
+    const early = this.messagesBeforeSync(turns);
+    this.writing = true;
+    const finish = (error?: Error): void => {
+      assert(error === undefined, () => `storage sync failed: ${error?.message}`);
+      this.writing = false;
+      if (this.closed) return;
+      this.afterDurable(turns, early);
+    };
+    if (batch.count > 0) {
+      this.stats.syncs++;
+      this.o.engine.commit(batch, finish);
+    } else {
+      // Nothing to persist: still continue asynchronously, so a turn never recurses into itself.
+      this.writing = false;
+      this.afterDurable(turns, early);
+    }
+  }
+
+  /** The deliberate persistence bugs send some messages before the sync; correct stores send none. */
+  private messagesBeforeSync(turns: readonly Turn[]): Set<Message> {
+    const early = new Set<Message>();
+    const sab = this.o.sabotage;
+    if (sab === undefined) return early;
+    for (const t of turns) {
+      for (const m of t.rd.messages) {
+        const vote = m.type === 'MsgVoteResp' || m.type === 'MsgPreVoteResp' || m.type === 'MsgVote';
+        if (sab.has('ack-before-sync') || (sab.has('vote-before-persist') && vote)) early.add(m);
+      }
+    }
+    this.sendAll(turns, (m) => early.has(m));
+    return early;
+  }
+
+  private afterDurable(turns: readonly Turn[], alreadySent: ReadonlySet<Message>): void {
+    this.sendAll(turns, (m) => !alreadySent.has(m));
+    const applyBatch = this.o.engine.newBatch();
+    const applied: { rangeId: RangeId; items: Applied[] }[] = [];
+    for (const t of turns) applied.push({ rangeId: t.replica.rangeId, items: t.replica.apply(applyBatch, t.rd) });
+    // Applied state is derived from the durable log, so it need not be synced before answering:
+    // after a crash the entries are applied again from the log.
+    if (applyBatch.count > 0) this.o.engine.commit(applyBatch, () => {});
+    for (const t of turns) t.replica.raw.advance();
+    for (const { rangeId, items } of applied) {
+      for (const a of items) {
+        this.stats.entriesApplied++;
+        this.o.onApplied?.(rangeId, a);
+        this.answerProposal(a);
+      }
+    }
+    for (const t of turns) for (const rs of t.rd.readStates) this.noteReadIndex(rs.context, rs.index);
+    this.serveReads();
+    this.requestLoop();
+  }
+
+  private sendAll(turns: readonly Turn[], include: (m: Message) => boolean): void {
+    const byPeer = new Map<NodeId, RangeMessage[]>();
+    for (const t of turns) {
+      for (const m of t.rd.messages) {
+        if (!include(m)) continue;
+        let list = byPeer.get(m.to);
+        if (list === undefined) byPeer.set(m.to, (list = []));
+        list.push({ rangeId: t.replica.rangeId, message: m });
+      }
+    }
+    for (const to of [...byPeer.keys()].sort((a, b) => a - b)) {
+      const list = byPeer.get(to) as RangeMessage[];
+      this.stats.messagesSent += list.length;
+      this.o.transport.send(to, list);
+    }
+  }
+
+  private answerProposal(a: Applied): void {
+    const id = requestIdOf(a);
+    if (id === undefined) return;
+    const done = this.pendingProposals.get(id);
+    if (done === undefined) return;
+    this.pendingProposals.delete(id);
+    done({ kind: 'applied', result: a.result });
+  }
+
+  private noteReadIndex(ctx: string, index: number): void {
+    const pending = this.pendingReads.get(ctx);
+    if (pending !== undefined) pending.index = index;
+  }
+
+  private serveReads(): void {
+    for (const [ctx, pr] of this.pendingReads) {
+      if (pr.index === undefined) continue;
+      const replica = this.replicas.get(pr.rangeId);
+      if (replica === undefined || replica.appliedIndex() < pr.index) continue;
+      this.pendingReads.delete(ctx);
+      pr.done(undefined);
+    }
+  }
+}
+
+/** State machines tag results with the request id they answer. */
+function requestIdOf(a: Applied): string | undefined {
+  const r = a.result as { requestId?: unknown } | undefined;
+  return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
+}
