@@ -10,21 +10,24 @@ const rootArg = process.argv.indexOf('--root');
 const root = rootArg > 0 ? resolve(process.argv[rootArg + 1]) : resolve(dirname(new URL(import.meta.url).pathname), '..');
 const src = join(root, 'src');
 
-// layer -> layers it may import (besides itself).
+// layer -> layers it may import (besides itself). `storage/lmdb` is a layer of
+// its own: the pure `storage` layer may not import it, and only the process
+// wiring above the store (server, cli, the package entry) may choose LMDB.
 const allowed = {
   base: [],
   raft: ['base'],
   check: ['base'],
   storage: ['base'],
+  'storage/lmdb': ['base', 'storage'],
   mvcc: ['base', 'storage'],
   kv: ['base', 'raft', 'storage', 'mvcc'],
   txn: ['base', 'raft', 'storage', 'mvcc', 'kv'],
   placement: ['base', 'raft', 'storage', 'mvcc', 'kv'],
   sim: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'check'],
-  server: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement'],
+  server: ['base', 'raft', 'storage', 'storage/lmdb', 'mvcc', 'kv', 'txn', 'placement'],
   client: ['base'],
-  cli: ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'sim', 'check'],
-  '.': ['base', 'raft', 'storage', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'check'],
+  cli: ['base', 'raft', 'storage', 'storage/lmdb', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'sim', 'check'],
+  '.': ['base', 'raft', 'storage', 'storage/lmdb', 'mvcc', 'kv', 'txn', 'placement', 'server', 'client', 'check'],
 };
 // Layers that must stay pure and deterministic.
 const pure = new Set(['base', 'raft', 'check', 'storage', 'mvcc', 'kv', 'txn', 'placement']);
@@ -41,6 +44,18 @@ const impure = [
 ];
 // The deliberate-bug switches may be set only by the simulator and tests.
 const sabotageFile = /(^|\/)sabotage(\.js)?$/;
+// The LMDB binding: only src/storage/lmdb may load it, tests included, so that
+// every other layer reaches storage through the StorageEngine interface.
+const lmdbLayer = 'storage/lmdb';
+const isLmdbSpec = (spec) => spec === 'lmdb' || spec.startsWith('lmdb/');
+// Any call with 'lmdb' as its only argument: require('lmdb'), createRequire(…)('lmdb').
+const requireLmdbRe = /\(\s*['"]lmdb(?:\/[^'"]*)?['"]\s*\)/;
+// Test libraries (`*.testlib.ts`, e.g. src/storage/conformance.testlib.ts) hold
+// shared test suites: they may use node:test, fast-check and node: modules
+// like tests do, and only tests and other test libraries may import them, so
+// none of it reaches production code.
+const isTestLibFile = (file) => file.endsWith('.testlib.ts');
+const testLibSpec = /\.testlib(\.js)?$/;
 
 function walk(dir) {
   const out = [];
@@ -54,13 +69,16 @@ function walk(dir) {
 
 function layerOf(file) {
   const rel = relative(src, file).split(sep);
-  return rel.length === 1 ? '.' : rel[0];
+  if (rel.length === 1) return '.';
+  if (rel[0] === 'storage' && rel[1] === 'lmdb' && rel.length > 2) return lmdbLayer;
+  return rel[0];
 }
 
 const problems = [];
 for (const file of walk(src)) {
   const rel = relative(root, file);
-  const isTest = file.endsWith('.test.ts');
+  // A test library is checked as a test: it is test code that lives beside the layer it tests.
+  const isTest = file.endsWith('.test.ts') || isTestLibFile(file);
   const layer = layerOf(file);
   if (!(layer in allowed)) {
     problems.push(`${rel}: folder src/${layer} is not a layer in DESIGN.md`);
@@ -82,11 +100,19 @@ for (const file of walk(src)) {
       if (sabotageFile.test(spec) && !typeOnly && !isTest && layer !== 'sim' && !file.includes(`${sep}raft${sep}`)) {
         problems.push(`${rel}: only src/sim and tests may import the deliberate-bug switches (${spec})`);
       }
+      if (testLibSpec.test(spec) && !isTest) {
+        problems.push(`${rel}: only tests and test libraries may import a test library (${spec})`);
+      }
+    } else if (isLmdbSpec(spec)) {
+      if (layer !== lmdbLayer) problems.push(`${rel}: only src/storage/lmdb may import '${spec}'; use the StorageEngine interface`);
     } else if (pure.has(layer) && !isTest) {
       if (spec.startsWith('node:') || !pureBareAllowed.has(spec)) {
         problems.push(`${rel}: pure layer '${layer}' may not import '${spec}'; inject it instead`);
       }
     }
+  }
+  if (layer !== lmdbLayer && requireLmdbRe.test(text)) {
+    problems.push(`${rel}: only src/storage/lmdb may load 'lmdb' (require or a dynamic load); use the StorageEngine interface`);
   }
   if (pure.has(layer) && !isTest) {
     const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');

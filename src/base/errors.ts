@@ -17,6 +17,8 @@ export type TesseraErrorCode =
   | 'TIMEOUT'
   | 'PARSE_ERROR'
   | 'CORRUPT_DATA'
+  /** The storage device refused a write or a sync; the engine stops accepting writes. */
+  | 'IO_ERROR'
   | 'CLOSED';
 
 export class TesseraError extends Error {

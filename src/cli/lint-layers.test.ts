@@ -53,3 +53,47 @@ test('lint-layers: only the simulator may import the deliberate-bug switches', (
   assert.equal(r.status, 1);
   assert.match(r.output, /only src\/sim and tests may import the deliberate-bug switches/);
 });
+
+test('lint-layers: only src/storage/lmdb may import lmdb, and it is a layer of its own', () => {
+  const ok = lint({
+    'base/a.ts': 'export const a = 1;\n',
+    'storage/engine.ts': 'export const e = 1;\n',
+    'storage/lmdb/engine.ts':
+      "import { open } from 'lmdb';\nimport { mkdirSync } from 'node:fs';\nimport { e } from '../engine.js';\nimport { a } from '../../base/a.js';\nexport const x = [open, mkdirSync, e, a];\n",
+    'storage/lmdb/engine.test.ts': "import { open } from 'lmdb';\nexport const t = open;\n",
+    'server/s.ts': "import { x } from '../storage/lmdb/engine.js';\nexport const s = x;\n",
+  });
+  assert.equal(ok.status, 0, ok.output);
+
+  const r = lint({
+    'storage/lmdb/engine.ts': 'export const x = 1;\n',
+    'server/s.ts': "import { open } from 'lmdb';\nexport const s = open;\n",
+    'kv/k.test.ts': "import { open } from 'lmdb';\nexport const k = open;\n",
+    'storage/m.ts': "import { open } from 'lmdb/index.js';\nexport const m = open;\n",
+    // Spelled in two parts so that this file does not trip the rule it tests.
+    'cli/c.ts': "import { createRequire } from 'node:module';\nexport const c = createRequire(import.meta.url)('" + 'lmdb' + "');\n",
+    'storage/n.ts': "import { x } from './lmdb/engine.js';\nexport const n = x;\n",
+    'kv/store.ts': "import { x } from '../storage/lmdb/engine.js';\nexport const k = x;\n",
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /server\/s\.ts: only src\/storage\/lmdb may import 'lmdb'/);
+  assert.match(r.output, /kv\/k\.test\.ts: only src\/storage\/lmdb may import 'lmdb'/);
+  assert.match(r.output, /storage\/m\.ts: only src\/storage\/lmdb may import 'lmdb\/index\.js'/);
+  assert.match(r.output, /cli\/c\.ts: only src\/storage\/lmdb may load 'lmdb' \(require/);
+  assert.match(r.output, /layer 'storage' may not import layer 'storage\/lmdb'/);
+  assert.match(r.output, /layer 'kv' may not import layer 'storage\/lmdb'/);
+  assert.match(r.output, /6 violation\(s\)/);
+});
+
+test('lint-layers: a test library may use node:test, and only tests may import it', () => {
+  const r = lint({
+    'storage/suite.testlib.ts': "import { test } from 'node:test';\nimport fc from 'fast-check';\nexport const suite = [test, fc];\n",
+    'storage/memory.test.ts': "import { suite } from './suite.testlib.js';\nexport const t = suite;\n",
+    'storage/memory.ts': "import { suite } from './suite.testlib.js';\nexport const m = suite;\n",
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /storage\/memory\.ts: only tests and test libraries may import a test library/);
+  assert.doesNotMatch(r.output, /suite\.testlib\.ts/);
+  assert.doesNotMatch(r.output, /memory\.test\.ts/);
+  assert.match(r.output, /1 violation\(s\)/);
+});

@@ -1,0 +1,74 @@
+/**
+ * The storage engine interface: one ordered byte-key store per node holding
+ * the Raft logs, hard states and applied indexes of every range and their
+ * MVCC data (DESIGN.md decision 2). Implementations: the in-memory engine
+ * (tests and the simulator) and LMDB (src/storage/lmdb, the only code that
+ * imports `lmdb`). Both pass the one conformance suite in
+ * conformance.testlib.ts.
+ *
+ * Contract:
+ * - Reads are synchronous and see every committed batch, durable or not (the
+ *   single writer reads its own writes).
+ * - `commit` applies a batch atomically and returns once it is visible. Its
+ *   `onDurable` callback runs once the batch, and every batch committed
+ *   before it, is on stable storage. Nothing may be acknowledged before that.
+ *   Batches become durable in commit order; a crash keeps a prefix of them.
+ * - `onDurable` never runs synchronously inside `commit`, so callers can
+ *   commit from inside their loop and continue there.
+ * - Keys are compared as unsigned bytes. `end` bounds are exclusive.
+ * - Keys are 1..MAX_KEY_BYTES bytes, values at most MAX_VALUE_BYTES; a batch
+ *   refuses others with INVALID_ARGUMENT when they are queued. A range whose
+ *   start is not below its end is empty.
+ * - Batches copy what they are given. Arrays returned by reads are read-only:
+ *   the in-memory engine shares them with its own state.
+ * - A scan iterates the state of the moment it was called; commits made while
+ *   iterating do not show in it.
+ * - After `close`, reads and commits throw TesseraError 'CLOSED'.
+ */
+
+/** LMDB's key limit with its default 4 KiB pages (mdb_env_get_maxkeysize); the other engines keep to it too. */
+export const MAX_KEY_BYTES = 1978;
+/** Largest value one put may store: far above any request (1.5 MiB) or snapshot chunk, well below LMDB's 4 GiB. */
+export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
+
+export interface KeyValue {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+}
+
+export interface ScanOptions {
+  /** First key, inclusive. */
+  readonly start: Uint8Array;
+  /** End key, exclusive; undefined scans to the end of the key space. */
+  readonly end?: Uint8Array;
+  readonly reverse?: boolean;
+  /** Max pairs returned; undefined or 0 means no limit. */
+  readonly limit?: number;
+}
+
+export interface ReadView {
+  get(key: Uint8Array): Uint8Array | undefined;
+  scan(options: ScanOptions): Iterable<KeyValue>;
+}
+
+export interface WriteBatch {
+  put(key: Uint8Array, value: Uint8Array): void;
+  delete(key: Uint8Array): void;
+  /** Deletes every key in [start, end). */
+  deleteRange(start: Uint8Array, end: Uint8Array): void;
+  /** Number of operations queued. */
+  readonly count: number;
+  /** Bytes of keys and values queued (for limits and metrics). */
+  readonly sizeBytes: number;
+}
+
+export interface StorageEngine extends ReadView {
+  readonly kind: 'memory' | 'lmdb';
+  newBatch(): WriteBatch;
+  /** Applies `batch` atomically and makes it visible; `onDurable` runs once it is synced (or with the error). */
+  commit(batch: WriteBatch, onDurable: (error?: Error) => void): void;
+  /** A consistent view that later commits do not change (for snapshots and long reads). Release it with `close`. */
+  snapshotView(): ReadView & { close(): void };
+  /** Flushes and closes; idempotent. */
+  close(): Promise<void>;
+}
