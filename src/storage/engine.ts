@@ -40,10 +40,10 @@ export interface ScanOptions {
   /** First key, inclusive. */
   readonly start: Uint8Array;
   /** End key, exclusive; undefined scans to the end of the key space. */
-  readonly end?: Uint8Array;
-  readonly reverse?: boolean;
+  readonly end?: Uint8Array | undefined;
+  readonly reverse?: boolean | undefined;
   /** Max pairs returned; undefined or 0 means no limit. */
-  readonly limit?: number;
+  readonly limit?: number | undefined;
 }
 
 export interface ReadView {

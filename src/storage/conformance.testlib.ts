@@ -1,0 +1,534 @@
+/**
+ * The one conformance suite every StorageEngine passes (memory.test.ts and
+ * lmdb/engine.test.ts run it). It is a test library (`*.testlib.ts`): the
+ * layering lint lets it import node:test and fast-check like a test, and lets
+ * only tests import it, so none of it reaches production code.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { isTesseraError, type TesseraErrorCode } from '../base/index.js';
+import { compareBytes } from './bytes.js';
+import { MAX_KEY_BYTES, type KeyValue, type ReadView, type ScanOptions, type StorageEngine, type WriteBatch } from './engine.js';
+
+export interface EngineUnderTest {
+  readonly engine: StorageEngine;
+  /** Closes the engine if the test did not, and removes what it left behind (files). */
+  cleanup(): Promise<void>;
+}
+
+export interface ConformanceOptions {
+  /** Runs of the model-based property (each opens a fresh engine). */
+  readonly propertyRuns?: number;
+}
+
+const DEFAULT_PROPERTY_RUNS = 60;
+
+export function runEngineConformance(name: string, factory: () => Promise<EngineUnderTest>, options: ConformanceOptions = {}): void {
+  const it = (title: string, body: (engine: StorageEngine) => Promise<void>): void => {
+    test(`${name} conformance: ${title}`, async () => {
+      const under = await factory();
+      try {
+        await body(under.engine);
+      } finally {
+        await under.cleanup();
+      }
+    });
+  };
+  basicTests(it);
+  deleteRangeTests(it);
+  scanTests(it);
+  batchTests(it);
+  durabilityTests(it);
+  snapshotTests(it);
+  closeTests(it);
+  modelProperty(name, factory, options.propertyRuns ?? DEFAULT_PROPERTY_RUNS);
+}
+
+type It = (title: string, body: (engine: StorageEngine) => Promise<void>) => void;
+
+// ---- helpers ---------------------------------------------------------------
+
+const b = (...bytes: number[]): Uint8Array => Uint8Array.from(bytes);
+const s = (text: string): Uint8Array => new TextEncoder().encode(text);
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+
+/** Commits and resolves once the batch is durable (rejects with the onDurable error). */
+function commitDurable(engine: StorageEngine, fill: (batch: WriteBatch) => void): Promise<void> {
+  const batch = engine.newBatch();
+  fill(batch);
+  return new Promise((resolve, reject) => engine.commit(batch, (error) => (error ? reject(error) : resolve())));
+}
+
+function keysOf(view: ReadView, options: ScanOptions): string[] {
+  return [...view.scan(options)].map((kv) => hex(kv.key));
+}
+
+function pairsOf(entries: Iterable<KeyValue>): [string, string][] {
+  return [...entries].map((kv) => [hex(kv.key), hex(kv.value)]);
+}
+
+function assertCode(fn: () => unknown, code: TesseraErrorCode): void {
+  assert.throws(fn, (error: unknown) => isTesseraError(error, code), `expected TesseraError ${code}`);
+}
+
+// ---- get / put / delete ------------------------------------------------------
+
+function basicTests(it: It): void {
+  it('get of a missing key is undefined; put then get; overwrite; delete', async (engine) => {
+    assert.equal(engine.get(s('a')), undefined);
+    await commitDurable(engine, (w) => w.put(s('a'), s('1')));
+    assert.deepEqual(engine.get(s('a')), s('1'));
+    await commitDurable(engine, (w) => w.put(s('a'), s('2')));
+    assert.deepEqual(engine.get(s('a')), s('2'));
+    await commitDurable(engine, (w) => w.delete(s('a')));
+    assert.equal(engine.get(s('a')), undefined);
+    await commitDurable(engine, (w) => w.delete(s('never-there')));
+    assert.equal(engine.get(s('never-there')), undefined);
+  });
+
+  it('empty values, large values and keys of the maximum size are stored', async (engine) => {
+    const big = new Uint8Array(200_000).map((_, i) => i % 251);
+    const longKey = new Uint8Array(MAX_KEY_BYTES).fill(0xab);
+    await commitDurable(engine, (w) => {
+      w.put(s('empty'), new Uint8Array());
+      w.put(s('big'), big);
+      w.put(longKey, s('long'));
+    });
+    assert.deepEqual(engine.get(s('empty')), new Uint8Array());
+    assert.deepEqual(engine.get(s('big')), big);
+    assert.deepEqual(engine.get(longKey), s('long'));
+  });
+
+  it('refuses empty and oversized keys with INVALID_ARGUMENT when they are queued', async (engine) => {
+    const batch = engine.newBatch();
+    assertCode(() => batch.put(new Uint8Array(), s('x')), 'INVALID_ARGUMENT');
+    assertCode(() => batch.delete(new Uint8Array()), 'INVALID_ARGUMENT');
+    assertCode(() => batch.put(new Uint8Array(MAX_KEY_BYTES + 1), s('x')), 'INVALID_ARGUMENT');
+    assert.equal(batch.count, 0);
+  });
+
+  it('the batch copies its inputs: changing a buffer after put changes nothing', async (engine) => {
+    const key = s('k');
+    const value = s('v1');
+    await commitDurable(engine, (w) => {
+      w.put(key, value);
+      key[0] = 0x7a;
+      value[1] = 0x39;
+    });
+    assert.deepEqual(engine.get(s('k')), s('v1'));
+    assert.equal(engine.get(s('z')), undefined);
+  });
+}
+
+// ---- deleteRange -------------------------------------------------------------
+
+function deleteRangeTests(it: It): void {
+  it('deleteRange removes [start, end) and keeps both neighbours', async (engine) => {
+    await commitDurable(engine, (w) => {
+      for (const k of ['a', 'b', 'b\0', 'ba', 'c', 'd']) w.put(s(k), s(k));
+    });
+    await commitDurable(engine, (w) => w.deleteRange(s('b'), s('c')));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), ['a', 'c', 'd'].map((k) => hex(s(k))));
+  });
+
+  it('an empty or inverted range deletes nothing', async (engine) => {
+    await commitDurable(engine, (w) => ['a', 'b', 'c'].forEach((k) => w.put(s(k), s(k))));
+    await commitDurable(engine, (w) => {
+      w.deleteRange(s('b'), s('b'));
+      w.deleteRange(s('c'), s('a'));
+    });
+    assert.equal(keysOf(engine, { start: new Uint8Array() }).length, 3);
+  });
+
+  it('operations in one batch apply in order around a deleteRange', async (engine) => {
+    await commitDurable(engine, (w) => w.put(s('m1'), s('old')));
+    await commitDurable(engine, (w) => {
+      w.put(s('m2'), s('x'));
+      w.deleteRange(s('m'), s('n')); // removes m1 and the m2 queued just before
+      w.put(s('m3'), s('after'));
+    });
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), [hex(s('m3'))]);
+    assert.deepEqual(engine.get(s('m3')), s('after'));
+  });
+
+  it('deleteRange reaches keys committed but not yet durable', async (engine) => {
+    const first = commitDurable(engine, (w) => ['p1', 'p2', 'q'].forEach((k) => w.put(s(k), s(k))));
+    const second = commitDurable(engine, (w) => w.deleteRange(s('p'), s('q')));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), [hex(s('q'))]);
+    await Promise.all([first, second]);
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), [hex(s('q'))]);
+  });
+}
+
+// ---- scans -----------------------------------------------------------------
+
+const ORDERED_KEYS: Uint8Array[] = [b(0x00), b(0x00, 0x00), b(0x00, 0xff), b(0x01), b(0x01, 0x00), b(0x01, 0x00, 0x00), b(0x01, 0x01), b(0x7f), b(0x80), b(0xfe, 0xff), b(0xff), b(0xff, 0x00), b(0xff, 0xff, 0xff)];
+
+function scanTests(it: It): void {
+  it('keys order as unsigned bytes, a prefix before its extensions', async (engine) => {
+    await commitDurable(engine, (w) => [...ORDERED_KEYS].reverse().forEach((k, i) => w.put(k, b(i))));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), ORDERED_KEYS.map(hex));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), reverse: true }), ORDERED_KEYS.map(hex).reverse());
+  });
+
+  it('start is inclusive, end exclusive, forward and reverse', async (engine) => {
+    await commitDurable(engine, (w) => ORDERED_KEYS.forEach((k) => w.put(k, k)));
+    const start = b(0x01);
+    const end = b(0x80);
+    const inside = ORDERED_KEYS.filter((k) => compareBytes(k, start) >= 0 && compareBytes(k, end) < 0).map(hex);
+    assert.deepEqual(keysOf(engine, { start, end }), inside);
+    assert.deepEqual(keysOf(engine, { start, end, reverse: true }), [...inside].reverse());
+    // Bounds that fall between keys.
+    assert.deepEqual(keysOf(engine, { start: b(0x00, 0x01), end: b(0x01, 0x00, 0x00, 0x00) }), [b(0x00, 0xff), b(0x01), b(0x01, 0x00), b(0x01, 0x00, 0x00)].map(hex));
+    // No end: to the end of the key space.
+    assert.deepEqual(keysOf(engine, { start: b(0xff) }), [b(0xff), b(0xff, 0x00), b(0xff, 0xff, 0xff)].map(hex));
+    assert.deepEqual(keysOf(engine, { start: b(0xff), reverse: true }), [b(0xff, 0xff, 0xff), b(0xff, 0x00), b(0xff)].map(hex));
+  });
+
+  it('limit counts from the scan direction; 0 and undefined mean no limit; negative is refused', async (engine) => {
+    await commitDurable(engine, (w) => ORDERED_KEYS.forEach((k) => w.put(k, k)));
+    const all = ORDERED_KEYS.map(hex);
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), limit: 3 }), all.slice(0, 3));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), limit: 3, reverse: true }), all.slice(-3).reverse());
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), limit: 0 }), all);
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), limit: 1000 }), all);
+    assertCode(() => [...engine.scan({ start: new Uint8Array(), limit: -1 })], 'INVALID_ARGUMENT');
+    assertCode(() => [...engine.scan({ start: new Uint8Array(), limit: 1.5 })], 'INVALID_ARGUMENT');
+  });
+
+  it('empty scans: an empty engine, start at or past end, a gap between keys', async (engine) => {
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), []);
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array(), reverse: true }), []);
+    await commitDurable(engine, (w) => [s('a'), s('c')].forEach((k) => w.put(k, k)));
+    assert.deepEqual(keysOf(engine, { start: s('c'), end: s('c') }), []);
+    assert.deepEqual(keysOf(engine, { start: s('c'), end: s('a') }), []);
+    assert.deepEqual(keysOf(engine, { start: s('c'), end: s('a'), reverse: true }), []);
+    assert.deepEqual(keysOf(engine, { start: s('b'), end: s('c'), reverse: true }), []);
+    assert.deepEqual(keysOf(engine, { start: s('d') }), []);
+  });
+
+  it('a scan returns values and sees the state of the moment it was called', async (engine) => {
+    await commitDurable(engine, (w) => ['a', 'b', 'c'].forEach((k) => w.put(s(k), s(k + k))));
+    const iterator = engine.scan({ start: new Uint8Array() })[Symbol.iterator]();
+    const first = iterator.next();
+    await commitDurable(engine, (w) => {
+      w.put(s('bb'), s('new'));
+      w.delete(s('c'));
+    });
+    const rest: KeyValue[] = [];
+    for (let r = iterator.next(); !r.done; r = iterator.next()) rest.push(r.value);
+    assert.deepEqual(pairsOf([first.value as KeyValue, ...rest]), [['a', 'aa'], ['b', 'bb'], ['c', 'cc']].map(([k, v]) => [hex(s(k as string)), hex(s(v as string))]));
+  });
+}
+
+// ---- batches ---------------------------------------------------------------
+
+function batchTests(it: It): void {
+  it('a batch reports its count and size, and applies all of its operations at once', async (engine) => {
+    const batch = engine.newBatch();
+    batch.put(s('k1'), s('vv'));
+    batch.delete(s('k2'));
+    batch.deleteRange(s('x'), s('y'));
+    assert.equal(batch.count, 3);
+    assert.equal(batch.sizeBytes, 2 + 2 + 2 + 1 + 1);
+    let done = false;
+    engine.commit(batch, () => (done = true));
+    assert.deepEqual(engine.get(s('k1')), s('vv'));
+    assert.equal(done, false);
+  });
+
+  it('a committed batch cannot be changed or committed again; a foreign batch is refused', async (engine) => {
+    const batch = engine.newBatch();
+    batch.put(s('a'), s('1'));
+    const durable = new Promise<void>((resolve) => engine.commit(batch, () => resolve()));
+    assertCode(() => batch.put(s('b'), s('2')), 'INVALID_ARGUMENT');
+    assertCode(() => engine.commit(batch, () => {}), 'INVALID_ARGUMENT');
+    const foreign: WriteBatch = { put() {}, delete() {}, deleteRange() {}, count: 0, sizeBytes: 0 };
+    assertCode(() => engine.commit(foreign, () => {}), 'INVALID_ARGUMENT');
+    await durable;
+    assert.equal(engine.get(s('b')), undefined);
+  });
+
+  it('a batch abandoned after a refused operation leaves no trace', async (engine) => {
+    const batch = engine.newBatch();
+    batch.put(s('a'), s('1'));
+    assertCode(() => batch.put(new Uint8Array(), s('x')), 'INVALID_ARGUMENT');
+    assert.equal(engine.get(s('a')), undefined);
+    await commitDurable(engine, (w) => w.put(s('other'), s('1')));
+    assert.equal(engine.get(s('a')), undefined);
+  });
+
+  it('an empty batch commits and becomes durable in order', async (engine) => {
+    const order: number[] = [];
+    const done = new Promise<void>((resolve) => {
+      const one = engine.newBatch();
+      one.put(s('a'), s('1'));
+      engine.commit(one, () => order.push(1));
+      engine.commit(engine.newBatch(), () => order.push(2));
+      const three = engine.newBatch();
+      three.put(s('b'), s('2'));
+      engine.commit(three, () => {
+        order.push(3);
+        resolve();
+      });
+    });
+    await done;
+    assert.deepEqual(order, [1, 2, 3]);
+  });
+}
+
+// ---- durability callbacks ------------------------------------------------------
+
+function durabilityTests(it: It): void {
+  it('writes are visible as soon as commit returns, before they are durable', async (engine) => {
+    let durable = false;
+    const batch = engine.newBatch();
+    batch.put(s('v'), s('1'));
+    const done = new Promise<void>((resolve) =>
+      engine.commit(batch, () => {
+        durable = true;
+        resolve();
+      }),
+    );
+    assert.equal(durable, false);
+    assert.deepEqual(engine.get(s('v')), s('1'));
+    assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), [hex(s('v'))]);
+    await done;
+    assert.deepEqual(engine.get(s('v')), s('1'));
+  });
+
+  it('onDurable never runs inside commit, and runs once per batch in commit order', async (engine) => {
+    const COMMITS = 50;
+    const calls: number[] = [];
+    let inCommit = false;
+    let ranInside = false;
+    const all: Promise<void>[] = [];
+    for (let i = 0; i < COMMITS; i++) {
+      const batch = engine.newBatch();
+      batch.put(b(1, i), b(i));
+      all.push(
+        new Promise((resolve, reject) => {
+          inCommit = true;
+          engine.commit(batch, (error) => {
+            if (inCommit) ranInside = true;
+            calls.push(i);
+            if (error) reject(error);
+            else resolve();
+          });
+          inCommit = false;
+        }),
+      );
+      // Let some callbacks come due between commits, so that order is tested across syncs too.
+      if (i % 7 === 3) await Promise.resolve();
+    }
+    await Promise.all(all);
+    assert.equal(ranInside, false);
+    assert.deepEqual(calls, Array.from({ length: COMMITS }, (_, i) => i));
+  });
+
+  it('a commit made from inside onDurable is accepted and becomes durable later', async (engine) => {
+    const order: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const first = engine.newBatch();
+      first.put(s('a'), s('1'));
+      engine.commit(first, () => {
+        order.push('first');
+        const second = engine.newBatch();
+        second.put(s('b'), s('2'));
+        engine.commit(second, (error) => {
+          order.push('second');
+          if (error) reject(error);
+          else resolve();
+        });
+        assert.deepEqual(engine.get(s('b')), s('2'));
+      });
+    });
+    assert.deepEqual(order, ['first', 'second']);
+  });
+}
+
+// ---- snapshots -------------------------------------------------------------
+
+function snapshotTests(it: It): void {
+  it('a snapshot keeps its state while later commits change the live one', async (engine) => {
+    await commitDurable(engine, (w) => ['a', 'b', 'c', 'd'].forEach((k) => w.put(s(k), s('old'))));
+    const pending = commitDurable(engine, (w) => w.put(s('e'), s('unsynced')));
+    const view = engine.snapshotView();
+    try {
+      await commitDurable(engine, (w) => {
+        w.put(s('a'), s('new'));
+        w.delete(s('b'));
+        w.deleteRange(s('c'), s('e'));
+        w.put(s('z'), s('new'));
+      });
+      await pending;
+      assert.deepEqual(view.get(s('a')), s('old'));
+      assert.deepEqual(view.get(s('b')), s('old'));
+      assert.deepEqual(view.get(s('e')), s('unsynced'));
+      assert.equal(view.get(s('z')), undefined);
+      assert.deepEqual(keysOf(view, { start: new Uint8Array() }), ['a', 'b', 'c', 'd', 'e'].map((k) => hex(s(k))));
+      assert.deepEqual(keysOf(view, { start: s('b'), end: s('e'), reverse: true, limit: 2 }), ['d', 'c'].map((k) => hex(s(k))));
+      assert.deepEqual(keysOf(engine, { start: new Uint8Array() }), ['a', 'e', 'z'].map((k) => hex(s(k))));
+    } finally {
+      view.close();
+    }
+  });
+
+  it('a closed snapshot refuses reads; closing twice is harmless', async (engine) => {
+    const view = engine.snapshotView();
+    view.close();
+    view.close();
+    assertCode(() => view.get(s('a')), 'CLOSED');
+    assertCode(() => view.scan({ start: new Uint8Array() }), 'CLOSED');
+  });
+
+  it('many snapshots at different moments each keep their own state', async (engine) => {
+    const views: (ReadView & { close(): void })[] = [];
+    for (let i = 0; i < 5; i++) {
+      views.push(engine.snapshotView());
+      await commitDurable(engine, (w) => w.put(b(i + 1), b(i)));
+    }
+    views.forEach((view, i) => assert.equal(keysOf(view, { start: new Uint8Array() }).length, i));
+    views.forEach((view) => view.close());
+  });
+}
+
+// ---- close -------------------------------------------------------------------
+
+function closeTests(it: It): void {
+  it('close runs the pending durability callbacks, is idempotent, and refuses use afterwards', async (engine) => {
+    let durable = 0;
+    for (let i = 0; i < 3; i++) {
+      const batch = engine.newBatch();
+      batch.put(b(i + 1), b(i));
+      engine.commit(batch, (error) => {
+        assert.equal(error, undefined);
+        durable++;
+      });
+    }
+    await engine.close();
+    assert.equal(durable, 3);
+    await engine.close();
+    assertCode(() => engine.get(s('a')), 'CLOSED');
+    assertCode(() => engine.scan({ start: new Uint8Array() }), 'CLOSED');
+    assertCode(() => engine.snapshotView(), 'CLOSED');
+    assertCode(() => engine.commit(engine.newBatch(), () => {}), 'CLOSED');
+  });
+
+  it('closing concurrently from two callers resolves both', async (engine) => {
+    await Promise.all([engine.close(), engine.close()]);
+  });
+}
+
+// ---- model-based property ------------------------------------------------------
+
+type Op =
+  | { readonly kind: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
+  | { readonly kind: 'delete'; readonly key: Uint8Array }
+  | { readonly kind: 'delete-range'; readonly start: Uint8Array; readonly end: Uint8Array };
+
+type Step =
+  | { readonly kind: 'commit'; readonly ops: readonly Op[]; readonly wait: boolean }
+  | { readonly kind: 'get'; readonly key: Uint8Array }
+  | { readonly kind: 'scan'; readonly start: Uint8Array; readonly end: Uint8Array | undefined; readonly reverse: boolean; readonly limit: number }
+  | { readonly kind: 'snapshot' };
+
+// Small alphabets make collisions, prefixes and edge bytes common.
+const keyArb = fc.uint8Array({ minLength: 1, maxLength: 3 }).map((k) => k.map((x) => [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff][x % 6] as number));
+const boundArb = fc.uint8Array({ minLength: 0, maxLength: 3 }).map((k) => k.map((x) => [0x00, 0x01, 0x7f, 0x80, 0xff][x % 5] as number));
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('put' as const), key: keyArb, value: fc.uint8Array({ maxLength: 4 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), key: keyArb }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete-range' as const), start: boundArb, end: boundArb }) },
+);
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('commit' as const), ops: fc.array(opArb, { maxLength: 6 }), wait: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('get' as const), key: keyArb }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('scan' as const), start: boundArb, end: fc.option(boundArb, { nil: undefined }), reverse: fc.boolean(), limit: fc.nat(5) }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('snapshot' as const) }) },
+);
+
+/** The reference: a Map from hex key to value, scanned by sorting. */
+class Model {
+  readonly entries = new Map<string, Uint8Array>();
+
+  apply(op: Op): void {
+    if (op.kind === 'put') this.entries.set(hex(op.key), op.value);
+    else if (op.kind === 'delete') this.entries.delete(hex(op.key));
+    else for (const key of [...this.entries.keys()]) if (inside(Buffer.from(key, 'hex'), op.start, op.end)) this.entries.delete(key);
+  }
+
+  scan(start: Uint8Array, end: Uint8Array | undefined, reverse: boolean, limit: number): [string, string][] {
+    const keys = [...this.entries.keys()].map((k) => Buffer.from(k, 'hex')).filter((k) => inside(k, start, end));
+    keys.sort(compareBytes);
+    if (reverse) keys.reverse();
+    const cut = limit === 0 ? keys : keys.slice(0, limit);
+    return cut.map((k) => [hex(k), hex(this.entries.get(hex(k)) as Uint8Array)]);
+  }
+
+  copy(): Model {
+    const m = new Model();
+    for (const [k, v] of this.entries) m.entries.set(k, v);
+    return m;
+  }
+}
+
+function inside(key: Uint8Array, start: Uint8Array, end: Uint8Array | undefined): boolean {
+  return compareBytes(key, start) >= 0 && (end === undefined || compareBytes(key, end) < 0);
+}
+
+function modelProperty(name: string, factory: () => Promise<EngineUnderTest>, runs: number): void {
+  test(`${name} conformance: random operations agree with a Map model (fast-check)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(stepArb, { maxLength: 40 }), async (steps) => {
+        const under = await factory();
+        try {
+          await runSteps(under.engine, steps);
+        } finally {
+          await under.cleanup();
+        }
+      }),
+      { numRuns: runs },
+    );
+  });
+}
+
+async function runSteps(engine: StorageEngine, steps: readonly Step[]): Promise<void> {
+  const model = new Model();
+  const snapshots: { view: ReadView & { close(): void }; model: Model }[] = [];
+  const durable: Promise<void>[] = [];
+  try {
+    for (const step of steps) {
+      if (step.kind === 'commit') {
+        const done = commitDurable(engine, (w) => step.ops.forEach((op) => applyToBatch(w, op)));
+        step.ops.forEach((op) => model.apply(op));
+        durable.push(done);
+        if (step.wait) await done;
+      } else if (step.kind === 'get') {
+        assert.deepEqual(engine.get(step.key), model.entries.get(hex(step.key)));
+      } else if (step.kind === 'scan') {
+        const options: ScanOptions = { start: step.start, end: step.end, reverse: step.reverse, limit: step.limit };
+        assert.deepEqual(pairsOf(engine.scan(options)), model.scan(step.start, step.end, step.reverse, step.limit));
+      } else {
+        snapshots.push({ view: engine.snapshotView(), model: model.copy() });
+      }
+    }
+    await Promise.all(durable);
+    for (const { view, model: then } of snapshots) {
+      assert.deepEqual(pairsOf(view.scan({ start: new Uint8Array() })), then.scan(new Uint8Array(), undefined, false, 0));
+    }
+    assert.deepEqual(pairsOf(engine.scan({ start: new Uint8Array() })), model.scan(new Uint8Array(), undefined, false, 0));
+  } finally {
+    for (const { view } of snapshots) view.close();
+  }
+}
+
+function applyToBatch(batch: WriteBatch, op: Op): void {
+  if (op.kind === 'put') batch.put(op.key, op.value);
+  else if (op.kind === 'delete') batch.delete(op.key);
+  else batch.deleteRange(op.start, op.end);
+}

@@ -1,0 +1,212 @@
+import { AssertionError, TesseraError, type Rng } from '../base/index.js';
+import { asRecordingBatch, RecordingBatch, type BatchOp } from './batch.js';
+import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from './engine.js';
+import { scanLimit } from './scan.js';
+import { SortedMap } from './sorted_map.js';
+
+type Image = SortedMap<Uint8Array>;
+
+export interface MemoryEngineOptions {
+  /**
+   * Asks the caller to run `flush` later, once: that is the moment the disk
+   * syncs. The engine asks again when a batch is committed after the flush.
+   * Tests pass `(f) => queueMicrotask(f)` or keep `f` to run by hand; the
+   * simulator schedules it on its own clock. The engine cannot choose a
+   * default: the storage layer may not touch timers or the task queue.
+   * It must not call `flush` synchronously.
+   */
+  readonly scheduleSync: (flush: () => void) => void;
+}
+
+export interface CrashReport {
+  /** Committed batches that were not yet synced when the crash came. */
+  readonly pendingBatches: number;
+  /** How many of them (a prefix, in commit order) reached the disk anyway. */
+  readonly survived: number;
+  /** Whether the batch after the survivors was torn mid-write (and dropped by recovery). */
+  readonly torn: boolean;
+}
+
+interface PendingBatch {
+  readonly ops: readonly BatchOp[];
+  readonly onDurable: (error?: Error) => void;
+}
+
+/** Chance that a crash lets some unsynced batches through at all, as src/sim/disk.ts does. */
+const CRASH_KEEPS_SOME_CHANCE = 0.5;
+
+/**
+ * The in-memory engine, for tests and the simulator. It keeps a durable image
+ * (what a restart would find) and the live image (every committed batch); the
+ * batches between the two are the unsynced ones. Both images are persistent
+ * sorted maps, so a sync is a reference copy and a snapshot costs O(1).
+ */
+export class MemoryEngine implements StorageEngine {
+  readonly kind = 'memory' as const;
+  private live: Image = SortedMap.empty();
+  private durable: Image = SortedMap.empty();
+  private pending: PendingBatch[] = [];
+  private syncScheduled = false;
+  /** Bumped by a crash, so that a flush scheduled before it does nothing. */
+  private epoch = 0;
+  private inCommit = false;
+  private closed = false;
+  /** Syncs that made at least one batch durable (for tests of group commit). */
+  syncs = 0;
+
+  constructor(private readonly options: MemoryEngineOptions) {}
+
+  get(key: Uint8Array): Uint8Array | undefined {
+    this.checkOpen();
+    return this.live.get(key);
+  }
+
+  scan(options: ScanOptions): Iterable<KeyValue> {
+    this.checkOpen();
+    return scanImage(this.live, options);
+  }
+
+  newBatch(): WriteBatch {
+    return new RecordingBatch();
+  }
+
+  commit(batch: WriteBatch, onDurable: (error?: Error) => void): void {
+    this.checkOpen();
+    const recorded = asRecordingBatch(batch);
+    recorded.seal();
+    this.live = applyOps(this.live, recorded.ops);
+    this.pending.push({ ops: recorded.ops, onDurable });
+    if (this.syncScheduled) return; // Group commit: the sync already asked for covers this batch too.
+    this.syncScheduled = true;
+    const epoch = this.epoch;
+    this.inCommit = true;
+    try {
+      this.options.scheduleSync(() => this.flush(epoch));
+    } finally {
+      this.inCommit = false;
+    }
+  }
+
+  snapshotView(): ReadView & { close(): void } {
+    this.checkOpen();
+    return new MemorySnapshot(this.live);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Closing syncs: an orderly shutdown loses nothing that was committed.
+    try {
+      this.flush(this.epoch);
+    } finally {
+      this.closed = true;
+    }
+  }
+
+  /** Whether committed batches wait for a sync. */
+  hasUnsynced(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /**
+   * Simulates a power cut and restart on the same disk: unsynced batches are
+   * lost except a random prefix that reached the platter; the batch after that
+   * prefix may have been torn mid-write, and recovery drops it. Their
+   * `onDurable` callbacks never run. The engine is open again afterwards,
+   * holding exactly what a restarted node would find. Snapshots taken before
+   * the crash must not be used after it.
+   */
+  crash(rng: Rng): CrashReport {
+    const pendingBatches = this.pending.length;
+    let survived = 0;
+    let torn = false;
+    if (pendingBatches > 0 && rng.chance(CRASH_KEEPS_SOME_CHANCE)) {
+      survived = rng.intBelow(pendingBatches + 1);
+      torn = survived < pendingBatches;
+      for (const batch of this.pending.slice(0, survived)) this.durable = applyOps(this.durable, batch.ops);
+    }
+    this.pending = [];
+    this.live = this.durable;
+    this.syncScheduled = false;
+    this.epoch++;
+    this.closed = false;
+    return { pendingBatches, survived, torn };
+  }
+
+  private flush(epoch: number): void {
+    if (this.inCommit) throw new AssertionError('MemoryEngine: scheduleSync ran flush synchronously inside commit');
+    if (epoch !== this.epoch || this.closed) return;
+    this.syncScheduled = false;
+    if (this.pending.length === 0) return;
+    const batches = this.pending;
+    this.pending = [];
+    // Every pending batch is in the live image, so the synced image is the live one.
+    this.durable = this.live;
+    this.syncs++;
+    runCallbacks(batches);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new TesseraError('CLOSED', 'the storage engine is closed');
+  }
+}
+
+class MemorySnapshot implements ReadView {
+  private closed = false;
+
+  constructor(private readonly image: Image) {}
+
+  get(key: Uint8Array): Uint8Array | undefined {
+    this.checkOpen();
+    return this.image.get(key);
+  }
+
+  scan(options: ScanOptions): Iterable<KeyValue> {
+    this.checkOpen();
+    return scanImage(this.image, options);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new TesseraError('CLOSED', 'the snapshot view is closed');
+  }
+}
+
+function applyOps(image: Image, ops: readonly BatchOp[]): Image {
+  for (const op of ops) {
+    if (op.kind === 'put') image = image.set(op.key, op.value);
+    else if (op.kind === 'delete') image = image.delete(op.key);
+    else image = image.deleteRange(op.start, op.end);
+  }
+  return image;
+}
+
+function scanImage(image: Image, options: ScanOptions): Iterable<KeyValue> {
+  const limit = scanLimit(options); // checked now, not at the first next()
+  return limited(image.entries({ start: options.start, end: options.end, reverse: options.reverse }), limit);
+}
+
+function* limited(entries: Iterable<[Uint8Array, Uint8Array]>, limit: number): Generator<KeyValue> {
+  let n = 0;
+  for (const [key, value] of entries) {
+    yield { key, value };
+    if (++n >= limit) return;
+  }
+}
+
+/** Runs every callback in order; one that throws does not stop the later ones, and the first error is rethrown. */
+function runCallbacks(batches: readonly PendingBatch[]): void {
+  let first: unknown;
+  let failed = false;
+  for (const batch of batches) {
+    try {
+      batch.onDurable();
+    } catch (error) {
+      if (!failed) first = error;
+      failed = true;
+    }
+  }
+  if (failed) throw first;
+}
