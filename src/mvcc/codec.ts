@@ -1,0 +1,168 @@
+import { assert } from '../base/index.js';
+import { concatBytes } from './bytes.js';
+import {
+  REVISION_BYTES,
+  type Revision,
+  assertRevisionNumber,
+  readRevision,
+  readUint53,
+  writeRevision,
+  writeUint53,
+} from './revision.js';
+
+/**
+ * Storage layout of one MVCC key space under a caller-given prefix P (one
+ * prefix per range, so many ranges share one engine). Prefixes of different
+ * stores must not be prefixes of one another.
+ *
+ *   P 'm'                       → meta record (revisions, compaction state)
+ *   P 'r' main(8) sub(4)        → one change: an encoded record, tombstones included
+ *
+ * Revision keys sort in revision order, so history is one ordered scan, as
+ * in etcd's "key" bucket.
+ */
+const META_TAG = 0x6d; // 'm'
+const REVISION_TAG = 0x72; // 'r'
+
+/** First byte of every record and meta value; bump it when the layout changes. */
+const RECORD_FORMAT = 1;
+const META_FORMAT = 1;
+
+const FLAG_TOMBSTONE = 1;
+const FLAG_HAS_PREV = 2;
+
+export function metaKey(prefix: Uint8Array): Uint8Array {
+  return concatBytes(prefix, Uint8Array.of(META_TAG));
+}
+
+export function revisionKey(prefix: Uint8Array, rev: Revision): Uint8Array {
+  const out = new Uint8Array(prefix.length + 1 + REVISION_BYTES);
+  out.set(prefix, 0);
+  out[prefix.length] = REVISION_TAG;
+  writeRevision(out, prefix.length + 1, rev);
+  return out;
+}
+
+/** The first revision key at or after `main` (sub 0). */
+export function revisionKeyAtMain(prefix: Uint8Array, main: number): Uint8Array {
+  return revisionKey(prefix, { main, sub: 0 });
+}
+
+/** Scan bounds covering every revision key of the store. */
+export function revisionKeySpan(prefix: Uint8Array): { start: Uint8Array; end: Uint8Array } {
+  return { start: concatBytes(prefix, Uint8Array.of(REVISION_TAG)), end: concatBytes(prefix, Uint8Array.of(REVISION_TAG + 1)) };
+}
+
+export function decodeRevisionKey(prefix: Uint8Array, key: Uint8Array): Revision {
+  assert(key.length === prefix.length + 1 + REVISION_BYTES, () => `revision key of length ${key.length} under a prefix of ${prefix.length}`);
+  assert(key[prefix.length] === REVISION_TAG, 'revision key without its tag');
+  return readRevision(key, prefix.length + 1);
+}
+
+/** One change of one key, as stored. A tombstone has an empty value and zero create revision, version and lease. */
+export interface StoredRecord {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly tombstone: boolean;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly lease: number;
+  /** The key's previous live revision (what a watcher's prev_kv shows); undefined when the key did not exist before. */
+  readonly prev: Revision | undefined;
+}
+
+const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
+
+export function encodeRecord(record: StoredRecord): Uint8Array {
+  const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
+  const out = new Uint8Array(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length);
+  const view = new DataView(out.buffer);
+  out[0] = RECORD_FORMAT;
+  out[1] = (record.tombstone ? FLAG_TOMBSTONE : 0) | (record.prev === undefined ? 0 : FLAG_HAS_PREV);
+  let offset = 2;
+  for (const n of [record.createRevision, record.modRevision, record.version, record.lease]) {
+    writeUint53(out, offset, n);
+    offset += 8;
+  }
+  if (record.prev !== undefined) {
+    writeRevision(out, offset, record.prev);
+    offset += REVISION_BYTES;
+  }
+  view.setUint32(offset, record.key.length);
+  out.set(record.key, offset + 4);
+  offset += 4 + record.key.length;
+  view.setUint32(offset, record.value.length);
+  out.set(record.value, offset + 4);
+  return out;
+}
+
+export function decodeRecord(bytes: Uint8Array): StoredRecord {
+  assert(bytes.length >= RECORD_FIXED_BYTES && bytes[0] === RECORD_FORMAT, () => `not an mvcc record (format ${bytes[0]}, ${bytes.length} bytes)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const flags = bytes[1]!;
+  let offset = 2;
+  const numbers: number[] = [];
+  for (let i = 0; i < 4; i++, offset += 8) numbers.push(readUint53(bytes, offset));
+  let prev: Revision | undefined;
+  if ((flags & FLAG_HAS_PREV) !== 0) {
+    prev = readRevision(bytes, offset);
+    offset += REVISION_BYTES;
+  }
+  const keyLength = view.getUint32(offset);
+  const key = bytes.slice(offset + 4, offset + 4 + keyLength);
+  offset += 4 + keyLength;
+  const valueLength = view.getUint32(offset);
+  const value = bytes.slice(offset + 4, offset + 4 + valueLength);
+  assert(offset + 4 + valueLength === bytes.length, 'mvcc record has trailing or missing bytes');
+  const [createRevision, modRevision, version, lease] = numbers as [number, number, number, number];
+  return { key, value, tombstone: (flags & FLAG_TOMBSTONE) !== 0, createRevision, modRevision, version, lease, prev };
+}
+
+/**
+ * The meta record. `compactedRevision` is the logical compaction: reads below
+ * it fail from the moment compact() is applied. `finishedCompaction` is how
+ * far the physical deletion of superseded records has got; while it lags,
+ * `compactionCursor` marks where deletion resumes (after a restart too).
+ * `writeSeq` counts this store's mutations; it tells which of the store's own
+ * uncommitted writes the engine already holds (see PendingWrites).
+ */
+export interface MvccMeta {
+  readonly currentRevision: number;
+  readonly compactedRevision: number;
+  readonly finishedCompaction: number;
+  readonly compactionCursor: Revision | undefined;
+  readonly writeSeq: number;
+}
+
+export const EMPTY_META: MvccMeta = { currentRevision: 0, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 0 };
+
+const META_BYTES = 1 + 4 * 8 + 1 + REVISION_BYTES;
+
+export function encodeMeta(meta: MvccMeta): Uint8Array {
+  assert(meta.finishedCompaction <= meta.compactedRevision, 'finished compaction ahead of the compacted revision');
+  assert(meta.compactedRevision <= meta.currentRevision, 'compacted revision ahead of the current revision');
+  const out = new Uint8Array(META_BYTES);
+  out[0] = META_FORMAT;
+  writeUint53(out, 1, meta.currentRevision);
+  writeUint53(out, 9, meta.compactedRevision);
+  writeUint53(out, 17, meta.finishedCompaction);
+  writeUint53(out, 25, meta.writeSeq);
+  out[33] = meta.compactionCursor === undefined ? 0 : 1;
+  if (meta.compactionCursor !== undefined) writeRevision(out, 34, meta.compactionCursor);
+  return out;
+}
+
+export function decodeMeta(bytes: Uint8Array): MvccMeta {
+  assert(bytes.length === META_BYTES && bytes[0] === META_FORMAT, () => `not an mvcc meta record (${bytes.length} bytes)`);
+  const meta: MvccMeta = {
+    currentRevision: readUint53(bytes, 1),
+    compactedRevision: readUint53(bytes, 9),
+    finishedCompaction: readUint53(bytes, 17),
+    writeSeq: readUint53(bytes, 25),
+    compactionCursor: bytes[33] === 1 ? readRevision(bytes, 34) : undefined,
+  };
+  assertRevisionNumber(meta.currentRevision, 'stored current revision');
+  assert(meta.compactedRevision <= meta.currentRevision, 'stored compacted revision ahead of the current revision');
+  return meta;
+}

@@ -1,0 +1,75 @@
+import { assert } from '../base/index.js';
+import type { WriteBatch } from '../storage/engine.js';
+import { decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
+import { MvccError } from './errors.js';
+import { MAX_SUB_REVISION, type Revision, assertRevisionNumber } from './revision.js';
+import type { MvccState } from './state.js';
+
+/**
+ * Stored changes examined per compaction step (etcd's
+ * defaultCompactionBatchLimit is 1000). A step's deletions go into one batch,
+ * so this bounds the batch size and the time one step holds the loop.
+ */
+export const COMPACTION_BATCH_LIMIT = 1000;
+
+/**
+ * Compaction at `revision` (etcd's Compact). The logical part happens at
+ * once and identically on every replica: reads below `revision` fail from
+ * now on and the index drops superseded revisions, keeping the newest change
+ * ≤ revision of every key that is still live (and a tombstone at exactly
+ * `revision`). The physical deletion of the dropped records then proceeds in
+ * steps of at most `limit` records; the first step runs here. Returns true
+ * when the physical deletion is complete.
+ */
+export function compact(state: MvccState, revision: number, batch: WriteBatch, limit: number): boolean {
+  assertRevisionNumber(revision, 'compaction revision');
+  assert(!state.writing, 'compact during a write transaction');
+  if (revision <= state.compactedRevision) throw new MvccError('COMPACTED');
+  if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');
+  state.compactedRevision = revision;
+  state.index.compact(revision);
+  // A newer compaction restarts the physical pass from the beginning: records
+  // kept by the older one may be superseded now. Deleting is idempotent.
+  state.compactionCursor = { main: 0, sub: 0 };
+  state.persistMeta(batch);
+  return compactStep(state, batch, limit);
+}
+
+/**
+ * One bounded step of physical compaction: deletes stored changes at or below
+ * the compacted revision that the index no longer refers to. Returns true
+ * when nothing is left to delete. Progress is in the meta record, so a
+ * restart resumes where the last committed step ended.
+ */
+export function compactStep(state: MvccState, batch: WriteBatch, limit: number): boolean {
+  assert(Number.isSafeInteger(limit) && limit > 0, `compaction step limit must be positive, got ${limit}`);
+  assert(!state.writing, 'compaction step during a write transaction');
+  const cursor = state.compactionCursor;
+  if (cursor === undefined) return true;
+  const end = revisionKeyAtMain(state.prefix, state.compactedRevision + 1);
+  let examined = 0;
+  let last: Revision | undefined;
+  let done = true;
+  for (const { key, value } of state.pending.scan({ start: revisionKey(state.prefix, cursor), end })) {
+    if (examined === limit) {
+      done = false;
+      break;
+    }
+    examined++;
+    last = decodeRevisionKey(state.prefix, key);
+    if (!state.indexHolds(decodeRecord(value).key, last)) state.deleteRecord(batch, last);
+  }
+  if (done) {
+    state.finishedCompaction = state.compactedRevision;
+    state.compactionCursor = undefined;
+  } else {
+    state.compactionCursor = after(last!);
+  }
+  state.persistMeta(batch);
+  return done;
+}
+
+function after(rev: Revision): Revision {
+  return rev.sub < MAX_SUB_REVISION ? { main: rev.main, sub: rev.sub + 1 } : { main: rev.main + 1, sub: 0 };
+}
+

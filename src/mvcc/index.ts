@@ -1,0 +1,47 @@
+/**
+ * src/mvcc: a multi-version key space with etcd v3's semantics — revisions,
+ * history, compaction, change events, hashes — over a StorageEngine.
+ */
+export { MvccStore, type BeginWriteOptions } from './store.js';
+export {
+  WriteTxn,
+  type MvccEvent,
+  type PutOptions,
+  type PutResult,
+  type DeleteRangeResult,
+  type WriteResult,
+} from './write-txn.js';
+export {
+  SORT_ORDERS,
+  SORT_TARGETS,
+  type KeyValue,
+  type RangeOptions,
+  type RangeResult,
+  type SortOrder,
+  type SortTarget,
+} from './range.js';
+export {
+  COMPARE_RESULTS,
+  COMPARE_TARGETS,
+  DEFAULT_MAX_TXN_OPS,
+  applyCompare,
+  executeTxn,
+  isTxnReadOnly,
+  type Compare,
+  type CompareResult,
+  type CompareTarget,
+  type DeleteRangeRequest,
+  type PutRequest,
+  type RequestOp,
+  type ResponseOp,
+  type TxnOptions,
+  type TxnRequest,
+  type TxnResponse,
+} from './txn.js';
+export { validateTxnRequest } from './txn-validate.js';
+export { COMPACTION_BATCH_LIMIT } from './compaction.js';
+export { EVENTS_SCAN_LIMIT, type EventsOptions, type EventsResult } from './events.js';
+export { Crc32c, type HashKVResult } from './hash.js';
+export { MvccError, MVCC_ERRORS, isMvccError, type GrpcStatusName, type MvccErrorCode } from './errors.js';
+export { MAX_REVISION, MAX_SUB_REVISION, type Revision, compareRevisions } from './revision.js';
+export { keyInterval, prefixEnd, compareBytes, utf8, type KeyInterval } from './bytes.js';

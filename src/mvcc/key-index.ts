@@ -1,0 +1,273 @@
+import { assert } from '../base/index.js';
+import { SortedKeys } from './sorted-keys.js';
+import { type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
+
+/**
+ * One life of a key: from the put that created it to the tombstone that
+ * deleted it (if any). Invariants:
+ * - `revs` is non-empty and strictly ascending;
+ * - if `closed`, the last revision is the tombstone and no other is;
+ * - `version` is the version of the newest live (non-tombstone) revision;
+ *   the one before it has version - 1, and so on;
+ * - `created` is the main revision of the put that began the generation. A
+ *   generation that compaction has cut down to its tombstone alone has
+ *   `created` and `version` 0 (nothing about it can be read any more).
+ */
+export interface Generation {
+  created: number;
+  version: number;
+  revs: Revision[];
+  closed: boolean;
+}
+
+/** What a key looked like at some revision. */
+export interface KeyState {
+  readonly modified: Revision;
+  readonly created: number;
+  readonly version: number;
+}
+
+/**
+ * All the revisions of one key still in storage, grouped in generations
+ * (etcd's keyIndex). Every generation but the last is closed.
+ */
+export class KeyHistory {
+  readonly generations: Generation[] = [];
+
+  constructor(readonly key: Uint8Array) {}
+
+  get isEmpty(): boolean {
+    return this.generations.length === 0;
+  }
+
+  /** The newest revision of the key, live or tombstone. */
+  get newest(): Revision | undefined {
+    const g = this.generations[this.generations.length - 1];
+    return g === undefined ? undefined : g.revs[g.revs.length - 1];
+  }
+
+  /** The key's current state, or undefined if it is deleted. */
+  live(): KeyState | undefined {
+    const g = this.generations[this.generations.length - 1];
+    if (g === undefined || g.closed) return undefined;
+    return { modified: g.revs[g.revs.length - 1]!, created: g.created, version: g.version };
+  }
+
+  /** Records a put at `rev`; a put after a delete starts a new generation with version 1. */
+  put(rev: Revision): KeyState {
+    this.assertAfterNewest(rev);
+    const last = this.generations[this.generations.length - 1];
+    if (last === undefined || last.closed) {
+      this.generations.push({ created: rev.main, version: 1, revs: [rev], closed: false });
+    } else {
+      last.revs.push(rev);
+      last.version++;
+    }
+    return this.live()!;
+  }
+
+  /** Records a delete at `rev`; the key must be live. */
+  tombstone(rev: Revision): void {
+    this.assertAfterNewest(rev);
+    const last = this.generations[this.generations.length - 1];
+    assert(last !== undefined && !last.closed, () => `tombstone at ${formatRevision(rev)} of a key that is not live`);
+    last.revs.push(rev);
+    last.closed = true;
+  }
+
+  /** Rebuild from storage: appends a stored change, whose own create revision and version are authoritative. */
+  restore(rev: Revision, tombstone: boolean, created: number, version: number): void {
+    this.assertAfterNewest(rev);
+    const last = this.generations[this.generations.length - 1];
+    if (tombstone) {
+      if (last !== undefined && !last.closed) this.tombstone(rev);
+      else this.generations.push({ created: 0, version: 0, revs: [rev], closed: true });
+      return;
+    }
+    if (last !== undefined && !last.closed) {
+      assert(created === last.created && version === last.version + 1, () => `stored change ${formatRevision(rev)} does not continue its generation`);
+      last.revs.push(rev);
+      last.version = version;
+    } else {
+      this.generations.push({ created, version, revs: [rev], closed: false });
+    }
+  }
+
+  /** The key's state at main revision `at`: the newest change ≤ at, unless that is a tombstone. */
+  get(at: number): KeyState | undefined {
+    for (let gi = this.generations.length - 1; gi >= 0; gi--) {
+      const g = this.generations[gi]!;
+      if (g.revs[0]!.main > at) continue;
+      const n = lastAtOrBefore(g.revs, at);
+      const lastLive = g.closed ? g.revs.length - 2 : g.revs.length - 1;
+      if (n > lastLive) return undefined;
+      return { modified: g.revs[n]!, created: g.created, version: g.version - (lastLive - n) };
+    }
+    return undefined;
+  }
+
+  contains(rev: Revision): boolean {
+    for (const g of this.generations) {
+      const n = lastAtOrBefore(g.revs, rev.main);
+      for (let i = n; i >= 0 && g.revs[i]!.main === rev.main; i--) {
+        if (g.revs[i]!.sub === rev.sub) return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Compaction at main revision `at`, etcd's rule: generations deleted before
+   * `at` go; in the first remaining generation the newest change ≤ at stays
+   * and older ones go. A tombstone at exactly `at` stays, so a watch from
+   * `at` still sees that delete.
+   */
+  compact(at: number): void {
+    while (this.generations.length > 0) {
+      const g = this.generations[0]!;
+      if (!g.closed || g.revs[g.revs.length - 1]!.main >= at) break;
+      this.generations.shift();
+    }
+    const g = this.generations[0];
+    if (g === undefined) return;
+    const n = lastAtOrBefore(g.revs, at);
+    if (n > 0) g.revs = g.revs.slice(n);
+    if (g.closed && g.revs.length === 1) {
+      g.created = 0;
+      g.version = 0;
+    }
+  }
+
+  equals(other: KeyHistory): boolean {
+    if (this.generations.length !== other.generations.length) return false;
+    return this.generations.every((g, i) => {
+      const o = other.generations[i]!;
+      return (
+        g.created === o.created &&
+        g.version === o.version &&
+        g.closed === o.closed &&
+        g.revs.length === o.revs.length &&
+        g.revs.every((r, j) => revisionsEqual(r, o.revs[j]!))
+      );
+    });
+  }
+
+  /** Checks the invariants on Generation; throws AssertionError. */
+  checkInvariants(): void {
+    let previous: Revision | undefined;
+    this.generations.forEach((g, gi) => {
+      assert(g.revs.length > 0, 'empty generation');
+      assert(g.closed || gi === this.generations.length - 1, 'an open generation before the last');
+      for (const r of g.revs) {
+        assert(previous === undefined || compareRevisions(r, previous) > 0, 'revisions not ascending');
+        previous = r;
+      }
+      const tombOnly = g.closed && g.revs.length === 1;
+      assert(tombOnly ? g.created === 0 && g.version === 0 : g.version >= 1 && g.created >= 1, 'generation created/version inconsistent');
+      assert(tombOnly || g.created <= g.revs[0]!.main, 'generation created after its first revision');
+    });
+  }
+
+  private assertAfterNewest(rev: Revision): void {
+    const newest = this.newest;
+    assert(newest === undefined || compareRevisions(rev, newest) > 0, () => `change at ${formatRevision(rev)} not after ${formatRevision(newest!)}`);
+  }
+}
+
+/** Index of the last revision with main ≤ at (revs ascending), or -1. */
+function lastAtOrBefore(revs: readonly Revision[], at: number): number {
+  let lo = 0;
+  let hi = revs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (revs[mid]!.main <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/**
+ * The in-memory index: user key → KeyHistory, ordered for range scans.
+ * It is rebuilt from storage at open and must always agree with storage.
+ */
+export class KeyIndex {
+  private readonly histories = new Map<string, KeyHistory>();
+  private readonly order: SortedKeys;
+
+  constructor(sortedHistories?: ReadonlyMap<string, KeyHistory>) {
+    if (sortedHistories === undefined) {
+      this.order = new SortedKeys();
+      return;
+    }
+    const keys = [...sortedHistories.keys()].sort();
+    for (const k of keys) this.histories.set(k, sortedHistories.get(k)!);
+    this.order = SortedKeys.fromSorted(keys);
+  }
+
+  get size(): number {
+    return this.histories.size;
+  }
+
+  get(keyString: string): KeyHistory | undefined {
+    return this.histories.get(keyString);
+  }
+
+  /** The history of a key, created (empty) if absent. */
+  getOrCreate(keyString: string, key: Uint8Array): KeyHistory {
+    let history = this.histories.get(keyString);
+    if (history === undefined) {
+      history = new KeyHistory(key);
+      this.histories.set(keyString, history);
+      this.order.insert(keyString);
+    }
+    return history;
+  }
+
+  /** Histories of keys in [start, end) (end undefined: the single key start; empty: no upper bound), in key order. */
+  *range(start: string, end: string | undefined): IterableIterator<KeyHistory> {
+    if (end === undefined) {
+      const h = this.histories.get(start);
+      if (h !== undefined) yield h;
+      return;
+    }
+    for (const k of this.order.range(start, end)) yield this.histories.get(k)!;
+  }
+
+  *entries(): IterableIterator<[string, KeyHistory]> {
+    for (const k of this.order) yield [k, this.histories.get(k)!];
+  }
+
+  /** Compacts every key at `at` and drops keys with nothing left. */
+  compact(at: number): void {
+    const gone: string[] = [];
+    for (const [k, h] of this.histories) {
+      h.compact(at);
+      if (h.isEmpty) gone.push(k);
+    }
+    for (const k of gone) {
+      this.histories.delete(k);
+      this.order.delete(k);
+    }
+  }
+
+  equals(other: KeyIndex): boolean {
+    if (this.size !== other.size) return false;
+    for (const [k, h] of this.histories) {
+      const o = other.get(k);
+      if (o === undefined || !h.equals(o)) return false;
+    }
+    return true;
+  }
+
+  checkInvariants(): void {
+    assert(this.order.size === this.histories.size, 'key order and key map differ in size');
+    let previous: string | undefined;
+    for (const k of this.order) {
+      assert(previous === undefined || previous < k, 'key order not ascending');
+      previous = k;
+      const h = this.histories.get(k);
+      assert(h !== undefined && !h.isEmpty, 'ordered key without a history');
+      h.checkInvariants();
+    }
+  }
+}

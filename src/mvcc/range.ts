@@ -1,0 +1,186 @@
+import { assert } from '../base/index.js';
+import { compareBytes, keyInterval, toKeyString } from './bytes.js';
+import type { StoredRecord } from './codec.js';
+import { MvccError } from './errors.js';
+import type { KeyIndex, KeyState } from './key-index.js';
+import type { Revision } from './revision.js';
+
+/** A key-value pair as etcd's mvccpb.KeyValue shows it. `lease` 0 means no lease. */
+export interface KeyValue {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly lease: number;
+}
+
+/** Sort orders and targets, listed in the order of their protobuf enum numbers. */
+export const SORT_ORDERS = ['NONE', 'ASCEND', 'DESCEND'] as const;
+export const SORT_TARGETS = ['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE'] as const;
+export type SortOrder = (typeof SORT_ORDERS)[number];
+export type SortTarget = (typeof SORT_TARGETS)[number];
+
+/** etcd's RangeRequest. Numbers that are 0 or absent mean "not set", as in protobuf. */
+export interface RangeOptions {
+  readonly key: Uint8Array;
+  /** Absent or empty: just `key`; "\0": every key ≥ key; else [key, rangeEnd). Prefixes (key + 1) are the caller's job. */
+  readonly rangeEnd?: Uint8Array | undefined;
+  /** Read at this revision; ≤ 0 or absent: the current one. */
+  readonly revision?: number | undefined;
+  /** At most this many kvs; ≤ 0 or absent: no limit. */
+  readonly limit?: number | undefined;
+  readonly sortOrder?: SortOrder | undefined;
+  readonly sortTarget?: SortTarget | undefined;
+  readonly keysOnly?: boolean | undefined;
+  readonly countOnly?: boolean | undefined;
+  readonly minModRevision?: number | undefined;
+  readonly maxModRevision?: number | undefined;
+  readonly minCreateRevision?: number | undefined;
+  readonly maxCreateRevision?: number | undefined;
+}
+
+export interface RangeResult {
+  readonly kvs: KeyValue[];
+  /** More kvs matched than `limit` allowed. */
+  readonly more: boolean;
+  /** Keys in the range at the revision read, before limit and the revision filters (as etcd counts). */
+  readonly count: number;
+  /** Header revision: the store's revision when the read was served. */
+  readonly revision: number;
+}
+
+/** What a read needs from the store or from a write transaction. */
+export interface ReadSource {
+  readonly index: KeyIndex;
+  readonly compactedRevision: number;
+  loadRecord(rev: Revision): StoredRecord;
+}
+
+/** Checks a read revision against the store; returns the revision to read at. */
+export function resolveReadRevision(requested: number | undefined, current: number, compacted: number): number {
+  const rev = requested ?? 0;
+  assert(Number.isSafeInteger(rev), () => `read revision must be a safe integer, got ${rev}`);
+  if (rev > current) throw new MvccError('FUTURE_REVISION');
+  const at = rev <= 0 ? current : rev;
+  if (at < compacted) throw new MvccError('COMPACTED');
+  return at;
+}
+
+export function validateRangeOptions(options: RangeOptions): void {
+  if (options.key.length === 0) throw new MvccError('EMPTY_KEY');
+  if (options.sortOrder !== undefined && !SORT_ORDERS.includes(options.sortOrder)) throw new MvccError('INVALID_SORT_OPTION');
+  if (options.sortTarget !== undefined && !SORT_TARGETS.includes(options.sortTarget)) throw new MvccError('INVALID_SORT_OPTION');
+  for (const n of [options.limit, options.minModRevision, options.maxModRevision, options.minCreateRevision, options.maxCreateRevision]) {
+    assert(n === undefined || Number.isSafeInteger(n), () => `range option must be a safe integer, got ${n}`);
+  }
+}
+
+/** etcd's range, given the revision the reader sees as current. */
+export function executeRange(source: ReadSource, options: RangeOptions, current: number): RangeResult {
+  validateRangeOptions(options);
+  const at = resolveReadRevision(options.revision, current, source.compactedRevision);
+  const { found, count } = collectKeys(source.index, options, at, fetchLimit(options));
+  if (options.countOnly === true) return { kvs: [], more: false, count, revision: current };
+  // Like etcd's FastKeysOnly: keys-only reads that need no values come from the index alone (lease shows 0).
+  const fromIndex = options.keysOnly === true && options.sortTarget !== 'VALUE';
+  let kvs = found.map(([key, state]) => (fromIndex ? indexKeyValue(key, state) : recordKeyValue(source.loadRecord(state.modified))));
+  kvs = filterByRevision(kvs, options);
+  sortKeyValues(kvs, options);
+  const limit = options.limit ?? 0;
+  const more = limit > 0 && kvs.length > limit;
+  if (more) kvs = kvs.slice(0, limit);
+  if (options.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: new Uint8Array(0) }));
+  return { kvs, more, count, revision: current };
+}
+
+/** etcd fetches limit + 1 to learn `more`, and everything when it must sort or filter first. */
+function fetchLimit(options: RangeOptions): number {
+  const limit = options.limit ?? 0;
+  if (limit <= 0 || !isDefaultOrdering(options) || hasRevisionFilters(options)) return 0;
+  return limit + 1;
+}
+
+function isDefaultOrdering(options: RangeOptions): boolean {
+  const order = options.sortOrder ?? 'NONE';
+  return order === 'NONE' || ((options.sortTarget ?? 'KEY') === 'KEY' && order === 'ASCEND');
+}
+
+function hasRevisionFilters(options: RangeOptions): boolean {
+  return [options.minModRevision, options.maxModRevision, options.minCreateRevision, options.maxCreateRevision].some((n) => (n ?? 0) !== 0);
+}
+
+function collectKeys(index: KeyIndex, options: RangeOptions, at: number, limit: number): { found: [Uint8Array, KeyState][]; count: number } {
+  const interval = keyInterval(options.key, options.rangeEnd);
+  const end = interval.end === undefined ? undefined : toKeyString(interval.end);
+  const found: [Uint8Array, KeyState][] = [];
+  let count = 0;
+  for (const history of index.range(toKeyString(interval.start), end)) {
+    const state = history.get(at);
+    if (state === undefined) continue;
+    count++;
+    if (options.countOnly !== true && (limit === 0 || found.length < limit)) found.push([history.key, state]);
+  }
+  return { found, count };
+}
+
+export function recordKeyValue(record: StoredRecord): KeyValue {
+  assert(!record.tombstone, 'a read found a tombstone where the index has a live key');
+  return {
+    key: record.key,
+    value: record.value,
+    createRevision: record.createRevision,
+    modRevision: record.modRevision,
+    version: record.version,
+    lease: record.lease,
+  };
+}
+
+function indexKeyValue(key: Uint8Array, state: KeyState): KeyValue {
+  return { key, value: new Uint8Array(0), createRevision: state.created, modRevision: state.modified.main, version: state.version, lease: 0 };
+}
+
+function filterByRevision(kvs: KeyValue[], options: RangeOptions): KeyValue[] {
+  const maxMod = options.maxModRevision ?? 0;
+  const minMod = options.minModRevision ?? 0;
+  const maxCreate = options.maxCreateRevision ?? 0;
+  const minCreate = options.minCreateRevision ?? 0;
+  return kvs.filter(
+    (kv) =>
+      (maxMod === 0 || kv.modRevision <= maxMod) &&
+      (minMod === 0 || kv.modRevision >= minMod) &&
+      (maxCreate === 0 || kv.createRevision <= maxCreate) &&
+      (minCreate === 0 || kv.createRevision >= minCreate),
+  );
+}
+
+/**
+ * etcd's sortRangeResults: a target other than KEY with order NONE sorts
+ * ascending. etcd's sort is not stable; ours is, and input is in key order,
+ * so ties stay in ascending key order (deterministic across replicas).
+ */
+function sortKeyValues(kvs: KeyValue[], options: RangeOptions): void {
+  const target = options.sortTarget ?? 'KEY';
+  let order = options.sortOrder ?? 'NONE';
+  if (target !== 'KEY' && order === 'NONE') order = 'ASCEND';
+  if (order === 'NONE' || (target === 'KEY' && order === 'ASCEND')) return;
+  const sign = order === 'ASCEND' ? 1 : -1;
+  const by = compareBy(target);
+  kvs.sort((a, b) => sign * by(a, b));
+}
+
+function compareBy(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
+  switch (target) {
+    case 'KEY':
+      return (a, b) => compareBytes(a.key, b.key);
+    case 'VERSION':
+      return (a, b) => a.version - b.version;
+    case 'CREATE':
+      return (a, b) => a.createRevision - b.createRevision;
+    case 'MOD':
+      return (a, b) => a.modRevision - b.modRevision;
+    case 'VALUE':
+      return (a, b) => compareBytes(a.value, b.value);
+  }
+}
+

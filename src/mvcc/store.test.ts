@@ -1,0 +1,198 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AssertionError } from '../base/index.js';
+import { utf8 } from './bytes.js';
+import { MVCC_ERRORS, MvccError } from './errors.js';
+import { MvccStore } from './store.js';
+import { PREFIX, codeOf, del, get, newEngine, newStore, put, reopenAndCompare, show, write } from './testing.testlib.js';
+
+test('store: an empty store is at revision 0 and reads nothing', () => {
+  const { store } = newStore();
+  assert.equal(store.currentRevision, 0);
+  assert.equal(store.compactedRevision, 0);
+  const r = store.range({ key: utf8('a'), rangeEnd: Uint8Array.of(0) });
+  assert.deepEqual(r, { kvs: [], more: false, count: 0, revision: 0 });
+});
+
+test('store: each write txn takes the next revision; keys carry create/mod revision and version', () => {
+  const { engine, store } = newStore();
+  assert.equal(put(engine, store, 'a', '1').revision, 1);
+  assert.equal(put(engine, store, 'b', '1').revision, 2);
+  assert.equal(put(engine, store, 'a', '2').revision, 3);
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '2', create: 1, mod: 3, version: 2, lease: 0 });
+  assert.deepEqual(get(store, 'b'), { key: 'b', value: '1', create: 2, mod: 2, version: 1, lease: 0 });
+  assert.equal(store.currentRevision, 3);
+});
+
+test('store: delete resets the version; a later put starts a new generation with version 1 and a new create revision', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'k', 'v1');
+  put(engine, store, 'k', 'v2');
+  assert.equal(del(engine, store, 'k').revision, 3);
+  assert.equal(get(store, 'k'), undefined);
+  put(engine, store, 'k', 'v3');
+  assert.deepEqual(get(store, 'k'), { key: 'k', value: 'v3', create: 4, mod: 4, version: 1, lease: 0 });
+  // History stays readable.
+  assert.deepEqual(get(store, 'k', 2), { key: 'k', value: 'v2', create: 1, mod: 2, version: 2, lease: 0 });
+  assert.equal(get(store, 'k', 3), undefined);
+});
+
+test('store: changes in one txn share the main revision with rising sub-revisions, and reads in the txn see them', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'x', '0');
+  const result = write(engine, store, (txn) => {
+    assert.equal(txn.viewRevision, 1);
+    txn.put(utf8('a'), utf8('1'));
+    assert.equal(txn.viewRevision, 2);
+    txn.put(utf8('a'), utf8('2'));
+    txn.deleteRange(utf8('x'));
+    const seen = txn.range({ key: utf8('a'), rangeEnd: Uint8Array.of(0) });
+    assert.deepEqual(seen.kvs.map(show), [{ key: 'a', value: '2', create: 2, mod: 2, version: 2, lease: 0 }]);
+    assert.equal(seen.revision, 2);
+  });
+  assert.equal(result.revision, 2);
+  assert.deepEqual(result.events.map((e) => [e.type, show(e.kv)]), [
+    ['PUT', { key: 'a', value: '1', create: 2, mod: 2, version: 1, lease: 0 }],
+    ['PUT', { key: 'a', value: '2', create: 2, mod: 2, version: 2, lease: 0 }],
+    ['DELETE', { key: 'x', value: '', create: 0, mod: 2, version: 0, lease: 0 }],
+  ]);
+  assert.deepEqual(result.events.map((e) => e.prevKv && show(e.prevKv).value), [undefined, '1', '0']);
+  reopenAndCompare(engine, store);
+});
+
+test('store: a txn that changes nothing does not bump the revision and writes nothing', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  const batch = engine.newBatch();
+  const txn = store.beginWrite(batch);
+  txn.range({ key: utf8('a') });
+  const d = txn.deleteRange(utf8('nope'));
+  assert.deepEqual(d, { deleted: 0, revision: 1, prevKvs: [] });
+  assert.deepEqual(txn.end(), { revision: 1, events: [] });
+  assert.equal(batch.count, 0);
+  assert.equal(store.currentRevision, 1);
+});
+
+test('store: an explicit (oracle) revision must rise; gaps are fine', () => {
+  const { engine, store } = newStore();
+  assert.equal(write(engine, store, (t) => t.put(utf8('a'), utf8('1')), 100).revision, 100);
+  assert.equal(write(engine, store, (t) => t.put(utf8('a'), utf8('2')), 250).revision, 250);
+  assert.deepEqual(get(store, 'a', 249), { key: 'a', value: '1', create: 100, mod: 100, version: 1, lease: 0 });
+  assert.equal(get(store, 'a', 99), undefined);
+  assert.throws(() => store.beginWrite(engine.newBatch(), { revision: 250 }), AssertionError);
+  assert.throws(() => store.beginWrite(engine.newBatch(), { revision: 2 ** 53 }), AssertionError);
+  reopenAndCompare(engine, store);
+});
+
+test('store: put options: lease, prevKv, ignoreValue, ignoreLease and their errors', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', 'v1', { leaseId: 7 });
+  write(engine, store, (txn) => {
+    const r = txn.put(utf8('a'), new Uint8Array(0), { ignoreValue: true, prevKv: true });
+    assert.equal(show(r.prevKv!).lease, 7);
+  });
+  // ignoreValue kept the value; the lease was not ignored, so it was cleared.
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v1', create: 1, mod: 2, version: 2, lease: 0 });
+  put(engine, store, 'a', 'v2', { leaseId: 9 });
+  put(engine, store, 'a', 'v3', { ignoreLease: true });
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v3', create: 1, mod: 4, version: 4, lease: 9 });
+  const batch = engine.newBatch();
+  const txn = store.beginWrite(batch);
+  assert.equal(codeOf(() => txn.put(utf8('missing'), new Uint8Array(0), { ignoreValue: true })), 'KEY_NOT_FOUND');
+  assert.equal(codeOf(() => txn.put(utf8('a'), utf8('x'), { ignoreValue: true })), 'VALUE_PROVIDED');
+  assert.equal(codeOf(() => txn.put(utf8('a'), utf8('x'), { ignoreLease: true, leaseId: 3 })), 'LEASE_PROVIDED');
+  assert.equal(codeOf(() => txn.put(new Uint8Array(0), utf8('x'))), 'EMPTY_KEY');
+  assert.equal(txn.put(utf8('a'), utf8('y')).prevKv, undefined, 'prevKv only when asked');
+  txn.end();
+});
+
+test('store: reads at past revisions; future and compacted revisions fail with etcd messages', () => {
+  const { engine, store } = newStore();
+  for (let i = 1; i <= 5; i++) put(engine, store, 'k', `v${i}`);
+  for (let i = 1; i <= 5; i++) assert.equal(get(store, 'k', i)?.value, `v${i}`);
+  assert.equal(get(store, 'k', 0)?.value, 'v5');
+  assert.equal(get(store, 'k', -3)?.value, 'v5', 'revision ≤ 0 reads the current revision, as in etcd');
+  const future = (() => {
+    try {
+      store.range({ key: utf8('k'), revision: 6 });
+    } catch (error) {
+      return error as MvccError;
+    }
+    return undefined;
+  })();
+  assert.ok(future instanceof MvccError);
+  assert.equal(future.message, 'mvcc: required revision is a future revision');
+  assert.equal(future.grpcMessage, 'etcdserver: mvcc: required revision is a future revision');
+  assert.equal(future.grpcStatus, 'OUT_OF_RANGE');
+  assert.equal(MVCC_ERRORS.COMPACTED.message, 'mvcc: required revision has been compacted');
+  assert.equal(MVCC_ERRORS.DUPLICATE_KEY.message, 'etcdserver: duplicate key given in txn request');
+});
+
+test('store: one batch can hold many txns before commit; reads see them, and commit makes them durable state', () => {
+  const { engine, store } = newStore();
+  const batch = engine.newBatch();
+  for (let i = 1; i <= 3; i++) {
+    const txn = store.beginWrite(batch);
+    txn.put(utf8('k'), utf8(`v${i}`));
+    if (i === 2) txn.put(utf8('other'), utf8('o'));
+    txn.end();
+    assert.equal(get(store, 'k')?.value, `v${i}`);
+  }
+  assert.equal(get(store, 'k', 1)?.value, 'v1');
+  store.checkInvariants();
+  // Not committed yet: a fresh store over the engine sees nothing.
+  assert.equal(MvccStore.open(engine, PREFIX).currentRevision, 0);
+  engine.commit(batch, () => {});
+  assert.equal(get(store, 'k')?.value, 'v3');
+  reopenAndCompare(engine, store);
+});
+
+test('store: stores under different prefixes share one engine without seeing each other', () => {
+  const engine = newEngine();
+  const a = MvccStore.open(engine, utf8('range-a/'));
+  const b = MvccStore.open(engine, utf8('range-b/'));
+  put(engine, a, 'k', 'from-a');
+  put(engine, b, 'k', 'from-b');
+  put(engine, b, 'j', 'from-b');
+  assert.equal(get(a, 'k')?.value, 'from-a');
+  assert.equal(get(b, 'k')?.value, 'from-b');
+  assert.equal(a.currentRevision, 1);
+  assert.equal(b.currentRevision, 2);
+  reopenAndCompare(engine, a, utf8('range-a/'));
+  reopenAndCompare(engine, b, utf8('range-b/'));
+});
+
+test('store: one write txn at a time; store reads are refused while one is open', () => {
+  const { engine, store } = newStore();
+  const txn = store.beginWrite(engine.newBatch());
+  assert.throws(() => store.beginWrite(engine.newBatch()), AssertionError);
+  assert.throws(() => store.range({ key: utf8('a') }), AssertionError);
+  txn.end();
+  assert.throws(() => txn.end(), AssertionError);
+  assert.throws(() => txn.put(utf8('a'), utf8('b')), AssertionError);
+});
+
+test('store: reopen rebuilds an equal index after puts, deletes and re-creations of many keys', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 200; i++) {
+    const key = `key-${(i * 37) % 50}`;
+    if (i % 7 === 3) del(engine, store, key);
+    else put(engine, store, key, `v${i}`, { leaseId: i % 3 });
+  }
+  const reopened = reopenAndCompare(engine, store);
+  const all = { key: utf8('\0'), rangeEnd: Uint8Array.of(0) };
+  assert.deepEqual(reopened.range(all), store.range(all));
+});
+
+test('store: binary keys and values (0x00 and 0xff bytes) round-trip and sort as unsigned bytes', () => {
+  const { engine, store } = newStore();
+  const keys = [Uint8Array.of(0xff), Uint8Array.of(0x00, 0x01), Uint8Array.of(0x7f), Uint8Array.of(0x80, 0x00)];
+  write(engine, store, (txn) => keys.forEach((k, i) => txn.put(k, Uint8Array.of(i, 0, 255))));
+  const r = store.range({ key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) });
+  assert.deepEqual(
+    r.kvs.map((kv) => [...kv.key]),
+    [[0x00, 0x01], [0x7f], [0x80, 0x00], [0xff]],
+  );
+  assert.deepEqual([...r.kvs[3]!.value], [0, 0, 255]);
+  reopenAndCompare(engine, store);
+});

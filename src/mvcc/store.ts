@@ -1,0 +1,140 @@
+import { assert } from '../base/index.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
+import { type EventsOptions, type EventsResult, readEvents } from './events.js';
+import { type HashKVResult, hashKV } from './hash.js';
+import { checkInvariants } from './invariants.js';
+import type { KeyIndex } from './key-index.js';
+import { type RangeOptions, type RangeResult, executeRange } from './range.js';
+import { MAX_REVISION } from './revision.js';
+import { MvccState } from './state.js';
+import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn } from './txn.js';
+import { type WriteResult, WriteTxn } from './write-txn.js';
+
+export interface BeginWriteOptions {
+  /**
+   * The main revision for this transaction's changes: a commit timestamp from
+   * the timestamp oracle (DESIGN.md decision 3). It must be above the current
+   * revision. Absent: current + 1, etcd's counter.
+   */
+  readonly revision?: number | undefined;
+}
+
+/**
+ * A multi-version key space with etcd v3's semantics, kept in a StorageEngine
+ * under one key prefix. Synchronous and deterministic: the same commands
+ * applied in the same order give the same revisions, records and hashes on
+ * every replica. Writes go into a batch the caller supplies and commits (so
+ * the Raft layer can commit them with its applied index); reads see those
+ * writes at once, committed or not.
+ *
+ * Caller contract: commit every batch passed to beginWrite/compact/
+ * compactStep, in the order passed, or reopen the store. One write
+ * transaction at a time.
+ */
+export class MvccStore {
+  private constructor(private readonly state: MvccState) {}
+
+  /** Opens the store under `prefix`, rebuilding the key index from storage; a fresh prefix gives an empty store at revision 0. */
+  static open(engine: StorageEngine, prefix: Uint8Array): MvccStore {
+    return new MvccStore(MvccState.open(engine, prefix));
+  }
+
+  /** The revision of the last write transaction that changed something. */
+  get currentRevision(): number {
+    return this.state.currentRevision;
+  }
+
+  /** Reads below this revision fail with COMPACTED. */
+  get compactedRevision(): number {
+    return this.state.compactedRevision;
+  }
+
+  /** True while superseded records from the last compaction are still being deleted (see compactStep). */
+  get compactionPending(): boolean {
+    return this.state.compactionCursor !== undefined;
+  }
+
+  /** etcd's Range at the current revision or a past one. */
+  range(options: RangeOptions): RangeResult {
+    this.state.settle();
+    assert(!this.state.writing, 'store.range during a write transaction; read through the transaction');
+    return executeRange(this.state, options, this.state.currentRevision);
+  }
+
+  /** Starts a write transaction whose records go into `batch`. End it with `end()` before anything else touches the store. */
+  beginWrite(batch: WriteBatch, options: BeginWriteOptions = {}): WriteTxn {
+    this.state.settle();
+    assert(!this.state.writing, 'a write transaction is already open');
+    const revision = options.revision ?? this.state.currentRevision + 1;
+    assert(revision <= MAX_REVISION, 'revision space exhausted');
+    const txn = new WriteTxn(this.state, batch, revision);
+    this.state.writing = true;
+    return txn;
+  }
+
+  /**
+   * etcd's Txn RPC as one write transaction (see executeTxn). A request that
+   * fails its checks throws MvccError and writes nothing; one that changes
+   * nothing (all reads, or deletes of absent keys) leaves the revision alone.
+   */
+  txn(batch: WriteBatch, request: TxnRequest, options: TxnOptions & BeginWriteOptions = {}): { response: TxnResponse; result: WriteResult } {
+    const txn = this.beginWrite(batch, options);
+    let response: TxnResponse;
+    try {
+      response = executeTxn(txn, request, options);
+    } catch (error) {
+      assert(txn.changeCount === 0, 'a txn failed after it had written');
+      txn.end();
+      throw error;
+    }
+    return { response, result: txn.end() };
+  }
+
+  /**
+   * Compacts history at `revision` (etcd's Compact): COMPACTED if revision ≤
+   * the compacted revision, FUTURE_REVISION if above the current one. Reads
+   * below `revision` fail at once; superseded records are deleted in steps
+   * of `stepLimit`, the first one now. Returns true when that deletion is
+   * complete; otherwise call compactStep until it returns true.
+   */
+  compact(revision: number, batch: WriteBatch, stepLimit: number = COMPACTION_BATCH_LIMIT): boolean {
+    this.state.settle();
+    return compact(this.state, revision, batch, stepLimit);
+  }
+
+  /** Deletes up to `limit` more superseded records; true once none are left. A no-op returning true when nothing is pending. */
+  compactStep(batch: WriteBatch, limit: number = COMPACTION_BATCH_LIMIT): boolean {
+    this.state.settle();
+    return compactStep(this.state, batch, limit);
+  }
+
+  /** History of a key range from `fromRevision` on, for watchers starting in the past. */
+  events(options: EventsOptions): EventsResult {
+    this.state.settle();
+    assert(!this.state.writing, 'store.events during a write transaction');
+    return readEvents(this.state, options);
+  }
+
+  /** Digest of the history up to `revision` (0: current), etcd's HashKV. */
+  hashKV(revision = 0): HashKVResult {
+    this.state.settle();
+    assert(!this.state.writing, 'store.hashKV during a write transaction');
+    return hashKV(this.state, revision);
+  }
+
+  /** Asserts that the index and storage agree; reads everything (tests, diagnostics). */
+  checkInvariants(): void {
+    checkInvariants(this.state);
+  }
+
+  /** True if `other` has an index equal to this one (tests: reopen gives the same index). */
+  indexEquals(other: MvccStore): boolean {
+    return this.state.index.equals(other.state.index);
+  }
+
+  /** @internal The key index, for tests and diagnostics. */
+  get keyIndex(): KeyIndex {
+    return this.state.index;
+  }
+}

@@ -1,0 +1,186 @@
+import { assert } from '../base/index.js';
+import type { WriteBatch } from '../storage/engine.js';
+import { keyInterval, toKeyString } from './bytes.js';
+import type { StoredRecord } from './codec.js';
+import { MvccError } from './errors.js';
+import type { KeyHistory } from './key-index.js';
+import { type KeyValue, type RangeOptions, type RangeResult, executeRange, recordKeyValue } from './range.js';
+import { MAX_SUB_REVISION, assertRevisionNumber } from './revision.js';
+import type { MvccState } from './state.js';
+
+/** A change as watchers see it (etcd's mvccpb.Event). A DELETE's kv has the key and mod revision only. */
+export interface MvccEvent {
+  readonly type: 'PUT' | 'DELETE';
+  readonly kv: KeyValue;
+  /** The key's value before the change; absent if the key did not exist or its previous value was compacted. */
+  readonly prevKv?: KeyValue | undefined;
+}
+
+export interface PutOptions {
+  /** Lease to attach; 0 or absent: none. Lease ids are safe integers (see the report on lease id width). */
+  readonly leaseId?: number | undefined;
+  /** Return the previous key-value pair. */
+  readonly prevKv?: boolean | undefined;
+  /** Keep the current value (the key must exist, and `value` must be empty). */
+  readonly ignoreValue?: boolean | undefined;
+  /** Keep the current lease (the key must exist, and `leaseId` must be 0). */
+  readonly ignoreLease?: boolean | undefined;
+}
+
+export interface PutResult {
+  /** Header revision: the revision of this write transaction. */
+  readonly revision: number;
+  readonly prevKv?: KeyValue | undefined;
+}
+
+export interface DeleteRangeResult {
+  readonly deleted: number;
+  /** Header revision: this transaction's revision if it has changed anything, else the current one. */
+  readonly revision: number;
+  /** The deleted pairs, in key order, when asked for. */
+  readonly prevKvs: KeyValue[];
+}
+
+export interface WriteResult {
+  /** The store's revision after the transaction: its own if it changed anything, else unchanged. */
+  readonly revision: number;
+  /** The changes in sub-revision order, each with its prevKv, for live watchers. */
+  readonly events: MvccEvent[];
+}
+
+/**
+ * A write transaction (etcd's storeTxnWrite). Every change gets main revision
+ * `revision` and the next sub-revision; records go into the caller's batch
+ * and the index at once, so reads in the transaction see its own writes.
+ * Nothing is visible to other readers until `end()`; the caller then commits
+ * the batch. A transaction that changes nothing leaves the revision alone.
+ */
+export class WriteTxn {
+  private readonly events: MvccEvent[] = [];
+  private open = true;
+
+  /** @internal Use MvccStore.beginWrite. */
+  constructor(
+    private readonly state: MvccState,
+    private readonly batch: WriteBatch,
+    /** The main revision this transaction's changes get. */
+    readonly revision: number,
+  ) {
+    assertRevisionNumber(revision, 'write revision');
+    assert(revision > state.currentRevision, () => `write revision ${revision} is not after the current revision ${state.currentRevision}`);
+  }
+
+  /** The revision reads in this transaction see: its own once it has changed something, else the store's. */
+  get viewRevision(): number {
+    return this.events.length > 0 ? this.revision : this.state.currentRevision;
+  }
+
+  get compactedRevision(): number {
+    return this.state.compactedRevision;
+  }
+
+  get changeCount(): number {
+    return this.events.length;
+  }
+
+  range(options: RangeOptions): RangeResult {
+    this.assertOpen();
+    return executeRange(this.state, options, this.viewRevision);
+  }
+
+  put(key: Uint8Array, value: Uint8Array, options: PutOptions = {}): PutResult {
+    this.assertOpen();
+    const leaseId = options.leaseId ?? 0;
+    checkPut(key, value, leaseId, options);
+    const history = this.state.index.get(toKeyString(key));
+    const live = history?.live();
+    if ((options.ignoreValue === true || options.ignoreLease === true) && live === undefined) throw new MvccError('KEY_NOT_FOUND');
+    const prev = live === undefined ? undefined : this.state.loadRecord(live.modified);
+    const rev = this.nextRevision();
+    const now = this.state.index.getOrCreate(toKeyString(key), key).put(rev);
+    const record: StoredRecord = {
+      key,
+      value: options.ignoreValue === true ? prev!.value : value,
+      tombstone: false,
+      createRevision: now.created,
+      modRevision: rev.main,
+      version: now.version,
+      lease: options.ignoreLease === true ? prev!.lease : leaseId,
+      prev: live?.modified,
+    };
+    this.state.putRecord(this.batch, rev, record);
+    const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
+    this.events.push({ type: 'PUT', kv: recordKeyValue(record), prevKv });
+    return { revision: this.revision, prevKv: options.prevKv === true ? prevKv : undefined };
+  }
+
+  /** Deletes the live keys in etcd's (key, range_end) interval. */
+  deleteRange(key: Uint8Array, rangeEnd?: Uint8Array, options: { prevKv?: boolean | undefined } = {}): DeleteRangeResult {
+    this.assertOpen();
+    if (key.length === 0) throw new MvccError('EMPTY_KEY');
+    const interval = keyInterval(key, rangeEnd);
+    const end = interval.end === undefined ? undefined : toKeyString(interval.end);
+    const victims: KeyHistory[] = [];
+    for (const history of this.state.index.range(toKeyString(interval.start), end)) {
+      if (history.live() !== undefined) victims.push(history);
+    }
+    const prevKvs: KeyValue[] = [];
+    for (const history of victims) prevKvs.push(this.deleteKey(history));
+    const revision = this.events.length > 0 ? this.revision : this.state.currentRevision;
+    return { deleted: victims.length, revision, prevKvs: options.prevKv === true ? prevKvs : [] };
+  }
+
+  /** Publishes the transaction: the new revision and meta go into the batch. Returns the events for live watchers. */
+  end(): WriteResult {
+    this.assertOpen();
+    this.open = false;
+    this.state.writing = false;
+    if (this.events.length === 0) return { revision: this.state.currentRevision, events: [] };
+    this.state.currentRevision = this.revision;
+    this.state.persistMeta(this.batch);
+    return { revision: this.revision, events: this.events };
+  }
+
+  private deleteKey(history: KeyHistory): KeyValue {
+    const live = history.live()!;
+    const prev = this.state.loadRecord(live.modified);
+    const rev = this.nextRevision();
+    history.tombstone(rev);
+    const record: StoredRecord = {
+      key: history.key,
+      value: new Uint8Array(0),
+      tombstone: true,
+      createRevision: 0,
+      modRevision: rev.main,
+      version: 0,
+      lease: 0,
+      prev: live.modified,
+    };
+    this.state.putRecord(this.batch, rev, record);
+    const prevKv = recordKeyValue(prev);
+    this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(history.key, rev.main), prevKv });
+    return prevKv;
+  }
+
+  private nextRevision(): { main: number; sub: number } {
+    assert(this.events.length <= MAX_SUB_REVISION, 'too many changes in one write transaction');
+    return { main: this.revision, sub: this.events.length };
+  }
+
+  private assertOpen(): void {
+    assert(this.open, 'write transaction already ended');
+  }
+}
+
+/** etcd's checkPutRequest, minus what the lease owner checks. */
+function checkPut(key: Uint8Array, value: Uint8Array, leaseId: number, options: PutOptions): void {
+  if (key.length === 0) throw new MvccError('EMPTY_KEY');
+  if (options.ignoreValue === true && value.length !== 0) throw new MvccError('VALUE_PROVIDED');
+  if (options.ignoreLease === true && leaseId !== 0) throw new MvccError('LEASE_PROVIDED');
+  assert(Number.isSafeInteger(leaseId) && leaseId >= 0, () => `lease id must be a safe non-negative integer, got ${leaseId}`);
+}
+
+/** What etcd puts in a DELETE event: the key and, patched in, the mod revision. */
+export function tombstoneKeyValue(key: Uint8Array, main: number): KeyValue {
+  return { key, value: new Uint8Array(0), createRevision: 0, modRevision: main, version: 0, lease: 0 };
+}
