@@ -1,0 +1,200 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { utf8 } from './bytes.js';
+import type { MemoryEngine } from '../storage/memory.js';
+import type { MvccStore } from './store.js';
+import { codeOf, get, newStore, put, show, text } from './testing.testlib.js';
+import { type Compare, type CompareResult, type CompareTarget, type RequestOp, type TxnRequest, isTxnReadOnly } from './txn.js';
+import { validateTxnRequest } from './txn-validate.js';
+
+const putOp = (key: string, value: string, extra: object = {}): RequestOp => ({ type: 'put', put: { key: utf8(key), value: utf8(value), ...extra } });
+const delOp = (key: string, rangeEnd?: string | Uint8Array, prevKv?: boolean): RequestOp => ({
+  type: 'deleteRange',
+  deleteRange: { key: utf8(key), rangeEnd: typeof rangeEnd === 'string' ? utf8(rangeEnd) : rangeEnd, prevKv },
+});
+const getOp = (key: string, extra: object = {}): RequestOp => ({ type: 'range', range: { key: utf8(key), ...extra } });
+const txnOp = (txn: TxnRequest): RequestOp => ({ type: 'txn', txn });
+const cmp = (key: string, target: CompareTarget, result: CompareResult, operand: number | string, rangeEnd?: string | Uint8Array): Compare => ({
+  key: utf8(key),
+  rangeEnd: typeof rangeEnd === 'string' ? utf8(rangeEnd) : rangeEnd,
+  target,
+  result,
+  ...(typeof operand === 'string' ? { value: utf8(operand) } : { operand }),
+});
+
+function run(engine: MemoryEngine, store: MvccStore, request: TxnRequest, options = {}) {
+  validateTxnRequest(request);
+  const batch = engine.newBatch();
+  const out = store.txn(batch, request, options);
+  engine.commit(batch, () => {});
+  return out;
+}
+
+/** a: create 1, mod 2, version 2, value "2", lease 5;  b: create 3, mod 3, version 1, value "b". */
+function setup() {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  put(engine, store, 'a', '2', { leaseId: 5 });
+  put(engine, store, 'b', 'b');
+  return { engine, store };
+}
+
+test('txn: compare targets and results against a key', () => {
+  const { engine, store } = setup();
+  const cases: [Compare, boolean][] = [
+    [cmp('a', 'VERSION', 'EQUAL', 2), true],
+    [cmp('a', 'VERSION', 'GREATER', 1), true],
+    [cmp('a', 'VERSION', 'LESS', 2), false],
+    [cmp('a', 'VERSION', 'NOT_EQUAL', 2), false],
+    [cmp('a', 'CREATE', 'EQUAL', 1), true],
+    [cmp('a', 'MOD', 'EQUAL', 2), true],
+    [cmp('a', 'MOD', 'LESS', 3), true],
+    [cmp('a', 'LEASE', 'EQUAL', 5), true],
+    [cmp('a', 'VALUE', 'EQUAL', '2'), true],
+    [cmp('a', 'VALUE', 'GREATER', '1'), true],
+    [cmp('a', 'VALUE', 'LESS', '10'), false],
+    [cmp('a', 'VALUE', 'NOT_EQUAL', '3'), true],
+    // A missing key compares as zeros: create == 0 is "does not exist"...
+    [cmp('zz', 'CREATE', 'EQUAL', 0), true],
+    [cmp('zz', 'VERSION', 'EQUAL', 0), true],
+    [cmp('zz', 'MOD', 'GREATER', 0), false],
+    // ...but any VALUE compare on a missing key fails.
+    [cmp('zz', 'VALUE', 'EQUAL', ''), false],
+    [cmp('zz', 'VALUE', 'NOT_EQUAL', 'x'), false],
+  ];
+  for (const [c, expected] of cases) {
+    const { response } = run(engine, store, { compare: [c], success: [], failure: [] });
+    assert.equal(response.succeeded, expected, `${text(c.key)} ${c.target} ${c.result}`);
+  }
+  assert.equal(store.currentRevision, 3, 'read-only txns do not bump the revision');
+});
+
+test('txn: a range compare must hold for every key in the range ("\\0" = all keys ≥ key)', () => {
+  const { engine, store } = setup();
+  const ok = (c: Compare) => run(engine, store, { compare: [c], success: [], failure: [] }).response.succeeded;
+  assert.equal(ok(cmp('a', 'VERSION', 'GREATER', 0, 'c')), true);
+  assert.equal(ok(cmp('a', 'VERSION', 'EQUAL', 1, 'c')), false, 'a has version 2');
+  assert.equal(ok(cmp('b', 'VERSION', 'EQUAL', 1, Uint8Array.of(0))), true);
+  assert.equal(ok(cmp('a', 'MOD', 'LESS', 4, Uint8Array.of(0))), true);
+  assert.equal(ok(cmp('x', 'CREATE', 'EQUAL', 0, 'z')), true, 'an empty range compares a zero KeyValue');
+  assert.equal(ok(cmp('x', 'VALUE', 'EQUAL', '', 'z')), false);
+});
+
+test('txn: success and failure branches, responses and header revisions', () => {
+  const { engine, store } = setup();
+  const request: TxnRequest = {
+    compare: [cmp('a', 'VALUE', 'EQUAL', '2')],
+    success: [putOp('a', '3', { prevKv: true }), getOp('a'), delOp('b', undefined, true)],
+    failure: [getOp('b')],
+  };
+  const { response, result } = run(engine, store, request);
+  assert.equal(response.succeeded, true);
+  assert.equal(response.revision, 4);
+  const [p, g, d] = response.responses;
+  assert.ok(p?.type === 'put' && g?.type === 'range' && d?.type === 'deleteRange');
+  assert.equal(p.put.revision, 4);
+  assert.equal(show(p.put.prevKv!).value, '2');
+  assert.deepEqual(g.range.kvs.map(show), [{ key: 'a', value: '3', create: 1, mod: 4, version: 3, lease: 0 }], 'a range sees earlier ops');
+  assert.equal(g.range.revision, 4);
+  assert.deepEqual([d.deleteRange.deleted, d.deleteRange.prevKvs.map((kv) => show(kv).value)], [1, ['b']]);
+  assert.deepEqual(result.events.map((e) => `${e.type}:${text(e.kv.key)}`), ['PUT:a', 'DELETE:b']);
+  const again = run(engine, store, request);
+  assert.equal(again.response.succeeded, false);
+  assert.deepEqual(again.response.responses.map((r) => r.type), ['range']);
+  assert.equal(again.response.revision, 4);
+});
+
+test('txn: nested txns decide every compare on the state before the txn', () => {
+  const { engine, store } = setup();
+  // The outer success puts a=new; the nested compare on a still sees "2".
+  const request: TxnRequest = {
+    compare: [],
+    success: [
+      putOp('a', 'new'),
+      txnOp({ compare: [cmp('a', 'VALUE', 'EQUAL', '2')], success: [putOp('seen-old', 'yes')], failure: [putOp('seen-new', 'yes')] }),
+      txnOp({ compare: [cmp('b', 'VERSION', 'EQUAL', 9)], success: [], failure: [txnOp({ compare: [], success: [putOp('deep', 'ok')], failure: [] })] }),
+    ],
+    failure: [],
+  };
+  const { response } = run(engine, store, request);
+  assert.equal(get(store, 'seen-old')?.value, 'yes');
+  assert.equal(get(store, 'seen-new'), undefined);
+  assert.equal(get(store, 'deep')?.value, 'ok');
+  const nested = response.responses[1];
+  assert.ok(nested?.type === 'txn' && nested.txn.succeeded);
+  const second = response.responses[2];
+  assert.ok(second?.type === 'txn' && !second.txn.succeeded && second.txn.responses[0]?.type === 'txn');
+  assert.equal(store.currentRevision, 4, 'one txn, one revision');
+});
+
+test('txn: a failed check aborts before any write (ignore_value on a missing key, future or compacted range, unknown lease)', () => {
+  const { engine, store } = setup();
+  const attempts: [TxnRequest, string, object?][] = [
+    [{ compare: [], success: [putOp('a', 'x'), putOp('missing', '', { ignoreValue: true })], failure: [] }, 'KEY_NOT_FOUND'],
+    [{ compare: [], success: [putOp('a', 'x'), getOp('a', { revision: 4 })], failure: [] }, 'FUTURE_REVISION'],
+    [{ compare: [], success: [putOp('a', 'x', { lease: 42 })], failure: [] }, 'LEASE_NOT_FOUND', { leaseExists: (id: number) => id === 5 }],
+    [{ compare: [], success: [txnOp({ compare: [], success: [putOp('a', 'x'), putOp('m', '', { ignoreLease: true })], failure: [] })], failure: [] }, 'KEY_NOT_FOUND'],
+  ];
+  for (const [request, code, options] of attempts) {
+    assert.equal(codeOf(() => run(engine, store, request, options)), code);
+    assert.equal(store.currentRevision, 3);
+    assert.equal(get(store, 'a')?.value, '2');
+  }
+  const { response } = run(engine, store, { compare: [], success: [putOp('a', 'x', { lease: 5 })], failure: [] }, { leaseExists: (id: number) => id === 5 });
+  assert.equal(response.revision, 4);
+  store.checkInvariants();
+});
+
+test('txn: a range in a txn at a compacted revision fails before writes', () => {
+  const { engine, store } = setup();
+  const batch = engine.newBatch();
+  store.compact(2, batch);
+  engine.commit(batch, () => {});
+  assert.equal(codeOf(() => run(engine, store, { compare: [], success: [putOp('b', 'x'), getOp('a', { revision: 1 })], failure: [] })), 'COMPACTED');
+  assert.equal(get(store, 'b')?.value, 'b');
+  // A compare on a range that cannot be read is false, not an error.
+  const { response } = run(engine, store, { compare: [cmp('a', 'VERSION', 'EQUAL', 2)], success: [], failure: [] });
+  assert.equal(response.succeeded, true);
+});
+
+test('txn: duplicate keys are refused as etcd does', () => {
+  const dup = (ops: RequestOp[], failure: RequestOp[] = []) => codeOf(() => validateTxnRequest({ compare: [], success: ops, failure }));
+  assert.equal(dup([putOp('a', '1'), putOp('a', '2')]), 'DUPLICATE_KEY');
+  assert.equal(dup([putOp('a', '1'), delOp('a')]), 'DUPLICATE_KEY');
+  assert.equal(dup([delOp('a', 'c'), putOp('b', '1')]), 'DUPLICATE_KEY');
+  assert.equal(dup([delOp('a', 'c'), putOp('c', '1')]), 'no error', 'range_end is exclusive');
+  assert.equal(dup([delOp('a'), delOp('a')]), 'no error', 'deletes may overlap');
+  assert.equal(dup([putOp('a', '1'), putOp('b', '1')]), 'no error');
+  assert.equal(dup([putOp('a', '1')], [putOp('a', '2')]), 'no error', 'success and failure are separate');
+  // Nested: then/else of one nested txn may repeat each other, but not a put outside it.
+  const nested = (s: RequestOp[], f: RequestOp[]) => txnOp({ compare: [], success: s, failure: f });
+  assert.equal(dup([nested([putOp('a', '1')], [putOp('a', '2')])]), 'no error');
+  assert.equal(dup([putOp('a', '0'), nested([putOp('a', '1')], [])]), 'DUPLICATE_KEY');
+  assert.equal(dup([nested([putOp('a', '1')], []), nested([putOp('a', '2')], [])]), 'DUPLICATE_KEY');
+  assert.equal(dup([delOp('a', 'z'), nested([putOp('m', '1')], [])]), 'DUPLICATE_KEY');
+  assert.equal(dup([nested([delOp('m')], []), putOp('m', '1')]), 'DUPLICATE_KEY');
+  // etcd's interval tree treats range_end "\0" literally, so it overlaps nothing there; we accept the same requests.
+  assert.equal(dup([delOp('a', Uint8Array.of(0)), putOp('b', '1')]), 'no error');
+});
+
+test('txn: request validation: empty keys, too many ops, value/lease provided with ignore flags, sort options', () => {
+  const v = (request: TxnRequest, max?: number) => codeOf(() => validateTxnRequest(request, max));
+  assert.equal(v({ compare: [cmp('', 'VERSION', 'EQUAL', 0)], success: [], failure: [] }), 'EMPTY_KEY');
+  assert.equal(v({ compare: [], success: [putOp('', 'x')], failure: [] }), 'EMPTY_KEY');
+  assert.equal(v({ compare: [], success: [], failure: [delOp('')] }), 'EMPTY_KEY');
+  assert.equal(v({ compare: [], success: [getOp('')], failure: [] }), 'EMPTY_KEY');
+  assert.equal(v({ compare: [], success: [putOp('a', 'x', { ignoreValue: true })], failure: [] }), 'VALUE_PROVIDED');
+  assert.equal(v({ compare: [], success: [putOp('a', '', { ignoreLease: true, lease: 3 })], failure: [] }), 'LEASE_PROVIDED');
+  assert.equal(v({ compare: [], success: [getOp('a', { sortOrder: 'UP' })], failure: [] }), 'INVALID_SORT_OPTION');
+  const many = Array.from({ length: 4 }, (_, i) => putOp(`k${i}`, 'v'));
+  assert.equal(v({ compare: [], success: many, failure: [] }, 3), 'TOO_MANY_OPS');
+  assert.equal(v({ compare: [], success: many, failure: [] }, 4), 'no error');
+  // A nested txn gets what its parent leaves: 4 - 2 = 2 ops.
+  assert.equal(v({ compare: [], success: [putOp('x', 'v'), txnOp({ compare: [], success: many.slice(0, 3), failure: [] })], failure: [] }, 4), 'TOO_MANY_OPS');
+});
+
+test('txn: isTxnReadOnly', () => {
+  assert.equal(isTxnReadOnly({ compare: [], success: [getOp('a')], failure: [getOp('b')] }), true);
+  assert.equal(isTxnReadOnly({ compare: [], success: [getOp('a')], failure: [delOp('b')] }), false);
+  assert.equal(isTxnReadOnly({ compare: [], success: [txnOp({ compare: [], success: [], failure: [] })], failure: [] }), false);
+});
