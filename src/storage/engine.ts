@@ -21,8 +21,8 @@
  *   start is not below its end is empty.
  * - Batches copy what they are given. Arrays returned by reads are read-only:
  *   the in-memory engine shares them with its own state.
- * - A scan iterates the state of the moment it was called; commits made while
- *   iterating do not show in it.
+ * - A scan iterates one consistent state, taken no later than its first
+ *   step (the first `next()`); commits made while iterating do not show in it.
  * - After `close`, reads and commits throw TesseraError 'CLOSED'.
  */
 

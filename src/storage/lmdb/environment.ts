@@ -1,0 +1,189 @@
+import { mkdir, open as openFile, readdir, stat } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { TesseraError } from '../../base/index.js';
+import { bytesEqual } from '../bytes.js';
+
+/**
+ * Opening a tessera LMDB environment: the directory checks, the LMDB options,
+ * and the header record that marks the environment as ours and names its
+ * format version. Anything else found at the path is refused, never adopted
+ * or overwritten.
+ */
+
+/** Bumped when the on-disk layout changes incompatibly; an environment of another version is refused. */
+export const LMDB_FORMAT_VERSION = 1;
+/** Address space reserved for the map. LMDB grows the file as it fills; the map only caps it. */
+export const LMDB_DEFAULT_MAP_SIZE_BYTES = 16 * 1024 ** 3;
+export const LMDB_MIN_MAP_SIZE_BYTES = 1024 ** 2;
+export const LMDB_MAX_MAP_SIZE_BYTES = 4 * 1024 ** 4;
+/** Concurrent read transactions (open snapshots and scans); LMDB's own default. */
+export const LMDB_DEFAULT_MAX_READERS = 126;
+export const LMDB_MAX_READERS_LIMIT = 4096;
+/** 4 KiB pages give MAX_KEY_BYTES (1978) as the key limit; set explicitly so no platform default changes it. */
+export const LMDB_PAGE_SIZE = 4096;
+/** Named databases: data and meta, with room to grow without a format change. */
+const LMDB_MAX_DBS = 4;
+/** The file LMDB keeps its pages in, inside the environment directory. */
+const LMDB_DATA_FILE = 'data.mdb';
+const DATA_DB = 'tessera.data';
+const META_DB = 'tessera.meta';
+const HEADER_KEY = new TextEncoder().encode('header');
+const HEADER_MAGIC = new TextEncoder().encode('tessera-lmdb');
+const HEADER_BYTES = HEADER_MAGIC.length + 4;
+/** LMDB's first meta page: a 24-byte page header, then the magic and the data format version, native-endian. */
+const LMDB_MAGIC = 0xbeefc0de;
+const LMDB_MAGIC_OFFSET = 24;
+const LMDB_DATA_VERSION = 2;
+/** A data file holds at least its meta pages. */
+const LMDB_MIN_FILE_BYTES = 2 * LMDB_PAGE_SIZE;
+
+export interface LmdbOpenOptions {
+  /** The data directory; created when missing. It must be empty or hold a tessera LMDB environment. */
+  readonly path: string;
+  readonly mapSizeBytes?: number;
+  readonly maxReaders?: number;
+}
+
+export interface Environment {
+  readonly root: RootDatabase<Uint8Array, Uint8Array>;
+  readonly data: Database<Uint8Array, Uint8Array>;
+}
+
+export async function openEnvironment(options: LmdbOpenOptions): Promise<Environment> {
+  const mapSize = checkLimit('mapSizeBytes', options.mapSizeBytes ?? LMDB_DEFAULT_MAP_SIZE_BYTES, LMDB_MIN_MAP_SIZE_BYTES, LMDB_MAX_MAP_SIZE_BYTES);
+  const maxReaders = checkLimit('maxReaders', options.maxReaders ?? LMDB_DEFAULT_MAX_READERS, 1, LMDB_MAX_READERS_LIMIT);
+  await prepareDirectory(options.path);
+  let root: RootDatabase<Uint8Array, Uint8Array>;
+  try {
+    root = open<Uint8Array, Uint8Array>({
+      path: options.path,
+      keyEncoding: 'binary',
+      encoding: 'binary',
+      mapSize,
+      maxReaders,
+      maxDbs: LMDB_MAX_DBS,
+      pageSize: LMDB_PAGE_SIZE,
+      // Commits become visible at once and are flushed after, off the main thread; this is what lets
+      // many commits share one flush, and it keeps the environment intact if a crash comes before it.
+      overlappingSync: true,
+    });
+  } catch (error) {
+    throw new TesseraError('CORRUPT_DATA', `${options.path} cannot be opened as an LMDB environment: ${messageOf(error)}`, { cause: error });
+  }
+  try {
+    return { root, data: checkOrCreateHeader(root, options.path) };
+  } catch (error) {
+    await root.close();
+    throw error;
+  }
+}
+
+function checkLimit(name: string, value: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new TesseraError('INVALID_ARGUMENT', `LMDB option ${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+async function prepareDirectory(path: string): Promise<void> {
+  let names: string[];
+  try {
+    if (!(await stat(path)).isDirectory()) throw new TesseraError('INVALID_ARGUMENT', `data directory ${path} is not a directory`);
+    names = await readdir(path);
+  } catch (error) {
+    if (!isNotFound(error)) throw asInvalid(error, path);
+    await mkdir(path, { recursive: true });
+    return;
+  }
+  if (names.includes(LMDB_DATA_FILE)) return checkDataFile(join(path, LMDB_DATA_FILE));
+  if (names.length > 0) {
+    throw new TesseraError(
+      'INVALID_ARGUMENT',
+      `data directory ${path} is not empty and holds no LMDB environment (${LMDB_DATA_FILE}); refusing to write into it`,
+    );
+  }
+}
+
+/**
+ * lmdb-js kills the process (SIGSEGV) when handed a data file that is not
+ * LMDB's, instead of returning MDB_INVALID, so the file's meta page is checked
+ * here first. A damaged file with a valid first page can still get past this.
+ */
+async function checkDataFile(file: string): Promise<void> {
+  const handle = await openFile(file, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    const head = new Uint8Array(LMDB_MAGIC_OFFSET + 8);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const view = new DataView(head.buffer);
+    const littleEndian = endianness() === 'LE';
+    const valid =
+      size >= LMDB_MIN_FILE_BYTES &&
+      bytesRead === head.length &&
+      view.getUint32(LMDB_MAGIC_OFFSET, littleEndian) === LMDB_MAGIC &&
+      view.getUint32(LMDB_MAGIC_OFFSET + 4, littleEndian) === LMDB_DATA_VERSION;
+    if (!valid) {
+      throw new TesseraError('CORRUPT_DATA', `${file} cannot be opened as an LMDB environment: not an LMDB data file of format ${LMDB_DATA_VERSION}`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+function checkOrCreateHeader(root: RootDatabase<Uint8Array, Uint8Array>, path: string): Database<Uint8Array, Uint8Array> {
+  // The root database lists the named databases; one of ours is never empty, so an empty root is a new environment.
+  const names = [...root.getKeys({ limit: LMDB_MAX_DBS * 4 })].map((k) => Buffer.from(k).toString('latin1').replace(/\0$/, ''));
+  if (names.length === 0) {
+    const meta = openNamed(root, META_DB, path);
+    const data = openNamed(root, DATA_DB, path);
+    // Synchronous and synced at once: the header is on disk before the first batch can be.
+    root.transactionSync(() => meta.putSync(HEADER_KEY, encodeHeader()));
+    return data;
+  }
+  if (!names.includes(META_DB)) {
+    throw new TesseraError('CORRUPT_DATA', `${path} holds an LMDB environment that is not tessera's (no ${META_DB} database)`);
+  }
+  checkHeader(openNamed(root, META_DB, path).get(HEADER_KEY), path);
+  if (!names.includes(DATA_DB)) throw new TesseraError('CORRUPT_DATA', `${path} has a tessera header but no ${DATA_DB} database`);
+  return openNamed(root, DATA_DB, path);
+}
+
+function openNamed(root: RootDatabase<Uint8Array, Uint8Array>, name: string, path: string): Database<Uint8Array, Uint8Array> {
+  try {
+    return root.openDB<Uint8Array, Uint8Array>(name, { keyEncoding: 'binary', encoding: 'binary' });
+  } catch (error) {
+    throw new TesseraError('CORRUPT_DATA', `${path}: cannot open LMDB database ${name}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+function encodeHeader(): Uint8Array {
+  const header = new Uint8Array(HEADER_BYTES);
+  header.set(HEADER_MAGIC, 0);
+  new DataView(header.buffer).setUint32(HEADER_MAGIC.length, LMDB_FORMAT_VERSION);
+  return header;
+}
+
+function checkHeader(header: Uint8Array | undefined, path: string): void {
+  if (header === undefined || header.length !== HEADER_BYTES || !bytesEqual(header.subarray(0, HEADER_MAGIC.length), HEADER_MAGIC)) {
+    throw new TesseraError('CORRUPT_DATA', `${path} holds an LMDB environment without a valid tessera header`);
+  }
+  const version = new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(HEADER_MAGIC.length);
+  if (version !== LMDB_FORMAT_VERSION) {
+    throw new TesseraError('CORRUPT_DATA', `${path} was written in tessera LMDB format version ${version}; this build reads only version ${LMDB_FORMAT_VERSION}`);
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'ENOENT';
+}
+
+function asInvalid(error: unknown, path: string): TesseraError {
+  if (error instanceof TesseraError) return error;
+  return new TesseraError('INVALID_ARGUMENT', `data directory ${path} cannot be used: ${messageOf(error)}`, { cause: error });
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
