@@ -9,6 +9,9 @@ import { assert } from '../base/index.js';
  *   r<id>c        applied index and conf state (written with every apply)
  *   r<id>l<idx>   Raft log entry, index big-endian so scans run in log order
  *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
+ *   r<id>q<req>   applied request id → log index (duplicate suppression)
+ *   r<id>r<idx>   log index → request id, to expire the q records in log order
+ * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
  */
 export type RangeId = number;
 
@@ -38,22 +41,42 @@ export const keys = {
   logStart: (id: RangeId): Uint8Array => suffixed(id, 0x6c, 0),
   logEnd: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm' sorts right after 'l'
   mvccPrefix: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'
+  requestById: (id: RangeId, requestId: string): Uint8Array => concat(suffixed(id, 0x71), new TextEncoder().encode(requestId)), // 'q'
+  requestByIndex: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x72, index), // 'r'
+  requestByIndexStart: (id: RangeId): Uint8Array => suffixed(id, 0x72, 0),
+  stateStart: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'
+  stateEnd: (id: RangeId): Uint8Array => suffixed(id, 0x73), // 's'
   /** One past every key of the range. */
   rangeEnd: (id: RangeId): Uint8Array => rangePrefix(id + 1),
 };
 
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
+}
+
 export function writeU64(out: Uint8Array, offset: number, value: number): void {
   assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
-  const high = Math.floor(value / 0x100000000);
-  const low = value >>> 0;
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(offset, high);
-  view.setUint32(offset + 4, low);
+  let high = Math.floor(value / 0x100000000);
+  let low = value >>> 0;
+  for (let i = 3; i >= 0; i--) {
+    out[offset + i] = high & 0xff;
+    out[offset + 4 + i] = low & 0xff;
+    high >>>= 8;
+    low >>>= 8;
+  }
 }
 
 export function readU64(bytes: Uint8Array, offset: number): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const value = view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
+  let high = 0;
+  let low = 0;
+  for (let i = 0; i < 4; i++) {
+    high = high * 256 + (bytes[offset + i] as number);
+    low = low * 256 + (bytes[offset + 4 + i] as number);
+  }
+  const value = high * 0x100000000 + low;
   assert(Number.isSafeInteger(value), `u64 above 2^53 at offset ${offset}`);
   return value;
 }

@@ -5,6 +5,9 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 
+/** Terms cached per range; each costs a map slot (about 50 bytes). */
+export const TERM_CACHE_ENTRIES = 4096;
+
 /** Makes a snapshot of the range's applied state: metadata at the applied index and the data. */
 export type SnapshotSource = () => Snapshot;
 
@@ -18,6 +21,8 @@ export type SnapshotSource = () => Snapshot;
 export class EngineLogStorage implements LogStorage {
   private truncated: TruncatedState;
   private last: number;
+  /** Terms of recent entries by index, so term() need not decode entries (Raft asks often). */
+  private readonly termCache = new Map<number, number>();
 
   constructor(
     private readonly engine: StorageEngine,
@@ -63,9 +68,13 @@ export class EngineLogStorage implements LogStorage {
     if (index === this.truncated.index) return this.truncated.term;
     if (index < this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: term of ${index} is compacted`);
     if (index > this.last) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: term of ${index} beyond last index ${this.last}`);
+    const cached = this.termCache.get(index);
+    if (cached !== undefined) return cached;
     const raw = this.engine.get(keys.logEntry(this.rangeId, index));
     assert(raw !== undefined, `range ${this.rangeId}: log entry ${index} missing below last index ${this.last}`);
-    return decodeEntry(raw).term;
+    const term = decodeEntry(raw).term;
+    this.cacheTerm(index, term);
+    return term;
   }
 
   lastIndex(): number {
@@ -80,6 +89,11 @@ export class EngineLogStorage implements LogStorage {
     return this.snapshotSource();
   }
 
+  private cacheTerm(index: number, term: number): void {
+    if (this.termCache.size >= TERM_CACHE_ENTRIES) this.termCache.delete(this.termCache.keys().next().value as number);
+    this.termCache.set(index, term);
+  }
+
   // ---- writes, into the loop turn's batch ------------------------------------
 
   /** Appends entries, deleting any conflicting suffix beyond them. */
@@ -88,8 +102,13 @@ export class EngineLogStorage implements LogStorage {
     if (first === undefined) return;
     assert(first.index > this.truncated.index, `range ${this.rangeId}: append at ${first.index} below the truncated index ${this.truncated.index}`);
     assert(first.index <= this.last + 1, `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
-    for (const e of entries) batch.put(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
     const newLast = (entries[entries.length - 1] as Entry).index;
+    // Entries past the new ones are gone (a conflicting suffix); so are their cached terms.
+    for (let i = first.index; i <= this.last; i++) this.termCache.delete(i);
+    for (const e of entries) {
+      batch.put(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
+      this.cacheTerm(e.index, e.term);
+    }
     if (newLast < this.last) batch.deleteRange(keys.logEntry(this.rangeId, newLast + 1), keys.logEnd(this.rangeId));
     this.last = newLast;
   }
@@ -108,6 +127,7 @@ export class EngineLogStorage implements LogStorage {
     assert(index <= this.last, `range ${this.rangeId}: compact ${index} beyond last index ${this.last}`);
     const term = this.term(index);
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEntry(this.rangeId, index + 1));
+    for (const i of [...this.termCache.keys()]) if (i <= index) this.termCache.delete(i);
     this.truncated = { index, term };
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
   }
@@ -116,6 +136,7 @@ export class EngineLogStorage implements LogStorage {
   applySnapshot(batch: WriteBatch, snapshot: Snapshot): void {
     const { index, term } = snapshot.metadata;
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEnd(this.rangeId));
+    this.termCache.clear();
     this.truncated = { index, term };
     this.last = index;
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));

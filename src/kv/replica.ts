@@ -41,8 +41,10 @@ export class Replica {
   private confState: ConfState;
   private applied: number;
   private readonly logRetainEntries: number;
+  private readonly sabotage: Sabotage | undefined;
 
   constructor(o: ReplicaOptions) {
+    this.sabotage = o.sabotage;
     this.rangeId = o.rangeId;
     this.stateMachine = o.stateMachine;
     this.logRetainEntries = o.logRetainEntries;
@@ -117,8 +119,11 @@ export class Replica {
 
   /** A snapshot of the applied state (data made now, at the applied index), for a lagging follower. */
   private makeSnapshot(): Snapshot {
+    let index = this.applied;
+    // The deliberate bug: claim one entry more than the data holds, so the follower skips it.
+    if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.committed) index++;
     return {
-      metadata: { index: this.applied, term: this.log.term(this.applied), confState: this.confState },
+      metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: this.confState },
       data: this.stateMachine.snapshotData(),
     };
   }

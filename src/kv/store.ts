@@ -137,6 +137,12 @@ export class Store {
     this.requestLoop();
   }
 
+  /** The transport's report on a snapshot it sent (etcd's ReportSnapshot). */
+  reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {
+    this.replicas.get(rangeId)?.raw.reportSnapshot(to, ok);
+    this.requestLoop();
+  }
+
   /** Waits until this replica may serve a linearizable read (ReadIndex, thesis §6.4); `done(undefined)` then. */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
     const replica = this.mustReplica(rangeId);
@@ -230,7 +236,10 @@ export class Store {
     // Applied state is derived from the durable log, so it need not be synced before answering:
     // after a crash the entries are applied again from the log.
     if (applyBatch.count > 0) this.o.engine.commit(applyBatch, () => {});
-    for (const t of turns) t.replica.raw.advance();
+    for (const t of turns) {
+      t.replica.raw.advance();
+      t.replica.raw.checkInvariants();
+    }
     for (const { rangeId, items } of applied) {
       for (const a of items) {
         this.stats.entriesApplied++;

@@ -2,7 +2,7 @@ import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
 import { MvccError } from './errors.js';
-import { MAX_SUB_REVISION, type Revision, assertRevisionNumber } from './revision.js';
+import { MAX_SUB_REVISION, type Revision } from './revision.js';
 import type { MvccState } from './state.js';
 
 /**
@@ -22,7 +22,8 @@ export const COMPACTION_BATCH_LIMIT = 1000;
  * when the physical deletion is complete.
  */
 export function compact(state: MvccState, revision: number, batch: WriteBatch, limit: number): boolean {
-  assertRevisionNumber(revision, 'compaction revision');
+  // Any integer is a valid request: etcd answers COMPACTED for ≤ 0 too.
+  assert(Number.isSafeInteger(revision), () => `compaction revision must be a safe integer, got ${revision}`);
   assert(!state.writing, 'compact during a write transaction');
   if (revision <= state.compactedRevision) throw new MvccError('COMPACTED');
   if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');

@@ -117,20 +117,26 @@ export class KeyHistory {
   }
 
   /**
-   * Compaction at main revision `at`, etcd's rule: generations deleted before
-   * `at` go; in the first remaining generation the newest change ≤ at stays
-   * and older ones go. A tombstone at exactly `at` stays, so a watch from
-   * `at` still sees that delete.
+   * Compaction at main revision `at`. Let L be the key's newest change with
+   * main ≤ at. Every change after `at` stays; L stays unless it is a
+   * tombstone below `at` (the key was dead at `at`); every other change ≤ at
+   * goes. This is etcd's rule: a live key keeps its value at `at`, and a
+   * tombstone at exactly `at` stays so that a watch from `at` still sees the
+   * delete. (etcd differs only when one transaction deletes and re-creates a
+   * key at exactly `at`, where etcd's own index and keep set disagree.)
    */
   compact(at: number): void {
-    while (this.generations.length > 0) {
-      const g = this.generations[0]!;
-      if (!g.closed || g.revs[g.revs.length - 1]!.main >= at) break;
-      this.generations.shift();
-    }
-    const g = this.generations[0];
-    if (g === undefined) return;
+    let gi = this.generations.length - 1;
+    while (gi >= 0 && this.generations[gi]!.revs[0]!.main > at) gi--;
+    if (gi < 0) return;
+    const g = this.generations[gi]!;
     const n = lastAtOrBefore(g.revs, at);
+    const newestIsTombstone = g.closed && n === g.revs.length - 1;
+    if (newestIsTombstone && g.revs[n]!.main < at) {
+      this.generations.splice(0, gi + 1);
+      return;
+    }
+    this.generations.splice(0, gi);
     if (n > 0) g.revs = g.revs.slice(n);
     if (g.closed && g.revs.length === 1) {
       g.created = 0;

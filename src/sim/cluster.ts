@@ -1,8 +1,9 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import type { ConfState, Entry, Message, NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import { SimDisk } from './disk.js';
-import { type ClientReply, SimKvNode } from './kv_node.js';
+import type { RangeMessage } from '../kv/store.js';
+import { MemoryEngine } from '../storage/memory.js';
+import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
@@ -10,8 +11,12 @@ import { Scheduler } from './scheduler.js';
 /** A simulated machine: its disk outlives crashes; the node process does not. */
 export interface Member {
   readonly id: NodeId;
-  readonly disk: SimDisk;
-  node: SimKvNode | undefined;
+  readonly engine: MemoryEngine;
+  /** The founding membership for a founding member; undefined for one added later. */
+  readonly bootstrap: ConfState | undefined;
+  node: SimStoreNode | undefined;
+  /** The next sync persists a vote (for the failpoint that crashes while a vote is on its way to disk). */
+  votePending: boolean;
   /** Bumped on every crash, so callbacks scheduled for an older process are ignored. */
   incarnation: number;
   paused: boolean;
@@ -66,7 +71,7 @@ export class SimCluster {
     const cs: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     this.latestConf = { cs, index: 1 };
     this.nextNodeId = options.nodeCount + 1;
-    for (const id of voters) this.addMember(id, SimDisk.bootstrap(cs));
+    for (const id of voters) this.addMember(id, cs);
   }
 
   log(line: string): void {
@@ -83,8 +88,20 @@ export class SimCluster {
     this.violations.push(`${this.sched.nowMs.toFixed(1)}ms: ${what}`);
   }
 
-  addMember(id: NodeId, disk: SimDisk): Member {
-    const m: Member = { id, disk, node: undefined, incarnation: 0, paused: false, pausedWork: [], missedTicks: 0, clockRate: 1, removed: false };
+  addMember(id: NodeId, bootstrap: ConfState | undefined): Member {
+    const m: Member = {
+      id,
+      engine: new MemoryEngine({ scheduleSync: (flush) => this.scheduleSync(m, flush) }),
+      bootstrap,
+      node: undefined,
+      votePending: false,
+      incarnation: 0,
+      paused: false,
+      pausedWork: [],
+      missedTicks: 0,
+      clockRate: 1,
+      removed: false,
+    };
     this.members.set(id, m);
     this.start(m);
     return m;
@@ -94,10 +111,10 @@ export class SimCluster {
   start(m: Member): void {
     const incarnation = ++m.incarnation;
     const o = this.options;
-    m.node = new SimKvNode({
+    m.node = new SimStoreNode({
       id: m.id,
       rng: this.nodeRng.fork(),
-      disk: m.disk,
+      engine: m.engine,
       sabotage: this.sabotage,
       raft: {
         electionTimeoutTicks: o.electionTimeoutTicks,
@@ -107,23 +124,36 @@ export class SimCluster {
         readOnlyOption: o.readOnlyOption,
         maxClockDriftRatio: o.maxClockDriftRatio,
         maxSizePerMsgBytes: o.maxSizePerMsgBytes,
+        maxInflightMsgs: 16,
+        maxInflightBytes: 64 * 1024,
+        maxUncommittedEntriesSizeBytes: 256 * 1024,
       },
-      snapshotEveryEntries: o.snapshotEveryEntries,
-      compactionMarginEntries: o.compactionMarginEntries,
-      send: (msgs) => this.send(m, incarnation, msgs),
-      scheduleSync: (done, vote) => {
-        const [lo, hi] = o.diskSyncMs;
-        const delayMs = lo + this.rng.float() * (hi - lo);
-        this.sched.after(delayMs, () => this.onMember(m, incarnation, done));
-        // Failpoint: the process dies while the write is on its way to disk.
-        if (this.rng.chance(this.midSyncCrashRate(vote))) this.sched.after(this.rng.float() * delayMs, () => this.midSyncCrash(m, incarnation));
+      logRetainEntries: o.snapshotEveryEntries,
+      bootstrap: m.bootstrap,
+      send: (to, msgs) => this.send(m, incarnation, to, msgs),
+      scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
+      onApply: (id, a) => {
+        this.checkApplied(id, a.entry);
+        if (a.entry.type === 'conf-change') this.onConfState(id, a.result as ConfState, a.entry.index);
       },
-      onApply: (id, e) => this.checkApplied(id, e),
-      onLeader: (id, term) => this.checkLeader(id, term),
-      onConfState: (id, cs, index) => this.onConfState(id, cs, index),
+      onReady: (id, rd, raw) => {
+        if (rd.softState?.state === 'leader') this.checkLeader(id, raw.raft.term);
+        if (rd.hardState !== undefined && rd.hardState.vote !== 0) m.votePending = true;
+      },
       trace: (line) => this.log(line),
     });
     this.scheduleTick(m, incarnation);
+  }
+
+  /** The member's disk syncs after a drawn delay; the failpoint may crash the process first. */
+  private scheduleSync(m: Member, flush: () => void): void {
+    const [lo, hi] = this.options.diskSyncMs;
+    const delayMs = lo + this.rng.float() * (hi - lo);
+    const incarnation = m.incarnation;
+    this.sched.after(delayMs, () => this.onMember(m, incarnation, flush));
+    const vote = m.votePending;
+    m.votePending = false;
+    if (this.rng.chance(this.midSyncCrashRate(vote))) this.sched.after(this.rng.float() * delayMs, () => this.midSyncCrash(m, incarnation));
   }
 
   /** Runs `work` on the member's current process, or buffers it while paused. */
@@ -162,9 +192,10 @@ export class SimCluster {
     });
   }
 
-  private send(from: Member, incarnation: number, msgs: readonly Message[]): void {
+  private send(from: Member, incarnation: number, to: NodeId, msgs: readonly RangeMessage[]): void {
     if (from.incarnation !== incarnation) return;
-    for (const msg of msgs) {
+    void to;
+    for (const { message: msg } of msgs) {
       this.log(`send ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
       this.net.send(
         msg,
@@ -182,7 +213,7 @@ export class SimCluster {
     }
     const incarnation = to.incarnation;
     this.onMember(to, incarnation, () => {
-      to.node?.step(msg);
+      to.node?.receive([{ rangeId: SIM_RANGE, message: msg }]);
       this.snapshotDone(msg, true);
     });
   }
@@ -271,7 +302,7 @@ export class SimCluster {
   }
 
   /** Sends a client request to a node; the reply comes back through `reply` after a network hop. */
-  request(target: NodeId, work: (node: SimKvNode, reply: (r: ClientReply) => void) => void, reply: (r: ClientReply) => void): void {
+  request(target: NodeId, work: (node: SimStoreNode, reply: (r: ClientReply) => void) => void, reply: (r: ClientReply) => void): void {
     const m = this.members.get(target);
     const hop = (): number => 0.1 + this.rng.float() * 0.4;
     if (m === undefined || m.node === undefined || m.removed) return; // connection refused: the client times out

@@ -1,8 +1,7 @@
-import { SimDisk } from './disk.js';
 import type { Member, SimCluster } from './cluster.js';
 import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
-import { EMPTY_CONF_STATE, type NodeId } from '../raft/index.js';
+import type { NodeId } from '../raft/index.js';
 
 const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
 
@@ -149,7 +148,7 @@ export class Nemesis {
     const leader = c.leader();
     // Half the crashes hit a node in the middle of a disk sync (etcd's failpoints before and
     // after saving), where lost unsynced writes hurt most.
-    const syncing = c.running().filter((m) => m.disk.hasPending());
+    const syncing = c.running().filter((m) => m.engine.hasUnsynced());
     const roll = c.rng.float();
     const victim = roll < 0.5 && syncing.length > 0 ? c.pick(syncing) : leader !== undefined && roll < 0.7 ? leader : c.pick(c.running());
     if (victim === undefined) return;
@@ -165,9 +164,9 @@ export class Nemesis {
     victim.paused = false;
     victim.pausedWork = [];
     victim.incarnation++;
-    const report = victim.disk.crash(c.rng);
+    const report = victim.engine.crash(c.rng);
     c.count(report.torn ? 'crash-torn-write' : 'crash');
-    c.log(`nemesis crash ${victim.id} (pending ${report.pendingWrites}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
+    c.log(`nemesis crash ${victim.id} (pending ${report.pendingBatches}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
     // Some restarts are near-instant (a supervisor restarting the process at once): the node is
     // back while messages sent to its previous incarnation are still arriving.
     const downMs = c.rng.chance(0.2) ? 0.5 + c.rng.float() * 5 : 20 + c.rng.float() * 600;
@@ -262,7 +261,7 @@ export class Nemesis {
       label = `promote ${id}`;
     } else if (voters.length + learners.length < 7 && roll < 0.7) {
       const id = c.nextNodeId++;
-      c.addMember(id, new SimDisk());
+      c.addMember(id, undefined);
       proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-learner', nodeId: id }] });
       label = `add learner ${id}`;
       if (!proposed) this.retire(id);
@@ -305,4 +304,3 @@ export class Nemesis {
   }
 }
 
-export { EMPTY_CONF_STATE };

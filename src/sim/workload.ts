@@ -1,8 +1,8 @@
 import type { KvCasInput, KvCasOutput, Operation } from '../check/index.js';
 import type { NodeId } from '../raft/index.js';
 import type { SimCluster } from './cluster.js';
-import type { ClientReply } from './kv_node.js';
-import type { KvCommand } from './state_machine.js';
+import type { ClientReply } from './store_node.js';
+import type { KvCommand } from './commands.js';
 
 export type HistoryOp = Operation<KvCasInput, KvCasOutput>;
 

@@ -1,0 +1,119 @@
+import { Packr } from 'msgpackr';
+import { assert, TesseraError } from '../base/index.js';
+import type { Entry } from '../raft/index.js';
+import { MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { decodeCommand } from './commands.js';
+import { type RangeId, keys, readU64 } from './keys.js';
+import type { RangeStateMachine } from './state_machine.js';
+
+/** Applied request ids are remembered for this many log entries, to drop a proposal delivered twice. */
+export const DEDUPE_WINDOW_ENTRIES = 10_000;
+
+/** What applying a command yields; `requestId` routes it to the proposer. */
+export type CommandResult =
+  | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse }
+  | { readonly requestId: string; readonly kind: 'compact'; readonly revision: number }
+  | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
+  | { readonly requestId: string; readonly kind: 'duplicate' };
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A range's state machine: etcd's MVCC key space (src/mvcc) plus a table of
+ * applied request ids, both under the range's keys in the node's engine.
+ * Applying is deterministic: every replica makes the same writes and returns
+ * the same result for the same entry, errors included.
+ */
+export class MvccStateMachine implements RangeStateMachine {
+  private store: MvccStore | undefined;
+
+  constructor(
+    private readonly engine: StorageEngine,
+    readonly rangeId: RangeId,
+  ) {}
+
+  /** The MVCC store, (re)opened from the engine after a snapshot replaced it. */
+  get mvcc(): MvccStore {
+    if (this.store === undefined) this.store = MvccStore.open(this.engine, keys.mvccPrefix(this.rangeId));
+    return this.store;
+  }
+
+  apply(batch: WriteBatch, entry: Entry): CommandResult {
+    const command = decodeCommand(entry.data);
+    const { requestId } = command;
+    if (this.engine.get(keys.requestById(this.rangeId, requestId)) !== undefined) return { requestId, kind: 'duplicate' };
+    this.remember(batch, requestId, entry.index);
+    // A large compaction continues a bounded step with every later command, alike on every replica.
+    if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
+    try {
+      if (command.kind === 'txn') {
+        const { response } = this.mvcc.txn(batch, command.txn);
+        return { requestId, kind: 'txn', response };
+      }
+      this.mvcc.compact(command.revision, batch);
+      return { requestId, kind: 'compact', revision: command.revision };
+    } catch (err) {
+      // A refused command (compacted, future revision, …) is refused alike on every replica.
+      if (isMvccError(err)) return { requestId, kind: 'error', code: err.code, message: err.message };
+      throw err;
+    }
+  }
+
+  private remember(batch: WriteBatch, requestId: string, index: number): void {
+    const id = encoder.encode(requestId);
+    batch.put(keys.requestById(this.rangeId, requestId), indexBytes(index));
+    batch.put(keys.requestByIndex(this.rangeId, index), id);
+    const expireBelow = index - DEDUPE_WINDOW_ENTRIES;
+    if (expireBelow <= 0) return;
+    // Expire at most a few old records per apply, so the work per entry stays bounded.
+    const old = this.engine.scan({ start: keys.requestByIndexStart(this.rangeId), end: keys.requestByIndex(this.rangeId, expireBelow), limit: 4 });
+    for (const kv of old) {
+      batch.delete(kv.key);
+      batch.delete(keys.requestById(this.rangeId, decoder.decode(kv.value)));
+    }
+  }
+
+  snapshotData(): Uint8Array {
+    const pairs: Uint8Array[] = [];
+    const start = keys.stateStart(this.rangeId);
+    for (const kv of this.engine.scan({ start, end: keys.stateEnd(this.rangeId) })) {
+      pairs.push(kv.key.subarray(start.byteLength - 1), kv.value);
+    }
+    return packr.pack(pairs);
+  }
+
+  restore(batch: WriteBatch, data: Uint8Array): void {
+    const start = keys.stateStart(this.rangeId);
+    batch.deleteRange(start, keys.stateEnd(this.rangeId));
+    if (data.byteLength > 0) {
+      const pairs = packr.unpack(data) as unknown;
+      if (!Array.isArray(pairs) || pairs.length % 2 !== 0) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: malformed snapshot`);
+      const base = start.subarray(0, start.byteLength - 1);
+      for (let i = 0; i < pairs.length; i += 2) {
+        const suffix = pairs[i] as Uint8Array;
+        const key = new Uint8Array(base.byteLength + suffix.byteLength);
+        key.set(base, 0);
+        key.set(suffix, base.byteLength);
+        batch.put(key, pairs[i + 1] as Uint8Array);
+      }
+    }
+    // The batch is committed before anything reads the store again; reopen lazily then.
+    this.store = undefined;
+  }
+
+  digest(): string {
+    const h = this.mvcc.hashKV(0);
+    return `${h.hash}@${h.revision}`;
+  }
+}
+
+function indexBytes(index: number): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setUint32(0, Math.floor(index / 0x100000000));
+  new DataView(out.buffer).setUint32(4, index >>> 0);
+  assert(readU64(out, 0) === index, 'index encoding round-trips');
+  return out;
+}

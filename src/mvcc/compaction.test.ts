@@ -1,0 +1,144 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { utf8 } from './bytes.js';
+import { revisionKeySpan } from './codec.js';
+import { MvccStore } from './store.js';
+import { PREFIX, codeOf, compactAll, del, get, newStore, put, reopenAndCompare, write } from './testing.testlib.js';
+import type { MemoryEngine } from '../storage/memory.js';
+
+const storedChanges = (engine: MemoryEngine): number => [...engine.scan(revisionKeySpan(PREFIX))].length;
+
+test('compaction: keeps the latest version of every live key, drops superseded ones and dead keys', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1'); // 1
+  put(engine, store, 'a', '2'); // 2
+  put(engine, store, 'b', '1'); // 3
+  del(engine, store, 'b'); // 4
+  put(engine, store, 'c', '1'); // 5
+  put(engine, store, 'a', '3'); // 6
+  compactAll(engine, store, 5);
+  assert.equal(store.compactedRevision, 5);
+  assert.equal(store.compactionPending, false);
+  // a@2 (newest ≤ 5), a@6, c@5 remain; a@1, b@3 and b's tombstone@4 are gone.
+  assert.equal(storedChanges(engine), 3);
+  assert.equal(get(store, 'a', 5)?.value, '2');
+  assert.equal(get(store, 'a')?.value, '3');
+  assert.equal(get(store, 'c', 5)?.value, '1');
+  assert.equal(get(store, 'b', 5), undefined);
+  assert.equal(codeOf(() => store.range({ key: utf8('a'), revision: 4 })), 'COMPACTED');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '3', create: 1, mod: 6, version: 3, lease: 0 }, 'create revision and version survive');
+  reopenAndCompare(engine, store);
+});
+
+test('compaction: a tombstone at exactly the compaction revision stays until the next compaction', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  del(engine, store, 'a'); // 2
+  put(engine, store, 'z', '1'); // 3
+  compactAll(engine, store, 2);
+  assert.equal(storedChanges(engine), 2, 'tombstone@2 and z@3');
+  const events = store.events({ fromRevision: 2, key: utf8('a') }).events;
+  assert.deepEqual(events.map((e) => [e.type, e.kv.modRevision]), [['DELETE', 2]], 'a watch from the compaction revision still sees the delete');
+  compactAll(engine, store, 3);
+  assert.equal(storedChanges(engine), 1);
+  assert.equal(store.keyIndex.size, 1);
+  reopenAndCompare(engine, store);
+});
+
+test('compaction: errors as etcd: at or below the compacted revision, or in the future', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 5; i++) put(engine, store, 'k', `${i}`);
+  assert.equal(codeOf(() => store.compact(0, engine.newBatch())), 'COMPACTED');
+  assert.equal(codeOf(() => store.compact(6, engine.newBatch())), 'FUTURE_REVISION');
+  compactAll(engine, store, 3);
+  assert.equal(codeOf(() => store.compact(3, engine.newBatch())), 'COMPACTED');
+  assert.equal(codeOf(() => store.compact(2, engine.newBatch())), 'COMPACTED');
+  assert.equal(codeOf(() => store.range({ key: utf8('k'), revision: 2 })), 'COMPACTED');
+  assert.equal(get(store, 'k', 3)?.value, '2', 'the compaction revision itself stays readable');
+  compactAll(engine, store, 5);
+  assert.equal(store.currentRevision, 5);
+  reopenAndCompare(engine, store);
+});
+
+test('compaction: large compactions run in bounded steps; each step is one batch; reads are right throughout', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 100; i++) put(engine, store, `k${i % 10}`, `${i}`);
+  assert.equal(storedChanges(engine), 100);
+  let batch = engine.newBatch();
+  let done = store.compact(95, batch, 7);
+  engine.commit(batch, () => {});
+  let steps = 1;
+  while (!done) {
+    assert.equal(store.compactionPending, true);
+    assert.equal(get(store, 'k3', 95)?.value, '93');
+    store.checkInvariants();
+    batch = engine.newBatch();
+    done = store.compactStep(batch, 7);
+    assert.ok(batch.count <= 7 + 1, 'at most `limit` deletions plus the meta record');
+    engine.commit(batch, () => {});
+    steps++;
+  }
+  assert.ok(steps >= 95 / 7, `took ${steps} steps`);
+  assert.equal(storedChanges(engine), 15, 'one per key at ≤ 95, plus the 5 later changes');
+  assert.equal(store.compactStep(engine.newBatch()), true, 'nothing pending: a no-op');
+  reopenAndCompare(engine, store);
+});
+
+test('compaction: a restart mid-compaction resumes from the stored cursor; the index is the same either way', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 60; i++) put(engine, store, `k${i % 6}`, `${i}`);
+  const batch = engine.newBatch();
+  assert.equal(store.compact(50, batch, 10), false);
+  engine.commit(batch, () => {});
+  const reopened = reopenAndCompare(engine, store);
+  assert.equal(reopened.compactionPending, true);
+  assert.equal(reopened.hashKV().hash, store.hashKV().hash);
+  compactAll(engine, reopened, 55);
+  assert.equal(reopened.compactionPending, false);
+  reopenAndCompare(engine, reopened);
+});
+
+test('compaction: a newer compaction while one is in progress restarts the physical pass and finishes both', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 40; i++) put(engine, store, `k${i % 4}`, `${i}`);
+  const b1 = engine.newBatch();
+  store.compact(20, b1, 5);
+  engine.commit(b1, () => {});
+  compactAll(engine, store, 30);
+  assert.equal(storedChanges(engine), 4 + 10);
+  store.checkInvariants();
+});
+
+test('compaction: writes and compaction in one uncommitted batch (one loop turn) agree with the same done in separate batches', () => {
+  const a = newStore();
+  const b = newStore();
+  const batch = a.engine.newBatch();
+  for (let i = 0; i < 10; i++) {
+    const txn = a.store.beginWrite(batch);
+    txn.put(utf8(`k${i % 3}`), utf8(`${i}`));
+    txn.end();
+    put(b.engine, b.store, `k${i % 3}`, `${i}`);
+  }
+  a.store.compact(8, batch, 1000);
+  a.store.checkInvariants();
+  a.engine.commit(batch, () => {});
+  compactAll(b.engine, b.store, 8);
+  assert.equal(a.store.hashKV().hash, b.store.hashKV().hash);
+  assert.deepEqual([...a.engine.scan(revisionKeySpan(PREFIX))], [...b.engine.scan(revisionKeySpan(PREFIX))]);
+  reopenAndCompare(a.engine, a.store);
+});
+
+test('compaction: keys with leases and many generations survive reopen after compaction', () => {
+  const { engine, store } = newStore();
+  for (let round = 0; round < 5; round++) {
+    write(engine, store, (t) => {
+      for (let k = 0; k < 5; k++) t.put(utf8(`g${k}`), utf8(`${round}`), { leaseId: round + 1 });
+    });
+    if (round % 2 === 1) del(engine, store, 'g', 'h');
+  }
+  compactAll(engine, store, store.currentRevision - 1);
+  const reopened = MvccStore.open(engine, PREFIX);
+  assert.ok(reopened.indexEquals(store));
+  assert.deepEqual(get(reopened, 'g3'), get(store, 'g3'));
+  assert.equal(get(reopened, 'g3')?.lease, 5);
+});

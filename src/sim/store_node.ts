@@ -1,0 +1,148 @@
+import type { Rng } from '../base/index.js';
+import { type ConfChange, type ConfState, type NodeId, type RawNode, type Ready } from '../raft/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
+import { encodeCommand } from '../kv/commands.js';
+import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
+import { type RangeMessage, Store } from '../kv/store.js';
+import type { TxnRequest } from '../mvcc/index.js';
+import type { MemoryEngine } from '../storage/memory.js';
+import type { KvCommand, KvResult } from './commands.js';
+
+/** The one range the simulator replicates today (splits come later). */
+export const SIM_RANGE = 1;
+
+export type ClientReply = { readonly kind: 'ok'; readonly result: KvResult } | { readonly kind: 'fail'; readonly reason: string };
+
+export interface StoreNodeEnv {
+  readonly id: NodeId;
+  readonly rng: Rng;
+  readonly engine: MemoryEngine;
+  readonly sabotage: Sabotage;
+  readonly raft: ReplicaRaftOptions;
+  readonly logRetainEntries: number;
+  /** The founding membership, for a founding member's first start. */
+  readonly bootstrap: ConfState | undefined;
+  send(to: NodeId, messages: readonly RangeMessage[]): void;
+  scheduleLoop(loop: () => void): void;
+  onApply(id: NodeId, applied: Applied): void;
+  onReady(id: NodeId, rd: Ready, raw: RawNode): void;
+  trace(line: string): void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A simulated node running the production store (src/kv) on the in-memory
+ * engine: the same Store, Replica, MVCC state machine and ready loop as the
+ * server, with the simulator's transport, clock and disk.
+ */
+export class SimStoreNode {
+  readonly store: Store;
+  private readonly sm: MvccStateMachine;
+  private stopped = false;
+
+  constructor(env: StoreNodeEnv) {
+    this.sm = new MvccStateMachine(env.engine, SIM_RANGE);
+    const noGuard = env.sabotage.has('no-prevote-checkquorum');
+    this.store = new Store({
+      nodeId: env.id,
+      engine: env.engine,
+      transport: { send: (to, msgs) => env.send(to, msgs) },
+      rng: env.rng,
+      raft: { ...env.raft, ...(noGuard ? { preVote: false, checkQuorum: false, readOnlyOption: 'safe' as const } : {}), logger: (l) => env.trace(l) },
+      stateMachines: () => this.sm,
+      scheduleLoop: (loop) => env.scheduleLoop(loop),
+      logRetainEntries: env.logRetainEntries,
+      sabotage: env.sabotage,
+      onApplied: (_range, a) => env.onApply(env.id, a),
+      onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
+    });
+    this.store.openRange(SIM_RANGE, env.bootstrap);
+  }
+
+  get raw(): RawNode {
+    const r = this.store.replica(SIM_RANGE);
+    if (r === undefined) throw new Error('sim range missing');
+    return r.raw;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.store.close();
+  }
+
+  isStopped(): boolean {
+    return this.stopped;
+  }
+
+  tick(): void {
+    this.store.tick();
+  }
+
+  receive(messages: readonly RangeMessage[]): void {
+    this.store.receive(messages);
+  }
+
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    this.store.reportSnapshot(SIM_RANGE, to, ok);
+  }
+
+  write(requestId: string, command: KvCommand, reply: (r: ClientReply) => void): void {
+    const txn = toTxn(command);
+    this.store.propose(SIM_RANGE, requestId, encodeCommand({ kind: 'txn', requestId, txn }), (outcome) => {
+      if (outcome.kind === 'dropped') return reply({ kind: 'fail', reason: outcome.error.message });
+      const result = outcome.result as CommandResult;
+      if (result.kind === 'txn') return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded } : {} });
+      if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
+      // A duplicate: the first copy's answer went to nobody here; the client times out ("unknown").
+    });
+  }
+
+  read(requestId: string, key: string, reply: (r: ClientReply) => void): void {
+    void requestId;
+    this.store.linearizableRead(SIM_RANGE, (error) => {
+      if (error !== undefined) return reply({ kind: 'fail', reason: error.message });
+      const kvs = this.sm.mvcc.range({ key: encoder.encode(key) }).kvs;
+      const kv = kvs[0];
+      reply({ kind: 'ok', result: { value: kv === undefined ? null : decoder.decode(kv.value) } });
+    });
+  }
+
+  proposeConfChange(cc: ConfChange): boolean {
+    return this.store.proposeConfChange(SIM_RANGE, cc).kind === 'appended';
+  }
+
+  transferLeader(to: NodeId): void {
+    this.store.transferLeader(SIM_RANGE, to);
+  }
+
+  /** A digest of the visible key space, for comparing replicas. */
+  digest(): string {
+    const kvs = this.sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
+    return kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';');
+  }
+
+  applied(): number {
+    return this.store.replica(SIM_RANGE)?.appliedIndex() ?? 0;
+  }
+}
+
+function toTxn(command: KvCommand): TxnRequest {
+  const key = encoder.encode(command.key);
+  switch (command.op) {
+    case 'put':
+      return { compare: [], success: [{ type: 'put', put: { key, value: encoder.encode(command.value) } }], failure: [] };
+    case 'delete':
+      return { compare: [], success: [{ type: 'deleteRange', deleteRange: { key } }], failure: [] };
+    case 'cas': {
+      // Absent is "version 0"; present compares the value (values are unique per key).
+      const compare =
+        command.expected === null
+          ? { key, target: 'VERSION' as const, result: 'EQUAL' as const, operand: 0 }
+          : { key, target: 'VALUE' as const, result: 'EQUAL' as const, value: encoder.encode(command.expected) };
+      return { compare: [compare], success: [{ type: 'put', put: { key, value: encoder.encode(command.value) } }], failure: [] };
+    }
+  }
+}
