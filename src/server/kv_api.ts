@@ -1,0 +1,120 @@
+import { TesseraError } from '../base/index.js';
+import { encodeCommand } from '../kv/commands.js';
+import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import type { ProposalOutcome, Store } from '../kv/store.js';
+import { MvccError, type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from '../mvcc/index.js';
+
+/** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
+
+export interface KvApiOptions {
+  readonly store: Store;
+  readonly stateMachine: MvccStateMachine;
+  readonly rangeId: number;
+  readonly requestTimeoutMs: number;
+  /** Unique across restarts of this node (request ids must never repeat). */
+  readonly requestIdPrefix: string;
+}
+
+/**
+ * The key-value operations the client APIs (etcd gRPC, the native protocol)
+ * serve, on one node: writes go through Raft, reads are linearizable unless
+ * serializable is asked for. Errors: MvccError (compacted, future revision,
+ * …) for refused requests, TesseraError 'NOT_LEADER' when the proposal was
+ * certainly not accepted, and 'TIMEOUT' when the outcome is unknown.
+ */
+export class KvApi {
+  private seq = 0;
+
+  constructor(private readonly o: KvApiOptions) {}
+
+  get store(): Store {
+    return this.o.store;
+  }
+
+  currentRevision(): number {
+    return this.o.stateMachine.mvcc.currentRevision;
+  }
+
+  compactedRevision(): number {
+    return this.o.stateMachine.mvcc.compactedRevision;
+  }
+
+  raftTerm(): number {
+    return this.o.store.replica(this.o.rangeId)?.raw.raft.term ?? 0;
+  }
+
+  async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
+    if (!serializable) await this.readBarrier();
+    return this.o.stateMachine.mvcc.range(options);
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResponse> {
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }));
+    if (result.kind === 'txn') return result.response;
+    throw unexpected(result);
+  }
+
+  async compact(revision: number): Promise<number> {
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'compact', requestId, revision }));
+    if (result.kind === 'compact') return result.revision;
+    throw unexpected(result);
+  }
+
+  /** Resolves once this node may serve a linearizable read (ReadIndex). */
+  readBarrier(): Promise<void> {
+    return this.withTimeout('read', (resolve, reject) =>
+      this.o.store.linearizableRead(this.o.rangeId, (error) => (error === undefined ? resolve() : reject(error))),
+    );
+  }
+
+  private propose(encode: (requestId: string) => Uint8Array): Promise<CommandResult> {
+    const requestId = `${this.o.requestIdPrefix}:${++this.seq}`;
+    return this.withTimeout(
+      'proposal',
+      (resolve, reject) =>
+        this.o.store.propose(this.o.rangeId, requestId, encode(requestId), (outcome: ProposalOutcome) => {
+          if (outcome.kind === 'dropped') {
+            reject(new TesseraError('NOT_LEADER', outcome.error.message, { cause: outcome.error }));
+            return;
+          }
+          const result = outcome.result as CommandResult;
+          if (result.kind === 'error') reject(new MvccError(result.code as ConstructorParameters<typeof MvccError>[0]));
+          else resolve(result);
+        }),
+      () => this.o.store.abandon(requestId),
+    );
+  }
+
+  private withTimeout<T>(what: string, start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void, onTimeout?: () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        onTimeout?.();
+        // The outcome is unknown, not failed: the command may still commit.
+        reject(new TesseraError('TIMEOUT', `${what} timed out after ${this.o.requestTimeoutMs} ms; its outcome is unknown`));
+      }, this.o.requestTimeoutMs);
+      start(
+        (v) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+}
+
+function unexpected(result: CommandResult): Error {
+  if (result.kind === 'duplicate') return new TesseraError('TIMEOUT', 'request applied twice; the first outcome is unknown');
+  return new TesseraError('INVALID_ARGUMENT', `unexpected command result ${result.kind}`);
+}
