@@ -70,6 +70,19 @@ test('key index: sub-revisions: several changes in one main revision; reads see 
   assert.throws(() => h.put(r(6, 9)), AssertionError);
 });
 
+test('key index: compaction when one txn deletes and re-creates a key at exactly the compaction revision', () => {
+  const h = new KeyHistory(Uint8Array.of(1));
+  h.put(r(1));
+  h.tombstone(r(5, 0));
+  h.put(r(5, 1));
+  h.put(r(5, 2));
+  h.compact(5);
+  // Only the newest change ≤ 5 stays: the old generation and the superseded sub-revision go.
+  assert.deepEqual(revsOf(h), ['5']);
+  assert.deepEqual(h.get(5), { modified: r(5, 2), created: 5, version: 2 });
+  h.checkInvariants();
+});
+
 test('key index: tombstone of a deleted key is a bug', () => {
   const h = new KeyHistory(Uint8Array.of(1));
   assert.throws(() => h.tombstone(r(1)), AssertionError);

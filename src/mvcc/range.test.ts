@@ -91,6 +91,9 @@ test('range: every sort target in both orders; ties keep key order; NONE with a 
   // Sorting happens before the limit.
   const top = store.range(all({ sortTarget: 'MOD', sortOrder: 'DESCEND', limit: 2 }));
   assert.deepEqual([top.kvs.map((kv) => text(kv.key)).join(''), top.more, top.count], ['eb', true, 5]);
+  // A target without an order sorts the whole range ascending before the limit (etcd would sort only the first limit + 1 keys).
+  const byValue = store.range({ key: utf8('c'), rangeEnd: Uint8Array.of(0), sortTarget: 'VALUE', limit: 1 });
+  assert.deepEqual([byValue.kvs.map((kv) => text(kv.key)).join(''), byValue.more], ['e', true], 'etcd would answer d (it sorts c and d only)');
   assert.equal(codeOf(() => store.range(all({ sortOrder: 'SIDEWAYS' as SortOrder }))), 'INVALID_SORT_OPTION');
   assert.equal(codeOf(() => store.range(all({ sortTarget: 'COLOUR' as SortTarget }))), 'INVALID_SORT_OPTION');
 });

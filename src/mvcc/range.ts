@@ -94,16 +94,29 @@ export function executeRange(source: ReadSource, options: RangeOptions, current:
   return { kvs, more, count, revision: current };
 }
 
-/** etcd fetches limit + 1 to learn `more`, and everything when it must sort or filter first. */
+/**
+ * Like etcd, fetch limit + 1 keys to learn `more`, and everything when the
+ * result must be sorted or filtered first. One deliberate difference: etcd
+ * tests the raw sort order here, so a non-KEY target with order NONE (which
+ * it then sorts ascending) sorts only the first limit + 1 keys by key. We
+ * sort the whole range, which is what etcd means by that request.
+ */
 function fetchLimit(options: RangeOptions): number {
   const limit = options.limit ?? 0;
-  if (limit <= 0 || !isDefaultOrdering(options) || hasRevisionFilters(options)) return 0;
+  if (limit <= 0 || needsSort(options) || hasRevisionFilters(options)) return 0;
   return limit + 1;
 }
 
-function isDefaultOrdering(options: RangeOptions): boolean {
+/** etcd's sort order after "a target without an order sorts ascending". */
+function effectiveSortOrder(options: RangeOptions): SortOrder {
   const order = options.sortOrder ?? 'NONE';
-  return order === 'NONE' || ((options.sortTarget ?? 'KEY') === 'KEY' && order === 'ASCEND');
+  return (options.sortTarget ?? 'KEY') !== 'KEY' && order === 'NONE' ? 'ASCEND' : order;
+}
+
+/** False when key order, which the index yields, is the answer. */
+function needsSort(options: RangeOptions): boolean {
+  const order = effectiveSortOrder(options);
+  return !(order === 'NONE' || ((options.sortTarget ?? 'KEY') === 'KEY' && order === 'ASCEND'));
 }
 
 function hasRevisionFilters(options: RangeOptions): boolean {
@@ -155,17 +168,14 @@ function filterByRevision(kvs: KeyValue[], options: RangeOptions): KeyValue[] {
 }
 
 /**
- * etcd's sortRangeResults: a target other than KEY with order NONE sorts
- * ascending. etcd's sort is not stable; ours is, and input is in key order,
- * so ties stay in ascending key order (deterministic across replicas).
+ * etcd's sortRangeResults. etcd's sort is not stable; ours is, and input is
+ * in key order, so ties stay in ascending key order (the same on every
+ * replica).
  */
 function sortKeyValues(kvs: KeyValue[], options: RangeOptions): void {
-  const target = options.sortTarget ?? 'KEY';
-  let order = options.sortOrder ?? 'NONE';
-  if (target !== 'KEY' && order === 'NONE') order = 'ASCEND';
-  if (order === 'NONE' || (target === 'KEY' && order === 'ASCEND')) return;
-  const sign = order === 'ASCEND' ? 1 : -1;
-  const by = compareBy(target);
+  if (!needsSort(options)) return;
+  const sign = effectiveSortOrder(options) === 'ASCEND' ? 1 : -1;
+  const by = compareBy(options.sortTarget ?? 'KEY');
   kvs.sort((a, b) => sign * by(a, b));
 }
 
