@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { assert, TesseraError } from '../base/index.js';
 import type { Entry } from '../raft/index.js';
-import { MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import { type MvccEvent, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { decodeCommand } from './commands.js';
 import { type RangeId, keys, readU64 } from './keys.js';
@@ -12,7 +12,7 @@ export const DEDUPE_WINDOW_ENTRIES = 10_000;
 
 /** What applying a command yields; `requestId` routes it to the proposer. */
 export type CommandResult =
-  | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse }
+  | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse; readonly events: readonly MvccEvent[] }
   | { readonly requestId: string; readonly kind: 'compact'; readonly revision: number }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
@@ -50,8 +50,8 @@ export class MvccStateMachine implements RangeStateMachine {
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
       if (command.kind === 'txn') {
-        const { response } = this.mvcc.txn(batch, command.txn);
-        return { requestId, kind: 'txn', response };
+        const { response, result } = this.mvcc.txn(batch, command.txn);
+        return { requestId, kind: 'txn', response, events: result.events };
       }
       this.mvcc.compact(command.revision, batch);
       return { requestId, kind: 'compact', revision: command.revision };
