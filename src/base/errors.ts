@@ -7,6 +7,8 @@ export type TesseraErrorCode =
   | 'INVALID_CONFIG'
   | 'INVALID_ARGUMENT'
   | 'NOT_LEADER'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
   | 'PROPOSAL_DROPPED'
   | 'LOG_COMPACTED'
   | 'LOG_UNAVAILABLE'

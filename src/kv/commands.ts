@@ -9,7 +9,12 @@ import type { TxnRequest } from '../mvcc/index.js';
  */
 export type KvCommand =
   | { readonly kind: 'txn'; readonly requestId: string; readonly txn: TxnRequest }
-  | { readonly kind: 'compact'; readonly requestId: string; readonly revision: number };
+  | { readonly kind: 'compact'; readonly requestId: string; readonly revision: number }
+  | { readonly kind: 'lease-grant'; readonly requestId: string; readonly id: number; readonly ttlSeconds: number }
+  | { readonly kind: 'lease-revoke'; readonly requestId: string; readonly id: number }
+  | { readonly kind: 'lease-checkpoint'; readonly requestId: string; readonly checkpoints: readonly { readonly id: number; readonly remainingMs: number }[] };
+
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -26,7 +31,7 @@ export function decodeCommand(data: Uint8Array): KvCommand {
     throw new TesseraError('CORRUPT_DATA', 'undecodable command in the log', { cause: err });
   }
   const c = value as Partial<KvCommand> | null;
-  if (c === null || typeof c !== 'object' || typeof c.requestId !== 'string' || (c.kind !== 'txn' && c.kind !== 'compact')) {
+  if (c === null || typeof c !== 'object' || typeof c.requestId !== 'string' || typeof c.kind !== 'string' || !KINDS.has(c.kind)) {
     throw new TesseraError('CORRUPT_DATA', 'malformed command in the log');
   }
   return c as KvCommand;

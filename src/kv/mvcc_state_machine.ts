@@ -3,7 +3,9 @@ import { assert, TesseraError } from '../base/index.js';
 import type { Entry } from '../raft/index.js';
 import { type MvccEvent, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
-import { decodeCommand } from './commands.js';
+import { type KvCommand, decodeCommand } from './commands.js';
+import { LeaseTable } from './leases.js';
+import { fromKeyString } from '../mvcc/bytes.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
 
@@ -14,6 +16,9 @@ export const DEDUPE_WINDOW_ENTRIES = 10_000;
 export type CommandResult =
   | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse; readonly events: readonly MvccEvent[] }
   | { readonly requestId: string; readonly kind: 'compact'; readonly revision: number }
+  | { readonly requestId: string; readonly kind: 'lease-grant'; readonly id: number; readonly ttlSeconds: number; readonly revision: number }
+  | { readonly requestId: string; readonly kind: 'lease-revoke'; readonly id: number; readonly revision: number; readonly events: readonly MvccEvent[] }
+  | { readonly requestId: string; readonly kind: 'lease-checkpoint' }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -29,6 +34,7 @@ const decoder = new TextDecoder();
  */
 export class MvccStateMachine implements RangeStateMachine {
   private store: MvccStore | undefined;
+  private leaseTable: LeaseTable | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -41,6 +47,12 @@ export class MvccStateMachine implements RangeStateMachine {
     return this.store;
   }
 
+  /** The replicated lease table, (re)built from the engine like the MVCC store. */
+  get leases(): LeaseTable {
+    if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc);
+    return this.leaseTable;
+  }
+
   apply(batch: WriteBatch, entry: Entry): CommandResult {
     const command = decodeCommand(entry.data);
     const { requestId } = command;
@@ -49,17 +61,48 @@ export class MvccStateMachine implements RangeStateMachine {
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
-      if (command.kind === 'txn') {
-        const { response, result } = this.mvcc.txn(batch, command.txn);
-        return { requestId, kind: 'txn', response, events: result.events };
-      }
-      this.mvcc.compact(command.revision, batch);
-      return { requestId, kind: 'compact', revision: command.revision };
+      return this.execute(batch, command);
     } catch (err) {
       // A refused command (compacted, future revision, …) is refused alike on every replica.
       if (isMvccError(err)) return { requestId, kind: 'error', code: err.code, message: err.message };
       throw err;
     }
+  }
+
+  private execute(batch: WriteBatch, command: KvCommand): CommandResult {
+    const { requestId } = command;
+    switch (command.kind) {
+      case 'txn': {
+        const leases = this.leases;
+        const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id) });
+        leases.onEvents(result.events);
+        return { requestId, kind: 'txn', response, events: result.events };
+      }
+      case 'compact':
+        this.mvcc.compact(command.revision, batch);
+        return { requestId, kind: 'compact', revision: command.revision };
+      case 'lease-grant':
+        if (this.leases.has(command.id)) return { requestId, kind: 'error', code: 'LEASE_EXIST', message: 'etcdserver: lease already exists' };
+        this.leases.grant(batch, { id: command.id, ttlSeconds: command.ttlSeconds });
+        return { requestId, kind: 'lease-grant', id: command.id, ttlSeconds: command.ttlSeconds, revision: this.mvcc.currentRevision };
+      case 'lease-revoke':
+        return this.revoke(batch, requestId, command.id);
+      case 'lease-checkpoint':
+        for (const c of command.checkpoints) this.leases.checkpoint(batch, c.id, c.remainingMs);
+        return { requestId, kind: 'lease-checkpoint' };
+    }
+  }
+
+  /** Deletes a lease and every key attached to it, in one revision (DESIGN.md decision 8). */
+  private revoke(batch: WriteBatch, requestId: string, id: number): CommandResult {
+    const leases = this.leases;
+    if (!leases.has(id)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
+    const txn = this.mvcc.beginWrite(batch);
+    for (const k of leases.keysOf(id)) txn.deleteRange(fromKeyString(k));
+    const result = txn.end();
+    leases.onEvents(result.events);
+    leases.remove(batch, id);
+    return { requestId, kind: 'lease-revoke', id, revision: result.revision, events: result.events };
   }
 
   private remember(batch: WriteBatch, requestId: string, index: number): void {
@@ -102,6 +145,7 @@ export class MvccStateMachine implements RangeStateMachine {
     }
     // The batch is committed before anything reads the store again; reopen lazily then.
     this.store = undefined;
+    this.leaseTable = undefined;
   }
 
   digest(): string {

@@ -1,81 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRng } from '../base/index.js';
-import type { ConfState, NodeId } from '../raft/index.js';
 import type { TxnResponse } from '../mvcc/index.js';
-import { MemoryEngine } from '../storage/memory.js';
-import { encodeCommand } from './commands.js';
-import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
-import { type RangeMessage, Store } from './store.js';
-
-const RANGE = 1;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** A hand-driven cluster: loops, syncs and messages run only when `settle` runs them, in order. */
-class Harness {
-  readonly tasks: (() => void)[] = [];
-  readonly engines = new Map<NodeId, MemoryEngine>();
-  readonly stores = new Map<NodeId, Store>();
-  readonly sms = new Map<NodeId, MvccStateMachine>();
-  syncs = 0;
-
-  constructor(readonly ids: NodeId[]) {
-    for (const id of ids) {
-      this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(() => { this.syncs++; f(); }) }));
-      this.start(id);
-    }
-  }
-
-  start(id: NodeId): void {
-    const engine = this.engines.get(id) as MemoryEngine;
-    const sm = new MvccStateMachine(engine, RANGE);
-    const store = new Store({
-      nodeId: id,
-      engine,
-      transport: { send: (to: NodeId, msgs: readonly RangeMessage[]) => this.tasks.push(() => this.stores.get(to)?.receive(msgs)) },
-      rng: new SeededRng(id),
-      raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
-      stateMachines: () => sm,
-      scheduleLoop: (loop) => this.tasks.push(loop),
-      logRetainEntries: 5,
-    });
-    const cs: ConfState = { voters: this.ids, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
-    store.openRange(RANGE, cs);
-    this.stores.set(id, store);
-    this.sms.set(id, sm);
-  }
-
-  settle(maxTasks = 100_000): void {
-    for (let n = 0; n < maxTasks && this.tasks.length > 0; n++) (this.tasks.shift() as () => void)();
-  }
-
-  tickAll(times: number): void {
-    for (let i = 0; i < times; i++) {
-      for (const s of this.stores.values()) s.tick();
-      this.settle();
-    }
-  }
-
-  leader(): Store {
-    const l = [...this.stores.values()].find((s) => s.replica(RANGE)?.raw.raft.state === 'leader');
-    assert.ok(l !== undefined, 'no leader');
-    return l;
-  }
-
-  put(store: Store, requestId: string, key: string, value: string, done: (r: CommandResult) => void): void {
-    const txn = { compare: [], success: [{ type: 'put' as const, put: { key: encoder.encode(key), value: encoder.encode(value) } }], failure: [] };
-    store.propose(RANGE, requestId, encodeCommand({ kind: 'txn', requestId, txn }), (o) => {
-      assert.equal(o.kind, 'applied');
-      if (o.kind === 'applied') done(o.result as CommandResult);
-    });
-  }
-
-  value(id: NodeId, key: string): string | undefined {
-    const kv = this.sms.get(id)?.mvcc.range({ key: encoder.encode(key) }).kvs[0];
-    return kv === undefined ? undefined : decoder.decode(kv.value);
-  }
-}
+import type { MemoryEngine } from '../storage/memory.js';
+import { Harness, RANGE } from './testing.testlib.js';
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
   const h = new Harness([1, 2, 3]);

@@ -2,7 +2,9 @@ import { TesseraError } from '../base/index.js';
 import { encodeCommand } from '../kv/commands.js';
 import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
-import { MvccError, type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from '../mvcc/index.js';
+import { MVCC_ERRORS, MvccError, type MvccErrorCode, type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from '../mvcc/index.js';
+import type { LeaseKeeper } from '../kv/lease_keeper.js';
+import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -14,6 +16,8 @@ export interface KvApiOptions {
   readonly requestTimeoutMs: number;
   /** Unique across restarts of this node (request ids must never repeat). */
   readonly requestIdPrefix: string;
+  /** The leader-side lease clock; the node ticks it with the store. */
+  readonly leaseKeeper?: LeaseKeeper;
 }
 
 /**
@@ -61,6 +65,46 @@ export class KvApi {
     throw unexpected(result);
   }
 
+  /** Grants a lease; `id` 0 lets the node choose one. Returns the id and TTL. */
+  async leaseGrant(id: number, ttlSeconds: number): Promise<{ id: number; ttlSeconds: number; revision: number }> {
+    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) throw new TesseraError('INVALID_ARGUMENT', 'etcdserver: lease TTL must be positive');
+    if (ttlSeconds > MAX_LEASE_TTL_SECONDS) throw new TesseraError('INVALID_ARGUMENT', 'etcdserver: too large lease TTL');
+    const leaseId = id !== 0 ? id : this.newLeaseId();
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'lease-grant', requestId, id: leaseId, ttlSeconds }));
+    if (result.kind === 'lease-grant') return { id: result.id, ttlSeconds: result.ttlSeconds, revision: result.revision };
+    throw unexpected(result);
+  }
+
+  async leaseRevoke(id: number): Promise<number> {
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'lease-revoke', requestId, id }));
+    if (result.kind === 'lease-revoke') return result.revision;
+    throw unexpected(result);
+  }
+
+  /** Renews a lease on the leader; returns its TTL. Followers answer NOT_LEADER. */
+  leaseKeepAlive(id: number): number {
+    if (this.o.leaseKeeper === undefined) throw new TesseraError('NOT_LEADER', 'etcdserver: not leader');
+    return this.o.leaseKeeper.keepAlive(id);
+  }
+
+  /** TTL, remaining seconds and attached keys of a lease, or undefined if it does not exist. */
+  leaseTimeToLive(id: number): { ttlSeconds: number; remainingSeconds: number; keys: string[] } | undefined {
+    const record = this.o.stateMachine.leases.get(id);
+    if (record === undefined) return undefined;
+    const remaining = this.o.leaseKeeper?.remainingSeconds(id) ?? record.ttlSeconds;
+    return { ttlSeconds: record.ttlSeconds, remainingSeconds: remaining, keys: this.o.stateMachine.leases.keysOf(id) };
+  }
+
+  leaseIds(): number[] {
+    return this.o.stateMachine.leases.ids();
+  }
+
+  /** A fresh lease id: positive, below 2^53, unlikely to collide (a collision is refused as LEASE_EXIST). */
+  private newLeaseId(): number {
+    const salt = [...this.o.requestIdPrefix].reduce((h, c) => (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0, 7);
+    return ((salt & 0x1fffff) * 0x100000000 + ((++this.seq * 2654435761) >>> 0)) || 1;
+  }
+
   /** Resolves once this node may serve a linearizable read (ReadIndex). */
   readBarrier(): Promise<void> {
     return this.withTimeout('read', (resolve, reject) =>
@@ -79,7 +123,7 @@ export class KvApi {
             return;
           }
           const result = outcome.result as CommandResult;
-          if (result.kind === 'error') reject(new MvccError(result.code as ConstructorParameters<typeof MvccError>[0]));
+          if (result.kind === 'error') reject(commandError(result.code, result.message));
           else resolve(result);
         }),
       () => this.o.store.abandon(requestId),
@@ -112,6 +156,13 @@ export class KvApi {
       );
     });
   }
+}
+
+/** A refused command: MVCC's own codes keep their etcd statuses; lease codes get theirs. */
+function commandError(code: string, message: string): Error {
+  if (Object.hasOwn(MVCC_ERRORS, code)) return new MvccError(code as MvccErrorCode);
+  if (code === 'LEASE_EXIST') return new TesseraError('ALREADY_EXISTS', message);
+  return new TesseraError('INVALID_ARGUMENT', message);
 }
 
 function unexpected(result: CommandResult): Error {

@@ -1,0 +1,113 @@
+import { assert } from '../base/index.js';
+import type { MvccEvent, MvccStore } from '../mvcc/index.js';
+import { toKeyString } from '../mvcc/bytes.js';
+import type { ReadView, WriteBatch } from '../storage/engine.js';
+import { decodeJson, encodeJson } from './codec.js';
+import { type RangeId, keys, readU64 } from './keys.js';
+
+/** etcd's upper bound on a lease TTL (seconds). */
+export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
+
+export interface LeaseRecord {
+  readonly id: number;
+  readonly ttlSeconds: number;
+  /** Remaining time the last leader checkpointed; a new leader starts the lease from it. */
+  readonly remainingMs?: number;
+}
+
+interface Lease {
+  record: LeaseRecord;
+  readonly keys: Set<string>;
+}
+
+/**
+ * The replicated lease table of a range (etcd's lessor state): leases and the
+ * keys attached to them. Changes happen only when commands are applied, so
+ * every replica holds the same table. Records live under the range's 'n'
+ * keys, inside the part of the key space that snapshots copy; attachments
+ * are rebuilt from the MVCC key space at open and kept current from the
+ * events of every applied transaction.
+ */
+export class LeaseTable {
+  private readonly leases = new Map<number, Lease>();
+  private readonly keyLease = new Map<string, number>();
+
+  constructor(
+    private readonly rangeId: RangeId,
+    view: ReadView,
+    mvcc: MvccStore,
+  ) {
+    for (const kv of view.scan({ start: keys.leaseStart(rangeId), end: keys.leaseEnd(rangeId) })) {
+      const record = decodeJson<LeaseRecord>(kv.value, 'lease record');
+      assert(record.id === readU64(kv.key, 10), 'lease record key and id agree');
+      this.leases.set(record.id, { record, keys: new Set() });
+    }
+    const all = mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) });
+    for (const kv of all.kvs) if (kv.lease !== 0) this.attach(toKeyString(kv.key), kv.lease);
+  }
+
+  has(id: number): boolean {
+    return this.leases.has(id);
+  }
+
+  get(id: number): LeaseRecord | undefined {
+    return this.leases.get(id)?.record;
+  }
+
+  ids(): number[] {
+    return [...this.leases.keys()].sort((a, b) => a - b);
+  }
+
+  /** Keys attached to a lease, as key strings (see mvcc toKeyString), sorted. */
+  keysOf(id: number): string[] {
+    return [...(this.leases.get(id)?.keys ?? [])].sort();
+  }
+
+  grant(batch: WriteBatch, record: LeaseRecord): void {
+    assert(!this.leases.has(record.id), `lease ${record.id} granted twice`);
+    this.leases.set(record.id, { record, keys: new Set() });
+    batch.put(keys.lease(this.rangeId, record.id), encodeJson(record));
+  }
+
+  /** Forgets a lease; the caller deletes its keys in the same batch first. */
+  remove(batch: WriteBatch, id: number): void {
+    const lease = this.leases.get(id);
+    if (lease === undefined) return;
+    for (const k of lease.keys) this.keyLease.delete(k);
+    this.leases.delete(id);
+    batch.delete(keys.lease(this.rangeId, id));
+  }
+
+  checkpoint(batch: WriteBatch, id: number, remainingMs: number): void {
+    const lease = this.leases.get(id);
+    if (lease === undefined) return;
+    lease.record = { ...lease.record, remainingMs };
+    batch.put(keys.lease(this.rangeId, id), encodeJson(lease.record));
+  }
+
+  /** Keeps attachments current from one applied transaction's changes. */
+  onEvents(events: readonly MvccEvent[]): void {
+    for (const e of events) {
+      const k = toKeyString(e.kv.key);
+      const old = this.keyLease.get(k);
+      const now = e.type === 'PUT' ? e.kv.lease : 0;
+      if (old === now) continue;
+      if (old !== undefined) this.detach(k, old);
+      if (now !== 0) this.attach(k, now);
+    }
+  }
+
+  private attach(k: string, id: number): void {
+    const lease = this.leases.get(id);
+    // A key may carry the id of a lease revoked before it was written (cannot happen through
+    // Txn, which checks leases); then it is simply not attached.
+    if (lease === undefined) return;
+    lease.keys.add(k);
+    this.keyLease.set(k, id);
+  }
+
+  private detach(k: string, id: number): void {
+    this.leases.get(id)?.keys.delete(k);
+    this.keyLease.delete(k);
+  }
+}
