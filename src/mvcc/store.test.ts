@@ -196,3 +196,32 @@ test('store: binary keys and values (0x00 and 0xff bytes) round-trip and sort as
   assert.deepEqual([...r.kvs[3]!.value], [0, 0, 255]);
   reopenAndCompare(engine, store);
 });
+
+test('store: a batch that refuses a record leaves index and storage in step', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  const inner = engine.newBatch();
+  const refusing = {
+    put(key: Uint8Array, value: Uint8Array): void {
+      if (value.length > 1000) throw new Error('value too large for this batch');
+      inner.put(key, value);
+    },
+    delete: (key: Uint8Array) => inner.delete(key),
+    deleteRange: (start: Uint8Array, end: Uint8Array) => inner.deleteRange(start, end),
+    get count() {
+      return inner.count;
+    },
+    get sizeBytes() {
+      return inner.sizeBytes;
+    },
+  };
+  const txn = store.beginWrite(refusing);
+  assert.throws(() => txn.put(utf8('a'), new Uint8Array(5000)), /too large/);
+  assert.equal(txn.changeCount, 0);
+  txn.put(utf8('b'), utf8('2'));
+  txn.end();
+  engine.commit(inner, () => {});
+  assert.equal(get(store, 'a')?.value, '1');
+  assert.equal(get(store, 'b')?.version, 1);
+  reopenAndCompare(engine, store);
+});

@@ -97,18 +97,20 @@ export class WriteTxn {
     if ((options.ignoreValue === true || options.ignoreLease === true) && live === undefined) throw new MvccError('KEY_NOT_FOUND');
     const prev = live === undefined ? undefined : this.state.loadRecord(live.modified);
     const rev = this.nextRevision();
-    const now = this.state.index.getOrCreate(toKeyString(key), key).put(rev);
     const record: StoredRecord = {
       key,
       value: options.ignoreValue === true ? prev!.value : value,
       tombstone: false,
-      createRevision: now.created,
+      createRevision: live?.created ?? rev.main,
       modRevision: rev.main,
-      version: now.version,
+      version: (live?.version ?? 0) + 1,
       lease: options.ignoreLease === true ? prev!.lease : leaseId,
       prev: live?.modified,
     };
+    // The batch first: if it refuses the record, the index has not moved and the txn stays usable.
     this.state.putRecord(this.batch, rev, record);
+    const now = this.state.index.getOrCreate(toKeyString(key), key).put(rev);
+    assert(now.created === record.createRevision && now.version === record.version, 'index and record disagree on a put');
     const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
     this.events.push({ type: 'PUT', kv: recordKeyValue(record), prevKv });
     return { revision: this.revision, prevKv: options.prevKv === true ? prevKv : undefined };
@@ -145,7 +147,6 @@ export class WriteTxn {
     const live = history.live()!;
     const prev = this.state.loadRecord(live.modified);
     const rev = this.nextRevision();
-    history.tombstone(rev);
     const record: StoredRecord = {
       key: history.key,
       value: new Uint8Array(0),
@@ -157,6 +158,7 @@ export class WriteTxn {
       prev: live.modified,
     };
     this.state.putRecord(this.batch, rev, record);
+    history.tombstone(rev);
     const prevKv = recordKeyValue(prev);
     this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(history.key, rev.main), prevKv });
     return prevKv;
