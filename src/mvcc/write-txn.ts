@@ -123,9 +123,9 @@ export class WriteTxn {
     const interval = keyInterval(key, rangeEnd);
     const end = interval.end === undefined ? undefined : toKeyString(interval.end);
     const victims: KeyHistory[] = [];
-    for (const history of this.state.index.range(toKeyString(interval.start), end)) {
+    this.state.index.forEachInRange(toKeyString(interval.start), end, (history) => {
       if (history.live() !== undefined) victims.push(history);
-    }
+    });
     const prevKvs: KeyValue[] = [];
     for (const history of victims) prevKvs.push(this.deleteKey(history));
     const revision = this.events.length > 0 ? this.revision : this.state.currentRevision;
