@@ -1,0 +1,147 @@
+import {
+  Server,
+  ServerCredentials,
+  type MethodDefinition,
+  type ServiceDefinition,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
+  type handleUnaryCall,
+} from '@grpc/grpc-js';
+import { TesseraError } from '../../base/index.js';
+import type { KvApi } from '../kv_api.js';
+import { AdminService } from './admin_services.js';
+import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
+import { KvService } from './kv_service.js';
+import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
+import { type EtcdNodeInfo, wireId } from './node_info.js';
+import { etcdService, type WireResponseHeader } from './proto.js';
+
+export type { EtcdMember, EtcdNodeInfo } from './node_info.js';
+
+export interface EtcdServerOptions {
+  readonly limits?: Partial<EtcdLimits>;
+  /** Receives errors that are bugs (they are answered with UNKNOWN, never crash the node). */
+  readonly onInternalError?: (error: unknown, method: string) => void;
+}
+
+export interface EtcdServerHandle {
+  /** host:port actually bound (an ephemeral port resolved). */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** How long close() lets in-flight calls finish before cutting connections. */
+const CLOSE_GRACE_MS = 2_000;
+
+// Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
+type Handler = (request: any) => Promise<unknown>;
+
+/**
+ * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
+ * `listen` (host:port; port 0 picks a free one). KV, Maintenance.Status and
+ * Alarm, and Cluster.MemberList are served; every other method answers
+ * UNIMPLEMENTED with its name.
+ */
+export async function startEtcdServer(
+  kv: KvApi,
+  node: EtcdNodeInfo,
+  listen: string,
+  options: EtcdServerOptions = {},
+): Promise<EtcdServerHandle> {
+  const { host, port } = parseListen(listen);
+  const limits: EtcdLimits = { ...DEFAULT_ETCD_LIMITS, ...options.limits };
+  const server = new Server({
+    // As etcd: requests just over the limit get etcd's own message, far larger ones gRPC's.
+    'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': -1,
+  });
+  let address = listen;
+  const headerFor = headerSource(kv, node);
+  const kvService = new KvService(kv, headerFor, limits);
+  const admin = new AdminService(kv, node, headerFor, () => address);
+  const onBug = options.onInternalError ?? ((error: unknown, method: string) => console.error(`tessera etcd API: ${method} failed`, error));
+  const served: Record<string, Record<string, Handler>> = {
+    KV: {
+      Range: (r) => kvService.range(r),
+      Put: (r) => kvService.put(r),
+      DeleteRange: (r) => kvService.deleteRange(r),
+      Txn: (r) => kvService.txn(r),
+      Compact: (r) => kvService.compact(r),
+    },
+    Maintenance: { Status: () => admin.status(), Alarm: (r) => admin.alarm(r) },
+    Cluster: { MemberList: () => admin.memberList() },
+  };
+  for (const name of ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const) {
+    const definition = etcdService(name);
+    server.addService(definition, implement(name, definition, served[name] ?? {}, onBug));
+  }
+  const boundPort = await bind(server, `${host}:${port}`);
+  address = `${host}:${boundPort}`;
+  return { address, close: () => shutdown(server) };
+}
+
+/** The header of every top-level response; ids are fixed, term and revision read per call. */
+function headerSource(kv: KvApi, node: EtcdNodeInfo): (revision: number) => WireResponseHeader {
+  const clusterId = wireId(node.clusterId ?? 0, 'cluster id');
+  const memberId = wireId(node.nodeId, 'member id');
+  return (revision) => ({ cluster_id: clusterId, member_id: memberId, revision, raft_term: kv.raftTerm() });
+}
+
+function implement(
+  service: string,
+  definition: ServiceDefinition,
+  handlers: Record<string, Handler>,
+  onBug: (error: unknown, method: string) => void,
+): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {};
+  for (const [method, def] of Object.entries(definition)) {
+    const name = `${service}.${method}`;
+    const handler = handlers[method];
+    impl[method] = handler === undefined ? stub(def, unimplemented(name)) : unary(handler, (e) => toEtcdStatus(e, (bug) => onBug(bug, name)));
+  }
+  return impl;
+}
+
+function unary(handler: Handler, toStatus: (error: unknown) => EtcdStatus): handleUnaryCall<any, unknown> {
+  return (call, callback) => {
+    // Handlers are async: a throw anywhere in them arrives here as a rejection.
+    handler(call.request).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(toStatus(error)),
+    );
+  };
+}
+
+function stub(def: MethodDefinition<unknown, unknown>, status: EtcdStatus): UntypedHandleCall {
+  if (!def.requestStream && !def.responseStream) {
+    return (_call: unknown, callback: (error: EtcdStatus) => void) => callback(status);
+  }
+  // Streams end with the status at once (grpc-js turns an 'error' event into the call's status).
+  return (call: { emit(event: 'error', error: EtcdStatus & Error): void }) => call.emit('error', Object.assign(new Error(status.details), status));
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(listen.trim());
+  const port = m === null ? NaN : Number(m[2]);
+  if (m === null || port > 65_535) throw new TesseraError('INVALID_CONFIG', `etcd API listen address must be host:port, got '${listen}'`);
+  return { host: m[1] as string, port };
+}
+
+function bind(server: Server, target: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, ServerCredentials.createInsecure(), (error, port) => {
+      if (error !== null) reject(new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${target}: ${error.message}`, { cause: error }));
+      else resolve(port);
+    });
+  });
+}
+
+function shutdown(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

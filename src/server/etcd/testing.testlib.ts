@@ -1,0 +1,157 @@
+/**
+ * Test harness for the etcd API: a single-node Store in this process (the
+ * in-memory engine, the MVCC state machine, KvApi), driven by real timers,
+ * with the etcd gRPC server in front of it; and a runner for the real
+ * etcdctl binary.
+ */
+import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { SeededRng } from '../../base/index.js';
+import { MvccStateMachine } from '../../kv/mvcc_state_machine.js';
+import { Store } from '../../kv/store.js';
+import { MemoryEngine } from '../../storage/memory.js';
+import { KvApi } from '../kv_api.js';
+import { etcdPackage } from './proto.js';
+import { type EtcdServerHandle, type EtcdServerOptions, startEtcdServer } from './server.js';
+
+export const TEST_RANGE = 1;
+export const TEST_NODE_ID = 1;
+/** The store's tick; with ELECTION_TICKS the lone node elects itself within 100-200 ms. */
+const TICK_MS = 10;
+const ELECTION_TICKS = 10;
+const READY_TIMEOUT_MS = 5_000;
+
+export interface TestNode {
+  readonly store: Store;
+  readonly kv: KvApi;
+  close(): Promise<void>;
+}
+
+/** A one-node store that has elected itself and can serve linearizable reads. */
+export async function startTestNode(): Promise<TestNode> {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => setImmediate(flush) });
+  const stateMachine = new MvccStateMachine(engine, TEST_RANGE);
+  const store = new Store({
+    nodeId: TEST_NODE_ID,
+    engine,
+    transport: { send: () => {} },
+    rng: new SeededRng(1),
+    raft: { electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1 },
+    stateMachines: () => stateMachine,
+    scheduleLoop: (loop) => setImmediate(loop),
+    logRetainEntries: 1_000,
+  });
+  store.openRange(TEST_RANGE, { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+  const ticker = setInterval(() => store.tick(), TICK_MS);
+  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs: READY_TIMEOUT_MS, requestIdPrefix: `test-${process.pid}-${Date.now()}` });
+  const close = async (): Promise<void> => {
+    clearInterval(ticker);
+    store.close();
+    await engine.close();
+  };
+  try {
+    await waitUntilReadable(kv);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { store, kv, close };
+}
+
+async function waitUntilReadable(kv: KvApi): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await kv.readBarrier();
+      return;
+    } catch (error) {
+      // Before the election a read is refused (no leader); try again shortly.
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, TICK_MS));
+    }
+  }
+}
+
+export interface TestEtcd {
+  readonly node: TestNode;
+  readonly server: EtcdServerHandle;
+  /** host:port of the etcd API. */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+export async function startTestEtcd(options: EtcdServerOptions = {}): Promise<TestEtcd> {
+  const node = await startTestNode();
+  const server = await startEtcdServer(node.kv, { nodeId: TEST_NODE_ID, clusterId: 0x7e55e7a, name: 'test-node' }, '127.0.0.1:0', options);
+  return {
+    node,
+    server,
+    address: server.address,
+    close: async () => {
+      await server.close();
+      await node.close();
+    },
+  };
+}
+
+export const ETCDCTL_PATH = '/usr/bin/etcdctl';
+const ETCDCTL_TIMEOUT_MS = 15_000;
+
+/** Why the etcdctl tests cannot run here, or undefined when they can (CI installs etcdctl). */
+export function etcdctlMissing(): string | undefined {
+  return existsSync(ETCDCTL_PATH) ? undefined : `${ETCDCTL_PATH} is missing: install etcd-client (etcdctl 3.4) to run the etcdctl interop tests`;
+}
+
+export interface CommandResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `etcdctl --endpoints=<address> ...args` with API v3, feeding `stdin` if given. */
+export function etcdctl(address: string, args: readonly string[], stdin?: string): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      ETCDCTL_PATH,
+      [`--endpoints=${address}`, '--dial-timeout=5s', '--command-timeout=10s', ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error !== null && typeof error.code !== 'number') {
+          reject(new Error(`etcdctl ${args.join(' ')} did not finish: ${error.message}; stderr: ${stderr}`));
+          return;
+        }
+        resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr });
+      },
+    );
+    if (stdin !== undefined) child.stdin?.end(stdin);
+    else child.stdin?.end();
+  });
+}
+
+/** A raw grpc-js client of package etcdserverpb, decoding as the server does. */
+export function rawClient(address: string, service: 'KV' | 'Maintenance' | 'Cluster' | 'Lease' | 'Watch'): GrpcClient {
+  const pkg = loadPackageDefinition(etcdPackage()) as unknown as { etcdserverpb: Record<string, new (address: string, creds: ChannelCredentials) => GrpcClient> };
+  const ctor = pkg.etcdserverpb[service];
+  if (ctor === undefined) throw new Error(`no service ${service}`);
+  return new ctor(address, credentials.createInsecure());
+}
+
+/** Calls a unary method; resolves with the response or the gRPC error. */
+export function call<T = Record<string, unknown>>(client: GrpcClient, method: string, request: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (r: unknown, cb: (e: ServiceError | null, v: T) => void) => void>)[method];
+    if (fn === undefined) throw new Error(`no method ${method}`);
+    fn.call(client, request, (error, value) => (error === null ? resolve(value) : reject(error)));
+  });
+}
+
+/** Calls a unary method and returns the error it must fail with. */
+export async function callError(client: GrpcClient, method: string, request: unknown): Promise<ServiceError> {
+  try {
+    await call(client, method, request);
+  } catch (error) {
+    return error as ServiceError;
+  }
+  throw new Error(`${method} succeeded but was expected to fail`);
+}
