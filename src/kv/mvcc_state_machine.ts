@@ -35,6 +35,8 @@ const decoder = new TextDecoder();
 export class MvccStateMachine implements RangeStateMachine {
   private store: MvccStore | undefined;
   private leaseTable: LeaseTable | undefined;
+  private currentBatch: WriteBatch | undefined;
+  private readonly idsInBatch = new Set<string>();
 
   constructor(
     private readonly engine: StorageEngine,
@@ -56,7 +58,16 @@ export class MvccStateMachine implements RangeStateMachine {
   apply(batch: WriteBatch, entry: Entry): CommandResult {
     const command = decodeCommand(entry.data);
     const { requestId } = command;
-    if (this.engine.get(keys.requestById(this.rangeId, requestId)) !== undefined) return { requestId, kind: 'duplicate' };
+    // Request ids applied earlier are in the engine; those applied earlier in this same batch are
+    // not visible there until the batch commits, so they are kept here for the batch's duration.
+    if (batch !== this.currentBatch) {
+      this.currentBatch = batch;
+      this.idsInBatch.clear();
+    }
+    if (this.idsInBatch.has(requestId) || this.engine.get(keys.requestById(this.rangeId, requestId)) !== undefined) {
+      return { requestId, kind: 'duplicate' };
+    }
+    this.idsInBatch.add(requestId);
     this.remember(batch, requestId, entry.index);
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);

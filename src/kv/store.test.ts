@@ -80,3 +80,17 @@ test('Store: the log is compacted and a restarted node recovers the applied stat
   h.start(2);
   assert.equal(h.value(2, 'key4'), 'v39');
 });
+
+test('Store: a proposal duplicated within one loop turn applies once (regression)', () => {
+  const h = new Harness([1]);
+  h.tickAll(30);
+  const results: string[] = [];
+  const leader = h.leader();
+  // Both copies are appended before the loop runs, so they commit and apply in the same batch.
+  h.put(leader, 'twice', 'k', 'first', (r) => results.push(r.kind));
+  h.put(leader, 'twice', 'k', 'second', (r) => results.push(r.kind));
+  h.settle();
+  assert.equal(h.value(1, 'k'), 'first');
+  assert.equal(h.sms.get(1)?.mvcc.currentRevision, 1);
+  void RANGE;
+});
