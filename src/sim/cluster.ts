@@ -79,8 +79,8 @@ export class SimCluster {
     if (this.traceLines !== undefined) this.traceLines.push(`${this.sched.nowMs.toFixed(3).padStart(10)} ${line}`);
   }
 
-  count(fault: string): void {
-    this.faults[fault] = (this.faults[fault] ?? 0) + 1;
+  count(fault: string, by = 1): void {
+    this.faults[fault] = (this.faults[fault] ?? 0) + by;
   }
 
   violation(what: string): void {

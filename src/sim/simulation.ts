@@ -3,6 +3,7 @@ import { checkOperations, kvCasModel } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
 import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
+import { WatchClient } from './watch_client.js';
 import { Workload, type WorkloadStats } from './workload.js';
 
 export interface SeedResult {
@@ -38,7 +39,9 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
   const etMs = options.electionTimeoutTicks * options.tickMs;
   const livenessWindowMs = 10 * etMs;
   c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'}`);
+  const watchers = [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
   try {
+    for (const w of watchers) w.start(50);
     workload.start(options.clients, options.faultPhaseMs + 2 * livenessWindowMs);
     nemesis.start(options.faultPhaseMs);
     c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
@@ -47,6 +50,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
     if (c.violations.length === 0) checkPartialPartition(c, workload, livenessWindowMs);
     workload.stop();
     if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
+    if (c.violations.length === 0) checkWatches(c, watchers);
   } catch (err) {
     if (!(err instanceof AssertionError)) throw err;
     c.violation(`assertion: ${err.message}`);
@@ -139,6 +143,17 @@ function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: numb
     );
   }
   c.net.healAll();
+}
+
+/** Every watch client saw exactly the history, in order, across its resumes. */
+function checkWatches(c: SimCluster, watchers: readonly WatchClient[]): void {
+  const reference = c.running().find((m) => m.node !== undefined);
+  const history = reference?.node?.mvccStore();
+  if (history === undefined) return;
+  for (const w of watchers) {
+    c.count('watch-resumes', w.resumes);
+    w.check(history);
+  }
 }
 
 /** After a quiet period every running member has applied the same entries and holds the same data. */

@@ -5,7 +5,8 @@ import { encodeCommand } from '../kv/commands.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
 import { type RangeMessage, Store } from '../kv/store.js';
-import type { TxnRequest } from '../mvcc/index.js';
+import { WatchHub } from '../kv/watch_hub.js';
+import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -40,11 +41,15 @@ const decoder = new TextDecoder();
  */
 export class SimStoreNode {
   readonly store: Store;
+  /** Watches on this node, fed by every applied transaction (the same hub the server uses). */
+  readonly watches: WatchHub;
   private readonly sm: MvccStateMachine;
   private stopped = false;
 
   constructor(env: StoreNodeEnv) {
     this.sm = new MvccStateMachine(env.engine, SIM_RANGE);
+    const sm = this.sm;
+    this.watches = new WatchHub(() => sm.mvcc);
     const noGuard = env.sabotage.has('no-prevote-checkquorum');
     this.store = new Store({
       nodeId: env.id,
@@ -56,8 +61,16 @@ export class SimStoreNode {
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
       sabotage: env.sabotage,
-      onApplied: (_range, a) => env.onApply(env.id, a),
-      onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
+      onApplied: (_range, a) => {
+        env.onApply(env.id, a);
+        const r = a.result as CommandResult | undefined;
+        if (r !== undefined && r.kind === 'txn' && r.events.length > 0) this.watches.onApplied(r.response.revision, r.events);
+      },
+      onReady: (_range, rd) => {
+        // A snapshot replaces the key space: watchers catch up from its history.
+        if (rd.snapshot !== undefined) this.watches.onReset();
+        env.onReady(env.id, rd, this.raw);
+      },
     });
     this.store.openRange(SIM_RANGE, env.bootstrap);
   }
@@ -79,6 +92,7 @@ export class SimStoreNode {
 
   tick(): void {
     this.store.tick();
+    this.watches.pump();
   }
 
   receive(messages: readonly RangeMessage[]): void {
@@ -122,6 +136,10 @@ export class SimStoreNode {
   digest(): string {
     const kvs = this.sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
     return kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';');
+  }
+
+  mvccStore(): MvccStore {
+    return this.sm.mvcc;
   }
 
   applied(): number {
