@@ -1,0 +1,48 @@
+import { TesseraError, type TesseraErrorCode } from '../base/index.js';
+
+/**
+ * Why the peer transport refused a connection or a frame. Each reason maps to
+ * one of base's stable codes, so callers that only know TesseraError still
+ * get a meaningful code; logs and tests use the finer `reason`.
+ */
+export type PeerErrorReason =
+  | 'frame-too-large'
+  | 'malformed-frame'
+  | 'unexpected-frame'
+  | 'protocol-version'
+  | 'cluster-mismatch'
+  | 'wrong-node'
+  | 'handshake-timeout'
+  | 'snapshot-too-large';
+
+const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
+  'frame-too-large': 'RESOURCE_EXHAUSTED',
+  'malformed-frame': 'PARSE_ERROR',
+  'unexpected-frame': 'PARSE_ERROR',
+  'protocol-version': 'INVALID_CONFIG',
+  'cluster-mismatch': 'INVALID_CONFIG',
+  'wrong-node': 'INVALID_CONFIG',
+  'handshake-timeout': 'TIMEOUT',
+  'snapshot-too-large': 'RESOURCE_EXHAUSTED',
+};
+
+export function isPeerErrorReason(value: string): value is PeerErrorReason {
+  return Object.hasOwn(CODE_OF, value);
+}
+
+export class PeerError extends TesseraError {
+  readonly reason: PeerErrorReason;
+
+  constructor(reason: PeerErrorReason, message: string, options?: { cause?: unknown }) {
+    super(CODE_OF[reason], message, options);
+    this.reason = reason;
+  }
+}
+
+export function isPeerError(value: unknown, reason?: PeerErrorReason): value is PeerError {
+  return value instanceof PeerError && (reason === undefined || value.reason === reason);
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

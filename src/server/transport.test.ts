@@ -1,0 +1,270 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { message, type Message, type NodeId } from '../raft/index.js';
+import type { RangeMessage } from '../kv/store.js';
+import { freePorts } from './net_util.js';
+import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
+import { decodeFrame, encodeFrame, FrameDecoder, toRangeMessages } from './wire.js';
+import { isPeerError } from './errors.js';
+
+const A = 11;
+const B = 22;
+const FAST: Partial<TransportLimits> = { backoffInitialMs: 10, backoffMaxMs: 50, handshakeTimeoutMs: 1_000 };
+
+/** A logger whose JSON lines the test can read. */
+function capture(): { logger: Logger; lines: () => { level: number; msg: string; reason?: string }[] } {
+  const out: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      out.push(chunk.toString());
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+}
+
+interface Recorder extends TransportHandler {
+  readonly batches: { from: NodeId; messages: readonly RangeMessage[] }[];
+  readonly unreachable: { to: NodeId; rangeIds: readonly number[] }[];
+  readonly snapshots: { rangeId: number; to: NodeId; ok: boolean }[];
+}
+
+function recorder(): Recorder {
+  const r: Recorder = {
+    batches: [],
+    unreachable: [],
+    snapshots: [],
+    receive: (from, messages) => r.batches.push({ from, messages }),
+    reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
+    reportSnapshot: (rangeId, to, ok) => r.snapshots.push({ rangeId, to, ok }),
+  };
+  return r;
+}
+
+async function node(id: NodeId, port: number, peers: Record<number, number>, opts: { cluster?: string; limits?: Partial<TransportLimits>; logger?: Logger } = {}): Promise<{ t: PeerTransport; rec: Recorder }> {
+  const t = await PeerTransport.listen({
+    nodeId: id,
+    name: `n${id}`,
+    clusterId: opts.cluster ?? 'c1',
+    listen: `127.0.0.1:${port}`,
+    peers: new Map(Object.entries(peers).map(([k, p]) => [Number(k), `127.0.0.1:${p}`])),
+    logger: opts.logger ?? pino({ level: 'silent' }),
+    limits: { ...FAST, ...opts.limits },
+  });
+  const rec = recorder();
+  t.attach(rec);
+  return { t, rec };
+}
+
+function heartbeat(from: NodeId, to: NodeId, commit = 0): RangeMessage {
+  return { rangeId: 1, message: message({ type: 'MsgHeartbeat', from, to, term: 3, commit }) };
+}
+
+function app(from: NodeId, to: NodeId, bytes: number, index = 1): RangeMessage {
+  const data = new Uint8Array(bytes).fill(index & 0xff);
+  return { rangeId: 1, message: message({ type: 'MsgApp', from, to, term: 3, index, logTerm: 3, entries: [{ term: 3, index: index + 1, type: 'normal', data }] }) };
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('transport: one send (a loop turn to one peer) travels as one frame and arrives as one batch', async () => {
+  const [pa, pb] = await freePorts(2);
+  const a = await node(A, pa as number, { [B]: pb as number });
+  const b = await node(B, pb as number, { [A]: pa as number });
+  try {
+    const batch = Array.from({ length: 50 }, (_, i) => heartbeat(A, B, i));
+    a.t.send(B, batch);
+    await waitFor(() => b.rec.batches.length === 1, 'the batch');
+    assert.equal(a.t.stats.framesSent, 1);
+    assert.equal(b.rec.batches[0]?.from, A);
+    assert.deepEqual(b.rec.batches[0]?.messages.map((m) => m.message.commit), batch.map((m) => m.message.commit));
+    // Entry payloads survive as plain Uint8Arrays, not Buffers.
+    a.t.send(B, [app(A, B, 100, 7)]);
+    await waitFor(() => b.rec.batches.length === 2, 'the append');
+    const data = b.rec.batches[1]?.messages[0]?.message.entries[0]?.data;
+    assert.equal(data?.constructor, Uint8Array);
+    assert.deepEqual(data, new Uint8Array(100).fill(7));
+    assert.ok(b.t.peers().get(A)?.name === 'n11' && a.t.peers().get(B)?.name === 'n22', 'handshakes name the peers');
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('transport: reconnects with backoff after the peer restarts; drops while it is down are reported unreachable', async () => {
+  const [pa, pb] = await freePorts(2);
+  const a = await node(A, pa as number, { [B]: pb as number });
+  let b = await node(B, pb as number, { [A]: pa as number });
+  try {
+    a.t.send(B, [heartbeat(A, B, 1)]);
+    await waitFor(() => b.rec.batches.length === 1, 'first delivery');
+    await b.t.close();
+    // Sends while B is down are dropped and reported, never queued without bound.
+    for (let i = 0; i < 20; i++) {
+      a.t.send(B, [heartbeat(A, B, 2)]);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor(() => a.rec.unreachable.some((u) => u.to === B), 'an unreachable report');
+    b = await node(B, pb as number, { [A]: pa as number });
+    const rb = b.rec;
+    await waitFor(() => {
+      a.t.send(B, [heartbeat(A, B, 3)]);
+      return rb.batches.some((x) => x.messages[0]?.message.commit === 3);
+    }, 'delivery after the restart');
+    assert.ok(a.t.stats.connects >= 2, `reconnected (${a.t.stats.connects} connects)`);
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+/** A peer that completes the handshake and then never reads again. */
+async function stuckPeer(port: number, id: NodeId): Promise<{ server: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer((s) => {
+    sockets.push(s);
+    const dec = new FrameDecoder(1 << 20);
+    s.once('data', (chunk: Buffer) => {
+      for (const p of dec.push(chunk)) if (decodeFrame(p).t === 'hello') s.write(encodeFrame({ t: 'welcome', from: id, name: 'stuck' }));
+      s.pause();
+    });
+  });
+  await new Promise<void>((r) => server.listen({ host: '127.0.0.1', port }, () => r()));
+  return { server, sockets };
+}
+
+test('transport: a peer that stops reading cannot grow the queue past its byte limit; the oldest frames are dropped', async () => {
+  const [pa, pb] = await freePorts(2);
+  const limits = { maxQueueBytes: 512 * 1024, maxFrameBytes: 256 * 1024, socketHighWaterBytes: 64 * 1024, snapshotChunkBytes: 64 * 1024 };
+  const a = await node(A, pa as number, { [B]: pb as number }, { limits });
+  const stuck = await stuckPeer(pb as number, B);
+  try {
+    a.t.send(B, [heartbeat(A, B)]);
+    await waitFor(() => a.t.stats.framesSent === 1, 'the handshake');
+    const heapBefore = process.memoryUsage().arrayBuffers;
+    let maxQueued = 0;
+    // 64 MiB offered to a peer that reads nothing.
+    for (let i = 0; i < 1024; i++) {
+      a.t.send(B, [app(A, B, 64 * 1024, i)]);
+      maxQueued = Math.max(maxQueued, a.t.queuedBytes(B));
+      if (i % 64 === 0) await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(maxQueued <= limits.maxQueueBytes, `queue peaked at ${maxQueued} bytes`);
+    assert.ok(a.t.stats.droppedFrames > 900, `dropped ${a.t.stats.droppedFrames} frames`);
+    await waitFor(() => a.rec.unreachable.length > 0, 'unreachable reports');
+    const grown = process.memoryUsage().arrayBuffers - heapBefore;
+    // Queue + socket buffer + the kernel's: far below the 64 MiB offered.
+    assert.ok(grown < 16 * 1024 * 1024, `array buffers grew by ${grown} bytes`);
+  } finally {
+    await a.t.close();
+    for (const s of stuck.sockets) s.destroy();
+    await new Promise<void>((r) => stuck.server.close(() => r()));
+  }
+});
+
+test('transport: a frame above the size limit closes the connection with a logged error; the node keeps serving', async () => {
+  const [pa, pb] = await freePorts(2);
+  const log = capture();
+  const b = await node(B, pb as number, { [A]: pa as number }, { logger: log.logger, limits: { maxFrameBytes: 128 * 1024, snapshotChunkBytes: 64 * 1024 } });
+  const a = await node(A, pa as number, { [B]: pb as number });
+  try {
+    const raw = connect({ host: '127.0.0.1', port: pb as number });
+    await new Promise<void>((r) => raw.once('connect', () => r()));
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(64 * 1024 * 1024);
+    raw.write(header);
+    raw.resume(); // reads, so that the server's end shows as 'close'
+    await new Promise<void>((r) => raw.once('close', () => r()));
+    const err = log.lines().find((l) => l.level === 50 && l.reason === 'frame-too-large');
+    assert.ok(err, `logged: ${JSON.stringify(log.lines())}`);
+    // Garbage that is not msgpack, and a valid frame that is not a hello, are refused the same way.
+    for (const bad of [Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]), encodeFrame({ t: 'msgs', m: [] })]) {
+      const s = connect({ host: '127.0.0.1', port: pb as number });
+      s.write(bad);
+      s.resume();
+      await new Promise<void>((r) => s.once('close', () => r()));
+    }
+    a.t.send(B, [heartbeat(A, B, 9)]);
+    await waitFor(() => b.rec.batches.length === 1, 'delivery after the bad connections');
+    assert.equal(b.t.stats.rejectedInbound, 3);
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('transport: a peer of another cluster is refused at the handshake, and says why', async () => {
+  const [pa, pb] = await freePorts(2);
+  const logA = capture();
+  const logB = capture();
+  const a = await node(A, pa as number, { [B]: pb as number }, { cluster: 'other', logger: logA.logger });
+  const b = await node(B, pb as number, { [A]: pa as number }, { logger: logB.logger });
+  try {
+    a.t.send(B, [heartbeat(A, B)]);
+    await waitFor(() => a.t.stats.connectFailures > 0 && b.t.stats.rejectedInbound > 0, 'the refusal');
+    assert.equal(b.rec.batches.length, 0);
+    assert.ok(logB.lines().some((l) => l.level === 50 && l.reason === 'cluster-mismatch'), 'the receiver logs the refusal');
+    assert.ok(logA.lines().some((l) => l.level === 50 && l.reason === 'cluster-mismatch'), 'the dialer logs the reason it got');
+    await waitFor(() => a.rec.unreachable.length > 0, 'unreachable report');
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('transport: snapshots stream in bounded chunks, are reassembled, and their outcome is reported', async () => {
+  const [pa, pb, pc] = await freePorts(3);
+  const limits = { snapshotChunkBytes: 256 * 1024 };
+  const a = await node(A, pa as number, { [B]: pb as number, 33: pc as number }, { limits });
+  const b = await node(B, pb as number, { [A]: pa as number }, { limits });
+  try {
+    const data = new Uint8Array(5 * 1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+    const cs = { voters: [A, B], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const snap: Message = message({ type: 'MsgSnap', from: A, to: B, term: 4, snapshot: { metadata: { index: 100, term: 4, confState: cs }, data } });
+    // Batched messages go around the snapshot stream, not behind all of it.
+    a.t.send(B, [heartbeat(A, B, 1), { rangeId: 5, message: snap }]);
+    await waitFor(() => a.rec.snapshots.length === 1, 'the snapshot report', 10_000);
+    assert.deepEqual(a.rec.snapshots[0], { rangeId: 5, to: B, ok: true });
+    assert.equal(a.t.stats.snapshotChunksSent, Math.ceil(data.length / limits.snapshotChunkBytes));
+    const got = b.rec.batches.flatMap((x) => x.messages).find((m) => m.message.type === 'MsgSnap');
+    assert.equal(got?.rangeId, 5);
+    assert.deepEqual(got?.message.snapshot?.metadata, snap.snapshot?.metadata);
+    assert.ok(Buffer.from(got?.message.snapshot?.data ?? []).equals(Buffer.from(data)), 'data round-trips');
+    // A snapshot to a peer that is down is reported failed (Raft will send another).
+    a.t.send(33, [{ rangeId: 5, message: { ...snap, to: 33 } }]);
+    await waitFor(() => a.rec.snapshots.length === 2, 'the failure report');
+    assert.deepEqual(a.rec.snapshots[1], { rangeId: 5, to: 33, ok: false });
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('wire: frames split at any byte boundary decode the same; bad messages are refused with a reason', () => {
+  const frames = [encodeFrame({ t: 'msgs', m: [[1, heartbeat(A, B, 5).message]] }), encodeFrame({ t: 'snapack', id: 3, ok: true })];
+  const all = Buffer.concat(frames);
+  for (const cut of [1, 3, 4, 5, all.length - 1]) {
+    const dec = new FrameDecoder(1024);
+    const got = [...dec.push(all.subarray(0, cut)), ...dec.push(all.subarray(cut))].map((p) => decodeFrame(p).t);
+    assert.deepEqual(got, ['msgs', 'snapack'], `cut at ${cut}`);
+  }
+  const refuse = (m: unknown, from = A): void => assert.throws(() => toRangeMessages([[1, m]], from, B), (e) => isPeerError(e, 'malformed-frame'));
+  const ok = heartbeat(A, B).message;
+  refuse({ ...ok, type: 'MsgHup' }); // a local message type
+  refuse({ ...ok, from: 99 }); // not the connection's peer
+  refuse({ ...ok, to: 99 });
+  refuse({ ...ok, term: -1 });
+  refuse({ ...ok, entries: [{ term: 1, index: 1, type: 'normal', data: 'x' }] });
+  refuse({ ...ok, type: 'MsgSnap' }); // a snapshot outside a snapshot stream
+  assert.equal(toRangeMessages([[1, ok]], A, B)[0]?.message.type, 'MsgHeartbeat');
+});

@@ -1,0 +1,346 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { TesseraError } from '../base/index.js';
+import type { Message, NodeId } from '../raft/index.js';
+import type { RangeId } from '../kv/keys.js';
+import type { RangeMessage, Transport } from '../kv/store.js';
+import { formatHostPort, parseHostPort } from './address.js';
+import { messageOf, PeerError } from './errors.js';
+import { type LinkHost, PeerLink, type TransportStats } from './peer_link.js';
+import { resolveLimits, type TransportLimits } from './transport_limits.js';
+import { decodeFrame, encodeFrame, type Frame, FrameDecoder, PEER_PROTOCOL_VERSION, type SnapChunkFrame, toMessage, toRangeMessages } from './wire.js';
+
+export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './transport_limits.js';
+export type { TransportStats } from './peer_link.js';
+
+/** Where the transport hands what arrives and how sends ended; the node wires it to its Store. */
+export interface TransportHandler {
+  receive(from: NodeId, messages: readonly RangeMessage[]): void;
+  /** Messages to `to` for these ranges were dropped (etcd's ReportUnreachable). */
+  reportUnreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
+  /** How sending a snapshot ended (etcd's ReportSnapshot). */
+  reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void;
+}
+
+export interface PeerTransportOptions {
+  readonly nodeId: NodeId;
+  readonly name: string;
+  readonly clusterId: string;
+  /** `host:port` to listen on; port 0 picks a free port (see `address`). */
+  readonly listen: string;
+  /** Peer id → `host:port`; more can be added with `setPeer`. */
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly logger: Logger;
+  /** This node's client address, told to peers in the handshake (for member lists). */
+  readonly clientAddress?: () => string | undefined;
+  readonly limits?: Partial<TransportLimits>;
+}
+
+export interface PeerInfo {
+  readonly name: string;
+  readonly client?: string;
+}
+
+/**
+ * The peer transport (DESIGN.md decision 9): TCP, length-prefixed msgpackr
+ * frames, one connection per peer for sending (PeerLink) and the peers'
+ * connections accepted for receiving. Each `send` (one loop turn's messages
+ * to one peer) becomes one frame. A handshake names the cluster and both
+ * nodes; a peer of another cluster is refused. Reports to Raft (unreachable,
+ * snapshot status) are delivered on a later turn of the event loop, never
+ * from inside `send`, which the store calls in the middle of its loop.
+ */
+export class PeerTransport implements Transport {
+  readonly stats: TransportStats = {
+    framesSent: 0, messagesSent: 0, bytesSent: 0, framesReceived: 0, messagesReceived: 0, droppedFrames: 0, droppedMessages: 0,
+    connects: 0, connectFailures: 0, rejectedInbound: 0, snapshotsSent: 0, snapshotsFailed: 0, snapshotsReceived: 0, snapshotChunksSent: 0,
+  };
+  readonly limits: TransportLimits;
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly inbound = new Set<Inbound>();
+  private readonly peerInfos = new Map<NodeId, PeerInfo>();
+  private handler: TransportHandler | undefined;
+  private readonly pendingReports: (() => void)[] = [];
+  private reportScheduled = false;
+  private snapshotSeq = 0;
+  private closing: Promise<void> | undefined;
+  private readonly host: LinkHost;
+
+  private constructor(
+    private readonly o: PeerTransportOptions,
+    private readonly server: Server,
+    readonly address: string,
+  ) {
+    this.limits = resolveLimits(o.limits);
+    this.host = this.linkHost();
+    for (const [id, addr] of o.peers) if (id !== o.nodeId) this.setPeer(id, addr);
+  }
+
+  /** Listens on `options.listen` and returns the transport; `address` is the bound `host:port`. */
+  static async listen(options: PeerTransportOptions): Promise<PeerTransport> {
+    resolveLimits(options.limits);
+    const { host, port } = parseHostPort(options.listen, 'peer listen address');
+    const server = createServer({ noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = server.address();
+    const address = typeof bound === 'object' && bound !== null ? formatHostPort({ host, port: bound.port }) : options.listen;
+    const t = new PeerTransport(options, server, address);
+    server.maxConnections = t.limits.maxInboundConnections;
+    server.on('connection', (socket) => t.accept(socket));
+    server.on('error', (error) => options.logger.error({ err: error }, 'peer listener error'));
+    return t;
+  }
+
+  /** Sets the handler; messages that arrive before it are dropped (Raft retransmits). */
+  attach(handler: TransportHandler): void {
+    this.handler = handler;
+  }
+
+  setPeer(id: NodeId, address: string): void {
+    parseHostPort(address, `peer ${id} address`);
+    const link = this.links.get(id);
+    if (link === undefined) this.links.set(id, new PeerLink(id, address, this.host));
+    else link.address = address;
+  }
+
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.close();
+    this.links.delete(id);
+  }
+
+  /** What peers told us about themselves in handshakes. */
+  peers(): ReadonlyMap<NodeId, PeerInfo> {
+    return this.peerInfos;
+  }
+
+  /** Bytes queued for `to` and not yet handed to its socket. */
+  queuedBytes(to: NodeId): number {
+    return this.links.get(to)?.queuedBytes ?? 0;
+  }
+
+  send(to: NodeId, messages: readonly RangeMessage[]): void {
+    if (this.closing !== undefined) return;
+    const link = this.links.get(to);
+    const batch: RangeMessage[] = [];
+    for (const rm of messages) {
+      if (rm.message.type !== 'MsgSnap') batch.push(rm);
+      else if (link !== undefined) link.sendSnapshot(rm.rangeId, rm.message);
+      else this.host.snapshotDone(rm.rangeId, to, false);
+    }
+    if (batch.length === 0) return;
+    if (link === undefined) {
+      this.stats.droppedMessages += batch.length;
+      this.host.unreachable(to, [...new Set(batch.map((m) => m.rangeId))]);
+      return;
+    }
+    link.sendBatch(batch);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    for (const link of this.links.values()) link.close();
+    for (const conn of this.inbound) conn.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Inbound(socket, this, this.o, () => this.inbound.delete(conn));
+    this.inbound.add(conn);
+  }
+
+  /** Called by an inbound connection with validated messages. */
+  deliver(from: NodeId, messages: readonly RangeMessage[]): void {
+    this.stats.messagesReceived += messages.length;
+    this.handler?.receive(from, messages);
+  }
+
+  notePeer(id: NodeId, name: string, client: string | undefined): void {
+    this.peerInfos.set(id, client === undefined ? { name } : { name, client });
+  }
+
+  /** Runs reports on a later event-loop turn, in order. */
+  private defer(report: () => void): void {
+    this.pendingReports.push(report);
+    if (this.reportScheduled) return;
+    this.reportScheduled = true;
+    setImmediate(() => {
+      this.reportScheduled = false;
+      const reports = this.pendingReports.splice(0);
+      if (this.closing !== undefined) return;
+      for (const r of reports) r();
+    });
+  }
+
+  private linkHost(): LinkHost {
+    return {
+      limits: this.limits,
+      logger: this.o.logger,
+      stats: this.stats,
+      hello: (to) => this.helloFrame(to),
+      nextSnapshotId: () => ++this.snapshotSeq,
+      unreachable: (to, rangeIds) => this.defer(() => this.handler?.reportUnreachable(to, rangeIds)),
+      snapshotDone: (rangeId, to, ok) => this.defer(() => this.handler?.reportSnapshot(rangeId, to, ok)),
+      peerInfo: (id, name, client) => this.notePeer(id, name, client),
+    };
+  }
+
+  helloFrame(to: NodeId): Frame {
+    const client = this.o.clientAddress?.();
+    return { t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.o.clusterId, from: this.o.nodeId, to, name: this.o.name, ...(client === undefined ? {} : { client }) };
+  }
+
+  welcomeFrame(): Frame {
+    const client = this.o.clientAddress?.();
+    return { t: 'welcome', from: this.o.nodeId, name: this.o.name, ...(client === undefined ? {} : { client }) };
+  }
+}
+
+interface Assembly {
+  readonly id: number;
+  readonly rangeId: RangeId;
+  readonly head: unknown;
+  readonly total: number;
+  readonly chunks: Uint8Array[];
+  bytes: number;
+  nextSeq: number;
+}
+
+/**
+ * A connection a peer opened to send to us. The first frame must be a hello
+ * naming our cluster and this node; then come batches and snapshot chunks.
+ * We write back only the welcome (or a reject) and snapshot acks. Any bad
+ * frame closes the connection with a logged error; the node goes on.
+ */
+class Inbound {
+  private peer: NodeId | undefined;
+  private refused = false;
+  private assembly: Assembly | undefined;
+  private readonly decoder: FrameDecoder;
+  private readonly timer: NodeJS.Timeout;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly t: PeerTransport,
+    private readonly o: PeerTransportOptions,
+    onClose: () => void,
+  ) {
+    this.log = o.logger;
+    this.decoder = new FrameDecoder(t.limits.maxFrameBytes);
+    socket.setNoDelay(true);
+    this.timer = setTimeout(() => this.refuse(new PeerError('handshake-timeout', `no hello within ${t.limits.handshakeTimeoutMs} ms`)), t.limits.handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.log.debug({ peer: this.peer, err: error }, 'inbound peer connection error'));
+    socket.on('close', () => {
+      clearTimeout(this.timer);
+      onClose();
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.refused) return;
+    try {
+      for (const payload of this.decoder.push(chunk)) {
+        if (this.refused) return;
+        this.t.stats.framesReceived++;
+        this.onFrame(decodeFrame(payload));
+      }
+    } catch (error) {
+      if (error instanceof TesseraError) this.refuse(error);
+      // Anything else came from the store: a bug, not bad input. Let the node's guard see it.
+      else throw error;
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    if (this.peer === undefined) {
+      if (frame.t !== 'hello') throw new PeerError('unexpected-frame', `first frame is '${frame.t}', not hello`);
+      this.onHello(frame);
+      return;
+    }
+    if (frame.t === 'msgs') this.t.deliver(this.peer, toRangeMessages(frame.m, this.peer, this.o.nodeId));
+    else if (frame.t === 'snap') this.onChunk(frame);
+    else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
+  }
+
+  private onHello(h: Extract<Frame, { t: 'hello' }>): void {
+    if (h.v !== PEER_PROTOCOL_VERSION) throw new PeerError('protocol-version', `peer speaks protocol ${h.v}; this node speaks ${PEER_PROTOCOL_VERSION}`);
+    if (h.cluster !== this.o.clusterId) throw new PeerError('cluster-mismatch', `peer ${h.name} (${h.from}) belongs to cluster ${h.cluster}, not ${this.o.clusterId}`);
+    if (h.to !== this.o.nodeId) throw new PeerError('wrong-node', `peer ${h.name} dialed node ${h.to}, but this is node ${this.o.nodeId}`);
+    if (h.from === this.o.nodeId) throw new PeerError('wrong-node', `peer claims this node's own id ${h.from}`);
+    clearTimeout(this.timer);
+    this.peer = h.from;
+    this.t.notePeer(h.from, h.name, h.client);
+    this.socket.write(encodeFrame(this.t.welcomeFrame()));
+  }
+
+  private onChunk(f: SnapChunkFrame): void {
+    const limit = this.t.limits.maxSnapshotBytes;
+    if (f.seq === 0) {
+      const total = f.total ?? 0;
+      if (total > limit) {
+        this.log.warn({ peer: this.peer, rangeId: f.rangeId, total, limit }, 'snapshot above the size limit refused');
+        this.assembly = undefined;
+        this.ack(f.id, false);
+        return;
+      }
+      this.assembly = { id: f.id, rangeId: f.rangeId, head: f.head, total, chunks: [], bytes: 0, nextSeq: 0 };
+    }
+    const a = this.assembly;
+    // A chunk of an abandoned or refused stream: the sender has already given up on it.
+    if (a === undefined || a.id !== f.id || a.nextSeq !== f.seq) return;
+    a.chunks.push(f.data);
+    a.bytes += f.data.byteLength;
+    a.nextSeq++;
+    if (a.bytes > a.total) throw new PeerError('malformed-frame', `snapshot ${f.id} carries more than its declared ${a.total} bytes`);
+    if (!f.last) return;
+    this.assembly = undefined;
+    if (a.bytes !== a.total) throw new PeerError('malformed-frame', `snapshot ${f.id} ended at ${a.bytes} of ${a.total} bytes`);
+    this.deliverSnapshot(a);
+  }
+
+  private deliverSnapshot(a: Assembly): void {
+    const peer = this.peer as NodeId;
+    const head = a.head as Record<string, unknown>;
+    const snap = head['snapshot'] as Record<string, unknown> | undefined;
+    const data = Buffer.concat(a.chunks, a.total);
+    const message: Message = toMessage({ ...head, snapshot: { ...snap, data } }, peer, this.o.nodeId, true);
+    this.t.stats.snapshotsReceived++;
+    this.t.deliver(peer, [{ rangeId: a.rangeId, message }]);
+    this.ack(a.id, true);
+  }
+
+  private ack(id: number, ok: boolean): void {
+    this.socket.write(encodeFrame({ t: 'snapack', id, ok }));
+  }
+
+  private refuse(error: TesseraError): void {
+    if (this.refused) return;
+    this.refused = true;
+    clearTimeout(this.timer);
+    const reason = error instanceof PeerError ? error.reason : error.code;
+    this.t.stats.rejectedInbound++;
+    this.log.error({ peer: this.peer, remote: this.socket.remoteAddress, code: error.code, reason }, `peer connection refused: ${messageOf(error)}`);
+    // Tell the dialer why, so its operator sees the cause on that side too; then hang up.
+    if (!this.socket.destroyed) this.socket.end(encodeFrame({ t: 'reject', reason, message: error.message }));
+    setTimeout(() => this.socket.destroy(), 1_000).unref();
+  }
+}

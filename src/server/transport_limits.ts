@@ -1,0 +1,62 @@
+import { TesseraError } from '../base/index.js';
+
+/**
+ * Every bound the peer transport keeps, with its default. A slow or dead
+ * peer costs at most `maxQueueBytes` of queued frames plus the socket's
+ * buffer (`socketHighWaterBytes`, overshot by at most one frame); a peer
+ * that sends garbage costs at most one frame of `maxFrameBytes`.
+ */
+export interface TransportLimits {
+  /** Largest frame sent or accepted; a bigger one closes the connection. Well above Raft's 1 MiB per MsgApp and a 1.5 MiB request. */
+  readonly maxFrameBytes: number;
+  /** Bytes of frames queued per peer; past it the oldest are dropped and reported unreachable to Raft. */
+  readonly maxQueueBytes: number;
+  /** Frames leave the queue for the socket only while the socket buffers less than this. */
+  readonly socketHighWaterBytes: number;
+  /** A snapshot is streamed in chunks of this size, one chunk queued at a time. */
+  readonly snapshotChunkBytes: number;
+  /** Largest snapshot a receiver reassembles. */
+  readonly maxSnapshotBytes: number;
+  /** A snapshot not acknowledged by then is reported failed (Raft sends another). */
+  readonly snapshotAckTimeoutMs: number;
+  /** Snapshots waiting per peer behind the one streaming; more are reported failed at once. */
+  readonly maxPendingSnapshots: number;
+  /** Connect plus hello/welcome must finish within this, on both sides. */
+  readonly handshakeTimeoutMs: number;
+  /** Reconnection backoff: the first delay, doubled per failed attempt up to the max (with jitter). */
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  /** Inbound peer connections accepted at once (peers hold one each; more is a flood). */
+  readonly maxInboundConnections: number;
+}
+
+/** Room in a chunk's frame for its header (the first chunk carries the MsgSnap's metadata and membership). */
+export const SNAPSHOT_CHUNK_HEADROOM_BYTES = 4096;
+
+export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxQueueBytes: 32 * 1024 * 1024,
+  socketHighWaterBytes: 1024 * 1024,
+  snapshotChunkBytes: 1024 * 1024,
+  maxSnapshotBytes: 1024 * 1024 * 1024,
+  snapshotAckTimeoutMs: 60_000,
+  maxPendingSnapshots: 4,
+  handshakeTimeoutMs: 5_000,
+  backoffInitialMs: 50,
+  backoffMaxMs: 2_000,
+  maxInboundConnections: 256,
+};
+
+export function resolveLimits(partial: Partial<TransportLimits> | undefined): TransportLimits {
+  const l = { ...DEFAULT_TRANSPORT_LIMITS, ...partial };
+  for (const [name, value] of Object.entries(l)) {
+    if (!Number.isSafeInteger(value) || value <= 0) throw new TesseraError('INVALID_CONFIG', `transport limit ${name} must be a positive integer, got ${value}`);
+  }
+  if (l.maxQueueBytes < l.maxFrameBytes) throw new TesseraError('INVALID_CONFIG', `maxQueueBytes (${l.maxQueueBytes}) must hold one frame of maxFrameBytes (${l.maxFrameBytes})`);
+  // A chunk travels in one frame with a small header of its own.
+  if (l.snapshotChunkBytes + SNAPSHOT_CHUNK_HEADROOM_BYTES > l.maxFrameBytes) {
+    throw new TesseraError('INVALID_CONFIG', `snapshotChunkBytes (${l.snapshotChunkBytes}) must leave ${SNAPSHOT_CHUNK_HEADROOM_BYTES} bytes of room below maxFrameBytes`);
+  }
+  if (l.backoffMaxMs < l.backoffInitialMs) throw new TesseraError('INVALID_CONFIG', 'backoffMaxMs must be ≥ backoffInitialMs');
+  return l;
+}
