@@ -25,8 +25,8 @@ const ALARM_DEACTIVATE = 2;
 /**
  * Maintenance.Status and Alarm, and Cluster.MemberList: enough for etcdctl's
  * `endpoint status`, `endpoint health` (which lists alarms after its read)
- * and `member list`. The Raft figures are those of the node's lowest range,
- * today its only one.
+ * and `member list`. The Raft figures are those of the node's range
+ * (node.rangeId, else its lowest range; today it has one).
  */
 export class AdminService {
   constructor(
@@ -37,7 +37,7 @@ export class AdminService {
   ) {}
 
   async status(): Promise<WireStatusResponse> {
-    const rangeId = this.kv.store.rangeIds()[0];
+    const rangeId = this.node.rangeId ?? this.kv.store.rangeIds()[0];
     const replica = rangeId === undefined ? undefined : this.kv.store.replica(rangeId);
     const raft = replica?.raw.raft;
     const dbSize = this.node.dbSizeBytes?.() ?? 0;

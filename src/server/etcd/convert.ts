@@ -188,8 +188,11 @@ export function toWireKeyValue(kv: KeyValue): WireKeyValue {
 
 /** Headers of responses nested in a Txn carry only the revision, as in etcd. */
 function revisionHeader(revision: number): WireResponseHeader {
-  return { cluster_id: 0, member_id: 0, revision, raft_term: 0 };
+  return { revision };
 }
+
+/** etcd leaves the header of a nested Txn's response empty (only the top level gets the txn's revision). */
+const NESTED_TXN_HEADER: WireResponseHeader = {};
 
 export function toWireRangeResponse(r: RangeResult, header: WireResponseHeader): WireRangeResponse {
   const out: WireRangeResponse = { header, kvs: r.kvs.map(toWireKeyValue), count: r.count };
@@ -198,7 +201,9 @@ export function toWireRangeResponse(r: RangeResult, header: WireResponseHeader):
 }
 
 export function toWireTxnResponse(r: TxnResponse, header: WireResponseHeader): WireTxnResponse {
-  return { header, succeeded: r.succeeded, responses: r.responses.map(toWireResponseOp) };
+  const out: WireTxnResponse = { header, responses: r.responses.map(toWireResponseOp) };
+  if (r.succeeded) out.succeeded = true;
+  return out;
 }
 
 function toWireResponseOp(op: ResponseOp): WireResponseOp {
@@ -216,6 +221,6 @@ function toWireResponseOp(op: ResponseOp): WireResponseOp {
       return { response_delete_range: del };
     }
     case 'txn':
-      return { response_txn: toWireTxnResponse(op.txn, revisionHeader(op.txn.revision)) };
+      return { response_txn: toWireTxnResponse(op.txn, NESTED_TXN_HEADER) };
   }
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ETCD_API_VERSION } from './limits.js';
-import { type TestEtcd, TEST_NODE_ID, etcdctl, etcdctlMissing, startTestEtcd } from './testing.testlib.js';
+import { type TestEtcd, REFERENCE_ETCD, TEST_NODE_ID, etcdctl, etcdctlMissing, startTestEtcd } from './testing.testlib.js';
 
 const skip = etcdctlMissing();
 if (skip !== undefined) console.log(`# skipping etcdctl interop tests: ${skip}`);
@@ -119,21 +119,39 @@ describe('etcdctl 3.4 against tessera', { skip }, () => {
     assert.match(again.stderr, /etcdserver: mvcc: required revision has been compacted/);
   });
 
-  test('endpoint status shows this member as leader', async () => {
-    const out = JSON.parse(await ok('endpoint', 'status', '-w', 'json')) as {
-      Endpoint: string;
-      Status: { header: { member_id: number }; version: string; leader: number; raftIndex: number; raftTerm: number; raftAppliedIndex: number };
-    }[];
-    const s = out[0];
+  /** A uint64 id from etcdctl's JSON, in hex as its tables print it (JSON.parse would round ids past 2^53). */
+  function jsonId(json: string, field: string): string {
+    const m = new RegExp(`"${field}":(\\d+)`).exec(json);
+    assert.ok(m !== null, `${field} in ${json}`);
+    return BigInt(m[1] as string).toString(16);
+  }
+
+  interface EndpointStatus {
+    Endpoint: string;
+    Status: { header: { member_id: number }; version: string; leader: number; raftIndex: number; raftTerm: number; raftAppliedIndex: number };
+  }
+  interface MemberList {
+    header: { member_id: number };
+    members: { ID: number; name: string; clientURLs: string[]; isLearner?: boolean }[];
+  }
+
+  test('endpoint status shows the lone member as leader', async () => {
+    const statusJson = await ok('endpoint', 'status', '-w', 'json');
+    const s = (JSON.parse(statusJson) as EndpointStatus[])[0];
     assert.ok(s !== undefined);
     assert.equal(s.Endpoint, etcd.address);
-    assert.equal(s.Status.version, ETCD_API_VERSION);
-    assert.equal(s.Status.header.member_id, TEST_NODE_ID);
-    assert.equal(s.Status.leader, TEST_NODE_ID);
+    assert.match(s.Status.version, /^3\.4\./);
+    assert.equal(s.Status.leader, s.Status.header.member_id);
     assert.ok(s.Status.raftTerm >= 1);
     assert.ok(s.Status.raftAppliedIndex >= 1 && s.Status.raftIndex >= s.Status.raftAppliedIndex);
     const table = await ok('endpoint', 'status');
-    assert.match(table, new RegExp(`^${etcd.address}, 1, ${ETCD_API_VERSION.replace(/\./g, '\\.')}, `));
+    assert.ok(table.startsWith(`${etcd.address}, ${jsonId(statusJson, 'member_id')}, ${s.Status.version}, `), table);
+  });
+
+  test('endpoint status names tessera\'s member id and version', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
+    const s = (JSON.parse(await ok('endpoint', 'status', '-w', 'json')) as EndpointStatus[])[0];
+    assert.equal(s?.Status.version, ETCD_API_VERSION);
+    assert.equal(s?.Status.header.member_id, TEST_NODE_ID);
   });
 
   test('endpoint health', async () => {
@@ -143,15 +161,22 @@ describe('etcdctl 3.4 against tessera', { skip }, () => {
   });
 
   test('member list', async () => {
-    const out = JSON.parse(await ok('member', 'list', '-w', 'json')) as {
-      header: { member_id: number };
-      members: { ID: number; name: string; clientURLs: string[]; isLearner?: boolean }[];
-    };
+    const json = await ok('member', 'list', '-w', 'json');
+    const out = JSON.parse(json) as MemberList;
     assert.equal(out.members.length, 1);
+    const m = out.members[0];
+    assert.ok(m !== undefined);
+    const id = jsonId(json, 'ID');
+    assert.equal(id, jsonId(json, 'member_id'));
+    assert.deepEqual(m.clientURLs, [`http://${etcd.address}`]);
+    const table = await ok('member', 'list');
+    assert.match(table, new RegExp(`^${id}, started, ${m.name}, [^,]*, http://${etcd.address}, false\n$`));
+  });
+
+  test('member list names the test node', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
+    const out = JSON.parse(await ok('member', 'list', '-w', 'json')) as MemberList;
     assert.equal(out.members[0]?.ID, TEST_NODE_ID);
     assert.equal(out.members[0]?.name, 'test-node');
-    assert.deepEqual(out.members[0]?.clientURLs, [`http://${etcd.address}`]);
-    assert.equal(await ok('member', 'list'), `1, started, test-node, , http://${etcd.address}, false\n`);
   });
 
   test('an empty key is refused with etcd\'s message', async () => {
@@ -166,7 +191,7 @@ describe('etcdctl 3.4 against tessera', { skip }, () => {
     assert.match(r.stderr, /Error: etcdserver: requested lease not found/);
   });
 
-  test('watch is refused clearly until it is served', async () => {
+  test('watch is refused clearly until it is served', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
     const r = await etcdctl(etcd.address, ['watch', 'w/k']);
     assert.notEqual(r.code, 0);
     assert.match(r.stdout + r.stderr, /Unimplemented/);

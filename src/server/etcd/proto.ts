@@ -69,10 +69,10 @@ export interface WireKeyValue {
 }
 
 export interface WireResponseHeader {
-  cluster_id: Int64Out;
-  member_id: Int64Out;
-  revision: Int64Out;
-  raft_term: Int64Out;
+  cluster_id?: Int64Out;
+  member_id?: Int64Out;
+  revision?: Int64Out;
+  raft_term?: Int64Out;
 }
 
 export interface WireRangeRequest extends Sized {

@@ -59,7 +59,7 @@ export async function startEtcdServer(
   const headerFor = headerSource(kv, node);
   const kvService = new KvService(kv, headerFor, limits);
   const admin = new AdminService(kv, node, headerFor, () => address);
-  const onBug = options.onInternalError ?? ((error: unknown, method: string) => console.error(`tessera etcd API: ${method} failed`, error));
+  const onBug = options.onInternalError ?? defaultBugReport(node);
   const served: Record<string, Record<string, Handler>> = {
     KV: {
       Range: (r) => kvService.range(r),
@@ -78,6 +78,12 @@ export async function startEtcdServer(
   const boundPort = await bind(server, `${host}:${port}`);
   address = `${host}:${boundPort}`;
   return { address, close: () => shutdown(server) };
+}
+
+function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) => void {
+  const logger = node.logger;
+  if (logger !== undefined) return (error, method) => logger.error({ err: error, method }, `etcd API: internal error in ${method}`);
+  return (error, method) => console.error(`tessera etcd API: internal error in ${method}`, error);
 }
 
 /** The header of every top-level response; ids are fixed, term and revision read per call. */
