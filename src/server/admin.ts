@@ -1,0 +1,70 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { formatHostPort, parseHostPort } from './address.js';
+
+/** Connections the admin endpoint serves at once; it is for operators and tools, not traffic. */
+export const ADMIN_MAX_CONNECTIONS = 64;
+/** A request must arrive whole within this; slow senders are cut off. */
+export const ADMIN_REQUEST_TIMEOUT_MS = 5_000;
+
+export interface AdminRoutes {
+  /** GET /status: the node's view of the cluster (see NodeStatus in node.ts). */
+  status(): unknown;
+  /** GET /health: whether the node knows a leader; 503 when it does not. */
+  health(): { readonly health: boolean; readonly reason?: string };
+}
+
+export interface AdminServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A small HTTP endpoint for operators: `GET /status` (JSON) and
+ * `GET /health`. `tessera status` reads it. It serves read-only views, so a
+ * request body is never read.
+ */
+export async function startAdminServer(listen: string, routes: AdminRoutes, logger: Logger): Promise<AdminServer> {
+  const { host, port } = parseHostPort(listen, 'admin listen address');
+  const server = createServer({ requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, headersTimeout: ADMIN_REQUEST_TIMEOUT_MS }, (req, res) => serve(req, res, routes, logger));
+  server.maxConnections = ADMIN_MAX_CONNECTIONS;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  const address = typeof bound === 'object' && bound !== null ? formatHostPort({ host, port: bound.port }) : listen;
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function serve(req: IncomingMessage, res: ServerResponse, routes: AdminRoutes, logger: Logger): void {
+  const path = (req.url ?? '/').split('?')[0];
+  try {
+    if (req.method !== 'GET') return reply(res, 405, { error: 'only GET is served' });
+    if (path === '/status') return reply(res, 200, routes.status());
+    if (path === '/health') {
+      const h = routes.health();
+      return reply(res, h.health ? 200 : 503, h);
+    }
+    reply(res, 404, { error: `no route ${path}; try /status or /health` });
+  } catch (error) {
+    logger.error({ err: error, path }, 'admin request failed');
+    reply(res, 500, { error: 'internal error' });
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

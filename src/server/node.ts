@@ -1,0 +1,430 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import { pino, type Level, type Logger } from 'pino';
+import { SeededRng, TesseraError } from '../base/index.js';
+import type { ConfState, NodeId } from '../raft/index.js';
+import type { RangeId } from '../kv/keys.js';
+import { MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import { Store } from '../kv/store.js';
+import type { StorageEngine } from '../storage/engine.js';
+import { checkName, clusterIdOf, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
+import { type AdminServer, startAdminServer } from './admin.js';
+import { messageOf } from './errors.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from './kv_api.js';
+import { checkIdentity, type EngineKind, type NodeIdentity, openEngine } from './node_identity.js';
+import { Ticker } from './ticker.js';
+import { PeerTransport, type TransportLimits } from './transport.js';
+
+/** The one range a node serves today; it spans the whole key space (splits come later). */
+export const DEFAULT_RANGE: RangeId = 1;
+export const DEFAULT_DATA_DIR = './tessera-data';
+export const DEFAULT_LISTEN_CLIENT = '127.0.0.1:2379';
+export const DEFAULT_LISTEN_PEER = '127.0.0.1:2380';
+export const DEFAULT_TICK_MS = 100;
+export const DEFAULT_ELECTION_TICKS = 10;
+export const DEFAULT_HEARTBEAT_TICKS = 1;
+/** Raft entries kept behind the applied index before the log is compacted; a follower further behind gets a snapshot. */
+export const LOG_RETAIN_ENTRIES = 10_000;
+/** The module the etcd gRPC engineer provides; loaded only when the caller gives no clientServer. */
+const ETCD_SERVER_MODULE = './etcd/server.js';
+
+export interface ClientServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** Starts the client-facing listener on the node's KvApi (the etcd gRPC server, or a test's own). */
+export type ClientServerFactory = (kv: KvApi, node: NodeContext) => Promise<ClientServer>;
+
+export interface StartNodeOptions {
+  readonly name: string;
+  /** Default './tessera-data'. Must be empty, missing, or this node's own data directory. */
+  readonly dataDir?: string;
+  /** 'lmdb' (default, durable) or 'memory' (nothing survives close; for tests and experiments). */
+  readonly engine?: EngineKind;
+  /** host:port for clients; port 0 picks a free port. Default 127.0.0.1:2379. */
+  readonly listenClient?: string;
+  /** host:port for peers; must match this node's entry in initialCluster unless the port is 0 and the node is alone. */
+  readonly listenPeer?: string;
+  /** host:port of the HTTP admin endpoint (/status, /health); none when absent. */
+  readonly listenAdmin?: string;
+  /** 'n1=127.0.0.1:2380,n2=…'; default: this node alone. Ignored once the data directory holds a cluster. */
+  readonly initialCluster?: string;
+  /** Mixed into the cluster id, so two clusters with the same members refuse each other (etcd's --initial-cluster-token). */
+  readonly clusterToken?: string;
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  readonly requestTimeoutMs?: number;
+  /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
+  readonly logger?: Logger;
+  readonly logLevel?: Level | 'silent';
+  /** The client listener; `false` runs without one. Default: the etcd gRPC server, if this build has it. */
+  readonly clientServer?: ClientServerFactory | false;
+  readonly transportLimits?: Partial<TransportLimits>;
+  /** Called once if the node stops on an internal error (a failed assertion); default: rethrown, which ends the process. */
+  readonly onFatal?: (error: unknown) => void;
+}
+
+/** What a client server gets to know about the node it serves. */
+export interface NodeContext {
+  readonly name: string;
+  readonly nodeId: NodeId;
+  readonly clusterId: string;
+  readonly rangeId: RangeId;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** Where the client listener should bind (host:port). */
+  readonly listenClient: string;
+  status(): NodeStatus;
+}
+
+export interface MemberStatus {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly peer?: string;
+  readonly client?: string;
+  readonly learner: boolean;
+}
+
+/** GET /status on the admin endpoint returns this. */
+export interface NodeStatus {
+  readonly name: string;
+  readonly nodeId: NodeId;
+  readonly clusterId: string;
+  readonly endpoints: NodeEndpoints;
+  /** 0 when no leader is known. */
+  readonly leader: NodeId;
+  readonly leaderName?: string;
+  readonly state: string;
+  readonly term: number;
+  readonly raftIndex: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly compactRevision: number;
+  readonly members: readonly MemberStatus[];
+}
+
+export interface NodeEndpoints {
+  /** Absent when the node runs without a client listener. */
+  readonly client?: string;
+  readonly peer: string;
+  readonly admin?: string;
+}
+
+export interface NodeHandle {
+  readonly name: string;
+  readonly nodeId: NodeId;
+  readonly clusterId: string;
+  readonly endpoints: NodeEndpoints;
+  readonly kv: KvApi;
+  readonly store: Store;
+  readonly transport: PeerTransport;
+  readonly logger: Logger;
+  status(): NodeStatus;
+  /** Stops ticking, closes listeners and sockets, and closes the engine after its last sync. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Resolved {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly engine: EngineKind;
+  readonly listenClient: string;
+  readonly listenPeer: string;
+  readonly members: readonly InitialMember[];
+  readonly identity: NodeIdentity;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly logger: Logger;
+}
+
+/**
+ * Starts a tessera node in the calling process (DESIGN.md decision 10): the
+ * storage engine in `dataDir`, the Store with range 1 founded by the members
+ * of `initialCluster`, the peer transport, a KvApi, and (if available) the
+ * client listener. Resolves once it listens; electing a leader takes an
+ * election timeout or two after that.
+ */
+export async function startNode(options: StartNodeOptions): Promise<NodeHandle> {
+  const r = resolveOptions(options);
+  const engine = await openEngine(r.engine, r.dataDir);
+  const cleanups: (() => Promise<void>)[] = [() => engine.close()];
+  try {
+    return await assemble(r, options, engine, cleanups);
+  } catch (error) {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    throw error;
+  }
+}
+
+function resolveOptions(o: StartNodeOptions): Resolved {
+  const name = checkName(o.name);
+  const listenPeer = o.listenPeer ?? DEFAULT_LISTEN_PEER;
+  const listenClient = o.listenClient ?? DEFAULT_LISTEN_CLIENT;
+  parseHostPort(listenClient, 'client listen address');
+  const peer = parseHostPort(listenPeer, 'peer listen address');
+  const members = parseInitialCluster(o.initialCluster ?? `${name}=${listenPeer}`);
+  const self = members.find((m) => m.name === name);
+  if (self === undefined) throw new TesseraError('INVALID_CONFIG', `node '${name}' is not in the initial cluster '${o.initialCluster}'`);
+  if (peer.port === 0 && members.length > 1) {
+    throw new TesseraError('INVALID_CONFIG', 'listenPeer port 0 works only for a node alone: peers must know its address from initialCluster');
+  }
+  const positive = (what: string, v: number): number => {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new TesseraError('INVALID_CONFIG', `${what} must be a positive integer, got ${v}`);
+    return v;
+  };
+  const logger = o.logger ?? pino({ level: o.logLevel ?? 'info', base: { node: name } });
+  return {
+    name,
+    dataDir: o.dataDir ?? DEFAULT_DATA_DIR,
+    engine: o.engine ?? 'lmdb',
+    listenClient,
+    listenPeer,
+    members,
+    identity: { name, nodeId: nodeIdFromName(name), clusterId: clusterIdOf(members, o.clusterToken) },
+    tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
+    electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
+    heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
+    logger,
+  };
+}
+
+/** The pieces, in dependency order; each one that must be undone on failure is pushed on `cleanups`. */
+async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine, cleanups: (() => Promise<void>)[]): Promise<NodeHandle> {
+  const identity = await checkIdentity(engine, r.identity, r.dataDir);
+  if (identity.clusterId !== r.identity.clusterId) {
+    r.logger.warn({ stored: identity.clusterId, flags: r.identity.clusterId }, 'data directory holds a cluster; --initial-cluster is ignored for membership');
+  }
+  const log = r.logger;
+  const listeners: { client?: ClientServer | undefined; admin?: AdminServer } = {};
+  const transport = await PeerTransport.listen({
+    nodeId: identity.nodeId,
+    name: r.name,
+    clusterId: identity.clusterId,
+    listen: r.listenPeer,
+    peers: new Map(r.members.map((m) => [m.nodeId, m.peer])),
+    logger: log.child({ component: 'transport' }),
+    clientAddress: () => listeners.client?.address,
+    ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
+  });
+  cleanups.push(() => transport.close());
+  const fatal = new FatalGuard(log, o.onFatal);
+  const { store, sm } = makeStore(r, identity, engine, transport, fatal);
+  const kv = new KvApi({
+    store,
+    stateMachine: sm,
+    rangeId: DEFAULT_RANGE,
+    requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
+    requestIdPrefix: `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`,
+  });
+  const ticker = wireTicks(r, store, transport, fatal);
+  const endpoints = (): NodeEndpoints => ({
+    peer: transport.address,
+    ...(listeners.client === undefined ? {} : { client: listeners.client.address }),
+    ...(listeners.admin === undefined ? {} : { admin: listeners.admin.address }),
+  });
+  const status = (): NodeStatus => nodeStatus(r, identity, store, sm, transport, endpoints());
+  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, logger: log, listenClient: r.listenClient, status };
+  const client = await startClientServer(o.clientServer, kv, context, log);
+  if (client !== undefined) cleanups.push(() => client.close());
+  listeners.client = client;
+  if (o.listenAdmin !== undefined) {
+    const admin = await startAdminServer(o.listenAdmin, { status, health: () => health(store) }, log);
+    cleanups.push(() => admin.close());
+    listeners.admin = admin;
+  }
+  ticker.startTimer();
+  campaignIfAlone(store, identity.nodeId);
+  const handle = makeHandle(r, identity, { kv, store, transport, ticker, status, endpoints: endpoints() }, cleanups);
+  fatal.onStop = () => void handle.close();
+  log.info({ nodeId: identity.nodeId, clusterId: identity.clusterId, ...endpoints(), dataDir: r.engine === 'lmdb' ? r.dataDir : '(memory)' }, 'node started');
+  return handle;
+}
+
+/** Ticks from the clock, and the transport's input and reports into the store, all under the fatal guard. */
+function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: FatalGuard): Ticker {
+  const ticker = new Ticker({
+    tickMs: r.tickMs,
+    tick: () => fatal.run(() => store.tick()),
+    onCatchUp: (ticks) => r.logger.warn({ ticks }, 'caught up on ticks after a pause'),
+  });
+  transport.attach({
+    receive: (_from, msgs) =>
+      fatal.run(() => {
+        // Time that passed before this input arrived must be known to Raft before the input is (ADR 0002).
+        ticker.catchUp();
+        store.receive(msgs);
+      }),
+    // The Store has no reportUnreachable yet; the RawNode's needs no loop turn (it only moves the peer to probing).
+    reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
+    reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
+  });
+  return ticker;
+}
+
+function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, transport: PeerTransport, fatal: FatalGuard): { store: Store; sm: MvccStateMachine } {
+  const machines = new Map<RangeId, MvccStateMachine>();
+  const machine = (rangeId: RangeId): MvccStateMachine => {
+    let sm = machines.get(rangeId);
+    if (sm === undefined) machines.set(rangeId, (sm = new MvccStateMachine(engine, rangeId)));
+    return sm;
+  };
+  const raftLog = r.logger.child({ component: 'raft' });
+  const store = new Store({
+    nodeId: identity.nodeId,
+    engine,
+    transport,
+    // Election timeouts must differ between nodes and between runs; the seed comes from the OS.
+    rng: new SeededRng(randomInt(0, 2 ** 47)),
+    raft: {
+      electionTimeoutTicks: r.electionTicks,
+      heartbeatIntervalTicks: r.heartbeatTicks,
+      ...(raftLog.isLevelEnabled('trace') ? { logger: (line: string) => raftLog.trace(line) } : {}),
+    },
+    stateMachines: machine,
+    scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
+    logRetainEntries: LOG_RETAIN_ENTRIES,
+  });
+  store.openRange(DEFAULT_RANGE, bootstrapConf(r.members));
+  return { store, sm: machine(DEFAULT_RANGE) };
+}
+
+function bootstrapConf(members: readonly InitialMember[]): ConfState {
+  const voters = members.map((m) => m.nodeId).sort((a, b) => a - b);
+  return { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+}
+
+/** A node alone needs nobody's vote: it campaigns at once instead of waiting out an election timeout. */
+function campaignIfAlone(store: Store, self: NodeId): void {
+  const replica = store.replica(DEFAULT_RANGE);
+  const cs = replica?.currentConfState();
+  if (replica === undefined || cs === undefined || cs.voters.length !== 1 || cs.voters[0] !== self || cs.votersOutgoing.length > 0) return;
+  replica.raw.campaign();
+  store.receive([]); // asks the store for a loop turn
+}
+
+interface Parts {
+  readonly kv: KvApi;
+  readonly store: Store;
+  readonly transport: PeerTransport;
+  readonly ticker: Ticker;
+  readonly status: () => NodeStatus;
+  readonly endpoints: NodeEndpoints;
+}
+
+function makeHandle(r: Resolved, identity: NodeIdentity, p: Parts, cleanups: (() => Promise<void>)[]): NodeHandle {
+  let closing: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    p.ticker.stop();
+    // Listeners first (no new work), then the loop, then sockets, and the engine last, after its final sync.
+    const [engineClose, transportClose, ...listeners] = cleanups;
+    for (const c of listeners.reverse()) await c().catch((e: unknown) => r.logger.warn({ err: e }, 'closing a listener failed'));
+    p.store.close();
+    await transportClose?.();
+    await engineClose?.();
+    r.logger.info('node closed');
+  };
+  return {
+    name: r.name,
+    nodeId: identity.nodeId,
+    clusterId: identity.clusterId,
+    endpoints: p.endpoints,
+    kv: p.kv,
+    store: p.store,
+    transport: p.transport,
+    logger: r.logger,
+    status: p.status,
+    close: () => (closing ??= close()),
+  };
+}
+
+/**
+ * Runs the node's callbacks. An exception out of the store is a bug (a
+ * failed assertion), never bad input (the transport validates that): the
+ * node stops rather than run on in a state nobody checked, and the error is
+ * handed to onFatal, which by default rethrows it like an uncaught panic.
+ */
+class FatalGuard {
+  private failed = false;
+  onStop: () => void = () => {};
+
+  constructor(
+    private readonly log: Logger,
+    private readonly onFatal: ((error: unknown) => void) | undefined,
+  ) {}
+
+  run(work: () => void): void {
+    if (this.failed) return;
+    try {
+      work();
+    } catch (error) {
+      this.failed = true;
+      this.log.fatal({ err: error }, `node stopped on an internal error: ${messageOf(error)}`);
+      this.onStop();
+      if (this.onFatal !== undefined) this.onFatal(error);
+      else throw error;
+    }
+  }
+}
+
+async function startClientServer(factory: ClientServerFactory | false | undefined, kv: KvApi, node: NodeContext, log: Logger): Promise<ClientServer | undefined> {
+  if (factory === false) return undefined;
+  if (factory !== undefined) return factory(kv, node);
+  let mod: { startEtcdServer?: (kv: KvApi, node: NodeContext, listen: string) => Promise<ClientServer> };
+  try {
+    // A variable specifier: the module may not exist in this build, and the compiler must not require it.
+    const spec = ETCD_SERVER_MODULE;
+    mod = (await import(spec)) as typeof mod;
+  } catch (error) {
+    const missing = (error as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' && messageOf(error).includes('etcd/server.js');
+    if (!missing) throw error;
+    log.warn('this build has no etcd gRPC server (src/server/etcd/server.ts); running without a client port');
+    return undefined;
+  }
+  if (typeof mod.startEtcdServer !== 'function') throw new TesseraError('INVALID_CONFIG', `${ETCD_SERVER_MODULE} does not export startEtcdServer`);
+  return mod.startEtcdServer(kv, node, node.listenClient);
+}
+
+function health(store: Store): { health: boolean; reason?: string } {
+  const raft = store.replica(DEFAULT_RANGE)?.raw.raft;
+  if (raft === undefined) return { health: false, reason: 'range not open' };
+  return raft.lead === 0 ? { health: false, reason: 'no leader' } : { health: true };
+}
+
+function nodeStatus(r: Resolved, id: NodeIdentity, store: Store, sm: MvccStateMachine, transport: PeerTransport, endpoints: NodeEndpoints): NodeStatus {
+  const replica = store.replica(DEFAULT_RANGE);
+  const raft = replica?.raw.raft;
+  const cs = replica?.currentConfState();
+  const known = new Map(r.members.map((m) => [m.nodeId, m]));
+  const heard = transport.peers();
+  const member = (nodeId: NodeId, learner: boolean): MemberStatus => {
+    const self = nodeId === id.nodeId;
+    const name = known.get(nodeId)?.name ?? heard.get(nodeId)?.name ?? String(nodeId);
+    const client = self ? endpoints.client : heard.get(nodeId)?.client;
+    const peer = self ? endpoints.peer : known.get(nodeId)?.peer;
+    return { id: nodeId, name, learner, ...(peer === undefined ? {} : { peer }), ...(client === undefined ? {} : { client }) };
+  };
+  const voters = [...new Set([...(cs?.voters ?? []), ...(cs?.votersOutgoing ?? [])])];
+  const members = [...voters.map((v) => member(v, false)), ...(cs?.learners ?? []).map((l) => member(l, true))].sort((a, b) => a.id - b.id);
+  const leader = raft?.lead ?? 0;
+  const leaderName = members.find((m) => m.id === leader)?.name;
+  return {
+    name: r.name,
+    nodeId: id.nodeId,
+    clusterId: id.clusterId,
+    endpoints,
+    leader,
+    ...(leaderName === undefined ? {} : { leaderName }),
+    state: raft?.state ?? 'stopped',
+    term: raft?.term ?? 0,
+    raftIndex: raft?.raftLog.lastIndex() ?? 0,
+    commitIndex: raft?.raftLog.committed ?? 0,
+    appliedIndex: replica?.appliedIndex() ?? 0,
+    revision: sm.mvcc.currentRevision,
+    compactRevision: sm.mvcc.compactedRevision,
+    members,
+  };
+}
