@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * The `tessera` command (package.json "bin"):
+ *   tessera start   one node in this process (alone, it is a single-node cluster)
+ *   tessera dev     a local cluster of child processes on loopback
+ *   tessera status  members, leader, revision and raft index per node
+ * See docs/operations.md.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runDev, DEV_MAX_NODES } from './dev.js';
+import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
+import { runStatus } from './status.js';
+
+/** Storage engines, the default first. */
+const ENGINES = ['lmdb', 'memory'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  return n;
+}
+
+function nodeCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > DEV_MAX_NODES) throw new InvalidArgumentError(`at most ${DEV_MAX_NODES} nodes`);
+  return n;
+}
+
+const program = new Command('tessera')
+  .description('tessera: a distributed state store speaking the etcd v3 API')
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description('run one node in this process; SIGINT or SIGTERM stops it gracefully')
+  .option('--name <name>', 'this member\'s name (its Raft id derives from it)', START_DEFAULTS.name)
+  .option('--data-dir <dir>', 'data directory (created if missing)', START_DEFAULTS.dataDir)
+  .option('--listen-client <host:port>', 'client (etcd gRPC) address', START_DEFAULTS.listenClient)
+  .option('--listen-peer <host:port>', 'peer address; must match this member in --initial-cluster', START_DEFAULTS.listenPeer)
+  .option('--listen-admin <host:port>', "HTTP admin address (/status, /health), or 'none'", START_DEFAULTS.listenAdmin)
+  .option('--initial-cluster <list>', 'founding members, name=host:port,… (default: this node alone)')
+  .option('--initial-cluster-token <token>', 'mixed into the cluster id, so look-alike clusters refuse each other')
+  .addOption(new Option('--engine <kind>', 'storage engine').choices(ENGINES).default(ENGINES[0]))
+  .option('--tick-ms <ms>', 'Raft tick length', positiveInt, 100)
+  .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)
+  .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt, 1)
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+  .action((opts: StartFlags) => runStart(opts));
+
+program
+  .command('dev')
+  .description('run a local cluster as child processes on loopback; Ctrl-C stops it')
+  .option('--nodes <n>', `number of nodes (1-${DEV_MAX_NODES})`, nodeCount, 3)
+  .option('--data-dir <dir>', 'keep the nodes\' data here (default: a temporary directory removed on exit)')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .addOption(new Option('--engine <kind>', 'storage engine').choices(ENGINES).default(ENGINES[0]))
+  .addOption(new Option('--log-level <level>', 'log level of the nodes').choices(LOG_LEVELS).default('warn'))
+  .action((opts: { nodes: number; dataDir?: string; host: string; engine: 'lmdb' | 'memory'; logLevel: string }) => runDev(opts));
+
+program
+  .command('status')
+  .description("show each node's state, leader, term, raft index and revision, read from its admin endpoint")
+  .option('--endpoints <list>', 'admin endpoints, host:port,…', START_DEFAULTS.listenAdmin)
+  .option('--json', 'print the raw status documents')
+  .action(async (opts: { endpoints: string; json?: boolean }) => {
+    const endpoints = opts.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    process.exitCode = await runStatus(endpoints, opts.json === true);
+  });
+
+await program.parseAsync();
