@@ -49,13 +49,13 @@ interface Cluster {
   start(i: number): Promise<NodeHandle>;
 }
 
-async function cluster(size: number): Promise<Cluster> {
+async function cluster(size: number, extra: Partial<StartNodeOptions> = {}): Promise<Cluster> {
   const ports = await freePorts(size);
   const root = mkdtempSync(join(tmpdir(), 'tessera-node-'));
   const dirs = ports.map((_, i) => join(root, `n${i + 1}`));
   const peers = ports.map((p) => `127.0.0.1:${p}`);
   const initialCluster = peers.map((p, i) => `n${i + 1}=${p}`).join(',');
-  const base: Omit<StartNodeOptions, 'name'> = { ...TIMING, initialCluster, clientServer: false, logger: pino({ level: 'silent' }) };
+  const base: Omit<StartNodeOptions, 'name'> = { ...TIMING, initialCluster, clientServer: false, logger: pino({ level: 'silent' }), ...extra };
   return {
     dirs,
     initialCluster,
@@ -178,4 +178,26 @@ test('node: a single node alone is a working cluster; the client-server hook get
     await node.close();
   }
   assert.equal(closed, 1);
+});
+
+test('node: a follower that fell behind the compacted log catches up from a snapshot sent over the peer transport', async () => {
+  const c = await cluster(3, { logRetainEntries: 5 });
+  let nodes = await Promise.all([0, 1, 2].map((i) => c.start(i)));
+  try {
+    const leader = await waitFor(() => agreedLeader(nodes), 'a leader');
+    const lagging = nodes.find((n) => n !== leader) as NodeHandle;
+    const index = nodes.indexOf(lagging);
+    await lagging.close();
+    for (let i = 0; i < 40; i++) await leader.kv.txn(put(`k${i}`, `v${i}`));
+    const restarted = await c.start(index);
+    nodes = nodes.map((n) => (n === lagging ? restarted : n));
+    await waitFor(() => (restarted.status().appliedIndex >= leader.status().commitIndex ? true : undefined), 'the lagging node catching up');
+    assert.equal(await valueOn(restarted, 'k0'), 'v0');
+    assert.equal(await valueOn(restarted, 'k39'), 'v39');
+    assert.ok(leader.transport.stats.snapshotsSent >= 1, `snapshots sent: ${leader.transport.stats.snapshotsSent}`);
+    assert.ok(restarted.transport.stats.snapshotsReceived >= 1);
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+    rmSync(join(c.dirs[0] as string, '..'), { recursive: true, force: true });
+  }
 });

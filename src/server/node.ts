@@ -55,6 +55,8 @@ export interface StartNodeOptions {
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
   readonly requestTimeoutMs?: number;
+  /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
+  readonly logRetainEntries?: number;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -137,6 +139,7 @@ interface Resolved {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly logRetainEntries: number;
   readonly logger: Logger;
 }
 
@@ -187,6 +190,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
+    logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     logger,
   };
 }
@@ -286,7 +290,7 @@ function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, t
     },
     stateMachines: machine,
     scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
-    logRetainEntries: LOG_RETAIN_ENTRIES,
+    logRetainEntries: r.logRetainEntries,
   });
   store.openRange(DEFAULT_RANGE, bootstrapConf(r.members));
   return { store, sm: machine(DEFAULT_RANGE) };
