@@ -18,6 +18,8 @@ export interface LinkHost {
   unreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
   snapshotDone(rangeId: RangeId, to: NodeId, ok: boolean): void;
   peerInfo(id: NodeId, name: string, client: string | undefined): void;
+  /** Whether an error with this key may be logged at its level now (repeats are logged at debug). */
+  mayLog(key: string): boolean;
 }
 
 export interface TransportStats {
@@ -90,6 +92,11 @@ export class PeerLink {
   /** Bytes of frames waiting in the queue (not yet handed to the socket). */
   get queuedBytes(): number {
     return this.queued;
+  }
+
+  /** Bytes this link holds for the peer: the queue plus what the socket has not yet handed to the kernel. */
+  get bufferedBytes(): number {
+    return this.queued + (this.socket?.writableLength ?? 0);
   }
 
   /** Queues one loop turn's messages for this peer as one frame (split only past maxFrameBytes). */
@@ -223,10 +230,13 @@ export class PeerLink {
     clearTimeout(this.timer);
     socket.destroy();
     if (this.stateValue === 'closed') return;
-    const refused = error instanceof PeerError;
-    // A peer that is down is routine and retried; a refusal or bad frame needs an operator's eye.
-    if (refused) this.host.logger.error({ peer: this.peerId, address: this.address, code: error.code, reason: error.reason }, messageOf(error));
-    else if (this.attempts === 0) this.host.logger.warn({ peer: this.peerId, address: this.address }, `peer connection lost: ${messageOf(error)}`);
+    // A peer that is down is routine and retried; a refusal or bad frame needs an operator's eye, once per interval.
+    if (error instanceof PeerError) {
+      const level = this.host.mayLog(`out:${this.peerId}:${error.reason}`) ? 'error' : 'debug';
+      this.host.logger[level]({ peer: this.peerId, address: this.address, code: error.code, reason: error.reason }, messageOf(error));
+    } else if (this.attempts === 0) {
+      this.host.logger.warn({ peer: this.peerId, address: this.address }, `peer connection lost: ${messageOf(error)}`);
+    }
     this.host.stats.connectFailures++;
     for (const item of this.queue.splice(0)) this.drop(item);
     this.queued = 0;

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
@@ -12,6 +13,11 @@ import { decodeFrame, encodeFrame, type Frame, FrameDecoder, PEER_PROTOCOL_VERSI
 
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './transport_limits.js';
 export type { TransportStats } from './peer_link.js';
+
+/** A peer refused (or refusing us) for the same reason is logged as an error at most this often; repeats go to debug. */
+export const REPEATED_ERROR_LOG_INTERVAL_MS = 60_000;
+/** Keys remembered for that; past it the memory is cleared (a flood of distinct peers just logs more). */
+const MAX_THROTTLED_LOG_KEYS = 1024;
 
 /** Where the transport hands what arrives and how sends ended; the node wires it to its Store. */
 export interface TransportHandler {
@@ -63,6 +69,7 @@ export class PeerTransport implements Transport {
   private readonly pendingReports: (() => void)[] = [];
   private reportScheduled = false;
   private snapshotSeq = 0;
+  private readonly lastLogged = new Map<string, number>();
   private closing: Promise<void> | undefined;
   private readonly host: LinkHost;
 
@@ -122,6 +129,11 @@ export class PeerTransport implements Transport {
   /** Bytes queued for `to` and not yet handed to its socket. */
   queuedBytes(to: NodeId): number {
     return this.links.get(to)?.queuedBytes ?? 0;
+  }
+
+  /** Bytes held for `to`: its queue plus its socket's unsent buffer (bounded by maxQueueBytes + socketHighWaterBytes + one frame). */
+  bufferedBytes(to: NodeId): number {
+    return this.links.get(to)?.bufferedBytes ?? 0;
   }
 
   send(to: NodeId, messages: readonly RangeMessage[]): void {
@@ -195,7 +207,18 @@ export class PeerTransport implements Transport {
       unreachable: (to, rangeIds) => this.defer(() => this.handler?.reportUnreachable(to, rangeIds)),
       snapshotDone: (rangeId, to, ok) => this.defer(() => this.handler?.reportSnapshot(rangeId, to, ok)),
       peerInfo: (id, name, client) => this.notePeer(id, name, client),
+      mayLog: (key) => this.mayLog(key),
     };
+  }
+
+  /** Rate-limits repeated errors (a misconfigured peer retries every backoff): one per key per interval. */
+  mayLog(key: string): boolean {
+    const now = performance.now();
+    const last = this.lastLogged.get(key);
+    if (last !== undefined && now - last < REPEATED_ERROR_LOG_INTERVAL_MS) return false;
+    if (this.lastLogged.size >= MAX_THROTTLED_LOG_KEYS) this.lastLogged.clear();
+    this.lastLogged.set(key, now);
+    return true;
   }
 
   helloFrame(to: NodeId): Frame {
@@ -338,7 +361,8 @@ class Inbound {
     clearTimeout(this.timer);
     const reason = error instanceof PeerError ? error.reason : error.code;
     this.t.stats.rejectedInbound++;
-    this.log.error({ peer: this.peer, remote: this.socket.remoteAddress, code: error.code, reason }, `peer connection refused: ${messageOf(error)}`);
+    const level = this.t.mayLog(`in:${this.socket.remoteAddress}:${this.peer ?? '?'}:${reason}`) ? 'error' : 'debug';
+    this.log[level]({ peer: this.peer, remote: this.socket.remoteAddress, code: error.code, reason }, `peer connection refused: ${messageOf(error)}`);
     // Tell the dialer why, so its operator sees the cause on that side too; then hang up.
     if (!this.socket.destroyed) this.socket.end(encodeFrame({ t: 'reject', reason, message: error.message }));
     setTimeout(() => this.socket.destroy(), 1_000).unref();
