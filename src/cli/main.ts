@@ -37,7 +37,7 @@ program
   .option('--name <name>', 'this member\'s name (its Raft id derives from it)', START_DEFAULTS.name)
   .option('--data-dir <dir>', 'data directory (created if missing)', START_DEFAULTS.dataDir)
   .option('--listen-client <host:port>', 'client (etcd gRPC) address', START_DEFAULTS.listenClient)
-  .option('--listen-peer <host:port>', 'peer address; must match this member in --initial-cluster', START_DEFAULTS.listenPeer)
+  .option('--listen-peer <host:port>', 'peer listen address (peers dial the address --initial-cluster gives for this member)', START_DEFAULTS.listenPeer)
   .option('--listen-admin <host:port>', "HTTP admin address (/status, /health), or 'none'", START_DEFAULTS.listenAdmin)
   .option('--initial-cluster <list>', 'founding members, name=host:port,… (default: this node alone)')
   .option('--initial-cluster-token <token>', 'mixed into the cluster id, so look-alike clusters refuse each other')

@@ -43,7 +43,7 @@ export interface StartNodeOptions {
   readonly engine?: EngineKind;
   /** host:port for clients; port 0 picks a free port. Default 127.0.0.1:2379. */
   readonly listenClient?: string;
-  /** host:port for peers; must match this node's entry in initialCluster unless the port is 0 and the node is alone. */
+  /** host:port to listen on for peers (peers dial the address initialCluster gives); port 0 only for a node alone. */
   readonly listenPeer?: string;
   /** host:port of the HTTP admin endpoint (/status, /health); none when absent. */
   readonly listenAdmin?: string;
