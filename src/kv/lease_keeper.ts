@@ -53,11 +53,7 @@ export class LeaseKeeper {
       return;
     }
     const now = this.o.clock.nowMs();
-    if (term !== this.leaderTerm) {
-      this.leaderTerm = term;
-      this.deadlines.clear();
-      this.lastCheckpointMs = now;
-    }
+    this.takeOver(term, now);
     this.syncDeadlines(now);
     this.revokeExpired(now);
     if (now - this.lastCheckpointMs >= this.o.checkpointIntervalMs) this.checkpoint(now);
@@ -67,9 +63,22 @@ export class LeaseKeeper {
   keepAlive(id: number): number {
     const record = this.o.leases().get(id);
     if (record === undefined) throw new TesseraError('NOT_FOUND', 'etcdserver: requested lease not found');
-    if (!this.isLeader().leader || this.leaderTerm < 0) throw new TesseraError('NOT_LEADER', 'etcdserver: not leader');
-    this.deadlines.set(id, this.o.clock.nowMs() + record.ttlSeconds * 1000);
+    const { leader, term } = this.isLeader();
+    if (!leader) throw new TesseraError('NOT_LEADER', 'etcdserver: not leader');
+    const now = this.o.clock.nowMs();
+    // A leader elected since the last tick takes the leases over now, before renewing one.
+    this.takeOver(term, now);
+    this.syncDeadlines(now);
+    this.deadlines.set(id, now + record.ttlSeconds * 1000);
     return record.ttlSeconds;
+  }
+
+  /** On the first tick (or keep-alive) of a new leadership, deadlines start afresh from the checkpoints. */
+  private takeOver(term: number, now: number): void {
+    if (term === this.leaderTerm) return;
+    this.leaderTerm = term;
+    this.deadlines.clear();
+    this.lastCheckpointMs = now;
   }
 
   /** Remaining seconds of a lease, as the leader sees it (or the last checkpoint elsewhere). */

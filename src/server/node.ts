@@ -3,7 +3,9 @@ import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
 import type { ConfState, NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
-import { MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
+import { WatchHub } from '../kv/watch_hub.js';
 import { Store } from '../kv/store.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
@@ -74,6 +76,8 @@ export interface NodeContext {
   readonly clusterId: string;
   readonly rangeId: RangeId;
   readonly store: Store;
+  /** Watches over the range's key space (the gRPC Watch service serves them). */
+  readonly watches: WatchHub;
   readonly logger: Logger;
   /** Where the client listener should bind (host:port). */
   readonly listenClient: string;
@@ -121,6 +125,7 @@ export interface NodeHandle {
   readonly endpoints: NodeEndpoints;
   readonly kv: KvApi;
   readonly store: Store;
+  readonly watches: WatchHub;
   readonly transport: PeerTransport;
   readonly logger: Logger;
   status(): NodeStatus;
@@ -215,23 +220,29 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   });
   cleanups.push(() => transport.close());
   const fatal = new FatalGuard(log, o.onFatal);
-  const { store, sm } = makeStore(r, identity, engine, transport, fatal);
-  const kv = new KvApi({
+  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal);
+  // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
+  const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
+  const leaseKeeper = new LeaseKeeper({
     store,
-    stateMachine: sm,
     rangeId: DEFAULT_RANGE,
-    requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-    // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
-    requestIdPrefix: `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`,
+    leases: () => sm.leases,
+    clock: { nowMs: () => performance.now() },
+    requestIdPrefix: `${requestIdPrefix}.lease`,
+    checkpointIntervalMs: DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
   });
-  const ticker = wireTicks(r, store, transport, fatal);
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, requestIdPrefix, leaseKeeper });
+  const ticker = wireTicks(r, store, transport, fatal, () => {
+    leaseKeeper.tick();
+    watches.pump();
+  });
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
     ...(listeners.client === undefined ? {} : { client: listeners.client.address }),
     ...(listeners.admin === undefined ? {} : { admin: listeners.admin.address }),
   });
   const status = (): NodeStatus => nodeStatus(r, identity, store, sm, transport, endpoints());
-  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, logger: log, listenClient: r.listenClient, status };
+  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, logger: log, listenClient: r.listenClient, status };
   const client = await startClientServer(o.clientServer, kv, context, log);
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
@@ -242,17 +253,21 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   }
   ticker.startTimer();
   campaignIfAlone(store, identity.nodeId);
-  const handle = makeHandle(r, identity, { kv, store, transport, ticker, status, endpoints: endpoints() }, cleanups);
+  const handle = makeHandle(r, identity, { kv, store, watches, transport, ticker, status, endpoints: endpoints() }, cleanups);
   fatal.onStop = () => void handle.close();
   log.info({ nodeId: identity.nodeId, clusterId: identity.clusterId, ...endpoints(), dataDir: r.engine === 'lmdb' ? r.dataDir : '(memory)' }, 'node started');
   return handle;
 }
 
 /** Ticks from the clock, and the transport's input and reports into the store, all under the fatal guard. */
-function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: FatalGuard): Ticker {
+function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: FatalGuard, afterTick: () => void): Ticker {
   const ticker = new Ticker({
     tickMs: r.tickMs,
-    tick: () => fatal.run(() => store.tick()),
+    tick: () =>
+      fatal.run(() => {
+        store.tick();
+        afterTick();
+      }),
     onCatchUp: (ticks) => r.logger.warn({ ticks }, 'caught up on ticks after a pause'),
   });
   transport.attach({
@@ -269,7 +284,7 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
   return ticker;
 }
 
-function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, transport: PeerTransport, fatal: FatalGuard): { store: Store; sm: MvccStateMachine } {
+function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, transport: PeerTransport, fatal: FatalGuard): { store: Store; sm: MvccStateMachine; watches: WatchHub } {
   const machines = new Map<RangeId, MvccStateMachine>();
   const machine = (rangeId: RangeId): MvccStateMachine => {
     let sm = machines.get(rangeId);
@@ -291,9 +306,19 @@ function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, t
     stateMachines: machine,
     scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
+    onApplied: (_rangeId, applied) => {
+      // Every change reaches the watchers in revision order: transactions and lease revocations.
+      const result = applied.result as CommandResult | undefined;
+      if (result?.kind === 'txn' && result.events.length > 0) watches.onApplied(result.response.revision, result.events);
+      if (result?.kind === 'lease-revoke' && result.events.length > 0) watches.onApplied(result.revision, result.events);
+    },
+    onReady: (_rangeId, rd) => {
+      if (rd.snapshot !== undefined) watches.onReset();
+    },
   });
+  const watches = new WatchHub(() => machine(DEFAULT_RANGE).mvcc);
   store.openRange(DEFAULT_RANGE, bootstrapConf(r.members));
-  return { store, sm: machine(DEFAULT_RANGE) };
+  return { store, sm: machine(DEFAULT_RANGE), watches };
 }
 
 function bootstrapConf(members: readonly InitialMember[]): ConfState {
@@ -313,6 +338,7 @@ function campaignIfAlone(store: Store, self: NodeId): void {
 interface Parts {
   readonly kv: KvApi;
   readonly store: Store;
+  readonly watches: WatchHub;
   readonly transport: PeerTransport;
   readonly ticker: Ticker;
   readonly status: () => NodeStatus;
@@ -338,6 +364,7 @@ function makeHandle(r: Resolved, identity: NodeIdentity, p: Parts, cleanups: (()
     endpoints: p.endpoints,
     kv: p.kv,
     store: p.store,
+    watches: p.watches,
     transport: p.transport,
     logger: r.logger,
     status: p.status,
