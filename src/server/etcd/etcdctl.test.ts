@@ -154,6 +154,22 @@ describe('etcdctl 3.4 against tessera', { skip }, () => {
     assert.equal(s?.Status.header.member_id, TEST_NODE_ID);
   });
 
+  test('endpoint status with an http:// endpoint and with --cluster (etcdctl dials these directly)', async () => {
+    const direct = await etcdctl(`http://${etcd.address}`, ['endpoint', 'status']);
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.ok(direct.stdout.startsWith(`http://${etcd.address}, `), direct.stdout);
+    const cluster = await etcdctl(etcd.address, ['endpoint', 'status', '--cluster', '-w', 'json']);
+    assert.equal(cluster.code, 0, cluster.stderr);
+    const rows = JSON.parse(cluster.stdout) as EndpointStatus[];
+    assert.deepEqual(
+      rows.map((r) => r.Endpoint),
+      [`http://${etcd.address}`],
+    );
+    const health = await etcdctl(etcd.address, ['endpoint', 'health', '--cluster']);
+    assert.equal(health.code, 0, health.stderr);
+    assert.match(health.stdout + health.stderr, new RegExp(`http://${etcd.address} is healthy`));
+  });
+
   test('endpoint health', async () => {
     const r = await etcdctl(etcd.address, ['endpoint', 'health']);
     assert.equal(r.code, 0, r.stderr);

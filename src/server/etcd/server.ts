@@ -7,10 +7,12 @@ import {
   type UntypedServiceImplementation,
   type handleUnaryCall,
 } from '@grpc/grpc-js';
+import { type AddressInfo, type Socket, createServer } from 'node:net';
 import { TesseraError } from '../../base/index.js';
 import type { KvApi } from '../kv_api.js';
 import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
+import { gateConnection } from './h2_authority.js';
 import { KvService } from './kv_service.js';
 import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
 import { type EtcdNodeInfo, wireId } from './node_info.js';
@@ -22,6 +24,11 @@ export interface EtcdServerOptions {
   readonly limits?: Partial<EtcdLimits>;
   /** Receives errors that are bugs (they are answered with UNKNOWN, never crash the node). */
   readonly onInternalError?: (error: unknown, method: string) => void;
+  /**
+   * Let clients that send a URL as the HTTP/2 :authority (etcdctl dialing
+   * http://host:port directly) through; see h2_authority.ts. Default true.
+   */
+  readonly fixAuthority?: boolean;
 }
 
 export interface EtcdServerHandle {
@@ -75,9 +82,9 @@ export async function startEtcdServer(
     const definition = etcdService(name);
     server.addService(definition, implement(name, definition, served[name] ?? {}, onBug));
   }
-  const boundPort = await bind(server, `${host}:${port}`);
-  address = `${host}:${boundPort}`;
-  return { address, close: () => shutdown(server) };
+  const listener = await listenTcp(server, host, port, options.fixAuthority !== false);
+  address = `${host}:${listener.port}`;
+  return { address, close: () => listener.close() };
 }
 
 function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) => void {
@@ -133,21 +140,35 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] as string, port };
 }
 
-function bind(server: Server, target: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(target, ServerCredentials.createInsecure(), (error, port) => {
-      if (error !== null) reject(new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${target}: ${error.message}`, { cause: error }));
-      else resolve(port);
-    });
+/**
+ * Our own TCP listener feeds grpc-js's HTTP/2 server through a connection
+ * injector, so that each connection can pass the :authority gate first
+ * (h2_authority.ts). Connections still at the gate are tracked for close().
+ */
+async function listenTcp(server: Server, host: string, port: number, fixAuthority: boolean): Promise<{ port: number; close(): Promise<void> }> {
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const atGate = new Set<Socket>();
+  const tcp = createServer({ noDelay: true }, (socket) => {
+    if (!fixAuthority) return injector.injectConnection(socket);
+    atGate.add(socket);
+    gateConnection(socket, { inject: (c) => injector.injectConnection(c), settled: () => atGate.delete(socket) });
   });
-}
-
-function shutdown(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
-    server.tryShutdown(() => {
-      clearTimeout(force);
-      resolve();
-    });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', (error) => reject(new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${host}:${port}: ${error.message}`, { cause: error })));
+    tcp.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
   });
+  const bound = (tcp.address() as AddressInfo).port;
+  const close = async (): Promise<void> => {
+    const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+    for (const socket of atGate) socket.destroy();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await closed;
+  };
+  return { port: bound, close };
 }
