@@ -227,8 +227,6 @@ class RewritingConnection extends Duplex {
 export interface GateHooks {
   /** Gives the connection to the HTTP/2 server: the socket itself, or a rewriting wrapper. */
   readonly inject: (connection: Duplex) => void;
-  /** Told when the gate is done with the socket (handed over or closed). */
-  readonly settled?: () => void;
 }
 
 /** Examines one fresh client connection and hands it to the HTTP/2 server (see the file comment). */
@@ -340,7 +338,6 @@ class ConnectionGate {
     this.socket.off('error', this.onGone);
     this.socket.off('close', this.onGone);
     action();
-    this.hooks.settled?.();
   }
 }
 

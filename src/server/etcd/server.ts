@@ -7,7 +7,7 @@ import {
   type UntypedServiceImplementation,
   type handleUnaryCall,
 } from '@grpc/grpc-js';
-import { type AddressInfo, type Socket, createServer } from 'node:net';
+import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError } from '../../base/index.js';
 import type { KvApi } from '../kv_api.js';
 import { AdminService } from './admin_services.js';
@@ -82,7 +82,8 @@ export async function startEtcdServer(
     const definition = etcdService(name);
     server.addService(definition, implement(name, definition, served[name] ?? {}, onBug));
   }
-  const listener = await listenTcp(server, host, port, options.fixAuthority !== false);
+  const onError = (error: Error): void => onBug(error, 'listener');
+  const listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError });
   address = `${host}:${listener.port}`;
   return { address, close: () => listener.close() };
 }
@@ -143,32 +144,54 @@ function parseListen(listen: string): { host: string; port: number } {
 /**
  * Our own TCP listener feeds grpc-js's HTTP/2 server through a connection
  * injector, so that each connection can pass the :authority gate first
- * (h2_authority.ts). Connections still at the gate are tracked for close().
+ * (h2_authority.ts). Every accepted socket is tracked, so close() ends them all.
  */
-async function listenTcp(server: Server, host: string, port: number, fixAuthority: boolean): Promise<{ port: number; close(): Promise<void> }> {
+async function listenTcp(server: Server, host: string, port: number, o: { fixAuthority: boolean; onError: (error: Error) => void }): Promise<{ port: number; close(): Promise<void> }> {
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  const atGate = new Set<Socket>();
+  const sockets = new Map<Socket, 'gate' | 'http2'>();
   const tcp = createServer({ noDelay: true }, (socket) => {
-    if (!fixAuthority) return injector.injectConnection(socket);
-    atGate.add(socket);
-    gateConnection(socket, { inject: (c) => injector.injectConnection(c), settled: () => atGate.delete(socket) });
-  });
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', (error) => reject(new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${host}:${port}: ${error.message}`, { cause: error })));
-    tcp.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
-  });
-  const bound = (tcp.address() as AddressInfo).port;
-  const close = async (): Promise<void> => {
-    const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-    for (const socket of atGate) socket.destroy();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
+    socket.once('close', () => sockets.delete(socket));
+    if (!o.fixAuthority) {
+      sockets.set(socket, 'http2');
+      injector.injectConnection(socket);
+      return;
+    }
+    sockets.set(socket, 'gate');
+    gateConnection(socket, {
+      inject: (connection) => {
+        sockets.set(socket, 'http2');
+        injector.injectConnection(connection);
+      },
     });
-    await closed;
-  };
-  return { port: bound, close };
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
+    });
+  } catch (error) {
+    server.forceShutdown();
+    throw new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+  }
+  // After listening, errors (an accept failing when file descriptors run out) are reported, never thrown.
+  tcp.on('error', o.onError);
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => (closing ??= shutdown(server, tcp, sockets));
+  return { port: (tcp.address() as AddressInfo).port, close };
+}
+
+async function shutdown(server: Server, tcp: NetServer, sockets: ReadonlyMap<Socket, 'gate' | 'http2'>): Promise<void> {
+  const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+  // Connections still at the gate must not reach the HTTP/2 server once it shuts down.
+  for (const [socket, where] of sockets) if (where === 'gate') socket.destroy();
+  await new Promise<void>((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+  // Whatever is left never became an HTTP/2 session (a client that is not HTTP/2, say).
+  for (const socket of sockets.keys()) socket.destroy();
+  await closed;
 }
