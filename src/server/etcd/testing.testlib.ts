@@ -25,12 +25,23 @@ const READY_TIMEOUT_MS = 5_000;
 export interface TestNode {
   readonly store: Store;
   readonly kv: KvApi;
+  /** While paused, the engine's syncs wait: nothing commits, so proposals time out with an unknown outcome. */
+  pauseSync(paused: boolean): void;
   close(): Promise<void>;
 }
 
-/** A one-node store that has elected itself and can serve linearizable reads. */
-export async function startTestNode(): Promise<TestNode> {
-  const engine = new MemoryEngine({ scheduleSync: (flush) => setImmediate(flush) });
+export interface TestNodeOptions {
+  /** KvApi's request timeout; default READY_TIMEOUT_MS. */
+  readonly requestTimeoutMs?: number;
+  /** false: the store never ticks, so it never elects a leader. Default true. */
+  readonly elect?: boolean;
+}
+
+/** A one-node store that (unless told otherwise) has elected itself and can serve linearizable reads. */
+export async function startTestNode(options: TestNodeOptions = {}): Promise<TestNode> {
+  let syncPaused = false;
+  const heldSyncs: (() => void)[] = [];
+  const engine = new MemoryEngine({ scheduleSync: (flush) => (syncPaused ? heldSyncs.push(flush) : setImmediate(flush)) });
   const stateMachine = new MvccStateMachine(engine, TEST_RANGE);
   const store = new Store({
     nodeId: TEST_NODE_ID,
@@ -43,20 +54,26 @@ export async function startTestNode(): Promise<TestNode> {
     logRetainEntries: 1_000,
   });
   store.openRange(TEST_RANGE, { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
-  const ticker = setInterval(() => store.tick(), TICK_MS);
-  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs: READY_TIMEOUT_MS, requestIdPrefix: `test-${process.pid}-${Date.now()}` });
+  const ticker = options.elect === false ? undefined : setInterval(() => store.tick(), TICK_MS);
+  const requestTimeoutMs = options.requestTimeoutMs ?? READY_TIMEOUT_MS;
+  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix: `test-${process.pid}-${Date.now()}` });
+  const pauseSync = (paused: boolean): void => {
+    syncPaused = paused;
+    if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);
+  };
   const close = async (): Promise<void> => {
     clearInterval(ticker);
+    pauseSync(false);
     store.close();
     await engine.close();
   };
   try {
-    await waitUntilReadable(kv);
+    if (ticker !== undefined) await waitUntilReadable(kv);
   } catch (error) {
     await close();
     throw error;
   }
-  return { store, kv, close };
+  return { store, kv, pauseSync, close };
 }
 
 async function waitUntilReadable(kv: KvApi): Promise<void> {
@@ -89,9 +106,9 @@ export interface TestEtcd {
  */
 export const REFERENCE_ETCD = process.env['TESSERA_ETCD_REFERENCE'];
 
-export async function startTestEtcd(options: EtcdServerOptions = {}): Promise<TestEtcd> {
+export async function startTestEtcd(options: EtcdServerOptions = {}, nodeOptions: TestNodeOptions = {}): Promise<TestEtcd> {
   if (REFERENCE_ETCD !== undefined) return { node: undefined, server: undefined, address: REFERENCE_ETCD, close: async () => {} };
-  const node = await startTestNode();
+  const node = await startTestNode(nodeOptions);
   const server = await startEtcdServer(node.kv, { nodeId: TEST_NODE_ID, clusterId: 0x7e55e7a, name: 'test-node' }, '127.0.0.1:0', options);
   return {
     node,
