@@ -8,7 +8,7 @@ import {
   type handleUnaryCall,
 } from '@grpc/grpc-js';
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
-import { TesseraError } from '../../base/index.js';
+import { TesseraError, assert } from '../../base/index.js';
 import type { KvApi } from '../kv_api.js';
 import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
@@ -98,7 +98,11 @@ function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) 
 function headerSource(kv: KvApi, node: EtcdNodeInfo): (revision: number) => WireResponseHeader {
   const clusterId = wireId(node.clusterId ?? 0, 'cluster id');
   const memberId = wireId(node.nodeId, 'member id');
-  return (revision) => ({ cluster_id: clusterId, member_id: memberId, revision, raft_term: kv.raftTerm() });
+  return (revision) => {
+    // Revisions cross the wire as int64 but must stay exact JavaScript numbers (DESIGN.md decision 3).
+    assert(Number.isSafeInteger(revision) && revision >= 0, () => `response revision must be in [0, 2^53), got ${revision}`);
+    return { cluster_id: clusterId, member_id: memberId, revision, raft_term: kv.raftTerm() };
+  };
 }
 
 function implement(
