@@ -6,7 +6,7 @@ import type { RangeId } from '../kv/keys.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
 import { WatchHub } from '../kv/watch_hub.js';
-import { Store } from '../kv/store.js';
+import { Store, type StoreOptions } from '../kv/store.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
@@ -223,19 +223,9 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal);
   // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
   const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
-  const leaseKeeper = new LeaseKeeper({
-    store,
-    rangeId: DEFAULT_RANGE,
-    leases: () => sm.leases,
-    clock: { nowMs: () => performance.now() },
-    requestIdPrefix: `${requestIdPrefix}.lease`,
-    checkpointIntervalMs: DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
-  });
+  const leaseKeeper = newLeaseKeeper(store, DEFAULT_RANGE, sm, `${requestIdPrefix}.lease`);
   const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, requestIdPrefix, leaseKeeper });
-  const ticker = wireTicks(r, store, transport, fatal, () => {
-    leaseKeeper.tick();
-    watches.pump();
-  });
+  const ticker = wireTicks(r, store, transport, fatal, () => tickServices(leaseKeeper, watches));
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
     ...(listeners.client === undefined ? {} : { client: listeners.client.address }),
@@ -306,19 +296,48 @@ function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, t
     stateMachines: machine,
     scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
-    onApplied: (_rangeId, applied) => {
-      // Every change reaches the watchers in revision order: transactions and lease revocations.
-      const result = applied.result as CommandResult | undefined;
-      if (result?.kind === 'txn' && result.events.length > 0) watches.onApplied(result.response.revision, result.events);
-      if (result?.kind === 'lease-revoke' && result.events.length > 0) watches.onApplied(result.revision, result.events);
-    },
-    onReady: (_rangeId, rd) => {
-      if (rd.snapshot !== undefined) watches.onReset();
-    },
+    ...watchFeed(() => watches),
   });
   const watches = new WatchHub(() => machine(DEFAULT_RANGE).mvcc);
   store.openRange(DEFAULT_RANGE, bootstrapConf(r.members));
   return { store, sm: machine(DEFAULT_RANGE), watches };
+}
+
+/**
+ * The Store callbacks that feed a WatchHub: every applied change reaches the
+ * watchers in revision order (transactions and lease revocations), and an
+ * installed snapshot makes every watcher catch up from history. `watches` is
+ * read lazily, so the hub may be made after the Store.
+ */
+export function watchFeed(watches: () => WatchHub): Required<Pick<StoreOptions, 'onApplied' | 'onReady'>> {
+  return {
+    onApplied: (_rangeId, applied) => {
+      const result = applied.result as CommandResult | undefined;
+      if (result?.kind === 'txn' && result.events.length > 0) watches().onApplied(result.response.revision, result.events);
+      if (result?.kind === 'lease-revoke' && result.events.length > 0) watches().onApplied(result.revision, result.events);
+    },
+    onReady: (_rangeId, rd) => {
+      if (rd.snapshot !== undefined) watches().onReset();
+    },
+  };
+}
+
+/** The leader-side lease clock of a range, on the process's monotonic clock. */
+export function newLeaseKeeper(store: Store, rangeId: RangeId, sm: MvccStateMachine, requestIdPrefix: string): LeaseKeeper {
+  return new LeaseKeeper({
+    store,
+    rangeId,
+    leases: () => sm.leases,
+    clock: { nowMs: () => performance.now() },
+    requestIdPrefix,
+    checkpointIntervalMs: DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
+  });
+}
+
+/** What runs after every store tick: leases expire on the leader, then watchers behind catch up a step. */
+export function tickServices(leaseKeeper: LeaseKeeper, watches: WatchHub): void {
+  leaseKeeper.tick();
+  watches.pump();
 }
 
 function bootstrapConf(members: readonly InitialMember[]): ConfState {

@@ -8,10 +8,13 @@ import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { SeededRng } from '../../base/index.js';
+import type { LeaseKeeper } from '../../kv/lease_keeper.js';
 import { MvccStateMachine } from '../../kv/mvcc_state_machine.js';
 import { Store } from '../../kv/store.js';
+import { WatchHub } from '../../kv/watch_hub.js';
 import { MemoryEngine } from '../../storage/memory.js';
 import { KvApi } from '../kv_api.js';
+import { newLeaseKeeper, tickServices, watchFeed } from '../node.js';
 import { etcdPackage } from './proto.js';
 import { type EtcdServerHandle, type EtcdServerOptions, startEtcdServer } from './server.js';
 
@@ -25,6 +28,9 @@ const READY_TIMEOUT_MS = 5_000;
 export interface TestNode {
   readonly store: Store;
   readonly kv: KvApi;
+  /** Fed and pumped as the node runtime does it (src/server/node.ts). */
+  readonly watches: WatchHub;
+  readonly leaseKeeper: LeaseKeeper;
   /** While paused, the engine's syncs wait: nothing commits, so proposals time out with an unknown outcome. */
   pauseSync(paused: boolean): void;
   close(): Promise<void>;
@@ -37,12 +43,17 @@ export interface TestNodeOptions {
   readonly elect?: boolean;
 }
 
-/** A one-node store that (unless told otherwise) has elected itself and can serve linearizable reads. */
+/**
+ * A one-node store that (unless told otherwise) has elected itself and can
+ * serve linearizable reads, with a WatchHub and a LeaseKeeper wired as the
+ * node runtime wires them.
+ */
 export async function startTestNode(options: TestNodeOptions = {}): Promise<TestNode> {
   let syncPaused = false;
   const heldSyncs: (() => void)[] = [];
   const engine = new MemoryEngine({ scheduleSync: (flush) => (syncPaused ? heldSyncs.push(flush) : setImmediate(flush)) });
   const stateMachine = new MvccStateMachine(engine, TEST_RANGE);
+  const watches = new WatchHub(() => stateMachine.mvcc);
   const store = new Store({
     nodeId: TEST_NODE_ID,
     engine,
@@ -52,11 +63,18 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     stateMachines: () => stateMachine,
     scheduleLoop: (loop) => setImmediate(loop),
     logRetainEntries: 1_000,
+    ...watchFeed(() => watches),
   });
   store.openRange(TEST_RANGE, { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
-  const ticker = options.elect === false ? undefined : setInterval(() => store.tick(), TICK_MS);
+  const requestIdPrefix = `test-${process.pid}-${Date.now()}`;
+  const leaseKeeper = newLeaseKeeper(store, TEST_RANGE, stateMachine, `${requestIdPrefix}.lease`);
+  const tick = (): void => {
+    store.tick();
+    tickServices(leaseKeeper, watches);
+  };
+  const ticker = options.elect === false ? undefined : setInterval(tick, TICK_MS);
   const requestTimeoutMs = options.requestTimeoutMs ?? READY_TIMEOUT_MS;
-  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix: `test-${process.pid}-${Date.now()}` });
+  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper });
   const pauseSync = (paused: boolean): void => {
     syncPaused = paused;
     if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);
@@ -73,7 +91,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     await close();
     throw error;
   }
-  return { store, kv, pauseSync, close };
+  return { store, kv, watches, leaseKeeper, pauseSync, close };
 }
 
 async function waitUntilReadable(kv: KvApi): Promise<void> {
