@@ -142,13 +142,13 @@ describe('bad input to the etcd API', () => {
   });
 
   test('methods not served yet answer UNIMPLEMENTED and name themselves', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
-    const lease = rawClient(etcd.address, 'Lease');
+    const maintenance = rawClient(etcd.address, 'Maintenance');
     try {
-      const error = await callError(lease, 'LeaseGrant', { TTL: 10 });
+      const error = await callError(maintenance, 'Defragment', {});
       assert.equal(error.code, status.UNIMPLEMENTED);
-      assert.match(error.details, /Lease\.LeaseGrant is not implemented/);
+      assert.match(error.details, /Maintenance\.Defragment is not implemented/);
     } finally {
-      lease.close();
+      maintenance.close();
     }
   });
 });

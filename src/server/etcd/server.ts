@@ -14,6 +14,7 @@ import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
 import { gateConnection } from './h2_authority.js';
 import { KvService } from './kv_service.js';
+import { DEFAULT_LEASE_SERVICE_OPTIONS, LeaseService, type LeaseServiceOptions } from './lease_service.js';
 import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
 import { type EtcdNodeInfo, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
@@ -29,6 +30,7 @@ export interface EtcdServerOptions {
    * http://host:port directly) through; see h2_authority.ts. Default true.
    */
   readonly fixAuthority?: boolean;
+  readonly lease?: Partial<LeaseServiceOptions>;
 }
 
 export interface EtcdServerHandle {
@@ -42,12 +44,14 @@ const CLOSE_GRACE_MS = 2_000;
 
 // Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
 type Handler = (request: any) => Promise<unknown>;
+// Streaming methods get the grpc-js call itself.
+type StreamHandler = (call: any) => void;
 
 /**
  * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
- * `listen` (host:port; port 0 picks a free one). KV, Maintenance.Status and
- * Alarm, and Cluster.MemberList are served; every other method answers
- * UNIMPLEMENTED with its name.
+ * `listen` (host:port; port 0 picks a free one). KV, Lease,
+ * Maintenance.Status and Alarm, and Cluster.MemberList are served; every
+ * other method answers UNIMPLEMENTED with its name.
  */
 export async function startEtcdServer(
   kv: KvApi,
@@ -67,6 +71,8 @@ export async function startEtcdServer(
   const kvService = new KvService(kv, headerFor, limits);
   const admin = new AdminService(kv, node, headerFor, () => address);
   const onBug = options.onInternalError ?? defaultBugReport(node);
+  const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
+  const lease = new LeaseService(kv, headerFor, { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease }, statusOf('Lease.LeaseKeepAlive'));
   const served: Record<string, Record<string, Handler>> = {
     KV: {
       Range: (r) => kvService.range(r),
@@ -75,17 +81,31 @@ export async function startEtcdServer(
       Txn: (r) => kvService.txn(r),
       Compact: (r) => kvService.compact(r),
     },
+    Lease: {
+      LeaseGrant: (r) => lease.grant(r),
+      LeaseRevoke: (r) => lease.revoke(r),
+      LeaseTimeToLive: (r) => lease.timeToLive(r),
+      LeaseLeases: () => lease.leases(),
+    },
     Maintenance: { Status: () => admin.status(), Alarm: (r) => admin.alarm(r) },
     Cluster: { MemberList: () => admin.memberList() },
   };
+  const streamed: Record<string, Record<string, StreamHandler>> = {
+    Lease: { LeaseKeepAlive: (call) => lease.keepAlive(call) },
+  };
   for (const name of ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const) {
     const definition = etcdService(name);
-    server.addService(definition, implement(name, definition, served[name] ?? {}, onBug));
+    server.addService(definition, implement(name, definition, served[name] ?? {}, streamed[name] ?? {}, onBug));
   }
   const onError = (error: Error): void => onBug(error, 'listener');
   const listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError });
   address = `${host}:${listener.port}`;
-  return { address, close: () => listener.close() };
+  const close = (): Promise<void> => {
+    // Streams never end by themselves: end them first, so the shutdown need not wait out its grace.
+    lease.close();
+    return listener.close();
+  };
+  return { address, close };
 }
 
 function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) => void {
@@ -109,13 +129,16 @@ function implement(
   service: string,
   definition: ServiceDefinition,
   handlers: Record<string, Handler>,
+  streams: Record<string, StreamHandler>,
   onBug: (error: unknown, method: string) => void,
 ): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
   for (const [method, def] of Object.entries(definition)) {
     const name = `${service}.${method}`;
     const handler = handlers[method];
-    impl[method] = handler === undefined ? stub(def, unimplemented(name)) : unary(handler, (e) => toEtcdStatus(e, (bug) => onBug(bug, name)));
+    const stream = streams[method];
+    if (stream !== undefined) impl[method] = stream as UntypedHandleCall;
+    else impl[method] = handler === undefined ? stub(def, unimplemented(name)) : unary(handler, (e) => toEtcdStatus(e, (bug) => onBug(bug, name)));
   }
   return impl;
 }
