@@ -206,10 +206,4 @@ describe('etcdctl 3.4 against tessera', { skip }, () => {
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Error: etcdserver: requested lease not found/);
   });
-
-  test('watch is refused clearly until it is served', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
-    const r = await etcdctl(etcd.address, ['watch', 'w/k']);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stdout + r.stderr, /Unimplemented/);
-  });
 });

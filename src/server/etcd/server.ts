@@ -9,6 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
+import type { WatchHub } from '../../kv/watch_hub.js';
 import type { KvApi } from '../kv_api.js';
 import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
@@ -18,6 +19,7 @@ import { DEFAULT_LEASE_SERVICE_OPTIONS, LeaseService, type LeaseServiceOptions }
 import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
 import { type EtcdNodeInfo, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
+import { DEFAULT_WATCH_OPTIONS, WatchService, type WatchServiceOptions, type WatchStats } from './watch_service.js';
 
 export type { EtcdMember, EtcdNodeInfo } from './node_info.js';
 
@@ -30,12 +32,21 @@ export interface EtcdServerOptions {
    * http://host:port directly) through; see h2_authority.ts. Default true.
    */
   readonly fixAuthority?: boolean;
+  /** Watch progress interval and per-stream limits (watch_service.ts); fragments split at limits.maxRequestBytes. */
+  readonly watch?: Partial<Omit<WatchServiceOptions, 'fragmentBytes'>>;
   readonly lease?: Partial<LeaseServiceOptions>;
+}
+
+/** The node the server serves; the Watch service needs its WatchHub (the runtime's NodeContext has one). */
+export interface EtcdServedNode extends EtcdNodeInfo {
+  readonly watches?: WatchHub;
 }
 
 export interface EtcdServerHandle {
   /** host:port actually bound (an ephemeral port resolved). */
   readonly address: string;
+  /** What the Watch service holds; undefined when the node has no WatchHub. */
+  watchStats(): WatchStats | undefined;
   close(): Promise<void>;
 }
 
@@ -49,13 +60,14 @@ type StreamHandler = (call: any) => void;
 
 /**
  * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
- * `listen` (host:port; port 0 picks a free one). KV, Lease,
- * Maintenance.Status and Alarm, and Cluster.MemberList are served; every
- * other method answers UNIMPLEMENTED with its name.
+ * `listen` (host:port; port 0 picks a free one). KV, Watch (when the node
+ * has a WatchHub), Lease, Maintenance.Status and Alarm, and
+ * Cluster.MemberList are served; every other method answers UNIMPLEMENTED
+ * with its name.
  */
 export async function startEtcdServer(
   kv: KvApi,
-  node: EtcdNodeInfo,
+  node: EtcdServedNode,
   listen: string,
   options: EtcdServerOptions = {},
 ): Promise<EtcdServerHandle> {
@@ -73,6 +85,9 @@ export async function startEtcdServer(
   const onBug = options.onInternalError ?? defaultBugReport(node);
   const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
   const lease = new LeaseService(kv, headerFor, { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease }, statusOf('Lease.LeaseKeepAlive'));
+  const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes };
+  const watch =
+    node.watches === undefined ? undefined : new WatchService(kv, node.watches, headerFor, watchOptions, statusOf('Watch.Watch'), (bug) => onBug(bug, 'Watch'));
   const served: Record<string, Record<string, Handler>> = {
     KV: {
       Range: (r) => kvService.range(r),
@@ -91,6 +106,7 @@ export async function startEtcdServer(
     Cluster: { MemberList: () => admin.memberList() },
   };
   const streamed: Record<string, Record<string, StreamHandler>> = {
+    Watch: watch === undefined ? {} : { Watch: (call) => watch.watch(call) },
     Lease: { LeaseKeepAlive: (call) => lease.keepAlive(call) },
   };
   for (const name of ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const) {
@@ -98,14 +114,21 @@ export async function startEtcdServer(
     server.addService(definition, implement(name, definition, served[name] ?? {}, streamed[name] ?? {}, onBug));
   }
   const onError = (error: Error): void => onBug(error, 'listener');
-  const listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError });
+  let listener: { port: number; close(): Promise<void> };
+  try {
+    listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError });
+  } catch (error) {
+    watch?.close();
+    throw error;
+  }
   address = `${host}:${listener.port}`;
   const close = (): Promise<void> => {
     // Streams never end by themselves: end them first, so the shutdown need not wait out its grace.
+    watch?.close();
     lease.close();
     return listener.close();
   };
-  return { address, close };
+  return { address, watchStats: () => watch?.stats(), close };
 }
 
 function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) => void {

@@ -127,7 +127,7 @@ export const REFERENCE_ETCD = process.env['TESSERA_ETCD_REFERENCE'];
 export async function startTestEtcd(options: EtcdServerOptions = {}, nodeOptions: TestNodeOptions = {}): Promise<TestEtcd> {
   if (REFERENCE_ETCD !== undefined) return { node: undefined, server: undefined, address: REFERENCE_ETCD, close: async () => {} };
   const node = await startTestNode(nodeOptions);
-  const server = await startEtcdServer(node.kv, { nodeId: TEST_NODE_ID, clusterId: 0x7e55e7a, name: 'test-node' }, '127.0.0.1:0', options);
+  const server = await startEtcdServer(node.kv, { nodeId: TEST_NODE_ID, clusterId: 0x7e55e7a, name: 'test-node', watches: node.watches }, '127.0.0.1:0', options);
   return {
     node,
     server,
