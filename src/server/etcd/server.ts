@@ -32,7 +32,7 @@ export interface EtcdServerOptions {
    * http://host:port directly) through; see h2_authority.ts. Default true.
    */
   readonly fixAuthority?: boolean;
-  /** Watch progress interval and per-stream limits (watch_service.ts); fragments split at limits.maxRequestBytes. */
+  /** Watch progress interval and per-stream limits (watch_service.ts); fragments split at maxRequestBytes plus gRPC's overhead, as in etcd. */
   readonly watch?: Partial<Omit<WatchServiceOptions, 'fragmentBytes'>>;
   readonly lease?: Partial<LeaseServiceOptions>;
 }
@@ -85,7 +85,7 @@ export async function startEtcdServer(
   const onBug = options.onInternalError ?? defaultBugReport(node);
   const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
   const lease = new LeaseService(kv, headerFor, { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease }, statusOf('Lease.LeaseKeepAlive'));
-  const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes };
+  const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES };
   const watch =
     node.watches === undefined ? undefined : new WatchService(kv, node.watches, headerFor, watchOptions, statusOf('Watch.Watch'), (bug) => onBug(bug, 'Watch'));
   const served: Record<string, Record<string, Handler>> = {

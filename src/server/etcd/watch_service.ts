@@ -26,8 +26,9 @@ export interface WatchServiceOptions {
   readonly maxWatchesPerStream: number;
   readonly maxPendingBytes: number;
   /**
-   * A watch that asked for `fragment` has responses larger than this split
-   * (etcd uses its --max-request-bytes; server.ts passes the same limit).
+   * A watch that asked for `fragment` has responses larger than this split.
+   * etcd splits at --max-request-bytes plus its 512 KiB gRPC overhead
+   * (v3rpc.NewWatchServer); server.ts passes the same sum.
    */
   readonly fragmentBytes: number;
 }
@@ -44,6 +45,8 @@ export interface WatchStats {
   readonly watches: number;
   readonly pendingBytes: number;
   readonly peakStreamPendingBytes: number;
+  /** Watches whose stream was over its limit at their last delivery: the hub catches them up once it drains. */
+  readonly blockedWatches: number;
 }
 
 export interface WireWatchCreateRequest {
@@ -138,11 +141,13 @@ export class WatchService {
   stats(): WatchStats {
     let watches = 0;
     let pendingBytes = 0;
+    let blockedWatches = 0;
     for (const s of this.streams) {
       watches += s.size;
       pendingBytes += s.pendingBytes;
+      blockedWatches += s.blockedCount;
     }
-    return { streams: this.streams.size, watches, pendingBytes, peakStreamPendingBytes: this.peakStreamPendingBytes };
+    return { streams: this.streams.size, watches, pendingBytes, peakStreamPendingBytes: this.peakStreamPendingBytes, blockedWatches };
   }
 
   /** Lets watchers that start in the past, or were blocked, catch up now rather than at the node's next tick. */
@@ -198,6 +203,10 @@ class WatchStream {
 
   get size(): number {
     return this.watches.size;
+  }
+
+  get blockedCount(): number {
+    return this.blocked.size;
   }
 
   start(onEnd: () => void): void {
