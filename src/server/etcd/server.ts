@@ -5,6 +5,7 @@ import {
   type ServiceDefinition,
   type UntypedHandleCall,
   type UntypedServiceImplementation,
+  type Metadata,
   type handleUnaryCall,
 } from '@grpc/grpc-js';
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
@@ -15,9 +16,9 @@ import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
 import { gateConnection } from './h2_authority.js';
 import { KvService } from './kv_service.js';
-import { DEFAULT_LEASE_SERVICE_OPTIONS, LeaseService, type LeaseServiceOptions } from './lease_service.js';
+import { DEFAULT_LEASE_SERVICE_OPTIONS, type LeaderInfo, LeaseService, type LeaseServiceOptions } from './lease_service.js';
 import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
-import { type EtcdNodeInfo, wireId } from './node_info.js';
+import { type EtcdNodeInfo, type NodeMemberStatus, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
 import { DEFAULT_WATCH_OPTIONS, WatchService, type WatchServiceOptions, type WatchStats } from './watch_service.js';
 
@@ -37,9 +38,15 @@ export interface EtcdServerOptions {
   readonly lease?: Partial<LeaseServiceOptions>;
 }
 
-/** The node the server serves; the Watch service needs its WatchHub (the runtime's NodeContext has one). */
+/**
+ * The node the server serves. The Watch service needs its WatchHub, and a
+ * follower's Lease service the leader's etcd address from its status (the
+ * runtime's NodeContext has both); without a status the node is taken to
+ * lead itself.
+ */
 export interface EtcdServedNode extends EtcdNodeInfo {
   readonly watches?: WatchHub;
+  readonly status?: () => { readonly members: readonly NodeMemberStatus[]; readonly leader?: number };
 }
 
 export interface EtcdServerHandle {
@@ -54,7 +61,7 @@ export interface EtcdServerHandle {
 const CLOSE_GRACE_MS = 2_000;
 
 // Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
-type Handler = (request: any) => Promise<unknown>;
+type Handler = (request: any, metadata: Metadata) => Promise<unknown>;
 // Streaming methods get the grpc-js call itself.
 type StreamHandler = (call: any) => void;
 
@@ -84,7 +91,8 @@ export async function startEtcdServer(
   const admin = new AdminService(kv, node, headerFor, () => address);
   const onBug = options.onInternalError ?? defaultBugReport(node);
   const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
-  const lease = new LeaseService(kv, headerFor, { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease }, statusOf('Lease.LeaseKeepAlive'));
+  const leaseOptions = { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease };
+  const lease = new LeaseService(kv, headerFor, leaseOptions, statusOf('Lease.LeaseKeepAlive'), () => leaderOf(node), node.nodeId);
   const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES };
   const watch =
     node.watches === undefined ? undefined : new WatchService(kv, node.watches, headerFor, watchOptions, statusOf('Watch.Watch'), (bug) => onBug(bug, 'Watch'));
@@ -99,7 +107,7 @@ export async function startEtcdServer(
     Lease: {
       LeaseGrant: (r) => lease.grant(r),
       LeaseRevoke: (r) => lease.revoke(r),
-      LeaseTimeToLive: (r) => lease.timeToLive(r),
+      LeaseTimeToLive: (r, metadata) => lease.timeToLive(r, metadata),
       LeaseLeases: () => lease.leases(),
     },
     Maintenance: { Status: () => admin.status(), Alarm: (r) => admin.alarm(r) },
@@ -129,6 +137,14 @@ export async function startEtcdServer(
     return listener.close();
   };
   return { address, watchStats: () => watch?.stats(), close };
+}
+
+/** The node's range leader and its etcd API address, from the node's status. */
+function leaderOf(node: EtcdServedNode): LeaderInfo {
+  if (node.status === undefined) return { self: true, leader: node.nodeId };
+  const status = node.status();
+  const leader = status.leader ?? 0;
+  return { self: leader === node.nodeId, leader, address: status.members.find((m) => m.id === leader)?.client };
 }
 
 function defaultBugReport(node: EtcdNodeInfo): (error: unknown, method: string) => void {
@@ -169,7 +185,7 @@ function implement(
 function unary(handler: Handler, toStatus: (error: unknown) => EtcdStatus): handleUnaryCall<any, unknown> {
   return (call, callback) => {
     // Handlers are async: a throw anywhere in them arrives here as a rejection.
-    handler(call.request).then(
+    handler(call.request, call.metadata).then(
       (response) => callback(null, response),
       (error: unknown) => callback(toStatus(error)),
     );
