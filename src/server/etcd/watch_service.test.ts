@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { Client } from '@grpc/grpc-js';
+import { type Client, type ClientDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
 import { type TestEtcd, type TestNode, REFERENCE_ETCD, call, rawClient, startTestEtcd } from './testing.testlib.js';
 import { type WatchResponse, WatchStreamClient, brief } from './watch.testlib.js';
 import { MAX_WATCHES_PER_STREAM } from './watch_service.js';
@@ -265,6 +265,37 @@ describe('a Watch client that never reads', { skip: REFERENCE_ETCD !== undefined
       s.close();
       watch.close();
       await etcd.close();
+    }
+  });
+});
+
+describe('closing the server with watch and keep-alive streams open', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, () => {
+  test("ends them with etcd's 'server stopped' at once and cancels their hub watches", async () => {
+    const etcd = await startTestEtcd();
+    const watch = rawClient(etcd.address, 'Watch');
+    const lease = rawClient(etcd.address, 'Lease');
+    const s = new WatchStreamClient(watch);
+    const ka = (lease as unknown as { LeaseKeepAlive(): ClientDuplexStream<object, object> }).LeaseKeepAlive();
+    const kaError = new Promise<ServiceError>((resolve) => ka.on('error', resolve));
+    try {
+      await s.create({ key: b('c/k') });
+      await s.create({ key: b('c/'), range_end: b('c0') });
+      const answered = new Promise((resolve) => ka.once('data', resolve));
+      ka.write({ ID: 1 });
+      await answered;
+      assert.equal(etcd.node?.watches.size, 2);
+      const started = Date.now();
+      await etcd.close();
+      assert.ok(Date.now() - started < 1_500, `closed in ${Date.now() - started} ms, without waiting out the grace period`);
+      await assert.rejects(s.next(), (e: ServiceError) => e.code === status.UNAVAILABLE && e.details === 'etcdserver: server stopped');
+      const e = await kaError;
+      assert.deepEqual([e.code, e.details], [status.UNAVAILABLE, 'etcdserver: server stopped']);
+      assert.equal(etcd.node?.watches.size, 0, 'no watch is left in the hub');
+    } finally {
+      s.close();
+      ka.cancel();
+      watch.close();
+      lease.close();
     }
   });
 });
