@@ -66,6 +66,9 @@ describe('etcdctl 3.4 watch, lease, lock and elect against tessera', { skip }, (
   });
   afterEach(async () => {
     await Promise.all(running.splice(0).map((p) => p.stop()));
+    // The server sees the streams of stopped processes end a moment later; the next test counts watches from zero.
+    const deadline = Date.now() + WAIT_MS;
+    while (watches() !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   });
   after(async () => {
     await etcd?.close();
