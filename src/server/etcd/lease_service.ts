@@ -218,8 +218,8 @@ export class LeaseService {
         paused = true;
         call.pause();
       }
-      // Answers go out in request order, also while one waits for the leader.
-      queue = queue.then(() => answer(r));
+      // Answers go out in request order, also while one waits for the leader; a bug ends the stream, never the process.
+      queue = queue.then(() => answer(r)).catch((error: unknown) => end(this.toStatus(error)));
     });
     // The client closed its side: etcd ends the call with OK once the answers are out.
     call.on('end', () => {
