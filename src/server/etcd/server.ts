@@ -139,11 +139,11 @@ export async function startEtcdServer(
   return { address, watchStats: () => watch?.stats(), close };
 }
 
-/** The node's range leader and its etcd API address, from the node's status. */
+/** The node's range leader and its etcd API address, from the node's status; a node that reports no leader field leads itself. */
 function leaderOf(node: EtcdServedNode): LeaderInfo {
-  if (node.status === undefined) return { self: true, leader: node.nodeId };
-  const status = node.status();
-  const leader = status.leader ?? 0;
+  const status = node.status?.();
+  if (status?.leader === undefined) return { self: true, leader: node.nodeId };
+  const leader = status.leader;
   return { self: leader === node.nodeId, leader, address: status.members.find((m) => m.id === leader)?.client };
 }
 
