@@ -1,4 +1,5 @@
-import { assert } from '../base/index.js';
+import { assert, TesseraError } from '../base/index.js';
+import { crc32c } from './checksum.js';
 import { concatBytes } from './bytes.js';
 import {
   REVISION_BYTES,
@@ -25,8 +26,11 @@ const META_TAG = 0x6d; // 'm'
 const REVISION_TAG = 0x72; // 'r'
 
 /** First byte of every record and meta value; bump it when the layout changes. */
-const RECORD_FORMAT = 1;
-const META_FORMAT = 1;
+// Format 2 ends every record with a CRC-32C of what precedes it: LMDB keeps no page checksums,
+// so a flipped bit in a stored value would otherwise be served as data (bug class 15).
+const RECORD_FORMAT = 2;
+const META_FORMAT = 2;
+const CHECKSUM_BYTES = 4;
 
 const FLAG_TOMBSTONE = 1;
 const FLAG_HAS_PREV = 2;
@@ -76,7 +80,7 @@ const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
 
 export function encodeRecord(record: StoredRecord): Uint8Array {
   const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
-  const out = new Uint8Array(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length);
+  const out = new Uint8Array(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length + CHECKSUM_BYTES);
   const view = new DataView(out.buffer);
   out[0] = RECORD_FORMAT;
   out[1] = (record.tombstone ? FLAG_TOMBSTONE : 0) | (record.prev === undefined ? 0 : FLAG_HAS_PREV);
@@ -94,10 +98,27 @@ export function encodeRecord(record: StoredRecord): Uint8Array {
   offset += 4 + record.key.length;
   view.setUint32(offset, record.value.length);
   out.set(record.value, offset + 4);
+  sealChecksum(out);
   return out;
 }
 
-export function decodeRecord(bytes: Uint8Array): StoredRecord {
+/** Writes the CRC-32C of all but the last four bytes into the last four. */
+function sealChecksum(out: Uint8Array): void {
+  const end = out.length - CHECKSUM_BYTES;
+  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(end, crc32c(out.subarray(0, end)));
+}
+
+/** Returns the record without its checksum, or refuses a damaged one: never decode corrupt bytes. */
+function verifyChecksum(bytes: Uint8Array, what: string): Uint8Array {
+  if (bytes.length < CHECKSUM_BYTES + 1) throw new TesseraError('CORRUPT_DATA', `${what}: ${bytes.length} bytes is too short; the record is corrupt`);
+  const end = bytes.length - CHECKSUM_BYTES;
+  const stored = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(end);
+  if (crc32c(bytes.subarray(0, end)) !== stored) throw new TesseraError('CORRUPT_DATA', `${what}: checksum mismatch; the record is corrupt`);
+  return bytes.subarray(0, end);
+}
+
+export function decodeRecord(stored: Uint8Array): StoredRecord {
+  const bytes = verifyChecksum(stored, 'mvcc record');
   assert(bytes.length >= RECORD_FIXED_BYTES && bytes[0] === RECORD_FORMAT, () => `not an mvcc record (format ${bytes[0]}, ${bytes.length} bytes)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const flags = bytes[1]!;
@@ -137,7 +158,7 @@ export interface MvccMeta {
 
 export const EMPTY_META: MvccMeta = { currentRevision: 0, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 0 };
 
-const META_BYTES = 1 + 4 * 8 + 1 + REVISION_BYTES;
+const META_BYTES = 1 + 4 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
 
 export function encodeMeta(meta: MvccMeta): Uint8Array {
   assert(meta.finishedCompaction <= meta.compactedRevision, 'finished compaction ahead of the compacted revision');
@@ -150,10 +171,13 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
   writeUint53(out, 25, meta.writeSeq);
   out[33] = meta.compactionCursor === undefined ? 0 : 1;
   if (meta.compactionCursor !== undefined) writeRevision(out, 34, meta.compactionCursor);
+  sealChecksum(out);
   return out;
 }
 
-export function decodeMeta(bytes: Uint8Array): MvccMeta {
+export function decodeMeta(stored: Uint8Array): MvccMeta {
+  verifyChecksum(stored, 'mvcc meta record');
+  const bytes = stored;
   assert(bytes.length === META_BYTES && bytes[0] === META_FORMAT, () => `not an mvcc meta record (${bytes.length} bytes)`);
   const meta: MvccMeta = {
     currentRevision: readUint53(bytes, 1),

@@ -59,6 +59,8 @@ export async function openEnvironment(options: LmdbOpenOptions): Promise<Environ
   try {
     root = open<Uint8Array, Uint8Array>({
       path: options.path,
+      // Always a directory: lmdb-js would take a path with an extension ('data.d') for a file.
+      noSubdir: false,
       keyEncoding: 'binary',
       encoding: 'binary',
       mapSize,
