@@ -80,7 +80,7 @@ export interface CheckOptions {
   readonly partition?: boolean;
   /** Wall-clock budget for the whole check; requires `nowMs`. */
   readonly timeBudgetMs?: number;
-  /** Injected clock, e.g. `() => performance.now()`. */
+  /** Injected monotonic clock in milliseconds (the caller owns the real one). */
   readonly nowMs?: () => number;
   /** Budget in search steps (one visit of a list entry), summed over partitions. */
   readonly maxSteps?: number;

@@ -7,6 +7,18 @@ import { Harness, RANGE } from './testing.testlib.js';
 
 const enc = new TextEncoder();
 
+/** A LeaseKeeper per node on a shared fake clock, and a way to tick them all. */
+function withKeepers(h: Harness, clock: Clock): { keepers: Map<number, LeaseKeeper>; tickKeepers: () => void } {
+  const keepers = new Map(
+    h.ids.map((id) => [id, new LeaseKeeper({ store: h.stores.get(id)!, rangeId: RANGE, leases: () => h.sms.get(id)!.leases, clock, requestIdPrefix: `n${id}`, checkpointIntervalMs: 1000 })]),
+  );
+  const tickKeepers = (): void => {
+    for (const k of keepers.values()) k.tick();
+    h.settle();
+  };
+  return { keepers, tickKeepers };
+}
+
 function putWithLease(h: Harness, requestId: string, key: string, lease: number, done: (r: CommandResult) => void): void {
   const txn = { compare: [], success: [{ type: 'put' as const, put: { key: enc.encode(key), value: enc.encode('v'), lease } }], failure: [] };
   h.command(h.leader(), { kind: 'txn', requestId, txn }, done);
@@ -66,13 +78,8 @@ test('leases: attachments and records survive a restart (rebuilt from storage)',
 test('LeaseKeeper: an expired lease is revoked by the leader; keep-alive postpones it; followers refuse keep-alives', () => {
   const h = new Harness([1, 2, 3]);
   let now = 0;
-  const clock: Clock = { nowMs: () => now };
   h.tickAll(40);
-  const keepers = new Map([1, 2, 3].map((id) => [id, new LeaseKeeper({ store: h.stores.get(id)!, rangeId: RANGE, leases: () => h.sms.get(id)!.leases, clock, requestIdPrefix: `n${id}`, checkpointIntervalMs: 1000 })]));
-  const tickKeepers = (): void => {
-    for (const k of keepers.values()) k.tick();
-    h.settle();
-  };
+  const { keepers, tickKeepers } = withKeepers(h, { nowMs: () => now });
   h.command(h.leader(), { kind: 'lease-grant', requestId: 'g', id: 1, ttlSeconds: 5 }, () => {});
   h.settle();
   putWithLease(h, 'p', 'x', 1, () => {});
@@ -98,13 +105,8 @@ test('LeaseKeeper: an expired lease is revoked by the leader; keep-alive postpon
 test('LeaseKeeper: a lease\'s remaining time survives a leader change (checkpointed)', () => {
   const h = new Harness([1, 2, 3]);
   let now = 0;
-  const clock: Clock = { nowMs: () => now };
   h.tickAll(40);
-  const keepers = new Map([1, 2, 3].map((id) => [id, new LeaseKeeper({ store: h.stores.get(id)!, rangeId: RANGE, leases: () => h.sms.get(id)!.leases, clock, requestIdPrefix: `n${id}`, checkpointIntervalMs: 1000 })]));
-  const tickKeepers = (): void => {
-    for (const k of keepers.values()) k.tick();
-    h.settle();
-  };
+  const { keepers, tickKeepers } = withKeepers(h, { nowMs: () => now });
   h.command(h.leader(), { kind: 'lease-grant', requestId: 'g', id: 1, ttlSeconds: 100 }, () => {});
   h.settle();
   tickKeepers();
