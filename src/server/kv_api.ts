@@ -44,6 +44,12 @@ export class KvApi {
     return this.o.stateMachine.mvcc.compactedRevision;
   }
 
+  /** etcd's HashKV: a CRC-32C of the key space's history up to `revision` (0 = current). */
+  hashKV(revision: number): { hash: number; revision: number; compactRevision: number } {
+    const h = this.o.stateMachine.mvcc.hashKV(revision);
+    return { hash: h.hash, revision: h.revision, compactRevision: h.compactRevision };
+  }
+
   raftTerm(): number {
     return this.o.store.replica(this.o.rangeId)?.raw.raft.term ?? 0;
   }

@@ -1,5 +1,5 @@
 import type { KvApi } from '../kv_api.js';
-import { EtcdApiError, unimplemented } from './errors.js';
+import { ETCD_STATUS, EtcdApiError, unimplemented } from './errors.js';
 import type { HeaderFor } from './kv_service.js';
 import { ETCD_API_VERSION } from './limits.js';
 import { type EtcdNodeInfo, membersOf, toWireMember, wireId } from './node_info.js';
@@ -17,6 +17,9 @@ export interface WireStatusResponse {
   dbSizeInUse: Int64Out;
   isLearner: boolean;
 }
+
+/** How long MoveLeader waits for the target to take over before answering "request timed out". */
+export const MOVE_LEADER_TIMEOUT_MS = 5_000;
 
 /** AlarmRequest.AlarmAction, by protobuf number. */
 const ALARM_GET = 0;
@@ -60,6 +63,42 @@ export class AdminService {
     const action = r.action ?? ALARM_GET;
     if (action !== ALARM_GET && action !== ALARM_DEACTIVATE) throw new EtcdApiError(unimplemented('Maintenance.Alarm ACTIVATE'));
     return { header: this.headerFor(this.kv.currentRevision()), alarms: [] };
+  }
+
+  /** HashKV: the MVCC history's CRC-32C up to a revision, as etcd compares replicas by it. */
+  async hashKV(r: { revision?: string | number }): Promise<{ header: WireResponseHeader; hash: number; compactRevision: Int64Out }> {
+    const revision = Number(r.revision ?? 0);
+    const h = this.kv.hashKV(Number.isSafeInteger(revision) && revision > 0 ? revision : 0);
+    return { header: this.headerFor(this.kv.currentRevision()), hash: h.hash, compactRevision: h.compactRevision };
+  }
+
+  /**
+   * Hash: etcd hashes its whole backend file; tessera hashes the key space's history at the
+   * current revision (the same value HashKV(0) gives), which compares replicas just as well.
+   */
+  async hash(): Promise<{ header: WireResponseHeader; hash: number }> {
+    return { header: this.headerFor(this.kv.currentRevision()), hash: this.kv.hashKV(0).hash };
+  }
+
+  /** Defragment: LMDB reuses freed pages itself, so there is nothing to do and the node keeps serving. */
+  async defragment(): Promise<{ header: WireResponseHeader }> {
+    return { header: this.headerFor(this.kv.currentRevision()) };
+  }
+
+  /** MoveLeader: only the leader can hand leadership over; it answers once the target leads. */
+  async moveLeader(r: { targetID?: string | number }): Promise<{ header: WireResponseHeader }> {
+    const rangeId = this.node.rangeId ?? this.kv.store.rangeIds()[0];
+    const replica = rangeId === undefined ? undefined : this.kv.store.replica(rangeId);
+    const target = Number(r.targetID ?? 0);
+    if (replica === undefined || replica.raw.raft.state !== 'leader') throw new EtcdApiError(ETCD_STATUS.NOT_LEADER);
+    if (!Number.isSafeInteger(target) || target === 0 || !replica.raw.raft.trk.isVoter(target)) throw new EtcdApiError(ETCD_STATUS.BAD_LEADER_TRANSFEREE);
+    this.kv.store.transferLeader(replica.rangeId, target);
+    const deadline = Date.now() + MOVE_LEADER_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (replica.raw.raft.lead === target) return { header: this.headerFor(this.kv.currentRevision()) };
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new EtcdApiError(ETCD_STATUS.TIMEOUT);
   }
 
   async memberList(): Promise<{ header: WireResponseHeader; members: WireMember[] }> {

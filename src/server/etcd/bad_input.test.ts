@@ -142,13 +142,13 @@ describe('bad input to the etcd API', () => {
   });
 
   test('methods not served yet answer UNIMPLEMENTED and name themselves', { skip: REFERENCE_ETCD !== undefined && 'tessera only' }, async () => {
-    const maintenance = rawClient(etcd.address, 'Maintenance');
+    const cluster = rawClient(etcd.address, 'Cluster');
     try {
-      const error = await callError(maintenance, 'Defragment', {});
+      const error = await callError(cluster, 'MemberAdd', { peerURLs: ['http://127.0.0.1:1'] });
       assert.equal(error.code, status.UNIMPLEMENTED);
-      assert.match(error.details, /Maintenance\.Defragment is not implemented/);
+      assert.match(error.details, /Cluster\.MemberAdd is not implemented/);
     } finally {
-      maintenance.close();
+      cluster.close();
     }
   });
 });

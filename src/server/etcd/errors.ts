@@ -20,6 +20,8 @@ export const ETCD_STATUS = {
   TIMEOUT: { code: GrpcStatus.UNAVAILABLE, details: 'etcdserver: request timed out' },
   STOPPED: { code: GrpcStatus.UNAVAILABLE, details: 'etcdserver: server stopped' },
   LEASE_EXIST: { code: GrpcStatus.FAILED_PRECONDITION, details: 'etcdserver: lease already exists' },
+  NOT_LEADER: { code: GrpcStatus.FAILED_PRECONDITION, details: 'etcdserver: not leader' },
+  BAD_LEADER_TRANSFEREE: { code: GrpcStatus.FAILED_PRECONDITION, details: 'etcdserver: bad leader transferee' },
 } as const satisfies Record<string, EtcdStatus>;
 
 /** A request the etcd layer itself refuses, with the status to send. */

@@ -110,7 +110,14 @@ export async function startEtcdServer(
       LeaseTimeToLive: (r, metadata) => lease.timeToLive(r, metadata),
       LeaseLeases: () => lease.leases(),
     },
-    Maintenance: { Status: () => admin.status(), Alarm: (r) => admin.alarm(r) },
+    Maintenance: {
+      Status: () => admin.status(),
+      Alarm: (r) => admin.alarm(r),
+      HashKV: (r) => admin.hashKV(r),
+      Hash: () => admin.hash(),
+      Defragment: () => admin.defragment(),
+      MoveLeader: (r) => admin.moveLeader(r),
+    },
     Cluster: { MemberList: () => admin.memberList() },
   };
   const streamed: Record<string, Record<string, StreamHandler>> = {
