@@ -207,7 +207,8 @@ export class Store {
       this.stats.syncs++;
       this.o.engine.commit(batch, finish);
     } else {
-      // Nothing to persist: still continue asynchronously, so a turn never recurses into itself.
+      // Nothing to persist (messages or reads only): nothing to wait for. The next turn is still
+      // scheduled, not run from here, so a turn never recurses into itself.
       this.writing = false;
       this.afterDurable(turns, early);
     }
