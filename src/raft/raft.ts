@@ -129,7 +129,7 @@ export class Raft {
 
   // ---- sending -------------------------------------------------------------
 
-  private send(m: Message): void {
+  send(m: Message): void {
     let out = m.from === NONE ? { ...m, from: this.id } : m;
     if (out.type === 'MsgVote' || out.type === 'MsgVoteResp' || out.type === 'MsgPreVote' || out.type === 'MsgPreVoteResp') {
       // Votes carry the term they are for: a pre-vote carries the term it would campaign in.

@@ -2,7 +2,7 @@ import { assert } from '../base/index.js';
 import { jointVoteResult } from './quorum.js';
 import type { DropReason, Raft } from './raft.js';
 import type { Progress } from './tracker.js';
-import { type Message, NONE } from './types.js';
+import { type Message, NONE, message } from './types.js';
 
 /** The leader's message handlers (Figure 2, "Leaders"). */
 export function stepLeaderImpl(r: Raft, m: Message): DropReason | undefined {
@@ -52,12 +52,9 @@ function bcastHeartbeatWithReads(r: Raft): void {
     const pr = r.trk.progress.get(id) as Progress;
     const commit = Math.min(pr.match, r.raftLog.committed);
     const base = { type: 'MsgHeartbeat' as const, to: id, commit, leaseTick: r.leaderTick };
-    r.msgs.push(message(r, ctx === undefined ? base : { ...base, context: ctx }));
+    // Through send(), like every other message: it stamps the sender and the term.
+    r.send(message(ctx === undefined ? base : { ...base, context: ctx }));
   }
-}
-
-function message(r: Raft, fields: Partial<Message> & Pick<Message, 'type'>): Message {
-  return { to: NONE, from: r.id, term: r.term, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, ...fields };
 }
 
 function checkQuorum(r: Raft): void {
