@@ -78,6 +78,8 @@ export interface NodeContext {
   readonly store: Store;
   /** Watches over the range's key space (the gRPC Watch service serves them). */
   readonly watches: WatchHub;
+  /** The node's storage engine, read through a snapshotView for point-in-time dumps (etcd's Maintenance.Snapshot). */
+  readonly engine?: StorageEngine;
   readonly logger: Logger;
   /** Where the client listener should bind (host:port). */
   readonly listenClient: string;
@@ -232,7 +234,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     ...(listeners.admin === undefined ? {} : { admin: listeners.admin.address }),
   });
   const status = (): NodeStatus => nodeStatus(r, identity, store, sm, transport, endpoints());
-  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, logger: log, listenClient: r.listenClient, status };
+  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, engine, logger: log, listenClient: r.listenClient, status };
   const client = await startClientServer(o.clientServer, kv, context, log);
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
