@@ -41,6 +41,11 @@ program
   .option('--listen-admin <host:port>', "HTTP admin address (/status, /health), or 'none'", START_DEFAULTS.listenAdmin)
   .option('--initial-cluster <list>', 'founding members, name=host:port,… (default: this node alone)')
   .option('--initial-cluster-token <token>', 'mixed into the cluster id, so look-alike clusters refuse each other')
+  .addOption(
+    new Option('--initial-cluster-state <state>', "'new' founds a cluster; 'existing' joins a running one that added this member (etcdctl member add)")
+      .choices(['new', 'existing'])
+      .default('new'),
+  )
   .addOption(new Option('--engine <kind>', 'storage engine').choices(ENGINES).default(ENGINES[0]))
   .option('--tick-ms <ms>', 'Raft tick length', positiveInt, 100)
   .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)

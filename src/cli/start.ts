@@ -17,6 +17,7 @@ export interface StartFlags {
   readonly listenAdmin: string;
   readonly initialCluster?: string;
   readonly initialClusterToken?: string;
+  readonly initialClusterState?: 'new' | 'existing';
   readonly engine: 'lmdb' | 'memory';
   readonly tickMs: number;
   readonly electionTicks: number;
@@ -49,9 +50,16 @@ export interface ReadyMessage {
 export async function runStart(flags: StartFlags): Promise<void> {
   let stopping = false;
   const started = startNode(
-    toOptions(flags, (error) => {
-      process.stderr.write(`tessera: node ${flags.name} stopped on an internal error: ${String(error)}\n`);
-      stop(EXIT_FAILED);
+    toOptions(flags, {
+      onFatal: (error) => {
+        process.stderr.write(`tessera: node ${flags.name} stopped on an internal error: ${String(error)}\n`);
+        stop(EXIT_FAILED);
+      },
+      // As etcd: a member removed from the cluster stops; it is no longer part of anything.
+      onRemoved: () => {
+        process.stderr.write(`tessera: node ${flags.name} was removed from the cluster; exiting\n`);
+        stop(0);
+      },
     }),
   );
   const stop = (status: number): void => {
@@ -87,7 +95,7 @@ export async function runStart(flags: StartFlags): Promise<void> {
   process.send?.(ready);
 }
 
-function toOptions(f: StartFlags, onFatal: (error: unknown) => void): StartNodeOptions {
+function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onRemoved'>): StartNodeOptions {
   return {
     name: f.name,
     dataDir: f.dataDir,
@@ -97,10 +105,11 @@ function toOptions(f: StartFlags, onFatal: (error: unknown) => void): StartNodeO
     ...(f.listenAdmin === 'none' ? {} : { listenAdmin: f.listenAdmin }),
     ...(f.initialCluster === undefined ? {} : { initialCluster: f.initialCluster }),
     ...(f.initialClusterToken === undefined ? {} : { clusterToken: f.initialClusterToken }),
+    ...(f.initialClusterState === undefined ? {} : { initialClusterState: f.initialClusterState }),
     tickMs: f.tickMs,
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
     logLevel: f.logLevel,
-    onFatal,
+    ...hooks,
   };
 }

@@ -12,9 +12,13 @@ export type KvCommand =
   | { readonly kind: 'compact'; readonly requestId: string; readonly revision: number }
   | { readonly kind: 'lease-grant'; readonly requestId: string; readonly id: number; readonly ttlSeconds: number }
   | { readonly kind: 'lease-revoke'; readonly requestId: string; readonly id: number }
-  | { readonly kind: 'lease-checkpoint'; readonly requestId: string; readonly checkpoints: readonly { readonly id: number; readonly remainingMs: number }[] };
+  | { readonly kind: 'lease-checkpoint'; readonly requestId: string; readonly checkpoints: readonly { readonly id: number; readonly remainingMs: number }[] }
+  /** etcd's MemberUpdate: new peer URLs for a member (its Raft membership does not change). */
+  | { readonly kind: 'member-update'; readonly requestId: string; readonly id: number; readonly peerUrls: readonly string[] }
+  /** A member publishes its name and client URLs once it serves (etcd's publish). */
+  | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[] };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });

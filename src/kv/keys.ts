@@ -10,6 +10,7 @@ import { assert } from '../base/index.js';
  *   r<id>l<idx>   Raft log entry, index big-endian so scans run in log order
  *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
+ *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<req>   applied request id → log index (duplicate suppression)
  *   r<id>r<idx>   log index → request id, to expire the q records in log order
  * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
@@ -45,6 +46,9 @@ export const keys = {
   lease: (id: RangeId, leaseId: number): Uint8Array => suffixed(id, 0x6e, leaseId), // 'n'
   leaseStart: (id: RangeId): Uint8Array => suffixed(id, 0x6e, 0),
   leaseEnd: (id: RangeId): Uint8Array => suffixed(id, 0x6f), // 'o'
+  member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
+  memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
+  memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'
   requestById: (id: RangeId, requestId: string): Uint8Array => concat(suffixed(id, 0x71), new TextEncoder().encode(requestId)), // 'q'
   requestByIndex: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x72, index), // 'r'
   requestByIndexStart: (id: RangeId): Uint8Array => suffixed(id, 0x72, 0),

@@ -1,10 +1,11 @@
 import { Packr } from 'msgpackr';
 import { assert, TesseraError } from '../base/index.js';
-import type { Entry } from '../raft/index.js';
+import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import { type MvccEvent, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, decodeCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
+import { type MemberRecord, MemberTable, decodeMemberContext } from './members.js';
 import { fromKeyString } from '../mvcc/bytes.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
@@ -19,6 +20,9 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'lease-grant'; readonly id: number; readonly ttlSeconds: number; readonly revision: number }
   | { readonly requestId: string; readonly kind: 'lease-revoke'; readonly id: number; readonly revision: number; readonly events: readonly MvccEvent[] }
   | { readonly requestId: string; readonly kind: 'lease-checkpoint' }
+  | { readonly requestId: string; readonly kind: 'member-update'; readonly member: MemberRecord }
+  | { readonly requestId: string; readonly kind: 'member-attrs'; readonly member: MemberRecord }
+  | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -35,6 +39,7 @@ const decoder = new TextDecoder();
 export class MvccStateMachine implements RangeStateMachine {
   private store: MvccStore | undefined;
   private leaseTable: LeaseTable | undefined;
+  private memberTable: MemberTable | undefined;
   private currentBatch: WriteBatch | undefined;
   private readonly idsInBatch = new Set<string>();
 
@@ -53,6 +58,33 @@ export class MvccStateMachine implements RangeStateMachine {
   get leases(): LeaseTable {
     if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc);
     return this.leaseTable;
+  }
+
+  /** The replicated member records (the cluster's, on range 1), (re)built from the engine like the lease table. */
+  get members(): MemberTable {
+    if (this.memberTable === undefined) this.memberTable = new MemberTable(this.rangeId, this.engine);
+    return this.memberTable;
+  }
+
+  /** Writes the founding members' records when the range is bootstrapped; every founder writes the same. */
+  seedMembers(batch: WriteBatch, records: readonly MemberRecord[]): void {
+    for (const r of records) this.members.put(batch, r);
+  }
+
+  /**
+   * Records what a membership change did to the member table: an added
+   * member's record arrives in the change's context; a removed member's
+   * record goes. Changes without a context (Raft leaving a joint
+   * configuration, the simulator's) change only the Raft configuration.
+   */
+  applyConfChange(batch: WriteBatch, cc: ConfChange, confState: ConfState): CommandResult | undefined {
+    const ctx = decodeMemberContext(cc);
+    if (ctx === undefined) return undefined;
+    for (const change of cc.changes) {
+      if (change.type === 'remove-node') this.members.remove(batch, change.nodeId);
+      else if (ctx.member !== undefined && ctx.member.id === change.nodeId && this.members.get(change.nodeId) === undefined) this.members.put(batch, ctx.member);
+    }
+    return { requestId: ctx.requestId, kind: 'conf-change', confState };
   }
 
   apply(batch: WriteBatch, entry: Entry): CommandResult {
@@ -101,7 +133,20 @@ export class MvccStateMachine implements RangeStateMachine {
       case 'lease-checkpoint':
         for (const c of command.checkpoints) this.leases.checkpoint(batch, c.id, c.remainingMs);
         return { requestId, kind: 'lease-checkpoint' };
+      case 'member-update':
+      case 'member-attrs':
+        return this.updateMember(batch, command);
     }
+  }
+
+  private updateMember(batch: WriteBatch, command: Extract<KvCommand, { kind: 'member-update' | 'member-attrs' }>): CommandResult {
+    const { requestId } = command;
+    const old = this.members.get(command.id);
+    if (old === undefined) return { requestId, kind: 'error', code: 'MEMBER_NOT_FOUND', message: 'etcdserver: member not found' };
+    const member: MemberRecord =
+      command.kind === 'member-update' ? { ...old, peerUrls: [...command.peerUrls] } : { ...old, name: command.name, clientUrls: [...command.clientUrls] };
+    this.members.put(batch, member);
+    return { requestId, kind: command.kind, member };
   }
 
   /** Deletes a lease and every key attached to it, in one revision (DESIGN.md decision 8). */
@@ -157,6 +202,7 @@ export class MvccStateMachine implements RangeStateMachine {
     // The batch is committed before anything reads the store again; reopen lazily then.
     this.store = undefined;
     this.leaseTable = undefined;
+    this.memberTable = undefined;
   }
 
   digest(): string {

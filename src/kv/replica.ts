@@ -98,7 +98,7 @@ export class Replica {
       if (e.type === 'conf-change') {
         assert(e.confChange !== undefined, 'conf-change entry without a change');
         this.confState = this.raw.applyConfChange(e.confChange);
-        result = this.confState;
+        result = this.stateMachine.applyConfChange?.(batch, e.confChange, this.confState) ?? this.confState;
       } else if (e.data.byteLength > 0) {
         result = this.stateMachine.apply(batch, e);
       }

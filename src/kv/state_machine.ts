@@ -1,4 +1,4 @@
-import type { ConfState, Entry } from '../raft/index.js';
+import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 
 /**
@@ -11,6 +11,12 @@ import type { WriteBatch } from '../storage/engine.js';
 export interface RangeStateMachine {
   /** Applies one committed entry; returns the result for the proposer (undefined for a no-op). */
   apply(batch: WriteBatch, entry: Entry): unknown;
+  /**
+   * Sees a membership change once Raft has applied it (optional): the
+   * application's own record of members changes in the same batch. Its
+   * result, if any, answers the proposer like a command's.
+   */
+  applyConfChange?(batch: WriteBatch, cc: ConfChange, confState: ConfState): unknown;
   /** Serializes the applied state, for a snapshot sent to a follower. */
   snapshotData(): Uint8Array;
   /** Replaces the state with a snapshot's data. */

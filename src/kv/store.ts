@@ -1,7 +1,7 @@
 import { assert, TesseraError, type Rng } from '../base/index.js';
 import type { ConfChange, ConfState, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
-import type { StorageEngine } from '../storage/engine.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys } from './keys.js';
 import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
@@ -32,6 +32,13 @@ export interface StoreOptions {
   /** Observes every applied entry (the simulator's state machine safety oracle). */
   readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+}
+
+/** How a range is created when its storage is empty (see `Store.openRange`). */
+export interface RangeBootstrap {
+  readonly confState: ConfState;
+  /** Writes the state machine's initial state (e.g. the founding member records) into the bootstrap batch. */
+  readonly seed?: (batch: WriteBatch) => void;
 }
 
 /** The answer to a proposal: the state machine's result, or why it certainly did not happen. */
@@ -72,13 +79,14 @@ export class Store {
    * log truncated at index 1 (term 1) whose applied state holds the founding
    * membership, so members added later start from a snapshot.
    */
-  openRange(rangeId: RangeId, bootstrap?: ConfState): Replica {
+  openRange(rangeId: RangeId, bootstrap?: RangeBootstrap): Replica {
     assert(!this.replicas.has(rangeId), `range ${rangeId} already open`);
     if (bootstrap !== undefined && this.o.engine.get(keys.applyState(rangeId)) === undefined && this.o.engine.get(keys.hardState(rangeId)) === undefined) {
       const batch = this.o.engine.newBatch();
       batch.put(keys.truncated(rangeId), encodeJson({ index: 1, term: 1 }));
-      batch.put(keys.applyState(rangeId), encodeJson({ appliedIndex: 1, confState: bootstrap }));
+      batch.put(keys.applyState(rangeId), encodeJson({ appliedIndex: 1, confState: bootstrap.confState }));
       batch.put(keys.hardState(rangeId), encodeHardState({ term: 1, vote: 0, commit: 1 }));
+      bootstrap.seed?.(batch);
       this.o.engine.commit(batch, () => {});
     }
     const replica = new Replica({
@@ -126,8 +134,17 @@ export class Store {
     this.requestLoop();
   }
 
-  proposeConfChange(rangeId: RangeId, cc: ConfChange): ProposeResult {
+  /**
+   * Proposes a membership change. With `answer`, the state machine's result
+   * for the applied change (its context names the request) goes to `done`,
+   * like a command's; a dropped proposal is answered at once.
+   */
+  proposeConfChange(rangeId: RangeId, cc: ConfChange, answer?: { readonly requestId: string; readonly done: (o: ProposalOutcome) => void }): ProposeResult {
     const res = this.mustReplica(rangeId).raw.proposeConfChange(cc);
+    if (answer !== undefined) {
+      if (res.kind === 'dropped') answer.done({ kind: 'dropped', error: res.error });
+      else this.pendingProposals.set(answer.requestId, answer.done);
+    }
     this.requestLoop();
     return res;
   }

@@ -39,7 +39,7 @@ export class Harness {
       logRetainEntries: 5,
     });
     const cs: ConfState = { voters: this.ids, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
-    store.openRange(RANGE, cs);
+    store.openRange(RANGE, { confState: cs });
     this.stores.set(id, store);
     this.sms.set(id, sm);
   }

@@ -13,7 +13,8 @@ export type PeerErrorReason =
   | 'cluster-mismatch'
   | 'wrong-node'
   | 'handshake-timeout'
-  | 'snapshot-too-large';
+  | 'snapshot-too-large'
+  | 'not-ready';
 
 const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'frame-too-large': 'RESOURCE_EXHAUSTED',
@@ -24,6 +25,7 @@ const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'wrong-node': 'INVALID_CONFIG',
   'handshake-timeout': 'TIMEOUT',
   'snapshot-too-large': 'RESOURCE_EXHAUSTED',
+  'not-ready': 'NOT_FOUND',
 };
 
 export function isPeerErrorReason(value: string): value is PeerErrorReason {

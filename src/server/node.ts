@@ -7,12 +7,15 @@ import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.j
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import { Store, type StoreOptions } from '../kv/store.js';
+import type { MemberRecord } from '../kv/members.js';
 import type { StorageEngine } from '../storage/engine.js';
-import { checkName, clusterIdOf, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
+import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
 import { messageOf } from './errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from './kv_api.js';
-import { checkIdentity, type EngineKind, type NodeIdentity, openEngine } from './node_identity.js';
+import { fetchClusterInfo } from './join.js';
+import { Membership, type MemberView, peerAddressOf } from './membership.js';
+import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -51,6 +54,13 @@ export interface StartNodeOptions {
   readonly listenAdmin?: string;
   /** 'n1=127.0.0.1:2380,n2=…'; default: this node alone. Ignored once the data directory holds a cluster. */
   readonly initialCluster?: string;
+  /**
+   * 'new' (default): found a cluster of the initialCluster members.
+   * 'existing': join a running cluster that has already added this node
+   * (etcdctl member add) at this node's peer address; initialCluster names
+   * members to ask. Ignored once the data directory holds a cluster.
+   */
+  readonly initialClusterState?: 'new' | 'existing';
   /** Mixed into the cluster id, so two clusters with the same members refuse each other (etcd's --initial-cluster-token). */
   readonly clusterToken?: string;
   readonly tickMs?: number;
@@ -67,6 +77,8 @@ export interface StartNodeOptions {
   readonly transportLimits?: Partial<TransportLimits>;
   /** Called once if the node stops on an internal error (a failed assertion); default: rethrown, which ends the process. */
   readonly onFatal?: (error: unknown) => void;
+  /** Called once after the node has closed itself because the cluster removed it (MemberRemove). */
+  readonly onRemoved?: () => void;
 }
 
 /** What a client server gets to know about the node it serves. */
@@ -83,6 +95,10 @@ export interface NodeContext {
   readonly logger: Logger;
   /** Where the client listener should bind (host:port). */
   readonly listenClient: string;
+  /** The cluster's membership: the Cluster API's list and changes. */
+  readonly membership: Membership;
+  /** The members, as the etcd API lists them. */
+  members(): readonly { nodeId: NodeId; name: string; peerUrls: readonly string[]; clientUrls: readonly string[]; isLearner: boolean }[];
   status(): NodeStatus;
 }
 
@@ -129,6 +145,7 @@ export interface NodeHandle {
   readonly store: Store;
   readonly watches: WatchHub;
   readonly transport: PeerTransport;
+  readonly membership: Membership;
   readonly logger: Logger;
   status(): NodeStatus;
   /** Stops ticking, closes listeners and sockets, and closes the engine after its last sync. Idempotent. */
@@ -143,6 +160,8 @@ interface Resolved {
   readonly listenPeer: string;
   readonly members: readonly InitialMember[];
   readonly identity: NodeIdentity;
+  readonly joinExisting: boolean;
+  readonly requestTimeoutMs: number;
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -178,6 +197,9 @@ function resolveOptions(o: StartNodeOptions): Resolved {
   const members = parseInitialCluster(o.initialCluster ?? `${name}=${listenPeer}`);
   const self = members.find((m) => m.name === name);
   if (self === undefined) throw new TesseraError('INVALID_CONFIG', `node '${name}' is not in the initial cluster '${o.initialCluster}'`);
+  if (o.initialClusterState !== undefined && o.initialClusterState !== 'new' && o.initialClusterState !== 'existing') {
+    throw new TesseraError('INVALID_CONFIG', `initialClusterState must be 'new' or 'existing', got '${String(o.initialClusterState)}'`);
+  }
   if (peer.port === 0 && members.length > 1) {
     throw new TesseraError('INVALID_CONFIG', 'listenPeer port 0 works only for a node alone: peers must know its address from initialCluster');
   }
@@ -194,6 +216,8 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     listenPeer,
     members,
     identity: { name, nodeId: nodeIdFromName(name), clusterId: clusterIdOf(members, o.clusterToken) },
+    joinExisting: o.initialClusterState === 'existing',
+    requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
     tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
@@ -204,37 +228,52 @@ function resolveOptions(o: StartNodeOptions): Resolved {
 
 /** The pieces, in dependency order; each one that must be undone on failure is pushed on `cleanups`. */
 async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine, cleanups: (() => Promise<void>)[]): Promise<NodeHandle> {
-  const identity = await checkIdentity(engine, r.identity, r.dataDir);
-  if (identity.clusterId !== r.identity.clusterId) {
-    r.logger.warn({ stored: identity.clusterId, flags: r.identity.clusterId }, 'data directory holds a cluster; --initial-cluster is ignored for membership');
-  }
+  const start = await identityAndPeers(r, engine);
+  const identity = start.identity;
   const log = r.logger;
   const listeners: { client?: ClientServer | undefined; admin?: AdminServer } = {};
+  const late: { membership?: Membership } = {};
   const transport = await PeerTransport.listen({
     nodeId: identity.nodeId,
     name: r.name,
     clusterId: identity.clusterId,
     listen: r.listenPeer,
-    peers: new Map(r.members.map((m) => [m.nodeId, m.peer])),
+    peers: start.peers,
     logger: log.child({ component: 'transport' }),
     clientAddress: () => listeners.client?.address,
+    members: () => late.membership?.joinInfo(),
     ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
   });
   cleanups.push(() => transport.close());
   const fatal = new FatalGuard(log, o.onFatal);
-  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal);
+  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal, start.founding);
   // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
   const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
   const leaseKeeper = newLeaseKeeper(store, DEFAULT_RANGE, sm, `${requestIdPrefix}.lease`);
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, requestIdPrefix, leaseKeeper });
-  const ticker = wireTicks(r, store, transport, fatal, () => tickServices(leaseKeeper, watches));
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper });
+  const removed: { handle?: NodeHandle } = {};
+  const membership = new Membership({
+    store, rangeId: DEFAULT_RANGE, stateMachine: sm, self: identity.nodeId, name: r.name, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, logger: log,
+    clientUrls: () => (listeners.client === undefined ? [] : [`http://${listeners.client.address}`]),
+    peers: transport,
+    onRemoved: () => void removed.handle?.close().then(() => o.onRemoved?.()),
+    nowMs: () => performance.now(),
+  });
+  late.membership = membership;
+  membership.notePeers(start.peers);
+  membership.tick();
+  const ticker = wireTicks(r, store, transport, fatal, () => {
+    tickServices(leaseKeeper, watches);
+    membership.tick();
+  });
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
     ...(listeners.client === undefined ? {} : { client: listeners.client.address }),
     ...(listeners.admin === undefined ? {} : { admin: listeners.admin.address }),
   });
-  const status = (): NodeStatus => nodeStatus(r, identity, store, sm, transport, endpoints());
-  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, engine, logger: log, listenClient: r.listenClient, status };
+  const status = (): NodeStatus => nodeStatus(r, identity, store, sm, membership, endpoints());
+  const members = (): ReturnType<NodeContext['members']> => membership.list().map((m: MemberView) => ({ nodeId: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.clientUrls, isLearner: m.isLearner }));
+  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, logger: log, listenClient: r.listenClient, membership, members, status };
   const client = await startClientServer(o.clientServer, kv, context, log);
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
@@ -245,10 +284,67 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   }
   ticker.startTimer();
   campaignIfAlone(store, identity.nodeId);
-  const handle = makeHandle(r, identity, { kv, store, watches, transport, ticker, status, endpoints: endpoints() }, cleanups);
+  const handle = makeHandle(r, identity, { kv, store, watches, transport, ticker, membership, status, endpoints: endpoints() }, cleanups);
+  removed.handle = handle;
   fatal.onStop = () => void handle.close();
   log.info({ nodeId: identity.nodeId, clusterId: identity.clusterId, ...endpoints(), dataDir: r.engine === 'lmdb' ? r.dataDir : '(memory)' }, 'node started');
   return handle;
+}
+
+interface StartPoint {
+  readonly identity: NodeIdentity;
+  /** Peer addresses to dial before the member table is known. */
+  readonly peers: ReadonlyMap<NodeId, string>;
+  /** The founding members' records, when this node founds the cluster's range; undefined when it joins or restarts. */
+  readonly founding: readonly MemberRecord[] | undefined;
+}
+
+/**
+ * Who this node is, and whom to dial first. A restart runs as the stored
+ * identity. A founder derives ids from the initial cluster's names. A node
+ * joining a running cluster asks its members for the cluster id and finds
+ * the id MemberAdd gave its peer URL (as etcd's joining member does).
+ */
+async function identityAndPeers(r: Resolved, engine: StorageEngine): Promise<StartPoint> {
+  const flagPeers = new Map(r.members.filter((m) => m.name !== r.name).map((m) => [m.nodeId, m.peer]));
+  const stored = readIdentity(engine, r.name, r.dataDir);
+  if (stored !== undefined) {
+    if (stored.clusterId !== r.identity.clusterId) {
+      r.logger.warn({ stored: stored.clusterId, flags: r.identity.clusterId }, 'data directory holds a cluster; --initial-cluster is ignored for membership');
+    }
+    return { identity: stored, peers: flagPeers, founding: undefined };
+  }
+  if (!r.joinExisting) {
+    const founding = r.members.map((m) => ({ id: m.nodeId, name: m.name, peerUrls: [`http://${m.peer}`], clientUrls: [] }));
+    return { identity: await writeIdentity(engine, r.identity), peers: flagPeers, founding };
+  }
+  const info = await askMembers(r);
+  const own = formatHostPort(parseHostPort(r.listenPeer, 'peer listen address'));
+  const self = info.members.find((m) => m.peerUrls.some((u) => peerAddressOf({ id: m.id, name: '', peerUrls: [u], clientUrls: [] }) === own));
+  if (self === undefined) {
+    throw new TesseraError('INVALID_CONFIG', `the cluster has no member with peer URL http://${r.listenPeer}; add it first (etcdctl member add ${r.name} --peer-urls=http://${r.listenPeer})`);
+  }
+  const peers = new Map<NodeId, string>();
+  for (const m of info.members) {
+    const address = peerAddressOf({ id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: [] });
+    if (m.id !== self.id && address !== undefined) peers.set(m.id, address);
+  }
+  r.logger.info({ nodeId: self.id, clusterId: info.clusterId, members: info.members.length }, 'joining an existing cluster');
+  return { identity: await writeIdentity(engine, { name: r.name, nodeId: self.id, clusterId: info.clusterId }), peers, founding: undefined };
+}
+
+/** Asks each member named in the initial cluster in turn; the first answer wins. */
+async function askMembers(r: Resolved): Promise<Awaited<ReturnType<typeof fetchClusterInfo>>> {
+  const errors: string[] = [];
+  for (const m of r.members) {
+    if (m.name === r.name) continue;
+    try {
+      return await fetchClusterInfo(m.peer, { name: r.name, peer: r.listenPeer });
+    } catch (error) {
+      errors.push(`${m.name} (${m.peer}): ${messageOf(error)}`);
+    }
+  }
+  throw new TesseraError('INVALID_CONFIG', `cannot join: no member of the initial cluster answered: ${errors.join('; ') || 'it names no other member'}`);
 }
 
 /** Ticks from the clock, and the transport's input and reports into the store, all under the fatal guard. */
@@ -276,7 +372,14 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
   return ticker;
 }
 
-function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, transport: PeerTransport, fatal: FatalGuard): { store: Store; sm: MvccStateMachine; watches: WatchHub } {
+function makeStore(
+  r: Resolved,
+  identity: NodeIdentity,
+  engine: StorageEngine,
+  transport: PeerTransport,
+  fatal: FatalGuard,
+  founding: readonly MemberRecord[] | undefined,
+): { store: Store; sm: MvccStateMachine; watches: WatchHub } {
   const machines = new Map<RangeId, MvccStateMachine>();
   const machine = (rangeId: RangeId): MvccStateMachine => {
     let sm = machines.get(rangeId);
@@ -301,8 +404,10 @@ function makeStore(r: Resolved, identity: NodeIdentity, engine: StorageEngine, t
     ...watchFeed(() => watches),
   });
   const watches = new WatchHub(() => machine(DEFAULT_RANGE).mvcc);
-  store.openRange(DEFAULT_RANGE, bootstrapConf(r.members));
-  return { store, sm: machine(DEFAULT_RANGE), watches };
+  // A founder creates the range; a joining node waits for the leader's snapshot, and a restart finds it on disk.
+  const sm = machine(DEFAULT_RANGE);
+  store.openRange(DEFAULT_RANGE, founding === undefined ? undefined : { confState: bootstrapConf(r.members), seed: (batch) => sm.seedMembers(batch, founding) });
+  return { store, sm, watches };
 }
 
 /**
@@ -362,6 +467,7 @@ interface Parts {
   readonly watches: WatchHub;
   readonly transport: PeerTransport;
   readonly ticker: Ticker;
+  readonly membership: Membership;
   readonly status: () => NodeStatus;
   readonly endpoints: NodeEndpoints;
 }
@@ -387,6 +493,7 @@ function makeHandle(r: Resolved, identity: NodeIdentity, p: Parts, cleanups: (()
     store: p.store,
     watches: p.watches,
     transport: p.transport,
+    membership: p.membership,
     logger: r.logger,
     status: p.status,
     close: () => (closing ??= close()),
@@ -446,21 +553,17 @@ function health(store: Store): { health: boolean; reason?: string } {
   return raft.lead === 0 ? { health: false, reason: 'no leader' } : { health: true };
 }
 
-function nodeStatus(r: Resolved, id: NodeIdentity, store: Store, sm: MvccStateMachine, transport: PeerTransport, endpoints: NodeEndpoints): NodeStatus {
+function nodeStatus(r: Resolved, id: NodeIdentity, store: Store, sm: MvccStateMachine, membership: Membership, endpoints: NodeEndpoints): NodeStatus {
   const replica = store.replica(DEFAULT_RANGE);
   const raft = replica?.raw.raft;
-  const cs = replica?.currentConfState();
-  const known = new Map(r.members.map((m) => [m.nodeId, m]));
-  const heard = transport.peers();
-  const member = (nodeId: NodeId, learner: boolean): MemberStatus => {
-    const self = nodeId === id.nodeId;
-    const name = known.get(nodeId)?.name ?? heard.get(nodeId)?.name ?? String(nodeId);
-    const client = self ? endpoints.client : heard.get(nodeId)?.client;
-    const peer = self ? endpoints.peer : known.get(nodeId)?.peer;
-    return { id: nodeId, name, learner, ...(peer === undefined ? {} : { peer }), ...(client === undefined ? {} : { client }) };
-  };
-  const voters = [...new Set([...(cs?.voters ?? []), ...(cs?.votersOutgoing ?? [])])];
-  const members = [...voters.map((v) => member(v, false)), ...(cs?.learners ?? []).map((l) => member(l, true))].sort((a, b) => a.id - b.id);
+  const hostPort = (url: string | undefined): string | undefined => (url === undefined ? undefined : url.replace(/^[a-z]+:\/\//i, ''));
+  const members = membership.list().map((m): MemberStatus => {
+    const self = m.id === id.nodeId;
+    const name = self ? r.name : m.name === '' ? String(m.id) : m.name;
+    const peer = self ? endpoints.peer : hostPort(m.peerUrls[0]);
+    const client = self ? endpoints.client : hostPort(m.clientUrls[0]);
+    return { id: m.id, name, learner: m.isLearner, ...(peer === undefined ? {} : { peer }), ...(client === undefined ? {} : { client }) };
+  });
   const leader = raft?.lead ?? 0;
   const leaderName = members.find((m) => m.id === leader)?.name;
   return {

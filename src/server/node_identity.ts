@@ -38,23 +38,31 @@ export async function openEngine(kind: EngineKind, dataDir: string): Promise<Sto
   }
 }
 
-/** Checks the stored identity against `wanted`, or records `wanted` on a fresh directory. Returns the identity to run as. */
-export async function checkIdentity(engine: StorageEngine, wanted: NodeIdentity, dataDir: string): Promise<NodeIdentity> {
+/** The identity stored in the data directory, if any; a stored identity for another name is refused. */
+export function readIdentity(engine: StorageEngine, name: string, dataDir: string): NodeIdentity | undefined {
   const raw = engine.get(NODE_IDENTITY_KEY);
-  if (raw !== undefined) {
-    const stored = parseIdentity(raw, dataDir);
-    if (stored.name !== wanted.name || stored.nodeId !== wanted.nodeId) {
-      throw new TesseraError(
-        'INVALID_CONFIG',
-        `data directory ${dataDir} belongs to node '${stored.name}' (id ${stored.nodeId}) of cluster ${stored.clusterId}; refusing to start it as '${wanted.name}'`,
-      );
-    }
-    return stored;
+  if (raw === undefined) return undefined;
+  const stored = parseIdentity(raw, dataDir);
+  if (stored.name !== name) {
+    throw new TesseraError(
+      'INVALID_CONFIG',
+      `data directory ${dataDir} belongs to node '${stored.name}' (id ${stored.nodeId}) of cluster ${stored.clusterId}; refusing to start it as '${name}'`,
+    );
   }
+  return stored;
+}
+
+/** Records the identity of a fresh data directory, durably. */
+export async function writeIdentity(engine: StorageEngine, identity: NodeIdentity): Promise<NodeIdentity> {
   const batch = engine.newBatch();
-  batch.put(NODE_IDENTITY_KEY, new TextEncoder().encode(JSON.stringify(wanted)));
+  batch.put(NODE_IDENTITY_KEY, new TextEncoder().encode(JSON.stringify(identity)));
   await new Promise<void>((resolve, reject) => engine.commit(batch, (error) => (error === undefined ? resolve() : reject(error))));
-  return wanted;
+  return identity;
+}
+
+/** Checks the stored identity against `wanted`'s name, or records `wanted` on a fresh directory. Returns the identity to run as. */
+export async function checkIdentity(engine: StorageEngine, wanted: NodeIdentity, dataDir: string): Promise<NodeIdentity> {
+  return readIdentity(engine, wanted.name, dataDir) ?? (await writeIdentity(engine, wanted));
 }
 
 function parseIdentity(raw: Uint8Array, dataDir: string): NodeIdentity {

@@ -9,7 +9,7 @@ import { formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, type TransportStats } from './peer_link.js';
 import { resolveLimits, type TransportLimits } from './transport_limits.js';
-import { decodeFrame, encodeFrame, type Frame, FrameDecoder, PEER_PROTOCOL_VERSION, type SnapChunkFrame, toMessage, toRangeMessages } from './wire.js';
+import { decodeFrame, encodeFrame, type Frame, FrameDecoder, PEER_PROTOCOL_VERSION, type JoinMember, type SnapChunkFrame, toMessage, toRangeMessages } from './wire.js';
 
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './transport_limits.js';
 export type { TransportStats } from './peer_link.js';
@@ -40,6 +40,8 @@ export interface PeerTransportOptions {
   /** This node's client address, told to peers in the handshake (for member lists). */
   readonly clientAddress?: () => string | undefined;
   readonly limits?: Partial<TransportLimits>;
+  /** The cluster's members, for a node asking to join; undefined while this node does not know them itself. */
+  readonly members?: () => readonly JoinMember[] | undefined;
 }
 
 export interface PeerInfo {
@@ -295,6 +297,10 @@ class Inbound {
 
   private onFrame(frame: Frame): void {
     if (this.peer === undefined) {
+      if (frame.t === 'join') {
+        this.onJoin(frame);
+        return;
+      }
       if (frame.t !== 'hello') throw new PeerError('unexpected-frame', `first frame is '${frame.t}', not hello`);
       this.onHello(frame);
       return;
@@ -313,6 +319,17 @@ class Inbound {
     this.peer = h.from;
     this.t.notePeer(h.from, h.name, h.client);
     this.socket.write(encodeFrame(this.t.welcomeFrame()));
+  }
+
+  /** Answers a joining node with the member list, then hangs up: a join connection carries nothing else. */
+  private onJoin(j: Extract<Frame, { t: 'join' }>): void {
+    if (j.v !== PEER_PROTOCOL_VERSION) throw new PeerError('protocol-version', `joining node speaks protocol ${j.v}; this node speaks ${PEER_PROTOCOL_VERSION}`);
+    const members = this.o.members?.();
+    if (members === undefined) throw new PeerError('not-ready', 'this node does not know the cluster members yet; ask another member');
+    clearTimeout(this.timer);
+    this.refused = true; // nothing more is read from this connection
+    this.log.info({ name: j.name, peer: j.peer }, 'a node asked to join; sent the member list');
+    this.socket.end(encodeFrame({ t: 'members', cluster: this.o.clusterId, members }));
   }
 
   private onChunk(f: SnapChunkFrame): void {

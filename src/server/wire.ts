@@ -22,7 +22,18 @@ export type Frame =
   | { readonly t: 'reject'; readonly reason: string; readonly message: string }
   | { readonly t: 'msgs'; readonly m: readonly (readonly [number, Message])[] }
   | SnapChunkFrame
-  | { readonly t: 'snapack'; readonly id: number; readonly ok: boolean };
+  | { readonly t: 'snapack'; readonly id: number; readonly ok: boolean }
+  /** A node starting to join an existing cluster asks a member who is in it (etcd's GET /members). */
+  | { readonly t: 'join'; readonly v: number; readonly name: string; readonly peer: string }
+  | { readonly t: 'members'; readonly cluster: string; readonly members: readonly JoinMember[] };
+
+/** A member as the `members` frame describes it. */
+export interface JoinMember {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly learner: boolean;
+}
 
 /** One chunk of a snapshot. The first (seq 0) carries the MsgSnap without its data and the data's total size. */
 export interface SnapChunkFrame {
@@ -121,10 +132,24 @@ export function decodeFrame(payload: Buffer): Frame {
     case 'snapack':
       need(isInt(f['id']) && typeof f['ok'] === 'boolean', 'snapack');
       break;
+    case 'join':
+      need(isInt(f['v']) && isStr(f['name']) && isStr(f['peer']), 'join');
+      break;
+    case 'members':
+      need(isStr(f['cluster']) && Array.isArray(f['members']) && (f['members'] as unknown[]).every(isJoinMember), 'members');
+      break;
     default:
       throw bad(`unknown frame type ${String(f['t'])}`);
   }
   return f as unknown as Frame;
+}
+
+function isJoinMember(v: unknown): boolean {
+  const o = v as Record<string, unknown> | null;
+  return (
+    o !== null && typeof o === 'object' && isId(o['id']) && isStr(o['name']) && typeof o['learner'] === 'boolean' &&
+    Array.isArray(o['peerUrls']) && (o['peerUrls'] as unknown[]).every(isStr)
+  );
 }
 
 /** Validates a batch from peer `from` to this node (`self`) and rebuilds it as plain Raft messages. */

@@ -72,7 +72,7 @@ export class SimStoreNode {
         env.onReady(env.id, rd, this.raw);
       },
     });
-    this.store.openRange(SIM_RANGE, env.bootstrap);
+    this.store.openRange(SIM_RANGE, env.bootstrap === undefined ? undefined : { confState: env.bootstrap });
   }
 
   get raw(): RawNode {

@@ -12,6 +12,7 @@ import { type AddressInfo, type Server as NetServer, type Socket, createServer }
 import { TesseraError, assert } from '../../base/index.js';
 import type { WatchHub } from '../../kv/watch_hub.js';
 import type { KvApi } from '../kv_api.js';
+import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';
 import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
 import { gateConnection } from './h2_authority.js';
@@ -46,6 +47,8 @@ export interface EtcdServerOptions {
  */
 export interface EtcdServedNode extends EtcdNodeInfo {
   readonly watches?: WatchHub;
+  /** The node's membership; without it only MemberList is served (from `members` or `status`). */
+  readonly membership?: ClusterMembership;
   readonly status?: () => { readonly members: readonly NodeMemberStatus[]; readonly leader?: number };
 }
 
@@ -89,6 +92,7 @@ export async function startEtcdServer(
   const headerFor = headerSource(kv, node);
   const kvService = new KvService(kv, headerFor, limits);
   const admin = new AdminService(kv, node, headerFor, () => address);
+  const cluster = node.membership === undefined ? undefined : new ClusterService(kv, node.membership, headerFor);
   const onBug = options.onInternalError ?? defaultBugReport(node);
   const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
   const leaseOptions = { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease };
@@ -118,7 +122,16 @@ export async function startEtcdServer(
       Defragment: () => admin.defragment(),
       MoveLeader: (r) => admin.moveLeader(r),
     },
-    Cluster: { MemberList: () => admin.memberList() },
+    Cluster:
+      cluster === undefined
+        ? { MemberList: () => admin.memberList() }
+        : {
+            MemberList: () => cluster.memberList(),
+            MemberAdd: (r) => cluster.memberAdd(r),
+            MemberRemove: (r) => cluster.memberRemove(r),
+            MemberUpdate: (r) => cluster.memberUpdate(r),
+            MemberPromote: (r) => cluster.memberPromote(r),
+          },
   };
   const streamed: Record<string, Record<string, StreamHandler>> = {
     Watch: watch === undefined ? {} : { Watch: (call) => watch.watch(call) },

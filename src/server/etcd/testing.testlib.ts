@@ -65,7 +65,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     logRetainEntries: 1_000,
     ...watchFeed(() => watches),
   });
-  store.openRange(TEST_RANGE, { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+  store.openRange(TEST_RANGE, { confState: { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
   const requestIdPrefix = `test-${process.pid}-${Date.now()}`;
   const leaseKeeper = newLeaseKeeper(store, TEST_RANGE, stateMachine, `${requestIdPrefix}.lease`);
   const tick = (): void => {
