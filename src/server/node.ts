@@ -273,7 +273,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   });
   const status = (): NodeStatus => nodeStatus(r, identity, store, sm, membership, endpoints());
   const members = (): ReturnType<NodeContext['members']> => membership.list().map((m: MemberView) => ({ nodeId: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.clientUrls, isLearner: m.isLearner }));
-  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, logger: log, listenClient: r.listenClient, membership, members, status };
+  const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, engine, logger: log, listenClient: r.listenClient, membership, members, status };
   const client = await startClientServer(o.clientServer, kv, context, log);
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
