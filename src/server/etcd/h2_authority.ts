@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type HeaderField, HpackDecoder, encodeHeaderBlock } from './hpack.js';
+import { CLIENT_HANDSHAKE_TIMEOUT_MS } from './limits.js';
 
 /**
  * Why this exists: etcd's Go client, when it dials one endpoint directly
@@ -22,8 +23,8 @@ import { type HeaderField, HpackDecoder, encodeHeaderBlock } from './hpack.js';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-/** How long a connection may take to send the preface and ACK our SETTINGS; then it is closed. */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a connection may take to send the preface and ACK our SETTINGS; then it is closed (the etcd API's limit, see limits.ts). */
+export const HANDSHAKE_TIMEOUT_MS = CLIENT_HANDSHAKE_TIMEOUT_MS;
 /** After the ACK, how long we wait for the first request before handing the connection over unexamined. */
 export const FIRST_REQUEST_WAIT_MS = 1_000;
 /**
@@ -227,6 +228,10 @@ class RewritingConnection extends Duplex {
 export interface GateHooks {
   /** Gives the connection to the HTTP/2 server: the socket itself, or a rewriting wrapper. */
   readonly inject: (connection: Duplex) => void;
+  /** Default HANDSHAKE_TIMEOUT_MS. The deadline is from accept, not from the last byte: a slow drip does not extend it. */
+  readonly handshakeTimeoutMs?: number;
+  /** Told when a connection is closed for missing the handshake deadline. */
+  readonly onHandshakeTimeout?: () => void;
 }
 
 /** Examines one fresh client connection and hands it to the HTTP/2 server (see the file comment). */
@@ -257,7 +262,10 @@ class ConnectionGate {
     this.socket.on('end', this.onGone);
     this.socket.on('error', this.onGone);
     this.socket.on('close', this.onGone);
-    this.timer = setTimeout(() => this.finish(() => this.socket.destroy()), HANDSHAKE_TIMEOUT_MS);
+    this.timer = setTimeout(() => {
+      this.hooks.onHandshakeTimeout?.();
+      this.finish(() => this.socket.destroy());
+    }, this.hooks.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
   }
 
   private data(chunk: Buffer): void {

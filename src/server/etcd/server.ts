@@ -18,9 +18,11 @@ import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
 import { gateConnection } from './h2_authority.js';
 import { KvService } from './kv_service.js';
 import { DEFAULT_LEASE_SERVICE_OPTIONS, type LeaderInfo, LeaseService, type LeaseServiceOptions } from './lease_service.js';
-import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES } from './limits.js';
+import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES, validateEtcdLimits } from './limits.js';
 import { type EtcdNodeInfo, type NodeMemberStatus, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
+import { type SnapshotSource, SnapshotService, type SnapshotStats } from './snapshot.js';
+import type { SnapshotMeta } from './snapshot_format.js';
 import { DEFAULT_WATCH_OPTIONS, WatchService, type WatchServiceOptions, type WatchStats } from './watch_service.js';
 
 export type { EtcdMember, EtcdNodeInfo } from './node_info.js';
@@ -50,6 +52,19 @@ export interface EtcdServedNode extends EtcdNodeInfo {
   /** The node's membership; without it only MemberList is served (from `members` or `status`). */
   readonly membership?: ClusterMembership;
   readonly status?: () => { readonly members: readonly NodeMemberStatus[]; readonly leader?: number };
+  /** The node's storage engine, dumped by Maintenance.Snapshot; without it Snapshot answers UNIMPLEMENTED. */
+  readonly engine?: SnapshotSource;
+}
+
+/** The client listener's connection counts since it started. */
+export interface ConnectionStats {
+  /** Sockets open now (at the HTTP/2 gate or in an HTTP/2 session). */
+  readonly open: number;
+  readonly accepted: number;
+  /** Closed on accept because maxClientConnections were open. */
+  readonly refused: number;
+  /** Closed at the gate for not completing the HTTP/2 handshake within handshakeTimeoutMs. */
+  readonly handshakeTimeouts: number;
 }
 
 export interface EtcdServerHandle {
@@ -57,6 +72,8 @@ export interface EtcdServerHandle {
   readonly address: string;
   /** What the Watch service holds; undefined when the node has no WatchHub. */
   watchStats(): WatchStats | undefined;
+  snapshotStats(): SnapshotStats;
+  connectionStats(): ConnectionStats;
   close(): Promise<void>;
 }
 
@@ -71,9 +88,11 @@ type StreamHandler = (call: any) => void;
 /**
  * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
  * `listen` (host:port; port 0 picks a free one). KV, Watch (when the node
- * has a WatchHub), Lease, Maintenance.Status and Alarm, and
- * Cluster.MemberList are served; every other method answers UNIMPLEMENTED
- * with its name.
+ * has a WatchHub), Lease, Maintenance (Snapshot when the node gives its
+ * storage engine), and Cluster.MemberList are served; every other method
+ * answers UNIMPLEMENTED with its name. Connections are bounded by
+ * `limits` (maxClientConnections, maxConcurrentStreams, handshakeTimeoutMs,
+ * idleTimeoutMs; see limits.ts).
  */
 export async function startEtcdServer(
   kv: KvApi,
@@ -82,11 +101,13 @@ export async function startEtcdServer(
   options: EtcdServerOptions = {},
 ): Promise<EtcdServerHandle> {
   const { host, port } = parseListen(listen);
-  const limits: EtcdLimits = { ...DEFAULT_ETCD_LIMITS, ...options.limits };
+  const limits: EtcdLimits = validateEtcdLimits({ ...DEFAULT_ETCD_LIMITS, ...options.limits });
   const server = new Server({
     // As etcd: requests just over the limit get etcd's own message, far larger ones gRPC's.
     'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': -1,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
   });
   let address = listen;
   const headerFor = headerSource(kv, node);
@@ -100,6 +121,8 @@ export async function startEtcdServer(
   const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES };
   const watch =
     node.watches === undefined ? undefined : new WatchService(kv, node.watches, headerFor, watchOptions, statusOf('Watch.Watch'), (bug) => onBug(bug, 'Watch'));
+  const snapshotOptions = { chunkBytes: limits.snapshotChunkBytes, maxConcurrent: limits.maxConcurrentSnapshots, stallTimeoutMs: limits.snapshotStallTimeoutMs };
+  const snapshots = new SnapshotService(node.engine, () => snapshotMeta(kv, node), headerFor, snapshotOptions, statusOf('Maintenance.Snapshot'));
   const served: Record<string, Record<string, Handler>> = {
     KV: {
       Range: (r) => kvService.range(r),
@@ -136,15 +159,16 @@ export async function startEtcdServer(
   const streamed: Record<string, Record<string, StreamHandler>> = {
     Watch: watch === undefined ? {} : { Watch: (call) => watch.watch(call) },
     Lease: { LeaseKeepAlive: (call) => lease.keepAlive(call) },
+    Maintenance: { Snapshot: (call) => snapshots.snapshot(call) },
   };
   for (const name of ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const) {
     const definition = etcdService(name);
     server.addService(definition, implement(name, definition, served[name] ?? {}, streamed[name] ?? {}, onBug));
   }
   const onError = (error: Error): void => onBug(error, 'listener');
-  let listener: { port: number; close(): Promise<void> };
+  let listener: TcpListener;
   try {
-    listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError });
+    listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError, limits });
   } catch (error) {
     watch?.close();
     throw error;
@@ -154,9 +178,27 @@ export async function startEtcdServer(
     // Streams never end by themselves: end them first, so the shutdown need not wait out its grace.
     watch?.close();
     lease.close();
+    snapshots.close();
     return listener.close();
   };
-  return { address, watchStats: () => watch?.stats(), close };
+  return { address, watchStats: () => watch?.stats(), snapshotStats: () => snapshots.stats(), connectionStats: () => listener.stats(), close };
+}
+
+/** The node's state at this moment, for a snapshot's meta block (the view is taken in the same turn). */
+function snapshotMeta(kv: KvApi, node: EtcdServedNode): SnapshotMeta {
+  const rangeId = node.rangeId ?? kv.store.rangeIds()[0];
+  const replica = rangeId === undefined ? undefined : kv.store.replica(rangeId);
+  return {
+    format: 'tessera-engine-dump',
+    nodeId: node.nodeId,
+    clusterId: BigInt(wireId(node.clusterId ?? 0, 'cluster id')).toString(16),
+    engine: node.engine?.kind ?? 'unknown',
+    revision: kv.currentRevision(),
+    compactRevision: kv.compactedRevision(),
+    raftAppliedIndex: replica?.appliedIndex() ?? 0,
+    raftTerm: kv.raftTerm(),
+    createdAtMs: Date.now(),
+  };
 }
 
 /** The node's range leader and its etcd API address, from the node's status; a node that reports no leader field leads itself. */
@@ -227,15 +269,35 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] as string, port };
 }
 
+interface TcpListener {
+  readonly port: number;
+  stats(): ConnectionStats;
+  close(): Promise<void>;
+}
+
+interface ListenOptions {
+  readonly fixAuthority: boolean;
+  readonly onError: (error: Error) => void;
+  readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs'>;
+}
+
 /**
  * Our own TCP listener feeds grpc-js's HTTP/2 server through a connection
  * injector, so that each connection can pass the :authority gate first
  * (h2_authority.ts). Every accepted socket is tracked, so close() ends them all.
+ *
+ * A flood of connections is bounded here: net.Server's maxConnections
+ * closes each socket past maxClientConnections as it is accepted (before
+ * any byte is read or buffered), and the gate closes one that has not
+ * completed the HTTP/2 handshake within handshakeTimeoutMs. Sessions that
+ * then stay without a call are closed by grpc-js's idle timeout.
  */
-async function listenTcp(server: Server, host: string, port: number, o: { fixAuthority: boolean; onError: (error: Error) => void }): Promise<{ port: number; close(): Promise<void> }> {
+async function listenTcp(server: Server, host: string, port: number, o: ListenOptions): Promise<TcpListener> {
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const sockets = new Map<Socket, 'gate' | 'http2'>();
+  const counts = { accepted: 0, refused: 0, handshakeTimeouts: 0 };
   const tcp = createServer({ noDelay: true }, (socket) => {
+    counts.accepted++;
     socket.once('close', () => sockets.delete(socket));
     if (!o.fixAuthority) {
       sockets.set(socket, 'http2');
@@ -244,12 +306,17 @@ async function listenTcp(server: Server, host: string, port: number, o: { fixAut
     }
     sockets.set(socket, 'gate');
     gateConnection(socket, {
+      handshakeTimeoutMs: o.limits.handshakeTimeoutMs,
+      onHandshakeTimeout: () => counts.handshakeTimeouts++,
       inject: (connection) => {
         sockets.set(socket, 'http2');
         injector.injectConnection(connection);
       },
     });
   });
+  tcp.maxConnections = o.limits.maxClientConnections;
+  // Node destroys the socket itself; 'drop' only tells us (Node 18.6+).
+  tcp.on('drop', () => counts.refused++);
   try {
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
@@ -263,7 +330,8 @@ async function listenTcp(server: Server, host: string, port: number, o: { fixAut
   tcp.on('error', o.onError);
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= shutdown(server, tcp, sockets));
-  return { port: (tcp.address() as AddressInfo).port, close };
+  const stats = (): ConnectionStats => ({ open: sockets.size, ...counts });
+  return { port: (tcp.address() as AddressInfo).port, stats, close };
 }
 
 async function shutdown(server: Server, tcp: NetServer, sockets: ReadonlyMap<Socket, 'gate' | 'http2'>): Promise<void> {
