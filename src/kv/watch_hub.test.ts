@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MvccStore, type MvccEvent } from '../mvcc/index.js';
+import { INITIAL_REVISION, MvccStore, type MvccEvent } from '../mvcc/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type WatchOutput, type WatchRequest, WatchHub } from './watch_hub.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** The revision of the n-th write on a fresh store (revisions start at 1, as in etcd). */
+const rev = (n: number): number => INITIAL_REVISION + n;
 
 function setup(): { store: MvccStore; engine: MemoryEngine; hub: WatchHub; put: (k: string, v: string) => void; del: (k: string) => void; compact: (rev: number) => void } {
   const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
@@ -52,7 +54,7 @@ test('WatchHub: a live watch sees puts and deletes of its key once, in order', (
   s.put('a', '1');
   s.put('b', '1');
   s.del('a');
-  assert.deepEqual(summary(c.out), ['PUT a@1', 'DELETE a@3']);
+  assert.deepEqual(summary(c.out), [`PUT a@${rev(1)}`, `DELETE a@${rev(3)}`]);
 });
 
 test('WatchHub: a watch from a past revision replays history, then continues live without gaps or repeats', () => {
@@ -60,13 +62,13 @@ test('WatchHub: a watch from a past revision replays history, then continues liv
   s.put('a', '1');
   s.put('a', '2');
   const c = collect();
-  s.hub.create(request({ startRevision: 1, rangeEnd: enc.encode('b') }), c.sink);
+  s.hub.create(request({ startRevision: rev(1), rangeEnd: enc.encode('b') }), c.sink);
   s.put('a', '3'); // arrives before catch-up: must not be delivered twice or early
   while (s.hub.pump()) {
     /* catch up */
   }
   s.put('a', '4');
-  assert.deepEqual(summary(c.out), ['PUT a@1', 'PUT a@2', 'PUT a@3', 'PUT a@4']);
+  assert.deepEqual(summary(c.out), [`PUT a@${rev(1)}`, `PUT a@${rev(2)}`, `PUT a@${rev(3)}`, `PUT a@${rev(4)}`]);
 });
 
 test('WatchHub: filters and prev_kv', () => {
@@ -78,7 +80,7 @@ test('WatchHub: filters and prev_kv', () => {
   s.put('a', 'x');
   s.put('a', 'y');
   s.del('a');
-  assert.deepEqual(summary(noPut.out), ['DELETE a@3']);
+  assert.deepEqual(summary(noPut.out), [`DELETE a@${rev(3)}`]);
   const last = withPrev.out[2];
   assert.ok(last !== undefined && last.kind === 'events');
   assert.equal(dec.decode(last.events[0]?.prevKv?.value ?? new Uint8Array()), 'y');
@@ -87,14 +89,14 @@ test('WatchHub: filters and prev_kv', () => {
 test('WatchHub: a start below the compacted revision is canceled with the compacted revision', () => {
   const s = setup();
   for (let i = 0; i < 5; i++) s.put('a', String(i));
-  s.compact(4);
+  s.compact(rev(4));
   const c = collect();
-  s.hub.create(request({ startRevision: 2 }), c.sink);
+  s.hub.create(request({ startRevision: rev(2) }), c.sink);
   s.hub.pump();
   assert.equal(c.out.length, 1);
   const o = c.out[0];
   assert.ok(o !== undefined && o.kind === 'canceled');
-  assert.equal(o.compactRevision, 4);
+  assert.equal(o.compactRevision, rev(4));
   assert.equal(s.hub.size, 0);
 });
 
@@ -112,7 +114,7 @@ test('WatchHub: a sink that stops reading is left behind, then caught up from hi
   }
   s.put('a', 'live');
   const revs = out.flatMap((o) => (o.kind === 'events' ? o.events.map((e) => e.kv.modRevision) : []));
-  assert.deepEqual(revs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(revs, Array.from({ length: 11 }, (_, i) => rev(i + 1)));
 });
 
 test('WatchHub: progress notifications go to idle progress_notify watchers', () => {
@@ -121,5 +123,5 @@ test('WatchHub: progress notifications go to idle progress_notify watchers', () 
   s.hub.create(request({ progressNotify: true }), c.sink);
   s.put('z', '1');
   s.hub.progressTick();
-  assert.deepEqual(summary(c.out), ['progress@1']);
+  assert.deepEqual(summary(c.out), [`progress@${rev(1)}`]);
 });

@@ -4,6 +4,7 @@ import { concatBytes } from './bytes.js';
 import {
   REVISION_BYTES,
   type Revision,
+  INITIAL_REVISION,
   assertRevisionNumber,
   readRevision,
   readUint53,
@@ -29,7 +30,10 @@ const REVISION_TAG = 0x72; // 'r'
 // Format 2 ends every record with a CRC-32C of what precedes it: LMDB keeps no page checksums,
 // so a flipped bit in a stored value would otherwise be served as data (bug class 15).
 const RECORD_FORMAT = 2;
-const META_FORMAT = 2;
+// Meta format 3: revisions start at INITIAL_REVISION (1, as in etcd). A format-2 meta numbers them
+// from 0, so a replica holding it would give the same log entries other revisions than a format-3
+// one; it is refused, never reinterpreted.
+const META_FORMAT = 3;
 const CHECKSUM_BYTES = 4;
 
 const FLAG_TOMBSTONE = 1;
@@ -156,11 +160,23 @@ export interface MvccMeta {
   readonly writeSeq: number;
 }
 
-export const EMPTY_META: MvccMeta = { currentRevision: 0, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 0 };
+/**
+ * A store that was never written: at INITIAL_REVISION, never compacted. The
+ * compacted revision 0 stands for etcd's -1 ("none"): a read at any revision
+ * ≥ 1 passes, as in etcd.
+ */
+export const EMPTY_META: MvccMeta = {
+  currentRevision: INITIAL_REVISION,
+  compactedRevision: 0,
+  finishedCompaction: 0,
+  compactionCursor: undefined,
+  writeSeq: 0,
+};
 
 const META_BYTES = 1 + 4 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
 
 export function encodeMeta(meta: MvccMeta): Uint8Array {
+  assert(meta.currentRevision >= INITIAL_REVISION, 'current revision below the initial revision');
   assert(meta.finishedCompaction <= meta.compactedRevision, 'finished compaction ahead of the compacted revision');
   assert(meta.compactedRevision <= meta.currentRevision, 'compacted revision ahead of the current revision');
   const out = new Uint8Array(META_BYTES);
@@ -178,7 +194,9 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
 export function decodeMeta(stored: Uint8Array): MvccMeta {
   verifyChecksum(stored, 'mvcc meta record');
   const bytes = stored;
-  assert(bytes.length === META_BYTES && bytes[0] === META_FORMAT, () => `not an mvcc meta record (${bytes.length} bytes)`);
+  // Intact (the checksum held) but of another format: data from an older build, e.g. in a snapshot.
+  if (bytes[0] !== META_FORMAT) throw new TesseraError('CORRUPT_DATA', `mvcc meta record of format ${bytes[0]}; this build reads only format ${META_FORMAT}`);
+  assert(bytes.length === META_BYTES, () => `not an mvcc meta record (${bytes.length} bytes)`);
   const meta: MvccMeta = {
     currentRevision: readUint53(bytes, 1),
     compactedRevision: readUint53(bytes, 9),
@@ -187,6 +205,7 @@ export function decodeMeta(stored: Uint8Array): MvccMeta {
     compactionCursor: bytes[33] === 1 ? readRevision(bytes, 34) : undefined,
   };
   assertRevisionNumber(meta.currentRevision, 'stored current revision');
+  assert(meta.currentRevision >= INITIAL_REVISION, () => `stored current revision ${meta.currentRevision} is below the initial revision`);
   assert(meta.compactedRevision <= meta.currentRevision, 'stored compacted revision ahead of the current revision');
   return meta;
 }

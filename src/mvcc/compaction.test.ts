@@ -3,43 +3,43 @@ import assert from 'node:assert/strict';
 import { utf8 } from './bytes.js';
 import { revisionKeySpan } from './codec.js';
 import { MvccStore } from './store.js';
-import { PREFIX, codeOf, compactAll, del, get, newStore, put, reopenAndCompare, write } from './testing.testlib.js';
+import { PREFIX, codeOf, compactAll, del, get, newStore, put, reopenAndCompare, rev, write } from './testing.testlib.js';
 import type { MemoryEngine } from '../storage/memory.js';
 
 const storedChanges = (engine: MemoryEngine): number => [...engine.scan(revisionKeySpan(PREFIX))].length;
 
 test('compaction: keeps the latest version of every live key, drops superseded ones and dead keys', () => {
   const { engine, store } = newStore();
-  put(engine, store, 'a', '1'); // 1
-  put(engine, store, 'a', '2'); // 2
-  put(engine, store, 'b', '1'); // 3
-  del(engine, store, 'b'); // 4
-  put(engine, store, 'c', '1'); // 5
-  put(engine, store, 'a', '3'); // 6
-  compactAll(engine, store, 5);
-  assert.equal(store.compactedRevision, 5);
+  put(engine, store, 'a', '1'); // rev(1)
+  put(engine, store, 'a', '2'); // rev(2)
+  put(engine, store, 'b', '1'); // rev(3)
+  del(engine, store, 'b'); // rev(4)
+  put(engine, store, 'c', '1'); // rev(5)
+  put(engine, store, 'a', '3'); // rev(6)
+  compactAll(engine, store, rev(5));
+  assert.equal(store.compactedRevision, rev(5));
   assert.equal(store.compactionPending, false);
-  // a@2 (newest ≤ 5), a@6, c@5 remain; a@1, b@3 and b's tombstone@4 are gone.
+  // a@rev(2) (newest ≤ rev(5)), a@rev(6), c@rev(5) remain; a@rev(1), b@rev(3) and b's tombstone@rev(4) are gone.
   assert.equal(storedChanges(engine), 3);
-  assert.equal(get(store, 'a', 5)?.value, '2');
+  assert.equal(get(store, 'a', rev(5))?.value, '2');
   assert.equal(get(store, 'a')?.value, '3');
-  assert.equal(get(store, 'c', 5)?.value, '1');
-  assert.equal(get(store, 'b', 5), undefined);
-  assert.equal(codeOf(() => store.range({ key: utf8('a'), revision: 4 })), 'COMPACTED');
-  assert.deepEqual(get(store, 'a'), { key: 'a', value: '3', create: 1, mod: 6, version: 3, lease: 0 }, 'create revision and version survive');
+  assert.equal(get(store, 'c', rev(5))?.value, '1');
+  assert.equal(get(store, 'b', rev(5)), undefined);
+  assert.equal(codeOf(() => store.range({ key: utf8('a'), revision: rev(4) })), 'COMPACTED');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '3', create: rev(1), mod: rev(6), version: 3, lease: 0 }, 'create revision and version survive');
   reopenAndCompare(engine, store);
 });
 
 test('compaction: a tombstone at exactly the compaction revision stays until the next compaction', () => {
   const { engine, store } = newStore();
   put(engine, store, 'a', '1');
-  del(engine, store, 'a'); // 2
-  put(engine, store, 'z', '1'); // 3
-  compactAll(engine, store, 2);
-  assert.equal(storedChanges(engine), 2, 'tombstone@2 and z@3');
-  const events = store.events({ fromRevision: 2, key: utf8('a') }).events;
-  assert.deepEqual(events.map((e) => [e.type, e.kv.modRevision]), [['DELETE', 2]], 'a watch from the compaction revision still sees the delete');
-  compactAll(engine, store, 3);
+  del(engine, store, 'a'); // rev(2)
+  put(engine, store, 'z', '1'); // rev(3)
+  compactAll(engine, store, rev(2));
+  assert.equal(storedChanges(engine), 2, 'tombstone@rev(2) and z@rev(3)');
+  const events = store.events({ fromRevision: rev(2), key: utf8('a') }).events;
+  assert.deepEqual(events.map((e) => [e.type, e.kv.modRevision]), [['DELETE', rev(2)]], 'a watch from the compaction revision still sees the delete');
+  compactAll(engine, store, rev(3));
   assert.equal(storedChanges(engine), 1);
   assert.equal(store.keyIndex.size, 1);
   reopenAndCompare(engine, store);
@@ -49,14 +49,26 @@ test('compaction: errors as etcd: at or below the compacted revision, or in the 
   const { engine, store } = newStore();
   for (let i = 0; i < 5; i++) put(engine, store, 'k', `${i}`);
   assert.equal(codeOf(() => store.compact(0, engine.newBatch())), 'COMPACTED');
-  assert.equal(codeOf(() => store.compact(6, engine.newBatch())), 'FUTURE_REVISION');
-  compactAll(engine, store, 3);
-  assert.equal(codeOf(() => store.compact(3, engine.newBatch())), 'COMPACTED');
-  assert.equal(codeOf(() => store.compact(2, engine.newBatch())), 'COMPACTED');
-  assert.equal(codeOf(() => store.range({ key: utf8('k'), revision: 2 })), 'COMPACTED');
-  assert.equal(get(store, 'k', 3)?.value, '2', 'the compaction revision itself stays readable');
-  compactAll(engine, store, 5);
-  assert.equal(store.currentRevision, 5);
+  assert.equal(codeOf(() => store.compact(rev(6), engine.newBatch())), 'FUTURE_REVISION');
+  compactAll(engine, store, rev(3));
+  assert.equal(codeOf(() => store.compact(rev(3), engine.newBatch())), 'COMPACTED');
+  assert.equal(codeOf(() => store.compact(rev(2), engine.newBatch())), 'COMPACTED');
+  assert.equal(codeOf(() => store.range({ key: utf8('k'), revision: rev(2) })), 'COMPACTED');
+  assert.equal(get(store, 'k', rev(3))?.value, '2', 'the compaction revision itself stays readable');
+  compactAll(engine, store, rev(5));
+  assert.equal(store.currentRevision, rev(5));
+  reopenAndCompare(engine, store);
+});
+
+test('compaction: a fresh store can be compacted at its revision 1, as etcd can; 2 is in the future', () => {
+  const { engine, store } = newStore();
+  assert.equal(codeOf(() => store.compact(2, engine.newBatch())), 'FUTURE_REVISION');
+  compactAll(engine, store, 1);
+  assert.equal(store.compactedRevision, 1);
+  assert.equal(store.range({ key: utf8('k'), revision: 1 }).kvs.length, 0, 'the compaction revision stays readable');
+  assert.equal(codeOf(() => store.compact(1, engine.newBatch())), 'COMPACTED');
+  put(engine, store, 'k', 'v');
+  assert.equal(get(store, 'k')?.mod, 2);
   reopenAndCompare(engine, store);
 });
 
@@ -65,12 +77,12 @@ test('compaction: large compactions run in bounded steps; each step is one batch
   for (let i = 0; i < 100; i++) put(engine, store, `k${i % 10}`, `${i}`);
   assert.equal(storedChanges(engine), 100);
   let batch = engine.newBatch();
-  let done = store.compact(95, batch, 7);
+  let done = store.compact(rev(95), batch, 7);
   engine.commit(batch, () => {});
   let steps = 1;
   while (!done) {
     assert.equal(store.compactionPending, true);
-    assert.equal(get(store, 'k3', 95)?.value, '93');
+    assert.equal(get(store, 'k3', rev(95))?.value, '93');
     store.checkInvariants();
     batch = engine.newBatch();
     done = store.compactStep(batch, 7);
@@ -88,12 +100,12 @@ test('compaction: a restart mid-compaction resumes from the stored cursor; the i
   const { engine, store } = newStore();
   for (let i = 0; i < 60; i++) put(engine, store, `k${i % 6}`, `${i}`);
   const batch = engine.newBatch();
-  assert.equal(store.compact(50, batch, 10), false);
+  assert.equal(store.compact(rev(50), batch, 10), false);
   engine.commit(batch, () => {});
   const reopened = reopenAndCompare(engine, store);
   assert.equal(reopened.compactionPending, true);
   assert.equal(reopened.hashKV().hash, store.hashKV().hash);
-  compactAll(engine, reopened, 55);
+  compactAll(engine, reopened, rev(55));
   assert.equal(reopened.compactionPending, false);
   reopenAndCompare(engine, reopened);
 });
@@ -102,9 +114,9 @@ test('compaction: a newer compaction while one is in progress restarts the physi
   const { engine, store } = newStore();
   for (let i = 0; i < 40; i++) put(engine, store, `k${i % 4}`, `${i}`);
   const b1 = engine.newBatch();
-  store.compact(20, b1, 5);
+  store.compact(rev(20), b1, 5);
   engine.commit(b1, () => {});
-  compactAll(engine, store, 30);
+  compactAll(engine, store, rev(30));
   assert.equal(storedChanges(engine), 4 + 10);
   store.checkInvariants();
 });
@@ -119,10 +131,10 @@ test('compaction: writes and compaction in one uncommitted batch (one loop turn)
     txn.end();
     put(b.engine, b.store, `k${i % 3}`, `${i}`);
   }
-  a.store.compact(8, batch, 1000);
+  a.store.compact(rev(8), batch, 1000);
   a.store.checkInvariants();
   a.engine.commit(batch, () => {});
-  compactAll(b.engine, b.store, 8);
+  compactAll(b.engine, b.store, rev(8));
   assert.equal(a.store.hashKV().hash, b.store.hashKV().hash);
   assert.deepEqual([...a.engine.scan(revisionKeySpan(PREFIX))], [...b.engine.scan(revisionKeySpan(PREFIX))]);
   reopenAndCompare(a.engine, a.store);

@@ -22,7 +22,9 @@ export const COMPACTION_BATCH_LIMIT = 1000;
  * when the physical deletion is complete.
  */
 export function compact(state: MvccState, revision: number, batch: WriteBatch, limit: number): boolean {
-  // Any integer is a valid request: etcd answers COMPACTED for ≤ 0 too.
+  // Any integer is a valid request. A store starts at revision 1, so compacting at 1 is allowed
+  // at once, as in etcd. One difference: etcd's never-compacted store holds -1 and accepts 0 (a
+  // no-op); ours holds 0 and answers COMPACTED for ≤ 0, which etcd does once anything was compacted.
   assert(Number.isSafeInteger(revision), () => `compaction revision must be a safe integer, got ${revision}`);
   assert(!state.writing, 'compact during a write transaction');
   if (revision <= state.compactedRevision) throw new MvccError('COMPACTED');

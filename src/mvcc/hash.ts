@@ -27,7 +27,8 @@ export interface HashKVResult {
  */
 export function hashKV(state: MvccState, revision: number): HashKVResult {
   assert(Number.isSafeInteger(revision), () => `hash revision must be a safe integer, got ${revision}`);
-  if (revision > 0 && revision < state.compactedRevision) throw new MvccError('COMPACTED');
+  // etcd 3.4's HashByRev refuses the compacted revision itself too (rev <= compactRev), unlike Range.
+  if (revision > 0 && revision <= state.compactedRevision) throw new MvccError('COMPACTED');
   if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');
   const upTo = revision <= 0 ? state.currentRevision : revision;
   const crc = new Crc32c();

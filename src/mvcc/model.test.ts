@@ -366,7 +366,9 @@ function finalChecks(h: Harness): void {
   const reference = replay(h.log);
   assert.equal(reference.currentRevision, h.model.current);
   for (let rev = Math.max(1, h.model.compacted); rev <= h.model.current; rev++) {
-    assert.equal(h.store.hashKV(rev).hash, reference.hashKV(rev).hash, `hash at ${rev}`);
+    // etcd 3.4's HashKV refuses the compacted revision itself; Range reads it.
+    if (rev > h.model.compacted) assert.equal(h.store.hashKV(rev).hash, reference.hashKV(rev).hash, `hash at ${rev}`);
+    else assert.equal(errorCode(() => h.store.hashKV(rev)), 'COMPACTED');
     const r = h.store.range({ key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0), revision: rev });
     assert.deepEqual({ ...r, kvs: r.kvs.map(plainKv) }, modelRange(h.model, WHOLE_KEY_SPACE, rev));
   }

@@ -26,7 +26,9 @@ export interface ModelChange {
 export type ModelWrite = { readonly put: string; readonly value: string; readonly lease: number } | { readonly del: string; readonly end: string | undefined };
 
 export class Model {
-  current = 0;
+  /** etcd's store starts at revision 1: the empty state counts as a revision. */
+  current = 1;
+  /** 0: never compacted (etcd's -1). */
   compacted = 0;
   /** Revisions that changed something, ascending, and the state after each. */
   revs: number[] = [];

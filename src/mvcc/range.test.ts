@@ -3,15 +3,16 @@ import assert from 'node:assert/strict';
 import { prefixEnd, utf8 } from './bytes.js';
 import type { RangeOptions, SortOrder, SortTarget } from './range.js';
 import type { MvccStore } from './store.js';
-import { codeOf, newStore, put, text, write } from './testing.testlib.js';
+import { codeOf, newStore, put, rev, text, write } from './testing.testlib.js';
 
 /**
- * Keys and their (create, mod, version, value) after setup():
- *   a: create 1, mod 1, v1, "zeta"
- *   b: create 2, mod 6, v3, "alpha"
- *   c: create 3, mod 3, v1, "mid"
- *   d: create 4, mod 5, v2, "beta"
- *   e: create 7, mod 7, v1, "alpha"   (same value as b)
+ * Keys and their (create, mod, version, value) after setup(), where rev(n)
+ * is the revision of the n-th write:
+ *   a: create rev(1), mod rev(1), v1, "zeta"
+ *   b: create rev(2), mod rev(6), v3, "alpha"
+ *   c: create rev(3), mod rev(3), v1, "mid"
+ *   d: create rev(4), mod rev(5), v2, "beta"
+ *   e: create rev(7), mod rev(7), v1, "alpha"   (same value as b)
  */
 function setup(): MvccStore {
   const { engine, store } = newStore();
@@ -46,7 +47,7 @@ test('range: key forms: one key, [key, end), "\\0" = all keys ≥ key, prefix vi
 test('range: limit sets more; count is the total in the range', () => {
   const store = setup();
   const r = store.range(all({ limit: 2 }));
-  assert.deepEqual([r.kvs.map((kv) => text(kv.key)).join(''), r.more, r.count, r.revision], ['ab', true, 5, 7]);
+  assert.deepEqual([r.kvs.map((kv) => text(kv.key)).join(''), r.more, r.count, r.revision], ['ab', true, 5, rev(7)]);
   const exact = store.range(all({ limit: 5 }));
   assert.deepEqual([exact.kvs.length, exact.more, exact.count], [5, false, 5]);
   const none = store.range(all({ limit: 0 }));
@@ -55,13 +56,13 @@ test('range: limit sets more; count is the total in the range', () => {
 
 test('range: count_only returns the count and no kvs; keys_only drops values', () => {
   const store = setup();
-  assert.deepEqual(store.range(all({ countOnly: true })), { kvs: [], more: false, count: 5, revision: 7 });
+  assert.deepEqual(store.range(all({ countOnly: true })), { kvs: [], more: false, count: 5, revision: rev(7) });
   const ko = store.range(all({ keysOnly: true }));
   assert.equal(ko.kvs.length, 5);
   assert.ok(ko.kvs.every((kv) => kv.value.length === 0));
   assert.deepEqual(
     ko.kvs.map((kv) => [kv.createRevision, kv.modRevision, kv.version]),
-    [[1, 1, 1], [2, 6, 3], [3, 3, 1], [4, 5, 2], [7, 7, 1]],
+    [[rev(1), rev(1), 1], [rev(2), rev(6), 3], [rev(3), rev(3), 1], [rev(4), rev(5), 2], [rev(7), rev(7), 1]],
   );
   // Sorting by value with keys_only still reads values to sort, then drops them.
   const byValue = store.range(all({ keysOnly: true, sortTarget: 'VALUE', sortOrder: 'ASCEND' }));
@@ -100,22 +101,22 @@ test('range: every sort target in both orders; ties keep key order; NONE with a 
 
 test('range: min/max mod and create revision filters; count ignores them, more counts after them', () => {
   const store = setup();
-  assert.equal(keys(store, all({ minModRevision: 5 })), 'bde');
-  assert.equal(keys(store, all({ maxModRevision: 3 })), 'ac');
-  assert.equal(keys(store, all({ minCreateRevision: 3 })), 'cde');
-  assert.equal(keys(store, all({ maxCreateRevision: 2 })), 'ab');
-  assert.equal(keys(store, all({ minModRevision: 3, maxModRevision: 6, minCreateRevision: 2 })), 'bcd');
-  const r = store.range(all({ minModRevision: 3, limit: 2 }));
+  assert.equal(keys(store, all({ minModRevision: rev(5) })), 'bde');
+  assert.equal(keys(store, all({ maxModRevision: rev(3) })), 'ac');
+  assert.equal(keys(store, all({ minCreateRevision: rev(3) })), 'cde');
+  assert.equal(keys(store, all({ maxCreateRevision: rev(2) })), 'ab');
+  assert.equal(keys(store, all({ minModRevision: rev(3), maxModRevision: rev(6), minCreateRevision: rev(2) })), 'bcd');
+  const r = store.range(all({ minModRevision: rev(3), limit: 2 }));
   assert.deepEqual([r.kvs.map((kv) => text(kv.key)).join(''), r.more, r.count], ['bc', true, 5]);
 });
 
 test('range: at a past revision, with options', () => {
   const store = setup();
-  const r = store.range(all({ revision: 4, sortTarget: 'VALUE', sortOrder: 'DESCEND' }));
+  const r = store.range(all({ revision: rev(4), sortTarget: 'VALUE', sortOrder: 'DESCEND' }));
   assert.deepEqual(
     r.kvs.map((kv) => `${text(kv.key)}=${text(kv.value)}`),
     ['a=zeta', 'b=x', 'd=x', 'c=mid'],
   );
-  assert.equal(r.revision, 7, 'the header carries the current revision');
-  assert.equal(store.range(all({ revision: 4, countOnly: true })).count, 4);
+  assert.equal(r.revision, rev(7), 'the header carries the current revision');
+  assert.equal(store.range(all({ revision: rev(4), countOnly: true })).count, 4);
 });

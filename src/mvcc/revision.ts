@@ -11,6 +11,14 @@ export interface Revision {
   readonly sub: number;
 }
 
+/**
+ * The revision of a store that has never been written. etcd's mvcc starts its
+ * counter at 1 (the backend's initial state counts as a revision), so a fresh
+ * etcd answers revision 1 and its first write gets 2; starting here too keeps
+ * every header, mod revision and watch start an etcd client sees the same.
+ */
+export const INITIAL_REVISION = 1;
+
 /** The largest main revision: 2^53 - 1. */
 export const MAX_REVISION = Number.MAX_SAFE_INTEGER;
 

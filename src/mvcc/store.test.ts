@@ -1,60 +1,78 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AssertionError } from '../base/index.js';
+import { AssertionError, isTesseraError } from '../base/index.js';
 import { utf8 } from './bytes.js';
+import { crc32c } from './checksum.js';
+import { encodeMeta, metaKey } from './codec.js';
 import { MVCC_ERRORS, MvccError } from './errors.js';
+import { INITIAL_REVISION } from './revision.js';
 import { MvccStore } from './store.js';
-import { PREFIX, codeOf, del, get, newEngine, newStore, put, reopenAndCompare, show, write } from './testing.testlib.js';
+import { PREFIX, codeOf, del, get, newEngine, newStore, put, reopenAndCompare, rev, show, write } from './testing.testlib.js';
 
-test('store: an empty store is at revision 0 and reads nothing', () => {
+test('store: an empty store is at revision 1, as etcd is, and reads nothing, at its revision too', () => {
   const { store } = newStore();
-  assert.equal(store.currentRevision, 0);
+  assert.equal(INITIAL_REVISION, 1);
+  assert.equal(store.currentRevision, 1);
   assert.equal(store.compactedRevision, 0);
-  const r = store.range({ key: utf8('a'), rangeEnd: Uint8Array.of(0) });
-  assert.deepEqual(r, { kvs: [], more: false, count: 0, revision: 0 });
+  const all = { key: utf8('a'), rangeEnd: Uint8Array.of(0) };
+  assert.deepEqual(store.range(all), { kvs: [], more: false, count: 0, revision: 1 });
+  assert.deepEqual(store.range({ ...all, revision: 1 }), { kvs: [], more: false, count: 0, revision: 1 }, 'etcd answers a read at revision 1, not an error');
+  assert.equal(codeOf(() => store.range({ ...all, revision: 2 })), 'FUTURE_REVISION');
+});
+
+test('store: a meta record of format 2 (revisions from 0, an older build) is refused, not reinterpreted', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1 });
+  older[0] = 2;
+  new DataView(older.buffer).setUint32(older.length - 4, crc32c(older.subarray(0, older.length - 4)));
+  const batch = engine.newBatch();
+  batch.put(metaKey(PREFIX), older);
+  engine.commit(batch, () => {});
+  assert.throws(() => MvccStore.open(engine, PREFIX), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && /format 2; this build reads only format 3/.test(error.message));
 });
 
 test('store: each write txn takes the next revision; keys carry create/mod revision and version', () => {
   const { engine, store } = newStore();
-  assert.equal(put(engine, store, 'a', '1').revision, 1);
-  assert.equal(put(engine, store, 'b', '1').revision, 2);
-  assert.equal(put(engine, store, 'a', '2').revision, 3);
-  assert.deepEqual(get(store, 'a'), { key: 'a', value: '2', create: 1, mod: 3, version: 2, lease: 0 });
-  assert.deepEqual(get(store, 'b'), { key: 'b', value: '1', create: 2, mod: 2, version: 1, lease: 0 });
-  assert.equal(store.currentRevision, 3);
+  assert.equal(put(engine, store, 'a', '1').revision, 2, 'the first write gets revision 2, as in etcd');
+  assert.equal(put(engine, store, 'b', '1').revision, rev(2));
+  assert.equal(put(engine, store, 'a', '2').revision, rev(3));
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '2', create: rev(1), mod: rev(3), version: 2, lease: 0 });
+  assert.deepEqual(get(store, 'b'), { key: 'b', value: '1', create: rev(2), mod: rev(2), version: 1, lease: 0 });
+  assert.equal(store.currentRevision, rev(3));
 });
 
 test('store: delete resets the version; a later put starts a new generation with version 1 and a new create revision', () => {
   const { engine, store } = newStore();
   put(engine, store, 'k', 'v1');
   put(engine, store, 'k', 'v2');
-  assert.equal(del(engine, store, 'k').revision, 3);
+  assert.equal(del(engine, store, 'k').revision, rev(3));
   assert.equal(get(store, 'k'), undefined);
   put(engine, store, 'k', 'v3');
-  assert.deepEqual(get(store, 'k'), { key: 'k', value: 'v3', create: 4, mod: 4, version: 1, lease: 0 });
+  assert.deepEqual(get(store, 'k'), { key: 'k', value: 'v3', create: rev(4), mod: rev(4), version: 1, lease: 0 });
   // History stays readable.
-  assert.deepEqual(get(store, 'k', 2), { key: 'k', value: 'v2', create: 1, mod: 2, version: 2, lease: 0 });
-  assert.equal(get(store, 'k', 3), undefined);
+  assert.deepEqual(get(store, 'k', rev(2)), { key: 'k', value: 'v2', create: rev(1), mod: rev(2), version: 2, lease: 0 });
+  assert.equal(get(store, 'k', rev(3)), undefined);
 });
 
 test('store: changes in one txn share the main revision with rising sub-revisions, and reads in the txn see them', () => {
   const { engine, store } = newStore();
   put(engine, store, 'x', '0');
   const result = write(engine, store, (txn) => {
-    assert.equal(txn.viewRevision, 1);
+    assert.equal(txn.viewRevision, rev(1));
     txn.put(utf8('a'), utf8('1'));
-    assert.equal(txn.viewRevision, 2);
+    assert.equal(txn.viewRevision, rev(2));
     txn.put(utf8('a'), utf8('2'));
     txn.deleteRange(utf8('x'));
     const seen = txn.range({ key: utf8('a'), rangeEnd: Uint8Array.of(0) });
-    assert.deepEqual(seen.kvs.map(show), [{ key: 'a', value: '2', create: 2, mod: 2, version: 2, lease: 0 }]);
-    assert.equal(seen.revision, 2);
+    assert.deepEqual(seen.kvs.map(show), [{ key: 'a', value: '2', create: rev(2), mod: rev(2), version: 2, lease: 0 }]);
+    assert.equal(seen.revision, rev(2));
   });
-  assert.equal(result.revision, 2);
+  assert.equal(result.revision, rev(2));
   assert.deepEqual(result.events.map((e) => [e.type, show(e.kv)]), [
-    ['PUT', { key: 'a', value: '1', create: 2, mod: 2, version: 1, lease: 0 }],
-    ['PUT', { key: 'a', value: '2', create: 2, mod: 2, version: 2, lease: 0 }],
-    ['DELETE', { key: 'x', value: '', create: 0, mod: 2, version: 0, lease: 0 }],
+    ['PUT', { key: 'a', value: '1', create: rev(2), mod: rev(2), version: 1, lease: 0 }],
+    ['PUT', { key: 'a', value: '2', create: rev(2), mod: rev(2), version: 2, lease: 0 }],
+    ['DELETE', { key: 'x', value: '', create: 0, mod: rev(2), version: 0, lease: 0 }],
   ]);
   assert.deepEqual(result.events.map((e) => e.prevKv && show(e.prevKv).value), [undefined, '1', '0']);
   reopenAndCompare(engine, store);
@@ -67,10 +85,10 @@ test('store: a txn that changes nothing does not bump the revision and writes no
   const txn = store.beginWrite(batch);
   txn.range({ key: utf8('a') });
   const d = txn.deleteRange(utf8('nope'));
-  assert.deepEqual(d, { deleted: 0, revision: 1, prevKvs: [] });
-  assert.deepEqual(txn.end(), { revision: 1, events: [] });
+  assert.deepEqual(d, { deleted: 0, revision: rev(1), prevKvs: [] });
+  assert.deepEqual(txn.end(), { revision: rev(1), events: [] });
   assert.equal(batch.count, 0);
-  assert.equal(store.currentRevision, 1);
+  assert.equal(store.currentRevision, rev(1));
 });
 
 test('store: an explicit (oracle) revision must rise; gaps are fine', () => {
@@ -92,10 +110,10 @@ test('store: put options: lease, prevKv, ignoreValue, ignoreLease and their erro
     assert.equal(show(r.prevKv!).lease, 7);
   });
   // ignoreValue kept the value; the lease was not ignored, so it was cleared.
-  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v1', create: 1, mod: 2, version: 2, lease: 0 });
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v1', create: rev(1), mod: rev(2), version: 2, lease: 0 });
   put(engine, store, 'a', 'v2', { leaseId: 9 });
   put(engine, store, 'a', 'v3', { ignoreLease: true });
-  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v3', create: 1, mod: 4, version: 4, lease: 9 });
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: 'v3', create: rev(1), mod: rev(4), version: 4, lease: 9 });
   const batch = engine.newBatch();
   const txn = store.beginWrite(batch);
   assert.equal(codeOf(() => txn.put(utf8('missing'), new Uint8Array(0), { ignoreValue: true })), 'KEY_NOT_FOUND');
@@ -109,12 +127,13 @@ test('store: put options: lease, prevKv, ignoreValue, ignoreLease and their erro
 test('store: reads at past revisions; future and compacted revisions fail with etcd messages', () => {
   const { engine, store } = newStore();
   for (let i = 1; i <= 5; i++) put(engine, store, 'k', `v${i}`);
-  for (let i = 1; i <= 5; i++) assert.equal(get(store, 'k', i)?.value, `v${i}`);
+  for (let i = 1; i <= 5; i++) assert.equal(get(store, 'k', rev(i))?.value, `v${i}`);
+  assert.equal(get(store, 'k', rev(0)), undefined, 'before the first write');
   assert.equal(get(store, 'k', 0)?.value, 'v5');
   assert.equal(get(store, 'k', -3)?.value, 'v5', 'revision ≤ 0 reads the current revision, as in etcd');
   const future = (() => {
     try {
-      store.range({ key: utf8('k'), revision: 6 });
+      store.range({ key: utf8('k'), revision: rev(6) });
     } catch (error) {
       return error as MvccError;
     }
@@ -138,10 +157,10 @@ test('store: one batch can hold many txns before commit; reads see them, and com
     txn.end();
     assert.equal(get(store, 'k')?.value, `v${i}`);
   }
-  assert.equal(get(store, 'k', 1)?.value, 'v1');
+  assert.equal(get(store, 'k', rev(1))?.value, 'v1');
   store.checkInvariants();
   // Not committed yet: a fresh store over the engine sees nothing.
-  assert.equal(MvccStore.open(engine, PREFIX).currentRevision, 0);
+  assert.equal(MvccStore.open(engine, PREFIX).currentRevision, rev(0));
   engine.commit(batch, () => {});
   assert.equal(get(store, 'k')?.value, 'v3');
   reopenAndCompare(engine, store);
@@ -156,8 +175,8 @@ test('store: stores under different prefixes share one engine without seeing eac
   put(engine, b, 'j', 'from-b');
   assert.equal(get(a, 'k')?.value, 'from-a');
   assert.equal(get(b, 'k')?.value, 'from-b');
-  assert.equal(a.currentRevision, 1);
-  assert.equal(b.currentRevision, 2);
+  assert.equal(a.currentRevision, rev(1));
+  assert.equal(b.currentRevision, rev(2));
   reopenAndCompare(engine, a, utf8('range-a/'));
   reopenAndCompare(engine, b, utf8('range-b/'));
 });

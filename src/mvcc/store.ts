@@ -35,12 +35,12 @@ export interface BeginWriteOptions {
 export class MvccStore {
   private constructor(private readonly state: MvccState) {}
 
-  /** Opens the store under `prefix`, rebuilding the key index from storage; a fresh prefix gives an empty store at revision 0. */
+  /** Opens the store under `prefix`, rebuilding the key index from storage; a fresh prefix gives an empty store at INITIAL_REVISION (1, as in etcd). */
   static open(engine: StorageEngine, prefix: Uint8Array): MvccStore {
     return new MvccStore(MvccState.open(engine, prefix));
   }
 
-  /** The revision of the last write transaction that changed something. */
+  /** The revision of the last write transaction that changed something; INITIAL_REVISION before the first. */
   get currentRevision(): number {
     return this.state.currentRevision;
   }

@@ -7,10 +7,21 @@ import { MemoryEngine } from '../storage/memory.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { utf8 } from './bytes.js';
 import type { KeyValue } from './range.js';
+import { INITIAL_REVISION } from './revision.js';
 import { MvccStore } from './store.js';
 import type { PutOptions, WriteResult, WriteTxn } from './write-txn.js';
 
 export const PREFIX = utf8('r1/');
+
+/**
+ * The revision of the n-th write transaction that changes something on a
+ * fresh store (n ≥ 1; rev(0) is the empty store's): revisions start at
+ * INITIAL_REVISION, as in etcd, so the first write is INITIAL_REVISION + 1.
+ */
+export function rev(n: number): number {
+  assert.ok(Number.isSafeInteger(n) && n >= 0, `rev(n) needs a write count, got ${n}`);
+  return INITIAL_REVISION + n;
+}
 
 export function newEngine(): MemoryEngine {
   // Syncs never run: these tests read only what commits made visible.

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { utf8 } from './bytes.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { MvccStore } from './store.js';
-import { codeOf, get, newStore, put, show, text } from './testing.testlib.js';
+import { codeOf, get, newStore, put, rev, show, text } from './testing.testlib.js';
 import { type Compare, type CompareResult, type CompareTarget, type RequestOp, type TxnRequest, isTxnReadOnly } from './txn.js';
 import { validateTxnRequest } from './txn-validate.js';
 
@@ -30,7 +30,7 @@ function run(engine: MemoryEngine, store: MvccStore, request: TxnRequest, option
   return out;
 }
 
-/** a: create 1, mod 2, version 2, value "2", lease 5;  b: create 3, mod 3, version 1, value "b". */
+/** a: create rev(1), mod rev(2), version 2, value "2", lease 5;  b: create rev(3), mod rev(3), version 1, value "b". */
 function setup() {
   const { engine, store } = newStore();
   put(engine, store, 'a', '1');
@@ -46,9 +46,9 @@ test('txn: compare targets and results against a key', () => {
     [cmp('a', 'VERSION', 'GREATER', 1), true],
     [cmp('a', 'VERSION', 'LESS', 2), false],
     [cmp('a', 'VERSION', 'NOT_EQUAL', 2), false],
-    [cmp('a', 'CREATE', 'EQUAL', 1), true],
-    [cmp('a', 'MOD', 'EQUAL', 2), true],
-    [cmp('a', 'MOD', 'LESS', 3), true],
+    [cmp('a', 'CREATE', 'EQUAL', rev(1)), true],
+    [cmp('a', 'MOD', 'EQUAL', rev(2)), true],
+    [cmp('a', 'MOD', 'LESS', rev(3)), true],
     [cmp('a', 'LEASE', 'EQUAL', 5), true],
     [cmp('a', 'VALUE', 'EQUAL', '2'), true],
     [cmp('a', 'VALUE', 'GREATER', '1'), true],
@@ -66,7 +66,7 @@ test('txn: compare targets and results against a key', () => {
     const { response } = run(engine, store, { compare: [c], success: [], failure: [] });
     assert.equal(response.succeeded, expected, `${text(c.key)} ${c.target} ${c.result}`);
   }
-  assert.equal(store.currentRevision, 3, 'read-only txns do not bump the revision');
+  assert.equal(store.currentRevision, rev(3), 'read-only txns do not bump the revision');
 });
 
 test('txn: a range compare must hold for every key in the range ("\\0" = all keys ≥ key)', () => {
@@ -75,7 +75,7 @@ test('txn: a range compare must hold for every key in the range ("\\0" = all key
   assert.equal(ok(cmp('a', 'VERSION', 'GREATER', 0, 'c')), true);
   assert.equal(ok(cmp('a', 'VERSION', 'EQUAL', 1, 'c')), false, 'a has version 2');
   assert.equal(ok(cmp('b', 'VERSION', 'EQUAL', 1, Uint8Array.of(0))), true);
-  assert.equal(ok(cmp('a', 'MOD', 'LESS', 4, Uint8Array.of(0))), true);
+  assert.equal(ok(cmp('a', 'MOD', 'LESS', rev(4), Uint8Array.of(0))), true);
   assert.equal(ok(cmp('x', 'CREATE', 'EQUAL', 0, 'z')), true, 'an empty range compares a zero KeyValue');
   assert.equal(ok(cmp('x', 'VALUE', 'EQUAL', '', 'z')), false);
 });
@@ -89,19 +89,19 @@ test('txn: success and failure branches, responses and header revisions', () => 
   };
   const { response, result } = run(engine, store, request);
   assert.equal(response.succeeded, true);
-  assert.equal(response.revision, 4);
+  assert.equal(response.revision, rev(4));
   const [p, g, d] = response.responses;
   assert.ok(p?.type === 'put' && g?.type === 'range' && d?.type === 'deleteRange');
-  assert.equal(p.put.revision, 4);
+  assert.equal(p.put.revision, rev(4));
   assert.equal(show(p.put.prevKv!).value, '2');
-  assert.deepEqual(g.range.kvs.map(show), [{ key: 'a', value: '3', create: 1, mod: 4, version: 3, lease: 0 }], 'a range sees earlier ops');
-  assert.equal(g.range.revision, 4);
+  assert.deepEqual(g.range.kvs.map(show), [{ key: 'a', value: '3', create: rev(1), mod: rev(4), version: 3, lease: 0 }], 'a range sees earlier ops');
+  assert.equal(g.range.revision, rev(4));
   assert.deepEqual([d.deleteRange.deleted, d.deleteRange.prevKvs.map((kv) => show(kv).value)], [1, ['b']]);
   assert.deepEqual(result.events.map((e) => `${e.type}:${text(e.kv.key)}`), ['PUT:a', 'DELETE:b']);
   const again = run(engine, store, request);
   assert.equal(again.response.succeeded, false);
   assert.deepEqual(again.response.responses.map((r) => r.type), ['range']);
-  assert.equal(again.response.revision, 4);
+  assert.equal(again.response.revision, rev(4));
 });
 
 test('txn: nested txns decide every compare on the state before the txn', () => {
@@ -124,33 +124,33 @@ test('txn: nested txns decide every compare on the state before the txn', () => 
   assert.ok(nested?.type === 'txn' && nested.txn.succeeded);
   const second = response.responses[2];
   assert.ok(second?.type === 'txn' && !second.txn.succeeded && second.txn.responses[0]?.type === 'txn');
-  assert.equal(store.currentRevision, 4, 'one txn, one revision');
+  assert.equal(store.currentRevision, rev(4), 'one txn, one revision');
 });
 
 test('txn: a failed check aborts before any write (ignore_value on a missing key, future or compacted range, unknown lease)', () => {
   const { engine, store } = setup();
   const attempts: [TxnRequest, string, object?][] = [
     [{ compare: [], success: [putOp('a', 'x'), putOp('missing', '', { ignoreValue: true })], failure: [] }, 'KEY_NOT_FOUND'],
-    [{ compare: [], success: [putOp('a', 'x'), getOp('a', { revision: 4 })], failure: [] }, 'FUTURE_REVISION'],
+    [{ compare: [], success: [putOp('a', 'x'), getOp('a', { revision: rev(4) })], failure: [] }, 'FUTURE_REVISION'],
     [{ compare: [], success: [putOp('a', 'x', { lease: 42 })], failure: [] }, 'LEASE_NOT_FOUND', { leaseExists: (id: number) => id === 5 }],
     [{ compare: [], success: [txnOp({ compare: [], success: [putOp('a', 'x'), putOp('m', '', { ignoreLease: true })], failure: [] })], failure: [] }, 'KEY_NOT_FOUND'],
   ];
   for (const [request, code, options] of attempts) {
     assert.equal(codeOf(() => run(engine, store, request, options)), code);
-    assert.equal(store.currentRevision, 3);
+    assert.equal(store.currentRevision, rev(3));
     assert.equal(get(store, 'a')?.value, '2');
   }
   const { response } = run(engine, store, { compare: [], success: [putOp('a', 'x', { lease: 5 })], failure: [] }, { leaseExists: (id: number) => id === 5 });
-  assert.equal(response.revision, 4);
+  assert.equal(response.revision, rev(4));
   store.checkInvariants();
 });
 
 test('txn: a range in a txn at a compacted revision fails before writes', () => {
   const { engine, store } = setup();
   const batch = engine.newBatch();
-  store.compact(2, batch);
+  store.compact(rev(2), batch);
   engine.commit(batch, () => {});
-  assert.equal(codeOf(() => run(engine, store, { compare: [], success: [putOp('b', 'x'), getOp('a', { revision: 1 })], failure: [] })), 'COMPACTED');
+  assert.equal(codeOf(() => run(engine, store, { compare: [], success: [putOp('b', 'x'), getOp('a', { revision: rev(1) })], failure: [] })), 'COMPACTED');
   assert.equal(get(store, 'b')?.value, 'b');
   // A compare on a range that cannot be read is false, not an error.
   const { response } = run(engine, store, { compare: [cmp('a', 'VERSION', 'EQUAL', 2)], success: [], failure: [] });

@@ -192,7 +192,9 @@ export class Membership {
 
   private noticeRemoval(): void {
     const cs = this.confState();
-    const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(this.o.self);
+    // Only the incoming configuration counts: a joint configuration is never rolled back, and once
+    // it is left the leader stops sending to a removed member, which would never learn of the leave.
+    const member = [...cs.voters, ...cs.learners, ...cs.learnersNext].includes(this.o.self);
     if (member) this.wasMember = true;
     else if (this.wasMember && !this.removed) {
       this.removed = true;

@@ -50,12 +50,13 @@ describe('etcdctl 3.4 member commands against a tessera cluster', { skip }, () =
   const nodes: NodeHandle[] = [];
   let peers: string[] = [];
   let base: (i: number, extra: Partial<StartNodeOptions>) => StartNodeOptions;
+  const stopped = new Set<string>();
 
   before(async () => {
     const ports = await freePorts(4);
     peers = ports.map((p) => `127.0.0.1:${p}`);
     const initialCluster = [0, 1, 2].map((i) => `n${i + 1}=${peers[i]}`).join(',');
-    base = (i, extra) => ({ ...TIMING, name: `n${i + 1}`, engine: 'memory', listenPeer: peers[i] as string, listenClient: '127.0.0.1:0', logger: pino({ level: 'silent' }), ...extra });
+    base = (i, extra) => ({ ...TIMING, name: `n${i + 1}`, engine: 'memory', listenPeer: peers[i] as string, listenClient: '127.0.0.1:0', logger: pino({ level: 'silent' }), onRemoved: () => stopped.add(`n${i + 1}`), ...extra });
     nodes.push(...(await Promise.all([0, 1, 2].map((i) => startNode(base(i, { initialCluster }))))));
     await waitFor(() => nodes.find((n) => n.status().state === 'leader'), 'a leader');
   });
@@ -135,7 +136,8 @@ describe('etcdctl 3.4 member commands against a tessera cluster', { skip }, () =
     assert.equal(list.length, 3);
     assert.ok(!list.some((x) => x.id === victim.nodeId.toString(16)));
     nodes.splice(nodes.indexOf(victim), 1);
-    await victim.close();
+    // As an etcd member does, the removed node stops by itself.
+    await waitFor(() => (stopped.has(victim.name) ? true : undefined), 'the removed member stopped');
     const gone = await etcdctl(endpoint(leader()), ['member', 'remove', victim.nodeId.toString(16)]);
     assert.notEqual(gone.code, 0);
     assert.match(gone.stderr, /etcdserver: member not found/);

@@ -12,8 +12,12 @@ import { bytesEqual } from '../bytes.js';
  * or overwritten.
  */
 
-/** Bumped when the on-disk layout changes incompatibly; an environment of another version is refused. */
-export const LMDB_FORMAT_VERSION = 1;
+/**
+ * Bumped when the on-disk layout changes incompatibly; an environment of another version is refused.
+ * 2: MVCC revisions start at 1, as in etcd (mvcc meta format 3). A version-1 directory numbers them
+ * from 0, and a node replaying the same log from it would give other revisions than its peers.
+ */
+export const LMDB_FORMAT_VERSION = 2;
 /** Address space reserved for the map. LMDB grows the file as it fills; the map only caps it. */
 export const LMDB_DEFAULT_MAP_SIZE_BYTES = 16 * 1024 ** 3;
 export const LMDB_MIN_MAP_SIZE_BYTES = 1024 ** 2;
