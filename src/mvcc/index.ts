@@ -27,6 +27,7 @@ export {
   applyCompare,
   executeTxn,
   isTxnReadOnly,
+  isTxnSerializable,
   type Compare,
   type CompareResult,
   type CompareTarget,
@@ -37,6 +38,7 @@ export {
   type TxnOptions,
   type TxnRequest,
   type TxnResponse,
+  type TxnTarget,
 } from './txn.js';
 export { validateTxnRequest } from './txn-validate.js';
 export { COMPACTION_BATCH_LIMIT } from './compaction.js';

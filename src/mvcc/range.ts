@@ -38,6 +38,11 @@ export interface RangeOptions {
   readonly maxModRevision?: number | undefined;
   readonly minCreateRevision?: number | undefined;
   readonly maxCreateRevision?: number | undefined;
+  /**
+   * etcd's serializable: may be answered from this node's state without a
+   * read barrier. The server decides on it; the store reads alike either way.
+   */
+  readonly serializable?: boolean | undefined;
 }
 
 export interface RangeResult {

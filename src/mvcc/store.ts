@@ -8,7 +8,8 @@ import type { KeyIndex } from './key-index.js';
 import { type RangeOptions, type RangeResult, executeRange } from './range.js';
 import { MAX_REVISION } from './revision.js';
 import { MvccState } from './state.js';
-import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn } from './txn.js';
+import { ReadTxn } from './read-txn.js';
+import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn, isTxnReadOnly } from './txn.js';
 import { type WriteResult, WriteTxn } from './write-txn.js';
 
 export interface BeginWriteOptions {
@@ -89,6 +90,22 @@ export class MvccStore {
       throw error;
     }
     return { response, result: txn.end() };
+  }
+
+  /**
+   * A txn that only reads (isTxnReadOnly), answered from the current state
+   * without a write transaction or a batch: the same response txn() would
+   * give it (header revision the current one), and the same MvccError for a
+   * compacted or future read revision. Whether the state is recent enough is
+   * the caller's business (a read barrier, or a serializable read).
+   */
+  readTxn(request: TxnRequest): TxnResponse {
+    this.state.settle();
+    assert(!this.state.writing, 'store.readTxn during a write transaction');
+    assert(isTxnReadOnly(request), 'store.readTxn of a txn that writes');
+    const response = executeTxn(new ReadTxn(this.state), request);
+    assert(response.revision === this.state.currentRevision, 'a read-only txn answered at another revision');
+    return response;
   }
 
   /**

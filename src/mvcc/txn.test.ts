@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { utf8 } from './bytes.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { MvccStore } from './store.js';
-import { codeOf, get, newStore, put, rev, show, text } from './testing.testlib.js';
-import { type Compare, type CompareResult, type CompareTarget, type RequestOp, type TxnRequest, isTxnReadOnly } from './txn.js';
+import { AssertionError } from '../base/index.js';
+import { codeOf, compactAll, get, newStore, put, rev, show, text } from './testing.testlib.js';
+import { type Compare, type CompareResult, type CompareTarget, type RequestOp, type TxnRequest, isTxnReadOnly, isTxnSerializable } from './txn.js';
 import { validateTxnRequest } from './txn-validate.js';
 
 const putOp = (key: string, value: string, extra: object = {}): RequestOp => ({ type: 'put', put: { key: utf8(key), value: utf8(value), ...extra } });
@@ -193,8 +194,56 @@ test('txn: request validation: empty keys, too many ops, value/lease provided wi
   assert.equal(v({ compare: [], success: [putOp('x', 'v'), txnOp({ compare: [], success: many.slice(0, 3), failure: [] })], failure: [] }, 4), 'TOO_MANY_OPS');
 });
 
-test('txn: isTxnReadOnly', () => {
+test('txn: isTxnReadOnly looks into nested txns; isTxnSerializable needs a Range and every Range serializable', () => {
+  const empty: TxnRequest = { compare: [], success: [], failure: [] };
   assert.equal(isTxnReadOnly({ compare: [], success: [getOp('a')], failure: [getOp('b')] }), true);
   assert.equal(isTxnReadOnly({ compare: [], success: [getOp('a')], failure: [delOp('b')] }), false);
-  assert.equal(isTxnReadOnly({ compare: [], success: [txnOp({ compare: [], success: [], failure: [] })], failure: [] }), false);
+  assert.equal(isTxnReadOnly({ compare: [], success: [txnOp(empty)], failure: [] }), true, 'etcd would propose this; it cannot write');
+  assert.equal(isTxnReadOnly({ compare: [], success: [txnOp({ ...empty, failure: [getOp('a')] })], failure: [getOp('b')] }), true);
+  assert.equal(isTxnReadOnly({ compare: [], success: [getOp('a'), txnOp({ ...empty, failure: [putOp('a', 'x')] })], failure: [] }), false, 'a write on any branch, taken or not');
+  assert.equal(isTxnReadOnly({ compare: [cmp('a', 'VERSION', 'EQUAL', 1)], success: [], failure: [] }), true);
+  const s = { serializable: true };
+  assert.equal(isTxnSerializable({ compare: [], success: [getOp('a', s)], failure: [getOp('b', s)] }), true);
+  assert.equal(isTxnSerializable({ compare: [], success: [getOp('a', s)], failure: [getOp('b')] }), false, 'one linearizable Range makes it linearizable');
+  assert.equal(isTxnSerializable({ compare: [], success: [txnOp({ ...empty, success: [getOp('a', s)] })], failure: [] }), true);
+  assert.equal(isTxnSerializable({ compare: [], success: [getOp('a', s), txnOp({ ...empty, success: [getOp('b')] })], failure: [] }), false);
+  assert.equal(isTxnSerializable({ compare: [], success: [getOp('a', s), putOp('b', 'x')], failure: [] }), false, 'not read-only');
+  assert.equal(isTxnSerializable({ compare: [cmp('a', 'VERSION', 'EQUAL', 1)], success: [], failure: [] }), false, 'no Range: linearizable (etcd says serializable)');
+});
+
+test('txn: readTxn answers a read-only txn as txn() would, errors included, and writes nothing', () => {
+  const { engine, store } = setup();
+  put(engine, store, 'b', 'b2');
+  compactAll(engine, store, rev(2));
+  const all = { rangeEnd: Uint8Array.of(0) };
+  const requests: TxnRequest[] = [
+    { compare: [], success: [], failure: [] },
+    { compare: [cmp('a', 'VALUE', 'EQUAL', '2')], success: [getOp('a'), getOp('a', { ...all, revision: rev(2) })], failure: [getOp('b')] },
+    { compare: [cmp('a', 'VALUE', 'EQUAL', 'no')], success: [getOp('a')], failure: [getOp('b', { countOnly: true }), getOp('a', { ...all, limit: 1 })] },
+    { compare: [cmp('b', 'MOD', 'GREATER', rev(3))], success: [txnOp({ compare: [cmp('zz', 'CREATE', 'EQUAL', 0)], success: [getOp('b', { revision: rev(3) })], failure: [] })], failure: [] },
+    { compare: [], success: [getOp('a', { revision: rev(5) })], failure: [] },
+    { compare: [], success: [getOp('a', { revision: rev(1) })], failure: [] },
+    { compare: [], success: [txnOp({ compare: [], success: [getOp('a', { revision: rev(1) })], failure: [] })], failure: [] },
+  ];
+  /** What `fn` returns, or the code of what it throws: both paths must agree on either. */
+  const outcome = <T>(fn: () => T): T | { error: string } => {
+    try {
+      return fn();
+    } catch (error) {
+      return { error: (error as { code?: string }).code ?? String(error) };
+    }
+  };
+  for (const request of requests) {
+    const before = store.hashKV();
+    const read = outcome(() => store.readTxn(request));
+    const batch = engine.newBatch();
+    const proposed = outcome(() => store.txn(batch, request).response);
+    assert.equal(batch.count, 0, 'a read-only txn writes nothing');
+    assert.deepEqual(read, proposed, JSON.stringify(request, (_k, v: unknown) => (v instanceof Uint8Array ? text(v) : v)));
+    assert.deepEqual(store.hashKV(), before);
+  }
+  assert.deepEqual(['FUTURE_REVISION', 'COMPACTED'], [requests[4], requests[5]].map((r) => codeOf(() => store.readTxn(r!))));
+  const answered = store.readTxn(requests[1]!);
+  assert.equal(answered.revision, rev(4), 'header: the current revision');
+  assert.throws(() => store.readTxn({ compare: [], success: [getOp('a')], failure: [putOp('a', 'x')] }), AssertionError);
 });

@@ -80,6 +80,13 @@ export interface TxnOptions {
   readonly leaseExists?: ((lease: number) => boolean) | undefined;
 }
 
+/**
+ * What executing a txn works on: a write transaction, or for a read-only txn
+ * a read view of the current state (ReadTxn), so both run this same code and
+ * answer alike.
+ */
+export type TxnTarget = Pick<WriteTxn, 'viewRevision' | 'compactedRevision' | 'changeCount' | 'range' | 'put' | 'deleteRange'>;
+
 /** The branch each (nested) transaction takes, decided before any write. */
 interface TxnPath {
   readonly succeeded: boolean;
@@ -88,14 +95,14 @@ interface TxnPath {
 }
 
 /** Runs `request` inside `txn`; the caller begins and ends the transaction. Throws MvccError from the checks, before any write. */
-export function executeTxn(txn: WriteTxn, request: TxnRequest, options: TxnOptions = {}): TxnResponse {
+export function executeTxn(txn: TxnTarget, request: TxnRequest, options: TxnOptions = {}): TxnResponse {
   assert(txn.changeCount === 0, 'executeTxn needs a fresh write transaction: compares read the state before it');
   const path = decidePath(txn, request);
   checkPath(txn, request, path, options);
   return runPath(txn, request, path);
 }
 
-function decidePath(txn: WriteTxn, request: TxnRequest): TxnPath {
+function decidePath(txn: TxnTarget, request: TxnRequest): TxnPath {
   const succeeded = request.compare.every((c) => applyCompare(txn, c));
   const nested: TxnPath[] = [];
   for (const op of succeeded ? request.success : request.failure) {
@@ -153,7 +160,7 @@ function compareKeyValue(compare: Compare, kv: KeyValue): boolean {
 }
 
 /** etcd's checkTxn along the taken path. */
-function checkPath(txn: WriteTxn, request: TxnRequest, path: TxnPath, options: TxnOptions): void {
+function checkPath(txn: TxnTarget, request: TxnRequest, path: TxnPath, options: TxnOptions): void {
   let nested = 0;
   for (const op of path.succeeded ? request.success : request.failure) {
     switch (op.type) {
@@ -175,7 +182,7 @@ function checkPath(txn: WriteTxn, request: TxnRequest, path: TxnPath, options: T
   }
 }
 
-function checkPutOp(txn: WriteTxn, put: PutRequest, options: TxnOptions): void {
+function checkPutOp(txn: TxnTarget, put: PutRequest, options: TxnOptions): void {
   const lease = put.lease ?? 0;
   if (lease !== 0 && options.leaseExists !== undefined && !options.leaseExists(lease)) throw new MvccError('LEASE_NOT_FOUND');
   if (put.ignoreValue === true || put.ignoreLease === true) {
@@ -183,7 +190,7 @@ function checkPutOp(txn: WriteTxn, put: PutRequest, options: TxnOptions): void {
   }
 }
 
-function runPath(txn: WriteTxn, request: TxnRequest, path: TxnPath): TxnResponse {
+function runPath(txn: TxnTarget, request: TxnRequest, path: TxnPath): TxnResponse {
   const responses: ResponseOp[] = [];
   let nested = 0;
   for (const op of path.succeeded ? request.success : request.failure) {
@@ -192,7 +199,7 @@ function runPath(txn: WriteTxn, request: TxnRequest, path: TxnPath): TxnResponse
   return { succeeded: path.succeeded, responses, revision: txn.viewRevision };
 }
 
-function runOp(txn: WriteTxn, op: RequestOp, nextNested: () => TxnPath): ResponseOp {
+function runOp(txn: TxnTarget, op: RequestOp, nextNested: () => TxnPath): ResponseOp {
   switch (op.type) {
     case 'range':
       return { type: 'range', range: txn.range(op.range) };
@@ -210,7 +217,27 @@ function runOp(txn: WriteTxn, op: RequestOp, nextNested: () => TxnPath): Respons
   }
 }
 
-/** True if the request only reads (etcd's IsTxnReadonly): such a txn need not go through the log as a write. */
+/**
+ * True if every op on both branches is a Range, nested txns included (etcd's
+ * isTxnReadonly, which counts any nested txn as a write): such a txn changes
+ * nothing whichever branch it takes, so it can be served as a read.
+ */
 export function isTxnReadOnly(request: TxnRequest): boolean {
-  return [...request.success, ...request.failure].every((op) => op.type === 'range');
+  return [...request.success, ...request.failure].every((op) => op.type === 'range' || (op.type === 'txn' && isTxnReadOnly(op.txn)));
+}
+
+/**
+ * True if a read-only txn may be served from this node's state without a
+ * read barrier: every Range in it, nested ones included, asks for a
+ * serializable read. etcd's isTxnSerializable says yes to a txn with no
+ * Range at all (compares only); we say no, so a txn that only compares is
+ * linearizable, as the proposed txn it stands for would be.
+ */
+export function isTxnSerializable(request: TxnRequest): boolean {
+  const ranges = rangesOf(request);
+  return isTxnReadOnly(request) && ranges.length > 0 && ranges.every((r) => r.serializable === true);
+}
+
+function rangesOf(request: TxnRequest): RangeOptions[] {
+  return [...request.success, ...request.failure].flatMap((op) => (op.type === 'range' ? [op.range] : op.type === 'txn' ? rangesOf(op.txn) : []));
 }
