@@ -1,6 +1,6 @@
 import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { execFile, fork, type ChildProcess } from 'node:child_process';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { etcdPackage, etcdService, type WireRangeResponse } from '../../server/etcd/proto.js';
@@ -270,11 +270,13 @@ export function measureCodecs(): { readonly protobufMicrosPerOp: number; readonl
   };
   const protobufRequest = def.requestSerialize(RANGE_REQUEST);
   const msgpackrRequest = packPayload([1, 'range', RANGE_REQUEST]);
+  // CPU time, not wall time: on a shared machine the process may wait for a core mid-loop.
   const time = (once: () => unknown): number => {
     for (let i = 0; i < CODEC_ITERATIONS / 10; i++) once();
-    const startMs = performance.now();
+    const start = process.cpuUsage();
     for (let i = 0; i < CODEC_ITERATIONS; i++) once();
-    return ((performance.now() - startMs) * 1000) / CODEC_ITERATIONS;
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / CODEC_ITERATIONS;
   };
   return {
     protobufMicrosPerOp: time(() => {
@@ -288,9 +290,37 @@ export function measureCodecs(): { readonly protobufMicrosPerOp: number; readonl
   };
 }
 
+/** Per transport and concurrency, the median of the runs for each figure (runs vary a lot on a shared machine). */
+export function medians(results: readonly CellResult[]): CellResult[] {
+  const groups = new Map<string, CellResult[]>();
+  for (const r of results) {
+    const key = `${r.transport}\u0000${r.concurrency}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const first = g[0] as CellResult;
+    const median = (pick: (r: CellResult) => number): number => {
+      const sorted = g.map(pick).sort((a, b) => a - b);
+      const mid = Math.floor(sorted.length / 2);
+      return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+    };
+    return {
+      transport: first.transport,
+      concurrency: first.concurrency,
+      run: 0,
+      ops: median((r) => r.ops),
+      opsPerSecond: median((r) => r.opsPerSecond),
+      p50Ms: median((r) => r.p50Ms),
+      p99Ms: median((r) => r.p99Ms),
+      serverCpuMicrosPerOp: median((r) => r.serverCpuMicrosPerOp),
+      clientCpuMicrosPerOp: median((r) => r.clientCpuMicrosPerOp),
+    };
+  });
+}
+
 function formatRow(r: CellResult): string {
   const f = (n: number, digits: number): string => n.toFixed(digits);
-  return `| ${r.transport} | ${r.concurrency} | ${r.run} | ${Math.round(r.opsPerSecond)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.serverCpuMicrosPerOp, 1)} | ${f(r.clientCpuMicrosPerOp, 1)} |`;
+  return `| ${r.transport} | ${r.concurrency} | ${r.run === 0 ? 'median' : r.run} | ${Math.round(r.opsPerSecond)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.serverCpuMicrosPerOp, 1)} | ${f(r.clientCpuMicrosPerOp, 1)} |`;
 }
 
 export async function runProtocolBench(o: BenchOptions, log: (line: string) => void): Promise<CellResult[]> {
@@ -322,14 +352,17 @@ export async function runProtocolBench(o: BenchOptions, log: (line: string) => v
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`# protocol bench ${new Date().toISOString()} node ${process.version} ${cpu} × ${cpus().length}`);
+  const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`# protocol bench ${new Date().toISOString()} node ${process.version} ${cpu} × ${cpus().length}; load average ${load()}`);
   console.log(`# ${o.seconds} s per cell after ${o.warmupSeconds} s warm-up, ${o.runs} runs; Range of one key, 256-byte value, serializable`);
   console.log('| transport | concurrency | run | ops/s | p50 ms | p99 ms | server CPU µs/op | client CPU µs/op |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   const results = await runProtocolBench(o, (line) => console.log(line));
+  console.log(`# medians of ${o.runs} runs; load average now ${load()}`);
+  for (const m of medians(results)) console.log(formatRow(m));
   const codecs = measureCodecs();
   console.log(
-    `# server codec alone (decode request + encode response, in-process): protobuf via proto-loader ${codecs.protobufMicrosPerOp.toFixed(2)} µs/op, msgpackr ${codecs.msgpackrMicrosPerOp.toFixed(2)} µs/op`,
+    `# server codec alone (decode request + encode response, in-process, CPU time): protobuf via proto-loader ${codecs.protobufMicrosPerOp.toFixed(2)} µs/op, msgpackr ${codecs.msgpackrMicrosPerOp.toFixed(2)} µs/op`,
   );
   if (o.json) console.log(JSON.stringify(results));
 }
