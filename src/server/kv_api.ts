@@ -2,7 +2,17 @@ import { TesseraError } from '../base/index.js';
 import { encodeCommand } from '../kv/commands.js';
 import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
-import { MVCC_ERRORS, MvccError, type MvccErrorCode, type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from '../mvcc/index.js';
+import {
+  MVCC_ERRORS,
+  MvccError,
+  type MvccErrorCode,
+  type RangeOptions,
+  type RangeResult,
+  type TxnRequest,
+  type TxnResponse,
+  isTxnReadOnly,
+  isTxnSerializable,
+} from '../mvcc/index.js';
 import type { LeaseKeeper } from '../kv/lease_keeper.js';
 import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 
@@ -59,7 +69,18 @@ export class KvApi {
     return this.o.stateMachine.mvcc.range(options);
   }
 
+  /**
+   * etcd's Txn. One that only reads (every op on both branches a Range,
+   * nested ones included) is served as a read, as etcd serves it: after a
+   * read barrier unless every Range is serializable, then on the local store
+   * at its current revision, never through the log. It answers what the
+   * proposed txn would (the same executeTxn over the same state).
+   */
   async txn(request: TxnRequest): Promise<TxnResponse> {
+    if (isTxnReadOnly(request)) {
+      if (!isTxnSerializable(request)) await this.readBarrier();
+      return this.o.stateMachine.mvcc.readTxn(request);
+    }
     const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }));
     if (result.kind === 'txn') return result.response;
     throw unexpected(result);

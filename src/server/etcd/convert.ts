@@ -94,6 +94,7 @@ export function toRangeOptions(r: WireRangeRequest): RangeOptions {
   if (sortTarget !== undefined) o.sortTarget = sortTarget;
   if (r.keys_only === true) o.keysOnly = true;
   if (r.count_only === true) o.countOnly = true;
+  if (r.serializable === true) o.serializable = true;
   if (r.min_mod_revision !== undefined) o.minModRevision = safeInt(r.min_mod_revision);
   if (r.max_mod_revision !== undefined) o.maxModRevision = safeInt(r.max_mod_revision);
   if (r.min_create_revision !== undefined) o.minCreateRevision = safeInt(r.min_create_revision);
