@@ -134,7 +134,8 @@ export class SimCluster {
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
       onApply: (id, a) => {
         this.checkApplied(id, a.entry);
-        if (a.entry.type === 'conf-change') this.onConfState(id, a.result as ConfState, a.entry.index);
+        // A change with a membership context answers with the state machine's result, which carries the ConfState.
+        if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
       onReady: (id, rd, raw) => {
         if (rd.softState?.state === 'leader') this.checkLeader(id, raw.raft.term);
@@ -327,3 +328,8 @@ export function confIds(cs: ConfState): NodeId[] {
 }
 
 export { SeededRng };
+
+function confStateOf(result: unknown): ConfState {
+  const r = result as { kind?: unknown; confState?: ConfState };
+  return r.kind === 'conf-change' && r.confState !== undefined ? r.confState : (result as ConfState);
+}

@@ -2,6 +2,8 @@ import type { Member, SimCluster } from './cluster.js';
 import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import type { NodeId } from '../raft/index.js';
+import { encodeMemberContext, type MemberRecord } from '../kv/members.js';
+import { simMemberRecord } from './store_node.js';
 
 const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
 
@@ -13,6 +15,7 @@ const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute
 export class Nemesis {
   private healAtMs = 0;
   private confChangeBusyUntilMs = 0;
+  private confChangeSeq = 0;
   private untilMs = 0;
   /** Until then every new leader is cut off soon after it is elected. */
   private churnUntilMs = 0;
@@ -247,7 +250,7 @@ export class Nemesis {
     const cs = c.latestConf.cs;
     if (cs.votersOutgoing.length > 0) {
       // An explicit joint config waits for us to leave it.
-      if (leader.node.proposeConfChange({ transition: 'explicit', changes: [] })) c.count('membership-leave-joint');
+      if (leader.node.proposeConfChange({ transition: 'explicit', changes: [], context: this.ccContext() })) c.count('membership-leave-joint');
       return;
     }
     const voters = cs.voters;
@@ -257,30 +260,40 @@ export class Nemesis {
     let label = '';
     if (learners.length > 0 && roll < 0.4) {
       const id = c.pick(learners) as NodeId;
-      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-node', nodeId: id }] });
+      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-node', nodeId: id }], context: this.ccContext() });
       label = `promote ${id}`;
     } else if (voters.length + learners.length < 7 && roll < 0.7) {
       const id = c.nextNodeId++;
       c.addMember(id, undefined);
-      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-learner', nodeId: id }] });
+      proposed = leader.node.proposeConfChange({ transition: 'auto', changes: [{ type: 'add-learner', nodeId: id }], context: this.ccContext(simMemberRecord(id)) });
       label = `add learner ${id}`;
       if (!proposed) this.retire(id);
     } else if (voters.length > 3) {
       const id = c.pick(voters) as NodeId;
       const explicit = c.rng.chance(0.5);
-      proposed = leader.node.proposeConfChange({ transition: explicit ? 'explicit' : 'auto', changes: [{ type: 'remove-node', nodeId: id }] });
+      proposed = leader.node.proposeConfChange({ transition: explicit ? 'explicit' : 'auto', changes: [{ type: 'remove-node', nodeId: id }], context: this.ccContext() });
       label = `remove ${id}${explicit ? ' (explicit joint)' : ''}`;
     } else if (learners.length > 0) {
       // Replace a voter with a learner in one joint step: demote one, promote the other.
       const out = c.pick(voters.filter((v) => v !== leader.id)) as NodeId;
       const inn = c.pick(learners) as NodeId;
-      proposed = leader.node.proposeConfChange({ transition: 'implicit', changes: [{ type: 'add-node', nodeId: inn }, { type: 'add-learner', nodeId: out }] });
+      proposed = leader.node.proposeConfChange({
+        transition: 'implicit',
+        changes: [{ type: 'add-node', nodeId: inn }, { type: 'add-learner', nodeId: out }],
+        context: this.ccContext(),
+      });
       label = `swap voter ${out} for ${inn} (joint)`;
     }
     if (!proposed) return;
     c.count('membership-change');
     c.log(`nemesis membership ${label} via ${leader.id}`);
     this.confChangeBusyUntilMs = now + 200;
+  }
+
+  /** The membership context the node runtime attaches: a request id and, for an addition, the member's record. */
+  private ccContext(member?: MemberRecord): string {
+    const requestId = `sim-cc-${++this.confChangeSeq}`;
+    return encodeMemberContext(member === undefined ? { requestId } : { requestId, member });
   }
 
   /** A node that never became a member is shut down. */

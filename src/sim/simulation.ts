@@ -172,6 +172,10 @@ function checkConvergence(c: SimCluster, windowMs: number): void {
       c.violation(`convergence: member ${m.id} applied ${node.applied()} < ${maxApplied} after a quiet period`);
       continue;
     }
+    // The member table follows the Raft configuration: every membership change carries its record.
+    const table = node.memberIds().join(',');
+    const conf = node.incomingConfIds().join(',');
+    if (table !== conf) c.violation(`membership: member ${m.id} lists members [${table}] but its configuration holds [${conf}]`);
     const digest = node.digest();
     if (reference === undefined) reference = { id: m.id, digest };
     else if (reference.digest !== digest) c.violation(`convergence: member ${m.id} state ${digest} differs from member ${reference.id} state ${reference.digest} at index ${maxApplied}`);

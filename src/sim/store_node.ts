@@ -2,6 +2,7 @@ import type { Rng } from '../base/index.js';
 import { type ConfChange, type ConfState, type NodeId, type RawNode, type Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import { encodeCommand } from '../kv/commands.js';
+import type { MemberRecord } from '../kv/members.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
 import { type RangeMessage, Store } from '../kv/store.js';
@@ -72,7 +73,11 @@ export class SimStoreNode {
         env.onReady(env.id, rd, this.raw);
       },
     });
-    this.store.openRange(SIM_RANGE, env.bootstrap === undefined ? undefined : { confState: env.bootstrap });
+    const founders = env.bootstrap?.voters ?? [];
+    this.store.openRange(
+      SIM_RANGE,
+      env.bootstrap === undefined ? undefined : { confState: env.bootstrap, seed: (batch) => this.sm.seedMembers(batch, founders.map(simMemberRecord)) },
+    );
   }
 
   get raw(): RawNode {
@@ -132,10 +137,22 @@ export class SimStoreNode {
     this.store.transferLeader(SIM_RANGE, to);
   }
 
-  /** A digest of the visible key space, for comparing replicas. */
+  /** A digest of the visible key space and the member table, for comparing replicas. */
   digest(): string {
     const kvs = this.sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
-    return kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';');
+    const members = this.memberIds().join(',');
+    return `${kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';')} members ${members}`;
+  }
+
+  /** The ids in the replicated member table, sorted. */
+  memberIds(): number[] {
+    return this.sm.members.all().map((m) => m.id);
+  }
+
+  /** The members of the applied incoming configuration (the member table must list exactly these), sorted. */
+  incomingConfIds(): number[] {
+    const cs = this.store.replica(SIM_RANGE)?.currentConfState();
+    return [...new Set([...(cs?.voters ?? []), ...(cs?.learners ?? []), ...(cs?.learnersNext ?? [])])].sort((a, b) => a - b);
   }
 
   mvccStore(): MvccStore {
@@ -163,4 +180,9 @@ function toTxn(command: KvCommand): TxnRequest {
       return { compare: [compare], success: [{ type: 'put', put: { key, value: encoder.encode(command.value) } }], failure: [] };
     }
   }
+}
+
+/** The member record the simulator gives node `id` (founders at bootstrap, others when added). */
+export function simMemberRecord(id: NodeId): MemberRecord {
+  return { id, name: `s${id}`, peerUrls: [`http://sim-${id}:2380`], clientUrls: [] };
 }
