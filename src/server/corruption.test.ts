@@ -61,12 +61,7 @@ describe('corruption: data directories that are not the node\'s own', () => {
   });
 
   test(
-    'a directory of another cluster (same node name) is refused at start',
-    {
-      todo:
-        'not refused: the stored cluster id wins over --initial-cluster/--initial-cluster-token (node_identity.ts checks name and id only; node.ts only warns). ' +
-        'A directory of a one-node cluster reused as n1 of a new 3-node cluster serves its own history: split brain.',
-    },
+    'a directory of another cluster (same node name, another --initial-cluster-token) is refused at start',
     async (t) => {
       // Cluster A: n1 alone, token 'a', one key. Cluster B: n1, n2, n3, token 'b', n1 on A's directory.
       const a = await ProcCluster.create(1, { token: 'cluster-a', prefix: 'tessera-corruption-a-' });
@@ -87,6 +82,7 @@ describe('corruption: data directories that are not the node\'s own', () => {
       const r = await foreign.readyOrExit();
       if (!r.ready) {
         assert.notEqual(r.exit.code, 0);
+        assert.match(foreign.err, /\[INVALID_CONFIG\]: data directory .* belongs to cluster [0-9a-f]+, founded with token 'cluster-a', not 'cluster-b'/);
         note(`cluster B's n1 on cluster A's directory refused: ${foreign.err.trim()}`);
         return;
       }

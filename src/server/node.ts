@@ -161,6 +161,8 @@ interface Resolved {
   readonly members: readonly InitialMember[];
   readonly identity: NodeIdentity;
   readonly joinExisting: boolean;
+  /** Whether --initial-cluster-token was given: a directory founded under another token is then refused. */
+  readonly tokenGiven: boolean;
   readonly requestTimeoutMs: number;
   readonly tickMs: number;
   readonly electionTicks: number;
@@ -215,7 +217,8 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     listenClient,
     listenPeer,
     members,
-    identity: { name, nodeId: nodeIdFromName(name), clusterId: clusterIdOf(members, o.clusterToken) },
+    identity: { name, nodeId: nodeIdFromName(name), clusterId: clusterIdOf(members, o.clusterToken), clusterToken: o.clusterToken ?? '' },
+    tokenGiven: o.clusterToken !== undefined,
     joinExisting: o.initialClusterState === 'existing',
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
     tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
@@ -309,6 +312,14 @@ async function identityAndPeers(r: Resolved, engine: StorageEngine): Promise<Sta
   const flagPeers = new Map(r.members.filter((m) => m.name !== r.name).map((m) => [m.nodeId, m.peer]));
   const stored = readIdentity(engine, r.name, r.dataDir);
   if (stored !== undefined) {
+    // The token names the cluster (etcd's --initial-cluster-token): a directory founded under another one
+    // belongs to another cluster, and serving it as a member of this one would split the brain.
+    if (r.tokenGiven && stored.clusterToken !== undefined && stored.clusterToken !== r.identity.clusterToken) {
+      throw new TesseraError(
+        'INVALID_CONFIG',
+        `data directory ${r.dataDir} belongs to cluster ${stored.clusterId}, founded with token '${stored.clusterToken}', not '${r.identity.clusterToken ?? ''}'; refusing to start it in another cluster`,
+      );
+    }
     if (stored.clusterId !== r.identity.clusterId) {
       r.logger.warn({ stored: stored.clusterId, flags: r.identity.clusterId }, 'data directory holds a cluster; --initial-cluster is ignored for membership');
     }
@@ -330,7 +341,7 @@ async function identityAndPeers(r: Resolved, engine: StorageEngine): Promise<Sta
     if (m.id !== self.id && address !== undefined) peers.set(m.id, address);
   }
   r.logger.info({ nodeId: self.id, clusterId: info.clusterId, members: info.members.length }, 'joining an existing cluster');
-  return { identity: await writeIdentity(engine, { name: r.name, nodeId: self.id, clusterId: info.clusterId }), peers, founding: undefined };
+  return { identity: await writeIdentity(engine, { name: r.name, nodeId: self.id, clusterId: info.clusterId, clusterToken: r.identity.clusterToken ?? '' }), peers, founding: undefined };
 }
 
 /** Asks each member named in the initial cluster in turn; the first answer wins. */

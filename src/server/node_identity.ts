@@ -16,6 +16,8 @@ export interface NodeIdentity {
   readonly name: string;
   readonly nodeId: NodeId;
   readonly clusterId: string;
+  /** The --initial-cluster-token the cluster was founded with (absent in directories written before it was kept). */
+  readonly clusterToken?: string;
 }
 
 /**
@@ -76,5 +78,6 @@ function parseIdentity(raw: Uint8Array, dataDir: string): NodeIdentity {
   if (o === null || typeof o !== 'object' || typeof o.name !== 'string' || typeof o.clusterId !== 'string' || !Number.isSafeInteger(o.nodeId)) {
     throw new TesseraError('CORRUPT_DATA', `data directory ${dataDir}: malformed node identity record`);
   }
-  return { name: o.name, nodeId: o.nodeId as number, clusterId: o.clusterId };
+  if (o.clusterToken !== undefined && typeof o.clusterToken !== 'string') throw new TesseraError('CORRUPT_DATA', `data directory ${dataDir}: malformed node identity record`);
+  return { name: o.name, nodeId: o.nodeId as number, clusterId: o.clusterId, ...(o.clusterToken === undefined ? {} : { clusterToken: o.clusterToken }) };
 }
