@@ -38,12 +38,13 @@ export const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 /**
  * Client connections held open at once. Each costs a socket, a file
- * descriptor and an HTTP/2 session (about 30 KiB of heap when idle, measured
- * in connection_flood.test.ts), so this bounds what a flood of connections
+ * descriptor and an HTTP/2 session, plus up to MAX_HELD_BYTES (256 KiB) while
+ * it is at the :authority gate, so this bounds what a flood of connections
  * can take: past it the listener closes new sockets at once (net.Server's
  * maxConnections) and the node keeps serving the connections it has. etcd
  * has no such limit; 1024 is far above what a service's clients open (one
- * or a few connections each).
+ * or a few connections each). The node's descriptor limit (ulimit -n) must
+ * be above this plus what it needs besides (peers, LMDB, the admin port).
  */
 export const MAX_CLIENT_CONNECTIONS = 1_024;
 
