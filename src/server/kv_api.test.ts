@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { TesseraError, isTesseraError } from '../base/index.js';
 import { encodeCommand } from '../kv/commands.js';
@@ -7,6 +10,7 @@ import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.j
 import type { ProposalOutcome, Store } from '../kv/store.js';
 import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import { MemoryEngine } from '../storage/memory.js';
+import { AdminService } from './etcd/admin_services.js';
 import { KvApi } from './kv_api.js';
 import { DEFAULT_RANGE, startNode } from './node.js';
 
@@ -185,5 +189,44 @@ test('KvApi: on a running node a read-only txn leaves the Raft log alone; a writ
     assert.equal(lastIndex(), before + 1);
   } finally {
     await node.close();
+  }
+});
+
+test('KvApi: dbSizeBytes is the LMDB engine\'s size, which grows with what is written; Maintenance.Status reports it as dbSize and dbSizeInUse', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tessera-kvapi-'));
+  const node = await startNode({
+    name: 'solo',
+    dataDir,
+    engine: 'lmdb',
+    listenPeer: '127.0.0.1:0',
+    listenClient: '127.0.0.1:0',
+    logger: pino({ level: 'silent' }),
+    tickMs: 20,
+    electionTicks: 10,
+    heartbeatTicks: 1,
+    clientServer: false,
+  });
+  try {
+    const empty = node.kv.dbSizeBytes();
+    assert.ok(empty > 0, 'an LMDB environment holds at least its meta pages');
+    const valueBytes = 256 * 1024;
+    const deadline = Date.now() + 5_000;
+    while (node.status().state !== 'leader') {
+      assert.ok(Date.now() < deadline, 'the node did not become leader');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await node.kv.txn(txn({ success: [{ type: 'put', put: { key: enc.encode('big'), value: new Uint8Array(valueBytes).fill(7) } }] }));
+    // The size counts flushed pages; the write is in the log and in the MVCC store, flushed shortly after it applies.
+    while (node.kv.dbSizeBytes() < empty + valueBytes) {
+      assert.ok(Date.now() < deadline, `size ${node.kv.dbSizeBytes()} did not grow by ${valueBytes} from ${empty}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const admin = new AdminService(node.kv, { nodeId: node.nodeId, rangeId: DEFAULT_RANGE }, (revision) => ({ revision }), () => '127.0.0.1:0');
+    const status = await admin.status();
+    assert.ok(typeof status.dbSize === 'number' && status.dbSize >= empty + valueBytes, `dbSize ${String(status.dbSize)}`);
+    assert.equal(status.dbSizeInUse, status.dbSize);
+  } finally {
+    await node.close();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });

@@ -14,6 +14,7 @@ import {
   isTxnSerializable,
 } from '../mvcc/index.js';
 import type { LeaseKeeper } from '../kv/lease_keeper.js';
+import type { StorageEngine } from '../storage/engine.js';
 import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
@@ -28,6 +29,8 @@ export interface KvApiOptions {
   readonly requestIdPrefix: string;
   /** The leader-side lease clock; the node ticks it with the store. */
   readonly leaseKeeper?: LeaseKeeper;
+  /** The node's storage engine, asked for its size (Maintenance.Status); absent: the size is 0. */
+  readonly engine?: Pick<StorageEngine, 'sizeBytes'>;
 }
 
 /**
@@ -58,6 +61,11 @@ export class KvApi {
   hashKV(revision: number): { hash: number; revision: number; compactRevision: number } {
     const h = this.o.stateMachine.mvcc.hashKV(revision);
     return { hash: h.hash, revision: h.revision, compactRevision: h.compactRevision };
+  }
+
+  /** Bytes the node's storage engine holds (etcd's dbSize); 0 when it cannot tell. */
+  dbSizeBytes(): number {
+    return this.o.engine?.sizeBytes?.() ?? 0;
   }
 
   raftTerm(): number {

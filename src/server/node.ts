@@ -253,7 +253,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
   const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
   const leaseKeeper = newLeaseKeeper(store, DEFAULT_RANGE, sm, `${requestIdPrefix}.lease`);
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper });
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine });
   const removed: { handle?: NodeHandle } = {};
   const membership = new Membership({
     store, rangeId: DEFAULT_RANGE, stateMachine: sm, self: identity.nodeId, name: r.name, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, logger: log,

@@ -42,6 +42,7 @@ export function runEngineConformance(name: string, factory: () => Promise<Engine
   durabilityTests(it);
   snapshotTests(it);
   closeTests(it);
+  sizeTests(it);
   modelProperty(name, factory, options.propertyRuns ?? DEFAULT_PROPERTY_RUNS);
 }
 
@@ -418,6 +419,32 @@ function closeTests(it: It): void {
 
   it('closing concurrently from two callers resolves both', async (engine) => {
     await Promise.all([engine.close(), engine.close()]);
+  });
+}
+
+// ---- size ----------------------------------------------------------------------
+
+function sizeTests(it: It): void {
+  it('sizeBytes grows by at least the bytes durable batches added, is a safe integer after deletes, and is refused after close', async (engine) => {
+    // Optional in the interface; both engines (every EngineKind) report it, which is what Status shows.
+    assert.equal(typeof engine.sizeBytes, 'function');
+    const sizeBytes = (): number => engine.sizeBytes?.() ?? -1;
+    const empty = sizeBytes();
+    assert.ok(Number.isSafeInteger(empty) && empty >= 0, `size of an empty engine: ${empty}`);
+    const value = new Uint8Array(1024).fill(0xab);
+    const count = 256;
+    await commitDurable(engine, (w) => {
+      for (let i = 0; i < count; i++) w.put(b(0x10, i >> 8, i & 0xff), value);
+    });
+    const full = sizeBytes();
+    const payloadBytes = count * (3 + value.length);
+    assert.ok(full - empty >= payloadBytes, `grew by ${full - empty} bytes for ${payloadBytes} bytes of keys and values`);
+    await commitDurable(engine, (w) => w.deleteRange(b(0x10), b(0x11)));
+    // Not necessarily smaller: LMDB's size is a high-water mark, and copy-on-write may even raise it.
+    const after = sizeBytes();
+    assert.ok(Number.isSafeInteger(after) && after >= 0, `after deleting everything: ${after}`);
+    await engine.close();
+    assertCode(() => engine.sizeBytes?.(), 'CLOSED');
   });
 }
 

@@ -69,6 +69,14 @@ export interface StorageEngine extends ReadView {
   commit(batch: WriteBatch, onDurable: (error?: Error) => void): void;
   /** A consistent view that later commits do not change (for snapshots and long reads). Release it with `close`. */
   snapshotView(): ReadView & { close(): void };
+  /**
+   * Bytes the engine's storage holds, for monitoring (etcd's Status dbSize):
+   * LMDB's high-water mark in its data file (free pages inside it count, as
+   * in bolt's size, which etcd reports), the memory engine's key and value
+   * bytes. It may lag the batches not yet durable. Optional: an engine that
+   * cannot tell leaves it out and is reported as 0.
+   */
+  sizeBytes?(): number;
   /** Flushes and closes; idempotent. */
   close(): Promise<void>;
 }

@@ -53,6 +53,8 @@ export class MemoryEngine implements StorageEngine {
   private closed = false;
   /** Syncs that made at least one batch durable (for tests of group commit). */
   syncs = 0;
+  /** sizeBytes of one image, kept until the live image changes: it costs a full scan. */
+  private sizeOf: { readonly image: Image; readonly bytes: number } | undefined;
 
   constructor(private readonly options: MemoryEngineOptions) {}
 
@@ -90,6 +92,17 @@ export class MemoryEngine implements StorageEngine {
   snapshotView(): ReadView & { close(): void } {
     this.checkOpen();
     return new MemorySnapshot(this.live);
+  }
+
+  /** Key and value bytes of every committed pair, durable or not (what the engine holds in memory). */
+  sizeBytes(): number {
+    this.checkOpen();
+    if (this.sizeOf?.image !== this.live) {
+      let bytes = 0;
+      for (const [key, value] of this.live.entries({ start: new Uint8Array(0) })) bytes += key.length + value.length;
+      this.sizeOf = { image: this.live, bytes };
+    }
+    return this.sizeOf.bytes;
   }
 
   async close(): Promise<void> {

@@ -43,7 +43,7 @@ export class AdminService {
     const rangeId = this.node.rangeId ?? this.kv.store.rangeIds()[0];
     const replica = rangeId === undefined ? undefined : this.kv.store.replica(rangeId);
     const raft = replica?.raw.raft;
-    const dbSize = this.node.dbSizeBytes?.() ?? 0;
+    const dbSize = this.node.dbSizeBytes?.() ?? this.kv.dbSizeBytes();
     return {
       header: this.headerFor(this.kv.currentRevision()),
       version: ETCD_API_VERSION,

@@ -1,5 +1,5 @@
 import type { Database, RangeOptions, RootDatabase, Transaction } from 'lmdb';
-import { TesseraError } from '../../base/index.js';
+import { assert, TesseraError } from '../../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from '../batch.js';
 import { compareBytes } from '../bytes.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from '../engine.js';
@@ -104,6 +104,20 @@ export class LmdbEngine implements StorageEngine {
     const view = new LmdbSnapshot(this.overlay, this.data, this.data.useReadTransaction(), (v) => this.snapshots.delete(v));
     this.snapshots.add(view);
     return view;
+  }
+
+  /**
+   * The data file's pages in use so far, (last page number + 1) × page size,
+   * from LMDB's environment info: what bolt's size is to etcd's dbSize, free
+   * pages included. Batches still in the overlay are not in it yet.
+   */
+  sizeBytes(): number {
+    this.checkOpen();
+    const stats = this.data.getStats() as { readonly pageSize?: unknown; readonly lastPageNumber?: unknown };
+    const { pageSize, lastPageNumber } = stats;
+    assert(typeof pageSize === 'number' && Number.isSafeInteger(pageSize) && pageSize > 0, () => `LMDB reported page size ${String(pageSize)}`);
+    assert(typeof lastPageNumber === 'number' && Number.isSafeInteger(lastPageNumber) && lastPageNumber >= 0, () => `LMDB reported last page ${String(lastPageNumber)}`);
+    return (lastPageNumber + 1) * pageSize;
   }
 
   close(): Promise<void> {
