@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { CheckPerfResult } from './check_perf.js';
 import type { SystemName } from './clusters.js';
 import { type CellResult, type WorkloadName, WORKERS_PER_CHANNEL } from './workloads.js';
@@ -84,12 +85,23 @@ export function checkPerfText(system: SystemName, endpoints: readonly string[], 
   ].join('\n');
 }
 
+/** The package root (dist/cli/bench is three levels below it): git describes the code that ran, not the caller's cwd. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
 function quietly(file: string, args: readonly string[]): string {
   try {
-    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return execFileSync(file, args, { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch {
     return 'unknown';
   }
+}
+
+/** The commit, and whether tracked files differed from it (then the figures are not that commit's alone). */
+function codeVersion(): string {
+  const commit = quietly('git', ['rev-parse', '--short', 'HEAD']);
+  const changed = quietly('git', ['status', '--porcelain', '--untracked-files=no']);
+  if (commit === 'unknown' || changed === 'unknown') return 'unknown (not a git checkout)';
+  return changed === '' ? `commit ${commit}` : `commit ${commit} plus uncommitted changes to ${changed.split('\n').length} files`;
 }
 
 /** CPU model, cores, RAM, kernel, Node and etcd versions: what the figures depend on besides the code. */
@@ -103,7 +115,7 @@ export function machineLines(etcdVersion: string): string[] {
     `- kernel: Linux ${release()}`,
     `- Node: ${process.version}`,
     `- etcd: ${etcd}`,
-    `- tessera: commit ${quietly('git', ['rev-parse', '--short', 'HEAD'])}`,
+    `- tessera: ${codeVersion()}`,
   ];
 }
 
