@@ -8,6 +8,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CHECK_PERF_LOADS, type CheckPerfLoad, type CheckPerfResult, runCheckPerf } from './check_perf.js';
 import { type Cluster, SYSTEM_NAMES, type SystemName, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
@@ -163,6 +164,8 @@ async function main(): Promise<void> {
   const flags = parseFlags();
   installCleanup();
   const date = new Date();
+  // The machine is shared: how busy it was is part of what the figures mean.
+  const loadAtStart = loadavg()[0] ?? Number.NaN;
   const space = new KeySpace(flags.keys, flags.valueBytes);
   const clusters = await startSystems(flags, space);
   let results: CellResult[];
@@ -173,7 +176,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all([...clusters.values()].map((c) => destroyCluster(c)));
   }
-  const sections: string[] = [`## ${date.toISOString().replace(/\.\d+Z$/, 'Z')}`, '', '### Machine', ...machineLines(clusters.get('etcd')?.version ?? ''), '', '### Parameters', ...parameterLines(flags, clusters)];
+  const sections: string[] = [`## ${date.toISOString().replace(/\.\d+Z$/, 'Z')}`, '', '### Machine', ...machineLines(clusters.get('etcd')?.version ?? ''), '', '### Parameters', ...parameterLines(flags, clusters), `- load average (1 min) of the machine: ${fixed(loadAtStart, 2)} at the start, ${fixed(loadavg()[0] ?? Number.NaN, 2)} at the end`];
   for (const system of clusters.keys()) sections.push('', `### ${system}`, '', systemTable(results, system));
   if (clusters.size === 2) {
     sections.push('', '### tessera / etcd', '', ratioTable(results));
