@@ -62,7 +62,13 @@ function serveConnection(socket: Socket, handler: MsgpackHandler, statusOf: (err
       return;
     }
     for (const payload of payloads) {
-      const [id, method, body] = packr.unpack(payload) as [number, string, unknown];
+      const request = decodeRequest(payload);
+      if (request === undefined) {
+        // A frame we cannot read leaves the stream out of step: close the connection, never the process.
+        socket.destroy();
+        return;
+      }
+      const [id, method, body] = request;
       handler(method, body).then(
         (response) => writer.write(encodeFrame([id, 0, response])),
         (error: unknown) => {
@@ -72,6 +78,17 @@ function serveConnection(socket: Socket, handler: MsgpackHandler, statusOf: (err
       );
     }
   });
+}
+
+function decodeRequest(payload: Buffer): [id: number, method: string, body: unknown] | undefined {
+  let value: unknown;
+  try {
+    value = packr.unpack(payload);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value) || value.length !== 3 || !Number.isSafeInteger(value[0]) || typeof value[1] !== 'string') return undefined;
+  return [value[0] as number, value[1], value[2]];
 }
 
 /** The payload codec alone, for the benchmark's codec line. */
