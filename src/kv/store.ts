@@ -1,5 +1,5 @@
 import { assert, TesseraError, type Rng } from '../base/index.js';
-import type { ConfChange, ConfState, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
+import type { ConfChange, ConfState, DropReason, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
@@ -42,7 +42,17 @@ export interface RangeBootstrap {
 }
 
 /** The answer to a proposal: the state machine's result, or why it certainly did not happen. */
-export type ProposalOutcome = { readonly kind: 'applied'; readonly result: unknown } | { readonly kind: 'dropped'; readonly error: TesseraError };
+export type ProposalOutcome =
+  | { readonly kind: 'applied'; readonly result: unknown }
+  | { readonly kind: 'dropped'; readonly error: TesseraError; readonly reason?: DropReason };
+
+/** A proposal waiting for its entry to apply; the data is kept to propose it again to a new leader. */
+interface PendingProposal {
+  readonly rangeId: RangeId;
+  /** Absent for a membership change, which is never proposed again (Raft allows one pending at a time). */
+  readonly data?: Uint8Array;
+  readonly done: (o: ProposalOutcome) => void;
+}
 
 interface Turn {
   readonly replica: Replica;
@@ -61,13 +71,15 @@ interface Turn {
 export class Store {
   readonly nodeId: NodeId;
   private readonly replicas = new Map<RangeId, Replica>();
-  private readonly pendingProposals = new Map<string, (o: ProposalOutcome) => void>();
+  private readonly pendingProposals = new Map<string, PendingProposal>();
   private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; done: (o: TesseraError | undefined) => void }>();
   private writing = false;
   private loopScheduled = false;
   private closed = false;
   private readSeq = 0;
-  readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0 };
+  readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
+  /** The last leader each range's replica reported, to notice a change. */
+  private readonly lastLead = new Map<RangeId, NodeId>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -127,10 +139,10 @@ export class Store {
     const replica = this.mustReplica(rangeId);
     const res: ProposeResult = replica.raw.propose(data);
     if (res.kind === 'dropped') {
-      done({ kind: 'dropped', error: res.error });
+      done({ kind: 'dropped', error: res.error, reason: res.reason });
       return;
     }
-    this.pendingProposals.set(requestId, done);
+    this.pendingProposals.set(requestId, { rangeId, data, done });
     this.requestLoop();
   }
 
@@ -142,8 +154,8 @@ export class Store {
   proposeConfChange(rangeId: RangeId, cc: ConfChange, answer?: { readonly requestId: string; readonly done: (o: ProposalOutcome) => void }): ProposeResult {
     const res = this.mustReplica(rangeId).raw.proposeConfChange(cc);
     if (answer !== undefined) {
-      if (res.kind === 'dropped') answer.done({ kind: 'dropped', error: res.error });
-      else this.pendingProposals.set(answer.requestId, answer.done);
+      if (res.kind === 'dropped') answer.done({ kind: 'dropped', error: res.error, reason: res.reason });
+      else this.pendingProposals.set(answer.requestId, { rangeId, done: answer.done });
     }
     this.requestLoop();
     return res;
@@ -267,6 +279,9 @@ export class Store {
     }
     for (const t of turns) for (const rs of t.rd.readStates) this.noteReadIndex(rs.context, rs.index);
     this.serveReads();
+    // After advance (a proposal made between ready() and advance() would be taken for part of this
+    // Ready) and after answering (what applied in this turn needs no second copy).
+    for (const t of turns) if (t.rd.softState !== undefined && t.rd.softState.lead !== 0) this.reproposeOnNewLeader(t.replica, t.rd.softState.lead);
     this.requestLoop();
   }
 
@@ -287,13 +302,30 @@ export class Store {
     }
   }
 
+  /**
+   * A new leader may never have received the proposals this node forwarded to
+   * the old one: they were lost with it, or they are in its log and may still
+   * commit. Proposing them again is safe because the state machine applies a
+   * request id once (a second copy answers 'duplicate' and nobody waits for
+   * it), and it spares the callers a wait for their deadline.
+   */
+  private reproposeOnNewLeader(replica: Replica, lead: NodeId): void {
+    if (this.lastLead.get(replica.rangeId) === lead) return;
+    this.lastLead.set(replica.rangeId, lead);
+    for (const p of this.pendingProposals.values()) {
+      if (p.rangeId !== replica.rangeId || p.data === undefined) continue;
+      replica.raw.propose(p.data);
+      this.stats.reproposals++;
+    }
+  }
+
   private answerProposal(a: Applied): void {
     const id = requestIdOf(a);
     if (id === undefined) return;
-    const done = this.pendingProposals.get(id);
-    if (done === undefined) return;
+    const pending = this.pendingProposals.get(id);
+    if (pending === undefined) return;
     this.pendingProposals.delete(id);
-    done({ kind: 'applied', result: a.result });
+    pending.done({ kind: 'applied', result: a.result });
   }
 
   private noteReadIndex(ctx: string, index: number): void {

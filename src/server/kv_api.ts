@@ -19,6 +19,8 @@ import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
+/** How long a proposal dropped for want of a leader waits before it is proposed again. */
+export const PROPOSAL_RETRY_MS = 25;
 
 export interface KvApiOptions {
   readonly store: Store;
@@ -147,22 +149,52 @@ export class KvApi {
     );
   }
 
+  /**
+   * Proposes a command and waits for its result. A proposal dropped because
+   * no leader is known (an election is under way) or leadership is being
+   * handed over certainly did not happen, so it is proposed again until the
+   * deadline, as etcd's server waits out an election; if the deadline ends
+   * with every attempt dropped, the answer is a definite "no leader", and
+   * only a proposal still in flight then has an unknown outcome.
+   */
   private propose(encode: (requestId: string) => Uint8Array): Promise<CommandResult> {
     const requestId = `${this.o.requestIdPrefix}:${++this.seq}`;
-    return this.withTimeout(
-      'proposal',
-      (resolve, reject) =>
-        this.o.store.propose(this.o.rangeId, requestId, encode(requestId), (outcome: ProposalOutcome) => {
+    const data = encode(requestId);
+    const deadlineMs = performance.now() + this.o.requestTimeoutMs;
+    return new Promise<CommandResult>((resolve, reject) => {
+      let settled = false;
+      let inFlight = false;
+      let retry: NodeJS.Timeout | undefined;
+      let lastDrop: TesseraError | undefined;
+      const settle = (f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(retry);
+        f();
+      };
+      const attempt = (): void => {
+        inFlight = true;
+        this.o.store.propose(this.o.rangeId, requestId, data, (outcome: ProposalOutcome) => {
+          inFlight = false;
           if (outcome.kind === 'dropped') {
-            reject(new TesseraError('NOT_LEADER', outcome.error.message, { cause: outcome.error }));
+            lastDrop = new TesseraError('NOT_LEADER', outcome.error.message, { cause: outcome.error });
+            const transient = outcome.reason === 'no-leader' || outcome.reason === 'leader-transfer-in-progress';
+            if (transient && performance.now() + PROPOSAL_RETRY_MS < deadlineMs) retry = setTimeout(attempt, PROPOSAL_RETRY_MS);
+            else settle(() => reject(lastDrop));
             return;
           }
           const result = outcome.result as CommandResult;
-          if (result.kind === 'error') reject(commandError(result.code, result.message));
-          else resolve(result);
-        }),
-      () => this.o.store.abandon(requestId),
-    );
+          settle(() => (result.kind === 'error' ? reject(commandError(result.code, result.message)) : resolve(result)));
+        });
+      };
+      const timer = setTimeout(() => {
+        if (inFlight) this.o.store.abandon(requestId);
+        // The outcome is unknown, not failed, if an attempt may still commit.
+        settle(() => reject(inFlight || lastDrop === undefined ? new TesseraError('TIMEOUT', `proposal timed out after ${this.o.requestTimeoutMs} ms; its outcome is unknown`) : lastDrop));
+      }, this.o.requestTimeoutMs);
+      attempt();
+    });
   }
 
   private withTimeout<T>(what: string, start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void, onTimeout?: () => void): Promise<T> {

@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
-import type { ConfState, NodeId } from '../raft/index.js';
+import type { ConfState, Message, NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
@@ -372,15 +372,24 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
   transport.attach({
     receive: (_from, msgs) =>
       fatal.run(() => {
-        // Time that passed before this input arrived must be known to Raft before the input is (ADR 0002).
+        // Time that passed before this input arrived must be known to Raft before the input is (ADR 0002),
+        // except for peers' acks, which carry the tick they answer: a leader that reads them before its
+        // owed ticks keeps its lease exact and does not step down for a quorum that did answer.
+        const acks = ticker.owed() > 0 ? msgs.filter((m) => isAck(m.message)) : [];
+        if (acks.length > 0) store.receive(acks);
         ticker.catchUp();
-        store.receive(msgs);
+        store.receive(acks.length > 0 ? msgs.filter((m) => !isAck(m.message)) : msgs);
       }),
     // The Store has no reportUnreachable yet; the RawNode's needs no loop turn (it only moves the peer to probing).
     reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
   });
   return ticker;
+}
+
+/** A peer's answer to what this node sent (see the transport's receive handler above). */
+function isAck(m: Message): boolean {
+  return m.type === 'MsgAppResp' || m.type === 'MsgHeartbeatResp';
 }
 
 function makeStore(

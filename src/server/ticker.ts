@@ -43,12 +43,31 @@ export class Ticker {
 
   startTimer(): void {
     if (this.timer !== undefined) return;
-    this.timer = setInterval(() => this.catchUp(), this.o.tickMs);
+    this.timer = setInterval(() => this.onTimer(), this.o.tickMs);
   }
 
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+  }
+
+  /** Ticks owed but not yet delivered. */
+  owed(): number {
+    return Math.floor((this.now() - this.start) / this.o.tickMs) - this.delivered;
+  }
+
+  /**
+   * A timer that finds more than one tick owed fired after the event loop
+   * was blocked or the process stopped: peers' messages that arrived
+   * meanwhile wait in the socket buffers, and timers run before sockets are
+   * read. The catch-up then waits for this loop turn's input (setImmediate
+   * runs after the poll phase), so the node's input handler can step peers'
+   * acks before the owed ticks (ADR 0002): a leader whose own work blocked it
+   * for an election timeout keeps the quorum that answered meanwhile.
+   */
+  private onTimer(): void {
+    if (this.owed() > 1) setImmediate(() => this.catchUp());
+    else this.catchUp();
   }
 
   /** Delivers every tick owed up to now; returns how many. */

@@ -21,7 +21,8 @@ export interface Member {
   incarnation: number;
   paused: boolean;
   /** Work that arrived while paused, run in order on resume (a stopped process's socket buffers). */
-  pausedWork: (() => void)[];
+  /** Work that arrived while paused; `ack` marks a peer's answer to what this node sent (see Nemesis.resume). */
+  pausedWork: { readonly work: () => void; readonly ack: boolean }[];
   missedTicks: number;
   /** Local clock rate: > 1 runs fast. */
   clockRate: number;
@@ -158,10 +159,10 @@ export class SimCluster {
   }
 
   /** Runs `work` on the member's current process, or buffers it while paused. */
-  onMember(m: Member, incarnation: number, work: () => void): void {
+  onMember(m: Member, incarnation: number, work: () => void, ack = false): void {
     if (m.incarnation !== incarnation || m.node === undefined || m.node.isStopped()) return;
     if (m.paused) {
-      m.pausedWork.push(work);
+      m.pausedWork.push({ work, ack });
       return;
     }
     this.guard(m, work);
@@ -213,10 +214,15 @@ export class SimCluster {
       return;
     }
     const incarnation = to.incarnation;
-    this.onMember(to, incarnation, () => {
-      to.node?.receive([{ rangeId: SIM_RANGE, message: msg }]);
-      this.snapshotDone(msg, true);
-    });
+    this.onMember(
+      to,
+      incarnation,
+      () => {
+        to.node?.receive([{ rangeId: SIM_RANGE, message: msg }]);
+        this.snapshotDone(msg, true);
+      },
+      isAck(msg),
+    );
   }
 
   /** The transport tells the sender how a snapshot send ended, as etcd's ReportSnapshot does. */
@@ -332,4 +338,9 @@ export { SeededRng };
 function confStateOf(result: unknown): ConfState {
   const r = result as { kind?: unknown; confState?: ConfState };
   return r.kind === 'conf-change' && r.confState !== undefined ? r.confState : (result as ConfState);
+}
+
+/** A peer's answer to what this node sent: it carries the tick it answers, so it may be stepped before owed ticks (ADR 0002). */
+export function isAck(m: Message): boolean {
+  return m.type === 'MsgAppResp' || m.type === 'MsgHeartbeatResp';
 }

@@ -200,13 +200,16 @@ export class Nemesis {
     if (!m.paused) return;
     m.paused = false;
     this.c.log(`nemesis resume ${m.id} (${m.missedTicks} ticks, ${m.pausedWork.length} queued)`);
-    // Catch up the clock first, then the buffered input, as a host reading its monotonic clock would.
+    // As the node runtime does (ADR 0002): peers' acks first (they carry the tick they answer, so a
+    // leader that reads them late loses nothing of its lease and keeps its quorum), then the clock,
+    // then the rest of the buffered input, which must see the time that passed.
     const ticks = m.missedTicks;
     m.missedTicks = 0;
-    for (let i = 0; i < ticks; i++) this.c.guard(m, () => m.node?.tick());
     const work = m.pausedWork;
     m.pausedWork = [];
-    for (const w of work) this.c.guard(m, w);
+    for (const w of work) if (w.ack) this.c.guard(m, w.work);
+    for (let i = 0; i < ticks; i++) this.c.guard(m, () => m.node?.tick());
+    for (const w of work) if (!w.ack) this.c.guard(m, w.work);
   }
 
   /**
