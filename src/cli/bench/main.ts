@@ -153,6 +153,7 @@ async function runCheckPerfs(flags: BenchFlags, clusters: Map<SystemName, Cluste
 function parameterLines(flags: BenchFlags, clusters: Map<SystemName, Cluster>): string[] {
   const channels = flags.concurrency.map((c) => `c=${c}: ${channelCount(c, CLUSTER_SIZE)}`).join(', ');
   return [
+    `- command: bench ${process.argv.slice(2).join(' ')}`,
     `- ${CLUSTER_SIZE} members per system on 127.0.0.1, data in ${[...clusters.values()].map((c) => c.root).join(', ')} (deleted after)`,
     `- ${flags.keys} keys preloaded, ${flags.valueBytes}-byte values; warm-up ${flags.warmupMs} ms and ${flags.durationMs} ms measured per cell`,
     `- concurrency ${flags.concurrency.join(', ')} (connections: ${channels})`,

@@ -127,8 +127,9 @@ machine, and drives both with the same closed-loop gRPC client. The cells
 alternate between the two systems (tessera, then etcd, for each workload and
 concurrency), so a slow spell of this shared machine hits both alike; only
 the ratios measured side by side mean much. Then it runs
-\`etcdctl check perf\` against tessera. Each run appends a dated section
-below; nothing here is written by hand.
+\`etcdctl check perf\` against tessera (and against etcd with
+\`--check-perf-etcd\`). Each run appends a dated section below; nothing
+here is written by hand.
 
 - Server CPU is utime + stime of the three server processes, read from
   /proc before and after each measured window, divided by the operations
