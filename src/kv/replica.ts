@@ -121,7 +121,7 @@ export class Replica {
   private makeSnapshot(): Snapshot {
     let index = this.applied;
     // The deliberate bug: claim one entry more than the data holds, so the follower skips it.
-    if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.committed) index++;
+    if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.lastIndex()) index++;
     return {
       metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: this.confState },
       data: this.stateMachine.snapshotData(),

@@ -28,6 +28,8 @@ export interface StoreOptions {
   /** Asks the host to run `loop` soon (the server: setImmediate; the simulator: an event now). */
   readonly scheduleLoop: (loop: () => void) => void;
   readonly logRetainEntries: number;
+  /** Propose pending proposals again when a new leader appears (default true; see reproposeOnNewLeader). */
+  readonly reproposeOnNewLeader?: boolean;
   readonly sabotage?: Sabotage;
   /** Observes every applied entry (the simulator's state machine safety oracle). */
   readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
@@ -220,11 +222,13 @@ export class Store {
     if (turns.length === 0) return;
     this.stats.turns++;
     const batch = this.o.engine.newBatch();
+    // Each turn waits for the previous one's sync, so what the log holds now is durable.
+    const durableLast = new Map(turns.map((t) => [t.replica, t.replica.log.lastIndex()]));
     for (const t of turns) {
       this.o.onReady?.(t.replica.rangeId, t.rd);
       t.replica.persist(batch, t.rd);
     }
-    const early = this.messagesBeforeSync(turns);
+    const early = this.messagesBeforeSync(turns, durableLast);
     this.writing = true;
     const finish = (error?: Error): void => {
       assert(error === undefined, () => `storage sync failed: ${error?.message}`);
@@ -232,9 +236,15 @@ export class Store {
       if (this.closed) return;
       this.afterDurable(turns, early);
     };
-    if (batch.count > 0) {
+    if (batch.count > 0 && turns.some((t) => t.rd.mustSync)) {
       this.stats.syncs++;
       this.o.engine.commit(batch, finish);
+    } else if (batch.count > 0) {
+      // Only commit indexes changed: they need not be durable (a restart recomputes them), so the
+      // turn goes on without waiting. Later batches are written after this one, never before it.
+      this.o.engine.commit(batch, (error) => assert(error === undefined, () => `storage write failed: ${error?.message}`));
+      this.writing = false;
+      this.afterDurable(turns, early);
     } else {
       // Nothing to persist (messages or reads only): nothing to wait for. The next turn is still
       // scheduled, not run from here, so a turn never recurses into itself.
@@ -243,18 +253,31 @@ export class Store {
     }
   }
 
-  /** The deliberate persistence bugs send some messages before the sync; correct stores send none. */
-  private messagesBeforeSync(turns: readonly Turn[]): Set<Message> {
+  /**
+   * What may go out before this turn's sync. A leader's appends and
+   * heartbeats may (Raft thesis §10.2.1: the leader writes its log in
+   * parallel with replicating it): a follower may persist and acknowledge
+   * them at once, and although the leader counts its own copy towards
+   * commitment before it is durable, nobody learns of that commit before the
+   * next turn, which starts after this sync. So only a message whose commit
+   * index the leader already holds durably goes early (with a single voter,
+   * a new entry commits at once, and its commit index must wait). Votes and
+   * acknowledgements always wait: they promise what is on disk. The
+   * deliberate persistence bugs send some of those early too.
+   */
+  private messagesBeforeSync(turns: readonly Turn[], durableLast: ReadonlyMap<Replica, number>): Set<Message> {
     const early = new Set<Message>();
     const sab = this.o.sabotage;
-    if (sab === undefined) return early;
     for (const t of turns) {
+      const durable = durableLast.get(t.replica) ?? 0;
       for (const m of t.rd.messages) {
+        if ((m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && m.commit <= durable) early.add(m);
+        if (sab === undefined) continue;
         const vote = m.type === 'MsgVoteResp' || m.type === 'MsgPreVoteResp' || m.type === 'MsgVote';
         if (sab.has('ack-before-sync') || (sab.has('vote-before-persist') && vote)) early.add(m);
       }
     }
-    this.sendAll(turns, (m) => early.has(m));
+    if (early.size > 0) this.sendAll(turns, (m) => early.has(m));
     return early;
   }
 
@@ -310,7 +333,7 @@ export class Store {
    * it), and it spares the callers a wait for their deadline.
    */
   private reproposeOnNewLeader(replica: Replica, lead: NodeId): void {
-    if (this.lastLead.get(replica.rangeId) === lead) return;
+    if (this.o.reproposeOnNewLeader === false || this.lastLead.get(replica.rangeId) === lead) return;
     this.lastLead.set(replica.rangeId, lead);
     for (const p of this.pendingProposals.values()) {
       if (p.rangeId !== replica.rangeId || p.data === undefined) continue;

@@ -130,6 +130,7 @@ export class SimCluster {
         maxUncommittedEntriesSizeBytes: 256 * 1024,
       },
       logRetainEntries: o.snapshotEveryEntries,
+      reproposeOnNewLeader: o.reproposeOnNewLeader,
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),

@@ -62,7 +62,7 @@ const overrides = { bug, ...(faults === undefined ? {} : { faults }), ...(nodeCo
 if (opts.seed !== undefined) {
   const r = runSeed(opts.seed, { ...overrides, trace: opts.trace === true });
   if (r.trace !== undefined) for (const line of r.trace) console.log(line);
-  console.log(`seed ${r.seed}: ${r.violations.length === 0 ? 'ok' : 'FAILED'} nodes=${r.options.nodeCount} read=${r.options.readOnlyOption} ops=${r.opsChecked} (${r.ops.unknown} unknown, ${r.ops.failed} failed) events=${r.events} virtual=${r.virtualMs.toFixed(0)}ms`);
+  console.log(`seed ${r.seed}: ${r.violations.length === 0 ? 'ok' : 'FAILED'} nodes=${r.options.nodeCount} read=${r.options.readOnlyOption} repropose=${r.options.reproposeOnNewLeader} ops=${r.opsChecked} (${r.ops.unknown} unknown, ${r.ops.failed} failed) events=${r.events} virtual=${r.virtualMs.toFixed(0)}ms`);
   for (const v of r.violations) console.log(`  ${v}`);
   console.log(`faults: ${Object.entries(r.faults).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   console.log(`trace hash ${r.traceHash}`);

@@ -12,6 +12,14 @@ export interface SimOptions {
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
   readonly readOnlyOption: 'safe' | 'lease-based';
+  /**
+   * Whether stores propose their pending proposals again to a new leader
+   * (the node runtime does). Half the runs turn it off: a new leader that
+   * gets fresh proposals of its term at once commits old-term entries the
+   * right way (§5.4.2) before a Figure 8 history can form, which hides
+   * commit-old-term.
+   */
+  readonly reproposeOnNewLeader: boolean;
   readonly maxClockDriftRatio: number;
   readonly faults: ReadonlySet<FaultKind>;
   /** Length of the phase with faults. */
@@ -61,5 +69,6 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     snapshotEveryEntries: 20 + rng.intBelow(60),
     compactionMarginEntries: rng.intBelow(10),
     bug,
+    reproposeOnNewLeader: rng.chance(0.5),
   };
 }

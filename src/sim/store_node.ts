@@ -23,6 +23,7 @@ export interface StoreNodeEnv {
   readonly sabotage: Sabotage;
   readonly raft: ReplicaRaftOptions;
   readonly logRetainEntries: number;
+  readonly reproposeOnNewLeader: boolean;
   /** The founding membership, for a founding member's first start. */
   readonly bootstrap: ConfState | undefined;
   send(to: NodeId, messages: readonly RangeMessage[]): void;
@@ -61,6 +62,7 @@ export class SimStoreNode {
       stateMachines: () => this.sm,
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
+      reproposeOnNewLeader: env.reproposeOnNewLeader,
       sabotage: env.sabotage,
       onApplied: (_range, a) => {
         env.onApply(env.id, a);
