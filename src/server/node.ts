@@ -281,7 +281,9 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
   if (o.listenAdmin !== undefined) {
-    const admin = await startAdminServer(o.listenAdmin, { status, health: () => health(store) }, log);
+    // The admin status adds the store's and the transport's counters, for operators and benchmarks.
+    const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
+    const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store) }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;
   }
