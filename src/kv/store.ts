@@ -74,6 +74,8 @@ export class Store {
   readonly nodeId: NodeId;
   private readonly replicas = new Map<RangeId, Replica>();
   private readonly pendingProposals = new Map<string, PendingProposal>();
+  /** Proposals made since the last loop turn, per range: proposed to Raft together, as one batch. */
+  private readonly queuedProposals = new Map<RangeId, { readonly requestId: string; readonly data: Uint8Array; readonly done: (o: ProposalOutcome) => void }[]>();
   private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; done: (o: TesseraError | undefined) => void }>();
   private writing = false;
   private loopScheduled = false;
@@ -136,16 +138,31 @@ export class Store {
     this.requestLoop();
   }
 
-  /** Proposes a command; `done` gets the applied result or a definite drop. */
+  /**
+   * Proposes a command; `done` gets the applied result or a definite drop.
+   * Commands proposed in one event-loop turn reach Raft together at the
+   * loop's next turn (one MsgProp, so one append per follower for all).
+   */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
-    const replica = this.mustReplica(rangeId);
-    const res: ProposeResult = replica.raw.propose(data);
-    if (res.kind === 'dropped') {
-      done({ kind: 'dropped', error: res.error, reason: res.reason });
-      return;
-    }
-    this.pendingProposals.set(requestId, { rangeId, data, done });
+    this.mustReplica(rangeId);
+    let queue = this.queuedProposals.get(rangeId);
+    if (queue === undefined) this.queuedProposals.set(rangeId, (queue = []));
+    queue.push({ requestId, data, done });
     this.requestLoop();
+  }
+
+  /** Hands the queued proposals of every range to Raft, one batch per range. */
+  private proposeQueued(): void {
+    for (const [rangeId, queue] of this.queuedProposals) {
+      this.queuedProposals.delete(rangeId);
+      const replica = this.replicas.get(rangeId);
+      if (replica === undefined || queue.length === 0) continue;
+      const res: ProposeResult = replica.raw.proposeBatch(queue.map((q) => q.data));
+      for (const q of queue) {
+        if (res.kind === 'dropped') q.done({ kind: 'dropped', error: res.error, reason: res.reason });
+        else this.pendingProposals.set(q.requestId, { rangeId, data: q.data, done: q.done });
+      }
+    }
   }
 
   /**
@@ -189,6 +206,10 @@ export class Store {
 
   /** Forgets a proposal whose caller gave up; a later apply then answers nobody. */
   abandon(requestId: string): void {
+    for (const queue of this.queuedProposals.values()) {
+      const i = queue.findIndex((q) => q.requestId === requestId);
+      if (i >= 0) queue.splice(i, 1);
+    }
     this.pendingProposals.delete(requestId);
   }
 
@@ -213,7 +234,11 @@ export class Store {
 
   /** One turn of the ready loop. Only one turn is in flight: the next waits for this one's sync. */
   loop(): void {
-    if (this.writing || this.closed) return;
+    if (this.closed) return;
+    // Even while a turn is in flight: Raft may take proposals between ready() and advance(); their
+    // appends go out with the next Ready.
+    this.proposeQueued();
+    if (this.writing) return;
     const turns: Turn[] = [];
     for (const id of this.rangeIds()) {
       const replica = this.replicas.get(id) as Replica;

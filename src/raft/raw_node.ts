@@ -92,6 +92,26 @@ export class RawNode {
     return this.proposeEntry({ term: 0, index: 0, type: 'normal', data });
   }
 
+  /**
+   * Proposes several commands as one MsgProp: the leader appends them
+   * together and sends each follower one append for all of them, rather than
+   * one per command. All are appended, forwarded or dropped together.
+   */
+  proposeBatch(datas: readonly Uint8Array[]): ProposeResult {
+    assert(datas.length > 0, 'a batch proposes at least one command');
+    const before = this.raft.raftLog.lastIndex();
+    const wasLeader = this.raft.state === 'leader';
+    const entries: Entry[] = datas.map((data) => ({ term: 0, index: 0, type: 'normal', data }));
+    const reason = this.raft.step(message({ type: 'MsgProp', from: this.raft.id, entries }));
+    if (reason !== undefined) return { kind: 'dropped', reason, error: new TesseraError('PROPOSAL_DROPPED', `proposal dropped: ${reason}`) };
+    if (wasLeader) {
+      const index = before + datas.length;
+      assert(this.raft.raftLog.lastIndex() === index, 'an accepted batch is appended at the next indexes');
+      return { kind: 'appended', index, term: this.raft.term };
+    }
+    return { kind: 'forwarded', leader: this.raft.lead };
+  }
+
   proposeConfChange(cc: ConfChange): ProposeResult {
     return this.proposeEntry({ term: 0, index: 0, type: 'conf-change', data: new Uint8Array(), confChange: cc });
   }
