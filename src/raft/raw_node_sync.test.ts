@@ -23,3 +23,41 @@ test('RawNode: a Ready that carries a snapshot must be synced', () => {
   assert.equal(rd.mustSync, true);
   assert.ok(rd.messages.some((m) => m.type === 'MsgAppResp' && m.index === 10), 'the snapshot is acknowledged in the same Ready');
 });
+
+test('RawNode: proposeBatch appends every command at once and sends each follower one append for them all', () => {
+  const storage = new MemoryLogStorage();
+  storage.setConfState({ voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+  const node = new RawNode({ ...DEFAULT_RAFT_OPTIONS, id: 1, storage, rng: new SeededRng(1) });
+  node.campaign();
+  // Grant every (pre-)vote the node asks for, persisting each Ready as a host would.
+  for (let round = 0; round < 4 && node.raft.state !== 'leader'; round++) {
+    const rd = node.ready();
+    storage.append(rd.entries);
+    if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+    node.advance();
+    for (const m of rd.messages) {
+      if (m.type === 'MsgPreVote') node.step(message({ type: 'MsgPreVoteResp', from: m.to, to: 1, term: m.term }));
+      if (m.type === 'MsgVote') node.step(message({ type: 'MsgVoteResp', from: m.to, to: 1, term: m.term }));
+    }
+  }
+  assert.equal(node.raft.state, 'leader');
+  // Settle: persist what the election produced, and let both followers accept the leader's no-op.
+  const first = node.ready();
+  storage.append(first.entries);
+  node.advance();
+  const last = node.raft.raftLog.lastIndex();
+  const term = node.raft.term;
+  for (const from of [2, 3]) node.step(message({ type: 'MsgAppResp', from, to: 1, term, index: last }));
+  if (node.hasReady()) {
+    storage.append(node.ready().entries);
+    node.advance();
+  }
+  const datas = [1, 2, 3, 4, 5].map((i) => new Uint8Array([i]));
+  const res = node.proposeBatch(datas);
+  assert.deepEqual(res, { kind: 'appended', index: last + 5, term });
+  const rd = node.ready();
+  assert.deepEqual(rd.entries.map((e) => e.data[0]), [1, 2, 3, 4, 5]);
+  const apps = rd.messages.filter((m) => m.type === 'MsgApp');
+  assert.deepEqual(apps.map((m) => m.to).sort(), [2, 3], 'one append per follower');
+  for (const m of apps) assert.equal(m.entries.length, 5);
+});
