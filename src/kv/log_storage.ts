@@ -7,6 +7,13 @@ import { type RangeId, keys, readU64 } from './keys.js';
 
 /** Terms cached per range; each costs a map slot (about 50 bytes). */
 export const TERM_CACHE_ENTRIES = 4096;
+/**
+ * The newest entries kept decoded per range, so that applying them (and
+ * sending them to a follower) does not read back and decode what was just
+ * written: by count and by payload bytes, whichever bound is reached first.
+ */
+export const ENTRY_CACHE_ENTRIES = 2048;
+export const ENTRY_CACHE_BYTES = 8 * 1024 * 1024;
 
 /** Makes a snapshot of the range's applied state: metadata at the applied index and the data. */
 export type SnapshotSource = () => Snapshot;
@@ -23,6 +30,9 @@ export class EngineLogStorage implements LogStorage {
   private last: number;
   /** Terms of recent entries by index, so term() need not decode entries (Raft asks often). */
   private readonly termCache = new Map<number, number>();
+  /** Recent entries by index, always a contiguous run ending at `last` (see ENTRY_CACHE_ENTRIES). */
+  private readonly entryCache = new Map<number, Entry>();
+  private entryCacheBytes = 0;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -51,6 +61,8 @@ export class EngineLogStorage implements LogStorage {
   entries(lo: number, hi: number, maxBytes: number): readonly Entry[] {
     if (lo <= this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: index ${lo} is compacted`);
     if (hi > this.last + 1) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: entries [${lo}, ${hi}) beyond last index ${this.last}`);
+    const cached = this.cachedEntries(lo, hi, maxBytes);
+    if (cached !== undefined) return cached;
     const out: Entry[] = [];
     let size = 0;
     for (const kv of this.engine.scan({ start: keys.logEntry(this.rangeId, lo), end: keys.logEntry(this.rangeId, hi) })) {
@@ -62,6 +74,39 @@ export class EngineLogStorage implements LogStorage {
     }
     assert(out.length > 0 || lo === hi, `range ${this.rangeId}: no entries in [${lo}, ${hi})`);
     return limitSize(out, maxBytes);
+  }
+
+  /** [lo, hi) from the entry cache, cut at maxBytes as a scan would be; undefined unless all of it is cached. */
+  private cachedEntries(lo: number, hi: number, maxBytes: number): readonly Entry[] | undefined {
+    if (hi <= lo || !this.entryCache.has(lo) || !this.entryCache.has(hi - 1)) return undefined;
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = this.entryCache.get(i);
+      // The cache is contiguous, so with both ends present every index between is too.
+      assert(e !== undefined && e.index === i, `range ${this.rangeId}: entry cache gap at ${i}`);
+      size += e.data.byteLength + 24;
+      if (out.length > 0 && size > maxBytes) break;
+      out.push(e);
+    }
+    return limitSize(out, maxBytes);
+  }
+
+  private cacheEntry(e: Entry): void {
+    this.entryCache.set(e.index, e);
+    this.entryCacheBytes += e.data.byteLength;
+    // Evict from the oldest index: insertion order is index order, as appends only extend or replace the tail.
+    while (this.entryCache.size > ENTRY_CACHE_ENTRIES || (this.entryCacheBytes > ENTRY_CACHE_BYTES && this.entryCache.size > 1)) {
+      const oldest = this.entryCache.keys().next().value as number;
+      this.uncacheEntry(oldest);
+    }
+  }
+
+  private uncacheEntry(index: number): void {
+    const e = this.entryCache.get(index);
+    if (e === undefined) return;
+    this.entryCache.delete(index);
+    this.entryCacheBytes -= e.data.byteLength;
   }
 
   term(index: number): number {
@@ -104,10 +149,19 @@ export class EngineLogStorage implements LogStorage {
     assert(first.index <= this.last + 1, `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
     const newLast = (entries[entries.length - 1] as Entry).index;
     // Entries past the new ones are gone (a conflicting suffix); so are their cached terms.
-    for (let i = first.index; i <= this.last; i++) this.termCache.delete(i);
+    for (let i = first.index; i <= this.last; i++) {
+      this.termCache.delete(i);
+      this.uncacheEntry(i);
+    }
+    // A cache that does not reach up to the first new entry would not stay contiguous: start afresh.
+    if (this.entryCache.size > 0 && !this.entryCache.has(first.index - 1)) {
+      this.entryCache.clear();
+      this.entryCacheBytes = 0;
+    }
     for (const e of entries) {
       batch.put(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
       this.cacheTerm(e.index, e.term);
+      this.cacheEntry(e);
     }
     if (newLast < this.last) batch.deleteRange(keys.logEntry(this.rangeId, newLast + 1), keys.logEnd(this.rangeId));
     this.last = newLast;
@@ -128,6 +182,7 @@ export class EngineLogStorage implements LogStorage {
     const term = this.term(index);
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEntry(this.rangeId, index + 1));
     for (const i of [...this.termCache.keys()]) if (i <= index) this.termCache.delete(i);
+    for (const i of [...this.entryCache.keys()]) if (i <= index) this.uncacheEntry(i);
     this.truncated = { index, term };
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
   }
@@ -137,6 +192,8 @@ export class EngineLogStorage implements LogStorage {
     const { index, term } = snapshot.metadata;
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEnd(this.rangeId));
     this.termCache.clear();
+    this.entryCache.clear();
+    this.entryCacheBytes = 0;
     this.truncated = { index, term };
     this.last = index;
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));

@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isTesseraError } from '../base/index.js';
+import type { Entry, Snapshot } from '../raft/index.js';
+import { MemoryEngine } from '../storage/memory.js';
+import { ENTRY_CACHE_ENTRIES, EngineLogStorage } from './log_storage.js';
+
+const RANGE = 7;
+const noSnapshot = (): Snapshot => assert.fail('no snapshot expected');
+
+function entry(index: number, term: number, bytes = 8): Entry {
+  return { index, term, type: 'normal', data: new Uint8Array(bytes).fill(index % 251) };
+}
+
+function commit(engine: MemoryEngine, write: (batch: ReturnType<MemoryEngine['newBatch']>) => void): void {
+  const batch = engine.newBatch();
+  write(batch);
+  engine.commit(batch, () => {});
+}
+
+/** What a storage reads for [lo, hi): from its cache or, for a fresh instance on the same engine, from the engine. */
+function both(engine: MemoryEngine, log: EngineLogStorage, lo: number, hi: number, maxBytes = Infinity): [readonly Entry[], readonly Entry[]] {
+  const fresh = new EngineLogStorage(engine, RANGE, noSnapshot);
+  return [log.entries(lo, hi, maxBytes), fresh.entries(lo, hi, maxBytes)];
+}
+
+test('EngineLogStorage: cached reads equal reads from the engine, across appends, a conflicting suffix and compaction', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  commit(engine, (b) => log.append(b, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => entry(i, 1))));
+  let [cached, stored] = both(engine, log, 1, 11);
+  assert.deepEqual(cached, stored);
+  assert.equal(cached.length, 10);
+  // A new leader's entries replace 6..10 with 6..8 of term 2.
+  commit(engine, (b) => log.append(b, [6, 7, 8].map((i) => entry(i, 2))));
+  assert.equal(log.lastIndex(), 8);
+  [cached, stored] = both(engine, log, 1, 9);
+  assert.deepEqual(cached, stored);
+  assert.deepEqual(cached.map((e) => e.term), [1, 1, 1, 1, 1, 2, 2, 2]);
+  assert.throws(() => log.entries(1, 10, Infinity), (e: unknown) => isTesseraError(e, 'LOG_UNAVAILABLE'));
+  // maxBytes cuts alike on both paths, and always returns at least one entry.
+  [cached, stored] = both(engine, log, 2, 9, 70);
+  assert.deepEqual(cached, stored);
+  assert.ok(cached.length >= 1 && cached.length < 7);
+  commit(engine, (b) => log.compact(b, 4));
+  assert.throws(() => log.entries(4, 6, Infinity), (e: unknown) => isTesseraError(e, 'LOG_COMPACTED'));
+  [cached, stored] = both(engine, log, 5, 9);
+  assert.deepEqual(cached, stored);
+});
+
+test('EngineLogStorage: entries evicted from the cache are read from the engine', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  const total = Math.ceil((ENTRY_CACHE_ENTRIES + 100) / 50) * 50;
+  for (let i = 1; i <= total; i += 50) commit(engine, (b) => log.append(b, Array.from({ length: 50 }, (_, j) => entry(i + j, 3))));
+  assert.equal(log.lastIndex(), total);
+  const [cached, stored] = both(engine, log, 1, total + 1);
+  assert.equal(cached.length, total);
+  assert.deepEqual(cached, stored);
+});
