@@ -3,3 +3,4 @@ export { TesseraError, isTesseraError, type TesseraErrorCode } from './errors.js
 export { type Rng, SeededRng } from './rng.js';
 export { type Clock } from './clock.js';
 export { Fnv64 } from './hash.js';
+export { type Crc32, CRC32, CRC32C, makeCrc32 } from './crc.js';

@@ -1,4 +1,4 @@
-import { TesseraError } from '../base/index.js';
+import { CRC32, TesseraError } from '../base/index.js';
 import type { ConfChange, ConfState, Entry, HardState } from '../raft/index.js';
 import { readU64, writeU64 } from './keys.js';
 
@@ -97,19 +97,7 @@ function checked(bytes: Uint8Array, what: string): Uint8Array {
   return body;
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
 /** CRC-32 (IEEE), as zlib computes it. */
 export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = (CRC_TABLE[(c ^ (bytes[i] as number)) & 0xff] as number) ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return CRC32.of(bytes);
 }
