@@ -330,7 +330,13 @@ async function listenTcp(server: Server, host: string, port: number, o: ListenOp
   tcp.on('error', o.onError);
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= shutdown(server, tcp, sockets));
-  const stats = (): ConnectionStats => ({ open: sockets.size, ...counts });
+  // A destroyed socket stays in the map until its 'close' event, a tick later; net.Server has already
+  // stopped counting it then (and may accept another), so it is not counted as open here either.
+  const stats = (): ConnectionStats => {
+    let open = 0;
+    for (const socket of sockets.keys()) if (!socket.destroyed) open++;
+    return { open, ...counts };
+  };
   return { port: (tcp.address() as AddressInfo).port, stats, close };
 }
 
