@@ -5,6 +5,7 @@ import type { TxnRequest } from '../mvcc/index.js';
 import { MembershipError } from './membership.js';
 import { freePorts } from './net_util.js';
 import { type NodeHandle, startNode, type StartNodeOptions } from './node.js';
+import { waitFor } from './wait.testlib.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -14,15 +15,6 @@ function put(key: string, value: string): TxnRequest {
   return { compare: [], success: [{ type: 'put', put: { key: enc.encode(key), value: enc.encode(value) } }], failure: [] };
 }
 
-async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function leaderOf(nodes: readonly NodeHandle[]): NodeHandle | undefined {
   const leaders = nodes.filter((n) => n.status().state === 'leader');

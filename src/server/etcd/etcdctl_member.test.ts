@@ -10,21 +10,13 @@ import { pino } from 'pino';
 import { freePorts } from '../net_util.js';
 import { type NodeHandle, startNode, type StartNodeOptions } from '../node.js';
 import { etcdctl, etcdctlMissing } from './testing.testlib.js';
+import { waitFor } from '../wait.testlib.js';
 
 const skip = etcdctlMissing();
 if (skip !== undefined) console.log(`# skipping etcdctl member tests: ${skip}`);
 
 const TIMING = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 } as const;
 
-async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface MemberLine {
   readonly id: string;
