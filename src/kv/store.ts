@@ -360,11 +360,11 @@ export class Store {
   private reproposeOnNewLeader(replica: Replica, lead: NodeId): void {
     if (this.o.reproposeOnNewLeader === false || this.lastLead.get(replica.rangeId) === lead) return;
     this.lastLead.set(replica.rangeId, lead);
-    for (const p of this.pendingProposals.values()) {
-      if (p.rangeId !== replica.rangeId || p.data === undefined) continue;
-      replica.raw.propose(p.data);
-      this.stats.reproposals++;
-    }
+    const datas: Uint8Array[] = [];
+    for (const p of this.pendingProposals.values()) if (p.rangeId === replica.rangeId && p.data !== undefined) datas.push(p.data);
+    if (datas.length === 0) return;
+    replica.raw.proposeBatch(datas);
+    this.stats.reproposals += datas.length;
   }
 
   private answerProposal(a: Applied): void {

@@ -89,7 +89,7 @@ export class RawNode {
   }
 
   propose(data: Uint8Array): ProposeResult {
-    return this.proposeEntry({ term: 0, index: 0, type: 'normal', data });
+    return this.proposeEntries([{ term: 0, index: 0, type: 'normal', data }]);
   }
 
   /**
@@ -99,33 +99,23 @@ export class RawNode {
    */
   proposeBatch(datas: readonly Uint8Array[]): ProposeResult {
     assert(datas.length > 0, 'a batch proposes at least one command');
-    const before = this.raft.raftLog.lastIndex();
-    const wasLeader = this.raft.state === 'leader';
-    const entries: Entry[] = datas.map((data) => ({ term: 0, index: 0, type: 'normal', data }));
-    const reason = this.raft.step(message({ type: 'MsgProp', from: this.raft.id, entries }));
-    if (reason !== undefined) return { kind: 'dropped', reason, error: new TesseraError('PROPOSAL_DROPPED', `proposal dropped: ${reason}`) };
-    if (wasLeader) {
-      const index = before + datas.length;
-      assert(this.raft.raftLog.lastIndex() === index, 'an accepted batch is appended at the next indexes');
-      return { kind: 'appended', index, term: this.raft.term };
-    }
-    return { kind: 'forwarded', leader: this.raft.lead };
+    return this.proposeEntries(datas.map((data) => ({ term: 0, index: 0, type: 'normal', data })));
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {
-    return this.proposeEntry({ term: 0, index: 0, type: 'conf-change', data: new Uint8Array(), confChange: cc });
+    return this.proposeEntries([{ term: 0, index: 0, type: 'conf-change', data: new Uint8Array(), confChange: cc }]);
   }
 
-  private proposeEntry(entry: Entry): ProposeResult {
+  private proposeEntries(entries: Entry[]): ProposeResult {
     const before = this.raft.raftLog.lastIndex();
     const wasLeader = this.raft.state === 'leader';
-    const reason = this.raft.step(message({ type: 'MsgProp', from: this.raft.id, entries: [entry] }));
+    const reason = this.raft.step(message({ type: 'MsgProp', from: this.raft.id, entries }));
     if (reason !== undefined) {
       return { kind: 'dropped', reason, error: new TesseraError('PROPOSAL_DROPPED', `proposal dropped: ${reason}`) };
     }
     if (wasLeader) {
-      const index = before + 1;
-      assert(this.raft.raftLog.lastIndex() === index, 'an accepted proposal is appended at the next index');
+      const index = before + entries.length;
+      assert(this.raft.raftLog.lastIndex() === index, 'accepted proposals are appended at the next indexes');
       return { kind: 'appended', index, term: this.raft.term };
     }
     return { kind: 'forwarded', leader: this.raft.lead };

@@ -134,6 +134,14 @@ export function message(fields: Partial<Message> & Pick<Message, 'type'>): Messa
   };
 }
 
+/**
+ * A peer's answer to what this node sent. It carries the tick it answers, so
+ * a host may step it before ticks it still owes after a pause (ADR 0002).
+ */
+export function isAck(m: Message): boolean {
+  return m.type === 'MsgAppResp' || m.type === 'MsgHeartbeatResp';
+}
+
 /** Whether a message is local to a node and never crosses the network. */
 export function isLocalMessage(type: MessageType): boolean {
   return (

@@ -172,14 +172,15 @@ export class Membership {
   }
 
   private syncPeers(): void {
+    const records = this.o.stateMachine.members.all();
     const wanted = new Map<NodeId, string>();
-    for (const r of this.o.stateMachine.members.all()) {
-      const address = peerAddressOf(r);
+    for (const r of records) {
+      const address = peerAddressOf(r.peerUrls);
       if (r.id !== this.o.self && address !== undefined) wanted.set(r.id, address);
     }
     for (const [id, address] of wanted) if (this.knownPeers.get(id) !== address) this.o.peers.setPeer(id, address);
     // Peers are only dropped once the table knows the cluster: a joining node's table is empty until its snapshot.
-    if (wanted.size > 0 || this.o.stateMachine.members.all().length > 0) {
+    if (records.length > 0) {
       for (const id of this.knownPeers.keys()) if (!wanted.has(id)) this.o.peers.removePeer(id);
       this.knownPeers = wanted;
     }
@@ -319,8 +320,8 @@ export function checkPeerUrls(urls: readonly string[]): string[] {
 }
 
 /** The host:port the transport dials for a member: its first peer URL. */
-export function peerAddressOf(r: MemberRecord): string | undefined {
-  const url = r.peerUrls[0];
+export function peerAddressOf(peerUrls: readonly string[]): string | undefined {
+  const url = peerUrls[0];
   if (url === undefined) return undefined;
   try {
     return formatHostPort(parseHostPort(url));

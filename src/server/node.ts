@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
-import type { ConfState, Message, NodeId } from '../raft/index.js';
+import { type ConfState, isAck, type NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
@@ -333,13 +333,13 @@ async function identityAndPeers(r: Resolved, engine: StorageEngine): Promise<Sta
   }
   const info = await askMembers(r);
   const own = formatHostPort(parseHostPort(r.listenPeer, 'peer listen address'));
-  const self = info.members.find((m) => m.peerUrls.some((u) => peerAddressOf({ id: m.id, name: '', peerUrls: [u], clientUrls: [] }) === own));
+  const self = info.members.find((m) => m.peerUrls.some((u) => peerAddressOf([u]) === own));
   if (self === undefined) {
     throw new TesseraError('INVALID_CONFIG', `the cluster has no member with peer URL http://${r.listenPeer}; add it first (etcdctl member add ${r.name} --peer-urls=http://${r.listenPeer})`);
   }
   const peers = new Map<NodeId, string>();
   for (const m of info.members) {
-    const address = peerAddressOf({ id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: [] });
+    const address = peerAddressOf(m.peerUrls);
     if (m.id !== self.id && address !== undefined) peers.set(m.id, address);
   }
   r.logger.info({ nodeId: self.id, clusterId: info.clusterId, members: info.members.length }, 'joining an existing cluster');
@@ -387,11 +387,6 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
   });
   return ticker;
-}
-
-/** A peer's answer to what this node sent (see the transport's receive handler above). */
-function isAck(m: Message): boolean {
-  return m.type === 'MsgAppResp' || m.type === 'MsgHeartbeatResp';
 }
 
 function makeStore(

@@ -72,8 +72,7 @@ export class Ticker {
 
   /** Delivers every tick owed up to now; returns how many. */
   catchUp(): number {
-    const due = Math.floor((this.now() - this.start) / this.o.tickMs);
-    const owed = due - this.delivered;
+    const owed = this.owed();
     if (owed <= 0) return 0;
     if (owed >= TICK_CATCH_UP_WARN_TICKS) this.o.onCatchUp?.(owed);
     for (let i = 0; i < owed; i++) {

@@ -1,5 +1,5 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
-import type { ConfState, Entry, Message, NodeId } from '../raft/index.js';
+import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
 import type { RangeMessage } from '../kv/store.js';
 import { MemoryEngine } from '../storage/memory.js';
@@ -339,9 +339,4 @@ export { SeededRng };
 function confStateOf(result: unknown): ConfState {
   const r = result as { kind?: unknown; confState?: ConfState };
   return r.kind === 'conf-change' && r.confState !== undefined ? r.confState : (result as ConfState);
-}
-
-/** A peer's answer to what this node sent: it carries the tick it answers, so it may be stepped before owed ticks (ADR 0002). */
-export function isAck(m: Message): boolean {
-  return m.type === 'MsgAppResp' || m.type === 'MsgHeartbeatResp';
 }
