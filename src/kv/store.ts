@@ -68,7 +68,8 @@ interface Turn {
  * commit); then it sends every message (one batch per peer), applies the
  * committed entries of all ranges in a second batch, answers proposers and
  * readers, and advances. Nothing is sent or acknowledged before its data is
- * durable.
+ * durable. The second batch is staged: it goes to disk with the next turn's
+ * write, since a crash only makes the node apply those entries again.
  */
 export class Store {
   readonly nodeId: NodeId;
@@ -76,8 +77,12 @@ export class Store {
   private readonly pendingProposals = new Map<string, PendingProposal>();
   /** Proposals made since the last loop turn, per range: proposed to Raft together, as one batch. */
   private readonly queuedProposals = new Map<RangeId, { readonly requestId: string; readonly data: Uint8Array; readonly done: (o: ProposalOutcome) => void }[]>();
-  private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; done: (o: TesseraError | undefined) => void }>();
+  /** Reads queued since the last loop turn, per range: they share one ReadIndex (see linearizableRead). */
+  private readonly queuedReads = new Map<RangeId, ((error: TesseraError | undefined) => void)[]>();
+  private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; dones: ((error: TesseraError | undefined) => void)[] }>();
   private writing = false;
+  /** A batch was staged (see StorageEngine.stage) and no commit has carried it to disk yet. */
+  private staged = false;
   private loopScheduled = false;
   private closed = false;
   private readSeq = 0;
@@ -129,7 +134,24 @@ export class Store {
 
   tick(): void {
     for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tick();
+    this.writeStaged();
     this.requestLoop();
+  }
+
+  private stage(batch: WriteBatch): void {
+    this.o.engine.stage(batch);
+    this.staged = true;
+  }
+
+  /**
+   * Staged batches ride with the next turn's write; when the node goes quiet
+   * none comes, so a tick writes them, bounding how long applied state waits
+   * in memory (and how much a restart replays) to one tick.
+   */
+  private writeStaged(): void {
+    if (!this.staged || this.writing || this.closed) return;
+    this.staged = false;
+    this.o.engine.commit(this.o.engine.newBatch(), (error) => assert(error === undefined, () => `storage write failed: ${error?.message}`));
   }
 
   /** Steps messages a peer sent; messages for unknown ranges are dropped (the range may be gone). */
@@ -191,17 +213,36 @@ export class Store {
     this.requestLoop();
   }
 
-  /** Waits until this replica may serve a linearizable read (ReadIndex, thesis §6.4); `done(undefined)` then. */
+  /**
+   * Waits until this replica may serve a linearizable read (ReadIndex, thesis
+   * §6.4); `done(undefined)` then. Reads that arrive in one event-loop turn
+   * share one ReadIndex, as etcd's read loop batches them: its index is taken
+   * after every one of them arrived, so it is current for each, and a batch
+   * costs the leader one heartbeat round, not one per read.
+   */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
-    const replica = this.mustReplica(rangeId);
-    const ctx = `${this.nodeId}:${++this.readSeq}`;
-    const reason = replica.raw.readIndex(ctx);
-    if (reason !== undefined) {
-      done(new TesseraError('NOT_LEADER', `read refused: ${reason}`));
-      return;
-    }
-    this.pendingReads.set(ctx, { rangeId, done });
+    this.mustReplica(rangeId);
+    let queue = this.queuedReads.get(rangeId);
+    if (queue === undefined) this.queuedReads.set(rangeId, (queue = []));
+    queue.push(done);
     this.requestLoop();
+  }
+
+  /** Asks Raft for one read index per range for the reads queued since the last loop turn. */
+  private readQueued(): void {
+    for (const [rangeId, dones] of this.queuedReads) {
+      this.queuedReads.delete(rangeId);
+      const replica = this.replicas.get(rangeId);
+      if (replica === undefined || dones.length === 0) continue;
+      const ctx = `${this.nodeId}:${++this.readSeq}`;
+      const reason = replica.raw.readIndex(ctx);
+      if (reason !== undefined) {
+        const error = new TesseraError('NOT_LEADER', `read refused: ${reason}`);
+        for (const done of dones) done(error);
+        continue;
+      }
+      this.pendingReads.set(ctx, { rangeId, dones });
+    }
   }
 
   /** Forgets a proposal whose caller gave up; a later apply then answers nobody. */
@@ -238,6 +279,7 @@ export class Store {
     // Even while a turn is in flight: Raft may take proposals between ready() and advance(); their
     // appends go out with the next Ready.
     this.proposeQueued();
+    this.readQueued();
     if (this.writing) return;
     const turns: Turn[] = [];
     for (const id of this.rangeIds()) {
@@ -263,11 +305,12 @@ export class Store {
     };
     if (batch.count > 0 && turns.some((t) => t.rd.mustSync)) {
       this.stats.syncs++;
+      this.staged = false;
       this.o.engine.commit(batch, finish);
     } else if (batch.count > 0) {
       // Only commit indexes changed: they need not be durable (a restart recomputes them), so the
-      // turn goes on without waiting. Later batches are written after this one, never before it.
-      this.o.engine.commit(batch, (error) => assert(error === undefined, () => `storage write failed: ${error?.message}`));
+      // batch is staged, written with the next commit, and the turn goes on without waiting.
+      this.stage(batch);
       this.writing = false;
       this.afterDurable(turns, early);
     } else {
@@ -312,8 +355,9 @@ export class Store {
     const applied: { rangeId: RangeId; items: Applied[] }[] = [];
     for (const t of turns) applied.push({ rangeId: t.replica.rangeId, items: t.replica.apply(applyBatch, t.rd) });
     // Applied state is derived from the durable log, so it need not be synced before answering:
-    // after a crash the entries are applied again from the log.
-    if (applyBatch.count > 0) this.o.engine.commit(applyBatch, () => {});
+    // after a crash the entries are applied again from the log. Staged, it rides with the next
+    // turn's write instead of costing a transaction and a sync of its own.
+    if (applyBatch.count > 0) this.stage(applyBatch);
     for (const t of turns) {
       t.replica.raw.advance();
       t.replica.raw.checkInvariants();
@@ -387,7 +431,7 @@ export class Store {
       const replica = this.replicas.get(pr.rangeId);
       if (replica === undefined || replica.appliedIndex() < pr.index) continue;
       this.pendingReads.delete(ctx);
-      pr.done(undefined);
+      for (const done of pr.dones) done(undefined);
     }
   }
 }

@@ -282,6 +282,43 @@ function batchTests(it: It): void {
 // ---- durability callbacks ------------------------------------------------------
 
 function durabilityTests(it: It): void {
+  it('a staged batch is visible at once, ordered before the next commit, and stays through its sync', async (engine) => {
+    const staged = engine.newBatch();
+    staged.put(s('s1'), s('staged'));
+    staged.put(s('s2'), s('staged'));
+    staged.put(s('t'), s('staged'));
+    engine.stage(staged);
+    assert.deepEqual(engine.get(s('s1')), s('staged'));
+    assert.deepEqual(keysOf(engine, { start: s('s') }), ['s1', 's2', 't'].map((k) => hex(s(k))));
+    const second = engine.newBatch();
+    second.put(s('stage-only'), s('x'));
+    engine.stage(second);
+    // The commit sees the staged keys: its deleteRange removes them, its put overwrites one.
+    await commitDurable(engine, (w) => {
+      w.deleteRange(s('s1'), s('s3'));
+      w.put(s('t'), s('committed'));
+    });
+    assert.deepEqual(keysOf(engine, { start: s('s') }), ['stage-only', 't'].map((k) => hex(s(k))));
+    assert.deepEqual(engine.get(s('t')), s('committed'));
+    assert.equal(engine.get(s('s2')), undefined);
+    const view = engine.snapshotView();
+    try {
+      assert.deepEqual(view.get(s('stage-only')), s('x'));
+    } finally {
+      view.close();
+    }
+  });
+
+  it('a staged batch refuses reuse like a committed one', async (engine) => {
+    const batch = engine.newBatch();
+    batch.put(s('a'), s('1'));
+    engine.stage(batch);
+    assertCode(() => engine.stage(batch), 'INVALID_ARGUMENT');
+    assertCode(() => engine.commit(batch, () => {}), 'INVALID_ARGUMENT');
+    await engine.close();
+    assertCode(() => engine.stage(engine.newBatch()), 'CLOSED');
+  });
+
   it('writes are visible as soon as commit returns, before they are durable', async (engine) => {
     let durable = false;
     const batch = engine.newBatch();

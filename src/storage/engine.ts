@@ -13,6 +13,11 @@
  *   `onDurable` callback runs once the batch, and every batch committed
  *   before it, is on stable storage. Nothing may be acknowledged before that.
  *   Batches become durable in commit order; a crash keeps a prefix of them.
+ * - `stage` is a commit that asks for no write of its own: the batch is
+ *   visible at once and goes to stable storage with the next `commit` (ahead
+ *   of that commit's batch, in order) or at `close`. It suits state that can
+ *   be rebuilt after a crash, such as applied state, which is replayed from
+ *   the durable log; it spares that state a write and a sync of its own.
  * - `onDurable` never runs synchronously inside `commit`, so callers can
  *   commit from inside their loop and continue there.
  * - Keys are compared as unsigned bytes. `end` bounds are exclusive.
@@ -67,6 +72,8 @@ export interface StorageEngine extends ReadView {
   newBatch(): WriteBatch;
   /** Applies `batch` atomically and makes it visible; `onDurable` runs once it is synced (or with the error). */
   commit(batch: WriteBatch, onDurable: (error?: Error) => void): void;
+  /** Applies `batch` atomically and makes it visible, to be written with the next `commit` (see the contract above). */
+  stage(batch: WriteBatch): void;
   /** A consistent view that later commits do not change (for snapshots and long reads). Release it with `close`. */
   snapshotView(): ReadView & { close(): void };
   /**

@@ -147,3 +147,27 @@ test('memory: scans of many keys stay ordered and bounded (sequential and random
   const last = [...engine.scan({ start: be(0), end: be(COUNT), reverse: true, limit: 2 })].map((kv) => kv.key[3]! + 256 * kv.key[2]!);
   assert.deepEqual(last, [COUNT - 1, COUNT - 2]);
 });
+
+test('memory: a staged batch asks for no sync, is lost with a crash before one, and is durable with the next commit', () => {
+  const { engine, sync } = manual();
+  const stage = (key: number): void => {
+    const batch = engine.newBatch();
+    batch.put(Uint8Array.of(key), Uint8Array.of(key));
+    engine.stage(batch);
+  };
+  put(engine, 1);
+  sync();
+  stage(2);
+  assert.deepEqual(keys(engine), [1, 2]);
+  assert.equal(engine.hasUnsynced(), true);
+  assert.deepEqual(engine.crash(scripted(false, 0)), { pendingBatches: 1, survived: 0, torn: false });
+  assert.deepEqual(keys(engine), [1]);
+  stage(3);
+  const durable: number[] = [];
+  put(engine, 4, () => durable.push(4));
+  sync();
+  assert.deepEqual(durable.slice(), [4]);
+  assert.equal(engine.hasUnsynced(), false);
+  engine.crash(scripted(false, 0));
+  assert.deepEqual(keys(engine), [1, 3, 4]);
+});

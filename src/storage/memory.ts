@@ -32,6 +32,8 @@ interface PendingBatch {
   readonly onDurable: (error?: Error) => void;
 }
 
+const ignoreDurable = (): void => {};
+
 /** Chance that a crash lets some unsynced batches through at all, as src/sim/disk.ts does. */
 const CRASH_KEEPS_SOME_CHANCE = 0.5;
 
@@ -87,6 +89,15 @@ export class MemoryEngine implements StorageEngine {
     } finally {
       this.inCommit = false;
     }
+  }
+
+  /** Like commit, but no sync is asked for: the batch waits, unsynced, for the next commit's sync (or close). */
+  stage(batch: WriteBatch): void {
+    this.checkOpen();
+    const recorded = asRecordingBatch(batch);
+    recorded.seal();
+    this.live = applyOps(this.live, recorded.ops);
+    this.pending.push({ ops: recorded.ops, onDurable: ignoreDurable });
   }
 
   snapshotView(): ReadView & { close(): void } {

@@ -170,3 +170,30 @@ test('lmdb: many commits in one turn share one flush, and all report durable in 
     dir.remove();
   }
 });
+
+test('lmdb: a staged batch is written with the next commit, or at close, and is there after reopen', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir.path, 'data');
+    const first = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const stage = (engine: StorageEngine, key: string): void => {
+      const batch = engine.newBatch();
+      batch.put(s(key), s('staged'));
+      engine.stage(batch);
+    };
+    stage(first, 'a');
+    await commitDurable(first, 'b', 'committed');
+    stage(first, 'c');
+    await first.close();
+    const second = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    try {
+      assert.deepEqual(second.get(s('a')), s('staged'));
+      assert.deepEqual(second.get(s('b')), s('committed'));
+      assert.deepEqual(second.get(s('c')), s('staged'));
+    } finally {
+      await second.close();
+    }
+  } finally {
+    dir.remove();
+  }
+});

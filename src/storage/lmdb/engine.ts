@@ -40,13 +40,17 @@ interface InFlight {
  * runs after `db.flushed` resolves for the batch: not at commit, at
  * durability. A deleteRange is resolved at commit to the keys it deletes,
  * which are exactly the keys LMDB will hold when the batch applies, since
- * batches apply in commit order.
+ * batches apply in commit order. A staged batch waits in the overlay and is
+ * handed to lmdb-js with the next commit, in the same transaction, so the
+ * applied state of a loop turn costs no LMDB transaction of its own.
  */
 export class LmdbEngine implements StorageEngine {
   readonly kind = 'lmdb' as const;
   private overlay: Overlay = SortedMap.empty();
   private seq = 0;
   private readonly inFlight: InFlight[] = [];
+  /** Writes of staged batches not yet handed to lmdb-js, in commit order. */
+  private unwritten: Write[] = [];
   private readonly flushing = new Set<Promise<void>>();
   private readonly snapshots = new Set<LmdbSnapshot>();
   private failure: TesseraError | undefined;
@@ -84,11 +88,47 @@ export class LmdbEngine implements StorageEngine {
     recorded.seal();
     const seq = this.seq + 1;
     const [overlay, writes] = resolveWrites(this.overlay, this.data, recorded.ops, seq);
-    const committed = writes.length === 0 ? Promise.resolve(true) : this.data.batch(() => writeAll(this.data, writes));
-    // Published only after lmdb-js accepted the writes, so a refusal leaves no trace.
+    // Staged batches go first, in the same LMDB transaction: batches reach the disk in commit order.
+    const all = this.unwritten.length === 0 ? writes : [...this.unwritten, ...writes];
+    const committed = this.write(all);
+    // Published only after lmdb-js accepted the writes, so a refusal leaves no trace of this batch.
+    this.unwritten = [];
     this.seq = seq;
     this.overlay = overlay;
     this.inFlight.push({ seq, writes, onDurable, state: 'pending' });
+    this.awaitFlush(seq, committed);
+  }
+
+  /**
+   * Visible at once, written with the next commit: the overlay holds the
+   * writes until then, and the batch counts as in flight, so it is dropped
+   * from the overlay only once that commit is durable.
+   */
+  stage(batch: WriteBatch): void {
+    this.checkOpen();
+    if (this.failure) throw this.failure;
+    const recorded = asRecordingBatch(batch);
+    recorded.seal();
+    const seq = this.seq + 1;
+    const [overlay, writes] = resolveWrites(this.overlay, this.data, recorded.ops, seq);
+    this.seq = seq;
+    this.overlay = overlay;
+    this.unwritten.push(...writes);
+    this.inFlight.push({ seq, writes, onDurable: ignoreDurable, state: 'pending' });
+  }
+
+  private write(writes: readonly Write[]): Promise<boolean> {
+    if (writes.length === 0) return Promise.resolve(true);
+    try {
+      return this.data.batch(() => writeAll(this.data, writes));
+    } catch (error) {
+      // Staged batches are already visible; with their write refused the engine must stop.
+      if (this.unwritten.length > 0) this.failure ??= writeFailure(error);
+      throw error;
+    }
+  }
+
+  private awaitFlush(seq: number, committed: Promise<boolean>): void {
     const flushed = committed
       .then(() => this.data.flushed)
       .then(
@@ -126,6 +166,12 @@ export class LmdbEngine implements StorageEngine {
   }
 
   private async shutDown(): Promise<void> {
+    // Staged batches are written now: an orderly close loses nothing that was made visible.
+    if (this.unwritten.length > 0 && this.failure === undefined) {
+      const writes = this.unwritten;
+      this.unwritten = [];
+      this.awaitFlush(this.seq, this.write(writes));
+    }
     // Wait for every committed batch to be flushed (its callback runs), then release readers and the environment.
     while (this.flushing.size > 0) await Promise.allSettled([...this.flushing]);
     for (const view of [...this.snapshots]) view.close();
@@ -269,6 +315,8 @@ function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq:
   }
   return [overlay, writes];
 }
+
+const ignoreDurable = (): void => {};
 
 function writeAll(data: Db, writes: readonly Write[]): void {
   for (const w of writes) {
