@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import { assert, TesseraError } from '../base/index.js';
+import { TesseraError } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import { type MvccEvent, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
@@ -7,11 +7,11 @@ import { type KvCommand, decodeCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
 import { type MemberRecord, MemberTable, decodeMemberContext } from './members.js';
 import { fromKeyString } from '../mvcc/bytes.js';
-import { type RangeId, keys, readU64 } from './keys.js';
+import { DedupeWindow } from './dedupe.js';
+import { type RangeId, keys } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
 
-/** Applied request ids are remembered for this many log entries, to drop a proposal delivered twice. */
-export const DEDUPE_WINDOW_ENTRIES = 10_000;
+export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
 /** What applying a command yields; `requestId` routes it to the proposer. */
 export type CommandResult =
@@ -27,8 +27,6 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * A range's state machine: etcd's MVCC key space (src/mvcc) plus a table of
@@ -40,8 +38,7 @@ export class MvccStateMachine implements RangeStateMachine {
   private store: MvccStore | undefined;
   private leaseTable: LeaseTable | undefined;
   private memberTable: MemberTable | undefined;
-  private currentBatch: WriteBatch | undefined;
-  private readonly idsInBatch = new Set<string>();
+  private dedupeWindow: DedupeWindow | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -52,6 +49,12 @@ export class MvccStateMachine implements RangeStateMachine {
   get mvcc(): MvccStore {
     if (this.store === undefined) this.store = MvccStore.open(this.engine, keys.mvccPrefix(this.rangeId));
     return this.store;
+  }
+
+  /** The applied request ids, loaded from the engine like the MVCC store (see DedupeWindow). */
+  private get dedupe(): DedupeWindow {
+    if (this.dedupeWindow === undefined) this.dedupeWindow = DedupeWindow.load(this.engine, this.rangeId);
+    return this.dedupeWindow;
   }
 
   /** The replicated lease table, (re)built from the engine like the MVCC store. */
@@ -90,17 +93,11 @@ export class MvccStateMachine implements RangeStateMachine {
   apply(batch: WriteBatch, entry: Entry): CommandResult {
     const command = decodeCommand(entry.data);
     const { requestId } = command;
-    // Request ids applied earlier are in the engine; those applied earlier in this same batch are
-    // not visible there until the batch commits, so they are kept here for the batch's duration.
-    if (batch !== this.currentBatch) {
-      this.currentBatch = batch;
-      this.idsInBatch.clear();
-    }
-    if (this.idsInBatch.has(requestId) || this.engine.get(keys.requestById(this.rangeId, requestId)) !== undefined) {
-      return { requestId, kind: 'duplicate' };
-    }
-    this.idsInBatch.add(requestId);
-    this.remember(batch, requestId, entry.index);
+    // The window is in memory and updated as each command applies, so it also holds the ids applied
+    // earlier in this same batch, which the engine shows only once the batch commits.
+    const dedupe = this.dedupe;
+    if (dedupe.has(requestId)) return { requestId, kind: 'duplicate' };
+    dedupe.remember(batch, requestId, entry.index);
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
@@ -161,20 +158,6 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: 'lease-revoke', id, revision: result.revision, events: result.events };
   }
 
-  private remember(batch: WriteBatch, requestId: string, index: number): void {
-    const id = encoder.encode(requestId);
-    batch.put(keys.requestById(this.rangeId, requestId), indexBytes(index));
-    batch.put(keys.requestByIndex(this.rangeId, index), id);
-    const expireBelow = index - DEDUPE_WINDOW_ENTRIES;
-    if (expireBelow <= 0) return;
-    // Expire at most a few old records per apply, so the work per entry stays bounded.
-    const old = this.engine.scan({ start: keys.requestByIndexStart(this.rangeId), end: keys.requestByIndex(this.rangeId, expireBelow), limit: 4 });
-    for (const kv of old) {
-      batch.delete(kv.key);
-      batch.delete(keys.requestById(this.rangeId, decoder.decode(kv.value)));
-    }
-  }
-
   snapshotData(): Uint8Array {
     const pairs: Uint8Array[] = [];
     const start = keys.stateStart(this.rangeId);
@@ -203,6 +186,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.store = undefined;
     this.leaseTable = undefined;
     this.memberTable = undefined;
+    this.dedupeWindow = undefined;
   }
 
   digest(): string {
@@ -211,10 +195,3 @@ export class MvccStateMachine implements RangeStateMachine {
   }
 }
 
-function indexBytes(index: number): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setUint32(0, Math.floor(index / 0x100000000));
-  new DataView(out.buffer).setUint32(4, index >>> 0);
-  assert(readU64(out, 0) === index, 'index encoding round-trips');
-  return out;
-}

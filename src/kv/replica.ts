@@ -6,6 +6,9 @@ import { EngineLogStorage } from './log_storage.js';
 import type { RangeId } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
 
+/** The log behind the retained entries is dropped in this many steps per logRetainEntries applied (see maybeCompactLog). */
+export const LOG_COMPACT_STEPS = 10;
+
 /** Raft settings a store applies to all its replicas. */
 export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage'>>;
 
@@ -112,9 +115,15 @@ export class Replica {
     return out;
   }
 
+  /**
+   * Keeps logRetainEntries behind the applied index, dropping the older ones
+   * a tenth of that at a time: the deletes go in the apply batch, and a
+   * larger step would hold up the loop turn that carries them.
+   */
   private maybeCompactLog(batch: WriteBatch): void {
     const target = this.applied - this.logRetainEntries;
-    if (target >= this.log.firstIndex() + this.logRetainEntries) this.log.compact(batch, target);
+    const step = Math.ceil(this.logRetainEntries / LOG_COMPACT_STEPS);
+    if (target >= this.log.firstIndex() + step) this.log.compact(batch, target);
   }
 
   /** A snapshot of the applied state (data made now, at the applied index), for a lagging follower. */
