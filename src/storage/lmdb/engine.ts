@@ -4,9 +4,8 @@ import { asRecordingBatch, RecordingBatch, type BatchOp } from '../batch.js';
 import { compareBytes } from '../bytes.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from '../engine.js';
 import { scanLimit } from '../scan.js';
-import { SortedMap } from '../sorted_map.js';
 import { messageOf, openEnvironment, type LmdbOpenOptions } from './environment.js';
-import { mergeScan, type Overlay, type OverlayEntry } from './overlay.js';
+import { mergeScan, Overlay, OverlayLayer } from './overlay.js';
 
 export { LMDB_DEFAULT_MAP_SIZE_BYTES, LMDB_FORMAT_VERSION, type LmdbOpenOptions } from './environment.js';
 
@@ -22,7 +21,6 @@ interface Write {
 
 interface InFlight {
   readonly seq: number;
-  readonly writes: readonly Write[];
   readonly onDurable: (error?: Error) => void;
   state: 'pending' | 'durable' | 'failed';
 }
@@ -46,7 +44,7 @@ interface InFlight {
  */
 export class LmdbEngine implements StorageEngine {
   readonly kind = 'lmdb' as const;
-  private overlay: Overlay = SortedMap.empty();
+  private overlay: Overlay = Overlay.empty;
   private seq = 0;
   private readonly inFlight: InFlight[] = [];
   /** Writes of staged batches not yet handed to lmdb-js, in commit order. */
@@ -95,7 +93,7 @@ export class LmdbEngine implements StorageEngine {
     this.unwritten = [];
     this.seq = seq;
     this.overlay = overlay;
-    this.inFlight.push({ seq, writes, onDurable, state: 'pending' });
+    this.inFlight.push({ seq, onDurable, state: 'pending' });
     this.awaitFlush(seq, committed);
   }
 
@@ -114,7 +112,7 @@ export class LmdbEngine implements StorageEngine {
     this.seq = seq;
     this.overlay = overlay;
     this.unwritten.push(...writes);
-    this.inFlight.push({ seq, writes, onDurable: ignoreDurable, state: 'pending' });
+    this.inFlight.push({ seq, onDurable: ignoreDurable, state: 'pending' });
   }
 
   private write(writes: readonly Write[]): Promise<boolean> {
@@ -195,7 +193,7 @@ export class LmdbEngine implements StorageEngine {
     this.data.resetReadTxn();
     while (this.inFlight.length > 0 && this.inFlight[0]?.state !== 'pending') {
       const f = this.inFlight.shift() as InFlight;
-      if (f.state === 'durable') this.overlay = dropDurable(this.overlay, f);
+      if (f.state === 'durable') this.overlay = this.overlay.withoutUpTo(f.seq);
       try {
         if (f.state === 'durable') f.onDurable();
         else f.onDurable(this.failure);
@@ -298,22 +296,29 @@ function plain(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Applies the batch's operations in order to a copy of the overlay, resolving deleteRanges against overlay and LMDB. */
+/**
+ * Resolves the batch's operations, in order, into a new overlay layer on top
+ * of `overlay`; a deleteRange sees the overlay, the layer as filled so far,
+ * and LMDB, and becomes a delete of each key it finds.
+ */
 function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq: number): [Overlay, Write[]] {
   const writes: Write[] = [];
+  const layer = new OverlayLayer(seq);
+  const withLayer = overlay.with(layer);
   const write = (key: Uint8Array, value: Uint8Array | undefined): void => {
-    overlay = overlay.set(key, { seq, value });
+    layer.set(key, value);
     writes.push({ key, value });
   };
   for (const op of ops) {
     if (op.kind === 'put') write(op.key, op.value);
     else if (op.kind === 'delete') write(op.key, undefined);
     else {
-      const doomed = [...scanMerged(() => overlay, data, { start: op.start, end: op.end }, undefined)].map((kv) => kv.key);
+      const doomed = [...scanMerged(() => withLayer, data, { start: op.start, end: op.end }, undefined)].map((kv) => kv.key);
       for (const key of doomed) write(key, undefined);
     }
   }
-  return [overlay, writes];
+  // An empty batch adds no layer.
+  return [layer.size === 0 ? overlay : withLayer, writes];
 }
 
 const ignoreDurable = (): void => {};
@@ -323,15 +328,6 @@ function writeAll(data: Db, writes: readonly Write[]): void {
     if (w.value === undefined) void data.remove(w.key);
     else void data.put(w.key, w.value);
   }
-}
-
-/** Drops the batch's entries from the overlay unless a later batch wrote the key again. */
-function dropDurable(overlay: Overlay, f: InFlight): Overlay {
-  for (const w of f.writes) {
-    const entry: OverlayEntry | undefined = overlay.get(w.key);
-    if (entry !== undefined && entry.seq <= f.seq) overlay = overlay.delete(w.key);
-  }
-  return overlay;
 }
 
 function writeFailure(error: unknown): TesseraError {

@@ -1,6 +1,5 @@
 import { compareBytes } from '../bytes.js';
 import type { KeyValue } from '../engine.js';
-import type { SortedMap } from '../sorted_map.js';
 
 /**
  * The LMDB engine's overlay: every write of a batch that is committed (to
@@ -21,7 +20,111 @@ export interface OverlayEntry {
   readonly value: Uint8Array | undefined;
 }
 
-export type Overlay = SortedMap<OverlayEntry>;
+type Pair = readonly [Uint8Array, OverlayEntry];
+
+/** Latin-1 decoding is a bijection from bytes to strings, and Buffer's is native and fast. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/** A byte key as a Map key. */
+export function keyString(key: Uint8Array): string {
+  return latin1Slice.call(key, 0, key.byteLength);
+}
+
+/**
+ * One batch's writes, keyed for O(1) lookup. A layer is filled while its
+ * batch is resolved and never changes after; its sorted form is made on the
+ * first scan that needs it.
+ */
+export class OverlayLayer {
+  private readonly writes = new Map<string, Pair>();
+  private sorted: readonly Pair[] | undefined;
+
+  constructor(readonly seq: number) {}
+
+  get size(): number {
+    return this.writes.size;
+  }
+
+  set(key: Uint8Array, value: Uint8Array | undefined): void {
+    this.writes.set(keyString(key), [key, { seq: this.seq, value }]);
+    this.sorted = undefined;
+  }
+
+  getByString(key: string): OverlayEntry | undefined {
+    return this.writes.get(key)?.[1];
+  }
+
+  /** Entries with keys in [start, end), ascending. */
+  range(start: Uint8Array, end: Uint8Array | undefined): readonly Pair[] {
+    this.sorted ??= [...this.writes.values()].sort((a, b) => compareBytes(a[0], b[0]));
+    const sorted = this.sorted;
+    const lo = lowerBound(sorted, start);
+    const hi = end === undefined ? sorted.length : lowerBound(sorted, end);
+    return lo === 0 && hi === sorted.length ? sorted : sorted.slice(lo, hi);
+  }
+}
+
+/**
+ * The overlay: the layers of the batches not yet durable, oldest first. It
+ * is immutable (a commit makes a new one with one more layer, durability one
+ * with fewer), so a snapshot or a scan keeps the overlay it started with at
+ * no cost; and a batch leaves it by dropping its layer, not key by key.
+ */
+export class Overlay {
+  static readonly empty = new Overlay([]);
+
+  private constructor(private readonly layers: readonly OverlayLayer[]) {}
+
+  get layerCount(): number {
+    return this.layers.length;
+  }
+
+  /** The newest write to `key`, if a layer holds one. */
+  get(key: Uint8Array): OverlayEntry | undefined {
+    if (this.layers.length === 0) return undefined;
+    const k = keyString(key);
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const entry = (this.layers[i] as OverlayLayer).getByString(k);
+      if (entry !== undefined) return entry;
+    }
+    return undefined;
+  }
+
+  with(layer: OverlayLayer): Overlay {
+    return new Overlay([...this.layers, layer]);
+  }
+
+  /** Without the layers of batches up to `seq` (they are durable, and LMDB shows them). */
+  withoutUpTo(seq: number): Overlay {
+    const kept = this.layers.filter((l) => l.seq > seq);
+    return kept.length === this.layers.length ? this : new Overlay(kept);
+  }
+
+  /** The newest write to each key in [start, end), in scan order. */
+  entries(range: { readonly start: Uint8Array; readonly end?: Uint8Array | undefined; readonly reverse?: boolean | undefined }): Pair[] {
+    const { start, end } = range;
+    let out: Pair[];
+    if (this.layers.length === 1) {
+      out = [...(this.layers[0] as OverlayLayer).range(start, end)];
+    } else {
+      const newest = new Map<string, Pair>();
+      for (const layer of this.layers) for (const pair of layer.range(start, end)) newest.set(keyString(pair[0]), pair);
+      out = [...newest.values()].sort((a, b) => compareBytes(a[0], b[0]));
+    }
+    return range.reverse === true ? out.reverse() : out;
+  }
+}
+
+function lowerBound(sorted: readonly Pair[], key: Uint8Array): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareBytes((sorted[mid] as Pair)[0], key) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /**
  * Merges the overlay's entries with LMDB's, both in scan order (ascending, or
@@ -29,7 +132,7 @@ export type Overlay = SortedMap<OverlayEntry>;
  * deletions hide LMDB's entries. Stops after `limit` results.
  */
 export function* mergeScan(
-  overlay: Iterable<[Uint8Array, OverlayEntry]>,
+  overlay: Iterable<Pair>,
   base: Iterable<KeyValue>,
   reverse: boolean,
   limit: number,
@@ -44,7 +147,7 @@ export function* mergeScan(
     while (emitted < limit && !(o.done && u.done)) {
       const c = o.done ? 1 : u.done ? -1 : direction * compareBytes(o.value[0], u.value.key);
       if (c <= 0) {
-        const [key, entry] = o.value as [Uint8Array, OverlayEntry];
+        const [key, entry] = o.value as Pair;
         if (c === 0) u = under.next();
         o = over.next();
         if (entry.value === undefined) continue;
