@@ -12,11 +12,12 @@ const decoder = new TextDecoder();
 
 /**
  * The request ids a range applied in its last DEDUPE_WINDOW_ENTRIES log
- * entries. The engine holds them (two records per id, by id and by index,
- * both in the range's snapshotted state); this class mirrors them in memory
- * so that applying a command costs no engine read. It is loaded from the
- * engine once, and the owner drops it whenever the engine's state is
- * replaced (a snapshot).
+ * entries. The engine holds them as one record per id keyed by log index,
+ * in the range's snapshotted state, so they are written and expired in key
+ * order (an append and a delete at the front, no scattered pages); this
+ * class mirrors them in memory, where lookups by id happen, so applying a
+ * command costs no engine read. It is loaded from the engine once, and the
+ * owner drops it whenever the engine's state is replaced (a snapshot).
  *
  * Expiry is a function of the applied index alone: each command drops up to
  * DEDUPE_EXPIRE_PER_APPLY of the oldest records that fell out of the window.
@@ -59,7 +60,6 @@ export class DedupeWindow {
     assert(!this.live.has(requestId), () => `range ${this.rangeId}: request ${requestId} remembered twice`);
     const newest = this.indexes[this.indexes.length - 1];
     assert(newest === undefined || index > newest, () => `range ${this.rangeId}: request index ${index} after ${newest}`);
-    batch.put(keys.requestById(this.rangeId, requestId), indexBytes(index));
     batch.put(keys.requestByIndex(this.rangeId, index), encoder.encode(requestId));
     this.push(index, requestId);
     const expireBelow = index - DEDUPE_WINDOW_ENTRIES;
@@ -68,7 +68,6 @@ export class DedupeWindow {
       if (oldest >= expireBelow) break;
       const id = this.ids[this.head] as string;
       batch.delete(keys.requestByIndex(this.rangeId, oldest));
-      batch.delete(keys.requestById(this.rangeId, id));
       this.live.delete(id);
       this.head++;
     }
@@ -88,12 +87,4 @@ export class DedupeWindow {
     this.ids.splice(0, this.head);
     this.head = 0;
   }
-}
-
-function indexBytes(index: number): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setUint32(0, Math.floor(index / 0x100000000));
-  new DataView(out.buffer).setUint32(4, index >>> 0);
-  assert(readU64(out, 0) === index, 'index encoding round-trips');
-  return out;
 }

@@ -11,8 +11,7 @@ import { assert } from '../base/index.js';
  *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
- *   r<id>q<req>   applied request id → log index (duplicate suppression)
- *   r<id>r<idx>   log index → request id, to expire the q records in log order
+ *   r<id>r<idx>   log index → applied request id (duplicate suppression; see dedupe.ts)
  * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
  */
 export type RangeId = number;
@@ -49,7 +48,6 @@ export const keys = {
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'
-  requestById: (id: RangeId, requestId: string): Uint8Array => concat(suffixed(id, 0x71), new TextEncoder().encode(requestId)), // 'q'
   requestByIndex: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x72, index), // 'r'
   requestByIndexStart: (id: RangeId): Uint8Array => suffixed(id, 0x72, 0),
   stateStart: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'
@@ -57,13 +55,6 @@ export const keys = {
   /** One past every key of the range. */
   rangeEnd: (id: RangeId): Uint8Array => rangePrefix(id + 1),
 };
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
-}
 
 export function writeU64(out: Uint8Array, offset: number, value: number): void {
   assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);

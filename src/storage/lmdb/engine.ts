@@ -19,40 +19,38 @@ interface Write {
   readonly value: Uint8Array | undefined;
 }
 
-interface InFlight {
-  readonly seq: number;
-  readonly onDurable: (error?: Error) => void;
-  state: 'pending' | 'durable' | 'failed';
-}
-
 /**
  * The StorageEngine on LMDB (lmdb-js), one environment per node.
  *
- * Commit path. lmdb-js's `transactionSync` fsyncs inside every commit on the
- * main thread (measured: one fdatasync per commit, whatever its flags), so
- * it cannot give group commit. Instead a commit hands its writes to lmdb-js's
- * asynchronous writer (`batch`), which puts every write of one event-loop
- * turn into one LMDB transaction and flushes it once, off the main thread.
- * Until that transaction is durable the batch's writes live in the overlay
- * (overlay.ts), so reads see them as soon as `commit` returns. `onDurable`
- * runs after `db.flushed` resolves for the batch: not at commit, at
- * durability. A deleteRange is resolved at commit to the keys it deletes,
- * which are exactly the keys LMDB will hold when the batch applies, since
- * batches apply in commit order. A staged batch waits in the overlay and is
- * handed to lmdb-js with the next commit, in the same transaction, so the
- * applied state of a loop turn costs no LMDB transaction of its own.
+ * Commit path. A commit is one synchronous LMDB transaction on the calling
+ * thread, synced before it returns (LMDB's default: its data pages, then its
+ * meta page, each fdatasync'd). The Store commits once per loop turn, so this
+ * is the one synced write per turn of DESIGN.md decision 2; `onDurable` then
+ * runs from a microtask, never inside `commit`. ADR 0005 weighs this against
+ * lmdb-js's asynchronous writer, which the engine used before: that path cost
+ * more CPU per commit (a native work item, thread hand-offs, and an overlay
+ * covering every batch until its flush) than the main thread now spends
+ * waiting for the sync.
+ *
+ * A staged batch is resolved into the overlay (overlay.ts), where reads see
+ * it, and is written with the next commit, ahead of that commit's batch and
+ * in the same transaction. A deleteRange is resolved to the keys it deletes
+ * when its batch is committed or staged, against LMDB and the overlay, which
+ * are exactly the keys it would delete when written, since batches are
+ * written in order.
  */
 export class LmdbEngine implements StorageEngine {
   readonly kind = 'lmdb' as const;
+  /** Staged batches, not yet written. */
   private overlay: Overlay = Overlay.empty;
   private seq = 0;
-  private readonly inFlight: InFlight[] = [];
-  /** Writes of staged batches not yet handed to lmdb-js, in commit order. */
+  /** Writes of staged batches, in order, for the next commit. */
   private unwritten: Write[] = [];
-  private readonly flushing = new Set<Promise<void>>();
   private readonly snapshots = new Set<LmdbSnapshot>();
   private failure: TesseraError | undefined;
   private closing: Promise<void> | undefined;
+  /** Callbacks of committed batches not yet called, in commit order (run from one microtask). */
+  private readonly durable: { readonly onDurable: (error?: Error) => void; readonly error: Error | undefined }[] = [];
 
   private constructor(
     private readonly root: RootDatabase<Uint8Array, Uint8Array>,
@@ -84,23 +82,29 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const seq = this.seq + 1;
-    const [overlay, writes] = resolveWrites(this.overlay, this.data, recorded.ops, seq);
-    // Staged batches go first, in the same LMDB transaction: batches reach the disk in commit order.
+    const [, writes] = resolveWrites(this.overlay, this.data, recorded.ops, this.seq + 1);
+    // Staged batches go first, in the same transaction: batches reach the disk in commit order.
     const all = this.unwritten.length === 0 ? writes : [...this.unwritten, ...writes];
-    const committed = this.write(all);
-    // Published only after lmdb-js accepted the writes, so a refusal leaves no trace of this batch.
-    this.unwritten = [];
-    this.seq = seq;
-    this.overlay = overlay;
-    this.inFlight.push({ seq, onDurable, state: 'pending' });
-    this.awaitFlush(seq, committed);
+    let error: Error | undefined;
+    try {
+      if (all.length > 0) this.writeSynced(all);
+    } catch (cause) {
+      // LMDB aborted the transaction, so nothing of it is on disk; staged batches were already
+      // visible, so the engine cannot go on.
+      this.failure = writeFailure(cause);
+      error = this.failure;
+    }
+    this.seq++;
+    if (error === undefined) {
+      this.unwritten = [];
+      this.overlay = Overlay.empty;
+    }
+    this.whenDurable(onDurable, error);
   }
 
   /**
    * Visible at once, written with the next commit: the overlay holds the
-   * writes until then, and the batch counts as in flight, so it is dropped
-   * from the overlay only once that commit is durable.
+   * writes until then.
    */
   stage(batch: WriteBatch): void {
     this.checkOpen();
@@ -111,30 +115,7 @@ export class LmdbEngine implements StorageEngine {
     const [overlay, writes] = resolveWrites(this.overlay, this.data, recorded.ops, seq);
     this.seq = seq;
     this.overlay = overlay;
-    this.unwritten.push(...writes);
-    this.inFlight.push({ seq, onDurable: ignoreDurable, state: 'pending' });
-  }
-
-  private write(writes: readonly Write[]): Promise<boolean> {
-    if (writes.length === 0) return Promise.resolve(true);
-    try {
-      return this.data.batch(() => writeAll(this.data, writes));
-    } catch (error) {
-      // Staged batches are already visible; with their write refused the engine must stop.
-      if (this.unwritten.length > 0) this.failure ??= writeFailure(error);
-      throw error;
-    }
-  }
-
-  private awaitFlush(seq: number, committed: Promise<boolean>): void {
-    const flushed = committed
-      .then(() => this.data.flushed)
-      .then(
-        () => this.settle(seq, undefined),
-        (error: unknown) => this.settle(seq, error),
-      );
-    this.flushing.add(flushed);
-    void flushed.finally(() => this.flushing.delete(flushed));
+    for (const w of writes) this.unwritten.push(w);
   }
 
   snapshotView(): ReadView & { close(): void } {
@@ -147,7 +128,7 @@ export class LmdbEngine implements StorageEngine {
   /**
    * The data file's pages in use so far, (last page number + 1) × page size,
    * from LMDB's environment info: what bolt's size is to etcd's dbSize, free
-   * pages included. Batches still in the overlay are not in it yet.
+   * pages included. Staged batches are not in it yet.
    */
   sizeBytes(): number {
     this.checkOpen();
@@ -166,39 +147,44 @@ export class LmdbEngine implements StorageEngine {
   private async shutDown(): Promise<void> {
     // Staged batches are written now: an orderly close loses nothing that was made visible.
     if (this.unwritten.length > 0 && this.failure === undefined) {
-      const writes = this.unwritten;
-      this.unwritten = [];
-      this.awaitFlush(this.seq, this.write(writes));
+      try {
+        this.writeSynced(this.unwritten);
+        this.unwritten = [];
+      } catch (cause) {
+        this.failure = writeFailure(cause);
+      }
     }
-    // Wait for every committed batch to be flushed (its callback runs), then release readers and the environment.
-    while (this.flushing.size > 0) await Promise.allSettled([...this.flushing]);
+    // Let the callbacks of committed batches run before the environment goes.
+    await Promise.resolve();
     for (const view of [...this.snapshots]) view.close();
     await this.root.close();
   }
 
-  /** Marks batches durable (every one up to `seq`) or failed (`seq` and all after it), then reports in commit order. */
-  private settle(seq: number, error: unknown): void {
-    if (error === undefined) {
-      for (const f of this.inFlight) if (f.seq <= seq && f.state === 'pending') f.state = 'durable';
-    } else {
-      this.failure ??= writeFailure(error);
-      for (const f of this.inFlight) if (f.seq >= seq) f.state = 'failed';
-    }
-    this.report();
+  /** One LMDB transaction holding `writes`, synced to disk when it returns. */
+  private writeSynced(writes: readonly Write[]): void {
+    const data = this.data;
+    this.root.transactionSync(() => {
+      for (const w of writes) {
+        if (w.value === undefined) data.removeSync(w.key);
+        else data.putSync(w.key, w.value);
+      }
+    });
+  }
+
+  /** Queues `onDurable`; the queue runs from one microtask, in commit order. */
+  private whenDurable(onDurable: (error?: Error) => void, error: Error | undefined): void {
+    this.durable.push({ onDurable, error });
+    if (this.durable.length === 1) void Promise.resolve().then(() => this.report());
   }
 
   private report(): void {
     let thrown: unknown;
-    // LMDB's shared read transaction must show the flushed batches before the overlay stops covering them.
-    this.data.resetReadTxn();
-    while (this.inFlight.length > 0 && this.inFlight[0]?.state !== 'pending') {
-      const f = this.inFlight.shift() as InFlight;
-      if (f.state === 'durable') this.overlay = this.overlay.withoutUpTo(f.seq);
+    const due = this.durable.splice(0);
+    for (const { onDurable, error } of due) {
       try {
-        if (f.state === 'durable') f.onDurable();
-        else f.onDurable(this.failure);
-      } catch (error) {
-        thrown ??= error;
+        onDurable(error);
+      } catch (cause) {
+        thrown ??= cause;
       }
     }
     // A throwing callback is the caller's bug: surface it as an uncaught exception, as a synchronous throw would be.
@@ -319,15 +305,6 @@ function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq:
   }
   // An empty batch adds no layer.
   return [layer.size === 0 ? overlay : withLayer, writes];
-}
-
-const ignoreDurable = (): void => {};
-
-function writeAll(data: Db, writes: readonly Write[]): void {
-  for (const w of writes) {
-    if (w.value === undefined) void data.remove(w.key);
-    else void data.put(w.key, w.value);
-  }
 }
 
 function writeFailure(error: unknown): TesseraError {

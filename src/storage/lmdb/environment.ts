@@ -16,8 +16,10 @@ import { bytesEqual } from '../bytes.js';
  * Bumped when the on-disk layout changes incompatibly; an environment of another version is refused.
  * 2: MVCC revisions start at 1, as in etcd (mvcc meta format 3). A version-1 directory numbers them
  * from 0, and a node replaying the same log from it would give other revisions than its peers.
+ * 3: applied request ids are kept by log index only (no id → index records); a version-2 directory
+ * holds id records this build would never expire, and would ship them in snapshots.
  */
-export const LMDB_FORMAT_VERSION = 2;
+export const LMDB_FORMAT_VERSION = 3;
 /** Address space reserved for the map. LMDB grows the file as it fills; the map only caps it. */
 export const LMDB_DEFAULT_MAP_SIZE_BYTES = 16 * 1024 ** 3;
 export const LMDB_MIN_MAP_SIZE_BYTES = 1024 ** 2;
@@ -71,9 +73,11 @@ export async function openEnvironment(options: LmdbOpenOptions): Promise<Environ
       maxReaders,
       maxDbs: LMDB_MAX_DBS,
       pageSize: LMDB_PAGE_SIZE,
-      // Commits become visible at once and are flushed after, off the main thread; this is what lets
-      // many commits share one flush, and it keeps the environment intact if a crash comes before it.
-      overlappingSync: true,
+      // LMDB's default durability: a commit syncs its data pages, then its meta page, before it
+      // returns (the engine commits synchronously; see engine.ts and ADR 0005).
+      overlappingSync: false,
+      noSync: false,
+      noMetaSync: false,
     });
   } catch (error) {
     throw new TesseraError('CORRUPT_DATA', `${options.path} cannot be opened as an LMDB environment: ${messageOf(error)}`, { cause: error });
