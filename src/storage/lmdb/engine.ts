@@ -1,5 +1,5 @@
 import type { Database, RangeOptions, RootDatabase, Transaction } from 'lmdb';
-import { assert, TesseraError } from '../../base/index.js';
+import { AssertionError, assert, TesseraError } from '../../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from '../batch.js';
 import { compareBytes } from '../bytes.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from '../engine.js';
@@ -82,7 +82,7 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const [, writes] = resolveWrites(this.overlay, this.data, recorded.ops, this.seq + 1);
+    const writes = recorded.ops.some((op) => op.kind === 'delete-range') ? resolveWrites(this.overlay, this.data, recorded.ops, this.seq + 1)[1] : plainWrites(recorded.ops);
     // Staged batches go first, in the same transaction: batches reach the disk in commit order.
     const all = this.unwritten.length === 0 ? writes : [...this.unwritten, ...writes];
     let error: Error | undefined;
@@ -305,6 +305,14 @@ function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq:
   }
   // An empty batch adds no layer.
   return [layer.size === 0 ? overlay : withLayer, writes];
+}
+
+/** A batch of puts and deletes only needs no resolving: its writes are its operations. */
+function plainWrites(ops: readonly BatchOp[]): Write[] {
+  return ops.map((op) => {
+    if (op.kind === 'delete-range') throw new AssertionError('plainWrites: a deleteRange needs resolving');
+    return { key: op.key, value: op.kind === 'put' ? op.value : undefined };
+  });
 }
 
 function writeFailure(error: unknown): TesseraError {
