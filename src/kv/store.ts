@@ -83,6 +83,8 @@ export class Store {
   private writing = false;
   /** A batch was staged (see StorageEngine.stage) and no commit has carried it to disk yet. */
   private staged = false;
+  /** A turn wrote (and so carried what was staged) since the last tick. */
+  private wroteSinceTick = false;
   private loopScheduled = false;
   private closed = false;
   private readSeq = 0;
@@ -145,11 +147,14 @@ export class Store {
 
   /**
    * Staged batches ride with the next turn's write; when the node goes quiet
-   * none comes, so a tick writes them, bounding how long applied state waits
-   * in memory (and how much a restart replays) to one tick.
+   * none comes, so a tick writes them if no turn wrote since the previous
+   * tick, bounding how long applied state waits in memory (and how much a
+   * restart replays) to two ticks, without an extra write per tick under load.
    */
   private writeStaged(): void {
-    if (!this.staged || this.writing || this.closed) return;
+    const wroteSinceTick = this.wroteSinceTick;
+    this.wroteSinceTick = false;
+    if (!this.staged || this.writing || this.closed || wroteSinceTick) return;
     this.staged = false;
     this.o.engine.commit(this.o.engine.newBatch(), (error) => assert(error === undefined, () => `storage write failed: ${error?.message}`));
   }
@@ -306,6 +311,7 @@ export class Store {
     if (batch.count > 0 && turns.some((t) => t.rd.mustSync)) {
       this.stats.syncs++;
       this.staged = false;
+      this.wroteSinceTick = true;
       this.o.engine.commit(batch, finish);
     } else if (batch.count > 0) {
       // Only commit indexes changed: they need not be durable (a restart recomputes them), so the

@@ -149,8 +149,8 @@ export function decodeRecord(stored: Uint8Array): StoredRecord {
  * it fail from the moment compact() is applied. `finishedCompaction` is how
  * far the physical deletion of superseded records has got; while it lags,
  * `compactionCursor` marks where deletion resumes (after a restart too).
- * `writeSeq` counts this store's mutations; it tells which of the store's own
- * uncommitted writes the engine already holds (see PendingWrites).
+ * `writeSeq` counts this store's mutations (PendingWrites once used it to
+ * tell which of its writes the engine held; it now asks the batch).
  */
 export interface MvccMeta {
   readonly currentRevision: number;

@@ -17,17 +17,18 @@ interface PendingEntry {
  * WriteBatch has no reads, so the store keeps this overlay and reads through
  * it.
  *
- * Every mutation is tagged with the store's `writeSeq`, which is also written
- * into the meta record of the same batch. Once the engine's meta shows a
- * writeSeq ≥ an entry's, that entry's batch is committed and the entry is
- * dropped (`settle`). Contract for callers: commit the batches you pass to
- * the store, in the order you passed them.
+ * Each entry remembers its batch. Once that batch is sealed (committed or
+ * staged), the engine shows its writes, and `settle` drops the entry; no
+ * engine read is needed to know it. An entry overwritten by a later write is
+ * recognised by its sequence number. Contract for callers: commit the
+ * batches you pass to the store, in the order you passed them.
  */
 export class PendingWrites {
   private readonly entries = new Map<string, PendingEntry>();
   /** Entries in write order, for settling; an entry overwritten later is skipped by seq. */
-  private readonly queue: { keyString: string; seq: number }[] = [];
+  private readonly queue: { keyString: string; seq: number; batch: WriteBatch }[] = [];
   private head = 0;
+  private nextSeq = 0;
 
   constructor(private readonly engine: ReadView) {}
 
@@ -35,19 +36,19 @@ export class PendingWrites {
     return this.entries.size;
   }
 
-  put(batch: WriteBatch, seq: number, key: Uint8Array, value: Uint8Array): void {
+  put(batch: WriteBatch, key: Uint8Array, value: Uint8Array): void {
     batch.put(key, value);
-    this.remember(key, value, seq);
+    this.remember(batch, key, value);
   }
 
-  delete(batch: WriteBatch, seq: number, key: Uint8Array): void {
+  delete(batch: WriteBatch, key: Uint8Array): void {
     batch.delete(key);
-    this.remember(key, undefined, seq);
+    this.remember(batch, key, undefined);
   }
 
-  /** Drops the entries of every batch whose writeSeq the engine already holds. */
-  settle(committedSeq: number): void {
-    while (this.head < this.queue.length && this.queue[this.head]!.seq <= committedSeq) {
+  /** Drops the entries of every sealed batch: the engine shows their writes. Batches seal in the order they were used. */
+  settle(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.batch.sealed) {
       const { keyString, seq } = this.queue[this.head++]!;
       if (this.entries.get(keyString)?.seq === seq) this.entries.delete(keyString);
     }
@@ -96,9 +97,10 @@ export class PendingWrites {
     return out.sort((a, b) => compareBytes(a.key, b.key));
   }
 
-  private remember(key: Uint8Array, value: Uint8Array | undefined, seq: number): void {
+  private remember(batch: WriteBatch, key: Uint8Array, value: Uint8Array | undefined): void {
     const keyString = toKeyString(key);
+    const seq = ++this.nextSeq;
     this.entries.set(keyString, { key, value, seq });
-    this.queue.push({ keyString, seq });
+    this.queue.push({ keyString, seq, batch });
   }
 }

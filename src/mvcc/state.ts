@@ -71,9 +71,7 @@ export class MvccState {
 
   /** Forgets overlay entries that the engine now holds. Every public operation starts here. */
   settle(): void {
-    if (this.pending.size === 0) return;
-    const raw = this.engine.get(this.metaKey);
-    this.pending.settle(raw === undefined ? 0 : decodeMeta(raw).writeSeq);
+    if (this.pending.size > 0) this.pending.settle();
   }
 
   loadRecord(rev: Revision): StoredRecord {
@@ -86,17 +84,16 @@ export class MvccState {
 
   putRecord(batch: WriteBatch, rev: Revision, record: StoredRecord): void {
     assert(record.modRevision === rev.main, 'record mod revision differs from its key');
-    this.pending.put(batch, this.writeSeq + 1, revisionKey(this.prefix, rev), encodeRecord(record));
+    this.pending.put(batch, revisionKey(this.prefix, rev), encodeRecord(record));
   }
 
   deleteRecord(batch: WriteBatch, rev: Revision): void {
-    this.pending.delete(batch, this.writeSeq + 1, revisionKey(this.prefix, rev));
+    this.pending.delete(batch, revisionKey(this.prefix, rev));
   }
 
   /**
    * Ends a mutation: bumps writeSeq and writes the meta record into the same
-   * batch as the mutation's records (putRecord/deleteRecord tag them with
-   * writeSeq + 1, the value set here).
+   * batch as the mutation's records.
    */
   persistMeta(batch: WriteBatch): void {
     this.writeSeq++;

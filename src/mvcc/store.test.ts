@@ -233,6 +233,9 @@ test('store: a batch that refuses a record leaves index and storage in step', ()
     get sizeBytes() {
       return inner.sizeBytes;
     },
+    get sealed() {
+      return inner.sealed;
+    },
   };
   const txn = store.beginWrite(refusing);
   assert.throws(() => txn.put(utf8('a'), new Uint8Array(5000)), /too large/);

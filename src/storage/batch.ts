@@ -16,7 +16,11 @@ export type BatchOp =
 export class RecordingBatch implements WriteBatch {
   private readonly queued: BatchOp[] = [];
   private bytes = 0;
-  private sealed = false;
+  private isSealed = false;
+
+  get sealed(): boolean {
+    return this.isSealed;
+  }
 
   get count(): number {
     return this.queued.length;
@@ -57,12 +61,12 @@ export class RecordingBatch implements WriteBatch {
 
   /** Called by an engine's commit: a batch is applied once, and changes after that would be lost silently. */
   seal(): void {
-    if (this.sealed) throw new TesseraError('INVALID_ARGUMENT', 'this write batch was already committed');
-    this.sealed = true;
+    if (this.isSealed) throw new TesseraError('INVALID_ARGUMENT', 'this write batch was already committed');
+    this.isSealed = true;
   }
 
   private checkOpen(): void {
-    if (this.sealed) throw new TesseraError('INVALID_ARGUMENT', 'cannot add to a write batch after it was committed');
+    if (this.isSealed) throw new TesseraError('INVALID_ARGUMENT', 'cannot add to a write batch after it was committed');
   }
 }
 

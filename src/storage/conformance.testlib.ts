@@ -245,7 +245,7 @@ function batchTests(it: It): void {
     const durable = new Promise<void>((resolve) => engine.commit(batch, () => resolve()));
     assertCode(() => batch.put(s('b'), s('2')), 'INVALID_ARGUMENT');
     assertCode(() => engine.commit(batch, () => {}), 'INVALID_ARGUMENT');
-    const foreign: WriteBatch = { put() {}, delete() {}, deleteRange() {}, count: 0, sizeBytes: 0 };
+    const foreign: WriteBatch = { put() {}, delete() {}, deleteRange() {}, count: 0, sizeBytes: 0, sealed: false };
     assertCode(() => engine.commit(foreign, () => {}), 'INVALID_ARGUMENT');
     await durable;
     assert.equal(engine.get(s('b')), undefined);

@@ -65,6 +65,8 @@ export interface WriteBatch {
   readonly count: number;
   /** Bytes of keys and values queued (for limits and metrics). */
   readonly sizeBytes: number;
+  /** True once the batch was committed or staged: its writes are visible in the engine, and it takes no more. */
+  readonly sealed: boolean;
 }
 
 export interface StorageEngine extends ReadView {
