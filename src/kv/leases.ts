@@ -88,9 +88,11 @@ export class LeaseTable {
   /** Keeps attachments current from one applied transaction's changes. */
   onEvents(events: readonly MvccEvent[]): void {
     for (const e of events) {
+      const now = e.type === 'PUT' ? e.kv.lease : 0;
+      // No key has a lease and this change attaches none: nothing to look up.
+      if (now === 0 && this.keyLease.size === 0) continue;
       const k = toKeyString(e.kv.key);
       const old = this.keyLease.get(k);
-      const now = e.type === 'PUT' ? e.kv.lease : 0;
       if (old === now) continue;
       if (old !== undefined) this.detach(k, old);
       if (now !== 0) this.attach(k, now);

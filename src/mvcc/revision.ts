@@ -50,30 +50,44 @@ export function formatRevision(rev: Revision): string {
 export const REVISION_BYTES = 12;
 
 export function writeRevision(out: Uint8Array, offset: number, rev: Revision): void {
-  assertRevision(rev, 'revision');
+  const { sub } = rev;
+  if (!(Number.isInteger(sub) && sub >= 0 && sub <= MAX_SUB_REVISION)) assertRevision(rev, 'revision');
   writeUint53(out, offset, rev.main);
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(offset + 8, rev.sub);
+  out[offset + 8] = sub >>> 24;
+  out[offset + 9] = (sub >>> 16) & 0xff;
+  out[offset + 10] = (sub >>> 8) & 0xff;
+  out[offset + 11] = sub & 0xff;
 }
 
 export function readRevision(bytes: Uint8Array, offset: number): Revision {
-  assert(bytes.length >= offset + REVISION_BYTES, `revision bytes truncated at ${offset}`);
+  if (bytes.length < offset + REVISION_BYTES) assert(false, () => `revision bytes truncated at ${offset}`);
   const main = readUint53(bytes, offset);
-  const sub = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset + 8);
+  const sub = (bytes[offset + 8] as number) * 0x100_0000 + ((((bytes[offset + 9] as number) << 16) | ((bytes[offset + 10] as number) << 8) | (bytes[offset + 11] as number)) >>> 0);
   return { main, sub };
 }
 
+// writeUint53 and readUint53 run for every record and key written or read, so they test before
+// asserting (no closure is made on the common path) and move bytes directly (no DataView per call).
+
 /** Writes a safe non-negative integer as 8 big-endian bytes. */
 export function writeUint53(out: Uint8Array, offset: number, value: number): void {
-  assertRevisionNumber(value, 'encoded integer');
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(offset, Math.floor(value / 0x1_0000_0000));
-  view.setUint32(offset + 4, value >>> 0);
+  if (!(Number.isSafeInteger(value) && value >= 0)) assertRevisionNumber(value, 'encoded integer');
+  const high = Math.floor(value / 0x1_0000_0000);
+  const low = value >>> 0;
+  out[offset] = high >>> 24;
+  out[offset + 1] = (high >>> 16) & 0xff;
+  out[offset + 2] = (high >>> 8) & 0xff;
+  out[offset + 3] = high & 0xff;
+  out[offset + 4] = low >>> 24;
+  out[offset + 5] = (low >>> 16) & 0xff;
+  out[offset + 6] = (low >>> 8) & 0xff;
+  out[offset + 7] = low & 0xff;
 }
 
 export function readUint53(bytes: Uint8Array, offset: number): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const high = view.getUint32(offset);
+  const high = ((bytes[offset] as number) * 0x100_0000 + ((bytes[offset + 1] as number) << 16)) + (((bytes[offset + 2] as number) << 8) | (bytes[offset + 3] as number));
   // A high word above 2^21 - 1 would be ≥ 2^53: storage is corrupt or not ours.
-  assert(high < 0x20_0000, () => `stored integer ≥ 2^53 at offset ${offset}`);
-  return high * 0x1_0000_0000 + view.getUint32(offset + 4);
+  if (!(high < 0x20_0000)) assert(false, () => `stored integer ≥ 2^53 at offset ${offset}`);
+  const low = (bytes[offset + 4] as number) * 0x100_0000 + ((((bytes[offset + 5] as number) << 16) | ((bytes[offset + 6] as number) << 8) | (bytes[offset + 7] as number)) >>> 0);
+  return high * 0x1_0000_0000 + low;
 }
