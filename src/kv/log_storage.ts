@@ -159,7 +159,7 @@ export class EngineLogStorage implements LogStorage {
       this.entryCacheBytes = 0;
     }
     for (const e of entries) {
-      batch.put(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
+      batch.putOwned(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
       this.cacheTerm(e.index, e.term);
       this.cacheEntry(e);
     }

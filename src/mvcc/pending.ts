@@ -36,8 +36,9 @@ export class PendingWrites {
     return this.entries.size;
   }
 
+  /** Takes `key` and `value` as they are (WriteBatch.putOwned): the caller made them for this write. */
   put(batch: WriteBatch, key: Uint8Array, value: Uint8Array): void {
-    batch.put(key, value);
+    batch.putOwned(key, value);
     this.remember(batch, key, value);
   }
 

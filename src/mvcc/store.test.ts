@@ -225,6 +225,10 @@ test('store: a batch that refuses a record leaves index and storage in step', ()
       if (value.length > 1000) throw new Error('value too large for this batch');
       inner.put(key, value);
     },
+    putOwned(key: Uint8Array, value: Uint8Array) {
+      if (value.length > 1000) throw new Error('value too large for this batch');
+      inner.putOwned(key, value);
+    },
     delete: (key: Uint8Array) => inner.delete(key),
     deleteRange: (start: Uint8Array, end: Uint8Array) => inner.deleteRange(start, end),
     get count() {

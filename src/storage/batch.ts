@@ -35,12 +35,14 @@ export class RecordingBatch implements WriteBatch {
   }
 
   put(key: Uint8Array, value: Uint8Array): void {
-    this.checkOpen();
-    checkKey(key);
-    if (value.length > MAX_VALUE_BYTES) {
-      throw new TesseraError('INVALID_ARGUMENT', `value of ${value.length} bytes for key ${describeKey(key)} exceeds the limit of ${MAX_VALUE_BYTES}`);
-    }
+    this.checkPut(key, value);
     this.queued.push({ kind: 'put', key: key.slice(), value: value.slice() });
+    this.bytes += key.length + value.length;
+  }
+
+  putOwned(key: Uint8Array, value: Uint8Array): void {
+    this.checkPut(key, value);
+    this.queued.push({ kind: 'put', key, value });
     this.bytes += key.length + value.length;
   }
 
@@ -63,6 +65,14 @@ export class RecordingBatch implements WriteBatch {
   seal(): void {
     if (this.isSealed) throw new TesseraError('INVALID_ARGUMENT', 'this write batch was already committed');
     this.isSealed = true;
+  }
+
+  private checkPut(key: Uint8Array, value: Uint8Array): void {
+    this.checkOpen();
+    checkKey(key);
+    if (value.length > MAX_VALUE_BYTES) {
+      throw new TesseraError('INVALID_ARGUMENT', `value of ${value.length} bytes for key ${describeKey(key)} exceeds the limit of ${MAX_VALUE_BYTES}`);
+    }
   }
 
   private checkOpen(): void {

@@ -120,6 +120,17 @@ function basicTests(it: It): void {
     assert.deepEqual(engine.get(s('k')), s('v1'));
     assert.equal(engine.get(s('z')), undefined);
   });
+
+  it('putOwned stores its arrays like put, with the same checks', async (engine) => {
+    await commitDurable(engine, (w) => {
+      w.putOwned(s('owned'), s('value'));
+      w.put(s('copied'), s('other'));
+      assert.equal(w.count, 2);
+      assertCode(() => w.putOwned(new Uint8Array(0), s('x')), 'INVALID_ARGUMENT');
+    });
+    assert.deepEqual(engine.get(s('owned')), s('value'));
+    assert.deepEqual(engine.get(s('copied')), s('other'));
+  });
 }
 
 // ---- deleteRange -------------------------------------------------------------
@@ -245,7 +256,7 @@ function batchTests(it: It): void {
     const durable = new Promise<void>((resolve) => engine.commit(batch, () => resolve()));
     assertCode(() => batch.put(s('b'), s('2')), 'INVALID_ARGUMENT');
     assertCode(() => engine.commit(batch, () => {}), 'INVALID_ARGUMENT');
-    const foreign: WriteBatch = { put() {}, delete() {}, deleteRange() {}, count: 0, sizeBytes: 0, sealed: false };
+    const foreign: WriteBatch = { put() {}, putOwned() {}, delete() {}, deleteRange() {}, count: 0, sizeBytes: 0, sealed: false };
     assertCode(() => engine.commit(foreign, () => {}), 'INVALID_ARGUMENT');
     await durable;
     assert.equal(engine.get(s('b')), undefined);

@@ -58,6 +58,12 @@ export interface ReadView {
 
 export interface WriteBatch {
   put(key: Uint8Array, value: Uint8Array): void;
+  /**
+   * Like put, but the batch takes `key` and `value` as they are instead of
+   * copying them: for arrays the caller has just made and never touches
+   * again (an encoded record), to save a copy of every value written.
+   */
+  putOwned(key: Uint8Array, value: Uint8Array): void;
   delete(key: Uint8Array): void;
   /** Deletes every key in [start, end). */
   deleteRange(start: Uint8Array, end: Uint8Array): void;
