@@ -108,6 +108,9 @@ export async function startEtcdServer(
     'grpc.max_send_message_length': -1,
     'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
+    // Channelz keeps per-call statistics for a debugging service we do not serve; it cost about 2%
+    // of a loaded node's CPU (perf, 3 nodes under puts).
+    'grpc.enable_channelz': 0,
   });
   let address = listen;
   const headerFor = headerSource(kv, node);
