@@ -288,23 +288,20 @@ function plain(bytes: Uint8Array): Uint8Array {
  * and LMDB, and becomes a delete of each key it finds.
  */
 function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq: number): [Overlay, Write[]] {
-  const writes: Write[] = [];
   const layer = new OverlayLayer(seq);
   const withLayer = overlay.with(layer);
-  const write = (key: Uint8Array, value: Uint8Array | undefined): void => {
-    layer.set(key, value);
-    writes.push({ key, value });
-  };
   for (const op of ops) {
-    if (op.kind === 'put') write(op.key, op.value);
-    else if (op.kind === 'delete') write(op.key, undefined);
+    if (op.kind === 'put') layer.set(op.key, op.value);
+    else if (op.kind === 'delete') layer.set(op.key, undefined);
     else {
       const doomed = [...scanMerged(() => withLayer, data, { start: op.start, end: op.end }, undefined)].map((kv) => kv.key);
-      for (const key of doomed) write(key, undefined);
+      for (const key of doomed) layer.set(key, undefined);
     }
   }
+  // Only each key's last write goes to LMDB (the batch is written in one transaction, so the
+  // others could never be seen): an apply batch rewrites the MVCC meta record once per command.
   // An empty batch adds no layer.
-  return [layer.size === 0 ? overlay : withLayer, writes];
+  return [layer.size === 0 ? overlay : withLayer, [...layer.finalWrites()]];
 }
 
 /** A batch of puts and deletes only needs no resolving: its writes are its operations. */

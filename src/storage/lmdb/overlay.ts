@@ -50,6 +50,11 @@ export class OverlayLayer {
     this.sorted = undefined;
   }
 
+  /** The layer's final write to each key: what its batch leaves in LMDB, whatever order the writes go in. */
+  *finalWrites(): IterableIterator<{ readonly key: Uint8Array; readonly value: Uint8Array | undefined }> {
+    for (const [key, entry] of this.writes.values()) yield { key, value: entry.value };
+  }
+
   getByString(key: string): OverlayEntry | undefined {
     return this.writes.get(key)?.[1];
   }
