@@ -7,6 +7,9 @@ import { type RangeId, keys } from './keys.js';
 import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { StateMachineFactory } from './state_machine.js';
 
+/** A catch-up of this many ticks or more is a pause (see Store.catchUpTicks). */
+export const PAUSE_TICKS = 3;
+
 /** A Raft message addressed to one range's replica on a peer. */
 export interface RangeMessage {
   readonly rangeId: RangeId;
@@ -136,6 +139,22 @@ export class Store {
 
   tick(): void {
     for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tick();
+    this.writeStaged();
+    this.requestLoop();
+  }
+
+  /**
+   * Delivers ticks owed at once. PAUSE_TICKS or more mean the process was
+   * paused or its event loop blocked: Raft hears of them as one pause
+   * (RawNode.tickAfterPause), so a node that all stalled together (a huge
+   * apply) does not depose its own leader; fewer are ordinary late timers.
+   */
+  catchUpTicks(ticks: number): void {
+    if (ticks < PAUSE_TICKS) {
+      for (let i = 0; i < ticks; i++) this.tick();
+      return;
+    }
+    for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tickAfterPause(ticks);
     this.writeStaged();
     this.requestLoop();
   }

@@ -399,6 +399,22 @@ export class Raft {
     else this.tickElection();
   }
 
+  /**
+   * Ticks that piled up while this node's process was paused or its event
+   * loop blocked (ADR 0002), delivered at once. The lease clock (leaderTick)
+   * counts them all, so a leader's lease still ends on time in real time. The
+   * election and heartbeat timers count one: a node that was not listening
+   * heard nothing, which says nothing about its peers. So a follower waits a
+   * whole timeout from now before it campaigns (waiting longer only makes it
+   * more careful of a leader's lease), and a leader runs CheckQuorum on what
+   * its peers answer after the pause, not on its own silence.
+   */
+  tickAfterPause(ticks: number): void {
+    assert(Number.isSafeInteger(ticks) && ticks >= 1, () => `tickAfterPause(${ticks})`);
+    if (this.state === 'leader') this.leaderTick += ticks - 1;
+    this.tick();
+  }
+
   private tickElection(): void {
     this.electionElapsed++;
     if (this.startupQuiet && this.electionElapsed >= this.config.electionTimeoutTicks) this.startupQuiet = false;

@@ -867,3 +867,31 @@ test('§8: a new leader commits a no-op of its term before it answers read-only 
   assert.equal(r2.committedEntryInCurrentTerm(), true);
   assert.match(out, /ReadStates:\n\s+index:5 context:r/, 'answered with the commit index that includes the no-op (5)');
 });
+
+// ---------------------------------------------------------------------------
+// Pauses (ADR 0002): ticks that piled up while the process stood still
+
+test('a pause of the whole cluster (a huge apply) deposes nobody: only the lease clock counts its ticks', () => {
+  const c = new Cluster(3, 'prevote=true checkquorum=true');
+  c.elect(1);
+  const leaderTickBefore = c.raft(1).leaderTick;
+  // Every node stalled for 5 election timeouts; nothing was sent meanwhile.
+  for (const id of c.ids()) c.raft(id).tickAfterPause(50);
+  c.run('stabilize');
+  assert.deepEqual(c.leaders(), [1]);
+  assert.equal(c.raft(1).term, c.raft(2).term, 'no election happened');
+  assert.ok(c.raft(1).leaderTick >= leaderTickBefore + 50, 'the lease clock counted the whole pause');
+  // A paused follower waits a whole timeout from now: a few ticks later it has not campaigned.
+  c.raft(2).tickAfterPause(100);
+  for (let i = 0; i < 5; i++) c.raft(2).tick();
+  assert.equal(c.raft(2).state, 'follower');
+});
+
+test('the same pause delivered as ordinary ticks does depose the leader (what tickAfterPause avoids)', () => {
+  const c = new Cluster(3, 'prevote=true checkquorum=true');
+  c.elect(1);
+  const term = c.raft(1).term;
+  for (let i = 0; i < 50; i++) for (const id of c.ids()) c.raft(id).tick();
+  c.run('stabilize');
+  assert.ok(c.raft(1).state !== 'leader' || c.raft(1).term > term, 'CheckQuorum or an election ended the old leadership');
+});

@@ -83,6 +83,11 @@ export class RawNode {
     this.raft.tick();
   }
 
+  /** Delivers the ticks of a pause at once (see Raft.tickAfterPause). */
+  tickAfterPause(ticks: number): void {
+    this.raft.tickAfterPause(ticks);
+  }
+
   /** Campaigns for leadership now. */
   campaign(): void {
     this.raft.step(message({ type: 'MsgHup', from: this.raft.id }));

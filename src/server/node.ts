@@ -364,10 +364,10 @@ async function askMembers(r: Resolved): Promise<Awaited<ReturnType<typeof fetchC
 function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: FatalGuard, afterTick: () => void): Ticker {
   const ticker = new Ticker({
     tickMs: r.tickMs,
-    tick: () =>
+    tick: (count) =>
       fatal.run(() => {
-        store.tick();
-        afterTick();
+        store.catchUpTicks(count);
+        for (let i = 0; i < count; i++) afterTick();
       }),
     onCatchUp: (ticks) => r.logger.warn({ ticks }, 'caught up on ticks after a pause'),
   });

@@ -7,7 +7,7 @@ test('ticker: ticks follow elapsed monotonic time, and a pause is caught up in f
   let now = 1_000;
   let ticks = 0;
   const catchUps: number[] = [];
-  const t = new Ticker({ tickMs: 100, tick: () => ticks++, onCatchUp: (n) => catchUps.push(n), now: () => now });
+  const t = new Ticker({ tickMs: 100, tick: (n) => (ticks += n), onCatchUp: (n) => catchUps.push(n), now: () => now });
   now += 250;
   assert.equal(t.catchUp(), 2);
   now += 10;

@@ -6,8 +6,8 @@ export const TICK_CATCH_UP_WARN_TICKS = 10;
 
 export interface TickerOptions {
   readonly tickMs: number;
-  /** Delivers one Raft tick. */
-  readonly tick: () => void;
+  /** Delivers `count` Raft ticks, owed at once (more than one after a late timer or a pause). */
+  readonly tick: (count: number) => void;
   /** Told when a catch-up delivered many ticks at once (the process was paused or the event loop blocked). */
   readonly onCatchUp?: (ticks: number) => void;
   /** Monotonic milliseconds; performance.now by default (tests inject their own). */
@@ -75,10 +75,8 @@ export class Ticker {
     const owed = this.owed();
     if (owed <= 0) return 0;
     if (owed >= TICK_CATCH_UP_WARN_TICKS) this.o.onCatchUp?.(owed);
-    for (let i = 0; i < owed; i++) {
-      this.delivered++;
-      this.o.tick();
-    }
+    this.delivered += owed;
+    this.o.tick(owed);
     return owed;
   }
 }

@@ -208,7 +208,7 @@ export class Nemesis {
     const work = m.pausedWork;
     m.pausedWork = [];
     for (const w of work) if (w.ack) this.c.guard(m, w.work);
-    for (let i = 0; i < ticks; i++) this.c.guard(m, () => m.node?.tick());
+    if (ticks > 0) this.c.guard(m, () => m.node?.catchUpTicks(ticks));
     for (const w of work) if (!w.ack) this.c.guard(m, w.work);
   }
 

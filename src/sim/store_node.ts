@@ -102,6 +102,12 @@ export class SimStoreNode {
     this.watches.pump();
   }
 
+  /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
+  catchUpTicks(ticks: number): void {
+    this.store.catchUpTicks(ticks);
+    this.watches.pump();
+  }
+
   receive(messages: readonly RangeMessage[]): void {
     this.store.receive(messages);
   }
