@@ -1,4 +1,4 @@
-import { CRC32, TesseraError } from '../base/index.js';
+import { CRC32, TesseraError, allocBytes } from '../base/index.js';
 import type { ConfChange, ConfState, Entry, HardState } from '../raft/index.js';
 import { readU64, writeU64 } from './keys.js';
 
@@ -13,8 +13,8 @@ const decoder = new TextDecoder();
 
 export function encodeEntry(e: Entry): Uint8Array {
   const cc = e.confChange === undefined ? new Uint8Array() : encoder.encode(JSON.stringify(e.confChange));
-  const out = new Uint8Array(1 + 1 + 8 + 8 + 4 + e.data.byteLength + 4 + cc.byteLength + 4);
-  const view = new DataView(out.buffer);
+  const out = allocBytes(1 + 1 + 8 + 8 + 4 + e.data.byteLength + 4 + cc.byteLength + 4);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   let o = 0;
   out[o++] = VERSION;
   out[o++] = e.type === 'normal' ? 0 : 1;

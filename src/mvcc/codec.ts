@@ -1,4 +1,4 @@
-import { assert, TesseraError } from '../base/index.js';
+import { allocBytes, assert, TesseraError } from '../base/index.js';
 import { crc32c } from './checksum.js';
 import { concatBytes } from './bytes.js';
 import {
@@ -84,8 +84,8 @@ const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
 
 export function encodeRecord(record: StoredRecord): Uint8Array {
   const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
-  const out = new Uint8Array(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length + CHECKSUM_BYTES);
-  const view = new DataView(out.buffer);
+  const out = allocBytes(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length + CHECKSUM_BYTES);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[0] = RECORD_FORMAT;
   out[1] = (record.tombstone ? FLAG_TOMBSTONE : 0) | (record.prev === undefined ? 0 : FLAG_HAS_PREV);
   let offset = 2;

@@ -124,11 +124,15 @@ function basicTests(it: It): void {
   it('putOwned stores its arrays like put, with the same checks', async (engine) => {
     await commitDurable(engine, (w) => {
       w.putOwned(s('owned'), s('value'));
+      // Views into a larger buffer (slab allocations) are stored as the view, not the buffer.
+      w.putOwned(s('xxviewxx').subarray(2, 6), s('..sliced..').subarray(2, 8));
       w.put(s('copied'), s('other'));
-      assert.equal(w.count, 2);
+      assert.equal(w.count, 3);
       assertCode(() => w.putOwned(new Uint8Array(0), s('x')), 'INVALID_ARGUMENT');
     });
     assert.deepEqual(engine.get(s('owned')), s('value'));
+    assert.deepEqual(engine.get(s('view')), s('sliced'));
+    assert.deepEqual(keysOf(engine, { start: s('v'), end: s('w') }), [hex(s('view'))]);
     assert.deepEqual(engine.get(s('copied')), s('other'));
   });
 }

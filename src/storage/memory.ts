@@ -1,4 +1,4 @@
-import { AssertionError, TesseraError, type Rng } from '../base/index.js';
+import { AssertionError, TesseraError, sharesBuffer, type Rng } from '../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from './batch.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from './engine.js';
 import { scanLimit } from './scan.js';
@@ -200,7 +200,9 @@ class MemorySnapshot implements ReadView {
 
 function applyOps(image: Image, ops: readonly BatchOp[]): Image {
   for (const op of ops) {
-    if (op.kind === 'put') image = image.set(op.key, op.value);
+    // The image keeps what it is given for good; a view into a larger buffer (putOwned of a slab
+    // allocation, see base/bytes.ts) would keep that whole buffer alive, so it is copied.
+    if (op.kind === 'put') image = image.set(sharesBuffer(op.key) ? op.key.slice() : op.key, sharesBuffer(op.value) ? op.value.slice() : op.value);
     else if (op.kind === 'delete') image = image.delete(op.key);
     else image = image.deleteRange(op.start, op.end);
   }
