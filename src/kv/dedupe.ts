@@ -60,7 +60,7 @@ export class DedupeWindow {
     assert(!this.live.has(requestId), () => `range ${this.rangeId}: request ${requestId} remembered twice`);
     const newest = this.indexes[this.indexes.length - 1];
     assert(newest === undefined || index > newest, () => `range ${this.rangeId}: request index ${index} after ${newest}`);
-    batch.put(keys.requestByIndex(this.rangeId, index), encoder.encode(requestId));
+    batch.putOwned(keys.requestByIndex(this.rangeId, index), encoder.encode(requestId));
     this.push(index, requestId);
     const expireBelow = index - DEDUPE_WINDOW_ENTRIES;
     for (let n = 0; n < DEDUPE_EXPIRE_PER_APPLY && this.head < this.indexes.length; n++) {
