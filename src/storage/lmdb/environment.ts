@@ -20,7 +20,12 @@ import { bytesEqual } from '../bytes.js';
  * holds id records this build would never expire, and would ship them in snapshots.
  */
 export const LMDB_FORMAT_VERSION = 3;
-/** Address space reserved for the map. LMDB grows the file as it fills; the map only caps it. */
+/**
+ * Address space mapped at open. It is not a cap: lmdb-js enlarges the map when
+ * a transaction fills it (its README: mapSize is "the initial amount"), so a
+ * 1 MiB map took 4 MiB of writes without MDB_MAP_FULL. There is no storage
+ * quota yet (etcd's --quota-backend-bytes and NOSPACE alarm); the disk is.
+ */
 export const LMDB_DEFAULT_MAP_SIZE_BYTES = 16 * 1024 ** 3;
 export const LMDB_MIN_MAP_SIZE_BYTES = 1024 ** 2;
 export const LMDB_MAX_MAP_SIZE_BYTES = 4 * 1024 ** 4;
