@@ -43,6 +43,14 @@ export class Replica {
   readonly stateMachine: RangeStateMachine;
   private confState: ConfState;
   private applied: number;
+  /**
+   * While an apply batch is being filled (and until the Store has staged it),
+   * the engine still shows the state before it: `applied` counts entries whose
+   * writes nobody can read yet. A snapshot made then (Raft may ask for one in
+   * the middle, when a conf change starts replication to a new member) must
+   * describe that earlier state, so this keeps its index and membership.
+   */
+  private visible: { readonly index: number; readonly confState: ConfState } | undefined;
   private readonly logRetainEntries: number;
   private readonly sabotage: Sabotage | undefined;
 
@@ -97,6 +105,7 @@ export class Replica {
     for (const e of rd.committedEntries) {
       if (e.index <= this.applied) continue; // covered by a snapshot installed in this Ready
       assert(e.index === this.applied + 1, `range ${this.rangeId}: applying ${e.index} after ${this.applied}`);
+      this.visible ??= { index: this.applied, confState: this.confState };
       let result: unknown;
       if (e.type === 'conf-change') {
         assert(e.confChange !== undefined, 'conf-change entry without a change');
@@ -126,13 +135,19 @@ export class Replica {
     if (target >= this.log.firstIndex() + step) this.log.compact(batch, target);
   }
 
-  /** A snapshot of the applied state (data made now, at the applied index), for a lagging follower. */
+  /** The Store made this turn's apply batch visible in the engine (staged it), or had none: `applied` is readable now. */
+  appliedVisible(): void {
+    this.visible = undefined;
+  }
+
+  /** A snapshot of the applied state the engine shows (data made now, at that index), for a lagging follower. */
   private makeSnapshot(): Snapshot {
-    let index = this.applied;
+    const point = this.visible ?? { index: this.applied, confState: this.confState };
+    let index = point.index;
     // The deliberate bug: claim one entry more than the data holds, so the follower skips it.
     if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.lastIndex()) index++;
     return {
-      metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: this.confState },
+      metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: point.confState },
       data: this.stateMachine.snapshotData(),
     };
   }

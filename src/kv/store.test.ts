@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRng } from '../base/index.js';
 import { INITIAL_REVISION, type TxnResponse } from '../mvcc/index.js';
-import type { MemoryEngine } from '../storage/memory.js';
+import { MemoryEngine as MemoryEngineClass, type MemoryEngine } from '../storage/memory.js';
+import type { Snapshot } from '../raft/index.js';
+import { MvccStateMachine } from './mvcc_state_machine.js';
 import { Harness, RANGE } from './testing.testlib.js';
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
@@ -94,3 +96,41 @@ test('Store: a proposal duplicated within one loop turn applies once (regression
   assert.equal(h.sms.get(1)?.mvcc.currentRevision, INITIAL_REVISION + 1, 'one write applied');
   void RANGE;
 });
+
+test('Store: a snapshot asked for in the middle of an apply batch describes what the engine shows (regression)', () => {
+  const h = new Harness([1]);
+  h.tickAll(30);
+  const leader = h.leader();
+  const replica = leader.replica(RANGE);
+  const sm = h.sms.get(1);
+  assert.ok(replica !== undefined && sm !== undefined);
+  // Raft may ask for a snapshot in the middle of applying (a conf change that starts replication to
+  // a new member); the state machine stands in for that moment here.
+  const taken: Snapshot[] = [];
+  const apply = sm.apply.bind(sm);
+  sm.apply = (batch, entry) => {
+    taken.push(replica.log.snapshot());
+    return apply(batch, entry);
+  };
+  const before = replica.appliedIndex();
+  for (let i = 0; i < 3; i++) h.put(leader, `r${i}`, `k${i}`, 'v', () => {});
+  h.settle();
+  sm.apply = apply;
+  assert.equal(replica.appliedIndex(), before + 3, 'the three puts applied in one batch');
+  // Each snapshot claims the index whose state it holds: the batch's own writes were not readable yet.
+  assert.deepEqual(taken.map((s) => s.metadata.index), [before, before, before]);
+  for (const s of taken) assert.deepEqual(keysIn(s), []);
+  const after = replica.log.snapshot();
+  assert.equal(after.metadata.index, before + 3);
+  assert.deepEqual(keysIn(after), ['k0', 'k1', 'k2']);
+});
+
+/** The MVCC keys a snapshot's data holds, restored into a fresh engine. */
+function keysIn(snapshot: Snapshot): string[] {
+  const engine = new MemoryEngineClass({ scheduleSync: () => {} });
+  const sm = new MvccStateMachine(engine, RANGE);
+  const batch = engine.newBatch();
+  sm.restore(batch, snapshot.data);
+  engine.stage(batch);
+  return sm.mvcc.range({ key: new TextEncoder().encode('k'), rangeEnd: new TextEncoder().encode('l') }).kvs.map((kv) => new TextDecoder().decode(kv.key));
+}

@@ -383,6 +383,7 @@ export class Store {
     // after a crash the entries are applied again from the log. Staged, it rides with the next
     // turn's write instead of costing a transaction and a sync of its own.
     if (applyBatch.count > 0) this.stage(applyBatch);
+    for (const t of turns) t.replica.appliedVisible();
     for (const t of turns) {
       t.replica.raw.advance();
       t.replica.raw.checkInvariants();
