@@ -134,3 +134,21 @@ function keysIn(snapshot: Snapshot): string[] {
   engine.stage(batch);
   return sm.mvcc.range({ key: new TextEncoder().encode('k'), rangeEnd: new TextEncoder().encode('l') }).kvs.map((kv) => new TextDecoder().decode(kv.key));
 }
+
+test('Store: reads whose ReadIndex the old leader never answered are asked again of the new leader (regression)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const old = h.leader();
+  const follower = [...h.stores.values()].find((s) => s !== old);
+  assert.ok(follower !== undefined);
+  // The leader goes silent: everything sent to it is lost from now on, the follower's ReadIndex included.
+  h.stores.delete(old.nodeId);
+  const answers: string[] = [];
+  for (let i = 0; i < 3; i++) follower.linearizableRead(RANGE, (error) => answers.push(error === undefined ? 'ok' : error.code));
+  h.settle();
+  assert.deepEqual(answers, [], 'nobody answered yet');
+  h.tickAll(60);
+  const now = h.leader();
+  assert.notEqual(now.nodeId, old.nodeId);
+  assert.deepEqual(answers, ['ok', 'ok', 'ok'], 'the reads were served under the new leader');
+});

@@ -94,6 +94,8 @@ export class Store {
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
   /** The last leader each range's replica reported, to notice a change. */
   private readonly lastLead = new Map<RangeId, NodeId>();
+  /** The last leader each range's reads were asked of (see rereadOnNewLeader). */
+  private readonly lastReadLead = new Map<RangeId, NodeId>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -399,8 +401,31 @@ export class Store {
     this.serveReads();
     // After advance (a proposal made between ready() and advance() would be taken for part of this
     // Ready) and after answering (what applied in this turn needs no second copy).
-    for (const t of turns) if (t.rd.softState !== undefined && t.rd.softState.lead !== 0) this.reproposeOnNewLeader(t.replica, t.rd.softState.lead);
+    for (const t of turns) {
+      if (t.rd.softState === undefined || t.rd.softState.lead === 0) continue;
+      this.reproposeOnNewLeader(t.replica, t.rd.softState.lead);
+      this.rereadOnNewLeader(t.replica.rangeId, t.rd.softState.lead);
+    }
     this.requestLoop();
+  }
+
+  /**
+   * A ReadIndex request the old leader never answered (it stepped down, or
+   * the message was lost) would leave its reads waiting for their deadline.
+   * Under a new leader they are asked for again; a read index taken later is
+   * still current for a read that has not been answered yet. An answer to the
+   * old request, should one still come, finds no entry and is ignored.
+   */
+  private rereadOnNewLeader(rangeId: RangeId, lead: NodeId): void {
+    if (this.lastReadLead.get(rangeId) === lead) return;
+    this.lastReadLead.set(rangeId, lead);
+    for (const [ctx, pr] of this.pendingReads) {
+      if (pr.rangeId !== rangeId || pr.index !== undefined) continue;
+      this.pendingReads.delete(ctx);
+      let queue = this.queuedReads.get(rangeId);
+      if (queue === undefined) this.queuedReads.set(rangeId, (queue = []));
+      queue.push(...pr.dones);
+    }
   }
 
   private sendAll(turns: readonly Turn[], include: (m: Message) => boolean): void {
