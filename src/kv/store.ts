@@ -94,8 +94,6 @@ export class Store {
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
   /** The last leader each range's replica reported, to notice a change. */
   private readonly lastLead = new Map<RangeId, NodeId>();
-  /** The last leader each range's reads were asked of (see rereadOnNewLeader). */
-  private readonly lastReadLead = new Map<RangeId, NodeId>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -140,9 +138,7 @@ export class Store {
   }
 
   tick(): void {
-    for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tick();
-    this.writeStaged();
-    this.requestLoop();
+    this.catchUpTicks(1);
   }
 
   /**
@@ -152,11 +148,12 @@ export class Store {
    * apply) does not depose its own leader; fewer are ordinary late timers.
    */
   catchUpTicks(ticks: number): void {
-    if (ticks < PAUSE_TICKS) {
-      for (let i = 0; i < ticks; i++) this.tick();
-      return;
+    for (const id of this.rangeIds()) {
+      const raw = this.replicas.get(id)?.raw;
+      if (raw === undefined) continue;
+      if (ticks >= PAUSE_TICKS) raw.tickAfterPause(ticks);
+      else for (let i = 0; i < ticks; i++) raw.tick();
     }
-    for (const id of this.rangeIds()) this.replicas.get(id)?.raw.tickAfterPause(ticks);
     this.writeStaged();
     this.requestLoop();
   }
@@ -193,9 +190,7 @@ export class Store {
    */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
     this.mustReplica(rangeId);
-    let queue = this.queuedProposals.get(rangeId);
-    if (queue === undefined) this.queuedProposals.set(rangeId, (queue = []));
-    queue.push({ requestId, data, done });
+    queueFor(this.queuedProposals, rangeId).push({ requestId, data, done });
     this.requestLoop();
   }
 
@@ -248,9 +243,7 @@ export class Store {
    */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
     this.mustReplica(rangeId);
-    let queue = this.queuedReads.get(rangeId);
-    if (queue === undefined) this.queuedReads.set(rangeId, (queue = []));
-    queue.push(done);
+    queueFor(this.queuedReads, rangeId).push(done);
     this.requestLoop();
   }
 
@@ -402,9 +395,11 @@ export class Store {
     // After advance (a proposal made between ready() and advance() would be taken for part of this
     // Ready) and after answering (what applied in this turn needs no second copy).
     for (const t of turns) {
-      if (t.rd.softState === undefined || t.rd.softState.lead === 0) continue;
-      this.reproposeOnNewLeader(t.replica, t.rd.softState.lead);
-      this.rereadOnNewLeader(t.replica.rangeId, t.rd.softState.lead);
+      const lead = t.rd.softState?.lead ?? 0;
+      if (lead === 0 || this.lastLead.get(t.replica.rangeId) === lead) continue;
+      this.lastLead.set(t.replica.rangeId, lead);
+      this.reproposeOnNewLeader(t.replica);
+      this.rereadOnNewLeader(t.replica.rangeId);
     }
     this.requestLoop();
   }
@@ -416,15 +411,11 @@ export class Store {
    * still current for a read that has not been answered yet. An answer to the
    * old request, should one still come, finds no entry and is ignored.
    */
-  private rereadOnNewLeader(rangeId: RangeId, lead: NodeId): void {
-    if (this.lastReadLead.get(rangeId) === lead) return;
-    this.lastReadLead.set(rangeId, lead);
+  private rereadOnNewLeader(rangeId: RangeId): void {
     for (const [ctx, pr] of this.pendingReads) {
       if (pr.rangeId !== rangeId || pr.index !== undefined) continue;
       this.pendingReads.delete(ctx);
-      let queue = this.queuedReads.get(rangeId);
-      if (queue === undefined) this.queuedReads.set(rangeId, (queue = []));
-      queue.push(...pr.dones);
+      queueFor(this.queuedReads, rangeId).push(...pr.dones);
     }
   }
 
@@ -452,9 +443,8 @@ export class Store {
    * request id once (a second copy answers 'duplicate' and nobody waits for
    * it), and it spares the callers a wait for their deadline.
    */
-  private reproposeOnNewLeader(replica: Replica, lead: NodeId): void {
-    if (this.o.reproposeOnNewLeader === false || this.lastLead.get(replica.rangeId) === lead) return;
-    this.lastLead.set(replica.rangeId, lead);
+  private reproposeOnNewLeader(replica: Replica): void {
+    if (this.o.reproposeOnNewLeader === false) return;
     const datas: Uint8Array[] = [];
     for (const p of this.pendingProposals.values()) if (p.rangeId === replica.rangeId && p.data !== undefined) datas.push(p.data);
     if (datas.length === 0) return;
@@ -491,4 +481,11 @@ export class Store {
 function requestIdOf(a: Applied): string | undefined {
   const r = a.result as { requestId?: unknown } | undefined;
   return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
+}
+
+/** The list under `key`, made empty on first use. */
+function queueFor<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let queue = map.get(key);
+  if (queue === undefined) map.set(key, (queue = []));
+  return queue;
 }

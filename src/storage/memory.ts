@@ -75,11 +75,7 @@ export class MemoryEngine implements StorageEngine {
   }
 
   commit(batch: WriteBatch, onDurable: (error?: Error) => void): void {
-    this.checkOpen();
-    const recorded = asRecordingBatch(batch);
-    recorded.seal();
-    this.live = applyOps(this.live, recorded.ops);
-    this.pending.push({ ops: recorded.ops, onDurable });
+    this.accept(batch, onDurable);
     if (this.syncScheduled) return; // Group commit: the sync already asked for covers this batch too.
     this.syncScheduled = true;
     const epoch = this.epoch;
@@ -93,11 +89,19 @@ export class MemoryEngine implements StorageEngine {
 
   /** Like commit, but no sync is asked for: the batch waits, unsynced, for the next commit's sync (or close). */
   stage(batch: WriteBatch): void {
+    this.accept(batch, ignoreDurable);
+  }
+
+  /** Applies the batch to the live image and queues it, unsynced. */
+  private accept(batch: WriteBatch, onDurable: (error?: Error) => void): void {
     this.checkOpen();
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    this.live = applyOps(this.live, recorded.ops);
-    this.pending.push({ ops: recorded.ops, onDurable: ignoreDurable });
+    // The images keep what they are given for good; a view into a larger buffer (putOwned of a slab
+    // allocation, see base/bytes.ts) would keep that whole buffer alive, so it is copied, once.
+    const ops = recorded.ops.map(owned);
+    this.live = applyOps(this.live, ops);
+    this.pending.push({ ops, onDurable });
   }
 
   snapshotView(): ReadView & { close(): void } {
@@ -198,11 +202,14 @@ class MemorySnapshot implements ReadView {
   }
 }
 
+function owned(op: BatchOp): BatchOp {
+  if (op.kind !== 'put' || (!sharesBuffer(op.key) && !sharesBuffer(op.value))) return op;
+  return { kind: 'put', key: sharesBuffer(op.key) ? op.key.slice() : op.key, value: sharesBuffer(op.value) ? op.value.slice() : op.value };
+}
+
 function applyOps(image: Image, ops: readonly BatchOp[]): Image {
   for (const op of ops) {
-    // The image keeps what it is given for good; a view into a larger buffer (putOwned of a slab
-    // allocation, see base/bytes.ts) would keep that whole buffer alive, so it is copied.
-    if (op.kind === 'put') image = image.set(sharesBuffer(op.key) ? op.key.slice() : op.key, sharesBuffer(op.value) ? op.value.slice() : op.value);
+    if (op.kind === 'put') image = image.set(op.key, op.value);
     else if (op.kind === 'delete') image = image.delete(op.key);
     else image = image.deleteRange(op.start, op.end);
   }

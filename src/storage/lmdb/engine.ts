@@ -5,7 +5,7 @@ import { compareBytes } from '../bytes.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from '../engine.js';
 import { scanLimit } from '../scan.js';
 import { messageOf, openEnvironment, type LmdbOpenOptions } from './environment.js';
-import { mergeScan, Overlay, OverlayLayer } from './overlay.js';
+import { mergeScan, Overlay, OverlayLayer, type OverlayWrite } from './overlay.js';
 
 export { LMDB_DEFAULT_MAP_SIZE_BYTES, LMDB_FORMAT_VERSION, type LmdbOpenOptions } from './environment.js';
 
@@ -14,10 +14,7 @@ type Db = Database<Uint8Array, Uint8Array>;
 const LOWEST_KEY = Uint8Array.of(0x00);
 
 /** One key written by a batch, after its deleteRanges were resolved to the keys they delete. */
-interface Write {
-  readonly key: Uint8Array;
-  readonly value: Uint8Array | undefined;
-}
+type Write = OverlayWrite;
 
 /**
  * The StorageEngine on LMDB (lmdb-js), one environment per node.
@@ -41,11 +38,8 @@ interface Write {
  */
 export class LmdbEngine implements StorageEngine {
   readonly kind = 'lmdb' as const;
-  /** Staged batches, not yet written. */
+  /** Staged batches, not yet written: reads see them, and the next commit writes them first. */
   private overlay: Overlay = Overlay.empty;
-  private seq = 0;
-  /** Writes of staged batches, in order, for the next commit. */
-  private unwritten: Write[] = [];
   private readonly snapshots = new Set<LmdbSnapshot>();
   private failure: TesseraError | undefined;
   private closing: Promise<void> | undefined;
@@ -82,22 +76,18 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const writes = recorded.ops.some((op) => op.kind === 'delete-range') ? resolveWrites(this.overlay, this.data, recorded.ops, this.seq + 1)[1] : plainWrites(recorded.ops);
+    const writes = recorded.ops.some((op) => op.kind === 'delete-range') ? [...resolveLayer(this.overlay, this.data, recorded.ops).finalWrites()] : plainWrites(recorded.ops);
     // Staged batches go first, in the same transaction: batches reach the disk in commit order.
-    const all = this.unwritten.length === 0 ? writes : [...this.unwritten, ...writes];
+    const all = this.overlay.isEmpty ? writes : [...this.overlay.writes(), ...writes];
     let error: Error | undefined;
     try {
       if (all.length > 0) this.writeSynced(all);
+      this.overlay = Overlay.empty;
     } catch (cause) {
       // LMDB aborted the transaction, so nothing of it is on disk; staged batches were already
       // visible, so the engine cannot go on.
       this.failure = writeFailure(cause);
       error = this.failure;
-    }
-    this.seq++;
-    if (error === undefined) {
-      this.unwritten = [];
-      this.overlay = Overlay.empty;
     }
     this.whenDurable(onDurable, error);
   }
@@ -111,11 +101,9 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const seq = this.seq + 1;
-    const [overlay, writes] = resolveWrites(this.overlay, this.data, recorded.ops, seq);
-    this.seq = seq;
-    this.overlay = overlay;
-    for (const w of writes) this.unwritten.push(w);
+    const layer = resolveLayer(this.overlay, this.data, recorded.ops);
+    // An empty batch adds no layer.
+    if (layer.size > 0) this.overlay = this.overlay.with(layer);
   }
 
   snapshotView(): ReadView & { close(): void } {
@@ -146,10 +134,10 @@ export class LmdbEngine implements StorageEngine {
 
   private async shutDown(): Promise<void> {
     // Staged batches are written now: an orderly close loses nothing that was made visible.
-    if (this.unwritten.length > 0 && this.failure === undefined) {
+    if (!this.overlay.isEmpty && this.failure === undefined) {
       try {
-        this.writeSynced(this.unwritten);
-        this.unwritten = [];
+        this.writeSynced([...this.overlay.writes()]);
+        this.overlay = Overlay.empty;
       } catch (cause) {
         this.failure = writeFailure(cause);
       }
@@ -285,10 +273,13 @@ function plain(bytes: Uint8Array): Uint8Array {
 /**
  * Resolves the batch's operations, in order, into a new overlay layer on top
  * of `overlay`; a deleteRange sees the overlay, the layer as filled so far,
- * and LMDB, and becomes a delete of each key it finds.
+ * and LMDB, and becomes a delete of each key it finds. The layer keeps each
+ * key's last write only: the batch goes to LMDB in one transaction, so the
+ * others could never be seen (an apply batch rewrites the MVCC meta record
+ * once per command).
  */
-function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq: number): [Overlay, Write[]] {
-  const layer = new OverlayLayer(seq);
+function resolveLayer(overlay: Overlay, data: Db, ops: readonly BatchOp[]): OverlayLayer {
+  const layer = new OverlayLayer();
   const withLayer = overlay.with(layer);
   for (const op of ops) {
     if (op.kind === 'put') layer.set(op.key, op.value);
@@ -298,10 +289,7 @@ function resolveWrites(overlay: Overlay, data: Db, ops: readonly BatchOp[], seq:
       for (const key of doomed) layer.set(key, undefined);
     }
   }
-  // Only each key's last write goes to LMDB (the batch is written in one transaction, so the
-  // others could never be seen): an apply batch rewrites the MVCC meta record once per command.
-  // An empty batch adds no layer.
-  return [layer.size === 0 ? overlay : withLayer, [...layer.finalWrites()]];
+  return layer;
 }
 
 /** A batch of puts and deletes only needs no resolving: its writes are its operations. */

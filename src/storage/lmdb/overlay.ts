@@ -1,33 +1,29 @@
+import { latin1String } from '../../base/index.js';
 import { compareBytes } from '../bytes.js';
 import type { KeyValue } from '../engine.js';
 
 /**
- * The LMDB engine's overlay: every write of a batch that is committed (to
- * tessera) but not yet durable in LMDB. lmdb-js commits asynchronously, and
- * only that path shares one disk flush among many transactions; so reads
- * consult the overlay first, then LMDB. An entry leaves the overlay once its
- * batch is durable, by which time LMDB's own read transaction shows it.
- *
- * Reading the overlay over any LMDB state that already holds some of the
- * overlay's batches gives the same answer as over one that holds none: the
- * newest write to a key wins either way. That is why snapshots may pair a
- * captured overlay with whatever LMDB read transaction is current.
+ * The LMDB engine's overlay: the writes of staged batches (StorageEngine.stage),
+ * visible to reads but not yet in LMDB; the next commit writes them, ahead of
+ * its own batch and in the same transaction, and the overlay empties. Reads
+ * consult the overlay first, then LMDB.
  */
 export interface OverlayEntry {
-  /** Commit sequence number of the batch that wrote it. */
-  readonly seq: number;
   /** The value, or undefined for a deletion. */
   readonly value: Uint8Array | undefined;
 }
 
 type Pair = readonly [Uint8Array, OverlayEntry];
 
-/** Latin-1 decoding is a bijection from bytes to strings, and Buffer's is native and fast. */
-const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+/** A write as it goes to LMDB. */
+export interface OverlayWrite {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array | undefined;
+}
 
 /** A byte key as a Map key. */
 export function keyString(key: Uint8Array): string {
-  return latin1Slice.call(key, 0, key.byteLength);
+  return latin1String(key);
 }
 
 /**
@@ -39,19 +35,17 @@ export class OverlayLayer {
   private readonly writes = new Map<string, Pair>();
   private sorted: readonly Pair[] | undefined;
 
-  constructor(readonly seq: number) {}
-
   get size(): number {
     return this.writes.size;
   }
 
   set(key: Uint8Array, value: Uint8Array | undefined): void {
-    this.writes.set(keyString(key), [key, { seq: this.seq, value }]);
+    this.writes.set(keyString(key), [key, { value }]);
     this.sorted = undefined;
   }
 
   /** The layer's final write to each key: what its batch leaves in LMDB, whatever order the writes go in. */
-  *finalWrites(): IterableIterator<{ readonly key: Uint8Array; readonly value: Uint8Array | undefined }> {
+  *finalWrites(): IterableIterator<OverlayWrite> {
     for (const [key, entry] of this.writes.values()) yield { key, value: entry.value };
   }
 
@@ -70,18 +64,23 @@ export class OverlayLayer {
 }
 
 /**
- * The overlay: the layers of the batches not yet durable, oldest first. It
- * is immutable (a commit makes a new one with one more layer, durability one
- * with fewer), so a snapshot or a scan keeps the overlay it started with at
- * no cost; and a batch leaves it by dropping its layer, not key by key.
+ * The overlay: the layers of the staged batches, oldest first. It is
+ * immutable (staging makes a new one with one more layer, a commit starts
+ * from the empty one), so a snapshot or a scan keeps the overlay it started
+ * with at no cost.
  */
 export class Overlay {
   static readonly empty = new Overlay([]);
 
   private constructor(private readonly layers: readonly OverlayLayer[]) {}
 
-  get layerCount(): number {
-    return this.layers.length;
+  get isEmpty(): boolean {
+    return this.layers.length === 0;
+  }
+
+  /** Every layer's writes, oldest layer first: what the next commit writes ahead of its own batch. */
+  *writes(): IterableIterator<OverlayWrite> {
+    for (const layer of this.layers) yield* layer.finalWrites();
   }
 
   /** The newest write to `key`, if a layer holds one. */
@@ -97,12 +96,6 @@ export class Overlay {
 
   with(layer: OverlayLayer): Overlay {
     return new Overlay([...this.layers, layer]);
-  }
-
-  /** Without the layers of batches up to `seq` (they are durable, and LMDB shows them). */
-  withoutUpTo(seq: number): Overlay {
-    const kept = this.layers.filter((l) => l.seq > seq);
-    return kept.length === this.layers.length ? this : new Overlay(kept);
   }
 
   /** The newest write to each key in [start, end), in scan order. */
