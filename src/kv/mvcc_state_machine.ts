@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
-import { type MvccEvent, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import { type MvccEvent, type MvccOpenOptions, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, decodeCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
@@ -43,11 +43,12 @@ export class MvccStateMachine implements RangeStateMachine {
   constructor(
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
+    private readonly mvccOptions: MvccOpenOptions = {},
   ) {}
 
   /** The MVCC store, (re)opened from the engine after a snapshot replaced it. */
   get mvcc(): MvccStore {
-    if (this.store === undefined) this.store = MvccStore.open(this.engine, keys.mvccPrefix(this.rangeId));
+    if (this.store === undefined) this.store = MvccStore.open(this.engine, keys.mvccPrefix(this.rangeId), this.mvccOptions);
     return this.store;
   }
 

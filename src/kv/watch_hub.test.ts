@@ -11,7 +11,8 @@ const rev = (n: number): number => INITIAL_REVISION + n;
 
 function setup(): { store: MvccStore; engine: MemoryEngine; hub: WatchHub; put: (k: string, v: string) => void; del: (k: string) => void; compact: (rev: number) => void } {
   const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
-  const store = MvccStore.open(engine, enc.encode('m'));
+  // Wired as the node wires it: previous values are loaded only while a prev_kv watcher exists.
+  const store = MvccStore.open(engine, enc.encode('m'), { eventsWantPrevKv: () => hub.wantsPrevKv });
   const hub = new WatchHub(() => store);
   const write = (fn: (t: ReturnType<MvccStore['beginWrite']>) => void): void => {
     const batch = engine.newBatch();
@@ -84,6 +85,36 @@ test('WatchHub: filters and prev_kv', () => {
   const last = withPrev.out[2];
   assert.ok(last !== undefined && last.kind === 'events');
   assert.equal(dec.decode(last.events[0]?.prevKv?.value ?? new Uint8Array()), 'y');
+});
+
+test('WatchHub: live events carry previous values exactly while some watcher asked for prev_kv', () => {
+  const s = setup();
+  const plain = collect();
+  s.hub.create(request({}), plain.sink);
+  s.put('a', 'x');
+  s.put('a', 'y');
+  const prevs = (out: WatchOutput[]): (string | undefined)[] =>
+    out.flatMap((o) => (o.kind === 'events' ? o.events.map((e) => (e.prevKv === undefined ? undefined : dec.decode(e.prevKv.value))) : []));
+  assert.deepEqual(prevs(plain.out), [undefined, undefined]);
+  assert.equal(s.hub.wantsPrevKv, false);
+  const withPrev = collect();
+  const id = s.hub.create(request({ prevKv: true }), withPrev.sink);
+  assert.equal(s.hub.wantsPrevKv, true);
+  s.put('a', 'z');
+  s.del('a');
+  assert.deepEqual(prevs(withPrev.out), ['y', 'z']);
+  assert.deepEqual(prevs(plain.out), [undefined, undefined, undefined, undefined], 'a watcher without prev_kv never sees one');
+  assert.equal(s.hub.cancel(id), true);
+  assert.equal(s.hub.cancel(id), false, 'a second cancel finds nothing and leaves the count alone');
+  assert.equal(s.hub.wantsPrevKv, false);
+  s.put('a', 'w');
+  assert.deepEqual(prevs(plain.out).slice(-1), [undefined]);
+  // A prev_kv watcher canceled because its start was compacted leaves the count, too.
+  s.compact(s.store.currentRevision);
+  s.hub.create(request({ prevKv: true, startRevision: rev(1) }), collect().sink);
+  assert.equal(s.hub.wantsPrevKv, true);
+  s.hub.pump();
+  assert.equal(s.hub.wantsPrevKv, false);
 });
 
 test('WatchHub: a start below the compacted revision is canceled with the compacted revision', () => {

@@ -62,11 +62,18 @@ interface Watcher {
 export class WatchHub {
   private readonly watchers = new Map<number, Watcher>();
   private nextId = 1;
+  /** Watchers that asked for prev_kv: while there are none, applied writes skip loading previous values. */
+  private prevKvWatchers = 0;
 
   constructor(private readonly mvcc: () => MvccStore) {}
 
   get size(): number {
     return this.watchers.size;
+  }
+
+  /** Whether live events must carry previous values (MvccOpenOptions.eventsWantPrevKv). */
+  get wantsPrevKv(): boolean {
+    return this.prevKvWatchers > 0;
   }
 
   /** Registers a watch; catch-up (if it starts in the past) happens in `pump`. */
@@ -85,11 +92,21 @@ export class WatchHub {
       sentSinceProgress: false,
     };
     this.watchers.set(w.id, w);
+    if (request.prevKv) this.prevKvWatchers++;
     return w.id;
   }
 
   cancel(watchId: number): boolean {
-    return this.watchers.delete(watchId);
+    const w = this.watchers.get(watchId);
+    if (w === undefined) return false;
+    this.forget(w);
+    return true;
+  }
+
+  private forget(w: Watcher): void {
+    this.watchers.delete(w.id);
+    if (w.request.prevKv) this.prevKvWatchers--;
+    assert(this.prevKvWatchers >= 0, 'prev_kv watcher count went negative');
   }
 
   /** The sink drained: deliver again (catching up first). */
@@ -175,7 +192,7 @@ export class WatchHub {
   }
 
   private cancelCompacted(w: Watcher, compactRevision: number): void {
-    this.watchers.delete(w.id);
+    this.forget(w);
     w.sink.deliver({
       kind: 'canceled',
       watchId: w.id,

@@ -2,7 +2,7 @@
  * src/mvcc: a multi-version key space with etcd v3's semantics — revisions,
  * history, compaction, change events, hashes — over a StorageEngine.
  */
-export { MvccStore, type BeginWriteOptions } from './store.js';
+export { MvccStore, type BeginWriteOptions, type MvccOpenOptions } from './store.js';
 export {
   WriteTxn,
   type MvccEvent,

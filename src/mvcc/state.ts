@@ -40,6 +40,8 @@ export class MvccState {
     readonly prefix: Uint8Array,
     readonly index: KeyIndex,
     meta: MvccMeta,
+    /** Whether a write's events must carry each changed key's previous value (see MvccOpenOptions). */
+    readonly eventsWantPrevKv: () => boolean,
   ) {
     this.metaKey = metaKey(prefix);
     this.pending = new PendingWrites(engine);
@@ -51,12 +53,12 @@ export class MvccState {
   }
 
   /** Loads the meta record and rebuilds the key index from the stored history. */
-  static open(engine: StorageEngine, prefix: Uint8Array): MvccState {
+  static open(engine: StorageEngine, prefix: Uint8Array, eventsWantPrevKv: () => boolean): MvccState {
     assert(prefix.length > 0, 'an mvcc store needs a non-empty key prefix');
     const raw = engine.get(metaKey(prefix));
     const meta = raw === undefined ? EMPTY_META : decodeMeta(raw);
     const index = rebuildIndex(engine, prefix, meta);
-    return new MvccState(engine, prefix, index, meta);
+    return new MvccState(engine, prefix, index, meta, eventsWantPrevKv);
   }
 
   get meta(): MvccMeta {

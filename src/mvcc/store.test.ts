@@ -6,6 +6,7 @@ import { crc32c } from './checksum.js';
 import { encodeMeta, metaKey } from './codec.js';
 import { MVCC_ERRORS, MvccError } from './errors.js';
 import { INITIAL_REVISION } from './revision.js';
+import type { KeyValue } from './range.js';
 import { MvccStore } from './store.js';
 import { PREFIX, codeOf, del, get, newEngine, newStore, put, reopenAndCompare, rev, show, write } from './testing.testlib.js';
 
@@ -30,6 +31,33 @@ test('store: a meta record of format 2 (revisions from 0, an older build) is ref
   batch.put(metaKey(PREFIX), older);
   engine.commit(batch, () => {});
   assert.throws(() => MvccStore.open(engine, PREFIX), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && /format 2; this build reads only format 3/.test(error.message));
+});
+
+test('store: without watchers that want them, events skip previous values, but a write that asks for prev_kv gets it', () => {
+  const engine = newEngine();
+  const store = MvccStore.open(engine, PREFIX, { eventsWantPrevKv: () => false });
+  put(engine, store, 'a', '1');
+  put(engine, store, 'b', '1');
+  const plain = write(engine, store, (txn) => txn.put(utf8('a'), utf8('2')));
+  assert.equal(plain.events[0]?.prevKv, undefined, 'nobody asked: the previous record is not loaded');
+  let asked: KeyValue | undefined;
+  const withPrev = write(engine, store, (txn) => (asked = txn.put(utf8('a'), utf8('3'), { prevKv: true }).prevKv));
+  const eventPrev = withPrev.events[0]?.prevKv;
+  assert.ok(eventPrev !== undefined && asked !== undefined);
+  assert.equal(show(eventPrev).value, '2');
+  assert.equal(show(asked).value, '2');
+  write(engine, store, (txn) => txn.put(utf8('a'), new Uint8Array(0), { ignoreValue: true }));
+  assert.equal(get(store, 'a')?.value, '3', 'ignore_value still reads the old value');
+  let deleted: { prevKvs: KeyValue[] } = { prevKvs: [] };
+  const del1 = write(engine, store, (txn) => (deleted = txn.deleteRange(utf8('a'), undefined, { prevKv: true })));
+  assert.equal(deleted.prevKvs.length, 1);
+  const deletedPrev = del1.events[0]?.prevKv;
+  assert.ok(deletedPrev !== undefined);
+  assert.equal(show(deletedPrev).value, '3');
+  const del2 = write(engine, store, (txn) => (deleted = txn.deleteRange(utf8('b'))));
+  assert.equal(del2.events[0]?.prevKv, undefined);
+  assert.deepEqual(deleted.prevKvs, []);
+  reopenAndCompare(engine, store);
 });
 
 test('store: each write txn takes the next revision; keys carry create/mod revision and version', () => {

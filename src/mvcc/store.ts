@@ -21,6 +21,17 @@ export interface BeginWriteOptions {
   readonly revision?: number | undefined;
 }
 
+export interface MvccOpenOptions {
+  /**
+   * Asked at each put and delete: whether the write's events must carry the
+   * key's previous value. Loading it costs a storage read per change, which
+   * only watchers with prev_kv need (etcd reads it in the watch path, too).
+   * A put or delete that asks for prev_kv itself always gets it. Absent:
+   * always.
+   */
+  readonly eventsWantPrevKv?: (() => boolean) | undefined;
+}
+
 /**
  * A multi-version key space with etcd v3's semantics, kept in a StorageEngine
  * under one key prefix. Synchronous and deterministic: the same commands
@@ -37,8 +48,8 @@ export class MvccStore {
   private constructor(private readonly state: MvccState) {}
 
   /** Opens the store under `prefix`, rebuilding the key index from storage; a fresh prefix gives an empty store at INITIAL_REVISION (1, as in etcd). */
-  static open(engine: StorageEngine, prefix: Uint8Array): MvccStore {
-    return new MvccStore(MvccState.open(engine, prefix));
+  static open(engine: StorageEngine, prefix: Uint8Array, options: MvccOpenOptions = {}): MvccStore {
+    return new MvccStore(MvccState.open(engine, prefix, options.eventsWantPrevKv ?? (() => true)));
   }
 
   /** The revision of the last write transaction that changed something; INITIAL_REVISION before the first. */

@@ -12,7 +12,10 @@ import type { MvccState } from './state.js';
 export interface MvccEvent {
   readonly type: 'PUT' | 'DELETE';
   readonly kv: KeyValue;
-  /** The key's value before the change; absent if the key did not exist or its previous value was compacted. */
+  /**
+   * The key's value before the change; absent if the key did not exist, its
+   * previous value was compacted, or nobody asked for it (MvccOpenOptions).
+   */
   readonly prevKv?: KeyValue | undefined;
 }
 
@@ -44,7 +47,7 @@ export interface DeleteRangeResult {
 export interface WriteResult {
   /** The store's revision after the transaction: its own if it changed anything, else unchanged. */
   readonly revision: number;
-  /** The changes in sub-revision order, each with its prevKv, for live watchers. */
+  /** The changes in sub-revision order, for live watchers; prevKv as MvccOpenOptions.eventsWantPrevKv says. */
   readonly events: MvccEvent[];
 }
 
@@ -94,8 +97,10 @@ export class WriteTxn {
     checkPut(key, value, leaseId, options);
     const history = this.state.index.get(toKeyString(key));
     const live = history?.live();
-    if ((options.ignoreValue === true || options.ignoreLease === true) && live === undefined) throw new MvccError('KEY_NOT_FOUND');
-    const prev = live === undefined ? undefined : this.state.loadRecord(live.modified);
+    const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
+    if (keepsOld && live === undefined) throw new MvccError('KEY_NOT_FOUND');
+    const wantPrev = keepsOld || options.prevKv === true || this.state.eventsWantPrevKv();
+    const prev = live === undefined || !wantPrev ? undefined : this.state.loadRecord(live.modified);
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key,
@@ -126,8 +131,12 @@ export class WriteTxn {
     this.state.index.forEachInRange(toKeyString(interval.start), end, (history) => {
       if (history.live() !== undefined) victims.push(history);
     });
+    const wantPrev = options.prevKv === true || this.state.eventsWantPrevKv();
     const prevKvs: KeyValue[] = [];
-    for (const history of victims) prevKvs.push(this.deleteKey(history));
+    for (const history of victims) {
+      const prevKv = this.deleteKey(history, wantPrev);
+      if (prevKv !== undefined) prevKvs.push(prevKv);
+    }
     const revision = this.events.length > 0 ? this.revision : this.state.currentRevision;
     return { deleted: victims.length, revision, prevKvs: options.prevKv === true ? prevKvs : [] };
   }
@@ -143,9 +152,10 @@ export class WriteTxn {
     return { revision: this.revision, events: this.events };
   }
 
-  private deleteKey(history: KeyHistory): KeyValue {
+  /** Deletes a live key; returns its previous pair if `wantPrev`. */
+  private deleteKey(history: KeyHistory, wantPrev: boolean): KeyValue | undefined {
     const live = history.live()!;
-    const prev = this.state.loadRecord(live.modified);
+    const prev = wantPrev ? this.state.loadRecord(live.modified) : undefined;
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key: history.key,
@@ -159,7 +169,7 @@ export class WriteTxn {
     };
     this.state.putRecord(this.batch, rev, record);
     history.tombstone(rev);
-    const prevKv = recordKeyValue(prev);
+    const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
     this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(history.key, rev.main), prevKv });
     return prevKv;
   }

@@ -400,7 +400,8 @@ function makeStore(
   const machines = new Map<RangeId, MvccStateMachine>();
   const machine = (rangeId: RangeId): MvccStateMachine => {
     let sm = machines.get(rangeId);
-    if (sm === undefined) machines.set(rangeId, (sm = new MvccStateMachine(engine, rangeId)));
+    // Previous values are loaded for events only while a watcher wants them (`watches` is set below, before any apply).
+    if (sm === undefined) machines.set(rangeId, (sm = new MvccStateMachine(engine, rangeId, { eventsWantPrevKv: () => watches.wantsPrevKv })));
     return sm;
   };
   const raftLog = r.logger.child({ component: 'raft' });
