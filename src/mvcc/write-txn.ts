@@ -95,7 +95,8 @@ export class WriteTxn {
     this.assertOpen();
     const leaseId = options.leaseId ?? 0;
     checkPut(key, value, leaseId, options);
-    const history = this.state.index.get(toKeyString(key));
+    const keyString = toKeyString(key);
+    const history = this.state.index.get(keyString);
     const live = history?.live();
     const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
     if (keepsOld && live === undefined) throw new MvccError('KEY_NOT_FOUND');
@@ -114,7 +115,7 @@ export class WriteTxn {
     };
     // The batch first: if it refuses the record, the index has not moved and the txn stays usable.
     this.state.putRecord(this.batch, rev, record);
-    const now = this.state.index.getOrCreate(toKeyString(key), key).put(rev);
+    const now = (history ?? this.state.index.getOrCreate(keyString, key)).put(rev);
     assert(now.created === record.createRevision && now.version === record.version, 'index and record disagree on a put');
     const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
     this.events.push({ type: 'PUT', kv: recordKeyValue(record), prevKv });
