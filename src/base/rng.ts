@@ -27,7 +27,7 @@ export class SeededRng implements Rng {
   private s3: number;
 
   constructor(seed: number) {
-    assert(Number.isSafeInteger(seed), `rng seed must be a safe integer, got ${seed}`);
+    assert(Number.isSafeInteger(seed), () => `rng seed must be a safe integer, got ${seed}`);
     let x = (seed ^ Math.floor(seed / 0x100000000)) >>> 0;
     const next = (): number => {
       x = (x + 0x9e3779b9) >>> 0;
@@ -56,12 +56,12 @@ export class SeededRng implements Rng {
   }
 
   intBelow(bound: number): number {
-    assert(Number.isInteger(bound) && bound > 0 && bound <= 0x100000000, `intBelow bound out of range: ${bound}`);
+    assert(Number.isInteger(bound) && bound > 0 && bound <= 0x100000000, () => `intBelow bound out of range: ${bound}`);
     return Math.floor(this.float() * bound);
   }
 
   intBetween(min: number, max: number): number {
-    assert(min <= max, `intBetween: min ${min} > max ${max}`);
+    assert(min <= max, () => `intBetween: min ${min} > max ${max}`);
     return min + this.intBelow(max - min + 1);
   }
 

@@ -57,7 +57,7 @@ export const keys = {
 };
 
 export function writeU64(out: Uint8Array, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  assert(Number.isSafeInteger(value) && value >= 0, () => `u64 out of range: ${value}`);
   let high = Math.floor(value / 0x100000000);
   let low = value >>> 0;
   for (let i = 3; i >= 0; i--) {
@@ -76,6 +76,6 @@ export function readU64(bytes: Uint8Array, offset: number): number {
     low = low * 256 + (bytes[offset + 4 + i] as number);
   }
   const value = high * 0x100000000 + low;
-  assert(Number.isSafeInteger(value), `u64 above 2^53 at offset ${offset}`);
+  assert(Number.isSafeInteger(value), () => `u64 above 2^53 at offset ${offset}`);
   return value;
 }

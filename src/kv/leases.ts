@@ -64,7 +64,7 @@ export class LeaseTable {
   }
 
   grant(batch: WriteBatch, record: LeaseRecord): void {
-    assert(!this.leases.has(record.id), `lease ${record.id} granted twice`);
+    assert(!this.leases.has(record.id), () => `lease ${record.id} granted twice`);
     this.leases.set(record.id, { record, keys: new Set() });
     batch.put(keys.lease(this.rangeId, record.id), encodeJson(record));
   }

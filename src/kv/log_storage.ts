@@ -5,15 +5,17 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 
-/** Terms cached per range; each costs a map slot (about 50 bytes). */
+/** Terms cached per range, in a ring of slots by index (16 bytes each); a power of two. */
 export const TERM_CACHE_ENTRIES = 4096;
 /**
  * The newest entries kept decoded per range, so that applying them (and
  * sending them to a follower) does not read back and decode what was just
  * written: by count and by payload bytes, whichever bound is reached first.
  */
-export const ENTRY_CACHE_ENTRIES = 2048;
+export const ENTRY_CACHE_ENTRIES = 2048; // a power of two: the cache is a ring of slots by index
 export const ENTRY_CACHE_BYTES = 8 * 1024 * 1024;
+const ENTRY_RING_MASK = ENTRY_CACHE_ENTRIES - 1;
+const TERM_RING_MASK = TERM_CACHE_ENTRIES - 1;
 
 /** Makes a snapshot of the range's applied state: metadata at the applied index and the data. */
 export type SnapshotSource = () => Snapshot;
@@ -28,10 +30,18 @@ export type SnapshotSource = () => Snapshot;
 export class EngineLogStorage implements LogStorage {
   private truncated: TruncatedState;
   private last: number;
-  /** Terms of recent entries by index, so term() need not decode entries (Raft asks often). */
-  private readonly termCache = new Map<number, number>();
-  /** Recent entries by index, always a contiguous run ending at `last` (see ENTRY_CACHE_ENTRIES). */
-  private readonly entryCache = new Map<number, Entry>();
+  /**
+   * Terms of recent entries, so term() need not decode entries (Raft asks
+   * often): slot `index & mask` holds the term of `index` if termIndexes says
+   * so. Rings, not Maps: the hot path (an append per entry) then allocates
+   * nothing and evicts by overwriting.
+   */
+  private readonly termIndexes = new Float64Array(TERM_CACHE_ENTRIES).fill(-1);
+  private readonly terms = new Float64Array(TERM_CACHE_ENTRIES);
+  /** Recent entries: the contiguous run [cacheFirst, cacheLast], slot `index & mask` (see ENTRY_CACHE_ENTRIES). */
+  private readonly entryRing: (Entry | undefined)[] = new Array<Entry | undefined>(ENTRY_CACHE_ENTRIES).fill(undefined);
+  private cacheFirst = 1;
+  private cacheLast = 0;
   private entryCacheBytes = 0;
 
   constructor(
@@ -67,24 +77,24 @@ export class EngineLogStorage implements LogStorage {
     let size = 0;
     for (const kv of this.engine.scan({ start: keys.logEntry(this.rangeId, lo), end: keys.logEntry(this.rangeId, hi) })) {
       const e = decodeEntry(kv.value);
-      assert(e.index === lo + out.length, `range ${this.rangeId}: log gap at ${lo + out.length} (found ${e.index})`);
+      assert(e.index === lo + out.length, () => `range ${this.rangeId}: log gap at ${lo + out.length} (found ${e.index})`);
       size += e.data.byteLength + 24;
       if (out.length > 0 && size > maxBytes) break;
       out.push(e);
     }
-    assert(out.length > 0 || lo === hi, `range ${this.rangeId}: no entries in [${lo}, ${hi})`);
+    assert(out.length > 0 || lo === hi, () => `range ${this.rangeId}: no entries in [${lo}, ${hi})`);
     return limitSize(out, maxBytes);
   }
 
   /** [lo, hi) from the entry cache, cut at maxBytes as a scan would be; undefined unless all of it is cached. */
   private cachedEntries(lo: number, hi: number, maxBytes: number): readonly Entry[] | undefined {
-    if (hi <= lo || !this.entryCache.has(lo) || !this.entryCache.has(hi - 1)) return undefined;
+    if (hi <= lo || lo < this.cacheFirst || hi - 1 > this.cacheLast) return undefined;
     const out: Entry[] = [];
     let size = 0;
     for (let i = lo; i < hi; i++) {
-      const e = this.entryCache.get(i);
+      const e = this.entryRing[i & ENTRY_RING_MASK];
       // The cache is contiguous, so with both ends present every index between is too.
-      assert(e !== undefined && e.index === i, `range ${this.rangeId}: entry cache gap at ${i}`);
+      assert(e !== undefined && e.index === i, () => `range ${this.rangeId}: entry cache gap at ${i}`);
       size += e.data.byteLength + 24;
       if (out.length > 0 && size > maxBytes) break;
       out.push(e);
@@ -92,31 +102,59 @@ export class EngineLogStorage implements LogStorage {
     return limitSize(out, maxBytes);
   }
 
+  /** Extends the cached run by `e`, which must follow it (an empty run starts at `e`); evicts from the oldest end. */
   private cacheEntry(e: Entry): void {
-    this.entryCache.set(e.index, e);
+    if (this.cacheLast < this.cacheFirst) {
+      this.cacheFirst = e.index;
+      this.cacheLast = e.index - 1;
+    }
+    assert(e.index === this.cacheLast + 1, () => `range ${this.rangeId}: entry ${e.index} cached after ${this.cacheLast}`);
+    // The slot still holds the entry ENTRY_CACHE_ENTRIES older when the ring is full: evict it first.
+    if (e.index - this.cacheFirst >= ENTRY_CACHE_ENTRIES) this.evictOldestEntry();
+    this.entryRing[e.index & ENTRY_RING_MASK] = e;
+    this.cacheLast = e.index;
     this.entryCacheBytes += e.data.byteLength;
-    // Evict from the oldest index: insertion order is index order, as appends only extend or replace the tail.
-    while (this.entryCache.size > ENTRY_CACHE_ENTRIES || (this.entryCacheBytes > ENTRY_CACHE_BYTES && this.entryCache.size > 1)) {
-      const oldest = this.entryCache.keys().next().value as number;
-      this.uncacheEntry(oldest);
+    while (this.entryCacheBytes > ENTRY_CACHE_BYTES && this.cacheFirst < this.cacheLast) this.evictOldestEntry();
+  }
+
+  private evictOldestEntry(): void {
+    const slot = this.cacheFirst & ENTRY_RING_MASK;
+    const e = this.entryRing[slot] as Entry;
+    this.entryRing[slot] = undefined;
+    this.entryCacheBytes -= e.data.byteLength;
+    this.cacheFirst++;
+  }
+
+  /** Drops cached entries from `index` on (a conflicting suffix). */
+  private uncacheFrom(index: number): void {
+    while (this.cacheLast >= this.cacheFirst && this.cacheLast >= index) {
+      const slot = this.cacheLast & ENTRY_RING_MASK;
+      this.entryCacheBytes -= (this.entryRing[slot] as Entry).data.byteLength;
+      this.entryRing[slot] = undefined;
+      this.cacheLast--;
     }
   }
 
-  private uncacheEntry(index: number): void {
-    const e = this.entryCache.get(index);
-    if (e === undefined) return;
-    this.entryCache.delete(index);
-    this.entryCacheBytes -= e.data.byteLength;
+  /** Drops cached entries up to and including `index` (compacted). */
+  private uncacheUpTo(index: number): void {
+    while (this.cacheFirst <= this.cacheLast && this.cacheFirst <= index) this.evictOldestEntry();
+  }
+
+  private clearEntryCache(): void {
+    this.entryRing.fill(undefined);
+    this.cacheFirst = 1;
+    this.cacheLast = 0;
+    this.entryCacheBytes = 0;
   }
 
   term(index: number): number {
     if (index === this.truncated.index) return this.truncated.term;
     if (index < this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: term of ${index} is compacted`);
     if (index > this.last) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: term of ${index} beyond last index ${this.last}`);
-    const cached = this.termCache.get(index);
-    if (cached !== undefined) return cached;
+    const slot = index & TERM_RING_MASK;
+    if (this.termIndexes[slot] === index) return this.terms[slot] as number;
     const raw = this.engine.get(keys.logEntry(this.rangeId, index));
-    assert(raw !== undefined, `range ${this.rangeId}: log entry ${index} missing below last index ${this.last}`);
+    assert(raw !== undefined, () => `range ${this.rangeId}: log entry ${index} missing below last index ${this.last}`);
     const term = decodeEntry(raw).term;
     this.cacheTerm(index, term);
     return term;
@@ -135,8 +173,14 @@ export class EngineLogStorage implements LogStorage {
   }
 
   private cacheTerm(index: number, term: number): void {
-    if (this.termCache.size >= TERM_CACHE_ENTRIES) this.termCache.delete(this.termCache.keys().next().value as number);
-    this.termCache.set(index, term);
+    const slot = index & TERM_RING_MASK;
+    this.termIndexes[slot] = index;
+    this.terms[slot] = term;
+  }
+
+  private uncacheTerm(index: number): void {
+    const slot = index & TERM_RING_MASK;
+    if (this.termIndexes[slot] === index) this.termIndexes[slot] = -1;
   }
 
   // ---- writes, into the loop turn's batch ------------------------------------
@@ -145,19 +189,14 @@ export class EngineLogStorage implements LogStorage {
   append(batch: WriteBatch, entries: readonly Entry[]): void {
     const first = entries[0];
     if (first === undefined) return;
-    assert(first.index > this.truncated.index, `range ${this.rangeId}: append at ${first.index} below the truncated index ${this.truncated.index}`);
-    assert(first.index <= this.last + 1, `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
+    assert(first.index > this.truncated.index, () => `range ${this.rangeId}: append at ${first.index} below the truncated index ${this.truncated.index}`);
+    assert(first.index <= this.last + 1, () => `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
     const newLast = (entries[entries.length - 1] as Entry).index;
     // Entries past the new ones are gone (a conflicting suffix); so are their cached terms.
-    for (let i = first.index; i <= this.last; i++) {
-      this.termCache.delete(i);
-      this.uncacheEntry(i);
-    }
+    for (let i = first.index; i <= this.last; i++) this.uncacheTerm(i);
+    this.uncacheFrom(first.index);
     // A cache that does not reach up to the first new entry would not stay contiguous: start afresh.
-    if (this.entryCache.size > 0 && !this.entryCache.has(first.index - 1)) {
-      this.entryCache.clear();
-      this.entryCacheBytes = 0;
-    }
+    if (this.cacheLast >= this.cacheFirst && this.cacheLast !== first.index - 1) this.clearEntryCache();
     for (const e of entries) {
       batch.putOwned(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
       this.cacheTerm(e.index, e.term);
@@ -178,11 +217,11 @@ export class EngineLogStorage implements LogStorage {
   /** Drops entries up to and including `index` (they are covered by the applied state). */
   compact(batch: WriteBatch, index: number): void {
     if (index <= this.truncated.index) return;
-    assert(index <= this.last, `range ${this.rangeId}: compact ${index} beyond last index ${this.last}`);
+    assert(index <= this.last, () => `range ${this.rangeId}: compact ${index} beyond last index ${this.last}`);
     const term = this.term(index);
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEntry(this.rangeId, index + 1));
-    for (const i of [...this.termCache.keys()]) if (i <= index) this.termCache.delete(i);
-    for (const i of [...this.entryCache.keys()]) if (i <= index) this.uncacheEntry(i);
+    // Cached terms at or below `index` may stay: term() answers for those from the truncated state or refuses.
+    this.uncacheUpTo(index);
     this.truncated = { index, term };
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
   }
@@ -191,9 +230,8 @@ export class EngineLogStorage implements LogStorage {
   applySnapshot(batch: WriteBatch, snapshot: Snapshot): void {
     const { index, term } = snapshot.metadata;
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEnd(this.rangeId));
-    this.termCache.clear();
-    this.entryCache.clear();
-    this.entryCacheBytes = 0;
+    this.termIndexes.fill(-1);
+    this.clearEntryCache();
     this.truncated = { index, term };
     this.last = index;
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));

@@ -91,7 +91,7 @@ export class Replica {
 
   private installSnapshot(batch: WriteBatch, snapshot: Snapshot): void {
     const { index, confState } = snapshot.metadata;
-    assert(index > this.applied, `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
+    assert(index > this.applied, () => `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
     this.stateMachine.restore(batch, snapshot.data);
     this.log.applySnapshot(batch, snapshot);
     this.confState = confState;
@@ -104,7 +104,7 @@ export class Replica {
     const out: Applied[] = [];
     for (const e of rd.committedEntries) {
       if (e.index <= this.applied) continue; // covered by a snapshot installed in this Ready
-      assert(e.index === this.applied + 1, `range ${this.rangeId}: applying ${e.index} after ${this.applied}`);
+      assert(e.index === this.applied + 1, () => `range ${this.rangeId}: applying ${e.index} after ${this.applied}`);
       this.visible ??= { index: this.applied, confState: this.confState };
       let result: unknown;
       if (e.type === 'conf-change') {

@@ -106,7 +106,7 @@ export class Store {
    * membership, so members added later start from a snapshot.
    */
   openRange(rangeId: RangeId, bootstrap?: RangeBootstrap): Replica {
-    assert(!this.replicas.has(rangeId), `range ${rangeId} already open`);
+    assert(!this.replicas.has(rangeId), () => `range ${rangeId} already open`);
     if (bootstrap !== undefined && this.o.engine.get(keys.applyState(rangeId)) === undefined && this.o.engine.get(keys.hardState(rangeId)) === undefined) {
       const batch = this.o.engine.newBatch();
       batch.put(keys.truncated(rangeId), encodeJson({ index: 1, term: 1 }));

@@ -45,7 +45,7 @@ export function compact(state: MvccState, revision: number, batch: WriteBatch, l
  * restart resumes where the last committed step ended.
  */
 export function compactStep(state: MvccState, batch: WriteBatch, limit: number): boolean {
-  assert(Number.isSafeInteger(limit) && limit > 0, `compaction step limit must be positive, got ${limit}`);
+  assert(Number.isSafeInteger(limit) && limit > 0, () => `compaction step limit must be positive, got ${limit}`);
   assert(!state.writing, 'compaction step during a write transaction');
   const cursor = state.compactionCursor;
   if (cursor === undefined) return true;

@@ -53,7 +53,7 @@ export class Changer {
     for (const id of cfg.learnersNext) {
       cfg.learners.add(id);
       const pr = prs.get(id);
-      assert(pr !== undefined, `learnerNext ${id} has no progress`);
+      assert(pr !== undefined, () => `learnerNext ${id} has no progress`);
       pr.isLearner = true;
     }
     cfg.learnersNext.clear();
@@ -187,20 +187,20 @@ function invalid(rule: string): never {
 export function checkConfigInvariants(config: TrackerConfig, prs: ReadonlyMap<NodeId, Progress>): void {
   const [incoming, outgoing] = config.voters;
   for (const set of [incoming, outgoing, config.learners, config.learnersNext]) {
-    for (const id of set) assert(prs.has(id), `member ${id} has no progress`);
+    for (const id of set) assert(prs.has(id), () => `member ${id} has no progress`);
   }
   for (const id of config.learnersNext) {
-    assert(outgoing.has(id), `learnerNext ${id} is not an outgoing voter`);
-    assert(!(prs.get(id) as Progress).isLearner, `learnerNext ${id} is already marked learner`);
+    assert(outgoing.has(id), () => `learnerNext ${id} is not an outgoing voter`);
+    assert(!(prs.get(id) as Progress).isLearner, () => `learnerNext ${id} is already marked learner`);
   }
   for (const id of config.learners) {
-    assert(!incoming.has(id) && !outgoing.has(id), `learner ${id} is also a voter`);
-    assert((prs.get(id) as Progress).isLearner, `learner ${id} not marked as learner`);
+    assert(!incoming.has(id) && !outgoing.has(id), () => `learner ${id} is also a voter`);
+    assert((prs.get(id) as Progress).isLearner, () => `learner ${id} not marked as learner`);
   }
   for (const [id, pr] of prs) {
     const member = incoming.has(id) || outgoing.has(id) || config.learners.has(id);
-    assert(member, `progress for non-member ${id}`);
-    if (pr.isLearner) assert(config.learners.has(id), `${id} marked learner but not in learners`);
+    assert(member, () => `progress for non-member ${id}`);
+    if (pr.isLearner) assert(config.learners.has(id), () => `${id} marked learner but not in learners`);
   }
   if (outgoing.size === 0) {
     assert(config.learnersNext.size === 0, 'learnersNext outside a joint config');

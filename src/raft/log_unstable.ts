@@ -72,8 +72,8 @@ export class UnstableLog {
   }
 
   private mustCheckOutOfBounds(lo: number, hi: number): void {
-    assert(lo <= hi, `unstable slice: invalid range [${lo}, ${hi})`);
+    assert(lo <= hi, () => `unstable slice: invalid range [${lo}, ${hi})`);
     const upper = this.offset + this.entries.length;
-    assert(lo >= this.offset && hi <= upper, `unstable slice [${lo}, ${hi}) out of bounds [${this.offset}, ${upper})`);
+    assert(lo >= this.offset && hi <= upper, () => `unstable slice [${lo}, ${hi}) out of bounds [${this.offset}, ${upper})`);
   }
 }

@@ -133,9 +133,9 @@ export class Raft {
     let out = m.from === NONE ? { ...m, from: this.id } : m;
     if (out.type === 'MsgVote' || out.type === 'MsgVoteResp' || out.type === 'MsgPreVote' || out.type === 'MsgPreVoteResp') {
       // Votes carry the term they are for: a pre-vote carries the term it would campaign in.
-      assert(out.term !== 0, `term must be set when sending ${out.type}`);
+      assert(out.term !== 0, () => `term must be set when sending ${out.type}`);
     } else {
-      assert(out.term === 0, `term must not be set when sending ${out.type}, got ${out.term}`);
+      assert(out.term === 0, () => `term must not be set when sending ${out.type}, got ${out.term}`);
       // Proposals and forwarded ReadIndex travel without a term: they are local in spirit.
       if (out.type !== 'MsgProp' && out.type !== 'MsgReadIndex') out = { ...out, term: this.term };
     }
@@ -243,7 +243,7 @@ export class Raft {
   // ---- state transitions ---------------------------------------------------
 
   private reset(term: number): void {
-    assert(term >= this.term, `term must never decrease: ${this.term} -> ${term}`);
+    assert(term >= this.term, () => `term must never decrease: ${this.term} -> ${term}`);
     if (this.term !== term) {
       this.term = term;
       this.vote = NONE;
@@ -818,10 +818,10 @@ export class Raft {
   checkInvariants(): void {
     const { applied, committed } = this.raftLog;
     const last = this.raftLog.lastIndex();
-    assert(applied <= committed, `applied ${applied} > committed ${committed}`);
-    assert(committed <= last, `committed ${committed} > last index ${last}`);
+    assert(applied <= committed, () => `applied ${applied} > committed ${committed}`);
+    assert(committed <= last, () => `committed ${committed} > last index ${last}`);
     assert(this.raftLog.firstIndex() - 1 <= last, 'first index beyond last index + 1');
-    assert(committed >= this.checkedCommit.index, `commit index went back from ${this.checkedCommit.index} to ${committed}`);
+    assert(committed >= this.checkedCommit.index, () => `commit index went back from ${this.checkedCommit.index} to ${committed}`);
     const t = this.raftLog.termOrUndefined(this.checkedCommit.index);
     assert(
       t === undefined || this.checkedCommit.index === 0 || t === this.checkedCommit.term,
@@ -831,10 +831,10 @@ export class Raft {
     if (ct !== undefined) this.checkedCommit = { index: committed, term: ct };
     assert(this.state !== 'leader' || this.lead === this.id, 'a leader must name itself as lead');
     assert(this.state !== 'candidate' || this.vote === this.id, 'a candidate votes for itself');
-    assert(this.raftLog.lastTerm() <= this.term, `last log term ${this.raftLog.lastTerm()} above current term ${this.term}`);
+    assert(this.raftLog.lastTerm() <= this.term, () => `last log term ${this.raftLog.lastTerm()} above current term ${this.term}`);
     if (this.state === 'leader') {
       const self = this.trk.progress.get(this.id);
-      assert(self !== undefined && self.match === last, `leader's own match ${self?.match} != last index ${last}`);
+      assert(self !== undefined && self.match === last, () => `leader's own match ${self?.match} != last index ${last}`);
     }
   }
 }

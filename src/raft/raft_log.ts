@@ -41,7 +41,7 @@ export class RaftLog {
     const lastNew = index + entries.length;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      assert(conflict > this.committed, `entry ${conflict} conflicts with a committed entry (committed ${this.committed})`);
+      assert(conflict > this.committed, () => `entry ${conflict} conflicts with a committed entry (committed ${this.committed})`);
       this.append(entries.slice(conflict - index - 1));
     }
     this.commitTo(Math.min(committed, lastNew));
@@ -51,7 +51,7 @@ export class RaftLog {
   append(entries: readonly Entry[]): number {
     if (entries.length === 0) return this.lastIndex();
     const after = (entries[0] as Entry).index - 1;
-    assert(after >= this.committed, `append after ${after} would overwrite committed ${this.committed}`);
+    assert(after >= this.committed, () => `append after ${after} would overwrite committed ${this.committed}`);
     this.unstable.truncateAndAppend(entries);
     return this.lastIndex();
   }
@@ -116,13 +116,13 @@ export class RaftLog {
 
   commitTo(index: number): void {
     if (index <= this.committed) return; // never decrease
-    assert(index <= this.lastIndex(), `commit ${index} is beyond last index ${this.lastIndex()}; the log is corrupt, truncated or lost`);
+    assert(index <= this.lastIndex(), () => `commit ${index} is beyond last index ${this.lastIndex()}; the log is corrupt, truncated or lost`);
     this.committed = index;
   }
 
   appliedTo(index: number): void {
     if (index === 0) return;
-    assert(index <= this.committed && index >= this.applied, `applied ${index} out of range [${this.applied}, ${this.committed}]`);
+    assert(index <= this.committed && index >= this.applied, () => `applied ${index} out of range [${this.applied}, ${this.committed}]`);
     this.applied = index;
   }
 
@@ -201,10 +201,10 @@ export class RaftLog {
   }
 
   private mustCheckOutOfBounds(lo: number, hi: number): void {
-    assert(lo <= hi, `invalid slice [${lo}, ${hi})`);
+    assert(lo <= hi, () => `invalid slice [${lo}, ${hi})`);
     const first = this.firstIndex();
     // Callers catch this and fall back to sending a snapshot.
     if (lo < first) throw new TesseraError('LOG_COMPACTED', `index ${lo} is compacted (first is ${first})`);
-    assert(hi <= this.lastIndex() + 1, `slice [${lo}, ${hi}) beyond last index ${this.lastIndex()}`);
+    assert(hi <= this.lastIndex() + 1, () => `slice [${lo}, ${hi}) beyond last index ${this.lastIndex()}`);
   }
 }

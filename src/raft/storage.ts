@@ -94,7 +94,7 @@ export class MemoryLogStorage implements LogStorage {
     if (index <= this.currentSnapshot.metadata.index) {
       throw new TesseraError('SNAPSHOT_OUT_OF_DATE', `snapshot ${index} is not newer than ${this.currentSnapshot.metadata.index}`);
     }
-    assert(index <= this.lastIndex(), `snapshot index ${index} beyond last index ${this.lastIndex()}`);
+    assert(index <= this.lastIndex(), () => `snapshot index ${index} beyond last index ${this.lastIndex()}`);
     this.currentSnapshot = { metadata: { index, term: this.term(index), confState }, data };
     return this.currentSnapshot;
   }
@@ -103,7 +103,7 @@ export class MemoryLogStorage implements LogStorage {
   compact(compactIndex: number): void {
     const offset = this.offset();
     if (compactIndex <= offset) throw new TesseraError('LOG_COMPACTED', `index ${compactIndex} already compacted`);
-    assert(compactIndex <= this.lastIndex(), `compact ${compactIndex} beyond last index ${this.lastIndex()}`);
+    assert(compactIndex <= this.lastIndex(), () => `compact ${compactIndex} beyond last index ${this.lastIndex()}`);
     const dummy = this.log[compactIndex - offset] as Entry;
     this.log = [{ term: dummy.term, index: dummy.index, type: 'normal', data: new Uint8Array() }, ...this.log.slice(compactIndex - offset + 1)];
   }
@@ -116,7 +116,7 @@ export class MemoryLogStorage implements LogStorage {
     if (lastNew < first) return; // entirely compacted already
     const from = (entries[0] as Entry).index < first ? entries.slice(first - (entries[0] as Entry).index) : entries;
     const start = (from[0] as Entry).index;
-    assert(start <= this.lastIndex() + 1, `append leaves a gap: last ${this.lastIndex()}, new first ${start}`);
+    assert(start <= this.lastIndex() + 1, () => `append leaves a gap: last ${this.lastIndex()}, new first ${start}`);
     this.log.length = start - this.offset();
     for (const entry of from) this.log.push(entry);
   }

@@ -19,7 +19,7 @@ export class Inflights {
   add(lastIndex: number, sizeBytes: number): void {
     assert(!this.full(), 'cannot add to a full inflights window');
     const prev = this.indexes[this.indexes.length - 1];
-    assert(prev === undefined || lastIndex > prev, `inflights must grow: ${lastIndex} after ${prev}`);
+    assert(prev === undefined || lastIndex > prev, () => `inflights must grow: ${lastIndex} after ${prev}`);
     this.indexes.push(lastIndex);
     this.sizes.push(sizeBytes);
     this.bytes += sizeBytes;
