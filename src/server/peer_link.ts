@@ -6,14 +6,14 @@ import type { RangeMessage } from '../kv/store.js';
 import { parseHostPort } from './address.js';
 import { isPeerErrorReason, messageOf, PeerError } from './errors.js';
 import type { TransportLimits } from './transport_limits.js';
-import { decodeFrame, encodeFrame, type Frame, FrameDecoder } from './wire.js';
+import { decodeFrame, encodeFrame, encodeMessages, type Frame, FrameDecoder, type MapFrame } from './wire.js';
 
 /** What a link needs from its transport. */
 export interface LinkHost {
   readonly limits: TransportLimits;
   readonly logger: Logger;
   readonly stats: TransportStats;
-  hello(to: NodeId): Frame;
+  hello(to: NodeId): MapFrame;
   nextSnapshotId(): number;
   unreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
   snapshotDone(rangeId: RangeId, to: NodeId, ok: boolean): void;
@@ -322,7 +322,7 @@ interface EncodedPart {
 /** One frame for the batch; halves it recursively only when it exceeds the frame limit. */
 export function encodeBatch(messages: readonly RangeMessage[], maxFrameBytes: number): EncodedPart[] {
   const rangeIds = [...new Set(messages.map((m) => m.rangeId))];
-  const bytes = encodeFrame({ t: 'msgs', m: messages.map((m) => [m.rangeId, m.message] as const) });
+  const bytes = encodeMessages(messages);
   if (bytes.byteLength - 4 <= maxFrameBytes) return [{ bytes, messages, rangeIds }];
   if (messages.length === 1) return [{ bytes: undefined, messages, rangeIds }];
   const mid = messages.length >> 1;

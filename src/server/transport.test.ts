@@ -7,7 +7,7 @@ import { message, type Message, type NodeId } from '../raft/index.js';
 import type { RangeMessage } from '../kv/store.js';
 import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
-import { decodeFrame, encodeFrame, FrameDecoder, toRangeMessages } from './wire.js';
+import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
 import { isPeerError } from './errors.js';
 
 const A = 11;
@@ -188,7 +188,7 @@ test('transport: a frame above the size limit closes the connection with a logge
     const err = log.lines().find((l) => l.level === 50 && l.reason === 'frame-too-large');
     assert.ok(err, `logged: ${JSON.stringify(log.lines())}`);
     // Garbage that is not msgpack, and a valid frame that is not a hello, are refused the same way.
-    for (const bad of [Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]), encodeFrame({ t: 'msgs', m: [] })]) {
+    for (const bad of [Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]), encodeMessages([])]) {
       const s = connect({ host: '127.0.0.1', port: pb as number });
       s.write(bad);
       s.resume();
@@ -251,21 +251,59 @@ test('transport: snapshots stream in bounded chunks, are reassembled, and their 
   }
 });
 
-test('wire: frames split at any byte boundary decode the same; bad messages are refused with a reason', () => {
-  const frames = [encodeFrame({ t: 'msgs', m: [[1, heartbeat(A, B, 5).message]] }), encodeFrame({ t: 'snapack', id: 3, ok: true })];
+test('wire: frames split at any byte boundary decode the same', () => {
+  const frames = [encodeMessages([heartbeat(A, B, 5)]), encodeFrame({ t: 'snapack', id: 3, ok: true })];
   const all = Buffer.concat(frames);
   for (const cut of [1, 3, 4, 5, all.length - 1]) {
     const dec = new FrameDecoder(1024);
     const got = [...dec.push(all.subarray(0, cut)), ...dec.push(all.subarray(cut))].map((p) => decodeFrame(p).t);
     assert.deepEqual(got, ['msgs', 'snapack'], `cut at ${cut}`);
   }
-  const refuse = (m: unknown, from = A): void => assert.throws(() => toRangeMessages([[1, m]], from, B), (e) => isPeerError(e, 'malformed-frame'));
-  const ok = heartbeat(A, B).message;
-  refuse({ ...ok, type: 'MsgHup' }); // a local message type
-  refuse({ ...ok, from: 99 }); // not the connection's peer
-  refuse({ ...ok, to: 99 });
-  refuse({ ...ok, term: -1 });
-  refuse({ ...ok, entries: [{ term: 1, index: 1, type: 'normal', data: 'x' }] });
-  refuse({ ...ok, type: 'MsgSnap' }); // a snapshot outside a snapshot stream
-  assert.equal(toRangeMessages([[1, ok]], A, B)[0]?.message.type, 'MsgHeartbeat');
+});
+
+test('wire: a message batch decodes to the messages encoded, every field and entry kind included', () => {
+  const cc = { transition: 'auto' as const, changes: [{ type: 'add-learner' as const, nodeId: 33 }], context: 'ctx' };
+  const sent: RangeMessage[] = [
+    { rangeId: 7, message: message({ type: 'MsgApp', from: A, to: B, term: 2 ** 40, logTerm: 5, index: 2 ** 53 - 1, commit: 9, entries: [
+      { term: 5, index: 10, type: 'normal', data: new Uint8Array([1, 2, 3]) },
+      { term: 5, index: 11, type: 'normal', data: new Uint8Array(0) },
+      { term: 5, index: 12, type: 'conf-change', data: new Uint8Array([9]), confChange: cc },
+    ] }) },
+    { rangeId: 1, message: message({ type: 'MsgAppResp', from: A, to: B, term: 5, index: 3, reject: true, rejectHint: 2 }) },
+    { rangeId: 1, message: message({ type: 'MsgHeartbeat', from: A, to: B, term: 5, commit: 4, leaseTick: 77, context: 'read-ü-1' }) },
+  ];
+  const frame = encodeMessages(sent);
+  assert.equal(frame.readUInt32BE(0), frame.byteLength - 4);
+  const f = decodeFrame(frame.subarray(4));
+  assert.ok(f.t === 'msgs');
+  const got = decodeMessages(f.payload, A, B);
+  const plainBytes = (rm: RangeMessage): unknown => ({ ...rm, message: { ...rm.message, entries: rm.message.entries.map((e) => ({ ...e, data: [...e.data] })) } });
+  assert.deepEqual(got.map(plainBytes), sent.map(plainBytes));
+  assert.deepEqual(decodeMessages(encodeMessages([]).subarray(4), A, B), []);
+  assert.throws(() => encodeMessages([{ rangeId: 1, message: message({ type: 'MsgHup', from: A, to: B }) }]), /no wire code/);
+});
+
+test('wire: a malformed or misaddressed message batch is refused with a reason', () => {
+  const refuse = (payload: Buffer, from = A, self = B): void => assert.throws(() => decodeMessages(payload, from, self), (e) => isPeerError(e, 'malformed-frame'));
+  const good = encodeMessages([app(A, B, 16, 4)]).subarray(4);
+  assert.equal(decodeMessages(good, A, B)[0]?.message.entries[0]?.data.byteLength, 16);
+  const patched = (at: number, write: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(good);
+    write(b.subarray(at));
+    return b;
+  };
+  // Offsets in the payload: tag 0, count 1, range id 5, type 13, flags 14, to 15, from 23, term 31.
+  refuse(good, 99); // not the connection's peer
+  refuse(good, A, 99); // addressed to another node
+  refuse(patched(13, (b) => (b[0] = 200))); // no such type
+  refuse(patched(13, (b) => (b[0] = 7))); // MsgSnap outside a snapshot stream
+  refuse(patched(14, (b) => (b[0] = 0x80))); // unknown flag
+  refuse(patched(31, (b) => b.writeDoubleLE(-1, 0))); // negative term
+  refuse(patched(31, (b) => b.writeDoubleLE(1.5, 0))); // not an integer
+  refuse(patched(5, (b) => b.writeDoubleLE(2 ** 60, 0))); // range id past 2^53
+  refuse(patched(1, (b) => b.writeUInt32LE(0xffffffff, 0))); // more messages than bytes
+  refuse(good.subarray(0, good.length - 1)); // cut short
+  refuse(Buffer.concat([good, Buffer.from([0])])); // trailing bytes
+  refuse(patched(good.length - 16 - 4 - 1, (b) => (b[0] = 5))); // entry type
+  refuse(patched(good.length - 16 - 4, (b) => b.writeUInt32LE(1 << 30, 0))); // entry data past the end
 });

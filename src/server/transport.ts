@@ -9,7 +9,7 @@ import { formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, type TransportStats } from './peer_link.js';
 import { resolveLimits, type TransportLimits } from './transport_limits.js';
-import { decodeFrame, encodeFrame, type Frame, FrameDecoder, PEER_PROTOCOL_VERSION, type JoinMember, type SnapChunkFrame, toMessage, toRangeMessages } from './wire.js';
+import { decodeFrame, encodeFrame, type Frame, FrameDecoder, type MapFrame, PEER_PROTOCOL_VERSION, type JoinMember, type SnapChunkFrame, decodeMessages, toMessage } from './wire.js';
 
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './transport_limits.js';
 export type { TransportStats } from './peer_link.js';
@@ -223,12 +223,12 @@ export class PeerTransport implements Transport {
     return true;
   }
 
-  helloFrame(to: NodeId): Frame {
+  helloFrame(to: NodeId): MapFrame {
     const client = this.o.clientAddress?.();
     return { t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.o.clusterId, from: this.o.nodeId, to, name: this.o.name, ...(client === undefined ? {} : { client }) };
   }
 
-  welcomeFrame(): Frame {
+  welcomeFrame(): MapFrame {
     const client = this.o.clientAddress?.();
     return { t: 'welcome', from: this.o.nodeId, name: this.o.name, ...(client === undefined ? {} : { client }) };
   }
@@ -305,7 +305,7 @@ class Inbound {
       this.onHello(frame);
       return;
     }
-    if (frame.t === 'msgs') this.t.deliver(this.peer, toRangeMessages(frame.m, this.peer, this.o.nodeId));
+    if (frame.t === 'msgs') this.t.deliver(this.peer, decodeMessages(frame.payload, this.peer, this.o.nodeId));
     else if (frame.t === 'snap') this.onChunk(frame);
     else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
   }
