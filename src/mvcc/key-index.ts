@@ -222,7 +222,9 @@ export class KeyIndex {
   getOrCreate(keyString: string, key: Uint8Array): KeyHistory {
     let history = this.histories.get(keyString);
     if (history === undefined) {
-      history = new KeyHistory(key);
+      // A copy: `key` is often a view of a larger buffer (a decoded command, a peer frame), which the
+      // index would otherwise keep alive for as long as the key exists.
+      history = new KeyHistory(new Uint8Array(key));
       this.histories.set(keyString, history);
       this.order.insert(keyString);
     }
