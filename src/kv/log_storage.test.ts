@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { isTesseraError } from '../base/index.js';
 import type { Entry, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
@@ -57,4 +58,57 @@ test('EngineLogStorage: entries evicted from the cache are read from the engine'
   const [cached, stored] = both(engine, log, 1, total + 1);
   assert.equal(cached.length, total);
   assert.deepEqual(cached, stored);
+});
+
+test('EngineLogStorage: random appends, conflicting suffixes, compactions and snapshots read alike from the caches and from the engine', () => {
+  // Small entries and many operations, so the entry ring (ENTRY_CACHE_ENTRIES) wraps and the term ring
+  // is overwritten; every read is checked against a fresh storage on the same engine, which has no cache.
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.record({ kind: fc.constant('append' as const), back: fc.nat(40), count: fc.integer({ min: 1, max: 1500 }), bytes: fc.nat(64) }),
+          fc.record({ kind: fc.constant('compact' as const), keep: fc.nat(3000) }),
+          fc.record({ kind: fc.constant('snapshot' as const), ahead: fc.nat(50) }),
+          fc.record({ kind: fc.constant('read' as const), from: fc.nat(5000), span: fc.integer({ min: 1, max: 3000 }), maxBytes: fc.integer({ min: 1, max: 100_000 }) }),
+        ),
+        { minLength: 5, maxLength: 30, size: 'max' },
+      ),
+      (ops) => {
+        const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+        const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+        let term = 1;
+        for (const op of ops) {
+          const first = log.firstIndex();
+          const last = log.lastIndex();
+          if (op.kind === 'append') {
+            // From up to `back` entries before the end (a conflicting suffix under a newer term), never below the first.
+            const start = Math.max(first, last + 1 - op.back);
+            if (start <= last) term++;
+            commit(engine, (b) => log.append(b, Array.from({ length: op.count }, (_, i) => entry(start + i, term, op.bytes))));
+          } else if (op.kind === 'compact') {
+            const to = last - op.keep;
+            if (to >= first) commit(engine, (b) => log.compact(b, to));
+          } else if (op.kind === 'snapshot') {
+            const index = last + op.ahead;
+            const snap: Snapshot = { metadata: { index, term, confState: { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array() };
+            commit(engine, (b) => log.applySnapshot(b, snap));
+          } else {
+            const lo = first + (op.from % Math.max(1, last - first + 1));
+            const hi = Math.min(last + 1, lo + op.span);
+            if (lo > last) continue;
+            const [cached, stored] = both(engine, log, lo, hi, op.maxBytes);
+            assert.deepEqual(cached, stored);
+          }
+          // Terms of every index still in the log, the cached ones included, match the engine's.
+          const fresh = new EngineLogStorage(engine, RANGE, noSnapshot);
+          assert.equal(log.lastIndex(), fresh.lastIndex());
+          assert.equal(log.firstIndex(), fresh.firstIndex());
+          for (let i = log.firstIndex() - 1; i <= log.lastIndex(); i += 37) assert.equal(log.term(i), fresh.term(i), `term of ${i}`);
+          if (log.lastIndex() >= log.firstIndex()) assert.equal(log.term(log.lastIndex()), fresh.term(log.lastIndex()));
+        }
+      },
+    ),
+    { numRuns: 40 },
+  );
 });

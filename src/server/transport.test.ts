@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -306,4 +307,78 @@ test('wire: a malformed or misaddressed message batch is refused with a reason',
   refuse(Buffer.concat([good, Buffer.from([0])])); // trailing bytes
   refuse(patched(good.length - 16 - 4 - 1, (b) => (b[0] = 5))); // entry type
   refuse(patched(good.length - 16 - 4, (b) => b.writeUInt32LE(1 << 30, 0))); // entry data past the end
+});
+
+const wireMessage = (from: NodeId, to: NodeId): fc.Arbitrary<RangeMessage> => {
+  const int = fc.oneof(fc.nat(1000), fc.maxSafeNat());
+  const entry = fc.oneof(
+    fc.record({ term: int, index: int, type: fc.constant('normal' as const), data: fc.uint8Array({ maxLength: 300 }) }),
+    fc.record({
+      term: int,
+      index: int,
+      type: fc.constant('conf-change' as const),
+      data: fc.uint8Array({ maxLength: 20 }),
+      // Spread into plain objects: fc.record builds them without a prototype, which deepEqual tells apart.
+      confChange: fc
+        .record({ transition: fc.constantFrom('auto' as const, 'implicit' as const, 'explicit' as const), changes: fc.array(fc.record({ type: fc.constantFrom('add-node' as const, 'remove-node' as const, 'add-learner' as const), nodeId: fc.integer({ min: 1, max: 2 ** 31 }) }), { maxLength: 3 }) })
+        .map((c) => ({ ...c, changes: c.changes.map((x) => ({ ...x })) })),
+    }),
+  );
+  const types = ['MsgProp', 'MsgApp', 'MsgAppResp', 'MsgVote', 'MsgVoteResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp'] as const;
+  return fc
+    .record({
+      rangeId: int,
+      type: fc.constantFrom(...types),
+      term: int,
+      logTerm: int,
+      index: int,
+      commit: int,
+      reject: fc.boolean(),
+      rejectHint: int,
+      entries: fc.array(entry, { maxLength: 5 }),
+      context: fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
+      leaseTick: fc.option(int, { nil: undefined }),
+    })
+    .map(({ rangeId, context, leaseTick, ...m }) => ({
+      rangeId,
+      message: message({ ...m, from, to, ...(context === undefined ? {} : { context }), ...(leaseTick === undefined ? {} : { leaseTick }) }),
+    }));
+};
+
+test('wire: any batch of messages survives encode and decode unchanged (property)', () => {
+  const plainBytes = (rm: RangeMessage): unknown => ({ ...rm, message: { ...rm.message, entries: rm.message.entries.map((e) => ({ ...e, data: [...e.data] })) } });
+  fc.assert(
+    fc.property(fc.array(wireMessage(A, B), { maxLength: 8 }), (sent) => {
+      const frame = encodeMessages(sent);
+      const got = decodeMessages(frame.subarray(4), A, B);
+      assert.deepEqual(got.map(plainBytes), sent.map(plainBytes));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('wire: a corrupted message batch decodes to checked messages or is refused, never anything else (fuzz)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(wireMessage(A, B), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.record({ at: fc.nat(), value: fc.nat(255) }), { minLength: 1, maxLength: 6 }),
+      fc.nat(),
+      (sent, flips, cut) => {
+        const payload = Buffer.from(encodeMessages(sent).subarray(4));
+        for (const f of flips) payload[f.at % payload.length] = f.value;
+        const damaged = cut % 3 === 0 ? payload.subarray(0, cut % payload.length) : payload;
+        try {
+          for (const { message: m } of decodeMessages(damaged, A, B)) {
+            assert.equal(m.from, A);
+            assert.equal(m.to, B);
+            for (const v of [m.term, m.logTerm, m.index, m.commit, m.rejectHint]) assert.ok(Number.isSafeInteger(v) && v >= 0);
+            assert.notEqual(m.type, 'MsgSnap');
+          }
+        } catch (error) {
+          assert.ok(isPeerError(error, 'malformed-frame'), `refused with something other than a PeerError: ${String(error)}`);
+        }
+      },
+    ),
+    { numRuns: 1000 },
+  );
 });
