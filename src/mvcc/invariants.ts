@@ -1,7 +1,7 @@
 import { assert } from '../base/index.js';
 import { bytesEqual } from './bytes.js';
 import { decodeRecord, decodeRevisionKey, revisionKeySpan } from './codec.js';
-import type { Generation, KeyHistory } from './key-index.js';
+import { type Generation, type KeyHistory, changeCount, revisionAt } from './key-index.js';
 import { formatRevision } from './revision.js';
 import { type MvccState, rebuildIndex } from './state.js';
 
@@ -32,19 +32,20 @@ export function checkInvariants(state: MvccState): void {
 
 function checkHistoryAgainstStorage(state: MvccState, history: KeyHistory): void {
   for (const g of history.generations) {
-    g.revs.forEach((rev, i) => {
+    for (let i = 0; i < changeCount(g); i++) {
+      const rev = revisionAt(g, i);
       assert(rev.main <= state.currentRevision, () => `index revision ${formatRevision(rev)} after the current revision`);
       const record = state.loadRecord(rev);
       assert(bytesEqual(record.key, history.key), () => `record ${formatRevision(rev)} belongs to another key`);
-      const isTomb = g.closed && i === g.revs.length - 1;
+      const isTomb = g.closed && i === changeCount(g) - 1;
       assert(record.tombstone === isTomb, () => `record ${formatRevision(rev)} tombstone flag disagrees with the index`);
       if (!isTomb) checkLiveRecord(g, i, record.createRevision, record.version, formatRevision(rev));
-    });
+    }
   }
 }
 
 function checkLiveRecord(g: Generation, i: number, created: number, version: number, where: string): void {
-  const lastLive = g.closed ? g.revs.length - 2 : g.revs.length - 1;
+  const lastLive = g.closed ? changeCount(g) - 2 : changeCount(g) - 1;
   assert(created === g.created, () => `record ${where} create revision ${created}, index says ${g.created}`);
   assert(version === g.version - (lastLive - i), () => `record ${where} version ${version} disagrees with the index`);
 }

@@ -2,11 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AssertionError } from '../base/index.js';
-import { KeyHistory } from './key-index.js';
+import { KeyHistory, changeCount, mainAt } from './key-index.js';
 import { SortedKeys } from './sorted-keys.js';
 
 const r = (main: number, sub = 0) => ({ main, sub });
-const revsOf = (h: KeyHistory): string[] => h.generations.map((g) => g.revs.map((x) => `${x.main}${g.closed && x === g.revs[g.revs.length - 1] ? 't' : ''}`).join(','));
+const revsOf = (h: KeyHistory): string[] =>
+  h.generations.map((g) => Array.from({ length: changeCount(g) }, (_, i) => `${mainAt(g, i)}${g.closed && i === changeCount(g) - 1 ? 't' : ''}`).join(','));
 
 /** etcd key_index.go's worked example: put(1);put(2);tombstone(3);put(4);tombstone(5). */
 function example(): KeyHistory {

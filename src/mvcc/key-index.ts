@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { SortedKeys } from './sorted-keys.js';
-import { type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
+import { type Revision, compareRevisions, formatRevision } from './revision.js';
 
 /**
  * One life of a key: from the put that created it to the tombstone that
@@ -16,8 +16,33 @@ import { type Revision, compareRevisions, formatRevision, revisionsEqual } from 
 export interface Generation {
   created: number;
   version: number;
-  revs: Revision[];
+  /**
+   * The changes' revisions, ascending, as pairs: change i has main revision
+   * revs[2i] and sub revision revs[2i + 1]. Numbers, not Revision objects:
+   * the index keeps one per stored change, and an object costs about 40
+   * bytes more and is one more thing for the GC to copy, promote and mark.
+   */
+  revs: number[];
   closed: boolean;
+}
+
+/** Changes in a generation. */
+export function changeCount(g: Generation): number {
+  return g.revs.length >> 1;
+}
+
+/** Main revision of change i. */
+export function mainAt(g: Generation, i: number): number {
+  return g.revs[2 * i]!;
+}
+
+/** Change i of a generation as a Revision. */
+export function revisionAt(g: Generation, i: number): Revision {
+  return { main: g.revs[2 * i]!, sub: g.revs[2 * i + 1]! };
+}
+
+function newGeneration(rev: Revision, created: number, version: number, closed: boolean): Generation {
+  return { created, version, revs: [rev.main, rev.sub], closed };
 }
 
 /** What a key looked like at some revision. */
@@ -43,14 +68,14 @@ export class KeyHistory {
   /** The newest revision of the key, live or tombstone. */
   get newest(): Revision | undefined {
     const g = this.generations[this.generations.length - 1];
-    return g === undefined ? undefined : g.revs[g.revs.length - 1];
+    return g === undefined ? undefined : revisionAt(g, changeCount(g) - 1);
   }
 
   /** The key's current state, or undefined if it is deleted. */
   live(): KeyState | undefined {
     const g = this.generations[this.generations.length - 1];
     if (g === undefined || g.closed) return undefined;
-    return { modified: g.revs[g.revs.length - 1]!, created: g.created, version: g.version };
+    return { modified: revisionAt(g, changeCount(g) - 1), created: g.created, version: g.version };
   }
 
   /** Records a put at `rev`; a put after a delete starts a new generation with version 1. */
@@ -58,9 +83,9 @@ export class KeyHistory {
     this.assertAfterNewest(rev);
     const last = this.generations[this.generations.length - 1];
     if (last === undefined || last.closed) {
-      this.generations.push({ created: rev.main, version: 1, revs: [rev], closed: false });
+      this.generations.push(newGeneration(rev, rev.main, 1, false));
     } else {
-      last.revs.push(rev);
+      last.revs.push(rev.main, rev.sub);
       last.version++;
     }
     return this.live()!;
@@ -71,7 +96,7 @@ export class KeyHistory {
     this.assertAfterNewest(rev);
     const last = this.generations[this.generations.length - 1];
     assert(last !== undefined && !last.closed, () => `tombstone at ${formatRevision(rev)} of a key that is not live`);
-    last.revs.push(rev);
+    last.revs.push(rev.main, rev.sub);
     last.closed = true;
   }
 
@@ -81,15 +106,15 @@ export class KeyHistory {
     const last = this.generations[this.generations.length - 1];
     if (tombstone) {
       if (last !== undefined && !last.closed) this.tombstone(rev);
-      else this.generations.push({ created: 0, version: 0, revs: [rev], closed: true });
+      else this.generations.push(newGeneration(rev, 0, 0, true));
       return;
     }
     if (last !== undefined && !last.closed) {
       assert(created === last.created && version === last.version + 1, () => `stored change ${formatRevision(rev)} does not continue its generation`);
-      last.revs.push(rev);
+      last.revs.push(rev.main, rev.sub);
       last.version = version;
     } else {
-      this.generations.push({ created, version, revs: [rev], closed: false });
+      this.generations.push(newGeneration(rev, created, version, false));
     }
   }
 
@@ -97,20 +122,20 @@ export class KeyHistory {
   get(at: number): KeyState | undefined {
     for (let gi = this.generations.length - 1; gi >= 0; gi--) {
       const g = this.generations[gi]!;
-      if (g.revs[0]!.main > at) continue;
-      const n = lastAtOrBefore(g.revs, at);
-      const lastLive = g.closed ? g.revs.length - 2 : g.revs.length - 1;
+      if (mainAt(g, 0) > at) continue;
+      const n = lastAtOrBefore(g, at);
+      const lastLive = g.closed ? changeCount(g) - 2 : changeCount(g) - 1;
       if (n > lastLive) return undefined;
-      return { modified: g.revs[n]!, created: g.created, version: g.version - (lastLive - n) };
+      return { modified: revisionAt(g, n), created: g.created, version: g.version - (lastLive - n) };
     }
     return undefined;
   }
 
   contains(rev: Revision): boolean {
     for (const g of this.generations) {
-      const n = lastAtOrBefore(g.revs, rev.main);
-      for (let i = n; i >= 0 && g.revs[i]!.main === rev.main; i--) {
-        if (g.revs[i]!.sub === rev.sub) return true;
+      const n = lastAtOrBefore(g, rev.main);
+      for (let i = n; i >= 0 && mainAt(g, i) === rev.main; i--) {
+        if (g.revs[2 * i + 1] === rev.sub) return true;
       }
     }
     return false;
@@ -127,18 +152,18 @@ export class KeyHistory {
    */
   compact(at: number): void {
     let gi = this.generations.length - 1;
-    while (gi >= 0 && this.generations[gi]!.revs[0]!.main > at) gi--;
+    while (gi >= 0 && mainAt(this.generations[gi]!, 0) > at) gi--;
     if (gi < 0) return;
     const g = this.generations[gi]!;
-    const n = lastAtOrBefore(g.revs, at);
-    const newestIsTombstone = g.closed && n === g.revs.length - 1;
-    if (newestIsTombstone && g.revs[n]!.main < at) {
+    const n = lastAtOrBefore(g, at);
+    const newestIsTombstone = g.closed && n === changeCount(g) - 1;
+    if (newestIsTombstone && mainAt(g, n) < at) {
       this.generations.splice(0, gi + 1);
       return;
     }
     this.generations.splice(0, gi);
-    if (n > 0) g.revs = g.revs.slice(n);
-    if (g.closed && g.revs.length === 1) {
+    if (n > 0) g.revs = g.revs.slice(2 * n);
+    if (g.closed && changeCount(g) === 1) {
       g.created = 0;
       g.version = 0;
     }
@@ -153,7 +178,7 @@ export class KeyHistory {
         g.version === o.version &&
         g.closed === o.closed &&
         g.revs.length === o.revs.length &&
-        g.revs.every((r, j) => revisionsEqual(r, o.revs[j]!))
+        g.revs.every((v, j) => v === o.revs[j])
       );
     });
   }
@@ -162,15 +187,17 @@ export class KeyHistory {
   checkInvariants(): void {
     let previous: Revision | undefined;
     this.generations.forEach((g, gi) => {
-      assert(g.revs.length > 0, 'empty generation');
+      assert(changeCount(g) > 0, 'empty generation');
+      assert(g.revs.length % 2 === 0, 'a generation holds a main revision without its sub revision');
       assert(g.closed || gi === this.generations.length - 1, 'an open generation before the last');
-      for (const r of g.revs) {
+      for (let i = 0; i < changeCount(g); i++) {
+        const r = revisionAt(g, i);
         assert(previous === undefined || compareRevisions(r, previous) > 0, 'revisions not ascending');
         previous = r;
       }
-      const tombOnly = g.closed && g.revs.length === 1;
+      const tombOnly = g.closed && changeCount(g) === 1;
       assert(tombOnly ? g.created === 0 && g.version === 0 : g.version >= 1 && g.created >= 1, 'generation created/version inconsistent');
-      assert(tombOnly || g.created <= g.revs[0]!.main, 'generation created after its first revision');
+      assert(tombOnly || g.created <= mainAt(g, 0), 'generation created after its first revision');
     });
   }
 
@@ -180,13 +207,13 @@ export class KeyHistory {
   }
 }
 
-/** Index of the last revision with main ≤ at (revs ascending), or -1. */
-function lastAtOrBefore(revs: readonly Revision[], at: number): number {
+/** Index of the last change of `g` with main ≤ at, or -1. */
+function lastAtOrBefore(g: Generation, at: number): number {
   let lo = 0;
-  let hi = revs.length;
+  let hi = changeCount(g);
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (revs[mid]!.main <= at) lo = mid + 1;
+    if (mainAt(g, mid) <= at) lo = mid + 1;
     else hi = mid;
   }
   return lo - 1;
