@@ -193,10 +193,9 @@ export class EngineLogStorage implements LogStorage {
     assert(first.index <= this.last + 1, () => `range ${this.rangeId}: append at ${first.index} leaves a gap after ${this.last}`);
     const newLast = (entries[entries.length - 1] as Entry).index;
     // Entries past the new ones are gone (a conflicting suffix); so are their cached terms.
+    // The cached run, when there is one, ends at `last`, so after this it ends right before the new entries.
     for (let i = first.index; i <= this.last; i++) this.uncacheTerm(i);
     this.uncacheFrom(first.index);
-    // A cache that does not reach up to the first new entry would not stay contiguous: start afresh.
-    if (this.cacheLast >= this.cacheFirst && this.cacheLast !== first.index - 1) this.clearEntryCache();
     for (const e of entries) {
       batch.putOwned(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
       this.cacheTerm(e.index, e.term);

@@ -161,22 +161,18 @@ function isJoinMember(v: unknown): boolean {
   );
 }
 
-const REMOTE_TYPES = new Set<MessageType>([
+/** The message types a peer may send, by their one-byte wire code in a batch (the index); MsgSnap travels only in snapshot chunks. */
+const WIRE_TYPES: readonly MessageType[] = [
   'MsgProp', 'MsgApp', 'MsgAppResp', 'MsgVote', 'MsgVoteResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgSnap',
   'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp',
-]);
+];
+const REMOTE_TYPES = new Set(WIRE_TYPES);
+const WIRE_CODES = new Map(WIRE_TYPES.map((t, i) => [t, i]));
 
 // ---- message batches ---------------------------------------------------------
 
 /** First payload byte of a message batch. A msgpackr frame is a map, whose first byte is never 0x01. */
 const MSGS_TAG = 0x01;
-
-/** Message types by their one-byte wire code (the index); MsgSnap never travels in a batch. */
-const WIRE_TYPES: readonly MessageType[] = [
-  'MsgProp', 'MsgApp', 'MsgAppResp', 'MsgVote', 'MsgVoteResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgSnap',
-  'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp',
-];
-const WIRE_CODES = new Map(WIRE_TYPES.map((t, i) => [t, i]));
 
 const FLAG_REJECT = 1;
 const FLAG_CONTEXT = 2;
@@ -196,8 +192,8 @@ const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
  * to, from, term, logTerm, index, commit, rejectHint, [leaseTick],
  * [context: u32 length + UTF-8], entry count u32, then per entry: term,
  * index, type u8, data (u32 length + bytes), and for a conf change its
- * msgpackr encoding (u32 length + bytes). A hand-written layout because
- * msgpackr spent a fifth of a follower's transport time on field names.
+ * msgpackr encoding (u32 length + bytes). Hand-written because msgpackr
+ * wrote and parsed every field name of every message and entry (ADR 0006).
  */
 export function encodeMessages(messages: readonly RangeMessage[]): Buffer {
   const extras: (Uint8Array | undefined)[] = [];
@@ -264,7 +260,7 @@ export function encodeMessages(messages: readonly RangeMessage[]): Buffer {
   return out;
 }
 
-/** Reads a batch payload, checking every field and bound; `from` is the connection's peer, `self` this node. */
+/** Reads a batch payload front to back; every read checks that the bytes are there (a PeerError if not). */
 class BatchReader {
   private o = 1;
   private readonly view: DataView;
@@ -306,6 +302,14 @@ class BatchReader {
     return v;
   }
 
+  /** `n` bytes as UTF-8 text. */
+  utf8(n: number, what: string): string {
+    this.room(n, what);
+    const text = this.bytes.toString('utf8', this.o, this.o + n);
+    this.o += n;
+    return text;
+  }
+
   /** `n` bytes as a view of the payload (no copy, as msgpackr's binary values were). */
   bytesOf(n: number, what: string): Uint8Array {
     this.room(n, what);
@@ -344,8 +348,7 @@ function readMessage(r: BatchReader, from: NodeId, self: NodeId): RangeMessage {
   const leaseTick = flags & FLAG_LEASE_TICK ? r.int('leaseTick') : undefined;
   let context: string | undefined;
   if (flags & FLAG_CONTEXT) {
-    const n = r.u32('context length');
-    context = Buffer.from(r.bytesOf(n, 'context')).toString('utf8');
+    context = r.utf8(r.u32('context length'), 'context');
   }
   const entryCount = r.u32('entry count');
   need(entryCount * ENTRY_FIXED_BYTES <= r.remaining, 'entry count');
