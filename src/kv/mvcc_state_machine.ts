@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import { TesseraError } from '../base/index.js';
+import { TesseraError, assert } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import { type MvccEvent, type MvccOpenOptions, MvccStore, type TxnResponse, isMvccError } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
@@ -7,9 +7,9 @@ import { type KvCommand, decodeCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
 import { type MemberRecord, MemberTable, decodeMemberContext } from './members.js';
 import { fromKeyString } from '../mvcc/bytes.js';
-import { DedupeWindow } from './dedupe.js';
+import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys } from './keys.js';
-import type { RangeStateMachine } from './state_machine.js';
+import type { LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
@@ -39,6 +39,7 @@ export class MvccStateMachine implements RangeStateMachine {
   private leaseTable: LeaseTable | undefined;
   private memberTable: MemberTable | undefined;
   private dedupeWindow: DedupeWindow | undefined;
+  private log: RecentLog | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -52,10 +53,27 @@ export class MvccStateMachine implements RangeStateMachine {
     return this.store;
   }
 
-  /** The applied request ids, loaded from the engine like the MVCC store (see DedupeWindow). */
-  private get dedupe(): DedupeWindow {
-    if (this.dedupeWindow === undefined) this.dedupeWindow = DedupeWindow.load(this.engine, this.rangeId);
+  /** The request ids of the recent log, rebuilt from the log (and records) when first needed at `appliedIndex` (see DedupeWindow). */
+  private dedupeAt(appliedIndex: number): DedupeWindow {
+    if (this.dedupeWindow === undefined) {
+      const log = this.log;
+      assert(log !== undefined, () => `range ${this.rangeId}: the state machine was used before its replica attached the log`);
+      this.dedupeWindow = DedupeWindow.load({ view: this.engine, rangeId: this.rangeId, log, appliedIndex, requestIdOf });
+    }
     return this.dedupeWindow;
+  }
+
+  attachLog(log: RecentLog): void {
+    assert(this.log === undefined, () => `range ${this.rangeId}: a second log attached`);
+    this.log = log;
+  }
+
+  settled(appliedIndex: number): void {
+    this.dedupeWindow?.settle(appliedIndex);
+  }
+
+  logCompacting(batch: WriteBatch, compaction: LogCompaction): void {
+    this.dedupeAt(compaction.appliedIndex).persistBelow(batch, compaction);
   }
 
   /** The replicated lease table, (re)built from the engine like the MVCC store. */
@@ -95,10 +113,11 @@ export class MvccStateMachine implements RangeStateMachine {
     const command = decodeCommand(entry.data);
     const { requestId } = command;
     // The window is in memory and updated as each command applies, so it also holds the ids applied
-    // earlier in this same batch, which the engine shows only once the batch commits.
-    const dedupe = this.dedupe;
-    if (dedupe.has(requestId)) return { requestId, kind: 'duplicate' };
-    dedupe.remember(batch, requestId, entry.index);
+    // earlier in this same batch. A duplicate is noted too: the window is what the log holds.
+    const dedupe = this.dedupeAt(entry.index - 1);
+    const duplicate = dedupe.has(requestId, entry.index);
+    dedupe.note(requestId, entry.index);
+    if (duplicate) return { requestId, kind: 'duplicate' };
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
@@ -159,12 +178,19 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: 'lease-revoke', id, revision: result.revision, events: result.events };
   }
 
-  snapshotData(): Uint8Array {
+  snapshotData(appliedIndex: number): Uint8Array {
     const pairs: Uint8Array[] = [];
     const start = keys.stateStart(this.rangeId);
-    for (const kv of this.engine.scan({ start, end: keys.stateEnd(this.rangeId) })) {
-      pairs.push(kv.key.subarray(start.byteLength - 1), kv.value);
+    const base = start.byteLength - 1;
+    const records = { start: keys.requestByIndexStart(this.rangeId), end: keys.requestByIndexEnd(this.rangeId) };
+    for (const kv of this.engine.scan({ start, end: records.start })) pairs.push(kv.key.subarray(base), kv.value);
+    // The engine holds only the window records its log dropped; the snapshot carries the whole window,
+    // since the receiver's log will start after it.
+    for (const [index, id] of this.dedupeAt(appliedIndex).windowOf(appliedIndex)) {
+      const [key, value] = windowRecord(this.rangeId, index, id);
+      pairs.push(key.subarray(base), value);
     }
+    for (const kv of this.engine.scan({ start: records.end, end: keys.stateEnd(this.rangeId) })) pairs.push(kv.key.subarray(base), kv.value);
     return packr.pack(pairs);
   }
 
@@ -196,3 +222,8 @@ export class MvccStateMachine implements RangeStateMachine {
   }
 }
 
+/** The request id a log entry carries: commands have one; no-ops and membership changes are not deduplicated. */
+function requestIdOf(entry: Entry): string | undefined {
+  if (entry.type !== 'normal' || entry.data.byteLength === 0) return undefined;
+  return decodeCommand(entry.data).requestId;
+}

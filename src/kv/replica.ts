@@ -60,6 +60,7 @@ export class Replica {
     this.stateMachine = o.stateMachine;
     this.logRetainEntries = o.logRetainEntries;
     this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot());
+    this.stateMachine.attachLog(this.log);
     const apply = this.log.applyState();
     this.confState = apply.confState;
     this.applied = apply.appliedIndex;
@@ -132,12 +133,16 @@ export class Replica {
   private maybeCompactLog(batch: WriteBatch): void {
     const target = this.applied - this.logRetainEntries;
     const step = Math.ceil(this.logRetainEntries / LOG_COMPACT_STEPS);
-    if (target >= this.log.firstIndex() + step) this.log.compact(batch, target);
+    const oldFirst = this.log.firstIndex();
+    if (target < oldFirst + step) return;
+    this.stateMachine.logCompacting(batch, { oldFirst, newFirst: target + 1, appliedIndex: this.applied });
+    this.log.compact(batch, target);
   }
 
   /** The Store made this turn's apply batch visible in the engine (staged it), or had none: `applied` is readable now. */
   appliedVisible(): void {
     this.visible = undefined;
+    this.stateMachine.settled(this.applied);
   }
 
   /** A snapshot of the applied state the engine shows (data made now, at that index), for a lagging follower. */
@@ -148,7 +153,7 @@ export class Replica {
     if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.lastIndex()) index++;
     return {
       metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: point.confState },
-      data: this.stateMachine.snapshotData(),
+      data: this.stateMachine.snapshotData(point.index),
     };
   }
 }

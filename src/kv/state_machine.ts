@@ -1,6 +1,21 @@
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 
+/** The replica's log as a state machine may read it: state derived from recent entries (the dedupe window) is rebuilt from it. */
+export interface RecentLog {
+  firstIndex(): number;
+  /** Entries [lo, hi), at most maxBytes of data (at least one). */
+  entries(lo: number, hi: number, maxBytes: number): readonly Entry[];
+}
+
+/** Where a log compaction is going, for state that must outlive the entries it drops. */
+export interface LogCompaction {
+  /** The log's first index now, and after the compaction. */
+  readonly oldFirst: number;
+  readonly newFirst: number;
+  readonly appliedIndex: number;
+}
+
 /**
  * What a range replicates. The replica hands it each committed normal entry
  * in log order; its writes go into the batch that also records the applied
@@ -17,8 +32,14 @@ export interface RangeStateMachine {
    * result, if any, answers the proposer like a command's.
    */
   applyConfChange?(batch: WriteBatch, cc: ConfChange, confState: ConfState): unknown;
-  /** Serializes the applied state, for a snapshot sent to a follower. */
-  snapshotData(): Uint8Array;
+  /** Called once by the replica, before any other call: the log this state machine's range replicates. */
+  attachLog(log: RecentLog): void;
+  /** The engine now shows every entry applied up to `appliedIndex` (the batch was staged or committed). */
+  settled(appliedIndex: number): void;
+  /** The replica compacts its log in `batch`; whatever must outlive the dropped entries is written there too. */
+  logCompacting(batch: WriteBatch, compaction: LogCompaction): void;
+  /** Serializes the applied state the engine shows, which is at `appliedIndex`, for a snapshot sent to a follower. */
+  snapshotData(appliedIndex: number): Uint8Array;
   /** Replaces the state with a snapshot's data. */
   restore(batch: WriteBatch, data: Uint8Array): void;
   /** A digest of the state, for comparing replicas. */

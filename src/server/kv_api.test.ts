@@ -9,6 +9,7 @@ import { encodeCommand } from '../kv/commands.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
 import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import type { Entry } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { AdminService } from './etcd/admin_services.js';
 import { KvApi } from './kv_api.js';
@@ -34,18 +35,23 @@ class DirectStore {
   proposals = 0;
   barriers = 0;
   barrierError: TesseraError | undefined;
-  private lastIndex = 0;
+  /** The entries applied, as the replica's log would hold them: the state machine reads its dedupe window from it. */
+  private readonly log: Entry[] = [];
 
   constructor(
     private readonly engine: MemoryEngine,
     private readonly sm: MvccStateMachine,
-  ) {}
+  ) {
+    sm.attachLog({ firstIndex: () => 1, entries: (lo, hi) => this.log.slice(lo - 1, hi - 1) });
+  }
 
   propose(rangeId: number, _requestId: string, data: Uint8Array, done: (outcome: ProposalOutcome) => void): void {
     assert.equal(rangeId, RANGE);
     this.proposals++;
     const batch = this.engine.newBatch();
-    const result = this.sm.apply(batch, { term: 1, index: ++this.lastIndex, type: 'normal', data });
+    const entry: Entry = { term: 1, index: this.log.length + 1, type: 'normal', data };
+    this.log.push(entry);
+    const result = this.sm.apply(batch, entry);
     this.engine.commit(batch, () => {});
     queueMicrotask(() => done({ kind: 'applied', result }));
   }
@@ -61,7 +67,7 @@ class DirectStore {
   /** What the proposed path answers for `request`: the state machine applying it as a committed entry. */
   proposeDirectly(request: TxnRequest): Promise<CommandResult> {
     return new Promise((resolve) => {
-      const requestId = `direct:${this.lastIndex}`;
+      const requestId = `direct:${this.log.length}`;
       this.propose(RANGE, requestId, encodeCommand({ kind: 'txn', requestId, txn: request }), (o) => resolve((o as { result: CommandResult }).result));
     });
   }

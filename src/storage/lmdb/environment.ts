@@ -18,8 +18,11 @@ import { bytesEqual } from '../bytes.js';
  * from 0, and a node replaying the same log from it would give other revisions than its peers.
  * 3: applied request ids are kept by log index only (no id → index records); a version-2 directory
  * holds id records this build would never expire, and would ship them in snapshots.
+ * 4: the dedupe window is the request ids of the last log entries, read from the log; records exist
+ * only for window entries the log dropped. A version-3 member expires ids on another rule, so the two
+ * could decide differently whether a retried command is a duplicate.
  */
-export const LMDB_FORMAT_VERSION = 3;
+export const LMDB_FORMAT_VERSION = 4;
 /**
  * Address space mapped at open. It is not a cap: lmdb-js enlarges the map when
  * a transaction fills it (its README: mapSize is "the initial amount"), so a
