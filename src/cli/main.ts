@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDev, DEV_MAX_NODES } from './dev.js';
 import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { runStatus } from './status.js';
+import { DEFAULT_PROPOSAL_WINDOW_MS, MAX_PROPOSAL_WINDOW_MS } from '../server/node.js';
 
 /** Storage engines, the default first. */
 const ENGINES = ['lmdb', 'memory'] as const;
@@ -18,6 +19,12 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  return n;
+}
+
+function windowMs(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_PROPOSAL_WINDOW_MS) throw new InvalidArgumentError(`expected an integer from 0 to ${MAX_PROPOSAL_WINDOW_MS}, got '${value}'`);
   return n;
 }
 
@@ -50,6 +57,7 @@ program
   .option('--tick-ms <ms>', 'Raft tick length', positiveInt, 100)
   .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)
   .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt, 1)
+  .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));
 

@@ -22,6 +22,7 @@ export interface StartFlags {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly proposalWindowMs: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -109,6 +110,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     tickMs: f.tickMs,
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
+    proposalWindowMs: f.proposalWindowMs,
     logLevel: f.logLevel,
     ...hooks,
   };

@@ -5,6 +5,7 @@ import { INITIAL_REVISION, type TxnResponse } from '../mvcc/index.js';
 import { MemoryEngine as MemoryEngineClass, type MemoryEngine } from '../storage/memory.js';
 import type { Snapshot } from '../raft/index.js';
 import { MvccStateMachine } from './mvcc_state_machine.js';
+import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH } from './store.js';
 import { Harness, RANGE } from './testing.testlib.js';
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
@@ -151,4 +152,69 @@ test('Store: reads whose ReadIndex the old leader never answered are asked again
   const now = h.leader();
   assert.notEqual(now.nodeId, old.nodeId);
   assert.deepEqual(answers, ['ok', 'ok', 'ok'], 'the reads were served under the new leader');
+});
+
+/** Puts `count` keys through `store`, counting answers in `answered`. */
+function putMany(h: Harness, store: ReturnType<Harness['leader']>, prefix: string, count: number, answered: { n: number }): void {
+  for (let i = 0; i < count; i++) h.put(store, `${prefix}${i}`, `${prefix}${i}`, 'v', () => answered.n++);
+}
+
+test('Store: a busy leader gathers proposals for its window, then appends them with one sync', () => {
+  const h = new Harness([1], { proposalWindowMs: 5 });
+  h.tickAll(30);
+  const leader = h.leader();
+  const answered = { n: 0 };
+  // A batch this large makes the leader busy; it went at once, as nothing held it.
+  putMany(h, leader, 'a', PROPOSAL_WINDOW_MIN_BATCH, answered);
+  h.settle();
+  assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH);
+  const last = leader.replica(RANGE)?.log.lastIndex();
+  putMany(h, leader, 'b', 3, answered);
+  h.advance(4);
+  assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH, 'answered inside the window');
+  assert.equal(leader.replica(RANGE)?.log.lastIndex(), last, 'appended inside the window');
+  const syncs = h.syncs;
+  h.advance(1);
+  assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH + 3);
+  assert.ok(h.syncs - syncs <= 2, `${h.syncs - syncs} syncs for one gathered batch`);
+});
+
+test('Store: a leader that is not busy, or whose queue is full, proposes at once', () => {
+  const h = new Harness([1], { proposalWindowMs: 5 });
+  h.tickAll(30);
+  const leader = h.leader();
+  const answered = { n: 0 };
+  // Lone proposals: each batch is below PROPOSAL_WINDOW_MIN_BATCH, so none waits for the clock.
+  for (let i = 0; i < 3; i++) {
+    putMany(h, leader, `lone${i}-`, 1, answered);
+    h.settle();
+    assert.equal(answered.n, i + 1);
+  }
+  putMany(h, leader, 'busy', PROPOSAL_WINDOW_MIN_BATCH, answered);
+  h.settle();
+  const before = answered.n;
+  putMany(h, leader, 'full', PROPOSAL_WINDOW_MAX_BATCH, answered);
+  h.settle();
+  assert.equal(answered.n, before + PROPOSAL_WINDOW_MAX_BATCH, 'a full queue waited for the window');
+});
+
+test('Store: followers forward at once, and a busy leader gathers what they forward', () => {
+  const h = new Harness([1, 2, 3], { proposalWindowMs: 5 });
+  h.tickAll(40);
+  const leader = h.leader();
+  const follower = [...h.stores.values()].find((s) => s !== leader) as ReturnType<Harness['leader']>;
+  const answered = { n: 0 };
+  putMany(h, leader, 'a', PROPOSAL_WINDOW_MIN_BATCH, answered);
+  h.settle();
+  h.tickAll(2);
+  assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH);
+  const last = leader.replica(RANGE)?.log.lastIndex() ?? 0;
+  putMany(h, follower, 'f', 3, answered);
+  h.advance(4);
+  assert.equal(leader.replica(RANGE)?.log.lastIndex(), last, 'the leader appended forwarded proposals inside its window');
+  h.advance(1);
+  assert.equal(leader.replica(RANGE)?.log.lastIndex(), last + 3, 'the forwarded proposals were appended together');
+  h.tickAll(2);
+  assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH + 3);
+  for (const id of [1, 2, 3]) assert.equal(h.value(id, 'f2'), 'v');
 });

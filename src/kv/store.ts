@@ -10,6 +10,35 @@ import type { StateMachineFactory } from './state_machine.js';
 /** A catch-up of this many ticks or more is a pause (see Store.catchUpTicks). */
 export const PAUSE_TICKS = 3;
 
+/** A leader whose last proposal batch held at least this many proposals is busy: it proposes once per window (see ProposalWindow). */
+export const PROPOSAL_WINDOW_MIN_BATCH = 4;
+/** Held proposals this many or more go to Raft at once, window or not. */
+export const PROPOSAL_WINDOW_MAX_BATCH = 256;
+
+/**
+ * Group commit for proposals. Every loop turn that appends entries costs each
+ * member a synced write and a round of messages, whatever the number of
+ * entries, so under load a leader gathers proposals for up to `windowMs`
+ * after its previous batch, its own and those followers forward, and
+ * appends them together. A leader only holds while busy (its last batch
+ * held PROPOSAL_WINDOW_MIN_BATCH or more): a lone client's proposal never
+ * waits. Followers forward at once; the leader gathers theirs.
+ */
+export interface ProposalWindow {
+  readonly windowMs: number;
+  /** Monotonic milliseconds (the server: performance.now; the simulator: its clock). */
+  nowMs(): number;
+  /** Runs `run` after `delayMs` (the server: setTimeout; the simulator: an event then). */
+  after(delayMs: number, run: () => void): void;
+}
+
+/** A proposal waiting for the next batch; a forwarded one (from a follower) has no id and nobody to answer here. */
+interface QueuedProposal {
+  readonly requestId: string | undefined;
+  readonly data: Uint8Array;
+  readonly done: ((o: ProposalOutcome) => void) | undefined;
+}
+
 /** A Raft message addressed to one range's replica on a peer. */
 export interface RangeMessage {
   readonly rangeId: RangeId;
@@ -37,6 +66,8 @@ export interface StoreOptions {
   /** Observes every applied entry (the simulator's state machine safety oracle). */
   readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+  /** Gathers proposals under load (see ProposalWindow); absent: every loop turn proposes what it has. */
+  readonly proposalWindow?: ProposalWindow;
 }
 
 /** How a range is created when its storage is empty (see `Store.openRange`). */
@@ -79,7 +110,12 @@ export class Store {
   private readonly replicas = new Map<RangeId, Replica>();
   private readonly pendingProposals = new Map<string, PendingProposal>();
   /** Proposals made since the last loop turn, per range: proposed to Raft together, as one batch. */
-  private readonly queuedProposals = new Map<RangeId, { readonly requestId: string; readonly data: Uint8Array; readonly done: (o: ProposalOutcome) => void }[]>();
+  private readonly queuedProposals = new Map<RangeId, QueuedProposal[]>();
+  private queuedCount = 0;
+  /** The last batch held PROPOSAL_WINDOW_MIN_BATCH proposals or more. */
+  private busy = false;
+  private lastBatchMs = Number.NEGATIVE_INFINITY;
+  private windowTimerSet = false;
   /** Reads queued since the last loop turn, per range: they share one ReadIndex (see linearizableRead). */
   private readonly queuedReads = new Map<RangeId, ((error: TesseraError | undefined) => void)[]>();
   private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; dones: ((error: TesseraError | undefined) => void)[] }>();
@@ -179,8 +215,27 @@ export class Store {
 
   /** Steps messages a peer sent; messages for unknown ranges are dropped (the range may be gone). */
   receive(messages: readonly RangeMessage[]): void {
-    for (const { rangeId, message } of messages) this.replicas.get(rangeId)?.raw.step(message);
+    for (const { rangeId, message } of messages) {
+      const replica = this.replicas.get(rangeId);
+      if (replica === undefined) continue;
+      if (this.gathersForwarded(replica, message)) this.queue(rangeId, message.entries.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
+      else replica.raw.step(message);
+    }
     this.requestLoop();
+  }
+
+  /**
+   * A busy leader gathers a follower's forwarded commands into its own next
+   * batch; stepping them would append them alone, at once. Membership changes
+   * go straight to Raft, which checks them against the pending one.
+   */
+  private gathersForwarded(replica: Replica, m: Message): boolean {
+    return this.o.proposalWindow !== undefined && this.busy && m.type === 'MsgProp' && replica.raw.raft.state === 'leader' && m.entries.every((e) => e.type === 'normal');
+  }
+
+  private queue(rangeId: RangeId, proposals: readonly QueuedProposal[]): void {
+    queueFor(this.queuedProposals, rangeId).push(...proposals);
+    this.queuedCount += proposals.length;
   }
 
   /**
@@ -190,22 +245,48 @@ export class Store {
    */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
     this.mustReplica(rangeId);
-    queueFor(this.queuedProposals, rangeId).push({ requestId, data, done });
+    this.queue(rangeId, [{ requestId, data, done }]);
     this.requestLoop();
   }
 
-  /** Hands the queued proposals of every range to Raft, one batch per range. */
+  /** Hands the queued proposals of every range to Raft, one batch per range, unless the window holds them. */
   private proposeQueued(): void {
+    if (this.queuedCount === 0 || this.holdsProposals()) return;
+    this.busy = this.queuedCount >= PROPOSAL_WINDOW_MIN_BATCH;
+    this.queuedCount = 0;
+    if (this.o.proposalWindow !== undefined) this.lastBatchMs = this.o.proposalWindow.nowMs();
     for (const [rangeId, queue] of this.queuedProposals) {
       this.queuedProposals.delete(rangeId);
       const replica = this.replicas.get(rangeId);
       if (replica === undefined || queue.length === 0) continue;
       const res: ProposeResult = replica.raw.proposeBatch(queue.map((q) => q.data));
       for (const q of queue) {
+        if (q.done === undefined || q.requestId === undefined) continue; // forwarded: its proposer tracks it
         if (res.kind === 'dropped') q.done({ kind: 'dropped', error: res.error, reason: res.reason });
         else this.pendingProposals.set(q.requestId, { rangeId, data: q.data, done: q.done });
       }
     }
+  }
+
+  /** Whether a busy leader's window is still open: the proposals wait, and a timer ends the wait. */
+  private holdsProposals(): boolean {
+    const w = this.o.proposalWindow;
+    if (w === undefined || !this.busy || this.queuedCount >= PROPOSAL_WINDOW_MAX_BATCH || !this.leadsAnyRange()) return false;
+    const waitMs = this.lastBatchMs + w.windowMs - w.nowMs();
+    if (waitMs <= 0) return false;
+    if (!this.windowTimerSet) {
+      this.windowTimerSet = true;
+      w.after(waitMs, () => {
+        this.windowTimerSet = false;
+        this.requestLoop();
+      });
+    }
+    return true;
+  }
+
+  private leadsAnyRange(): boolean {
+    for (const r of this.replicas.values()) if (r.raw.raft.state === 'leader') return true;
+    return false;
   }
 
   /**
@@ -268,7 +349,9 @@ export class Store {
   abandon(requestId: string): void {
     for (const queue of this.queuedProposals.values()) {
       const i = queue.findIndex((q) => q.requestId === requestId);
-      if (i >= 0) queue.splice(i, 1);
+      if (i < 0) continue;
+      queue.splice(i, 1);
+      this.queuedCount--;
     }
     this.pendingProposals.delete(requestId);
   }

@@ -17,8 +17,14 @@ export class Harness {
   readonly stores = new Map<NodeId, Store>();
   readonly sms = new Map<NodeId, MvccStateMachine>();
   syncs = 0;
+  /** The fake clock of the proposal window, moved by `advance`. */
+  nowMs = 0;
+  private timers: { readonly atMs: number; readonly run: () => void }[] = [];
 
-  constructor(readonly ids: NodeId[]) {
+  constructor(
+    readonly ids: NodeId[],
+    private readonly options: { readonly proposalWindowMs?: number } = {},
+  ) {
     for (const id of ids) {
       this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(() => { this.syncs++; f(); }) }));
       this.start(id);
@@ -37,6 +43,9 @@ export class Harness {
       stateMachines: () => sm,
       scheduleLoop: (loop) => this.tasks.push(loop),
       logRetainEntries: 5,
+      ...(this.options.proposalWindowMs === undefined
+        ? {}
+        : { proposalWindow: { windowMs: this.options.proposalWindowMs, nowMs: () => this.nowMs, after: (ms: number, run: () => void) => this.timers.push({ atMs: this.nowMs + ms, run }) } }),
     });
     const cs: ConfState = { voters: this.ids, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     store.openRange(RANGE, { confState: cs });
@@ -46,6 +55,15 @@ export class Harness {
 
   settle(maxTasks = 100_000): void {
     for (let n = 0; n < maxTasks && this.tasks.length > 0; n++) (this.tasks.shift() as () => void)();
+  }
+
+  /** Moves the clock, runs the timers that came due, and settles. */
+  advance(ms: number): void {
+    this.nowMs += ms;
+    const due = this.timers.filter((t) => t.atMs <= this.nowMs);
+    this.timers = this.timers.filter((t) => t.atMs > this.nowMs);
+    for (const t of due) this.tasks.push(t.run);
+    this.settle();
   }
 
   tickAll(times: number): void {

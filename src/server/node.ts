@@ -25,6 +25,10 @@ export const DEFAULT_DATA_DIR = './tessera-data';
 export const DEFAULT_LISTEN_CLIENT = '127.0.0.1:2379';
 export const DEFAULT_LISTEN_PEER = '127.0.0.1:2380';
 export const DEFAULT_TICK_MS = 100;
+/** A busy leader gathers proposals for this long after its previous batch (Store's ProposalWindow); 0 turns it off. */
+export const DEFAULT_PROPOSAL_WINDOW_MS = 3;
+/** The longest proposal window accepted: every write under load may wait this long. */
+export const MAX_PROPOSAL_WINDOW_MS = 100;
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
 /** Raft entries kept behind the applied index before the log is compacted; a follower further behind gets a snapshot. */
@@ -69,6 +73,8 @@ export interface StartNodeOptions {
   readonly requestTimeoutMs?: number;
   /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
   readonly logRetainEntries?: number;
+  /** How long a busy leader gathers proposals into one batch (default DEFAULT_PROPOSAL_WINDOW_MS; 0: off). */
+  readonly proposalWindowMs?: number;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -168,6 +174,7 @@ interface Resolved {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly logRetainEntries: number;
+  readonly proposalWindowMs: number;
   readonly logger: Logger;
 }
 
@@ -209,6 +216,12 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     if (!Number.isSafeInteger(v) || v <= 0) throw new TesseraError('INVALID_CONFIG', `${what} must be a positive integer, got ${v}`);
     return v;
   };
+  const windowMs = (v: number): number => {
+    if (!Number.isSafeInteger(v) || v < 0 || v > MAX_PROPOSAL_WINDOW_MS) {
+      throw new TesseraError('INVALID_CONFIG', `proposalWindowMs must be an integer from 0 to ${MAX_PROPOSAL_WINDOW_MS}, got ${v}`);
+    }
+    return v;
+  };
   const logger = o.logger ?? pino({ level: o.logLevel ?? 'info', base: { node: name } });
   return {
     name,
@@ -225,6 +238,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
+    proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     logger,
   };
 }
@@ -419,6 +433,9 @@ function makeStore(
     stateMachines: machine,
     scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
+    ...(r.proposalWindowMs === 0
+      ? {}
+      : { proposalWindow: { windowMs: r.proposalWindowMs, nowMs: () => performance.now(), after: (ms: number, run: () => void) => setTimeout(() => fatal.run(run), ms) } }),
     ...watchFeed(() => watches),
   });
   const watches = new WatchHub(() => machine(DEFAULT_RANGE).mvcc);

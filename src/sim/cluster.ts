@@ -134,6 +134,10 @@ export class SimCluster {
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
+      proposalWindow:
+        o.proposalWindowMs === 0
+          ? undefined
+          : { windowMs: o.proposalWindowMs, nowMs: () => this.sched.nowMs, after: (ms, run) => this.sched.after(ms, () => this.onMember(m, incarnation, run)) },
       onApply: (id, a) => {
         this.checkApplied(id, a.entry);
         // A change with a membership context answers with the state machine's result, which carries the ConfState.

@@ -33,6 +33,8 @@ export interface SimOptions {
   readonly maxSizePerMsgBytes: number;
   readonly snapshotEveryEntries: number;
   readonly compactionMarginEntries: number;
+  /** The stores' proposal window (Store's ProposalWindow), 0 for off: on in odd seeds, from the seed, so no Rng draw moves. */
+  readonly proposalWindowMs: number;
   readonly bug: BugName | undefined;
 }
 
@@ -70,5 +72,6 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     compactionMarginEntries: rng.intBelow(10),
     bug,
     reproposeOnNewLeader: rng.chance(0.5),
+    proposalWindowMs: seed % 2 === 0 ? 0 : 1 + (Math.floor(seed / 2) % 5),
   };
 }

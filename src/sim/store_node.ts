@@ -5,7 +5,7 @@ import { encodeCommand } from '../kv/commands.js';
 import type { MemberRecord } from '../kv/members.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
-import { type RangeMessage, Store } from '../kv/store.js';
+import { type ProposalWindow, type RangeMessage, Store } from '../kv/store.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
@@ -28,6 +28,8 @@ export interface StoreNodeEnv {
   readonly bootstrap: ConfState | undefined;
   send(to: NodeId, messages: readonly RangeMessage[]): void;
   scheduleLoop(loop: () => void): void;
+  /** The store's proposal window, if the run uses one. */
+  readonly proposalWindow: ProposalWindow | undefined;
   onApply(id: NodeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
   trace(line: string): void;
@@ -63,6 +65,7 @@ export class SimStoreNode {
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
       reproposeOnNewLeader: env.reproposeOnNewLeader,
+      ...(env.proposalWindow === undefined ? {} : { proposalWindow: env.proposalWindow }),
       sabotage: env.sabotage,
       onApplied: (_range, a) => {
         env.onApply(env.id, a);
