@@ -41,7 +41,7 @@ function load(e: MemoryEngine, log: FakeLog, appliedIndex: number): DedupeWindow
 }
 
 function storedRecords(e: MemoryEngine): number {
-  return [...e.scan({ start: keys.requestByIndexStart(RANGE), end: keys.requestByIndexEnd(RANGE) })].length;
+  return [...e.scan({ start: keys.requestByIndexStart(RANGE), end: keys.stateEnd(RANGE) })].length;
 }
 
 /** A small deterministic generator, so a failure names its seed. */

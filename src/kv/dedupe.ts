@@ -131,13 +131,11 @@ export class DedupeWindow {
   persistBelow(batch: WriteBatch, o: LogCompaction): void {
     const windowStart = Math.max(1, o.appliedIndex + 1 - DEDUPE_WINDOW_ENTRIES);
     batch.deleteRange(keys.requestByIndexStart(this.rangeId), keys.requestByIndex(this.rangeId, windowStart));
-    for (const [index, id] of this.pairs(Math.max(o.oldFirst, windowStart), o.newFirst - 1)) {
-      batch.putOwned(keys.requestByIndex(this.rangeId, index), encoder.encode(id));
-    }
+    for (const [index, id] of this.pairs(Math.max(o.oldFirst, windowStart), o.newFirst - 1)) batch.putOwned(...windowRecord(this.rangeId, index, id));
   }
 }
 
-/** A window record's key and value, for a snapshot's data. */
+/** A window record's key and value, as persistBelow writes it and a snapshot carries it. */
 export function windowRecord(rangeId: RangeId, index: number, requestId: string): readonly [Uint8Array, Uint8Array] {
   return [keys.requestByIndex(rangeId, index), encoder.encode(requestId)];
 }

@@ -11,7 +11,8 @@ import { assert } from '../base/index.js';
  *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
- *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts)
+ *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
+ *                 the last tag of the state machine's part
  * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
  */
 export type RangeId = number;
@@ -50,7 +51,6 @@ export const keys = {
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'
   requestByIndex: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x72, index), // 'r'
   requestByIndexStart: (id: RangeId): Uint8Array => suffixed(id, 0x72, 0),
-  requestByIndexEnd: (id: RangeId): Uint8Array => suffixed(id, 0x73), // 's'
   stateStart: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'
   stateEnd: (id: RangeId): Uint8Array => suffixed(id, 0x73), // 's'
   /** One past every key of the range. */

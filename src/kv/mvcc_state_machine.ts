@@ -182,15 +182,13 @@ export class MvccStateMachine implements RangeStateMachine {
     const pairs: Uint8Array[] = [];
     const start = keys.stateStart(this.rangeId);
     const base = start.byteLength - 1;
-    const records = { start: keys.requestByIndexStart(this.rangeId), end: keys.requestByIndexEnd(this.rangeId) };
-    for (const kv of this.engine.scan({ start, end: records.start })) pairs.push(kv.key.subarray(base), kv.value);
-    // The engine holds only the window records its log dropped; the snapshot carries the whole window,
-    // since the receiver's log will start after it.
+    // The window records are the state's last keys (keys.ts). The engine holds only those its log
+    // dropped; the snapshot carries the whole window, since the receiver's log will start after it.
+    for (const kv of this.engine.scan({ start, end: keys.requestByIndexStart(this.rangeId) })) pairs.push(kv.key.subarray(base), kv.value);
     for (const [index, id] of this.dedupeAt(appliedIndex).windowOf(appliedIndex)) {
       const [key, value] = windowRecord(this.rangeId, index, id);
       pairs.push(key.subarray(base), value);
     }
-    for (const kv of this.engine.scan({ start: records.end, end: keys.stateEnd(this.rangeId) })) pairs.push(kv.key.subarray(base), kv.value);
     return packr.pack(pairs);
   }
 

@@ -111,7 +111,6 @@ export class Store {
   private readonly pendingProposals = new Map<string, PendingProposal>();
   /** Proposals made since the last loop turn, per range: proposed to Raft together, as one batch. */
   private readonly queuedProposals = new Map<RangeId, QueuedProposal[]>();
-  private queuedCount = 0;
   /** The last batch held PROPOSAL_WINDOW_MIN_BATCH proposals or more. */
   private busy = false;
   private lastBatchMs = Number.NEGATIVE_INFINITY;
@@ -235,7 +234,12 @@ export class Store {
 
   private queue(rangeId: RangeId, proposals: readonly QueuedProposal[]): void {
     queueFor(this.queuedProposals, rangeId).push(...proposals);
-    this.queuedCount += proposals.length;
+  }
+
+  private queuedCount(): number {
+    let n = 0;
+    for (const queue of this.queuedProposals.values()) n += queue.length;
+    return n;
   }
 
   /**
@@ -251,9 +255,9 @@ export class Store {
 
   /** Hands the queued proposals of every range to Raft, one batch per range, unless the window holds them. */
   private proposeQueued(): void {
-    if (this.queuedCount === 0 || this.holdsProposals()) return;
-    this.busy = this.queuedCount >= PROPOSAL_WINDOW_MIN_BATCH;
-    this.queuedCount = 0;
+    const queued = this.queuedCount();
+    if (queued === 0 || this.holdsProposals(queued)) return;
+    this.busy = queued >= PROPOSAL_WINDOW_MIN_BATCH;
     if (this.o.proposalWindow !== undefined) this.lastBatchMs = this.o.proposalWindow.nowMs();
     for (const [rangeId, queue] of this.queuedProposals) {
       this.queuedProposals.delete(rangeId);
@@ -269,9 +273,9 @@ export class Store {
   }
 
   /** Whether a busy leader's window is still open: the proposals wait, and a timer ends the wait. */
-  private holdsProposals(): boolean {
+  private holdsProposals(queued: number): boolean {
     const w = this.o.proposalWindow;
-    if (w === undefined || !this.busy || this.queuedCount >= PROPOSAL_WINDOW_MAX_BATCH || !this.leadsAnyRange()) return false;
+    if (w === undefined || !this.busy || queued >= PROPOSAL_WINDOW_MAX_BATCH || !this.leadsAnyRange()) return false;
     const waitMs = this.lastBatchMs + w.windowMs - w.nowMs();
     if (waitMs <= 0) return false;
     if (!this.windowTimerSet) {
@@ -349,9 +353,7 @@ export class Store {
   abandon(requestId: string): void {
     for (const queue of this.queuedProposals.values()) {
       const i = queue.findIndex((q) => q.requestId === requestId);
-      if (i < 0) continue;
-      queue.splice(i, 1);
-      this.queuedCount--;
+      if (i >= 0) queue.splice(i, 1);
     }
     this.pendingProposals.delete(requestId);
   }
