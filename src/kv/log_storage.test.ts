@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { isTesseraError } from '../base/index.js';
 import type { Entry, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
+import { keys } from './keys.js';
 import { ENTRY_CACHE_ENTRIES, EngineLogStorage } from './log_storage.js';
 
 const RANGE = 7;
@@ -106,9 +107,21 @@ test('EngineLogStorage: random appends, conflicting suffixes, compactions and sn
           assert.equal(log.firstIndex(), fresh.firstIndex());
           for (let i = log.firstIndex() - 1; i <= log.lastIndex(); i += 37) assert.equal(log.term(i), fresh.term(i), `term of ${i}`);
           if (log.lastIndex() >= log.firstIndex()) assert.equal(log.term(log.lastIndex()), fresh.term(log.lastIndex()));
+          assertStoredExactly(engine, log);
         }
       },
     ),
     { numRuns: 40 },
   );
 });
+
+/** The engine holds the log's entries [firstIndex, lastIndex] and nothing else of the range's log (compaction deletes by key). */
+function assertStoredExactly(engine: MemoryEngine, log: EngineLogStorage): void {
+  const stored = [...engine.scan({ start: keys.logStart(RANGE), end: keys.logEnd(RANGE) })].map((kv) => Buffer.from(kv.key).toString('hex'));
+  const first = log.firstIndex();
+  const last = log.lastIndex();
+  assert.equal(stored.length, Math.max(0, last - first + 1), `stored log entries for [${first}, ${last}]`);
+  if (last < first) return;
+  assert.equal(stored[0], Buffer.from(keys.logEntry(RANGE, first)).toString('hex'));
+  assert.equal(stored[stored.length - 1], Buffer.from(keys.logEntry(RANGE, last)).toString('hex'));
+}

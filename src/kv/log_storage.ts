@@ -218,7 +218,9 @@ export class EngineLogStorage implements LogStorage {
     if (index <= this.truncated.index) return;
     assert(index <= this.last, () => `range ${this.rangeId}: compact ${index} beyond last index ${this.last}`);
     const term = this.term(index);
-    batch.deleteRange(keys.logStart(this.rangeId), keys.logEntry(this.rangeId, index + 1));
+    // The stored log is exactly [firstIndex, last], so its entries up to `index` are deleted by key. A
+    // deleteRange would make the engine find them by a scan that reads every entry's value first.
+    for (let i = this.truncated.index + 1; i <= index; i++) batch.delete(keys.logEntry(this.rangeId, i));
     // Cached terms at or below `index` may stay: term() answers for those from the truncated state or refuses.
     this.uncacheUpTo(index);
     this.truncated = { index, term };
