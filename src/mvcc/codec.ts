@@ -32,8 +32,8 @@ const REVISION_TAG = 0x72; // 'r'
 const RECORD_FORMAT = 2;
 // Meta format 3: revisions start at INITIAL_REVISION (1, as in etcd). A format-2 meta numbers them
 // from 0, so a replica holding it would give the same log entries other revisions than a format-3
-// one; it is refused, never reinterpreted.
-const META_FORMAT = 3;
+// one; it is refused, never reinterpreted. Meta format 4 adds the count of stored change records.
+const META_FORMAT = 4;
 const CHECKSUM_BYTES = 4;
 
 const FLAG_TOMBSTONE = 1;
@@ -158,6 +158,13 @@ export interface MvccMeta {
   readonly finishedCompaction: number;
   readonly compactionCursor: Revision | undefined;
   readonly writeSeq: number;
+  /**
+   * Change records stored: each change adds one, each physical compaction
+   * deletion takes one away. LMDB pages carry no checksum, so a damaged page
+   * can hide records from every scan; opening the store counts them against
+   * this and refuses the difference instead of serving a history with holes.
+   */
+  readonly recordCount: number;
 }
 
 /**
@@ -171,9 +178,10 @@ export const EMPTY_META: MvccMeta = {
   finishedCompaction: 0,
   compactionCursor: undefined,
   writeSeq: 0,
+  recordCount: 0,
 };
 
-const META_BYTES = 1 + 4 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
+const META_BYTES = 1 + 5 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
 
 export function encodeMeta(meta: MvccMeta): Uint8Array {
   assert(meta.currentRevision >= INITIAL_REVISION, 'current revision below the initial revision');
@@ -185,8 +193,9 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
   writeUint53(out, 9, meta.compactedRevision);
   writeUint53(out, 17, meta.finishedCompaction);
   writeUint53(out, 25, meta.writeSeq);
-  out[33] = meta.compactionCursor === undefined ? 0 : 1;
-  if (meta.compactionCursor !== undefined) writeRevision(out, 34, meta.compactionCursor);
+  writeUint53(out, 33, meta.recordCount);
+  out[41] = meta.compactionCursor === undefined ? 0 : 1;
+  if (meta.compactionCursor !== undefined) writeRevision(out, 42, meta.compactionCursor);
   sealChecksum(out);
   return out;
 }
@@ -202,7 +211,8 @@ export function decodeMeta(stored: Uint8Array): MvccMeta {
     compactedRevision: readUint53(bytes, 9),
     finishedCompaction: readUint53(bytes, 17),
     writeSeq: readUint53(bytes, 25),
-    compactionCursor: bytes[33] === 1 ? readRevision(bytes, 34) : undefined,
+    recordCount: readUint53(bytes, 33),
+    compactionCursor: bytes[41] === 1 ? readRevision(bytes, 42) : undefined,
   };
   assertRevisionNumber(meta.currentRevision, 'stored current revision');
   assert(meta.currentRevision >= INITIAL_REVISION, () => `stored current revision ${meta.currentRevision} is below the initial revision`);

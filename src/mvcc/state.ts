@@ -1,4 +1,4 @@
-import { assert } from '../base/index.js';
+import { TesseraError, assert } from '../base/index.js';
 import type { ReadView, StorageEngine, WriteBatch } from '../storage/engine.js';
 import { toKeyString } from './bytes.js';
 import {
@@ -32,6 +32,8 @@ export class MvccState {
   finishedCompaction: number;
   compactionCursor: Revision | undefined;
   writeSeq: number;
+  /** Change records stored (MvccMeta.recordCount). */
+  recordCount: number;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
 
@@ -50,9 +52,10 @@ export class MvccState {
     this.finishedCompaction = meta.finishedCompaction;
     this.compactionCursor = meta.compactionCursor;
     this.writeSeq = meta.writeSeq;
+    this.recordCount = meta.recordCount;
   }
 
-  /** Loads the meta record and rebuilds the key index from the stored history. */
+  /** Loads the meta record and rebuilds the key index from the stored history, which must hold the meta's count of records. */
   static open(engine: StorageEngine, prefix: Uint8Array, eventsWantPrevKv: () => boolean): MvccState {
     assert(prefix.length > 0, 'an mvcc store needs a non-empty key prefix');
     const raw = engine.get(metaKey(prefix));
@@ -68,6 +71,7 @@ export class MvccState {
       finishedCompaction: this.finishedCompaction,
       compactionCursor: this.compactionCursor,
       writeSeq: this.writeSeq,
+      recordCount: this.recordCount,
     };
   }
 
@@ -87,10 +91,14 @@ export class MvccState {
   putRecord(batch: WriteBatch, rev: Revision, record: StoredRecord): void {
     assert(record.modRevision === rev.main, 'record mod revision differs from its key');
     this.pending.put(batch, revisionKey(this.prefix, rev), encodeRecord(record));
+    this.recordCount++;
   }
 
+  /** Deletes a stored record; the caller found it in storage (compaction scans for them), so the count stays exact. */
   deleteRecord(batch: WriteBatch, rev: Revision): void {
     this.pending.delete(batch, revisionKey(this.prefix, rev));
+    this.recordCount--;
+    assert(this.recordCount >= 0, () => `deleting record ${formatRevision(rev)} leaves a negative record count`);
   }
 
   /**
@@ -111,7 +119,9 @@ export class MvccState {
 /** Reads every stored change in revision order into a fresh index, then applies the recorded compaction. */
 export function rebuildIndex(view: ReadView, prefix: Uint8Array, meta: MvccMeta): KeyIndex {
   const histories = new Map<string, KeyHistory>();
+  let records = 0;
   for (const { key, value } of view.scan(revisionKeySpan(prefix))) {
+    records++;
     const rev = decodeRevisionKey(prefix, key);
     assert(rev.main <= meta.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${meta.currentRevision}`);
     const record = decodeRecord(value);
@@ -123,6 +133,9 @@ export function rebuildIndex(view: ReadView, prefix: Uint8Array, meta: MvccMeta)
       histories.set(keyString, history);
     }
     history.restore(rev, record.tombstone, record.createRevision, record.version);
+  }
+  if (records !== meta.recordCount) {
+    throw new TesseraError('CORRUPT_DATA', `mvcc history: ${records} change records are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
   const index = new KeyIndex(histories);
   if (meta.compactedRevision > 0) index.compact(meta.compactedRevision);

@@ -442,6 +442,9 @@ function makeStore(
   // A founder creates the range; a joining node waits for the leader's snapshot, and a restart finds it on disk.
   const sm = machine(DEFAULT_RANGE);
   store.openRange(DEFAULT_RANGE, founding === undefined ? undefined : { confState: bootstrapConf(r.members), seed: (batch) => sm.seedMembers(batch, founding) });
+  // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
+  // a data file whose damaged pages hide records is refused at start, before the node listens.
+  void sm.mvcc;
   return { store, sm, watches };
 }
 

@@ -21,8 +21,10 @@ import { bytesEqual } from '../bytes.js';
  * 4: the dedupe window is the request ids of the last log entries, read from the log; records exist
  * only for window entries the log dropped. A version-3 member expires ids on another rule, so the two
  * could decide differently whether a retried command is a duplicate.
+ * 5: the MVCC meta record counts the stored change records (mvcc meta format 4), so that a store
+ * whose damaged pages hide some of them is refused at open.
  */
-export const LMDB_FORMAT_VERSION = 4;
+export const LMDB_FORMAT_VERSION = 5;
 /**
  * Address space mapped at open. It is not a cap: lmdb-js enlarges the map when
  * a transaction fills it (its README: mapSize is "the initial amount"), so a
