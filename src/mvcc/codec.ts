@@ -32,7 +32,8 @@ const REVISION_TAG = 0x72; // 'r'
 const RECORD_FORMAT = 2;
 // Meta format 3: revisions start at INITIAL_REVISION (1, as in etcd). A format-2 meta numbers them
 // from 0, so a replica holding it would give the same log entries other revisions than a format-3
-// one; it is refused, never reinterpreted. Meta format 4 adds the count of stored change records.
+// one; it is refused, never reinterpreted. Meta format 4 adds the count of stored change records and
+// whether a compaction was ever applied.
 const META_FORMAT = 4;
 const CHECKSUM_BYTES = 4;
 
@@ -165,6 +166,12 @@ export interface MvccMeta {
    * this and refuses the difference instead of serving a history with holes.
    */
   readonly recordCount: number;
+  /**
+   * A compaction was applied, even one at revision 0. etcd's never-compacted
+   * store holds -1, so its first Compact(0) succeeds and the next is refused;
+   * `compactedRevision` alone (0 for both) cannot tell the two apart.
+   */
+  readonly everCompacted: boolean;
 }
 
 /**
@@ -179,9 +186,18 @@ export const EMPTY_META: MvccMeta = {
   compactionCursor: undefined,
   writeSeq: 0,
   recordCount: 0,
+  everCompacted: false,
 };
 
+/** etcd's compactMainRev: -1 until a compaction is applied, then the compacted revision. */
+export function compactFloor(meta: Pick<MvccMeta, 'compactedRevision' | 'everCompacted'>): number {
+  return meta.everCompacted || meta.compactedRevision > 0 ? meta.compactedRevision : -1;
+}
+
 const META_BYTES = 1 + 5 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
+/** Bits of the meta record's flag byte. */
+const META_FLAG_CURSOR = 1;
+const META_FLAG_EVER_COMPACTED = 2;
 
 export function encodeMeta(meta: MvccMeta): Uint8Array {
   assert(meta.currentRevision >= INITIAL_REVISION, 'current revision below the initial revision');
@@ -194,7 +210,7 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
   writeUint53(out, 17, meta.finishedCompaction);
   writeUint53(out, 25, meta.writeSeq);
   writeUint53(out, 33, meta.recordCount);
-  out[41] = meta.compactionCursor === undefined ? 0 : 1;
+  out[41] = (meta.compactionCursor === undefined ? 0 : META_FLAG_CURSOR) | (meta.everCompacted ? META_FLAG_EVER_COMPACTED : 0);
   if (meta.compactionCursor !== undefined) writeRevision(out, 42, meta.compactionCursor);
   sealChecksum(out);
   return out;
@@ -212,7 +228,8 @@ export function decodeMeta(stored: Uint8Array): MvccMeta {
     finishedCompaction: readUint53(bytes, 17),
     writeSeq: readUint53(bytes, 25),
     recordCount: readUint53(bytes, 33),
-    compactionCursor: bytes[41] === 1 ? readRevision(bytes, 42) : undefined,
+    compactionCursor: ((bytes[41] as number) & META_FLAG_CURSOR) !== 0 ? readRevision(bytes, 42) : undefined,
+    everCompacted: ((bytes[41] as number) & META_FLAG_EVER_COMPACTED) !== 0,
   };
   assertRevisionNumber(meta.currentRevision, 'stored current revision');
   assert(meta.currentRevision >= INITIAL_REVISION, () => `stored current revision ${meta.currentRevision} is below the initial revision`);

@@ -48,7 +48,6 @@ test('compaction: a tombstone at exactly the compaction revision stays until the
 test('compaction: errors as etcd: at or below the compacted revision, or in the future', () => {
   const { engine, store } = newStore();
   for (let i = 0; i < 5; i++) put(engine, store, 'k', `${i}`);
-  assert.equal(codeOf(() => store.compact(0, engine.newBatch())), 'COMPACTED');
   assert.equal(codeOf(() => store.compact(rev(6), engine.newBatch())), 'FUTURE_REVISION');
   compactAll(engine, store, rev(3));
   assert.equal(codeOf(() => store.compact(rev(3), engine.newBatch())), 'COMPACTED');
@@ -58,6 +57,23 @@ test('compaction: errors as etcd: at or below the compacted revision, or in the 
   compactAll(engine, store, rev(5));
   assert.equal(store.currentRevision, rev(5));
   reopenAndCompare(engine, store);
+});
+
+test('compaction: as etcd, a store never compacted holds -1: its first Compact(0) is a no-op that succeeds, and is remembered across a reopen', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'k', 'v');
+  assert.equal(store.hashKV().compactRevision, -1, "HashKV's compact_revision before any compaction");
+  assert.equal(codeOf(() => store.compact(-1, engine.newBatch())), 'COMPACTED', 'at etcd\'s -1 itself');
+  compactAll(engine, store, 0);
+  assert.equal(store.compactedRevision, 0);
+  assert.equal(store.hashKV().compactRevision, 0);
+  assert.equal(get(store, 'k')?.value, 'v', 'nothing was dropped');
+  assert.equal(codeOf(() => store.compact(0, engine.newBatch())), 'COMPACTED', 'the second Compact(0) is at the compacted revision');
+  const reopened = reopenAndCompare(engine, store);
+  assert.equal(reopened.hashKV().compactRevision, 0);
+  assert.equal(codeOf(() => reopened.compact(0, engine.newBatch())), 'COMPACTED', 'the meta record remembers the compaction at 0');
+  compactAll(engine, reopened, rev(1));
+  assert.equal(reopened.hashKV().compactRevision, rev(1));
 });
 
 test('compaction: a fresh store can be compacted at its revision 1, as etcd can; 2 is in the future', () => {

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
-import { decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
+import { compactFloor, decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
 import { MvccError } from './errors.js';
 import { MAX_SUB_REVISION, type Revision } from './revision.js';
 import type { MvccState } from './state.js';
@@ -22,14 +22,15 @@ export const COMPACTION_BATCH_LIMIT = 1000;
  * when the physical deletion is complete.
  */
 export function compact(state: MvccState, revision: number, batch: WriteBatch, limit: number): boolean {
-  // Any integer is a valid request. A store starts at revision 1, so compacting at 1 is allowed
-  // at once, as in etcd. One difference: etcd's never-compacted store holds -1 and accepts 0 (a
-  // no-op); ours holds 0 and answers COMPACTED for ≤ 0, which etcd does once anything was compacted.
+  // Any integer is a valid request, checked as etcd's updateCompactRev does: against -1 until a
+  // compaction is applied (so the first Compact(0) is a no-op that succeeds), then against the
+  // compacted revision. A store starts at revision 1, so compacting at 1 is allowed at once.
   assert(Number.isSafeInteger(revision), () => `compaction revision must be a safe integer, got ${revision}`);
   assert(!state.writing, 'compact during a write transaction');
-  if (revision <= state.compactedRevision) throw new MvccError('COMPACTED');
+  if (revision <= compactFloor(state)) throw new MvccError('COMPACTED');
   if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');
   state.compactedRevision = revision;
+  state.everCompacted = true;
   state.index.compact(revision);
   // A newer compaction restarts the physical pass from the beginning: records
   // kept by the older one may be superseded now. Deleting is idempotent.

@@ -1,5 +1,5 @@
 import { assert } from '../base/index.js';
-import { decodeRecord, decodeRevisionKey, revisionKeyAtMain, revisionKeySpan } from './codec.js';
+import { compactFloor, decodeRecord, decodeRevisionKey, revisionKeyAtMain, revisionKeySpan } from './codec.js';
 import { MvccError } from './errors.js';
 import { REVISION_BYTES, writeRevision } from './revision.js';
 import type { MvccState } from './state.js';
@@ -12,7 +12,7 @@ export interface HashKVResult {
   readonly hash: number;
   /** The revision hashed up to. */
   readonly revision: number;
-  /** The compacted revision the hash reflects; compare hashes only when these agree (etcd's rule). */
+  /** The compacted revision the hash reflects, -1 before any compaction (etcd's); compare hashes only when these agree (etcd's rule). */
   readonly compactRevision: number;
   /** The store's current revision (the response header). */
   readonly currentRevision: number;
@@ -40,5 +40,5 @@ export function hashKV(state: MvccState, revision: number): HashKVResult {
     writeRevision(revBytes, 0, rev);
     crc.update(revBytes).update(value);
   }
-  return { hash: crc.digest(), revision: upTo, compactRevision: state.compactedRevision, currentRevision: state.currentRevision };
+  return { hash: crc.digest(), revision: upTo, compactRevision: compactFloor(state), currentRevision: state.currentRevision };
 }

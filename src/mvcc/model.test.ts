@@ -149,6 +149,7 @@ class Harness {
   check(): void {
     assert.equal(this.store.currentRevision, this.model.current);
     assert.equal(this.store.compactedRevision, this.model.compacted);
+    assert.equal(this.store.hashKV().compactRevision, this.model.compactMainRev);
     this.store.checkInvariants();
   }
 
@@ -186,10 +187,11 @@ class Harness {
 
   private compact(back: number, step: number): void {
     const rev = this.model.current - back;
-    const expected = rev <= this.model.compacted ? 'COMPACTED' : rev > this.model.current ? 'FUTURE_REVISION' : undefined;
+    const expected = rev <= this.model.compactMainRev ? 'COMPACTED' : rev > this.model.current ? 'FUTURE_REVISION' : undefined;
     assert.equal(errorCode(() => this.store.compact(rev, this.heldBatch(), step)), expected);
     if (expected !== undefined) return;
     this.model.compacted = rev;
+    this.model.compactMainRev = rev;
     this.log.push({ kind: 'compact', rev });
   }
 

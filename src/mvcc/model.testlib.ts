@@ -28,8 +28,10 @@ export type ModelWrite = { readonly put: string; readonly value: string; readonl
 export class Model {
   /** etcd's store starts at revision 1: the empty state counts as a revision. */
   current = 1;
-  /** 0: never compacted (etcd's -1). */
+  /** Reads below this fail; 0: never compacted. */
   compacted = 0;
+  /** etcd's compactMainRev: -1 until a compaction is applied (Compact(0) included), then its revision. */
+  compactMainRev = -1;
   /** Revisions that changed something, ascending, and the state after each. */
   revs: number[] = [];
   states: Map<string, ModelKV & { sub: number }>[] = [];
@@ -39,6 +41,7 @@ export class Model {
     const m = new Model();
     m.current = this.current;
     m.compacted = this.compacted;
+    m.compactMainRev = this.compactMainRev;
     m.revs = [...this.revs];
     m.states = [...this.states];
     m.changes = [...this.changes];

@@ -34,6 +34,8 @@ export class MvccState {
   writeSeq: number;
   /** Change records stored (MvccMeta.recordCount). */
   recordCount: number;
+  /** MvccMeta.everCompacted. */
+  everCompacted: boolean;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
 
@@ -53,6 +55,7 @@ export class MvccState {
     this.compactionCursor = meta.compactionCursor;
     this.writeSeq = meta.writeSeq;
     this.recordCount = meta.recordCount;
+    this.everCompacted = meta.everCompacted;
   }
 
   /** Loads the meta record and rebuilds the key index from the stored history, which must hold the meta's count of records. */
@@ -72,6 +75,7 @@ export class MvccState {
       compactionCursor: this.compactionCursor,
       writeSeq: this.writeSeq,
       recordCount: this.recordCount,
+      everCompacted: this.everCompacted,
     };
   }
 

@@ -24,7 +24,7 @@ test('store: an empty store is at revision 1, as etcd is, and reads nothing, at 
 test('store: a meta record of format 2 (revisions from 0, an older build) is refused, not reinterpreted', () => {
   const { engine, store } = newStore();
   put(engine, store, 'a', '1');
-  const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0 });
+  const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0, everCompacted: false });
   older[0] = 2;
   new DataView(older.buffer).setUint32(older.length - 4, crc32c(older.subarray(0, older.length - 4)));
   const batch = engine.newBatch();

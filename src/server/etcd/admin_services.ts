@@ -66,10 +66,10 @@ export class AdminService {
   }
 
   /** HashKV: the MVCC history's CRC-32C up to a revision, as etcd compares replicas by it. */
-  async hashKV(r: { revision?: string | number }): Promise<{ header: WireResponseHeader; hash: number; compactRevision: Int64Out }> {
+  async hashKV(r: { revision?: string | number }): Promise<{ header: WireResponseHeader; hash: number; compact_revision: Int64Out }> {
     const revision = Number(r.revision ?? 0);
     const h = this.kv.hashKV(Number.isSafeInteger(revision) && revision > 0 ? revision : 0);
-    return { header: this.headerFor(this.kv.currentRevision()), hash: h.hash, compactRevision: h.compactRevision };
+    return { header: this.headerFor(this.kv.currentRevision()), hash: h.hash, compact_revision: h.compactRevision };
   }
 
   /**

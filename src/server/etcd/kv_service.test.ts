@@ -181,11 +181,31 @@ describe('etcd KV service', () => {
     assert.equal(again.responses?.[0]?.response_range?.kvs?.[0]?.value?.toString(), 'v2');
   });
 
+  const compactRevision = async (): Promise<string | undefined> => {
+    const maintenance = rawClient(etcd.address, 'Maintenance');
+    try {
+      return (await call<{ compact_revision?: string }>(maintenance, 'HashKV', {})).compact_revision;
+    } finally {
+      maintenance.close();
+    }
+  };
+
+  test('compact: never compacted, HashKV says -1; the first Compact(0) succeeds as a no-op, the second is compacted', async () => {
+    await put('k/c0', 'v');
+    assert.equal(await compactRevision(), '-1');
+    await call(kv, 'Compact', { revision: 0 });
+    const zero = await compactRevision();
+    assert.ok(zero === '0' || zero === undefined, `compact_revision 0 (a proto default, which etcd leaves off the wire), got ${zero}`);
+    assert.equal((await range({ key: b('k/c0') })).kvs?.[0]?.value?.toString(), 'v');
+    await assert.rejects(call(kv, 'Compact', { revision: 0 }), /etcdserver: mvcc: required revision has been compacted/);
+  });
+
   test('compact: answers with a header, and reads below it fail', async () => {
     const old = await put('k/c', '1');
     const now = await put('k/c', '2');
     const c = await call<{ header: { revision: string } }>(kv, 'Compact', { revision: now.header.revision, physical: true });
     assert.equal(c.header.revision, now.header.revision);
+    assert.equal(await compactRevision(), now.header.revision, "HashKV's compact_revision");
     await assert.rejects(range({ key: b('k/c'), revision: old.header.revision }), /etcdserver: mvcc: required revision has been compacted/);
   });
 });
