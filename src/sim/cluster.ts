@@ -45,6 +45,12 @@ export class SimCluster {
   readonly traceLines: string[] | undefined;
   private readonly leaders = new Map<number, NodeId>();
   private readonly appliedAt = new Map<number, string>();
+  /**
+   * Per applied index, the lowest Raft term a node had when it applied it: the
+   * entry was committed in that term or an earlier one (a node learns of a
+   * commit from a leader of its own term or an older one).
+   */
+  private readonly appliedInTerm = new Map<number, number>();
   private maxAppliedIndex = 0;
   /** The newest membership any node applied, with its index. */
   latestConf: { cs: ConfState; index: number };
@@ -139,7 +145,7 @@ export class SimCluster {
           ? undefined
           : { windowMs: o.proposalWindowMs, nowMs: () => this.sched.nowMs, after: (ms, run) => this.sched.after(ms, () => this.onMember(m, incarnation, run)) },
       onApply: (id, a) => {
-        this.checkApplied(id, a.entry);
+        this.checkApplied(id, a.entry, m.node?.raw.raft.term);
         // A change with a membership context answers with the state machine's result, which carries the ConfState.
         if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
@@ -243,8 +249,14 @@ export class SimCluster {
 
   /**
    * Election safety (Figure 3): at most one leader per term. Leader
-   * completeness (Figure 3): a new leader's log holds every entry applied
-   * anywhere, checked over the part of its log it has not compacted.
+   * completeness (Figure 3): a new leader's log holds every entry committed
+   * in an earlier term, checked over the part of its log it has not
+   * compacted. An entry is known committed in an earlier term when a node
+   * applied it while its term was below the new leader's. Newer entries may
+   * be missing: a paused candidate can count votes of its term that were
+   * granted before the cluster moved on, and win a term older than entries
+   * already applied (seed 6498); it can commit nothing, since every member of
+   * the newer terms refuses its appends.
    */
   private checkLeader(id: NodeId, term: number): void {
     this.log(`leader ${id} term ${term}`);
@@ -255,8 +267,9 @@ export class SimCluster {
     if (log !== undefined) {
       for (let i = Math.max(log.firstIndex(), this.maxAppliedIndex - 200); i <= this.maxAppliedIndex; i++) {
         const applied = this.appliedAt.get(i);
+        const committedBy = this.appliedInTerm.get(i);
         const t = log.termOrUndefined(i);
-        if (applied !== undefined && (t === undefined || !applied.startsWith(`${t}:`))) {
+        if (applied !== undefined && committedBy !== undefined && committedBy < term && (t === undefined || !applied.startsWith(`${t}:`))) {
           this.violation(`leader completeness: leader ${id} of term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
           break;
         }
@@ -266,7 +279,8 @@ export class SimCluster {
   }
 
   /** State machine safety (Figure 3): every node applies the same entry at each index. */
-  private checkApplied(id: NodeId, e: Entry): void {
+  private checkApplied(id: NodeId, e: Entry, term: number | undefined): void {
+    if (term !== undefined) this.appliedInTerm.set(e.index, Math.min(term, this.appliedInTerm.get(e.index) ?? term));
     const digest = `${e.term}:${e.type}:${new Fnv64().updateBytes(e.data).digest()}`;
     const prev = this.appliedAt.get(e.index);
     if (e.index > this.maxAppliedIndex) this.maxAppliedIndex = e.index;
