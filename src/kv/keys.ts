@@ -11,6 +11,7 @@ import { assert } from '../base/index.js';
  *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
+ *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
  *                 the last tag of the state machine's part
  * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
@@ -49,6 +50,9 @@ export const keys = {
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'
+  removedMember: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x71, nodeId), // 'q'
+  removedMemberStart: (id: RangeId): Uint8Array => suffixed(id, 0x71, 0),
+  removedMemberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x72), // 'r'
   requestByIndex: (id: RangeId, index: number): Uint8Array => suffixed(id, 0x72, index), // 'r'
   requestByIndexStart: (id: RangeId): Uint8Array => suffixed(id, 0x72, 0),
   stateStart: (id: RangeId): Uint8Array => suffixed(id, 0x6d), // 'm'

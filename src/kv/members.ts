@@ -68,6 +68,8 @@ export function checkMemberRecord(v: unknown): MemberRecord {
  */
 export class MemberTable {
   private readonly members = new Map<NodeId, MemberRecord>();
+  /** Members removed from the cluster and not added back: a peer refuses their connections, so one that was down learns it was removed. */
+  private readonly removed = new Set<NodeId>();
 
   constructor(
     private readonly rangeId: RangeId,
@@ -78,6 +80,11 @@ export class MemberTable {
       assert(record.id === readU64(kv.key, 10), 'member record key and id agree');
       this.members.set(record.id, record);
     }
+    for (const kv of view.scan({ start: keys.removedMemberStart(rangeId), end: keys.removedMemberEnd(rangeId) })) this.removed.add(readU64(kv.key, 10));
+  }
+
+  isRemoved(id: NodeId): boolean {
+    return this.removed.has(id);
   }
 
   get(id: NodeId): MemberRecord | undefined {
@@ -96,10 +103,13 @@ export class MemberTable {
   put(batch: WriteBatch, record: MemberRecord): void {
     this.members.set(record.id, record);
     batch.put(keys.member(this.rangeId, record.id), encodeJson(record));
+    if (this.removed.delete(record.id)) batch.delete(keys.removedMember(this.rangeId, record.id));
   }
 
   remove(batch: WriteBatch, id: NodeId): void {
     this.members.delete(id);
     batch.delete(keys.member(this.rangeId, id));
+    this.removed.add(id);
+    batch.put(keys.removedMember(this.rangeId, id), encodeJson({ id }));
   }
 }

@@ -14,7 +14,9 @@ export type PeerErrorReason =
   | 'wrong-node'
   | 'handshake-timeout'
   | 'snapshot-too-large'
-  | 'not-ready';
+  | 'not-ready'
+  /** The peer was removed from the cluster: it must stop (etcd answers such a peer 410 Gone). */
+  | 'member-removed';
 
 const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'frame-too-large': 'RESOURCE_EXHAUSTED',
@@ -26,6 +28,7 @@ const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'handshake-timeout': 'TIMEOUT',
   'snapshot-too-large': 'RESOURCE_EXHAUSTED',
   'not-ready': 'NOT_FOUND',
+  'member-removed': 'INVALID_CONFIG',
 };
 
 export function isPeerErrorReason(value: string): value is PeerErrorReason {

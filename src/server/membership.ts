@@ -191,6 +191,30 @@ export class Membership {
     for (const [id, address] of addresses) this.knownPeers.set(id, address);
   }
 
+  /**
+   * Whether `id` was removed from the cluster (and not added back): its peer
+   * connections are refused. Not while it is still in any part of the Raft
+   * configuration: a joint configuration's outgoing half may need its votes.
+   */
+  isRemovedMember(id: NodeId): boolean {
+    if (!this.o.stateMachine.members.isRemoved(id)) return false;
+    const cs = this.confState();
+    return ![...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(id);
+  }
+
+  /**
+   * A peer refused this node as removed from the cluster. A member removed
+   * while it was down never applies its own removal (the leader no longer
+   * sends it anything), so this is how it learns, as etcd's does from a
+   * peer's 410 Gone. The peer knows it from applied state, so it is final.
+   */
+  removedByPeer(peer: NodeId): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.o.logger.warn({ peer }, 'a peer reports that this member was removed from the cluster; stopping');
+    setTimeout(() => this.o.onRemoved(), REMOVED_STOP_DELAY_MS).unref();
+  }
+
   private noticeRemoval(): void {
     const cs = this.confState();
     // Only the incoming configuration counts: a joint configuration is never rolled back, and once

@@ -259,6 +259,8 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     logger: log.child({ component: 'transport' }),
     clientAddress: () => listeners.client?.address,
     members: () => late.membership?.joinInfo(),
+    isRemovedMember: (id) => late.membership?.isRemovedMember(id) ?? false,
+    onRemovedByPeer: (peer) => late.membership?.removedByPeer(peer),
     ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
   });
   cleanups.push(() => transport.close());

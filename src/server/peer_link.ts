@@ -20,6 +20,8 @@ export interface LinkHost {
   peerInfo(id: NodeId, name: string, client: string | undefined): void;
   /** Whether an error with this key may be logged at its level now (repeats are logged at debug). */
   mayLog(key: string): boolean;
+  /** The peer refused us as a member removed from the cluster. */
+  removedByPeer(peer: NodeId): void;
 }
 
 export interface TransportStats {
@@ -215,6 +217,7 @@ export class PeerLink {
       this.pump();
     } else if (frame.t === 'reject') {
       const reason = isPeerErrorReason(frame.reason) ? frame.reason : 'unexpected-frame';
+      if (reason === 'member-removed') this.host.removedByPeer(this.peerId);
       throw new PeerError(reason, `peer ${this.peerId} at ${this.address} refused us (${frame.reason}): ${frame.message}`);
     } else if (frame.t === 'snapack' && this.stateValue === 'open') {
       if (this.active?.id === frame.id) this.finishSnapshot(frame.ok);

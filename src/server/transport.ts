@@ -42,6 +42,10 @@ export interface PeerTransportOptions {
   readonly limits?: Partial<TransportLimits>;
   /** The cluster's members, for a node asking to join; undefined while this node does not know them itself. */
   readonly members?: () => readonly JoinMember[] | undefined;
+  /** Whether a node was removed from the cluster: its connections are refused with 'member-removed'. */
+  readonly isRemovedMember?: (id: NodeId) => boolean;
+  /** A peer refused this node as a member removed from the cluster (a member removed while it was down learns so). */
+  readonly onRemovedByPeer?: (peer: NodeId) => void;
 }
 
 export interface PeerInfo {
@@ -210,6 +214,7 @@ export class PeerTransport implements Transport {
       snapshotDone: (rangeId, to, ok) => this.defer(() => this.handler?.reportSnapshot(rangeId, to, ok)),
       peerInfo: (id, name, client) => this.notePeer(id, name, client),
       mayLog: (key) => this.mayLog(key),
+      removedByPeer: (peer) => this.defer(() => this.o.onRemovedByPeer?.(peer)),
     };
   }
 
@@ -315,6 +320,7 @@ class Inbound {
     if (h.cluster !== this.o.clusterId) throw new PeerError('cluster-mismatch', `peer ${h.name} (${h.from}) belongs to cluster ${h.cluster}, not ${this.o.clusterId}`);
     if (h.to !== this.o.nodeId) throw new PeerError('wrong-node', `peer ${h.name} dialed node ${h.to}, but this is node ${this.o.nodeId}`);
     if (h.from === this.o.nodeId) throw new PeerError('wrong-node', `peer claims this node's own id ${h.from}`);
+    if (this.o.isRemovedMember?.(h.from) === true) throw new PeerError('member-removed', `peer ${h.name} (${h.from}) was removed from the cluster`);
     clearTimeout(this.timer);
     this.peer = h.from;
     this.t.notePeer(h.from, h.name, h.client);
