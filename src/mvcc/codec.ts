@@ -191,7 +191,7 @@ export const EMPTY_META: MvccMeta = {
 
 /** etcd's compactMainRev: -1 until a compaction is applied, then the compacted revision. */
 export function compactFloor(meta: Pick<MvccMeta, 'compactedRevision' | 'everCompacted'>): number {
-  return meta.everCompacted || meta.compactedRevision > 0 ? meta.compactedRevision : -1;
+  return meta.everCompacted ? meta.compactedRevision : -1;
 }
 
 const META_BYTES = 1 + 5 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
@@ -203,6 +203,7 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
   assert(meta.currentRevision >= INITIAL_REVISION, 'current revision below the initial revision');
   assert(meta.finishedCompaction <= meta.compactedRevision, 'finished compaction ahead of the compacted revision');
   assert(meta.compactedRevision <= meta.currentRevision, 'compacted revision ahead of the current revision');
+  assert(meta.everCompacted || meta.compactedRevision === 0, 'a compacted revision without a compaction');
   const out = new Uint8Array(META_BYTES);
   out[0] = META_FORMAT;
   writeUint53(out, 1, meta.currentRevision);

@@ -209,9 +209,13 @@ export class Membership {
    * peer's 410 Gone. The peer knows it from applied state, so it is final.
    */
   removedByPeer(peer: NodeId): void {
+    this.stopAsRemoved('a peer reports that this member was removed from the cluster; stopping', { peer });
+  }
+
+  private stopAsRemoved(message: string, fields: object = {}): void {
     if (this.removed) return;
     this.removed = true;
-    this.o.logger.warn({ peer }, 'a peer reports that this member was removed from the cluster; stopping');
+    this.o.logger.warn(fields, message);
     setTimeout(() => this.o.onRemoved(), REMOVED_STOP_DELAY_MS).unref();
   }
 
@@ -221,11 +225,7 @@ export class Membership {
     // it is left the leader stops sending to a removed member, which would never learn of the leave.
     const member = [...cs.voters, ...cs.learners, ...cs.learnersNext].includes(this.o.self);
     if (member) this.wasMember = true;
-    else if (this.wasMember && !this.removed) {
-      this.removed = true;
-      this.o.logger.warn('this member has been removed from the cluster; stopping');
-      setTimeout(() => this.o.onRemoved(), REMOVED_STOP_DELAY_MS).unref();
-    }
+    else if (this.wasMember) this.stopAsRemoved('this member has been removed from the cluster; stopping');
   }
 
   private maybePublish(): void {
