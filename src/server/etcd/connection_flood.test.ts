@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { type Socket, connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { H2_PREFACE } from './h2_authority.js';
+import { H2_PREFACE } from './h2_server.js';
 import { DEFAULT_ETCD_LIMITS, validateEtcdLimits } from './limits.js';
 import { type TestEtcd, call, rawClient, startTestEtcd } from './testing.testlib.js';
 

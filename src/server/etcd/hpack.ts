@@ -1,8 +1,8 @@
 /**
- * HPACK (RFC 7541): a decoder for request header blocks and a plain encoder,
- * just enough to rewrite a header on its way into Node's HTTP/2 server (see
- * h2_authority.ts). Header names and values are latin1 strings: one char per
- * octet, so any bytes survive a decode and re-encode unchanged.
+ * HPACK (RFC 7541): a decoder for the request header blocks our HTTP/2
+ * server reads (h2_server.ts), and a plain encoder for its responses.
+ * Header names and values are latin1 strings: one char per octet, so any
+ * bytes survive a decode and re-encode unchanged.
  */
 
 /** A decode failure: the connection is beyond repair (HPACK state is per connection). */

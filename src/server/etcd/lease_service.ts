@@ -1,8 +1,8 @@
+import type { GrpcServerCall, RequestMetadata } from './grpc_server.js';
 import {
   type ChannelCredentials,
   type Client as GrpcClient,
   type ClientDuplexStream,
-  type ServerDuplexStream,
   type ServiceError,
   Metadata,
   status as GrpcStatus,
@@ -106,7 +106,7 @@ export function wireLeaseId(value: Int64 | undefined): number | undefined {
  * (0, 2^53) are refused as not found (etcd takes any non-zero int64).
  */
 export class LeaseService {
-  private readonly streams = new Set<ServerDuplexStream<WireLeaseIdRequest, WireLeaseKeepAliveResponse>>();
+  private readonly streams = new Set<GrpcServerCall<WireLeaseIdRequest, WireLeaseKeepAliveResponse>>();
   private readonly forwarder: LeaderForwarder;
 
   constructor(
@@ -146,7 +146,7 @@ export class LeaseService {
   }
 
   /** A missing lease answers TTL -1, as etcd's does; the keys only when asked for. */
-  async timeToLive(r: WireLeaseTimeToLiveRequest, metadata?: Metadata): Promise<WireLeaseTimeToLiveResponse> {
+  async timeToLive(r: WireLeaseTimeToLiveRequest, metadata?: RequestMetadata): Promise<WireLeaseTimeToLiveResponse> {
     const leader = this.leader();
     if (!leader.self && !isForwarded(metadata)) {
       if (leader.address === undefined) throw new EtcdApiError(leader.leader === 0 ? ETCD_STATUS.NO_LEADER : NOT_LEADER);
@@ -177,7 +177,7 @@ export class LeaseService {
    * revocation. A client that sends without reading stops being read once
    * MAX_PENDING_KEEPALIVE_RESPONSES answers wait.
    */
-  keepAlive(call: ServerDuplexStream<WireLeaseIdRequest, WireLeaseKeepAliveResponse>): void {
+  keepAlive(call: GrpcServerCall<WireLeaseIdRequest, WireLeaseKeepAliveResponse>): void {
     this.streams.add(call);
     const forwarded = isForwarded(call.metadata);
     let ended = false;
@@ -188,7 +188,7 @@ export class LeaseService {
       if (ended) return;
       ended = true;
       this.streams.delete(call);
-      if (status !== undefined) call.emit('error', Object.assign(new Error(status.details), status));
+      if (status !== undefined) call.fail(status);
     };
     const answer = async (r: WireLeaseIdRequest): Promise<void> => {
       if (ended) return;
@@ -229,14 +229,13 @@ export class LeaseService {
         call.end();
       });
     });
-    call.on('error', () => end());
     call.on('cancelled', () => end());
     call.on('close', () => end());
   }
 
   /** Ends every keep-alive stream with etcd's "server stopped" and drops the link to the leader (the node is closing). */
   close(): void {
-    for (const call of [...this.streams]) call.emit('error', Object.assign(new Error(ETCD_STATUS.STOPPED.details), ETCD_STATUS.STOPPED));
+    for (const call of [...this.streams]) call.fail(ETCD_STATUS.STOPPED);
     this.streams.clear();
     this.forwarder.close();
   }
@@ -264,7 +263,7 @@ export class LeaseService {
 /** etcd's ErrGRPCNotLeader. */
 const NOT_LEADER: EtcdStatus = { code: GrpcStatus.FAILED_PRECONDITION, details: 'etcdserver: not leader' };
 
-function isForwarded(metadata: Metadata | undefined): boolean {
+function isForwarded(metadata: RequestMetadata | undefined): boolean {
   return metadata !== undefined && metadata.get(FORWARDED_METADATA).length > 0;
 }
 

@@ -1,24 +1,16 @@
-import {
-  Server,
-  ServerCredentials,
-  type MethodDefinition,
-  type ServiceDefinition,
-  type UntypedHandleCall,
-  type UntypedServiceImplementation,
-  type Metadata,
-  type handleUnaryCall,
-} from '@grpc/grpc-js';
-import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
+import { type AddressInfo, type Server as NetServer, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
 import type { WatchHub } from '../../kv/watch_hub.js';
 import type { KvApi } from '../kv_api.js';
 import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';
-import { type EtcdStatus, toEtcdStatus, unimplemented } from './errors.js';
-import { gateConnection } from './h2_authority.js';
+import { EtcdApiError, toEtcdStatus, unimplemented } from './errors.js';
+import { type GrpcMethod, type RequestMetadata, type StreamHandler, grpcRouter } from './grpc_server.js';
+import { H2Connection, type H2Stream } from './h2_server.js';
 import { KvService } from './kv_service.js';
 import { DEFAULT_LEASE_SERVICE_OPTIONS, type LeaderInfo, LeaseService, type LeaseServiceOptions } from './lease_service.js';
 import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES, validateEtcdLimits } from './limits.js';
+import type { HeaderField } from './hpack.js';
 import { type EtcdNodeInfo, type NodeMemberStatus, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
 import { type SnapshotSource, SnapshotService, type SnapshotStats } from './snapshot.js';
@@ -31,11 +23,6 @@ export interface EtcdServerOptions {
   readonly limits?: Partial<EtcdLimits>;
   /** Receives errors that are bugs (they are answered with UNKNOWN, never crash the node). */
   readonly onInternalError?: (error: unknown, method: string) => void;
-  /**
-   * Let clients that send a URL as the HTTP/2 :authority (etcdctl dialing
-   * http://host:port directly) through; see h2_authority.ts. Default true.
-   */
-  readonly fixAuthority?: boolean;
   /** Watch progress interval and per-stream limits (watch_service.ts); fragments split at maxRequestBytes plus gRPC's overhead, as in etcd. */
   readonly watch?: Partial<Omit<WatchServiceOptions, 'fragmentBytes'>>;
   readonly lease?: Partial<LeaseServiceOptions>;
@@ -58,12 +45,12 @@ export interface EtcdServedNode extends EtcdNodeInfo {
 
 /** The client listener's connection counts since it started. */
 export interface ConnectionStats {
-  /** Sockets open now (at the HTTP/2 gate or in an HTTP/2 session). */
+  /** Sockets open now. */
   readonly open: number;
   readonly accepted: number;
   /** Closed on accept because maxClientConnections were open. */
   readonly refused: number;
-  /** Closed at the gate for not completing the HTTP/2 handshake within handshakeTimeoutMs. */
+  /** Closed for not completing the HTTP/2 handshake within handshakeTimeoutMs. */
   readonly handshakeTimeouts: number;
 }
 
@@ -79,11 +66,11 @@ export interface EtcdServerHandle {
 
 /** How long close() lets in-flight calls finish before cutting connections. */
 const CLOSE_GRACE_MS = 2_000;
+/** gRPC's per-message prefix: a compressed flag and a 4-byte length. */
+const GRPC_MESSAGE_PREFIX_BYTES = 5;
 
 // Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
-type Handler = (request: any, metadata: Metadata) => Promise<unknown>;
-// Streaming methods get the grpc-js call itself.
-type StreamHandler = (call: any) => void;
+type Handler = (request: any, metadata: RequestMetadata) => Promise<unknown>;
 
 /**
  * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
@@ -102,16 +89,6 @@ export async function startEtcdServer(
 ): Promise<EtcdServerHandle> {
   const { host, port } = parseListen(listen);
   const limits: EtcdLimits = validateEtcdLimits({ ...DEFAULT_ETCD_LIMITS, ...options.limits });
-  const server = new Server({
-    // As etcd: requests just over the limit get etcd's own message, far larger ones gRPC's.
-    'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': -1,
-    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
-    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
-    // Channelz keeps per-call statistics for a debugging service we do not serve; it cost about 2%
-    // of a loaded node's CPU (perf, 3 nodes under puts).
-    'grpc.enable_channelz': 0,
-  });
   let address = listen;
   const headerFor = headerSource(kv, node);
   const kvService = new KvService(kv, headerFor, limits);
@@ -164,14 +141,24 @@ export async function startEtcdServer(
     Lease: { LeaseKeepAlive: (call) => lease.keepAlive(call) },
     Maintenance: { Snapshot: (call) => snapshots.snapshot(call) },
   };
+  const methods = new Map<string, GrpcMethod>();
   for (const name of ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const) {
-    const definition = etcdService(name);
-    server.addService(definition, implement(name, definition, served[name] ?? {}, streamed[name] ?? {}, onBug));
+    for (const [method, definition] of Object.entries(etcdService(name))) {
+      const full = `${name}.${method}`;
+      const toStatus = (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, full));
+      const missing = unimplemented(full);
+      if (definition.requestStream || definition.responseStream) {
+        methods.set(definition.path, { definition, toStatus, stream: streamed[name]?.[method] ?? ((call) => call.fail(missing)) });
+      } else {
+        methods.set(definition.path, { definition, toStatus, unary: served[name]?.[method] ?? (() => Promise.reject(new EtcdApiError(missing))) });
+      }
+    }
   }
+  const route = grpcRouter(methods, { maxReceiveMessageBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, onBug });
   const onError = (error: Error): void => onBug(error, 'listener');
   let listener: TcpListener;
   try {
-    listener = await listenTcp(server, host, port, { fixAuthority: options.fixAuthority !== false, onError, limits });
+    listener = await listenTcp(host, port, { route, onError, limits });
   } catch (error) {
     watch?.close();
     throw error;
@@ -229,42 +216,6 @@ function headerSource(kv: KvApi, node: EtcdNodeInfo): (revision: number) => Wire
   };
 }
 
-function implement(
-  service: string,
-  definition: ServiceDefinition,
-  handlers: Record<string, Handler>,
-  streams: Record<string, StreamHandler>,
-  onBug: (error: unknown, method: string) => void,
-): UntypedServiceImplementation {
-  const impl: UntypedServiceImplementation = {};
-  for (const [method, def] of Object.entries(definition)) {
-    const name = `${service}.${method}`;
-    const handler = handlers[method];
-    const stream = streams[method];
-    if (stream !== undefined) impl[method] = stream as UntypedHandleCall;
-    else impl[method] = handler === undefined ? stub(def, unimplemented(name)) : unary(handler, (e) => toEtcdStatus(e, (bug) => onBug(bug, name)));
-  }
-  return impl;
-}
-
-function unary(handler: Handler, toStatus: (error: unknown) => EtcdStatus): handleUnaryCall<any, unknown> {
-  return (call, callback) => {
-    // Handlers are async: a throw anywhere in them arrives here as a rejection.
-    handler(call.request, call.metadata).then(
-      (response) => callback(null, response),
-      (error: unknown) => callback(toStatus(error)),
-    );
-  };
-}
-
-function stub(def: MethodDefinition<unknown, unknown>, status: EtcdStatus): UntypedHandleCall {
-  if (!def.requestStream && !def.responseStream) {
-    return (_call: unknown, callback: (error: EtcdStatus) => void) => callback(status);
-  }
-  // Streams end with the status at once (grpc-js turns an 'error' event into the call's status).
-  return (call: { emit(event: 'error', error: EtcdStatus & Error): void }) => call.emit('error', Object.assign(new Error(status.details), status));
-}
-
 function parseListen(listen: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(listen.trim());
   const port = m === null ? NaN : Number(m[2]);
@@ -279,43 +230,39 @@ interface TcpListener {
 }
 
 interface ListenOptions {
-  readonly fixAuthority: boolean;
+  readonly route: (stream: H2Stream, headers: readonly HeaderField[]) => void;
   readonly onError: (error: Error) => void;
-  readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs'>;
+  readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConcurrentStreams' | 'maxRequestBytes'>;
 }
 
 /**
- * Our own TCP listener feeds grpc-js's HTTP/2 server through a connection
- * injector, so that each connection can pass the :authority gate first
- * (h2_authority.ts). Every accepted socket is tracked, so close() ends them all.
+ * Our TCP listener; each accepted socket is one HTTP/2 connection
+ * (h2_server.ts) whose streams go to the gRPC router. Every connection is
+ * tracked, so close() ends them all.
  *
  * A flood of connections is bounded here: net.Server's maxConnections
  * closes each socket past maxClientConnections as it is accepted (before
- * any byte is read or buffered), and the gate closes one that has not
- * completed the HTTP/2 handshake within handshakeTimeoutMs. Sessions that
- * then stay without a call are closed by grpc-js's idle timeout.
+ * any byte is read or buffered), a connection that has not completed the
+ * HTTP/2 handshake within handshakeTimeoutMs is closed, and one that then
+ * stays without a call for idleTimeoutMs is closed with GOAWAY.
  */
-async function listenTcp(server: Server, host: string, port: number, o: ListenOptions): Promise<TcpListener> {
-  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  const sockets = new Map<Socket, 'gate' | 'http2'>();
+async function listenTcp(host: string, port: number, o: ListenOptions): Promise<TcpListener> {
+  const connections = new Set<H2Connection>();
   const counts = { accepted: 0, refused: 0, handshakeTimeouts: 0 };
+  // One whole request fits the stream window, so a unary call is read without waiting for credit.
+  const streamWindowBytes = o.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES + GRPC_MESSAGE_PREFIX_BYTES;
   const tcp = createServer({ noDelay: true }, (socket) => {
     counts.accepted++;
-    socket.once('close', () => sockets.delete(socket));
-    if (!o.fixAuthority) {
-      sockets.set(socket, 'http2');
-      injector.injectConnection(socket);
-      return;
-    }
-    sockets.set(socket, 'gate');
-    gateConnection(socket, {
+    const connection = new H2Connection(socket, {
+      maxConcurrentStreams: o.limits.maxConcurrentStreams,
+      streamWindowBytes,
       handshakeTimeoutMs: o.limits.handshakeTimeoutMs,
+      idleTimeoutMs: o.limits.idleTimeoutMs,
+      onStream: o.route,
       onHandshakeTimeout: () => counts.handshakeTimeouts++,
-      inject: (connection) => {
-        sockets.set(socket, 'http2');
-        injector.injectConnection(connection);
-      },
     });
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
   });
   tcp.maxConnections = o.limits.maxClientConnections;
   // Node destroys the socket itself; 'drop' only tells us (Node 18.6+).
@@ -326,35 +273,22 @@ async function listenTcp(server: Server, host: string, port: number, o: ListenOp
       tcp.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
     });
   } catch (error) {
-    server.forceShutdown();
     throw new TesseraError('INVALID_CONFIG', `etcd API cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
   }
   // After listening, errors (an accept failing when file descriptors run out) are reported, never thrown.
   tcp.on('error', o.onError);
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => (closing ??= shutdown(server, tcp, sockets));
-  // A destroyed socket stays in the map until its 'close' event, a tick later; net.Server has already
-  // stopped counting it then (and may accept another), so it is not counted as open here either.
-  const stats = (): ConnectionStats => {
-    let open = 0;
-    for (const socket of sockets.keys()) if (!socket.destroyed) open++;
-    return { open, ...counts };
-  };
+  const close = (): Promise<void> => (closing ??= shutdown(tcp, connections));
+  const stats = (): ConnectionStats => ({ open: connections.size, ...counts });
   return { port: (tcp.address() as AddressInfo).port, stats, close };
 }
 
-async function shutdown(server: Server, tcp: NetServer, sockets: ReadonlyMap<Socket, 'gate' | 'http2'>): Promise<void> {
+/** Stops accepting, lets in-flight calls finish (GOAWAY), and cuts what is left after CLOSE_GRACE_MS. */
+async function shutdown(tcp: NetServer, connections: Set<H2Connection>): Promise<void> {
   const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-  // Connections still at the gate must not reach the HTTP/2 server once it shuts down.
-  for (const [socket, where] of sockets) if (where === 'gate') socket.destroy();
-  await new Promise<void>((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
-    server.tryShutdown(() => {
-      clearTimeout(force);
-      resolve();
-    });
-  });
-  // Whatever is left never became an HTTP/2 session (a client that is not HTTP/2, say).
-  for (const socket of sockets.keys()) socket.destroy();
+  for (const connection of connections) connection.shutdown();
+  const deadline = Date.now() + CLOSE_GRACE_MS;
+  while (connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  for (const connection of connections) connection.destroy();
   await closed;
 }

@@ -28,8 +28,8 @@ export interface WireSnapshotResponse {
 export interface SnapshotCall {
   write(message: WireSnapshotResponse, callback: (error?: Error | null) => void): boolean;
   end(): void;
-  emit(event: 'error', error: Error & EtcdStatus): boolean;
-  on(event: 'cancelled' | 'close' | 'error', listener: () => void): unknown;
+  fail(status: EtcdStatus): void;
+  on(event: 'cancelled' | 'close', listener: () => void): unknown;
 }
 
 export interface SnapshotStats {
@@ -118,7 +118,6 @@ export class SnapshotService {
     };
     this.streams.add(stop);
     call.on('cancelled', () => stop('cancelled'));
-    call.on('error', () => stop('cancelled'));
     call.on('close', () => stop('cancelled'));
     try {
       const size = await measureDump(view, meta, () => ended !== undefined);
@@ -179,6 +178,6 @@ export class SnapshotService {
 }
 
 /** Ends a stream with `status` (grpc-js turns an 'error' event into the call's status). */
-function fail(call: Pick<SnapshotCall, 'emit'>, status: EtcdStatus): void {
-  call.emit('error', Object.assign(new Error(status.details), status));
+function fail(call: Pick<SnapshotCall, 'fail'>, status: EtcdStatus): void {
+  call.fail(status);
 }

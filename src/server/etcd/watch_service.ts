@@ -1,4 +1,4 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { GrpcServerCall } from './grpc_server.js';
 import { MAX_WATCHERS, type WatchHub, type WatchOutput, type WatchRequest } from '../../kv/watch_hub.js';
 import { compareBytes } from '../../mvcc/bytes.js';
 import type { MvccEvent } from '../../mvcc/index.js';
@@ -83,7 +83,7 @@ export interface WireWatchResponse {
   events?: WireEvent[];
 }
 
-type WatchCall = ServerDuplexStream<WireWatchRequest, WireWatchResponse>;
+type WatchCall = GrpcServerCall<WireWatchRequest, WireWatchResponse>;
 
 /** WatchCreateRequest.FilterType */
 const FILTER_NOPUT = 0;
@@ -130,7 +130,7 @@ export class WatchService {
 
   watch(call: WatchCall): void {
     if (this.closed) {
-      call.emit('error', Object.assign(new Error(ETCD_STATUS.STOPPED.details), ETCD_STATUS.STOPPED));
+      call.fail(ETCD_STATUS.STOPPED);
       return;
     }
     const stream = new WatchStream(this, call);
@@ -220,7 +220,6 @@ class WatchStream {
     });
     // The client closed its sending side: etcd keeps the stream and its watches until the call ends.
     this.call.on('end', () => {});
-    this.call.on('error', () => this.stop());
     this.call.on('cancelled', () => this.stop());
     this.call.on('close', () => this.stop());
   }
@@ -229,7 +228,7 @@ class WatchStream {
   fail(status: EtcdStatus): void {
     if (this.ended) return;
     this.stop();
-    this.call.emit('error', Object.assign(new Error(status.details), status));
+    this.call.fail(status);
   }
 
   private stop(): void {

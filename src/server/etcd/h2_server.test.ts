@@ -1,0 +1,320 @@
+/**
+ * The HTTP/2 server connection against Node's own HTTP/2 client (nghttp2,
+ * an implementation we did not write) and against raw frames for what a
+ * well-behaved client never sends.
+ */
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { H2_ERROR, H2_PREFACE, H2Connection, type H2ConnectionOptions, type H2Stream } from './h2_server.js';
+import type { HeaderField } from './hpack.js';
+import { encodeHeaderBlock } from './hpack.js';
+
+const MiB = 1024 * 1024;
+const STREAM_WINDOW = 256 * 1024;
+
+interface Harness {
+  readonly port: number;
+  readonly connections: H2Connection[];
+  /** Per path: how the test server answers. */
+  readonly routes: Map<string, (stream: H2Stream, headers: readonly HeaderField[]) => void>;
+  close(): Promise<void>;
+}
+
+async function startHarness(options: Partial<H2ConnectionOptions> = {}): Promise<Harness> {
+  const routes = new Map<string, (stream: H2Stream, headers: readonly HeaderField[]) => void>();
+  const connections: H2Connection[] = [];
+  const server: Server = createServer((socket) => {
+    connections.push(
+      new H2Connection(socket, {
+        maxConcurrentStreams: 8,
+        streamWindowBytes: STREAM_WINDOW,
+        handshakeTimeoutMs: 2_000,
+        idleTimeoutMs: 60_000,
+        onStream: (stream, headers) => {
+          const path = headers.find(([n]) => n === ':path')?.[1] ?? '';
+          const route = routes.get(path);
+          if (route === undefined) stream.sendHeaders(encodeHeaderBlock([[':status', '404']]), true);
+          else route(stream, headers);
+        },
+        ...options,
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections,
+    routes,
+    close: async () => {
+      for (const c of connections) c.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const OK_HEADERS = encodeHeaderBlock([[':status', '200']]);
+
+/** Answers with the whole request body once it has arrived, crediting as it reads. */
+function echo(stream: H2Stream): void {
+  const parts: Buffer[] = [];
+  stream.onData = (data, end) => {
+    parts.push(Buffer.from(data));
+    stream.credit(data.length);
+    if (!end) return;
+    stream.sendHeaders(OK_HEADERS, false);
+    stream.sendData(Buffer.concat(parts), true);
+  };
+}
+
+function request(session: http2.ClientHttp2Session, path: string, body?: Buffer): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': path });
+    const parts: Buffer[] = [];
+    let status = 0;
+    req.on('response', (headers) => (status = Number(headers[':status'])));
+    req.on('data', (chunk: Buffer) => parts.push(chunk));
+    req.on('end', () => resolve({ status, body: Buffer.concat(parts) }));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function pattern(bytes: number, seed: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** Reads raw frames from a socket: [type, flags, streamId, payload]. */
+function frameReader(socket: Socket): { frames: [number, number, number, Buffer][]; closed: Promise<void> } {
+  const frames: [number, number, number, Buffer][] = [];
+  let pending = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 9) {
+      const length = pending.readUIntBE(0, 3);
+      if (pending.length < 9 + length) break;
+      frames.push([pending[3]!, pending[4]!, pending.readUInt32BE(5) & 0x7fffffff, pending.subarray(9, 9 + length)]);
+      pending = pending.subarray(9 + length);
+    }
+  });
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => {});
+  return { frames, closed };
+}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(streamId, 5);
+  return Buffer.concat([header, payload]);
+}
+
+async function rawConnect(port: number): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return socket;
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('HTTP/2 server connection', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+    h.routes.set('/echo', echo);
+  });
+  after(() => h.close());
+
+  test('requests and responses far larger than every window arrive whole, many streams at once', async () => {
+    // Node's client starts with 64 KiB windows: 3 MiB each way needs our WINDOW_UPDATEs and theirs.
+    const session = http2.connect(`http://127.0.0.1:${h.port}`);
+    try {
+      const bodies = [0, 1, 2, 3, 4, 5].map((i) => pattern(i === 0 ? 0 : (3 * MiB) / i + i, i));
+      const answers = await Promise.all(bodies.map((body) => request(session, '/echo', body)));
+      for (const [i, answer] of answers.entries()) {
+        assert.equal(answer.status, 200);
+        assert.ok(answer.body.equals(bodies[i]!), `body ${i} of ${bodies[i]!.length} bytes came back changed (${answer.body.length} bytes)`);
+      }
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a URL as :authority is served (etcd clients send one; Node refuses it)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${h.port}`);
+    try {
+      const answer = await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/echo', ':authority': 'http://127.0.0.1:2379' });
+        req.on('response', (headers) => resolve(Number(headers[':status'])));
+        req.on('error', reject);
+        req.end(Buffer.from('x'));
+      });
+      assert.equal(answer, 200);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('PING is answered', async () => {
+    const session = http2.connect(`http://127.0.0.1:${h.port}`);
+    try {
+      await new Promise<void>((resolve) => session.once('connect', () => resolve()));
+      const rtt = await new Promise<number>((resolve, reject) => session.ping((error, ms) => (error === null ? resolve(ms) : reject(error))));
+      assert.ok(rtt >= 0);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a stream whose handler gives no credit receives at most its window', async () => {
+    let received = 0;
+    let held: H2Stream | undefined;
+    h.routes.set('/hold', (stream) => {
+      held = stream;
+      stream.onData = (data) => (received += data.length);
+    });
+    const session = http2.connect(`http://127.0.0.1:${h.port}`);
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/hold' });
+      req.on('error', () => {});
+      req.write(pattern(2 * MiB, 7));
+      await until('the window to fill', () => received >= STREAM_WINDOW);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(received, STREAM_WINDOW, 'the client may send exactly one stream window');
+      held?.credit(received);
+      await until('more data after credit', () => received > STREAM_WINDOW);
+      req.close();
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a client reset aborts the stream; its pending write callbacks report an error', async () => {
+    let aborted = false;
+    let writeError: Error | undefined;
+    h.routes.set('/slow', (stream) => {
+      stream.onAbort = () => (aborted = true);
+      // More than the client's 64 KiB window: the rest waits for credit that never comes.
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(1 * MiB, 1), false, (error) => (writeError = error));
+    });
+    const session = http2.connect(`http://127.0.0.1:${h.port}`, { settings: { initialWindowSize: 65_535 } });
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/slow' });
+      req.on('error', () => {});
+      req.pause();
+      await new Promise((resolve) => req.once('response', resolve));
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      await until('the abort', () => aborted);
+      await until('the write callback', () => writeError !== undefined);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('shutdown answers in-flight streams, refuses new ones with GOAWAY, then closes', async () => {
+    let release: (() => void) | undefined;
+    h.routes.set('/wait', (stream) => {
+      stream.onData = (_data, end) => {
+        if (end) release = () => {
+          stream.sendHeaders(OK_HEADERS, false);
+          stream.sendData(Buffer.from('done'), true);
+        };
+      };
+    });
+    const session = http2.connect(`http://127.0.0.1:${h.port}`);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code) => resolve(code)));
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    session.on('error', () => {});
+    const inflight = request(session, '/wait', Buffer.from('q'));
+    await until('the request to arrive', () => release !== undefined);
+    const connection = h.connections.at(-1)!;
+    connection.shutdown();
+    assert.equal(await goaway, H2_ERROR.NO_ERROR);
+    release?.();
+    const answer = await inflight;
+    assert.equal(answer.body.toString(), 'done');
+    await closed;
+    assert.equal(connection.streamCount, 0);
+  });
+});
+
+describe('HTTP/2 server connection: what clients must not send', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ handshakeTimeoutMs: 300, idleTimeoutMs: 400, maxConcurrentStreams: 2 });
+    h.routes.set('/hold', () => {});
+  });
+  after(() => h.close());
+
+  test('bytes that are not the HTTP/2 preface close the connection', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await r.closed;
+  });
+
+  test('a client that never completes the handshake is closed at the deadline', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    const started = Date.now();
+    socket.write(H2_PREFACE.subarray(0, 10));
+    await r.closed;
+    assert.ok(Date.now() - started >= 250, `closed after ${Date.now() - started} ms`);
+  });
+
+  test('DATA on stream 0 is a connection error: GOAWAY PROTOCOL_ERROR', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0), frame(0, 0, 0, Buffer.from('x'))]));
+    await r.closed;
+    const goaway = r.frames.find(([type]) => type === 7);
+    assert.ok(goaway !== undefined, 'a GOAWAY');
+    assert.equal(goaway[3].readUInt32BE(4), H2_ERROR.PROTOCOL_ERROR);
+  });
+
+  test('a header block that is not valid HPACK is a COMPRESSION_ERROR', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0), frame(1, 0x5, 1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff]))]));
+    await r.closed;
+    assert.equal(r.frames.find(([type]) => type === 7)?.[3].readUInt32BE(4), H2_ERROR.COMPRESSION_ERROR);
+  });
+
+  test('streams past SETTINGS_MAX_CONCURRENT_STREAMS are refused with REFUSED_STREAM', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    const headers = encodeHeaderBlock([[':method', 'POST'], [':path', '/hold'], [':scheme', 'http']]);
+    socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0), frame(1, 0x4, 1, headers), frame(1, 0x4, 3, headers), frame(1, 0x4, 5, headers)]));
+    await until('a RST_STREAM', () => r.frames.some(([type]) => type === 3));
+    const rst = r.frames.filter(([type]) => type === 3);
+    assert.deepEqual(
+      rst.map(([, , id, p]) => [id, p.readUInt32BE(0)]),
+      [[5, H2_ERROR.REFUSED_STREAM]],
+    );
+    socket.destroy();
+  });
+
+  test('a connection without streams is closed with GOAWAY after the idle timeout', async () => {
+    const socket = await rawConnect(h.port);
+    const r = frameReader(socket);
+    socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0)]));
+    await until('our SETTINGS', () => r.frames.some(([type, flags]) => type === 4 && flags === 0));
+    socket.write(frame(4, 1, 0));
+    const started = Date.now();
+    await r.closed;
+    assert.ok(Date.now() - started >= 300, `closed after ${Date.now() - started} ms`);
+    assert.equal(r.frames.find(([type]) => type === 7)?.[3].readUInt32BE(4), H2_ERROR.NO_ERROR);
+  });
+});
