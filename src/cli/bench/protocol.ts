@@ -14,8 +14,8 @@ import { MsgpackClient, packPayload, unpackPayload } from './protocol_msgpack.js
  * with a 256-byte value, serializable so no Raft round is involved) over
  *
  *   grpc-js      a grpc-js server with KV.Range only, and the grpc-js client;
- *   etcd-server  the production etcd listener that startNode runs (grpc-js
- *                behind the :authority fix-up, every service registered);
+ *   etcd-server  the production etcd listener that startNode runs (our own
+ *                HTTP/2 and gRPC code, ADR 0008; every service registered);
  *   h2           gRPC served by our own handler on node:http2, same codec,
  *                still called by the grpc-js client (so wire-compatible);
  *   h2-raw       that same server, called by our own node:http2 client;
