@@ -90,39 +90,45 @@ export function grpcRouter(methods: ReadonlyMap<string, GrpcMethod>, options: Gr
     if (contentType === undefined || !contentType.startsWith('application/grpc')) return httpError(stream, '415');
     const m = path === undefined ? undefined : methods.get(path);
     if (m === undefined) {
-      sendStatus(stream, { code: GrpcStatus.UNIMPLEMENTED, details: `The server does not implement the method ${path ?? '(none)'}` }, false);
-      return;
+      return refuse(stream, { code: GrpcStatus.UNIMPLEMENTED, details: `The server does not implement the method ${path ?? '(none)'}` });
     }
     if (m.unary !== undefined) serveUnary(stream, headers, m, m.unary, options);
     else new ServerCall(stream, headers, m, options).start();
   };
 }
 
-/** Cuts length-prefixed messages out of DATA as it arrives. */
+/** Cuts length-prefixed messages out of DATA as it arrives; a message's pieces are joined once, when it is whole. */
 class MessageReader {
-  private held: Buffer | undefined;
+  private pieces: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(private readonly maxBytes: number) {}
 
   /** The messages completed by `data`, or the status that refuses the call. */
   push(data: Buffer): Buffer[] | EtcdStatus {
-    let buf = this.held === undefined ? data : Buffer.concat([this.held, data]);
-    this.held = undefined;
     const messages: Buffer[] = [];
-    while (buf.length >= MESSAGE_PREFIX_BYTES) {
-      if (buf[0] !== 0) return { code: GrpcStatus.UNIMPLEMENTED, details: 'compressed messages are not supported' };
-      const length = buf.readUInt32BE(1);
+    while (data.length > 0) {
+      this.pieces.push(data);
+      this.heldBytes += data.length;
+      if (this.heldBytes < MESSAGE_PREFIX_BYTES) return messages;
+      const prefix = this.pieces[0]!.length >= MESSAGE_PREFIX_BYTES ? this.pieces[0]! : Buffer.concat(this.pieces, this.heldBytes);
+      if (prefix[0] !== 0) return { code: GrpcStatus.UNIMPLEMENTED, details: 'compressed messages are not supported' };
+      const length = prefix.readUInt32BE(1);
       if (length > this.maxBytes) return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` };
-      if (buf.length < MESSAGE_PREFIX_BYTES + length) break;
-      messages.push(buf.subarray(MESSAGE_PREFIX_BYTES, MESSAGE_PREFIX_BYTES + length));
-      buf = buf.subarray(MESSAGE_PREFIX_BYTES + length);
+      const total = MESSAGE_PREFIX_BYTES + length;
+      if (this.heldBytes < total) return messages;
+      const joined = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.heldBytes);
+      messages.push(joined.subarray(MESSAGE_PREFIX_BYTES, total));
+      // What follows the message starts the next one.
+      data = joined.subarray(total);
+      this.pieces = [];
+      this.heldBytes = 0;
     }
-    if (buf.length > 0) this.held = buf;
     return messages;
   }
 
   get partial(): boolean {
-    return this.held !== undefined;
+    return this.heldBytes > 0;
   }
 }
 
@@ -139,7 +145,7 @@ function serveUnary(stream: H2Stream, headers: readonly HeaderField[], m: GrpcMe
     if (!Array.isArray(out) || (message !== undefined && out.length > 0) || out.length > 1) {
       refused = true;
       stream.credit(held);
-      return refuse(stream, Array.isArray(out) ? { code: GrpcStatus.UNIMPLEMENTED, details: 'a unary call carries one request message' } : out, end);
+      return refuse(stream, Array.isArray(out) ? { code: GrpcStatus.UNIMPLEMENTED, details: 'a unary call carries one request message' } : out);
     }
     if (out.length === 1) message = out[0];
     if (!end) return;
@@ -156,8 +162,17 @@ function dispatchUnary(stream: H2Stream, headers: readonly HeaderField[], m: Grp
   } catch (error) {
     return sendStatus(stream, { code: GrpcStatus.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` }, false);
   }
-  // Handlers are async: a throw anywhere in them arrives here as a rejection.
-  handler(request, metadataOf(headers)).then(
+  // The call holds its slot under the stream limit until the handler is done, even if the client resets it.
+  stream.startWork();
+  let pending: Promise<unknown>;
+  try {
+    pending = handler(request, metadataOf(headers));
+  } catch (error) {
+    pending = Promise.reject(error);
+  }
+  pending
+    .finally(() => stream.endWork())
+    .then(
     (response) => {
       if (stream.closed) return;
       let bytes: Buffer;
@@ -172,7 +187,8 @@ function dispatchUnary(stream: H2Stream, headers: readonly HeaderField[], m: Grp
       stream.sendHeaders(OK_TRAILERS, true);
     },
     (error: unknown) => sendStatus(stream, m.toStatus(error), false),
-  );
+  )
+    .catch((bug: unknown) => options.onBug(bug, m.definition.path));
 }
 
 /** A streaming call (bidirectional, or server-streaming with its one request). */
@@ -211,11 +227,20 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
       if (this.finished) return;
       this.finished = true;
       this.cancelled = true;
-      this.emit('cancelled');
-      this.emit('close');
+      this.guarded(() => this.emit('cancelled'));
+      this.guarded(() => this.emit('close'));
     };
     // A bidirectional handler starts at once and hears requests as they come; a server-streaming one once its request is in.
-    if (this.bidi) this.m.stream?.(this);
+    if (this.bidi) this.guarded(() => this.m.stream?.(this));
+  }
+
+  /** Runs service code; an exception ends the call with its status (a bug is reported by toStatus), never the process. */
+  private guarded(action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.fail(this.m.toStatus(error));
+    }
   }
 
   write(message: unknown, callback?: (error?: Error | null) => void): boolean {
@@ -258,9 +283,9 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
   }
 
   private afterFinish(): void {
-    // A client still sending to a finished call is told to stop.
-    if (!this.clientEnded) this.stream.reset(NO_ERROR);
-    this.emit('close');
+    // A client still sending to a finished call is told to stop, once our status is out.
+    this.stream.endThenReset(NO_ERROR);
+    this.guarded(() => this.emit('close'));
   }
 
   private onData(data: Buffer, end: boolean): void {
@@ -304,14 +329,14 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
         this.request = request;
         continue;
       }
-      this.emit('data', request);
+      this.guarded(() => this.emit('data', request));
     }
     if (!this.paused || this.finished) this.creditAll();
     if (this.paused || this.finished || this.queued.length > 0 || !this.clientEnded || this.endSeen) return;
     this.endSeen = true;
-    if (this.bidi) this.emit('end');
+    if (this.bidi) this.guarded(() => this.emit('end'));
     else if (this.request === undefined) this.fail({ code: GrpcStatus.INTERNAL, details: 'the call ended without a request message' });
-    else this.m.stream?.(this);
+    else this.guarded(() => this.m.stream?.(this));
   }
 }
 
@@ -323,10 +348,10 @@ function frameMessage(bytes: Buffer): Buffer {
   return framed;
 }
 
-/** Refuses a call whose request is still arriving: the status, then a reset so the client stops sending. */
-function refuse(stream: H2Stream, status: EtcdStatus, clientEnded: boolean): void {
+/** Refuses a call whose request may still be arriving: the status, then (if the client is still sending) a reset so it stops. */
+function refuse(stream: H2Stream, status: EtcdStatus): void {
   sendStatus(stream, status, false);
-  if (!clientEnded) stream.reset(NO_ERROR);
+  stream.endThenReset(NO_ERROR);
 }
 
 /** The call's status: trailers after a response's headers, or a trailers-only response. */
@@ -339,6 +364,7 @@ function sendStatus(stream: H2Stream, status: EtcdStatus, headersSent: boolean):
 
 function httpError(stream: H2Stream, httpStatus: string): void {
   stream.sendHeaders(encodeHeaderBlock([[':status', httpStatus]]), true);
+  stream.endThenReset(NO_ERROR);
 }
 
 /** grpc-message is percent-encoded UTF-8: bytes outside printable ASCII, and '%', as %XX. */

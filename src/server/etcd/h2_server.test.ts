@@ -16,6 +16,8 @@ const STREAM_WINDOW = 256 * 1024;
 
 interface Harness {
   readonly port: number;
+  /** Exceptions handlers threw, as the connection reported them. */
+  readonly bugs: unknown[];
   readonly connections: H2Connection[];
   /** Per path: how the test server answers. */
   readonly routes: Map<string, (stream: H2Stream, headers: readonly HeaderField[]) => void>;
@@ -25,6 +27,7 @@ interface Harness {
 async function startHarness(options: Partial<H2ConnectionOptions> = {}): Promise<Harness> {
   const routes = new Map<string, (stream: H2Stream, headers: readonly HeaderField[]) => void>();
   const connections: H2Connection[] = [];
+  const bugs: unknown[] = [];
   const server: Server = createServer((socket) => {
     connections.push(
       new H2Connection(socket, {
@@ -38,6 +41,7 @@ async function startHarness(options: Partial<H2ConnectionOptions> = {}): Promise
           if (route === undefined) stream.sendHeaders(encodeHeaderBlock([[':status', '404']]), true);
           else route(stream, headers);
         },
+        onBug: (error) => bugs.push(error),
         ...options,
       }),
     );
@@ -45,6 +49,7 @@ async function startHarness(options: Partial<H2ConnectionOptions> = {}): Promise
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    bugs,
     connections,
     routes,
     close: async () => {
@@ -316,5 +321,121 @@ describe('HTTP/2 server connection: what clients must not send', () => {
     await r.closed;
     assert.ok(Date.now() - started >= 300, `closed after ${Date.now() - started} ms`);
     assert.equal(r.frames.find(([type]) => type === 7)?.[3].readUInt32BE(4), H2_ERROR.NO_ERROR);
+  });
+});
+
+/** Connects, sends the preface with `settings`, and ACKs our SETTINGS. */
+async function handshake(port: number, settings: Buffer = Buffer.alloc(0)): Promise<{ socket: Socket; r: ReturnType<typeof frameReader> }> {
+  const socket = await rawConnect(port);
+  const r = frameReader(socket);
+  socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, settings), frame(4, 1, 0)]));
+  return { socket, r };
+}
+
+function setting(id: number, value: number): Buffer {
+  const b = Buffer.alloc(6);
+  b.writeUInt16BE(id, 0);
+  b.writeUInt32BE(value, 2);
+  return b;
+}
+
+const REQUEST_HEADERS = (path: string): Buffer => encodeHeaderBlock([[':method', 'POST'], [':path', path], [':scheme', 'http']]);
+
+describe('HTTP/2 server connection: hostile and unlucky clients', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ maxConcurrentStreams: 2, stalledStreamTimeoutMs: 400 });
+  });
+  after(() => h.close());
+
+  test('a flood of empty CONTINUATION frames hits the header block limit (frame headers count)', async () => {
+    const { socket, r } = await handshake(h.port);
+    const empty = frame(9, 0, 1);
+    socket.write(frame(1, 0, 1, Buffer.alloc(0)));
+    for (let i = 0; i < 4_000 && !socket.destroyed; i++) socket.write(empty);
+    await r.closed;
+    assert.equal(r.frames.find(([type]) => type === 7)?.[3].readUInt32BE(4), H2_ERROR.ENHANCE_YOUR_CALM);
+  });
+
+  test('an exception in a handler resets its stream, is reported, and the connection goes on serving', async () => {
+    h.routes.set('/throws', () => {
+      throw new Error('handler bug');
+    });
+    h.routes.set('/echo', echo);
+    const { socket, r } = await handshake(h.port);
+    socket.write(frame(1, 0x5, 1, REQUEST_HEADERS('/throws')));
+    socket.write(frame(1, 0x5, 3, REQUEST_HEADERS('/echo')));
+    await until('the echo answer', () => r.frames.some(([type, flags, id]) => type === 0 && id === 3 && (flags & 1) !== 0));
+    const rst = r.frames.find(([type, , id]) => type === 3 && id === 1);
+    assert.equal(rst?.[3].readUInt32BE(0), H2_ERROR.INTERNAL_ERROR);
+    assert.ok(h.bugs.some((e) => e instanceof Error && e.message === 'handler bug'));
+    socket.destroy();
+  });
+
+  test('streams reset while their handler works keep their slot until it is done (rapid reset)', async () => {
+    const working: H2Stream[] = [];
+    h.routes.set('/work', (stream) => {
+      stream.startWork();
+      working.push(stream);
+    });
+    const { socket, r } = await handshake(h.port);
+    const rst = (id: number): Buffer => frame(3, 0, id, Buffer.from([0, 0, 0, 8]));
+    // Two calls started and reset at once: with a limit of 2, the third is refused while both handlers work.
+    socket.write(Buffer.concat([frame(1, 0x5, 1, REQUEST_HEADERS('/work')), rst(1), frame(1, 0x5, 3, REQUEST_HEADERS('/work')), rst(3)]));
+    await until('two handlers', () => working.length === 2);
+    socket.write(frame(1, 0x5, 5, REQUEST_HEADERS('/work')));
+    await until('a refusal', () => r.frames.some(([type, , id]) => type === 3 && id === 5));
+    assert.equal(r.frames.find(([type, , id]) => type === 3 && id === 5)?.[3].readUInt32BE(0), H2_ERROR.REFUSED_STREAM);
+    assert.equal(working.length, 2);
+    working[0]!.endWork();
+    socket.write(frame(1, 0x5, 7, REQUEST_HEADERS('/work')));
+    await until('a third handler once one finished', () => working.length === 3);
+    socket.destroy();
+  });
+
+  test('trailers queued behind DATA waiting for window go out before the reset that follows them', async () => {
+    h.routes.set('/answer-early', (stream) => {
+      // Answers at once, while the client is still sending, then asks for the reset that stops it.
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(1000, 3), false);
+      stream.sendHeaders(encodeHeaderBlock([['grpc-status', '0']]), true);
+      stream.endThenReset(H2_ERROR.NO_ERROR);
+    });
+    const { socket, r } = await handshake(h.port, setting(4, 0));
+    socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/answer-early')));
+    await until('the response headers', () => r.frames.some(([type, , id]) => type === 1 && id === 1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(!r.frames.some(([type]) => type === 3), 'no RST while the data waits for window');
+    socket.write(frame(8, 0, 1, Buffer.from([0, 0, 0x10, 0])));
+    await until('the reset', () => r.frames.some(([type]) => type === 3));
+    const kinds = r.frames.filter(([, , id]) => id === 1).map(([type, flags]) => `${type}:${flags}`);
+    assert.deepEqual(kinds, ['1:4', '0:0', '1:5', '3:0'], 'HEADERS, DATA, trailers with END_STREAM, then RST_STREAM');
+    socket.destroy();
+  });
+
+  test('a response the client grants no window for is reset after the stall timeout', async () => {
+    let aborted = false;
+    h.routes.set('/big', (stream) => {
+      stream.onAbort = () => (aborted = true);
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(100_000, 5), true);
+    });
+    const { socket, r } = await handshake(h.port, setting(4, 0));
+    socket.write(frame(1, 0x5, 1, REQUEST_HEADERS('/big')));
+    await until('the stall reset', () => r.frames.some(([type, , id]) => type === 3 && id === 1), 3_000);
+    assert.equal(r.frames.find(([type, , id]) => type === 3 && id === 1)?.[3].readUInt32BE(0), H2_ERROR.CANCEL);
+    assert.ok(aborted || h.connections.every((c) => c.streamCount === 0));
+    socket.destroy();
+  });
+
+  test('padding is credited back at once', async () => {
+    h.routes.set('/quiet', () => {});
+    const { socket, r } = await handshake(h.port);
+    socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/quiet')));
+    // PADDED: pad length 200, 3 bytes of body, 200 of padding.
+    socket.write(frame(0, 0x8, 1, Buffer.concat([Buffer.from([200]), Buffer.from('abc'), Buffer.alloc(200)])));
+    await until('a WINDOW_UPDATE for the stream', () => r.frames.some(([type, , id]) => type === 8 && id === 1));
+    assert.equal(r.frames.find(([type, , id]) => type === 8 && id === 1)?.[3].readUInt32BE(0), 201);
+    socket.destroy();
   });
 });

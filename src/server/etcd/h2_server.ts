@@ -20,8 +20,13 @@ import { type HeaderField, HpackDecoder, HpackError } from './hpack.js';
  *
  * Each connection's memory is bounded: a stream receives at most our stream
  * window before its handler gives credit back, and all streams together at
- * most MAX_BUFFERED_INBOUND_BYTES; headers at most MAX_HEADER_BLOCK_BYTES.
- * Outbound DATA is bounded by the client's own windows.
+ * most MAX_BUFFERED_INBOUND_BYTES (a stream whose DATA would pass it is
+ * refused with REFUSED_STREAM, which gRPC clients retry); a header block
+ * at most MAX_HEADER_BLOCK_BYTES, frame headers counted. Work in progress
+ * is bounded too: a stream the client resets while its handler runs keeps
+ * its slot under SETTINGS_MAX_CONCURRENT_STREAMS until the handler is done
+ * (the "rapid reset" attack). A response the client grants no window for
+ * is dropped after STALLED_STREAM_TIMEOUT_MS.
  */
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -34,6 +39,8 @@ export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 export const MAX_BUFFERED_INBOUND_BYTES = 64 * 1024 * 1024;
 /** Bytes queued on the socket (the client not reading) above this close the connection. */
 export const MAX_BUFFERED_OUTBOUND_BYTES = 64 * 1024 * 1024;
+/** A stream whose queued response has waited this long without the client granting any window is reset (CANCEL). */
+export const STALLED_STREAM_TIMEOUT_MS = 60_000;
 /** The largest frame payload we accept (SETTINGS_MAX_FRAME_SIZE's default; we never raise it). */
 const MAX_FRAME_PAYLOAD = 16_384;
 /** HPACK dynamic table size the client's encoder may use (the protocol default; we advertise no other). */
@@ -98,6 +105,10 @@ export interface H2ConnectionOptions {
   /** A client opened a stream (its request headers, decoded). */
   readonly onStream: (stream: H2Stream, headers: readonly HeaderField[]) => void;
   readonly onHandshakeTimeout?: () => void;
+  /** Default STALLED_STREAM_TIMEOUT_MS. */
+  readonly stalledStreamTimeoutMs?: number;
+  /** An exception from a handler (a bug): the stream is reset, the connection and the process go on. */
+  readonly onBug?: (error: unknown) => void;
 }
 
 type Outbound =
@@ -122,6 +133,14 @@ export class H2Stream {
   /** @internal */ remoteClosed = false;
   /** @internal */ localClosed = false;
   /** @internal */ aborted = false;
+  /** @internal A handler is working for this stream (see startWork). */
+  working = false;
+  /** @internal The client reset the stream while its handler worked. */
+  abandoned = false;
+  /** @internal RST_STREAM to send once our END_STREAM is out. */
+  resetAfterEnd: number | undefined;
+  /** @internal When the stream's queue began waiting for window (0: not waiting). */
+  blockedSinceMs = 0;
 
   constructor(
     readonly id: number,
@@ -150,6 +169,23 @@ export class H2Stream {
   /** Ends the stream with RST_STREAM (for instance to stop a client still sending after our final response). */
   reset(code: number): void {
     this.connection.resetStream(this, code);
+  }
+
+  /**
+   * Once the queued END_STREAM has gone out, RST_STREAM with `code` tells a
+   * client still sending that we answered without reading the rest (RFC 9113 §8.1).
+   */
+  endThenReset(code: number): void {
+    this.connection.endThenReset(this, code);
+  }
+
+  /** A handler works on the stream's request: until endWork, the stream counts against the concurrency limit even if the client resets it. */
+  startWork(): void {
+    this.working = true;
+  }
+
+  endWork(): void {
+    this.connection.endWork(this);
   }
 
   /** Gives back receive window for `bytes` of DATA the handler has consumed. */
@@ -185,11 +221,16 @@ export class H2Connection {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private idleSinceMs = Date.now();
+  /** Streams reset by the client whose handlers still work. */
+  private abandoned = 0;
+  private readonly stallTimeoutMs: number;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
     private readonly options: H2ConnectionOptions,
   ) {
+    this.stallTimeoutMs = options.stalledStreamTimeoutMs ?? STALLED_STREAM_TIMEOUT_MS;
     assert(options.streamWindowBytes > 0 && options.streamWindowBytes <= MAX_WINDOW, () => `stream window ${options.streamWindowBytes} out of range`);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => socket.destroy());
@@ -261,7 +302,11 @@ export class H2Connection {
     } catch (error) {
       if (error instanceof ConnectionError) this.fail(error.code);
       else if (error instanceof HpackError) this.fail(H2_ERROR.COMPRESSION_ERROR);
-      else throw error;
+      else {
+        // A bug of ours: never the process's end.
+        this.options.onBug?.(error);
+        this.fail(H2_ERROR.INTERNAL_ERROR);
+      }
     }
     this.maybeStopReading();
   }
@@ -320,15 +365,23 @@ export class H2Connection {
       this.resetStream(stream, H2_ERROR.FLOW_CONTROL_ERROR);
       return;
     }
+    if (this.bufferedInbound + body.length > MAX_BUFFERED_INBOUND_BYTES && !stream.working) {
+      // Too much unconsumed data on this connection: this request is refused before any handler worked on it, so the client may retry it.
+      this.resetStream(stream, H2_ERROR.REFUSED_STREAM);
+      return;
+    }
     stream.recvWindow -= payload.length;
-    // Padding is consumed at once; the body when the handler says so.
-    stream.creditPending += payload.length - body.length;
+    const padding = payload.length - body.length;
+    if (padding > 0 && (flags & FLAG_END_STREAM) === 0) {
+      // Padding is consumed at once; the body when the handler says so.
+      stream.recvWindow += padding;
+      this.writeFrame(FrameType.WINDOW_UPDATE, 0, stream.id, uint31(padding));
+    }
     stream.recvUnconsumed += body.length;
     this.bufferedInbound += body.length;
-    if (this.bufferedInbound > MAX_BUFFERED_INBOUND_BYTES) throw new ConnectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'too much unconsumed request data');
     const end = (flags & FLAG_END_STREAM) !== 0;
     if (end) stream.remoteClosed = true;
-    stream.onData(body, end);
+    this.callHandler(stream, () => stream.onData(body, end));
     if (end) this.maybeForget(stream);
   }
 
@@ -343,8 +396,8 @@ export class H2Connection {
     }
     if (flags & FLAG_PRIORITY) start += 5;
     if (start > end) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
-    const fragment = payload.subarray(start, end);
-    this.headerBlock = { streamId, end: (flags & FLAG_END_STREAM) !== 0, parts: [fragment], bytes: fragment.length };
+    const fragment = Buffer.from(payload.subarray(start, end));
+    this.headerBlock = { streamId, end: (flags & FLAG_END_STREAM) !== 0, parts: [fragment], bytes: FRAME_HEADER_BYTES + payload.length };
     if (flags & FLAG_END_HEADERS) this.headerBlockDone();
     else this.checkHeaderBlockSize();
   }
@@ -352,8 +405,9 @@ export class H2Connection {
   private continuation(flags: number, streamId: number, payload: Buffer): void {
     const block = this.headerBlock;
     if (block === undefined || block.streamId !== streamId) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'unexpected CONTINUATION');
-    block.parts.push(payload);
-    block.bytes += payload.length;
+    // Frame headers count too, so a flood of empty CONTINUATIONs reaches the limit; pieces are copied, not kept as views of socket chunks.
+    block.parts.push(Buffer.from(payload));
+    block.bytes += FRAME_HEADER_BYTES + payload.length;
     this.checkHeaderBlockSize();
     if (flags & FLAG_END_HEADERS) this.headerBlockDone();
   }
@@ -374,21 +428,21 @@ export class H2Connection {
       if (existing === undefined || existing.remoteClosed) return;
       if (!block.end) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'trailers without END_STREAM');
       existing.remoteClosed = true;
-      existing.onData(Buffer.alloc(0), true);
+      this.callHandler(existing, () => existing.onData(Buffer.alloc(0), true));
       this.maybeForget(existing);
       return;
     }
     this.lastStreamId = block.streamId;
     if (this.goawaySent || this.peerGoaway) return;
-    if (this.streams.size >= this.options.maxConcurrentStreams) {
+    if (this.streams.size + this.abandoned >= this.options.maxConcurrentStreams) {
       this.writeFrame(FrameType.RST_STREAM, 0, block.streamId, uint32(H2_ERROR.REFUSED_STREAM));
       return;
     }
     const stream = new H2Stream(block.streamId, this, this.peerInitialWindow, this.options.streamWindowBytes);
     this.streams.set(stream.id, stream);
     if (block.end) stream.remoteClosed = true;
-    this.options.onStream(stream, fields);
-    if (block.end && !stream.closed) stream.onData(Buffer.alloc(0), true);
+    this.callHandler(stream, () => this.options.onStream(stream, fields));
+    if (block.end && !stream.closed) this.callHandler(stream, () => stream.onData(Buffer.alloc(0), true));
     this.maybeForget(stream);
   }
 
@@ -441,6 +495,7 @@ export class H2Connection {
     if (increment === 0) return this.resetStream(stream, H2_ERROR.PROTOCOL_ERROR);
     stream.sendWindow += increment;
     if (stream.sendWindow > MAX_WINDOW) return this.resetStream(stream, H2_ERROR.FLOW_CONTROL_ERROR);
+    stream.blockedSinceMs = Date.now();
     this.drain(stream);
   }
 
@@ -471,9 +526,48 @@ export class H2Connection {
   }
 
   /** @internal */
+  endThenReset(stream: H2Stream, code: number): void {
+    // A client that has finished sending needs no reset.
+    if (stream.remoteClosed || stream.aborted) return;
+    stream.resetAfterEnd = code;
+    if (stream.queue.length === 0 && stream.localClosed) this.sendResetAfterEnd(stream);
+  }
+
+  /** @internal */
+  endWork(stream: H2Stream): void {
+    if (!stream.working) return;
+    stream.working = false;
+    if (stream.abandoned) {
+      stream.abandoned = false;
+      this.abandoned--;
+    }
+  }
+
+  /** Runs a handler's code for `stream`; an exception is a bug, reported, and resets the stream. */
+  private callHandler(stream: H2Stream, action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.options.onBug?.(error);
+      this.resetStream(stream, H2_ERROR.INTERNAL_ERROR);
+    }
+  }
+
+  /** Calls write callbacks; one that throws is a bug, reported, and the others still run. */
+  private notify(callbacks: readonly ((error?: Error) => void)[], error: Error | undefined): void {
+    for (const cb of callbacks) {
+      try {
+        cb(error);
+      } catch (bug) {
+        this.options.onBug?.(bug);
+      }
+    }
+  }
+
+  /** @internal */
   enqueue(stream: H2Stream, item: Outbound): void {
     if (stream.closed || this.closed) {
-      if (item.kind === 'data') item.written?.(new Error('stream closed'));
+      if (item.kind === 'data' && item.written !== undefined) this.notify([item.written], new Error('stream closed'));
       return;
     }
     if (item.end) stream.localClosed = true;
@@ -496,7 +590,11 @@ export class H2Connection {
         this.writeHeaders(stream.id, item.block, item.end);
       } else {
         if (!this.sendDataItem(stream, item)) {
-          this.blocked.add(stream);
+          if (!this.blocked.has(stream)) {
+            this.blocked.add(stream);
+            stream.blockedSinceMs = Date.now();
+            this.armStallCheck();
+          }
           return;
         }
         if (item.written !== undefined) this.outCallbacks.push(item.written);
@@ -504,7 +602,31 @@ export class H2Connection {
       stream.queue.shift();
     }
     this.blocked.delete(stream);
-    if (stream.localClosed) this.maybeForget(stream);
+    if (stream.resetAfterEnd !== undefined && stream.localClosed) this.sendResetAfterEnd(stream);
+    else if (stream.localClosed) this.maybeForget(stream);
+  }
+
+  private sendResetAfterEnd(stream: H2Stream): void {
+    const code = stream.resetAfterEnd ?? H2_ERROR.NO_ERROR;
+    stream.resetAfterEnd = undefined;
+    this.writeFrame(FrameType.RST_STREAM, 0, stream.id, uint32(code));
+    // Both sides are done now: our END_STREAM is out, and the reset ends the client's.
+    stream.remoteClosed = true;
+    this.maybeForget(stream);
+  }
+
+  /** While streams wait for window, checks for ones that waited stallTimeoutMs without any, and resets them. */
+  private armStallCheck(): void {
+    if (this.stallTimer !== undefined || this.closed) return;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      const now = Date.now();
+      for (const stream of [...this.blocked]) {
+        if (now - stream.blockedSinceMs >= this.stallTimeoutMs) this.resetStream(stream, H2_ERROR.CANCEL);
+      }
+      if (this.blocked.size > 0) this.armStallCheck();
+    }, this.stallTimeoutMs / 4);
+    this.stallTimer.unref();
   }
 
   /** Writes a DATA item as far as the windows allow; false when some is left. An empty item is one empty frame (RFC 9113 §6.9.1 counts payload only). */
@@ -524,6 +646,8 @@ export class H2Connection {
   private drainBlocked(): void {
     for (const stream of [...this.blocked]) {
       if (this.sendWindow <= 0) return;
+      // Window arrived: the wait starts over.
+      stream.blockedSinceMs = Date.now();
       this.drain(stream);
     }
   }
@@ -548,10 +672,17 @@ export class H2Connection {
   private abort(stream: H2Stream): void {
     if (stream.aborted) return;
     stream.aborted = true;
-    for (const item of stream.queue) if (item.kind === 'data') item.written?.(new Error('stream reset'));
+    if (stream.working) {
+      stream.abandoned = true;
+      this.abandoned++;
+    }
+    const callbacks: ((error?: Error) => void)[] = [];
+    for (const item of stream.queue) if (item.kind === 'data' && item.written !== undefined) callbacks.push(item.written);
     stream.queue.length = 0;
     this.forget(stream);
-    if (!stream.localClosed) stream.onAbort();
+    // The handler hears of the abort before its write callbacks fail, so it does not act on the call again.
+    if (!stream.localClosed) this.callHandler(stream, () => stream.onAbort());
+    this.notify(callbacks, new Error('stream reset'));
   }
 
   // ---- outbound ----
@@ -593,15 +724,10 @@ export class H2Connection {
     const bytes = this.outBytes;
     this.outBytes = 0;
     if (this.closed || this.socket.destroyed) {
-      for (const cb of callbacks) cb(new Error('connection closed'));
+      this.notify(callbacks, new Error('connection closed'));
       return;
     }
-    const done =
-      callbacks.length === 0
-        ? undefined
-        : (error?: Error | null): void => {
-            for (const cb of callbacks) cb(error ?? undefined);
-          };
+    const done = callbacks.length === 0 ? undefined : (error?: Error | null): void => this.notify(callbacks, error ?? undefined);
     if (bytes <= 64 * 1024) this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out, bytes), done);
     else {
       this.socket.cork();
@@ -670,9 +796,10 @@ export class H2Connection {
     this.closed = true;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.stallTimer);
     const callbacks = this.outCallbacks;
     this.outCallbacks = [];
-    for (const cb of callbacks) cb(new Error('connection closed'));
+    this.notify(callbacks, new Error('connection closed'));
     this.abortAll();
   }
 }

@@ -58,3 +58,9 @@ test('encoded blocks decode back, leaving the dynamic table alone', () => {
   assert.deepEqual(d.decode(encodeHeaderBlock([...fields, ['k', long]])), [...fields, ['k', long]]);
   assert.throws(() => d.decode(hex('be')), HpackError, 'nothing was indexed');
 });
+
+test('hpack: an integer with endless zero continuation bytes is refused, not read as NaN', () => {
+  // A table size update (0x3f) whose integer never ends its continuation: 0 * 2^shift adds nothing, so only its length can stop it.
+  const block = Buffer.concat([Buffer.from([0x3f]), Buffer.alloc(150, 0x80), Buffer.from([0x00])]);
+  assert.throws(() => new HpackDecoder().decode(block), HpackError);
+});

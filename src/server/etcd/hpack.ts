@@ -134,6 +134,8 @@ class BlockReader {
     this.pos++;
     if (value < max) return value;
     for (let shift = 0; ; shift += 7) {
+      // Zero continuation bytes add nothing, so the value alone cannot bound the loop: 2^31 needs at most 5 of them.
+      if (shift > 28) throw new HpackError('HPACK integer too long');
       const b = this.peek();
       this.pos++;
       value += (b & 0x7f) * 2 ** shift;
@@ -242,7 +244,9 @@ function writeString(out: number[], text: string): void {
  * independent of each other and of what the client's encoder believes.
  */
 export function encodeHeaderBlock(fields: readonly HeaderField[]): Buffer {
-  const out: number[] = [];
+  // A table size update to 0 first: valid at the start of any block, and it keeps us right when a client
+  // lowers SETTINGS_HEADER_TABLE_SIZE (RFC 7541 §4.2 then requires an update in our next block).
+  const out: number[] = [0x20];
   for (const [name, value] of fields) {
     out.push(0x00);
     writeString(out, name);

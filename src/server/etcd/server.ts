@@ -158,7 +158,7 @@ export async function startEtcdServer(
   const onError = (error: Error): void => onBug(error, 'listener');
   let listener: TcpListener;
   try {
-    listener = await listenTcp(host, port, { route, onError, limits });
+    listener = await listenTcp(host, port, { route, onError, onBug: (error) => onBug(error, 'HTTP/2 connection'), limits });
   } catch (error) {
     watch?.close();
     throw error;
@@ -232,6 +232,7 @@ interface TcpListener {
 interface ListenOptions {
   readonly route: (stream: H2Stream, headers: readonly HeaderField[]) => void;
   readonly onError: (error: Error) => void;
+  readonly onBug: (error: unknown) => void;
   readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConcurrentStreams' | 'maxRequestBytes'>;
 }
 
@@ -260,6 +261,7 @@ async function listenTcp(host: string, port: number, o: ListenOptions): Promise<
       idleTimeoutMs: o.limits.idleTimeoutMs,
       onStream: o.route,
       onHandshakeTimeout: () => counts.handshakeTimeouts++,
+      onBug: o.onBug,
     });
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
