@@ -97,38 +97,67 @@ export function grpcRouter(methods: ReadonlyMap<string, GrpcMethod>, options: Gr
   };
 }
 
-/** Cuts length-prefixed messages out of DATA as it arrives; a message's pieces are joined once, when it is whole. */
-class MessageReader {
-  private pieces: Buffer[] = [];
-  private heldBytes = 0;
+/**
+ * Cuts length-prefixed messages out of DATA as it arrives, in linear time
+ * however the frames split them: a message wholly inside one DATA payload
+ * is a view of it; one that spans payloads is copied into a buffer that
+ * doubles as bytes arrive (never sized by the prefix alone, which a client
+ * could inflate), so what it holds is at most twice what arrived.
+ */
+export class MessageReader {
+  private readonly prefix = Buffer.alloc(MESSAGE_PREFIX_BYTES);
+  private prefixBytes = 0;
+  /** The declared length of the message being read, once its prefix is in. */
+  private length = -1;
+  private body: Buffer = Buffer.alloc(0);
+  private bodyBytes = 0;
 
   constructor(private readonly maxBytes: number) {}
 
   /** The messages completed by `data`, or the status that refuses the call. */
   push(data: Buffer): Buffer[] | EtcdStatus {
     const messages: Buffer[] = [];
-    while (data.length > 0) {
-      this.pieces.push(data);
-      this.heldBytes += data.length;
-      if (this.heldBytes < MESSAGE_PREFIX_BYTES) return messages;
-      const prefix = this.pieces[0]!.length >= MESSAGE_PREFIX_BYTES ? this.pieces[0]! : Buffer.concat(this.pieces, this.heldBytes);
-      if (prefix[0] !== 0) return { code: GrpcStatus.UNIMPLEMENTED, details: 'compressed messages are not supported' };
-      const length = prefix.readUInt32BE(1);
-      if (length > this.maxBytes) return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` };
-      const total = MESSAGE_PREFIX_BYTES + length;
-      if (this.heldBytes < total) return messages;
-      const joined = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.heldBytes);
-      messages.push(joined.subarray(MESSAGE_PREFIX_BYTES, total));
-      // What follows the message starts the next one.
-      data = joined.subarray(total);
-      this.pieces = [];
-      this.heldBytes = 0;
+    let pos = 0;
+    while (pos < data.length) {
+      if (this.length < 0) {
+        const n = Math.min(MESSAGE_PREFIX_BYTES - this.prefixBytes, data.length - pos);
+        data.copy(this.prefix, this.prefixBytes, pos, pos + n);
+        this.prefixBytes += n;
+        pos += n;
+        if (this.prefixBytes < MESSAGE_PREFIX_BYTES) break;
+        if (this.prefix[0] !== 0) return { code: GrpcStatus.UNIMPLEMENTED, details: 'compressed messages are not supported' };
+        this.length = this.prefix.readUInt32BE(1);
+        if (this.length > this.maxBytes) return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.length} vs. ${this.maxBytes})` };
+      }
+      if (this.bodyBytes === 0 && data.length - pos >= this.length) {
+        messages.push(data.subarray(pos, pos + this.length));
+        pos += this.length;
+      } else {
+        const n = Math.min(this.length - this.bodyBytes, data.length - pos);
+        this.reserve(this.bodyBytes + n);
+        data.copy(this.body, this.bodyBytes, pos, pos + n);
+        this.bodyBytes += n;
+        pos += n;
+        if (this.bodyBytes < this.length) break;
+        messages.push(this.body.subarray(0, this.length));
+        this.body = Buffer.alloc(0);
+        this.bodyBytes = 0;
+      }
+      this.length = -1;
+      this.prefixBytes = 0;
     }
     return messages;
   }
 
   get partial(): boolean {
-    return this.heldBytes > 0;
+    return this.prefixBytes > 0;
+  }
+
+  private reserve(bytes: number): void {
+    if (bytes <= this.body.length) return;
+    const next = Buffer.allocUnsafe(Math.min(this.length, Math.max(bytes, this.body.length * 2, 1024)));
+    this.body.copy(next, 0, 0, this.bodyBytes);
+    this.body = next;
   }
 }
 
@@ -166,7 +195,7 @@ function dispatchUnary(stream: H2Stream, headers: readonly HeaderField[], m: Grp
   stream.startWork();
   let pending: Promise<unknown>;
   try {
-    pending = handler(request, metadataOf(headers));
+    pending = Promise.resolve(handler(request, metadataOf(headers)));
   } catch (error) {
     pending = Promise.reject(error);
   }
@@ -213,7 +242,7 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
     private readonly stream: H2Stream,
     headers: readonly HeaderField[],
     private readonly m: GrpcMethod,
-    options: GrpcRouterOptions,
+    private readonly options: GrpcRouterOptions,
   ) {
     super();
     this.metadata = metadataOf(headers);
@@ -222,6 +251,8 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
   }
 
   start(): void {
+    // The call holds its slot under the stream limit until it is over, even if the client resets it.
+    this.stream.startWork();
     this.stream.onData = (data, end) => this.onData(data, end);
     this.stream.onAbort = () => {
       if (this.finished) return;
@@ -229,6 +260,7 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
       this.cancelled = true;
       this.guarded(() => this.emit('cancelled'));
       this.guarded(() => this.emit('close'));
+      this.stream.endWork();
     };
     // A bidirectional handler starts at once and hears requests as they come; a server-streaming one once its request is in.
     if (this.bidi) this.guarded(() => this.m.stream?.(this));
@@ -248,7 +280,15 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
       if (callback !== undefined) process.nextTick(callback, new Error('the call has ended'));
       return false;
     }
-    const bytes = this.m.definition.responseSerialize(message);
+    let bytes: Buffer;
+    try {
+      bytes = this.m.definition.responseSerialize(message);
+    } catch (error) {
+      this.options.onBug(error, this.m.definition.path);
+      this.fail({ code: GrpcStatus.INTERNAL, details: 'tessera: the response could not be encoded' });
+      if (callback !== undefined) process.nextTick(callback, error as Error);
+      return false;
+    }
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.sendHeaders(RESPONSE_HEADERS, false);
@@ -286,6 +326,7 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
     // A client still sending to a finished call is told to stop, once our status is out.
     this.stream.endThenReset(NO_ERROR);
     this.guarded(() => this.emit('close'));
+    this.stream.endWork();
   }
 
   private onData(data: Buffer, end: boolean): void {

@@ -413,6 +413,60 @@ describe('HTTP/2 server connection: hostile and unlucky clients', () => {
     socket.destroy();
   });
 
+  test('no RST_STREAM follows our END_STREAM when the client finished sending meanwhile', async () => {
+    h.routes.set('/answer-early-2', (stream) => {
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(1000, 4), false);
+      stream.sendHeaders(encodeHeaderBlock([['grpc-status', '0']]), true);
+      stream.endThenReset(H2_ERROR.NO_ERROR);
+    });
+    const { socket, r } = await handshake(h.port, setting(4, 0));
+    socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/answer-early-2')));
+    await until('the response headers', () => r.frames.some(([type, , id]) => type === 1 && id === 1));
+    socket.write(frame(0, 0x1, 1, Buffer.from('end')));
+    socket.write(frame(8, 0, 1, Buffer.from([0, 0, 0x10, 0])));
+    await until('the trailers', () => r.frames.some(([type, flags, id]) => type === 1 && id === 1 && (flags & 1) !== 0));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(!r.frames.some(([type]) => type === 3), 'no RST_STREAM on a stream closed both ways');
+    socket.destroy();
+  });
+
+  test('streams waiting for the connection window take turns', async () => {
+    h.routes.set('/large', (stream) => {
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(300_000, 6), true);
+    });
+    h.routes.set('/small', (stream) => {
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(100, 7), true);
+    });
+    // Stream windows of 1 MiB, the connection's 64 KiB: the large answer takes it all, then both wait for more.
+    const { socket, r } = await handshake(h.port, setting(4, 1 << 20));
+    socket.write(frame(1, 0x5, 1, REQUEST_HEADERS('/large')));
+    await until('the large answer to fill the window', () => r.frames.filter(([type, , id]) => type === 0 && id === 1).length >= 4);
+    socket.write(frame(1, 0x5, 3, REQUEST_HEADERS('/small')));
+    await until('the small answer headers', () => r.frames.some(([type, , id]) => type === 1 && id === 3));
+    socket.write(frame(8, 0, 0, Buffer.from([0, 0, 0x80, 0])));
+    await until('the small answer', () => r.frames.some(([type, , id]) => type === 0 && id === 3), 2_000);
+    socket.destroy();
+  });
+
+  test('a stalled stream is reset even while the client keeps sending SETTINGS', async () => {
+    h.routes.set('/big2', (stream) => {
+      stream.sendHeaders(OK_HEADERS, false);
+      stream.sendData(pattern(100_000, 8), true);
+    });
+    const { socket, r } = await handshake(h.port, setting(4, 0));
+    socket.write(frame(1, 0x5, 1, REQUEST_HEADERS('/big2')));
+    const timer = setInterval(() => socket.write(frame(4, 0, 0)), 50);
+    try {
+      await until('the stall reset', () => r.frames.some(([type, , id]) => type === 3 && id === 1), 3_000);
+    } finally {
+      clearInterval(timer);
+    }
+    socket.destroy();
+  });
+
   test('a response the client grants no window for is reset after the stall timeout', async () => {
     let aborted = false;
     h.routes.set('/big', (stream) => {

@@ -35,7 +35,11 @@ export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin
 export const MAX_HEADER_BLOCK_BYTES = 16 * 1024;
 /** The connection-level receive window we grant (RFC 9113 §6.9.2); credited back as DATA arrives. */
 export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
-/** DATA received on one connection and not yet consumed by handlers above this closes the connection (ENHANCE_YOUR_CALM). */
+/**
+ * DATA received on one connection and not yet consumed by handlers: the
+ * stream whose DATA would pass this is refused (REFUSED_STREAM before its
+ * handler started, so the client may retry; ENHANCE_YOUR_CALM after).
+ */
 export const MAX_BUFFERED_INBOUND_BYTES = 64 * 1024 * 1024;
 /** Bytes queued on the socket (the client not reading) above this close the connection. */
 export const MAX_BUFFERED_OUTBOUND_BYTES = 64 * 1024 * 1024;
@@ -139,8 +143,8 @@ export class H2Stream {
   abandoned = false;
   /** @internal RST_STREAM to send once our END_STREAM is out. */
   resetAfterEnd: number | undefined;
-  /** @internal When the stream's queue began waiting for window (0: not waiting). */
-  blockedSinceMs = 0;
+  /** @internal When the stream last sent DATA, or began waiting for window. */
+  progressMs = 0;
 
   constructor(
     readonly id: number,
@@ -225,6 +229,8 @@ export class H2Connection {
   private abandoned = 0;
   private readonly stallTimeoutMs: number;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** When any stream last sent DATA bytes. */
+  private lastDataSentMs = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -365,9 +371,9 @@ export class H2Connection {
       this.resetStream(stream, H2_ERROR.FLOW_CONTROL_ERROR);
       return;
     }
-    if (this.bufferedInbound + body.length > MAX_BUFFERED_INBOUND_BYTES && !stream.working) {
-      // Too much unconsumed data on this connection: this request is refused before any handler worked on it, so the client may retry it.
-      this.resetStream(stream, H2_ERROR.REFUSED_STREAM);
+    if (this.bufferedInbound + body.length > MAX_BUFFERED_INBOUND_BYTES) {
+      // Too much unconsumed data on this connection. A request no handler has worked on yet is refused so that the client may retry it.
+      this.resetStream(stream, stream.working ? H2_ERROR.ENHANCE_YOUR_CALM : H2_ERROR.REFUSED_STREAM);
       return;
     }
     stream.recvWindow -= payload.length;
@@ -495,7 +501,6 @@ export class H2Connection {
     if (increment === 0) return this.resetStream(stream, H2_ERROR.PROTOCOL_ERROR);
     stream.sendWindow += increment;
     if (stream.sendWindow > MAX_WINDOW) return this.resetStream(stream, H2_ERROR.FLOW_CONTROL_ERROR);
-    stream.blockedSinceMs = Date.now();
     this.drain(stream);
   }
 
@@ -583,16 +588,17 @@ export class H2Connection {
   }
 
   /** Sends what the windows allow of a stream's queue, in order. */
-  private drain(stream: H2Stream): void {
+  /** `budget.frames` bounds the DATA frames sent, so that streams sharing the connection window take turns. */
+  private drain(stream: H2Stream, budget = { frames: Infinity }): void {
     while (stream.queue.length > 0) {
       const item = stream.queue[0]!;
       if (item.kind === 'headers') {
         this.writeHeaders(stream.id, item.block, item.end);
       } else {
-        if (!this.sendDataItem(stream, item)) {
+        if (!this.sendDataItem(stream, item, budget)) {
           if (!this.blocked.has(stream)) {
             this.blocked.add(stream);
-            stream.blockedSinceMs = Date.now();
+            stream.progressMs = Date.now();
             this.armStallCheck();
           }
           return;
@@ -609,7 +615,8 @@ export class H2Connection {
   private sendResetAfterEnd(stream: H2Stream): void {
     const code = stream.resetAfterEnd ?? H2_ERROR.NO_ERROR;
     stream.resetAfterEnd = undefined;
-    this.writeFrame(FrameType.RST_STREAM, 0, stream.id, uint32(code));
+    // A client that finished sending meanwhile has a closed stream now: no frame may follow (RFC 9113 §5.1).
+    if (!stream.remoteClosed) this.writeFrame(FrameType.RST_STREAM, 0, stream.id, uint32(code));
     // Both sides are done now: our END_STREAM is out, and the reset ends the client's.
     stream.remoteClosed = true;
     this.maybeForget(stream);
@@ -622,7 +629,9 @@ export class H2Connection {
       this.stallTimer = undefined;
       const now = Date.now();
       for (const stream of [...this.blocked]) {
-        if (now - stream.blockedSinceMs >= this.stallTimeoutMs) this.resetStream(stream, H2_ERROR.CANCEL);
+        // Stalled: no DATA of its own for the timeout, and no window of its own or none on the connection either.
+        const starved = stream.sendWindow <= 0 || now - this.lastDataSentMs >= this.stallTimeoutMs;
+        if (now - stream.progressMs >= this.stallTimeoutMs && starved) this.resetStream(stream, H2_ERROR.CANCEL);
       }
       if (this.blocked.size > 0) this.armStallCheck();
     }, this.stallTimeoutMs / 4);
@@ -630,25 +639,33 @@ export class H2Connection {
   }
 
   /** Writes a DATA item as far as the windows allow; false when some is left. An empty item is one empty frame (RFC 9113 §6.9.1 counts payload only). */
-  private sendDataItem(stream: H2Stream, item: Outbound & { kind: 'data' }): boolean {
+  private sendDataItem(stream: H2Stream, item: Outbound & { kind: 'data' }, budget: { frames: number }): boolean {
     do {
+      if (budget.frames <= 0) return false;
       const n = item.data.length === 0 ? 0 : Math.min(item.data.length, this.peerMaxFrame, this.sendWindow, stream.sendWindow);
       if (n <= 0 && item.data.length > 0) return false;
       const last = n === item.data.length;
       this.writeFrame(FrameType.DATA, last && item.end ? FLAG_END_STREAM : 0, stream.id, item.data.subarray(0, n));
+      budget.frames--;
       item.data = item.data.subarray(n);
       this.sendWindow -= n;
       stream.sendWindow -= n;
+      if (n > 0) stream.progressMs = this.lastDataSentMs = Date.now();
     } while (item.data.length > 0);
     return true;
   }
 
+  /** Connection window arrived: waiting streams take turns, a frame each per round, while it lasts. */
   private drainBlocked(): void {
-    for (const stream of [...this.blocked]) {
-      if (this.sendWindow <= 0) return;
-      // Window arrived: the wait starts over.
-      stream.blockedSinceMs = Date.now();
-      this.drain(stream);
+    let progress = true;
+    while (progress && this.sendWindow > 0 && this.blocked.size > 0) {
+      progress = false;
+      for (const stream of [...this.blocked]) {
+        if (this.sendWindow <= 0) return;
+        const before = this.sendWindow;
+        this.drain(stream, { frames: 1 });
+        if (this.sendWindow < before || !this.blocked.has(stream)) progress = true;
+      }
     }
   }
 
@@ -799,8 +816,9 @@ export class H2Connection {
     clearTimeout(this.stallTimer);
     const callbacks = this.outCallbacks;
     this.outCallbacks = [];
-    this.notify(callbacks, new Error('connection closed'));
+    // Calls hear of the end before their write callbacks fail.
     this.abortAll();
+    this.notify(callbacks, new Error('connection closed'));
   }
 }
 

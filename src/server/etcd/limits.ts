@@ -1,3 +1,4 @@
+import { MAX_BUFFERED_INBOUND_BYTES } from './h2_server.js';
 import { TesseraError } from '../../base/index.js';
 import { DEFAULT_MAX_TXN_OPS } from '../../mvcc/index.js';
 
@@ -104,15 +105,18 @@ export const DEFAULT_ETCD_LIMITS: EtcdLimits = {
   snapshotStallTimeoutMs: SNAPSHOT_STALL_TIMEOUT_MS,
 };
 
-/** The largest maxRequestBytes: with GRPC_OVERHEAD_BYTES and the 5-byte prefix it must fit one HTTP/2 stream window (2^31-1). */
-export const MAX_REQUEST_BYTES_CEILING = 0x7fff_ffff - GRPC_OVERHEAD_BYTES - 5;
+/**
+ * The largest maxRequestBytes: with GRPC_OVERHEAD_BYTES and the 5-byte
+ * prefix, one request must fit what a connection may hold unconsumed
+ * (MAX_BUFFERED_INBOUND_BYTES, 64 MiB), or it could never be received.
+ */
+export const MAX_REQUEST_BYTES_CEILING = MAX_BUFFERED_INBOUND_BYTES - GRPC_OVERHEAD_BYTES - 5;
 
 /** Checks limits given by the caller once, at startup; the message names the rule. */
 export function validateEtcdLimits(limits: EtcdLimits): EtcdLimits {
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value <= 0) throw new TesseraError('INVALID_CONFIG', `etcd API limit ${name} must be a positive integer, got ${String(value)}`);
   }
-  // One whole request is an HTTP/2 stream window, which is at most 2^31-1 bytes.
   if (limits.maxRequestBytes > MAX_REQUEST_BYTES_CEILING) {
     throw new TesseraError('INVALID_CONFIG', `etcd API limit maxRequestBytes must be at most ${MAX_REQUEST_BYTES_CEILING}, got ${limits.maxRequestBytes}`);
   }
