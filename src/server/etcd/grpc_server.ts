@@ -251,8 +251,9 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
   }
 
   start(): void {
-    // The call holds its slot under the stream limit until it is over, even if the client resets it.
-    this.stream.startWork();
+    // A bidirectional call holds its slot under the stream limit from now until it is over, even if the client
+    // resets it; a server-streaming one from when its handler starts (until then its request may be refused and retried).
+    if (this.bidi) this.stream.startWork();
     this.stream.onData = (data, end) => this.onData(data, end);
     this.stream.onAbort = () => {
       if (this.finished) return;
@@ -377,7 +378,10 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
     this.endSeen = true;
     if (this.bidi) this.guarded(() => this.emit('end'));
     else if (this.request === undefined) this.fail({ code: GrpcStatus.INTERNAL, details: 'the call ended without a request message' });
-    else this.guarded(() => this.m.stream?.(this));
+    else {
+      this.stream.startWork();
+      this.guarded(() => this.m.stream?.(this));
+    }
   }
 }
 

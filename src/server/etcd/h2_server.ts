@@ -665,6 +665,10 @@ export class H2Connection {
         const before = this.sendWindow;
         this.drain(stream, { frames: 1 });
         if (this.sendWindow < before || !this.blocked.has(stream)) progress = true;
+        if (this.sendWindow < before && this.blocked.delete(stream)) {
+          // It had its turn: to the back of the line, so the next window update starts with the others.
+          this.blocked.add(stream);
+        }
       }
     }
   }
@@ -744,7 +748,14 @@ export class H2Connection {
       this.notify(callbacks, new Error('connection closed'));
       return;
     }
-    const done = callbacks.length === 0 ? undefined : (error?: Error | null): void => this.notify(callbacks, error ?? undefined);
+    const done =
+      callbacks.length === 0
+        ? undefined
+        : (error?: Error | null): void => {
+            // A failed write means the socket is gone: calls hear of it before their callbacks fail.
+            if (error) this.abortAll();
+            this.notify(callbacks, error ?? undefined);
+          };
     if (bytes <= 64 * 1024) this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out, bytes), done);
     else {
       this.socket.cork();
