@@ -240,6 +240,8 @@ export class H2Connection {
     assert(options.streamWindowBytes > 0 && options.streamWindowBytes <= MAX_WINDOW, () => `stream window ${options.streamWindowBytes} out of range`);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => socket.destroy());
+    // A FIN from a gRPC client means it is gone (gRPC never half-closes TCP): waiting to answer its streams
+    // would keep a departed client's watches open until something failed to write.
     socket.on('end', () => socket.destroy());
     socket.on('close', () => this.teardown());
     this.handshakeTimer = setTimeout(() => {
