@@ -4,6 +4,7 @@ import type { EtcdStatus } from './errors.js';
 import type { H2Stream } from './h2_server.js';
 import type { HeaderField } from './hpack.js';
 import { encodeHeaderBlock } from './hpack.js';
+import { GRPC_MESSAGE_PREFIX_BYTES as MESSAGE_PREFIX_BYTES } from './limits.js';
 
 /**
  * gRPC over our HTTP/2 connection (h2_server.ts), as the gRPC-over-HTTP/2
@@ -66,7 +67,6 @@ export interface GrpcRouterOptions {
   readonly onBug: (error: unknown, method: string) => void;
 }
 
-const MESSAGE_PREFIX_BYTES = 5;
 const RESPONSE_HEADERS = encodeHeaderBlock([
   [':status', '200'],
   ['content-type', 'application/grpc'],
@@ -74,6 +74,12 @@ const RESPONSE_HEADERS = encodeHeaderBlock([
 const OK_TRAILERS = encodeHeaderBlock([['grpc-status', '0']]);
 /** RST_STREAM NO_ERROR: we answered, the client may stop sending (RFC 9113 §8.1). */
 const NO_ERROR = 0x0;
+/** A response the codec could not encode: a bug, reported through onBug. */
+const ENCODE_FAILED: EtcdStatus = { code: GrpcStatus.INTERNAL, details: 'tessera: the response could not be encoded' };
+
+function deserializeFailed(error: unknown): EtcdStatus {
+  return { code: GrpcStatus.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` };
+}
 
 /** Routes each new HTTP/2 stream to its method by :path. */
 export function grpcRouter(methods: ReadonlyMap<string, GrpcMethod>, options: GrpcRouterOptions): (stream: H2Stream, headers: readonly HeaderField[]) => void {
@@ -189,7 +195,7 @@ function dispatchUnary(stream: H2Stream, headers: readonly HeaderField[], m: Grp
   try {
     request = m.definition.requestDeserialize(message);
   } catch (error) {
-    return sendStatus(stream, { code: GrpcStatus.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` }, false);
+    return sendStatus(stream, deserializeFailed(error), false);
   }
   // The call holds its slot under the stream limit until the handler is done, even if the client resets it.
   stream.startWork();
@@ -202,21 +208,21 @@ function dispatchUnary(stream: H2Stream, headers: readonly HeaderField[], m: Grp
   pending
     .finally(() => stream.endWork())
     .then(
-    (response) => {
-      if (stream.closed) return;
-      let bytes: Buffer;
-      try {
-        bytes = m.definition.responseSerialize(response);
-      } catch (error) {
-        options.onBug(error, m.definition.path);
-        return sendStatus(stream, { code: GrpcStatus.INTERNAL, details: 'tessera: the response could not be encoded' }, false);
-      }
-      stream.sendHeaders(RESPONSE_HEADERS, false);
-      stream.sendData(frameMessage(bytes), false);
-      stream.sendHeaders(OK_TRAILERS, true);
-    },
-    (error: unknown) => sendStatus(stream, m.toStatus(error), false),
-  )
+      (response) => {
+        if (stream.closed) return;
+        let bytes: Buffer;
+        try {
+          bytes = m.definition.responseSerialize(response);
+        } catch (error) {
+          options.onBug(error, m.definition.path);
+          return sendStatus(stream, ENCODE_FAILED, false);
+        }
+        stream.sendHeaders(RESPONSE_HEADERS, false);
+        stream.sendData(frameMessage(bytes), false);
+        stream.sendHeaders(OK_TRAILERS, true);
+      },
+      (error: unknown) => sendStatus(stream, m.toStatus(error), false),
+    )
     .catch((bug: unknown) => options.onBug(bug, m.definition.path));
 }
 
@@ -286,7 +292,7 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
       bytes = this.m.definition.responseSerialize(message);
     } catch (error) {
       this.options.onBug(error, this.m.definition.path);
-      this.fail({ code: GrpcStatus.INTERNAL, details: 'tessera: the response could not be encoded' });
+      this.fail(ENCODE_FAILED);
       if (callback !== undefined) process.nextTick(callback, error as Error);
       return false;
     }
@@ -360,7 +366,7 @@ class ServerCall extends EventEmitter implements GrpcServerCall<unknown, unknown
       try {
         request = this.m.definition.requestDeserialize(message);
       } catch (error) {
-        this.fail({ code: GrpcStatus.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` });
+        this.fail(deserializeFailed(error));
         break;
       }
       if (!this.bidi) {

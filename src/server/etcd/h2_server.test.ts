@@ -339,6 +339,14 @@ function setting(id: number, value: number): Buffer {
   return b;
 }
 
+/** Answers at once, while the client is still sending, then asks for the reset that stops it. */
+function answerEarly(stream: H2Stream): void {
+  stream.sendHeaders(OK_HEADERS, false);
+  stream.sendData(pattern(1000, 3), false);
+  stream.sendHeaders(encodeHeaderBlock([['grpc-status', '0']]), true);
+  stream.endThenReset(H2_ERROR.NO_ERROR);
+}
+
 const REQUEST_HEADERS = (path: string): Buffer => encodeHeaderBlock([[':method', 'POST'], [':path', path], [':scheme', 'http']]);
 
 describe('HTTP/2 server connection: hostile and unlucky clients', () => {
@@ -394,13 +402,7 @@ describe('HTTP/2 server connection: hostile and unlucky clients', () => {
   });
 
   test('trailers queued behind DATA waiting for window go out before the reset that follows them', async () => {
-    h.routes.set('/answer-early', (stream) => {
-      // Answers at once, while the client is still sending, then asks for the reset that stops it.
-      stream.sendHeaders(OK_HEADERS, false);
-      stream.sendData(pattern(1000, 3), false);
-      stream.sendHeaders(encodeHeaderBlock([['grpc-status', '0']]), true);
-      stream.endThenReset(H2_ERROR.NO_ERROR);
-    });
+    h.routes.set('/answer-early', answerEarly);
     const { socket, r } = await handshake(h.port, setting(4, 0));
     socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/answer-early')));
     await until('the response headers', () => r.frames.some(([type, , id]) => type === 1 && id === 1));
@@ -414,14 +416,9 @@ describe('HTTP/2 server connection: hostile and unlucky clients', () => {
   });
 
   test('no RST_STREAM follows our END_STREAM when the client finished sending meanwhile', async () => {
-    h.routes.set('/answer-early-2', (stream) => {
-      stream.sendHeaders(OK_HEADERS, false);
-      stream.sendData(pattern(1000, 4), false);
-      stream.sendHeaders(encodeHeaderBlock([['grpc-status', '0']]), true);
-      stream.endThenReset(H2_ERROR.NO_ERROR);
-    });
+    h.routes.set('/answer-early', answerEarly);
     const { socket, r } = await handshake(h.port, setting(4, 0));
-    socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/answer-early-2')));
+    socket.write(frame(1, 0x4, 1, REQUEST_HEADERS('/answer-early')));
     await until('the response headers', () => r.frames.some(([type, , id]) => type === 1 && id === 1));
     socket.write(frame(0, 0x1, 1, Buffer.from('end')));
     socket.write(frame(8, 0, 1, Buffer.from([0, 0, 0x10, 0])));

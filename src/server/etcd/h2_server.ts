@@ -170,11 +170,6 @@ export class H2Stream {
     this.connection.enqueue(this, { kind: 'data', data, end, written });
   }
 
-  /** Ends the stream with RST_STREAM (for instance to stop a client still sending after our final response). */
-  reset(code: number): void {
-    this.connection.resetStream(this, code);
-  }
-
   /**
    * Once the queued END_STREAM has gone out, RST_STREAM with `code` tells a
    * client still sending that we answered without reading the rest (RFC 9113 §8.1).
@@ -204,7 +199,6 @@ export class H2Connection {
   private readonly decoder = new HpackDecoder(HPACK_TABLE_BYTES);
   private pending: Buffer | undefined;
   private prefaceSeen = false;
-  private settingsAcked = false;
   private lastStreamId = 0;
   /** The HEADERS awaiting CONTINUATION frames. */
   private headerBlock: { streamId: number; end: boolean; parts: Buffer[]; bytes: number } | undefined;
@@ -395,16 +389,11 @@ export class H2Connection {
 
   private headers(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0 || streamId % 2 === 0) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
-    let start = 0;
-    let end = payload.length;
-    if (flags & FLAG_PADDED) {
-      const pad = payload[0] ?? 0;
-      start = 1;
-      end -= pad;
-    }
-    if (flags & FLAG_PRIORITY) start += 5;
-    if (start > end) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
-    const fragment = Buffer.from(payload.subarray(start, end));
+    const body = unpad(flags, payload);
+    // The priority fields (stream dependency and weight) are advisory and skipped.
+    const priorityBytes = flags & FLAG_PRIORITY ? 5 : 0;
+    if (priorityBytes > body.length) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS too short for its priority fields');
+    const fragment = Buffer.from(body.subarray(priorityBytes));
     this.headerBlock = { streamId, end: (flags & FLAG_END_STREAM) !== 0, parts: [fragment], bytes: FRAME_HEADER_BYTES + payload.length };
     if (flags & FLAG_END_HEADERS) this.headerBlockDone();
     else this.checkHeaderBlockSize();
@@ -458,10 +447,8 @@ export class H2Connection {
     if (streamId !== 0) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & FLAG_ACK) {
       if (payload.length !== 0) throw new ConnectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
-      if (!this.settingsAcked) {
-        this.settingsAcked = true;
-        clearTimeout(this.handshakeTimer);
-      }
+      // Our SETTINGS acknowledged: the handshake is complete.
+      clearTimeout(this.handshakeTimer);
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS length');
@@ -589,8 +576,10 @@ export class H2Connection {
     this.abort(stream);
   }
 
-  /** Sends what the windows allow of a stream's queue, in order. */
-  /** `budget.frames` bounds the DATA frames sent, so that streams sharing the connection window take turns. */
+  /**
+   * Sends what the windows allow of a stream's queue, in order. `budget.frames`
+   * bounds the DATA frames sent, so that streams sharing the connection window take turns.
+   */
   private drain(stream: H2Stream, budget = { frames: Infinity }): void {
     while (stream.queue.length > 0) {
       const item = stream.queue[0]!;
@@ -789,19 +778,17 @@ export class H2Connection {
   private fail(code: number): void {
     if (this.closed) return;
     if (this.prefaceSeen) this.goaway(code);
-    this.flush();
-    this.closed = true;
-    this.socket.end();
-    // A client that does not close its side is cut off after the grace of one handshake timeout.
-    setTimeout(() => this.socket.destroy(), this.options.handshakeTimeoutMs).unref();
+    this.endSocket();
     this.abortAll();
   }
 
+  /** Writes what is queued and ends our side. */
   private endSocket(): void {
     if (this.closed) return;
     this.flush();
     this.closed = true;
     this.socket.end();
+    // A client that does not close its side is cut off after the grace of one handshake timeout.
     setTimeout(() => this.socket.destroy(), this.options.handshakeTimeoutMs).unref();
   }
 

@@ -105,12 +105,15 @@ export const DEFAULT_ETCD_LIMITS: EtcdLimits = {
   snapshotStallTimeoutMs: SNAPSHOT_STALL_TIMEOUT_MS,
 };
 
+/** gRPC's per-message prefix: a compressed flag and a 4-byte length. */
+export const GRPC_MESSAGE_PREFIX_BYTES = 5;
+
 /**
- * The largest maxRequestBytes: with GRPC_OVERHEAD_BYTES and the 5-byte
+ * The largest maxRequestBytes: with GRPC_OVERHEAD_BYTES and the message
  * prefix, one request must fit what a connection may hold unconsumed
  * (MAX_BUFFERED_INBOUND_BYTES, 64 MiB), or it could never be received.
  */
-export const MAX_REQUEST_BYTES_CEILING = MAX_BUFFERED_INBOUND_BYTES - GRPC_OVERHEAD_BYTES - 5;
+export const MAX_REQUEST_BYTES_CEILING = MAX_BUFFERED_INBOUND_BYTES - GRPC_OVERHEAD_BYTES - GRPC_MESSAGE_PREFIX_BYTES;
 
 /** Checks limits given by the caller once, at startup; the message names the rule. */
 export function validateEtcdLimits(limits: EtcdLimits): EtcdLimits {

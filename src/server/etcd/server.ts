@@ -5,11 +5,11 @@ import type { KvApi } from '../kv_api.js';
 import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';
 import { EtcdApiError, toEtcdStatus, unimplemented } from './errors.js';
-import { type GrpcMethod, type RequestMetadata, type StreamHandler, grpcRouter } from './grpc_server.js';
+import { type GrpcMethod, type StreamHandler, type UnaryHandler, grpcRouter } from './grpc_server.js';
 import { H2Connection, type H2Stream } from './h2_server.js';
 import { KvService } from './kv_service.js';
 import { DEFAULT_LEASE_SERVICE_OPTIONS, type LeaderInfo, LeaseService, type LeaseServiceOptions } from './lease_service.js';
-import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_OVERHEAD_BYTES, validateEtcdLimits } from './limits.js';
+import { DEFAULT_ETCD_LIMITS, type EtcdLimits, GRPC_MESSAGE_PREFIX_BYTES, GRPC_OVERHEAD_BYTES, validateEtcdLimits } from './limits.js';
 import type { HeaderField } from './hpack.js';
 import { type EtcdNodeInfo, type NodeMemberStatus, wireId } from './node_info.js';
 import { etcdService, type WireResponseHeader } from './proto.js';
@@ -66,11 +66,7 @@ export interface EtcdServerHandle {
 
 /** How long close() lets in-flight calls finish before cutting connections. */
 const CLOSE_GRACE_MS = 2_000;
-/** gRPC's per-message prefix: a compressed flag and a 4-byte length. */
-const GRPC_MESSAGE_PREFIX_BYTES = 5;
 
-// Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
-type Handler = (request: any, metadata: RequestMetadata) => Promise<unknown>;
 
 /**
  * Serves the etcd v3 gRPC API (package etcdserverpb) for one node on
@@ -98,12 +94,15 @@ export async function startEtcdServer(
   const statusOf = (method: string) => (error: unknown) => toEtcdStatus(error, (bug) => onBug(bug, method));
   const leaseOptions = { ...DEFAULT_LEASE_SERVICE_OPTIONS, ...options.lease };
   const lease = new LeaseService(kv, headerFor, leaseOptions, statusOf('Lease.LeaseKeepAlive'), () => leaderOf(node), node.nodeId);
-  const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES };
+  // As etcd: requests just over maxRequestBytes get etcd's own message, far larger ones gRPC's receive limit.
+  const maxMessageBytes = limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+  const watchOptions: WatchServiceOptions = { ...DEFAULT_WATCH_OPTIONS, ...options.watch, fragmentBytes: maxMessageBytes };
   const watch =
     node.watches === undefined ? undefined : new WatchService(kv, node.watches, headerFor, watchOptions, statusOf('Watch.Watch'), (bug) => onBug(bug, 'Watch'));
   const snapshotOptions = { chunkBytes: limits.snapshotChunkBytes, maxConcurrent: limits.maxConcurrentSnapshots, stallTimeoutMs: limits.snapshotStallTimeoutMs };
   const snapshots = new SnapshotService(node.engine, () => snapshotMeta(kv, node), headerFor, snapshotOptions, statusOf('Maintenance.Snapshot'));
-  const served: Record<string, Record<string, Handler>> = {
+  // Requests arrive as proto-loader objects; each handler declares the wire shape it reads.
+  const served: Record<string, Record<string, UnaryHandler>> = {
     KV: {
       Range: (r) => kvService.range(r),
       Put: (r) => kvService.put(r),
@@ -154,11 +153,13 @@ export async function startEtcdServer(
       }
     }
   }
-  const route = grpcRouter(methods, { maxReceiveMessageBytes: limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, onBug });
+  const route = grpcRouter(methods, { maxReceiveMessageBytes: maxMessageBytes, onBug });
   const onError = (error: Error): void => onBug(error, 'listener');
   let listener: TcpListener;
   try {
-    listener = await listenTcp(host, port, { route, onError, onBug: (error) => onBug(error, 'HTTP/2 connection'), limits });
+    // One whole request fits the stream window, so a unary call is read without waiting for credit.
+    const streamWindowBytes = maxMessageBytes + GRPC_MESSAGE_PREFIX_BYTES;
+    listener = await listenTcp(host, port, { route, onError, onBug: (error) => onBug(error, 'HTTP/2 connection'), limits, streamWindowBytes });
   } catch (error) {
     watch?.close();
     throw error;
@@ -233,7 +234,8 @@ interface ListenOptions {
   readonly route: (stream: H2Stream, headers: readonly HeaderField[]) => void;
   readonly onError: (error: Error) => void;
   readonly onBug: (error: unknown) => void;
-  readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConcurrentStreams' | 'maxRequestBytes'>;
+  readonly limits: Pick<EtcdLimits, 'maxClientConnections' | 'handshakeTimeoutMs' | 'idleTimeoutMs' | 'maxConcurrentStreams'>;
+  readonly streamWindowBytes: number;
 }
 
 /**
@@ -250,13 +252,11 @@ interface ListenOptions {
 async function listenTcp(host: string, port: number, o: ListenOptions): Promise<TcpListener> {
   const connections = new Set<H2Connection>();
   const counts = { accepted: 0, refused: 0, handshakeTimeouts: 0 };
-  // One whole request fits the stream window, so a unary call is read without waiting for credit.
-  const streamWindowBytes = o.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES + GRPC_MESSAGE_PREFIX_BYTES;
   const tcp = createServer({ noDelay: true }, (socket) => {
     counts.accepted++;
     const connection = new H2Connection(socket, {
       maxConcurrentStreams: o.limits.maxConcurrentStreams,
-      streamWindowBytes,
+      streamWindowBytes: o.streamWindowBytes,
       handshakeTimeoutMs: o.limits.handshakeTimeoutMs,
       idleTimeoutMs: o.limits.idleTimeoutMs,
       onStream: o.route,
