@@ -1,6 +1,7 @@
 import { assert, isTesseraError } from '../base/index.js';
 import { type RaftConfig, leaseTicks, validateRaftConfig } from './config.js';
 import { Changer, confChangeKind, restoreConfig, type ChangeResult } from './confchange.js';
+import { implausible } from './implausible.js';
 import { RaftLog } from './raft_log.js';
 import { stepLeaderImpl } from './raft_leader.js';
 import { ReadOnly, type ReadState } from './read_only.js';
@@ -52,6 +53,8 @@ export class Raft {
   readonly trk: ProgressTracker;
   msgs: Message[] = [];
   readStates: ReadState[] = [];
+  /** Messages refused as implausible (see implausible.ts); a corrupt or hostile peer shows here. */
+  refusedMessages = 0;
   /** Set while a leader transfer to this node is in progress. */
   leadTransferee: NodeId = NONE;
   /** Index of the last conf change the leader appended; only one may be pending (thesis §4.1). */
@@ -448,6 +451,13 @@ export class Raft {
    * refused here; callers turn that into a typed result.
    */
   step(m: Message): DropReason | undefined {
+    // Guard: what no correct peer sends is refused before any handler sees it (issue 12).
+    const refusal = implausible(m, { id: this.id, term: this.term, isLeader: this.state === 'leader', lastIndex: this.raftLog.lastIndex() });
+    if (refusal !== undefined) {
+      this.refusedMessages++;
+      this.log(`${this.id} [term: ${this.term}] refused a message from ${m.from} that no correct peer sends: ${refusal}`);
+      return undefined;
+    }
     // Guard: messages from other terms (Figure 2, "Rules for all servers").
     if (m.term === 0) {
       // local message, or a forwarded proposal / ReadIndex
@@ -632,7 +642,7 @@ export class Raft {
       this.log(`${this.id} not forwarding to leader ${this.lead} at term ${this.term}; dropping proposal`);
       return 'forwarding-disabled';
     }
-    this.send({ ...m, to: this.lead });
+    this.send({ ...m, to: this.lead, term: 0 });
     return undefined;
   }
 

@@ -248,7 +248,7 @@ test('Figure 2, leaders: commitIndex = N if a majority has matchIndex ≥ N and 
 test('Figure 2, AppendEntries receiver 1: reply false if term < currentTerm', () => {
   for (const checkQuorum of [false, true]) {
     const r = newRaft(2, { terms: [1, 3], term: 3, checkQuorum });
-    r.step(message({ type: 'MsgApp', from: 1, to: 2, term: 2, index: 2, logTerm: 3, entries: ents([2], 3) }));
+    r.step(message({ type: 'MsgApp', from: 1, to: 2, term: 2, index: 1, logTerm: 1, entries: ents([2], 2) }));
     assert.deepEqual(logTerms(r), [1, 3], 'the stale entries are not appended');
     assert.equal(r.term, 3);
     const replies = drain(r);
