@@ -5,7 +5,7 @@ import { INITIAL_REVISION, type TxnResponse } from '../mvcc/index.js';
 import { MemoryEngine as MemoryEngineClass, type MemoryEngine } from '../storage/memory.js';
 import type { Snapshot } from '../raft/index.js';
 import { MvccStateMachine } from './mvcc_state_machine.js';
-import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH } from './store.js';
+import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH, type RangeMessage, type Store } from './store.js';
 import { Harness, RANGE } from './testing.testlib.js';
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
@@ -217,4 +217,50 @@ test('Store: followers forward at once, and a busy leader gathers what they forw
   h.tickAll(2);
   assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH + 3);
   for (const id of [1, 2, 3]) assert.equal(h.value(id, 'f2'), 'v');
+});
+
+test('Store: a late answer to a ReadIndex sent before a restart does not answer a read made after it (regression)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const leader = h.leader();
+  const f = [...h.stores.values()].find((s) => s !== leader)?.nodeId as number;
+  // The leader's answer to f's ReadIndex is held back: it arrives late, after f restarted.
+  const late: RangeMessage[] = [];
+  h.filter = (_from, to, msgs) => {
+    if (to !== f) return msgs;
+    late.push(...msgs.filter((m) => m.message.type === 'MsgReadIndexResp'));
+    return msgs.filter((m) => m.message.type !== 'MsgReadIndexResp');
+  };
+  (h.stores.get(f) as Store).linearizableRead(RANGE, () => {});
+  h.settle();
+  assert.equal(late.length, 1, 'the leader answered the first read');
+  // f crashes; while it is down a write commits on the other two.
+  (h.stores.get(f) as Store).close();
+  h.stores.delete(f);
+  h.filter = (from, to, msgs) => (from === f || to === f ? [] : msgs);
+  let written = false;
+  h.put(leader, 'w', 'k', 'after', () => (written = true));
+  h.settle();
+  assert.ok(written, 'the write committed without f');
+  // f restarts and hears heartbeats (so it knows the leader) but nothing that would carry the write;
+  // its own ReadIndex reaches the leader, whose answer (an index past the write) holds the read back.
+  h.start(f);
+  const only = (type: string, msgs: readonly RangeMessage[]): readonly RangeMessage[] => msgs.filter((m) => m.message.type === type);
+  h.filter = (from, to, msgs) => (from === f ? only('MsgReadIndex', msgs) : to === f ? only('MsgHeartbeat', msgs).concat(only('MsgReadIndexResp', msgs)) : msgs);
+  h.tickAll(3);
+  const restarted = h.stores.get(f) as Store;
+  assert.equal(restarted.replica(RANGE)?.raw.raft.lead, leader.nodeId);
+  const seen: (string | undefined)[] = [];
+  restarted.linearizableRead(RANGE, (error) => {
+    assert.equal(error, undefined);
+    seen.push(h.value(f, 'k'));
+  });
+  h.settle();
+  restarted.receive(late);
+  h.settle();
+  // A read made after the write was acknowledged must see it; the old request's index predates it.
+  assert.deepEqual(seen, [], 'the late answer to the old request served the new read');
+  h.filter = (_from, _to, msgs) => msgs;
+  h.tickAll(30);
+  assert.deepEqual(seen, ['after']);
 });

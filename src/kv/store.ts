@@ -126,6 +126,13 @@ export class Store {
   private loopScheduled = false;
   private closed = false;
   private readSeq = 0;
+  /**
+   * Part of every ReadIndex context, drawn from the injected Rng on first use.
+   * readSeq starts again at 0 on restart: without the nonce, a late answer to
+   * a request sent before a crash carries the same context as a read made
+   * after it, and would answer it with an older index (a stale read).
+   */
+  private bootNonce: string | undefined;
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
   /** The last leader each range's replica reported, to notice a change. */
   private readonly lastLead = new Map<RangeId, NodeId>();
@@ -338,7 +345,8 @@ export class Store {
       this.queuedReads.delete(rangeId);
       const replica = this.replicas.get(rangeId);
       if (replica === undefined || dones.length === 0) continue;
-      const ctx = `${this.nodeId}:${++this.readSeq}`;
+      this.bootNonce ??= this.o.rng.nextUint32().toString(36) + this.o.rng.nextUint32().toString(36);
+      const ctx = `${this.nodeId}:${this.bootNonce}:${++this.readSeq}`;
       const reason = replica.raw.readIndex(ctx);
       if (reason !== undefined) {
         const error = new TesseraError('NOT_LEADER', `read refused: ${reason}`);

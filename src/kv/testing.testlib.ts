@@ -19,6 +19,10 @@ export class Harness {
   syncs = 0;
   /** The fake clock of the proposal window, moved by `advance`. */
   nowMs = 0;
+  /** Sees every batch sent from one node to another; what it returns is delivered (default: all of it). */
+  filter: (from: NodeId, to: NodeId, msgs: readonly RangeMessage[]) => readonly RangeMessage[] = (_from, _to, msgs) => msgs;
+  /** Starts per node: a restarted node gets a fresh Rng seed, as a real process does. */
+  private readonly boots = new Map<NodeId, number>();
   private timers: { readonly atMs: number; readonly run: () => void }[] = [];
 
   constructor(
@@ -34,11 +38,18 @@ export class Harness {
   start(id: NodeId): void {
     const engine = this.engines.get(id) as MemoryEngine;
     const sm = new MvccStateMachine(engine, RANGE);
+    const boot = this.boots.get(id) ?? 0;
+    this.boots.set(id, boot + 1);
     const store = new Store({
       nodeId: id,
       engine,
-      transport: { send: (to: NodeId, msgs: readonly RangeMessage[]) => this.tasks.push(() => this.stores.get(to)?.receive(msgs)) },
-      rng: new SeededRng(id),
+      transport: {
+        send: (to: NodeId, msgs: readonly RangeMessage[]) => {
+          const delivered = this.filter(id, to, msgs);
+          if (delivered.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(delivered));
+        },
+      },
+      rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
       stateMachines: () => sm,
       scheduleLoop: (loop) => this.tasks.push(loop),
