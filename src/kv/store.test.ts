@@ -264,3 +264,29 @@ test('Store: a late answer to a ReadIndex sent before a restart does not answer 
   h.tickAll(30);
   assert.deepEqual(seen, ['after']);
 });
+
+test('Store: when the same node is leader again in a later term, pending proposals and reads are sent to it again (regression)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const leader = h.leader().nodeId;
+  const f = [...h.stores.values()].find((s) => s.nodeId !== leader) as Store;
+  const termBefore = f.replica(RANGE)?.raw.raft.term ?? 0;
+  // f's forwarded proposal and ReadIndex are lost on the way to the leader.
+  h.filter = (from, _to, msgs) => (from === f.nodeId ? msgs.filter((m) => m.message.type !== 'MsgProp' && m.message.type !== 'MsgReadIndex') : msgs);
+  const answers: string[] = [];
+  h.put(f, 'p', 'k', 'v', () => answers.push('put'));
+  f.linearizableRead(RANGE, (error) => answers.push(error === undefined ? 'read' : error.code));
+  h.settle();
+  assert.deepEqual(answers, []);
+  // The leader restarts and, the only node allowed to campaign, wins the next election.
+  (h.stores.get(leader) as Store).close();
+  h.stores.delete(leader);
+  h.start(leader);
+  const campaigns = new Set(['MsgPreVote', 'MsgVote']);
+  h.filter = (from, _to, msgs) => (from === leader ? msgs : msgs.filter((m) => !campaigns.has(m.message.type)));
+  h.tickAll(60);
+  const raft = f.replica(RANGE)?.raw.raft;
+  assert.equal(raft?.lead, leader, 'the same node leads again');
+  assert.ok((raft?.term ?? 0) > termBefore, 'in a later term');
+  assert.deepEqual(answers.sort(), ['put', 'read'], 'the proposal and the read were sent to the leader of the new term');
+});

@@ -134,8 +134,8 @@ export class Store {
    */
   private bootNonce: string | undefined;
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
-  /** The last leader each range's replica reported, to notice a change. */
-  private readonly lastLead = new Map<RangeId, NodeId>();
+  /** The last leader (and its term) each range's replica reported, to notice a change. */
+  private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -488,9 +488,12 @@ export class Store {
     // After advance (a proposal made between ready() and advance() would be taken for part of this
     // Ready) and after answering (what applied in this turn needs no second copy).
     for (const t of turns) {
-      const lead = t.rd.softState?.lead ?? 0;
-      if (lead === 0 || this.lastLead.get(t.replica.rangeId) === lead) continue;
-      this.lastLead.set(t.replica.rangeId, lead);
+      // A leader is known by its term too: the same node elected again in a later term starts with
+      // none of what was sent to it before (its MsgProp or ReadIndex may have been lost).
+      const { lead, term } = t.replica.raw.raft;
+      const last = this.lastLead.get(t.replica.rangeId);
+      if (lead === 0 || (last !== undefined && last.lead === lead && last.term === term)) continue;
+      this.lastLead.set(t.replica.rangeId, { lead, term });
       this.reproposeOnNewLeader(t.replica);
       this.rereadOnNewLeader(t.replica.rangeId);
     }
