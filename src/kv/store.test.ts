@@ -290,3 +290,27 @@ test('Store: when the same node is leader again in a later term, pending proposa
   assert.ok((raft?.term ?? 0) > termBefore, 'in a later term');
   assert.deepEqual(answers.sort(), ['put', 'read'], 'the proposal and the read were sent to the leader of the new term');
 });
+
+test('Store: the host clock catches up before a read index is asked, so an expired lease serves no read (regression)', () => {
+  // A leader whose event loop was blocked owes ticks: its lease clock lags real time until they are delivered.
+  const owed = new Map<number, number>();
+  const h = new Harness([1, 2, 3], {
+    raft: { readOnlyOption: 'lease-based' },
+    catchUpClock: (id) => {
+      const n = owed.get(id) ?? 0;
+      owed.set(id, 0);
+      if (n > 0) h.stores.get(id)?.catchUpTicks(n);
+    },
+  });
+  h.tickAll(40);
+  const leader = h.leader();
+  assert.ok(leader.replica(RANGE)?.raw.leaseValid(), 'the leader holds a lease');
+  // The leader is cut off and stalls for two election timeouts; the others may elect a new leader meanwhile.
+  h.filter = (from, to, msgs) => (from === leader.nodeId || to === leader.nodeId ? [] : msgs);
+  owed.set(leader.nodeId, 20);
+  const answers: string[] = [];
+  leader.linearizableRead(RANGE, (error) => answers.push(error === undefined ? 'ok' : error.code));
+  h.settle();
+  assert.deepEqual(answers, [], 'a read was served from a lease that had expired in real time');
+  assert.equal(leader.replica(RANGE)?.raw.leaseValid(), false);
+});

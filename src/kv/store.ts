@@ -68,6 +68,12 @@ export interface StoreOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Gathers proposals under load (see ProposalWindow); absent: every loop turn proposes what it has. */
   readonly proposalWindow?: ProposalWindow;
+  /**
+   * Delivers the ticks the host owes (the server: Ticker.catchUp) before a
+   * read index is asked: a leader judges its lease by its tick count, which
+   * must not lag real time, e.g. after the event loop was blocked (ADR 0002).
+   */
+  readonly catchUpClock?: () => void;
 }
 
 /** How a range is created when its storage is empty (see `Store.openRange`). */
@@ -341,6 +347,7 @@ export class Store {
 
   /** Asks Raft for one read index per range for the reads queued since the last loop turn. */
   private readQueued(): void {
+    if (this.queuedReads.size > 0) this.o.catchUpClock?.();
     for (const [rangeId, dones] of this.queuedReads) {
       this.queuedReads.delete(rangeId);
       const replica = this.replicas.get(rangeId);

@@ -4,6 +4,7 @@ import type { ConfState, NodeId } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeCommand, type KvCommand } from './commands.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
+import type { ReplicaRaftOptions } from './replica.js';
 import { type RangeMessage, Store } from './store.js';
 
 export const RANGE = 1;
@@ -27,7 +28,7 @@ export class Harness {
 
   constructor(
     readonly ids: NodeId[],
-    private readonly options: { readonly proposalWindowMs?: number } = {},
+    private readonly options: { readonly proposalWindowMs?: number; readonly raft?: ReplicaRaftOptions; readonly catchUpClock?: (id: NodeId) => void } = {},
   ) {
     for (const id of ids) {
       this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(() => { this.syncs++; f(); }) }));
@@ -50,7 +51,8 @@ export class Harness {
         },
       },
       rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
-      raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
+      raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },
+      ...(this.options.catchUpClock === undefined ? {} : { catchUpClock: () => this.options.catchUpClock?.(id) }),
       stateMachines: () => sm,
       scheduleLoop: (loop) => this.tasks.push(loop),
       logRetainEntries: 5,
