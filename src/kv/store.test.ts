@@ -314,3 +314,28 @@ test('Store: the host clock catches up before a read index is asked, so an expir
   assert.deepEqual(answers, [], 'a read was served from a lease that had expired in real time');
   assert.equal(leader.replica(RANGE)?.raw.leaseValid(), false);
 });
+
+test('Store: writes forwarded to a leader that died are proposed to the next leader as soon as it is known', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const old = h.leader();
+  const followers = [...h.stores.values()].filter((s) => s !== old);
+  // The leader dies: everything sent to it from now on is lost, these forwarded writes included.
+  h.stores.delete(old.nodeId);
+  h.filter = (_from, to, msgs) => (to === old.nodeId ? [] : msgs);
+  const answered: string[] = [];
+  followers.forEach((f, i) => h.put(f, `w${i}`, `k${i}`, 'v', () => answered.push(`w${i}`)));
+  h.settle();
+  assert.deepEqual(answered, []);
+  let ticks = 0;
+  let leaderAt = -1;
+  for (; ticks < 60 && answered.length < 2; ticks++) {
+    h.tickAll(1);
+    if (leaderAt < 0 && followers.some((f) => f.replica(RANGE)?.raw.raft.state === 'leader')) leaderAt = ticks;
+  }
+  assert.ok(leaderAt >= 0, 'a new leader was elected');
+  assert.deepEqual(answered.sort(), ['w0', 'w1']);
+  // Answered in the tick the new leader appeared or the next: nobody waited for a deadline.
+  assert.ok(ticks - leaderAt <= 2, `answered ${ticks - leaderAt} ticks after the new leader`);
+  assert.ok(followers.some((f) => f.stats.reproposals > 0), 'proposed again');
+});
