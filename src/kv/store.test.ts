@@ -339,3 +339,32 @@ test('Store: writes forwarded to a leader that died are proposed to the next lea
   assert.ok(ticks - leaderAt <= 2, `answered ${ticks - leaderAt} ticks after the new leader`);
   assert.ok(followers.some((f) => f.stats.reproposals > 0), 'proposed again');
 });
+
+test('Store: under lease reads, a node that heard from a leader since it started grants votes once it lost that leader (regression)', () => {
+  const h = new Harness([1, 2, 3], { raft: { readOnlyOption: 'lease-based' } });
+  h.tickAll(40);
+  const old = h.leader();
+  const aId = ([...h.stores.values()].find((s) => s !== old) as Store).nodeId;
+  // One follower restarts and hears from the leader within its startup quiet period.
+  (h.stores.get(aId) as Store).close();
+  h.start(aId);
+  h.tickAll(3);
+  const a = h.stores.get(aId) as Store;
+  const b = [...h.stores.values()].find((s) => s !== old && s !== a) as Store;
+  assert.equal(a.replica(RANGE)?.raw.raft.lead, old.nodeId);
+  // The leader dies. Two followers campaign about together: the first finds the other still loyal
+  // (its leader was heard within the election timeout) and stays a pre-candidate, without a leader.
+  h.stores.delete(old.nodeId);
+  h.filter = (_from, to, msgs) => (to === old.nodeId ? [] : msgs);
+  a.replica(RANGE)?.raw.campaign();
+  a.receive([]); // a loop turn, which sends what the campaign produced
+  h.settle();
+  assert.equal(a.replica(RANGE)?.raw.raft.state, 'pre-candidate');
+  // The second then asks the first, which has no leader any more: it must grant. (Its startup quiet
+  // period, meant for a node that has heard from no leader since it started, used to outlive the
+  // leader it heard, and every such collision cost another election timeout.)
+  b.replica(RANGE)?.raw.campaign();
+  b.receive([]);
+  h.settle();
+  assert.equal(b.replica(RANGE)?.raw.raft.state, 'leader');
+});
