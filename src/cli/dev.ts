@@ -22,6 +22,8 @@ export interface DevFlags {
   readonly host: string;
   readonly logLevel: string;
   readonly engine: 'lmdb' | 'memory';
+  /** Passed to every node (`tessera start --read-mode`). */
+  readonly readMode: string;
 }
 
 interface Child {
@@ -48,7 +50,7 @@ export async function runDev(flags: DevFlags): Promise<void> {
   const main = fileURLToPath(new URL('./main.js', import.meta.url));
   const children: Child[] = names.map((name, i) => {
     const args = [main, 'start', '--name', name, '--data-dir', join(root, name), '--listen-client', addr(i * 3), '--listen-peer', addr(i * 3 + 1)];
-    args.push('--listen-admin', addr(i * 3 + 2), '--initial-cluster', initialCluster, '--log-level', flags.logLevel, '--engine', flags.engine);
+    args.push('--listen-admin', addr(i * 3 + 2), '--initial-cluster', initialCluster, '--log-level', flags.logLevel, '--engine', flags.engine, '--read-mode', flags.readMode);
     // stdout/stderr shared (the nodes' logs); IPC carries readiness, and its closing tells a child its parent is gone.
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     return { name, proc, exited: false };

@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDev, DEV_MAX_NODES } from './dev.js';
 import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { runStatus } from './status.js';
-import { DEFAULT_PROPOSAL_WINDOW_MS, MAX_PROPOSAL_WINDOW_MS } from '../server/node.js';
+import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
 const ENGINES = ['lmdb', 'memory'] as const;
@@ -32,6 +32,13 @@ function nodeCount(value: string): number {
   const n = positiveInt(value);
   if (n > DEV_MAX_NODES) throw new InvalidArgumentError(`at most ${DEV_MAX_NODES} nodes`);
   return n;
+}
+
+/** --read-mode, for start and dev alike. */
+function readModeOption(): Option {
+  return new Option('--read-mode <mode>', "linearizable reads from the leader's lease (safe while clocks drift under 10%), or 'safe': a heartbeat round per read batch")
+    .choices(READ_MODES)
+    .default(DEFAULT_READ_MODE);
 }
 
 const program = new Command('tessera')
@@ -58,6 +65,7 @@ program
   .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)
   .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt, 1)
   .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
+  .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));
 
@@ -69,7 +77,8 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .addOption(new Option('--engine <kind>', 'storage engine').choices(ENGINES).default(ENGINES[0]))
   .addOption(new Option('--log-level <level>', 'log level of the nodes').choices(LOG_LEVELS).default('warn'))
-  .action((opts: { nodes: number; dataDir?: string; host: string; engine: 'lmdb' | 'memory'; logLevel: string }) => runDev(opts));
+  .addOption(readModeOption())
+  .action((opts: { nodes: number; dataDir?: string; host: string; engine: 'lmdb' | 'memory'; logLevel: string; readMode: ReadMode }) => runDev(opts));
 
 program
   .command('status')

@@ -1,5 +1,5 @@
 import { isTesseraError } from '../base/index.js';
-import { DEFAULT_DATA_DIR, DEFAULT_LISTEN_CLIENT, DEFAULT_LISTEN_PEER, type NodeHandle, startNode, type StartNodeOptions } from '../server/node.js';
+import { DEFAULT_DATA_DIR, DEFAULT_LISTEN_CLIENT, DEFAULT_LISTEN_PEER, type NodeHandle, type ReadMode, startNode, type StartNodeOptions } from '../server/node.js';
 
 /** The admin endpoint `tessera start` opens unless told `--listen-admin none`. */
 export const DEFAULT_LISTEN_ADMIN = '127.0.0.1:2381';
@@ -23,6 +23,7 @@ export interface StartFlags {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly proposalWindowMs: number;
+  readonly readMode: ReadMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -111,6 +112,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
     proposalWindowMs: f.proposalWindowMs,
+    readMode: f.readMode,
     logLevel: f.logLevel,
     ...hooks,
   };

@@ -5,7 +5,7 @@ import { INITIAL_REVISION, type TxnResponse } from '../mvcc/index.js';
 import { MemoryEngine as MemoryEngineClass, type MemoryEngine } from '../storage/memory.js';
 import type { Snapshot } from '../raft/index.js';
 import { MvccStateMachine } from './mvcc_state_machine.js';
-import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH } from './store.js';
+import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH, type RangeMessage, type Store } from './store.js';
 import { Harness, RANGE } from './testing.testlib.js';
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
@@ -217,4 +217,154 @@ test('Store: followers forward at once, and a busy leader gathers what they forw
   h.tickAll(2);
   assert.equal(answered.n, PROPOSAL_WINDOW_MIN_BATCH + 3);
   for (const id of [1, 2, 3]) assert.equal(h.value(id, 'f2'), 'v');
+});
+
+test('Store: a late answer to a ReadIndex sent before a restart does not answer a read made after it (regression)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const leader = h.leader();
+  const f = [...h.stores.values()].find((s) => s !== leader)?.nodeId as number;
+  // The leader's answer to f's ReadIndex is held back: it arrives late, after f restarted.
+  const late: RangeMessage[] = [];
+  h.filter = (_from, to, msgs) => {
+    if (to !== f) return msgs;
+    late.push(...msgs.filter((m) => m.message.type === 'MsgReadIndexResp'));
+    return msgs.filter((m) => m.message.type !== 'MsgReadIndexResp');
+  };
+  (h.stores.get(f) as Store).linearizableRead(RANGE, () => {});
+  h.settle();
+  assert.equal(late.length, 1, 'the leader answered the first read');
+  // f crashes; while it is down a write commits on the other two.
+  (h.stores.get(f) as Store).close();
+  h.stores.delete(f);
+  h.filter = (from, to, msgs) => (from === f || to === f ? [] : msgs);
+  let written = false;
+  h.put(leader, 'w', 'k', 'after', () => (written = true));
+  h.settle();
+  assert.ok(written, 'the write committed without f');
+  // f restarts and hears heartbeats (so it knows the leader) but nothing that would carry the write;
+  // its own ReadIndex reaches the leader, whose answer (an index past the write) holds the read back.
+  h.start(f);
+  const only = (type: string, msgs: readonly RangeMessage[]): readonly RangeMessage[] => msgs.filter((m) => m.message.type === type);
+  h.filter = (from, to, msgs) => (from === f ? only('MsgReadIndex', msgs) : to === f ? only('MsgHeartbeat', msgs).concat(only('MsgReadIndexResp', msgs)) : msgs);
+  h.tickAll(3);
+  const restarted = h.stores.get(f) as Store;
+  assert.equal(restarted.replica(RANGE)?.raw.raft.lead, leader.nodeId);
+  const seen: (string | undefined)[] = [];
+  restarted.linearizableRead(RANGE, (error) => {
+    assert.equal(error, undefined);
+    seen.push(h.value(f, 'k'));
+  });
+  h.settle();
+  restarted.receive(late);
+  h.settle();
+  // A read made after the write was acknowledged must see it; the old request's index predates it.
+  assert.deepEqual(seen, [], 'the late answer to the old request served the new read');
+  h.filter = (_from, _to, msgs) => msgs;
+  h.tickAll(30);
+  assert.deepEqual(seen, ['after']);
+});
+
+test('Store: when the same node is leader again in a later term, pending proposals and reads are sent to it again (regression)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const leader = h.leader().nodeId;
+  const f = [...h.stores.values()].find((s) => s.nodeId !== leader) as Store;
+  const termBefore = f.replica(RANGE)?.raw.raft.term ?? 0;
+  // f's forwarded proposal and ReadIndex are lost on the way to the leader.
+  h.filter = (from, _to, msgs) => (from === f.nodeId ? msgs.filter((m) => m.message.type !== 'MsgProp' && m.message.type !== 'MsgReadIndex') : msgs);
+  const answers: string[] = [];
+  h.put(f, 'p', 'k', 'v', () => answers.push('put'));
+  f.linearizableRead(RANGE, (error) => answers.push(error === undefined ? 'read' : error.code));
+  h.settle();
+  assert.deepEqual(answers, []);
+  // The leader restarts and, the only node allowed to campaign, wins the next election.
+  (h.stores.get(leader) as Store).close();
+  h.stores.delete(leader);
+  h.start(leader);
+  const campaigns = new Set(['MsgPreVote', 'MsgVote']);
+  h.filter = (from, _to, msgs) => (from === leader ? msgs : msgs.filter((m) => !campaigns.has(m.message.type)));
+  h.tickAll(60);
+  const raft = f.replica(RANGE)?.raw.raft;
+  assert.equal(raft?.lead, leader, 'the same node leads again');
+  assert.ok((raft?.term ?? 0) > termBefore, 'in a later term');
+  assert.deepEqual(answers.sort(), ['put', 'read'], 'the proposal and the read were sent to the leader of the new term');
+});
+
+test('Store: the host clock catches up before a read index is asked, so an expired lease serves no read (regression)', () => {
+  // A leader whose event loop was blocked owes ticks: its lease clock lags real time until they are delivered.
+  const owed = new Map<number, number>();
+  const h = new Harness([1, 2, 3], {
+    raft: { readOnlyOption: 'lease-based' },
+    catchUpClock: (id) => {
+      const n = owed.get(id) ?? 0;
+      owed.set(id, 0);
+      if (n > 0) h.stores.get(id)?.catchUpTicks(n);
+    },
+  });
+  h.tickAll(40);
+  const leader = h.leader();
+  assert.ok(leader.replica(RANGE)?.raw.leaseValid(), 'the leader holds a lease');
+  // The leader is cut off and stalls for two election timeouts; the others may elect a new leader meanwhile.
+  h.filter = (from, to, msgs) => (from === leader.nodeId || to === leader.nodeId ? [] : msgs);
+  owed.set(leader.nodeId, 20);
+  const answers: string[] = [];
+  leader.linearizableRead(RANGE, (error) => answers.push(error === undefined ? 'ok' : error.code));
+  h.settle();
+  assert.deepEqual(answers, [], 'a read was served from a lease that had expired in real time');
+  assert.equal(leader.replica(RANGE)?.raw.leaseValid(), false);
+});
+
+test('Store: writes forwarded to a leader that died are proposed to the next leader as soon as it is known', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const old = h.leader();
+  const followers = [...h.stores.values()].filter((s) => s !== old);
+  // The leader dies: everything sent to it from now on is lost, these forwarded writes included.
+  h.stores.delete(old.nodeId);
+  h.filter = (_from, to, msgs) => (to === old.nodeId ? [] : msgs);
+  const answered: string[] = [];
+  followers.forEach((f, i) => h.put(f, `w${i}`, `k${i}`, 'v', () => answered.push(`w${i}`)));
+  h.settle();
+  assert.deepEqual(answered, []);
+  let ticks = 0;
+  let leaderAt = -1;
+  for (; ticks < 60 && answered.length < 2; ticks++) {
+    h.tickAll(1);
+    if (leaderAt < 0 && followers.some((f) => f.replica(RANGE)?.raw.raft.state === 'leader')) leaderAt = ticks;
+  }
+  assert.ok(leaderAt >= 0, 'a new leader was elected');
+  assert.deepEqual(answered.sort(), ['w0', 'w1']);
+  // Answered in the tick the new leader appeared or the next: nobody waited for a deadline.
+  assert.ok(ticks - leaderAt <= 2, `answered ${ticks - leaderAt} ticks after the new leader`);
+  assert.ok(followers.some((f) => f.stats.reproposals > 0), 'proposed again');
+});
+
+test('Store: under lease reads, a node that heard from a leader since it started grants votes once it lost that leader (regression)', () => {
+  const h = new Harness([1, 2, 3], { raft: { readOnlyOption: 'lease-based' } });
+  h.tickAll(40);
+  const old = h.leader();
+  const aId = ([...h.stores.values()].find((s) => s !== old) as Store).nodeId;
+  // One follower restarts and hears from the leader within its startup quiet period.
+  (h.stores.get(aId) as Store).close();
+  h.start(aId);
+  h.tickAll(3);
+  const a = h.stores.get(aId) as Store;
+  const b = [...h.stores.values()].find((s) => s !== old && s !== a) as Store;
+  assert.equal(a.replica(RANGE)?.raw.raft.lead, old.nodeId);
+  // The leader dies. Two followers campaign about together: the first finds the other still loyal
+  // (its leader was heard within the election timeout) and stays a pre-candidate, without a leader.
+  h.stores.delete(old.nodeId);
+  h.filter = (_from, to, msgs) => (to === old.nodeId ? [] : msgs);
+  a.replica(RANGE)?.raw.campaign();
+  a.receive([]); // a loop turn, which sends what the campaign produced
+  h.settle();
+  assert.equal(a.replica(RANGE)?.raw.raft.state, 'pre-candidate');
+  // The second then asks the first, which has no leader any more: it must grant. (Its startup quiet
+  // period, meant for a node that has heard from no leader since it started, used to outlive the
+  // leader it heard, and every such collision cost another election timeout.)
+  b.replica(RANGE)?.raw.campaign();
+  b.receive([]);
+  h.settle();
+  assert.equal(b.replica(RANGE)?.raw.raft.state, 'leader');
 });

@@ -68,6 +68,12 @@ export interface StoreOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Gathers proposals under load (see ProposalWindow); absent: every loop turn proposes what it has. */
   readonly proposalWindow?: ProposalWindow;
+  /**
+   * Delivers the ticks the host owes (the server: Ticker.catchUp) before a
+   * read index is asked: a leader judges its lease by its tick count, which
+   * must not lag real time, e.g. after the event loop was blocked (ADR 0002).
+   */
+  readonly catchUpClock?: () => void;
 }
 
 /** How a range is created when its storage is empty (see `Store.openRange`). */
@@ -126,9 +132,16 @@ export class Store {
   private loopScheduled = false;
   private closed = false;
   private readSeq = 0;
+  /**
+   * Part of every ReadIndex context, drawn from the injected Rng on first use.
+   * readSeq starts again at 0 on restart: without the nonce, a late answer to
+   * a request sent before a crash carries the same context as a read made
+   * after it, and would answer it with an older index (a stale read).
+   */
+  private bootNonce: string | undefined;
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
-  /** The last leader each range's replica reported, to notice a change. */
-  private readonly lastLead = new Map<RangeId, NodeId>();
+  /** The last leader (and its term) each range's replica reported, to notice a change. */
+  private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -334,11 +347,13 @@ export class Store {
 
   /** Asks Raft for one read index per range for the reads queued since the last loop turn. */
   private readQueued(): void {
+    if (this.queuedReads.size > 0) this.o.catchUpClock?.();
     for (const [rangeId, dones] of this.queuedReads) {
       this.queuedReads.delete(rangeId);
       const replica = this.replicas.get(rangeId);
       if (replica === undefined || dones.length === 0) continue;
-      const ctx = `${this.nodeId}:${++this.readSeq}`;
+      this.bootNonce ??= this.o.rng.nextUint32().toString(36) + this.o.rng.nextUint32().toString(36);
+      const ctx = `${this.nodeId}:${this.bootNonce}:${++this.readSeq}`;
       const reason = replica.raw.readIndex(ctx);
       if (reason !== undefined) {
         const error = new TesseraError('NOT_LEADER', `read refused: ${reason}`);
@@ -480,9 +495,12 @@ export class Store {
     // After advance (a proposal made between ready() and advance() would be taken for part of this
     // Ready) and after answering (what applied in this turn needs no second copy).
     for (const t of turns) {
-      const lead = t.rd.softState?.lead ?? 0;
-      if (lead === 0 || this.lastLead.get(t.replica.rangeId) === lead) continue;
-      this.lastLead.set(t.replica.rangeId, lead);
+      // A leader is known by its term too: the same node elected again in a later term starts with
+      // none of what was sent to it before (its MsgProp or ReadIndex may have been lost).
+      const { lead, term } = t.replica.raw.raft;
+      const last = this.lastLead.get(t.replica.rangeId);
+      if (lead === 0 || (last !== undefined && last.lead === lead && last.term === term)) continue;
+      this.lastLead.set(t.replica.rangeId, { lead, term });
       this.reproposeOnNewLeader(t.replica);
       this.rereadOnNewLeader(t.replica.rangeId);
     }

@@ -4,6 +4,7 @@ import type { ConfState, NodeId } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeCommand, type KvCommand } from './commands.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
+import type { ReplicaRaftOptions } from './replica.js';
 import { type RangeMessage, Store } from './store.js';
 
 export const RANGE = 1;
@@ -19,11 +20,15 @@ export class Harness {
   syncs = 0;
   /** The fake clock of the proposal window, moved by `advance`. */
   nowMs = 0;
+  /** Sees every batch sent from one node to another; what it returns is delivered (default: all of it). */
+  filter: (from: NodeId, to: NodeId, msgs: readonly RangeMessage[]) => readonly RangeMessage[] = (_from, _to, msgs) => msgs;
+  /** Starts per node: a restarted node gets a fresh Rng seed, as a real process does. */
+  private readonly boots = new Map<NodeId, number>();
   private timers: { readonly atMs: number; readonly run: () => void }[] = [];
 
   constructor(
     readonly ids: NodeId[],
-    private readonly options: { readonly proposalWindowMs?: number } = {},
+    private readonly options: { readonly proposalWindowMs?: number; readonly raft?: ReplicaRaftOptions; readonly catchUpClock?: (id: NodeId) => void } = {},
   ) {
     for (const id of ids) {
       this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(() => { this.syncs++; f(); }) }));
@@ -34,12 +39,20 @@ export class Harness {
   start(id: NodeId): void {
     const engine = this.engines.get(id) as MemoryEngine;
     const sm = new MvccStateMachine(engine, RANGE);
+    const boot = this.boots.get(id) ?? 0;
+    this.boots.set(id, boot + 1);
     const store = new Store({
       nodeId: id,
       engine,
-      transport: { send: (to: NodeId, msgs: readonly RangeMessage[]) => this.tasks.push(() => this.stores.get(to)?.receive(msgs)) },
-      rng: new SeededRng(id),
-      raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
+      transport: {
+        send: (to: NodeId, msgs: readonly RangeMessage[]) => {
+          const delivered = this.filter(id, to, msgs);
+          if (delivered.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(delivered));
+        },
+      },
+      rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
+      raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },
+      ...(this.options.catchUpClock === undefined ? {} : { catchUpClock: () => this.options.catchUpClock?.(id) }),
       stateMachines: () => sm,
       scheduleLoop: (loop) => this.tasks.push(loop),
       logRetainEntries: 5,

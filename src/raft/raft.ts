@@ -420,7 +420,9 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.startupQuiet && this.electionElapsed >= this.config.electionTimeoutTicks) this.startupQuiet = false;
+    // The quiet period stands in for a leader not yet heard; once one is, leader stickiness (lead, not
+    // this flag) takes over, or a pre-candidate that lost its leader would still refuse votes.
+    if (this.startupQuiet && (this.lead !== NONE || this.electionElapsed >= this.config.electionTimeoutTicks)) this.startupQuiet = false;
     if (this.promotable() && this.pastElectionTimeout()) {
       this.electionElapsed = 0;
       this.step(message({ type: 'MsgHup', from: this.id }));

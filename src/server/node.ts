@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
-import { type ConfState, isAck, type NodeId } from '../raft/index.js';
+import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
@@ -31,6 +31,15 @@ export const DEFAULT_PROPOSAL_WINDOW_MS = 3;
 export const MAX_PROPOSAL_WINDOW_MS = 100;
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
+/**
+ * How a leader confirms it may serve a linearizable read. 'lease': from its
+ * lease, without a message, while clocks drift less than
+ * DEFAULT_RAFT_OPTIONS.maxClockDriftRatio (ADR 0002, DESIGN.md decision 6);
+ * otherwise, and always under 'safe', by a heartbeat round (ReadIndex).
+ */
+export type ReadMode = 'lease' | 'safe';
+export const READ_MODES: readonly ReadMode[] = ['lease', 'safe'];
+export const DEFAULT_READ_MODE: ReadMode = 'lease';
 /** Raft entries kept behind the applied index before the log is compacted; a follower further behind gets a snapshot. */
 export const LOG_RETAIN_ENTRIES = 10_000;
 /** The module the etcd gRPC engineer provides; loaded only when the caller gives no clientServer. */
@@ -75,6 +84,8 @@ export interface StartNodeOptions {
   readonly logRetainEntries?: number;
   /** How long a busy leader gathers proposals into one batch (default DEFAULT_PROPOSAL_WINDOW_MS; 0: off). */
   readonly proposalWindowMs?: number;
+  /** Linearizable reads from the leader's lease or by a heartbeat round (default DEFAULT_READ_MODE; see ReadMode). */
+  readonly readMode?: ReadMode;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -175,6 +186,7 @@ interface Resolved {
   readonly heartbeatTicks: number;
   readonly logRetainEntries: number;
   readonly proposalWindowMs: number;
+  readonly readMode: ReadMode;
   readonly logger: Logger;
 }
 
@@ -239,8 +251,18 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
+    readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     logger,
   };
+}
+
+/** The read mode, refused up front when the election timeout leaves no lease (validateRaftConfig would refuse it later, less clearly). */
+function checkReadMode(mode: ReadMode, electionTicks: number): ReadMode {
+  if (!READ_MODES.includes(mode)) throw new TesseraError('INVALID_CONFIG', `readMode must be 'lease' or 'safe', got '${String(mode)}'`);
+  if (mode === 'lease' && leaseTicks({ electionTimeoutTicks: electionTicks, maxClockDriftRatio: DEFAULT_RAFT_OPTIONS.maxClockDriftRatio }) < 1) {
+    throw new TesseraError('INVALID_CONFIG', `electionTicks ${electionTicks} leaves no lease for lease reads; raise it or use readMode 'safe'`);
+  }
+  return mode;
 }
 
 /** The pieces, in dependency order; each one that must be undone on failure is pushed on `cleanups`. */
@@ -265,7 +287,8 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   });
   cleanups.push(() => transport.close());
   const fatal = new FatalGuard(log, o.onFatal);
-  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal, start.founding);
+  const clock: { ticker?: Ticker } = {};
+  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal, start.founding, clock);
   // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
   const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
   const leaseKeeper = newLeaseKeeper(store, DEFAULT_RANGE, sm, `${requestIdPrefix}.lease`);
@@ -285,6 +308,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     tickServices(leaseKeeper, watches);
     membership.tick();
   });
+  clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
     ...(listeners.client === undefined ? {} : { client: listeners.client.address }),
@@ -412,6 +436,7 @@ function makeStore(
   transport: PeerTransport,
   fatal: FatalGuard,
   founding: readonly MemberRecord[] | undefined,
+  clock: { readonly ticker?: Ticker },
 ): { store: Store; sm: MvccStateMachine; watches: WatchHub } {
   const machines = new Map<RangeId, MvccStateMachine>();
   const machine = (rangeId: RangeId): MvccStateMachine => {
@@ -430,11 +455,14 @@ function makeStore(
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,
+      readOnlyOption: r.readMode === 'lease' ? 'lease-based' : 'safe',
       ...(raftLog.isLevelEnabled('trace') ? { logger: (line: string) => raftLog.trace(line) } : {}),
     },
     stateMachines: machine,
     scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
+    // The ticker is made after the store; reads come only once the node listens, by which time it is set.
+    catchUpClock: () => void clock.ticker?.catchUp(),
     ...(r.proposalWindowMs === 0
       ? {}
       : { proposalWindow: { windowMs: r.proposalWindowMs, nowMs: () => performance.now(), after: (ms: number, run: () => void) => setTimeout(() => fatal.run(run), ms) } }),

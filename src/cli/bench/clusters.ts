@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from '../../server/net_util.js';
+import { DEFAULT_READ_MODE, type ReadMode } from '../../server/node.js';
 import { KvChannel, describeGrpcError, memberStatus } from './client.js';
 
 export type SystemName = 'tessera' | 'etcd';
@@ -63,7 +64,8 @@ export function liveClusterRoots(): string[] {
   return [...live].map((c) => c.root);
 }
 
-export async function startCluster(system: SystemName, size: number): Promise<Cluster> {
+/** Starts `size` members of `system`; `readMode` is tessera's --read-mode (etcd serves ReadIndex reads). */
+export async function startCluster(system: SystemName, size: number, options: { readonly readMode?: ReadMode } = {}): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), `tessera-bench-${system}-`));
   const ports = await freePorts(size * 2);
   const clientAddr = (i: number): string => `127.0.0.1:${ports[i * 2]}`;
@@ -73,7 +75,7 @@ export async function startCluster(system: SystemName, size: number): Promise<Cl
     const spec = { name, dataDir: join(root, name), client: clientAddr(i), peer: peerAddr(i) };
     const proc = system === 'etcd'
       ? spawnEtcd(spec, names.map((n, j) => `${n}=http://${peerAddr(j)}`).join(','))
-      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','));
+      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE);
     const member: Member = { name, clientEndpoint: spec.client, proc, exited: false, logTail: '' };
     const keep = (d: Buffer): void => void (member.logTail = (member.logTail + d.toString()).slice(-LOG_TAIL_BYTES));
     proc.stdout?.on('data', keep);
@@ -101,7 +103,7 @@ interface MemberSpec {
   readonly peer: string;
 }
 
-function spawnTessera(spec: MemberSpec, initialCluster: string): ChildProcess {
+function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode): ChildProcess {
   const args = [
     TESSERA_MAIN, 'start',
     '--name', spec.name,
@@ -113,6 +115,7 @@ function spawnTessera(spec: MemberSpec, initialCluster: string): ChildProcess {
     '--initial-cluster-token', 'tessera-bench',
     '--engine', 'lmdb',
     '--log-level', 'warn',
+    '--read-mode', readMode,
   ];
   // The IPC channel closing tells a child its parent is gone, so a killed benchmark leaves no nodes behind.
   return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });

@@ -6,13 +6,14 @@
  * machine they ran on, to docs/benchmarks.md. A benchmark, not a test:
  * nothing fails on a slow figure. See docs/benchmarks.md for the method.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CHECK_PERF_LOADS, type CheckPerfLoad, type CheckPerfResult, runCheckPerf } from './check_perf.js';
 import { type Cluster, SYSTEM_NAMES, type SystemName, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
 import { checkPerfText, machineLines, ratioTable, record, systemTable, targetLines } from './report.js';
+import { DEFAULT_READ_MODE, READ_MODES, type ReadMode } from '../../server/node.js';
 import { type CellResult, KeySpace, WORKLOAD_DESCRIPTIONS, WORKLOAD_NAMES, type WorkloadName, channelCount, preload, runCell } from './workloads.js';
 
 const CLUSTER_SIZE = 3;
@@ -32,6 +33,8 @@ interface BenchFlags {
   /** false with --no-record. */
   readonly record: boolean;
   readonly recordFile: string;
+  /** tessera's --read-mode: how its linearizable gets are confirmed. */
+  readonly readMode: ReadMode;
 }
 
 function positiveInt(value: string): number {
@@ -75,6 +78,7 @@ function parseFlags(): BenchFlags {
     .option('--check-perf-etcd', 'also run the check perf loads against etcd, for comparison', false)
     .option('--no-record', `do not append the results to docs/benchmarks.md`)
     .option('--record-file <path>', 'where to append the results', DEFAULT_RECORD_PATH)
+    .addOption(new Option('--read-mode <mode>', "tessera's read mode: lease reads, or 'safe' (a heartbeat round per read batch)").choices(READ_MODES).default(DEFAULT_READ_MODE))
     .showHelpAfterError();
   program.parse();
   return program.opts<BenchFlags>();
@@ -99,7 +103,7 @@ async function startSystems(flags: BenchFlags, space: KeySpace): Promise<Map<Sys
   const clusters = new Map<SystemName, Cluster>();
   for (const system of flags.systems) {
     const startMs = Date.now();
-    const cluster = await startCluster(system, CLUSTER_SIZE);
+    const cluster = await startCluster(system, CLUSTER_SIZE, { readMode: flags.readMode });
     clusters.set(system, cluster);
     say(`${system} ${cluster.version}: ${CLUSTER_SIZE} members serving at ${cluster.endpoints.join(',')} (leader first); preloading ${flags.keys} keys`);
     await preload(cluster, space);
@@ -157,6 +161,7 @@ function parameterLines(flags: BenchFlags, clusters: Map<SystemName, Cluster>): 
     `- ${CLUSTER_SIZE} members per system on 127.0.0.1, data in ${[...clusters.values()].map((c) => c.root).join(', ')} (deleted after)`,
     `- ${flags.keys} keys preloaded, ${flags.valueBytes}-byte values; warm-up ${flags.warmupMs} ms and ${flags.durationMs} ms measured per cell`,
     `- concurrency ${flags.concurrency.join(', ')} (connections: ${channels})`,
+    `- tessera read mode: ${flags.readMode}`,
     ...flags.workloads.map((w) => `- ${w}: ${WORKLOAD_DESCRIPTIONS[w]}`),
   ];
 }

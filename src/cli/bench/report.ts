@@ -138,7 +138,10 @@ here is written by hand.
   spread round-robin over the members with the leader first, as etcd's own
   benchmark tool spreads its conns over its endpoints. In both systems a
   follower forwards proposals to the leader through Raft and serves a
-  linearizable read after a ReadIndex round with it.
+  linearizable read after a ReadIndex round with it. For that round etcd's
+  leader confirms its leadership with a heartbeat round; tessera's, under
+  its default \`--read-mode lease\` (each section names the mode), answers
+  from its lease (ADR 0002), and a read on the leader needs no message.
 `;
 
 /** Appends one run to docs/benchmarks.md, creating the file with its introduction if missing. */
