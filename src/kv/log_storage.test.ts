@@ -125,3 +125,36 @@ function assertStoredExactly(engine: MemoryEngine, log: EngineLogStorage): void 
   assert.equal(stored[0], Buffer.from(keys.logEntry(RANGE, first)).toString('hex'));
   assert.equal(stored[stored.length - 1], Buffer.from(keys.logEntry(RANGE, last)).toString('hex'));
 }
+
+test('EngineLogStorage: a partial entry record at the log tail (a torn append) is dropped at open, and the commit index clamped', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  commit(engine, (b) => {
+    log.append(b, [1, 2, 3].map((i) => entry(i, 1)));
+    log.setHardState(b, { term: 1, vote: 1, commit: 3 });
+  });
+  const whole = engine.get(keys.logEntry(RANGE, 3)) as Uint8Array;
+  for (const cut of [0, 1, 10, 25, whole.length - 1]) {
+    commit(engine, (b) => b.put(keys.logEntry(RANGE, 3), whole.subarray(0, cut)));
+    const reopened = new EngineLogStorage(engine, RANGE, noSnapshot);
+    assert.equal(reopened.droppedTornEntry, 3, `cut at ${cut}`);
+    assert.equal(reopened.lastIndex(), 2);
+    assert.equal(reopened.initialState().hardState.commit, 2);
+    assert.equal(engine.get(keys.logEntry(RANGE, 3)), undefined, 'the partial record is deleted');
+    assert.deepEqual(reopened.entries(1, 3, Infinity), [entry(1, 1), entry(2, 1)]);
+    commit(engine, (b) => b.put(keys.logEntry(RANGE, 3), whole));
+  }
+});
+
+test('EngineLogStorage: a full-length entry record with a flipped bit is not taken for a torn tail: reading it is refused (CORRUPT_DATA)', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  commit(engine, (b) => log.append(b, [1, 2, 3].map((i) => entry(i, 1))));
+  const flipped = (engine.get(keys.logEntry(RANGE, 3)) as Uint8Array).slice();
+  flipped[24] = (flipped[24] as number) ^ 0x10; // in the data (bytes 22..29), not a length
+  commit(engine, (b) => b.put(keys.logEntry(RANGE, 3), flipped));
+  const reopened = new EngineLogStorage(engine, RANGE, noSnapshot);
+  assert.equal(reopened.droppedTornEntry, undefined);
+  assert.equal(reopened.lastIndex(), 3);
+  assert.throws(() => reopened.entries(3, 4, Infinity), (e: unknown) => isTesseraError(e, 'CORRUPT_DATA'));
+});

@@ -2,7 +2,7 @@ import { assert, TesseraError } from '../base/index.js';
 import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, limitSize } from '../raft/index.js';
 import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
-import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
+import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, isPartialEntryRecord, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 
 /** Terms cached per range, in a ring of slots by index (16 bytes each); a power of two. */
@@ -43,6 +43,8 @@ export class EngineLogStorage implements LogStorage {
   private cacheFirst = 1;
   private cacheLast = 0;
   private entryCacheBytes = 0;
+  /** The index of a partial entry record dropped from the log's tail when it was opened (see repairTornTail). */
+  readonly droppedTornEntry: number | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -55,12 +57,36 @@ export class EngineLogStorage implements LogStorage {
     for (const kv of engine.scan({ start: keys.logStart(rangeId), end: keys.logEnd(rangeId), reverse: true, limit: 1 })) {
       this.last = readU64(kv.key, 10);
     }
+    this.droppedTornEntry = this.repairTornTail();
+  }
+
+  /**
+   * A power cut during a log append can leave the last entry record partly
+   * written. It was never synced, so never acknowledged: recovery drops it,
+   * as etcd's WAL repair truncates a torn tail. Only a record shorter than
+   * its lengths say counts; any other damage is refused (CORRUPT_DATA) when
+   * the record is read. The hard state's commit index is clamped to the
+   * shortened log in initialState.
+   */
+  private repairTornTail(): number | undefined {
+    if (this.last <= this.truncated.index) return undefined;
+    const key = keys.logEntry(this.rangeId, this.last);
+    const raw = this.engine.get(key);
+    if (raw === undefined || !isPartialEntryRecord(raw)) return undefined;
+    const batch = this.engine.newBatch();
+    batch.delete(key);
+    // Durable or not, the repair is the same at the next start.
+    this.engine.commit(batch, () => {});
+    return this.last--;
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
     const hs = this.engine.get(keys.hardState(this.rangeId));
     const apply = this.applyState();
-    return { hardState: hs === undefined ? EMPTY_HARD_STATE : decodeHardState(hs), confState: apply.confState };
+    const hardState = hs === undefined ? EMPTY_HARD_STATE : decodeHardState(hs);
+    // The torn entry may have been committed by the hard state written with it; the leader says again.
+    const commit = this.droppedTornEntry === undefined ? hardState.commit : Math.min(hardState.commit, this.last);
+    return { hardState: { ...hardState, commit }, confState: apply.confState };
   }
 
   applyState(): ApplyState {
