@@ -142,7 +142,14 @@ test('EngineLogStorage: a partial entry record at the log tail (a torn append) i
     assert.equal(reopened.initialState().hardState.commit, 2);
     assert.equal(engine.get(keys.logEntry(RANGE, 3)), undefined, 'the partial record is deleted');
     assert.deepEqual(reopened.entries(1, 3, Infinity), [entry(1, 1), entry(2, 1)]);
-    commit(engine, (b) => b.put(keys.logEntry(RANGE, 3), whole));
+    // The clamp is stored with the repair: a later start, with no partial record left, finds a consistent state.
+    const again = new EngineLogStorage(engine, RANGE, noSnapshot);
+    assert.equal(again.droppedTornEntry, undefined);
+    assert.equal(again.initialState().hardState.commit, 2);
+    commit(engine, (b) => {
+      b.put(keys.logEntry(RANGE, 3), whole);
+      log.setHardState(b, { term: 1, vote: 1, commit: 3 });
+    });
   }
 });
 

@@ -65,8 +65,9 @@ export class EngineLogStorage implements LogStorage {
    * written. It was never synced, so never acknowledged: recovery drops it,
    * as etcd's WAL repair truncates a torn tail. Only a record shorter than
    * its lengths say counts; any other damage is refused (CORRUPT_DATA) when
-   * the record is read. The hard state's commit index is clamped to the
-   * shortened log in initialState.
+   * the record is read. The hard state written with the torn entry may
+   * count it as committed: its commit index is clamped to the shortened log
+   * in the same batch, so that the repair and the clamp land together.
    */
   private repairTornTail(): number | undefined {
     if (this.last <= this.truncated.index) return undefined;
@@ -75,6 +76,9 @@ export class EngineLogStorage implements LogStorage {
     if (raw === undefined || !isPartialEntryRecord(raw)) return undefined;
     const batch = this.engine.newBatch();
     batch.delete(key);
+    const hs = this.engine.get(keys.hardState(this.rangeId));
+    const hardState = hs === undefined ? undefined : decodeHardState(hs);
+    if (hardState !== undefined && hardState.commit >= this.last) this.setHardState(batch, { ...hardState, commit: this.last - 1 });
     // Durable or not, the repair is the same at the next start.
     this.engine.commit(batch, () => {});
     return this.last--;
@@ -83,10 +87,7 @@ export class EngineLogStorage implements LogStorage {
   initialState(): { hardState: HardState; confState: ConfState } {
     const hs = this.engine.get(keys.hardState(this.rangeId));
     const apply = this.applyState();
-    const hardState = hs === undefined ? EMPTY_HARD_STATE : decodeHardState(hs);
-    // The torn entry may have been committed by the hard state written with it; the leader says again.
-    const commit = this.droppedTornEntry === undefined ? hardState.commit : Math.min(hardState.commit, this.last);
-    return { hardState: { ...hardState, commit }, confState: apply.confState };
+    return { hardState: hs === undefined ? EMPTY_HARD_STATE : decodeHardState(hs), confState: apply.confState };
   }
 
   applyState(): ApplyState {

@@ -187,7 +187,7 @@ export class Store {
    * apply) does not depose its own leader; fewer are ordinary late timers.
    */
   catchUpTicks(ticks: number): void {
-    if (this.closed) return;
+    if (this.storageFailure !== undefined) return;
     this.guarded(() => {
       for (const id of this.rangeIds()) {
         const raw = this.replicas.get(id)?.raw;
@@ -223,7 +223,7 @@ export class Store {
 
   /** Steps messages a peer sent; messages for unknown ranges are dropped (the range may be gone). */
   receive(messages: readonly RangeMessage[]): void {
-    if (this.closed) return;
+    if (this.storageFailure !== undefined) return;
     this.guarded(() => {
       for (const { rangeId, message } of messages) {
         const replica = this.replicas.get(rangeId);
@@ -330,7 +330,7 @@ export class Store {
 
   /** The transport's report on a snapshot it sent (etcd's ReportSnapshot). */
   reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {
-    if (this.closed) return;
+    if (this.storageFailure !== undefined) return;
     this.replicas.get(rangeId)?.raw.reportSnapshot(to, ok);
     this.requestLoop();
   }

@@ -204,3 +204,28 @@ test('node: a follower that fell behind the compacted log catches up from a snap
     rmSync(join(c.dirs[0] as string, '..'), { recursive: true, force: true });
   }
 });
+
+test('node: a store whose storage failed (STORAGE_FAILED) stops the node and reaches onFatal; it serves nothing after', async () => {
+  const fatal: unknown[] = [];
+  const node = await startNode({
+    name: 'solo',
+    engine: 'memory',
+    listenPeer: '127.0.0.1:0',
+    clientServer: false,
+    logger: pino({ level: 'silent' }),
+    ...TIMING,
+    onFatal: (error) => fatal.push(error),
+  });
+  try {
+    await waitFor(() => (node.status().state === 'leader' ? true : undefined), 'leadership', 2_000);
+    await node.kv.txn(put('k', 'v'));
+    // What a refused sync of the engine does (src/kv/store.test.ts drives it through the engine).
+    node.store.failStorage(new Error('EIO'));
+    assert.equal(fatal.length, 1);
+    assert.ok(isTesseraError(fatal[0], 'STORAGE_FAILED'), String(fatal[0]));
+    // Refused at once, as a definite failure (the KV API reports a drop as NOT_LEADER; the cause says why).
+    await assert.rejects(node.kv.txn(put('k', 'v2')), (e) => isTesseraError(e, 'NOT_LEADER') && isTesseraError(e.cause, 'STORAGE_FAILED'));
+  } finally {
+    await node.close();
+  }
+});
