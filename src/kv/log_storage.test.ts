@@ -165,3 +165,23 @@ test('EngineLogStorage: a full-length entry record with a flipped bit is not tak
   assert.equal(reopened.lastIndex(), 3);
   assert.throws(() => reopened.entries(3, 4, Infinity), (e: unknown) => isTesseraError(e, 'CORRUPT_DATA'));
 });
+
+test('EngineLogStorage: a tail record that looks partial only once (a flip in a length field as it was read) is not dropped: the open is refused', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  commit(engine, (b) => log.append(b, [1, 2, 3].map((i) => entry(i, 1))));
+  const last = keys.logEntry(RANGE, 3);
+  let reads = 0;
+  engine.readFault = (key, value) => {
+    if (key.length !== last.length || !key.every((b, i) => b === last[i]) || ++reads !== 2) return value;
+    const copy = value.slice();
+    copy[21] = (copy[21] as number) ^ 0x40; // the data length grows past the record: it looks cut short
+    return copy;
+  };
+  // Read 1 is the open's scan for the last index; read 2 is the torn-tail check, flipped.
+  assert.throws(() => new EngineLogStorage(engine, RANGE, noSnapshot), (e: unknown) => isTesseraError(e, 'CORRUPT_DATA'));
+  engine.readFault = undefined;
+  const reopened = new EngineLogStorage(engine, RANGE, noSnapshot);
+  assert.equal(reopened.lastIndex(), 3, 'the good entry was deleted');
+  assert.deepEqual(reopened.entries(3, 4, Infinity), [entry(3, 1)]);
+});

@@ -2,6 +2,7 @@ import { assert, TesseraError } from '../base/index.js';
 import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, limitSize } from '../raft/index.js';
 import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { bytesEqual } from '../storage/bytes.js';
 import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, isPartialEntryRecord, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 
@@ -74,6 +75,12 @@ export class EngineLogStorage implements LogStorage {
     const key = keys.logEntry(this.rangeId, this.last);
     const raw = this.engine.get(key);
     if (raw === undefined || !isPartialEntryRecord(raw)) return undefined;
+    // A bit flipped in a length field as the record was read would pass for a torn record, and the repair
+    // would delete a good, perhaps acknowledged entry: the record must read the same twice to be dropped.
+    const again = this.engine.get(key);
+    if (again === undefined || !bytesEqual(raw, again)) {
+      throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: log entry ${this.last} read differently twice; refusing to start`);
+    }
     const batch = this.engine.newBatch();
     batch.delete(key);
     const hs = this.engine.get(keys.hardState(this.rangeId));

@@ -178,6 +178,9 @@ export class Nemesis {
     const report = victim.engine.crash(c.rng, { tailRecord: isSimLogEntryKey });
     c.count(report.torn ? 'crash-torn-write' : 'crash');
     if (report.partialRecord) c.count('crash-partial-record');
+    // Now and then the restarted node reads a flipped bit in one of its first log reads: it must refuse
+    // to start or stop serving, never use the record.
+    if (c.options.faults.has('disk') && c.rng.chance(0.2)) this.armReadFlip(victim, c.rng.intBelow(4));
     c.log(`nemesis crash ${victim.id} (pending ${report.pendingBatches}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
     // Some restarts are near-instant (a supervisor restarting the process at once): the node is
     // back while messages sent to its previous incarnation are still arriving.
@@ -234,14 +237,15 @@ export class Nemesis {
     }
   }
 
-  /** The next read of a log entry on `m` returns the record with one bit flipped. */
-  private armReadFlip(m: Member): void {
+  /** The log entry read after the next `skipReads` ones on `m` returns the record with one bit flipped. */
+  private armReadFlip(m: Member, skipReads = 0): void {
     const c = this.c;
     const bit = c.rng.intBelow(1 << 20);
+    let skip = skipReads;
     c.count('disk-read-flip');
-    c.log(`nemesis disk: the next log read of ${m.id} flips a bit`);
+    c.log(`nemesis disk: log read ${skipReads + 1} of ${m.id} from now flips a bit`);
     m.engine.readFault = (key, value) => {
-      if (!isSimLogEntryKey(key) || value.length === 0) return value;
+      if (!isSimLogEntryKey(key) || value.length === 0 || skip-- > 0) return value;
       m.engine.readFault = undefined;
       const copy = value.slice();
       const i = bit % (copy.length * 8);

@@ -68,6 +68,6 @@ test(`sim: ${DISK_FAULT_SEEDS} seeds with disk faults and crashes find no violat
   const s = runSeeds({ start: 1, count: DISK_FAULT_SEEDS, overrides: { faults }, stopOnFirstFailure: false, nowMs: () => performance.now() });
   assert.deepEqual(s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`), []);
   const injected = ['disk-sync-fails', 'disk-read-flip', 'disk-slow', 'crash-majority', 'crash-whole-cluster', 'crash-partial-record'];
-  // And what they must lead to: a store that stopped serving, a torn tail dropped at restart.
-  for (const fault of [...injected, 'storage-failed-stop', 'recovery-dropped-torn-entry']) assert.ok((s.faults[fault] ?? 0) > 0, `${fault} never happened`);
+  // And what they must lead to: a store that stopped serving, a node that refused to start, a torn tail dropped at restart.
+  for (const fault of [...injected, 'storage-failed-stop', 'start-refused-corrupt', 'recovery-dropped-torn-entry']) assert.ok((s.faults[fault] ?? 0) > 0, `${fault} never happened`);
 });
