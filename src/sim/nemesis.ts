@@ -199,6 +199,9 @@ export class Nemesis {
       if (!isTesseraError(error, 'CORRUPT_DATA')) throw error;
       m.node = undefined;
       m.incarnation++;
+      // The process exited: what it committed while starting (a torn-tail repair) is lost unless synced,
+      // and the engine forgets the sync it asked for, which the dead process will never run.
+      m.engine.crash(this.c.rng);
       this.c.count('start-refused-corrupt');
       this.c.log(`node ${m.id} refused to start: ${error.message}`);
       this.c.sched.after(50, () => this.restart(m));
