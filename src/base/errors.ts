@@ -21,6 +21,8 @@ export type TesseraErrorCode =
   | 'CORRUPT_DATA'
   /** The storage device refused a write or a sync; the engine stops accepting writes. */
   | 'IO_ERROR'
+  /** The store stopped serving because its storage failed (a refused sync, a corrupt record); restart the node. */
+  | 'STORAGE_FAILED'
   | 'CLOSED';
 
 export class TesseraError extends Error {

@@ -54,6 +54,28 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   return { term, index, type, data, confChange };
 }
 
+/** Bytes of an entry record before its data: version, type, term, index, data length. */
+const ENTRY_HEADER_BYTES = 22;
+
+/**
+ * Whether an entry record is shorter than its own lengths say: the partial
+ * record a power cut leaves when it interrupts a log append. Recovery drops
+ * such a record at the log's tail (it was never synced, so never
+ * acknowledged); a full-length record whose checksum fails is corruption
+ * instead and is refused. (A flip in a length field can pass for a partial
+ * record; etcd's WAL repair has the same blind spot.)
+ */
+export function isPartialEntryRecord(bytes: Uint8Array): boolean {
+  if (bytes.byteLength === 0) return true;
+  if (bytes[0] !== VERSION) return false;
+  if (bytes.byteLength < ENTRY_HEADER_BYTES + 4) return true;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dataLen = view.getUint32(ENTRY_HEADER_BYTES - 4);
+  if (bytes.byteLength < ENTRY_HEADER_BYTES + dataLen + 4) return true;
+  const ccLen = view.getUint32(ENTRY_HEADER_BYTES + dataLen);
+  return bytes.byteLength < ENTRY_HEADER_BYTES + dataLen + 4 + ccLen + 4;
+}
+
 export function encodeJson(value: unknown): Uint8Array {
   const json = encoder.encode(JSON.stringify(value));
   const out = new Uint8Array(1 + json.byteLength + 4);

@@ -2,7 +2,8 @@ import { assert, TesseraError } from '../base/index.js';
 import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, limitSize } from '../raft/index.js';
 import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
-import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
+import { bytesEqual } from '../storage/bytes.js';
+import { type ApplyState, type TruncatedState, decodeEntry, decodeHardState, isPartialEntryRecord, decodeJson, encodeEntry, encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, readU64 } from './keys.js';
 
 /** Terms cached per range, in a ring of slots by index (16 bytes each); a power of two. */
@@ -43,6 +44,8 @@ export class EngineLogStorage implements LogStorage {
   private cacheFirst = 1;
   private cacheLast = 0;
   private entryCacheBytes = 0;
+  /** The index of a partial entry record dropped from the log's tail when it was opened (see repairTornTail). */
+  readonly droppedTornEntry: number | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -55,6 +58,37 @@ export class EngineLogStorage implements LogStorage {
     for (const kv of engine.scan({ start: keys.logStart(rangeId), end: keys.logEnd(rangeId), reverse: true, limit: 1 })) {
       this.last = readU64(kv.key, 10);
     }
+    this.droppedTornEntry = this.repairTornTail();
+  }
+
+  /**
+   * A power cut during a log append can leave the last entry record partly
+   * written. It was never synced, so never acknowledged: recovery drops it,
+   * as etcd's WAL repair truncates a torn tail. Only a record shorter than
+   * its lengths say counts; any other damage is refused (CORRUPT_DATA) when
+   * the record is read. The hard state written with the torn entry may
+   * count it as committed: its commit index is clamped to the shortened log
+   * in the same batch, so that the repair and the clamp land together.
+   */
+  private repairTornTail(): number | undefined {
+    if (this.last <= this.truncated.index) return undefined;
+    const key = keys.logEntry(this.rangeId, this.last);
+    const raw = this.engine.get(key);
+    if (raw === undefined || !isPartialEntryRecord(raw)) return undefined;
+    // A bit flipped in a length field as the record was read would pass for a torn record, and the repair
+    // would delete a good, perhaps acknowledged entry: the record must read the same twice to be dropped.
+    const again = this.engine.get(key);
+    if (again === undefined || !bytesEqual(raw, again)) {
+      throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: log entry ${this.last} read differently twice; refusing to start`);
+    }
+    const batch = this.engine.newBatch();
+    batch.delete(key);
+    const hs = this.engine.get(keys.hardState(this.rangeId));
+    const hardState = hs === undefined ? undefined : decodeHardState(hs);
+    if (hardState !== undefined && hardState.commit >= this.last) this.setHardState(batch, { ...hardState, commit: this.last - 1 });
+    // Durable or not, the repair is the same at the next start.
+    this.engine.commit(batch, () => {});
+    return this.last--;
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {

@@ -7,6 +7,12 @@ import type { Snapshot } from '../raft/index.js';
 import { MvccStateMachine } from './mvcc_state_machine.js';
 import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH, type RangeMessage, type Store } from './store.js';
 import { Harness, RANGE } from './testing.testlib.js';
+import { encodeCommand } from './commands.js';
+
+const enc = new TextEncoder();
+function putTxn(key: string, value: string) {
+  return { compare: [], success: [{ type: 'put' as const, put: { key: enc.encode(key), value: enc.encode(value) } }], failure: [] };
+}
 
 test('Store: a three-node cluster elects a leader and applies a put on every replica', () => {
   const h = new Harness([1, 2, 3]);
@@ -367,4 +373,28 @@ test('Store: under lease reads, a node that heard from a leader since it started
   b.receive([]);
   h.settle();
   assert.equal(b.replica(RANGE)?.raw.raft.state, 'leader');
+});
+
+test('Store: a failed sync stops the store (STORAGE_FAILED) instead of asserting or retrying', () => {
+  const h = new Harness([1]);
+  h.tickAll(30);
+  h.settle();
+  const store = h.leader();
+  const engine = h.engines.get(1) as MemoryEngine;
+  const failures: string[] = [];
+  engine.failSyncs(1);
+  const outcomes: string[] = [];
+  store.propose(RANGE, 'w1', encodeCommand({ kind: 'txn', requestId: 'w1', txn: putTxn('k', 'v') }), (o) => outcomes.push(o.kind));
+  const syncsBefore = h.syncs;
+  h.settle(); // throws on a store that asserts on the failed sync
+  assert.equal(store.failure()?.code, 'STORAGE_FAILED');
+  // The proposal was handed to Raft before the sync failed: its outcome is unknown, so it gets no answer.
+  assert.deepEqual(outcomes, []);
+  // New requests are refused at once; nothing more is written (no retried sync).
+  store.propose(RANGE, 'w2', encodeCommand({ kind: 'txn', requestId: 'w2', txn: putTxn('k', 'v2') }), (o) => failures.push(o.kind === 'dropped' ? o.error.code : o.kind));
+  store.linearizableRead(RANGE, (error) => failures.push(error?.code ?? 'served'));
+  h.tickAll(20);
+  assert.deepEqual(failures, ['STORAGE_FAILED', 'STORAGE_FAILED']);
+  assert.ok(h.syncs - syncsBefore <= 1, `${h.syncs - syncsBefore} syncs after the failure`);
+  assert.equal(h.value(1, 'k'), undefined, 'the write of the failed turn was applied');
 });

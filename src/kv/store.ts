@@ -1,4 +1,4 @@
-import { assert, TesseraError, type Rng } from '../base/index.js';
+import { assert, isTesseraError, TesseraError, type Rng } from '../base/index.js';
 import type { ConfChange, ConfState, DropReason, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
@@ -74,6 +74,8 @@ export interface StoreOptions {
    * must not lag real time, e.g. after the event loop was blocked (ADR 0002).
    */
   readonly catchUpClock?: () => void;
+  /** Told once when the store stops serving because its storage failed (see Store.failStorage); the host restarts the node. */
+  readonly onStorageFailed?: (error: TesseraError) => void;
 }
 
 /** How a range is created when its storage is empty (see `Store.openRange`). */
@@ -131,6 +133,8 @@ export class Store {
   private wroteSinceTick = false;
   private loopScheduled = false;
   private closed = false;
+  /** Why the store stopped serving, once its storage failed (see failStorage). */
+  private storageFailure: TesseraError | undefined;
   private readSeq = 0;
   /**
    * Part of every ReadIndex context, drawn from the injected Rng on first use.
@@ -196,13 +200,16 @@ export class Store {
    * apply) does not depose its own leader; fewer are ordinary late timers.
    */
   catchUpTicks(ticks: number): void {
-    for (const id of this.rangeIds()) {
-      const raw = this.replicas.get(id)?.raw;
-      if (raw === undefined) continue;
-      if (ticks >= PAUSE_TICKS) raw.tickAfterPause(ticks);
-      else for (let i = 0; i < ticks; i++) raw.tick();
-    }
-    this.writeStaged();
+    if (this.storageFailure !== undefined) return;
+    this.guarded(() => {
+      for (const id of this.rangeIds()) {
+        const raw = this.replicas.get(id)?.raw;
+        if (raw === undefined) continue;
+        if (ticks >= PAUSE_TICKS) raw.tickAfterPause(ticks);
+        else for (let i = 0; i < ticks; i++) raw.tick();
+      }
+      this.writeStaged();
+    });
     this.requestLoop();
   }
 
@@ -222,17 +229,22 @@ export class Store {
     this.wroteSinceTick = false;
     if (!this.staged || this.writing || this.closed || wroteSinceTick) return;
     this.staged = false;
-    this.o.engine.commit(this.o.engine.newBatch(), (error) => assert(error === undefined, () => `storage write failed: ${error?.message}`));
+    this.o.engine.commit(this.o.engine.newBatch(), (error) => {
+      if (error !== undefined && this.o.sabotage?.has('ignore-sync-failure') !== true) this.failStorage(error);
+    });
   }
 
   /** Steps messages a peer sent; messages for unknown ranges are dropped (the range may be gone). */
   receive(messages: readonly RangeMessage[]): void {
-    for (const { rangeId, message } of messages) {
-      const replica = this.replicas.get(rangeId);
-      if (replica === undefined) continue;
-      if (this.gathersForwarded(replica, message)) this.queue(rangeId, message.entries.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
-      else replica.raw.step(message);
-    }
+    if (this.storageFailure !== undefined) return;
+    this.guarded(() => {
+      for (const { rangeId, message } of messages) {
+        const replica = this.replicas.get(rangeId);
+        if (replica === undefined) continue;
+        if (this.gathersForwarded(replica, message)) this.queue(rangeId, message.entries.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
+        else replica.raw.step(message);
+      }
+    });
     this.requestLoop();
   }
 
@@ -262,6 +274,7 @@ export class Store {
    */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
     this.mustReplica(rangeId);
+    if (this.storageFailure !== undefined) return done({ kind: 'dropped', error: this.storageFailure });
     this.queue(rangeId, [{ requestId, data, done }]);
     this.requestLoop();
   }
@@ -312,6 +325,7 @@ export class Store {
    * like a command's; a dropped proposal is answered at once.
    */
   proposeConfChange(rangeId: RangeId, cc: ConfChange, answer?: { readonly requestId: string; readonly done: (o: ProposalOutcome) => void }): ProposeResult {
+    this.refuseIfFailed();
     const res = this.mustReplica(rangeId).raw.proposeConfChange(cc);
     if (answer !== undefined) {
       if (res.kind === 'dropped') answer.done({ kind: 'dropped', error: res.error, reason: res.reason });
@@ -322,12 +336,14 @@ export class Store {
   }
 
   transferLeader(rangeId: RangeId, to: NodeId): void {
+    this.refuseIfFailed();
     this.mustReplica(rangeId).raw.transferLeader(to);
     this.requestLoop();
   }
 
   /** The transport's report on a snapshot it sent (etcd's ReportSnapshot). */
   reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {
+    if (this.storageFailure !== undefined) return;
     this.replicas.get(rangeId)?.raw.reportSnapshot(to, ok);
     this.requestLoop();
   }
@@ -341,6 +357,7 @@ export class Store {
    */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
     this.mustReplica(rangeId);
+    if (this.storageFailure !== undefined) return done(this.storageFailure);
     queueFor(this.queuedReads, rangeId).push(done);
     this.requestLoop();
   }
@@ -377,6 +394,56 @@ export class Store {
     this.closed = true;
   }
 
+  /** Why the store stopped serving, if its storage failed. */
+  failure(): TesseraError | undefined {
+    return this.storageFailure;
+  }
+
+  /**
+   * Fail-stop on a storage failure: a refused sync, or a record whose
+   * checksum does not match. After a failed fsync the kernel may have dropped
+   * the dirty pages and a retry can report success for data that is gone
+   * (PostgreSQL's "fsyncgate"), and a corrupt record must never be served or
+   * applied. So the store answers waiting reads and the proposals that had
+   * not reached Raft yet with STORAGE_FAILED, refuses new ones, and runs no
+   * more loop turns; Raft's in-memory state is no longer trusted. Proposals
+   * already handed to Raft get no answer, as at close: they may have been
+   * forwarded and may still commit, so their outcome is unknown to this
+   * node and their callers' deadlines answer them. The host restarts the
+   * node, which recovers from what the disk holds.
+   */
+  failStorage(cause: unknown): void {
+    if (this.storageFailure !== undefined) return;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const error = new TesseraError('STORAGE_FAILED', `node ${this.nodeId} stopped serving: storage failed: ${why}`, { cause });
+    this.storageFailure = error;
+    this.closed = true;
+    this.pendingProposals.clear();
+    const queued = [...this.queuedProposals.values()].flat();
+    this.queuedProposals.clear();
+    const reads = [...this.queuedReads.values()].flat();
+    this.queuedReads.clear();
+    for (const pr of this.pendingReads.values()) reads.push(...pr.dones);
+    this.pendingReads.clear();
+    for (const q of queued) q.done?.({ kind: 'dropped', error });
+    for (const done of reads) done(error);
+    this.o.onStorageFailed?.(error);
+  }
+
+  /** Runs `work`; a storage failure it meets (a corrupt record read back) stops the store instead of escaping. */
+  private guarded(work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      if (!isTesseraError(error, 'CORRUPT_DATA') && !isTesseraError(error, 'IO_ERROR')) throw error;
+      this.failStorage(error);
+    }
+  }
+
+  private refuseIfFailed(): void {
+    if (this.storageFailure !== undefined) throw this.storageFailure;
+  }
+
   private mustReplica(rangeId: RangeId): Replica {
     const r = this.replicas.get(rangeId);
     if (r === undefined) throw new TesseraError('INVALID_ARGUMENT', `range ${rangeId} is not on node ${this.nodeId}`);
@@ -388,7 +455,7 @@ export class Store {
     this.loopScheduled = true;
     this.o.scheduleLoop(() => {
       this.loopScheduled = false;
-      this.loop();
+      this.guarded(() => this.loop());
     });
   }
 
@@ -417,10 +484,11 @@ export class Store {
     const early = this.messagesBeforeSync(turns, durableLast);
     this.writing = true;
     const finish = (error?: Error): void => {
-      assert(error === undefined, () => `storage sync failed: ${error?.message}`);
+      // After a failed sync nothing that turn wrote may be acknowledged, and the sync is not retried.
+      if (error !== undefined && this.o.sabotage?.has('ignore-sync-failure') !== true) return this.failStorage(error);
       this.writing = false;
       if (this.closed) return;
-      this.afterDurable(turns, early);
+      this.guarded(() => this.afterDurable(turns, early));
     };
     if (batch.count > 0 && turns.some((t) => t.rd.mustSync)) {
       this.stats.syncs++;

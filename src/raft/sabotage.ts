@@ -13,7 +13,8 @@ export type BugName =
   | 'no-prevote-checkquorum'
   | 'apply-uncommitted'
   | 'snapshot-drops-entries'
-  | 'double-vote';
+  | 'double-vote'
+  | 'ignore-sync-failure';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -25,6 +26,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'apply-uncommitted': 'entries are handed to the state machine before they are committed',
   'snapshot-drops-entries': 'a snapshot claims an index whose last entry it does not contain',
   'double-vote': 'a node grants a second vote in the same term',
+  'ignore-sync-failure': 'the store takes a failed sync for a good one and goes on serving (fsyncgate)',
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

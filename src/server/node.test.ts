@@ -229,3 +229,28 @@ test('node: linearizable reads come from the leader lease by default; readMode s
   // An election timeout too short to leave a lease is refused at start, with the way out named.
   await assert.rejects(startNode({ name: 'n1', engine: 'memory', electionTicks: 2, clientServer: false, logger: pino({ level: 'silent' }) }), (e: unknown) => isTesseraError(e) && e.code === 'INVALID_CONFIG' && /readMode 'safe'/.test(e.message));
 });
+
+test('node: a store whose storage failed (STORAGE_FAILED) stops the node and reaches onFatal; it serves nothing after', async () => {
+  const fatal: unknown[] = [];
+  const node = await startNode({
+    name: 'solo',
+    engine: 'memory',
+    listenPeer: '127.0.0.1:0',
+    clientServer: false,
+    logger: pino({ level: 'silent' }),
+    ...TIMING,
+    onFatal: (error) => fatal.push(error),
+  });
+  try {
+    await waitFor(() => (node.status().state === 'leader' ? true : undefined), 'leadership', 2_000);
+    await node.kv.txn(put('k', 'v'));
+    // What a refused sync of the engine does (src/kv/store.test.ts drives it through the engine).
+    node.store.failStorage(new Error('EIO'));
+    assert.equal(fatal.length, 1);
+    assert.ok(isTesseraError(fatal[0], 'STORAGE_FAILED'), String(fatal[0]));
+    // Refused at once, as a definite failure (the KV API reports a drop as NOT_LEADER; the cause says why).
+    await assert.rejects(node.kv.txn(put('k', 'v2')), (e) => isTesseraError(e, 'NOT_LEADER') && isTesseraError(e.cause, 'STORAGE_FAILED'));
+  } finally {
+    await node.close();
+  }
+});

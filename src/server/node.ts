@@ -92,7 +92,10 @@ export interface StartNodeOptions {
   /** The client listener; `false` runs without one. Default: the etcd gRPC server, if this build has it. */
   readonly clientServer?: ClientServerFactory | false;
   readonly transportLimits?: Partial<TransportLimits>;
-  /** Called once if the node stops on an internal error (a failed assertion); default: rethrown, which ends the process. */
+  /**
+   * Called once if the node stops on an internal error (a failed assertion) or because its storage failed
+   * (TesseraError STORAGE_FAILED: a refused sync or a corrupt record); default: rethrown, which ends the process.
+   */
   readonly onFatal?: (error: unknown) => void;
   /** Called once after the node has closed itself because the cluster removed it (MemberRemove). */
   readonly onRemoved?: () => void;
@@ -463,6 +466,8 @@ function makeStore(
     logRetainEntries: r.logRetainEntries,
     // The ticker is made after the store; reads come only once the node listens, by which time it is set.
     catchUpClock: () => void clock.ticker?.catchUp(),
+    // A failed sync or a corrupt record stops the store; the process exits and its supervisor restarts it (as etcd does).
+    onStorageFailed: (error) => fatal.fail(error, 'a storage failure'),
     ...(r.proposalWindowMs === 0
       ? {}
       : { proposalWindow: { windowMs: r.proposalWindowMs, nowMs: () => performance.now(), after: (ms: number, run: () => void) => setTimeout(() => fatal.run(run), ms) } }),
@@ -588,12 +593,18 @@ class FatalGuard {
     try {
       work();
     } catch (error) {
-      this.failed = true;
-      this.log.fatal({ err: error }, `node stopped on an internal error: ${messageOf(error)}`);
-      this.onStop();
-      if (this.onFatal !== undefined) this.onFatal(error);
-      else throw error;
+      this.fail(error, 'an internal error');
     }
+  }
+
+  /** Stops the node: after a bug, or after its store stopped serving because its storage failed (STORAGE_FAILED). */
+  fail(error: unknown, what: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.log.fatal({ err: error }, `node stopped on ${what}: ${messageOf(error)}`);
+    this.onStop();
+    if (this.onFatal !== undefined) this.onFatal(error);
+    else throw error;
   }
 }
 

@@ -27,6 +27,9 @@ export interface Member {
   /** Local clock rate: > 1 runs fast. */
   clockRate: number;
   removed: boolean;
+  /** A slow disk (a nemesis fault): until then every sync takes at least slowSyncMs. */
+  slowDiskUntilMs: number;
+  slowSyncMs: number;
 }
 
 export type FaultCounts = Record<string, number>;
@@ -61,6 +64,8 @@ export class SimCluster {
   /** Failpoint before a sync completes (etcd's raftBeforeSave): the nemesis sets the rate. */
   midSyncCrashRate: (vote: boolean) => number = () => 0;
   midSyncCrash: (m: Member, incarnation: number) => void = () => {};
+  /** Called when a node stopped itself after a storage failure (the nemesis restarts it). */
+  onNodeStopped: (m: Member) => void = () => {};
   /** Called when a node becomes leader (the nemesis listens, to flap leaders). */
   onLeaderElected: (id: NodeId) => void = () => {};
 
@@ -108,6 +113,8 @@ export class SimCluster {
       missedTicks: 0,
       clockRate: 1,
       removed: false,
+      slowDiskUntilMs: 0,
+      slowSyncMs: 0,
     };
     this.members.set(id, m);
     this.start(m);
@@ -153,15 +160,40 @@ export class SimCluster {
         if (rd.softState?.state === 'leader') this.checkLeader(id, raw.raft.term);
         if (rd.hardState !== undefined && rd.hardState.vote !== 0) m.votePending = true;
       },
+      onStorageFailed: (error) => this.storageFailed(m, incarnation, error),
       trace: (line) => this.log(line),
     });
+    const torn = m.node.store.replica(SIM_RANGE)?.log.droppedTornEntry;
+    if (torn !== undefined) {
+      this.count('recovery-dropped-torn-entry');
+      this.log(`node ${m.id} dropped the partial entry ${torn} at its log's tail`);
+    }
     this.scheduleTick(m, incarnation);
+  }
+
+  /**
+   * A store that met a failed sync or a corrupt record stops serving (it must
+   * not assert or go on). The process exits; what the disk holds is what a
+   * restart finds, as after a crash, and the nemesis restarts it.
+   */
+  private storageFailed(m: Member, incarnation: number, error: Error): void {
+    if (m.incarnation !== incarnation || m.node === undefined) return;
+    this.count('storage-failed-stop');
+    this.log(`node ${m.id} stopped serving: ${error.message}`);
+    m.node.stop();
+    m.node = undefined;
+    m.paused = false;
+    m.pausedWork = [];
+    m.incarnation++;
+    m.engine.crash(this.rng);
+    this.onNodeStopped(m);
   }
 
   /** The member's disk syncs after a drawn delay; the failpoint may crash the process first. */
   private scheduleSync(m: Member, flush: () => void): void {
     const [lo, hi] = this.options.diskSyncMs;
-    const delayMs = lo + this.rng.float() * (hi - lo);
+    const slowMs = this.sched.nowMs < m.slowDiskUntilMs ? m.slowSyncMs : 0;
+    const delayMs = slowMs + lo + this.rng.float() * (hi - lo);
     const incarnation = m.incarnation;
     this.sched.after(delayMs, () => this.onMember(m, incarnation, flush));
     const vote = m.votePending;

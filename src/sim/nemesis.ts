@@ -3,7 +3,8 @@ import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import type { NodeId } from '../raft/index.js';
 import { encodeMemberContext, type MemberRecord } from '../kv/members.js';
-import { simMemberRecord } from './store_node.js';
+import { isSimLogEntryKey, simMemberRecord } from './store_node.js';
+import { isTesseraError } from '../base/index.js';
 
 const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
 
@@ -47,6 +48,10 @@ export class Nemesis {
   start(untilMs: number): void {
     this.untilMs = untilMs;
     const c = this.c;
+    c.onNodeStopped = (m) => {
+      const downMs = 20 + c.rng.float() * 300;
+      c.sched.after(Math.max(0, Math.min(untilMs - c.sched.nowMs, downMs)), () => this.restart(m));
+    };
     if (c.options.faults.has('crash')) {
       // Crash while a vote or entries are on their way to disk, now and then.
       c.midSyncCrashRate = (vote) => (c.sched.nowMs >= untilMs ? 0 : vote ? 0.05 : 0.002);
@@ -85,6 +90,8 @@ export class Nemesis {
         return this.membership();
       case 'transfer':
         return this.transfer();
+      case 'disk':
+        return this.disk(untilMs);
     }
   }
 
@@ -158,17 +165,22 @@ export class Nemesis {
     this.crashMember(victim, untilMs);
   }
 
-  private crashMember(victim: Member, untilMs: number): void {
+  /** `whole`: part of a crash of several nodes at once (a power cut in the rack), which may take every one. */
+  private crashMember(victim: Member, untilMs: number, whole = false): void {
     const c = this.c;
-    // Never crash the last ones standing.
-    if (victim.node === undefined || c.running().length <= 2) return;
+    // A lone crash never takes the last ones standing; the cluster-wide crash does.
+    if (victim.node === undefined || (!whole && c.running().length <= 2)) return;
     victim.node.stop();
     victim.node = undefined;
     victim.paused = false;
     victim.pausedWork = [];
     victim.incarnation++;
-    const report = victim.engine.crash(c.rng);
+    const report = victim.engine.crash(c.rng, { tailRecord: isSimLogEntryKey });
     c.count(report.torn ? 'crash-torn-write' : 'crash');
+    if (report.partialRecord) c.count('crash-partial-record');
+    // Now and then the restarted node reads a flipped bit in one of its first log reads: it must refuse
+    // to start or stop serving, never use the record.
+    if (c.options.faults.has('disk') && c.rng.chance(0.2)) this.armReadFlip(victim, c.rng.intBelow(4));
     c.log(`nemesis crash ${victim.id} (pending ${report.pendingBatches}, survived ${report.survived}${report.torn ? ', torn' : ''})`);
     // Some restarts are near-instant (a supervisor restarting the process at once): the node is
     // back while messages sent to its previous incarnation are still arriving.
@@ -179,7 +191,83 @@ export class Nemesis {
   restart(m: Member): void {
     if (m.node !== undefined || m.removed) return;
     this.c.log(`nemesis restart ${m.id}`);
-    this.c.start(m);
+    try {
+      this.c.start(m);
+    } catch (error) {
+      // A node that finds a corrupt record while starting refuses to start. The faults here only
+      // flip bits on read, so the operator's retry reads clean data; anything else is a bug.
+      if (!isTesseraError(error, 'CORRUPT_DATA')) throw error;
+      m.node = undefined;
+      m.incarnation++;
+      // The process exited: what it committed while starting (a torn-tail repair) is lost unless synced,
+      // and the engine forgets the sync it asked for, which the dead process will never run.
+      m.engine.crash(this.c.rng);
+      this.c.count('start-refused-corrupt');
+      this.c.log(`node ${m.id} refused to start: ${error.message}`);
+      this.c.sched.after(50, () => this.restart(m));
+    }
+  }
+
+  /**
+   * Disk faults: a sync that fails (EIO; the store must stop serving), a bit
+   * flipped in a log record as it is read (its checksum must catch it), a
+   * slow disk for a while, or a power cut of several nodes at once, up to
+   * the whole cluster (every acknowledged write must survive it).
+   */
+  private disk(untilMs: number): void {
+    const c = this.c;
+    const victim = c.pick(c.running());
+    if (victim === undefined) return;
+    const roll = c.rng.float();
+    if (roll < 0.25) {
+      victim.engine.failSyncs(1);
+      c.count('disk-sync-fails');
+      c.log(`nemesis disk: the next sync of ${victim.id} fails`);
+    } else if (roll < 0.5) {
+      this.armReadFlip(victim);
+    } else if (roll < 0.8) {
+      const slowed = c.rng.chance(0.3) ? c.running() : [victim];
+      const slowSyncMs = 100 + c.rng.float() * 200;
+      const until = Math.min(untilMs, c.sched.nowMs + 300 + c.rng.float() * 1200);
+      for (const m of slowed) {
+        m.slowSyncMs = slowSyncMs;
+        m.slowDiskUntilMs = until;
+      }
+      c.count('disk-slow');
+      c.log(`nemesis disk: syncs of ${slowed.map((m) => m.id).join(',')} take ${slowSyncMs.toFixed(0)}ms more until ${until.toFixed(0)}ms`);
+    } else {
+      this.crashMany(untilMs);
+    }
+  }
+
+  /** The log entry read after the next `skipReads` ones on `m` returns the record with one bit flipped. */
+  private armReadFlip(m: Member, skipReads = 0): void {
+    const c = this.c;
+    const bit = c.rng.intBelow(1 << 20);
+    let skip = skipReads;
+    c.count('disk-read-flip');
+    c.log(`nemesis disk: log read ${skipReads + 1} of ${m.id} from now flips a bit`);
+    m.engine.readFault = (key, value) => {
+      if (!isSimLogEntryKey(key) || value.length === 0 || skip-- > 0) return value;
+      m.engine.readFault = undefined;
+      const copy = value.slice();
+      const i = bit % (copy.length * 8);
+      copy[i >> 3] = (copy[i >> 3] as number) ^ (1 << (i & 7));
+      return copy;
+    };
+  }
+
+  /** A power cut of a majority or of every node at once; each comes back on its own schedule. */
+  private crashMany(untilMs: number): void {
+    const c = this.c;
+    const running = c.running();
+    const all = c.rng.chance(0.5);
+    const count = all ? running.length : Math.floor(running.length / 2) + 1;
+    const first = c.rng.intBelow(running.length);
+    const victims = running.map((_, i) => running[(first + i) % running.length] as Member).slice(0, count);
+    c.count(all ? 'crash-whole-cluster' : 'crash-majority');
+    c.log(`nemesis power cut: ${victims.map((m) => m.id).join(',')}`);
+    for (const m of victims) this.crashMember(m, untilMs, true);
   }
 
   private pause(): void {

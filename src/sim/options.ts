@@ -1,8 +1,8 @@
 import type { Rng } from '../base/index.js';
 import type { BugName } from '../raft/sabotage.js';
 
-export type FaultKind = 'network' | 'partition' | 'crash' | 'pause' | 'clock' | 'membership' | 'transfer';
-export const ALL_FAULTS: readonly FaultKind[] = ['network', 'partition', 'crash', 'pause', 'clock', 'membership', 'transfer'];
+export type FaultKind = 'network' | 'partition' | 'crash' | 'pause' | 'clock' | 'membership' | 'transfer' | 'disk';
+export const ALL_FAULTS: readonly FaultKind[] = ['network', 'partition', 'crash', 'pause', 'clock', 'membership', 'transfer', 'disk'];
 
 /** Everything a run depends on; derived from the seed so that `--seed N` replays it exactly. */
 export interface SimOptions {

@@ -59,3 +59,15 @@ for (const bug of BUG_NAMES) {
     console.log(`# bug ${bug} caught by seed ${caught.seed}: ${caught.violations[0]}`);
   });
 }
+
+/** Seeds of the disk-fault run below. */
+const DISK_FAULT_SEEDS = 150;
+
+test(`sim: ${DISK_FAULT_SEEDS} seeds with disk faults and crashes find no violation`, () => {
+  const faults = new Set(['disk', 'crash', 'partition'] as const);
+  const s = runSeeds({ start: 1, count: DISK_FAULT_SEEDS, overrides: { faults }, stopOnFirstFailure: false, nowMs: () => performance.now() });
+  assert.deepEqual(s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`), []);
+  const injected = ['disk-sync-fails', 'disk-read-flip', 'disk-slow', 'crash-majority', 'crash-whole-cluster', 'crash-partial-record'];
+  // And what they must lead to: a store that stopped serving, a node that refused to start, a torn tail dropped at restart.
+  for (const fault of [...injected, 'storage-failed-stop', 'start-refused-corrupt', 'recovery-dropped-torn-entry']) assert.ok((s.faults[fault] ?? 0) > 0, `${fault} never happened`);
+});

@@ -7,6 +7,7 @@ import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.j
 import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
 import { type ProposalWindow, type RangeMessage, Store } from '../kv/store.js';
 import { WatchHub } from '../kv/watch_hub.js';
+import { keys } from '../kv/keys.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
@@ -32,6 +33,8 @@ export interface StoreNodeEnv {
   readonly proposalWindow: ProposalWindow | undefined;
   onApply(id: NodeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
+  /** The store stopped serving: its storage failed (a refused sync, a corrupt record read back). */
+  onStorageFailed(error: Error): void;
   trace(line: string): void;
 }
 
@@ -67,6 +70,7 @@ export class SimStoreNode {
       reproposeOnNewLeader: env.reproposeOnNewLeader,
       ...(env.proposalWindow === undefined ? {} : { proposalWindow: env.proposalWindow }),
       sabotage: env.sabotage,
+      onStorageFailed: (error) => env.onStorageFailed(error),
       onApplied: (_range, a) => {
         env.onApply(env.id, a);
         const r = a.result as CommandResult | undefined;
@@ -191,6 +195,15 @@ function toTxn(command: KvCommand): TxnRequest {
       return { compare: [compare], success: [{ type: 'put', put: { key, value: encoder.encode(command.value) } }], failure: [] };
     }
   }
+}
+
+const LOG_PREFIX = keys.logStart(SIM_RANGE).subarray(0, 10);
+
+/** Whether `key` is one of the sim range's Raft log entries (the tail records a torn append cuts short). */
+export function isSimLogEntryKey(key: Uint8Array): boolean {
+  if (key.length !== LOG_PREFIX.length + 8) return false;
+  for (let i = 0; i < LOG_PREFIX.length; i++) if (key[i] !== LOG_PREFIX[i]) return false;
+  return true;
 }
 
 /** The member record the simulator gives node `id` (founders at bootstrap, others when added). */

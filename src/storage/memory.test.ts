@@ -55,7 +55,7 @@ test('memory: crash loses every unsynced batch when none reached the disk', () =
   put(engine, 2);
   put(engine, 3);
   const report = engine.crash(scripted(false, 0));
-  assert.deepEqual(report, { pendingBatches: 2, survived: 0, torn: false });
+  assert.deepEqual(report, { pendingBatches: 2, survived: 0, torn: false, partialRecord: false });
   assert.deepEqual(keys(engine), [1]);
 });
 
@@ -66,7 +66,7 @@ test('memory: crash keeps a prefix of the unsynced batches; the one after it is 
   sync();
   for (let i = 2; i <= 5; i++) put(engine, i, () => durable.push(i));
   const report = engine.crash(scripted(true, 2));
-  assert.deepEqual(report, { pendingBatches: 4, survived: 2, torn: true });
+  assert.deepEqual(report, { pendingBatches: 4, survived: 2, torn: true, partialRecord: false });
   assert.deepEqual(keys(engine), [1, 2, 3]);
   // The flush that was asked for before the crash does nothing, and lost batches never report durable.
   sync();
@@ -77,7 +77,7 @@ test('memory: crash can keep every unsynced batch, and then nothing is torn', ()
   const { engine } = manual();
   put(engine, 1);
   put(engine, 2);
-  assert.deepEqual(engine.crash(scripted(true, 2)), { pendingBatches: 2, survived: 2, torn: false });
+  assert.deepEqual(engine.crash(scripted(true, 2)), { pendingBatches: 2, survived: 2, torn: false, partialRecord: false });
   assert.deepEqual(keys(engine), [1, 2]);
 });
 
@@ -160,7 +160,7 @@ test('memory: a staged batch asks for no sync, is lost with a crash before one, 
   stage(2);
   assert.deepEqual(keys(engine), [1, 2]);
   assert.equal(engine.hasUnsynced(), true);
-  assert.deepEqual(engine.crash(scripted(false, 0)), { pendingBatches: 1, survived: 0, torn: false });
+  assert.deepEqual(engine.crash(scripted(false, 0)), { pendingBatches: 1, survived: 0, torn: false, partialRecord: false });
   assert.deepEqual(keys(engine), [1]);
   stage(3);
   const durable: number[] = [];
@@ -170,4 +170,53 @@ test('memory: a staged batch asks for no sync, is lost with a crash before one, 
   assert.equal(engine.hasUnsynced(), false);
   engine.crash(scripted(false, 0));
   assert.deepEqual(keys(engine), [1, 3, 4]);
+});
+
+test('memory: a failed sync reports the error, and its batches never reach the disk even after a later good sync', () => {
+  const { engine, sync } = manual();
+  put(engine, 1);
+  sync();
+  const results: (string | undefined)[] = [];
+  engine.failSyncs(1);
+  const batch = engine.newBatch();
+  batch.put(k(2), k(2));
+  engine.commit(batch, (error) => results.push(error === undefined ? 'ok' : (error as { code?: string }).code));
+  sync();
+  assert.deepEqual(results, ['IO_ERROR']);
+  // The page cache still shows the write, and the next sync succeeds, but it carries only its own batch.
+  assert.deepEqual(keys(engine), [1, 2]);
+  put(engine, 3, () => results.push('ok'));
+  sync();
+  assert.deepEqual(results, ['IO_ERROR', 'ok']);
+  engine.crash(scripted(false, 0));
+  assert.deepEqual(keys(engine), [1, 3]);
+});
+
+test('memory: a torn batch may reach the disk with its last tail record cut short', () => {
+  const { engine, sync } = manual();
+  put(engine, 1);
+  sync();
+  const batch = engine.newBatch();
+  batch.put(k(10), Uint8Array.of(1, 2, 3, 4));
+  batch.put(k(11), Uint8Array.of(5, 6, 7, 8));
+  batch.put(k(20), Uint8Array.of(9));
+  engine.commit(batch, () => assert.fail('a torn batch is never durable'));
+  // chance() true: some batches pass and the tail is cut; intBelow 0: none survives whole, and the record is cut to 0 bytes.
+  const report = engine.crash(scripted(true, 0), { tailRecord: (key) => key[0] !== undefined && key[0] >= 10 && key[0] < 20 });
+  assert.deepEqual(report, { pendingBatches: 1, survived: 0, torn: true, partialRecord: true });
+  assert.deepEqual(engine.get(k(10)), Uint8Array.of(1, 2, 3, 4));
+  assert.deepEqual(engine.get(k(11)), new Uint8Array(0));
+  assert.deepEqual(engine.get(k(20)), Uint8Array.of(9));
+});
+
+test('memory: a read fault sees every value read, by get and by scan', () => {
+  const { engine, sync } = manual();
+  put(engine, 1);
+  put(engine, 2);
+  sync();
+  engine.readFault = (_key, value) => Uint8Array.of((value[0] as number) + 100);
+  assert.deepEqual(engine.get(k(1)), Uint8Array.of(101));
+  assert.deepEqual([...engine.scan({ start: new Uint8Array() })].map((kv) => kv.value[0]), [101, 102]);
+  engine.crash(scripted(false, 0));
+  assert.deepEqual(engine.get(k(1)), k(1), 'a crash ends the fault');
 });

@@ -23,9 +23,25 @@ export interface CrashReport {
   readonly pendingBatches: number;
   /** How many of them (a prefix, in commit order) reached the disk anyway. */
   readonly survived: number;
-  /** Whether the batch after the survivors was torn mid-write (and dropped by recovery). */
+  /** Whether the batch after the survivors was torn mid-write (dropped, or left with a partial record). */
   readonly torn: boolean;
+  /** Whether the torn batch reached the disk with its last tail record cut short (see CrashOptions.tailRecord). */
+  readonly partialRecord: boolean;
 }
+
+export interface CrashOptions {
+  /**
+   * Keys of the records at the tail of an append-only log (a Raft log's
+   * entries). When given, a torn batch that writes such records may reach
+   * the disk with the last of them cut short (a partial record), as when the
+   * power fails while a log append is being written; recovery must notice
+   * the short record by its length or checksum.
+   */
+  readonly tailRecord?: (key: Uint8Array) => boolean;
+}
+
+/** A sync that failed (an injected EIO): the batches it should have carried never reach the disk. */
+export const SYNC_FAILED_MESSAGE = 'sync failed (injected EIO)';
 
 interface PendingBatch {
   readonly ops: readonly BatchOp[];
@@ -36,6 +52,8 @@ const ignoreDurable = (): void => {};
 
 /** Chance that a crash lets some unsynced batches through at all, as src/sim/disk.ts does. */
 const CRASH_KEEPS_SOME_CHANCE = 0.5;
+/** Chance that a torn batch carrying tail records reaches the disk with its last one cut short, when asked for. */
+const PARTIAL_RECORD_CHANCE = 0.5;
 
 /**
  * The in-memory engine, for tests and the simulator. It keeps a durable image
@@ -55,6 +73,16 @@ export class MemoryEngine implements StorageEngine {
   private closed = false;
   /** Syncs that made at least one batch durable (for tests of group commit). */
   syncs = 0;
+  /**
+   * A failed sync left the live image ahead of what later syncs write: the
+   * failed batches never reach the disk, though reads still see them (the
+   * kernel marked the dirty pages clean after the failed fsync). Later
+   * syncs then write only their own batches. A crash ends it.
+   */
+  private diverged = false;
+  private failNextSyncs = 0;
+  /** Bit flips on read (a fault the simulator injects): called with each value read, may return a damaged copy. */
+  readFault: ((key: Uint8Array, value: Uint8Array) => Uint8Array) | undefined;
   /** sizeBytes of one image, kept until the live image changes: it costs a full scan. */
   private sizeOf: { readonly image: Image; readonly bytes: number } | undefined;
 
@@ -62,12 +90,19 @@ export class MemoryEngine implements StorageEngine {
 
   get(key: Uint8Array): Uint8Array | undefined {
     this.checkOpen();
-    return this.live.get(key);
+    const value = this.live.get(key);
+    return value === undefined || this.readFault === undefined ? value : this.readFault(key, value);
   }
 
   scan(options: ScanOptions): Iterable<KeyValue> {
     this.checkOpen();
-    return scanImage(this.live, options);
+    const kvs = scanImage(this.live, options);
+    return this.readFault === undefined ? kvs : faulty(kvs, this.readFault);
+  }
+
+  /** The next `count` syncs fail (EIO): their batches' callbacks get the error and the batches never reach the disk. */
+  failSyncs(count: number): void {
+    this.failNextSyncs += count;
   }
 
   newBatch(): WriteBatch {
@@ -143,21 +178,31 @@ export class MemoryEngine implements StorageEngine {
    * holding exactly what a restarted node would find. Snapshots taken before
    * the crash must not be used after it.
    */
-  crash(rng: Rng): CrashReport {
+  crash(rng: Rng, options: CrashOptions = {}): CrashReport {
     const pendingBatches = this.pending.length;
     let survived = 0;
     let torn = false;
+    let partialRecord = false;
     if (pendingBatches > 0 && rng.chance(CRASH_KEEPS_SOME_CHANCE)) {
       survived = rng.intBelow(pendingBatches + 1);
       torn = survived < pendingBatches;
       for (const batch of this.pending.slice(0, survived)) this.durable = applyOps(this.durable, batch.ops);
+      const tornBatch = this.pending[survived];
+      if (tornBatch !== undefined && options.tailRecord !== undefined && rng.chance(PARTIAL_RECORD_CHANCE)) {
+        const ops = withPartialTail(tornBatch.ops, options.tailRecord, rng);
+        if (ops !== undefined) this.durable = applyOps(this.durable, ops);
+        partialRecord = ops !== undefined;
+      }
     }
     this.pending = [];
+    this.diverged = false;
+    this.failNextSyncs = 0;
+    this.readFault = undefined;
     this.live = this.durable;
     this.syncScheduled = false;
     this.epoch++;
     this.closed = false;
-    return { pendingBatches, survived, torn };
+    return { pendingBatches, survived, torn, partialRecord };
   }
 
   private flush(epoch: number): void {
@@ -167,8 +212,14 @@ export class MemoryEngine implements StorageEngine {
     if (this.pending.length === 0) return;
     const batches = this.pending;
     this.pending = [];
-    // Every pending batch is in the live image, so the synced image is the live one.
-    this.durable = this.live;
+    if (this.failNextSyncs > 0) {
+      this.failNextSyncs--;
+      this.diverged = true;
+      return runCallbacks(batches, new TesseraError('IO_ERROR', SYNC_FAILED_MESSAGE));
+    }
+    // Every pending batch is in the live image, so the synced image is the live one (unless a failed sync lost some).
+    if (this.diverged) for (const batch of batches) this.durable = applyOps(this.durable, batch.ops);
+    else this.durable = this.live;
     this.syncs++;
     runCallbacks(batches);
   }
@@ -207,6 +258,26 @@ function owned(op: BatchOp): BatchOp {
   return { kind: 'put', key: sharesBuffer(op.key) ? op.key.slice() : op.key, value: sharesBuffer(op.value) ? op.value.slice() : op.value };
 }
 
+/**
+ * The torn batch as it reached the disk with a partial tail record: its ops up
+ * to the last put of a tail record, that record's value cut short. Undefined
+ * if the batch writes no tail record.
+ */
+function withPartialTail(ops: readonly BatchOp[], isTail: (key: Uint8Array) => boolean, rng: Rng): BatchOp[] | undefined {
+  let last = -1;
+  ops.forEach((op, i) => {
+    if (op.kind === 'put' && isTail(op.key)) last = i;
+  });
+  const tail = ops[last];
+  if (tail === undefined || tail.kind !== 'put') return undefined;
+  const cut = tail.value.slice(0, rng.intBelow(tail.value.length));
+  return [...ops.slice(0, last), { kind: 'put', key: tail.key, value: cut }, ...ops.slice(last + 1)];
+}
+
+function* faulty(kvs: Iterable<KeyValue>, fault: (key: Uint8Array, value: Uint8Array) => Uint8Array): Generator<KeyValue> {
+  for (const kv of kvs) yield { key: kv.key, value: fault(kv.key, kv.value) };
+}
+
 function applyOps(image: Image, ops: readonly BatchOp[]): Image {
   for (const op of ops) {
     if (op.kind === 'put') image = image.set(op.key, op.value);
@@ -230,12 +301,12 @@ function* limited(entries: Iterable<[Uint8Array, Uint8Array]>, limit: number): G
 }
 
 /** Runs every callback in order; one that throws does not stop the later ones, and the first error is rethrown. */
-function runCallbacks(batches: readonly PendingBatch[]): void {
+function runCallbacks(batches: readonly PendingBatch[], error?: Error): void {
   let first: unknown;
   let failed = false;
   for (const batch of batches) {
     try {
-      batch.onDurable();
+      batch.onDurable(error);
     } catch (error) {
       if (!failed) first = error;
       failed = true;
