@@ -16,7 +16,11 @@ export type PeerErrorReason =
   | 'snapshot-too-large'
   | 'not-ready'
   /** The peer was removed from the cluster: it must stop (etcd answers such a peer 410 Gone). */
-  | 'member-removed';
+  | 'member-removed'
+  /** A hello from, or a join by, a node that is not a member of this cluster. */
+  | 'unknown-member'
+  /** Handling the frame failed on this side (a bug, not bad input); the connection is closed. */
+  | 'internal-error';
 
 const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'frame-too-large': 'RESOURCE_EXHAUSTED',
@@ -29,6 +33,8 @@ const CODE_OF: Record<PeerErrorReason, TesseraErrorCode> = {
   'snapshot-too-large': 'RESOURCE_EXHAUSTED',
   'not-ready': 'NOT_FOUND',
   'member-removed': 'INVALID_CONFIG',
+  'unknown-member': 'INVALID_CONFIG',
+  'internal-error': 'IO_ERROR',
 };
 
 export function isPeerErrorReason(value: string): value is PeerErrorReason {

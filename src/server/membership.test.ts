@@ -120,7 +120,7 @@ test('membership: a learner joins an existing cluster from a snapshot, is promot
   }
 });
 
-test('membership: a node that asks to join under a peer URL nobody added is refused at start', async () => {
+test('membership: a node that asks to join under a peer URL nobody added is refused at start, and learns nothing of the cluster', async () => {
   const ports = await freePorts(2);
   const peers = ports.map((p) => `127.0.0.1:${p}`);
   const quiet = { ...TIMING, engine: 'memory' as const, clientServer: false as const, logger: pino({ level: 'silent' }), listenClient: '127.0.0.1:0' };
@@ -129,7 +129,8 @@ test('membership: a node that asks to join under a peer URL nobody added is refu
     await waitFor(() => (n1.status().state === 'leader' ? true : undefined), 'a leader');
     await assert.rejects(
       startNode({ ...quiet, name: 'n2', listenPeer: peers[1] as string, initialCluster: `n1=${peers[0]},n2=${peers[1]}`, initialClusterState: 'existing' }),
-      /has no member with peer URL/,
+      // The member refuses it: an unknown node gets neither the cluster id nor the member list (issue 12).
+      /refused: no member has peer URL/,
     );
   } finally {
     await n1.close();

@@ -274,7 +274,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const identity = start.identity;
   const log = r.logger;
   const listeners: { client?: ClientServer | undefined; admin?: AdminServer } = {};
-  const late: { membership?: Membership } = {};
+  const late: { membership?: Membership; fatal?: FatalGuard } = {};
   const transport = await PeerTransport.listen({
     nodeId: identity.nodeId,
     name: r.name,
@@ -286,10 +286,12 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     members: () => late.membership?.joinInfo(),
     isRemovedMember: (id) => late.membership?.isRemovedMember(id) ?? false,
     onRemovedByPeer: (peer) => late.membership?.removedByPeer(peer),
+    onInternalError: (error) => late.fatal?.fail(error, 'a peer frame handler'),
     ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
   });
   cleanups.push(() => transport.close());
   const fatal = new FatalGuard(log, o.onFatal);
+  late.fatal = fatal;
   const clock: { ticker?: Ticker } = {};
   const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal, start.founding, clock);
   // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.

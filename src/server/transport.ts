@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
@@ -46,6 +46,13 @@ export interface PeerTransportOptions {
   readonly isRemovedMember?: (id: NodeId) => boolean;
   /** A peer refused this node as a member removed from the cluster (a member removed while it was down learns so). */
   readonly onRemovedByPeer?: (peer: NodeId) => void;
+  /**
+   * An exception that is not a refusal of bad input came out of handling a
+   * peer's frame: a bug on this side. The connection is closed and the error
+   * goes here (the node stops through its fatal path); it never escapes the
+   * socket's handler. Without it, it is logged.
+   */
+  readonly onInternalError?: (error: unknown) => void;
 }
 
 export interface PeerInfo {
@@ -75,6 +82,7 @@ export class PeerTransport implements Transport {
   private readonly pendingReports: (() => void)[] = [];
   private reportScheduled = false;
   private snapshotSeq = 0;
+  private snapshotBytesReserved = 0;
   private readonly lastLogged = new Map<string, number>();
   private closing: Promise<void> | undefined;
   private readonly host: LinkHost;
@@ -125,6 +133,29 @@ export class PeerTransport implements Transport {
   removePeer(id: NodeId): void {
     this.links.get(id)?.close();
     this.links.delete(id);
+    // A former member's own connections go too: messages are accepted only from current members.
+    for (const conn of this.inbound) if (conn.peerId === id) conn.destroy();
+  }
+
+  /** Whether `id` is a current member, as the node keeps this transport's peers in step with its member table. */
+  isMember(id: NodeId): boolean {
+    return this.links.has(id);
+  }
+
+  /** Reserves room for a snapshot of `bytes` to be reassembled; false when the node-wide budget has no room. */
+  reserveSnapshot(bytes: number): boolean {
+    if (this.snapshotBytesReserved + bytes > this.limits.maxSnapshotAssemblyBytes) return false;
+    this.snapshotBytesReserved += bytes;
+    return true;
+  }
+
+  releaseSnapshot(bytes: number): void {
+    this.snapshotBytesReserved -= bytes;
+  }
+
+  /** Bytes reserved for snapshots being reassembled (bounded by maxSnapshotAssemblyBytes). */
+  get snapshotAssemblyBytes(): number {
+    return this.snapshotBytesReserved;
   }
 
   /** What peers told us about themselves in handshakes. */
@@ -182,6 +213,7 @@ export class PeerTransport implements Transport {
 
   /** Called by an inbound connection with validated messages. */
   deliver(from: NodeId, messages: readonly RangeMessage[]): void {
+    if (!this.isMember(from)) return; // removed since its hello: Raft retransmits to members only
     this.stats.messagesReceived += messages.length;
     this.handler?.receive(from, messages);
   }
@@ -270,19 +302,32 @@ class Inbound {
     onClose: () => void,
   ) {
     this.log = o.logger;
-    this.decoder = new FrameDecoder(t.limits.maxFrameBytes);
+    // Until the peer is known, a frame may be no larger than a hello or a join request needs.
+    this.decoder = new FrameDecoder(t.limits.maxPreHelloFrameBytes);
     socket.setNoDelay(true);
     this.timer = setTimeout(() => this.refuse(new PeerError('handshake-timeout', `no hello within ${t.limits.handshakeTimeoutMs} ms`)), t.limits.handshakeTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => this.log.debug({ peer: this.peer, err: error }, 'inbound peer connection error'));
     socket.on('close', () => {
       clearTimeout(this.timer);
+      this.dropAssembly();
       onClose();
     });
   }
 
+  get peerId(): NodeId | undefined {
+    return this.peer;
+  }
+
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /** Gives back the budget of a snapshot being reassembled, if any. */
+  private dropAssembly(): void {
+    if (this.assembly === undefined) return;
+    this.t.releaseSnapshot(this.assembly.total);
+    this.assembly = undefined;
   }
 
   private onData(chunk: Buffer): void {
@@ -294,9 +339,15 @@ class Inbound {
         this.onFrame(decodeFrame(payload));
       }
     } catch (error) {
-      if (error instanceof TesseraError) this.refuse(error);
-      // Anything else came from the store: a bug, not bad input. Let the node's guard see it.
-      else throw error;
+      // Nothing escapes a socket handler (an exception there ends the process). Bad input is a
+      // TesseraError and only closes this connection; anything else is a bug on this side.
+      if (error instanceof TesseraError) {
+        this.refuse(error);
+        return;
+      }
+      this.refuse(new PeerError('internal-error', `handling a frame from peer ${this.peer ?? '?'} failed: ${messageOf(error)}`));
+      if (this.o.onInternalError !== undefined) this.o.onInternalError(error);
+      else this.log.error({ err: error, peer: this.peer }, 'handling a peer frame failed');
     }
   }
 
@@ -321,8 +372,10 @@ class Inbound {
     if (h.to !== this.o.nodeId) throw new PeerError('wrong-node', `peer ${h.name} dialed node ${h.to}, but this is node ${this.o.nodeId}`);
     if (h.from === this.o.nodeId) throw new PeerError('wrong-node', `peer claims this node's own id ${h.from}`);
     if (this.o.isRemovedMember?.(h.from) === true) throw new PeerError('member-removed', `peer ${h.name} (${h.from}) was removed from the cluster`);
+    if (!this.t.isMember(h.from)) throw new PeerError('unknown-member', `peer ${h.name} (${h.from}) is not a member of this cluster`);
     clearTimeout(this.timer);
     this.peer = h.from;
+    this.decoder.setMaxFrameBytes(this.t.limits.maxFrameBytes);
     this.t.notePeer(h.from, h.name, h.client);
     this.socket.write(encodeFrame(this.t.welcomeFrame()));
   }
@@ -332,6 +385,12 @@ class Inbound {
     if (j.v !== PEER_PROTOCOL_VERSION) throw new PeerError('protocol-version', `joining node speaks protocol ${j.v}; this node speaks ${PEER_PROTOCOL_VERSION}`);
     const members = this.o.members?.();
     if (members === undefined) throw new PeerError('not-ready', 'this node does not know the cluster members yet; ask another member');
+    // Only a node that was added first (etcd's member add) learns the cluster id and its members, and
+    // only from the address it was added with (no TLS yet: the security issue binds identity to a certificate).
+    const claimed = joinAddress(j.peer);
+    const self = claimed === undefined ? undefined : members.find((m) => m.peerUrls.some((u) => joinAddress(u) === claimed));
+    if (claimed === undefined || self === undefined) throw new PeerError('unknown-member', `no member has peer URL ${j.peer}; add it first (etcdctl member add)`);
+    if (!sameHost(claimed, this.socket.remoteAddress)) throw new PeerError('unknown-member', `a join for peer URL ${j.peer} came from ${this.socket.remoteAddress ?? '?'}`);
     clearTimeout(this.timer);
     this.refused = true; // nothing more is read from this connection
     this.log.info({ name: j.name, peer: j.peer }, 'a node asked to join; sent the member list');
@@ -341,10 +400,16 @@ class Inbound {
   private onChunk(f: SnapChunkFrame): void {
     const limit = this.t.limits.maxSnapshotBytes;
     if (f.seq === 0) {
+      this.dropAssembly(); // a new stream replaces an unfinished one (the sender gave up on it)
       const total = f.total ?? 0;
       if (total > limit) {
         this.log.warn({ peer: this.peer, rangeId: f.rangeId, total, limit }, 'snapshot above the size limit refused');
-        this.assembly = undefined;
+        this.ack(f.id, false);
+        return;
+      }
+      if (!this.t.reserveSnapshot(total)) {
+        // Raft sends it again later; meanwhile the node's memory stays bounded.
+        this.log.warn({ peer: this.peer, rangeId: f.rangeId, total, budget: this.t.limits.maxSnapshotAssemblyBytes }, 'snapshot refused: the node-wide reassembly budget is spent');
         this.ack(f.id, false);
         return;
       }
@@ -358,7 +423,7 @@ class Inbound {
     a.nextSeq++;
     if (a.bytes > a.total) throw new PeerError('malformed-frame', `snapshot ${f.id} carries more than its declared ${a.total} bytes`);
     if (!f.last) return;
-    this.assembly = undefined;
+    this.dropAssembly();
     if (a.bytes !== a.total) throw new PeerError('malformed-frame', `snapshot ${f.id} ended at ${a.bytes} of ${a.total} bytes`);
     this.deliverSnapshot(a);
   }
@@ -390,4 +455,21 @@ class Inbound {
     if (!this.socket.destroyed) this.socket.end(encodeFrame({ t: 'reject', reason, message: error.message }));
     setTimeout(() => this.socket.destroy(), 1_000).unref();
   }
+}
+
+/** A peer URL or host:port as the transport dials it, or undefined if it is not one. */
+function joinAddress(url: string): string | undefined {
+  try {
+    return formatHostPort(parseHostPort(url));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a connection from `remote` may speak for `address`: its host must be that address when it names an IP. */
+function sameHost(address: string, remote: string | undefined): boolean {
+  const { host } = parseHostPort(address);
+  if (isIP(host) === 0) return true; // a name: resolved elsewhere, not checkable here
+  const from = remote?.startsWith('::ffff:') === true ? remote.slice(7) : remote;
+  return from === host;
 }

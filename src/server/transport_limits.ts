@@ -28,6 +28,10 @@ export interface TransportLimits {
   readonly backoffMaxMs: number;
   /** Inbound peer connections accepted at once (peers hold one each; more is a flood). */
   readonly maxInboundConnections: number;
+  /** Largest frame accepted before the peer's hello is accepted: a hello or a join request is small. */
+  readonly maxPreHelloFrameBytes: number;
+  /** Bytes of snapshots being reassembled at once on this node, over all connections (each declares its size first). */
+  readonly maxSnapshotAssemblyBytes: number;
 }
 
 /** Room in a chunk's frame for its header (the first chunk carries the MsgSnap's metadata and membership). */
@@ -45,6 +49,8 @@ export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   backoffInitialMs: 50,
   backoffMaxMs: 2_000,
   maxInboundConnections: 256,
+  maxPreHelloFrameBytes: 64 * 1024,
+  maxSnapshotAssemblyBytes: 1024 * 1024 * 1024,
 };
 
 export function resolveLimits(partial: Partial<TransportLimits> | undefined): TransportLimits {
@@ -57,6 +63,7 @@ export function resolveLimits(partial: Partial<TransportLimits> | undefined): Tr
   if (l.snapshotChunkBytes + SNAPSHOT_CHUNK_HEADROOM_BYTES > l.maxFrameBytes) {
     throw new TesseraError('INVALID_CONFIG', `snapshotChunkBytes (${l.snapshotChunkBytes}) must leave ${SNAPSHOT_CHUNK_HEADROOM_BYTES} bytes of room below maxFrameBytes`);
   }
+  if (l.maxPreHelloFrameBytes > l.maxFrameBytes) throw new TesseraError('INVALID_CONFIG', `maxPreHelloFrameBytes (${l.maxPreHelloFrameBytes}) must not exceed maxFrameBytes (${l.maxFrameBytes})`);
   if (l.backoffMaxMs < l.backoffInitialMs) throw new TesseraError('INVALID_CONFIG', 'backoffMaxMs must be ≥ backoffInitialMs');
   return l;
 }

@@ -79,7 +79,12 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxFrameBytes: number) {}
+  constructor(private maxFrameBytes: number) {}
+
+  /** A connection starts with a small limit and raises it once the peer is known (see MAX_PRE_HELLO_FRAME_BYTES). */
+  setMaxFrameBytes(bytes: number): void {
+    this.maxFrameBytes = bytes;
+  }
 
   get bufferedBytes(): number {
     return this.buffered;
@@ -136,7 +141,10 @@ export function decodeFrame(payload: Buffer): Frame {
       break;
     case 'snap':
       need(isInt(f['id']) && isInt(f['rangeId']) && isInt(f['seq']) && typeof f['last'] === 'boolean' && isBytes(f['data']), 'snap');
-      need(f['seq'] !== 0 || (isInt(f['total']) && typeof f['head'] === 'object'), 'snap head');
+      // The head is checked in full (toMessage) when the snapshot is delivered; here its shape, so a
+      // null or a list never reaches the reassembly (issue 12: `head: null` threw a TypeError there).
+      need(f['seq'] !== 0 || (isInt(f['total']) && isMap(f['head']) && isMap((f['head'] as Record<string, unknown>)['snapshot'])), 'snap head');
+      need(f['seq'] === 0 || (f['total'] === undefined && f['head'] === undefined), 'snap head on a later chunk');
       break;
     case 'snapack':
       need(isInt(f['id']) && typeof f['ok'] === 'boolean', 'snapack');
@@ -475,6 +483,9 @@ function isInt(v: unknown): v is number {
 }
 function isId(v: unknown): v is number {
   return isInt(v) && v > 0;
+}
+function isMap(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 function isStr(v: unknown): v is string {
   return typeof v === 'string';

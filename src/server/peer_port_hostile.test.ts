@@ -1,0 +1,200 @@
+/**
+ * The peer port under attack (issue 12): malformed and forged frames, non-
+ * members, oversized frames before the hello, snapshots past the node-wide
+ * budget, and a fuzz of random and mutated frames against a running
+ * cluster. The node must never crash or assert, and must keep serving.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import { message, type Message, type MessageType } from '../raft/index.js';
+import type { TxnRequest } from '../mvcc/index.js';
+import { freePorts } from './net_util.js';
+import { startNode, type NodeHandle } from './node.js';
+import { PeerTransport, type TransportHandler } from './transport.js';
+import { decodeFrame, encodeFrame, encodeMessages, FrameDecoder, type MapFrame, PEER_PROTOCOL_VERSION } from './wire.js';
+import { waitFor } from './wait.testlib.js';
+
+const enc = new TextEncoder();
+const silent = pino({ level: 'silent' });
+const FAST = { backoffInitialMs: 10, backoffMaxMs: 50, handshakeTimeoutMs: 1_000 };
+
+const sink: TransportHandler = { receive: () => {}, reportUnreachable: () => {}, reportSnapshot: () => {} };
+
+async function receiver(limits: Record<string, number> = {}): Promise<PeerTransport> {
+  // Node 22 receives; 11 is its only member peer (the address is never dialled in these tests).
+  const t = await PeerTransport.listen({ nodeId: 22, name: 'n22', clusterId: 'c1', listen: '127.0.0.1:0', peers: new Map([[11, '127.0.0.1:1']]), logger: silent, limits: { ...FAST, ...limits } });
+  t.attach(sink);
+  return t;
+}
+
+/** A raw connection that collects the frames the node answers with, and notices when it is closed. */
+async function raw(address: string): Promise<{ socket: Socket; frames: MapFrame[]; closed: Promise<void> }> {
+  const [host, port] = address.split(':');
+  const socket = connect({ host: host as string, port: Number(port) });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const frames: MapFrame[] = [];
+  const decoder = new FrameDecoder(1 << 24);
+  socket.on('data', (chunk: Buffer) => {
+    for (const p of decoder.push(chunk)) frames.push(decodeFrame(p) as MapFrame);
+  });
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, frames, closed };
+}
+
+function hello(from: number, to: number, cluster = 'c1'): Buffer {
+  return encodeFrame({ t: 'hello', v: PEER_PROTOCOL_VERSION, cluster, from, to, name: `n${from}` });
+}
+
+test('peer port: a snapshot chunk whose head is null is refused; the node goes on (it threw a TypeError out of the socket handler)', async () => {
+  const t = await receiver();
+  try {
+    const c = await raw(t.address);
+    c.socket.write(hello(11, 22));
+    const bad = { t: 'snap', id: 1, rangeId: 1, seq: 0, last: true, data: new Uint8Array(0), total: 0, head: null } as unknown as MapFrame;
+    c.socket.write(encodeFrame(bad));
+    await c.closed;
+    assert.equal(c.frames[0]?.t, 'welcome');
+    assert.equal(c.frames[1]?.t, 'reject');
+    assert.equal(t.stats.rejectedInbound, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+test('peer port: a hello from a node that is not a member is refused', async () => {
+  const t = await receiver();
+  try {
+    const c = await raw(t.address);
+    c.socket.write(hello(99, 22));
+    await c.closed;
+    const r = c.frames[0];
+    assert.equal(r?.t, 'reject');
+    assert.equal(r?.t === 'reject' ? r.reason : '', 'unknown-member');
+  } finally {
+    await t.close();
+  }
+});
+
+test('peer port: before the hello, a frame above MAX pre-hello size is refused (a 16 MiB frame per connection was allowed)', async () => {
+  const t = await receiver();
+  try {
+    const c = await raw(t.address);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(t.limits.maxPreHelloFrameBytes + 1);
+    c.socket.write(header);
+    await c.closed;
+    assert.equal(c.frames[0]?.t === 'reject' ? c.frames[0].reason : '', 'frame-too-large');
+  } finally {
+    await t.close();
+  }
+});
+
+test('peer port: snapshots being reassembled share one node-wide budget; past it they are refused, and it is given back', async () => {
+  const t = await receiver({ maxSnapshotAssemblyBytes: 1000, maxSnapshotBytes: 800 });
+  try {
+    const head = { type: 'MsgSnap', to: 22, from: 11, term: 2, snapshot: { metadata: { index: 5, term: 2 } } };
+    const chunk = (id: number, total: number) => encodeFrame({ t: 'snap', id, rangeId: 1, seq: 0, last: false, data: new Uint8Array(10), total, head } as unknown as MapFrame);
+    const a = await raw(t.address);
+    a.socket.write(hello(11, 22));
+    a.socket.write(chunk(1, 700));
+    await waitFor(() => (t.snapshotAssemblyBytes === 700 ? true : undefined), 'the first reservation');
+    const b = await raw(t.address);
+    b.socket.write(hello(11, 22));
+    b.socket.write(chunk(2, 700));
+    const refusal = await waitFor(() => b.frames.find((f) => f.t === 'snapack'), 'an answer to the second');
+    assert.deepEqual(refusal, { t: 'snapack', id: 2, ok: false });
+    assert.equal(t.snapshotAssemblyBytes, 700);
+    a.socket.destroy();
+    await waitFor(() => (t.snapshotAssemblyBytes === 0 ? true : undefined), 'the budget given back when the connection closed');
+    b.socket.destroy();
+  } finally {
+    await t.close();
+  }
+});
+
+test('peer port: a join from a peer URL that no member has is refused without the cluster id or members', async () => {
+  const t = await PeerTransport.listen({
+    nodeId: 22, name: 'n22', clusterId: 'secret-cluster', listen: '127.0.0.1:0', peers: new Map([[11, '127.0.0.1:1']]), logger: silent, limits: FAST,
+    members: () => [{ id: 22, name: 'n22', peerUrls: ['http://127.0.0.1:2380'], learner: false }, { id: 33, name: '', peerUrls: ['http://127.0.0.1:2390'], learner: false }],
+  });
+  try {
+    const stranger = await raw(t.address);
+    stranger.socket.write(encodeFrame({ t: 'join', v: PEER_PROTOCOL_VERSION, name: 'x', peer: '127.0.0.1:4444' }));
+    await stranger.closed;
+    assert.deepEqual(stranger.frames.map((f) => f.t), ['reject']);
+    // The added member (33) is answered.
+    const added = await raw(t.address);
+    added.socket.write(encodeFrame({ t: 'join', v: PEER_PROTOCOL_VERSION, name: 'n33', peer: '127.0.0.1:2390' }));
+    await added.closed;
+    const m = added.frames[0];
+    assert.equal(m?.t, 'members');
+    assert.equal(m?.t === 'members' ? m.cluster : '', 'secret-cluster');
+  } finally {
+    await t.close();
+  }
+});
+
+// ---- fuzz against a running cluster ------------------------------------------------------------
+
+const TYPES: readonly MessageType[] = ['MsgProp', 'MsgApp', 'MsgAppResp', 'MsgVote', 'MsgVoteResp', 'MsgPreVote', 'MsgPreVoteResp', 'MsgHeartbeat', 'MsgHeartbeatResp', 'MsgTransferLeader', 'MsgTimeoutNow', 'MsgReadIndex', 'MsgReadIndexResp'];
+
+function put(key: string, value: string): TxnRequest {
+  return { compare: [], success: [{ type: 'put', put: { key: enc.encode(key), value: enc.encode(value) } }], failure: [] };
+}
+
+test('peer port: random and mutated frames from a fast-check property never crash or stop a node, which keeps serving', async () => {
+  const ports = await freePorts(3);
+  const peers = ports.map((p) => `127.0.0.1:${p}`);
+  const initialCluster = [0, 1, 2].map((i) => `n${i + 1}=${peers[i]}`).join(',');
+  const fatal: unknown[] = [];
+  const nodes: NodeHandle[] = await Promise.all(
+    [0, 1, 2].map((i) =>
+      startNode({ name: `n${i + 1}`, engine: 'memory', initialCluster, listenPeer: peers[i] as string, clientServer: false, logger: silent, tickMs: 20, electionTicks: 10, heartbeatTicks: 1, onFatal: (e) => fatal.push(e) }),
+    ),
+  );
+  after(() => Promise.all(nodes.map((n) => n.close())));
+  await waitFor(() => nodes.find((n) => n.status().state === 'leader'), 'a leader');
+  const target = nodes[0] as NodeHandle;
+  const forger = nodes[1] as NodeHandle;
+  const term = () => target.store.replica(1)?.raw.raft.term ?? 1;
+  const last = () => target.store.replica(1)?.raw.raft.raftLog.lastIndex() ?? 1;
+  const anInt = (near: () => number) => fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(null).map(() => near()), fc.integer({ min: 0, max: 2 ** 40 }));
+  const forged: fc.Arbitrary<Message> = fc
+    .record({ type: fc.constantFrom(...TYPES), t: anInt(term), lt: anInt(term), i: anInt(last), c: anInt(last), reject: fc.boolean(), n: fc.integer({ min: 0, max: 3 }) })
+    .map((f) => message({ type: f.type, from: forger.nodeId, to: target.nodeId, term: f.t, logTerm: f.lt, index: f.i, commit: f.c, reject: f.reject, entries: Array.from({ length: f.n }, (_, k) => ({ term: f.t, index: f.i + 1 + k, type: 'normal' as const, data: new Uint8Array([k]) })) }));
+  const mutate = (bytes: Buffer, flips: readonly [number, number][]): Buffer => {
+    const out = Buffer.from(bytes);
+    for (const [at, v] of flips) if (out.length > 4) out[4 + (at % (out.length - 4))] = v;
+    return out;
+  };
+  const frame = fc.oneof(
+    fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b) => Buffer.from(b)), // bytes, often a bad length
+    fc.tuple(fc.array(forged, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 3 })).map(([ms, flips]) => mutate(encodeMessages(ms.map((message) => ({ rangeId: 1, message }))), flips)),
+    fc.record({ seq: fc.nat({ max: 2 }), total: fc.nat({ max: 64 }), head: fc.oneof(fc.constant(null), fc.constant([]), fc.constant({}), fc.constant({ type: 'MsgSnap', snapshot: null })) }).map(({ seq, total, head }) => encodeFrame({ t: 'snap', id: 1, rangeId: 1, seq, last: true, data: new Uint8Array(total), total, head } as unknown as MapFrame)),
+    fc.record({ t: fc.constantFrom('hello', 'welcome', 'join', 'members', 'snapack', 'reject', 'nope'), x: fc.anything() }).map((f) => encodeFrame(f as unknown as MapFrame)),
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.boolean(), fc.array(frame, { minLength: 1, maxLength: 5 }), async (greet, frames) => {
+      const c = await raw(target.transport.address);
+      if (greet) c.socket.write(hello(forger.nodeId, target.nodeId, target.status().clusterId));
+      for (const f of frames) c.socket.write(f);
+      await new Promise((r) => setTimeout(r, 2));
+      c.socket.destroy();
+      assert.deepEqual(fatal, []);
+    }),
+    { numRuns: 150, seed: 42 },
+  );
+  assert.deepEqual(fatal, [], 'a node stopped');
+  assert.ok(target.store.replica(1)?.raw.raft !== undefined);
+  // The cluster still serves a write (forged votes may have caused an election meanwhile).
+  const res = await waitFor(async () => {
+    const leader = nodes.find((n) => n.status().state === 'leader');
+    return leader === undefined ? undefined : await leader.kv.txn(put('after-fuzz', 'ok')).catch(() => undefined);
+  }, 'a write after the fuzz', 15_000);
+  assert.equal(res.succeeded, true);
+  assert.ok(target.transport.stats.rejectedInbound > 0, 'frames were refused');
+});
