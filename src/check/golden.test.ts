@@ -1,6 +1,6 @@
 /**
  * Verdicts on recorded histories nobody on this project wrote (Porcupine's
- * test data, testdata/shared/README.md). Every file must match.
+ * test data, ../shared/testdata/README.md beside the repository). Every file must match.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { checkOperations, etcdRegisterModel, kvModel, parseEdnKvLog, parseJepsenEtcdLog } from './index.js';
 
 /**
- * TESSERA_TESTDATA wins; else the copy in the repository (dist/check -> ../../testdata/shared);
- * else the shared workspace copy next to the repository.
+ * TESSERA_TESTDATA wins; else the shared folder beside the repository
+ * (dist/check -> ../../../shared/testdata), which CI has too. Data recorded
+ * outside the project is read from there, never copied into it (issue 12).
  */
 function testdataDir(): string {
   const override = process.env['TESSERA_TESTDATA'];
@@ -20,10 +21,7 @@ function testdataDir(): string {
     if (!existsSync(`${override}/porcupine-etcd/verdicts.json`)) throw new Error(`TESSERA_TESTDATA=${override} has no porcupine-etcd/verdicts.json`);
     return override;
   }
-  const candidates = [
-    fileURLToPath(new URL('../../testdata/shared/', import.meta.url)),
-    fileURLToPath(new URL('../../../shared/testdata/', import.meta.url)),
-  ];
+  const candidates = [fileURLToPath(new URL('../../../shared/testdata/', import.meta.url))];
   for (const dir of candidates) {
     if (existsSync(`${dir}/porcupine-etcd/verdicts.json`)) return dir;
   }
