@@ -26,6 +26,14 @@ test('sim: a run injects faults and checks operations', () => {
   assert.deepEqual(r.violations, []);
 });
 
+test('sim: a seed whose linearizability check stays undecided fails', () => {
+  const r = runSeed(3, { checkMaxSteps: 1 });
+  assert.equal(r.checkVerdict, 'unknown');
+  assert.ok(r.violations.some((v) => v.includes('undecided: the linearizability check gave up')), `violations: ${r.violations.join('; ')}`);
+  const s = runSeeds({ start: 3, count: 1, overrides: {}, stopOnFirstFailure: false, nowMs: () => 0 });
+  assert.deepEqual(s.checkUnknown, []);
+});
+
 /**
  * Seeds found outside the range above, each with what it showed. 6498: a
  * candidate paused with vote responses of its term queued resumes after the
@@ -44,6 +52,7 @@ test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
   const s = runSeeds({ start: 1, count: SEEDS_IN_TEST, overrides: {}, stopOnFirstFailure: false, nowMs: () => performance.now() });
   const failed = s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`);
   assert.deepEqual(failed, []);
+  assert.deepEqual(s.checkUnknown, [], 'seeds the linearizability check could not decide');
   assert.equal(s.seedsRun, SEEDS_IN_TEST);
   for (const fault of ['crash', 'pause', 'clock-drift', 'membership-change', 'leader-transfer', 'network-burst', 'partition-ring', 'partition-bridge', 'partition-one-way']) {
     assert.ok((s.faults[fault] ?? 0) > 0, `fault ${fault} was never injected`);

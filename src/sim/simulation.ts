@@ -22,6 +22,13 @@ export interface SeedResult {
 
 /** Search steps the linearizability check may take per seed before answering "unknown". */
 export const CHECK_MAX_STEPS = 20_000_000;
+/**
+ * How many times an undecided check is rerun, each with CHECK_BUDGET_FACTOR
+ * times the previous budget. A seed still undecided after that fails the run
+ * ("undecided"): an unchecked history proves nothing.
+ */
+export const CHECK_ESCALATIONS = 2;
+export const CHECK_BUDGET_FACTOR = 4;
 
 /**
  * One simulated run: a fault phase with clients and the nemesis, then the
@@ -29,7 +36,13 @@ export const CHECK_MAX_STEPS = 20_000_000;
  * partial partition must not depose the leader), then convergence and the
  * linearizability check of everything the clients saw.
  */
-export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boolean } = {}): SeedResult {
+export interface RunSeedExtras {
+  readonly trace?: boolean;
+  /** First linearizability budget; tests lower it to prove an undecided check fails the seed. */
+  readonly checkMaxSteps?: number;
+}
+
+export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras = {}): SeedResult {
   const rng = new SeededRng(seed);
   const options = deriveOptions(seed, rng, overrides);
   const c = new SimCluster(options, rng, overrides.trace === true);
@@ -57,10 +70,18 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
   }
   let checkVerdict: SeedResult['checkVerdict'] = 'linearizable';
   if (c.violations.length === 0 || options.bug !== undefined) {
-    const result = checkOperations(kvCasModel, workload.history, { maxSteps: CHECK_MAX_STEPS });
+    let maxSteps = overrides.checkMaxSteps ?? CHECK_MAX_STEPS;
+    let result = checkOperations(kvCasModel, workload.history, { maxSteps });
+    for (let i = 0; i < CHECK_ESCALATIONS && result.verdict === 'unknown'; i++) {
+      maxSteps *= CHECK_BUDGET_FACTOR;
+      c.log(`check undecided, rerun with maxSteps=${maxSteps}`);
+      result = checkOperations(kvCasModel, workload.history, { maxSteps });
+    }
     checkVerdict = result.verdict;
     if (result.verdict === 'not-linearizable') {
       c.violation(`linearizability: ${result.failure?.message ?? 'history is not linearizable'}`);
+    } else if (result.verdict === 'unknown') {
+      c.violation(`undecided: the linearizability check gave up after ${maxSteps} steps on ${workload.history.length} operations`);
     }
   }
   c.log(`end ops=${workload.history.length} verdict=${checkVerdict}`);
