@@ -64,7 +64,7 @@ export function formatSummary(s: RunSummary, bug: BugName | undefined): string {
   const bugFlag = bug === undefined ? '' : ` --bug ${bug}`;
   for (const f of s.failures) {
     lines.push(`FAILED seed ${f.seed}${bug === undefined ? '' : ` (caught bug ${bug})`}:`);
-    for (const v of f.violations.slice(0, 5)) lines.push(`  ${v}`);
+    f.violations.slice(0, 5).forEach((v, i) => lines.push(`  [${f.violationKinds[i] ?? '?'}] ${v}`));
     lines.push(`  replay: npm run sim -- --seed ${f.seed}${bugFlag} --trace`);
   }
   if (bug === undefined) lines.push(`violations: ${s.failures.length} failing seed(s)`);
