@@ -1,4 +1,5 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
+import type { ViolationKind } from './violation.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
 import type { RangeMessage } from '../kv/store.js';
@@ -43,6 +44,8 @@ export class SimCluster {
   readonly members = new Map<NodeId, Member>();
   readonly net: SimNetwork;
   readonly violations: string[] = [];
+  /** The kind of each entry of violations, same order. */
+  readonly violationKinds: ViolationKind[] = [];
   readonly faults: FaultCounts = {};
   readonly trace: Fnv64 = new Fnv64();
   readonly traceLines: string[] | undefined;
@@ -95,9 +98,10 @@ export class SimCluster {
     this.faults[fault] = (this.faults[fault] ?? 0) + by;
   }
 
-  violation(what: string): void {
+  violation(kind: ViolationKind, what: string): void {
     this.log(`VIOLATION ${what}`);
     this.violations.push(`${this.sched.nowMs.toFixed(1)}ms: ${what}`);
+    this.violationKinds.push(kind);
   }
 
   addMember(id: NodeId, bootstrap: ConfState | undefined): Member {
@@ -218,7 +222,7 @@ export class SimCluster {
     } catch (err) {
       // Any throw out of a node is a crash of that node: an assertion, or an error nobody handled.
       const what = err instanceof AssertionError ? 'assertion' : `crashed with ${err instanceof Error ? err.name : 'a throw'}`;
-      this.violation(`node ${m.id} ${what}: ${err instanceof Error ? err.message : String(err)}`);
+      this.violation(err instanceof AssertionError ? 'raft-invariant' : 'crash', `node ${m.id} ${what}: ${err instanceof Error ? err.message : String(err)}`);
       m.node?.stop();
       m.node = undefined;
     }
@@ -293,7 +297,7 @@ export class SimCluster {
   private checkLeader(id: NodeId, term: number): void {
     this.log(`leader ${id} term ${term}`);
     const prev = this.leaders.get(term);
-    if (prev !== undefined && prev !== id) this.violation(`election safety: two leaders in term ${term}: ${prev} and ${id}`);
+    if (prev !== undefined && prev !== id) this.violation('election-safety', `election safety: two leaders in term ${term}: ${prev} and ${id}`);
     this.leaders.set(term, id);
     const log = this.members.get(id)?.node?.raw.raft.raftLog;
     if (log !== undefined) {
@@ -302,7 +306,7 @@ export class SimCluster {
         const committedBy = this.appliedInTerm.get(i);
         const t = log.termOrUndefined(i);
         if (applied !== undefined && committedBy !== undefined && committedBy < term && (t === undefined || !applied.startsWith(`${t}:`))) {
-          this.violation(`leader completeness: leader ${id} of term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
+          this.violation('leader-completeness', `leader completeness: leader ${id} of term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
           break;
         }
       }
@@ -317,7 +321,7 @@ export class SimCluster {
     const prev = this.appliedAt.get(e.index);
     if (e.index > this.maxAppliedIndex) this.maxAppliedIndex = e.index;
     if (prev === undefined) this.appliedAt.set(e.index, digest);
-    else if (prev !== digest) this.violation(`state machine safety: node ${id} applied ${digest} at index ${e.index}, another node applied ${prev}`);
+    else if (prev !== digest) this.violation('state-machine-safety', `state machine safety: node ${id} applied ${digest} at index ${e.index}, another node applied ${prev}`);
   }
 
   private onConfState(id: NodeId, cs: ConfState, index: number): void {

@@ -8,6 +8,7 @@ export interface RunSummary {
   readonly faults: Record<string, number>;
   readonly opsChecked: number;
   readonly opsUnknown: number;
+  /** Seeds whose linearizability check stayed undecided after every budget escalation; each is also in failures. */
   readonly checkUnknown: number[];
   readonly events: number;
   readonly failures: readonly SeedResult[];
@@ -56,15 +57,14 @@ export function formatSummary(s: RunSummary, bug: BugName | undefined): string {
   const perSec = (s.seedsRun * 1000) / Math.max(1, s.elapsedMs);
   lines.push(`seeds: ${s.seedsRun} in ${(s.elapsedMs / 1000).toFixed(1)}s (${perSec.toFixed(2)} seeds/s, ${Math.round(s.events / Math.max(1, s.seedsRun))} events/seed)`);
   lines.push(`operations checked: ${s.opsChecked} (${(s.opsChecked / Math.max(1, s.seedsRun)).toFixed(0)} per seed; ${s.opsUnknown} with unknown outcome)`);
-  if (s.checkUnknown.length > 0) {
-    lines.push(`linearizability check gave up (step budget) on ${s.checkUnknown.length} seed(s), not counted as failures: ${s.checkUnknown.slice(0, 20).join(' ')}`);
-  }
+  // An undecided seed is also a failure (its violation says "undecided").
+  lines.push(`undecided: ${s.checkUnknown.length}${s.checkUnknown.length > 0 ? ` (seeds ${s.checkUnknown.slice(0, 20).join(' ')})` : ''}`);
   lines.push('faults injected:');
   for (const [k, v] of Object.entries(s.faults).sort(([a], [b]) => (a < b ? -1 : 1))) lines.push(`  ${k.padEnd(28)} ${v}`);
   const bugFlag = bug === undefined ? '' : ` --bug ${bug}`;
   for (const f of s.failures) {
     lines.push(`FAILED seed ${f.seed}${bug === undefined ? '' : ` (caught bug ${bug})`}:`);
-    for (const v of f.violations.slice(0, 5)) lines.push(`  ${v}`);
+    f.violations.slice(0, 5).forEach((v, i) => lines.push(`  [${f.violationKinds[i] ?? '?'}] ${v}`));
     lines.push(`  replay: npm run sim -- --seed ${f.seed}${bugFlag} --trace`);
   }
   if (bug === undefined) lines.push(`violations: ${s.failures.length} failing seed(s)`);

@@ -3,6 +3,7 @@ import { checkOperations, kvCasModel } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
 import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
+import type { ViolationKind } from './violation.js';
 import { WatchClient } from './watch_client.js';
 import { Workload, type WorkloadStats } from './workload.js';
 
@@ -10,6 +11,7 @@ export interface SeedResult {
   readonly seed: number;
   readonly options: SimOptions;
   readonly violations: readonly string[];
+  readonly violationKinds: readonly ViolationKind[];
   readonly faults: Readonly<Record<string, number>>;
   readonly ops: WorkloadStats;
   readonly opsChecked: number;
@@ -22,6 +24,13 @@ export interface SeedResult {
 
 /** Search steps the linearizability check may take per seed before answering "unknown". */
 export const CHECK_MAX_STEPS = 20_000_000;
+/**
+ * How many times an undecided check is rerun, each with CHECK_BUDGET_FACTOR
+ * times the previous budget. A seed still undecided after that fails the run
+ * ("undecided"): an unchecked history proves nothing.
+ */
+export const CHECK_ESCALATIONS = 2;
+export const CHECK_BUDGET_FACTOR = 4;
 
 /**
  * One simulated run: a fault phase with clients and the nemesis, then the
@@ -29,7 +38,13 @@ export const CHECK_MAX_STEPS = 20_000_000;
  * partial partition must not depose the leader), then convergence and the
  * linearizability check of everything the clients saw.
  */
-export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boolean } = {}): SeedResult {
+export interface RunSeedExtras {
+  readonly trace?: boolean;
+  /** First linearizability budget; tests lower it to prove an undecided check fails the seed. */
+  readonly checkMaxSteps?: number;
+}
+
+export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras = {}): SeedResult {
   const rng = new SeededRng(seed);
   const options = deriveOptions(seed, rng, overrides);
   const c = new SimCluster(options, rng, overrides.trace === true);
@@ -53,14 +68,22 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
     if (c.violations.length === 0) checkWatches(c, watchers);
   } catch (err) {
     if (!(err instanceof AssertionError)) throw err;
-    c.violation(`assertion: ${err.message}`);
+    c.violation('raft-invariant', `assertion: ${err.message}`);
   }
   let checkVerdict: SeedResult['checkVerdict'] = 'linearizable';
   if (c.violations.length === 0 || options.bug !== undefined) {
-    const result = checkOperations(kvCasModel, workload.history, { maxSteps: CHECK_MAX_STEPS });
+    let maxSteps = overrides.checkMaxSteps ?? CHECK_MAX_STEPS;
+    let result = checkOperations(kvCasModel, workload.history, { maxSteps });
+    for (let i = 0; i < CHECK_ESCALATIONS && result.verdict === 'unknown'; i++) {
+      maxSteps *= CHECK_BUDGET_FACTOR;
+      c.log(`check undecided, rerun with maxSteps=${maxSteps}`);
+      result = checkOperations(kvCasModel, workload.history, { maxSteps });
+    }
     checkVerdict = result.verdict;
     if (result.verdict === 'not-linearizable') {
-      c.violation(`linearizability: ${result.failure?.message ?? 'history is not linearizable'}`);
+      c.violation('linearizability', `linearizability: ${result.failure?.message ?? 'history is not linearizable'}`);
+    } else if (result.verdict === 'unknown') {
+      c.violation('undecided', `undecided: the linearizability check gave up after ${maxSteps} steps on ${workload.history.length} operations`);
     }
   }
   c.log(`end ops=${workload.history.length} verdict=${checkVerdict}`);
@@ -68,6 +91,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & { trace?: boo
     seed,
     options,
     violations: c.violations,
+    violationKinds: c.violationKinds,
     faults: c.faults,
     ops: workload.stats,
     opsChecked: workload.history.length,
@@ -111,7 +135,7 @@ function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, 
   attempt();
   c.sched.runUntil(deadline, () => committed || c.violations.length > 0);
   if (!committed && c.violations.length === 0) {
-    c.violation(`liveness: no write committed within 10 election timeouts ${when}`);
+    c.violation('liveness', `liveness: no write committed within 10 election timeouts ${when}`);
   }
   return committed;
 }
@@ -139,6 +163,7 @@ function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: numb
   const now = c.leader();
   if (c.violations.length === 0 && (now !== leader || leader.node?.raw.raft.term !== term)) {
     c.violation(
+      'liveness',
       `liveness: leader ${leader.id} (term ${term}) lost leadership under a partial partition cutting only ${follower} from it; now leader ${now?.id ?? 'none'} term ${now?.node?.raw.raft.term ?? '-'}`,
     );
   }
@@ -169,15 +194,15 @@ function checkConvergence(c: SimCluster, windowMs: number): void {
     const node = m.node;
     if (node === undefined) continue;
     if (node.applied() < maxApplied) {
-      c.violation(`convergence: member ${m.id} applied ${node.applied()} < ${maxApplied} after a quiet period`);
+      c.violation('convergence', `convergence: member ${m.id} applied ${node.applied()} < ${maxApplied} after a quiet period`);
       continue;
     }
     // The member table follows the Raft configuration: every membership change carries its record.
     const table = node.memberIds().join(',');
     const conf = node.incomingConfIds().join(',');
-    if (table !== conf) c.violation(`membership: member ${m.id} lists members [${table}] but its configuration holds [${conf}]`);
+    if (table !== conf) c.violation('membership', `membership: member ${m.id} lists members [${table}] but its configuration holds [${conf}]`);
     const digest = node.digest();
     if (reference === undefined) reference = { id: m.id, digest };
-    else if (reference.digest !== digest) c.violation(`convergence: member ${m.id} state ${digest} differs from member ${reference.id} state ${reference.digest} at index ${maxApplied}`);
+    else if (reference.digest !== digest) c.violation('convergence', `convergence: member ${m.id} state ${digest} differs from member ${reference.id} state ${reference.digest} at index ${maxApplied}`);
   }
 }

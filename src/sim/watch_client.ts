@@ -66,12 +66,12 @@ export class WatchClient {
     // Responses from a node the client has left (crashed, or replaced) are on a dead stream.
     if (m !== this.member || incarnation !== this.incarnation) return;
     if (o.kind === 'canceled') {
-      this.c.violation(`watch ${this.name}: canceled at revision ${o.revision} (compact ${o.compactRevision}) although nothing was compacted`);
+      this.c.violation('watch', `watch ${this.name}: canceled at revision ${o.revision} (compact ${o.compactRevision}) although nothing was compacted`);
       return;
     }
     if (o.kind !== 'events') return;
     if (o.revision <= this.lastRevision) {
-      this.c.violation(`watch ${this.name}: response at revision ${o.revision} after revision ${this.lastRevision} (went back in time or repeated)`);
+      this.c.violation('watch', `watch ${this.name}: response at revision ${o.revision} after revision ${this.lastRevision} (went back in time or repeated)`);
       return;
     }
     this.lastRevision = o.revision;
@@ -94,7 +94,7 @@ export class WatchClient {
       const a = this.seen[i];
       const b = expected[i];
       if (a?.text !== b?.text) {
-        this.c.violation(`watch ${this.name}: event ${i} is ${a?.text ?? 'missing'}, the history has ${b?.text ?? 'nothing'} (revision ${current})`);
+        this.c.violation('watch', `watch ${this.name}: event ${i} is ${a?.text ?? 'missing'}, the history has ${b?.text ?? 'nothing'} (revision ${current})`);
         return;
       }
     }

@@ -1,0 +1,35 @@
+import type { BugName } from '../raft/sabotage.js';
+
+/** Which oracle found a violation, so a bug-switch test can demand the oracle it exists to prove. */
+export type ViolationKind =
+  | 'election-safety'
+  | 'leader-completeness'
+  | 'state-machine-safety'
+  | 'linearizability'
+  | 'undecided'
+  | 'raft-invariant'
+  | 'crash'
+  | 'liveness'
+  | 'convergence'
+  | 'membership'
+  | 'watch';
+
+/**
+ * The kinds that must catch each deliberate bug. Entries in
+ * BUGS_CAUGHT_ONLY_LOCALLY are still caught by a local assertion
+ * ('raft-invariant') first; issue 12 asks to make them reach the oracle.
+ */
+export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> = {
+  'commit-old-term': ['leader-completeness', 'state-machine-safety', 'linearizability'],
+  'vote-before-persist': ['election-safety'],
+  'ack-before-sync': ['raft-invariant', 'state-machine-safety', 'linearizability', 'leader-completeness'],
+  'read-without-quorum': ['linearizability'],
+  'lease-read-drift': ['linearizability'],
+  'no-prevote-checkquorum': ['liveness'],
+  'apply-uncommitted': ['state-machine-safety', 'linearizability'],
+  'snapshot-drops-entries': ['convergence', 'state-machine-safety', 'linearizability'],
+  'double-vote': ['election-safety'],
+};
+
+/** Bugs whose catch is, so far, a local assertion rather than the oracle in BUG_CAUGHT_BY (known gap). */
+export const BUGS_CAUGHT_ONLY_LOCALLY: ReadonlySet<BugName> = new Set<BugName>(['apply-uncommitted', 'double-vote']);
