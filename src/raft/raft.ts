@@ -107,6 +107,16 @@ export class Raft {
   }
 
   /** Whether a deliberate bug is switched on (simulator self-tests only). */
+  /** PreVote as configured; off only under the deliberate bug 'no-prevote-checkquorum' (sabotage.ts). */
+  preVoteOn(): boolean {
+    return this.config.preVote && !this.hasBug('no-prevote-checkquorum');
+  }
+
+  /** CheckQuorum (and leader stickiness) as configured; off only under the same deliberate bug. */
+  checkQuorumOn(): boolean {
+    return this.config.checkQuorum && !this.hasBug('no-prevote-checkquorum');
+  }
+
   hasBug(name: Parameters<NonNullable<RaftConfig['sabotage']>['has']>[0]): boolean {
     return this.config.sabotage?.has(name) === true;
   }
@@ -332,7 +342,7 @@ export class Raft {
     }
     this.log(`${this.id} is starting a new election at term ${this.term}`);
     if (transfer) this.campaign('election', true);
-    else if (this.config.preVote) this.campaign('pre-election', false);
+    else if (this.preVoteOn()) this.campaign('pre-election', false);
     else this.campaign('election', false);
   }
 
@@ -435,7 +445,7 @@ export class Raft {
     this.leaderTick++;
     if (this.electionElapsed >= this.config.electionTimeoutTicks) {
       this.electionElapsed = 0;
-      if (this.config.checkQuorum) this.step(message({ type: 'MsgCheckQuorum', from: this.id }));
+      if (this.checkQuorumOn()) this.step(message({ type: 'MsgCheckQuorum', from: this.id }));
       // A transfer that has not finished within an election timeout is abandoned (thesis §3.10).
       if (this.state === 'leader' && this.leadTransferee !== NONE) this.abortLeaderTransfer();
     }
@@ -498,7 +508,7 @@ export class Raft {
       // Leader stickiness (thesis §4.2.3 and §9.6): a node that heard from a live leader within the
       // minimum election timeout ignores vote requests, so a disconnected node cannot depose it.
       const heardRecently = this.lead !== NONE || this.startupQuiet;
-      const inLease = this.config.checkQuorum && heardRecently && this.electionElapsed < this.config.electionTimeoutTicks;
+      const inLease = this.checkQuorumOn() && heardRecently && this.electionElapsed < this.config.electionTimeoutTicks;
       if (!force && inLease) {
         this.log(
           `${this.id} [logterm: ${this.raftLog.lastTerm()}, index: ${this.raftLog.lastIndex()}, vote: ${this.vote}] ignored ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}: lease is not expired (remaining ticks: ${this.config.electionTimeoutTicks - this.electionElapsed})`,
@@ -515,7 +525,7 @@ export class Raft {
   }
 
   private handleLowerTerm(m: Message): void {
-    if ((this.config.checkQuorum || this.config.preVote) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
+    if ((this.checkQuorumOn() || this.preVoteOn()) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
       // A stale leader cut off from us while we advanced our term: tell it the new term so it steps
       // down; otherwise, with CheckQuorum or PreVote, it might never learn of it.
       this.send(message({ type: 'MsgAppResp', to: m.from }));
@@ -530,7 +540,10 @@ export class Raft {
   private handleVoteRequest(m: Message): void {
     // Figure 2, RequestVote RPC: grant if we have not voted for someone else this term and the
     // candidate's log is at least as up to date as ours (§5.4.1).
-    const doubleVote = this.sabotage?.has('double-vote') === true;
+    // The deliberate bug acts on followers only: a candidate's own vote would trip the local
+    // "a candidate votes for itself" invariant first, and the cross-node oracle (two leaders
+    // in one term) is what this bug exists to prove able to fire.
+    const doubleVote = this.sabotage?.has('double-vote') === true && this.state === 'follower';
     const canVote =
       this.vote === m.from ||
       ((this.vote === NONE || doubleVote) && this.lead === NONE) ||
@@ -736,7 +749,8 @@ export class Raft {
 
   /** Whether the leader may serve a read from its lease without a heartbeat round. */
   leaseValid(): boolean {
-    if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based' || this.leaseRevoked) return false;
+    // Lease reads need CheckQuorum (validateRaftConfig); the deliberate bug that turns it off turns them off too.
+    if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based' || !this.checkQuorumOn() || this.leaseRevoked) return false;
     if (this.leadTransferee !== NONE || !this.committedEntryInCurrentTerm()) return false;
     const buggy = this.sabotage?.has('lease-read-drift') === true;
     const duration = buggy ? this.config.electionTimeoutTicks : leaseTicks(this.config);

@@ -57,13 +57,12 @@ export class SimStoreNode {
     this.sm = new MvccStateMachine(env.engine, SIM_RANGE);
     const sm = this.sm;
     this.watches = new WatchHub(() => sm.mvcc);
-    const noGuard = env.sabotage.has('no-prevote-checkquorum');
     this.store = new Store({
       nodeId: env.id,
       engine: env.engine,
       transport: { send: (to, msgs) => env.send(to, msgs) },
       rng: env.rng,
-      raft: { ...env.raft, ...(noGuard ? { preVote: false, checkQuorum: false, readOnlyOption: 'safe' as const } : {}), logger: (l) => env.trace(l) },
+      raft: { ...env.raft, logger: (l) => env.trace(l) },
       stateMachines: () => this.sm,
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
