@@ -1,5 +1,5 @@
 import { TesseraError } from '../base/index.js';
-import type { BudgetReason, CheckOptions } from './types.js';
+import { type BudgetReason, type CheckOptions, MAX_MEMO_ENTRIES } from './types.js';
 
 // Reading the injected clock on every step would cost more than the step;
 // once per this many steps keeps the overshoot far below a millisecond.
@@ -17,6 +17,9 @@ export class Budget {
   private readonly nowMs: (() => number) | undefined;
   private readonly startMs: number | undefined;
   private nextClockCheck = CLOCK_CHECK_INTERVAL;
+  /** Memo entries of the partition being searched (its memo is dropped when it ends). */
+  memoEntries = 0;
+  private readonly maxMemoEntries: number;
 
   constructor(options: CheckOptions) {
     const { maxSteps, timeBudgetMs, nowMs } = options;
@@ -30,6 +33,9 @@ export class Budget {
     if (timeBudgetMs !== undefined && !(timeBudgetMs >= 0)) {
       throw new TesseraError('INVALID_ARGUMENT', `timeBudgetMs must be >= 0, got ${timeBudgetMs}`);
     }
+    const maxMemo = options.maxMemoEntries ?? MAX_MEMO_ENTRIES;
+    if (!(maxMemo >= 0)) throw new TesseraError('INVALID_ARGUMENT', `maxMemoEntries must be >= 0, got ${maxMemo}`);
+    this.maxMemoEntries = maxMemo;
     this.maxSteps = maxSteps ?? Infinity;
     this.nowMs = nowMs;
     this.startMs = nowMs?.();
@@ -48,6 +54,13 @@ export class Budget {
       return this.clockOk();
     }
     return true;
+  }
+
+  /** Counts one memo entry; false once the memory budget is spent. */
+  memo(): boolean {
+    if (++this.memoEntries <= this.maxMemoEntries) return true;
+    this.reason = 'memory-budget';
+    return false;
   }
 
   /** Checks the clock now; also called before each partition. */

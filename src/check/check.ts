@@ -32,7 +32,7 @@ export function checkOperations<S, I, O>(
   };
   const witness: Operation<I, O>[][] = [];
   for (let p = 0; p < parts.length && result.verdict === 'linearizable'; p++) {
-    const part = parts[p]!;
+    const part = model.prune === undefined ? parts[p]! : model.prune(parts[p]!);
     const outcome = budget.clockOk() ? searchPartition(model, part, budget) : ({ kind: 'budget' } as const);
     if (outcome.kind === 'budget') {
       result.verdict = 'unknown';

@@ -58,6 +58,7 @@ export function searchPartition<S, I, O>(
   ops: readonly Operation<I, O>[],
   budget: Budget,
 ): SearchOutcome<S> {
+  budget.memoEntries = 0; // one partition's memo is alive at a time
   const list = new Timeline(ops);
   const linearized = new Bitset(ops.length);
   const cache = new ConfigurationCache<S>(model.equal?.bind(model));
@@ -75,6 +76,7 @@ export function searchPartition<S, I, O>(
       if (result.ok) {
         linearized.set(id);
         if (cache.add(linearized, result.state, model.hash(result.state))) {
+          if (!budget.memo()) return { kind: 'budget' };
           stack.push(node);
           before.push(state);
           deepest.onPush(stack, result.state);

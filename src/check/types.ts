@@ -53,6 +53,13 @@ export interface Model<S, I, O> {
    * after the client gave up, so the checker treats its return as `Infinity`.
    */
   isUnknown?(output: O): boolean;
+  /**
+   * Drops operations of one partition that cannot change the verdict, before
+   * the search: for example a write that never returned and whose value no
+   * read observed (it may always be placed last). Each such operation left in
+   * doubles the configurations the search can reach.
+   */
+  prune?(ops: readonly Operation<I, O>[]): Operation<I, O>[];
   describeOperation?(input: I, output: O): string;
   describeState?(state: S): string;
 }
@@ -86,7 +93,21 @@ export interface CheckOptions {
   readonly maxSteps?: number;
   /** Return one linearization per partition when the history is linearizable. */
   readonly witness?: boolean;
+  /**
+   * Memory budget: configurations the memo of the partition being searched
+   * may hold (one partition's memo is alive at a time; default MAX_MEMO_ENTRIES). Past it the verdict is `unknown` with reason
+   * 'memory-budget', never an out-of-memory crash.
+   */
+  readonly maxMemoEntries?: number;
 }
+
+/**
+ * Default bound on memo entries. An entry costs about 40 bytes of index plus
+ * its stored bitset words, plus its model state (shared with the search's
+ * own states when unchanged), so 4 million entries stay within roughly 1 GiB
+ * for the kv models on histories of 50 clients and thousands of operations.
+ */
+export const MAX_MEMO_ENTRIES = 4_000_000;
 
 export interface CheckFailure<I, O> {
   /** Index of the failing partition in the order they were checked. */
@@ -110,7 +131,7 @@ export interface CheckFailure<I, O> {
   readonly message: string;
 }
 
-export type BudgetReason = 'time-budget' | 'step-budget';
+export type BudgetReason = 'time-budget' | 'step-budget' | 'memory-budget';
 
 export interface CheckResult<I, O> {
   readonly verdict: Verdict;

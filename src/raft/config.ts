@@ -48,6 +48,20 @@ export interface RaftConfig {
   readonly logger?: (line: string) => void;
   /** Deliberate bugs, for simulator self-tests only. */
   readonly sabotage?: Sabotage;
+  /**
+   * Called after every step and tick with the node itself: the simulator
+   * checks each node's invariants and records each leadership here, so a
+   * leader that wins and steps down before its next Ready is still seen.
+   */
+  readonly afterStep?: (node: StepView) => void;
+}
+
+/** What `afterStep` sees of a node. */
+export interface StepView {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly state: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+  checkInvariants(): void;
 }
 
 /** Defaults that follow etcd's; callers set id, storage and rng. */

@@ -410,6 +410,7 @@ export class Raft {
   tick(): void {
     if (this.state === 'leader') this.tickHeartbeat();
     else this.tickElection();
+    this.config.afterStep?.(this);
   }
 
   /**
@@ -463,6 +464,12 @@ export class Raft {
    * refused here; callers turn that into a typed result.
    */
   step(m: Message): DropReason | undefined {
+    const reason = this.stepOnce(m);
+    this.config.afterStep?.(this);
+    return reason;
+  }
+
+  private stepOnce(m: Message): DropReason | undefined {
     // Guard: what no correct peer sends is refused before any handler sees it (issue 12).
     const refusal = implausible(m, { id: this.id, term: this.term, isLeader: this.state === 'leader', lastIndex: this.raftLog.lastIndex() });
     if (refusal !== undefined) {

@@ -1,3 +1,4 @@
+import { logMatchingViolation } from './log_matching.js';
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import type { ViolationKind } from './violation.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
@@ -145,6 +146,11 @@ export class SimCluster {
         maxInflightMsgs: 16,
         maxInflightBytes: 64 * 1024,
         maxUncommittedEntriesSizeBytes: 256 * 1024,
+        // Raft's own invariants after every step and tick, and every leadership as it happens.
+        afterStep: (node) => {
+          node.checkInvariants();
+          if (node.state === 'leader' && this.leaders.get(node.term) !== node.id) this.checkLeader(node.id, node.term);
+        },
       },
       logRetainEntries: o.snapshotEveryEntries,
       reproposeOnNewLeader: o.reproposeOnNewLeader,
@@ -161,7 +167,7 @@ export class SimCluster {
         if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
       onReady: (id, rd, raw) => {
-        if (rd.softState?.state === 'leader') this.checkLeader(id, raw.raft.term);
+        if (rd.softState?.state === 'leader' && this.leaders.get(raw.raft.term) !== id) this.checkLeader(id, raw.raft.term);
         if (rd.hardState !== undefined && rd.hardState.vote !== 0) m.votePending = true;
       },
       onStorageFailed: (error) => this.storageFailed(m, incarnation, error),
@@ -301,7 +307,8 @@ export class SimCluster {
     this.leaders.set(term, id);
     const log = this.members.get(id)?.node?.raw.raft.raftLog;
     if (log !== undefined) {
-      for (let i = Math.max(log.firstIndex(), this.maxAppliedIndex - 200); i <= this.maxAppliedIndex; i++) {
+      // Every retained index, not a recent window: an entry committed long ago matters as much (issue 12).
+      for (let i = log.firstIndex(); i <= this.maxAppliedIndex; i++) {
         const applied = this.appliedAt.get(i);
         const committedBy = this.appliedInTerm.get(i);
         const t = log.termOrUndefined(i);
@@ -311,7 +318,23 @@ export class SimCluster {
         }
       }
     }
+    this.checkLogMatching(id);
     this.onLeaderElected(id);
+  }
+
+  /** Log Matching between a new leader and every running node (bounded by the retained logs). */
+  private checkLogMatching(id: NodeId): void {
+    const log = this.members.get(id)?.node?.raw.raft.raftLog;
+    if (log === undefined) return;
+    for (const [other, m] of this.members) {
+      const otherLog = m.node?.raw.raft.raftLog;
+      if (other === id || otherLog === undefined) continue;
+      const v = logMatchingViolation({ id, log }, { id: other, log: otherLog });
+      if (v !== undefined) {
+        this.violation('log-matching', v);
+        return;
+      }
+    }
   }
 
   /** State machine safety (Figure 3): every node applies the same entry at each index. */

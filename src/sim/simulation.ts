@@ -148,8 +148,14 @@ function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, 
 function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: number): void {
   // Let elections that were under way at the heal finish first.
   c.sched.runUntil(c.sched.nowMs + windowMs / 5, () => c.violations.length > 0);
+  // The liveness phase just committed a write, so a healed cluster must have a leader within the
+  // window; none is a liveness failure, never a reason to skip the check (issue 12).
+  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || c.leader()?.node !== undefined);
   const leader = c.leader();
-  if (leader === undefined || leader.node === undefined) return;
+  if (leader === undefined || leader.node === undefined) {
+    c.violation('liveness', `liveness: no leader within ${windowMs} ms of the partial-partition phase on a healed cluster`);
+    return;
+  }
   const term = leader.node.raw.raft.term;
   const voters = c.latestConf.cs.voters.filter((v) => v !== leader.id && c.members.get(v)?.node !== undefined);
   const follower = c.pick(voters);

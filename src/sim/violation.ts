@@ -5,6 +5,7 @@ export type ViolationKind =
   | 'election-safety'
   | 'leader-completeness'
   | 'state-machine-safety'
+  | 'log-matching'
   | 'linearizability'
   | 'undecided'
   | 'raft-invariant'

@@ -1,5 +1,5 @@
 import { assertNever } from '../../base/index.js';
-import type { Model } from '../types.js';
+import type { Model, Operation } from '../types.js';
 import { partitionByKey } from './partition.js';
 import { HashedStringMap } from './string-map.js';
 
@@ -39,6 +39,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   // Keys are independent and every operation touches one key.
   partition: (ops) => partitionByKey(ops, (input) => input.key),
   isUnknown: (output) => output.kind === 'unknown',
+  prune: pruneUnobserved,
   describeOperation(input, output) {
     const result = output.kind === 'unknown' ? 'unknown' : JSON.stringify(output.value ?? '');
     if (input.kind === 'get') return `get ${JSON.stringify(input.key)} -> ${result}`;
@@ -46,3 +47,24 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   },
   describeState: (state) => state.encode(),
 };
+
+/**
+ * Within one key: a read that never returned constrains nothing, and a write
+ * that never returned whose value appears in no read's answer may be placed
+ * after everything else, where it changes no answer. Dropping both is sound:
+ * an order of what is left, with those writes appended, is an order of the
+ * whole; and an order of the whole, with them removed, still explains every
+ * read, since no read saw them (a put value is overwritten by the next write,
+ * and an append shows in every later value until a put). The substring test
+ * keeps a write whenever in doubt.
+ */
+function pruneUnobserved(ops: readonly Operation<KvInput, KvOutput>[]): Operation<KvInput, KvOutput>[] {
+  const seen: string[] = [];
+  for (const op of ops) if (op.input.kind === 'get' && op.output.kind === 'ok') seen.push(op.output.value ?? '');
+  return ops.filter((op) => {
+    if (op.output.kind !== 'unknown') return true;
+    if (op.input.kind === 'get') return false;
+    const value = op.input.value;
+    return value === '' || seen.some((v) => v.includes(value));
+  });
+}
