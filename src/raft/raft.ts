@@ -95,7 +95,10 @@ export class Raft {
     const restored = restoreConfig(confState, this.changerOptions());
     this.switchToConfig(restored);
     if (hardState.term !== 0 || hardState.commit !== 0) this.loadState(hardState);
-    if ((config.appliedIndex ?? 0) > 0) this.raftLog.appliedTo(config.appliedIndex ?? 0);
+    // Under the deliberate bug apply-uncommitted, the state machine may hold entries past the durable
+    // commit index; the bug hides that from this check so the cross-node oracles must catch it.
+    const appliedIndex = this.hasBug('apply-uncommitted') ? Math.min(config.appliedIndex ?? 0, this.raftLog.committed) : (config.appliedIndex ?? 0);
+    if (appliedIndex > 0) this.raftLog.appliedTo(appliedIndex);
     this.becomeFollower(this.term, NONE);
     this.log(
       `${this.id} newRaft [${configToString(this.trk.config)}, term: ${this.term}, commit: ${this.raftLog.committed}, applied: ${this.raftLog.applied}, lastindex: ${this.raftLog.lastIndex()}, lastterm: ${this.raftLog.lastTerm()}]`,

@@ -1,5 +1,5 @@
 import { AssertionError, SeededRng } from '../base/index.js';
-import { checkOperations, kvCasModel } from '../check/index.js';
+import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
 import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
@@ -14,6 +14,8 @@ export interface SeedResult {
   readonly violationKinds: readonly ViolationKind[];
   readonly faults: Readonly<Record<string, number>>;
   readonly ops: WorkloadStats;
+  /** The client history that was checked (for replaying the check alone). */
+  readonly history: readonly Operation<KvCasInput, KvCasOutput>[];
   readonly opsChecked: number;
   readonly checkVerdict: 'linearizable' | 'not-linearizable' | 'unknown';
   readonly events: number;
@@ -95,6 +97,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras
     faults: c.faults,
     ops: workload.stats,
     opsChecked: workload.history.length,
+    history: workload.history,
     checkVerdict,
     events: c.sched.eventsRun,
     virtualMs: c.sched.nowMs,

@@ -1,5 +1,5 @@
 import { TesseraError, assertNever } from '../../base/index.js';
-import type { Model } from '../types.js';
+import type { Model, Operation } from '../types.js';
 import { partitionByKey } from './partition.js';
 import { HashedStringMap } from './string-map.js';
 
@@ -53,6 +53,7 @@ export const kvCasModel: Model<KvCasState, KvCasInput, KvCasOutput> = {
   equal: (a, b) => a.equals(b),
   partition: (ops) => partitionByKey(ops, (input) => input.key),
   isUnknown: (output) => output.kind === 'unknown',
+  prune: pruneUnobservedCas,
   describeOperation: describeKvCas,
   describeState: (state) => state.encode(),
 };
@@ -80,4 +81,31 @@ function describeKvCas(input: KvCasInput, output: KvCasOutput): string {
     default:
       return assertNever(input, 'kv-cas input');
   }
+}
+
+/**
+ * Within one key: a read that never returned constrains nothing; and while no
+ * known CAS failed on the key, a put or CAS that never returned and whose new
+ * value no read returned and no CAS expected may be placed last, where it
+ * changes no answer. Dropping it is sound: in an order of the whole, the
+ * operations between it and the next write that took effect can only be
+ * unknown ones without effect (a read would have returned its value, a
+ * successful CAS expected it, a failed known CAS is excluded), and those may
+ * move to the end too. Deletes are kept (an absent key is often read).
+ */
+function pruneUnobservedCas(ops: readonly Operation<KvCasInput, KvCasOutput>[]): Operation<KvCasInput, KvCasOutput>[] {
+  const observed = new Set<string>();
+  let failedCas = false;
+  for (const op of ops) {
+    if (op.input.kind === 'cas' && op.input.expected !== null) observed.add(op.input.expected);
+    if (op.output.kind !== 'ok') continue;
+    if (op.input.kind === 'get' && typeof op.output.value === 'string') observed.add(op.output.value);
+    if (op.input.kind === 'cas' && op.output.succeeded === false) failedCas = true;
+  }
+  return ops.filter((op) => {
+    if (op.output.kind !== 'unknown') return true;
+    if (op.input.kind === 'get') return false;
+    if (op.input.kind === 'delete' || failedCas) return true;
+    return observed.has(op.input.value);
+  });
 }
