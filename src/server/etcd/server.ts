@@ -1,4 +1,4 @@
-import { type AddressInfo, type Server as NetServer, createServer } from 'node:net';
+import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
 import type { WatchHub } from '../../kv/watch_hub.js';
 import type { KvApi } from '../kv_api.js';
@@ -252,6 +252,7 @@ interface ListenOptions {
 async function listenTcp(host: string, port: number, o: ListenOptions): Promise<TcpListener> {
   const connections = new Set<H2Connection>();
   const counts = { accepted: 0, refused: 0, handshakeTimeouts: 0 };
+  const sockets = new Set<Socket>();
   const tcp = createServer({ noDelay: true }, (socket) => {
     counts.accepted++;
     const connection = new H2Connection(socket, {
@@ -264,7 +265,11 @@ async function listenTcp(host: string, port: number, o: ListenOptions): Promise<
       onBug: o.onBug,
     });
     connections.add(connection);
-    socket.once('close', () => connections.delete(connection));
+    sockets.add(socket);
+    socket.once('close', () => {
+      connections.delete(connection);
+      sockets.delete(socket);
+    });
   });
   tcp.maxConnections = o.limits.maxClientConnections;
   // Node destroys the socket itself; 'drop' only tells us (Node 18.6+).
@@ -281,7 +286,9 @@ async function listenTcp(host: string, port: number, o: ListenOptions): Promise<
   tcp.on('error', o.onError);
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= shutdown(tcp, connections));
-  const stats = (): ConnectionStats => ({ open: connections.size, ...counts });
+  // Open means not yet destroyed: net.Server frees a connection's slot when the socket is destroyed,
+  // and may accept the next one before that socket's 'close' event, so the set alone overcounts by one.
+  const stats = (): ConnectionStats => ({ open: [...sockets].filter((s) => !s.destroyed).length, ...counts });
   return { port: (tcp.address() as AddressInfo).port, stats, close };
 }
 
