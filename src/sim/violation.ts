@@ -23,7 +23,7 @@ export type ViolationKind =
 export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> = {
   'commit-old-term': ['leader-completeness', 'state-machine-safety', 'linearizability'],
   'vote-before-persist': ['election-safety'],
-  'ack-before-sync': ['raft-invariant', 'state-machine-safety', 'linearizability', 'leader-completeness'],
+  'ack-before-sync': ['state-machine-safety', 'linearizability', 'leader-completeness'],
   'read-without-quorum': ['linearizability'],
   'lease-read-drift': ['linearizability'],
   'no-prevote-checkquorum': ['liveness'],
