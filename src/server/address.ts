@@ -40,6 +40,15 @@ export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
+/** A URL or host:port as the transport dials it (`host:port`), or undefined when it is not one. */
+export function dialAddressOf(text: string): string | undefined {
+  try {
+    return formatHostPort(parseHostPort(text));
+  } catch {
+    return undefined;
+  }
+}
+
 export function checkName(name: string): string {
   if (!NAME_RE.test(name)) {
     throw new TesseraError('INVALID_CONFIG', `node name '${name}' must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`);

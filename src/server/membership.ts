@@ -7,7 +7,7 @@ import type { RangeId } from '../kv/keys.js';
 import { encodeMemberContext, MAX_MEMBER_URL_BYTES, MAX_MEMBER_URLS, type MemberRecord } from '../kv/members.js';
 import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
-import { formatHostPort, parseHostPort } from './address.js';
+import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import type { JoinMember } from './wire.js';
 
 /** etcd 3.4 allows one learner at a time (its maxLearners). */
@@ -346,12 +346,7 @@ export function checkPeerUrls(urls: readonly string[]): string[] {
 /** The host:port the transport dials for a member: its first peer URL. */
 export function peerAddressOf(peerUrls: readonly string[]): string | undefined {
   const url = peerUrls[0];
-  if (url === undefined) return undefined;
-  try {
-    return formatHostPort(parseHostPort(url));
-  } catch {
-    return undefined;
-  }
+  return url === undefined ? undefined : dialAddressOf(url);
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -23,11 +23,15 @@ const FAST = { backoffInitialMs: 10, backoffMaxMs: 50, handshakeTimeoutMs: 1_000
 
 const sink: TransportHandler = { receive: () => {}, reportUnreachable: () => {}, reportSnapshot: () => {} };
 
-async function receiver(limits: Record<string, number> = {}): Promise<PeerTransport> {
-  // Node 22 receives; 11 is its only member peer (the address is never dialled in these tests).
+/** Runs `body` against node 22, whose only member peer is 11 (never dialled in these tests), and closes it. */
+async function withReceiver(limits: Record<string, number>, body: (t: PeerTransport) => Promise<void>): Promise<void> {
   const t = await PeerTransport.listen({ nodeId: 22, name: 'n22', clusterId: 'c1', listen: '127.0.0.1:0', peers: new Map([[11, '127.0.0.1:1']]), logger: silent, limits: { ...FAST, ...limits } });
   t.attach(sink);
-  return t;
+  try {
+    await body(t);
+  } finally {
+    await t.close();
+  }
 }
 
 /** A raw connection that collects the frames the node answers with, and notices when it is closed. */
@@ -50,8 +54,7 @@ function hello(from: number, to: number, cluster = 'c1'): Buffer {
 }
 
 test('peer port: a snapshot chunk whose head is null is refused; the node goes on (it threw a TypeError out of the socket handler)', async () => {
-  const t = await receiver();
-  try {
+  await withReceiver({}, async (t) => {
     const c = await raw(t.address);
     c.socket.write(hello(11, 22));
     const bad = { t: 'snap', id: 1, rangeId: 1, seq: 0, last: true, data: new Uint8Array(0), total: 0, head: null } as unknown as MapFrame;
@@ -60,42 +63,33 @@ test('peer port: a snapshot chunk whose head is null is refused; the node goes o
     assert.equal(c.frames[0]?.t, 'welcome');
     assert.equal(c.frames[1]?.t, 'reject');
     assert.equal(t.stats.rejectedInbound, 1);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('peer port: a hello from a node that is not a member is refused', async () => {
-  const t = await receiver();
-  try {
+  await withReceiver({}, async (t) => {
     const c = await raw(t.address);
     c.socket.write(hello(99, 22));
     await c.closed;
     const r = c.frames[0];
     assert.equal(r?.t, 'reject');
     assert.equal(r?.t === 'reject' ? r.reason : '', 'unknown-member');
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('peer port: before the hello, a frame above MAX pre-hello size is refused (a 16 MiB frame per connection was allowed)', async () => {
-  const t = await receiver();
-  try {
+  await withReceiver({}, async (t) => {
     const c = await raw(t.address);
     const header = Buffer.alloc(4);
     header.writeUInt32BE(t.limits.maxPreHelloFrameBytes + 1);
     c.socket.write(header);
     await c.closed;
     assert.equal(c.frames[0]?.t === 'reject' ? c.frames[0].reason : '', 'frame-too-large');
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('peer port: snapshots being reassembled share one node-wide budget; past it they are refused, and it is given back', async () => {
-  const t = await receiver({ maxSnapshotAssemblyBytes: 1000, maxSnapshotBytes: 800 });
-  try {
+  await withReceiver({ maxSnapshotAssemblyBytes: 1000, maxSnapshotBytes: 800 }, async (t) => {
     const head = { type: 'MsgSnap', to: 22, from: 11, term: 2, snapshot: { metadata: { index: 5, term: 2 } } };
     const chunk = (id: number, total: number) => encodeFrame({ t: 'snap', id, rangeId: 1, seq: 0, last: false, data: new Uint8Array(10), total, head } as unknown as MapFrame);
     const a = await raw(t.address);
@@ -111,9 +105,7 @@ test('peer port: snapshots being reassembled share one node-wide budget; past it
     a.socket.destroy();
     await waitFor(() => (t.snapshotAssemblyBytes === 0 ? true : undefined), 'the budget given back when the connection closed');
     b.socket.destroy();
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('peer port: a join from a peer URL that no member has is refused without the cluster id or members', async () => {

@@ -5,7 +5,7 @@ import { TesseraError } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
 import type { RangeMessage, Transport } from '../kv/store.js';
-import { formatHostPort, parseHostPort } from './address.js';
+import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, type TransportStats } from './peer_link.js';
 import { resolveLimits, type TransportLimits } from './transport_limits.js';
@@ -387,8 +387,8 @@ class Inbound {
     if (members === undefined) throw new PeerError('not-ready', 'this node does not know the cluster members yet; ask another member');
     // Only a node that was added first (etcd's member add) learns the cluster id and its members, and
     // only from the address it was added with (no TLS yet: the security issue binds identity to a certificate).
-    const claimed = joinAddress(j.peer);
-    const self = claimed === undefined ? undefined : members.find((m) => m.peerUrls.some((u) => joinAddress(u) === claimed));
+    const claimed = dialAddressOf(j.peer);
+    const self = claimed === undefined ? undefined : members.find((m) => m.peerUrls.some((u) => dialAddressOf(u) === claimed));
     if (claimed === undefined || self === undefined) throw new PeerError('unknown-member', `no member has peer URL ${j.peer}; add it first (etcdctl member add)`);
     if (!sameHost(claimed, this.socket.remoteAddress)) throw new PeerError('unknown-member', `a join for peer URL ${j.peer} came from ${this.socket.remoteAddress ?? '?'}`);
     clearTimeout(this.timer);
@@ -454,15 +454,6 @@ class Inbound {
     // Tell the dialer why, so its operator sees the cause on that side too; then hang up.
     if (!this.socket.destroyed) this.socket.end(encodeFrame({ t: 'reject', reason, message: error.message }));
     setTimeout(() => this.socket.destroy(), 1_000).unref();
-  }
-}
-
-/** A peer URL or host:port as the transport dials it, or undefined if it is not one. */
-function joinAddress(url: string): string | undefined {
-  try {
-    return formatHostPort(parseHostPort(url));
-  } catch {
-    return undefined;
   }
 }
 

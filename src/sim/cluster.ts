@@ -1,6 +1,4 @@
-import { logMatchingViolation } from './log_matching.js';
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
-import type { ViolationKind } from './violation.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
 import type { RangeMessage } from '../kv/store.js';
@@ -9,6 +7,8 @@ import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
+import { logMatchingViolation } from './log_matching.js';
+import type { ViolationKind } from './violation.js';
 
 /** A simulated machine: its disk outlives crashes; the node process does not. */
 export interface Member {
@@ -166,8 +166,7 @@ export class SimCluster {
         // A change with a membership context answers with the state machine's result, which carries the ConfState.
         if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
-      onReady: (id, rd, raw) => {
-        if (rd.softState?.state === 'leader' && this.leaders.get(raw.raft.term) !== id) this.checkLeader(id, raw.raft.term);
+      onReady: (_id, rd) => {
         if (rd.hardState !== undefined && rd.hardState.vote !== 0) m.votePending = true;
       },
       onStorageFailed: (error) => this.storageFailed(m, incarnation, error),

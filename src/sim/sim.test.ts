@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { BUG_NAMES } from '../raft/sabotage.js';
 import { runSeeds } from './runner.js';
 import { runSeed } from './simulation.js';
-import { BUGS_CAUGHT_ONLY_LOCALLY, BUG_CAUGHT_BY } from './violation.js';
+import { BUG_CAUGHT_BY } from './violation.js';
 
 /** Seeds run in `npm test` with every fault on. */
 const SEEDS_IN_TEST = 1000;
@@ -62,8 +62,7 @@ test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
 });
 
 for (const bug of BUG_NAMES) {
-  const todo = BUGS_CAUGHT_ONLY_LOCALLY.has(bug) ? { todo: 'still caught by a local assertion first, not by its oracle (issue 12)' } : {};
-  test(`sim: deliberate bug '${bug}' is caught by ${BUG_CAUGHT_BY[bug].join(' or ')}`, todo, () => {
+  test(`sim: deliberate bug '${bug}' is caught by ${BUG_CAUGHT_BY[bug].join(' or ')}`, () => {
     const s = runSeeds({ start: 1, count: BUG_SEED_LIMIT, overrides: { bug }, stopOnFirstFailure: true, nowMs: () => performance.now() });
     const caught = s.failures[0];
     assert.ok(caught !== undefined, `bug ${bug} not caught in ${BUG_SEED_LIMIT} seeds`);
