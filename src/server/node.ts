@@ -3,7 +3,7 @@ import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
-import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import { type CommandResult, MvccStateMachine, snapshotDataProblem } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import { Store, type StoreOptions } from '../kv/store.js';
@@ -287,6 +287,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     isRemovedMember: (id) => late.membership?.isRemovedMember(id) ?? false,
     onRemovedByPeer: (peer) => late.membership?.removedByPeer(peer),
     onInternalError: (error) => late.fatal?.fail(error, 'a peer frame handler'),
+    checkSnapshot: snapshotDataProblem,
     ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
   });
   cleanups.push(() => transport.close());

@@ -53,6 +53,12 @@ export interface PeerTransportOptions {
    * socket's handler. Without it, it is logged.
    */
   readonly onInternalError?: (error: unknown) => void;
+  /**
+   * Why a peer's snapshot data cannot be one of this node's state machine, or
+   * undefined. A snapshot that fails it is refused like any malformed frame,
+   * before Raft sees it: installing it would throw inside the store's loop.
+   */
+  readonly checkSnapshot?: (rangeId: RangeId, data: Uint8Array) => string | undefined;
 }
 
 export interface PeerInfo {
@@ -433,6 +439,8 @@ class Inbound {
     const head = a.head as Record<string, unknown>;
     const snap = head['snapshot'] as Record<string, unknown> | undefined;
     const data = Buffer.concat(a.chunks, a.total);
+    const problem = this.o.checkSnapshot?.(a.rangeId, data);
+    if (problem !== undefined) throw new PeerError('malformed-frame', `snapshot ${a.id} for range ${a.rangeId} from peer ${peer}: ${problem}`);
     const message: Message = toMessage({ ...head, snapshot: { ...snap, data } }, peer, this.o.nodeId, true);
     this.t.stats.snapshotsReceived++;
     this.t.deliver(peer, [{ rangeId: a.rangeId, message }]);
