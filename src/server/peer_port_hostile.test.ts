@@ -29,8 +29,9 @@ const FAST = { backoffInitialMs: 10, backoffMaxMs: 50, handshakeTimeoutMs: 1_000
 const sink: TransportHandler = { receive: () => {}, reportUnreachable: () => {}, reportSnapshot: () => {} };
 
 async function receiver(limits: Record<string, number> = {}): Promise<PeerTransport> {
-  // Node 22 receives; 11 is its only member peer (the address is never dialled in these tests).
-  const t = await PeerTransport.listen({ nodeId: 22, name: 'n22', clusterId: 'c1', listen: '127.0.0.1:0', peers: new Map([[11, '127.0.0.1:1']]), logger: silent, limits: { ...FAST, ...limits } });
+  // Node 22 receives; 11 and 33 are its member peers (their addresses are never dialled in these tests).
+  const peers = new Map([[11, '127.0.0.1:1'], [33, '127.0.0.1:2']]);
+  const t = await PeerTransport.listen({ nodeId: 22, name: 'n22', clusterId: 'c1', listen: '127.0.0.1:0', peers, logger: silent, limits: { ...FAST, ...limits } });
   t.attach(sink);
   return t;
 }
@@ -98,6 +99,28 @@ test('peer port: before the hello, a frame above MAX pre-hello size is refused (
   }
 });
 
+test('peer port: a member has one connection past its hello; a newer hello replaces the older (each could buffer a 16 MiB frame)', async () => {
+  const t = await receiver();
+  try {
+    const first = await raw(t.address);
+    first.socket.write(hello(11, 22));
+    await waitFor(() => first.frames.find((f) => f.t === 'welcome'), 'the first welcome');
+    // The first connection holds part of a large frame, as a slow or hostile sender's would.
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(t.limits.maxFrameBytes);
+    first.socket.write(Buffer.concat([header, Buffer.alloc(1024)]));
+    const second = await raw(t.address);
+    second.socket.write(hello(11, 22));
+    await waitFor(() => second.frames.find((f) => f.t === 'welcome'), 'the second welcome');
+    const gone = await Promise.race([first.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    assert.equal(gone, true, 'the older connection of member 11 was closed');
+    assert.equal(second.socket.destroyed, false);
+    second.socket.destroy();
+  } finally {
+    await t.close();
+  }
+});
+
 test('peer port: snapshots being reassembled share one node-wide budget; past it they are refused, and it is given back', async () => {
   const t = await receiver({ maxSnapshotAssemblyBytes: 1000, maxSnapshotBytes: 800 });
   try {
@@ -108,7 +131,7 @@ test('peer port: snapshots being reassembled share one node-wide budget; past it
     a.socket.write(chunk(1, 700));
     await waitFor(() => (t.snapshotAssemblyBytes === 700 ? true : undefined), 'the first reservation');
     const b = await raw(t.address);
-    b.socket.write(hello(11, 22));
+    b.socket.write(hello(33, 22)); // another member: one member has one connection (see above)
     b.socket.write(chunk(2, 700));
     const refusal = await waitFor(() => b.frames.find((f) => f.t === 'snapack'), 'an answer to the second');
     assert.deepEqual(refusal, { t: 'snapack', id: 2, ok: false });

@@ -143,6 +143,16 @@ export class PeerTransport implements Transport {
     for (const conn of this.inbound) if (conn.peerId === id) conn.destroy();
   }
 
+  /**
+   * A member sends to us over one connection (its PeerLink), so a newer hello
+   * from it replaces any older connection, which that peer has given up on.
+   * This bounds what connections past their hello may buffer to one frame
+   * per member, however many connections claim a member's id.
+   */
+  adopt(conn: Inbound, id: NodeId): void {
+    for (const other of this.inbound) if (other !== conn && other.peerId === id) other.destroy();
+  }
+
   /** Whether `id` is a current member, as the node keeps this transport's peers in step with its member table. */
   isMember(id: NodeId): boolean {
     return this.links.has(id);
@@ -381,6 +391,7 @@ class Inbound {
     if (!this.t.isMember(h.from)) throw new PeerError('unknown-member', `peer ${h.name} (${h.from}) is not a member of this cluster`);
     clearTimeout(this.timer);
     this.peer = h.from;
+    this.t.adopt(this, h.from);
     this.decoder.setMaxFrameBytes(this.t.limits.maxFrameBytes);
     this.t.notePeer(h.from, h.name, h.client);
     this.socket.write(encodeFrame(this.t.welcomeFrame()));
