@@ -37,9 +37,9 @@ async function receiver(limits: Record<string, number> = {}): Promise<PeerTransp
 }
 
 /** A raw connection that collects the frames the node answers with, and notices when it is closed. */
-async function raw(address: string): Promise<{ socket: Socket; frames: MapFrame[]; closed: Promise<void> }> {
+async function raw(address: string, localAddress?: string): Promise<{ socket: Socket; frames: MapFrame[]; closed: Promise<void> }> {
   const [host, port] = address.split(':');
-  const socket = connect({ host: host as string, port: Number(port) });
+  const socket = connect({ host: host as string, port: Number(port), ...(localAddress === undefined ? {} : { localAddress }) });
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   const frames: MapFrame[] = [];
   const decoder = new FrameDecoder(1 << 24);
@@ -161,6 +161,33 @@ test('peer port: a join from a peer URL that no member has is refused without th
     const m = added.frames[0];
     assert.equal(m?.t, 'members');
     assert.equal(m?.t === 'members' ? m.cluster : '', 'secret-cluster');
+  } finally {
+    await t.close();
+  }
+});
+
+test('peer port: a join is answered only from the address its peer URL names, a host name resolved first (a name vouched for any address)', async () => {
+  const t = await PeerTransport.listen({
+    nodeId: 22, name: 'n22', clusterId: 'secret-cluster', listen: '127.0.0.1:0', peers: new Map([[11, '127.0.0.1:1']]), logger: silent, limits: FAST,
+    members: () => [
+      { id: 22, name: 'n22', peerUrls: ['http://127.0.0.1:2380'], learner: false },
+      { id: 33, name: '', peerUrls: ['http://127.0.0.1:2390'], learner: false },
+      { id: 44, name: '', peerUrls: ['http://localhost:2400'], learner: false },
+    ],
+  });
+  // What a join from `from` for peer URL `peer` is answered with.
+  const ask = async (peer: string, from: string): Promise<string[]> => {
+    const c = await raw(t.address, from);
+    c.socket.write(encodeFrame({ t: 'join', v: PEER_PROTOCOL_VERSION, name: 'x', peer }));
+    await c.closed;
+    return c.frames.map((f) => (f.t === 'reject' ? `reject:${f.reason}` : f.t));
+  };
+  try {
+    // 127.0.0.2 is this machine too (the loopback net), but not the address the member was added with.
+    assert.deepEqual(await ask('127.0.0.1:2390', '127.0.0.2'), ['reject:unknown-member']);
+    assert.deepEqual(await ask('127.0.0.1:2390', '127.0.0.1'), ['members']);
+    assert.deepEqual(await ask('localhost:2400', '127.0.0.2'), ['reject:unknown-member']);
+    assert.deepEqual(await ask('localhost:2400', '127.0.0.1'), ['members']);
   } finally {
     await t.close();
   }
