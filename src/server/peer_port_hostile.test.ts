@@ -201,7 +201,8 @@ function put(key: string, value: string): TxnRequest {
   return { compare: [], success: [{ type: 'put', put: { key: enc.encode(key), value: enc.encode(value) } }], failure: [] };
 }
 
-test('peer port: random and mutated frames from a fast-check property never crash or stop a node, which keeps serving', async () => {
+/** A running 3-node cluster on memory engines; `fatal` collects what would have stopped a node. */
+async function threeNodes(): Promise<{ nodes: NodeHandle[]; fatal: unknown[] }> {
   const ports = await freePorts(3);
   const peers = ports.map((p) => `127.0.0.1:${p}`);
   const initialCluster = [0, 1, 2].map((i) => `n${i + 1}=${peers[i]}`).join(',');
@@ -213,6 +214,33 @@ test('peer port: random and mutated frames from a fast-check property never cras
   );
   after(() => Promise.all(nodes.map((n) => n.close())));
   await waitFor(() => nodes.find((n) => n.status().state === 'leader'), 'a leader');
+  return { nodes, fatal };
+}
+
+test('peer port: one forged heartbeat with a huge commit index is refused and counted by the follower, which goes on serving (it stopped the node through an assertion)', async () => {
+  const { nodes, fatal } = await threeNodes();
+  const leader = await waitFor(() => nodes.find((n) => n.status().state === 'leader'), 'a leader');
+  const follower = nodes.find((n) => n !== leader) as NodeHandle;
+  await leader.kv.txn(put('before', 'v'));
+  const raft = () => follower.store.replica(1)?.raw.raft;
+  const refusedBefore = raft()?.refusedMessages ?? 0;
+  const c = await raw(follower.transport.address);
+  c.socket.write(hello(leader.nodeId, follower.nodeId, follower.status().clusterId));
+  await waitFor(() => c.frames.find((f) => f.t === 'welcome'), 'the welcome');
+  const term = raft()?.term ?? 0;
+  const forged = message({ type: 'MsgHeartbeat', from: leader.nodeId, to: follower.nodeId, term, commit: 2 ** 40 });
+  c.socket.write(encodeMessages([{ rangeId: 1, message: forged }]));
+  await waitFor(() => (fatal.length > 0 || (raft()?.refusedMessages ?? 0) > refusedBefore ? true : undefined), 'the refusal');
+  c.socket.destroy();
+  assert.deepEqual(fatal.map(String), [], 'the node stopped');
+  assert.ok((raft()?.raftLog.committed ?? 0) < 2 ** 40);
+  await leader.kv.txn(put('after', 'v'));
+  const read = await waitFor(() => follower.kv.range({ key: enc.encode('after') }, false).catch(() => undefined), 'a read through the follower');
+  assert.equal(dec.decode(read.kvs[0]?.value), 'v');
+});
+
+test('peer port: random and mutated frames from a fast-check property never crash or stop a node, which keeps serving', async () => {
+  const { nodes, fatal } = await threeNodes();
   const target = nodes[0] as NodeHandle;
   const forger = nodes[1] as NodeHandle;
   const term = () => target.store.replica(1)?.raw.raft.term ?? 1;
