@@ -268,6 +268,37 @@ test('peer port: forwarded proposals that are not commands are applied as refusa
   assert.equal((await leader.kv.range({ key }, false)).kvs.length, 0, 'no forged write was applied');
 });
 
+test('peer port: a forwarded membership change without a well-formed member context is refused before the log (it stopped every node)', async () => {
+  const { nodes, fatal } = await threeNodes();
+  const leader = await waitFor(() => nodes.find((n) => n.status().state === 'leader'), 'a leader');
+  const follower = nodes.find((n) => n !== leader) as NodeHandle;
+  const c = await raw(leader.transport.address);
+  c.socket.write(hello(follower.nodeId, leader.nodeId, leader.status().clusterId));
+  await waitFor(() => c.frames.find((f) => f.t === 'welcome'), 'the welcome');
+  const contexts = ['{not json', JSON.stringify({ requestId: 'x', member: { id: 'nine' } }), ''];
+  const lastIndex = () => leader.store.replica(1)?.raw.raft.raftLog.lastIndex() ?? 0;
+  const before = lastIndex();
+  const received = leader.transport.stats.messagesReceived;
+  for (const context of contexts) {
+    const confChange = { transition: 'implicit' as const, changes: [{ type: 'add-learner' as const, nodeId: 999 }], context };
+    const prop = message({ type: 'MsgProp', from: follower.nodeId, to: leader.nodeId, entries: [{ term: 0, index: 0, type: 'conf-change', data: new Uint8Array(0), confChange }] });
+    c.socket.write(encodeMessages([{ rangeId: 1, message: prop }]));
+  }
+  // The forged changes arrived (and, on the old code, stopped the nodes once applied).
+  await waitFor(() => (leader.transport.stats.messagesReceived >= received + contexts.length ? true : undefined), 'the forged proposals');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(fatal.map(String), [], 'a node stopped');
+  await leader.kv.txn(put('after-conf', 'ok'));
+  for (const n of nodes) {
+    const read = await waitFor(() => n.kv.range({ key: enc.encode('after-conf') }, false).catch(() => undefined), `a read from node ${n.nodeId}`);
+    assert.equal(dec.decode(read.kvs[0]?.value), 'ok');
+  }
+  c.socket.destroy();
+  assert.deepEqual(fatal.map(String), [], 'a node stopped');
+  assert.equal(lastIndex(), before + 1, 'only the write entered the log');
+  assert.deepEqual(leader.store.replica(1)?.currentConfState().learners, []);
+});
+
 test('peer port: random and mutated frames from a fast-check property never crash or stop a node, which keeps serving', async () => {
   const { nodes, fatal } = await threeNodes();
   // Each node in turn is attacked (leaders and followers alike), over connections that claim the next node's id.
