@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
-import type { TxnRequest } from '../mvcc/index.js';
+import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
 
 /**
  * Commands replicated through a range's log. Each carries the id of the
@@ -28,15 +28,111 @@ export function encodeCommand(command: KvCommand): Uint8Array {
 }
 
 export function decodeCommand(data: Uint8Array): KvCommand {
+  const command = readCommand(data);
+  if (typeof command === 'string') throw new TesseraError('CORRUPT_DATA', `${command} in the log`);
+  return command;
+}
+
+/**
+ * The command `data` holds, or why it holds none. Log entries are
+ * checksummed, so a command that fails here was proposed so, by a peer
+ * (issue 12: a forwarded proposal comes off the network) or a bug; every
+ * replica refuses it alike. Every field is checked, so applying a command
+ * that passes never meets a value of the wrong type.
+ */
+export function readCommand(data: Uint8Array): KvCommand | string {
   let value: unknown;
   try {
     value = packr.unpack(data);
-  } catch (err) {
-    throw new TesseraError('CORRUPT_DATA', 'undecodable command in the log', { cause: err });
+  } catch {
+    return 'undecodable command';
   }
-  const c = value as Partial<KvCommand> | null;
-  if (c === null || typeof c !== 'object' || typeof c.requestId !== 'string' || typeof c.kind !== 'string' || !KINDS.has(c.kind)) {
-    throw new TesseraError('CORRUPT_DATA', 'malformed command in the log');
+  const problem = commandProblem(value);
+  return problem === undefined ? (value as KvCommand) : `malformed command: ${problem}`;
+}
+
+/** Nesting allowed for txns inside txns; etcd's own op limits keep real ones far shallower. */
+const MAX_TXN_DEPTH = 64;
+
+function commandProblem(value: unknown): string | undefined {
+  if (!isObj(value) || typeof value['requestId'] !== 'string' || typeof value['kind'] !== 'string' || !KINDS.has(value['kind'])) return 'no request id or kind';
+  const c = value;
+  switch (c['kind'] as KvCommand['kind']) {
+    case 'txn':
+      return txnProblem(c['txn'], 0);
+    case 'compact':
+      return int(c['revision']) ? undefined : 'compact revision';
+    case 'lease-grant':
+      return int(c['id']) && int(c['ttlSeconds']) ? undefined : 'lease grant';
+    case 'lease-revoke':
+      return int(c['id']) ? undefined : 'lease revoke';
+    case 'lease-checkpoint':
+      return Array.isArray(c['checkpoints']) && c['checkpoints'].every((p) => isObj(p) && int(p['id']) && Number.isFinite(p['remainingMs'])) ? undefined : 'lease checkpoint';
+    case 'member-update':
+      return int(c['id']) && strings(c['peerUrls']) ? undefined : 'member update';
+    case 'member-attrs':
+      return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
   }
-  return c as KvCommand;
+}
+
+function txnProblem(t: unknown, depth: number): string | undefined {
+  if (depth > MAX_TXN_DEPTH) return 'txn nested too deep';
+  if (!isObj(t) || !Array.isArray(t['compare']) || !Array.isArray(t['success']) || !Array.isArray(t['failure'])) return 'txn';
+  for (const cmp of t['compare'] as unknown[]) {
+    if (!isObj(cmp) || !bytes(cmp['key']) || !optBytes(cmp['rangeEnd']) || !optBytes(cmp['value']) || !optNum(cmp['operand'])) return 'txn compare';
+    if (!oneOf(COMPARE_TARGETS, cmp['target']) || !oneOf(COMPARE_RESULTS, cmp['result'])) return 'txn compare';
+  }
+  for (const op of [...(t['success'] as unknown[]), ...(t['failure'] as unknown[])]) {
+    const problem = opProblem(op, depth);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
+
+function opProblem(op: unknown, depth: number): string | undefined {
+  if (!isObj(op)) return 'txn op';
+  const body = op[op['type'] as string];
+  switch (op['type']) {
+    case 'range':
+      return isObj(body) && bytes(body['key']) && optBytes(body['rangeEnd']) && RANGE_NUMBERS.every((k) => optNum(body[k])) && RANGE_FLAGS.every((k) => optBool(body[k])) &&
+        (body['sortOrder'] === undefined || oneOf(SORT_ORDERS, body['sortOrder'])) && (body['sortTarget'] === undefined || oneOf(SORT_TARGETS, body['sortTarget']))
+        ? undefined
+        : 'txn range';
+    case 'put':
+      return isObj(body) && bytes(body['key']) && bytes(body['value']) && optNum(body['lease']) && optBool(body['prevKv']) && optBool(body['ignoreValue']) && optBool(body['ignoreLease']) ? undefined : 'txn put';
+    case 'deleteRange':
+      return isObj(body) && bytes(body['key']) && optBytes(body['rangeEnd']) && optBool(body['prevKv']) ? undefined : 'txn delete';
+    case 'txn':
+      return txnProblem(body, depth + 1);
+    default:
+      return 'txn op type';
+  }
+}
+
+const RANGE_NUMBERS = ['revision', 'limit', 'minModRevision', 'maxModRevision', 'minCreateRevision', 'maxCreateRevision'] as const;
+const RANGE_FLAGS = ['keysOnly', 'countOnly', 'serializable'] as const;
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+function bytes(v: unknown): boolean {
+  return v instanceof Uint8Array;
+}
+function optBytes(v: unknown): boolean {
+  return v === undefined || v instanceof Uint8Array;
+}
+function optNum(v: unknown): boolean {
+  return v === undefined || Number.isSafeInteger(v);
+}
+function optBool(v: unknown): boolean {
+  return v === undefined || typeof v === 'boolean';
+}
+function int(v: unknown): boolean {
+  return Number.isSafeInteger(v);
+}
+function strings(v: unknown): boolean {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string');
+}
+function oneOf(values: readonly string[], v: unknown): boolean {
+  return typeof v === 'string' && values.includes(v);
 }

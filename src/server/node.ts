@@ -3,7 +3,7 @@ import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
-import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
+import { type CommandResult, MvccStateMachine, snapshotDataProblem } from '../kv/mvcc_state_machine.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import { Store, type StoreOptions } from '../kv/store.js';
@@ -12,6 +12,7 @@ import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
 import { messageOf } from './errors.js';
+import { acceptedPeerMessages } from './peer_input.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from './kv_api.js';
 import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
@@ -287,6 +288,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     isRemovedMember: (id) => late.membership?.isRemovedMember(id) ?? false,
     onRemovedByPeer: (peer) => late.membership?.removedByPeer(peer),
     onInternalError: (error) => late.fatal?.fail(error, 'a peer frame handler'),
+    checkSnapshot: snapshotDataProblem,
     ...(o.transportLimits === undefined ? {} : { limits: o.transportLimits }),
   });
   cleanups.push(() => transport.close());
@@ -417,8 +419,9 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
     onCatchUp: (ticks) => r.logger.warn({ ticks }, 'caught up on ticks after a pause'),
   });
   transport.attach({
-    receive: (_from, msgs) =>
+    receive: (from, input) =>
       fatal.run(() => {
+        const msgs = acceptedPeerMessages(input, (rm, why) => r.logger.warn({ peer: from, rangeId: rm.rangeId, type: rm.message.type }, `refused a peer message: ${why}`));
         // Time that passed before this input arrived must be known to Raft before the input is (ADR 0002),
         // except for peers' acks, which carry the tick they answer: a leader that reads them before its
         // owed ticks keeps its lease exact and does not step down for a quorum that did answer.

@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns/promises';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -53,6 +54,12 @@ export interface PeerTransportOptions {
    * socket's handler. Without it, it is logged.
    */
   readonly onInternalError?: (error: unknown) => void;
+  /**
+   * Why a peer's snapshot data cannot be one of this node's state machine, or
+   * undefined. A snapshot that fails it is refused like any malformed frame,
+   * before Raft sees it: installing it would throw inside the store's loop.
+   */
+  readonly checkSnapshot?: (rangeId: RangeId, data: Uint8Array) => string | undefined;
 }
 
 export interface PeerInfo {
@@ -135,6 +142,16 @@ export class PeerTransport implements Transport {
     this.links.delete(id);
     // A former member's own connections go too: messages are accepted only from current members.
     for (const conn of this.inbound) if (conn.peerId === id) conn.destroy();
+  }
+
+  /**
+   * A member sends to us over one connection (its PeerLink), so a newer hello
+   * from it replaces any older connection, which that peer has given up on.
+   * This bounds what connections past their hello may buffer to one frame
+   * per member, however many connections claim a member's id.
+   */
+  adopt(conn: Inbound, id: NodeId): void {
+    for (const other of this.inbound) if (other !== conn && other.peerId === id) other.destroy();
   }
 
   /** Whether `id` is a current member, as the node keeps this transport's peers in step with its member table. */
@@ -290,6 +307,8 @@ interface Assembly {
 class Inbound {
   private peer: NodeId | undefined;
   private refused = false;
+  /** A join request is being checked; nothing more is read from this connection. */
+  private joining = false;
   private assembly: Assembly | undefined;
   private readonly decoder: FrameDecoder;
   private readonly timer: NodeJS.Timeout;
@@ -331,24 +350,30 @@ class Inbound {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.refused) return;
+    if (this.refused || this.joining) return;
     try {
       for (const payload of this.decoder.push(chunk)) {
-        if (this.refused) return;
+        if (this.refused || this.joining) return;
         this.t.stats.framesReceived++;
         this.onFrame(decodeFrame(payload));
       }
     } catch (error) {
-      // Nothing escapes a socket handler (an exception there ends the process). Bad input is a
-      // TesseraError and only closes this connection; anything else is a bug on this side.
-      if (error instanceof TesseraError) {
-        this.refuse(error);
-        return;
-      }
-      this.refuse(new PeerError('internal-error', `handling a frame from peer ${this.peer ?? '?'} failed: ${messageOf(error)}`));
-      if (this.o.onInternalError !== undefined) this.o.onInternalError(error);
-      else this.log.error({ err: error, peer: this.peer }, 'handling a peer frame failed');
+      this.failed(error);
     }
+  }
+
+  /**
+   * Nothing escapes a socket handler (an exception there ends the process). Bad input is a
+   * TesseraError and only closes this connection; anything else is a bug on this side.
+   */
+  private failed(error: unknown): void {
+    if (error instanceof TesseraError) {
+      this.refuse(error);
+      return;
+    }
+    this.refuse(new PeerError('internal-error', `handling a frame from peer ${this.peer ?? '?'} failed: ${messageOf(error)}`));
+    if (this.o.onInternalError !== undefined) this.o.onInternalError(error);
+    else this.log.error({ err: error, peer: this.peer }, 'handling a peer frame failed');
   }
 
   private onFrame(frame: Frame): void {
@@ -375,6 +400,7 @@ class Inbound {
     if (!this.t.isMember(h.from)) throw new PeerError('unknown-member', `peer ${h.name} (${h.from}) is not a member of this cluster`);
     clearTimeout(this.timer);
     this.peer = h.from;
+    this.t.adopt(this, h.from);
     this.decoder.setMaxFrameBytes(this.t.limits.maxFrameBytes);
     this.t.notePeer(h.from, h.name, h.client);
     this.socket.write(encodeFrame(this.t.welcomeFrame()));
@@ -390,7 +416,16 @@ class Inbound {
     const claimed = dialAddressOf(j.peer);
     const self = claimed === undefined ? undefined : members.find((m) => m.peerUrls.some((u) => dialAddressOf(u) === claimed));
     if (claimed === undefined || self === undefined) throw new PeerError('unknown-member', `no member has peer URL ${j.peer}; add it first (etcdctl member add)`);
-    if (!sameHost(claimed, this.socket.remoteAddress)) throw new PeerError('unknown-member', `a join for peer URL ${j.peer} came from ${this.socket.remoteAddress ?? '?'}`);
+    // A host name is resolved first; the handshake timeout bounds the wait.
+    this.joining = true;
+    fromHostOf(claimed, this.socket.remoteAddress)
+      .then((ok) => this.answerJoin(j, members, ok))
+      .catch((error: unknown) => this.failed(error));
+  }
+
+  private answerJoin(j: Extract<Frame, { t: 'join' }>, members: readonly JoinMember[], fromItsHost: boolean): void {
+    if (this.refused || this.socket.destroyed) return; // timed out or closed meanwhile
+    if (!fromItsHost) throw new PeerError('unknown-member', `a join for peer URL ${j.peer} came from ${this.socket.remoteAddress ?? '?'}`);
     clearTimeout(this.timer);
     this.refused = true; // nothing more is read from this connection
     this.log.info({ name: j.name, peer: j.peer }, 'a node asked to join; sent the member list');
@@ -433,6 +468,8 @@ class Inbound {
     const head = a.head as Record<string, unknown>;
     const snap = head['snapshot'] as Record<string, unknown> | undefined;
     const data = Buffer.concat(a.chunks, a.total);
+    const problem = this.o.checkSnapshot?.(a.rangeId, data);
+    if (problem !== undefined) throw new PeerError('malformed-frame', `snapshot ${a.id} for range ${a.rangeId} from peer ${peer}: ${problem}`);
     const message: Message = toMessage({ ...head, snapshot: { ...snap, data } }, peer, this.o.nodeId, true);
     this.t.stats.snapshotsReceived++;
     this.t.deliver(peer, [{ rangeId: a.rangeId, message }]);
@@ -457,10 +494,24 @@ class Inbound {
   }
 }
 
-/** Whether a connection from `remote` may speak for `address`: its host must be that address when it names an IP. */
-function sameHost(address: string, remote: string | undefined): boolean {
+/**
+ * Whether a connection from `remote` may speak for `address`: it must come
+ * from that IP, or from one its host name resolves to. (Only names a member
+ * add recorded are looked up: the claimed address matched a member's first.)
+ */
+async function fromHostOf(address: string, remote: string | undefined): Promise<boolean> {
+  if (remote === undefined) return false;
+  const from = unmapped(remote);
   const { host } = parseHostPort(address);
-  if (isIP(host) === 0) return true; // a name: resolved elsewhere, not checkable here
-  const from = remote?.startsWith('::ffff:') === true ? remote.slice(7) : remote;
-  return from === host;
+  if (isIP(host) !== 0) return unmapped(host) === from;
+  try {
+    return (await lookup(host, { all: true })).some((a) => unmapped(a.address) === from);
+  } catch {
+    return false; // a name that does not resolve vouches for no address
+  }
+}
+
+/** An IPv4 address as IPv6 sockets report it (::ffff:a.b.c.d) is compared as IPv4. */
+function unmapped(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }

@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Packr } from 'msgpackr';
+import { isTesseraError } from '../base/index.js';
+import type { Entry } from '../raft/index.js';
+import { MemoryEngine } from '../storage/memory.js';
+import { MALFORMED_COMMAND, MvccStateMachine, snapshotDataProblem } from './mvcc_state_machine.js';
+import { encodeCommand } from './commands.js';
+import { Harness, RANGE } from './testing.testlib.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+test('snapshot data: a real snapshot passes the check; data of any other shape is refused, and restore refuses it as CORRUPT_DATA, not with a RangeError', () => {
+  const h = new Harness([1]);
+  h.tickAll(30);
+  const leader = h.leader();
+  for (let i = 0; i < 3; i++) h.put(leader, `r${i}`, `k${i}`, 'v', () => {});
+  h.settle();
+  const real = leader.replica(RANGE)?.log.snapshot().data;
+  assert.ok(real !== undefined && real.byteLength > 0);
+  assert.equal(snapshotDataProblem(RANGE, real), undefined);
+  const inside = new Uint8Array([0x6d, 1]); // a key suffix in the range's state keys ('m'…'r')
+  const bad: [string, Uint8Array][] = [
+    ['random bytes', new Uint8Array([0x92, 0xc4, 0x03, 4, 3])], // a list whose bytes end early
+    ['a map', packr.pack({ a: 1 })],
+    ['an odd list', packr.pack([inside])],
+    ['a number among the pairs', packr.pack([inside, 7])],
+    ['a key outside the state (the range log)', packr.pack([new Uint8Array([0x6c, 1]), new Uint8Array([1])])],
+    ['an empty key', packr.pack([new Uint8Array(0), new Uint8Array([1])])],
+  ];
+  for (const [what, data] of bad) {
+    assert.notEqual(snapshotDataProblem(RANGE, data), undefined, what);
+    const engine = new MemoryEngine({ scheduleSync: () => {} });
+    const sm = new MvccStateMachine(engine, RANGE);
+    assert.throws(() => sm.restore(engine.newBatch(), data), (e) => isTesseraError(e, 'CORRUPT_DATA'), what);
+  }
+});
+
+test('apply: an entry that is not a command, or a txn the server would refuse, is refused without a write, alike on every replica (it threw and stopped the node)', () => {
+  const engine = new MemoryEngine({ scheduleSync: () => {} });
+  const sm = new MvccStateMachine(engine, RANGE);
+  const log: Entry[] = [];
+  sm.attachLog({ firstIndex: () => 1, entries: (lo, hi) => log.slice(lo - 1, hi - 1) });
+  const apply = (data: Uint8Array) => {
+    const entry: Entry = { term: 1, index: log.length + 1, type: 'normal', data };
+    log.push(entry);
+    const batch = engine.newBatch();
+    const result = sm.apply(batch, entry);
+    engine.stage(batch);
+    return result;
+  };
+  const key = new TextEncoder().encode('k');
+  const put = { type: 'put', put: { key, value: key } };
+  // What the old apply did with each is noted: a throw stopped the node (and every replica applies it).
+  const refused: [string, Uint8Array, string][] = [
+    ['not msgpack (threw)', new Uint8Array([0xc1]), MALFORMED_COMMAND],
+    ['no request id (threw)', packr.pack({ kind: 'txn', txn: { compare: [], success: [], failure: [] } }), MALFORMED_COMMAND],
+    ['a key that is not bytes (threw a TypeError)', packr.pack({ kind: 'txn', requestId: 'a', txn: { compare: [], success: [{ type: 'put', put: { key: 'k', value: key } }], failure: [] } }), MALFORMED_COMMAND],
+    ['a null range end (threw a TypeError)', packr.pack({ kind: 'txn', requestId: 'b', txn: { compare: [], success: [{ type: 'deleteRange', deleteRange: { key, rangeEnd: null } }], failure: [] } }), MALFORMED_COMMAND],
+    ['an unknown compare target (was applied)', packr.pack({ kind: 'txn', requestId: 'c', txn: { compare: [{ key, target: 'NOPE', result: 'EQUAL' }], success: [], failure: [] } }), MALFORMED_COMMAND],
+    ['a lease checkpoint without a list (threw a TypeError)', packr.pack({ kind: 'lease-checkpoint', requestId: 'd', checkpoints: 3 }), MALFORMED_COMMAND],
+    ['one key put twice (was applied)', packr.pack({ kind: 'txn', requestId: 'e', txn: { compare: [], success: [put, put], failure: [] } }), 'DUPLICATE_KEY'],
+    ['an empty key (was refused already)', packr.pack({ kind: 'txn', requestId: 'f', txn: { compare: [], success: [{ type: 'put', put: { key: new Uint8Array(0), value: key } }], failure: [] } }), 'EMPTY_KEY'],
+  ];
+  const revision = sm.mvcc.currentRevision;
+  for (const [what, data, code] of refused) {
+    const result = apply(data);
+    assert.equal(result.kind, 'error', what);
+    assert.equal(result.kind === 'error' ? result.code : '', code, what);
+  }
+  assert.equal(sm.mvcc.currentRevision, revision, 'nothing was written');
+  // A real command still applies.
+  const ok = apply(encodeCommand({ kind: 'txn', requestId: 'g', txn: { compare: [], success: [{ type: 'put', put: { key, value: key } }], failure: [] } }));
+  assert.equal(ok.kind, 'txn');
+  assert.equal(sm.mvcc.currentRevision, revision + 1);
+});
