@@ -10,7 +10,7 @@ import type { KeyValue, ReadView } from '../storage/engine.js';
  */
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Pairs one step of a snapshot's sizing pass reads: a step costs about as much as a chunk of small pairs. */
-export const SNAPSHOT_MEASURE_SLICE_PAIRS = 4096;
+export const SNAPSHOT_MEASURE_SLICE_PAIRS = 1024;
 /**
  * Ticks a snapshot's read view may be held, sent or not: then it is closed
  * and the send fails (Raft makes a new snapshot later). A held LMDB read
@@ -164,13 +164,19 @@ class RangeCursor {
     if (this.done) return;
     const from = this.resumeKey;
     let visited = 0;
-    for (const pair of this.view.scan({ start: from ?? this.start, end: this.end })) {
-      if (from !== undefined && compareBytes(pair.key, from) === 0) continue;
-      this.resumeKey = pair.key.slice();
-      visited++;
-      if (!visit(pair) || visited >= maxPairs) return;
+    let last: Uint8Array | undefined;
+    try {
+      for (const pair of this.view.scan({ start: from ?? this.start, end: this.end })) {
+        if (from !== undefined && visited === 0 && compareBytes(pair.key, from) === 0) continue;
+        last = pair.key;
+        visited++;
+        if (!visit(pair) || visited >= maxPairs) return;
+      }
+      this.done = true;
+    } finally {
+      // Only the last key is kept, copied: the engine may reuse the arrays a scan returns.
+      if (last !== undefined) this.resumeKey = last.slice();
     }
-    this.done = true;
   }
 }
 
@@ -206,10 +212,12 @@ export class StateSnapshotReader implements SnapshotDataReader {
   private measuredPairs = 0;
   private measuredBytes = ARRAY_HEADER_BYTES;
   private isMeasured = false;
-  /** Bytes waiting to be copied into chunks: the list header first, then the record being written. */
+  /** The chunk being filled, and how far. */
+  private chunk: Uint8Array = EMPTY;
+  private filled = 0;
+  /** Bytes of the record cut at the end of the last chunk (copies), for the next one. */
   private pending: Uint8Array[] = [];
-  private pendingOwned = true;
-  private headerQueued = false;
+  private headerWritten = false;
   private sentPairs = 0;
   private tailSent = 0;
   private handedOut = 0;
@@ -252,30 +260,27 @@ export class StateSnapshotReader implements SnapshotDataReader {
     if (this.remainingBytes === 0) return undefined; // the reader closed itself after the last chunk
     this.checkOpen();
     const chunk = new Uint8Array(Math.min(maxBytes, this.remainingBytes));
-    let filled = this.drain(chunk, 0);
-    while (filled < chunk.byteLength) {
-      if (!this.headerQueued) {
-        this.headerQueued = true;
-        this.pending.push(arrayHeader(this.measuredPairs * 2));
+    this.chunk = chunk;
+    this.filled = 0;
+    this.drain();
+    while (this.filled < chunk.byteLength) {
+      if (!this.headerWritten) {
+        this.headerWritten = true;
+        this.writeArrayHeader(this.measuredPairs * 2);
       } else if (!this.sending.exhausted) {
         this.sending.step(Number.MAX_SAFE_INTEGER, (pair) => {
-          this.queuePair(pair.key.subarray(this.o.stripBytes), pair.value);
-          filled = this.drain(chunk, filled);
-          return filled < chunk.byteLength;
+          this.writePair(pair.key.subarray(this.o.stripBytes), pair.value);
+          return this.filled < chunk.byteLength;
         });
-        continue;
       } else {
         const p = this.o.tail[this.tailSent];
         // The view never changes: data beyond the measured size is a bug, never a snapshot to send.
-        assert(p !== undefined, () => `snapshot data ran out at ${this.handedOut + filled} of ${this.measuredBytes} measured bytes`);
+        assert(p !== undefined, () => `snapshot data ran out at ${this.handedOut + this.filled} of ${this.measuredBytes} measured bytes`);
         this.tailSent++;
-        this.queuePair(p.key, p.value);
+        this.writePair(p.key, p.value);
       }
-      filled = this.drain(chunk, filled);
     }
-    // A record cut across chunks must outlive the scan that read it (LMDB may reuse its buffers): copied once.
-    if (!this.pendingOwned) this.pending = this.pending.map((bytes) => bytes.slice());
-    this.pendingOwned = true;
+    this.chunk = EMPTY;
     this.handedOut += chunk.byteLength;
     if (this.remainingBytes === 0) {
       assert(this.pending.length === 0 && this.sentPairs === this.measuredPairs, () => `snapshot view changed between passes: ${this.sentPairs} pairs sent, ${this.measuredPairs} measured`);
@@ -300,23 +305,73 @@ export class StateSnapshotReader implements SnapshotDataReader {
     this.measuredBytes += binHeaderBytes(keyBytes) + keyBytes + binHeaderBytes(valueBytes) + valueBytes;
   }
 
-  private queuePair(key: Uint8Array, value: Uint8Array): void {
-    this.pending.push(binHeader(key.byteLength), key, binHeader(value.byteLength), value);
-    this.pendingOwned = false;
+  private writePair(key: Uint8Array, value: Uint8Array): void {
+    this.writeBinHeader(key.byteLength);
+    this.write(key);
+    this.writeBinHeader(value.byteLength);
+    this.write(value);
     this.sentPairs++;
   }
 
-  /** Copies pending bytes into `chunk` from `offset`; returns the new fill level. */
-  private drain(chunk: Uint8Array, offset: number): number {
-    while (this.pending.length > 0 && offset < chunk.byteLength) {
-      const head = this.pending[0] as Uint8Array;
-      const n = Math.min(head.byteLength, chunk.byteLength - offset);
-      chunk.set(head.subarray(0, n), offset);
-      offset += n;
-      if (n === head.byteLength) this.pending.shift();
-      else this.pending[0] = head.subarray(n);
+  /** Copies `bytes` into the chunk; what does not fit waits, copied (the engine may reuse a scan's arrays), for the next chunk. */
+  private write(bytes: Uint8Array): void {
+    const room = this.chunk.byteLength - this.filled;
+    if (bytes.byteLength <= room) {
+      this.chunk.set(bytes, this.filled);
+      this.filled += bytes.byteLength;
+      return;
     }
-    return offset;
+    if (room > 0) {
+      this.chunk.set(bytes.subarray(0, room), this.filled);
+      this.filled += room;
+    }
+    this.pending.push(bytes.slice(room));
+  }
+
+  private writeArrayHeader(items: number): void {
+    const h = new Uint8Array(ARRAY_HEADER_BYTES);
+    h[0] = 0xdd;
+    writeU32(h, 1, items);
+    this.write(h);
+  }
+
+  /** msgpack's bin 8/16/32 header for `length` bytes, written in place when it fits (the common case). */
+  private writeBinHeader(length: number): void {
+    const bytes = binHeaderBytes(length);
+    if (this.chunk.byteLength - this.filled < bytes) {
+      this.write(binHeader(length));
+      return;
+    }
+    const c = this.chunk;
+    const at = this.filled;
+    if (bytes === 2) {
+      c[at] = 0xc4;
+      c[at + 1] = length;
+    } else if (bytes === 3) {
+      c[at] = 0xc5;
+      c[at + 1] = length >>> 8;
+      c[at + 2] = length & 0xff;
+    } else {
+      c[at] = 0xc6;
+      writeU32(c, at + 1, length);
+    }
+    this.filled += bytes;
+  }
+
+  /** Moves bytes left over from the previous chunk into this one. */
+  private drain(): void {
+    while (this.pending.length > 0 && this.filled < this.chunk.byteLength) {
+      const head = this.pending.shift() as Uint8Array;
+      const room = this.chunk.byteLength - this.filled;
+      if (head.byteLength <= room) {
+        this.chunk.set(head, this.filled);
+        this.filled += head.byteLength;
+      } else {
+        this.chunk.set(head.subarray(0, room), this.filled);
+        this.filled += room;
+        this.pending.unshift(head.subarray(room));
+      }
+    }
   }
 
   private checkOpen(): void {
@@ -328,11 +383,13 @@ function checkChunkBytes(maxBytes: number): void {
   assert(Number.isSafeInteger(maxBytes) && maxBytes > 0, () => `snapshot chunk size must be a positive integer, got ${maxBytes}`);
 }
 
-function arrayHeader(items: number): Uint8Array {
-  const h = new Uint8Array(ARRAY_HEADER_BYTES);
-  h[0] = 0xdd;
-  new DataView(h.buffer).setUint32(1, items);
-  return h;
+const EMPTY = new Uint8Array(0);
+
+function writeU32(target: Uint8Array, at: number, value: number): void {
+  target[at] = value >>> 24;
+  target[at + 1] = (value >>> 16) & 0xff;
+  target[at + 2] = (value >>> 8) & 0xff;
+  target[at + 3] = value & 0xff;
 }
 
 function binHeaderBytes(length: number): number {
@@ -345,7 +402,7 @@ function binHeader(length: number): Uint8Array {
   if (length < 0x1_0000) return Uint8Array.of(0xc5, length >>> 8, length & 0xff);
   const h = new Uint8Array(5);
   h[0] = 0xc6;
-  new DataView(h.buffer).setUint32(1, length);
+  writeU32(h, 1, length);
   return h;
 }
 
