@@ -6,6 +6,7 @@ import type { Entry } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { MALFORMED_COMMAND, MvccStateMachine, snapshotDataProblem } from './mvcc_state_machine.js';
 import { encodeCommand } from './commands.js';
+import { readSnapshotData, snapshotReaderOf } from './snapshot_stream.js';
 import { Harness, RANGE } from './testing.testlib.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -16,8 +17,11 @@ test('snapshot data: a real snapshot passes the check; data of any other shape i
   const leader = h.leader();
   for (let i = 0; i < 3; i++) h.put(leader, `r${i}`, `k${i}`, 'v', () => {});
   h.settle();
-  const real = leader.replica(RANGE)?.log.snapshot().data;
-  assert.ok(real !== undefined && real.byteLength > 0);
+  const snapshot = leader.replica(RANGE)?.log.snapshot();
+  const reader = snapshot === undefined ? undefined : snapshotReaderOf(snapshot);
+  assert.ok(reader !== undefined, 'the leader makes streamed snapshots');
+  const real = readSnapshotData(reader);
+  assert.ok(real.byteLength > 0);
   assert.equal(snapshotDataProblem(RANGE, real), undefined);
   const inside = new Uint8Array([0x6d, 1]); // a key suffix in the range's state keys ('m'…'r')
   const bad: [string, Uint8Array][] = [

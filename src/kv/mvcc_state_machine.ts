@@ -10,6 +10,7 @@ import { fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys } from './keys.js';
 import type { LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
+import { type SnapshotDataReader, type SnapshotPair, StateSnapshotReader } from './snapshot_stream.js';
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
@@ -186,18 +187,19 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: 'lease-revoke', id, revision: result.revision, events: result.events };
   }
 
-  snapshotData(appliedIndex: number): Uint8Array {
-    const pairs: Uint8Array[] = [];
+  openSnapshot(appliedIndex: number): SnapshotDataReader {
     const start = keys.stateStart(this.rangeId);
-    const base = start.byteLength - 1;
+    const stripBytes = start.byteLength - 1;
     // The window records are the state's last keys (keys.ts). The engine holds only those its log
     // dropped; the snapshot carries the whole window, since the receiver's log will start after it.
-    for (const kv of this.engine.scan({ start, end: keys.requestByIndexStart(this.rangeId) })) pairs.push(kv.key.subarray(base), kv.value);
+    // The window is in memory and at most DEDUPE_WINDOW_ENTRIES long: copied now, with the view.
+    const tail: SnapshotPair[] = [];
     for (const [index, id] of this.dedupeAt(appliedIndex).windowOf(appliedIndex)) {
       const [key, value] = windowRecord(this.rangeId, index, id);
-      pairs.push(key.subarray(base), value);
+      tail.push({ key: key.subarray(stripBytes), value });
     }
-    return packr.pack(pairs);
+    const view = this.engine.snapshotView();
+    return new StateSnapshotReader({ view, start, end: keys.requestByIndexStart(this.rangeId), stripBytes, tail });
   }
 
   restore(batch: WriteBatch, data: Uint8Array): void {

@@ -5,6 +5,7 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { EngineLogStorage } from './log_storage.js';
 import type { RangeId } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
+import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './snapshot_stream.js';
 
 /** The log behind the retained entries is dropped in this many steps per logRetainEntries applied (see maybeCompactLog). */
 export const LOG_COMPACT_STEPS = 10;
@@ -21,6 +22,8 @@ export interface ReplicaOptions {
   readonly raft: ReplicaRaftOptions;
   /** Entries kept in the log behind the applied index before it is compacted. */
   readonly logRetainEntries: number;
+  /** The node's open snapshot readers: snapshots for followers are counted and their lifetime bounded there. */
+  readonly snapshots: OpenSnapshotReaders;
   readonly sabotage?: Sabotage;
 }
 
@@ -52,6 +55,7 @@ export class Replica {
    */
   private visible: { readonly index: number; readonly confState: ConfState } | undefined;
   private readonly logRetainEntries: number;
+  private readonly snapshots: OpenSnapshotReaders;
   private readonly sabotage: Sabotage | undefined;
 
   constructor(o: ReplicaOptions) {
@@ -59,6 +63,7 @@ export class Replica {
     this.rangeId = o.rangeId;
     this.stateMachine = o.stateMachine;
     this.logRetainEntries = o.logRetainEntries;
+    this.snapshots = o.snapshots;
     this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot());
     this.stateMachine.attachLog(this.log);
     const apply = this.log.applyState();
@@ -92,6 +97,8 @@ export class Replica {
 
   private installSnapshot(batch: WriteBatch, snapshot: Snapshot): void {
     const { index, confState } = snapshot.metadata;
+    // A snapshot this node made for a follower carries a reader, not bytes: its carrier must have streamed it.
+    assert(snapshotReaderOf(snapshot) === undefined, () => `range ${this.rangeId}: a streamed snapshot was delivered without its data`);
     assert(index > this.applied, () => `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
     this.stateMachine.restore(batch, snapshot.data);
     this.log.applySnapshot(batch, snapshot);
@@ -145,15 +152,21 @@ export class Replica {
     this.stateMachine.settled(this.applied);
   }
 
-  /** A snapshot of the applied state the engine shows (data made now, at that index), for a lagging follower. */
+  /**
+   * A snapshot of the applied state the engine shows, for a lagging follower:
+   * its metadata, and a reader of a read view taken now, at that index. The
+   * data is read later, in chunks, by whoever carries the message (it is not
+   * built here, inside the loop). Throws SNAPSHOT_TEMPORARILY_UNAVAILABLE when
+   * the node holds too many open already; Raft asks again later.
+   */
   private makeSnapshot(): Snapshot {
+    this.snapshots.admit();
     const point = this.visible ?? { index: this.applied, confState: this.confState };
     let index = point.index;
     // The deliberate bug: claim one entry more than the data holds, so the follower skips it.
     if (this.sabotage?.has('snapshot-drops-entries') === true && index + 1 <= this.raw.raft.raftLog.lastIndex()) index++;
-    return {
-      metadata: { index, term: this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index), confState: point.confState },
-      data: this.stateMachine.snapshotData(point.index),
-    };
+    const term = this.raw.raft.raftLog.termOrUndefined(index) ?? this.log.term(index);
+    const reader = this.snapshots.track(this.stateMachine.openSnapshot(point.index));
+    return streamedSnapshot({ index, term, confState: point.confState }, reader);
   }
 }

@@ -1,5 +1,6 @@
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
 import type { WriteBatch } from '../storage/engine.js';
+import type { SnapshotDataReader } from './snapshot_stream.js';
 
 /** The replica's log as a state machine may read it: state derived from recent entries (the dedupe window) is rebuilt from it. */
 export interface RecentLog {
@@ -38,8 +39,12 @@ export interface RangeStateMachine {
   settled(appliedIndex: number): void;
   /** The replica compacts its log in `batch`; whatever must outlive the dropped entries is written there too. */
   logCompacting(batch: WriteBatch, compaction: LogCompaction): void;
-  /** Serializes the applied state the engine shows, which is at `appliedIndex`, for a snapshot sent to a follower. */
-  snapshotData(appliedIndex: number): Uint8Array;
+  /**
+   * Opens a snapshot of the applied state the engine shows, which is at
+   * `appliedIndex`, for a follower: a read view is taken now, and the data is
+   * read from it later, in chunks, while the loop goes on (snapshot_stream.ts).
+   */
+  openSnapshot(appliedIndex: number): SnapshotDataReader;
   /** Replaces the state with a snapshot's data. */
   restore(batch: WriteBatch, data: Uint8Array): void;
   /** A digest of the state, for comparing replicas. */

@@ -6,6 +6,7 @@ import { encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys } from './keys.js';
 import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { StateMachineFactory } from './state_machine.js';
+import { OpenSnapshotReaders } from './snapshot_stream.js';
 
 /** A catch-up of this many ticks or more is a pause (see Store.catchUpTicks). */
 export const PAUSE_TICKS = 3;
@@ -146,6 +147,8 @@ export class Store {
   readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
   /** The last leader (and its term) each range's replica reported, to notice a change. */
   private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
+  /** Snapshots being sent to followers: their read views, counted and closed when held too long. */
+  readonly snapshotReaders = new OpenSnapshotReaders();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -175,6 +178,7 @@ export class Store {
       rng: this.o.rng.fork(),
       raft: this.o.raft,
       logRetainEntries: this.o.logRetainEntries,
+      snapshots: this.snapshotReaders,
       ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }),
     });
     this.replicas.set(rangeId, replica);
@@ -202,6 +206,7 @@ export class Store {
   catchUpTicks(ticks: number): void {
     if (this.storageFailure !== undefined) return;
     this.guarded(() => {
+      this.snapshotReaders.tick(ticks);
       for (const id of this.rangeIds()) {
         const raw = this.replicas.get(id)?.raw;
         if (raw === undefined) continue;
@@ -392,6 +397,7 @@ export class Store {
 
   close(): void {
     this.closed = true;
+    this.snapshotReaders.closeAll();
   }
 
   /** Why the store stopped serving, if its storage failed. */
@@ -418,6 +424,7 @@ export class Store {
     const error = new TesseraError('STORAGE_FAILED', `node ${this.nodeId} stopped serving: storage failed: ${why}`, { cause });
     this.storageFailure = error;
     this.closed = true;
+    this.snapshotReaders.closeAll();
     this.pendingProposals.clear();
     const queued = [...this.queuedProposals.values()].flat();
     this.queuedProposals.clear();

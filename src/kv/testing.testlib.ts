@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { SeededRng } from '../base/index.js';
-import type { ConfState, NodeId } from '../raft/index.js';
+import type { ConfState, NodeId, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeCommand, type KvCommand } from './commands.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { ReplicaRaftOptions } from './replica.js';
 import { type RangeMessage, Store } from './store.js';
+import { SNAPSHOT_CHUNK_BYTES, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from './snapshot_stream.js';
 
 export const RANGE = 1;
 const encoder = new TextEncoder();
@@ -18,6 +19,12 @@ export class Harness {
   readonly stores = new Map<NodeId, Store>();
   readonly sms = new Map<NodeId, MvccStateMachine>();
   syncs = 0;
+  /** Snapshot data is carried in chunks of this many bytes. */
+  snapshotChunkBytes = SNAPSHOT_CHUNK_BYTES;
+  /** The size of every snapshot chunk carried, in order. */
+  readonly snapshotChunks: number[] = [];
+  /** Called after each snapshot chunk is carried (a test may act between chunks). */
+  onSnapshotChunk: ((bytes: number) => void) | undefined;
   /** The fake clock of the proposal window, moved by `advance`. */
   nowMs = 0;
   /** Sees every batch sent from one node to another; what it returns is delivered (default: all of it). */
@@ -47,7 +54,10 @@ export class Harness {
       transport: {
         send: (to: NodeId, msgs: readonly RangeMessage[]) => {
           const delivered = this.filter(id, to, msgs);
-          if (delivered.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(delivered));
+          for (const m of msgs) if (!delivered.includes(m)) readerOf(m)?.close();
+          const plain = delivered.filter((m) => readerOf(m) === undefined);
+          if (plain.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(plain));
+          for (const m of delivered) if (readerOf(m) !== undefined) this.streamSnapshot(to, m);
         },
       },
       rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
@@ -64,6 +74,30 @@ export class Harness {
     store.openRange(RANGE, { confState: cs });
     this.stores.set(id, store);
     this.sms.set(id, sm);
+  }
+
+  /**
+   * Carries a snapshot's data as the server's transport does: one step per
+   * task (a slice of the sizing pass, or one chunk), so loop turns run
+   * between them; then delivers the MsgSnap with its data.
+   */
+  private streamSnapshot(to: NodeId, rm: RangeMessage): void {
+    const snapshot = rm.message.snapshot as Snapshot;
+    const reader = snapshotReaderOf(snapshot) as SnapshotDataReader;
+    const chunks: Uint8Array[] = [];
+    const step = (): void => {
+      if (!reader.measure(SNAPSHOT_MEASURE_SLICE_PAIRS)) return void this.tasks.push(step);
+      const chunk = reader.nextChunk(this.snapshotChunkBytes);
+      if (chunk !== undefined) {
+        chunks.push(chunk);
+        this.snapshotChunks.push(chunk.byteLength);
+        this.onSnapshotChunk?.(chunk.byteLength);
+        return void this.tasks.push(step);
+      }
+      const data = Buffer.concat(chunks);
+      this.stores.get(to)?.receive([{ rangeId: rm.rangeId, message: { ...rm.message, snapshot: { metadata: snapshot.metadata, data } } }]);
+    };
+    this.tasks.push(step);
   }
 
   settle(maxTasks = 100_000): void {
@@ -113,3 +147,9 @@ export class Harness {
   }
 }
 
+
+/** The reader of a streamed snapshot the message carries, if any. */
+function readerOf(m: RangeMessage): SnapshotDataReader | undefined {
+  const snapshot = m.message.snapshot;
+  return snapshot === undefined ? undefined : snapshotReaderOf(snapshot);
+}

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { Message, NodeId, Snapshot } from '../raft/index.js';
 import type { RangeId } from '../kv/keys.js';
 import type { RangeMessage } from '../kv/store.js';
+import { BytesSnapshotReader, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from '../kv/snapshot_stream.js';
+import { isTesseraError } from '../base/index.js';
 import { parseHostPort } from './address.js';
 import { isPeerErrorReason, messageOf, PeerError } from './errors.js';
 import type { TransportLimits } from './transport_limits.js';
@@ -54,11 +56,18 @@ interface SnapshotSend {
   readonly id: number;
   readonly rangeId: RangeId;
   readonly message: Message;
-  readonly data: Uint8Array;
-  offset: number;
+  /** The data, read a chunk at a time from the leader's read view (or from bytes a test gave). */
+  readonly reader: SnapshotDataReader;
   seq: number;
   allQueued: boolean;
   timer?: NodeJS.Timeout;
+}
+
+/** A snapshot waiting for its turn on the link; its reader holds a read view meanwhile. */
+interface WaitingSnapshot {
+  readonly rangeId: RangeId;
+  readonly message: Message;
+  readonly reader: SnapshotDataReader;
 }
 
 /**
@@ -69,7 +78,10 @@ interface SnapshotSend {
  * connection, new frames are dropped at once rather than queued, so a peer
  * that comes back gets fresh messages, not a backlog of stale ones.
  * Snapshots stream one at a time, one chunk queued at a time, so they share
- * the link fairly with Raft's batches and never sit whole in the queue.
+ * the link fairly with Raft's batches and never sit whole in the queue. A
+ * snapshot's data is read from the leader's read view as it goes: its size
+ * first, a slice per event-loop turn, then each chunk when the queue has
+ * room for it; so neither the loop nor memory holds a whole snapshot.
  */
 export class PeerLink {
   private stateValue: LinkState = 'idle';
@@ -79,7 +91,7 @@ export class PeerLink {
   private attempts = 0;
   private timer: NodeJS.Timeout | undefined;
   private active: SnapshotSend | undefined;
-  private readonly waiting: { rangeId: RangeId; message: Message }[] = [];
+  private readonly waiting: WaitingSnapshot[] = [];
 
   constructor(
     readonly peerId: NodeId,
@@ -114,12 +126,14 @@ export class PeerLink {
   }
 
   sendSnapshot(rangeId: RangeId, message: Message): void {
+    const reader = readerOf(message);
     if (this.stateValue === 'backoff' || this.stateValue === 'closed' || this.waiting.length >= this.host.limits.maxPendingSnapshots) {
+      reader.close();
       this.host.stats.snapshotsFailed++;
       this.host.snapshotDone(rangeId, this.peerId, false);
       return;
     }
-    this.waiting.push({ rangeId, message });
+    this.waiting.push({ rangeId, message, reader });
     this.startSnapshot();
     if (this.stateValue === 'idle') this.connect();
     else this.pump();
@@ -132,9 +146,12 @@ export class PeerLink {
     this.socket = undefined;
     this.queue.length = 0;
     this.queued = 0;
-    if (this.active !== undefined) clearTimeout(this.active.timer);
+    if (this.active !== undefined) {
+      clearTimeout(this.active.timer);
+      this.active.reader.close();
+    }
     this.active = undefined;
-    this.waiting.length = 0;
+    for (const w of this.waiting.splice(0)) w.reader.close();
   }
 
   private push(item: Queued): void {
@@ -258,27 +275,52 @@ export class PeerLink {
   private startSnapshot(): void {
     if (this.active !== undefined) return;
     const next = this.waiting.shift();
-    const data = next?.message.snapshot?.data;
-    if (next === undefined || data === undefined) return;
-    const send: SnapshotSend = { id: this.host.nextSnapshotId(), rangeId: next.rangeId, message: next.message, data, offset: 0, seq: 0, allQueued: false };
+    if (next === undefined) return;
+    const send: SnapshotSend = { id: this.host.nextSnapshotId(), rangeId: next.rangeId, message: next.message, reader: next.reader, seq: 0, allQueued: false };
     send.timer = setTimeout(() => {
       this.host.logger.warn({ peer: this.peerId, rangeId: send.rangeId }, 'snapshot not acknowledged in time; reported failed');
       if (this.active === send) this.finishSnapshot(false);
     }, this.host.limits.snapshotAckTimeoutMs);
     this.active = send;
+    this.measureSnapshot(send);
+  }
+
+  /** The sizing pass, a slice per event-loop turn (the first chunk declares the size); then the chunks can flow. */
+  private measureSnapshot(send: SnapshotSend): void {
+    if (this.active !== send) return;
+    if (!this.stepReader(send, () => send.reader.measure(SNAPSHOT_MEASURE_SLICE_PAIRS))) return;
+    if (send.reader.measured) this.pump();
+    else setImmediate(() => this.measureSnapshot(send));
+  }
+
+  /** Runs one step of the reader; a reader closed under it (held too long, see OpenSnapshotReaders) fails the send. */
+  private stepReader(send: SnapshotSend, step: () => unknown): boolean {
+    try {
+      step();
+      return true;
+    } catch (error) {
+      if (!isTesseraError(error, 'CLOSED')) throw error;
+      this.host.logger.warn({ peer: this.peerId, rangeId: send.rangeId }, 'snapshot read view closed before the data was sent; reported failed');
+      if (this.active === send) this.finishSnapshot(false);
+      return false;
+    }
   }
 
   /** Queues the active snapshot's next chunk once the queue is nearly empty, so chunks interleave with batches. */
   private feedSnapshot(): void {
     const a = this.active;
-    if (a === undefined || a.allQueued || this.queued >= this.host.limits.snapshotChunkBytes) return;
-    const end = Math.min(a.data.byteLength, a.offset + this.host.limits.snapshotChunkBytes);
-    const last = end === a.data.byteLength;
-    const head = a.seq === 0 ? { total: a.data.byteLength, head: withoutData(a.message) } : {};
-    const bytes = encodeFrame({ t: 'snap', id: a.id, rangeId: a.rangeId, seq: a.seq, last, data: a.data.subarray(a.offset, end), ...head });
-    a.offset = end;
+    if (a === undefined || a.allQueued || !a.reader.measured || this.queued >= this.host.limits.snapshotChunkBytes) return;
+    const total = a.reader.totalBytes;
+    let data: Uint8Array | undefined;
+    if (!this.stepReader(a, () => (data = a.reader.nextChunk(this.host.limits.snapshotChunkBytes)))) return;
+    // An empty snapshot still sends one (empty) chunk: the receiver delivers on the last one.
+    const chunk = data ?? new Uint8Array(0);
+    const last = a.reader.remainingBytes === 0;
+    const head = a.seq === 0 ? { total, head: withoutData(a.message) } : {};
+    const bytes = encodeFrame({ t: 'snap', id: a.id, rangeId: a.rangeId, seq: a.seq, last, data: chunk, ...head });
     a.seq++;
     a.allQueued = last;
+    if (last) a.reader.close();
     this.queue.push({ bytes, rangeIds: [], messages: 0, snapshotId: a.id });
     this.queued += bytes.byteLength;
   }
@@ -287,6 +329,7 @@ export class PeerLink {
     const a = this.active;
     if (a === undefined) return;
     clearTimeout(a.timer);
+    a.reader.close();
     this.active = undefined;
     // Chunks of an abandoned snapshot still queued would only be ignored by the receiver.
     for (let i = this.queue.length - 1; i >= 0; i--) {
@@ -304,10 +347,18 @@ export class PeerLink {
   private failSnapshots(): void {
     if (this.active !== undefined) this.finishSnapshot(false);
     for (const w of this.waiting.splice(0)) {
+      w.reader.close();
       this.host.stats.snapshotsFailed++;
       this.host.snapshotDone(w.rangeId, this.peerId, false);
     }
   }
+}
+
+/** The snapshot's data as a reader: streamed from the leader's read view, or over the bytes it carries. */
+export function readerOf(m: Message): SnapshotDataReader {
+  const snapshot = m.snapshot;
+  if (snapshot === undefined) return new BytesSnapshotReader(new Uint8Array(0));
+  return snapshotReaderOf(snapshot) ?? new BytesSnapshotReader(snapshot.data);
 }
 
 /** The MsgSnap as the first chunk carries it: metadata only, the data follows in chunks. */

@@ -10,6 +10,9 @@ import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
 import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
 import { isPeerError } from './errors.js';
+import { keys } from '../kv/keys.js';
+import { StateSnapshotReader, readSnapshotData, streamedSnapshot } from '../kv/snapshot_stream.js';
+import { MemoryEngine } from '../storage/memory.js';
 
 const A = 11;
 const B = 22;
@@ -246,6 +249,61 @@ test('transport: snapshots stream in bounded chunks, are reassembled, and their 
     a.t.send(33, [{ rangeId: 5, message: { ...snap, to: 33 } }]);
     await waitFor(() => a.rec.snapshots.length === 2, 'the failure report');
     assert.deepEqual(a.rec.snapshots[1], { rangeId: 5, to: 33, ok: false });
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('transport: a leader\'s snapshot is read from its read view a chunk at a time, between event-loop turns, and the view is released however the send ends', async () => {
+  const [pa, pb, pc] = await freePorts(3);
+  const limits = { snapshotChunkBytes: 64 * 1024 };
+  const a = await node(A, pa as number, { [B]: pb as number, 33: pc as number }, { limits });
+  const b = await node(B, pb as number, { [A]: pa as number }, { limits });
+  try {
+    const engine = new MemoryEngine({ scheduleSync: () => {} });
+    const batch = engine.newBatch();
+    const start = keys.stateStart(5);
+    for (let i = 0; i < 30_000; i++) batch.put(Buffer.concat([start, Buffer.from(`k${i}`)]), new Uint8Array(60).fill(i & 0xff));
+    engine.stage(batch);
+    const open = (): StateSnapshotReader => new StateSnapshotReader({ view: engine.snapshotView(), start, end: keys.stateEnd(5), stripBytes: start.byteLength - 1, tail: [] });
+    const expected = readSnapshotData(open());
+    const cs = { voters: [A, B], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const metadata = { index: 100, term: 4, confState: cs };
+    const reader = open();
+    // Writes after the view was taken do not reach the snapshot.
+    const later = engine.newBatch();
+    later.deleteRange(start, keys.stateEnd(5));
+    engine.stage(later);
+    let turns = 0;
+    let spinning = true;
+    const spin = (): void => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    a.t.send(B, [{ rangeId: 5, message: message({ type: 'MsgSnap', from: A, to: B, term: 4, snapshot: streamedSnapshot(metadata, reader) }) }]);
+    await waitFor(() => a.rec.snapshots.length === 1, 'the snapshot report', 10_000);
+    spinning = false;
+    assert.deepEqual(a.rec.snapshots[0], { rangeId: 5, to: B, ok: true });
+    assert.ok(reader.closed, 'the view was released after the last chunk');
+    const chunks = Math.ceil(expected.byteLength / limits.snapshotChunkBytes);
+    assert.equal(a.t.stats.snapshotChunksSent, chunks);
+    assert.ok(turns >= chunks, `the event loop turned ${turns} times while ${chunks} chunks were read and sent`);
+    const got = b.rec.batches.flatMap((x) => x.messages).find((m) => m.message.type === 'MsgSnap');
+    assert.ok(Buffer.from(got?.message.snapshot?.data ?? []).equals(Buffer.from(expected)), 'the data is the view\'s state');
+    // To a peer that is down, or once the transport is closing: reported failed (or not at all), the view released at once.
+    const toDown = open();
+    a.t.send(33, [{ rangeId: 5, message: message({ type: 'MsgSnap', from: A, to: 33, term: 4, snapshot: streamedSnapshot(metadata, toDown) }) }]);
+    await waitFor(() => a.rec.snapshots.length === 2, 'the failure report');
+    assert.deepEqual(a.rec.snapshots[1], { rangeId: 5, to: 33, ok: false });
+    assert.ok(toDown.closed);
+    // A view closed before its data went (held too long: OpenSnapshotReaders) fails the send.
+    const expired = open();
+    expired.close();
+    a.t.send(B, [{ rangeId: 5, message: message({ type: 'MsgSnap', from: A, to: B, term: 4, snapshot: streamedSnapshot(metadata, expired) }) }]);
+    await waitFor(() => a.rec.snapshots.length === 3, 'the expired report');
+    assert.deepEqual(a.rec.snapshots[2], { rangeId: 5, to: B, ok: false });
   } finally {
     await a.t.close();
     await b.t.close();

@@ -8,7 +8,7 @@ import type { RangeId } from '../kv/keys.js';
 import type { RangeMessage, Transport } from '../kv/store.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
-import { type LinkHost, PeerLink, type TransportStats } from './peer_link.js';
+import { type LinkHost, PeerLink, readerOf, type TransportStats } from './peer_link.js';
 import { resolveLimits, type TransportLimits } from './transport_limits.js';
 import { decodeFrame, encodeFrame, type Frame, FrameDecoder, type MapFrame, PEER_PROTOCOL_VERSION, type JoinMember, type SnapChunkFrame, decodeMessages, toMessage } from './wire.js';
 
@@ -191,14 +191,18 @@ export class PeerTransport implements Transport {
   }
 
   send(to: NodeId, messages: readonly RangeMessage[]): void {
-    if (this.closing !== undefined) return;
-    const link = this.links.get(to);
+    const link = this.closing === undefined ? this.links.get(to) : undefined;
     const batch: RangeMessage[] = [];
     for (const rm of messages) {
       if (rm.message.type !== 'MsgSnap') batch.push(rm);
       else if (link !== undefined) link.sendSnapshot(rm.rangeId, rm.message);
-      else this.host.snapshotDone(rm.rangeId, to, false);
+      else {
+        // The snapshot's read view is released at once, whatever becomes of the message.
+        readerOf(rm.message).close();
+        if (this.closing === undefined) this.host.snapshotDone(rm.rangeId, to, false);
+      }
     }
+    if (this.closing !== undefined) return;
     if (batch.length === 0) return;
     if (link === undefined) {
       this.stats.droppedMessages += batch.length;

@@ -8,6 +8,7 @@ import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
 import { logMatchingViolation } from './log_matching.js';
+import { carrySnapshot } from './snapshot_carrier.js';
 import type { ViolationKind } from './violation.js';
 
 /** A simulated machine: its disk outlives crashes; the node process does not. */
@@ -251,11 +252,14 @@ export class SimCluster {
     void to;
     for (const { message: msg } of msgs) {
       this.log(`send ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
-      this.net.send(
-        msg,
-        (d) => this.deliver(d),
-        (d) => this.snapshotDone(d, false),
-      );
+      // A snapshot's data is read a chunk per event first; the network then carries it whole.
+      carrySnapshot({
+        sched: this.sched,
+        message: msg,
+        alive: () => from.incarnation === incarnation && from.node !== undefined,
+        send: (full) => this.net.send(full, (d) => this.deliver(d), (d) => this.snapshotDone(d, false)),
+        failed: (m) => this.snapshotDone(m, false),
+      });
     }
   }
 
