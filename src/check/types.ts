@@ -43,6 +43,12 @@ export interface Model<S, I, O> {
   hash(state: S): string | number;
   equal?(a: S, b: S): boolean;
   /**
+   * With `equal`, the memo keeps states: an estimate of the bytes `state`
+   * retains beyond the states it shares structure with, counted against
+   * `CheckOptions.maxMemoBytes` (default DEFAULT_STATE_BYTES).
+   */
+  stateBytes?(state: S): number;
+  /**
    * Splits a history into independent sub-histories (P-compositionality).
    * Only sound when every operation touches one part and the specification
    * has no state shared between parts.
@@ -84,12 +90,18 @@ export interface CheckOptions {
   readonly nowMs?: () => number;
   /** Budget in search steps (one visit of a list entry), summed over partitions. */
   readonly maxSteps?: number;
+  /**
+   * Bound on the bytes the memos hold at once, summed over the partitions
+   * being searched (default MAX_MEMO_BYTES, 256 MiB). Reaching it answers
+   * `unknown` with reason `memory-budget`.
+   */
+  readonly maxMemoBytes?: number;
   /** Return one linearization per partition when the history is linearizable. */
   readonly witness?: boolean;
 }
 
 export interface CheckFailure<I, O> {
-  /** Index of the failing partition in the order they were checked. */
+  /** Index of the failing partition in the model's `partition` order. */
   readonly partition: number;
   /** The operation that no order of the pending operations could admit. */
   readonly blocked: Operation<I, O>;
@@ -110,7 +122,7 @@ export interface CheckFailure<I, O> {
   readonly message: string;
 }
 
-export type BudgetReason = 'time-budget' | 'step-budget';
+export type BudgetReason = 'time-budget' | 'step-budget' | 'memory-budget';
 
 export interface CheckResult<I, O> {
   readonly verdict: Verdict;
@@ -119,6 +131,8 @@ export interface CheckResult<I, O> {
   readonly partitions: number;
   readonly partitionsChecked: number;
   readonly steps: number;
+  /** The most bytes the memos held at once (what `maxMemoBytes` bounds). */
+  readonly peakMemoBytes: number;
   /** Present only when a clock was injected. */
   readonly elapsedMs?: number;
   /** Why the verdict is `unknown`. */

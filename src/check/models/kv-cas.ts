@@ -51,6 +51,7 @@ export const kvCasModel: Model<KvCasState, KvCasInput, KvCasOutput> = {
   },
   hash: (state) => state.hash(),
   equal: (a, b) => a.equals(b),
+  stateBytes: (state) => state.ownBytes,
   partition: (ops) => partitionByKey(ops, (input) => input.key),
   isUnknown: (output) => output.kind === 'unknown',
   describeOperation: describeKvCas,
