@@ -55,6 +55,14 @@ export interface Model<S, I, O> {
    */
   partition?(ops: readonly Operation<I, O>[]): Operation<I, O>[][];
   /**
+   * True when the operation, in every state where its output is legal,
+   * leaves the state unchanged (a read, a compare-and-set that reported
+   * failure). The search then linearizes it as soon as it is legal and tries
+   * nothing else there. Leave it out, or answer false, when unsure: an
+   * unknown-outcome CAS, say, may change the state.
+   */
+  readOnly?(input: I, output: O): boolean;
+  /**
    * Marks outputs that carry no information. Such an operation may still land
    * after the client gave up, so the checker treats its return as `Infinity`.
    */

@@ -6,7 +6,7 @@ import { HistoryBuilder, parseError } from './history.js';
 type Fields = Map<string, EdnScalar>;
 
 /**
- * Parses a kv history in Clojure-map lines (testdata/shared/README.md,
+ * Parses a kv history in Clojure-map lines (../shared/testdata/README.md,
  * porcupine-kv) into operations; time is the line number. A get that
  * read `nil` read the empty string, as a missing key reads "".
  */

@@ -11,7 +11,7 @@ type Kind = 'invoke' | 'ok' | 'fail' | 'info';
 type F = 'read' | 'write' | 'cas';
 
 /**
- * Parses a Jepsen etcd register log (testdata/shared/README.md,
+ * Parses a Jepsen etcd register log (../shared/testdata/README.md,
  * porcupine-etcd) into operations; time is the line number.
  * `:fail :cas` is a definite "not swapped"; `:fail :read` (a timeout) and
  * `:info` are unknown results; other `:fail`s did not happen.
