@@ -76,6 +76,9 @@ test('the CLI prints the verdict last and exits 0, 1 or 2', () => {
   const spent = run('--model', 'kv', '--no-partition', '--time-budget-ms', '0', `${dir}/porcupine-kv/c10-bad.txt`);
   assert.equal(spent.status, 2);
   assert.equal(lastLine(spent.stdout), 'unknown');
+  const noMemory = run('--model', 'kv', '--max-memo-mib', '0', `${dir}/porcupine-kv/c10-ok.txt`);
+  assert.equal(noMemory.status, 2);
+  assert.match(noMemory.stdout, /budget exhausted: memory-budget/);
   const usage = run('--model', 'nope', 'x');
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /usage:/);
