@@ -1,6 +1,8 @@
 /**
  * Verdicts on recorded histories nobody on this project wrote (Porcupine's
- * test data, ../shared/testdata/README.md beside the repository). Every file must match.
+ * test data). Data from outside the project is not committed into it: it
+ * lives in `../shared/testdata/` beside the repository (README.md there
+ * describes the formats), which CI also has.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,23 +12,19 @@ import { fileURLToPath } from 'node:url';
 import { checkOperations, etcdRegisterModel, kvModel, parseEdnKvLog, parseJepsenEtcdLog } from './index.js';
 
 /**
- * TESSERA_TESTDATA wins; else the shared folder beside the repository
- * (dist/check -> ../../../shared/testdata), which CI has too. Data recorded
- * outside the project is read from there, never copied into it (issue 12).
+ * TESSERA_TESTDATA if set; else `../shared/testdata/` beside the repository
+ * root (this file runs from dist/check/, two levels below the root).
  */
 function testdataDir(): string {
   const override = process.env['TESSERA_TESTDATA'];
-  if (override !== undefined && override !== '') {
-    // An explicit choice that is wrong should fail, not quietly use another copy.
-    if (!existsSync(`${override}/porcupine-etcd/verdicts.json`)) throw new Error(`TESSERA_TESTDATA=${override} has no porcupine-etcd/verdicts.json`);
-    return override;
-  }
-  const candidates = [fileURLToPath(new URL('../../../shared/testdata/', import.meta.url))];
-  for (const dir of candidates) {
-    if (existsSync(`${dir}/porcupine-etcd/verdicts.json`)) return dir;
-  }
+  const dir =
+    override !== undefined && override !== '' ? override : fileURLToPath(new URL('../../../shared/testdata/', import.meta.url));
   // Failing beats skipping: a missing data set must not look like a pass.
-  throw new Error(`no testdata found; tried ${candidates.join(', ')}`);
+  if (!existsSync(`${dir}/porcupine-etcd/verdicts.json`)) {
+    const how = override !== undefined && override !== '' ? 'TESSERA_TESTDATA' : 'the default location (override with TESSERA_TESTDATA)';
+    throw new Error(`no recorded histories in ${dir} (${how}): porcupine-etcd/verdicts.json is missing`);
+  }
+  return dir;
 }
 
 const dir = testdataDir();
@@ -78,6 +76,9 @@ test('the CLI prints the verdict last and exits 0, 1 or 2', () => {
   const spent = run('--model', 'kv', '--no-partition', '--time-budget-ms', '0', `${dir}/porcupine-kv/c10-bad.txt`);
   assert.equal(spent.status, 2);
   assert.equal(lastLine(spent.stdout), 'unknown');
+  const noMemory = run('--model', 'kv', '--max-memo-mib', '0', `${dir}/porcupine-kv/c10-ok.txt`);
+  assert.equal(noMemory.status, 2);
+  assert.match(noMemory.stdout, /budget exhausted: memory-budget/);
   const usage = run('--model', 'nope', 'x');
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /usage:/);

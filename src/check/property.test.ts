@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { SeededRng } from '../base/index.js';
+import { generateKvHistory } from './generate.js';
 import {
   type EtcdRegisterInput,
   type EtcdRegisterOutput,
@@ -11,6 +13,7 @@ import {
   checkOperations,
   etcdRegisterModel,
   kvCasModel,
+  kvModel,
 } from './index.js';
 
 type KvCasOp = Operation<KvCasInput, KvCasOutput>;
@@ -181,5 +184,34 @@ test('property: on small random histories the search agrees with brute force (et
       assert.equal(checkOperations(etcdRegisterModel, ops).verdict, expected);
     }),
     { numRuns: 1000 },
+  );
+});
+
+test('property: the generator\'s histories have the verdict it claims (brute force, small sizes)', () => {
+  const options = fc.record({
+    seed: fc.nat(),
+    clients: fc.integer({ min: 1, max: 4 }),
+    operations: fc.integer({ min: 2, max: 8 }),
+    violations: fc.constantFrom(0, 1),
+    unknownShare: fc.constantFrom(0, 0.3),
+    effectAnywhere: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(options, ({ seed, violations, ...rest }) => {
+      const make = () => generateKvHistory(new SeededRng(seed), { ...rest, keys: 1, violations });
+      // A history may have no answered get to falsify; that is an input error.
+      let history;
+      try {
+        history = make();
+      } catch {
+        fc.pre(false);
+        return;
+      }
+      const expected = violations === 0 ? 'linearizable' : 'not-linearizable';
+      const open = history.ops.map((op) => (op.output.kind === 'unknown' ? { ...op, returnMs: Infinity } : op));
+      assert.equal(bruteForce(kvModel, open) ? 'linearizable' : 'not-linearizable', expected);
+      assert.equal(checkOperations(kvModel, history.ops).verdict, expected);
+    }),
+    { numRuns: 500 },
   );
 });

@@ -43,11 +43,25 @@ export interface Model<S, I, O> {
   hash(state: S): string | number;
   equal?(a: S, b: S): boolean;
   /**
+   * With `equal`, the memo keeps states: an estimate of the bytes `state`
+   * retains beyond the states it shares structure with, counted against
+   * `CheckOptions.maxMemoBytes` (default DEFAULT_STATE_BYTES).
+   */
+  stateBytes?(state: S): number;
+  /**
    * Splits a history into independent sub-histories (P-compositionality).
    * Only sound when every operation touches one part and the specification
    * has no state shared between parts.
    */
   partition?(ops: readonly Operation<I, O>[]): Operation<I, O>[][];
+  /**
+   * True when the operation, in every state where its output is legal,
+   * leaves the state unchanged (a read, a compare-and-set that reported
+   * failure). The search then linearizes it as soon as it is legal and tries
+   * nothing else there. Leave it out, or answer false, when unsure: an
+   * unknown-outcome CAS, say, may change the state.
+   */
+  readOnly?(input: I, output: O): boolean;
   /**
    * Marks outputs that carry no information. Such an operation may still land
    * after the client gave up, so the checker treats its return as `Infinity`.
@@ -91,26 +105,18 @@ export interface CheckOptions {
   readonly nowMs?: () => number;
   /** Budget in search steps (one visit of a list entry), summed over partitions. */
   readonly maxSteps?: number;
+  /**
+   * Bound on the bytes the memos hold at once, summed over the partitions
+   * being searched (default MAX_MEMO_BYTES, 256 MiB). Reaching it answers
+   * `unknown` with reason `memory-budget`.
+   */
+  readonly maxMemoBytes?: number;
   /** Return one linearization per partition when the history is linearizable. */
   readonly witness?: boolean;
-  /**
-   * Memory budget: configurations the memo of the partition being searched
-   * may hold (one partition's memo is alive at a time; default MAX_MEMO_ENTRIES). Past it the verdict is `unknown` with reason
-   * 'memory-budget', never an out-of-memory crash.
-   */
-  readonly maxMemoEntries?: number;
 }
 
-/**
- * Default bound on memo entries. An entry costs about 40 bytes of index plus
- * its stored bitset words, plus its model state (shared with the search's
- * own states when unchanged), so 4 million entries stay within roughly 1 GiB
- * for the kv models on histories of 50 clients and thousands of operations.
- */
-export const MAX_MEMO_ENTRIES = 4_000_000;
-
 export interface CheckFailure<I, O> {
-  /** Index of the failing partition in the order they were checked. */
+  /** Index of the failing partition in the model's `partition` order. */
   readonly partition: number;
   /** The operation that no order of the pending operations could admit. */
   readonly blocked: Operation<I, O>;
@@ -140,6 +146,8 @@ export interface CheckResult<I, O> {
   readonly partitions: number;
   readonly partitionsChecked: number;
   readonly steps: number;
+  /** The most bytes the memos held at once (what `maxMemoBytes` bounds). */
+  readonly peakMemoBytes: number;
   /** Present only when a clock was injected. */
   readonly elapsedMs?: number;
   /** Why the verdict is `unknown`. */

@@ -3,7 +3,11 @@
  * check-history: checks a recorded history file for linearizability.
  *
  *   node dist/cli/check-history.js --model etcd-register|kv [--no-partition]
- *        [--time-budget-ms N] FILE
+ *        [--time-budget-ms N] [--max-memo-mib N] FILE
+ *
+ * Formats: ../shared/testdata/README.md (Porcupine's etcd and kv logs).
+ * `--max-memo-mib` bounds the search's memo (default MAX_MEMO_BYTES, 256
+ * MiB); like a spent time budget, reaching it answers `unknown`.
  *
  * The last line is the verdict (`linearizable`, `not linearizable` or
  * `unknown`) so scripts can `tail -1`; the exit code is 0, 1 or 2 (2 also
@@ -26,7 +30,7 @@ import {
 } from '../check/index.js';
 
 const USAGE =
-  'usage: check-history --model etcd-register|kv [--no-partition] [--time-budget-ms N] FILE';
+  'usage: check-history --model etcd-register|kv [--no-partition] [--time-budget-ms N] [--max-memo-mib N] FILE';
 const EXIT: Readonly<Record<CheckResult<unknown, unknown>['verdict'], number>> = {
   linearizable: 0,
   'not-linearizable': 1,
@@ -41,6 +45,7 @@ interface Args {
   readonly file: string;
   readonly partition: boolean;
   readonly timeBudgetMs?: number;
+  readonly maxMemoBytes?: number;
 }
 
 export interface CliIo {
@@ -78,16 +83,17 @@ export function main(argv: readonly string[], io: CliIo): number {
 }
 
 function run<S, I, O>(model: Model<S, I, O>, ops: Operation<I, O>[], args: Args, io: CliIo): CheckResult<I, O>['verdict'] {
-  const options = { partition: args.partition, nowMs: io.nowMs };
-  const result = checkOperations(
-    model,
-    ops,
-    args.timeBudgetMs === undefined ? options : { ...options, timeBudgetMs: args.timeBudgetMs },
-  );
+  const result = checkOperations(model, ops, {
+    partition: args.partition,
+    nowMs: io.nowMs,
+    ...(args.timeBudgetMs === undefined ? {} : { timeBudgetMs: args.timeBudgetMs }),
+    ...(args.maxMemoBytes === undefined ? {} : { maxMemoBytes: args.maxMemoBytes }),
+  });
   io.out(`file: ${args.file}`);
   io.out(
     `model: ${model.name}, operations: ${result.operations}, partitions: ${result.partitions} ` +
-      `(checked ${result.partitionsChecked}), search steps: ${result.steps}`,
+      `(checked ${result.partitionsChecked}), search steps: ${result.steps}, ` +
+      `peak memo: ${(result.peakMemoBytes / 1024 ** 2).toFixed(1)} MiB`,
   );
   if (result.reason !== undefined) io.out(`budget exhausted: ${result.reason}`);
   if (result.failure !== undefined) printFailure(model, result.failure, io);
@@ -111,23 +117,25 @@ function parseArgs(argv: readonly string[]): Args | string {
   let model: string | undefined;
   let file: string | undefined;
   let partition = true;
-  let timeBudgetMs: number | undefined;
+  const limits: { timeBudgetMs?: number; maxMemoBytes?: number } = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--model') model = argv[++i];
-    else if (arg.startsWith('--model=')) model = arg.slice('--model='.length);
+    const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
+    if (name === '--model') model = arg.includes('=') ? arg.slice('--model='.length) : argv[++i];
     else if (arg === '--no-partition') partition = false;
-    else if (arg === '--time-budget-ms' || arg.startsWith('--time-budget-ms=')) {
+    else if (name === '--time-budget-ms' || name === '--max-memo-mib') {
       const text = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
-      timeBudgetMs = Number(text);
-      if (text === undefined || text === '' || !(timeBudgetMs >= 0)) return `bad --time-budget-ms: ${text ?? ''}`;
+      const value = Number(text);
+      if (text === undefined || text === '' || !(value >= 0)) return `bad ${name}: ${text ?? ''}`;
+      if (name === '--time-budget-ms') limits.timeBudgetMs = value;
+      else limits.maxMemoBytes = value * 1024 * 1024;
     } else if (arg.startsWith('-')) return `unknown option ${arg}`;
     else if (file === undefined) file = arg;
     else return `unexpected argument ${arg}`;
   }
   if (model !== 'etcd-register' && model !== 'kv') return `--model must be etcd-register or kv, got ${model ?? 'nothing'}`;
   if (file === undefined) return 'missing FILE';
-  return timeBudgetMs === undefined ? { model, file, partition } : { model, file, partition, timeBudgetMs };
+  return { model, file, partition, ...limits };
 }
 
 function isFileError(e: unknown): e is Error {

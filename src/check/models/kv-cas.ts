@@ -51,6 +51,10 @@ export const kvCasModel: Model<KvCasState, KvCasInput, KvCasOutput> = {
   },
   hash: (state) => state.hash(),
   equal: (a, b) => a.equals(b),
+  stateBytes: (state) => state.ownBytes,
+  // A CAS reported as failed is legal only where it would not match, and there it changes nothing.
+  readOnly: (input, output) =>
+    input.kind === 'get' || (input.kind === 'cas' && output.kind === 'ok' && output.succeeded === false),
   partition: (ops) => partitionByKey(ops, (input) => input.key),
   isUnknown: (output) => output.kind === 'unknown',
   prune: pruneUnobservedCas,

@@ -36,6 +36,8 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   },
   hash: (state) => state.hash(),
   equal: (a, b) => a.equals(b),
+  stateBytes: (state) => state.ownBytes,
+  readOnly: (input) => input.kind === 'get',
   // Keys are independent and every operation touches one key.
   partition: (ops) => partitionByKey(ops, (input) => input.key),
   isUnknown: (output) => output.kind === 'unknown',

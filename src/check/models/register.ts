@@ -48,6 +48,9 @@ export const etcdRegisterModel: Model<EtcdRegisterState, EtcdRegisterInput, Etcd
     }
   },
   hash: (state) => (state === null ? 'nil' : String(state)),
+  // A CAS reported as failed is legal only where it would not match, and there it changes nothing.
+  readOnly: (input, output) =>
+    input.kind === 'read' || (input.kind === 'cas' && output.kind === 'ok' && output.succeeded === false),
   isUnknown: (output) => output.kind === 'unknown',
   describeOperation(input, output) {
     const result = describeOutput(input, output);

@@ -19,12 +19,18 @@ interface Entry {
 }
 
 export class HashedStringMap {
-  static readonly EMPTY = new HashedStringMap([], 0, 0);
+  static readonly EMPTY = new HashedStringMap([], 0, 0, 0);
 
   private constructor(
     private readonly entries: readonly Entry[],
     private readonly d1: number,
     private readonly d2: number,
+    /**
+     * Estimated bytes this map holds beyond what it shares with the map it
+     * was made from: itself, its entry array, and the changed entry with its
+     * value (counted flat: comparing an appended string flattens it).
+     */
+    readonly ownBytes: number,
   ) {}
 
   get size(): number {
@@ -103,9 +109,16 @@ export class HashedStringMap {
       next.splice(-i - 1, 0, entry);
     }
     if (entry !== undefined) [d1, d2] = toggle(d1, d2, entry);
-    return new HashedStringMap(next, d1, d2);
+    const own = MAP_BYTES + ARRAY_HEADER_BYTES + 8 * next.length + (entry === undefined ? 0 : ENTRY_BYTES + STRING_HEADER_BYTES + entry.value.length);
+    return new HashedStringMap(next, d1, d2, own);
   }
 }
+
+// V8 object sizes on 64-bit with pointer compression, rounded up.
+const MAP_BYTES = 32;
+const ARRAY_HEADER_BYTES = 16;
+const ENTRY_BYTES = 32;
+const STRING_HEADER_BYTES = 32;
 
 const SEED1 = 0x811c9dc5;
 const SEED2 = 0x01000193;
