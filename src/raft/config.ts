@@ -1,7 +1,7 @@
 import { TesseraError, type Rng } from '../base/index.js';
 import type { LogStorage } from './storage.js';
 import type { Sabotage } from './sabotage.js';
-import type { NodeId } from './types.js';
+import type { Message, NodeId } from './types.js';
 
 export type ReadOnlyOption = 'safe' | 'lease-based';
 
@@ -52,8 +52,9 @@ export interface RaftConfig {
    * Called after every step and tick with the node itself: the simulator
    * checks each node's invariants and records each leadership here, so a
    * leader that wins and steps down before its next Ready is still seen.
+   * `message` is the one just stepped (undefined after a tick).
    */
-  readonly afterStep?: (node: StepView) => void;
+  readonly afterStep?: (node: StepView, message?: Message) => void;
 }
 
 /** What `afterStep` sees of a node. */
@@ -61,6 +62,8 @@ export interface StepView {
   readonly id: NodeId;
   readonly term: number;
   readonly state: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+  /** The node's log as the log-matching oracle reads it. */
+  readonly raftLog: { firstIndex(): number; lastIndex(): number; termOrUndefined(index: number): number | undefined };
   checkInvariants(): void;
 }
 

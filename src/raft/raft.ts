@@ -468,7 +468,7 @@ export class Raft {
    */
   step(m: Message): DropReason | undefined {
     const reason = this.stepOnce(m);
-    this.config.afterStep?.(this);
+    this.config.afterStep?.(this, m);
     return reason;
   }
 
@@ -679,7 +679,7 @@ export class Raft {
       this.send(message({ type: 'MsgAppResp', to: m.from, index: this.raftLog.committed }));
       return;
     }
-    const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries) ?? this.appendSkippingMatch(m);
     if (lastNew !== undefined) {
       this.send(message({ type: 'MsgAppResp', to: m.from, index: lastNew }));
       return;
@@ -691,6 +691,22 @@ export class Raft {
       `${this.id} [logterm: ${this.raftLog.termOrUndefined(m.index) ?? 0}, index: ${m.index}] rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`,
     );
     this.send(message({ type: 'MsgAppResp', to: m.from, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term }));
+  }
+
+  /**
+   * The deliberate bug 'append-skips-match': where our entry at `m.index` has
+   * another term, append the leader's entries after it anyway, so our log
+   * holds the leader's entry at m.index + 1 over a different one at m.index.
+   * Undefined (a refusal, as without the bug) in every other case.
+   */
+  private appendSkippingMatch(m: Message): number | undefined {
+    if (this.sabotage?.has('append-skips-match') !== true || m.entries.length === 0) return undefined;
+    const ours = this.raftLog.termOrUndefined(m.index);
+    if (ours === undefined || ours === m.logTerm || m.index <= this.raftLog.committed) return undefined;
+    this.log(`${this.id} [sabotage] appended after entry ${m.index} of term ${ours}, not the leader's ${m.logTerm}`);
+    const lastNew = this.raftLog.append(m.entries);
+    this.raftLog.commitTo(Math.min(m.commit, lastNew));
+    return lastNew;
   }
 
   handleHeartbeat(m: Message): void {

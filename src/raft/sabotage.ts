@@ -14,7 +14,8 @@ export type BugName =
   | 'apply-uncommitted'
   | 'snapshot-drops-entries'
   | 'double-vote'
-  | 'ignore-sync-failure';
+  | 'ignore-sync-failure'
+  | 'append-skips-match';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -27,6 +28,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'snapshot-drops-entries': 'a snapshot claims an index whose last entry it does not contain',
   'double-vote': 'a node grants a second vote in the same term',
   'ignore-sync-failure': 'the store takes a failed sync for a good one and goes on serving (fsyncgate)',
+  'append-skips-match': "a follower appends a leader's entries after an entry of another term (skips the §5.3 consistency check)",
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

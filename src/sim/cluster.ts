@@ -7,7 +7,7 @@ import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
-import { logMatchingViolation } from './log_matching.js';
+import { type LogTerms, logMatchingViolation } from './log_matching.js';
 import { carrySnapshot } from './snapshot_carrier.js';
 import type { ViolationKind } from './violation.js';
 
@@ -148,9 +148,10 @@ export class SimCluster {
         maxInflightBytes: 64 * 1024,
         maxUncommittedEntriesSizeBytes: 256 * 1024,
         // Raft's own invariants after every step and tick, and every leadership as it happens.
-        afterStep: (node) => {
+        afterStep: (node, msg) => {
           node.checkInvariants();
           if (node.state === 'leader' && this.leaders.get(node.term) !== node.id) this.checkLeader(node.id, node.term);
+          if (msg?.type === 'MsgApp' && msg.entries.length > 0) this.checkAppendMatches(node.id, node.raftLog, msg);
         },
       },
       logRetainEntries: o.snapshotEveryEntries,
@@ -338,6 +339,20 @@ export class SimCluster {
         return;
       }
     }
+  }
+
+  /**
+   * Log Matching where an append just landed: the receiver and the sender
+   * must agree on every term from the entry before the message's first to its
+   * last. The property holds between any two logs at any time, so a sender
+   * that has moved on since is still a fair witness.
+   */
+  private checkAppendMatches(id: NodeId, log: LogTerms, msg: Message): void {
+    const senderLog = this.members.get(msg.from)?.node?.raw.raft.raftLog;
+    if (senderLog === undefined) return;
+    const window = { lo: msg.index, hi: msg.index + msg.entries.length };
+    const v = logMatchingViolation({ id, log }, { id: msg.from, log: senderLog }, window);
+    if (v !== undefined) this.violation('log-matching', v);
   }
 
   /** State machine safety (Figure 3): every node applies the same entry at each index. */

@@ -17,3 +17,10 @@ test('log matching: an entry both logs hold with the same term, over a different
   const v = logMatchingViolation({ id: 1, log: log([1, 1, 2, 3]) }, { id: 2, log: log([1, 2, 2, 3]) });
   assert.match(v ?? '', /nodes 1 and 2 agree on entry 4 \(term 3\) but differ at 2 \(terms 1 and 2\)/);
 });
+
+test('log matching in a window: only the indexes inside it are compared', () => {
+  const a = { id: 1, log: log([1, 1, 2, 3, 3]) };
+  const b = { id: 2, log: log([1, 2, 2, 3, 3]) };
+  assert.match(logMatchingViolation(a, b, { lo: 2, hi: 4 }) ?? '', /agree on entry 4 \(term 3\) but differ at 2/);
+  assert.equal(logMatchingViolation(a, b, { lo: 3, hi: 5 }), undefined, 'the difference at 2 is outside the window');
+});

@@ -10,12 +10,17 @@ export interface LogTerms {
  * index and term, they are identical in every entry up to it. Checked here on
  * terms over the indexes both logs still hold: below the highest index where
  * the terms agree, every term must agree. (That the entries' contents agree is
- * state machine safety's part, for every entry applied.) Returns a description
- * of the first difference, or undefined.
+ * state machine safety's part, for every entry applied.) `window` limits the
+ * indexes compared, so the check can run on every append. Returns a
+ * description of the first difference, or undefined.
  */
-export function logMatchingViolation(a: { readonly id: number; readonly log: LogTerms }, b: { readonly id: number; readonly log: LogTerms }): string | undefined {
-  const lo = Math.max(a.log.firstIndex(), b.log.firstIndex());
-  const hi = Math.min(a.log.lastIndex(), b.log.lastIndex());
+export function logMatchingViolation(
+  a: { readonly id: number; readonly log: LogTerms },
+  b: { readonly id: number; readonly log: LogTerms },
+  window: { readonly lo: number; readonly hi: number } = { lo: 0, hi: Infinity },
+): string | undefined {
+  const lo = Math.max(a.log.firstIndex(), b.log.firstIndex(), window.lo);
+  const hi = Math.min(a.log.lastIndex(), b.log.lastIndex(), window.hi);
   let top = -1;
   for (let i = hi; i >= lo; i--) {
     const t = a.log.termOrUndefined(i);

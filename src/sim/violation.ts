@@ -32,4 +32,6 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   'double-vote': ['election-safety'],
   // A lost batch the node took for durable shows first as a hole in its own log (a local check).
   'ignore-sync-failure': ['raft-invariant', 'state-machine-safety', 'linearizability', 'convergence'],
+  // Checked as each append is stepped, before the bad entry can be committed or applied.
+  'append-skips-match': ['log-matching'],
 };
