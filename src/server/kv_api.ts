@@ -1,7 +1,8 @@
-import { TesseraError } from '../base/index.js';
+import { TesseraError, type Timers } from '../base/index.js';
+import { RequestRunner } from '../kv/requests.js';
 import { encodeCommand } from '../kv/commands.js';
 import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { ProposalOutcome, Store } from '../kv/store.js';
+import type { Store } from '../kv/store.js';
 import {
   MVCC_ERRORS,
   MvccError,
@@ -16,11 +17,10 @@ import {
 import type { LeaseKeeper } from '../kv/lease_keeper.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
+import { realTimers } from './timers.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
-/** How long a proposal dropped for want of a leader waits before it is proposed again. */
-export const PROPOSAL_RETRY_MS = 25;
 
 export interface KvApiOptions {
   readonly store: Store;
@@ -33,6 +33,8 @@ export interface KvApiOptions {
   readonly leaseKeeper?: LeaseKeeper;
   /** The node's storage engine, asked for its size (Maintenance.Status); absent: the size is 0. */
   readonly engine?: Pick<StorageEngine, 'sizeBytes'>;
+  /** Deadlines and retries run on these; default the process's own (realTimers). */
+  readonly timers?: Timers;
 }
 
 /**
@@ -44,8 +46,11 @@ export interface KvApiOptions {
  */
 export class KvApi {
   private seq = 0;
+  private readonly requests: RequestRunner;
 
-  constructor(private readonly o: KvApiOptions) {}
+  constructor(private readonly o: KvApiOptions) {
+    this.requests = new RequestRunner({ ...o, timers: o.timers ?? realTimers });
+  }
 
   get store(): Store {
     return this.o.store;
@@ -144,84 +149,19 @@ export class KvApi {
 
   /** Resolves once this node may serve a linearizable read (ReadIndex). */
   readBarrier(): Promise<void> {
-    return this.withTimeout('read', (resolve, reject) =>
-      this.o.store.linearizableRead(this.o.rangeId, (error) => (error === undefined ? resolve() : reject(error))),
-    );
+    return new Promise<void>((resolve, reject) => this.requests.readBarrier((error) => (error === undefined ? resolve() : reject(error))));
   }
 
-  /**
-   * Proposes a command and waits for its result. A proposal dropped because
-   * no leader is known (an election is under way) or leadership is being
-   * handed over certainly did not happen, so it is proposed again until the
-   * deadline, as etcd's server waits out an election; if the deadline ends
-   * with every attempt dropped, the answer is a definite "no leader", and
-   * only a proposal still in flight then has an unknown outcome.
-   */
+  /** Proposes a command and waits for its result; retries and deadlines are RequestRunner's (src/kv/requests.ts). */
   private propose(encode: (requestId: string) => Uint8Array): Promise<CommandResult> {
-    const requestId = `${this.o.requestIdPrefix}:${++this.seq}`;
-    const data = encode(requestId);
-    const deadlineMs = performance.now() + this.o.requestTimeoutMs;
-    return new Promise<CommandResult>((resolve, reject) => {
-      let settled = false;
-      let inFlight = false;
-      let retry: NodeJS.Timeout | undefined;
-      let lastDrop: TesseraError | undefined;
-      const settle = (f: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        clearTimeout(retry);
-        f();
-      };
-      const attempt = (): void => {
-        inFlight = true;
-        this.o.store.propose(this.o.rangeId, requestId, data, (outcome: ProposalOutcome) => {
-          inFlight = false;
-          if (outcome.kind === 'dropped') {
-            lastDrop = new TesseraError('NOT_LEADER', outcome.error.message, { cause: outcome.error });
-            const transient = outcome.reason === 'no-leader' || outcome.reason === 'leader-transfer-in-progress';
-            if (transient && performance.now() + PROPOSAL_RETRY_MS < deadlineMs) retry = setTimeout(attempt, PROPOSAL_RETRY_MS);
-            else settle(() => reject(lastDrop));
-            return;
-          }
-          const result = outcome.result as CommandResult;
-          settle(() => (result.kind === 'error' ? reject(commandError(result.code, result.message)) : resolve(result)));
-        });
-      };
-      const timer = setTimeout(() => {
-        if (inFlight) this.o.store.abandon(requestId);
-        // The outcome is unknown, not failed, if an attempt may still commit.
-        settle(() => reject(inFlight || lastDrop === undefined ? new TesseraError('TIMEOUT', `proposal timed out after ${this.o.requestTimeoutMs} ms; its outcome is unknown`) : lastDrop));
-      }, this.o.requestTimeoutMs);
-      attempt();
-    });
-  }
-
-  private withTimeout<T>(what: string, start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void, onTimeout?: () => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        onTimeout?.();
-        // The outcome is unknown, not failed: the command may still commit.
-        reject(new TesseraError('TIMEOUT', `${what} timed out after ${this.o.requestTimeoutMs} ms; its outcome is unknown`));
-      }, this.o.requestTimeoutMs);
-      start(
-        (v) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve(v);
-        },
-        (e) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(e);
-        },
-      );
-    });
+    return new Promise<CommandResult>((resolve, reject) =>
+      this.requests.propose(encode, (outcome) => {
+        if (outcome.kind === 'failed') return reject(outcome.error);
+        const result = outcome.result as CommandResult;
+        if (result.kind === 'error') reject(commandError(result.code, result.message));
+        else resolve(result);
+      }),
+    );
   }
 }
 

@@ -159,6 +159,21 @@ export class SimCluster {
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
+      timers: {
+        nowMs: () => this.sched.nowMs,
+        after: (ms, run) => {
+          let cancelled = false;
+          this.sched.after(ms, () =>
+            this.onMember(m, incarnation, () => {
+              if (!cancelled) run();
+            }),
+          );
+          return { cancel: () => void (cancelled = true) };
+        },
+      },
+      requestTimeoutMs: o.requestTimeoutMs,
+      requestIdPrefix: `n${m.id}.${incarnation}`,
+      count: (what) => this.count(what),
       proposalWindow:
         o.proposalWindowMs === 0
           ? undefined

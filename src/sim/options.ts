@@ -27,6 +27,8 @@ export interface SimOptions {
   readonly clients: number;
   readonly keys: number;
   readonly clientTimeoutMs: number;
+  /** The node's own deadline for a client request (RequestRunner), below the client's so its "unknown" arrives first. */
+  readonly requestTimeoutMs: number;
   readonly netDelayMs: readonly [number, number];
   readonly diskSyncMs: readonly [number, number];
   /** Small messages split appends, which opens the windows of Figure 8 (§5.4.2). */
@@ -67,6 +69,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     // linearizability search may have to try; with 2 keys, seed 711 stayed undecided at 320M steps.
     keys: 3 + rng.intBelow(3),
     clientTimeoutMs: 250,
+    requestTimeoutMs: 200,
     netDelayMs: [0.2, 1 + rng.intBelow(4)],
     diskSyncMs: [0.2, 0.5 + rng.intBelow(3)],
     maxSizePerMsgBytes: [200, 1024, 4096][rng.intBelow(3)] ?? 4096,

@@ -58,6 +58,11 @@ test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
   for (const fault of ['crash', 'pause', 'clock-drift', 'membership-change', 'leader-transfer', 'network-burst', 'partition-ring', 'partition-bridge', 'partition-one-way']) {
     assert.ok((s.faults[fault] ?? 0) > 0, `fault ${fault} was never injected`);
   }
+  // The production request path runs here too (src/kv/requests.ts): drops retried while no leader
+  // is known, deadlines that end with an unknown outcome, reads that time out.
+  for (const reaction of ['request-retry', 'request-timeout-unknown', 'request-read-timeout']) {
+    assert.ok((s.faults[reaction] ?? 0) > 0, `${reaction} never happened`);
+  }
   console.log(`# ${SEEDS_IN_TEST} seeds: ${(s.seedsRun * 1000 / s.elapsedMs).toFixed(1)} seeds/s, ${Math.round(s.opsChecked / s.seedsRun)} ops checked per seed`);
 });
 

@@ -1,4 +1,4 @@
-import type { Rng } from '../base/index.js';
+import type { Rng, TesseraError, Timers } from '../base/index.js';
 import { type ConfChange, type ConfState, type NodeId, type RawNode, type Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import { encodeCommand } from '../kv/commands.js';
@@ -8,6 +8,7 @@ import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
 import { type ProposalWindow, type RangeMessage, Store } from '../kv/store.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import { keys } from '../kv/keys.js';
+import { RequestRunner } from '../kv/requests.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
@@ -15,7 +16,11 @@ import type { KvCommand, KvResult } from './commands.js';
 /** The one range the simulator replicates today (splits come later). */
 export const SIM_RANGE = 1;
 
-export type ClientReply = { readonly kind: 'ok'; readonly result: KvResult } | { readonly kind: 'fail'; readonly reason: string };
+/** `fail`: it certainly did not happen. `unknown`: it may have happened (the node's deadline passed with it in flight). */
+export type ClientReply =
+  | { readonly kind: 'ok'; readonly result: KvResult }
+  | { readonly kind: 'fail'; readonly reason: string }
+  | { readonly kind: 'unknown'; readonly reason: string };
 
 export interface StoreNodeEnv {
   readonly id: NodeId;
@@ -31,6 +36,13 @@ export interface StoreNodeEnv {
   scheduleLoop(loop: () => void): void;
   /** The store's proposal window, if the run uses one. */
   readonly proposalWindow: ProposalWindow | undefined;
+  /** Deadlines and retries of client requests (the node's RequestRunner), on the simulator's clock. */
+  readonly timers: Timers;
+  readonly requestTimeoutMs: number;
+  /** Unique per start of the node, as a real node's boot id makes its request ids. */
+  readonly requestIdPrefix: string;
+  /** Counts what the RequestRunner did (retries, deadlines), for the run's summary. */
+  count(what: string): void;
   onApply(id: NodeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
   /** The store stopped serving: its storage failed (a refused sync, a corrupt record read back). */
@@ -51,6 +63,8 @@ export class SimStoreNode {
   /** Watches on this node, fed by every applied transaction (the same hub the server uses). */
   readonly watches: WatchHub;
   private readonly sm: MvccStateMachine;
+  /** The production path between a client API and the store: deadlines, retries, unknown outcomes. */
+  private readonly requests: RequestRunner;
   private stopped = false;
 
   constructor(env: StoreNodeEnv) {
@@ -81,6 +95,7 @@ export class SimStoreNode {
         env.onReady(env.id, rd, this.raw);
       },
     });
+    this.requests = new RequestRunner({ store: this.store, rangeId: SIM_RANGE, requestTimeoutMs: env.requestTimeoutMs, requestIdPrefix: env.requestIdPrefix, timers: env.timers, observe: (event) => env.count(`request-${event}`) });
     const founders = env.bootstrap?.voters ?? [];
     this.store.openRange(
       SIM_RANGE,
@@ -122,21 +137,26 @@ export class SimStoreNode {
     this.store.reportSnapshot(SIM_RANGE, to, ok);
   }
 
-  write(requestId: string, command: KvCommand, reply: (r: ClientReply) => void): void {
+  /** A client's write, through the node's RequestRunner as a real node's KvApi sends it. */
+  write(command: KvCommand, reply: (r: ClientReply) => void): void {
     const txn = toTxn(command);
-    this.store.propose(SIM_RANGE, requestId, encodeCommand({ kind: 'txn', requestId, txn }), (outcome) => {
-      if (outcome.kind === 'dropped') return reply({ kind: 'fail', reason: outcome.error.message });
-      const result = outcome.result as CommandResult;
-      if (result.kind === 'txn') return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded } : {} });
-      if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
-      // A duplicate: the first copy's answer went to nobody here; the client times out ("unknown").
-    });
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'txn', requestId, txn }),
+      (outcome) => {
+        if (outcome.kind === 'failed') return reply(failure(outcome.error));
+        const result = outcome.result as CommandResult;
+        if (result.kind === 'txn') return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded } : {} });
+        if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
+        // A duplicate: an earlier copy of this request applied and its answer went to nobody.
+        reply({ kind: 'unknown', reason: `result ${result.kind}` });
+      },
+    );
   }
 
-  read(requestId: string, key: string, reply: (r: ClientReply) => void): void {
-    void requestId;
-    this.store.linearizableRead(SIM_RANGE, (error) => {
-      if (error !== undefined) return reply({ kind: 'fail', reason: error.message });
+  /** A client's linearizable read: a read barrier through the RequestRunner, then the local store. */
+  read(key: string, reply: (r: ClientReply) => void): void {
+    this.requests.readBarrier((error) => {
+      if (error !== undefined) return reply(failure(error));
       const kvs = this.sm.mvcc.range({ key: encoder.encode(key) }).kvs;
       const kv = kvs[0];
       reply({ kind: 'ok', result: { value: kv === undefined ? null : decoder.decode(kv.value) } });
@@ -208,4 +228,9 @@ export function isSimLogEntryKey(key: Uint8Array): boolean {
 /** The member record the simulator gives node `id` (founders at bootstrap, others when added). */
 export function simMemberRecord(id: NodeId): MemberRecord {
   return { id, name: `s${id}`, peerUrls: [`http://sim-${id}:2380`], clientUrls: [] };
+}
+
+/** A TIMEOUT may still have happened; every other refusal certainly did not. */
+function failure(error: TesseraError): ClientReply {
+  return error.code === 'TIMEOUT' ? { kind: 'unknown', reason: error.message } : { kind: 'fail', reason: error.message };
 }

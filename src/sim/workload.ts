@@ -69,13 +69,13 @@ export class Workload {
   invoke(process: number, input: KvCasInput, target: NodeId, done: (outcome: 'ok' | 'fail' | 'unknown') => void): void {
     const c = this.c;
     const callMs = c.sched.nowMs;
-    const requestId = `r${this.seq++}`;
+    const opId = `r${this.seq++}`;
     let finished = false;
     this.stats.invoked++;
     const finish = (reply: ClientReply | undefined): void => {
       if (finished) return;
       finished = true;
-      if (reply === undefined) {
+      if (reply === undefined || reply.kind === 'unknown') {
         this.stats.unknown++;
         // A read that never returned changed nothing and constrains nothing: leaving it out keeps
         // the check's search small without changing its verdict.
@@ -93,9 +93,9 @@ export class Workload {
       }
     };
     c.sched.after(c.options.clientTimeoutMs, () => finish(undefined));
-    c.log(`client ${process} ${input.kind} ${input.key} -> node ${target} (${requestId})`);
+    c.log(`client ${process} ${input.kind} ${input.key} -> node ${target} (${opId})`);
     if (input.kind === 'get') {
-      c.request(target, (node, reply) => node.read(requestId, input.key, reply), finish);
+      c.request(target, (node, reply) => node.read(input.key, reply), finish);
     } else {
       const command: KvCommand =
         input.kind === 'put'
@@ -103,7 +103,7 @@ export class Workload {
           : input.kind === 'delete'
             ? { op: 'delete', key: input.key }
             : { op: 'cas', key: input.key, expected: input.expected, value: input.value };
-      c.request(target, (node, reply) => node.write(requestId, command, reply), finish);
+      c.request(target, (node, reply) => node.write(command, reply), finish);
     }
   }
 
