@@ -1,4 +1,5 @@
 import { TesseraError, type TimerHandle, type Timers } from '../base/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
 import type { RangeId } from './keys.js';
 import type { ProposalOutcome, Store } from './store.js';
 
@@ -15,6 +16,8 @@ export interface RequestRunnerOptions {
   readonly timers: Timers;
   /** Told of each retry and each deadline reached (the simulator counts them). */
   readonly observe?: (event: RequestEvent) => void;
+  /** Deliberate bugs, for the simulator only (sabotage.ts). */
+  readonly sabotage?: Sabotage;
 }
 
 /** `retry`: proposed again after a drop for want of a leader. `timeout-unknown` / `timeout-not-leader`: the deadline ended it, with the outcome unknown or certainly not done. */
@@ -93,9 +96,15 @@ export class RequestRunner {
       if (settled) return;
       if (inFlight) store.abandon(requestId);
       // The outcome is unknown, not failed, if an attempt may still commit.
-      const unknown = inFlight || lastDrop === undefined;
+      // Under the deliberate bug 'timeout-as-failure', an attempt in flight counts as certainly not done.
+      const buggy = inFlight && this.o.sabotage?.has('timeout-as-failure') === true;
+      const unknown = !buggy && (inFlight || lastDrop === undefined);
       this.o.observe?.(unknown ? 'timeout-unknown' : 'timeout-not-leader');
-      const error = unknown || lastDrop === undefined ? new TesseraError('TIMEOUT', `proposal timed out after ${requestTimeoutMs} ms; its outcome is unknown`) : lastDrop;
+      const error = buggy
+        ? new TesseraError('NOT_LEADER', 'proposal timed out [sabotage: reported as not done]')
+        : unknown || lastDrop === undefined
+          ? new TesseraError('TIMEOUT', `proposal timed out after ${requestTimeoutMs} ms; its outcome is unknown`)
+          : lastDrop;
       settle({ kind: 'failed', error });
     });
     attempt();

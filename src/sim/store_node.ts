@@ -95,7 +95,7 @@ export class SimStoreNode {
         env.onReady(env.id, rd, this.raw);
       },
     });
-    this.requests = new RequestRunner({ store: this.store, rangeId: SIM_RANGE, requestTimeoutMs: env.requestTimeoutMs, requestIdPrefix: env.requestIdPrefix, timers: env.timers, observe: (event) => env.count(`request-${event}`) });
+    this.requests = new RequestRunner({ store: this.store, rangeId: SIM_RANGE, requestTimeoutMs: env.requestTimeoutMs, requestIdPrefix: env.requestIdPrefix, timers: env.timers, observe: (event) => env.count(`request-${event}`), sabotage: env.sabotage });
     const founders = env.bootstrap?.voters ?? [];
     this.store.openRange(
       SIM_RANGE,
