@@ -306,7 +306,6 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     clientUrls: () => (listeners.client === undefined ? [] : [`http://${listeners.client.address}`]),
     peers: transport,
     onRemoved: () => void removed.handle?.close().then(() => o.onRemoved?.()),
-    nowMs: () => performance.now(),
   });
   late.membership = membership;
   membership.notePeers(start.peers);

@@ -174,6 +174,7 @@ export class SimCluster {
       requestTimeoutMs: o.requestTimeoutMs,
       requestIdPrefix: `n${m.id}.${incarnation}`,
       count: (what) => this.count(what),
+      onRemoved: () => this.onMember(m, incarnation, () => this.shutDownRemoved(m, 'its membership logic noticed its removal')),
       proposalWindow:
         o.proposalWindowMs === 0
           ? undefined
@@ -391,11 +392,17 @@ export class SimCluster {
       if (after.has(gone)) continue;
       const m = this.members.get(gone);
       if (m === undefined || m.removed) continue;
-      this.log(`member ${gone} removed; shutting it down`);
-      m.node?.stop();
-      m.node = undefined;
-      m.removed = true;
+      this.shutDownRemoved(m, 'its removal was applied');
     }
+  }
+
+  /** A removed member stops for good, as the operator (or the node itself) stops a removed etcd member. */
+  shutDownRemoved(m: Member, why: string): void {
+    if (m.removed) return;
+    this.log(`member ${m.id} removed (${why}); shutting it down`);
+    m.node?.stop();
+    m.node = undefined;
+    m.removed = true;
   }
 
   // ---- views -----------------------------------------------------------------------

@@ -1,9 +1,10 @@
 import type { Member, SimCluster } from './cluster.js';
 import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
-import type { NodeId } from '../raft/index.js';
+import type { ConfState, NodeId } from '../raft/index.js';
 import { encodeMemberContext, type MemberRecord } from '../kv/members.js';
-import { isSimLogEntryKey, simMemberRecord } from './store_node.js';
+import { MembershipError, type MembershipOutcome } from '../kv/membership.js';
+import { isSimLogEntryKey, type SimStoreNode, simMemberRecord } from './store_node.js';
 import { isTesseraError } from '../base/index.js';
 
 const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
@@ -17,6 +18,10 @@ export class Nemesis {
   private healAtMs = 0;
   private confChangeBusyUntilMs = 0;
   private confChangeSeq = 0;
+  private apiMemberSeq = 0;
+  /** Peer URLs of members added through the API whose node has not been started yet. */
+  private readonly awaitingStart = new Set<string>();
+  private watchingAwaitingStart = false;
   private untilMs = 0;
   /** Until then every new leader is cut off soon after it is elected. */
   private churnUntilMs = 0;
@@ -344,6 +349,10 @@ export class Nemesis {
       if (leader.node.proposeConfChange({ transition: 'explicit', changes: [], context: this.ccContext() })) c.count('membership-leave-joint');
       return;
     }
+    if (c.rng.chance(0.5)) {
+      this.membershipViaApi(leader.node, cs);
+      return;
+    }
     const voters = cs.voters;
     const learners = cs.learners;
     const roll = c.rng.float();
@@ -379,6 +388,75 @@ export class Nemesis {
     c.count('membership-change');
     c.log(`nemesis membership ${label} via ${leader.id}`);
     this.confChangeBusyUntilMs = now + 200;
+  }
+
+  /**
+   * A membership change through etcd's Cluster API logic on the leader
+   * (src/kv/membership.ts), as etcdctl member add/remove/promote reach a
+   * real node: its checks (strict reconfiguration, learner limits and
+   * readiness), fresh member ids, joint consensus left before it answers,
+   * deadlines. A member added this way is started once the add returns, as
+   * an operator starts a node after `member add`.
+   */
+  private membershipViaApi(node: SimStoreNode, cs: ConfState): void {
+    const c = this.c;
+    const roll = c.rng.float();
+    const api = node.membership;
+    const report = (what: string) => (o: MembershipOutcome<unknown>): void => {
+      const how = o.ok ? 'ok' : o.error instanceof MembershipError ? o.error.reason : o.error.code;
+      c.count(`membership-api-${what}-${how}`);
+      c.log(`nemesis membership api ${what}: ${how}${o.ok ? '' : ` (${o.error.message})`}`);
+    };
+    let what: string;
+    if (cs.learners.length > 0 && roll < 0.4) {
+      what = 'promote';
+      api.promote(c.pick(cs.learners) as NodeId, report(what));
+    } else if (cs.voters.length + cs.learners.length < 7 && roll < 0.75) {
+      what = 'add';
+      const url = `http://sim-api-${++this.apiMemberSeq}:2380`;
+      this.awaitingStart.add(url);
+      this.watchAwaitingStart();
+      api.add([url], c.rng.chance(0.7), (o) => {
+        report(what)(o);
+        if (o.ok) this.startAdded(url, o.value.member.id);
+        // A definite refusal added nobody; an unknown outcome is looked up in the member list.
+        else if (o.error.code !== 'TIMEOUT') this.awaitingStart.delete(url);
+      });
+    } else if (cs.voters.length > 3) {
+      what = 'remove';
+      api.remove(c.pick(cs.voters) as NodeId, report(what));
+    } else {
+      return;
+    }
+    c.count('membership-change');
+    c.log(`nemesis membership api ${what} via ${node.raw.raft.id}`);
+    this.confChangeBusyUntilMs = c.sched.nowMs + 200;
+  }
+
+  /** Starts the node of a member added through the API, once. */
+  private startAdded(url: string, id: NodeId): void {
+    this.awaitingStart.delete(url);
+    if (!this.c.members.has(id)) this.c.addMember(id, undefined);
+  }
+
+  /**
+   * An add whose answer was lost (its leader crashed, or it timed out) may
+   * still have happened: like an operator after a failed `member add`, look
+   * the URL up in the member list now and then, and start the member found.
+   */
+  private watchAwaitingStart(): void {
+    if (this.watchingAwaitingStart) return;
+    this.watchingAwaitingStart = true;
+    const look = (): void => {
+      const node = this.c.leader()?.node;
+      for (const url of this.awaitingStart) {
+        const found = node?.membership.list().find((m) => m.peerUrls.includes(url));
+        if (found !== undefined) this.startAdded(url, found.id);
+      }
+      if (this.awaitingStart.size > 0) this.c.sched.after(100, look);
+      else this.watchingAwaitingStart = false;
+    };
+    this.c.sched.after(100, look);
   }
 
   /** The membership context the node runtime attaches: a request id and, for an addition, the member's record. */

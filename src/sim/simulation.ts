@@ -1,3 +1,4 @@
+import { encodeMemberContext } from '../kv/members.js';
 import { AssertionError, SeededRng } from '../base/index.js';
 import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
@@ -64,6 +65,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras
     c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
     if (c.violations.length === 0) healEverything(c, nemesis);
     if (c.violations.length === 0) checkWriteCommits(c, workload, livenessWindowMs, 'after the heal');
+    if (c.violations.length === 0) leaveJointConfiguration(c, livenessWindowMs);
     if (c.violations.length === 0) checkPartialPartition(c, workload, livenessWindowMs);
     workload.stop();
     if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
@@ -116,6 +118,29 @@ function healEverything(c: SimCluster, nemesis: Nemesis): void {
     if (m.node === undefined) nemesis.restart(m);
     else nemesis.resume(m);
   }
+}
+
+/**
+ * The operator finishes a membership change the fault phase left half done:
+ * an explicit joint configuration waits for someone to leave it, and its
+ * outgoing members are still needed for quorum (a removed one may meanwhile
+ * stop itself, src/kv/membership.ts). The partial-partition check that
+ * follows assumes one plain configuration.
+ */
+function leaveJointConfiguration(c: SimCluster, windowMs: number): void {
+  const deadline = c.sched.nowMs + windowMs;
+  const joint = (): boolean => c.latestConf.cs.votersOutgoing.length > 0;
+  let seq = 0;
+  const attempt = (): void => {
+    if (!joint() || c.sched.nowMs >= deadline) return;
+    c.leader()?.node?.proposeConfChange({ transition: 'explicit', changes: [], context: encodeMemberContext({ requestId: `sim-heal-leave-${++seq}` }) });
+    c.sched.after(50, attempt);
+  };
+  if (!joint()) return;
+  c.log('phase leave joint configuration');
+  attempt();
+  c.sched.runUntil(deadline, () => !joint() || c.violations.length > 0);
+  if (joint() && c.violations.length === 0) c.violation('liveness', 'liveness: the joint configuration was not left within 10 election timeouts after the heal');
 }
 
 /** Liveness: a new write through the leader (or any node) commits within the window. */

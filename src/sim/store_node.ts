@@ -9,6 +9,7 @@ import { type ProposalWindow, type RangeMessage, Store } from '../kv/store.js';
 import { WatchHub } from '../kv/watch_hub.js';
 import { keys } from '../kv/keys.js';
 import { RequestRunner } from '../kv/requests.js';
+import { MembershipCore } from '../kv/membership.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
@@ -43,6 +44,8 @@ export interface StoreNodeEnv {
   readonly requestIdPrefix: string;
   /** Counts what the RequestRunner did (retries, deadlines), for the run's summary. */
   count(what: string): void;
+  /** The node's membership logic learned that it was removed from the cluster: stop it. */
+  onRemoved(): void;
   onApply(id: NodeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
   /** The store stopped serving: its storage failed (a refused sync, a corrupt record read back). */
@@ -65,6 +68,8 @@ export class SimStoreNode {
   private readonly sm: MvccStateMachine;
   /** The production path between a client API and the store: deadlines, retries, unknown outcomes. */
   private readonly requests: RequestRunner;
+  /** etcd's Cluster API logic, as a real node runs it (src/kv/membership.ts). */
+  readonly membership: MembershipCore;
   private stopped = false;
 
   constructor(env: StoreNodeEnv) {
@@ -96,6 +101,23 @@ export class SimStoreNode {
       },
     });
     this.requests = new RequestRunner({ store: this.store, rangeId: SIM_RANGE, requestTimeoutMs: env.requestTimeoutMs, requestIdPrefix: env.requestIdPrefix, timers: env.timers, observe: (event) => env.count(`request-${event}`), sabotage: env.sabotage });
+    const trace = (fields: object, message: string): void => env.trace(`${env.id} membership: ${message} ${JSON.stringify(fields)}`);
+    this.membership = new MembershipCore({
+      store: this.store,
+      rangeId: SIM_RANGE,
+      stateMachine: this.sm,
+      self: env.id,
+      // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes these.
+      name: `s${env.id}`,
+      clientUrls: () => [],
+      requestTimeoutMs: env.requestTimeoutMs * 5,
+      requestIdPrefix: env.requestIdPrefix,
+      timers: env.timers,
+      rng: env.rng.fork(),
+      log: { info: trace, warn: trace, debug: trace },
+      onRemoved: () => env.onRemoved(),
+      sabotage: env.sabotage,
+    });
     const founders = env.bootstrap?.voters ?? [];
     this.store.openRange(
       SIM_RANGE,
@@ -120,6 +142,7 @@ export class SimStoreNode {
 
   tick(): void {
     this.store.tick();
+    this.membership.tick();
     this.watches.pump();
   }
 

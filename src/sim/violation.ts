@@ -36,4 +36,6 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   'append-skips-match': ['log-matching'],
   // A write reported as not done that commits later: the checker sees an effect nobody may have caused.
   'timeout-as-failure': ['linearizability'],
+  // Through the Cluster API logic the simulator drives (src/kv/membership.ts).
+  'member-add-without-record': ['membership'],
 };
