@@ -1,6 +1,6 @@
-import { assert } from '../base/index.js';
+import { assert, isTesseraError } from '../base/index.js';
 import { intervalContains } from '../mvcc/bytes.js';
-import { type KeyInterval, type MvccEvent, type MvccStore, isMvccError, keyInterval } from '../mvcc/index.js';
+import { type KeyInterval, type MvccEvent, type MvccStore, keyInterval } from '../mvcc/index.js';
 
 /** Most events one catch-up step reads from history for one watcher (bounds the work per pump). */
 export const WATCH_CATCHUP_SCAN_LIMIT = 1_000;
@@ -173,7 +173,7 @@ export class WatchHub {
     try {
       result = store.events({ fromRevision: w.nextRevision, key: w.request.key, rangeEnd: w.request.rangeEnd, prevKv: w.request.prevKv, scanLimit: WATCH_CATCHUP_SCAN_LIMIT });
     } catch (err) {
-      if (isMvccError(err, 'COMPACTED')) return this.cancelCompacted(w, store.compactedRevision);
+      if (isTesseraError(err, 'COMPACTED')) return this.cancelCompacted(w, store.compactedRevision);
       throw err;
     }
     const mine = this.filter(w, result.events);

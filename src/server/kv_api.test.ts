@@ -8,7 +8,7 @@ import { TesseraError, isTesseraError } from '../base/index.js';
 import { encodeCommand } from '../kv/commands.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
-import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccRefusal } from '../mvcc/index.js';
 import type { Entry } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { AdminService } from './etcd/admin_services.js';
@@ -82,12 +82,12 @@ function setup(): { kv: KvApi; store: DirectStore; sm: MvccStateMachine } {
   return { kv, store, sm };
 }
 
-/** A txn's response, or its refusal as the MvccError code the proposed path reports too. */
+/** A txn's response, or its refusal as the MVCC refusal code the proposed path reports too. */
 async function outcome(answer: Promise<TxnResponse>): Promise<TxnResponse | { error: string }> {
   try {
     return await answer;
   } catch (error) {
-    if (isMvccError(error)) return { error: error.code };
+    if (isMvccRefusal(error)) return { error: error.code };
     throw error;
   }
 }
