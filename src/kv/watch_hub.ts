@@ -25,7 +25,7 @@ export type WatchOutput =
   | { readonly kind: 'canceled'; readonly watchId: number; readonly revision: number; readonly compactRevision: number; readonly reason: string };
 
 /**
- * Where a watcher's output goes (a gRPC stream, a test). `deliver` always
+ * Where a watcher's output goes (a client's watch stream, a test). `deliver` always
  * takes the output; it returns false when its queue is over its limit, and
  * the hub then stops live delivery to that watcher until `resume`, catching
  * up from history instead, so a client that does not read cannot make the
