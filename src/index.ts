@@ -28,4 +28,4 @@ export { nodeIdFromName, parseInitialCluster } from './server/address.js';
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './server/transport.js';
 export { PeerError, type PeerErrorReason } from './server/errors.js';
 export { TesseraError, isTesseraError, type TesseraErrorCode } from './base/index.js';
-export { MvccError, type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from './mvcc/index.js';
+export { type RangeOptions, type RangeResult, type TxnRequest, type TxnResponse } from './mvcc/index.js';

@@ -23,7 +23,31 @@ export type TesseraErrorCode =
   | 'IO_ERROR'
   /** The store stopped serving because its storage failed (a refused sync, a corrupt record); restart the node. */
   | 'STORAGE_FAILED'
-  | 'CLOSED';
+  | 'CLOSED'
+  // The refusals of the MVCC key space and of etcd's KV request checks. They
+  // are finer than the generic codes above because etcd answers each with its
+  // own status and message (src/server/etcd/errors.ts), and because a refused
+  // command's code is its result on every replica (src/kv/mvcc_state_machine.ts).
+  /** A read or watch at a revision the store has compacted away (not the Raft log's LOG_COMPACTED). */
+  | 'COMPACTED'
+  /** A read or compaction at a revision the store has not reached yet. */
+  | 'FUTURE_REVISION'
+  /** A request's key is empty. */
+  | 'EMPTY_KEY'
+  /** A put with ignore_value or ignore_lease found no key to keep; etcd also answers an empty txn op with it. */
+  | 'KEY_NOT_FOUND'
+  /** A put with ignore_value also gave a value. */
+  | 'VALUE_PROVIDED'
+  /** A put with ignore_lease also gave a lease. */
+  | 'LEASE_PROVIDED'
+  /** A txn with more operations (or deeper nesting) than the limit allows. */
+  | 'TOO_MANY_OPS'
+  /** A txn that writes one key twice in a branch. */
+  | 'DUPLICATE_KEY'
+  /** A range with a sort order or sort target that does not exist. */
+  | 'INVALID_SORT_OPTION'
+  /** A lease id that names no lease (a put's lease, a revoke, a keep-alive); kept apart from NOT_FOUND because etcd answers it with its own message. */
+  | 'LEASE_NOT_FOUND';
 
 export class TesseraError extends Error {
   override readonly name = 'TesseraError';

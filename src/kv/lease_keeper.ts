@@ -62,7 +62,7 @@ export class LeaseKeeper {
   /** Renews a lease; returns its TTL in seconds. */
   keepAlive(id: number): number {
     const record = this.o.leases().get(id);
-    if (record === undefined) throw new TesseraError('NOT_FOUND', 'etcdserver: requested lease not found');
+    if (record === undefined) throw new TesseraError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
     const { leader, term } = this.isLeader();
     if (!leader) throw new TesseraError('NOT_LEADER', 'etcdserver: not leader');
     const now = this.o.clock.nowMs();

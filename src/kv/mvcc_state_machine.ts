@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { TesseraError, assert } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
-import { type MvccEvent, type MvccOpenOptions, MvccStore, type TxnResponse, isMvccError, validateTxnRequest } from '../mvcc/index.js';
+import { type MvccEvent, type MvccOpenOptions, MvccStore, type TxnResponse, isMvccRefusal, validateTxnRequest } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, readCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
@@ -129,8 +129,9 @@ export class MvccStateMachine implements RangeStateMachine {
     try {
       return this.execute(batch, command);
     } catch (err) {
-      // A refused command (compacted, future revision, …) is refused alike on every replica.
-      if (isMvccError(err)) return { requestId, kind: 'error', code: err.code, message: err.message };
+      // A refused command (compacted, future revision, …) is refused alike on every replica. Only
+      // refusals: a storage failure (IO_ERROR, CORRUPT_DATA) is a TesseraError too, but must escape.
+      if (isMvccRefusal(err)) return { requestId, kind: 'error', code: err.code, message: err.message };
       throw err;
     }
   }
@@ -140,7 +141,7 @@ export class MvccStateMachine implements RangeStateMachine {
     switch (command.kind) {
       case 'txn': {
         // The proposer checked it, but a peer's forwarded proposal may not have been: a refused one
-        // is refused alike everywhere (MvccError), as the write path assumes these checks passed.
+        // is refused alike everywhere (its refusal code), as the write path assumes these checks passed.
         validateTxnRequest(command.txn, Number.MAX_SAFE_INTEGER);
         const leases = this.leases;
         const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id) });

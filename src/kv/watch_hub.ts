@@ -1,6 +1,6 @@
-import { assert } from '../base/index.js';
+import { assert, isTesseraError } from '../base/index.js';
 import { intervalContains } from '../mvcc/bytes.js';
-import { type KeyInterval, type MvccEvent, type MvccStore, isMvccError, keyInterval } from '../mvcc/index.js';
+import { type KeyInterval, type MvccEvent, type MvccStore, keyInterval } from '../mvcc/index.js';
 
 /** Most events one catch-up step reads from history for one watcher (bounds the work per pump). */
 export const WATCH_CATCHUP_SCAN_LIMIT = 1_000;
@@ -25,7 +25,7 @@ export type WatchOutput =
   | { readonly kind: 'canceled'; readonly watchId: number; readonly revision: number; readonly compactRevision: number; readonly reason: string };
 
 /**
- * Where a watcher's output goes (a gRPC stream, a test). `deliver` always
+ * Where a watcher's output goes (a client's watch stream, a test). `deliver` always
  * takes the output; it returns false when its queue is over its limit, and
  * the hub then stops live delivery to that watcher until `resume`, catching
  * up from history instead, so a client that does not read cannot make the
@@ -173,7 +173,7 @@ export class WatchHub {
     try {
       result = store.events({ fromRevision: w.nextRevision, key: w.request.key, rangeEnd: w.request.rangeEnd, prevKv: w.request.prevKv, scanLimit: WATCH_CATCHUP_SCAN_LIMIT });
     } catch (err) {
-      if (isMvccError(err, 'COMPACTED')) return this.cancelCompacted(w, store.compactedRevision);
+      if (isTesseraError(err, 'COMPACTED')) return this.cancelCompacted(w, store.compactedRevision);
       throw err;
     }
     const mine = this.filter(w, result.events);

@@ -1,7 +1,7 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { compactFloor, decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import { MAX_SUB_REVISION, type Revision } from './revision.js';
 import type { MvccState } from './state.js';
 
@@ -27,8 +27,8 @@ export function compact(state: MvccState, revision: number, batch: WriteBatch, l
   // compacted revision. A store starts at revision 1, so compacting at 1 is allowed at once.
   assert(Number.isSafeInteger(revision), () => `compaction revision must be a safe integer, got ${revision}`);
   assert(!state.writing, 'compact during a write transaction');
-  if (revision <= compactFloor(state)) throw new MvccError('COMPACTED');
-  if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');
+  if (revision <= compactFloor(state)) throw mvccError('COMPACTED');
+  if (revision > state.currentRevision) throw mvccError('FUTURE_REVISION');
   state.compactedRevision = revision;
   state.everCompacted = true;
   state.index.compact(revision);

@@ -1,7 +1,7 @@
 import { assert } from '../base/index.js';
 import { intervalContains, keyInterval } from './bytes.js';
 import { type StoredRecord, decodeRecord, decodeRevisionKey, revisionKeyAtMain } from './codec.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import { recordKeyValue } from './range.js';
 import type { MvccState } from './state.js';
 import { type MvccEvent, tombstoneKeyValue } from './write-txn.js';
@@ -40,7 +40,7 @@ export interface EventsResult {
 export function readEvents(state: MvccState, options: EventsOptions): EventsResult {
   const from = options.fromRevision;
   assert(Number.isSafeInteger(from) && from >= 1, () => `events: fromRevision must be a positive safe integer, got ${from}`);
-  if (from < state.compactedRevision) throw new MvccError('COMPACTED');
+  if (from < state.compactedRevision) throw mvccError('COMPACTED');
   const interval = keyInterval(options.key, options.rangeEnd);
   const scanLimit = options.scanLimit ?? EVENTS_SCAN_LIMIT;
   const upTo = state.currentRevision;

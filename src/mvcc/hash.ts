@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compactFloor, decodeRecord, decodeRevisionKey, revisionKeyAtMain, revisionKeySpan } from './codec.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import { REVISION_BYTES, writeRevision } from './revision.js';
 import type { MvccState } from './state.js';
 import { Crc32c } from './checksum.js';
@@ -28,8 +28,8 @@ export interface HashKVResult {
 export function hashKV(state: MvccState, revision: number): HashKVResult {
   assert(Number.isSafeInteger(revision), () => `hash revision must be a safe integer, got ${revision}`);
   // etcd 3.4's HashByRev refuses the compacted revision itself too (rev <= compactRev), unlike Range.
-  if (revision > 0 && revision <= state.compactedRevision) throw new MvccError('COMPACTED');
-  if (revision > state.currentRevision) throw new MvccError('FUTURE_REVISION');
+  if (revision > 0 && revision <= state.compactedRevision) throw mvccError('COMPACTED');
+  if (revision > state.currentRevision) throw mvccError('FUTURE_REVISION');
   const upTo = revision <= 0 ? state.currentRevision : revision;
   const crc = new Crc32c();
   const revBytes = new Uint8Array(REVISION_BYTES);

@@ -44,6 +44,6 @@ export { validateTxnRequest } from './txn-validate.js';
 export { COMPACTION_BATCH_LIMIT } from './compaction.js';
 export { EVENTS_SCAN_LIMIT, type EventsOptions, type EventsResult } from './events.js';
 export { Crc32c, type HashKVResult } from './hash.js';
-export { MvccError, MVCC_ERRORS, isMvccError, type GrpcStatusName, type MvccErrorCode } from './errors.js';
+export { MVCC_ERROR_MESSAGES, isMvccErrorCode, isMvccRefusal, mvccError, type MvccErrorCode } from './errors.js';
 export { INITIAL_REVISION, MAX_REVISION, MAX_SUB_REVISION, type Revision, compareRevisions } from './revision.js';
 export { keyInterval, prefixEnd, compareBytes, utf8, type KeyInterval } from './bytes.js';

@@ -15,7 +15,7 @@ import { SeededRng } from '../base/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { utf8 } from './bytes.js';
-import { isMvccError } from './errors.js';
+import { isMvccRefusal } from './errors.js';
 import { Model, type ModelChange, type ModelKV, type ModelWrite, inRange } from './model.testlib.js';
 import type { KeyValue, RangeOptions, SortOrder, SortTarget } from './range.js';
 import { MvccStore } from './store.js';
@@ -215,7 +215,7 @@ class Harness {
       const r = this.store.range(options);
       actual = { ...r, kvs: r.kvs.map(plainKv) };
     } catch (error) {
-      if (!isMvccError(error)) throw error;
+      if (!isMvccRefusal(error)) throw error;
       actual = error.code;
     }
     assert.deepEqual(actual, expected);
@@ -277,7 +277,7 @@ function errorCode(fn: () => unknown): string | undefined {
   try {
     fn();
   } catch (error) {
-    if (isMvccError(error)) return error.code;
+    if (isMvccRefusal(error)) return error.code;
     throw error;
   }
   return undefined;

@@ -1,7 +1,7 @@
 import { assert } from '../base/index.js';
 import { compareBytes, keyInterval, toKeyString } from './bytes.js';
 import type { StoredRecord } from './codec.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import type { KeyIndex, KeyState } from './key-index.js';
 import type { Revision } from './revision.js';
 
@@ -66,16 +66,16 @@ export interface ReadSource {
 export function resolveReadRevision(requested: number | undefined, current: number, compacted: number): number {
   const rev = requested ?? 0;
   assert(Number.isSafeInteger(rev), () => `read revision must be a safe integer, got ${rev}`);
-  if (rev > current) throw new MvccError('FUTURE_REVISION');
+  if (rev > current) throw mvccError('FUTURE_REVISION');
   const at = rev <= 0 ? current : rev;
-  if (at < compacted) throw new MvccError('COMPACTED');
+  if (at < compacted) throw mvccError('COMPACTED');
   return at;
 }
 
 export function validateRangeOptions(options: RangeOptions): void {
-  if (options.key.length === 0) throw new MvccError('EMPTY_KEY');
-  if (options.sortOrder !== undefined && !SORT_ORDERS.includes(options.sortOrder)) throw new MvccError('INVALID_SORT_OPTION');
-  if (options.sortTarget !== undefined && !SORT_TARGETS.includes(options.sortTarget)) throw new MvccError('INVALID_SORT_OPTION');
+  if (options.key.length === 0) throw mvccError('EMPTY_KEY');
+  if (options.sortOrder !== undefined && !SORT_ORDERS.includes(options.sortOrder)) throw mvccError('INVALID_SORT_OPTION');
+  if (options.sortTarget !== undefined && !SORT_TARGETS.includes(options.sortTarget)) throw mvccError('INVALID_SORT_OPTION');
   for (const n of [options.limit, options.minModRevision, options.maxModRevision, options.minCreateRevision, options.maxCreateRevision]) {
     assert(n === undefined || Number.isSafeInteger(n), () => `range option must be a safe integer, got ${n}`);
   }

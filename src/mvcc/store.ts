@@ -87,7 +87,7 @@ export class MvccStore {
 
   /**
    * etcd's Txn RPC as one write transaction (see executeTxn). A request that
-   * fails its checks throws MvccError and writes nothing; one that changes
+   * fails its checks throws its refusal (errors.ts) and writes nothing; one that changes
    * nothing (all reads, or deletes of absent keys) leaves the revision alone.
    */
   txn(batch: WriteBatch, request: TxnRequest, options: TxnOptions & BeginWriteOptions = {}): { response: TxnResponse; result: WriteResult } {
@@ -106,7 +106,7 @@ export class MvccStore {
   /**
    * A txn that only reads (isTxnReadOnly), answered from the current state
    * without a write transaction or a batch: the same response txn() would
-   * give it (header revision the current one), and the same MvccError for a
+   * give it (header revision the current one), and the same refusal for a
    * compacted or future read revision. Whether the state is recent enough is
    * the caller's business (a read barrier, or a serializable read).
    */

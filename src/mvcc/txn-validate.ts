@@ -1,5 +1,5 @@
 import { compareBytes, fromKeyString, toKeyString } from './bytes.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import { SORT_ORDERS, SORT_TARGETS } from './range.js';
 import { type RequestOp, type TxnRequest, DEFAULT_MAX_TXN_OPS } from './txn.js';
 
@@ -16,9 +16,9 @@ export function validateTxnRequest(request: TxnRequest, maxTxnOps: number = DEFA
 
 function checkTxnShape(request: TxnRequest, maxTxnOps: number): void {
   const opc = Math.max(request.compare.length, request.success.length, request.failure.length);
-  if (opc > maxTxnOps) throw new MvccError('TOO_MANY_OPS');
+  if (opc > maxTxnOps) throw mvccError('TOO_MANY_OPS');
   for (const c of request.compare) {
-    if (c.key.length === 0) throw new MvccError('EMPTY_KEY');
+    if (c.key.length === 0) throw mvccError('EMPTY_KEY');
   }
   // As in etcd, a nested txn gets the budget its parent has left.
   for (const op of [...request.success, ...request.failure]) checkRequestOp(op, maxTxnOps - opc);
@@ -27,17 +27,17 @@ function checkTxnShape(request: TxnRequest, maxTxnOps: number): void {
 function checkRequestOp(op: RequestOp, maxTxnOps: number): void {
   switch (op.type) {
     case 'range':
-      if (op.range.key.length === 0) throw new MvccError('EMPTY_KEY');
-      if (op.range.sortOrder !== undefined && !SORT_ORDERS.includes(op.range.sortOrder)) throw new MvccError('INVALID_SORT_OPTION');
-      if (op.range.sortTarget !== undefined && !SORT_TARGETS.includes(op.range.sortTarget)) throw new MvccError('INVALID_SORT_OPTION');
+      if (op.range.key.length === 0) throw mvccError('EMPTY_KEY');
+      if (op.range.sortOrder !== undefined && !SORT_ORDERS.includes(op.range.sortOrder)) throw mvccError('INVALID_SORT_OPTION');
+      if (op.range.sortTarget !== undefined && !SORT_TARGETS.includes(op.range.sortTarget)) throw mvccError('INVALID_SORT_OPTION');
       return;
     case 'put':
-      if (op.put.key.length === 0) throw new MvccError('EMPTY_KEY');
-      if (op.put.ignoreValue === true && op.put.value.length !== 0) throw new MvccError('VALUE_PROVIDED');
-      if (op.put.ignoreLease === true && (op.put.lease ?? 0) !== 0) throw new MvccError('LEASE_PROVIDED');
+      if (op.put.key.length === 0) throw mvccError('EMPTY_KEY');
+      if (op.put.ignoreValue === true && op.put.value.length !== 0) throw mvccError('VALUE_PROVIDED');
+      if (op.put.ignoreLease === true && (op.put.lease ?? 0) !== 0) throw mvccError('LEASE_PROVIDED');
       return;
     case 'deleteRange':
-      if (op.deleteRange.key.length === 0) throw new MvccError('EMPTY_KEY');
+      if (op.deleteRange.key.length === 0) throw mvccError('EMPTY_KEY');
       return;
     case 'txn':
       checkTxnShape(op.txn, maxTxnOps);
@@ -81,9 +81,9 @@ function checkIntervals(ops: readonly RequestOp[]): { puts: Set<string>; dels: D
     const otherwise = checkIntervals(op.txn.failure);
     for (const k of then.puts) addPut(puts, dels, k);
     for (const k of otherwise.puts) {
-      if (puts.has(k) && !then.puts.has(k)) throw new MvccError('DUPLICATE_KEY');
+      if (puts.has(k) && !then.puts.has(k)) throw mvccError('DUPLICATE_KEY');
       if (!puts.has(k)) addPut(puts, dels, k);
-      else if (deletes(dels, fromKeyString(k))) throw new MvccError('DUPLICATE_KEY');
+      else if (deletes(dels, fromKeyString(k))) throw mvccError('DUPLICATE_KEY');
     }
     dels.push(...then.dels, ...otherwise.dels);
   }
@@ -94,6 +94,6 @@ function checkIntervals(ops: readonly RequestOp[]): { puts: Set<string>; dels: D
 }
 
 function addPut(puts: Set<string>, dels: readonly DeletedInterval[], keyString: string): void {
-  if (puts.has(keyString) || deletes(dels, fromKeyString(keyString))) throw new MvccError('DUPLICATE_KEY');
+  if (puts.has(keyString) || deletes(dels, fromKeyString(keyString))) throw mvccError('DUPLICATE_KEY');
   puts.add(keyString);
 }

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { MvccError } from './errors.js';
+import { isMvccRefusal, mvccError } from './errors.js';
 import type { KeyValue, RangeOptions, RangeResult } from './range.js';
 import type { DeleteRangeResult, PutResult, WriteTxn } from './write-txn.js';
 
@@ -94,7 +94,7 @@ interface TxnPath {
   readonly nested: TxnPath[];
 }
 
-/** Runs `request` inside `txn`; the caller begins and ends the transaction. Throws MvccError from the checks, before any write. */
+/** Runs `request` inside `txn`; the caller begins and ends the transaction. Throws a TesseraError refusal (errors.ts) from the checks, before any write. */
 export function executeTxn(txn: TxnTarget, request: TxnRequest, options: TxnOptions = {}): TxnResponse {
   assert(txn.changeCount === 0, 'executeTxn needs a fresh write transaction: compares read the state before it');
   const path = decidePath(txn, request);
@@ -117,7 +117,7 @@ export function applyCompare(txn: Pick<WriteTxn, 'range'>, compare: Compare): bo
   try {
     kvs = txn.range({ key: compare.key, rangeEnd: compare.rangeEnd }).kvs;
   } catch (error) {
-    if (error instanceof MvccError) return false;
+    if (isMvccRefusal(error)) return false;
     throw error;
   }
   if (kvs.length === 0) {
@@ -166,8 +166,8 @@ function checkPath(txn: TxnTarget, request: TxnRequest, path: TxnPath, options: 
     switch (op.type) {
       case 'range': {
         const rev = op.range.revision ?? 0;
-        if (rev > txn.viewRevision) throw new MvccError('FUTURE_REVISION');
-        if (rev > 0 && rev < txn.compactedRevision) throw new MvccError('COMPACTED');
+        if (rev > txn.viewRevision) throw mvccError('FUTURE_REVISION');
+        if (rev > 0 && rev < txn.compactedRevision) throw mvccError('COMPACTED');
         break;
       }
       case 'put':
@@ -184,9 +184,9 @@ function checkPath(txn: TxnTarget, request: TxnRequest, path: TxnPath, options: 
 
 function checkPutOp(txn: TxnTarget, put: PutRequest, options: TxnOptions): void {
   const lease = put.lease ?? 0;
-  if (lease !== 0 && options.leaseExists !== undefined && !options.leaseExists(lease)) throw new MvccError('LEASE_NOT_FOUND');
+  if (lease !== 0 && options.leaseExists !== undefined && !options.leaseExists(lease)) throw mvccError('LEASE_NOT_FOUND');
   if (put.ignoreValue === true || put.ignoreLease === true) {
-    if (txn.range({ key: put.key }).kvs.length === 0) throw new MvccError('KEY_NOT_FOUND');
+    if (txn.range({ key: put.key }).kvs.length === 0) throw mvccError('KEY_NOT_FOUND');
   }
 }
 

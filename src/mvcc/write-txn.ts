@@ -2,7 +2,7 @@ import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { keyInterval, toKeyString } from './bytes.js';
 import type { StoredRecord } from './codec.js';
-import { MvccError } from './errors.js';
+import { mvccError } from './errors.js';
 import type { KeyHistory } from './key-index.js';
 import { type KeyValue, type RangeOptions, type RangeResult, executeRange, recordKeyValue } from './range.js';
 import { MAX_SUB_REVISION, assertRevisionNumber } from './revision.js';
@@ -99,7 +99,7 @@ export class WriteTxn {
     const history = this.state.index.get(keyString);
     const live = history?.live();
     const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
-    if (keepsOld && live === undefined) throw new MvccError('KEY_NOT_FOUND');
+    if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const wantPrev = keepsOld || options.prevKv === true || this.state.eventsWantPrevKv();
     const prev = live === undefined || !wantPrev ? undefined : this.state.loadRecord(live.modified);
     const rev = this.nextRevision();
@@ -125,7 +125,7 @@ export class WriteTxn {
   /** Deletes the live keys in etcd's (key, range_end) interval. */
   deleteRange(key: Uint8Array, rangeEnd?: Uint8Array, options: { prevKv?: boolean | undefined } = {}): DeleteRangeResult {
     this.assertOpen();
-    if (key.length === 0) throw new MvccError('EMPTY_KEY');
+    if (key.length === 0) throw mvccError('EMPTY_KEY');
     const interval = keyInterval(key, rangeEnd);
     const end = interval.end === undefined ? undefined : toKeyString(interval.end);
     const victims: KeyHistory[] = [];
@@ -187,9 +187,9 @@ export class WriteTxn {
 
 /** etcd's checkPutRequest, minus what the lease owner checks. */
 function checkPut(key: Uint8Array, value: Uint8Array, leaseId: number, options: PutOptions): void {
-  if (key.length === 0) throw new MvccError('EMPTY_KEY');
-  if (options.ignoreValue === true && value.length !== 0) throw new MvccError('VALUE_PROVIDED');
-  if (options.ignoreLease === true && leaseId !== 0) throw new MvccError('LEASE_PROVIDED');
+  if (key.length === 0) throw mvccError('EMPTY_KEY');
+  if (options.ignoreValue === true && value.length !== 0) throw mvccError('VALUE_PROVIDED');
+  if (options.ignoreLease === true && leaseId !== 0) throw mvccError('LEASE_PROVIDED');
   assert(Number.isSafeInteger(leaseId) && leaseId >= 0, () => `lease id must be a safe non-negative integer, got ${leaseId}`);
 }
 

@@ -8,10 +8,11 @@ import { TesseraError, isTesseraError } from '../base/index.js';
 import { encodeCommand } from '../kv/commands.js';
 import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { ProposalOutcome, Store } from '../kv/store.js';
-import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccError } from '../mvcc/index.js';
+import { INITIAL_REVISION, type RangeOptions, type RequestOp, type TxnRequest, type TxnResponse, isMvccRefusal } from '../mvcc/index.js';
 import type { Entry } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { AdminService } from './etcd/admin_services.js';
+import { toEtcdStatus } from './etcd/errors.js';
 import { KvApi } from './kv_api.js';
 import { DEFAULT_RANGE, startNode } from './node.js';
 
@@ -82,12 +83,12 @@ function setup(): { kv: KvApi; store: DirectStore; sm: MvccStateMachine } {
   return { kv, store, sm };
 }
 
-/** A txn's response, or its refusal as the MvccError code the proposed path reports too. */
+/** A txn's response, or its refusal as the MVCC refusal code the proposed path reports too. */
 async function outcome(answer: Promise<TxnResponse>): Promise<TxnResponse | { error: string }> {
   try {
     return await answer;
   } catch (error) {
-    if (isMvccError(error)) return { error: error.code };
+    if (isMvccRefusal(error)) return { error: error.code };
     throw error;
   }
 }
@@ -126,6 +127,34 @@ test('KvApi: a read-only txn is served as a read, never proposed, and answers wh
     await Promise.all([readOnly[5], readOnly[6]].map((r) => outcome(kv.txn(r!)))),
     [{ error: 'FUTURE_REVISION' }, { error: 'COMPACTED' }],
   );
+});
+
+test('KvApi: a command the state machine refuses comes back as its TesseraError code, and etcd gets the same status as for the check itself', async () => {
+  const { kv } = setup();
+  await kv.txn(txn({ success: [put('a', '1')] }));
+  await kv.txn(txn({ success: [put('a', '2')] }));
+  await kv.compact(INITIAL_REVISION + 1);
+  const key = enc.encode('k');
+  const refused: [string, () => Promise<unknown>, string][] = [
+    ['a put on a lease that does not exist', () => kv.txn(txn({ success: [{ type: 'put', put: { key, value: key, lease: 7 } }] })), 'LEASE_NOT_FOUND'],
+    ['a put keeping the value of a missing key', () => kv.txn(txn({ success: [{ type: 'put', put: { key, value: new Uint8Array(0), ignoreValue: true } }] })), 'KEY_NOT_FOUND'],
+    ['one key put twice', () => kv.txn(txn({ success: [put('k', '1'), put('k', '2')] })), 'DUPLICATE_KEY'],
+    ['an empty key', () => kv.txn(txn({ success: [put('', '1')] })), 'EMPTY_KEY'],
+    ['a compaction already done', () => kv.compact(INITIAL_REVISION + 1), 'COMPACTED'],
+    ['a compaction of the future', () => kv.compact(INITIAL_REVISION + 50), 'FUTURE_REVISION'],
+    ['a revoke of a lease that does not exist', () => kv.leaseRevoke(99), 'LEASE_NOT_FOUND'],
+  ];
+  for (const [what, run, code] of refused) {
+    const error = await run().then(
+      () => assert.fail(`${what}: was not refused`),
+      (e: unknown) => e,
+    );
+    assert.ok(isTesseraError(error), `${what}: ${String(error)}`);
+    assert.equal(error.code, code, what);
+    // The mapping is by code: the applied refusal answers exactly what the same refusal thrown before proposing answers.
+    const bug = (e: unknown): void => assert.fail(`${what}: reported as a bug: ${String(e)}`);
+    assert.deepEqual(toEtcdStatus(error, bug), toEtcdStatus(new TesseraError(error.code, 'thrown before proposing'), bug), what);
+  }
 });
 
 test('KvApi: a txn that may write, on any branch or in a nested txn, is proposed', async () => {

@@ -4,9 +4,7 @@ import { encodeCommand } from '../kv/commands.js';
 import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
 import type { Store } from '../kv/store.js';
 import {
-  MVCC_ERRORS,
-  MvccError,
-  type MvccErrorCode,
+  isMvccErrorCode,
   type RangeOptions,
   type RangeResult,
   type TxnRequest,
@@ -40,9 +38,9 @@ export interface KvApiOptions {
 /**
  * The key-value operations the client APIs (etcd gRPC, the native protocol)
  * serve, on one node: writes go through Raft, reads are linearizable unless
- * serializable is asked for. Errors: MvccError (compacted, future revision,
- * …) for refused requests, TesseraError 'NOT_LEADER' when the proposal was
- * certainly not accepted, and 'TIMEOUT' when the outcome is unknown.
+ * serializable is asked for. Errors are TesseraErrors: MVCC's refusal codes
+ * (compacted, future revision, …) for refused requests, 'NOT_LEADER' when the
+ * proposal was certainly not accepted, and 'TIMEOUT' when the outcome is unknown.
  */
 export class KvApi {
   private seq = 0;
@@ -165,9 +163,9 @@ export class KvApi {
   }
 }
 
-/** A refused command: MVCC's own codes keep their etcd statuses; lease codes get theirs. */
+/** A refused command: MVCC's own codes come back as they were thrown on apply; lease codes get theirs. */
 function commandError(code: string, message: string): Error {
-  if (Object.hasOwn(MVCC_ERRORS, code)) return new MvccError(code as MvccErrorCode);
+  if (isMvccErrorCode(code)) return new TesseraError(code, message);
   if (code === 'LEASE_EXIST') return new TesseraError('ALREADY_EXISTS', message);
   return new TesseraError('INVALID_ARGUMENT', message);
 }

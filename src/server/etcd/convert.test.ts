@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isMvccError } from '../../mvcc/index.js';
 import { isTesseraError } from '../../base/index.js';
 import { UNKNOWN_LEASE_ID, hasUnknownLeaseId, safeInt, toCompare, toPutRequest, toRangeOptions, toTxnRequest, toWireKeyValue } from './convert.js';
 import { EtcdApiError } from './errors.js';
@@ -38,8 +37,8 @@ test('requests carry only the fields that are set (they go into the Raft log)', 
 });
 
 test('unknown enum values are refused', () => {
-  assert.throws(() => toRangeOptions({ key: b('a'), sort_order: 9 }), (e) => isMvccError(e, 'INVALID_SORT_OPTION'));
-  assert.throws(() => toRangeOptions({ key: b('a'), sort_target: 5 }), (e) => isMvccError(e, 'INVALID_SORT_OPTION'));
+  assert.throws(() => toRangeOptions({ key: b('a'), sort_order: 9 }), (e) => isTesseraError(e, 'INVALID_SORT_OPTION'));
+  assert.throws(() => toRangeOptions({ key: b('a'), sort_target: 5 }), (e) => isTesseraError(e, 'INVALID_SORT_OPTION'));
   assert.throws(() => toCompare({ key: b('a'), target: 5 }), EtcdApiError);
   assert.throws(() => toCompare({ key: b('a'), result: 4 }), EtcdApiError);
 });
@@ -52,11 +51,11 @@ test('a compare takes the operand its target names; absent is zero', () => {
 
 test('txns too wide or nested deeper than the op budget are refused while converting', () => {
   const wide = { success: Array.from({ length: 129 }, () => ({ request_range: { key: b('k') } })) };
-  assert.throws(() => toTxnRequest(wide, 128), (e) => isMvccError(e, 'TOO_MANY_OPS'));
+  assert.throws(() => toTxnRequest(wide, 128), (e) => isTesseraError(e, 'TOO_MANY_OPS'));
   let deep: object = { success: [{ request_range: { key: b('k') } }] };
   for (let i = 0; i < 129; i++) deep = { success: [{ request_txn: deep }] };
-  assert.throws(() => toTxnRequest(deep, 128), (e) => isMvccError(e, 'TOO_MANY_OPS'));
-  assert.throws(() => toTxnRequest({ success: [{}] }, 128), (e) => isMvccError(e, 'KEY_NOT_FOUND'));
+  assert.throws(() => toTxnRequest(deep, 128), (e) => isTesseraError(e, 'TOO_MANY_OPS'));
+  assert.throws(() => toTxnRequest({ success: [{}] }, 128), (e) => isTesseraError(e, 'KEY_NOT_FOUND'));
 });
 
 test('key-values leave zero fields off the wire', () => {

@@ -2,7 +2,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import {
   COMPARE_RESULTS,
   COMPARE_TARGETS,
-  MvccError,
+  mvccError,
   SORT_ORDERS,
   SORT_TARGETS,
   type Compare,
@@ -88,9 +88,9 @@ export function toRangeOptions(r: WireRangeRequest): RangeOptions {
   if (r.range_end !== undefined && r.range_end.length > 0) o.rangeEnd = r.range_end;
   if (r.revision !== undefined) o.revision = safeInt(r.revision);
   if (r.limit !== undefined) o.limit = safeInt(r.limit);
-  const sortOrder = enumName(SORT_ORDERS, r.sort_order, () => new MvccError('INVALID_SORT_OPTION'));
+  const sortOrder = enumName(SORT_ORDERS, r.sort_order, () => mvccError('INVALID_SORT_OPTION'));
   if (sortOrder !== undefined) o.sortOrder = sortOrder;
-  const sortTarget = enumName(SORT_TARGETS, r.sort_target, () => new MvccError('INVALID_SORT_OPTION'));
+  const sortTarget = enumName(SORT_TARGETS, r.sort_target, () => mvccError('INVALID_SORT_OPTION'));
   if (sortTarget !== undefined) o.sortTarget = sortTarget;
   if (r.keys_only === true) o.keysOnly = true;
   if (r.count_only === true) o.countOnly = true;
@@ -155,7 +155,7 @@ export function toTxnRequest(t: WireTxnRequest, maxTxnOps: number, depth = 0): T
   const compare = t.compare ?? [];
   const success = t.success ?? [];
   const failure = t.failure ?? [];
-  if (depth > maxTxnOps || Math.max(compare.length, success.length, failure.length) > maxTxnOps) throw new MvccError('TOO_MANY_OPS');
+  if (depth > maxTxnOps || Math.max(compare.length, success.length, failure.length) > maxTxnOps) throw mvccError('TOO_MANY_OPS');
   return {
     compare: compare.map(toCompare),
     success: success.map((op) => toRequestOp(op, maxTxnOps, depth)),
@@ -169,7 +169,7 @@ function toRequestOp(op: WireRequestOp, maxTxnOps: number, depth: number): Reque
   if (op.request_delete_range !== undefined) return { type: 'deleteRange', deleteRange: toDeleteRangeRequest(op.request_delete_range) };
   if (op.request_txn !== undefined) return { type: 'txn', txn: toTxnRequest(op.request_txn, maxTxnOps, depth + 1) };
   // etcd's checkRequestOp answers an empty op with "key not found".
-  throw new MvccError('KEY_NOT_FOUND');
+  throw mvccError('KEY_NOT_FOUND');
 }
 
 /** True if some put on any branch names a lease id no tessera lease can have. */

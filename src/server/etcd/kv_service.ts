@@ -1,5 +1,5 @@
 import { assert } from '../../base/index.js';
-import { MvccError, validateTxnRequest, type TxnRequest, type TxnResponse } from '../../mvcc/index.js';
+import { mvccError, validateTxnRequest, type TxnRequest, type TxnResponse } from '../../mvcc/index.js';
 import type { KvApi } from '../kv_api.js';
 import {
   hasUnknownLeaseId,
@@ -47,7 +47,7 @@ export class KvService {
   async range(r: WireRangeRequest): Promise<WireRangeResponse> {
     const options = toRangeOptions(r);
     // Refused before the read barrier, as etcd's checkRangeRequest does.
-    if (options.key.length === 0) throw new MvccError('EMPTY_KEY');
+    if (options.key.length === 0) throw mvccError('EMPTY_KEY');
     const result = await this.kv.range(options, r.serializable === true);
     return toWireRangeResponse(result, this.headerFor(result.revision));
   }
@@ -85,7 +85,7 @@ export class KvService {
     validateTxnRequest(request, this.limits.maxTxnOps);
     if ((wire[REQUEST_BYTES] ?? 0) > this.limits.maxRequestBytes) throw new EtcdApiError(ETCD_STATUS.REQUEST_TOO_LARGE);
     // No lease can have such an id; refusing here keeps it out of the log (the store would refuse it too).
-    if (hasUnknownLeaseId(request)) throw new MvccError('LEASE_NOT_FOUND');
+    if (hasUnknownLeaseId(request)) throw mvccError('LEASE_NOT_FOUND');
     return this.kv.txn(request);
   }
 }

@@ -12,6 +12,7 @@ import {
 import { isTesseraError } from '../../base/index.js';
 import { MAX_LEASE_TTL_SECONDS } from '../../kv/leases.js';
 import { fromKeyString } from '../../mvcc/bytes.js';
+import { mvccError } from '../../mvcc/index.js';
 import type { KvApi } from '../kv_api.js';
 import { ETCD_STATUS, type EtcdStatus, EtcdApiError } from './errors.js';
 import type { HeaderFor } from './kv_service.js';
@@ -82,7 +83,6 @@ export interface WireLeaseKeepAliveResponse {
   TTL?: Int64Out;
 }
 
-const LEASE_NOT_FOUND: EtcdStatus = { code: GrpcStatus.NOT_FOUND, details: 'etcdserver: requested lease not found' };
 const TTL_TOO_LARGE: EtcdStatus = { code: GrpcStatus.OUT_OF_RANGE, details: 'etcdserver: too large lease TTL' };
 
 /**
@@ -126,7 +126,7 @@ export class LeaseService {
     const ttl = Math.max(Number.isSafeInteger(requested) ? requested : 0, this.options.minTtlSeconds);
     const chosen = r.ID === undefined || r.ID === '0';
     const id = chosen ? 0 : wireLeaseId(r.ID);
-    if (id === undefined) throw new EtcdApiError(LEASE_NOT_FOUND);
+    if (id === undefined) throw mvccError('LEASE_NOT_FOUND');
     for (let attempt = 1; ; attempt++) {
       try {
         const granted = await this.kv.leaseGrant(id, ttl);
@@ -140,7 +140,7 @@ export class LeaseService {
 
   async revoke(r: WireLeaseIdRequest): Promise<{ header: WireResponseHeader }> {
     const id = wireLeaseId(r.ID);
-    if (id === undefined) throw new EtcdApiError(LEASE_NOT_FOUND);
+    if (id === undefined) throw mvccError('LEASE_NOT_FOUND');
     const revision = await this.kv.leaseRevoke(id);
     return { header: this.headerFor(revision) };
   }
@@ -253,7 +253,7 @@ export class LeaseService {
     try {
       return this.kv.leaseKeepAlive(id);
     } catch (error) {
-      if (isTesseraError(error) && error.code === 'NOT_FOUND') return 0;
+      if (isTesseraError(error, 'LEASE_NOT_FOUND')) return 0;
       if (isTesseraError(error) && error.code === 'NOT_LEADER') throw new EtcdApiError(NOT_LEADER);
       throw error;
     }

@@ -5,7 +5,6 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { REFERENCE_ETCD, call, callError, rawClient, startTestEtcd } from './testing.testlib.js';
 import { toEtcdStatus } from './errors.js';
 import { TesseraError } from '../../base/index.js';
-import { MvccError } from '../../mvcc/index.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 /** Short, so a timed-out request fails fast; far above a loop turn, so nothing else times out. */
@@ -14,7 +13,7 @@ const REQUEST_TIMEOUT_MS = 400;
 test('errors map to etcd statuses; bugs are reported and answered UNKNOWN', () => {
   const bugs: unknown[] = [];
   const onBug = (e: unknown): void => void bugs.push(e);
-  assert.deepEqual(toEtcdStatus(new MvccError('COMPACTED'), onBug), { code: status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' });
+  assert.deepEqual(toEtcdStatus(new TesseraError('COMPACTED', 'mvcc: required revision has been compacted'), onBug), { code: status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' });
   assert.deepEqual(toEtcdStatus(new TesseraError('NOT_LEADER', 'x'), onBug), { code: status.UNAVAILABLE, details: 'etcdserver: no leader' });
   assert.deepEqual(toEtcdStatus(new TesseraError('TIMEOUT', 'x'), onBug), { code: status.UNAVAILABLE, details: 'etcdserver: request timed out' });
   assert.deepEqual(toEtcdStatus(new TesseraError('CLOSED', 'x'), onBug), { code: status.UNAVAILABLE, details: 'etcdserver: server stopped' });
