@@ -97,3 +97,19 @@ test('lint-layers: a test library may use node:test, and only tests may import i
   assert.doesNotMatch(r.output, /memory\.test\.ts/);
   assert.match(r.output, /1 violation\(s\)/);
 });
+
+test('lint-layers: a dynamic import is refused, in tests too; typeof import(…) in a type is not', () => {
+  // `import` and `(` are kept apart so that this file does not trip the rule it tests.
+  const call = 'import' + '(';
+  const r = lint({
+    'base/a.ts': 'export const a = 1;\n',
+    'server/s.ts': `const spec = '../base/a.js';\nexport const s = await ${call}spec);\n`,
+    'server/t.test.ts': `export const t = await ${call}'../base/a.js');\n`,
+    'server/u.ts': `export type A = typeof ${call}'../base/a.js');\n// a comment may say ${call}x)\n`,
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /server\/s\.ts: dynamic import\(\) is refused/);
+  assert.match(r.output, /server\/t\.test\.ts: dynamic import\(\) is refused/);
+  assert.doesNotMatch(r.output, /server\/u\.ts/);
+  assert.match(r.output, /2 violation\(s\)/);
+});
