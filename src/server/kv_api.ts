@@ -1,7 +1,13 @@
 import { TesseraError } from '../base/index.js';
-import { encodeCommand } from '../kv/commands.js';
-import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { ProposalOutcome, Store } from '../kv/store.js';
+import {
+  encodeCommand,
+  type CommandResult,
+  type MvccStateMachine,
+  type ProposalOutcome,
+  type Store,
+  type LeaseKeeper,
+  MAX_LEASE_TTL_SECONDS,
+} from '../kv/index.js';
 import {
   MVCC_ERRORS,
   MvccError,
@@ -13,9 +19,7 @@ import {
   isTxnReadOnly,
   isTxnSerializable,
 } from '../mvcc/index.js';
-import type { LeaseKeeper } from '../kv/lease_keeper.js';
 import type { StorageEngine } from '../storage/engine.js';
-import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;

@@ -2,11 +2,18 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
 import type { ConfChange, ConfState, NodeId, RawNode } from '../raft/index.js';
-import { encodeCommand } from '../kv/commands.js';
-import type { RangeId } from '../kv/keys.js';
-import { encodeMemberContext, MAX_MEMBER_URL_BYTES, MAX_MEMBER_URLS, type MemberRecord } from '../kv/members.js';
-import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { ProposalOutcome, Store } from '../kv/store.js';
+import {
+  encodeCommand,
+  type RangeId,
+  encodeMemberContext,
+  MAX_MEMBER_URL_BYTES,
+  MAX_MEMBER_URLS,
+  type MemberRecord,
+  type CommandResult,
+  type MvccStateMachine,
+  type ProposalOutcome,
+  type Store,
+} from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import type { JoinMember } from './wire.js';
 

@@ -2,12 +2,18 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
-import type { RangeId } from '../kv/keys.js';
-import { type CommandResult, MvccStateMachine, snapshotDataProblem } from '../kv/mvcc_state_machine.js';
-import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
-import { WatchHub } from '../kv/watch_hub.js';
-import { Store, type StoreOptions } from '../kv/store.js';
-import type { MemberRecord } from '../kv/members.js';
+import {
+  type RangeId,
+  type CommandResult,
+  MvccStateMachine,
+  snapshotDataProblem,
+  DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
+  LeaseKeeper,
+  WatchHub,
+  Store,
+  type StoreOptions,
+  type MemberRecord,
+} from '../kv/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';

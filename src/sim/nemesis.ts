@@ -2,7 +2,7 @@ import type { Member, SimCluster } from './cluster.js';
 import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import type { NodeId } from '../raft/index.js';
-import { encodeMemberContext, type MemberRecord } from '../kv/members.js';
+import { encodeMemberContext, type MemberRecord } from '../kv/index.js';
 import { isSimLogEntryKey, simMemberRecord } from './store_node.js';
 import { isTesseraError } from '../base/index.js';
 
