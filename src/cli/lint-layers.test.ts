@@ -113,3 +113,22 @@ test('lint-layers: a dynamic import is refused, in tests too; typeof import(…)
   assert.doesNotMatch(r.output, /server\/u\.ts/);
   assert.match(r.output, /2 violation\(s\)/);
 });
+
+test('lint-layers: other layers import kv only through src/kv/index.ts; tests may reach further in', () => {
+  const r = lint({
+    'kv/store.ts': 'export class Store {}\n',
+    'kv/index.ts': "export { Store } from './store.js';\n",
+    'kv/replica.ts': "import { Store } from './store.js';\nexport const r = Store;\n",
+    'server/ok.ts': "import { Store } from '../kv/index.js';\nexport const s = Store;\n",
+    'server/bad.ts': "import { Store } from '../kv/store.js';\nexport const s = Store;\n",
+    'server/etcd/bad.ts': "import type { Store } from '../../kv/store.js';\nexport type S = Store;\n",
+    'sim/bad.ts': "export { Store } from '../kv/store.js';\n",
+    'server/s.test.ts': "import { Store } from '../kv/store.js';\nexport const t = Store;\n",
+    'server/h.testlib.ts': "import { Store } from '../kv/store.js';\nexport const h = Store;\n",
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /server\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts \(\.\.\/kv\/store\.js\)/);
+  assert.match(r.output, /server\/etcd\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts/);
+  assert.match(r.output, /sim\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts/);
+  assert.match(r.output, /3 violation\(s\)/);
+});
