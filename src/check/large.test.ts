@@ -87,9 +87,9 @@ test('with a small heap, a hopeless search ends in unknown, not in an out-of-mem
   const generate = new URL('./generate.js', import.meta.url).href;
   const base = new URL('../base/index.js', import.meta.url).href;
   const script = `
-    const { checkOperations, kvModel } = await import(${JSON.stringify(check)});
-    const { generateKvHistory } = await import(${JSON.stringify(generate)});
-    const { SeededRng } = await import(${JSON.stringify(base)});
+    import { checkOperations, kvModel } from ${JSON.stringify(check)};
+    import { generateKvHistory } from ${JSON.stringify(generate)};
+    import { SeededRng } from ${JSON.stringify(base)};
     const h = generateKvHistory(new SeededRng(1), { clients: 50, operations: 2000, keys: 10 });
     const r = checkOperations(kvModel, h.ops, { partition: false, maxMemoBytes: 48 * 1024 * 1024 });
     console.log(r.verdict, r.reason);`;

@@ -124,7 +124,7 @@ function printBanner(nodes: readonly ReadyMessage[], root: string, keep: boolean
   }
   const clients = nodes.map((n) => n.endpoints.client).filter((c): c is string => c !== undefined);
   const admins = nodes.map((n) => n.endpoints.admin).filter((c): c is string => c !== undefined);
-  out.push(`${DEV_READY_PREFIX} ${clients.join(',') || '(no client port: this build has no etcd gRPC server)'}`);
+  out.push(`${DEV_READY_PREFIX} ${clients.join(',') || '(no client port)'}`);
   if (clients.length > 0) out.push(`try:  etcdctl --endpoints=${clients.join(',')} put foo bar`);
   out.push(`      tessera status --endpoints=${admins.join(',')}`);
   out.push('Ctrl-C stops the cluster.');

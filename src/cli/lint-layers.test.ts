@@ -97,3 +97,38 @@ test('lint-layers: a test library may use node:test, and only tests may import i
   assert.doesNotMatch(r.output, /memory\.test\.ts/);
   assert.match(r.output, /1 violation\(s\)/);
 });
+
+test('lint-layers: a dynamic import is refused, in tests too; typeof import(…) in a type is not', () => {
+  // `import` and `(` are kept apart so that this file does not trip the rule it tests.
+  const call = 'import' + '(';
+  const r = lint({
+    'base/a.ts': 'export const a = 1;\n',
+    'server/s.ts': `const spec = '../base/a.js';\nexport const s = await ${call}spec);\n`,
+    'server/t.test.ts': `export const t = await ${call}'../base/a.js');\n`,
+    'server/u.ts': `export type A = typeof ${call}'../base/a.js');\n// a comment may say ${call}x)\n`,
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /server\/s\.ts: dynamic import\(\) is refused/);
+  assert.match(r.output, /server\/t\.test\.ts: dynamic import\(\) is refused/);
+  assert.doesNotMatch(r.output, /server\/u\.ts/);
+  assert.match(r.output, /2 violation\(s\)/);
+});
+
+test('lint-layers: other layers import kv only through src/kv/index.ts; tests may reach further in', () => {
+  const r = lint({
+    'kv/store.ts': 'export class Store {}\n',
+    'kv/index.ts': "export { Store } from './store.js';\n",
+    'kv/replica.ts': "import { Store } from './store.js';\nexport const r = Store;\n",
+    'server/ok.ts': "import { Store } from '../kv/index.js';\nexport const s = Store;\n",
+    'server/bad.ts': "import { Store } from '../kv/store.js';\nexport const s = Store;\n",
+    'server/etcd/bad.ts': "import type { Store } from '../../kv/store.js';\nexport type S = Store;\n",
+    'sim/bad.ts': "export { Store } from '../kv/store.js';\n",
+    'server/s.test.ts': "import { Store } from '../kv/store.js';\nexport const t = Store;\n",
+    'server/h.testlib.ts': "import { Store } from '../kv/store.js';\nexport const h = Store;\n",
+  });
+  assert.equal(r.status, 1);
+  assert.match(r.output, /server\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts \(\.\.\/kv\/store\.js\)/);
+  assert.match(r.output, /server\/etcd\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts/);
+  assert.match(r.output, /sim\/bad\.ts: import layer 'kv' through src\/kv\/index\.ts/);
+  assert.match(r.output, /3 violation\(s\)/);
+});

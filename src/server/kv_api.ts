@@ -1,8 +1,13 @@
 import { TesseraError, type Timers } from '../base/index.js';
-import { RequestRunner } from '../kv/requests.js';
-import { encodeCommand } from '../kv/commands.js';
-import type { CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { Store } from '../kv/store.js';
+import {
+  type CommandResult,
+  encodeCommand,
+  type LeaseKeeper,
+  MAX_LEASE_TTL_SECONDS,
+  type MvccStateMachine,
+  RequestRunner,
+  type Store,
+} from '../kv/index.js';
 import {
   isMvccErrorCode,
   type RangeOptions,
@@ -12,9 +17,7 @@ import {
   isTxnReadOnly,
   isTxnSerializable,
 } from '../mvcc/index.js';
-import type { LeaseKeeper } from '../kv/lease_keeper.js';
 import type { StorageEngine } from '../storage/engine.js';
-import { MAX_LEASE_TTL_SECONDS } from '../kv/leases.js';
 import { realTimers } from './timers.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */

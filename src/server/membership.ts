@@ -2,16 +2,22 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SeededRng, type TesseraError } from '../base/index.js';
 import type { NodeId } from '../raft/index.js';
-import type { RangeId } from '../kv/keys.js';
-import { MAX_MEMBER_URL_BYTES, MAX_MEMBER_URLS } from '../kv/members.js';
-import { MembershipCore, MembershipError, type MembershipOutcome, type MemberView } from '../kv/membership.js';
-import type { MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { Store } from '../kv/store.js';
+import {
+  MAX_MEMBER_URL_BYTES,
+  MAX_MEMBER_URLS,
+  MembershipCore,
+  MembershipError,
+  type MembershipOutcome,
+  type MemberView,
+  type MvccStateMachine,
+  type RangeId,
+  type Store,
+} from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { realTimers } from './timers.js';
 import type { JoinMember } from './wire.js';
 
-export { MembershipError, type MembershipErrorReason, type MemberView } from '../kv/membership.js';
+export { MembershipError, type MembershipErrorReason, type MemberView } from '../kv/index.js';
 
 export interface MembershipOptions {
   readonly store: Store;

@@ -2,16 +2,23 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
-import type { RangeId } from '../kv/keys.js';
-import { type CommandResult, MvccStateMachine, snapshotDataProblem } from '../kv/mvcc_state_machine.js';
-import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from '../kv/lease_keeper.js';
-import { WatchHub } from '../kv/watch_hub.js';
-import { Store, type StoreOptions } from '../kv/store.js';
-import type { MemberRecord } from '../kv/members.js';
+import {
+  type RangeId,
+  type CommandResult,
+  MvccStateMachine,
+  snapshotDataProblem,
+  DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
+  LeaseKeeper,
+  WatchHub,
+  Store,
+  type StoreOptions,
+  type MemberRecord,
+} from '../kv/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
 import { messageOf } from './errors.js';
+import { startEtcdServer } from './etcd/server.js';
 import { acceptedPeerMessages } from './peer_input.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from './kv_api.js';
 import { fetchClusterInfo } from './join.js';
@@ -43,8 +50,6 @@ export const READ_MODES: readonly ReadMode[] = ['lease', 'safe'];
 export const DEFAULT_READ_MODE: ReadMode = 'lease';
 /** Raft entries kept behind the applied index before the log is compacted; a follower further behind gets a snapshot. */
 export const LOG_RETAIN_ENTRIES = 10_000;
-/** The module the etcd gRPC engineer provides; loaded only when the caller gives no clientServer. */
-const ETCD_SERVER_MODULE = './etcd/server.js';
 
 export interface ClientServer {
   readonly address: string;
@@ -90,7 +95,7 @@ export interface StartNodeOptions {
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
-  /** The client listener; `false` runs without one. Default: the etcd gRPC server, if this build has it. */
+  /** The client listener; `false` runs without one. Default: the etcd gRPC server on listenClient. */
   readonly clientServer?: ClientServerFactory | false;
   readonly transportLimits?: Partial<TransportLimits>;
   /**
@@ -323,7 +328,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const status = (): NodeStatus => nodeStatus(r, identity, store, sm, membership, endpoints());
   const members = (): ReturnType<NodeContext['members']> => membership.list().map((m: MemberView) => ({ nodeId: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.clientUrls, isLearner: m.isLearner }));
   const context: NodeContext = { name: r.name, nodeId: identity.nodeId, clusterId: identity.clusterId, rangeId: DEFAULT_RANGE, store, watches, engine, logger: log, listenClient: r.listenClient, membership, members, status };
-  const client = await startClientServer(o.clientServer, kv, context, log);
+  const client = await startClientServer(o.clientServer, kv, context);
   if (client !== undefined) cleanups.push(() => client.close());
   listeners.client = client;
   if (o.listenAdmin !== undefined) {
@@ -612,22 +617,10 @@ class FatalGuard {
   }
 }
 
-async function startClientServer(factory: ClientServerFactory | false | undefined, kv: KvApi, node: NodeContext, log: Logger): Promise<ClientServer | undefined> {
+async function startClientServer(factory: ClientServerFactory | false | undefined, kv: KvApi, node: NodeContext): Promise<ClientServer | undefined> {
   if (factory === false) return undefined;
   if (factory !== undefined) return factory(kv, node);
-  let mod: { startEtcdServer?: (kv: KvApi, node: NodeContext, listen: string) => Promise<ClientServer> };
-  try {
-    // A variable specifier: the module may not exist in this build, and the compiler must not require it.
-    const spec = ETCD_SERVER_MODULE;
-    mod = (await import(spec)) as typeof mod;
-  } catch (error) {
-    const missing = (error as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' && messageOf(error).includes('etcd/server.js');
-    if (!missing) throw error;
-    log.warn('this build has no etcd gRPC server (src/server/etcd/server.ts); running without a client port');
-    return undefined;
-  }
-  if (typeof mod.startEtcdServer !== 'function') throw new TesseraError('INVALID_CONFIG', `${ETCD_SERVER_MODULE} does not export startEtcdServer`);
-  return mod.startEtcdServer(kv, node, node.listenClient);
+  return startEtcdServer(kv, node, node.listenClient);
 }
 
 function health(store: Store): { health: boolean; reason?: string } {

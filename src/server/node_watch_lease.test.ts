@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { WatchOutput } from '../kv/watch_hub.js';
+import type { WatchOutput } from '../kv/index.js';
 import { startNode } from './node.js';
 
 const enc = new TextEncoder();

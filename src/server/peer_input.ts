@@ -1,6 +1,5 @@
 import type { Message } from '../raft/index.js';
-import type { RangeMessage } from '../kv/store.js';
-import { decodeMemberContext } from '../kv/members.js';
+import { type RangeMessage, decodeMemberContext } from '../kv/index.js';
 import { messageOf } from './errors.js';
 
 /**

@@ -1,9 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Message, NodeId, Snapshot } from '../raft/index.js';
-import type { RangeId } from '../kv/keys.js';
-import type { RangeMessage } from '../kv/store.js';
-import { BytesSnapshotReader, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from '../kv/snapshot_stream.js';
+import { type RangeId, type RangeMessage, BytesSnapshotReader, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from '../kv/index.js';
 import { isTesseraError } from '../base/index.js';
 import { parseHostPort } from './address.js';
 import { isPeerErrorReason, messageOf, PeerError } from './errors.js';

@@ -12,7 +12,7 @@ import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import { message, type Message, type MessageType } from '../raft/index.js';
 import type { TxnRequest } from '../mvcc/index.js';
-import { snapshotDataProblem } from '../kv/mvcc_state_machine.js';
+import { snapshotDataProblem } from '../kv/index.js';
 import { freePorts } from './net_util.js';
 import { startNode, type NodeHandle } from './node.js';
 import { PeerTransport, type TransportHandler } from './transport.js';

@@ -5,12 +5,11 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { message, type Message, type NodeId } from '../raft/index.js';
-import type { RangeMessage } from '../kv/store.js';
+import { type RangeMessage, keys } from '../kv/index.js';
 import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
 import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
 import { isPeerError } from './errors.js';
-import { keys } from '../kv/keys.js';
 import { StateSnapshotReader, readSnapshotData, streamedSnapshot } from '../kv/snapshot_stream.js';
 import { MemoryEngine } from '../storage/memory.js';
 

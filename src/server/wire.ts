@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, Snapshot } from '../raft/index.js';
 import { isLocalMessage } from '../raft/index.js';
-import type { RangeMessage } from '../kv/store.js';
+import type { RangeMessage } from '../kv/index.js';
 import { assert } from '../base/index.js';
 import { PeerError } from './errors.js';
 

@@ -1,7 +1,7 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import type { RangeMessage } from '../kv/store.js';
+import type { RangeMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';

@@ -2,8 +2,7 @@ import type { Member, SimCluster } from './cluster.js';
 import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import type { ConfState, NodeId } from '../raft/index.js';
-import { encodeMemberContext, type MemberRecord } from '../kv/members.js';
-import { MembershipError, type MembershipOutcome } from '../kv/membership.js';
+import { encodeMemberContext, type MemberRecord, MembershipError, type MembershipOutcome } from '../kv/index.js';
 import { isSimLogEntryKey, type SimStoreNode, simMemberRecord } from './store_node.js';
 import { isTesseraError } from '../base/index.js';
 

@@ -1,4 +1,4 @@
-import { encodeMemberContext } from '../kv/members.js';
+import { encodeMemberContext } from '../kv/index.js';
 import { AssertionError, SeededRng } from '../base/index.js';
 import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';

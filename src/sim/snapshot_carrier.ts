@@ -1,6 +1,6 @@
 import { isTesseraError } from '../base/index.js';
 import type { Message } from '../raft/index.js';
-import { SNAPSHOT_MEASURE_SLICE_PAIRS, snapshotReaderOf } from '../kv/snapshot_stream.js';
+import { SNAPSHOT_MEASURE_SLICE_PAIRS, snapshotReaderOf } from '../kv/index.js';
 import type { Scheduler } from './scheduler.js';
 
 /**

@@ -1,15 +1,21 @@
 import type { Rng, TesseraError, Timers } from '../base/index.js';
 import { type ConfChange, type ConfState, type NodeId, type RawNode, type Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
-import { encodeCommand } from '../kv/commands.js';
-import type { MemberRecord } from '../kv/members.js';
-import { type CommandResult, MvccStateMachine } from '../kv/mvcc_state_machine.js';
-import type { Applied, ReplicaRaftOptions } from '../kv/replica.js';
-import { type ProposalWindow, type RangeMessage, Store } from '../kv/store.js';
-import { WatchHub } from '../kv/watch_hub.js';
-import { keys } from '../kv/keys.js';
-import { RequestRunner } from '../kv/requests.js';
-import { MembershipCore } from '../kv/membership.js';
+import {
+  type Applied,
+  type CommandResult,
+  encodeCommand,
+  keys,
+  type MemberRecord,
+  MembershipCore,
+  MvccStateMachine,
+  type ProposalWindow,
+  type RangeMessage,
+  type ReplicaRaftOptions,
+  RequestRunner,
+  Store,
+  WatchHub,
+} from '../kv/index.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';

@@ -1,5 +1,5 @@
 import { type MvccEvent, type MvccStore } from '../mvcc/index.js';
-import type { WatchOutput } from '../kv/watch_hub.js';
+import type { WatchOutput } from '../kv/index.js';
 import type { Member, SimCluster } from './cluster.js';
 
 const ALL = new Uint8Array([0]);

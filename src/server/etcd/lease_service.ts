@@ -10,7 +10,7 @@ import {
   loadPackageDefinition,
 } from '@grpc/grpc-js';
 import { isTesseraError } from '../../base/index.js';
-import { MAX_LEASE_TTL_SECONDS } from '../../kv/leases.js';
+import { MAX_LEASE_TTL_SECONDS } from '../../kv/index.js';
 import { fromKeyString } from '../../mvcc/bytes.js';
 import { mvccError } from '../../mvcc/index.js';
 import type { KvApi } from '../kv_api.js';

@@ -1,6 +1,6 @@
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
-import type { WatchHub } from '../../kv/watch_hub.js';
+import type { WatchHub } from '../../kv/index.js';
 import type { KvApi } from '../kv_api.js';
 import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';

@@ -8,10 +8,7 @@ import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { SeededRng } from '../../base/index.js';
-import type { LeaseKeeper } from '../../kv/lease_keeper.js';
-import { MvccStateMachine } from '../../kv/mvcc_state_machine.js';
-import { Store } from '../../kv/store.js';
-import { WatchHub } from '../../kv/watch_hub.js';
+import { type LeaseKeeper, MvccStateMachine, Store, WatchHub } from '../../kv/index.js';
 import { MemoryEngine } from '../../storage/memory.js';
 import { KvApi } from '../kv_api.js';
 import { newLeaseKeeper, tickServices, watchFeed } from '../node.js';

@@ -1,5 +1,5 @@
 import type { GrpcServerCall } from './grpc_server.js';
-import { MAX_WATCHERS, type WatchHub, type WatchOutput, type WatchRequest } from '../../kv/watch_hub.js';
+import { MAX_WATCHERS, type WatchHub, type WatchOutput, type WatchRequest } from '../../kv/index.js';
 import { compareBytes } from '../../mvcc/bytes.js';
 import type { MvccEvent } from '../../mvcc/index.js';
 import type { KvApi } from '../kv_api.js';

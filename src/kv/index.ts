@@ -1,0 +1,39 @@
+/**
+ * src/kv: the replicated store — ranges of Raft replicas over one
+ * StorageEngine, the MVCC state machine they apply, leases, members, watches
+ * and snapshot streaming. Other layers import kv through this file only
+ * (scripts/lint-layers.mjs enforces it; tests and test libraries may reach
+ * further in), so what is exported here is kv's public surface.
+ */
+export { type KvCommand, encodeCommand } from './commands.js';
+// `keys` is the on-disk key layout; the simulator reads the Raft log range with it.
+export { type RangeId, keys } from './keys.js';
+export { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
+export { MAX_LEASE_TTL_SECONDS } from './leases.js';
+export {
+  MAX_MEMBER_URLS,
+  MAX_MEMBER_URL_BYTES,
+  type MemberChangeContext,
+  type MemberRecord,
+  decodeMemberContext,
+  encodeMemberContext,
+} from './members.js';
+export {
+  type MemberView,
+  MembershipCore,
+  MembershipError,
+  type MembershipErrorReason,
+  type MembershipLog,
+  type MembershipOutcome,
+} from './membership.js';
+export { type CommandResult, MvccStateMachine, snapshotDataProblem } from './mvcc_state_machine.js';
+export { type Applied, type ReplicaRaftOptions } from './replica.js';
+export {
+  BytesSnapshotReader,
+  SNAPSHOT_MEASURE_SLICE_PAIRS,
+  type SnapshotDataReader,
+  snapshotReaderOf,
+} from './snapshot_stream.js';
+export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
+export { type ProposalOutcome, type ProposalWindow, type RangeMessage, Store, type StoreOptions, type Transport } from './store.js';
+export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';
