@@ -8,6 +8,7 @@
 export { type KvCommand, encodeCommand } from './commands.js';
 // `keys` is the on-disk key layout; the simulator reads the Raft log range with it.
 export { type RangeId, keys } from './keys.js';
+export { KvNode, type KvNodeOptions, META_RANGE } from './kv_node.js';
 export { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 export { MAX_LEASE_TTL_SECONDS } from './leases.js';
 export {

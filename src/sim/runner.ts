@@ -1,3 +1,4 @@
+import { BUG_CAUGHT_BY } from './violation.js';
 import type { BugName } from '../raft/sabotage.js';
 import type { OptionOverrides } from './options.js';
 import { type SeedResult, runSeed } from './simulation.js';
@@ -19,6 +20,8 @@ export interface RunOptions {
   readonly count: number;
   readonly overrides: OptionOverrides;
   readonly stopOnFirstFailure: boolean;
+  /** With stopOnFirstFailure: which failure stops the run (default any). A bug test stops at the first one its oracle caught. */
+  readonly stopAt?: (failure: SeedResult) => boolean;
   /** Injected wall clock, only for the seeds-per-second figure. */
   readonly nowMs: () => number;
   readonly onProgress?: (line: string) => void;
@@ -43,7 +46,7 @@ export function runSeeds(o: RunOptions): RunSummary {
     if (r.checkVerdict === 'unknown') checkUnknown.push(seed);
     if (r.violations.length > 0) {
       failures.push(r);
-      if (o.stopOnFirstFailure) break;
+      if (o.stopOnFirstFailure && (o.stopAt === undefined || o.stopAt(r))) break;
     }
     if (o.onProgress !== undefined && seedsRun % 50 === 0) {
       o.onProgress(`.. ${seedsRun} seeds, ${failures.length} failing, ${((seedsRun * 1000) / (o.nowMs() - t0)).toFixed(1)} seeds/s`);
@@ -63,11 +66,15 @@ export function formatSummary(s: RunSummary, bug: BugName | undefined): string {
   for (const [k, v] of Object.entries(s.faults).sort(([a], [b]) => (a < b ? -1 : 1))) lines.push(`  ${k.padEnd(28)} ${v}`);
   const bugFlag = bug === undefined ? '' : ` --bug ${bug}`;
   for (const f of s.failures) {
-    lines.push(`FAILED seed ${f.seed}${bug === undefined ? '' : ` (caught bug ${bug})`}:`);
+    lines.push(`FAILED seed ${f.seed}:`);
     f.violations.slice(0, 5).forEach((v, i) => lines.push(`  [${f.violationKinds[i] ?? '?'}] ${v}`));
     lines.push(`  replay: npm run sim -- --seed ${f.seed}${bugFlag} --trace`);
   }
   if (bug === undefined) lines.push(`violations: ${s.failures.length} failing seed(s)`);
-  else lines.push(s.failures.length > 0 ? `bug ${bug} caught by seed ${s.failures[0]?.seed}` : `bug ${bug} NOT caught in ${s.seedsRun} seeds`);
+  else {
+    // The catch is the first seed whose first violation is one of the bug's own kinds; others are listed above.
+    const own = s.failures.find((f) => f.violationKinds[0] !== undefined && BUG_CAUGHT_BY[bug].includes(f.violationKinds[0]));
+    lines.push(own !== undefined ? `bug ${bug} caught by seed ${own.seed} [${own.violationKinds[0]}]` : `bug ${bug} NOT caught by ${BUG_CAUGHT_BY[bug].join('/')} in ${s.seedsRun} seeds`);
+  }
   return lines.join('\n');
 }

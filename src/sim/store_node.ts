@@ -6,22 +6,23 @@ import {
   type CommandResult,
   encodeCommand,
   keys,
+  KvNode,
   type MemberRecord,
-  MembershipCore,
-  MvccStateMachine,
-  type ProposalWindow,
+  type MembershipCore,
+  META_RANGE,
+  type MvccStateMachine,
   type RangeMessage,
   type ReplicaRaftOptions,
-  RequestRunner,
-  Store,
-  WatchHub,
+  type RequestRunner,
+  type Store,
+  type WatchHub,
 } from '../kv/index.js';
 import type { MvccStore, TxnRequest } from '../mvcc/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
 /** The one range the simulator replicates today (splits come later). */
-export const SIM_RANGE = 1;
+export const SIM_RANGE = META_RANGE;
 
 /** `fail`: it certainly did not happen. `unknown`: it may have happened (the node's deadline passed with it in flight). */
 export type ClientReply =
@@ -41,9 +42,9 @@ export interface StoreNodeEnv {
   readonly bootstrap: ConfState | undefined;
   send(to: NodeId, messages: readonly RangeMessage[]): void;
   scheduleLoop(loop: () => void): void;
-  /** The store's proposal window, if the run uses one. */
-  readonly proposalWindow: ProposalWindow | undefined;
-  /** Deadlines and retries of client requests (the node's RequestRunner), on the simulator's clock. */
+  /** The store's proposal window in ms, 0 for none. */
+  readonly proposalWindowMs: number;
+  /** Deadlines, retries and the lease clock, on the simulator's clock. */
   readonly timers: Timers;
   readonly requestTimeoutMs: number;
   /** Unique per start of the node, as a real node's boot id makes its request ids. */
@@ -63,72 +64,66 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * A simulated node running the production store (src/kv) on the in-memory
- * engine: the same Store, Replica, MVCC state machine and ready loop as the
+ * A simulated node running the production kv node (src/kv/kv_node.ts) on
+ * the in-memory engine: the same Store, Replica, MVCC state machine, ready
+ * loop, watch feed, lease clock, request path and membership logic as the
  * server, with the simulator's transport, clock and disk.
  */
 export class SimStoreNode {
-  readonly store: Store;
-  /** Watches on this node, fed by every applied transaction (the same hub the server uses). */
-  readonly watches: WatchHub;
-  private readonly sm: MvccStateMachine;
-  /** The production path between a client API and the store: deadlines, retries, unknown outcomes. */
-  private readonly requests: RequestRunner;
-  /** etcd's Cluster API logic, as a real node runs it (src/kv/membership.ts). */
-  readonly membership: MembershipCore;
+  readonly kv: KvNode;
   private stopped = false;
 
   constructor(env: StoreNodeEnv) {
-    this.sm = new MvccStateMachine(env.engine, SIM_RANGE);
-    const sm = this.sm;
-    this.watches = new WatchHub(() => sm.mvcc);
-    this.store = new Store({
+    const trace = (fields: object, message: string): void => env.trace(`${env.id} membership: ${message} ${JSON.stringify(fields)}`);
+    const founders = env.bootstrap?.voters ?? [];
+    this.kv = new KvNode({
       nodeId: env.id,
+      // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes it.
+      name: `s${env.id}`,
       engine: env.engine,
       transport: { send: (to, msgs) => env.send(to, msgs) },
       rng: env.rng,
+      timers: env.timers,
       raft: { ...env.raft, logger: (l) => env.trace(l) },
-      stateMachines: () => this.sm,
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
-      reproposeOnNewLeader: env.reproposeOnNewLeader,
-      ...(env.proposalWindow === undefined ? {} : { proposalWindow: env.proposalWindow }),
-      sabotage: env.sabotage,
-      onStorageFailed: (error) => env.onStorageFailed(error),
-      onApplied: (_range, a) => {
-        env.onApply(env.id, a);
-        const r = a.result as CommandResult | undefined;
-        if (r !== undefined && r.kind === 'txn' && r.events.length > 0) this.watches.onApplied(r.response.revision, r.events);
-      },
-      onReady: (_range, rd) => {
-        // A snapshot replaces the key space: watchers catch up from its history.
-        if (rd.snapshot !== undefined) this.watches.onReset();
-        env.onReady(env.id, rd, this.raw);
-      },
-    });
-    this.requests = new RequestRunner({ store: this.store, rangeId: SIM_RANGE, requestTimeoutMs: env.requestTimeoutMs, requestIdPrefix: env.requestIdPrefix, timers: env.timers, observe: (event) => env.count(`request-${event}`), sabotage: env.sabotage });
-    const trace = (fields: object, message: string): void => env.trace(`${env.id} membership: ${message} ${JSON.stringify(fields)}`);
-    this.membership = new MembershipCore({
-      store: this.store,
-      rangeId: SIM_RANGE,
-      stateMachine: this.sm,
-      self: env.id,
-      // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes these.
-      name: `s${env.id}`,
-      clientUrls: () => [],
-      requestTimeoutMs: env.requestTimeoutMs * 5,
+      requestTimeoutMs: env.requestTimeoutMs,
+      membershipTimeoutMs: env.requestTimeoutMs * 5,
+      observeRequests: (event) => env.count(`request-${event}`),
       requestIdPrefix: env.requestIdPrefix,
-      timers: env.timers,
-      rng: env.rng.fork(),
-      log: { info: trace, warn: trace, debug: trace },
+      proposalWindowMs: env.proposalWindowMs,
+      reproposeOnNewLeader: env.reproposeOnNewLeader,
+      onStorageFailed: (error) => env.onStorageFailed(error),
+      ...(env.bootstrap === undefined ? {} : { bootstrap: { confState: env.bootstrap, founders: founders.map(simMemberRecord) } }),
+      membershipLog: { info: trace, warn: trace, debug: trace },
+      clientUrls: () => [],
       onRemoved: () => env.onRemoved(),
+      onApplied: (_range, a) => env.onApply(env.id, a),
+      onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
       sabotage: env.sabotage,
     });
-    const founders = env.bootstrap?.voters ?? [];
-    this.store.openRange(
-      SIM_RANGE,
-      env.bootstrap === undefined ? undefined : { confState: env.bootstrap, seed: (batch) => this.sm.seedMembers(batch, founders.map(simMemberRecord)) },
-    );
+  }
+
+  get store(): Store {
+    return this.kv.store;
+  }
+
+  /** Watches on this node, fed by every applied change (the same hub the server uses). */
+  get watches(): WatchHub {
+    return this.kv.watches;
+  }
+
+  /** etcd's Cluster API logic, as a real node runs it (src/kv/membership.ts). */
+  get membership(): MembershipCore {
+    return this.kv.membership;
+  }
+
+  private get sm(): MvccStateMachine {
+    return this.kv.stateMachine;
+  }
+
+  private get requests(): RequestRunner {
+    return this.kv.requests;
   }
 
   get raw(): RawNode {
@@ -139,7 +134,7 @@ export class SimStoreNode {
 
   stop(): void {
     this.stopped = true;
-    this.store.close();
+    this.kv.close();
   }
 
   isStopped(): boolean {
@@ -147,15 +142,12 @@ export class SimStoreNode {
   }
 
   tick(): void {
-    this.store.tick();
-    this.membership.tick();
-    this.watches.pump();
+    this.kv.tick();
   }
 
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
-    this.store.catchUpTicks(ticks);
-    this.watches.pump();
+    this.kv.catchUpTicks(ticks);
   }
 
   receive(messages: readonly RangeMessage[]): void {

@@ -1,3 +1,4 @@
+import { META_RANGE } from '../../kv/index.js';
 import type { KvApi } from '../kv_api.js';
 import { ETCD_STATUS, EtcdApiError, unimplemented } from './errors.js';
 import type { HeaderFor } from './kv_service.js';
@@ -40,8 +41,8 @@ export class AdminService {
   ) {}
 
   async status(): Promise<WireStatusResponse> {
-    const rangeId = this.node.rangeId ?? this.kv.store.rangeIds()[0];
-    const replica = rangeId === undefined ? undefined : this.kv.store.replica(rangeId);
+    const rangeId = this.node.rangeId ?? META_RANGE; // Status and MoveLeader speak for the metadata range, as etcd for its one group
+    const replica = this.kv.store.replica(rangeId);
     const raft = replica?.raw.raft;
     const dbSize = this.node.dbSizeBytes?.() ?? this.kv.dbSizeBytes();
     return {
@@ -87,8 +88,8 @@ export class AdminService {
 
   /** MoveLeader: only the leader can hand leadership over; it answers once the target leads. */
   async moveLeader(r: { targetID?: string | number }): Promise<{ header: WireResponseHeader }> {
-    const rangeId = this.node.rangeId ?? this.kv.store.rangeIds()[0];
-    const replica = rangeId === undefined ? undefined : this.kv.store.replica(rangeId);
+    const rangeId = this.node.rangeId ?? META_RANGE; // Status and MoveLeader speak for the metadata range, as etcd for its one group
+    const replica = this.kv.store.replica(rangeId);
     const target = Number(r.targetID ?? 0);
     if (replica === undefined || replica.raw.raft.state !== 'leader') throw new EtcdApiError(ETCD_STATUS.NOT_LEADER);
     if (!Number.isSafeInteger(target) || target === 0 || !replica.raw.raft.trk.isVoter(target)) throw new EtcdApiError(ETCD_STATUS.BAD_LEADER_TRANSFEREE);

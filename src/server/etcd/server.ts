@@ -1,6 +1,6 @@
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
-import type { WatchHub } from '../../kv/index.js';
+import { META_RANGE, type WatchHub } from '../../kv/index.js';
 import type { KvApi } from '../kv_api.js';
 import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';
@@ -177,8 +177,8 @@ export async function startEtcdServer(
 
 /** The node's state at this moment, for a snapshot's meta block (the view is taken in the same turn). */
 function snapshotMeta(kv: KvApi, node: EtcdServedNode): SnapshotMeta {
-  const rangeId = node.rangeId ?? kv.store.rangeIds()[0];
-  const replica = rangeId === undefined ? undefined : kv.store.replica(rangeId);
+  const rangeId = node.rangeId ?? META_RANGE;
+  const replica = kv.store.replica(rangeId);
   return {
     format: 'tessera-engine-dump',
     nodeId: node.nodeId,

@@ -8,14 +8,14 @@ import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { SeededRng } from '../../base/index.js';
-import { type LeaseKeeper, MvccStateMachine, Store, WatchHub } from '../../kv/index.js';
+import { KvNode, type LeaseKeeper, META_RANGE, type Store, type WatchHub } from '../../kv/index.js';
 import { MemoryEngine } from '../../storage/memory.js';
 import { KvApi } from '../kv_api.js';
-import { newLeaseKeeper, tickServices, watchFeed } from '../node.js';
+import { realTimers } from '../timers.js';
 import { etcdPackage } from './proto.js';
 import { type EtcdServerHandle, type EtcdServerOptions, startEtcdServer } from './server.js';
 
-export const TEST_RANGE = 1;
+export const TEST_RANGE = META_RANGE;
 export const TEST_NODE_ID = 1;
 /** The store's tick; with ELECTION_TICKS the lone node elects itself within 100-200 ms. */
 const TICK_MS = 10;
@@ -49,29 +49,31 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   let syncPaused = false;
   const heldSyncs: (() => void)[] = [];
   const engine = new MemoryEngine({ scheduleSync: (flush) => (syncPaused ? heldSyncs.push(flush) : setImmediate(flush)) });
-  const stateMachine = new MvccStateMachine(engine, TEST_RANGE);
-  const watches = new WatchHub(() => stateMachine.mvcc);
-  const store = new Store({
+  const requestTimeoutMs = options.requestTimeoutMs ?? READY_TIMEOUT_MS;
+  const requestIdPrefix = `test-${process.pid}-${Date.now()}`;
+  // The node's kv side as the node runtime assembles it (src/kv/kv_node.ts), on real timers.
+  const kvNode = new KvNode({
     nodeId: TEST_NODE_ID,
+    name: 'test',
     engine,
     transport: { send: () => {} },
     rng: new SeededRng(1),
+    timers: realTimers,
     raft: { electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1 },
-    stateMachines: () => stateMachine,
     scheduleLoop: (loop) => setImmediate(loop),
     logRetainEntries: 1_000,
-    ...watchFeed(() => watches),
+    requestTimeoutMs,
+    requestIdPrefix,
+    onStorageFailed: () => {},
+    bootstrap: { confState: { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }, founders: [] },
+    membershipLog: { info: () => {}, warn: () => {}, debug: () => {} },
+    clientUrls: () => [],
+    onRemoved: () => {},
   });
-  store.openRange(TEST_RANGE, { confState: { voters: [TEST_NODE_ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
-  const requestIdPrefix = `test-${process.pid}-${Date.now()}`;
-  const leaseKeeper = newLeaseKeeper(store, TEST_RANGE, stateMachine, `${requestIdPrefix}.lease`);
-  const tick = (): void => {
-    store.tick();
-    tickServices(leaseKeeper, watches);
-  };
+  const { store, watches, leaseKeeper, stateMachine } = kvNode;
+  const tick = (): void => kvNode.tick();
   const ticker = options.elect === false ? undefined : setInterval(tick, TICK_MS);
-  const requestTimeoutMs = options.requestTimeoutMs ?? READY_TIMEOUT_MS;
-  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper });
+  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests });
   const pauseSync = (paused: boolean): void => {
     syncPaused = paused;
     if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);

@@ -1,0 +1,187 @@
+import type { Rng, Timers } from '../base/index.js';
+import type { ConfState, NodeId, Ready } from '../raft/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
+import type { StorageEngine } from '../storage/engine.js';
+import type { RangeId } from './keys.js';
+import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
+import type { MemberRecord } from './members.js';
+import { type MembershipLog, MembershipCore } from './membership.js';
+import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
+import type { Applied, ReplicaRaftOptions } from './replica.js';
+import { type RequestEvent, RequestRunner } from './requests.js';
+import { type RangeMessage, Store, type Transport } from './store.js';
+import { WatchHub } from './watch_hub.js';
+
+/**
+ * The range that holds the cluster's metadata: the member table and leases.
+ * Today it is also the only range and spans the whole key space; with
+ * sharding (issue 13, ADR 0009) it becomes the meta range.
+ */
+export const META_RANGE: RangeId = 1;
+
+export interface KvNodeOptions {
+  readonly nodeId: NodeId;
+  /** The member's name, published in the member table. */
+  readonly name: string;
+  readonly engine: StorageEngine;
+  readonly transport: Transport;
+  /** Election jitter, fresh member ids. */
+  readonly rng: Rng;
+  /** Request deadlines and retries, the lease clock, the proposal window, membership polls. */
+  readonly timers: Timers;
+  readonly raft: ReplicaRaftOptions;
+  readonly scheduleLoop: (loop: () => void) => void;
+  readonly logRetainEntries: number;
+  readonly requestTimeoutMs: number;
+  /** Deadline of a membership change (default requestTimeoutMs): it waits for the joint configuration to be left too. */
+  readonly membershipTimeoutMs?: number;
+  /** Told of each request retry and deadline (the simulator counts them). */
+  readonly observeRequests?: (event: RequestEvent) => void;
+  /** Unique per start of the node: request ids must never repeat. */
+  readonly requestIdPrefix: string;
+  /** The store's proposal window in ms (Store's ProposalWindow); 0 or absent for none. */
+  readonly proposalWindowMs?: number;
+  readonly reproposeOnNewLeader?: boolean;
+  /** Delivers ticks owed after a stall before a read asks for a read index (the runtime's Ticker). */
+  readonly catchUpClock?: () => void;
+  /** The store stopped serving: its storage failed. */
+  readonly onStorageFailed: (error: Error) => void;
+  /** A founding member's first start: the configuration and the founders' records. Absent: join, or restart from disk. */
+  readonly bootstrap?: { readonly confState: ConfState; readonly founders: readonly MemberRecord[] };
+  readonly membershipLog: MembershipLog;
+  /** This node's client URLs, to publish in the member table. */
+  readonly clientUrls: () => readonly string[];
+  /** Called once, some time after this node learns it was removed from the cluster. */
+  readonly onRemoved: () => void;
+  /** Observers after the watch feed (the simulator's oracles). */
+  readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
+  readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+  /** Deliberate bugs, for the simulator only (sabotage.ts). */
+  readonly sabotage?: Sabotage;
+}
+
+/**
+ * The kv side of one node, assembled once for the server, the simulator and
+ * the tests (issue 13: it was written three times): the Store with its
+ * ranges' MVCC state machines, the watch feed into the node's WatchHub, the
+ * leader-side lease clock, the RequestRunner between client APIs and the
+ * store, and etcd's membership logic. What differs between a real node and a
+ * simulated one (engine, transport, timers, randomness, the loop scheduler)
+ * comes in through the options.
+ */
+export class KvNode {
+  readonly store: Store;
+  readonly watches: WatchHub;
+  readonly leaseKeeper: LeaseKeeper;
+  readonly requests: RequestRunner;
+  readonly membership: MembershipCore;
+  private readonly machines = new Map<RangeId, MvccStateMachine>();
+
+  constructor(private readonly o: KvNodeOptions) {
+    // Previous values are loaded for events only while a watcher wants them.
+    this.watches = new WatchHub(() => this.stateMachine.mvcc);
+    this.store = new Store({
+      nodeId: o.nodeId,
+      engine: o.engine,
+      transport: o.transport,
+      rng: o.rng,
+      raft: o.raft,
+      stateMachines: (rangeId) => this.machine(rangeId),
+      scheduleLoop: o.scheduleLoop,
+      logRetainEntries: o.logRetainEntries,
+      ...(o.reproposeOnNewLeader === undefined ? {} : { reproposeOnNewLeader: o.reproposeOnNewLeader }),
+      ...(o.catchUpClock === undefined ? {} : { catchUpClock: o.catchUpClock }),
+      ...(o.proposalWindowMs === undefined || o.proposalWindowMs === 0
+        ? {}
+        : { proposalWindow: { windowMs: o.proposalWindowMs, nowMs: () => o.timers.nowMs(), after: (ms: number, run: () => void) => void o.timers.after(ms, run) } }),
+      ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+      onStorageFailed: o.onStorageFailed,
+      onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
+      onReady: (rangeId, rd) => {
+        // A snapshot replaces the key space: watchers catch up from its history.
+        if (rd.snapshot !== undefined) this.watches.onReset();
+        o.onReady?.(rangeId, rd);
+      },
+    });
+    this.leaseKeeper = new LeaseKeeper({
+      store: this.store,
+      rangeId: META_RANGE,
+      leases: () => this.stateMachine.leases,
+      clock: o.timers,
+      requestIdPrefix: `${o.requestIdPrefix}.lease`,
+      checkpointIntervalMs: DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS,
+    });
+    this.requests = new RequestRunner({
+      store: this.store,
+      rangeId: META_RANGE,
+      requestTimeoutMs: o.requestTimeoutMs,
+      requestIdPrefix: o.requestIdPrefix,
+      timers: o.timers,
+      ...(o.observeRequests === undefined ? {} : { observe: o.observeRequests }),
+      ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+    });
+    this.membership = new MembershipCore({
+      store: this.store,
+      rangeId: META_RANGE,
+      stateMachine: this.stateMachine,
+      self: o.nodeId,
+      name: o.name,
+      requestTimeoutMs: o.membershipTimeoutMs ?? o.requestTimeoutMs,
+      requestIdPrefix: o.requestIdPrefix,
+      timers: o.timers,
+      rng: o.rng.fork(),
+      log: o.membershipLog,
+      clientUrls: o.clientUrls,
+      onRemoved: o.onRemoved,
+      ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+    });
+    // A founder creates the range; a joining node waits for the leader's snapshot, and a restart finds it on disk.
+    const b = o.bootstrap;
+    this.store.openRange(META_RANGE, b === undefined ? undefined : { confState: b.confState, seed: (batch) => this.stateMachine.seedMembers(batch, b.founders) });
+  }
+
+  /** The state machine of the metadata range (today the only one). */
+  get stateMachine(): MvccStateMachine {
+    return this.machine(META_RANGE);
+  }
+
+  /** After every store tick: leases expire on the leader, membership duties run, then watchers behind catch up a step. */
+  tick(): void {
+    this.store.tick();
+    this.afterTicks();
+  }
+
+  /** Ticks owed after a pause, delivered at once (see Store.catchUpTicks); the services run once per tick. */
+  catchUpTicks(ticks: number): void {
+    this.store.catchUpTicks(ticks);
+    for (let i = 0; i < ticks; i++) this.afterTicks();
+  }
+
+  receive(messages: readonly RangeMessage[]): void {
+    this.store.receive(messages);
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  private afterTicks(): void {
+    this.leaseKeeper.tick();
+    this.membership.tick();
+    this.watches.pump();
+  }
+
+  private machine(rangeId: RangeId): MvccStateMachine {
+    let sm = this.machines.get(rangeId);
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv })));
+    return sm;
+  }
+
+  /** Every applied change reaches the watchers in revision order: transactions and lease revocations. */
+  private feedWatches(rangeId: RangeId, applied: Applied): void {
+    const result = applied.result as CommandResult | undefined;
+    if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
+    if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
+    this.o.onApplied?.(rangeId, applied);
+  }
+}
