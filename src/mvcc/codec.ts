@@ -121,6 +121,9 @@ export function dataKey(userKey: Uint8Array, rev: Revision): Uint8Array {
  */
 export function parseDataKey(key: Uint8Array): { userKey: Uint8Array; rev: Revision } | undefined {
   if (key[0] !== DATA_TAG) return undefined;
+  // Most keys hold no 0x00 byte: then the first 0x00 starts the terminator and the key is one slice.
+  const zero = key.indexOf(0, 1);
+  if (zero > 0 && key[zero + 1] === 0) return revisionAfter(key, key.slice(1, zero), zero + 2);
   const bytes: number[] = [];
   let i = 1;
   for (;;) {
@@ -141,12 +144,17 @@ export function parseDataKey(key: Uint8Array): { userKey: Uint8Array; rev: Revis
     i += 2;
     break;
   }
+  return revisionAfter(key, Uint8Array.from(bytes), i);
+}
+
+/** parseDataKey's end: the inverted revision that fills the rest of `key` from `i`. */
+function revisionAfter(key: Uint8Array, userKey: Uint8Array, i: number): { userKey: Uint8Array; rev: Revision } | undefined {
   if (key.length - i !== REVISION_BYTES) return undefined;
   const revBytes = new Uint8Array(REVISION_BYTES);
   for (let j = 0; j < REVISION_BYTES; j++) revBytes[j] = ~key[i + j]! & 0xff;
   // readUint53 would assert on a main revision ≥ 2^53: refuse it here instead.
   if (revBytes[0]! > 0x1f) return undefined;
-  return { userKey: Uint8Array.from(bytes), rev: readRevision(revBytes, 0) };
+  return { userKey, rev: readRevision(revBytes, 0) };
 }
 
 /** The `d` keys of every change of every user key in `span`. */

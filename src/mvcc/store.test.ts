@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AssertionError, isTesseraError } from '../base/index.js';
-import { utf8 } from './bytes.js';
+import { compareBytes, utf8 } from './bytes.js';
 import { crc32c } from './checksum.js';
-import { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKeyBounds, decodeMeta, encodeMeta, metaKey } from './codec.js';
+import { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKey, dataKeyBounds, decodeMeta, encodeMeta, metaKey, parseDataKey } from './codec.js';
 import { MVCC_ERROR_MESSAGES } from './errors.js';
 import { INITIAL_REVISION } from './revision.js';
 import type { KeyValue } from './range.js';
@@ -405,4 +405,20 @@ test('store: a batch that refuses a record leaves index and storage in step', ()
   assert.equal(get(store, 'a')?.value, '1');
   assert.equal(get(store, 'b')?.version, 1);
   reopenAndCompare(engine, store);
+});
+
+test('layout: a key\'s records sort newest first, before every record of any greater key ("a" before "a\\0" before "a\\0\\0" before "b"), and parse back', () => {
+  const keys = [utf8('a'), Uint8Array.of(0x61, 0), Uint8Array.of(0x61, 0, 0), Uint8Array.of(0x61, 0, 0xff), Uint8Array.of(0x61, 1), utf8('b')];
+  const revs = [{ main: 2 ** 53 - 1, sub: 0 }, { main: 300, sub: 7 }, { main: 300, sub: 2 }, { main: 5, sub: 0 }];
+  const stored: Uint8Array[] = [];
+  for (const k of keys) for (const r of revs) stored.push(dataKey(k, r));
+  const sorted = [...stored].sort(compareBytes);
+  assert.deepEqual(sorted, stored, 'key order, then revisions newest first');
+  for (const [i, key] of stored.entries()) {
+    const parsed = parseDataKey(key);
+    assert.deepEqual(parsed && { userKey: [...parsed.userKey], rev: parsed.rev }, { userKey: [...keys[Math.floor(i / revs.length)]!], rev: revs[i % revs.length] });
+  }
+  const span = dataKeyBounds({ start: Uint8Array.of(0x61, 0), end: Uint8Array.of(0x61, 1) });
+  const inside = stored.filter((k) => compareBytes(k, span.start) >= 0 && compareBytes(k, span.end) < 0);
+  assert.equal(inside.length, 3 * revs.length, 'a span holds every record of its keys and no other');
 });
