@@ -1,20 +1,28 @@
 import { assert } from '../base/index.js';
 
 /**
- * Key layout in the node's one storage engine. Every range owns the keys
- * under `r` + rangeId (8 bytes, big-endian) so that many ranges share one
- * engine and one synced write per loop turn:
+ * Key layout in the node's one storage engine (ADR 0009 §1). Three families:
+ *   d<user key>…  MVCC records, keyed by user key (src/mvcc/codec.ts owns the layout)
+ *   e<revision>   MVCC change index: revision → user key, the history in revision order
+ *   r<id>…        range-local keys, `r` + rangeId (8 bytes, big-endian), so many ranges
+ *                 share one engine and one synced write per loop turn
+ * A range owns the `d` and `e` keys of the user keys in its span (with one range per
+ * node, all of them), so a split or merge changes descriptors and moves no data. Its
+ * range-local keys:
  *   r<id>h        Raft hard state
  *   r<id>t        truncated state: index and term of the last compacted entry
  *   r<id>c        applied index and conf state (written with every apply)
  *   r<id>l<idx>   Raft log entry, index big-endian so scans run in log order
- *   r<id>m...     the range's MVCC data (src/mvcc owns the layout below it)
+ *   r<id>m...     the range's MVCC meta record (revisions, compaction, record count)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
  *                 the last tag of the state machine's part
- * The state machine's part, copied into snapshots, is [r<id>m, r<id>s).
+ * The state machine's part, copied into snapshots, is its `d` and `e` keys plus
+ * [r<id>m, r<id>s). A snapshot carries the `d` and `e` keys whole and the range-local
+ * ones cut to their suffix after r<id>; no range-local tag is 'd' or 'e', so the first
+ * byte tells them apart (mvcc_state_machine.ts).
  */
 export type RangeId = number;
 

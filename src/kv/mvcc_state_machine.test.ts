@@ -23,6 +23,10 @@ test('snapshot data: a real snapshot passes the check; data of any other shape i
   const real = readSnapshotData(reader);
   assert.ok(real.byteLength > 0);
   assert.equal(snapshotDataProblem(RANGE, real), undefined);
+  const carried = (packr.unpack(real) as Uint8Array[]).filter((_, i) => i % 2 === 0).map((k) => k[0]);
+  assert.ok(carried.includes(0x64) && carried.includes(0x65), 'the snapshot carries MVCC records and change index entries');
+  // A range that holds only the keys from 's' on owns none of those.
+  assert.match(snapshotDataProblem(RANGE, real, { start: new TextEncoder().encode('s'), end: undefined }) ?? '', /not an mvcc key of the range's span/);
   const inside = new Uint8Array([0x6d, 1]); // a key suffix in the range's state keys ('m'…'r')
   const bad: [string, Uint8Array][] = [
     ['random bytes', new Uint8Array([0x92, 0xc4, 0x03, 4, 3])], // a list whose bytes end early
@@ -31,6 +35,13 @@ test('snapshot data: a real snapshot passes the check; data of any other shape i
     ['a number among the pairs', packr.pack([inside, 7])],
     ['a key outside the state (the range log)', packr.pack([new Uint8Array([0x6c, 1]), new Uint8Array([1])])],
     ['an empty key', packr.pack([new Uint8Array(0), new Uint8Array([1])])],
+    // Keys of the MVCC families ('d' records, 'e' change index entries) are carried whole and must be well formed.
+    ['a record key without its terminator', packr.pack([new Uint8Array([0x64, 0x61]), new Uint8Array([1])])],
+    ['a record key with a bad escape', packr.pack([new Uint8Array([0x64, 0x61, 0x00, 0x01, 0x00, 0x00, ...new Array<number>(12).fill(0xff)]), new Uint8Array([1])])],
+    ['a record key with a short revision', packr.pack([new Uint8Array([0x64, 0x61, 0x00, 0x00, 0xff, 0xff]), new Uint8Array([1])])],
+    ['a change index key of the wrong length', packr.pack([new Uint8Array([0x65, 0, 0, 0]), new Uint8Array([0x61])])],
+    ['a change index entry naming no key', packr.pack([new Uint8Array([0x65, ...new Array<number>(12).fill(0)]), new Uint8Array(0)])],
+    ['a change index entry whose value is not bytes', packr.pack([new Uint8Array([0x65, ...new Array<number>(12).fill(0)]), 7])],
   ];
   for (const [what, data] of bad) {
     assert.notEqual(snapshotDataProblem(RANGE, data), undefined, what);

@@ -1,7 +1,21 @@
 import { Packr } from 'msgpackr';
 import { TesseraError, assert } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
-import { type MvccEvent, type MvccOpenOptions, MvccStore, type TxnResponse, isMvccRefusal, validateTxnRequest } from '../mvcc/index.js';
+import {
+  CHANGE_KEY_BOUNDS,
+  type KeySpan,
+  type MvccEvent,
+  type MvccOpenOptions,
+  MvccStore,
+  type TxnResponse,
+  WHOLE_KEY_SPAN,
+  dataKeyBounds,
+  isMvccRefusal,
+  isStoreKeyInSpan,
+  isWholeKeySpan,
+  spanContains,
+  validateTxnRequest,
+} from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, readCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
@@ -10,7 +24,7 @@ import { fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys } from './keys.js';
 import type { LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
-import { type SnapshotDataReader, type SnapshotPair, StateSnapshotReader } from './snapshot_stream.js';
+import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
@@ -33,8 +47,10 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 export const MALFORMED_COMMAND = 'MALFORMED_COMMAND';
 
 /**
- * A range's state machine: etcd's MVCC key space (src/mvcc) plus a table of
- * applied request ids, both under the range's keys in the node's engine.
+ * A range's state machine: etcd's MVCC key space (src/mvcc) plus leases,
+ * members and a table of applied request ids. The MVCC data of the user keys
+ * in the range's span is keyed by user key (shared families `d` and `e`);
+ * the rest is under the range's own keys (keys.ts).
  * Applying is deterministic: every replica makes the same writes and returns
  * the same result for the same entry, errors included.
  */
@@ -49,11 +65,13 @@ export class MvccStateMachine implements RangeStateMachine {
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
     private readonly mvccOptions: MvccOpenOptions = {},
+    /** The user keys the range holds; with one range per node, all of them (a descriptor will say). */
+    readonly span: KeySpan = WHOLE_KEY_SPAN,
   ) {}
 
   /** The MVCC store, (re)opened from the engine after a snapshot replaced it. */
   get mvcc(): MvccStore {
-    if (this.store === undefined) this.store = MvccStore.open(this.engine, keys.mvccPrefix(this.rangeId), this.mvccOptions);
+    if (this.store === undefined) this.store = MvccStore.open(this.engine, { metaPrefix: keys.mvccPrefix(this.rangeId), span: this.span }, this.mvccOptions);
     return this.store;
   }
 
@@ -200,22 +218,34 @@ export class MvccStateMachine implements RangeStateMachine {
       tail.push({ key: key.subarray(stripBytes), value });
     }
     const view = this.engine.snapshotView();
-    return new StateSnapshotReader({ view, start, end: keys.requestByIndexStart(this.rangeId), stripBytes, tail });
+    return new StateSnapshotReader({ view, spans: rangeSnapshotSpans(this.rangeId, this.span), tail });
   }
 
   restore(batch: WriteBatch, data: Uint8Array): void {
     const start = keys.stateStart(this.rangeId);
     batch.deleteRange(start, keys.stateEnd(this.rangeId));
+    const records = dataKeyBounds(this.span);
+    batch.deleteRange(records.start, records.end);
+    if (isWholeKeySpan(this.span)) {
+      batch.deleteRange(CHANGE_KEY_BOUNDS.start, CHANGE_KEY_BOUNDS.end);
+    } else {
+      // The change index is in revision order, other ranges' entries among this one's: only ours go.
+      for (const { key, value } of this.engine.scan(CHANGE_KEY_BOUNDS)) if (spanContains(this.span, value)) batch.delete(key);
+    }
     if (data.byteLength > 0) {
-      const problem = snapshotDataProblem(this.rangeId, data);
+      const problem = snapshotDataProblem(this.rangeId, data, this.span);
       if (problem !== undefined) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: malformed snapshot: ${problem}`);
       const pairs = packr.unpack(data) as Uint8Array[];
       const base = start.subarray(0, start.byteLength - 1);
       for (let i = 0; i < pairs.length; i += 2) {
-        const suffix = pairs[i] as Uint8Array;
-        const key = new Uint8Array(base.byteLength + suffix.byteLength);
+        const carried = pairs[i] as Uint8Array;
+        if (isMvccDataKey(carried)) {
+          batch.put(carried, pairs[i + 1] as Uint8Array);
+          continue;
+        }
+        const key = new Uint8Array(base.byteLength + carried.byteLength);
         key.set(base, 0);
-        key.set(suffix, base.byteLength);
+        key.set(carried, base.byteLength);
         batch.put(key, pairs[i + 1] as Uint8Array);
       }
     }
@@ -240,14 +270,41 @@ function requestIdOf(entry: Entry): string | undefined {
 }
 
 /**
+ * The engine spans a range's snapshot carries, in this order: the MVCC
+ * records of its user keys (`d`, whole keys), its change index entries (`e`,
+ * whole keys), then its range-local state up to the dedupe window records
+ * (the reader's tail carries those), cut to their suffix after the range
+ * prefix. A carried key's first byte tells the two kinds apart: `d` and `e`
+ * are not tags of range-local state (keys.ts).
+ */
+export function rangeSnapshotSpans(rangeId: RangeId, span: KeySpan): SnapshotSpan[] {
+  const state = keys.stateStart(rangeId);
+  return [
+    { ...dataKeyBounds(span), stripBytes: 0 },
+    { ...CHANGE_KEY_BOUNDS, stripBytes: 0, accept: isWholeKeySpan(span) ? undefined : (pair) => spanContains(span, pair.value) },
+    { start: state, end: keys.requestByIndexStart(rangeId), stripBytes: state.byteLength - 1 },
+  ];
+}
+
+/** The first bytes of MVCC record and change index keys ('d', 'e'). */
+const RECORD_FAMILY = dataKeyBounds(WHOLE_KEY_SPAN).start[0];
+const CHANGE_FAMILY = CHANGE_KEY_BOUNDS.start[0];
+
+/** A carried key of the MVCC data families (kept whole), as opposed to a range-local state suffix. */
+function isMvccDataKey(carried: Uint8Array): boolean {
+  return carried[0] === RECORD_FAMILY || carried[0] === CHANGE_FAMILY;
+}
+
+/**
  * Why `data` cannot be a snapshot of range `rangeId`'s state (see
- * snapshotData), or undefined when its shape is right: a list of key suffix
- * and value pairs, all bytes, every key inside the range's state keys. A
+ * openSnapshot), or undefined when its shape is right: a list of key and
+ * value pairs, all bytes, every key either a range-local state suffix or a
+ * well-formed MVCC record or change index key of a user key in `span`. A
  * peer's snapshot is checked with this before Raft accepts it (issue 12):
  * restore runs inside the store's loop, where a throw stops the node. The
  * values themselves are checked when read (each record carries a checksum).
  */
-export function snapshotDataProblem(rangeId: RangeId, data: Uint8Array): string | undefined {
+export function snapshotDataProblem(rangeId: RangeId, data: Uint8Array, span: KeySpan = WHOLE_KEY_SPAN): string | undefined {
   if (data.byteLength === 0) return undefined; // an empty state (restore clears the range)
   let pairs: unknown;
   try {
@@ -258,11 +315,19 @@ export function snapshotDataProblem(rangeId: RangeId, data: Uint8Array): string 
   if (!Array.isArray(pairs) || pairs.length % 2 !== 0) return 'not a list of key/value pairs';
   const first = keys.stateStart(rangeId);
   const end = keys.stateEnd(rangeId);
-  const at = first.byteLength - 1; // a key is the range's prefix and then its suffix (snapshotData)
+  const at = first.byteLength - 1; // a state key is the range's prefix and then its suffix (openSnapshot)
   for (let i = 0; i < pairs.length; i++) {
     const item: unknown = pairs[i];
     if (!(item instanceof Uint8Array)) return `item ${i} is not bytes`;
-    if (i % 2 === 0 && !(item.byteLength > 0 && (item[0] as number) >= (first[at] as number) && (item[0] as number) < (end[at] as number))) return `key ${i / 2} lies outside the range's state`;
+    if (i % 2 === 1) continue;
+    if (item.byteLength > 0 && (item[0] as number) >= (first[at] as number) && (item[0] as number) < (end[at] as number)) continue;
+    if (isMvccDataKey(item)) {
+      const value: unknown = pairs[i + 1];
+      if (!(value instanceof Uint8Array)) return `item ${i + 1} is not bytes`;
+      if (!isStoreKeyInSpan(span, item, value)) return `key ${i / 2} is not an mvcc key of the range's span`;
+      continue;
+    }
+    return `key ${i / 2} lies outside the range's state`;
   }
   return undefined;
 }

@@ -15,6 +15,7 @@ import {
   readSnapshotData,
 } from './snapshot_stream.js';
 import { RANGE } from './testing.testlib.js';
+import { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKeyBounds } from '../mvcc/index.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const enc = new TextEncoder();
@@ -76,7 +77,7 @@ test('StateSnapshotReader: the chunks are exactly the limit (the last one shorte
   for (let i = 0; i < 300; i++) pairs.push([`k${String(i).padStart(4, '0')}`, sized(i % 7 === 0 ? 300 : 20, i & 0xff)]);
   pairs.push(['big16', sized(70_000 - 1, 1)], ['big32', sized(70_000, 2)], ['empty', new Uint8Array(0)]);
   writeState(e, pairs);
-  const reader = new StateSnapshotReader({ view: e.snapshotView(), start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: keys.stateStart(RANGE).byteLength - 1, tail: [] });
+  const reader = new StateSnapshotReader({ view: e.snapshotView(), spans: [{ start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: keys.stateStart(RANGE).byteLength - 1 }], tail: [] });
   const chunkBytes = 1000;
   const chunks = chunksOf(reader, chunkBytes, 7);
   const total = chunks.reduce((n, c) => n + c.byteLength, 0);
@@ -99,7 +100,7 @@ test('StateSnapshotReader: the data is the state when the view was opened, whate
   for (let i = 0; i < 2000; i++) initial.push([`k${String(i).padStart(5, '0')}`, sized(40, i & 0xff)]);
   writeState(e, initial);
   const expected = stateOf(e);
-  const reader = new StateSnapshotReader({ view: e.snapshotView(), start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: keys.stateStart(RANGE).byteLength - 1, tail: [] });
+  const reader = new StateSnapshotReader({ view: e.snapshotView(), spans: [{ start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: keys.stateStart(RANGE).byteLength - 1 }], tail: [] });
   let round = 0;
   // Between every step: overwrite, delete and insert keys ahead of and behind both passes.
   const churn = (): void => {
@@ -138,7 +139,7 @@ test('OpenSnapshotReaders: at most MAX_OPEN_SNAPSHOT_VIEWS open (then SNAPSHOT_T
   const e = engine();
   writeState(e, [['a', sized(3, 1)]]);
   const open = new OpenSnapshotReaders();
-  const make = (): StateSnapshotReader => new StateSnapshotReader({ view: e.snapshotView(), start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: 0, tail: [] });
+  const make = (): StateSnapshotReader => new StateSnapshotReader({ view: e.snapshotView(), spans: [{ start: keys.stateStart(RANGE), end: keys.stateEnd(RANGE), stripBytes: 0 }], tail: [] });
   const readers: StateSnapshotReader[] = [];
   for (let i = 0; i < MAX_OPEN_SNAPSHOT_VIEWS; i++) {
     open.admit();
@@ -160,4 +161,51 @@ test('OpenSnapshotReaders: at most MAX_OPEN_SNAPSHOT_VIEWS open (then SNAPSHOT_T
   open.closeAll();
   assert.ok(readers.every((r) => r.closed));
   assert.equal(open.count, 0);
+});
+
+/** Every pair of the MVCC record and change index families a view shows, as hex key → hex value. */
+function mvccOf(view: ReadView): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const bounds of [dataKeyBounds(WHOLE_KEY_SPAN), CHANGE_KEY_BOUNDS]) {
+    for (const kv of view.scan(bounds)) out.set(Buffer.from(kv.key).toString('hex'), Buffer.from(kv.value).toString('hex'));
+  }
+  return out;
+}
+
+/** Writes through the state machine's MVCC store, one txn per call, and stages the batch. */
+function mvccWrite(e: MemoryEngine, sm: MvccStateMachine, body: (txn: ReturnType<MvccStateMachine['mvcc']['beginWrite']>) => void): void {
+  const batch = e.newBatch();
+  const txn = sm.mvcc.beginWrite(batch);
+  body(txn);
+  txn.end();
+  e.stage(batch);
+}
+
+test('MvccStateMachine.openSnapshot: the data carries the MVCC records and change index (keyed by user key) and the range state; restore replaces both, whatever the receiver held', () => {
+  const e = engine();
+  const sm = new MvccStateMachine(e, RANGE);
+  sm.attachLog({ firstIndex: () => 1, entries: () => [] });
+  for (let i = 0; i < 200; i++) mvccWrite(e, sm, (t) => t.put(enc.encode(`k${i % 37}`), sized(i % 11 === 0 ? 3000 : 30, i & 0xff)));
+  mvccWrite(e, sm, (t) => t.deleteRange(enc.encode('k1'), enc.encode('k2')));
+  // The receiver holds another history: every key of it must go.
+  const r = engine();
+  const other = new MvccStateMachine(r, RANGE);
+  for (let i = 0; i < 300; i++) mvccWrite(r, other, (t) => t.put(enc.encode(`z${i}`), sized(10, 1)));
+  // Small chunks and sizing slices, so both passes cross from one span to the next inside a step.
+  const data = Buffer.concat(chunksOf(sm.openSnapshot(0), 700, 13));
+  const list = packr.unpack(data) as Uint8Array[];
+  const firstBytes = new Set(list.filter((_, i) => i % 2 === 0).map((k) => String.fromCharCode(k[0] as number)));
+  assert.deepEqual([...firstBytes].sort(), ['d', 'e', 'm'], 'records, change index entries and the range state (the meta record)');
+  const batch = r.newBatch();
+  other.restore(batch, data);
+  r.stage(batch);
+  assert.deepEqual(mvccOf(r), mvccOf(e));
+  assert.deepEqual(stateOf(r), stateOf(e));
+  assert.equal(other.digest(), sm.digest());
+  // Restored arrays are Buffers (msgpack's): compare what they hold.
+  const shown = (m: MvccStateMachine): string[] =>
+    m.mvcc.range({ key: enc.encode('k'), rangeEnd: enc.encode('l') }).kvs.map((kv) => `${Buffer.from(kv.key).toString('hex')}=${Buffer.from(kv.value).toString('hex')}@${kv.createRevision}/${kv.modRevision}/${kv.version}`);
+  assert.equal(shown(other).length, 37 - 11, 'k0…k36 less k1 and k10…k19');
+  assert.deepEqual(shown(other), shown(sm));
+  assert.equal(other.mvcc.range({ key: enc.encode('z0') }).count, 0);
 });

@@ -186,14 +186,26 @@ export interface SnapshotPair {
   readonly value: Uint8Array;
 }
 
-export interface StateReaderOptions {
-  readonly view: ReadView & { close(): void };
-  /** The view's keys in [start, end) go first, in order. */
+/**
+ * Engine keys [start, end) of the view that a snapshot carries, shortened by
+ * `stripBytes` (the part every key of the span shares; 0 keeps keys whole).
+ */
+export interface SnapshotSpan {
   readonly start: Uint8Array;
   readonly end: Uint8Array;
-  /** Leading bytes cut from each view key (the part every key of the range shares). */
   readonly stripBytes: number;
-  /** Pairs that follow the view's (already cut, in key order, all past `end`). */
+  /**
+   * Keeps only the pairs it accepts, for a span shared with other ranges (the
+   * MVCC change index is ordered by revision, not by key); absent: all.
+   */
+  readonly accept?: ((pair: KeyValue) => boolean) | undefined;
+}
+
+export interface StateReaderOptions {
+  readonly view: ReadView & { close(): void };
+  /** The view's spans, read in this order; each span's keys in key order. */
+  readonly spans: readonly SnapshotSpan[];
+  /** Pairs that follow the view's (already cut, in key order). */
   readonly tail: readonly SnapshotPair[];
 }
 
@@ -202,13 +214,16 @@ const ARRAY_HEADER_BYTES = 5;
 
 /**
  * A range state's snapshot data, streamed from a read view: one msgpack list
- * of byte strings, key suffix and value in turn (what `MvccStateMachine.restore`
- * reads). The list is written by hand, record by record, so no part of it
+ * of byte strings, key (cut as its span says) and value in turn, span after
+ * span (what `MvccStateMachine.restore` reads). The list is written by hand, record by record, so no part of it
  * but the chunk being filled (and one record cut across chunks) is in memory.
  */
 export class StateSnapshotReader implements SnapshotDataReader {
-  private readonly sizing: RangeCursor;
-  private readonly sending: RangeCursor;
+  /** One cursor per span for each pass, and the span each pass is in. */
+  private readonly sizing: RangeCursor[];
+  private readonly sending: RangeCursor[];
+  private sizingAt = 0;
+  private sendingAt = 0;
   private measuredPairs = 0;
   private measuredBytes = ARRAY_HEADER_BYTES;
   private isMeasured = false;
@@ -224,18 +239,29 @@ export class StateSnapshotReader implements SnapshotDataReader {
   private isClosed = false;
 
   constructor(private readonly o: StateReaderOptions) {
-    this.sizing = new RangeCursor(o.view, o.start, o.end);
-    this.sending = new RangeCursor(o.view, o.start, o.end);
+    this.sizing = o.spans.map((span) => new RangeCursor(o.view, span.start, span.end));
+    this.sending = o.spans.map((span) => new RangeCursor(o.view, span.start, span.end));
   }
 
   measure(maxPairs: number): boolean {
     if (this.isMeasured) return true;
     this.checkOpen();
-    this.sizing.step(maxPairs, (pair) => {
-      this.countPair(pair.key.byteLength - this.o.stripBytes, pair.value.byteLength);
-      return true;
-    });
-    if (!this.sizing.exhausted) return false;
+    // `maxPairs` bounds the pairs read, counted or not, across the spans this step reaches.
+    let budget = maxPairs;
+    while (this.sizingAt < this.sizing.length && budget > 0) {
+      const span = this.o.spans[this.sizingAt]!;
+      const cursor = this.sizing[this.sizingAt]!;
+      let read = 0;
+      cursor.step(budget, (pair) => {
+        read++;
+        if (span.accept === undefined || span.accept(pair)) this.countPair(pair.key.byteLength - span.stripBytes, pair.value.byteLength);
+        return true;
+      });
+      budget -= read;
+      if (!cursor.exhausted) break;
+      this.sizingAt++;
+    }
+    if (this.sizingAt < this.sizing.length) return false;
     for (const p of this.o.tail) this.countPair(p.key.byteLength, p.value.byteLength);
     assert(this.measuredPairs * 2 <= 0xffff_ffff, () => `snapshot of ${this.measuredPairs} pairs is past msgpack's list length`);
     this.isMeasured = true;
@@ -267,11 +293,14 @@ export class StateSnapshotReader implements SnapshotDataReader {
       if (!this.headerWritten) {
         this.headerWritten = true;
         this.writeArrayHeader(this.measuredPairs * 2);
-      } else if (!this.sending.exhausted) {
-        this.sending.step(Number.MAX_SAFE_INTEGER, (pair) => {
-          this.writePair(pair.key.subarray(this.o.stripBytes), pair.value);
+      } else if (this.sendingAt < this.sending.length) {
+        const span = this.o.spans[this.sendingAt]!;
+        const cursor = this.sending[this.sendingAt]!;
+        cursor.step(Number.MAX_SAFE_INTEGER, (pair) => {
+          if (span.accept === undefined || span.accept(pair)) this.writePair(pair.key.subarray(span.stripBytes), pair.value);
           return this.filled < chunk.byteLength;
         });
+        if (cursor.exhausted) this.sendingAt++;
       } else {
         const p = this.o.tail[this.tailSent];
         // The view never changes: data beyond the measured size is a bug, never a snapshot to send.

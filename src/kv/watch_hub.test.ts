@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { INITIAL_REVISION, MvccStore, type MvccEvent } from '../mvcc/index.js';
+import { INITIAL_REVISION, MvccStore, WHOLE_KEY_SPAN, type MvccEvent } from '../mvcc/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type WatchOutput, type WatchRequest, WatchHub } from './watch_hub.js';
 
@@ -12,7 +12,7 @@ const rev = (n: number): number => INITIAL_REVISION + n;
 function setup(): { store: MvccStore; engine: MemoryEngine; hub: WatchHub; put: (k: string, v: string) => void; del: (k: string) => void; compact: (rev: number) => void } {
   const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
   // Wired as the node wires it: previous values are loaded only while a prev_kv watcher exists.
-  const store = MvccStore.open(engine, enc.encode('m'), { eventsWantPrevKv: () => hub.wantsPrevKv });
+  const store = MvccStore.open(engine, { metaPrefix: enc.encode('m'), span: WHOLE_KEY_SPAN }, { eventsWantPrevKv: () => hub.wantsPrevKv });
   const hub = new WatchHub(() => store);
   const write = (fn: (t: ReturnType<MvccStore['beginWrite']>) => void): void => {
     const batch = engine.newBatch();

@@ -1,6 +1,6 @@
 import { allocBytes, assert, TesseraError } from '../base/index.js';
 import { crc32c } from './checksum.js';
-import { concatBytes } from './bytes.js';
+import { compareBytes, concatBytes } from './bytes.js';
 import {
   REVISION_BYTES,
   type Revision,
@@ -13,18 +13,31 @@ import {
 } from './revision.js';
 
 /**
- * Storage layout of one MVCC key space under a caller-given prefix P (one
- * prefix per range, so many ranges share one engine). Prefixes of different
- * stores must not be prefixes of one another.
+ * Storage layout of one MVCC key space (ADR 0009 §1). User data is keyed by
+ * user key, not by range, so that a split or merge of ranges changes
+ * descriptors and copies no data (as in TiKV and CockroachDB); only the meta
+ * record is range-local, under a caller-given prefix P:
  *
- *   P 'm'                       → meta record (revisions, compaction state)
- *   P 'r' main(8) sub(4)        → one change: an encoded record, tombstones included
+ *   P 'm'                                   → meta record (revisions, compaction state, record count)
+ *   'd' esc(key) 0x00 0x00 ~main(8) ~sub(4)  → one change of `key`: an encoded record, tombstones included
+ *   'e' main(8) sub(4)                       → the user key of that change
  *
- * Revision keys sort in revision order, so history is one ordered scan, as
- * in etcd's "key" bucket.
+ * esc() writes 0x00 as 0x00 0xff and the key ends with 0x00 0x00, so every
+ * version of key "a" sorts before every version of "a\0" and a key's
+ * versions are contiguous. The revision is stored inverted (each byte
+ * complemented), so a key's newest change comes first. The sub-revision is
+ * part of the `d` key, not only of the record: one etcd Txn can change a key
+ * twice in one main revision (a nested txn puts it, a later nested txn of the
+ * same branch deletes it; etcd's checkIntervals lets that through, and so
+ * does ours), so the main revision alone does not name a change.
+ *
+ * `e` is the history in revision order, so watches from a revision,
+ * compaction and HashKV are one ordered scan, as over etcd's "key" bucket.
+ * A store owns the `d` and `e` keys whose user key lies in its KeySpan.
  */
 const META_TAG = 0x6d; // 'm'
-const REVISION_TAG = 0x72; // 'r'
+const DATA_TAG = 0x64; // 'd'
+const CHANGE_TAG = 0x65; // 'e'
 
 /** First byte of every record and meta value; bump it when the layout changes. */
 // Format 2 ends every record with a CRC-32C of what precedes it: LMDB keeps no page checksums,
@@ -33,8 +46,10 @@ const RECORD_FORMAT = 2;
 // Meta format 3: revisions start at INITIAL_REVISION (1, as in etcd). A format-2 meta numbers them
 // from 0, so a replica holding it would give the same log entries other revisions than a format-3
 // one; it is refused, never reinterpreted. Meta format 4 adds the count of stored change records and
-// whether a compaction was ever applied.
-const META_FORMAT = 4;
+// whether a compaction was ever applied. Meta format 5: the records moved from the revision-keyed
+// layout under the range prefix to the `d`/`e` families above; a format-4 data directory holds its
+// history where this build does not look, so it is refused rather than read as an empty store.
+const META_FORMAT = 5;
 const CHECKSUM_BYTES = 4;
 
 const FLAG_TOMBSTONE = 1;
@@ -44,28 +59,151 @@ export function metaKey(prefix: Uint8Array): Uint8Array {
   return concatBytes(prefix, Uint8Array.of(META_TAG));
 }
 
-export function revisionKey(prefix: Uint8Array, rev: Revision): Uint8Array {
-  const out = new Uint8Array(prefix.length + 1 + REVISION_BYTES);
-  out.set(prefix, 0);
-  out[prefix.length] = REVISION_TAG;
-  writeRevision(out, prefix.length + 1, rev);
+/**
+ * A half-open interval of user keys [start, end) that one store owns; `end`
+ * undefined is the end of the key space. With one range per node the store
+ * owns WHOLE_KEY_SPAN; a range's descriptor will give it its bounds.
+ */
+export interface KeySpan {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | undefined;
+}
+
+export const WHOLE_KEY_SPAN: KeySpan = { start: new Uint8Array(0), end: undefined };
+
+export function isWholeKeySpan(span: KeySpan): boolean {
+  return span.start.length === 0 && span.end === undefined;
+}
+
+export function spanContains(span: KeySpan, key: Uint8Array): boolean {
+  return compareBytes(key, span.start) >= 0 && (span.end === undefined || compareBytes(key, span.end) < 0);
+}
+
+/** Engine key bounds [start, end), as a scan or deleteRange takes them. */
+export interface EngineSpan {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array;
+}
+
+/** 'd' esc(key) 0x00 0x00, with room for `tail` more bytes after it. */
+function escapedKey(userKey: Uint8Array, tail: number): { out: Uint8Array; at: number } {
+  let zeros = 0;
+  for (let i = 0; i < userKey.length; i++) if (userKey[i] === 0) zeros++;
+  const out = new Uint8Array(1 + userKey.length + zeros + 2 + tail);
+  out[0] = DATA_TAG;
+  let at = 1;
+  if (zeros === 0) {
+    out.set(userKey, 1);
+    at += userKey.length;
+  } else {
+    for (let i = 0; i < userKey.length; i++) {
+      const b = userKey[i]!;
+      out[at++] = b;
+      if (b === 0) out[at++] = 0xff;
+    }
+  }
+  // The terminator 0x00 0x00 is already there: the array starts zeroed.
+  return { out, at: at + 2 };
+}
+
+/** The `d` key of change `rev` of `userKey`. */
+export function dataKey(userKey: Uint8Array, rev: Revision): Uint8Array {
+  const { out, at } = escapedKey(userKey, REVISION_BYTES);
+  writeRevision(out, at, rev);
+  for (let i = at; i < at + REVISION_BYTES; i++) out[i] = ~out[i]! & 0xff;
   return out;
 }
 
-/** The first revision key at or after `main` (sub 0). */
-export function revisionKeyAtMain(prefix: Uint8Array, main: number): Uint8Array {
-  return revisionKey(prefix, { main, sub: 0 });
+/**
+ * The user key and revision a `d` key names, or undefined if it is not a
+ * well-formed one (a bad escape, a wrong length, a main revision ≥ 2^53).
+ * Never throws: it also checks keys that arrived from a peer.
+ */
+export function parseDataKey(key: Uint8Array): { userKey: Uint8Array; rev: Revision } | undefined {
+  if (key[0] !== DATA_TAG) return undefined;
+  // Most keys hold no 0x00 byte: then the first 0x00 starts the terminator and the key is one slice.
+  const zero = key.indexOf(0, 1);
+  if (zero > 0 && key[zero + 1] === 0) return revisionAfter(key, key.slice(1, zero), zero + 2);
+  const bytes: number[] = [];
+  let i = 1;
+  for (;;) {
+    if (i >= key.length) return undefined;
+    const b = key[i]!;
+    if (b !== 0) {
+      bytes.push(b);
+      i++;
+      continue;
+    }
+    const next = key[i + 1];
+    if (next === 0xff) {
+      bytes.push(0);
+      i += 2;
+      continue;
+    }
+    if (next !== 0) return undefined;
+    i += 2;
+    break;
+  }
+  return revisionAfter(key, Uint8Array.from(bytes), i);
 }
 
-/** Scan bounds covering every revision key of the store. */
-export function revisionKeySpan(prefix: Uint8Array): { start: Uint8Array; end: Uint8Array } {
-  return { start: concatBytes(prefix, Uint8Array.of(REVISION_TAG)), end: concatBytes(prefix, Uint8Array.of(REVISION_TAG + 1)) };
+/** parseDataKey's end: the inverted revision that fills the rest of `key` from `i`. */
+function revisionAfter(key: Uint8Array, userKey: Uint8Array, i: number): { userKey: Uint8Array; rev: Revision } | undefined {
+  if (key.length - i !== REVISION_BYTES) return undefined;
+  const revBytes = new Uint8Array(REVISION_BYTES);
+  for (let j = 0; j < REVISION_BYTES; j++) revBytes[j] = ~key[i + j]! & 0xff;
+  // readUint53 would assert on a main revision ≥ 2^53: refuse it here instead.
+  if (revBytes[0]! > 0x1f) return undefined;
+  return { userKey, rev: readRevision(revBytes, 0) };
 }
 
-export function decodeRevisionKey(prefix: Uint8Array, key: Uint8Array): Revision {
-  assert(key.length === prefix.length + 1 + REVISION_BYTES, () => `revision key of length ${key.length} under a prefix of ${prefix.length}`);
-  assert(key[prefix.length] === REVISION_TAG, 'revision key without its tag');
-  return readRevision(key, prefix.length + 1);
+/** The `d` keys of every change of every user key in `span`. */
+export function dataKeyBounds(span: KeySpan): EngineSpan {
+  // 'd' esc(k) 0x00 0x00 is below every version of k and, the escaping keeping byte order and no
+  // escaped key being a prefix of another, above every version of any key below k.
+  const start = escapedKey(span.start, 0).out;
+  const end = span.end === undefined ? Uint8Array.of(DATA_TAG + 1) : escapedKey(span.end, 0).out;
+  return { start, end };
+}
+
+/** The `e` key of change `rev`. */
+export function changeKey(rev: Revision): Uint8Array {
+  const out = new Uint8Array(1 + REVISION_BYTES);
+  out[0] = CHANGE_TAG;
+  writeRevision(out, 1, rev);
+  return out;
+}
+
+/** The first `e` key at or after `main` (sub 0). */
+export function changeKeyAtMain(main: number): Uint8Array {
+  return changeKey({ main, sub: 0 });
+}
+
+/** Every `e` key, whatever store its user key belongs to. */
+export const CHANGE_KEY_BOUNDS: EngineSpan = { start: Uint8Array.of(CHANGE_TAG), end: Uint8Array.of(CHANGE_TAG + 1) };
+
+export function decodeChangeKey(key: Uint8Array): Revision {
+  assert(key.length === 1 + REVISION_BYTES && key[0] === CHANGE_TAG, () => `not an mvcc change key (${key.length} bytes, tag ${key[0]})`);
+  return readRevision(key, 1);
+}
+
+/** Whether `key` is a well-formed `e` key; never throws (see parseDataKey). */
+function isChangeKey(key: Uint8Array): boolean {
+  return key.length === 1 + REVISION_BYTES && key[0] === CHANGE_TAG && key[1]! <= 0x1f;
+}
+
+/**
+ * Whether a stored pair is one of the `d` or `e` keys a store owning `span`
+ * holds: a well-formed key of either family whose user key (for `e`, the
+ * value) lies in the span. For checking a peer's snapshot before it is
+ * installed; the records themselves are checked when read (their CRC).
+ */
+export function isStoreKeyInSpan(span: KeySpan, key: Uint8Array, value: Uint8Array): boolean {
+  if (key[0] === DATA_TAG) {
+    const parsed = parseDataKey(key);
+    return parsed !== undefined && spanContains(span, parsed.userKey);
+  }
+  return isChangeKey(key) && value.length > 0 && spanContains(span, value);
 }
 
 /** One change of one key, as stored. A tombstone has an empty value and zero create revision, version and lease. */

@@ -1,12 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { utf8 } from './bytes.js';
-import { revisionKeySpan } from './codec.js';
+import { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKeyBounds } from './codec.js';
 import { MvccStore } from './store.js';
-import { PREFIX, codeOf, compactAll, del, get, newStore, put, reopenAndCompare, rev, write } from './testing.testlib.js';
+import { LOCATION, codeOf, compactAll, del, get, newStore, put, reopenAndCompare, rev, storedChanges as stored, write } from './testing.testlib.js';
 import type { MemoryEngine } from '../storage/memory.js';
 
-const storedChanges = (engine: MemoryEngine): number => [...engine.scan(revisionKeySpan(PREFIX))].length;
+/** Stored changes; a record and its change index entry are written and deleted together. */
+const storedChanges = (engine: MemoryEngine): number => {
+  const { records, entries } = stored(engine);
+  assert.equal(records, entries, 'as many change index entries as records');
+  return records;
+};
 
 test('compaction: keeps the latest version of every live key, drops superseded ones and dead keys', () => {
   const { engine, store } = newStore();
@@ -102,7 +107,7 @@ test('compaction: large compactions run in bounded steps; each step is one batch
     store.checkInvariants();
     batch = engine.newBatch();
     done = store.compactStep(batch, 7);
-    assert.ok(batch.count <= 7 + 1, 'at most `limit` deletions plus the meta record');
+    assert.ok(batch.count <= 2 * 7 + 1, 'at most `limit` changes deleted (a record and its change index entry each) plus the meta record');
     engine.commit(batch, () => {});
     steps++;
   }
@@ -152,7 +157,7 @@ test('compaction: writes and compaction in one uncommitted batch (one loop turn)
   a.engine.commit(batch, () => {});
   compactAll(b.engine, b.store, rev(8));
   assert.equal(a.store.hashKV().hash, b.store.hashKV().hash);
-  assert.deepEqual([...a.engine.scan(revisionKeySpan(PREFIX))], [...b.engine.scan(revisionKeySpan(PREFIX))]);
+  for (const bounds of [dataKeyBounds(WHOLE_KEY_SPAN), CHANGE_KEY_BOUNDS]) assert.deepEqual([...a.engine.scan(bounds)], [...b.engine.scan(bounds)]);
   reopenAndCompare(a.engine, a.store);
 });
 
@@ -165,7 +170,7 @@ test('compaction: keys with leases and many generations survive reopen after com
     if (round % 2 === 1) del(engine, store, 'g', 'h');
   }
   compactAll(engine, store, store.currentRevision - 1);
-  const reopened = MvccStore.open(engine, PREFIX);
+  const reopened = MvccStore.open(engine, LOCATION);
   assert.ok(reopened.indexEquals(store));
   assert.deepEqual(get(reopened, 'g3'), get(store, 'g3'));
   assert.equal(get(reopened, 'g3')?.lease, 5);

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
-import { compactFloor, decodeRecord, decodeRevisionKey, revisionKey, revisionKeyAtMain } from './codec.js';
+import { compactFloor } from './codec.js';
 import { mvccError } from './errors.js';
 import { MAX_SUB_REVISION, type Revision } from './revision.js';
 import type { MvccState } from './state.js';
@@ -50,18 +50,17 @@ export function compactStep(state: MvccState, batch: WriteBatch, limit: number):
   assert(!state.writing, 'compaction step during a write transaction');
   const cursor = state.compactionCursor;
   if (cursor === undefined) return true;
-  const end = revisionKeyAtMain(state.prefix, state.compactedRevision + 1);
   let examined = 0;
   let last: Revision | undefined;
   let done = true;
-  for (const { key, value } of state.pending.scan({ start: revisionKey(state.prefix, cursor), end })) {
+  for (const change of state.changes(0, state.compactedRevision + 1, cursor)) {
     if (examined === limit) {
       done = false;
       break;
     }
     examined++;
-    last = decodeRevisionKey(state.prefix, key);
-    if (!state.indexHolds(decodeRecord(value).key, last)) state.deleteRecord(batch, last);
+    last = change.rev;
+    if (!state.indexHolds(change.key, change.rev)) state.deleteRecord(batch, change);
   }
   if (done) {
     state.finishedCompaction = state.compactedRevision;

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { intervalContains, keyInterval } from './bytes.js';
-import { type StoredRecord, decodeRecord, decodeRevisionKey, revisionKeyAtMain } from './codec.js';
+import type { StoredRecord } from './codec.js';
 import { mvccError } from './errors.js';
 import { recordKeyValue } from './range.js';
 import type { MvccState } from './state.js';
@@ -48,20 +48,18 @@ export function readEvents(state: MvccState, options: EventsOptions): EventsResu
   const events: MvccEvent[] = [];
   let examined = 0;
   let lastMain = 0;
-  const start = revisionKeyAtMain(state.prefix, from);
-  const end = revisionKeyAtMain(state.prefix, upTo + 1);
-  for (const { key, value } of state.pending.scan({ start, end })) {
-    const rev = decodeRevisionKey(state.prefix, key);
+  for (const change of state.changes(from, upTo + 1)) {
+    const { rev } = change;
     if (examined >= scanLimit && rev.main !== lastMain) return { events, nextRevision: rev.main };
     examined++;
     lastMain = rev.main;
-    const record = decodeRecord(value);
+    // The change index names the key, so a change outside the interval costs no record read.
+    if (!intervalContains(interval, change.key)) continue;
     // At the compacted revision itself, storage may still hold changes the
     // index dropped (physical compaction lags); skip them so every replica
     // answers alike.
-    if (rev.main <= state.compactedRevision && !state.indexHolds(record.key, rev)) continue;
-    if (!intervalContains(interval, record.key)) continue;
-    events.push(toEvent(state, record, rev.main, options.prevKv === true));
+    if (rev.main <= state.compactedRevision && !state.indexHolds(change.key, rev)) continue;
+    events.push(toEvent(state, state.loadChange(change), rev.main, options.prevKv === true));
   }
   return { events, nextRevision: upTo + 1 };
 }
@@ -72,5 +70,5 @@ function toEvent(state: MvccState, record: StoredRecord, main: number, withPrev:
   // The previous value is shown only while the index still holds it, which
   // is the same on every replica however far physical compaction has got.
   if (!withPrev || record.prev === undefined || !state.indexHolds(record.key, record.prev)) return { type, kv };
-  return { type, kv, prevKv: recordKeyValue(state.loadRecord(record.prev)) };
+  return { type, kv, prevKv: recordKeyValue(state.loadRecord(record.key, record.prev)) };
 }

@@ -1,5 +1,5 @@
 import { assert } from '../base/index.js';
-import { compactFloor, decodeRecord, decodeRevisionKey, revisionKeyAtMain, revisionKeySpan } from './codec.js';
+import { compactFloor } from './codec.js';
 import { mvccError } from './errors.js';
 import { REVISION_BYTES, writeRevision } from './revision.js';
 import type { MvccState } from './state.js';
@@ -23,7 +23,7 @@ export interface HashKVResult {
  * comparing replicas and for the Maintenance HashKV API. It covers every
  * stored change up to `revision` that the index still refers to, as
  * (main, sub, record) — so it depends on the compacted revision but not on
- * how far the physical deletion has got, nor on the store's key prefix.
+ * how far the physical deletion has got, nor on where the store keeps it.
  */
 export function hashKV(state: MvccState, revision: number): HashKVResult {
   assert(Number.isSafeInteger(revision), () => `hash revision must be a safe integer, got ${revision}`);
@@ -33,12 +33,13 @@ export function hashKV(state: MvccState, revision: number): HashKVResult {
   const upTo = revision <= 0 ? state.currentRevision : revision;
   const crc = new Crc32c();
   const revBytes = new Uint8Array(REVISION_BYTES);
-  const span = revisionKeySpan(state.prefix);
-  for (const { key, value } of state.pending.scan({ start: span.start, end: revisionKeyAtMain(state.prefix, upTo + 1) })) {
-    const rev = decodeRevisionKey(state.prefix, key);
-    if (rev.main <= state.compactedRevision && !state.indexHolds(decodeRecord(value).key, rev)) continue;
+  // The `e` index gives the changes in revision order, as today's revision-keyed scan did, and the
+  // record bytes hashed are the stored ones: the same hash as before the layout moved.
+  for (const change of state.changes(0, upTo + 1)) {
+    const { rev } = change;
+    if (rev.main <= state.compactedRevision && !state.indexHolds(change.key, rev)) continue;
     writeRevision(revBytes, 0, rev);
-    crc.update(revBytes).update(value);
+    crc.update(revBytes).update(state.loadChangeBytes(change));
   }
   return { hash: crc.digest(), revision: upTo, compactRevision: compactFloor(state), currentRevision: state.currentRevision };
 }

@@ -3,6 +3,8 @@
  * history, compaction, change events, hashes — over a StorageEngine.
  */
 export { MvccStore, type BeginWriteOptions, type MvccOpenOptions } from './store.js';
+export type { MvccLocation } from './state.js';
+export { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKeyBounds, isStoreKeyInSpan, isWholeKeySpan, spanContains, type EngineSpan, type KeySpan } from './codec.js';
 export {
   WriteTxn,
   type MvccEvent,

@@ -19,7 +19,7 @@ import { isMvccRefusal } from './errors.js';
 import { Model, type ModelChange, type ModelKV, type ModelWrite, inRange } from './model.testlib.js';
 import type { KeyValue, RangeOptions, SortOrder, SortTarget } from './range.js';
 import { MvccStore } from './store.js';
-import { PREFIX, compactAll, text } from './testing.testlib.js';
+import { LOCATION, compactAll, text } from './testing.testlib.js';
 import type { Compare, CompareResult, CompareTarget, RequestOp } from './txn.js';
 import type { MvccEvent } from './write-txn.js';
 
@@ -110,7 +110,7 @@ interface Checkpoint {
 class Harness {
   private flushes: (() => void)[] = [];
   readonly engine = new MemoryEngine({ scheduleSync: (flush) => this.flushes.push(flush) });
-  store = MvccStore.open(this.engine, PREFIX);
+  store = MvccStore.open(this.engine, LOCATION);
   model = new Model();
   log: Logged[] = [];
   private batch: WriteBatch | undefined;
@@ -257,12 +257,12 @@ class Harness {
     this.flushes = [];
     this.model = this.durable.model.clone();
     this.log.length = this.durable.logLength;
-    this.store = MvccStore.open(this.engine, PREFIX);
+    this.store = MvccStore.open(this.engine, LOCATION);
   }
 
   private reopen(): void {
     this.commit();
-    const reopened = MvccStore.open(this.engine, PREFIX);
+    const reopened = MvccStore.open(this.engine, LOCATION);
     assert.ok(reopened.indexEquals(this.store), 'the index rebuilt from storage equals the live one');
     this.store = reopened;
   }
@@ -342,7 +342,7 @@ function modelRange(m: Model, q: Query, revision: number) {
 /** Replays the logical history into a fresh store, one committed batch per op, compactions completed at once. */
 function replay(log: readonly Logged[]): MvccStore {
   const engine = new MemoryEngine({ scheduleSync: () => {} });
-  const store = MvccStore.open(engine, PREFIX);
+  const store = MvccStore.open(engine, LOCATION);
   for (const entry of log) {
     if (entry.kind === 'compact') {
       compactAll(engine, store, entry.rev);

@@ -59,7 +59,7 @@ export interface RangeResult {
 export interface ReadSource {
   readonly index: KeyIndex;
   readonly compactedRevision: number;
-  loadRecord(rev: Revision): StoredRecord;
+  loadRecord(key: Uint8Array, rev: Revision): StoredRecord;
 }
 
 /** Checks a read revision against the store; returns the revision to read at. */
@@ -89,7 +89,7 @@ export function executeRange(source: ReadSource, options: RangeOptions, current:
   if (options.countOnly === true) return { kvs: [], more: false, count, revision: current };
   // Like etcd's FastKeysOnly: keys-only reads that need no values come from the index alone (lease shows 0).
   const fromIndex = options.keysOnly === true && options.sortTarget !== 'VALUE';
-  let kvs = found.map(([key, state]) => (fromIndex ? indexKeyValue(key, state) : recordKeyValue(source.loadRecord(state.modified))));
+  let kvs = found.map(([key, state]) => (fromIndex ? indexKeyValue(key, state) : recordKeyValue(source.loadRecord(key, state.modified))));
   kvs = filterByRevision(kvs, options);
   sortKeyValues(kvs, options);
   const limit = options.limit ?? 0;

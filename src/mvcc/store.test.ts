@@ -1,14 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AssertionError, isTesseraError } from '../base/index.js';
-import { utf8 } from './bytes.js';
+import { compareBytes, utf8 } from './bytes.js';
 import { crc32c } from './checksum.js';
-import { decodeMeta, encodeMeta, metaKey, revisionKeySpan } from './codec.js';
+import { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKey, dataKeyBounds, decodeMeta, encodeMeta, metaKey, parseDataKey } from './codec.js';
 import { MVCC_ERROR_MESSAGES } from './errors.js';
 import { INITIAL_REVISION } from './revision.js';
 import type { KeyValue } from './range.js';
 import { MvccStore } from './store.js';
-import { PREFIX, codeOf, compactAll, del, get, newEngine, newStore, put, reopenAndCompare, rev, show, write } from './testing.testlib.js';
+import type { TxnRequest } from './txn.js';
+import { validateTxnRequest } from './txn-validate.js';
+import { LOCATION, PREFIX, codeOf, compactAll, del, get, newEngine, newStore, put, reopenAndCompare, rev, show, storedChanges, write } from './testing.testlib.js';
 
 test('store: an empty store is at revision 1, as etcd is, and reads nothing, at its revision too', () => {
   const { store } = newStore();
@@ -21,21 +23,28 @@ test('store: an empty store is at revision 1, as etcd is, and reads nothing, at 
   assert.equal(codeOf(() => store.range({ ...all, revision: 2 })), 'FUTURE_REVISION');
 });
 
-test('store: a meta record of format 2 (revisions from 0, an older build) is refused, not reinterpreted', () => {
-  const { engine, store } = newStore();
-  put(engine, store, 'a', '1');
-  const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0, everCompacted: false });
-  older[0] = 2;
-  new DataView(older.buffer).setUint32(older.length - 4, crc32c(older.subarray(0, older.length - 4)));
-  const batch = engine.newBatch();
-  batch.put(metaKey(PREFIX), older);
-  engine.commit(batch, () => {});
-  assert.throws(() => MvccStore.open(engine, PREFIX), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && /format 2; this build reads only format 4/.test(error.message));
+test('store: a meta record of format 2 (revisions from 0) or 4 (records under the range prefix, by revision) is refused, not reinterpreted', () => {
+  for (const format of [2, 4]) {
+    const { engine, store } = newStore();
+    put(engine, store, 'a', '1');
+    const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0, everCompacted: false });
+    older[0] = format;
+    new DataView(older.buffer).setUint32(older.length - 4, crc32c(older.subarray(0, older.length - 4)));
+    const batch = engine.newBatch();
+    batch.put(metaKey(PREFIX), older);
+    engine.commit(batch, () => {});
+    const message = new RegExp(`format ${format}; this build reads only format 5`);
+    assert.throws(() => MvccStore.open(engine, LOCATION), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && message.test(error.message));
+  }
 });
 
-test('store: the meta record counts the stored change records through writes, deletes and compaction; a store missing one is refused at open', () => {
+test('store: the meta record counts the stored changes (records and change index entries alike) through writes, deletes and compaction; a store missing either is refused at open', () => {
   const { engine, store } = newStore();
-  const stored = (): number => [...engine.scan(revisionKeySpan(PREFIX))].length;
+  const stored = (): number => {
+    const { records, entries } = storedChanges(engine);
+    assert.equal(records, entries, 'a change index entry for every record');
+    return records;
+  };
   const counted = (): number => decodeMeta(engine.get(metaKey(PREFIX)) as Uint8Array).recordCount;
   for (let i = 0; i < 30; i++) put(engine, store, `k${i % 7}`, `v${i}`);
   del(engine, store, 'k1');
@@ -53,20 +62,40 @@ test('store: the meta record counts the stored change records through writes, de
   put(engine, reopened, 'k1', 'again');
   assert.equal(counted(), stored());
   reopened = reopenAndCompare(engine, reopened);
-  // A record lost behind the store's back, as a damaged LMDB page hides the keys on it from every scan.
-  const victim = [...engine.scan(revisionKeySpan(PREFIX))][2]!.key;
+  // A record lost behind the store's back, as a damaged LMDB page hides the keys on it from every scan;
+  // then, the record back, its change index entry lost instead.
+  for (const [bounds, refusal] of [
+    [dataKeyBounds(WHOLE_KEY_SPAN), /\d+ change records are stored, but the meta record counts \d+/],
+    [CHANGE_KEY_BOUNDS, /\d+ change index entries are stored, but the meta record counts \d+/],
+  ] as const) {
+    const victim = [...engine.scan(bounds)][2]!;
+    const batch = engine.newBatch();
+    batch.delete(victim.key);
+    engine.commit(batch, () => {});
+    assert.throws(() => MvccStore.open(engine, LOCATION), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
+    const restore = engine.newBatch();
+    restore.put(victim.key, victim.value);
+    engine.commit(restore, () => {});
+    reopenAndCompare(engine, reopened);
+  }
+});
+
+test('store: a change index entry whose record is gone (or names another key) is CORRUPT_DATA where history is read, not a silent hole', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'a', '1');
+  put(engine, store, 'b', '2');
+  const [first] = [...engine.scan(CHANGE_KEY_BOUNDS)];
   const batch = engine.newBatch();
-  batch.delete(victim);
+  batch.put(first!.key, utf8('z'));
   engine.commit(batch, () => {});
-  assert.throws(
-    () => MvccStore.open(engine, PREFIX),
-    (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && /\d+ change records are stored, but the meta record counts \d+/.test(error.message),
-  );
+  const corrupt = (error: unknown): boolean => isTesseraError(error, 'CORRUPT_DATA');
+  assert.throws(() => store.hashKV(), corrupt);
+  assert.throws(() => store.events({ fromRevision: 1, key: utf8('\0'), rangeEnd: Uint8Array.of(0) }), corrupt);
 });
 
 test('store: without watchers that want them, events skip previous values, but a write that asks for prev_kv gets it', () => {
   const engine = newEngine();
-  const store = MvccStore.open(engine, PREFIX, { eventsWantPrevKv: () => false });
+  const store = MvccStore.open(engine, LOCATION, { eventsWantPrevKv: () => false });
   put(engine, store, 'a', '1');
   put(engine, store, 'b', '1');
   const plain = write(engine, store, (txn) => txn.put(utf8('a'), utf8('2')));
@@ -217,25 +246,94 @@ test('store: one batch can hold many txns before commit; reads see them, and com
   assert.equal(get(store, 'k', rev(1))?.value, 'v1');
   store.checkInvariants();
   // Not committed yet: a fresh store over the engine sees nothing.
-  assert.equal(MvccStore.open(engine, PREFIX).currentRevision, rev(0));
+  assert.equal(MvccStore.open(engine, LOCATION).currentRevision, rev(0));
   engine.commit(batch, () => {});
   assert.equal(get(store, 'k')?.value, 'v3');
   reopenAndCompare(engine, store);
 });
 
-test('store: stores under different prefixes share one engine without seeing each other', () => {
+test('store: stores with disjoint key spans share one engine without seeing each other', () => {
   const engine = newEngine();
-  const a = MvccStore.open(engine, utf8('range-a/'));
-  const b = MvccStore.open(engine, utf8('range-b/'));
-  put(engine, a, 'k', 'from-a');
-  put(engine, b, 'k', 'from-b');
-  put(engine, b, 'j', 'from-b');
-  assert.equal(get(a, 'k')?.value, 'from-a');
-  assert.equal(get(b, 'k')?.value, 'from-b');
-  assert.equal(a.currentRevision, rev(1));
-  assert.equal(b.currentRevision, rev(2));
-  reopenAndCompare(engine, a, utf8('range-a/'));
-  reopenAndCompare(engine, b, utf8('range-b/'));
+  // Disjoint spans, and revisions that never collide (the change index is shared, as with the
+  // cluster-wide revisions of ADR 0009): a at even revisions, b at odd ones.
+  const left = { metaPrefix: utf8('range-a/'), span: { start: new Uint8Array(0), end: utf8('m') } };
+  const right = { metaPrefix: utf8('range-b/'), span: { start: utf8('m'), end: undefined } };
+  const a = MvccStore.open(engine, left);
+  const b = MvccStore.open(engine, right);
+  write(engine, a, (t) => t.put(utf8('k'), utf8('from-a')), 2);
+  write(engine, b, (t) => t.put(utf8('x'), utf8('from-b')), 3);
+  write(engine, b, (t) => t.put(utf8('y'), utf8('from-b')), 5);
+  write(engine, a, (t) => t.put(utf8('k'), utf8('from-a, again')), 6);
+  assert.equal(get(a, 'k')?.value, 'from-a, again');
+  assert.equal(get(a, 'x'), undefined);
+  assert.equal(get(b, 'x')?.value, 'from-b');
+  assert.equal(get(b, 'k'), undefined);
+  assert.deepEqual([a.currentRevision, b.currentRevision], [6, 5]);
+  assert.deepEqual(b.events({ fromRevision: 1, key: utf8('\0'), rangeEnd: Uint8Array.of(0) }).events.map((e) => e.kv.modRevision), [3, 5]);
+  const outside = a.beginWrite(engine.newBatch(), { revision: 8 });
+  assert.throws(() => outside.put(utf8('z'), utf8('outside')), AssertionError, 'a write outside the span');
+  outside.end();
+  const a2 = reopenAndCompare(engine, a, left);
+  reopenAndCompare(engine, b, right);
+  compactAll(engine, a2, 6);
+  assert.deepEqual(storedChanges(engine), { records: 3, entries: 3 }, 'compacting a deleted its superseded change and left b\'s alone');
+  reopenAndCompare(engine, b, right);
+});
+
+test('store: a key changed twice in one revision (put, then delete, in one txn) keeps both changes: the sub-revision is part of the record key', () => {
+  const { engine, store } = newStore();
+  put(engine, store, 'x', '0');
+  // etcd's checkIntervals accepts this (a later nested txn's delete is not checked against an earlier one's put), and so does ours.
+  const key = utf8('x');
+  const request: TxnRequest = {
+    compare: [],
+    success: [
+      { type: 'txn', txn: { compare: [], success: [{ type: 'put', put: { key, value: utf8('1') } }], failure: [] } },
+      { type: 'txn', txn: { compare: [], success: [{ type: 'deleteRange', deleteRange: { key } }], failure: [] } },
+    ],
+    failure: [],
+  };
+  validateTxnRequest(request);
+  const batch = engine.newBatch();
+  const { result } = store.txn(batch, request);
+  engine.commit(batch, () => {});
+  assert.deepEqual(result.events.map((e) => e.type), ['PUT', 'DELETE']);
+  assert.equal(storedChanges(engine).records, 3);
+  const events = store.events({ fromRevision: rev(2), key: utf8('x'), prevKv: true }).events;
+  assert.deepEqual(events.map((e) => [e.type, e.kv.modRevision, e.prevKv?.modRevision]), [['PUT', rev(2), rev(1)], ['DELETE', rev(2), rev(2)]]);
+  reopenAndCompare(engine, store);
+});
+
+test('store: hashes and events are those of the revision-keyed layout (values from the build before it moved)', () => {
+  const { engine, store } = newStore();
+  const u = utf8;
+  for (let i = 0; i < 40; i++) {
+    write(engine, store, (t) => {
+      t.put(u(`k${i % 7}`), u(`v${i}`), { leaseId: i % 3 });
+      if (i % 5 === 0) t.put(u(`a\0${i % 4}`), u('z'));
+    });
+  }
+  write(engine, store, (t) => t.deleteRange(u('k2'), u('k5')));
+  write(engine, store, (t) => {
+    t.put(u('x'), u('1'));
+    t.deleteRange(u('x'));
+  });
+  const out: number[] = [store.hashKV(0).hash, store.hashKV(20).hash];
+  const batch = engine.newBatch();
+  store.compact(30, batch, 3);
+  engine.commit(batch, () => {});
+  out.push(store.hashKV(0).hash);
+  for (let done = false; !done; ) {
+    const step = engine.newBatch();
+    done = store.compactStep(step, 3);
+    engine.commit(step, () => {});
+  }
+  out.push(store.hashKV(0).hash, store.hashKV(35).hash);
+  const events = store.events({ fromRevision: 30, key: u('\0'), rangeEnd: u('\0'), prevKv: true }).events;
+  const shown = events.map((e) => [e.type, new TextDecoder().decode(e.kv.key), e.kv.modRevision, e.kv.version, e.prevKv?.modRevision ?? null]);
+  out.push(events.length, JSON.stringify(shown).length);
+  assert.deepEqual(out, [4084804730, 3248304940, 3817790608, 3817790608, 2872934059, 19, 426]);
+  reopenAndCompare(engine, store);
 });
 
 test('store: one write txn at a time; store reads are refused while one is open', () => {
@@ -307,4 +405,20 @@ test('store: a batch that refuses a record leaves index and storage in step', ()
   assert.equal(get(store, 'a')?.value, '1');
   assert.equal(get(store, 'b')?.version, 1);
   reopenAndCompare(engine, store);
+});
+
+test('layout: a key\'s records sort newest first, before every record of any greater key ("a" before "a\\0" before "a\\0\\0" before "b"), and parse back', () => {
+  const keys = [utf8('a'), Uint8Array.of(0x61, 0), Uint8Array.of(0x61, 0, 0), Uint8Array.of(0x61, 0, 0xff), Uint8Array.of(0x61, 1), utf8('b')];
+  const revs = [{ main: 2 ** 53 - 1, sub: 0 }, { main: 300, sub: 7 }, { main: 300, sub: 2 }, { main: 5, sub: 0 }];
+  const stored: Uint8Array[] = [];
+  for (const k of keys) for (const r of revs) stored.push(dataKey(k, r));
+  const sorted = [...stored].sort(compareBytes);
+  assert.deepEqual(sorted, stored, 'key order, then revisions newest first');
+  for (const [i, key] of stored.entries()) {
+    const parsed = parseDataKey(key);
+    assert.deepEqual(parsed && { userKey: [...parsed.userKey], rev: parsed.rev }, { userKey: [...keys[Math.floor(i / revs.length)]!], rev: revs[i % revs.length] });
+  }
+  const span = dataKeyBounds({ start: Uint8Array.of(0x61, 0), end: Uint8Array.of(0x61, 1) });
+  const inside = stored.filter((k) => compareBytes(k, span.start) >= 0 && compareBytes(k, span.end) < 0);
+  assert.equal(inside.length, 3 * revs.length, 'a span holds every record of its keys and no other');
 });

@@ -7,7 +7,7 @@ import { checkInvariants } from './invariants.js';
 import type { KeyIndex } from './key-index.js';
 import { type RangeOptions, type RangeResult, executeRange } from './range.js';
 import { MAX_REVISION } from './revision.js';
-import { MvccState } from './state.js';
+import { type MvccLocation, MvccState } from './state.js';
 import { ReadTxn } from './read-txn.js';
 import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn, isTxnReadOnly } from './txn.js';
 import { type WriteResult, WriteTxn } from './write-txn.js';
@@ -33,8 +33,9 @@ export interface MvccOpenOptions {
 }
 
 /**
- * A multi-version key space with etcd v3's semantics, kept in a StorageEngine
- * under one key prefix. Synchronous and deterministic: the same commands
+ * A multi-version key space with etcd v3's semantics, kept in a StorageEngine:
+ * the changes of the user keys in its span, keyed by user key, and a meta
+ * record under its own prefix (codec.ts has the layout). Synchronous and deterministic: the same commands
  * applied in the same order give the same revisions, records and hashes on
  * every replica. Writes go into a batch the caller supplies and commits (so
  * the Raft layer can commit them with its applied index); reads see those
@@ -47,9 +48,13 @@ export interface MvccOpenOptions {
 export class MvccStore {
   private constructor(private readonly state: MvccState) {}
 
-  /** Opens the store under `prefix`, rebuilding the key index from storage; a fresh prefix gives an empty store at INITIAL_REVISION (1, as in etcd). */
-  static open(engine: StorageEngine, prefix: Uint8Array, options: MvccOpenOptions = {}): MvccStore {
-    return new MvccStore(MvccState.open(engine, prefix, options.eventsWantPrevKv ?? (() => true)));
+  /**
+   * Opens the store at `location`, rebuilding the key index from the records
+   * in its span; a fresh location gives an empty store at INITIAL_REVISION
+   * (1, as in etcd).
+   */
+  static open(engine: StorageEngine, location: MvccLocation, options: MvccOpenOptions = {}): MvccStore {
+    return new MvccStore(MvccState.open(engine, location, options.eventsWantPrevKv ?? (() => true)));
   }
 
   /** The revision of the last write transaction that changed something; INITIAL_REVISION before the first. */

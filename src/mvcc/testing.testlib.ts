@@ -8,10 +8,19 @@ import type { WriteBatch } from '../storage/engine.js';
 import { utf8 } from './bytes.js';
 import type { KeyValue } from './range.js';
 import { INITIAL_REVISION } from './revision.js';
+import { WHOLE_KEY_SPAN, dataKeyBounds, CHANGE_KEY_BOUNDS } from './codec.js';
+import type { MvccLocation } from './state.js';
 import { MvccStore } from './store.js';
 import type { PutOptions, WriteResult, WriteTxn } from './write-txn.js';
 
 export const PREFIX = utf8('r1/');
+/** A store of the whole key space with its meta record under PREFIX: the single range's. */
+export const LOCATION: MvccLocation = { metaPrefix: PREFIX, span: WHOLE_KEY_SPAN };
+
+/** Every stored `d` record and `e` entry of the engine, in key order: what a store keeps. */
+export function storedChanges(engine: MemoryEngine): { records: number; entries: number } {
+  return { records: [...engine.scan(dataKeyBounds(WHOLE_KEY_SPAN))].length, entries: [...engine.scan(CHANGE_KEY_BOUNDS)].length };
+}
 
 /**
  * The revision of the n-th write transaction that changes something on a
@@ -28,8 +37,8 @@ export function newEngine(): MemoryEngine {
   return new MemoryEngine({ scheduleSync: () => {} });
 }
 
-export function newStore(engine: MemoryEngine = newEngine(), prefix: Uint8Array = PREFIX): { engine: MemoryEngine; store: MvccStore } {
-  return { engine, store: MvccStore.open(engine, prefix) };
+export function newStore(engine: MemoryEngine = newEngine(), location: MvccLocation = LOCATION): { engine: MemoryEngine; store: MvccStore } {
+  return { engine, store: MvccStore.open(engine, location) };
 }
 
 /** Runs `body` in one write transaction and commits its batch. */
@@ -77,9 +86,9 @@ export function get(store: MvccStore, key: string, revision?: number): ReturnTyp
 }
 
 /** Reopens from the engine and asserts the rebuilt index equals the live one. */
-export function reopenAndCompare(engine: MemoryEngine, store: MvccStore, prefix: Uint8Array = PREFIX): MvccStore {
+export function reopenAndCompare(engine: MemoryEngine, store: MvccStore, location: MvccLocation = LOCATION): MvccStore {
   store.checkInvariants();
-  const reopened = MvccStore.open(engine, prefix);
+  const reopened = MvccStore.open(engine, location);
   assert.ok(reopened.indexEquals(store), 'reopened index differs');
   assert.equal(reopened.currentRevision, store.currentRevision);
   assert.equal(reopened.compactedRevision, store.compactedRevision);

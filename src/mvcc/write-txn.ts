@@ -101,7 +101,7 @@ export class WriteTxn {
     const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
     if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const wantPrev = keepsOld || options.prevKv === true || this.state.eventsWantPrevKv();
-    const prev = live === undefined || !wantPrev ? undefined : this.state.loadRecord(live.modified);
+    const prev = live === undefined || !wantPrev ? undefined : this.state.loadRecord(key, live.modified);
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key,
@@ -156,7 +156,7 @@ export class WriteTxn {
   /** Deletes a live key; returns its previous pair if `wantPrev`. */
   private deleteKey(history: KeyHistory, wantPrev: boolean): KeyValue | undefined {
     const live = history.live()!;
-    const prev = wantPrev ? this.state.loadRecord(live.modified) : undefined;
+    const prev = wantPrev ? this.state.loadRecord(history.key, live.modified) : undefined;
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key: history.key,

@@ -265,7 +265,7 @@ test('transport: a leader\'s snapshot is read from its read view a chunk at a ti
     const start = keys.stateStart(5);
     for (let i = 0; i < 30_000; i++) batch.put(Buffer.concat([start, Buffer.from(`k${i}`)]), new Uint8Array(60).fill(i & 0xff));
     engine.stage(batch);
-    const open = (): StateSnapshotReader => new StateSnapshotReader({ view: engine.snapshotView(), start, end: keys.stateEnd(5), stripBytes: start.byteLength - 1, tail: [] });
+    const open = (): StateSnapshotReader => new StateSnapshotReader({ view: engine.snapshotView(), spans: [{ start, end: keys.stateEnd(5), stripBytes: start.byteLength - 1 }], tail: [] });
     const expected = readSnapshotData(open());
     const cs = { voters: [A, B], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     const metadata = { index: 100, term: 4, confState: cs };
