@@ -4,11 +4,13 @@
  *   tessera start   one node in this process (alone, it is a single-node cluster)
  *   tessera dev     a local cluster of child processes on loopback
  *   tessera status  members, leader, revision and raft index per node
+ *   tessera ranges  every range: bounds, replicas, leader, keys, bytes, qps
  * See docs/operations.md.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDev, DEV_MAX_NODES } from './dev.js';
 import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
+import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
 import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
@@ -88,6 +90,16 @@ program
   .action(async (opts: { endpoints: string; json?: boolean }) => {
     const endpoints = opts.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
     process.exitCode = await runStatus(endpoints, opts.json === true);
+  });
+
+program
+  .command('ranges')
+  .description('list every range: id, start and end keys, replicas, leader, keys, bytes and qps, read from the admin endpoints')
+  .option('--endpoints <list>', 'admin endpoints, host:port,…', START_DEFAULTS.listenAdmin)
+  .option('--json', 'print the ranges as JSON (keys in base64; an empty end is the end of the key space)')
+  .action(async (opts: { endpoints: string; json?: boolean }) => {
+    const endpoints = opts.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    process.exitCode = await runRanges(endpoints, opts.json === true);
   });
 
 await program.parseAsync();

@@ -11,6 +11,7 @@ export { type RangeId, keys } from './keys.js';
 export { KvNode, type KvNodeOptions, META_RANGE } from './kv_node.js';
 export { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 export { MAX_LEASE_TTL_SECONDS } from './leases.js';
+export { LOAD_WINDOW_SECONDS, LoadMeter } from './load.js';
 export {
   MAX_MEMBER_URLS,
   MAX_MEMBER_URL_BYTES,

@@ -4,6 +4,7 @@ import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
 import type { RangeId } from './keys.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
+import { LoadMeter } from './load.js';
 import type { MemberRecord } from './members.js';
 import { type MembershipLog, MembershipCore } from './membership.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
@@ -75,6 +76,8 @@ export class KvNode {
   readonly leaseKeeper: LeaseKeeper;
   readonly requests: RequestRunner;
   readonly membership: MembershipCore;
+  /** Client requests served by the metadata range (today every request), per second. */
+  readonly load: LoadMeter;
   private readonly machines = new Map<RangeId, MvccStateMachine>();
 
   constructor(private readonly o: KvNodeOptions) {
@@ -103,6 +106,7 @@ export class KvNode {
         o.onReady?.(rangeId, rd);
       },
     });
+    this.load = new LoadMeter(o.timers);
     this.leaseKeeper = new LeaseKeeper({
       store: this.store,
       rangeId: META_RANGE,

@@ -12,6 +12,8 @@ export interface AdminRoutes {
   status(): unknown;
   /** GET /health: whether the node knows a leader; 503 when it does not. */
   health(): { readonly health: boolean; readonly reason?: string };
+  /** GET /ranges: the ranges this node holds a replica of (RangeInfo in ranges.ts). */
+  ranges?(): unknown;
 }
 
 export interface AdminServer {
@@ -20,8 +22,8 @@ export interface AdminServer {
 }
 
 /**
- * A small HTTP endpoint for operators: `GET /status` (JSON) and
- * `GET /health`. `tessera status` reads it. It serves read-only views, so a
+ * A small HTTP endpoint for operators: `GET /status` and `GET /ranges`
+ * (JSON), and `GET /health`. `tessera status` reads it. It serves read-only views, so a
  * request body is never read.
  */
 export async function startAdminServer(listen: string, routes: AdminRoutes, logger: Logger): Promise<AdminServer> {
@@ -52,11 +54,12 @@ function serve(req: IncomingMessage, res: ServerResponse, routes: AdminRoutes, l
   try {
     if (req.method !== 'GET') return reply(res, 405, { error: 'only GET is served' });
     if (path === '/status') return reply(res, 200, routes.status());
+    if (path === '/ranges' && routes.ranges !== undefined) return reply(res, 200, routes.ranges());
     if (path === '/health') {
       const h = routes.health();
       return reply(res, h.health ? 200 : 503, h);
     }
-    reply(res, 404, { error: `no route ${path}; try /status or /health` });
+    reply(res, 404, { error: `no route ${path}; try /status, /health or /ranges` });
   } catch (error) {
     logger.error({ err: error, path }, 'admin request failed');
     reply(res, 500, { error: 'internal error' });

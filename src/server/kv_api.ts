@@ -3,6 +3,7 @@ import {
   type CommandResult,
   encodeCommand,
   type LeaseKeeper,
+  type LoadMeter,
   MAX_LEASE_TTL_SECONDS,
   type MvccStateMachine,
   RequestRunner,
@@ -38,6 +39,8 @@ export interface KvApiOptions {
   readonly timers?: Timers;
   /** The node's request path (KvNode.requests); default one of KvApi's own on these options. */
   readonly requests?: RequestRunner;
+  /** Counts each request this API serves (KvNode.load): a range's qps in /ranges. */
+  readonly load?: LoadMeter;
 }
 
 /**
@@ -83,6 +86,7 @@ export class KvApi {
   }
 
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
+    this.o.load?.record();
     if (!serializable) await this.readBarrier();
     return this.o.stateMachine.mvcc.range(options);
   }
@@ -95,6 +99,7 @@ export class KvApi {
    * proposed txn would (the same executeTxn over the same state).
    */
   async txn(request: TxnRequest): Promise<TxnResponse> {
+    this.o.load?.record();
     if (isTxnReadOnly(request)) {
       if (!isTxnSerializable(request)) await this.readBarrier();
       return this.o.stateMachine.mvcc.readTxn(request);
@@ -105,6 +110,7 @@ export class KvApi {
   }
 
   async compact(revision: number): Promise<number> {
+    this.o.load?.record();
     const result = await this.propose((requestId) => encodeCommand({ kind: 'compact', requestId, revision }));
     if (result.kind === 'compact') return result.revision;
     throw unexpected(result);
@@ -112,6 +118,7 @@ export class KvApi {
 
   /** Grants a lease; `id` 0 lets the node choose one. Returns the id and TTL. */
   async leaseGrant(id: number, ttlSeconds: number): Promise<{ id: number; ttlSeconds: number; revision: number }> {
+    this.o.load?.record();
     if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) throw new TesseraError('INVALID_ARGUMENT', 'etcdserver: lease TTL must be positive');
     if (ttlSeconds > MAX_LEASE_TTL_SECONDS) throw new TesseraError('INVALID_ARGUMENT', 'etcdserver: too large lease TTL');
     const leaseId = id !== 0 ? id : this.newLeaseId();
@@ -121,6 +128,7 @@ export class KvApi {
   }
 
   async leaseRevoke(id: number): Promise<number> {
+    this.o.load?.record();
     const result = await this.propose((requestId) => encodeCommand({ kind: 'lease-revoke', requestId, id }));
     if (result.kind === 'lease-revoke') return result.revision;
     throw unexpected(result);

@@ -14,6 +14,7 @@ import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
+import { describeRanges, type RangeInfo } from './ranges.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -298,7 +299,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
   // a data file whose damaged pages hide records is refused at start, before the node listens.
   void sm.mvcc;
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests });
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests, load: kvNode.load });
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);
@@ -319,7 +320,8 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
     const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
-    const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store) }, log);
+    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list());
+    const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;
   }

@@ -1,0 +1,75 @@
+import type { KvNode } from '../kv/index.js';
+import type { MemberView } from './membership.js';
+
+/** Keys read per step while summing a range's live bytes (a step holds at most this many kvs in memory). */
+export const RANGE_BYTES_PAGE_KEYS = 1_000;
+
+/**
+ * One range as `GET /ranges` and `tessera ranges` show it. `start` and `end`
+ * are base64, as etcd's JSON gateway writes keys; an empty `end` is the end
+ * of the key space. `bytes` are the key and value bytes of the live keys.
+ */
+export interface RangeInfo {
+  readonly id: number;
+  readonly start: string;
+  readonly end: string;
+  readonly replicas: readonly { readonly node: string; readonly role: 'voter' | 'learner' }[];
+  /** The leader's node name, or null when this node knows none. */
+  readonly leader: string | null;
+  readonly bytes: number;
+  readonly keys: number;
+  /** Requests per second served through this node, over the last LOAD_WINDOW_SECONDS. */
+  readonly qps: number;
+}
+
+/**
+ * The ranges this node holds a replica of, as it sees them. Keys and bytes
+ * are counted from the local MVCC store at its current revision: a scan of
+ * the live keys, RANGE_BYTES_PAGE_KEYS at a time, so the cost grows with the
+ * data (an operator's view, not a hot path).
+ */
+export function describeRanges(kvNode: KvNode, members: readonly MemberView[]): RangeInfo[] {
+  const nameOf = (id: number): string => members.find((m) => m.id === id)?.name || String(id);
+  const out: RangeInfo[] = [];
+  for (const rangeId of kvNode.store.rangeIds()) {
+    const replica = kvNode.store.replica(rangeId);
+    if (replica === undefined) continue;
+    const sm = kvNode.stateMachine;
+    const cs = replica.currentConfState();
+    const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])];
+    const learners = [...new Set([...cs.learners, ...cs.learnersNext])].filter((id) => !voters.includes(id));
+    const lead = replica.raw.raft.lead;
+    const { keys, bytes } = liveKeysAndBytes(kvNode);
+    out.push({
+      id: rangeId,
+      start: Buffer.from(sm.span.start).toString('base64'),
+      end: sm.span.end === undefined ? '' : Buffer.from(sm.span.end).toString('base64'),
+      replicas: [...voters.map((id) => ({ node: nameOf(id), role: 'voter' as const })), ...learners.map((id) => ({ node: nameOf(id), role: 'learner' as const }))],
+      leader: lead === 0 ? null : nameOf(lead),
+      bytes,
+      keys,
+      qps: Math.round(kvNode.load.qps() * 10) / 10,
+    });
+  }
+  return out;
+}
+
+function liveKeysAndBytes(kvNode: KvNode): { keys: number; bytes: number } {
+  const mvcc = kvNode.stateMachine.mvcc;
+  const revision = mvcc.currentRevision;
+  let from = new Uint8Array([0]);
+  let keys = 0;
+  let bytes = 0;
+  for (;;) {
+    const page = mvcc.range({ key: from, rangeEnd: new Uint8Array([0]), revision, limit: RANGE_BYTES_PAGE_KEYS });
+    for (const kv of page.kvs) {
+      keys++;
+      bytes += kv.key.byteLength + kv.value.byteLength;
+    }
+    const last = page.kvs[page.kvs.length - 1];
+    if (!page.more || last === undefined) return { keys, bytes };
+    // The next page starts just after the last key (the key with a zero byte appended).
+    from = new Uint8Array(last.key.byteLength + 1);
+    from.set(last.key);
+  }
+}
