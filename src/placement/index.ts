@@ -26,3 +26,20 @@ export {
   rangeContainsKey,
   replicasProblem,
 } from './range_map.js';
+export {
+  type CandidateScore,
+  LoadSplitDecider,
+  type LoadSplitDeciderOptions,
+  type NoSplitReason,
+  QPS_WINDOW_MS,
+  RANGE_SPLIT_QPS,
+  type RangeBounds,
+  SPLIT_KEY_MIN_COUNT,
+  SPLIT_KEY_SAMPLE_SIZE,
+  SPLIT_MAX_CROSSING_FRACTION,
+  SPLIT_MAX_IMBALANCE,
+  SPLIT_SAMPLE_WINDOW_MS,
+  SplitKeyFinder,
+  type SplitKeyChoice,
+  type SplitKeyFinderOptions,
+} from './split_finder.js';
