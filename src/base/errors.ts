@@ -24,6 +24,13 @@ export type TesseraErrorCode =
   /** The store stopped serving because its storage failed (a refused sync, a corrupt record); restart the node. */
   | 'STORAGE_FAILED'
   | 'CLOSED'
+  /**
+   * A request reached a range replica with a stale (or newer) descriptor epoch,
+   * or for a key outside the range's bounds. Thrown as a RangeMismatchError
+   * (src/placement) carrying the replica's current descriptor; the routing
+   * node refreshes its cache and retries, so it never reaches a client.
+   */
+  | 'RANGE_MISMATCH'
   // The refusals of the MVCC key space and of etcd's KV request checks. They
   // are finer than the generic codes above because etcd answers each with its
   // own status and message (src/server/etcd/errors.ts), and because a refused

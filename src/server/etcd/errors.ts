@@ -65,6 +65,11 @@ const ETCD_ANSWER: { readonly [C in TesseraErrorCode]: EtcdStatus | 'message' | 
   CORRUPT_DATA: 'unknown',
   IO_ERROR: 'unknown',
   STORAGE_FAILED: 'unknown',
+  // Internal to routing: the node that routed the request refreshes its range
+  // descriptor and retries (ADR 0009 §5), so a client never sees it. If one
+  // leaks it is a bug, and UNKNOWN with the message makes it visible rather
+  // than a retryable status that would hide it behind client retries.
+  RANGE_MISMATCH: 'unknown',
 };
 
 /** The etcd status for a TesseraError with `code` and `message`. */

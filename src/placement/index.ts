@@ -1,0 +1,45 @@
+/**
+ * src/placement: where ranges are and how they change — the map of range
+ * descriptors (splits, merges, replica changes, routing checks) and the
+ * load-based split key finder. Pure: time and randomness are injected.
+ */
+export {
+  DESCRIPTOR_FORMAT,
+  INITIAL_RANGE_EPOCH,
+  MAX_RANGE_REPLICAS,
+  type MergeResult,
+  type RangeDescriptor,
+  type RangeEpoch,
+  RangeMap,
+  RangeMismatchError,
+  type RangeMismatchReason,
+  type ReplicaChangeResult,
+  type ReplicaDescriptor,
+  type ReplicaRole,
+  type SplitResult,
+  checkRangeRequest,
+  decodeDescriptor,
+  descriptorProblem,
+  encodeDescriptor,
+  isStaleEpoch,
+  partitionProblem,
+  rangeContainsKey,
+  replicasProblem,
+} from './range_map.js';
+export {
+  type CandidateScore,
+  LoadSplitDecider,
+  type LoadSplitDeciderOptions,
+  type NoSplitReason,
+  QPS_WINDOW_MS,
+  RANGE_SPLIT_QPS,
+  type RangeBounds,
+  SPLIT_KEY_MIN_COUNT,
+  SPLIT_KEY_SAMPLE_SIZE,
+  SPLIT_MAX_CROSSING_FRACTION,
+  SPLIT_MAX_IMBALANCE,
+  SPLIT_SAMPLE_WINDOW_MS,
+  SplitKeyFinder,
+  type SplitKeyChoice,
+  type SplitKeyFinderOptions,
+} from './split_finder.js';
