@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { AssertionError, TesseraError, type TesseraErrorCode } from '../base/index.js';
 import { Sabotage } from '../raft/sabotage.js';
 import {
@@ -255,3 +256,226 @@ test('closedRevision: non-revisions are bugs', () => {
   assert.throws(() => closedRevision([], MAX_REVISION), AssertionError);
 });
 
+// ---------------------------------------------------------------------------
+// Property: revisions rise strictly across leaders, lost proposals and crashes.
+// ---------------------------------------------------------------------------
+
+/**
+ * One step of a history. The meta range's Raft log is modelled by its effect
+ * on the TSO: window proposals in log order, each committed or lost; a
+ * leader change resolves the proposals of the old term (a prefix commits,
+ * the rest is lost), as a new leader's term-start entry would; a crash
+ * loses a node's memory, and only the committed bound survives.
+ */
+type Step =
+  | { readonly kind: 'allocate'; readonly node: number | 'leader'; readonly count: number }
+  | { readonly kind: 'persist-complete' }
+  | { readonly kind: 'persist-lost' }
+  | { readonly kind: 'leader-change'; readonly to: number; readonly committedPrefix: number }
+  | { readonly kind: 'crash-restart'; readonly node: number; readonly committedPrefix: number };
+
+const NODES = 3;
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('allocate' as const),
+      // Mostly at the leader (a node routes there); sometimes at whichever node, as a stale route would.
+      node: fc.oneof({ weight: 3, arbitrary: fc.constant('leader' as const) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: NODES - 1 }) }),
+      count: fc.oneof(fc.integer({ min: 1, max: 10 }), fc.integer({ min: TSO_REFILL_BELOW / 2, max: TSO_MAX_BATCH_REVISIONS })),
+    }),
+  },
+  { weight: 3, arbitrary: fc.constant({ kind: 'persist-complete' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'persist-lost' as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('leader-change' as const), to: fc.integer({ min: 0, max: NODES - 1 }), committedPrefix: fc.integer({ min: 0, max: 3 }) }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('crash-restart' as const), node: fc.integer({ min: 0, max: NODES - 1 }), committedPrefix: fc.integer({ min: 0, max: 3 }) }),
+  },
+);
+
+/** Fresh clusters start at 1; the other start runs into MAX_REVISION within a few windows. */
+const startArb = fc.constantFrom(1, MAX_REVISION - 3 * TSO_WINDOW_REVISIONS);
+
+interface Request {
+  readonly count: number;
+  answers: number;
+  /** Held by a node that crashed: its caller times out, nobody answers. */
+  lost: boolean;
+}
+
+interface Proposal {
+  readonly node: number;
+  readonly bound: number;
+}
+
+type ViolationKind = 'not-rising' | 'above-persisted-bound' | 'past-max' | 'wrong-count' | 'unexpected-error' | 'answered-twice' | 'never-answered';
+
+class Cluster {
+  private readonly nodes: TimestampOracle[];
+  private leader: number | undefined = undefined;
+  /** The bound the Raft log holds: the largest committed window. */
+  private committedBound: number;
+  /** The current leader's uncommitted window proposals, in log order. */
+  private proposals: Proposal[] = [];
+  private readonly requests: { request: Request; node: number }[] = [];
+  private lastHandedOut = 0;
+  readonly handedOutBatches: [number, number][] = [];
+  readonly refusals: TesseraErrorCode[] = [];
+  readonly violations: { kind: ViolationKind; detail: string }[] = [];
+
+  constructor(
+    start: number,
+    private readonly options: ConstructorParameters<typeof TimestampOracle>[0],
+  ) {
+    this.committedBound = start;
+    this.nodes = Array.from({ length: NODES }, () => new TimestampOracle(options));
+    this.leaderChange(0, 0); // a bootstrapped cluster has elected its first meta leader
+  }
+
+  run(step: Step): void {
+    switch (step.kind) {
+      case 'allocate':
+        return this.allocate(step.node, step.count);
+      case 'persist-complete':
+        return this.persistComplete();
+      case 'persist-lost':
+        return this.persistLost();
+      case 'leader-change':
+        return this.leaderChange(step.to, step.committedPrefix);
+      case 'crash-restart':
+        return this.crashRestart(step.node, step.committedPrefix);
+    }
+  }
+
+  /** Elects a leader if there is none and commits windows until every request is answered. */
+  settle(): void {
+    if (this.leader === undefined) this.leaderChange(0, 0);
+    for (let i = 0; i < 10_000 && this.proposals.length > 0; i++) this.persistComplete();
+    for (const { request } of this.requests) {
+      if (!request.lost && request.answers === 0) this.violations.push({ kind: 'never-answered', detail: `a request for ${request.count}` });
+    }
+  }
+
+  checkInvariants(): void {
+    for (const node of this.nodes) node.checkInvariants();
+  }
+
+  private allocate(at: number | 'leader', count: number): void {
+    const node = at === 'leader' ? (this.leader ?? 0) : at;
+    const request: Request = { count, answers: 0, lost: false };
+    this.requests.push({ request, node });
+    this.propose(node, this.nodes[node]!.allocate(count, (a) => this.answer(request, a)));
+  }
+
+  private answer(request: Request, a: TsoAnswer): void {
+    request.answers++;
+    if (request.answers > 1) this.violations.push({ kind: 'answered-twice', detail: `a request for ${request.count}` });
+    if (!a.ok) {
+      this.refusals.push(a.error.code);
+      if (a.error.code !== 'NOT_LEADER' && a.error.code !== 'RESOURCE_EXHAUSTED') this.violations.push({ kind: 'unexpected-error', detail: a.error.code });
+      return;
+    }
+    const batch = `[${a.first}, ${a.last}]`;
+    if (a.last - a.first + 1 !== request.count) this.violations.push({ kind: 'wrong-count', detail: `${batch} for ${request.count}` });
+    if (a.first <= this.lastHandedOut) this.violations.push({ kind: 'not-rising', detail: `${batch} after ${this.lastHandedOut}` });
+    if (a.last >= this.committedBound) this.violations.push({ kind: 'above-persisted-bound', detail: `${batch} with ${this.committedBound} committed` });
+    if (a.last >= MAX_REVISION) this.violations.push({ kind: 'past-max', detail: batch });
+    this.lastHandedOut = Math.max(this.lastHandedOut, a.last);
+    this.handedOutBatches.push([a.first, a.last]);
+  }
+
+  private propose(node: number, window: { bound: number } | undefined): void {
+    if (window === undefined) return;
+    assert.equal(node, this.leader, 'only the leader asks for windows');
+    this.proposals.push({ node, bound: window.bound });
+  }
+
+  private persistComplete(): void {
+    const p = this.proposals.shift();
+    if (p === undefined) return;
+    this.committedBound = Math.max(this.committedBound, p.bound); // applying keeps the larger bound
+    this.propose(p.node, this.nodes[p.node]!.onWindowPersisted(p.bound));
+  }
+
+  private persistLost(): void {
+    const p = this.proposals.shift();
+    if (p === undefined) return;
+    this.propose(p.node, this.nodes[p.node]!.onWindowPersistFailed(p.bound));
+  }
+
+  /** The old term's proposals: a prefix commits (the new leader applies it before it serves), the rest is lost. */
+  private endTerm(committedPrefix: number): void {
+    for (const p of this.proposals.slice(0, committedPrefix)) this.committedBound = Math.max(this.committedBound, p.bound);
+    this.proposals = [];
+  }
+
+  private leaderChange(to: number, committedPrefix: number): void {
+    if (this.leader !== undefined) this.nodes[this.leader]!.stepDown();
+    this.endTerm(committedPrefix);
+    this.leader = to;
+    this.propose(to, this.nodes[to]!.becomeLeader(this.committedBound));
+  }
+
+  private crashRestart(node: number, committedPrefix: number): void {
+    for (const r of this.requests) if (r.node === node && r.request.answers === 0) r.request.lost = true;
+    if (node === this.leader) {
+      this.endTerm(committedPrefix);
+      this.leader = undefined;
+    }
+    this.nodes[node] = new TimestampOracle(this.options);
+  }
+}
+
+function runHistory(start: number, steps: readonly Step[], options: ConstructorParameters<typeof TimestampOracle>[0] = {}): Cluster {
+  const cluster = new Cluster(start, options);
+  for (const step of steps) {
+    cluster.run(step);
+    cluster.checkInvariants();
+  }
+  cluster.settle();
+  cluster.checkInvariants();
+  return cluster;
+}
+
+// size 'max': fast-check otherwise keeps arrays near 10 steps, too few to go through several windows.
+const historyArb = fc.array(stepArb, { minLength: 1, maxLength: 60, size: 'max' });
+
+test('tso property: across leader changes, lost windows and crashes, handed-out revisions are unique, strictly rising, below the committed bound and below 2^53', () => {
+  let handedOut = 0;
+  const refusals = new Map<TesseraErrorCode, number>();
+  fc.assert(
+    fc.property(startArb, historyArb, (start, steps) => {
+      const cluster = runHistory(start, steps);
+      assert.deepEqual(cluster.violations, []);
+      handedOut += cluster.handedOutBatches.length;
+      for (const code of cluster.refusals) refusals.set(code, (refusals.get(code) ?? 0) + 1);
+    }),
+    { numRuns: 400 },
+  );
+  // The histories reach the cases they are for: many batches, refusals at followers, and the end of the revision space.
+  assert.ok(handedOut > 1000, `batches handed out: ${handedOut}`);
+  assert.ok((refusals.get('NOT_LEADER') ?? 0) > 50, `NOT_LEADER refusals: ${refusals.get('NOT_LEADER')}`);
+  assert.ok((refusals.get('RESOURCE_EXHAUSTED') ?? 0) > 50, `RESOURCE_EXHAUSTED refusals: ${refusals.get('RESOURCE_EXHAUSTED')}`);
+  console.log(`tso property: ${handedOut} batches, refusals ${JSON.stringify([...refusals])}`);
+});
+
+test("tso property: with 'tso-serves-before-persist' on, some history hands out a revision twice", () => {
+  const sabotage = { has: (name: string) => name === TSO_SERVES_BEFORE_PERSIST };
+  const result = fc.check(
+    fc.property(startArb, historyArb, (start, steps) => runHistory(start, steps, { sabotage }).violations.every((v) => v.kind !== 'not-rising')),
+    { numRuns: 2000, seed: Number(process.env['TSO_BUG_SEED'] ?? 13) },
+  );
+  assert.ok(result.failed, 'the property must fail with the bug on');
+  assert.ok(result.counterexample !== null);
+  const [start, steps] = result.counterexample;
+  const violations = runHistory(start, steps, { sabotage }).violations.filter((v) => v.kind === 'not-rising');
+  assert.ok(violations.length > 0);
+  console.log(`tso bug: found after ${result.numRuns} runs; shrunk to start ${start}, ${JSON.stringify(steps)}: ${violations[0]!.detail}`);
+  // A leader that served from an unpersisted window, then a successor that starts at the old bound.
+  assert.ok(steps.some((s) => s.kind === 'leader-change' || s.kind === 'crash-restart'), JSON.stringify(steps));
+});
