@@ -1,7 +1,8 @@
 /**
  * src/placement: where ranges are and how they change — the map of range
  * descriptors (splits, merges, replica changes, routing checks) and the
- * load-based split key finder. Pure: time and randomness are injected.
+ * load-based split key finder, and the timestamp oracle (ADR 0009). Pure:
+ * time and randomness are injected. Not wired into kv or the server yet.
  */
 export {
   DESCRIPTOR_FORMAT,
@@ -43,3 +44,18 @@ export {
   type SplitKeyChoice,
   type SplitKeyFinderOptions,
 } from './split_finder.js';
+export {
+  MAX_REVISION,
+  type PersistWindow,
+  TSO_MAX_BATCH_REVISIONS,
+  TSO_MAX_QUEUED_REQUESTS,
+  TSO_REFILL_BELOW,
+  TSO_SERVES_BEFORE_PERSIST,
+  TSO_WINDOW_REVISIONS,
+  TimestampOracle,
+  type TimestampOracleOptions,
+  type TsoAnswer,
+  type TsoDone,
+  type TsoSabotage,
+  closedRevision,
+} from './tso.js';
