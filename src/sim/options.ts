@@ -62,10 +62,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     heartbeatIntervalTicks: 1,
     readOnlyOption: lease ? 'lease-based' : 'safe',
     maxClockDriftRatio: lease ? 0.4 : 0.1,
-    // Figure 8 (§5.4.2) needs a leader to replicate an old entry to a bare majority and then lose to a node
-    // without it: crashes and partitions alone bring that about far more often than the whole mix, whose
-    // membership changes and pauses mostly end such windows early (seed 1010 of all faults, seed 15 of these).
-    faults: overrides.faults ?? (bug === 'commit-old-term' ? new Set<FaultKind>(['crash', 'partition']) : new Set(ALL_FAULTS)),
+    faults: overrides.faults ?? drawFaults(rng),
     faultPhaseMs: overrides.faultPhaseMs ?? 2000 + rng.intBelow(2000),
     clients: 3 + rng.intBelow(4),
     // 3-5 keys: a key's history holds the crashes' unknown writes, and each doubles what the
@@ -82,4 +79,18 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     reproposeOnNewLeader: rng.chance(0.5),
     proposalWindowMs: seed % 2 === 0 ? 0 : 1 + (Math.floor(seed / 2) % 5),
   };
+}
+
+/** Share of seeds that run with crashes and partitions only (see drawFaults). */
+export const CRASH_PARTITION_SEED_SHARE = 0.25;
+
+/**
+ * Most seeds run every fault class. A quarter run crashes and partitions
+ * only: Figure 8 (§5.4.2) needs a leader to replicate an old entry to a bare
+ * majority and then lose to a node without it, and the whole mix's membership
+ * changes and pauses mostly end such windows early (the bug commit-old-term
+ * was first caught at seed 1010 with every class on, at seed 15 with these two).
+ */
+function drawFaults(rng: Rng): ReadonlySet<FaultKind> {
+  return rng.chance(CRASH_PARTITION_SEED_SHARE) ? new Set<FaultKind>(['crash', 'partition']) : new Set(ALL_FAULTS);
 }
