@@ -1,7 +1,7 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import type { RangeMessage } from '../kv/index.js';
+import type { Applied, CommandResult, RangeMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';
@@ -59,6 +59,10 @@ export class SimCluster {
    * commit from a leader of its own term or an older one).
    */
   private readonly appliedInTerm = new Map<number, number>();
+  /** The log index whose write took each revision, over every node (the revision oracle). */
+  private readonly indexOfRevision = new Map<number, number>();
+  /** The newest revision a write took on each node process (`id:incarnation`). */
+  private readonly lastWriteRevision = new Map<string, number>();
   private maxAppliedIndex = 0;
   /** The newest membership any node applied, with its index. */
   latestConf: { cs: ConfState; index: number };
@@ -178,6 +182,7 @@ export class SimCluster {
       proposalWindowMs: o.proposalWindowMs,
       onApply: (id, a) => {
         this.checkApplied(id, a.entry, m.node?.raw.raft.term);
+        this.checkRevision(m, incarnation, a);
         // A change with a membership context answers with the state machine's result, which carries the ConfState.
         if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
@@ -366,6 +371,26 @@ export class SimCluster {
     const window = { lo: msg.index, hi: msg.index + msg.entries.length };
     const v = logMatchingViolation({ id, log }, { id: msg.from, log: senderLog }, window);
     if (v !== undefined) this.violation('log-matching', v);
+  }
+
+  /**
+   * Revisions never repeat or go back (issue 13's oracle): on each node
+   * process, every applied write takes a revision above the one before it,
+   * and over the whole cluster one revision belongs to one log entry. (A
+   * restarted process applies again from its durable index, so each process
+   * is checked on its own.)
+   */
+  private checkRevision(m: Member, incarnation: number, a: Applied): void {
+    const result = a.result as CommandResult | undefined;
+    if (result?.kind !== 'txn' || result.events.length === 0) return;
+    const revision = result.response.revision;
+    const proc = `${m.id}:${incarnation}`;
+    const last = this.lastWriteRevision.get(proc) ?? 0;
+    if (revision <= last) this.violation('revision', `revision: node ${m.id} applied a write at revision ${revision} (index ${a.entry.index}) after one at ${last}`);
+    this.lastWriteRevision.set(proc, revision);
+    const index = this.indexOfRevision.get(revision);
+    if (index === undefined) this.indexOfRevision.set(revision, a.entry.index);
+    else if (index !== a.entry.index) this.violation('revision', `revision: ${revision} was taken by the writes at indexes ${index} and ${a.entry.index}`);
   }
 
   /** State machine safety (Figure 3): every node applies the same entry at each index. */

@@ -4,6 +4,7 @@ import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Op
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
 import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
+import type { AckedWrite } from './commands.js';
 import type { ViolationKind } from './violation.js';
 import { WatchClient } from './watch_client.js';
 import { Workload, type WorkloadStats } from './workload.js';
@@ -69,6 +70,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras
     if (c.violations.length === 0) checkPartialPartition(c, workload, livenessWindowMs);
     workload.stop();
     if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
+    if (c.violations.length === 0) checkAckedWrites(c, workload.acked);
     if (c.violations.length === 0) checkWatches(c, watchers);
   } catch (err) {
     if (!(err instanceof AssertionError)) throw err;
@@ -216,6 +218,29 @@ function checkWatches(c: SimCluster, watchers: readonly WatchClient[]): void {
 }
 
 /** After a quiet period every running member has applied the same entries and holds the same data. */
+/**
+ * No acknowledged write is lost (issue 13's oracle): on every running
+ * member, a write a client was told succeeded at revision R is what its key
+ * holds at R (a delete: nothing), unless R has been compacted away. Runs
+ * after convergence, so every member has applied every acknowledged write.
+ */
+function checkAckedWrites(c: SimCluster, acked: readonly AckedWrite[]): void {
+  // The members convergence compared: those of the configuration that run.
+  for (const id of c.memberIds()) {
+    const node = c.members.get(id)?.node;
+    if (node === undefined) continue;
+    for (const w of acked) {
+      const held = node.readAt(w.key, w.revision);
+      if (held === 'compacted') continue;
+      const lost = held === 'not-yet' || (w.value === null ? held !== null : held === null || held.value !== w.value || held.modRevision !== w.revision);
+      if (!lost) continue;
+      const what = held === null ? 'nothing' : held === 'not-yet' ? 'an older revision' : `${held.value}@${held.modRevision}`;
+      c.violation('lost-write', `lost write: member ${id} holds ${what} for ${w.key} at revision ${w.revision}, where a client was told ${w.value === null ? 'a delete' : w.value} succeeded`);
+      return;
+    }
+  }
+}
+
 function checkConvergence(c: SimCluster, windowMs: number): void {
   c.log('phase convergence');
   c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0);

@@ -166,7 +166,10 @@ export class SimStoreNode {
       (outcome) => {
         if (outcome.kind === 'failed') return reply(failure(outcome.error));
         const result = outcome.result as CommandResult;
-        if (result.kind === 'txn') return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded } : {} });
+        if (result.kind === 'txn') {
+          const revision = result.response.revision;
+          return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded, revision } : { revision } });
+        }
         if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
         // A duplicate: an earlier copy of this request applied and its answer went to nobody.
         reply({ kind: 'unknown', reason: `result ${result.kind}` });
@@ -190,6 +193,15 @@ export class SimStoreNode {
 
   transferLeader(to: NodeId): void {
     this.store.transferLeader(SIM_RANGE, to);
+  }
+
+  /** `key` as this node's store holds it at `revision`: its value and mod revision, null when absent, 'compacted', or 'not-yet' (a revision it has not reached). */
+  readAt(key: string, revision: number): { value: string; modRevision: number } | null | 'compacted' | 'not-yet' {
+    const mvcc = this.sm.mvcc;
+    if (revision <= mvcc.compactedRevision) return 'compacted';
+    if (revision > mvcc.currentRevision) return 'not-yet';
+    const kv = mvcc.range({ key: encoder.encode(key), revision }).kvs[0];
+    return kv === undefined ? null : { value: decoder.decode(kv.value), modRevision: kv.modRevision };
   }
 
   /** A digest of the visible key space and the member table, for comparing replicas. */

@@ -13,7 +13,9 @@ export type ViolationKind =
   | 'liveness'
   | 'convergence'
   | 'membership'
-  | 'watch';
+  | 'watch'
+  | 'lost-write'
+  | 'revision';
 
 /**
  * The kinds that must catch each deliberate bug: the oracle the bug exists

@@ -56,9 +56,13 @@ export class WatchClient {
     const incarnation = m.incarnation;
     const from = this.lastRevision + 1;
     this.c.log(`watch ${this.name} connects to ${m.id} from revision ${from}`);
-    m.node.watches.create(
-      { key: ALL, rangeEnd: ALL, startRevision: from, prevKv: false, noPut: false, noDelete: false, progressNotify: false },
-      { deliver: (o) => (this.c.sched.after(0.2, () => this.receive(m, incarnation, o)), true) },
+    const node = m.node;
+    // Creating a watch reads the node's store, which may refuse (a damaged file: CORRUPT_DATA): that is the node failing, not the simulator.
+    this.c.guard(m, () =>
+      node.watches.create(
+        { key: ALL, rangeEnd: ALL, startRevision: from, prevKv: false, noPut: false, noDelete: false, progressNotify: false },
+        { deliver: (o) => (this.c.sched.after(0.2, () => this.receive(m, incarnation, o)), true) },
+      ),
     );
   }
 

@@ -2,7 +2,7 @@ import type { KvCasInput, KvCasOutput, Operation } from '../check/index.js';
 import type { NodeId } from '../raft/index.js';
 import type { SimCluster } from './cluster.js';
 import type { ClientReply } from './store_node.js';
-import type { KvCommand } from './commands.js';
+import type { AckedWrite, KvCommand } from './commands.js';
 
 export type HistoryOp = Operation<KvCasInput, KvCasOutput>;
 
@@ -21,6 +21,8 @@ export interface WorkloadStats {
  */
 export class Workload {
   readonly history: HistoryOp[] = [];
+  /** Writes acknowledged to their client, with the revision they were told. */
+  readonly acked: AckedWrite[] = [];
   readonly stats: WorkloadStats = { invoked: 0, ok: 0, failed: 0, unknown: 0 };
   private nextProcess = 0;
   private seq = 0;
@@ -89,6 +91,10 @@ export class Workload {
         this.stats.ok++;
         const output: KvCasOutput = input.kind === 'get' ? { kind: 'ok', value: reply.result.value ?? null } : input.kind === 'cas' ? { kind: 'ok', succeeded: reply.result.succeeded === true } : { kind: 'ok' };
         this.history.push({ clientId: process, input, output, callMs, returnMs: c.sched.nowMs });
+        const revision = reply.result.revision;
+        if (revision !== undefined && (input.kind === 'put' || input.kind === 'delete' || (input.kind === 'cas' && reply.result.succeeded === true))) {
+          this.acked.push({ key: input.key, value: input.kind === 'delete' ? null : input.value, revision });
+        }
         done('ok');
       }
     };
