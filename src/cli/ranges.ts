@@ -1,4 +1,5 @@
 import type { RangeInfo } from '../server/ranges.js';
+import { adminUrl, unreachableReason } from './admin_http.js';
 
 /** How long `tessera ranges` waits for each node. */
 export const RANGES_TIMEOUT_MS = 3_000;
@@ -23,10 +24,9 @@ export async function runRanges(endpoints: readonly string[], json: boolean): Pr
 }
 
 async function fetchRanges(endpoint: string): Promise<Answer> {
-  const base = /^https?:\/\//.test(endpoint) ? endpoint.replace(/\/+$/, '') : `http://${endpoint}`;
   try {
     const get = async (path: string): Promise<unknown> => {
-      const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(RANGES_TIMEOUT_MS) });
+      const res = await fetch(adminUrl(endpoint, path), { signal: AbortSignal.timeout(RANGES_TIMEOUT_MS) });
       if (!res.ok) throw new Error(`HTTP ${res.status} for ${path}`);
       return res.json();
     };
@@ -35,8 +35,7 @@ async function fetchRanges(endpoint: string): Promise<Answer> {
     const node = typeof (status as { name?: unknown }).name === 'string' ? (status as { name: string }).name : endpoint;
     return { endpoint, node, ranges: ranges as RangeInfo[] };
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code;
-    return { endpoint, error: cause ?? (error instanceof Error ? error.message : String(error)) };
+    return { endpoint, error: unreachableReason(error) };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { NodeStatus } from '../server/node.js';
+import { adminUrl, unreachableReason } from './admin_http.js';
 
 /** How long `tessera status` waits for each node. */
 export const STATUS_TIMEOUT_MS = 3_000;
@@ -22,14 +23,12 @@ export async function runStatus(endpoints: readonly string[], json: boolean): Pr
 }
 
 async function fetchStatus(endpoint: string): Promise<Row> {
-  const url = /^https?:\/\//.test(endpoint) ? `${endpoint.replace(/\/+$/, '')}/status` : `http://${endpoint}/status`;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+    const res = await fetch(adminUrl(endpoint, '/status'), { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
     if (!res.ok) return { endpoint, error: `HTTP ${res.status}` };
     return { endpoint, status: (await res.json()) as NodeStatus };
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code;
-    return { endpoint, error: cause ?? (error instanceof Error ? error.message : String(error)) };
+    return { endpoint, error: unreachableReason(error) };
   }
 }
 

@@ -89,7 +89,7 @@ export class KvNode {
       transport: o.transport,
       rng: o.rng,
       raft: o.raft,
-      stateMachines: (rangeId) => this.machine(rangeId),
+      stateMachines: (rangeId) => this.stateMachineOf(rangeId),
       scheduleLoop: o.scheduleLoop,
       logRetainEntries: o.logRetainEntries,
       ...(o.reproposeOnNewLeader === undefined ? {} : { reproposeOnNewLeader: o.reproposeOnNewLeader }),
@@ -146,7 +146,7 @@ export class KvNode {
 
   /** The state machine of the metadata range (today the only one). */
   get stateMachine(): MvccStateMachine {
-    return this.machine(META_RANGE);
+    return this.stateMachineOf(META_RANGE);
   }
 
   /** After every store tick: leases expire on the leader, membership duties run, then watchers behind catch up a step. */
@@ -175,7 +175,8 @@ export class KvNode {
     this.watches.pump();
   }
 
-  private machine(rangeId: RangeId): MvccStateMachine {
+  /** The state machine of a range on this node (made on first use, as the Store opens the range). */
+  stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
     if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv })));
     return sm;

@@ -8,21 +8,7 @@ import { TesseraError, type TesseraErrorCode } from '../base/index.js';
  * server/lease for ErrLeaseNotFound). How a client protocol answers each code
  * is the server's business (src/server/etcd/errors.ts), not this layer's.
  */
-export type MvccErrorCode = Extract<
-  TesseraErrorCode,
-  | 'COMPACTED'
-  | 'FUTURE_REVISION'
-  | 'EMPTY_KEY'
-  | 'KEY_NOT_FOUND'
-  | 'VALUE_PROVIDED'
-  | 'LEASE_PROVIDED'
-  | 'TOO_MANY_OPS'
-  | 'DUPLICATE_KEY'
-  | 'INVALID_SORT_OPTION'
-  | 'LEASE_NOT_FOUND'
->;
-
-export const MVCC_ERROR_MESSAGES: Readonly<Record<MvccErrorCode, string>> = {
+export const MVCC_ERROR_MESSAGES = {
   COMPACTED: 'mvcc: required revision has been compacted',
   FUTURE_REVISION: 'mvcc: required revision is a future revision',
   EMPTY_KEY: 'etcdserver: key is not provided',
@@ -33,7 +19,10 @@ export const MVCC_ERROR_MESSAGES: Readonly<Record<MvccErrorCode, string>> = {
   DUPLICATE_KEY: 'etcdserver: duplicate key given in txn request',
   INVALID_SORT_OPTION: 'etcdserver: invalid sort option',
   LEASE_NOT_FOUND: 'lease not found',
-};
+} as const satisfies Partial<Record<TesseraErrorCode, string>>;
+
+/** The codes this layer refuses with: the keys of the table above, each a TesseraErrorCode. */
+export type MvccErrorCode = keyof typeof MVCC_ERROR_MESSAGES;
 
 /** The refusal `code`, with etcd's message for it. */
 export function mvccError(code: MvccErrorCode): TesseraError {

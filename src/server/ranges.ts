@@ -1,4 +1,4 @@
-import type { KvNode } from '../kv/index.js';
+import type { KvNode, MvccStateMachine } from '../kv/index.js';
 import type { MemberView } from './membership.js';
 
 /** Keys read per step while summing a range's live bytes (a step holds at most this many kvs in memory). */
@@ -34,12 +34,12 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[]): 
   for (const rangeId of kvNode.store.rangeIds()) {
     const replica = kvNode.store.replica(rangeId);
     if (replica === undefined) continue;
-    const sm = kvNode.stateMachine;
+    const sm = kvNode.stateMachineOf(rangeId);
     const cs = replica.currentConfState();
     const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])];
     const learners = [...new Set([...cs.learners, ...cs.learnersNext])].filter((id) => !voters.includes(id));
     const lead = replica.raw.raft.lead;
-    const { keys, bytes } = liveKeysAndBytes(kvNode);
+    const { keys, bytes } = liveKeysAndBytes(sm);
     out.push({
       id: rangeId,
       start: Buffer.from(sm.span.start).toString('base64'),
@@ -54,8 +54,8 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[]): 
   return out;
 }
 
-function liveKeysAndBytes(kvNode: KvNode): { keys: number; bytes: number } {
-  const mvcc = kvNode.stateMachine.mvcc;
+function liveKeysAndBytes(sm: MvccStateMachine): { keys: number; bytes: number } {
+  const mvcc = sm.mvcc;
   const revision = mvcc.currentRevision;
   let from = new Uint8Array([0]);
   let keys = 0;
