@@ -31,6 +31,14 @@ export type TesseraErrorCode =
    * node refreshes its cache and retries, so it never reaches a client.
    */
   | 'RANGE_MISMATCH'
+  /**
+   * A write whose keys lie in more than one range (a Txn, a DeleteRange, a
+   * lease revocation): it needs the cross-range transactions of issue 14, and
+   * until then it is refused whole, never half applied.
+   */
+  | 'CROSS_RANGE'
+  /** No range on this node holds the key yet (a split's new range is still being set up here); retry. */
+  | 'RANGE_UNAVAILABLE'
   // The refusals of the MVCC key space and of etcd's KV request checks. They
   // are finer than the generic codes above because etcd answers each with its
   // own status and message (src/server/etcd/errors.ts), and because a refused

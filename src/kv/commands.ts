@@ -16,9 +16,17 @@ export type KvCommand =
   /** etcd's MemberUpdate: new peer URLs for a member (its Raft membership does not change). */
   | { readonly kind: 'member-update'; readonly requestId: string; readonly id: number; readonly peerUrls: readonly string[] }
   /** A member publishes its name and client URLs once it serves (etcd's publish). */
-  | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[] };
+  | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[] }
+  /** Hands out a fresh range id (on the metadata range, which keeps the counter). */
+  | { readonly kind: 'alloc-range-id'; readonly requestId: string }
+  /**
+   * Splits the range at `splitKey`: it keeps the keys below, range `newRangeId`
+   * gets the rest. Applied only if the range's epoch version is still
+   * `version` (the proposer chose the key from that descriptor).
+   */
+  | { readonly kind: 'split'; readonly requestId: string; readonly splitKey: Uint8Array; readonly newRangeId: number; readonly version: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -72,6 +80,10 @@ function commandProblem(value: unknown): string | undefined {
       return int(c['id']) && strings(c['peerUrls']) ? undefined : 'member update';
     case 'member-attrs':
       return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
+    case 'alloc-range-id':
+      return undefined;
+    case 'split':
+      return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
   }
 }
 
@@ -126,6 +138,9 @@ function optNum(v: unknown): boolean {
 }
 function optBool(v: unknown): boolean {
   return v === undefined || typeof v === 'boolean';
+}
+function positive(v: unknown): boolean {
+  return Number.isSafeInteger(v) && (v as number) > 0;
 }
 function int(v: unknown): boolean {
   return Number.isSafeInteger(v);

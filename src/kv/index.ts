@@ -8,7 +8,33 @@
 export { type KvCommand, encodeCommand } from './commands.js';
 // `keys` is the on-disk key layout; the simulator reads the Raft log range with it.
 export { type RangeId, keys } from './keys.js';
+export {
+  DESCRIPTOR_FORMAT,
+  INITIAL_RANGE_EPOCH,
+  MAX_RANGE_REPLICAS,
+  type MergeResult,
+  type RangeDescriptor,
+  type RangeEpoch,
+  RangeMap,
+  RangeMismatchError,
+  type RangeMismatchReason,
+  type ReplicaChangeResult,
+  type ReplicaDescriptor,
+  type ReplicaRole,
+  type SplitResult,
+  checkRangeRequest,
+  decodeDescriptor,
+  descriptorProblem,
+  encodeDescriptor,
+  isStaleEpoch,
+  partitionProblem,
+  rangeContainsKey,
+  replicasProblem,
+} from './range_map.js';
 export { KvNode, type KvNodeOptions, META_RANGE } from './kv_node.js';
+export { type RoutableRange, type RoutedSpan, Router } from './router.js';
+export { SPLIT_INITIAL_INDEX } from './replica.js';
+export { MAX_RANGES_PER_NODE } from './store.js';
 export { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 export { MAX_LEASE_TTL_SECONDS } from './leases.js';
 export { LOAD_WINDOW_SECONDS, LoadMeter } from './load.js';

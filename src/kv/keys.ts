@@ -15,6 +15,8 @@ import { assert } from '../base/index.js';
  *   r<id>l<idx>   Raft log entry, index big-endian so scans run in log order
  *   r<id>m...     the range's MVCC meta record (revisions, compaction, record count)
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
+ *   r<id>o        the range's descriptor (bounds, epoch, replicas: range_map.ts)
+ *   r<id>o 0x01   the next range id to hand out (on the metadata range only)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
@@ -55,6 +57,13 @@ export const keys = {
   lease: (id: RangeId, leaseId: number): Uint8Array => suffixed(id, 0x6e, leaseId), // 'n'
   leaseStart: (id: RangeId): Uint8Array => suffixed(id, 0x6e, 0),
   leaseEnd: (id: RangeId): Uint8Array => suffixed(id, 0x6f), // 'o'
+  descriptor: (id: RangeId): Uint8Array => suffixed(id, 0x6f), // 'o' (lease scans end before it)
+  nextRangeId: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x01;
+    return out;
+  },
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'

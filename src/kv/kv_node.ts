@@ -1,8 +1,12 @@
-import type { Rng, Timers } from '../base/index.js';
+import { type Rng, TesseraError, type Timers } from '../base/index.js';
+import type { WriteBatch } from '../storage/engine.js';
+import { encodeCommand } from './commands.js';
+import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor } from './range_map.js';
+import { type RoutableRange, Router } from './router.js';
 import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
-import type { RangeId } from './keys.js';
+import { type RangeId, keys, readU64 } from './keys.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
 import type { MemberRecord } from './members.js';
@@ -78,6 +82,8 @@ export class KvNode {
   readonly membership: MembershipCore;
   /** Client requests served by the metadata range (today every request), per second. */
   readonly load: LoadMeter;
+  /** Which range holds a key, from the ranges on this node. */
+  readonly router: Router;
   private readonly machines = new Map<RangeId, MvccStateMachine>();
 
   constructor(private readonly o: KvNodeOptions) {
@@ -100,9 +106,13 @@ export class KvNode {
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
       onStorageFailed: o.onStorageFailed,
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
+      onRangeOpened: () => this.router.invalidate(),
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
-        if (rd.snapshot !== undefined) this.watches.onReset();
+        if (rd.snapshot !== undefined) {
+          this.watches.onReset();
+          this.router.invalidate();
+        }
         o.onReady?.(rangeId, rd);
       },
     });
@@ -139,9 +149,62 @@ export class KvNode {
       onRemoved: o.onRemoved,
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
     });
+    this.router = new Router(() => this.routableRanges());
     // A founder creates the range; a joining node waits for the leader's snapshot, and a restart finds it on disk.
     const b = o.bootstrap;
-    this.store.openRange(META_RANGE, b === undefined ? undefined : { confState: b.confState, seed: (batch) => this.stateMachine.seedMembers(batch, b.founders) });
+    this.store.openRange(META_RANGE, b === undefined ? undefined : { confState: b.confState, seed: (batch) => this.seedFirstRange(batch, b) });
+    // Ranges split off the first one, found on disk at a restart.
+    for (const id of rangeIdsOnDisk(o.engine)) if (this.store.replica(id) === undefined) this.store.openRange(id);
+  }
+
+  /** The first range at a founder's bootstrap: the whole key space, the founding members. */
+  private seedFirstRange(batch: WriteBatch, b: NonNullable<KvNodeOptions['bootstrap']>): void {
+    const sm = this.stateMachine;
+    sm.seedMembers(batch, b.founders);
+    const replicas: ReplicaDescriptor[] = [
+      ...b.confState.voters.map((nodeId) => ({ nodeId, role: 'voter' as const })),
+      ...b.confState.learners.map((nodeId) => ({ nodeId, role: 'learner' as const })),
+    ];
+    sm.seedDescriptor(batch, { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas });
+  }
+
+  /** The ranges this node holds keys of (a replica made for a peer's message holds none until its snapshot). */
+  private *routableRanges(): IterableIterator<RoutableRange> {
+    for (const id of this.store.rangeIds()) {
+      const bounds = this.machines.get(id)?.bounds;
+      if (bounds !== undefined) yield { rangeId: id, bounds };
+    }
+  }
+
+  /**
+   * Splits range `rangeId` at `splitKey` (ADR 0009 §5): a fresh range id
+   * from the metadata range, then the split command in the range's own log,
+   * for the epoch the key was chosen under. `done` gets the two new
+   * descriptors, or why not (RANGE_MISMATCH when the range changed first).
+   */
+  splitRange(rangeId: RangeId, splitKey: Uint8Array, done: (outcome: { left: RangeDescriptor; right: RangeDescriptor } | TesseraError) => void): void {
+    const d = this.machines.get(rangeId)?.descriptor;
+    if (d === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${rangeId} is not on this node`));
+    const version = d.epoch.version;
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'alloc-range-id', requestId }),
+      (outcome) => {
+        if (outcome.kind === 'failed') return done(outcome.error);
+        const allocated = outcome.result as CommandResult;
+        if (allocated.kind !== 'range-id') return done(resultError(allocated));
+        this.requests.propose(
+          (requestId) => encodeCommand({ kind: 'split', requestId, splitKey, newRangeId: allocated.id, version }),
+          (o2) => {
+            if (o2.kind === 'failed') return done(o2.error);
+            const r = o2.result as CommandResult;
+            if (r.kind !== 'split') return done(resultError(r));
+            done({ left: r.left, right: r.right });
+          },
+          rangeId,
+        );
+      },
+      META_RANGE,
+    );
   }
 
   /** The state machine of the metadata range (today the only one). */
@@ -185,8 +248,35 @@ export class KvNode {
   /** Every applied change reaches the watchers in revision order: transactions and lease revocations. */
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
+    if (result?.kind === 'split') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     this.o.onApplied?.(rangeId, applied);
   }
+}
+
+/** A refused command's result as an error (its code, when it is a TesseraError code). */
+function resultError(r: CommandResult): TesseraError {
+  if (r.kind === 'error') return new TesseraError(r.code === 'RANGE_MISMATCH' ? 'RANGE_MISMATCH' : 'INVALID_ARGUMENT', r.message);
+  return new TesseraError('INVALID_ARGUMENT', `unexpected command result ${r.kind}`);
+}
+
+/** The ids of the ranges whose Raft state is on disk (each has an applied state record), in order. */
+function rangeIdsOnDisk(engine: StorageEngine): RangeId[] {
+  const ids: RangeId[] = [];
+  // Range-local keys start `r` + id; one seek per range: skip to the next id after each.
+  let from = keys.applyState(0);
+  for (;;) {
+    const next = first(engine, from, keys.rangeEnd(Number.MAX_SAFE_INTEGER - 1));
+    if (next === undefined) return ids;
+    const id = readU64(next, 1);
+    const apply = keys.applyState(id);
+    if (engine.get(apply) !== undefined) ids.push(id);
+    from = keys.rangeEnd(id);
+  }
+}
+
+function first(engine: StorageEngine, start: Uint8Array, end: Uint8Array): Uint8Array | undefined {
+  for (const { key } of engine.scan({ start, end, limit: 1 })) return key;
+  return undefined;
 }

@@ -85,6 +85,12 @@ export class LeaseTable {
     batch.put(keys.lease(this.rangeId, id), encodeJson(lease.record));
   }
 
+  /** Forgets the attachments of keys from `splitKey` on: a split gave them to another range. */
+  dropKeysFrom(splitKey: Uint8Array): void {
+    const from = toKeyString(splitKey);
+    for (const [k, id] of [...this.keyLease]) if (k >= from) this.detach(k, id);
+  }
+
   /** Keeps attachments current from one applied transaction's changes. */
   onEvents(events: readonly MvccEvent[]): void {
     for (const e of events) {

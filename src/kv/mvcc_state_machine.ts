@@ -15,15 +15,19 @@ import {
   isWholeKeySpan,
   spanContains,
   validateTxnRequest,
+  type KeyInterval,
+  type TxnRequest,
+  txnIntervals,
 } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, readCommand } from './commands.js';
 import { LeaseTable } from './leases.js';
 import { type MemberRecord, MemberTable, decodeMemberContext } from './members.js';
-import { fromKeyString } from '../mvcc/bytes.js';
+import { compareBytes, fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
-import { type RangeId, keys } from './keys.js';
-import type { LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
+import { type RangeId, keys, readU64, writeU64 } from './keys.js';
+import { type RangeDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
+import type { KeyBounds, LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
 import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
@@ -38,6 +42,8 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'member-update'; readonly member: MemberRecord }
   | { readonly requestId: string; readonly kind: 'member-attrs'; readonly member: MemberRecord }
   | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
+  | { readonly requestId: string; readonly kind: 'range-id'; readonly id: number }
+  | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -60,19 +66,61 @@ export class MvccStateMachine implements RangeStateMachine {
   private memberTable: MemberTable | undefined;
   private dedupeWindow: DedupeWindow | undefined;
   private log: RecentLog | undefined;
+  /** The range id counter as this batch leaves it (see allocRangeId). */
+  private allocated = 0;
+
+  /** The range's descriptor as applied; undefined until the engine holds one (see `descriptor`). */
+  private desc: RangeDescriptor | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
     private readonly mvccOptions: MvccOpenOptions = {},
-    /** The user keys the range holds; with one range per node, all of them (a descriptor will say). */
-    readonly span: KeySpan = WHOLE_KEY_SPAN,
   ) {}
+
+  /**
+   * The range's descriptor: written when the range is created (bootstrap or
+   * split) and carried by snapshots; undefined for a replica that has neither
+   * yet (created for a peer's message, waiting for a snapshot).
+   */
+  get descriptor(): RangeDescriptor | undefined {
+    if (this.desc === undefined) {
+      const raw = this.engine.get(keys.descriptor(this.rangeId));
+      if (raw !== undefined) this.desc = decodeDescriptor(raw);
+    }
+    return this.desc;
+  }
+
+  get bounds(): KeyBounds | undefined {
+    return this.descriptor;
+  }
+
+  snapshotBounds(data: Uint8Array): KeyBounds | undefined {
+    return snapshotDescriptor(this.rangeId, data);
+  }
+
+  /** The user keys the range holds (its descriptor's bounds). */
+  get span(): KeySpan {
+    const d = this.descriptor;
+    return d === undefined ? WHOLE_KEY_SPAN : { start: d.start, end: d.end };
+  }
 
   /** The MVCC store, (re)opened from the engine after a snapshot replaced it. */
   get mvcc(): MvccStore {
     if (this.store === undefined) this.store = MvccStore.open(this.engine, { metaPrefix: keys.mvccPrefix(this.rangeId), span: this.span }, this.mvccOptions);
     return this.store;
+  }
+
+  /** Writes the descriptor of a range being created from nothing (a founder's bootstrap of the first range). */
+  seedDescriptor(batch: WriteBatch, descriptor: RangeDescriptor): void {
+    assert(descriptor.rangeId === this.rangeId, 'a descriptor for another range');
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(descriptor));
+    this.desc = descriptor;
+  }
+
+  rangeCreatedBy(result: unknown): number | undefined {
+    const r = result as CommandResult | undefined;
+    return r?.kind === 'split' ? r.right.rangeId : undefined;
   }
 
   /** The request ids of the recent log, rebuilt from the log (and records) when first needed at `appliedIndex` (see DedupeWindow). */
@@ -161,6 +209,8 @@ export class MvccStateMachine implements RangeStateMachine {
         // The proposer checked it, but a peer's forwarded proposal may not have been: a refused one
         // is refused alike everywhere (its refusal code), as the write path assumes these checks passed.
         validateTxnRequest(command.txn, Number.MAX_SAFE_INTEGER);
+        // Routed before a split that applied first: refused alike everywhere, and routed again.
+        if (!this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
         const leases = this.leases;
         const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id) });
         leases.onEvents(result.events);
@@ -181,7 +231,61 @@ export class MvccStateMachine implements RangeStateMachine {
       case 'member-update':
       case 'member-attrs':
         return this.updateMember(batch, command);
+      case 'alloc-range-id':
+        return this.allocRangeId(batch, requestId);
+      case 'split':
+        return this.split(batch, command);
     }
+  }
+
+  /** Whether every key the txn names lies in this range's bounds. */
+  private holdsAll(txn: TxnRequest): boolean {
+    const span = this.span;
+    if (isWholeKeySpan(span)) return true;
+    return txnIntervals(txn).every((i) => intervalInSpan(span, i));
+  }
+
+  /** The next range id; the counter lives on the range that allocates (the metadata range). Ids above the first range's. */
+  private allocRangeId(batch: WriteBatch, requestId: string): CommandResult {
+    const key = keys.nextRangeId(this.rangeId);
+    const raw = this.engine.get(key);
+    const id = Math.max(raw === undefined ? 0 : readU64(raw, 0), this.allocated, this.rangeId + 1);
+    const next = new Uint8Array(8);
+    writeU64(next, 0, id + 1);
+    batch.put(key, next);
+    // The batch is not readable until it is staged: the counter is kept here for the rest of it.
+    this.allocated = id + 1;
+    return { requestId, kind: 'range-id', id };
+  }
+
+  /**
+   * A split at one log position (ADR 0009 §5): this range ends at the split
+   * key and range `newRangeId` starts there, with this range's replicas and
+   * revisions, both at the next epoch version. No MVCC record moves (they are
+   * keyed by user key). Refused alike on every replica if the descriptor
+   * changed since the proposer chose the key, or the key is not strictly
+   * inside the bounds: a command applied after the split to a key the
+   * range no longer holds is refused the same way (see `checkKeys`).
+   */
+  private split(batch: WriteBatch, c: Extract<KvCommand, { kind: 'split' }>): CommandResult {
+    const { requestId } = c;
+    const d = this.descriptor;
+    assert(d !== undefined, () => `range ${this.rangeId} applies a split without a descriptor`);
+    if (c.version !== d.epoch.version) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is at version ${d.epoch.version}, the split was for ${c.version}` };
+    const key = c.splitKey.slice();
+    if (compareBytes(key, d.start) <= 0 || (d.end !== undefined && compareBytes(key, d.end) >= 0) || c.newRangeId === this.rangeId) {
+      return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `split key is not strictly inside range ${this.rangeId}` };
+    }
+    if (this.mvcc.compactionPending) this.mvcc.compactStep(batch, Number.MAX_SAFE_INTEGER);
+    const epoch = { version: d.epoch.version + 1, confVersion: d.epoch.confVersion };
+    const left: RangeDescriptor = { ...d, end: key, epoch };
+    const right: RangeDescriptor = { rangeId: c.newRangeId, start: key, end: d.end, epoch, replicas: d.replicas };
+    this.mvcc.splitOff(batch, key, keys.mvccPrefix(c.newRangeId));
+    this.leaseTable?.dropKeysFrom(key);
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(left));
+    batch.put(keys.descriptor(c.newRangeId), encodeDescriptor(right));
+    this.desc = left;
+    return { requestId, kind: 'split', left, right };
   }
 
   private updateMember(batch: WriteBatch, command: Extract<KvCommand, { kind: 'member-update' | 'member-attrs' }>): CommandResult {
@@ -221,19 +325,24 @@ export class MvccStateMachine implements RangeStateMachine {
     return new StateSnapshotReader({ view, spans: rangeSnapshotSpans(this.rangeId, this.span), tail });
   }
 
+  /**
+   * Replaces the range's state with a snapshot's. The data of the span the
+   * range held goes, and so does the data of the span the snapshot's
+   * descriptor gives it (the store made sure no other range here holds any
+   * of it, see snapshotDescriptor): the two differ when the snapshot comes
+   * from after a split this replica never applied, or when this replica was
+   * made for a peer's message and held nothing yet.
+   */
   restore(batch: WriteBatch, data: Uint8Array): void {
     const start = keys.stateStart(this.rangeId);
+    const incoming = data.byteLength > 0 ? snapshotDescriptor(this.rangeId, data) : undefined;
+    // Without a descriptor on either side the range is the only one and holds every key (tests made so).
+    const spans: KeySpan[] = incoming === undefined ? [this.span] : [{ start: incoming.start, end: incoming.end }];
+    if (incoming !== undefined && this.descriptor !== undefined) spans.push(this.span);
     batch.deleteRange(start, keys.stateEnd(this.rangeId));
-    const records = dataKeyBounds(this.span);
-    batch.deleteRange(records.start, records.end);
-    if (isWholeKeySpan(this.span)) {
-      batch.deleteRange(CHANGE_KEY_BOUNDS.start, CHANGE_KEY_BOUNDS.end);
-    } else {
-      // The change index is in revision order, other ranges' entries among this one's: only ours go.
-      for (const { key, value } of this.engine.scan(CHANGE_KEY_BOUNDS)) if (spanContains(this.span, value)) batch.delete(key);
-    }
+    for (const span of spans) this.clearSpan(batch, span);
     if (data.byteLength > 0) {
-      const problem = snapshotDataProblem(this.rangeId, data, this.span);
+      const problem = snapshotDataProblem(this.rangeId, data, incoming ?? WHOLE_KEY_SPAN);
       if (problem !== undefined) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: malformed snapshot: ${problem}`);
       const pairs = packr.unpack(data) as Uint8Array[];
       const base = start.subarray(0, start.byteLength - 1);
@@ -254,12 +363,65 @@ export class MvccStateMachine implements RangeStateMachine {
     this.leaseTable = undefined;
     this.memberTable = undefined;
     this.dedupeWindow = undefined;
+    this.desc = incoming;
+    this.allocated = 0;
+  }
+
+  /** Deletes the MVCC records and change index entries of the user keys in `span`. */
+  private clearSpan(batch: WriteBatch, span: KeySpan): void {
+    const records = dataKeyBounds(span);
+    batch.deleteRange(records.start, records.end);
+    if (isWholeKeySpan(span)) {
+      batch.deleteRange(CHANGE_KEY_BOUNDS.start, CHANGE_KEY_BOUNDS.end);
+    } else {
+      // The change index is in revision order, other ranges' entries among this one's: only ours go.
+      for (const { key, value } of this.engine.scan(CHANGE_KEY_BOUNDS)) if (spanContains(span, value)) batch.delete(key);
+    }
   }
 
   digest(): string {
     const h = this.mvcc.hashKV(0);
     return `${h.hash}@${h.revision}`;
   }
+}
+
+/** Whether every key of `interval` (etcd's form, see keyInterval) lies in `span`. An empty interval asks for its start only. */
+export function intervalInSpan(span: KeySpan, interval: KeyInterval): boolean {
+  if (!spanContains(span, interval.start)) return false;
+  if (interval.end === undefined || span.end === undefined) return true;
+  if (interval.end.byteLength === 0) return false;
+  return compareBytes(interval.end, span.end) <= 0 || compareBytes(interval.end, interval.start) <= 0;
+}
+
+/** The carried key of the descriptor in a snapshot: its tag, after the range prefix (see openSnapshot). */
+const DESCRIPTOR_SUFFIX = keys.descriptor(0).subarray(9);
+
+/**
+ * The descriptor a snapshot of range `rangeId` carries, or undefined if it
+ * carries none or a malformed one (the snapshot is then refused: see
+ * snapshotDataProblem). The store checks it before Raft takes the snapshot:
+ * its bounds must not overlap another range this node holds.
+ */
+export function snapshotDescriptor(rangeId: RangeId, data: Uint8Array): RangeDescriptor | undefined {
+  let pairs: unknown;
+  try {
+    pairs = packr.unpack(data);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(pairs)) return undefined;
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const key: unknown = pairs[i];
+    const value: unknown = pairs[i + 1];
+    if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || key.byteLength !== DESCRIPTOR_SUFFIX.byteLength || key[0] !== DESCRIPTOR_SUFFIX[0]) continue;
+    try {
+      const d = decodeDescriptor(value);
+      return d.rangeId === rangeId ? d : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }
 
 /** The request id a log entry carries: commands have one; no-ops, membership changes and malformed commands are not deduplicated. */

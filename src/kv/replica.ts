@@ -2,13 +2,22 @@ import { assert, type Rng } from '../base/index.js';
 import { DEFAULT_RAFT_OPTIONS, RawNode, type ConfState, type Entry, type RaftConfig, type Ready, type Snapshot } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { decodeHardState, encodeHardState, encodeJson } from './codec.js';
 import { EngineLogStorage } from './log_storage.js';
-import type { RangeId } from './keys.js';
+import { type RangeId, keys } from './keys.js';
 import type { RangeStateMachine } from './state_machine.js';
 import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './snapshot_stream.js';
 
 /** The log behind the retained entries is dropped in this many steps per logRetainEntries applied (see maybeCompactLog). */
 export const LOG_COMPACT_STEPS = 10;
+
+/**
+ * The log position a range created by a split starts at, on every replica
+ * (TiKV's RAFT_INIT_LOG_INDEX): its log is truncated there, so a replica
+ * that missed the split is brought up by a snapshot, never by a log that
+ * would have to begin before the range existed.
+ */
+export const SPLIT_INITIAL_INDEX = 5;
 
 /** Raft settings a store applies to all its replicas. */
 export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage'>>;
@@ -57,9 +66,13 @@ export class Replica {
   private readonly logRetainEntries: number;
   private readonly snapshots: OpenSnapshotReaders;
   private readonly sabotage: Sabotage | undefined;
+  private readonly engine: StorageEngine;
+  /** Ranges that entries applied in this turn created (splits): the store opens them once the batch is visible. */
+  readonly created: RangeId[] = [];
 
   constructor(o: ReplicaOptions) {
     this.sabotage = o.sabotage;
+    this.engine = o.engine;
     this.rangeId = o.rangeId;
     this.stateMachine = o.stateMachine;
     this.logRetainEntries = o.logRetainEntries;
@@ -121,6 +134,8 @@ export class Replica {
         result = this.stateMachine.applyConfChange?.(batch, e.confChange, this.confState) ?? this.confState;
       } else if (e.data.byteLength > 0) {
         result = this.stateMachine.apply(batch, e);
+        const created = this.stateMachine.rangeCreatedBy?.(result);
+        if (created !== undefined) this.writeCreatedRange(batch, created);
       }
       this.applied = e.index;
       out.push({ entry: e, result });
@@ -130,6 +145,24 @@ export class Replica {
       this.maybeCompactLog(batch);
     }
     return out;
+  }
+
+  /**
+   * The Raft state of a range a split just created, alike on every replica:
+   * a log truncated at SPLIT_INITIAL_INDEX, applied there, with this range's
+   * membership. A replica of it this node already made for a peer's message
+   * (waiting for a snapshot) may have voted: its term and vote are kept, so
+   * the split never lets this node vote twice in one term.
+   */
+  private writeCreatedRange(batch: WriteBatch, rangeId: RangeId): void {
+    const at = SPLIT_INITIAL_INDEX;
+    const old = this.engine.get(keys.hardState(rangeId));
+    const prior = old === undefined ? undefined : decodeHardState(old);
+    const hard = prior !== undefined && prior.term > at ? { term: prior.term, vote: prior.vote, commit: at } : { term: at, vote: prior?.term === at ? prior.vote : 0, commit: at };
+    batch.put(keys.truncated(rangeId), encodeJson({ index: at, term: at }));
+    batch.put(keys.applyState(rangeId), encodeJson({ appliedIndex: at, confState: this.confState }));
+    batch.put(keys.hardState(rangeId), encodeHardState(hard));
+    this.created.push(rangeId);
   }
 
   /**

@@ -8,6 +8,7 @@ export const PROPOSAL_RETRY_MS = 25;
 
 export interface RequestRunnerOptions {
   readonly store: Store;
+  /** The range a request goes to unless the caller names one (the metadata range). */
   readonly rangeId: RangeId;
   /** How long a proposal or a read barrier may wait before its outcome is unknown (TIMEOUT). */
   readonly requestTimeoutMs: number;
@@ -61,8 +62,8 @@ export class RequestRunner {
    * definite NOT_LEADER, and only a proposal still in flight then has an
    * unknown outcome (TIMEOUT).
    */
-  propose(encode: (requestId: string) => Uint8Array, done: (outcome: RequestOutcome) => void): void {
-    const { store, rangeId, timers, requestTimeoutMs } = this.o;
+  propose(encode: (requestId: string) => Uint8Array, done: (outcome: RequestOutcome) => void, rangeId: RangeId = this.o.rangeId): void {
+    const { store, timers, requestTimeoutMs } = this.o;
     const requestId = this.nextRequestId();
     const data = encode(requestId);
     const deadlineMs = timers.nowMs() + requestTimeoutMs;
@@ -111,8 +112,8 @@ export class RequestRunner {
   }
 
   /** Reports once this node may serve a linearizable read (ReadIndex or lease), or why not. */
-  readBarrier(done: (error: TesseraError | undefined) => void): void {
-    const { store, rangeId, timers, requestTimeoutMs } = this.o;
+  readBarrier(done: (error: TesseraError | undefined) => void, rangeId: RangeId = this.o.rangeId): void {
+    const { store, timers, requestTimeoutMs } = this.o;
     let settled = false;
     const settle = (error: TesseraError | undefined): void => {
       if (settled) return;

@@ -49,6 +49,22 @@ export interface RangeStateMachine {
   restore(batch: WriteBatch, data: Uint8Array): void;
   /** A digest of the state, for comparing replicas. */
   digest(): string;
+  /**
+   * The range an applied entry's result created (a split's right-hand
+   * range), if any: the replica writes its Raft state in the same batch and
+   * the store opens it once that batch is visible.
+   */
+  rangeCreatedBy?(result: unknown): number | undefined;
+  /** The range's bounds as applied; undefined while the replica holds no state yet (made for a peer's message). */
+  readonly bounds?: KeyBounds | undefined;
+  /** The bounds a snapshot's data gives the range; undefined if it carries none (refused). */
+  snapshotBounds?(data: Uint8Array): KeyBounds | undefined;
+}
+
+/** A range's user keys, [start, end); `end` undefined is the end of the key space. */
+export interface KeyBounds {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | undefined;
 }
 
 export type StateMachineFactory = (rangeId: number) => RangeStateMachine;

@@ -5,8 +5,12 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys } from './keys.js';
 import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
-import type { StateMachineFactory } from './state_machine.js';
+import type { KeyBounds, StateMachineFactory } from './state_machine.js';
+import { compareBytes } from '../mvcc/index.js';
 import { OpenSnapshotReaders } from './snapshot_stream.js';
+
+/** Replicas one node holds at most; a peer's messages for more ranges make none (bounds memory against a hostile or buggy peer). */
+export const MAX_RANGES_PER_NODE = 100_000;
 
 /** A catch-up of this many ticks or more is a pause (see Store.catchUpTicks). */
 export const PAUSE_TICKS = 3;
@@ -67,6 +71,8 @@ export interface StoreOptions {
   /** Observes every applied entry (the simulator's state machine safety oracle). */
   readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+  /** Told of each range a split created here, once its replica is open. */
+  readonly onRangeOpened?: (rangeId: RangeId) => void;
   /** Gathers proposals under load (see ProposalWindow); absent: every loop turn proposes what it has. */
   readonly proposalWindow?: ProposalWindow;
   /**
@@ -244,13 +250,51 @@ export class Store {
     if (this.storageFailure !== undefined) return;
     this.guarded(() => {
       for (const { rangeId, message } of messages) {
-        const replica = this.replicas.get(rangeId);
+        const replica = this.replicas.get(rangeId) ?? this.replicaForPeer(rangeId, message);
         if (replica === undefined) continue;
+        if (message.type === 'MsgSnap' && !this.snapshotFits(replica, message)) continue;
         if (this.gathersForwarded(replica, message)) this.queue(rangeId, message.entries.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
         else replica.raw.step(message);
       }
     });
     this.requestLoop();
+  }
+
+  /**
+   * A range this node has no replica of, named by a peer's message: the range
+   * was split while this node's replica of the parent was behind (it will
+   * learn of the range from a snapshot, never from the split), or it is new
+   * here. A leader's append or heartbeat makes an empty replica, which holds
+   * no keys until a snapshot arrives (TiKV's uninitialized peer). Other
+   * messages make none: a vote request from a range this node never had
+   * cannot be answered with anything it could later be held to.
+   */
+  private replicaForPeer(rangeId: RangeId, m: Message): Replica | undefined {
+    if (m.type !== 'MsgApp' && m.type !== 'MsgHeartbeat' && m.type !== 'MsgSnap') return undefined;
+    if (!Number.isSafeInteger(rangeId) || rangeId <= 0 || this.replicas.size >= MAX_RANGES_PER_NODE) return undefined;
+    return this.openRange(rangeId);
+  }
+
+  /**
+   * Whether a snapshot may replace the replica's state: its bounds must not
+   * overlap any other range this node holds. A replica of the parent that
+   * has not applied the split yet still holds those keys; the snapshot waits
+   * (the leader sends it again) until that replica's bounds shrink, by the
+   * split or by a snapshot of its own (TiKV checks the same).
+   */
+  private snapshotFits(replica: Replica, m: Message): boolean {
+    const data = m.snapshot?.data;
+    const sm = replica.stateMachine;
+    if (data === undefined || data.byteLength === 0 || sm.snapshotBounds === undefined) return true;
+    const bounds = sm.snapshotBounds(data);
+    // A state without a descriptor (a range made before descriptors, in tests) is the whole key space.
+    if (bounds === undefined) return this.replicas.size === 1;
+    for (const other of this.replicas.values()) {
+      if (other === replica) continue;
+      const b = other.stateMachine.bounds;
+      if (b !== undefined && boundsOverlap(b, bounds)) return false;
+    }
+    return true;
   }
 
   /**
@@ -554,6 +598,7 @@ export class Store {
     // turn's write instead of costing a transaction and a sync of its own.
     if (applyBatch.count > 0) this.stage(applyBatch);
     for (const t of turns) t.replica.appliedVisible();
+    for (const t of turns) this.openCreated(t.replica);
     for (const t of turns) {
       t.replica.raw.advance();
       t.replica.raw.checkInvariants();
@@ -580,6 +625,24 @@ export class Store {
       this.rereadOnNewLeader(t.replica.rangeId);
     }
     this.requestLoop();
+  }
+
+  /**
+   * Opens the ranges that this turn's splits created, now that the batch
+   * holding their state is visible. An empty replica made earlier for a
+   * peer's message is replaced; one that a snapshot already filled is newer
+   * than the split and stays.
+   */
+  private openCreated(replica: Replica): void {
+    for (const id of replica.created.splice(0)) {
+      const existing = this.replicas.get(id);
+      if (existing !== undefined) {
+        if (existing.stateMachine.bounds !== undefined) continue;
+        this.replicas.delete(id);
+      }
+      this.openRange(id);
+      this.o.onRangeOpened?.(id);
+    }
   }
 
   /**
@@ -659,6 +722,13 @@ export class Store {
 function requestIdOf(a: Applied): string | undefined {
   const r = a.result as { requestId?: unknown } | undefined;
   return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
+}
+
+/** Whether two key spans share a key (`end` undefined: the end of the key space). */
+function boundsOverlap(a: KeyBounds, b: KeyBounds): boolean {
+  const aBeforeB = a.end !== undefined && compareBytes(a.end, b.start) <= 0;
+  const bBeforeA = b.end !== undefined && compareBytes(b.end, a.start) <= 0;
+  return !aBeforeB && !bBeforeA;
 }
 
 /** The list under `key`, made empty on first use. */

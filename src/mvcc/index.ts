@@ -21,6 +21,7 @@ export {
   type RangeResult,
   type SortOrder,
   type SortTarget,
+  mergeRangeResults,
 } from './range.js';
 export {
   COMPARE_RESULTS,
@@ -29,6 +30,7 @@ export {
   applyCompare,
   executeTxn,
   isTxnReadOnly,
+  txnIntervals,
   isTxnSerializable,
   type Compare,
   type CompareResult,

@@ -277,6 +277,16 @@ export class KeyIndex {
     for (const k of this.order) yield [k, this.histories.get(k)!];
   }
 
+  /** Forgets every key from `start` on (a split hands them to another store). */
+  dropFrom(start: string): void {
+    const gone: string[] = [];
+    this.order.forEachInRange(start, '', (k) => void gone.push(k));
+    for (const k of gone) {
+      this.histories.delete(k);
+      this.order.delete(k);
+    }
+  }
+
   /** Compacts every key at `at` and drops keys with nothing left. */
   compact(at: number): void {
     const gone: string[] = [];

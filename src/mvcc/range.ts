@@ -199,3 +199,33 @@ function compareBy(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
   }
 }
 
+
+/**
+ * One answer from the answers of the ranges a read covers, each given the
+ * same options clipped to its bounds, in key order of the ranges: etcd's
+ * answer over their union. Each part is sorted and cut to `limit` already,
+ * so the union's first `limit` are among them; the sort is stable and the
+ * parts come in key order, so ties stay in key order as in one range.
+ * `count` adds up (each part counts its keys before the limit), and the
+ * header revision is the newest part's.
+ */
+export function mergeRangeResults(parts: readonly RangeResult[], options: RangeOptions): RangeResult {
+  if (parts.length === 1) return parts[0] as RangeResult;
+  let kvs: KeyValue[] = [];
+  let count = 0;
+  let revision = 0;
+  let more = false;
+  for (const p of parts) {
+    kvs.push(...p.kvs);
+    count += p.count;
+    revision = Math.max(revision, p.revision);
+    more ||= p.more;
+  }
+  sortKeyValues(kvs, options);
+  const limit = options.limit ?? 0;
+  if (limit > 0 && kvs.length > limit) {
+    kvs = kvs.slice(0, limit);
+    more = true;
+  }
+  return { kvs, more, count, revision };
+}

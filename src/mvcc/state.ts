@@ -50,10 +50,10 @@ export interface ChangeRef {
  */
 export class MvccState {
   readonly metaKey: Uint8Array;
-  /** The user keys this store holds. */
-  readonly span: KeySpan;
+  /** The user keys this store holds; a split narrows it (see MvccStore.splitOff). */
+  span: KeySpan;
   /** The span is the whole key space: no `e` entry needs its key checked. */
-  private readonly wholeSpan: boolean;
+  private wholeSpan: boolean;
   readonly pending: PendingWrites;
   currentRevision: number;
   compactedRevision: number;
@@ -179,6 +179,24 @@ export class MvccState {
   persistMeta(batch: WriteBatch): void {
     this.writeSeq++;
     batch.put(this.metaKey, encodeMeta(this.meta));
+  }
+
+  /**
+   * Ends this store's span at `splitKey`: the keys from there on now belong
+   * to another store (a split, ADR 0009 §5). Their records stay where they
+   * are (the layout is by user key); only the span, the index and the count
+   * of records change. Returns how many stored records the other store gets.
+   */
+  narrowTo(splitKey: Uint8Array): number {
+    const right: KeySpan = { start: splitKey, end: this.span.end };
+    let moved = 0;
+    for (const _ of this.pending.scan(dataKeyBounds(right))) moved++;
+    this.index.dropFrom(toKeyString(splitKey));
+    this.span = { start: this.span.start, end: splitKey };
+    this.wholeSpan = false;
+    this.recordCount -= moved;
+    assert(this.recordCount >= 0, () => `a split leaves a negative record count (${moved} records moved)`);
+    return moved;
   }
 
   /** Whether the index still refers to the stored change `rev` of `key`. */

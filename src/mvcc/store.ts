@@ -1,4 +1,6 @@
 import { assert } from '../base/index.js';
+import { compareBytes } from './bytes.js';
+import { type KeySpan, type MvccMeta, encodeMeta, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -154,6 +156,29 @@ export class MvccStore {
     this.state.settle();
     assert(!this.state.writing, 'store.hashKV during a write transaction');
     return hashKV(this.state, revision);
+  }
+
+  /**
+   * Splits the store at `splitKey` (strictly inside its span): this store
+   * keeps the keys below it, and the keys from it on become the store whose
+   * meta record is at `right.metaPrefix`, which this writes into `batch`. The
+   * new store starts at this one's revisions and compaction; no record moves.
+   * Open the right-hand store only after `batch` is committed or staged.
+   */
+  splitOff(batch: WriteBatch, splitKey: Uint8Array, rightMetaPrefix: Uint8Array): void {
+    this.state.settle();
+    assert(!this.state.writing, 'store.splitOff during a write transaction');
+    const { span } = this.state;
+    assert(compareBytes(splitKey, span.start) > 0 && (span.end === undefined || compareBytes(splitKey, span.end) < 0), 'a split key strictly inside the span');
+    const moved = this.state.narrowTo(splitKey.slice());
+    const right: MvccMeta = { ...this.state.meta, writeSeq: 0, recordCount: moved };
+    batch.put(metaKey(rightMetaPrefix), encodeMeta(right));
+    this.state.persistMeta(batch);
+  }
+
+  /** The user keys this store holds. */
+  get span(): KeySpan {
+    return this.state.span;
   }
 
   /** Asserts that the index and storage agree; reads everything (tests, diagnostics). */

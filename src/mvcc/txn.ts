@@ -1,5 +1,5 @@
 import { assert } from '../base/index.js';
-import { compareBytes } from './bytes.js';
+import { type KeyInterval, compareBytes, keyInterval } from './bytes.js';
 import { isMvccRefusal, mvccError } from './errors.js';
 import type { KeyValue, RangeOptions, RangeResult } from './range.js';
 import type { DeleteRangeResult, PutResult, WriteTxn } from './write-txn.js';
@@ -240,4 +240,20 @@ export function isTxnSerializable(request: TxnRequest): boolean {
 
 function rangesOf(request: TxnRequest): RangeOptions[] {
   return [...request.success, ...request.failure].flatMap((op) => (op.type === 'range' ? [op.range] : op.type === 'txn' ? rangesOf(op.txn) : []));
+}
+
+/**
+ * Every key interval a txn names, nested txns included: its compares and the
+ * keys of its ops on both branches (etcd's form, see keyInterval). A txn
+ * whose intervals all lie in one range can be served by that range alone.
+ */
+export function txnIntervals(request: TxnRequest): KeyInterval[] {
+  const out: KeyInterval[] = request.compare.map((c) => keyInterval(c.key, c.rangeEnd));
+  for (const op of [...request.success, ...request.failure]) {
+    if (op.type === 'range') out.push(keyInterval(op.range.key, op.range.rangeEnd));
+    else if (op.type === 'put') out.push(keyInterval(op.put.key));
+    else if (op.type === 'deleteRange') out.push(keyInterval(op.deleteRange.key, op.deleteRange.rangeEnd));
+    else out.push(...txnIntervals(op.txn));
+  }
+  return out;
 }

@@ -2,7 +2,8 @@
  * src/placement: where ranges are and how they change — the map of range
  * descriptors (splits, merges, replica changes, routing checks) and the
  * load-based split key finder, and the timestamp oracle (ADR 0009). Pure:
- * time and randomness are injected. Not wired into kv or the server yet.
+ * time and randomness are injected. The descriptors themselves live in kv
+ * (kv/range_map.ts), which applies splits; they are re-exported here.
  */
 export {
   DESCRIPTOR_FORMAT,
@@ -26,7 +27,7 @@ export {
   partitionProblem,
   rangeContainsKey,
   replicasProblem,
-} from './range_map.js';
+} from '../kv/index.js';
 export {
   type CandidateScore,
   LoadSplitDecider,

@@ -1,4 +1,4 @@
-import { TesseraError, type Timers } from '../base/index.js';
+import { TesseraError, isTesseraError, type Timers } from '../base/index.js';
 import {
   type CommandResult,
   encodeCommand,
@@ -7,6 +7,9 @@ import {
   MAX_LEASE_TTL_SECONDS,
   type MvccStateMachine,
   RequestRunner,
+  type RangeId,
+  type RoutedSpan,
+  type Router,
   type Store,
 } from '../kv/index.js';
 import {
@@ -17,6 +20,10 @@ import {
   type TxnResponse,
   isTxnReadOnly,
   isTxnSerializable,
+  type KeyInterval,
+  keyInterval,
+  mergeRangeResults,
+  txnIntervals,
 } from '../mvcc/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { realTimers } from './timers.js';
@@ -41,7 +48,12 @@ export interface KvApiOptions {
   readonly requests?: RequestRunner;
   /** Counts each request this API serves (KvNode.load): a range's qps in /ranges. */
   readonly load?: LoadMeter;
+  /** The node's ranges (KvNode): requests go to the range that holds their keys. Absent: every request goes to `rangeId`. */
+  readonly ranges?: { readonly router: Router; stateMachineOf(rangeId: RangeId): MvccStateMachine };
 }
+
+/** Times a request routed before a split that applied first is routed again before the refusal reaches the client. */
+export const MAX_REROUTES = 8;
 
 /**
  * The key-value operations the client APIs (etcd gRPC, the native protocol)
@@ -62,8 +74,13 @@ export class KvApi {
     return this.o.store;
   }
 
+  /** The newest revision of any range on this node. */
   currentRevision(): number {
-    return this.o.stateMachine.mvcc.currentRevision;
+    const ranges = this.o.ranges;
+    if (ranges === undefined) return this.o.stateMachine.mvcc.currentRevision;
+    let rev = 0;
+    for (const r of ranges.router.list()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    return rev;
   }
 
   compactedRevision(): number {
@@ -87,8 +104,41 @@ export class KvApi {
 
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
     this.o.load?.record();
-    if (!serializable) await this.readBarrier();
-    return this.o.stateMachine.mvcc.range(options);
+    for (let attempt = 0; ; attempt++) {
+      const spans = this.route(keyInterval(options.key, options.rangeEnd));
+      if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+      // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
+      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
+      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(options);
+      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...options, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
+      return mergeRangeResults(parts, options);
+    }
+  }
+
+  /** The ranges holding an interval's keys, in key order (one range, `rangeId`, without a router). */
+  private route(interval: KeyInterval): RoutedSpan[] {
+    const router = this.o.ranges?.router;
+    if (router === undefined) return [{ rangeId: this.o.rangeId, start: interval.start, end: interval.end }];
+    return router.over(interval);
+  }
+
+  private machine(rangeId: RangeId): MvccStateMachine {
+    return this.o.ranges?.stateMachineOf(rangeId) ?? this.o.stateMachine;
+  }
+
+  /** The one range that holds every key a txn names, or CROSS_RANGE. */
+  private rangeOfTxn(request: TxnRequest): RangeId {
+    if (this.o.ranges === undefined) return this.o.rangeId;
+    let id: RangeId | undefined;
+    for (const interval of txnIntervals(request)) {
+      for (const span of this.route(interval)) {
+        if (id !== undefined && span.rangeId !== id) {
+          throw new TesseraError('CROSS_RANGE', 'the request touches keys in more than one range; cross-range writes need distributed transactions (issue 14)');
+        }
+        id = span.rangeId;
+      }
+    }
+    return id ?? this.o.rangeId;
   }
 
   /**
@@ -100,18 +150,47 @@ export class KvApi {
    */
   async txn(request: TxnRequest): Promise<TxnResponse> {
     this.o.load?.record();
-    if (isTxnReadOnly(request)) {
-      if (!isTxnSerializable(request)) await this.readBarrier();
-      return this.o.stateMachine.mvcc.readTxn(request);
+    for (let attempt = 0; ; attempt++) {
+      const rangeId = this.rangeOfTxn(request);
+      if (isTxnReadOnly(request)) {
+        if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
+        if (attempt < MAX_REROUTES && this.rangeOfTxn(request) !== rangeId) continue;
+        return this.machine(rangeId).mvcc.readTxn(request);
+      }
+      try {
+        const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }), rangeId);
+        if (result.kind === 'txn') return result.response;
+        throw unexpected(result);
+      } catch (error) {
+        // The range split before the txn applied: nothing was written; route it again.
+        if (!isTesseraError(error, 'RANGE_MISMATCH') || attempt >= MAX_REROUTES) throw error;
+      }
     }
-    const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }));
-    if (result.kind === 'txn') return result.response;
-    throw unexpected(result);
   }
 
+  /**
+   * etcd's Compact, on every range. Until revisions come from one cluster-wide
+   * source (ADR 0009 §2), a range whose own revision is below `revision` is
+   * compacted at its own revision.
+   */
   async compact(revision: number): Promise<number> {
     this.o.load?.record();
-    const result = await this.propose((requestId) => encodeCommand({ kind: 'compact', requestId, revision }));
+    const ranges = this.o.ranges?.router.list() ?? [{ rangeId: this.o.rangeId }];
+    if (ranges.length === 1) return this.compactRange(ranges[0]!.rangeId, revision);
+    const first = this.machine(ranges[0]!.rangeId).mvcc;
+    if (revision <= first.compactedRevision) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
+    if (revision > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
+    await Promise.all(
+      ranges.map(async (r) => {
+        const at = Math.min(revision, this.machine(r.rangeId).mvcc.currentRevision);
+        if (at > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, at);
+      }),
+    );
+    return revision;
+  }
+
+  private async compactRange(rangeId: RangeId, revision: number): Promise<number> {
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'compact', requestId, revision }), rangeId);
     if (result.kind === 'compact') return result.revision;
     throw unexpected(result);
   }
@@ -159,19 +238,23 @@ export class KvApi {
   }
 
   /** Resolves once this node may serve a linearizable read (ReadIndex). */
-  readBarrier(): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.requests.readBarrier((error) => (error === undefined ? resolve() : reject(error))));
+  readBarrier(rangeId: RangeId = this.o.rangeId): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.requests.readBarrier((error) => (error === undefined ? resolve() : reject(error)), rangeId));
   }
 
   /** Proposes a command and waits for its result; retries and deadlines are RequestRunner's (src/kv/requests.ts). */
-  private propose(encode: (requestId: string) => Uint8Array): Promise<CommandResult> {
+  private propose(encode: (requestId: string) => Uint8Array, rangeId: RangeId = this.o.rangeId): Promise<CommandResult> {
     return new Promise<CommandResult>((resolve, reject) =>
-      this.requests.propose(encode, (outcome) => {
-        if (outcome.kind === 'failed') return reject(outcome.error);
-        const result = outcome.result as CommandResult;
-        if (result.kind === 'error') reject(commandError(result.code, result.message));
-        else resolve(result);
-      }),
+      this.requests.propose(
+        encode,
+        (outcome) => {
+          if (outcome.kind === 'failed') return reject(outcome.error);
+          const result = outcome.result as CommandResult;
+          if (result.kind === 'error') reject(commandError(result.code, result.message));
+          else resolve(result);
+        },
+        rangeId,
+      ),
     );
   }
 }
@@ -179,6 +262,7 @@ export class KvApi {
 /** A refused command: MVCC's own codes come back as they were thrown on apply; lease codes get theirs. */
 function commandError(code: string, message: string): Error {
   if (isMvccErrorCode(code)) return new TesseraError(code, message);
+  if (code === 'RANGE_MISMATCH') return new TesseraError('RANGE_MISMATCH', message);
   if (code === 'LEASE_EXIST') return new TesseraError('ALREADY_EXISTS', message);
   return new TesseraError('INVALID_ARGUMENT', message);
 }
@@ -186,4 +270,16 @@ function commandError(code: string, message: string): Error {
 function unexpected(result: CommandResult): Error {
   if (result.kind === 'duplicate') return new TesseraError('TIMEOUT', 'request applied twice; the first outcome is unknown');
   return new TesseraError('INVALID_ARGUMENT', `unexpected command result ${result.kind}`);
+}
+
+/** etcd's range_end "\0": every key from `key` on. */
+const ALL_FROM_KEY = new Uint8Array([0]);
+
+function sameRoute(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId && sameEnd(s.end, b[i]!.end));
+}
+
+function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
 }

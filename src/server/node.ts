@@ -299,7 +299,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
   // a data file whose damaged pages hide records is refused at start, before the node listens.
   void sm.mvcc;
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests, load: kvNode.load });
+  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests, load: kvNode.load, ranges: kvNode });
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);

@@ -31,7 +31,7 @@ export const ETCD_STATUS = {
  * clients treat it as a failure). Every code must be decided here, so a new
  * code cannot reach a client unmapped by accident.
  */
-const ETCD_ANSWER: { readonly [C in TesseraErrorCode]: EtcdStatus | 'message' | 'unknown' } = {
+const ETCD_ANSWER: { readonly [C in TesseraErrorCode]: EtcdStatus | 'message' | 'precondition' | 'unknown' } = {
   // The MVCC refusals: etcd's ErrGRPC* of rpctypes. The two revision errors are
   // OUT_OF_RANGE and their message gains the "etcdserver: " prefix; a lease that
   // does not exist is NOT_FOUND with the rpctypes wording, not the lease package's.
@@ -70,12 +70,17 @@ const ETCD_ANSWER: { readonly [C in TesseraErrorCode]: EtcdStatus | 'message' | 
   // leaks it is a bug, and UNKNOWN with the message makes it visible rather
   // than a retryable status that would hide it behind client retries.
   RANGE_MISMATCH: 'unknown',
+  // etcd has no such refusal; FAILED_PRECONDITION with the reason, which clients do not retry.
+  CROSS_RANGE: 'precondition',
+  // Transient, like an election: etcd's retryable "no leader".
+  RANGE_UNAVAILABLE: ETCD_STATUS.NO_LEADER,
 };
 
 /** The etcd status for a TesseraError with `code` and `message`. */
 export function etcdStatusOf(code: TesseraErrorCode, message: string): EtcdStatus {
   const answer = ETCD_ANSWER[code];
   if (answer === 'message') return { code: GrpcStatus.INVALID_ARGUMENT, details: message };
+  if (answer === 'precondition') return { code: GrpcStatus.FAILED_PRECONDITION, details: `tessera: ${message}` };
   if (answer === 'unknown') return { code: GrpcStatus.UNKNOWN, details: `tessera: ${code}: ${message}` };
   return answer;
 }

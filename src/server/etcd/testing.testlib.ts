@@ -73,7 +73,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   const { store, watches, leaseKeeper, stateMachine } = kvNode;
   const tick = (): void => kvNode.tick();
   const ticker = options.elect === false ? undefined : setInterval(tick, TICK_MS);
-  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests });
+  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests, ranges: kvNode });
   const pauseSync = (paused: boolean): void => {
     syncPaused = paused;
     if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);
