@@ -111,21 +111,42 @@ export class RequestRunner {
     attempt();
   }
 
-  /** Reports once this node may serve a linearizable read (ReadIndex or lease), or why not. */
+  /**
+   * Reports once this node may serve a linearizable read (ReadIndex or
+   * lease), or why not. A read refused because no leader is known (an
+   * election, or a range a split has just made) is asked again every
+   * PROPOSAL_RETRY_MS until the deadline, as a proposal is.
+   */
   readBarrier(done: (error: TesseraError | undefined) => void, rangeId: RangeId = this.o.rangeId): void {
     const { store, timers, requestTimeoutMs } = this.o;
+    const deadlineMs = timers.nowMs() + requestTimeoutMs;
     let settled = false;
+    let retry: TimerHandle | undefined;
+    let refused: TesseraError | undefined;
     const settle = (error: TesseraError | undefined): void => {
       if (settled) return;
       settled = true;
       deadline.cancel();
+      retry?.cancel();
       done(error);
     };
     const deadline = timers.after(requestTimeoutMs, () => {
       if (settled) return;
       this.o.observe?.('read-timeout');
-      settle(new TesseraError('TIMEOUT', `read timed out after ${requestTimeoutMs} ms; its outcome is unknown`));
+      // Between attempts nothing is in flight: the read was refused, not lost.
+      settle(refused ?? new TesseraError('TIMEOUT', `read timed out after ${requestTimeoutMs} ms; its outcome is unknown`));
     });
-    store.linearizableRead(rangeId, settle);
+    const attempt = (): void => {
+      refused = undefined;
+      store.linearizableRead(rangeId, (error) => {
+        if (error?.code === 'NOT_LEADER' && timers.nowMs() + PROPOSAL_RETRY_MS < deadlineMs) {
+          refused = error;
+          retry = timers.after(PROPOSAL_RETRY_MS, attempt);
+          return;
+        }
+        settle(error);
+      });
+    };
+    attempt();
   }
 }

@@ -640,7 +640,10 @@ export class Store {
         if (existing.stateMachine.bounds !== undefined) continue;
         this.replicas.delete(id);
       }
-      this.openRange(id);
+      const created = this.openRange(id);
+      // The parent's leader campaigns at once (TiKV does the same), so the new range is not
+      // leaderless for an election timeout; its log matches every voter's, so it wins.
+      if (replica.raw.raft.state === 'leader') created.raw.campaign();
       this.o.onRangeOpened?.(id);
     }
   }

@@ -74,12 +74,12 @@ class DirectStore {
   }
 }
 
-function setup(): { kv: KvApi; store: DirectStore; sm: MvccStateMachine } {
+function setup(requestTimeoutMs = 5_000): { kv: KvApi; store: DirectStore; sm: MvccStateMachine } {
   const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
   const sm = new MvccStateMachine(engine, RANGE);
   const store = new DirectStore(engine, sm);
   // Only propose, linearizableRead and abandon are reached; the cast stands in for the rest of Store.
-  const kv = new KvApi({ store: store as unknown as Store, stateMachine: sm, rangeId: RANGE, requestTimeoutMs: 5_000, requestIdPrefix: 'test' });
+  const kv = new KvApi({ store: store as unknown as Store, stateMachine: sm, rangeId: RANGE, requestTimeoutMs, requestIdPrefix: 'test' });
   return { kv, store, sm };
 }
 
@@ -173,7 +173,8 @@ test('KvApi: a txn that may write, on any branch or in a nested txn, is proposed
 });
 
 test('KvApi: a read-only txn whose Ranges are all serializable needs no read barrier; one linearizable Range does', async () => {
-  const { kv, store } = setup();
+  // A barrier refused for want of a leader is asked again until the deadline, then refused as NOT_LEADER.
+  const { kv, store } = setup(200);
   await kv.txn(txn({ success: [put('a', '1')] }));
   store.barrierError = new TesseraError('NOT_LEADER', 'etcdserver: no leader');
   const before = store.barriers;

@@ -5,6 +5,7 @@ import {
   type LeaseKeeper,
   type LoadMeter,
   MAX_LEASE_TTL_SECONDS,
+  PROPOSAL_RETRY_MS,
   type MvccStateMachine,
   RequestRunner,
   type RangeId,
@@ -66,8 +67,11 @@ export class KvApi {
   private seq = 0;
   private readonly requests: RequestRunner;
 
+  private readonly timers: Timers;
+
   constructor(private readonly o: KvApiOptions) {
-    this.requests = o.requests ?? new RequestRunner({ ...o, timers: o.timers ?? realTimers });
+    this.timers = o.timers ?? realTimers;
+    this.requests = o.requests ?? new RequestRunner({ ...o, timers: this.timers });
   }
 
   get store(): Store {
@@ -105,13 +109,34 @@ export class KvApi {
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
     this.o.load?.record();
     for (let attempt = 0; ; attempt++) {
-      const spans = this.route(keyInterval(options.key, options.rangeEnd));
+      const spans = await this.routeWhenReady(keyInterval(options.key, options.rangeEnd));
       if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
       if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(options);
       const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...options, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
       return mergeRangeResults(parts, options);
+    }
+  }
+
+  /**
+   * The ranges holding an interval's keys (see route), once this node has
+   * them all: until a joining node's first snapshot, or the right half of a
+   * split this node learned of from a snapshot, some keys have no range
+   * here yet (RANGE_UNAVAILABLE). That passes, like an election: asked again
+   * every PROPOSAL_RETRY_MS until the request's deadline.
+   */
+  private async routeWhenReady(...intervals: KeyInterval[]): Promise<RoutedSpan[]> {
+    const deadlineMs = this.timers.nowMs() + this.o.requestTimeoutMs;
+    for (;;) {
+      try {
+        let spans: RoutedSpan[] = [];
+        for (const i of intervals) spans = this.route(i);
+        return spans;
+      } catch (error) {
+        if (!isTesseraError(error, 'RANGE_UNAVAILABLE') || this.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) throw error;
+        await new Promise<void>((resolve) => this.timers.after(PROPOSAL_RETRY_MS, resolve));
+      }
     }
   }
 
@@ -151,6 +176,7 @@ export class KvApi {
   async txn(request: TxnRequest): Promise<TxnResponse> {
     this.o.load?.record();
     for (let attempt = 0; ; attempt++) {
+      await this.routeWhenReady(...txnIntervals(request));
       const rangeId = this.rangeOfTxn(request);
       if (isTxnReadOnly(request)) {
         if (!isTxnSerializable(request)) await this.readBarrier(rangeId);

@@ -23,6 +23,8 @@ const ELECTION_TICKS = 10;
 const READY_TIMEOUT_MS = 5_000;
 
 export interface TestNode {
+  /** The node's kv side (ranges, router, splits). */
+  readonly kvNode: KvNode;
   readonly store: Store;
   readonly kv: KvApi;
   /** Fed and pumped as the node runtime does it (src/server/node.ts). */
@@ -90,7 +92,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     await close();
     throw error;
   }
-  return { store, kv, watches, leaseKeeper, pauseSync, close };
+  return { kvNode, store, kv, watches, leaseKeeper, pauseSync, close };
 }
 
 async function waitUntilReadable(kv: KvApi): Promise<void> {

@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isTesseraError } from '../base/index.js';
+import { META_RANGE } from '../kv/index.js';
+import type { RangeOptions, RangeResult, SortOrder, SortTarget } from '../mvcc/index.js';
+import { startTestNode, type TestNode } from './etcd/testing.testlib.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function split(node: TestNode, rangeId: number, key: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    node.kvNode.splitRange(rangeId, enc.encode(key), (o) => (o instanceof Error ? reject(o) : resolve(o.right.rangeId))),
+  );
+}
+
+function shape(r: RangeResult): string {
+  return JSON.stringify({ keys: r.kvs.map((kv) => `${dec.decode(kv.key)}=${dec.decode(kv.value)}@${kv.modRevision}/${kv.version}`), more: r.more, count: r.count });
+}
+
+test('KvApi over split ranges: Range answers as one range would (limit, sort, count, keys only), writes over two ranges are refused whole', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const keys = ['a', 'c', 'e', 'g', 'i', 'k', 'm', 'o', 'q', 's', 'u', 'w', 'y'];
+    for (const [i, k] of keys.entries()) {
+      await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(`${(i * 7) % 5}-${k}`) } }], failure: [] });
+    }
+    await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode('e'), value: enc.encode('again') } }], failure: [] });
+    const variants: RangeOptions[] = [];
+    for (const limit of [0, 1, 4, 20]) {
+      for (const sortTarget of ['KEY', 'VALUE', 'MOD', 'VERSION', 'CREATE'] as SortTarget[]) {
+        for (const sortOrder of ['NONE', 'ASCEND', 'DESCEND'] as SortOrder[]) variants.push({ key: enc.encode('b'), rangeEnd: enc.encode('x'), limit, sortTarget, sortOrder });
+      }
+    }
+    variants.push({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), countOnly: true }, { key: enc.encode('d'), rangeEnd: enc.encode('r'), keysOnly: true, limit: 3 });
+    const before = await Promise.all(variants.map((v) => kv.range(v, false)));
+    const right = await split(node, META_RANGE, 'h');
+    const far = await split(node, right, 'p');
+    assert.equal(node.kvNode.router.list().length, 3);
+    const after = await Promise.all(variants.map((v) => kv.range(v, false)));
+    for (const [i, v] of variants.entries()) assert.equal(shape(after[i]!), shape(before[i]!), `variant ${JSON.stringify({ ...v, key: undefined, rangeEnd: undefined })}`);
+    // Writes inside one range go through; a txn or a delete over two is refused before anything is written.
+    await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode('q'), value: enc.encode('in-far') } }], failure: [] });
+    const cross = kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode('a'), value: enc.encode('x') } }, { type: 'put', put: { key: enc.encode('z'), value: enc.encode('x') } }], failure: [] });
+    await assert.rejects(cross, (e: unknown) => isTesseraError(e, 'CROSS_RANGE'));
+    const wide = kv.txn({ compare: [], success: [{ type: 'deleteRange', deleteRange: { key: enc.encode('a'), rangeEnd: enc.encode('z') } }], failure: [] });
+    await assert.rejects(wide, (e: unknown) => isTesseraError(e, 'CROSS_RANGE'));
+    const all = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]) }, false);
+    assert.deepEqual(all.kvs.map((x) => dec.decode(x.key)), keys);
+    assert.equal(dec.decode(all.kvs.find((x) => dec.decode(x.key) === 'q')!.value), 'in-far');
+    assert.equal(dec.decode(all.kvs.find((x) => dec.decode(x.key) === 'a')!.value), '0-a');
+    assert.ok(far > right);
+  } finally {
+    await node.close();
+  }
+});
