@@ -23,6 +23,8 @@ export interface StartFlags {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly proposalWindowMs: number;
+  readonly rangeMaxBytes: number;
+  readonly rangeSplitQps: number;
   readonly readMode: ReadMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -112,6 +114,8 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
     proposalWindowMs: f.proposalWindowMs,
+    rangeMaxBytes: f.rangeMaxBytes,
+    rangeSplitQps: f.rangeSplitQps,
     readMode: f.readMode,
     logLevel: f.logLevel,
     ...hooks,

@@ -66,6 +66,8 @@ export class MvccStateMachine implements RangeStateMachine {
   private memberTable: MemberTable | undefined;
   private dedupeWindow: DedupeWindow | undefined;
   private log: RecentLog | undefined;
+  /** The approximate size in bytes, once read (see approxBytes). */
+  private bytes: number | undefined;
   /** The range id counter as this batch leaves it (see allocRangeId). */
   private allocated = 0;
 
@@ -214,6 +216,7 @@ export class MvccStateMachine implements RangeStateMachine {
         const leases = this.leases;
         const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id) });
         leases.onEvents(result.events);
+        this.countWritten(batch, result.events);
         return { requestId, kind: 'txn', response, events: result.events };
       }
       case 'compact':
@@ -236,6 +239,33 @@ export class MvccStateMachine implements RangeStateMachine {
       case 'split':
         return this.split(batch, command);
     }
+  }
+
+  /**
+   * The range's approximate size: the bytes of every key and value written
+   * to it, versions and deletes included, recounted from the stored records
+   * for the new range at a split. Compaction does not lower it: like
+   * CockroachDB's total MVCC bytes it counts history too, and errs large.
+   * Size-based splits compare it with --range-max-bytes.
+   */
+  get approxBytes(): number {
+    if (this.bytes === undefined) {
+      const raw = this.engine.get(keys.approxBytes(this.rangeId));
+      this.bytes = raw === undefined ? 0 : readU64(raw, 0);
+    }
+    return this.bytes;
+  }
+
+  private setApproxBytes(batch: WriteBatch, bytes: number): void {
+    this.bytes = bytes;
+    writeBytesCounter(batch, keys.approxBytes(this.rangeId), bytes);
+  }
+
+  private countWritten(batch: WriteBatch, events: readonly MvccEvent[]): void {
+    if (events.length === 0) return;
+    let added = 0;
+    for (const e of events) added += e.kv.key.byteLength + e.kv.value.byteLength;
+    this.setApproxBytes(batch, Math.min(Number.MAX_SAFE_INTEGER, this.approxBytes + added));
   }
 
   /** Whether every key the txn names lies in this range's bounds. */
@@ -280,7 +310,9 @@ export class MvccStateMachine implements RangeStateMachine {
     const epoch = { version: d.epoch.version + 1, confVersion: d.epoch.confVersion };
     const left: RangeDescriptor = { ...d, end: key, epoch };
     const right: RangeDescriptor = { rangeId: c.newRangeId, start: key, end: d.end, epoch, replicas: d.replicas };
-    this.mvcc.splitOff(batch, key, keys.mvccPrefix(c.newRangeId));
+    const movedBytes = this.mvcc.splitOff(batch, key, keys.mvccPrefix(c.newRangeId));
+    this.setApproxBytes(batch, Math.max(0, this.approxBytes - movedBytes));
+    writeBytesCounter(batch, keys.approxBytes(c.newRangeId), movedBytes);
     this.leaseTable?.dropKeysFrom(key);
     batch.put(keys.descriptor(this.rangeId), encodeDescriptor(left));
     batch.put(keys.descriptor(c.newRangeId), encodeDescriptor(right));
@@ -365,6 +397,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.dedupeWindow = undefined;
     this.desc = incoming;
     this.allocated = 0;
+    this.bytes = undefined;
   }
 
   /** Deletes the MVCC records and change index entries of the user keys in `span`. */
@@ -383,6 +416,12 @@ export class MvccStateMachine implements RangeStateMachine {
     const h = this.mvcc.hashKV(0);
     return `${h.hash}@${h.revision}`;
   }
+}
+
+function writeBytesCounter(batch: WriteBatch, key: Uint8Array, bytes: number): void {
+  const value = new Uint8Array(8);
+  writeU64(value, 0, bytes);
+  batch.put(key, value);
 }
 
 /** Whether every key of `interval` (etcd's form, see keyInterval) lies in `span`. An empty interval asks for its start only. */

@@ -185,18 +185,23 @@ export class MvccState {
    * Ends this store's span at `splitKey`: the keys from there on now belong
    * to another store (a split, ADR 0009 §5). Their records stay where they
    * are (the layout is by user key); only the span, the index and the count
-   * of records change. Returns how many stored records the other store gets.
+   * of records change. Returns how many stored records the other store gets,
+   * and their stored bytes.
    */
-  narrowTo(splitKey: Uint8Array): number {
+  narrowTo(splitKey: Uint8Array): { readonly records: number; readonly bytes: number } {
     const right: KeySpan = { start: splitKey, end: this.span.end };
     let moved = 0;
-    for (const _ of this.pending.scan(dataKeyBounds(right))) moved++;
+    let bytes = 0;
+    for (const { key, value } of this.pending.scan(dataKeyBounds(right))) {
+      moved++;
+      bytes += key.byteLength + value.byteLength;
+    }
     this.index.dropFrom(toKeyString(splitKey));
     this.span = { start: this.span.start, end: splitKey };
     this.wholeSpan = false;
     this.recordCount -= moved;
     assert(this.recordCount >= 0, () => `a split leaves a negative record count (${moved} records moved)`);
-    return moved;
+    return { records: moved, bytes };
   }
 
   /** Whether the index still refers to the stored change `rev` of `key`. */

@@ -164,16 +164,18 @@ export class MvccStore {
    * meta record is at `right.metaPrefix`, which this writes into `batch`. The
    * new store starts at this one's revisions and compaction; no record moves.
    * Open the right-hand store only after `batch` is committed or staged.
+   * Returns the stored bytes (keys and records) that went to the right.
    */
-  splitOff(batch: WriteBatch, splitKey: Uint8Array, rightMetaPrefix: Uint8Array): void {
+  splitOff(batch: WriteBatch, splitKey: Uint8Array, rightMetaPrefix: Uint8Array): number {
     this.state.settle();
     assert(!this.state.writing, 'store.splitOff during a write transaction');
     const { span } = this.state;
     assert(compareBytes(splitKey, span.start) > 0 && (span.end === undefined || compareBytes(splitKey, span.end) < 0), 'a split key strictly inside the span');
     const moved = this.state.narrowTo(splitKey.slice());
-    const right: MvccMeta = { ...this.state.meta, writeSeq: 0, recordCount: moved };
+    const right: MvccMeta = { ...this.state.meta, writeSeq: 0, recordCount: moved.records };
     batch.put(metaKey(rightMetaPrefix), encodeMeta(right));
     this.state.persistMeta(batch);
+    return moved.bytes;
   }
 
   /** The user keys this store holds. */

@@ -60,3 +60,4 @@ export {
   type TsoSabotage,
   closedRevision,
 } from './tso.js';
+export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';

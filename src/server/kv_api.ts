@@ -51,6 +51,8 @@ export interface KvApiOptions {
   readonly load?: LoadMeter;
   /** The node's ranges (KvNode): requests go to the range that holds their keys. Absent: every request goes to `rangeId`. */
   readonly ranges?: { readonly router: Router; stateMachineOf(rangeId: RangeId): MvccStateMachine };
+  /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
+  readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
 
 /** Times a request routed before a split that applied first is routed again before the refusal reaches the client. */
@@ -113,6 +115,8 @@ export class KvApi {
       if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
+      // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
+      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? keyInterval(options.key, options.rangeEnd) : { start: s.start, end: s.end ?? new Uint8Array(0) });
       if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(options);
       const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...options, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
       return mergeRangeResults(parts, options);
@@ -178,6 +182,7 @@ export class KvApi {
     for (let attempt = 0; ; attempt++) {
       await this.routeWhenReady(...txnIntervals(request));
       const rangeId = this.rangeOfTxn(request);
+      if (this.o.onRequest !== undefined && attempt === 0) for (const i of txnIntervals(request)) this.o.onRequest(rangeId, i);
       if (isTxnReadOnly(request)) {
         if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
         if (attempt < MAX_REROUTES && this.rangeOfTxn(request) !== rangeId) continue;

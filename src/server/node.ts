@@ -15,6 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
+import { SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -83,6 +84,10 @@ export interface StartNodeOptions {
   readonly proposalWindowMs?: number;
   /** Linearizable reads from the leader's lease or by a heartbeat round (default DEFAULT_READ_MODE; see ReadMode). */
   readonly readMode?: ReadMode;
+  /** A range whose approximate size passes this splits (default DEFAULT_RANGE_MAX_BYTES_FOR_NOW, 0: never by size; see there). */
+  readonly rangeMaxBytes?: number;
+  /** A range serving more requests a second than this splits at a sampled key (default DEFAULT_RANGE_SPLIT_QPS; 0: never by load). */
+  readonly rangeSplitQps?: number;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -187,6 +192,8 @@ interface Resolved {
   readonly logRetainEntries: number;
   readonly proposalWindowMs: number;
   readonly readMode: ReadMode;
+  readonly rangeMaxBytes: number;
+  readonly rangeSplitQps: number;
   readonly logger: Logger;
 }
 
@@ -208,6 +215,22 @@ export async function startNode(options: StartNodeOptions): Promise<NodeHandle> 
     throw error;
   }
 }
+
+function nonNegative(what: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 0) throw new TesseraError('INVALID_CONFIG', `${what} must be a non-negative integer, got ${v}`);
+  return v;
+}
+
+/**
+ * Splits are off by default (both 0) until watches merge the events of many
+ * ranges by closed revision (ADR 0009 §4) and leases span ranges: past the
+ * first split, a watcher or a lease over keys of another range is not
+ * served correctly yet (docs/architecture.md). Issue 13's defaults, which
+ * these become then, are DEFAULT_RANGE_MAX_BYTES (64 MiB) and
+ * RANGE_SPLIT_QPS (2500).
+ */
+export const DEFAULT_RANGE_MAX_BYTES_FOR_NOW = 0;
+export const DEFAULT_RANGE_SPLIT_QPS = 0;
 
 function resolveOptions(o: StartNodeOptions): Resolved {
   const name = checkName(o.name);
@@ -252,6 +275,8 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
+    rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES_FOR_NOW),
+    rangeSplitQps: nonNegative('rangeSplitQps', o.rangeSplitQps ?? DEFAULT_RANGE_SPLIT_QPS),
     logger,
   };
 }
@@ -299,12 +324,35 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
   // a data file whose damaged pages hide records is refused at start, before the node listens.
   void sm.mvcc;
-  const kv = new KvApi({ store, stateMachine: sm, rangeId: DEFAULT_RANGE, requestTimeoutMs: r.requestTimeoutMs, requestIdPrefix, leaseKeeper, engine, requests: kvNode.requests, load: kvNode.load, ranges: kvNode });
+  const splits = new SplitQueue({
+    kv: kvNode,
+    timers: realTimers,
+    rng: new SeededRng(randomInt(0, 2 ** 47)),
+    rangeMaxBytes: r.rangeMaxBytes,
+    rangeSplitQps: r.rangeSplitQps,
+    observe: (e) => (e.kind === 'split' ? log.info({ left: e.left.rangeId, right: e.right.rangeId, reason: e.reason }, 'split a range') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a split failed')),
+  });
+  const kv = new KvApi({
+    store,
+    stateMachine: sm,
+    rangeId: DEFAULT_RANGE,
+    requestTimeoutMs: r.requestTimeoutMs,
+    requestIdPrefix,
+    leaseKeeper,
+    engine,
+    requests: kvNode.requests,
+    load: kvNode.load,
+    ranges: kvNode,
+    onRequest: (rangeId, interval) => splits.record(rangeId, interval),
+  });
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);
   membership.tick();
-  const ticker = wireTicks(r, kvNode, transport, fatal, () => membership.tick());
+  const ticker = wireTicks(r, kvNode, transport, fatal, () => {
+    membership.tick();
+    splits.tick();
+  });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
     peer: transport.address,
@@ -320,7 +368,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
     const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
-    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list());
+    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => (r.rangeSplitQps > 0 ? splits.qps(id) : undefined));
     const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;

@@ -51,6 +51,8 @@ export interface NodeSpec {
   /** `--initial-cluster`; absent for a node alone. */
   readonly initialCluster?: string;
   readonly token?: string;
+  /** More `tessera start` flags, e.g. ['--range-max-bytes', '16384']. */
+  readonly extraArgs?: readonly string[];
 }
 
 /** One `tessera start` child. */
@@ -110,6 +112,7 @@ export class NodeProcess {
       '--log-level', 'warn',
       ...(spec.initialCluster === undefined ? [] : ['--initial-cluster', spec.initialCluster]),
       ...(spec.token === undefined ? [] : ['--initial-cluster-token', spec.token]),
+      ...(spec.extraArgs ?? []),
       ...extraArgs,
     ];
     return new NodeProcess(spec, spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }));
@@ -210,7 +213,7 @@ export class ProcCluster {
   }
 
   /** `size` nodes n1…nN sharing one `--initial-cluster`, each with client, peer and admin ports picked free. */
-  static async create(size: number, options: { token?: string; prefix?: string } = {}): Promise<ProcCluster> {
+  static async create(size: number, options: { token?: string; prefix?: string; extraArgs?: readonly string[] } = {}): Promise<ProcCluster> {
     const root = mkdtempSync(join(tmpdir(), options.prefix ?? 'tessera-proc-'));
     const ports = await freePorts(size * 3);
     const addr = (i: number): string => `127.0.0.1:${ports[i]}`;
@@ -224,6 +227,7 @@ export class ProcCluster {
       admin: addr(i * 3 + 2),
       ...(size > 1 ? { initialCluster } : {}),
       ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
     }));
     return new ProcCluster(root, specs);
   }

@@ -18,7 +18,7 @@ export interface RangeInfo {
   readonly leader: string | null;
   readonly bytes: number;
   readonly keys: number;
-  /** Requests per second served through this node, over the last LOAD_WINDOW_SECONDS. */
+  /** Requests per second: the range's own over the last second when load splits are on, else every range's through this node over the last LOAD_WINDOW_SECONDS. */
   readonly qps: number;
 }
 
@@ -28,13 +28,15 @@ export interface RangeInfo {
  * the live keys, RANGE_BYTES_PAGE_KEYS at a time, so the cost grows with the
  * data (an operator's view, not a hot path).
  */
-export function describeRanges(kvNode: KvNode, members: readonly MemberView[]): RangeInfo[] {
+export function describeRanges(kvNode: KvNode, members: readonly MemberView[], qpsOf: (rangeId: number) => number | undefined = () => undefined): RangeInfo[] {
   const nameOf = (id: number): string => members.find((m) => m.id === id)?.name || String(id);
   const out: RangeInfo[] = [];
   for (const rangeId of kvNode.store.rangeIds()) {
     const replica = kvNode.store.replica(rangeId);
     if (replica === undefined) continue;
     const sm = kvNode.stateMachineOf(rangeId);
+    // A replica made for a peer's message holds nothing until its snapshot: not a range here yet.
+    if (sm.descriptor === undefined) continue;
     const cs = replica.currentConfState();
     const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])];
     const learners = [...new Set([...cs.learners, ...cs.learnersNext])].filter((id) => !voters.includes(id));
@@ -48,7 +50,7 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[]): 
       leader: lead === 0 ? null : nameOf(lead),
       bytes,
       keys,
-      qps: Math.round(kvNode.load.qps() * 10) / 10,
+      qps: Math.round((qpsOf(rangeId) ?? kvNode.load.qps()) * 10) / 10,
     });
   }
   return out;
