@@ -26,7 +26,7 @@ import { type MemberRecord, MemberTable, decodeMemberContext } from './members.j
 import { compareBytes, fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys, readU64, writeU64 } from './keys.js';
-import { type RangeDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
+import { type RangeDescriptor, type ReplicaDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
 import type { KeyBounds, LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
 import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
 
@@ -172,6 +172,7 @@ export class MvccStateMachine implements RangeStateMachine {
    * configuration, the simulator's) change only the Raft configuration.
    */
   applyConfChange(batch: WriteBatch, cc: ConfChange, confState: ConfState): CommandResult | undefined {
+    this.recordReplicas(batch, confState);
     const ctx = decodeMemberContext(cc);
     if (ctx === undefined) return undefined;
     for (const change of cc.changes) {
@@ -266,6 +267,25 @@ export class MvccStateMachine implements RangeStateMachine {
     let added = 0;
     for (const e of events) added += e.kv.key.byteLength + e.kv.value.byteLength;
     this.setApproxBytes(batch, Math.min(Number.MAX_SAFE_INTEGER, this.approxBytes + added));
+  }
+
+  /**
+   * The descriptor follows the range's Raft membership: its replicas, and
+   * confVersion + 1 (TiKV's conf_ver) for every change applied, joint steps
+   * included, alike on every replica.
+   */
+  private recordReplicas(batch: WriteBatch, cs: ConfState): void {
+    const d = this.descriptor;
+    if (d === undefined) return;
+    const replicas: ReplicaDescriptor[] = [
+      ...[...new Set([...cs.voters, ...cs.votersOutgoing])].map((nodeId) => ({ nodeId, role: 'voter' as const })),
+      ...[...new Set([...cs.learners, ...cs.learnersNext])].filter((id) => !cs.voters.includes(id) && !cs.votersOutgoing.includes(id)).map((nodeId) => ({ nodeId, role: 'learner' as const })),
+    ];
+    // A configuration without a voter (never applied by Raft) would make a descriptor its checks refuse.
+    if (!replicas.some((r) => r.role === 'voter')) return;
+    const next: RangeDescriptor = { ...d, replicas, epoch: { version: d.epoch.version, confVersion: d.epoch.confVersion + 1 } };
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(next));
+    this.desc = next;
   }
 
   /** Whether every key the txn names lies in this range's bounds. */

@@ -61,3 +61,4 @@ export {
   closedRevision,
 } from './tso.js';
 export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';
+export { PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, nextStep } from './replica_reconciler.js';

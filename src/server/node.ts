@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { SplitQueue } from '../placement/index.js';
+import { ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -349,9 +349,11 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   late.membership = membership;
   membership.notePeers(start.peers);
   membership.tick();
+  const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
     splits.tick();
+    reconciler.tick();
   });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({

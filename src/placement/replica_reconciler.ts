@@ -1,0 +1,89 @@
+import type { ConfChange, ConfState, NodeId } from '../raft/index.js';
+import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
+
+/** A learner is promoted once its log is within this many entries of the leader's. */
+export const PROMOTE_MAX_LAG_ENTRIES = 16;
+
+export interface ReplicaReconcilerOptions {
+  readonly kv: KvNode;
+  /** Told of each membership change proposed for a range. */
+  readonly observe?: (event: { readonly rangeId: RangeId; readonly change: string }) => void;
+}
+
+type Role = 'voter' | 'learner';
+
+/**
+ * Keeps every range's replicas in step with the cluster's members (issue
+ * 13). Until placement chooses replica sets, every range has the members of
+ * range 1, whose configuration etcd's Cluster API changes: a member added
+ * there is added to every range, as a learner first and a voter once it has
+ * caught up (through a snapshot: the range's log starts at its split), and a
+ * member removed there is removed from every range. Only a range's leader
+ * changes it, one change at a time, each a single-member Raft change (no
+ * joint configuration is needed for one voter). A leader that must itself
+ * go hands its leadership to another voter first.
+ */
+export class ReplicaReconciler {
+  constructor(private readonly o: ReplicaReconcilerOptions) {}
+
+  tick(): void {
+    const meta = this.o.kv.store.replica(META_RANGE);
+    if (meta === undefined) return;
+    const target = rolesOf(meta.currentConfState());
+    // Mid-change on range 1 (a joint configuration): wait until the members are settled.
+    if (target === undefined) return;
+    for (const rangeId of this.o.kv.store.rangeIds()) {
+      if (rangeId === META_RANGE) continue;
+      const replica = this.o.kv.store.replica(rangeId);
+      const raft = replica?.raw.raft;
+      if (replica === undefined || raft === undefined || raft.state !== 'leader') continue;
+      // One change at a time: Raft refuses a second while one is unapplied.
+      if (raft.pendingConfIndex > replica.appliedIndex()) continue;
+      const current = rolesOf(replica.currentConfState());
+      if (current === undefined) continue;
+      const step = nextStep(current, target, raft.id, (id) => {
+        const match = raft.trk.progress.get(id)?.match ?? 0;
+        return raft.raftLog.lastIndex() - match <= PROMOTE_MAX_LAG_ENTRIES;
+      });
+      if (step === undefined) continue;
+      if (step.kind === 'transfer') {
+        this.o.kv.store.transferLeader(rangeId, step.to);
+        this.o.observe?.({ rangeId, change: `transfer leadership to ${step.to} before leaving` });
+        continue;
+      }
+      const res = this.o.kv.store.proposeConfChange(rangeId, step.change);
+      if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: step.change.changes.map((c) => `${c.type} ${c.nodeId}`).join(', ') });
+    }
+  }
+}
+
+/** Node → role, or undefined for a joint configuration. */
+function rolesOf(cs: ConfState): Map<NodeId, Role> | undefined {
+  if (cs.votersOutgoing.length > 0 || cs.learnersNext.length > 0) return undefined;
+  const roles = new Map<NodeId, Role>();
+  for (const id of cs.voters) roles.set(id, 'voter');
+  for (const id of cs.learners) roles.set(id, 'learner');
+  return roles;
+}
+
+type Step = { readonly kind: 'change'; readonly change: ConfChange } | { readonly kind: 'transfer'; readonly to: NodeId };
+
+/**
+ * The next change that brings `current` towards `target`: add a missing
+ * member as a learner, promote a caught-up learner that is a voter on range
+ * 1, then remove a member range 1 no longer has. Ids are taken in order, so
+ * every leader would pick the same step.
+ */
+export function nextStep(current: ReadonlyMap<NodeId, Role>, target: ReadonlyMap<NodeId, Role>, self: NodeId, caughtUp: (id: NodeId) => boolean): Step | undefined {
+  const single = (type: ConfChange['changes'][number]['type'], nodeId: NodeId): Step => ({ kind: 'change', change: { transition: 'auto', changes: [{ type, nodeId }] } });
+  const ids = (m: ReadonlyMap<NodeId, Role>): NodeId[] => [...m.keys()].sort((a, b) => a - b);
+  for (const id of ids(target)) if (!current.has(id)) return single('add-learner', id);
+  for (const id of ids(target)) if (target.get(id) === 'voter' && current.get(id) === 'learner' && caughtUp(id)) return single('add-node', id);
+  for (const id of ids(current)) {
+    if (target.has(id)) continue;
+    if (id !== self) return single('remove-node', id);
+    const other = ids(current).find((v) => v !== self && current.get(v) === 'voter' && target.get(v) === 'voter');
+    if (other !== undefined) return { kind: 'transfer', to: other };
+  }
+  return undefined;
+}
