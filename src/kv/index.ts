@@ -65,3 +65,18 @@ export {
 export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
 export { type ProposalOutcome, type ProposalWindow, type RangeMessage, Store, type StoreOptions, type Transport } from './store.js';
 export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';
+export {
+  MAX_REVISION,
+  type PersistWindow,
+  TSO_MAX_BATCH_REVISIONS,
+  TSO_MAX_QUEUED_REQUESTS,
+  TSO_REFILL_BELOW,
+  TSO_SERVES_BEFORE_PERSIST,
+  TSO_WINDOW_REVISIONS,
+  TimestampOracle,
+  type TimestampOracleOptions,
+  type TsoAnswer,
+  type TsoDone,
+  type TsoSabotage,
+  closedRevision,
+} from './tso.js';
