@@ -47,7 +47,12 @@ class Cluster {
       nodeId: id,
       name: `n${id}`,
       engine: this.engines.get(id) as MemoryEngine,
-      transport: { send: (to, msgs) => this.send(id, to, msgs) },
+      transport: {
+        send: (to, msgs) => this.send(id, to, msgs),
+        sendRevisions: (to, message) => {
+          if (!this.cut.has(id) && !this.cut.has(to)) this.tasks.push(() => this.nodes.get(to)?.receiveRevisions(id, message));
+        },
+      },
       rng: new SeededRng(id * 7919 + this.boots++),
       timers: t,
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },

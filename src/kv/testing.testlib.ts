@@ -59,6 +59,7 @@ export class Harness {
           if (plain.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(plain));
           for (const m of delivered) if (readerOf(m) !== undefined) this.streamSnapshot(to, m);
         },
+        sendRevisions: () => {},
       },
       rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },

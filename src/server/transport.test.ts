@@ -5,7 +5,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { message, type Message, type NodeId } from '../raft/index.js';
-import { type RangeMessage, keys } from '../kv/index.js';
+import { type RangeMessage, type RevisionMessage, keys } from '../kv/index.js';
 import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
 import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
@@ -33,6 +33,7 @@ interface Recorder extends TransportHandler {
   readonly batches: { from: NodeId; messages: readonly RangeMessage[] }[];
   readonly unreachable: { to: NodeId; rangeIds: readonly number[] }[];
   readonly snapshots: { rangeId: number; to: NodeId; ok: boolean }[];
+  readonly revisions: { from: NodeId; message: RevisionMessage }[];
 }
 
 function recorder(): Recorder {
@@ -40,6 +41,8 @@ function recorder(): Recorder {
     batches: [],
     unreachable: [],
     snapshots: [],
+    revisions: [],
+    receiveRevisions: (from, message) => r.revisions.push({ from, message }),
     receive: (from, messages) => r.batches.push({ from, messages }),
     reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
     reportSnapshot: (rangeId, to, ok) => r.snapshots.push({ rangeId, to, ok }),
