@@ -24,9 +24,11 @@ export type KvCommand =
    * gets the rest. Applied only if the range's epoch version is still
    * `version` (the proposer chose the key from that descriptor).
    */
-  | { readonly kind: 'split'; readonly requestId: string; readonly splitKey: Uint8Array; readonly newRangeId: number; readonly version: number };
+  | { readonly kind: 'split'; readonly requestId: string; readonly splitKey: Uint8Array; readonly newRangeId: number; readonly version: number }
+  /** The meta range's TSO window (ADR 0009 §2): revisions below `bound` may be handed out (revisions.ts). */
+  | { readonly kind: 'tso-window'; readonly requestId: string; readonly bound: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -84,6 +86,8 @@ function commandProblem(value: unknown): string | undefined {
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
+    case 'tso-window':
+      return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
   }
 }
 

@@ -1,4 +1,4 @@
-import { assert } from '../base/index.js';
+import { TesseraError, assert } from '../base/index.js';
 import type { Entry } from '../raft/index.js';
 import type { ReadView, WriteBatch } from '../storage/engine.js';
 import { type RangeId, keys, readU64 } from './keys.js';
@@ -58,13 +58,16 @@ export class DedupeWindow {
     const lo = Math.max(from, first);
     if (lo > o.appliedIndex) return w;
     let expected = lo;
+    // A hole below the applied index is damaged storage (an LMDB page that no longer lists its
+    // entries: checksums only cover the entries that are found), so the store fails stop with
+    // CORRUPT_DATA rather than asserting.
     for (const e of o.log.entries(lo, o.appliedIndex + 1, Number.POSITIVE_INFINITY)) {
-      assert(e.index === expected, () => `range ${o.rangeId}: window load expected log index ${expected}, found ${e.index}`);
+      if (e.index !== expected) throw new TesseraError('CORRUPT_DATA', `range ${o.rangeId}: the log holds entry ${e.index} where ${expected} belongs`);
       expected++;
       const id = o.requestIdOf(e);
       if (id !== undefined) w.note(id, e.index);
     }
-    assert(expected === o.appliedIndex + 1, () => `range ${o.rangeId}: the log ends at ${expected - 1}, before the applied index ${o.appliedIndex}`);
+    if (expected !== o.appliedIndex + 1) throw new TesseraError('CORRUPT_DATA', `range ${o.rangeId}: the log ends at ${expected - 1}, before the applied index ${o.appliedIndex}`);
     return w;
   }
 

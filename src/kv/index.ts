@@ -62,6 +62,22 @@ export {
   type SnapshotDataReader,
   snapshotReaderOf,
 } from './snapshot_stream.js';
+export { MAX_REVISION_REQUEST_ID_BYTES, type RevisionMessage, RevisionService, type RevisionServiceOptions, type RevisionHost } from './revisions.js';
 export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
-export { type ProposalOutcome, type ProposalWindow, type RangeMessage, Store, type StoreOptions, type Transport } from './store.js';
+export { type ProposalOutcome, type ProposalWindow, type RangeMessage, type RevisionSource, Store, type StoreOptions, type Transport } from './store.js';
 export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';
+export {
+  MAX_REVISION,
+  type PersistWindow,
+  TSO_MAX_BATCH_REVISIONS,
+  TSO_MAX_QUEUED_REQUESTS,
+  TSO_REFILL_BELOW,
+  TSO_SERVES_BEFORE_PERSIST,
+  TSO_WINDOW_REVISIONS,
+  TimestampOracle,
+  type TimestampOracleOptions,
+  type TsoAnswer,
+  type TsoDone,
+  type TsoSabotage,
+  closedRevision,
+} from './tso.js';

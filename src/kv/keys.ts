@@ -17,6 +17,7 @@ import { assert } from '../base/index.js';
  *   r<id>n<lease> lease record (TTL, checkpointed remaining time)
  *   r<id>o        the range's descriptor (bounds, epoch, replicas: range_map.ts)
  *   r<id>o 0x01   the next range id to hand out (on the metadata range only)
+ *   r<id>o 0x02   the TSO window bound W (on the metadata range only; revisions.ts)
  *   r<id>o 0x03   the range's approximate size in bytes (written keys and values; splits recount)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
@@ -63,6 +64,12 @@ export const keys = {
     const out = new Uint8Array(11);
     out.set(suffixed(id, 0x6f), 0);
     out[10] = 0x01;
+    return out;
+  },
+  tsoWindow: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x02;
     return out;
   },
   approxBytes: (id: RangeId): Uint8Array => {

@@ -14,6 +14,7 @@ import { type MembershipLog, MembershipCore } from './membership.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { type RequestEvent, RequestRunner } from './requests.js';
+import { type RevisionMessage, RevisionService } from './revisions.js';
 import { type RangeMessage, Store, type Transport } from './store.js';
 import { WatchHub } from './watch_hub.js';
 
@@ -63,7 +64,12 @@ export interface KvNodeOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
+  /** Told of every batch of revisions this node's TSO handed out (the simulator's revision oracle). */
+  readonly onRevisionsHandedOut?: (first: number, last: number) => void;
 }
+
+/** A revision request waits this share of the request timeout: the RequestRunner retries the proposals it held within the rest. */
+const REVISION_DEADLINE_SHARE = 5;
 
 /**
  * The kv side of one node, assembled once for the server, the simulator and
@@ -84,6 +90,8 @@ export class KvNode {
   readonly load: LoadMeter;
   /** Which range holds a key, from the ranges on this node. */
   readonly router: Router;
+  /** Revisions for this node's range leaders, and the TSO when its meta replica leads (ADR 0009 §2). */
+  readonly revisions: RevisionService;
   private readonly machines = new Map<RangeId, MvccStateMachine>();
 
   constructor(private readonly o: KvNodeOptions) {
@@ -105,6 +113,7 @@ export class KvNode {
         : { proposalWindow: { windowMs: o.proposalWindowMs, nowMs: () => o.timers.nowMs(), after: (ms: number, run: () => void) => void o.timers.after(ms, run) } }),
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
       onStorageFailed: o.onStorageFailed,
+      revisions: { allocate: (count, done) => this.revisions.allocate(count, done) },
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
       onRangeOpened: () => this.router.invalidate(),
       onReady: (rangeId, rd) => {
@@ -113,9 +122,11 @@ export class KvNode {
           this.watches.onReset();
           this.router.invalidate();
         }
+        if (rangeId === META_RANGE) this.revisions.check();
         o.onReady?.(rangeId, rd);
       },
     });
+    this.revisions = this.makeRevisionService();
     this.load = new LoadMeter(o.timers);
     this.leaseKeeper = new LeaseKeeper({
       store: this.store,
@@ -228,11 +239,39 @@ export class KvNode {
     this.store.receive(messages);
   }
 
+  /** A peer's revision request or answer (the transport checked its fields). */
+  receiveRevisions(from: NodeId, message: RevisionMessage): void {
+    this.revisions.receive(from, message);
+  }
+
+  private makeRevisionService(): RevisionService {
+    const o = this.o;
+    const store = this.store;
+    return new RevisionService({
+      nodeId: o.nodeId,
+      metaRange: META_RANGE,
+      host: {
+        linearizableRead: (rangeId, done) => store.linearizableRead(rangeId, done),
+        propose: (rangeId, requestId, data, done) => store.propose(rangeId, requestId, data, done),
+        metaRaft: () => store.replica(META_RANGE)?.raw.raft,
+        windowBound: () => this.stateMachine.tsoWindow,
+        floorBound: () => this.stateMachine.mvcc.currentRevision + 1,
+      },
+      send: (to, message) => o.transport.sendRevisions(to, message),
+      timers: o.timers,
+      deadlineMs: Math.max(1, Math.floor(o.requestTimeoutMs / REVISION_DEADLINE_SHARE)),
+      requestIdPrefix: o.requestIdPrefix,
+      ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+      ...(o.onRevisionsHandedOut === undefined ? {} : { onHandedOut: o.onRevisionsHandedOut }),
+    });
+  }
+
   close(): void {
     this.store.close();
   }
 
   private afterTicks(): void {
+    this.revisions.check();
     this.leaseKeeper.tick();
     this.membership.tick();
     this.watches.pump();
@@ -251,6 +290,7 @@ export class KvNode {
     if (result?.kind === 'split') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
+    if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }
 }

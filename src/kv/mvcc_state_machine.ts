@@ -26,6 +26,7 @@ import { type MemberRecord, MemberTable, decodeMemberContext } from './members.j
 import { compareBytes, fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys, readU64, writeU64 } from './keys.js';
+import { openEntry } from './stamp.js';
 import { type RangeDescriptor, type ReplicaDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
 import type { KeyBounds, LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
 import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
@@ -44,6 +45,8 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
   | { readonly requestId: string; readonly kind: 'range-id'; readonly id: number }
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
+  /** The TSO window bound the range holds after the command: max of every bound applied (revisions.ts). */
+  | { readonly requestId: string; readonly kind: 'tso-window'; readonly bound: number }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -51,6 +54,12 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** The error code of a command that is not one (see readCommand): applied as a no-op on every replica. */
 export const MALFORMED_COMMAND = 'MALFORMED_COMMAND';
+/**
+ * The error code of a write whose revision stamp is not above the range's
+ * current revision: refused alike on every replica (the stamp came from a
+ * leader that lost the race, or from a peer), never applied out of order.
+ */
+export const STALE_REVISION = 'STALE_REVISION';
 
 /**
  * A range's state machine: etcd's MVCC key space (src/mvcc) plus leases,
@@ -73,6 +82,7 @@ export class MvccStateMachine implements RangeStateMachine {
 
   /** The range's descriptor as applied; undefined until the engine holds one (see `descriptor`). */
   private desc: RangeDescriptor | undefined;
+  private window: number | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -182,8 +192,18 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId: ctx.requestId, kind: 'conf-change', confState };
   }
 
+  /** The TSO window bound W this range holds (0 before any): revisions below it may have been handed out. */
+  get tsoWindow(): number {
+    if (this.window === undefined) {
+      const stored = this.engine.get(keys.tsoWindow(this.rangeId));
+      this.window = stored === undefined ? 0 : readU64(stored, 0);
+    }
+    return this.window;
+  }
+
   apply(batch: WriteBatch, entry: Entry): CommandResult {
-    const command = readCommand(entry.data);
+    const opened = openEntry(entry.data);
+    const command = typeof opened === 'string' ? opened : readCommand(opened.body);
     // Refused alike on every replica, without a write: a peer proposed it (issue 12), or a bug did.
     if (typeof command === 'string') return { requestId: '', kind: 'error', code: MALFORMED_COMMAND, message: `entry ${entry.index}: ${command}` };
     const { requestId } = command;
@@ -196,7 +216,7 @@ export class MvccStateMachine implements RangeStateMachine {
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
-      return this.execute(batch, command);
+      return this.execute(batch, command, (opened as { revision: number | undefined }).revision);
     } catch (err) {
       // A refused command (compacted, future revision, …) is refused alike on every replica. Only
       // refusals: a storage failure (IO_ERROR, CORRUPT_DATA) is a TesseraError too, but must escape.
@@ -205,8 +225,12 @@ export class MvccStateMachine implements RangeStateMachine {
     }
   }
 
-  private execute(batch: WriteBatch, command: KvCommand): CommandResult {
+  private execute(batch: WriteBatch, command: KvCommand, revision: number | undefined): CommandResult {
     const { requestId } = command;
+    // Unstamped writes (a node without a TSO: unit tests) take etcd's counter, current + 1.
+    if (revision !== undefined && revision <= this.mvcc.currentRevision && (command.kind === 'txn' || command.kind === 'lease-revoke')) {
+      return { requestId, kind: 'error', code: STALE_REVISION, message: `revision stamp ${revision} is not above the current revision ${this.mvcc.currentRevision}` };
+    }
     switch (command.kind) {
       case 'txn': {
         // The proposer checked it, but a peer's forwarded proposal may not have been: a refused one
@@ -215,7 +239,7 @@ export class MvccStateMachine implements RangeStateMachine {
         // Routed before a split that applied first: refused alike everywhere, and routed again.
         if (!this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
         const leases = this.leases;
-        const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id) });
+        const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id), revision });
         leases.onEvents(result.events);
         this.countWritten(batch, result.events);
         return { requestId, kind: 'txn', response, events: result.events };
@@ -228,7 +252,7 @@ export class MvccStateMachine implements RangeStateMachine {
         this.leases.grant(batch, { id: command.id, ttlSeconds: command.ttlSeconds });
         return { requestId, kind: 'lease-grant', id: command.id, ttlSeconds: command.ttlSeconds, revision: this.mvcc.currentRevision };
       case 'lease-revoke':
-        return this.revoke(batch, requestId, command.id);
+        return this.revoke(batch, requestId, command.id, revision);
       case 'lease-checkpoint':
         for (const c of command.checkpoints) this.leases.checkpoint(batch, c.id, c.remainingMs);
         return { requestId, kind: 'lease-checkpoint' };
@@ -239,6 +263,8 @@ export class MvccStateMachine implements RangeStateMachine {
         return this.allocRangeId(batch, requestId);
       case 'split':
         return this.split(batch, command);
+      case 'tso-window':
+        return this.raiseWindow(batch, requestId, command.bound);
     }
   }
 
@@ -350,11 +376,22 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: command.kind, member };
   }
 
-  /** Deletes a lease and every key attached to it, in one revision (DESIGN.md decision 8). */
-  private revoke(batch: WriteBatch, requestId: string, id: number): CommandResult {
+  /** W = max(W, bound): a late or repeated window never lowers it (tso.ts's contract). */
+  private raiseWindow(batch: WriteBatch, requestId: string, bound: number): CommandResult {
+    if (bound > this.tsoWindow) {
+      const value = new Uint8Array(8);
+      writeU64(value, 0, bound);
+      batch.put(keys.tsoWindow(this.rangeId), value);
+      this.window = bound;
+    }
+    return { requestId, kind: 'tso-window', bound: this.tsoWindow };
+  }
+
+  /** Deletes a lease and every key attached to it, in one revision (DESIGN.md decision 8), the entry's stamp if it has one. */
+  private revoke(batch: WriteBatch, requestId: string, id: number, revision: number | undefined): CommandResult {
     const leases = this.leases;
     if (!leases.has(id)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
-    const txn = this.mvcc.beginWrite(batch);
+    const txn = this.mvcc.beginWrite(batch, { revision });
     for (const k of leases.keysOf(id)) txn.deleteRange(fromKeyString(k));
     const result = txn.end();
     leases.onEvents(result.events);
@@ -418,6 +455,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.desc = incoming;
     this.allocated = 0;
     this.bytes = undefined;
+    this.window = undefined;
   }
 
   /** Deletes the MVCC records and change index entries of the user keys in `span`. */
@@ -486,7 +524,9 @@ export function snapshotDescriptor(rangeId: RangeId, data: Uint8Array): RangeDes
 /** The request id a log entry carries: commands have one; no-ops, membership changes and malformed commands are not deduplicated. */
 function requestIdOf(entry: Entry): string | undefined {
   if (entry.type !== 'normal' || entry.data.byteLength === 0) return undefined;
-  const command = readCommand(entry.data);
+  const opened = openEntry(entry.data);
+  if (typeof opened === 'string') return undefined;
+  const command = readCommand(opened.body);
   return typeof command === 'string' ? undefined : command.requestId;
 }
 

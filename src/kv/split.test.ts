@@ -47,7 +47,12 @@ class Cluster {
       nodeId: id,
       name: `n${id}`,
       engine: this.engines.get(id) as MemoryEngine,
-      transport: { send: (to, msgs) => this.send(id, to, msgs) },
+      transport: {
+        send: (to, msgs) => this.send(id, to, msgs),
+        sendRevisions: (to, message) => {
+          if (!this.cut.has(id) && !this.cut.has(to)) this.tasks.push(() => this.nodes.get(to)?.receiveRevisions(id, message));
+        },
+      },
       rng: new SeededRng(id * 7919 + this.boots++),
       timers: t,
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
@@ -180,10 +185,9 @@ test('split: one command in the range log splits it on every replica at the same
   assert.ok(again instanceof Error && again.code === 'RANGE_MISMATCH', String(again));
 });
 
-// Skipped until revisions come from the cluster-wide oracle (ADR 0009 §2): with a counter per range,
-// both halves of a split hand out the same revisions after it, and their writes overwrite each other's
-// entries in the shared change index ('e' + revision). Nothing triggers a split outside tests until then.
-test('split: a replica that missed the split gets both halves by snapshot; a restart reopens every range from disk', { skip: 'needs TSO revisions' }, () => {
+// Both halves stamp their writes from the one cluster-wide oracle (ADR 0009 §2), so they never take the
+// same revision, and neither overwrites the other's entries in the shared change index ('e' + revision).
+test('split: a replica that missed the split gets both halves by snapshot; a restart reopens every range from disk', () => {
   const c = new Cluster([1, 2, 3]);
   c.tick(30);
   let leader = c.leaderOf(META_RANGE);
@@ -219,4 +223,32 @@ test('split: a replica that missed the split gets both halves by snapshot; a res
   c.tick(40);
   assert.deepEqual(bounds(c.nodes.get(lagging) as KvNode), ['1:[,h)', `${rightId}:[h,)`]);
   assert.equal(c.value(lagging, 'r7'), 'right-7');
+});
+
+test('split: with the right half led by another node than the meta range, its leader asks the meta leader for revisions, and the two halves never share one', () => {
+  const c = new Cluster([1, 2, 3]);
+  c.tick(30);
+  const metaLeader = c.leaderOf(META_RANGE);
+  const out = c.split(metaLeader, META_RANGE, 'h');
+  assert.ok(!(out instanceof Error), String(out));
+  const rightId = out.right.rangeId;
+  c.tick(30);
+  // Move the right half's leadership away from the meta leader's node.
+  const other = c.ids.find((id) => id !== c.leaderOf(META_RANGE).store.nodeId) as NodeId;
+  c.leaderOf(rightId).store.transferLeader(rightId, other);
+  c.tick(30);
+  const rightLeader = c.leaderOf(rightId);
+  assert.notEqual(rightLeader.store.nodeId, c.leaderOf(META_RANGE).store.nodeId);
+  const revisions: number[] = [];
+  const revisionOf = (r: CommandResult): number => {
+    assert.equal(r.kind, 'txn', JSON.stringify(r));
+    return (r as Extract<CommandResult, { kind: 'txn' }>).response.revision;
+  };
+  for (let i = 0; i < 10; i++) {
+    revisions.push(revisionOf(c.put(c.leaderOf(META_RANGE), META_RANGE, `a${i}`, 'l')));
+    revisions.push(revisionOf(c.put(c.leaderOf(rightId), rightId, `x${i}`, 'r')));
+  }
+  // Each write started after the one before it ended: real-time order is revision order, across ranges.
+  for (let i = 1; i < revisions.length; i++) assert.ok((revisions[i] as number) > (revisions[i - 1] as number), `revisions ${revisions.join(',')}`);
+  assert.ok(rightLeader.revisions.stats.remoteRequests > 0, 'the right half’s leader asked over the transport');
 });

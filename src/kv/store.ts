@@ -8,6 +8,9 @@ import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { KeyBounds, StateMachineFactory } from './state_machine.js';
 import { compareBytes } from '../mvcc/index.js';
 import { OpenSnapshotReaders } from './snapshot_stream.js';
+import type { RevisionMessage } from './revisions.js';
+import { stampEntry, wantsStamp } from './stamp.js';
+import { TSO_MAX_BATCH_REVISIONS, type TsoAnswer } from './tso.js';
 
 /** Replicas one node holds at most; a peer's messages for more ranges make none (bounds memory against a hostile or buggy peer). */
 export const MAX_RANGES_PER_NODE = 100_000;
@@ -50,9 +53,29 @@ export interface RangeMessage {
   readonly message: Message;
 }
 
+/**
+ * Where a node's range leaders get revisions to stamp their proposals with
+ * (ADR 0009 §3): the node's revision service (revisions.ts), which asks the
+ * meta range leader's TSO. An answer must come, at the latest at the
+ * service's deadline; until then the Store asks for no more.
+ */
+export interface RevisionSource {
+  allocate(count: number, done: (answer: TsoAnswer) => void): void;
+}
+
+/** Proposals of one range waiting for the revisions asked for them, with the leader term they were asked in. */
+interface StampGroup {
+  readonly rangeId: RangeId;
+  readonly replica: Replica;
+  readonly term: number;
+  readonly proposals: readonly QueuedProposal[];
+}
+
 /** Carries the messages of a loop turn to peers: one batch per peer (DESIGN.md decision 9). */
 export interface Transport {
   send(to: NodeId, messages: readonly RangeMessage[]): void;
+  /** A node-level message of the revision services (revisions.ts): a request for revisions, or its answer. */
+  sendRevisions(to: NodeId, message: RevisionMessage): void;
 }
 
 export interface StoreOptions {
@@ -73,6 +96,12 @@ export interface StoreOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Told of each range a split created here, once its replica is open. */
   readonly onRangeOpened?: (rangeId: RangeId) => void;
+  /**
+   * Revisions for the commands a leader proposes: each is stamped with one
+   * before Raft appends it (ADR 0009 §3, option 1). Absent: entries carry no
+   * stamp and apply at the range's own counter (tests of the store alone).
+   */
+  readonly revisions?: RevisionSource;
   /** Gathers proposals under load (see ProposalWindow); absent: every loop turn proposes what it has. */
   readonly proposalWindow?: ProposalWindow;
   /**
@@ -126,6 +155,10 @@ export class Store {
   private readonly pendingProposals = new Map<string, PendingProposal>();
   /** Proposals made since the last loop turn, per range: proposed to Raft together, as one batch. */
   private readonly queuedProposals = new Map<RangeId, QueuedProposal[]>();
+  /** Proposals a leader holds until revisions are asked for them (one request in flight at a time, see requestRevisions). */
+  private readonly awaitingStamp = new Map<RangeId, QueuedProposal[]>();
+  /** The proposals whose revisions are being asked for, if a request is in flight. */
+  private stamping: readonly StampGroup[] | undefined;
   /** The last batch held PROPOSAL_WINDOW_MIN_BATCH proposals or more. */
   private busy = false;
   private lastBatchMs = Number.NEGATIVE_INFINITY;
@@ -150,7 +183,7 @@ export class Store {
    * after it, and would answer it with an older index (a stale read).
    */
   private bootNonce: string | undefined;
-  readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0 };
+  readonly stats = { turns: 0, syncs: 0, messagesSent: 0, entriesApplied: 0, reproposals: 0, revisionRequests: 0, revisionsAbandoned: 0 };
   /** The last leader (and its term) each range's replica reported, to notice a change. */
   private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
   /** Snapshots being sent to followers: their read views, counted and closed when held too long. */
@@ -253,8 +286,14 @@ export class Store {
         const replica = this.replicas.get(rangeId) ?? this.replicaForPeer(rangeId, message);
         if (replica === undefined) continue;
         if (message.type === 'MsgSnap' && !this.snapshotFits(replica, message)) continue;
-        if (this.gathersForwarded(replica, message)) this.queue(rangeId, message.entries.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
-        else replica.raw.step(message);
+        if (!this.gathersForwarded(replica, message)) {
+          replica.raw.step(message);
+          continue;
+        }
+        const normal = message.entries.filter((e) => e.type === 'normal');
+        this.queue(rangeId, normal.map((e) => ({ requestId: undefined, data: e.data, done: undefined })));
+        // Membership changes go straight to Raft, which checks them against the pending one.
+        if (normal.length < message.entries.length) replica.raw.step({ ...message, entries: message.entries.filter((e) => e.type !== 'normal') });
       }
     });
     this.requestLoop();
@@ -298,12 +337,15 @@ export class Store {
   }
 
   /**
-   * A busy leader gathers a follower's forwarded commands into its own next
-   * batch; stepping them would append them alone, at once. Membership changes
-   * go straight to Raft, which checks them against the pending one.
+   * A leader stamps a follower's forwarded commands as its own (ADR 0009 §3:
+   * stamped in the order Raft appends them), so it always takes them out of
+   * the MsgProp. Without revisions, only a busy leader gathers them into its
+   * next batch; stepping them would append them alone, at once.
    */
   private gathersForwarded(replica: Replica, m: Message): boolean {
-    return this.o.proposalWindow !== undefined && this.busy && m.type === 'MsgProp' && replica.raw.raft.state === 'leader' && m.entries.every((e) => e.type === 'normal');
+    if (m.type !== 'MsgProp' || replica.raw.raft.state !== 'leader') return false;
+    if (this.o.revisions !== undefined) return m.entries.some((e) => e.type === 'normal');
+    return this.o.proposalWindow !== undefined && this.busy && m.entries.every((e) => e.type === 'normal');
   }
 
   private queue(rangeId: RangeId, proposals: readonly QueuedProposal[]): void {
@@ -338,13 +380,102 @@ export class Store {
       this.queuedProposals.delete(rangeId);
       const replica = this.replicas.get(rangeId);
       if (replica === undefined || queue.length === 0) continue;
-      const res: ProposeResult = replica.raw.proposeBatch(queue.map((q) => q.data));
-      for (const q of queue) {
-        if (q.done === undefined || q.requestId === undefined) continue; // forwarded: its proposer tracks it
-        if (res.kind === 'dropped') q.done({ kind: 'dropped', error: res.error, reason: res.reason });
-        else this.pendingProposals.set(q.requestId, { rangeId, data: q.data, done: q.done });
+      // A leader stamps; a follower forwards the bare commands, and their leader stamps them.
+      if (this.o.revisions === undefined || replica.raw.raft.state !== 'leader') {
+        this.proposeNow(rangeId, replica, queue);
+        continue;
       }
+      const unstamped = queue.filter((q) => !wantsStamp(q.data));
+      if (unstamped.length > 0) this.proposeNow(rangeId, replica, unstamped);
+      const stamped = queue.filter((q) => wantsStamp(q.data));
+      if (stamped.length > 0) queueFor(this.awaitingStamp, rangeId).push(...stamped);
     }
+    this.requestRevisions();
+  }
+
+  /** Hands proposals to Raft (`datas`: their stamped bytes); the pending entry keeps the bare command, to be stamped afresh if proposed again. */
+  private proposeNow(rangeId: RangeId, replica: Replica, queue: readonly QueuedProposal[], datas?: readonly Uint8Array[]): void {
+    if (queue.length === 0) return; // every proposal of the batch was abandoned
+    const res: ProposeResult = replica.raw.proposeBatch(datas ?? queue.map((q) => q.data));
+    for (const q of queue) {
+      if (q.done === undefined || q.requestId === undefined) continue; // forwarded: its proposer tracks it
+      if (res.kind === 'dropped') q.done({ kind: 'dropped', error: res.error, reason: res.reason });
+      else this.pendingProposals.set(q.requestId, { rangeId, data: q.data, done: q.done });
+    }
+  }
+
+  /**
+   * Asks for revisions for every proposal a leader holds, one request for all
+   * ranges (ADR 0009 §2: one message per loop turn, many revisions). Only one
+   * request is in flight: a later one could be answered first and put higher
+   * revisions ahead of lower ones in the log. A proposal is only ever stamped
+   * with revisions asked for after it was queued, so a write that began after
+   * another one ended takes a higher revision (real-time order).
+   */
+  private requestRevisions(): void {
+    const source = this.o.revisions;
+    if (source === undefined || this.stamping !== undefined || this.awaitingStamp.size === 0) return;
+    const groups: StampGroup[] = [];
+    let count = 0;
+    for (const [rangeId, proposals] of this.awaitingStamp) {
+      if (count >= TSO_MAX_BATCH_REVISIONS) break;
+      const replica = this.replicas.get(rangeId);
+      this.awaitingStamp.delete(rangeId);
+      if (replica === undefined) continue;
+      if (replica.raw.raft.state !== 'leader') {
+        this.proposeNow(rangeId, replica, proposals);
+        continue;
+      }
+      // At most one TSO batch per request; what does not fit waits for the next.
+      const take = proposals.slice(0, TSO_MAX_BATCH_REVISIONS - count);
+      if (take.length < proposals.length) this.awaitingStamp.set(rangeId, proposals.slice(take.length));
+      groups.push({ rangeId, replica, term: replica.raw.raft.term, proposals: take });
+      count += take.length;
+    }
+    if (count === 0) return;
+    this.stamping = groups;
+    this.stats.revisionRequests++;
+    source.allocate(count, (answer) => this.onRevisions(groups, answer));
+  }
+
+  /**
+   * Revisions arrived (or were refused). In this same synchronous step each
+   * group is stamped and handed to Raft, but only where its replica still
+   * leads in the term they were asked in: otherwise another leader may have
+   * stamped later writes with higher revisions already. A replica that leads
+   * in a later term asks afresh; a follower forwards the bare commands (its
+   * leader stamps them). Refused revisions drop the proposals, which never
+   * reached Raft, as retryable (the RequestRunner proposes them again).
+   */
+  private onRevisions(groups: readonly StampGroup[], answer: TsoAnswer): void {
+    if (this.stamping !== groups) return;
+    this.stamping = undefined;
+    if (this.storageFailure !== undefined || this.closed) {
+      const error = this.storageFailure ?? new TesseraError('CLOSED', `node ${this.nodeId} closed`);
+      for (const g of groups) for (const q of g.proposals) q.done?.({ kind: 'dropped', error });
+      return;
+    }
+    this.guarded(() => {
+      let next = answer.ok ? answer.first : 0;
+      for (const g of groups) {
+        const { state, term } = g.replica.raw.raft;
+        if (answer.ok && state === 'leader' && term === g.term) {
+          this.proposeNow(g.rangeId, g.replica, g.proposals, g.proposals.map((q) => stampEntry(q.data, next++)));
+        } else if (state !== 'leader') {
+          this.proposeNow(g.rangeId, g.replica, g.proposals);
+        } else if (term !== g.term) {
+          queueFor(this.awaitingStamp, g.rangeId).unshift(...g.proposals);
+        } else if (!answer.ok) {
+          const error = new TesseraError('NOT_LEADER', `no revisions to stamp the proposal with: ${answer.error.message}`, { cause: answer.error });
+          for (const q of g.proposals) q.done?.({ kind: 'dropped', error, reason: 'no-leader' });
+        }
+        if (answer.ok && !(state === 'leader' && term === g.term)) {
+          this.stats.revisionsAbandoned += g.proposals.length;
+          next += g.proposals.length;
+        }
+      }
+    });
+    this.requestLoop();
   }
 
   /** Whether a busy leader's window is still open: the proposals wait, and a timer ends the wait. */
@@ -432,7 +563,7 @@ export class Store {
 
   /** Forgets a proposal whose caller gave up; a later apply then answers nobody. */
   abandon(requestId: string): void {
-    for (const queue of this.queuedProposals.values()) {
+    for (const queue of [...this.queuedProposals.values(), ...this.awaitingStamp.values()]) {
       const i = queue.findIndex((q) => q.requestId === requestId);
       if (i >= 0) queue.splice(i, 1);
     }
@@ -470,8 +601,9 @@ export class Store {
     this.closed = true;
     this.snapshotReaders.closeAll();
     this.pendingProposals.clear();
-    const queued = [...this.queuedProposals.values()].flat();
+    const queued = [...this.queuedProposals.values(), ...this.awaitingStamp.values()].flat();
     this.queuedProposals.clear();
+    this.awaitingStamp.clear();
     const reads = [...this.queuedReads.values()].flat();
     this.queuedReads.clear();
     for (const pr of this.pendingReads.values()) reads.push(...pr.dones);
@@ -692,8 +824,10 @@ export class Store {
     const datas: Uint8Array[] = [];
     for (const p of this.pendingProposals.values()) if (p.rangeId === replica.rangeId && p.data !== undefined) datas.push(p.data);
     if (datas.length === 0) return;
-    replica.raw.proposeBatch(datas);
     this.stats.reproposals += datas.length;
+    // A leader stamps them as it stamps any proposal (the next loop turn), with revisions asked for now.
+    if (this.o.revisions !== undefined && replica.raw.raft.state === 'leader') this.queue(replica.rangeId, datas.map((data) => ({ requestId: undefined, data, done: undefined })));
+    else replica.raw.proposeBatch(datas);
   }
 
   private answerProposal(a: Applied): void {

@@ -5,7 +5,7 @@ import { MemoryEngine } from '../storage/memory.js';
 import { encodeCommand, type KvCommand } from './commands.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { ReplicaRaftOptions } from './replica.js';
-import { type RangeMessage, Store } from './store.js';
+import { type RangeMessage, type RevisionSource, Store } from './store.js';
 import { SNAPSHOT_CHUNK_BYTES, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from './snapshot_stream.js';
 
 export const RANGE = 1;
@@ -35,7 +35,13 @@ export class Harness {
 
   constructor(
     readonly ids: NodeId[],
-    private readonly options: { readonly proposalWindowMs?: number; readonly raft?: ReplicaRaftOptions; readonly catchUpClock?: (id: NodeId) => void } = {},
+    private readonly options: {
+      readonly proposalWindowMs?: number;
+      readonly raft?: ReplicaRaftOptions;
+      readonly catchUpClock?: (id: NodeId) => void;
+      /** Each node's source of revision stamps; absent: the stores stamp nothing. */
+      readonly revisions?: (id: NodeId) => RevisionSource;
+    } = {},
   ) {
     for (const id of ids) {
       this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(() => { this.syncs++; f(); }) }));
@@ -59,10 +65,12 @@ export class Harness {
           if (plain.length > 0) this.tasks.push(() => this.stores.get(to)?.receive(plain));
           for (const m of delivered) if (readerOf(m) !== undefined) this.streamSnapshot(to, m);
         },
+        sendRevisions: () => {},
       },
       rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },
       ...(this.options.catchUpClock === undefined ? {} : { catchUpClock: () => this.options.catchUpClock?.(id) }),
+      ...(this.options.revisions === undefined ? {} : { revisions: this.options.revisions(id) }),
       stateMachines: () => sm,
       scheduleLoop: (loop) => this.tasks.push(loop),
       logRetainEntries: 5,

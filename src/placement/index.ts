@@ -1,9 +1,10 @@
 /**
  * src/placement: where ranges are and how they change — the map of range
  * descriptors (splits, merges, replica changes, routing checks) and the
- * load-based split key finder, and the timestamp oracle (ADR 0009). Pure:
+ * load-based split key finder (ADR 0009). Pure:
  * time and randomness are injected. The descriptors themselves live in kv
- * (kv/range_map.ts), which applies splits; they are re-exported here.
+ * (kv/range_map.ts), which applies splits, and so does the timestamp oracle
+ * (kv/tso.ts), which kv drives; both are re-exported here.
  */
 export {
   DESCRIPTOR_FORMAT,
@@ -59,6 +60,6 @@ export {
   type TsoDone,
   type TsoSabotage,
   closedRevision,
-} from './tso.js';
+} from '../kv/index.js';
 export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';
 export { PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, nextStep } from './replica_reconciler.js';

@@ -17,7 +17,8 @@ export type BugName =
   | 'ignore-sync-failure'
   | 'append-skips-match'
   | 'timeout-as-failure'
-  | 'member-add-without-record';
+  | 'member-add-without-record'
+  | 'tso-serves-before-persist';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -33,6 +34,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'append-skips-match': "a follower appends a leader's entries after an entry of another term (skips the §5.3 consistency check)",
   'timeout-as-failure': 'a request still in flight at its deadline is reported as certainly not done, though it may yet commit',
   'member-add-without-record': "etcd's MemberAdd changes the Raft configuration without the new member's record, so the member table no longer follows it",
+  'tso-serves-before-persist': 'the timestamp oracle hands out revisions from a window it has asked to persist before the window is persisted, so a new meta leader hands them out again',
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

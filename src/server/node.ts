@@ -475,6 +475,7 @@ function wireTicks(r: Resolved, kvNode: KvNode, transport: PeerTransport, fatal:
     // The Store has no reportUnreachable yet; the RawNode's needs no loop turn (it only moves the peer to probing).
     reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
+    receiveRevisions: (from, message) => fatal.run(() => kvNode.receiveRevisions(from, message)),
   });
   return ticker;
 }

@@ -123,6 +123,11 @@ export class PeerLink {
     }
   }
 
+  /** Queues one small map frame (a revision request or answer); dropped like any frame when the link is down. */
+  sendFrame(frame: MapFrame): void {
+    this.push({ bytes: encodeFrame(frame), rangeIds: [], messages: 1 });
+  }
+
   sendSnapshot(rangeId: RangeId, message: Message): void {
     const reader = readerOf(message);
     if (this.stateValue === 'backoff' || this.stateValue === 'closed' || this.waiting.length >= this.host.limits.maxPendingSnapshots) {

@@ -5,7 +5,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { message, type Message, type NodeId } from '../raft/index.js';
-import { type RangeMessage, keys } from '../kv/index.js';
+import { type RangeMessage, type RevisionMessage, keys } from '../kv/index.js';
 import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
 import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
@@ -33,6 +33,7 @@ interface Recorder extends TransportHandler {
   readonly batches: { from: NodeId; messages: readonly RangeMessage[] }[];
   readonly unreachable: { to: NodeId; rangeIds: readonly number[] }[];
   readonly snapshots: { rangeId: number; to: NodeId; ok: boolean }[];
+  readonly revisions: { from: NodeId; message: RevisionMessage }[];
 }
 
 function recorder(): Recorder {
@@ -40,6 +41,8 @@ function recorder(): Recorder {
     batches: [],
     unreachable: [],
     snapshots: [],
+    revisions: [],
+    receiveRevisions: (from, message) => r.revisions.push({ from, message }),
     receive: (from, messages) => r.batches.push({ from, messages }),
     reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
     reportSnapshot: (rangeId, to, ok) => r.snapshots.push({ rangeId, to, ok }),
@@ -438,4 +441,43 @@ test('wire: a corrupted message batch decodes to checked messages or is refused,
     ),
     { numRuns: 1000 },
   );
+});
+
+test('transport: a revision request and its answer travel between revision services as tso frames', async () => {
+  const [pa, pb] = await freePorts(2);
+  const a = await node(A, pa as number, { [B]: pb as number });
+  const b = await node(B, pb as number, { [A]: pa as number });
+  try {
+    a.t.sendRevisions(B, { kind: 'request', id: 'n11:7', count: 3 });
+    await waitFor(() => b.rec.revisions.length === 1, 'the request');
+    assert.deepEqual(b.rec.revisions[0], { from: A, message: { kind: 'request', id: 'n11:7', count: 3 } });
+    b.t.sendRevisions(A, { kind: 'refusal', id: 'n11:7', code: 'NOT_LEADER', leader: 33 });
+    await waitFor(() => a.rec.revisions.length === 1, 'the refusal');
+    assert.deepEqual(a.rec.revisions[0], { from: B, message: { kind: 'refusal', id: 'n11:7', code: 'NOT_LEADER', leader: 33 } });
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('wire: a tso frame is rebuilt from checked fields; anything else in it is refused as malformed', () => {
+  const frame = (m: unknown): Buffer => encodeFrame({ t: 'tso', m } as never).subarray(4);
+  assert.deepEqual(decodeFrame(frame({ kind: 'answer', id: 'x', first: 2, last: 9, extra: 'dropped' })), { t: 'tso', m: { kind: 'answer', id: 'x', first: 2, last: 9 } });
+  const bad: unknown[] = [
+    null,
+    [],
+    { kind: 'request', id: 'x', count: 0 },
+    { kind: 'request', id: 'x', count: 100_001 },
+    { kind: 'request', id: 'x', count: 1.5 },
+    { kind: 'request', id: 7, count: 1 },
+    { kind: 'request', id: 'x'.repeat(129), count: 1 },
+    { kind: 'answer', id: 'x', first: 9, last: 2 },
+    { kind: 'answer', id: 'x', first: 0, last: 2 },
+    { kind: 'answer', id: 'x', first: 2, last: 2 ** 53 },
+    { kind: 'answer', id: 'x', first: -1, last: 2 },
+    { kind: 'refusal', id: 'x', code: 'BOOM', leader: 1 },
+    { kind: 'refusal', id: 'x', code: 'NOT_LEADER', leader: -1 },
+    { kind: 'what', id: 'x' },
+  ];
+  for (const m of bad) assert.throws(() => decodeFrame(frame(m)), (e) => isPeerError(e, 'malformed-frame'), JSON.stringify(m));
 });

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
-import type { RangeId, RangeMessage, Transport } from '../kv/index.js';
+import type { RangeId, RangeMessage, RevisionMessage, Transport } from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, readerOf, type TransportStats } from './peer_link.js';
@@ -22,6 +22,8 @@ const MAX_THROTTLED_LOG_KEYS = 1024;
 /** Where the transport hands what arrives and how sends ended; the node wires it to its Store. */
 export interface TransportHandler {
   receive(from: NodeId, messages: readonly RangeMessage[]): void;
+  /** A peer's revision request or answer, its fields checked (wire.ts toRevisionMessage). */
+  receiveRevisions(from: NodeId, message: RevisionMessage): void;
   /** Messages to `to` for these ranges were dropped (etcd's ReportUnreachable). */
   reportUnreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
   /** How sending a snapshot ended (etcd's ReportSnapshot). */
@@ -211,6 +213,12 @@ export class PeerTransport implements Transport {
     link.sendBatch(batch);
   }
 
+  sendRevisions(to: NodeId, message: RevisionMessage): void {
+    if (this.closing !== undefined) return;
+    // No link: the message is lost, and the waiting side's deadline answers for it.
+    this.links.get(to)?.sendFrame({ t: 'tso', m: message });
+  }
+
   close(): Promise<void> {
     this.closing ??= this.shutDown();
     return this.closing;
@@ -229,6 +237,13 @@ export class PeerTransport implements Transport {
     }
     const conn = new Inbound(socket, this, this.o, () => this.inbound.delete(conn));
     this.inbound.add(conn);
+  }
+
+  /** Called by an inbound connection with a validated revision message. */
+  deliverRevisions(from: NodeId, message: RevisionMessage): void {
+    if (!this.isMember(from)) return;
+    this.stats.messagesReceived++;
+    this.handler?.receiveRevisions(from, message);
   }
 
   /** Called by an inbound connection with validated messages. */
@@ -391,6 +406,7 @@ class Inbound {
     }
     if (frame.t === 'msgs') this.t.deliver(this.peer, decodeMessages(frame.payload, this.peer, this.o.nodeId));
     else if (frame.t === 'snap') this.onChunk(frame);
+    else if (frame.t === 'tso') this.t.deliverRevisions(this.peer, frame.m);
     else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
   }
 

@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, Snapshot } from '../raft/index.js';
 import { isLocalMessage } from '../raft/index.js';
-import type { RangeMessage } from '../kv/index.js';
+import { MAX_REVISION_REQUEST_ID_BYTES, TSO_MAX_BATCH_REVISIONS, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { assert } from '../base/index.js';
 import { PeerError } from './errors.js';
 
@@ -18,9 +18,10 @@ import { PeerError } from './errors.js';
 /**
  * Bumped when frames change incompatibly; peers of another version are
  * refused at the handshake. 2: message batches are binary (1 sent them as
- * msgpackr maps).
+ * msgpackr maps). 3: 'tso' frames, and log entries carry revision stamps
+ * (src/kv/stamp.ts), which a version 2 node would apply as malformed.
  */
-export const PEER_PROTOCOL_VERSION = 2;
+export const PEER_PROTOCOL_VERSION = 3;
 export const FRAME_HEADER_BYTES = 4;
 
 export type Frame =
@@ -33,7 +34,9 @@ export type Frame =
   | { readonly t: 'snapack'; readonly id: number; readonly ok: boolean }
   /** A node starting to join an existing cluster asks a member who is in it (etcd's GET /members). */
   | { readonly t: 'join'; readonly v: number; readonly name: string; readonly peer: string }
-  | { readonly t: 'members'; readonly cluster: string; readonly members: readonly JoinMember[] };
+  | { readonly t: 'members'; readonly cluster: string; readonly members: readonly JoinMember[] }
+  /** A revision request or answer between nodes' revision services (src/kv/revisions.ts). */
+  | { readonly t: 'tso'; readonly m: RevisionMessage };
 
 /** A member as the `members` frame describes it. */
 export interface JoinMember {
@@ -155,10 +158,40 @@ export function decodeFrame(payload: Buffer): Frame {
     case 'members':
       need(isStr(f['cluster']) && Array.isArray(f['members']) && (f['members'] as unknown[]).every(isJoinMember), 'members');
       break;
+    case 'tso':
+      return { t: 'tso', m: toRevisionMessage(f['m']) };
     default:
       throw bad(`unknown frame type ${String(f['t'])}`);
   }
   return f as unknown as Frame;
+}
+
+/** A revision message rebuilt from checked fields: a peer's numbers reach the revision service only as safe integers in range. */
+export function toRevisionMessage(value: unknown): RevisionMessage {
+  need(isMap(value), 'tso message');
+  const id = value['id'];
+  need(isStr(id) && Buffer.byteLength(id) <= MAX_REVISION_REQUEST_ID_BYTES, 'tso request id');
+  switch (value['kind']) {
+    case 'request': {
+      const count = value['count'];
+      need(isInt(count) && count >= 1 && count <= TSO_MAX_BATCH_REVISIONS, 'tso request count');
+      return { kind: 'request', id, count };
+    }
+    case 'answer': {
+      const first = value['first'];
+      const last = value['last'];
+      need(isInt(first) && isInt(last) && first >= 1 && first <= last && last < Number.MAX_SAFE_INTEGER, 'tso answer');
+      return { kind: 'answer', id, first, last };
+    }
+    case 'refusal': {
+      const code = value['code'];
+      const leader = value['leader'];
+      need((code === 'NOT_LEADER' || code === 'RESOURCE_EXHAUSTED' || code === 'TIMEOUT') && (leader === 0 || isId(leader)), 'tso refusal');
+      return { kind: 'refusal', id, code, leader };
+    }
+    default:
+      throw bad('tso message kind');
+  }
 }
 
 function isJoinMember(v: unknown): boolean {

@@ -1,7 +1,7 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import type { Applied, CommandResult, RangeMessage } from '../kv/index.js';
+import type { Applied, CommandResult, RangeMessage, RevisionMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
 import { SimNetwork } from './network.js';
@@ -63,6 +63,8 @@ export class SimCluster {
   private readonly indexOfRevision = new Map<number, number>();
   /** The newest revision a write took on each node process (`id:incarnation`). */
   private readonly lastWriteRevision = new Map<string, number>();
+  /** Every batch of revisions a TSO handed out, sorted by first revision, disjoint unless a bug hands one out twice. */
+  private readonly handedOut: { readonly first: number; readonly last: number; readonly node: NodeId }[] = [];
   private maxAppliedIndex = 0;
   /** The newest membership any node applied, with its index. */
   latestConf: { cs: ConfState; index: number };
@@ -162,6 +164,8 @@ export class SimCluster {
       reproposeOnNewLeader: o.reproposeOnNewLeader,
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
+      sendRevisions: (to, message) => this.sendRevisions(m, incarnation, to, message),
+      onRevisionsHandedOut: (first, last) => this.checkHandedOut(m.id, first, last),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
       timers: {
         nowMs: () => this.sched.nowMs,
@@ -280,6 +284,44 @@ export class SimCluster {
         failed: (m) => this.snapshotDone(m, false),
       });
     }
+  }
+
+  private sendRevisions(from: Member, incarnation: number, to: NodeId, message: RevisionMessage): void {
+    if (from.incarnation !== incarnation) return;
+    this.log(`tso ${from.id}->${to} ${message.kind} ${message.id}`);
+    this.net.carry(
+      from.id,
+      to,
+      () => {
+        const target = this.members.get(to);
+        if (target === undefined || target.removed) return;
+        this.onMember(target, target.incarnation, () => target.node?.receiveRevisions(from.id, message));
+      },
+      () => {},
+    );
+  }
+
+  /**
+   * The TSO's half of the revision oracle: no revision is handed out twice,
+   * by any node, in any term (tso.ts: a new meta leader starts above every
+   * window an earlier one persisted). A write's stamp is checked again at
+   * apply (checkRevision), but a range that is not the meta range would
+   * commit a twice-given revision, so the hand-out itself is checked.
+   */
+  private checkHandedOut(node: NodeId, first: number, last: number): void {
+    const list = this.handedOut;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((list[mid] as { first: number }).first < first) lo = mid + 1;
+      else hi = mid;
+    }
+    const before = list[lo - 1];
+    const after = list[lo];
+    const clash = before !== undefined && before.last >= first ? before : after !== undefined && after.first <= last ? after : undefined;
+    if (clash !== undefined) this.violation('revision', `revision: the TSO on node ${node} handed out ${first}..${last}, and node ${clash.node} had handed out ${clash.first}..${clash.last}`);
+    list.splice(lo, 0, { first, last, node });
   }
 
   private deliver(msg: Message): void {

@@ -108,25 +108,34 @@ export class SimNetwork {
    * never if the message is lost. Returns false when dropped at once.
    */
   send(m: Message, deliver: (m: Message) => void, onDrop: (m: Message) => void): void {
-    if (this.isBlocked(m.from, m.to) || this.rng.chance(this.conditions.lossRate)) {
+    this.carry(m.from, m.to, () => deliver(m), () => onDrop(m));
+  }
+
+  /**
+   * Carries any message from one node to another under the same delay, loss,
+   * duplication and partitions as Raft's (the revision services' requests
+   * and answers go this way too).
+   */
+  carry(from: NodeId, to: NodeId, deliver: () => void, onDrop: () => void): void {
+    if (this.isBlocked(from, to) || this.rng.chance(this.conditions.lossRate)) {
       this.dropped++;
-      onDrop(m);
+      onDrop();
       return;
     }
     this.sched.after(this.delay(), () => {
       // A link cut while the message was in flight loses it.
-      if (this.isBlocked(m.from, m.to)) {
+      if (this.isBlocked(from, to)) {
         this.dropped++;
-        onDrop(m);
+        onDrop();
         return;
       }
       this.delivered++;
-      deliver(m);
+      deliver();
     });
     if (this.rng.chance(this.conditions.dupRate)) {
       this.duplicated++;
       this.sched.after(this.delay() * 3, () => {
-        if (!this.isBlocked(m.from, m.to)) deliver(m);
+        if (!this.isBlocked(from, to)) deliver();
       });
     }
   }

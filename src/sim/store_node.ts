@@ -14,6 +14,7 @@ import {
   type RangeMessage,
   type ReplicaRaftOptions,
   type RequestRunner,
+  type RevisionMessage,
   type Store,
   type WatchHub,
 } from '../kv/index.js';
@@ -41,6 +42,10 @@ export interface StoreNodeEnv {
   /** The founding membership, for a founding member's first start. */
   readonly bootstrap: ConfState | undefined;
   send(to: NodeId, messages: readonly RangeMessage[]): void;
+  /** A revision service's request or answer to another node (src/kv/revisions.ts). */
+  sendRevisions(to: NodeId, message: RevisionMessage): void;
+  /** This node's TSO handed out first..last under a confirmed leadership (the revision oracle). */
+  onRevisionsHandedOut(first: number, last: number): void;
   scheduleLoop(loop: () => void): void;
   /** The store's proposal window in ms, 0 for none. */
   readonly proposalWindowMs: number;
@@ -81,7 +86,7 @@ export class SimStoreNode {
       // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes it.
       name: `s${env.id}`,
       engine: env.engine,
-      transport: { send: (to, msgs) => env.send(to, msgs) },
+      transport: { send: (to, msgs) => env.send(to, msgs), sendRevisions: (to, message) => env.sendRevisions(to, message) },
       rng: env.rng,
       timers: env.timers,
       raft: { ...env.raft, logger: (l) => env.trace(l) },
@@ -101,6 +106,7 @@ export class SimStoreNode {
       onApplied: (_range, a) => env.onApply(env.id, a),
       onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
       sabotage: env.sabotage,
+      onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
     });
   }
 
@@ -152,6 +158,10 @@ export class SimStoreNode {
 
   receive(messages: readonly RangeMessage[]): void {
     this.store.receive(messages);
+  }
+
+  receiveRevisions(from: NodeId, message: RevisionMessage): void {
+    this.kv.receiveRevisions(from, message);
   }
 
   reportSnapshot(to: NodeId, ok: boolean): void {

@@ -58,7 +58,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     nodeId: TEST_NODE_ID,
     name: 'test',
     engine,
-    transport: { send: () => {} },
+    transport: { send: () => {}, sendRevisions: () => {} },
     rng: new SeededRng(1),
     timers: realTimers,
     raft: { electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1 },

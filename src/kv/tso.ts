@@ -43,7 +43,7 @@ export const TSO_MAX_BATCH_REVISIONS = TSO_WINDOW_REVISIONS;
 /**
  * The deliberate bug of ADR 0009 §3: the oracle serves from the window it has
  * asked to persist before it is persisted, so a new leader may hand out the
- * same revisions again. Not yet in src/raft/sabotage.ts's BugName list.
+ * same revisions again. One of src/raft/sabotage.ts's BugNames.
  */
 export const TSO_SERVES_BEFORE_PERSIST = 'tso-serves-before-persist';
 

@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Etcd3 } from 'etcd3';
+import { etcdctl, etcdctlMissing } from './etcd/testing.testlib.js';
+import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import type { RangeInfo } from './ranges.js';
+
+/** Small enough that a few hundred keys make several ranges. */
+const RANGE_MAX_BYTES = 8_192;
+const KEYS = 400;
+const VALUE_BYTES = 100;
+
+function valueOf(i: number): string {
+  return `v${i}-`.padEnd(VALUE_BYTES, String.fromCharCode(97 + (i % 26)));
+}
+
+async function rangesOf(admin: string): Promise<RangeInfo[]> {
+  return (await (await fetch(`http://${admin}/ranges`)).json()) as RangeInfo[];
+}
+
+/** Whether the ranges, sorted by start, cover the key space once, with no gap and no overlap. */
+function partitionProblem(ranges: readonly RangeInfo[]): string | undefined {
+  const sorted = [...ranges].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
+  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
+  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
+  return sorted[sorted.length - 1]?.end === '' ? undefined : 'the last range does not reach the end of the key space';
+}
+
+test('real processes: 3 nodes split a loaded key space into many ranges by size; every acknowledged key reads back through etcdctl and the etcd3 client', async (t) => {
+  const cluster = await ProcCluster.create(3, { prefix: 'tessera-split-', extraArgs: ['--range-max-bytes', String(RANGE_MAX_BYTES)] });
+  try {
+    await cluster.startAll();
+    const clients = cluster.clientAddresses.map((a) => new KvClient(a));
+    const acked = new Map<string, string>();
+    for (let i = 0; i < KEYS; i++) {
+      const key = `key/${String((i * 7919) % 10_007).padStart(5, '0')}`;
+      const value = valueOf(i);
+      await retryUntil(`put ${key}`, 20_000, () => clients[i % clients.length]!.put(key, value, 5_000));
+      acked.set(key, value);
+    }
+    const admin = cluster.specs[0]!.admin;
+    const ranges = await retryUntil('several ranges', 30_000, async () => {
+      const list = await rangesOf(admin);
+      if (list.length < 4) throw new Error(`${list.length} ranges so far`);
+      return list;
+    });
+    note(`split into ${ranges.length} ranges: ${ranges.map((r) => `${r.id}:${r.keys}k/${r.bytes}B`).join(' ')}`);
+    assert.equal(partitionProblem(ranges), undefined);
+    // Every node sees every range with the same bounds once it has caught up.
+    for (const spec of cluster.specs) {
+      await retryUntil(`${spec.name} holds every range`, 30_000, async () => {
+        const mine = await rangesOf(spec.admin);
+        const problem = partitionProblem(mine);
+        if (problem !== undefined || mine.length < ranges.length) throw new Error(problem ?? `${mine.length} ranges`);
+      });
+    }
+
+    await t.test('etcd3 client: every key, with its value, one read over every range', async () => {
+      const client = new Etcd3({ hosts: cluster.clientAddresses.map((a) => `http://${a}`) });
+      try {
+        const all = await client.getAll().prefix('key/').strings();
+        assert.equal(Object.keys(all).length, acked.size);
+        for (const [k, v] of acked) assert.equal(all[k], v, k);
+        assert.equal(await client.getAll().prefix('key/').count(), acked.size);
+      } finally {
+        client.close();
+      }
+    });
+
+    await t.test('etcdctl: get --prefix lists every key from each node; a limited read pages across ranges', { skip: etcdctlMissing() }, async () => {
+      for (const address of cluster.clientAddresses) {
+        const out = await etcdctl(address, ['get', '--prefix', 'key/', '--keys-only']);
+        assert.equal(out.code, 0, out.stderr);
+        const keys = out.stdout.split('\n').filter((l) => l.length > 0);
+        assert.deepEqual(keys, [...acked.keys()].sort());
+      }
+      const limited = await etcdctl(cluster.clientAddresses[1]!, ['get', '--prefix', 'key/', '--limit', '7', '-w', 'json']);
+      const json = JSON.parse(limited.stdout) as { kvs: unknown[]; more: boolean; count: number };
+      assert.equal(json.kvs.length, 7);
+      assert.equal(json.more, true);
+      assert.equal(json.count, acked.size);
+    });
+
+    await t.test('a write over two ranges is refused whole (FAILED_PRECONDITION); a write inside one succeeds', { skip: etcdctlMissing() }, async () => {
+      const refused = await etcdctl(cluster.clientAddresses[0]!, ['del', '--prefix', 'key/']);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /more than one range/);
+      const still = await etcdctl(cluster.clientAddresses[0]!, ['get', '--prefix', 'key/', '--keys-only']);
+      assert.equal(still.stdout.split('\n').filter((l) => l.length > 0).length, acked.size, 'nothing was deleted');
+      const inside = await etcdctl(cluster.clientAddresses[2]!, ['put', 'key/00000', 'one range']);
+      assert.equal(inside.code, 0, inside.stderr);
+    });
+    assert.deepEqual(cluster.unexpectedExits, []);
+  } catch (error) {
+    note(cluster.unexpectedExits.join('\n'));
+    throw error;
+  } finally {
+    await cluster.destroy();
+  }
+});
