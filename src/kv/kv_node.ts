@@ -25,6 +25,9 @@ import { WatchHub } from './watch_hub.js';
  */
 export const META_RANGE: RangeId = 1;
 
+/** How often the metadata range's leader looks for keys in other ranges whose lease is gone (see sweepLeaseKeys). */
+export const LEASE_SWEEP_INTERVAL_MS = 500;
+
 export interface KvNodeOptions {
   readonly nodeId: NodeId;
   /** The member's name, published in the member table. */
@@ -93,6 +96,10 @@ export class KvNode {
   /** Revisions for this node's range leaders, and the TSO when its meta replica leads (ADR 0009 §2). */
   readonly revisions: RevisionService;
   private readonly machines = new Map<RangeId, MvccStateMachine>();
+  private nextSweepMs = 0;
+  private sweepSeq = 0;
+  /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
+  private readonly sweeping = new Set<string>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
@@ -273,14 +280,43 @@ export class KvNode {
   private afterTicks(): void {
     this.revisions.check();
     this.leaseKeeper.tick();
+    this.sweepLeaseKeys();
     this.membership.tick();
     this.watches.pump();
+  }
+
+  /**
+   * On the metadata range's leader, every LEASE_SWEEP_INTERVAL_MS: keys of
+   * other ranges whose lease is gone are deleted there (a lease-revoke
+   * command in that range). The lease table lives on the metadata range; a
+   * lease's keys may lie in any range (issue 13), so its expiry or
+   * revocation reaches them this way, each range at its own revision: not
+   * atomically across ranges, which needs issue 14's transactions. A key
+   * whose put raced with the revocation is deleted by the next sweep.
+   */
+  private sweepLeaseKeys(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextSweepMs) return;
+    this.nextSweepMs = nowMs + LEASE_SWEEP_INTERVAL_MS;
+    if (this.store.replica(META_RANGE)?.raw.raft.state !== 'leader') return;
+    const records = this.stateMachine.leases;
+    for (const rangeId of this.store.rangeIds()) {
+      const sm = this.machines.get(rangeId);
+      if (rangeId === META_RANGE || sm?.descriptor === undefined) continue;
+      for (const id of sm.leases.attachedIds()) {
+        const tag = `${rangeId}:${id}`;
+        if (records.has(id) || this.sweeping.has(tag)) continue;
+        this.sweeping.add(tag);
+        const requestId = `${this.o.requestIdPrefix}.sweep:${++this.sweepSeq}`;
+        this.store.propose(rangeId, requestId, encodeCommand({ kind: 'lease-revoke', requestId, id }), () => this.sweeping.delete(tag));
+      }
+    }
   }
 
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv, holdsLeaseRecords: rangeId === META_RANGE })));
     return sm;
   }
 

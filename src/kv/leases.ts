@@ -36,6 +36,13 @@ export class LeaseTable {
     private readonly rangeId: RangeId,
     view: ReadView,
     mvcc: MvccStore,
+    /**
+     * Whether lease records live in this range (the metadata range). Other
+     * ranges keep only which of their keys carry which lease id, for the
+     * lease's revocation to find them (issue 13: keys and leases in
+     * different ranges).
+     */
+    private readonly holdsRecords = true,
   ) {
     for (const kv of view.scan({ start: keys.leaseStart(rangeId), end: keys.leaseEnd(rangeId) })) {
       const record = decodeJson<LeaseRecord>(kv.value, 'lease record');
@@ -106,16 +113,27 @@ export class LeaseTable {
   }
 
   private attach(k: string, id: number): void {
-    const lease = this.leases.get(id);
-    // A key may carry the id of a lease revoked before it was written (cannot happen through
-    // Txn, which checks leases); then it is simply not attached.
-    if (lease === undefined) return;
+    let lease = this.leases.get(id);
+    if (lease === undefined) {
+      // A key may carry the id of a lease revoked before it was written (cannot happen through
+      // Txn, which checks leases); then it is simply not attached. Where no records are kept,
+      // the attachment is all there is.
+      if (this.holdsRecords) return;
+      this.leases.set(id, (lease = { record: { id, ttlSeconds: 0 }, keys: new Set() }));
+    }
     lease.keys.add(k);
     this.keyLease.set(k, id);
   }
 
   private detach(k: string, id: number): void {
-    this.leases.get(id)?.keys.delete(k);
+    const lease = this.leases.get(id);
+    lease?.keys.delete(k);
     this.keyLease.delete(k);
+    if (!this.holdsRecords && lease?.keys.size === 0) this.leases.delete(id);
+  }
+
+  /** The lease ids this range's keys carry (where no records are kept: every id it knows). */
+  attachedIds(): number[] {
+    return [...this.leases.entries()].filter(([, l]) => l.keys.size > 0).map(([id]) => id).sort((a, b) => a - b);
   }
 }

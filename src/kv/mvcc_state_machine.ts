@@ -33,6 +33,11 @@ import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSna
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
+export interface MvccStateMachineOptions extends MvccOpenOptions {
+  /** Whether the lease records live in this range: the metadata range's (default true, for a lone range). */
+  readonly holdsLeaseRecords?: boolean;
+}
+
 /** What applying a command yields; `requestId` routes it to the proposer. */
 export type CommandResult =
   | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse; readonly events: readonly MvccEvent[] }
@@ -87,7 +92,7 @@ export class MvccStateMachine implements RangeStateMachine {
   constructor(
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
-    private readonly mvccOptions: MvccOpenOptions = {},
+    private readonly mvccOptions: MvccStateMachineOptions = {},
   ) {}
 
   /**
@@ -160,7 +165,7 @@ export class MvccStateMachine implements RangeStateMachine {
 
   /** The replicated lease table, (re)built from the engine like the MVCC store. */
   get leases(): LeaseTable {
-    if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc);
+    if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc, this.mvccOptions.holdsLeaseRecords ?? true);
     return this.leaseTable;
   }
 
@@ -239,7 +244,11 @@ export class MvccStateMachine implements RangeStateMachine {
         // Routed before a split that applied first: refused alike everywhere, and routed again.
         if (!this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
         const leases = this.leases;
-        const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => leases.has(id), revision });
+        // A range without lease records attaches any lease: the node checked it on the metadata
+        // range before proposing (KvApi), and a key left by a lease revoked meanwhile is swept
+        // (KvNode.sweepLeaseKeys).
+        const recordsHere = this.mvccOptions.holdsLeaseRecords ?? true;
+        const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => !recordsHere || leases.has(id), revision });
         leases.onEvents(result.events);
         this.countWritten(batch, result.events);
         return { requestId, kind: 'txn', response, events: result.events };
@@ -390,7 +399,8 @@ export class MvccStateMachine implements RangeStateMachine {
   /** Deletes a lease and every key attached to it, in one revision (DESIGN.md decision 8), the entry's stamp if it has one. */
   private revoke(batch: WriteBatch, requestId: string, id: number, revision: number | undefined): CommandResult {
     const leases = this.leases;
-    if (!leases.has(id)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
+    // Where no records are kept, revoking deletes this range's keys of the lease, if any.
+    if (!leases.has(id) && (this.mvccOptions.holdsLeaseRecords ?? true)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
     const txn = this.mvcc.beginWrite(batch, { revision });
     for (const k of leases.keysOf(id)) txn.deleteRange(fromKeyString(k));
     const result = txn.end();

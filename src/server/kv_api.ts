@@ -155,6 +155,21 @@ export class KvApi {
     return this.o.ranges?.stateMachineOf(rangeId) ?? this.o.stateMachine;
   }
 
+  /**
+   * Lease records live on the metadata range (`rangeId`); a put with a
+   * lease to another range is checked here, as that range cannot: the local
+   * table first, and after a read barrier on the metadata range if the
+   * lease is not there yet (it may have been granted through another node).
+   */
+  private async checkLeases(request: TxnRequest): Promise<void> {
+    const ids = leaseIdsOf(request);
+    if (ids.length === 0) return;
+    const leases = this.o.stateMachine.leases;
+    if (ids.every((id) => leases.has(id))) return;
+    await this.readBarrier(this.o.rangeId);
+    if (!ids.every((id) => this.o.stateMachine.leases.has(id))) throw new TesseraError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+  }
+
   /** The one range that holds every key a txn names, or CROSS_RANGE. */
   private rangeOfTxn(request: TxnRequest): RangeId {
     if (this.o.ranges === undefined) return this.o.rangeId;
@@ -188,6 +203,7 @@ export class KvApi {
         if (attempt < MAX_REROUTES && this.rangeOfTxn(request) !== rangeId) continue;
         return this.machine(rangeId).mvcc.readTxn(request);
       }
+      if (rangeId !== this.o.rangeId) await this.checkLeases(request);
       try {
         const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }), rangeId);
         if (result.kind === 'txn') return result.response;
@@ -255,7 +271,10 @@ export class KvApi {
     const record = this.o.stateMachine.leases.get(id);
     if (record === undefined) return undefined;
     const remaining = this.o.leaseKeeper?.remainingSeconds(id) ?? record.ttlSeconds;
-    return { ttlSeconds: record.ttlSeconds, remainingSeconds: remaining, keys: this.o.stateMachine.leases.keysOf(id) };
+    // The lease's keys in every range on this node (the metadata range holds the record, any range the keys).
+    const keys = this.o.stateMachine.leases.keysOf(id);
+    for (const r of this.o.ranges?.router.list() ?? []) if (r.rangeId !== this.o.rangeId) keys.push(...this.machine(r.rangeId).leases.keysOf(id));
+    return { ttlSeconds: record.ttlSeconds, remainingSeconds: remaining, keys: keys.sort() };
   }
 
   leaseIds(): number[] {
@@ -313,4 +332,14 @@ function sameRoute(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean 
 function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
+}
+
+/** The lease ids a txn's puts carry, nested txns included. */
+function leaseIdsOf(request: TxnRequest): number[] {
+  const out: number[] = [];
+  for (const op of [...request.success, ...request.failure]) {
+    if (op.type === 'put' && (op.put.lease ?? 0) !== 0) out.push(op.put.lease as number);
+    else if (op.type === 'txn') out.push(...leaseIdsOf(op.txn));
+  }
+  return out;
 }

@@ -55,3 +55,38 @@ test('KvApi over split ranges: Range answers as one range would (limit, sort, co
     await node.close();
   }
 });
+
+test('KvApi over split ranges: a lease holds keys in any range; revoking it or letting it expire deletes them all; an unknown lease is refused', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const right = await split(node, META_RANGE, 'h');
+    await split(node, right, 'p');
+    const putWith = (key: string, lease: number): Promise<unknown> =>
+      kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(key), value: enc.encode('x'), lease } }], failure: [] });
+    const present = async (key: string): Promise<boolean> => (await kv.range({ key: enc.encode(key) }, false)).kvs.length === 1;
+    const until = async (what: string, ok: () => Promise<boolean>): Promise<void> => {
+      for (let i = 0; i < 100; i++) {
+        if (await ok()) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.fail(what);
+    };
+
+    const { id } = await kv.leaseGrant(0, 60);
+    for (const k of ['a', 'k', 'z']) await putWith(k, id);
+    assert.deepEqual(kv.leaseTimeToLive(id)?.keys.map((k) => dec.decode(Buffer.from(k, 'latin1'))).sort(), ['a', 'k', 'z']);
+    await kv.leaseRevoke(id);
+    await until('every key of the revoked lease is gone', async () => !(await present('a')) && !(await present('k')) && !(await present('z')));
+
+    const short = await kv.leaseGrant(0, 1);
+    await putWith('q', short.id);
+    await putWith('b', short.id);
+    await until('keys of the expired lease are gone in both ranges', async () => !(await present('q')) && !(await present('b')));
+
+    await assert.rejects(putWith('x', 424242), (e: unknown) => isTesseraError(e, 'LEASE_NOT_FOUND'));
+    assert.equal(await present('x'), false);
+  } finally {
+    await node.close();
+  }
+});
