@@ -19,7 +19,7 @@ import { isMvccRefusal } from './errors.js';
 import { Model, type ModelChange, type ModelKV, type ModelWrite, inRange } from './model.testlib.js';
 import type { KeyValue, RangeOptions, SortOrder, SortTarget } from './range.js';
 import { MvccStore } from './store.js';
-import { LOCATION, compactAll, text } from './testing.testlib.js';
+import { LOCATION, assertSameStore, compactAll, text } from './testing.testlib.js';
 import type { Compare, CompareResult, CompareTarget, RequestOp } from './txn.js';
 import type { MvccEvent } from './write-txn.js';
 
@@ -263,7 +263,7 @@ class Harness {
   private reopen(): void {
     this.commit();
     const reopened = MvccStore.open(this.engine, LOCATION);
-    assert.ok(reopened.indexEquals(this.store), 'the index rebuilt from storage equals the live one');
+    assertSameStore(reopened, this.store);
     this.store = reopened;
   }
 }

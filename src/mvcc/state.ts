@@ -11,19 +11,22 @@ import {
   changeKeyAtMain,
   dataKey,
   dataKeyBounds,
+  dataKeyRevision,
   decodeChangeKey,
   decodeMeta,
   decodeRecord,
   encodeMeta,
   encodeRecord,
+  isTombstoneRecord,
   isWholeKeySpan,
   metaKey,
   parseDataKey,
   spanContains,
 } from './codec.js';
-import { KeyHistory, KeyIndex } from './key-index.js';
+import type { KeyInterval } from './bytes.js';
 import { PendingWrites } from './pending.js';
-import { type Revision, formatRevision } from './revision.js';
+import { type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
+import { type VersionHead, forEachKeyAt, newestAt } from './versions.js';
 
 /**
  * Where a store keeps its data: the range-local meta record under
@@ -44,8 +47,10 @@ export interface ChangeRef {
 }
 /**
  * The mutable state shared by MvccStore, its write transactions and the
- * compaction, event and hash code: the engine, the key index, the meta
- * fields and the overlay of not-yet-committed writes. Not exported from the
+ * compaction, event and hash code: the engine, the meta fields and the
+ * overlay of not-yet-committed writes. There is no in-memory key index (ADR
+ * 0009 §1): the `d` family, newest change first per key, is the index, so
+ * opening reads one record and a split rebuilds nothing. Not exported from the
  * package; MvccStore is the public face.
  */
 export class MvccState {
@@ -70,7 +75,6 @@ export class MvccState {
   private constructor(
     readonly engine: StorageEngine,
     readonly location: MvccLocation,
-    readonly index: KeyIndex,
     meta: MvccMeta,
     /** Whether a write's events must carry each changed key's previous value (see MvccOpenOptions). */
     readonly eventsWantPrevKv: () => boolean,
@@ -88,15 +92,14 @@ export class MvccState {
     this.everCompacted = meta.everCompacted;
   }
 
-  /** Loads the meta record and rebuilds the key index from the stored history, which must hold the meta's count of records. */
+  /** Loads the meta record; nothing else is read (verifyStoredCounts is the full check of the history, for those who can pay for it). */
   static open(engine: StorageEngine, location: MvccLocation, eventsWantPrevKv: () => boolean): MvccState {
     assert(location.metaPrefix.length > 0, 'an mvcc store needs a non-empty meta prefix');
     const { span } = location;
     assert(span.end === undefined || toKeyString(span.start) < toKeyString(span.end), 'an mvcc store needs a non-empty key span');
     const raw = engine.get(metaKey(location.metaPrefix));
     const meta = raw === undefined ? EMPTY_META : decodeMeta(raw);
-    const index = rebuildIndex(engine, span, meta);
-    return new MvccState(engine, location, index, meta, eventsWantPrevKv);
+    return new MvccState(engine, location, meta, eventsWantPrevKv);
   }
 
   get meta(): MvccMeta {
@@ -116,11 +119,28 @@ export class MvccState {
     if (this.pending.size > 0) this.pending.settle();
   }
 
-  /** The stored change `rev` of `key`, which the index refers to. */
+  /** The stored change `rev` of `key`, which another record names (a prev revision the compaction kept). */
   loadRecord(key: Uint8Array, rev: Revision): StoredRecord {
     const raw = this.pending.get(dataKey(key, rev));
-    assert(raw !== undefined, () => `mvcc record ${formatRevision(rev)} is in the index but not in storage`);
+    if (raw === undefined) throw new TesseraError('CORRUPT_DATA', `mvcc history: change ${formatRevision(rev)} is named by a record but not stored; the data file is damaged`);
     return checkedRecord(raw, key, rev);
+  }
+
+  /** The newest change of `key` at or below main revision `atMain`, tombstones included (versions.ts). */
+  newestAt(key: Uint8Array, atMain: number): VersionHead | undefined {
+    return newestAt(this.pending, this.span, key, atMain);
+  }
+
+  /** Each key of `interval` in the span with its newest change at or below `atMain`, in key order (versions.ts). */
+  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void): void {
+    forEachKeyAt(this.pending, this.span, interval, atMain, visit);
+  }
+
+  /** A change a walk found, decoded and checked against its `d` key (CRC, key, revision). */
+  recordOf(head: VersionHead): StoredRecord {
+    const parsed = parseDataKey(head.dataKey);
+    if (parsed === undefined) throw new TesseraError('CORRUPT_DATA', 'mvcc history: a stored key in the data family is malformed; the data file is damaged');
+    return checkedRecord(head.raw, parsed.userKey, parsed.rev);
   }
 
   /**
@@ -181,9 +201,40 @@ export class MvccState {
     batch.put(this.metaKey, encodeMeta(this.meta));
   }
 
-  /** Whether the index still refers to the stored change `rev` of `key`. */
-  indexHolds(key: Uint8Array, rev: Revision): boolean {
-    return this.index.get(toKeyString(key))?.contains(rev) ?? false;
+  /**
+   * Whether compaction keeps change `rev` of `key` (stored or not: a record's
+   * prev may name one that is gone). Every change above the compacted
+   * revision C stays; of those at or below it only the key's newest does,
+   * and not if it is a tombstone below C (etcd's rule: a live key keeps its
+   * value at C, and a delete at exactly C stays for watches from C). One
+   * seek; no index. The same answer on every replica, however far the
+   * physical deletion has got.
+   */
+  holds(key: Uint8Array, rev: Revision): boolean {
+    if (rev.main > this.compactedRevision) return true;
+    const kept = this.keptRevision(key);
+    return kept !== null && revisionsEqual(kept, rev);
+  }
+
+  /** The change of `key` at or below the compacted revision that compaction keeps, or null (see holds). */
+  keptRevision(key: Uint8Array): Revision | null {
+    const compacted = this.compactedRevision;
+    const head = this.newestAt(key, compacted);
+    if (head === undefined) return null;
+    const newest = dataKeyRevision(head.dataKey, head.prefixBytes);
+    return newest.main < compacted && isTombstoneRecord(head.raw) ? null : newest;
+  }
+
+  /**
+   * holds() for a change the `e` family lists (so it is stored): without a
+   * seek once the physical pass has gone past it, since what that pass
+   * leaves behind is what compaction keeps.
+   */
+  holdsStored(change: ChangeRef): boolean {
+    if (change.rev.main > this.compactedRevision) return true;
+    const cursor = this.compactionCursor;
+    if (cursor === undefined || compareRevisions(change.rev, cursor) < 0) return true;
+    return this.holds(change.key, change.rev);
   }
 }
 
@@ -198,59 +249,24 @@ function checkedRecord(raw: Uint8Array, key: Uint8Array, rev: Revision): StoredR
 }
 
 /**
- * Builds the key index from the `d` records in `span` (each key's changes
- * come newest first, so a key's are collected, then replayed oldest first),
- * then applies the recorded compaction. Both families must hold the meta's
- * count of changes: LMDB pages carry no checksum, and a damaged one can hide
- * keys from every scan.
+ * Counts the store's `d` records and `e` entries against the meta record:
+ * LMDB pages carry no checksum, so a damaged one can hide keys from every
+ * scan, and only a full pass finds the hole. Keys are counted, not decoded
+ * (each record's CRC is checked where it is read). O(history): for start-up
+ * checks, invariants and diagnostics, never on open.
  */
-export function rebuildIndex(view: ReadView, span: KeySpan, meta: MvccMeta): KeyIndex {
-  const histories = new Map<string, KeyHistory>();
+export function verifyStoredCounts(view: ReadView, span: KeySpan, meta: MvccMeta): void {
   let records = 0;
-  let keyString: string | undefined;
-  let key: Uint8Array | undefined;
-  let newestFirst: { rev: Revision; record: StoredRecord }[] = [];
-  const flush = (): void => {
-    if (keyString === undefined) return;
-    const history = new KeyHistory(key!);
-    for (let i = newestFirst.length - 1; i >= 0; i--) {
-      const { rev, record } = newestFirst[i]!;
-      history.restore(rev, record.tombstone, record.createRevision, record.version);
-    }
-    histories.set(keyString, history);
-    newestFirst = [];
-  };
-  for (const { key: stored, value } of view.scan(dataKeyBounds(span))) {
-    records++;
-    const parsed = parseDataKey(stored);
-    if (parsed === undefined) throw new TesseraError('CORRUPT_DATA', 'mvcc history: a stored key in the data family is malformed; the data file is damaged');
-    const { userKey, rev } = parsed;
-    assert(rev.main <= meta.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${meta.currentRevision}`);
-    const record = checkedRecord(value, userKey, rev);
-    const ks = toKeyString(userKey);
-    if (ks !== keyString) {
-      flush();
-      keyString = ks;
-      key = record.key;
-    }
-    newestFirst.push({ rev, record });
-  }
-  flush();
+  for (const _ of view.scan(dataKeyBounds(span))) records++;
   if (records !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${records} change records are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
   const whole = isWholeKeySpan(span);
   let changes = 0;
-  for (const { key: stored, value } of view.scan(CHANGE_KEY_BOUNDS)) {
-    if (!whole && !spanContains(span, value)) continue;
-    changes++;
-    const rev = decodeChangeKey(stored);
-    assert(rev.main <= meta.currentRevision, () => `change index entry ${formatRevision(rev)} is after the current revision ${meta.currentRevision}`);
+  for (const { value } of view.scan(CHANGE_KEY_BOUNDS)) {
+    if (whole || spanContains(span, value)) changes++;
   }
   if (changes !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${changes} change index entries are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
-  const index = new KeyIndex(histories);
-  if (meta.compactedRevision > 0) index.compact(meta.compactedRevision);
-  return index;
 }

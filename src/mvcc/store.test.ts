@@ -38,7 +38,7 @@ test('store: a meta record of format 2 (revisions from 0) or 4 (records under th
   }
 });
 
-test('store: the meta record counts the stored changes (records and change index entries alike) through writes, deletes and compaction; a store missing either is refused at open', () => {
+test('store: the meta record counts the stored changes (records and change index entries alike) through writes, deletes and compaction; a store missing either is refused by verifyHistory (open reads the meta record alone)', () => {
   const { engine, store } = newStore();
   const stored = (): number => {
     const { records, entries } = storedChanges(engine);
@@ -72,7 +72,9 @@ test('store: the meta record counts the stored changes (records and change index
     const batch = engine.newBatch();
     batch.delete(victim.key);
     engine.commit(batch, () => {});
-    assert.throws(() => MvccStore.open(engine, LOCATION), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
+    const damaged = MvccStore.open(engine, LOCATION);
+    assert.throws(() => damaged.verifyHistory(), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
+    assert.throws(() => damaged.checkInvariants(), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
     const restore = engine.newBatch();
     restore.put(victim.key, victim.value);
     engine.commit(restore, () => {});
