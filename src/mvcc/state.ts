@@ -11,6 +11,7 @@ import {
   changeKeyAtMain,
   dataKey,
   dataKeyBounds,
+  dataKeyMain,
   dataKeyRevision,
   decodeChangeKey,
   decodeMeta,
@@ -25,7 +26,7 @@ import {
 } from './codec.js';
 import type { KeyInterval } from './bytes.js';
 import { PendingWrites } from './pending.js';
-import { type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
+import { MAX_REVISION, REVISION_BYTES, type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
 import { type VersionHead, forEachKeyAt, newestAt } from './versions.js';
 
 /**
@@ -39,6 +40,14 @@ export interface MvccLocation {
   readonly metaPrefix: Uint8Array;
   readonly span: KeySpan;
 }
+
+/**
+ * Keys whose newest `d` key a store remembers (a few MiB at most): a point
+ * read of a remembered key at or above its newest change is then an exact
+ * engine get, as cheap as with the in-memory index it replaces, instead of a
+ * range seek. A cache, never the truth: a miss seeks.
+ */
+export const KEY_HEAD_CACHE_ENTRIES = 65_536;
 
 /** One entry of the change index: change `rev` of user key `key`. */
 export interface ChangeRef {
@@ -71,6 +80,13 @@ export class MvccState {
   everCompacted: boolean;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
+  /**
+   * Key string → the `d` key of the key's newest change, pending ones
+   * included (KEY_HEAD_CACHE_ENTRIES). Kept right by putRecord and
+   * deleteRecord, the only ways this store's records change; a snapshot
+   * install reopens the store. Oldest insertion evicted first.
+   */
+  private readonly heads = new Map<string, Uint8Array>();
 
   private constructor(
     readonly engine: StorageEngine,
@@ -128,12 +144,35 @@ export class MvccState {
 
   /** The newest change of `key` at or below main revision `atMain`, tombstones included (versions.ts). */
   newestAt(key: Uint8Array, atMain: number): VersionHead | undefined {
+    const keyString = toKeyString(key);
+    const cached = this.heads.get(keyString);
+    let newest: VersionHead | undefined;
+    if (cached !== undefined) {
+      const raw = this.pending.get(cached);
+      if (raw === undefined) throw new TesseraError('CORRUPT_DATA', `mvcc history: the newest change of a key is not stored; the data file is damaged`);
+      newest = { dataKey: cached, raw, prefixBytes: cached.length - REVISION_BYTES };
+    } else {
+      newest = newestAt(this.pending, this.span, key, MAX_REVISION);
+      if (newest === undefined) return undefined;
+      this.rememberHead(keyString, newest.dataKey);
+    }
+    if (dataKeyMain(newest.dataKey, newest.prefixBytes) <= atMain) return newest;
     return newestAt(this.pending, this.span, key, atMain);
   }
 
   /** Each key of `interval` in the span with its newest change at or below `atMain`, in key order (versions.ts). */
   forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void): void {
+    if (interval.end === undefined) {
+      const head = this.newestAt(interval.start, atMain);
+      if (head !== undefined) visit(head);
+      return;
+    }
     forEachKeyAt(this.pending, this.span, interval, atMain, visit);
+  }
+
+  private rememberHead(keyString: string, newestDataKey: Uint8Array): void {
+    if (this.heads.size >= KEY_HEAD_CACHE_ENTRIES && !this.heads.has(keyString)) this.heads.delete(this.heads.keys().next().value!);
+    this.heads.set(keyString, newestDataKey);
   }
 
   /** A change a walk found, decoded and checked against its `d` key (CRC, key, revision). */
@@ -165,7 +204,12 @@ export class MvccState {
     assert(record.modRevision === rev.main, 'record mod revision differs from its key');
     if (!spanContains(this.span, record.key)) assert(false, () => `a write of a key outside the store's span`);
     // The record first: a batch that refuses it (too large) has then written nothing of the change.
-    this.pending.put(batch, dataKey(record.key, rev), encodeRecord(record));
+    const stored = dataKey(record.key, rev);
+    this.pending.put(batch, stored, encodeRecord(record));
+    const keyString = toKeyString(record.key);
+    // Re-inserted, so a key written often stays; the cache holds the key's newest change from now on.
+    this.heads.delete(keyString);
+    this.rememberHead(keyString, stored);
     // A copy: the caller's key is often a view of a larger buffer (a decoded command).
     this.pending.put(batch, changeKey(rev), record.key.slice());
     this.recordCount++;
@@ -173,7 +217,12 @@ export class MvccState {
 
   /** Deletes a stored change, record and index entry; the caller found it in storage (compaction scans for them), so the count stays exact. */
   deleteRecord(batch: WriteBatch, change: ChangeRef): void {
-    this.pending.delete(batch, dataKey(change.key, change.rev));
+    const stored = dataKey(change.key, change.rev);
+    this.pending.delete(batch, stored);
+    const keyString = toKeyString(change.key);
+    const head = this.heads.get(keyString);
+    // Compaction deletes a key's newest change only with the whole key (a tombstone below the compacted revision).
+    if (head !== undefined && bytesEqual(head, stored)) this.heads.delete(keyString);
     this.pending.delete(batch, changeKey(change.rev));
     this.recordCount--;
     assert(this.recordCount >= 0, () => `deleting record ${formatRevision(change.rev)} leaves a negative record count`);
