@@ -118,7 +118,7 @@ function effectiveSortOrder(options: RangeOptions): SortOrder {
   return (options.sortTarget ?? 'KEY') !== 'KEY' && order === 'NONE' ? 'ASCEND' : order;
 }
 
-/** False when key order, which the index yields, is the answer. */
+/** False when key order, which the engine walk yields, is the answer. */
 function needsSort(options: RangeOptions): boolean {
   const order = effectiveSortOrder(options);
   return !(order === 'NONE' || ((options.sortTarget ?? 'KEY') === 'KEY' && order === 'ASCEND'));
