@@ -283,6 +283,8 @@ export interface StoredRecord {
 }
 
 const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
+/** A record's format and flag bytes, its first two: all isTombstoneRecord reads (with the record's length). */
+export const RECORD_HEAD_BYTES = 2;
 
 export function encodeRecord(record: StoredRecord): Uint8Array {
   const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
@@ -347,14 +349,15 @@ export function decodeRecord(stored: Uint8Array): StoredRecord {
 }
 
 /**
- * Whether a stored record is a tombstone, from its flag byte alone: counting
+ * Whether a stored record is a tombstone, from its flag byte alone (`stored`
+ * may be its first RECORD_HEAD_BYTES only, `storedBytes` its length): counting
  * the live keys of a range needs no more, and skips the checksum of every
  * value (as the in-memory index it replaces did). A record that cannot be
  * one is refused.
  */
-export function isTombstoneRecord(stored: Uint8Array): boolean {
-  if (stored.length < RECORD_FIXED_BYTES + CHECKSUM_BYTES || stored[0] !== RECORD_FORMAT) {
-    throw new TesseraError('CORRUPT_DATA', `mvcc record of format ${stored[0]}, ${stored.length} bytes; the record is corrupt`);
+export function isTombstoneRecord(stored: Uint8Array, storedBytes: number = stored.length): boolean {
+  if (storedBytes < RECORD_FIXED_BYTES + CHECKSUM_BYTES || stored.length < RECORD_HEAD_BYTES || stored[0] !== RECORD_FORMAT) {
+    throw new TesseraError('CORRUPT_DATA', `mvcc record of format ${stored[0]}, ${storedBytes} bytes; the record is corrupt`);
   }
   return (stored[1]! & FLAG_TOMBSTONE) !== 0;
 }

@@ -37,7 +37,7 @@ function checkKeyHistories(state: MvccState): void {
   let key: Uint8Array | undefined;
   let newestFirst: { rev: Revision; record: StoredRecord }[] = [];
   for (const { key: stored, value } of state.pending.scan(dataKeyBounds(state.span))) {
-    const record = state.recordOf({ dataKey: stored, raw: value, prefixBytes: 0 });
+    const record = state.recordOf({ dataKey: stored, raw: value, rawBytes: value.length, prefixBytes: 0 });
     const { rev } = parseDataKey(stored)!;
     assert(rev.main <= state.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${state.currentRevision}`);
     if (key !== undefined && !bytesEqual(key, record.key)) {

@@ -1,5 +1,6 @@
 import { assert } from '../base/index.js';
-import type { KeyValue as EngineKeyValue, ReadView, ScanOptions, WriteBatch } from '../storage/engine.js';
+import type { KeyValue as EngineKeyValue, ReadView, ScanOptions, VisitOptions, Visitor, WriteBatch } from '../storage/engine.js';
+import { visitPairs } from '../storage/scan.js';
 import { compareBytes, toKeyString } from './bytes.js';
 import { SortedKeys } from './sorted-keys.js';
 
@@ -82,6 +83,13 @@ export class PendingWrites {
     assert(options.reverse !== true, 'PendingWrites.scan supports ascending scans only');
     if (this.entries.size === 0) return this.engine.scan(options);
     return this.mergedScan(options);
+  }
+
+  /** The same as a visit (ReadView.visit): the engine's own, cheap one when nothing is pending. */
+  visit(options: VisitOptions, visitor: Visitor): void {
+    assert(options.reverse !== true, 'PendingWrites.visit supports ascending visits only');
+    if (this.entries.size === 0) return this.engine.visit(options, visitor);
+    visitPairs(this.mergedScan(options), options, visitor);
   }
 
   private *mergedScan(options: ScanOptions): IterableIterator<EngineKeyValue> {

@@ -2,7 +2,7 @@ import { assert } from '../base/index.js';
 import { type KeyInterval, compareBytes, keyInterval } from './bytes.js';
 import { type StoredRecord, isTombstoneRecord } from './codec.js';
 import { mvccError } from './errors.js';
-import type { VersionHead } from './versions.js';
+import type { VersionHead, WalkOptions } from './versions.js';
 
 /** A key-value pair as etcd's mvccpb.KeyValue shows it. `lease` 0 means no lease. */
 export interface KeyValue {
@@ -57,7 +57,7 @@ export interface RangeResult {
 /** What a read needs from the store or from a write transaction (MvccState). */
 export interface ReadSource {
   readonly compactedRevision: number;
-  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void): void;
+  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void, options?: WalkOptions): void;
   recordOf(head: VersionHead): StoredRecord;
 }
 
@@ -131,22 +131,36 @@ function hasRevisionFilters(options: RangeOptions): boolean {
 /**
  * The live keys of the range at `at`, from the engine (versions.ts): every
  * key is counted, as etcd counts, but only the first `limit` (0: all) are
- * decoded; the rest need only their tombstone flag.
+ * decoded. The rest need only their tombstone flag, so a second walk, from
+ * after the last key found, reads only the records' heads: the engine copies
+ * no values for them.
  */
 function collectKeys(source: ReadSource, options: RangeOptions, at: number, limit: number): { found: StoredRecord[]; count: number } {
   const found: StoredRecord[] = [];
-  const countOnly = options.countOnly === true;
+  const interval = keyInterval(options.key, options.rangeEnd);
   let count = 0;
-  source.forEachKeyAt(keyInterval(options.key, options.rangeEnd), at, (head) => {
-    if (countOnly || (limit !== 0 && found.length >= limit)) {
-      if (!isTombstoneRecord(head.raw)) count++;
-      return;
-    }
-    const record = source.recordOf(head);
-    if (record.tombstone) return;
-    count++;
-    found.push(record);
-  });
+  let afterKey: Uint8Array | undefined;
+  if (options.countOnly !== true) {
+    let full = false;
+    source.forEachKeyAt(interval, at, (head) => {
+      const record = source.recordOf(head);
+      if (record.tombstone) return true;
+      count++;
+      found.push(record);
+      full = limit !== 0 && found.length >= limit;
+      return !full;
+    });
+    if (!full) return { found, count };
+    afterKey = found[found.length - 1]!.key;
+  }
+  source.forEachKeyAt(
+    interval,
+    at,
+    (head) => {
+      if (!isTombstoneRecord(head.raw, head.rawBytes)) count++;
+    },
+    { headsOnly: true, afterKey },
+  );
   return { found, count };
 }
 

@@ -27,7 +27,7 @@ import {
 import type { KeyInterval } from './bytes.js';
 import { PendingWrites } from './pending.js';
 import { MAX_REVISION, REVISION_BYTES, type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
-import { type VersionHead, forEachKeyAt, newestAt } from './versions.js';
+import { type VersionHead, type WalkOptions, forEachKeyAt, newestAt } from './versions.js';
 
 /**
  * Where a store keeps its data: the range-local meta record under
@@ -150,7 +150,7 @@ export class MvccState {
     if (cached !== undefined) {
       const raw = this.pending.get(cached);
       if (raw === undefined) throw new TesseraError('CORRUPT_DATA', `mvcc history: the newest change of a key is not stored; the data file is damaged`);
-      newest = { dataKey: cached, raw, prefixBytes: cached.length - REVISION_BYTES };
+      newest = { dataKey: cached, raw, rawBytes: raw.length, prefixBytes: cached.length - REVISION_BYTES };
     } else {
       newest = newestAt(this.pending, this.span, key, MAX_REVISION);
       if (newest === undefined) return undefined;
@@ -161,13 +161,14 @@ export class MvccState {
   }
 
   /** Each key of `interval` in the span with its newest change at or below `atMain`, in key order (versions.ts). */
-  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void): void {
+  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void, options: WalkOptions = {}): void {
     if (interval.end === undefined) {
-      const head = this.newestAt(interval.start, atMain);
+      // A whole record serves a heads-only walk too.
+      const head = options.afterKey === undefined ? this.newestAt(interval.start, atMain) : undefined;
       if (head !== undefined) visit(head);
       return;
     }
-    forEachKeyAt(this.pending, this.span, interval, atMain, visit);
+    forEachKeyAt(this.pending, this.span, interval, atMain, visit, options);
   }
 
   private rememberHead(keyString: string, newestDataKey: Uint8Array): void {
@@ -304,17 +305,21 @@ function checkedRecord(raw: Uint8Array, key: Uint8Array, rev: Revision): StoredR
  * (each record's CRC is checked where it is read). O(history): for start-up
  * checks, invariants and diagnostics, never on open.
  */
-export function verifyStoredCounts(view: ReadView, span: KeySpan, meta: MvccMeta): void {
+export function verifyStoredCounts(view: Pick<ReadView, 'visit'>, span: KeySpan, meta: MvccMeta): void {
   let records = 0;
-  for (const _ of view.scan(dataKeyBounds(span))) records++;
+  // Keys only: a one-byte head spares the engine copying every value.
+  view.visit({ ...dataKeyBounds(span), valueHeadBytes: 1 }, () => {
+    records++;
+  });
   if (records !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${records} change records are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
   const whole = isWholeKeySpan(span);
   let changes = 0;
-  for (const { value } of view.scan(CHANGE_KEY_BOUNDS)) {
+  // An entry's value is its user key: needed only when the span is not the whole key space.
+  view.visit({ ...CHANGE_KEY_BOUNDS, valueHeadBytes: whole ? 1 : undefined }, (_, value) => {
     if (whole || spanContains(span, value)) changes++;
-  }
+  });
   if (changes !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${changes} change index entries are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
