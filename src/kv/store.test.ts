@@ -451,6 +451,7 @@ test('Store: a snapshot of a large key space is read in chunks outside the loop:
       visit: (o, visitor) => {
         for (const kv of counted(v.scan(o))) if (visitor(kv.key, kv.value, kv.value.length) === false) return;
       },
+      count: (o) => [...counted(v.scan(o))].length,
       close: () => v.close(),
     };
   };

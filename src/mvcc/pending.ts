@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import type { KeyValue as EngineKeyValue, ReadView, ScanOptions, VisitOptions, Visitor, WriteBatch } from '../storage/engine.js';
-import { visitPairs } from '../storage/scan.js';
+import { countByVisit, visitPairs } from '../storage/scan.js';
 import { compareBytes, toKeyString } from './bytes.js';
 import { SortedKeys } from './sorted-keys.js';
 
@@ -90,6 +90,12 @@ export class PendingWrites {
     assert(options.reverse !== true, 'PendingWrites.visit supports ascending visits only');
     if (this.entries.size === 0) return this.engine.visit(options, visitor);
     visitPairs(this.mergedScan(options), options, visitor);
+  }
+
+  /** The same as a count (ReadView.count): the engine's own when nothing is pending. */
+  count(options: ScanOptions): number {
+    if (this.entries.size === 0) return this.engine.count(options);
+    return countByVisit(this, options);
   }
 
   private *mergedScan(options: ScanOptions): IterableIterator<EngineKeyValue> {

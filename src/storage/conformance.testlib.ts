@@ -280,6 +280,14 @@ function scanTests(it: It): void {
     assertCode(() => engine.visit({ start: new Uint8Array(), valueHeadBytes: 0 }, () => {}), 'INVALID_ARGUMENT');
     assertCode(() => engine.visit({ start: new Uint8Array(), valueHeadBytes: MAX_VALUE_HEAD_BYTES + 1 }, () => {}), 'INVALID_ARGUMENT');
     assertCode(() => engine.visit({ start: new Uint8Array(), limit: -1 }, () => {}), 'INVALID_ARGUMENT');
+    // count: as many as the scan yields, staged batches, bounds and limits included.
+    for (const options of [{ start: new Uint8Array() }, { start: s('b'), end: s('c') }, { start: s('c'), end: s('b') }, { start: new Uint8Array(), limit: 2 }, { start: new Uint8Array(), reverse: true }]) {
+      assert.equal(engine.count(options), [...engine.scan(options)].length, JSON.stringify(options));
+    }
+    await commitDurable(engine, () => {});
+    assert.equal(engine.count({ start: new Uint8Array() }), 4);
+    assert.equal(engine.count({ start: s('b'), end: s('bc') }), 2);
+    assertCode(() => engine.count({ start: new Uint8Array(), limit: -1 }), 'INVALID_ARGUMENT');
   });
 
   it('a scan returns values and sees the state of the moment it was called', async (engine) => {
@@ -685,6 +693,7 @@ async function runSteps(engine: StorageEngine, steps: readonly Step[]): Promise<
         assert.deepEqual(pairsOf(engine.scan(options)), model.scan(step.start, step.end, step.reverse, step.limit));
         assert.deepEqual(visited(engine, options), expectedVisit(engine, options));
         assert.deepEqual(visited(engine, { ...options, valueHeadBytes: 1 }), expectedVisit(engine, { ...options, valueHeadBytes: 1 }));
+        assert.equal(engine.count(options), model.scan(step.start, step.end, step.reverse, step.limit).length);
       } else {
         snapshots.push({ view: engine.snapshotView(), model: model.copy() });
       }

@@ -1,7 +1,7 @@
 import { AssertionError, TesseraError, sharesBuffer, type Rng } from '../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from './batch.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, VisitOptions, Visitor, WriteBatch } from './engine.js';
-import { scanLimit, visitPairs } from './scan.js';
+import { countByVisit, scanLimit, visitPairs } from './scan.js';
 import { SortedMap } from './sorted_map.js';
 
 type Image = SortedMap<Uint8Array>;
@@ -102,6 +102,10 @@ export class MemoryEngine implements StorageEngine {
 
   visit(options: VisitOptions, visitor: Visitor): void {
     visitPairs(this.scan(options), options, visitor);
+  }
+
+  count(options: ScanOptions): number {
+    return countByVisit(this, options);
   }
 
   /** The next `count` syncs fail (EIO): their batches' callbacks get the error and the batches never reach the disk. */
@@ -250,6 +254,10 @@ class MemorySnapshot implements ReadView {
 
   visit(options: VisitOptions, visitor: Visitor): void {
     visitPairs(this.scan(options), options, visitor);
+  }
+
+  count(options: ScanOptions): number {
+    return countByVisit(this, options);
   }
 
   close(): void {

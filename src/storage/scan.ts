@@ -33,3 +33,12 @@ export function visitPairs(pairs: Iterable<KeyValue>, options: VisitOptions, vis
     if (visitor(key, shown, value.length) === false) return;
   }
 }
+
+/** A count by visiting, for engines and paths with nothing cheaper. */
+export function countByVisit(view: { visit(options: VisitOptions, visitor: Visitor): void }, options: ScanOptions): number {
+  let n = 0;
+  view.visit({ ...options, valueHeadBytes: 1 }, () => {
+    n++;
+  });
+  return n;
+}

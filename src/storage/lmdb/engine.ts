@@ -3,7 +3,7 @@ import { AssertionError, assert, TesseraError } from '../../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from '../batch.js';
 import { compareBytes } from '../bytes.js';
 import type { KeyValue, ReadView, ScanOptions, StorageEngine, VisitOptions, Visitor, WriteBatch } from '../engine.js';
-import { scanLimit, valueHeadBytes, visitPairs } from '../scan.js';
+import { countByVisit, scanLimit, valueHeadBytes, visitPairs } from '../scan.js';
 import { messageOf, openEnvironment, valueHead, type LmdbOpenOptions } from './environment.js';
 import { mergeScan, Overlay, OverlayLayer, type OverlayWrite } from './overlay.js';
 
@@ -76,6 +76,11 @@ export class LmdbEngine implements StorageEngine {
   visit(options: VisitOptions, visitor: Visitor): void {
     this.checkOpen();
     visitMerged(this.overlay, this.values, this.heads, options, visitor, undefined);
+  }
+
+  count(options: ScanOptions): number {
+    this.checkOpen();
+    return countMerged(this, this.overlay, this.data, options, undefined);
   }
 
   newBatch(): WriteBatch {
@@ -222,6 +227,11 @@ class LmdbSnapshot implements ReadView {
     visitMerged(this.overlay, this.values, this.heads, options, visitor, this.txn);
   }
 
+  count(options: ScanOptions): number {
+    this.checkOpen();
+    return countMerged(this, this.overlay, this.data, options, this.txn);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -282,7 +292,7 @@ function visitMerged(overlay: Overlay, values: Db, heads: HeadsDb, options: Visi
   const range = rangeOptions(start, end, options.reverse === true, transaction);
   if (limit !== Infinity) range.limit = limit;
   if (head === undefined) {
-    // The values handle gives plain arrays, keys and values (environment.ts, copyPlain).
+    // The values handle gives plain arrays, keys and values (environment.ts, PlainCopier).
     for (const { key, value } of values.getRange(range)) {
       if (visitor(key as Uint8Array, value, value.length) === false) return;
     }
@@ -292,6 +302,19 @@ function visitMerged(overlay: Overlay, values: Db, heads: HeadsDb, options: Visi
     // The decoder left the value's first bytes in valueHead when it read this pair.
     if (visitor(key as Uint8Array, VALUE_HEAD_VIEWS[Math.min(size, head)]!, size) === false) return;
   }
+}
+
+/**
+ * A count (StorageEngine.count): LMDB's own (lmdb-js getCount, a cursor walk
+ * in C) for a plain forward range with nothing staged over it, a visit for
+ * the rest.
+ */
+function countMerged(view: ReadView, overlay: Overlay, data: Db, options: ScanOptions, transaction: Transaction | undefined): number {
+  const limit = scanLimit(options);
+  const { start, end } = options;
+  if (end !== undefined && compareBytes(start, end) >= 0) return 0;
+  if (!overlay.isEmpty || limit !== Infinity || options.reverse === true) return countByVisit(view, options);
+  return data.getCount(rangeOptions(start, end, false, transaction));
 }
 
 /** lmdb-js's range options for [start, end), ascending or descending. */

@@ -72,32 +72,39 @@ export interface Environment {
   readonly values: Database<Uint8Array, Uint8Array>;
 }
 
-let copySource: Uint8Array | undefined;
-let copyView: Uint8Array = new Uint8Array(0);
-
 /**
- * Bytes [start, end) of one of lmdb-js's shared read buffers, copied into a
- * new plain Uint8Array. lmdb-js's own copy of a key or value is a Buffer
- * (Uint8Array's slice follows Buffer's species), which the engine then had to
- * rewrap as a plain array (engine.ts, plain): two objects per key and per
- * value, most of a scan's time. A plain view of the shared buffer, made once
- * per buffer, slices into plain arrays directly.
+ * Copies bytes out of lmdb-js's shared read buffers into new plain
+ * Uint8Arrays. lmdb-js's own copy of a key or value is a Buffer (Uint8Array's
+ * slice follows Buffer's species), which the engine then had to rewrap as a
+ * plain array (engine.ts, plain): two objects per key and per value, most of
+ * a scan's time. A plain view of the shared buffer, made once per buffer,
+ * slices into plain arrays directly. Keys and values come from different
+ * shared buffers, so each has its own copier: one would remake its view at
+ * every call.
  */
-function copyPlain(source: Uint8Array, start: number, end: number): Uint8Array {
-  if (source !== copySource) {
-    copySource = source;
-    copyView = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-  }
-  return copyView.slice(start, end);
+class PlainCopier {
+  private source: Uint8Array | undefined;
+  private view: Uint8Array = new Uint8Array(0);
+
+  readonly copy = (source: Uint8Array, start: number, end: number): Uint8Array => {
+    if (source !== this.source) {
+      this.source = source;
+      this.view = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    }
+    return this.view.slice(start, end);
+  };
 }
 
-/** A binary handle's key reader (lmdb-js's readKey), replaced by one that copies into plain arrays (copyPlain). */
+const keyCopier = new PlainCopier();
+const valueCopier = new PlainCopier();
+
+/** A binary handle's key reader (lmdb-js's readKey), replaced by one that copies into plain arrays (PlainCopier). */
 interface KeyReading {
   readKey: (source: Uint8Array, start: number, end: number) => Uint8Array;
 }
 
 function readKeysAsPlainArrays(db: object): void {
-  (db as KeyReading).readKey = copyPlain;
+  (db as KeyReading).readKey = keyCopier.copy;
 }
 
 /** The `values` handle's decoder: lmdb-js hands it its shared buffer (see valueHeadDecoder), and it copies the value out as a plain array. */
@@ -106,7 +113,7 @@ const plainValueDecoder = {
     throw new AssertionError('the values handle of the data database is read-only');
   },
   decode(bytes: Uint8Array, size: number): Uint8Array {
-    return copyPlain(bytes, 0, size);
+    return valueCopier.copy(bytes, 0, size);
   },
 };
 
