@@ -54,13 +54,34 @@ export interface MvccLocation {
 export const KEY_HEAD_CACHE_BYTES = 64 * 1024 ** 2;
 /**
  * What one cache entry costs beyond its key bytes, estimated: the Map entry,
- * the key string's header, the `d` key's Uint8Array and its ArrayBuffer.
+ * the key string's header, the entry object (KeyHeadEntry) with its LiveHead
+ * and revision, the `d` key's Uint8Array and its ArrayBuffer.
  */
-export const KEY_HEAD_ENTRY_OVERHEAD_BYTES = 160;
+export const KEY_HEAD_ENTRY_OVERHEAD_BYTES = 240;
 
 /** The estimated bytes of one cache entry (KEY_HEAD_ENTRY_OVERHEAD_BYTES). */
 function headEntryBytes(keyString: string, newestDataKey: Uint8Array): number {
   return KEY_HEAD_ENTRY_OVERHEAD_BYTES + keyString.length + newestDataKey.length;
+}
+
+/**
+ * A key-head cache entry: the key's newest change, and what a put continues
+ * from it. A put that hands out no previous value (no prevKv asked, no
+ * watcher wants them) then reads nothing from the engine, as the in-memory
+ * index it replaces answered: reading, checking and decoding the record on
+ * every put was most of what a put cost the branch over the index.
+ */
+interface KeyHeadEntry {
+  readonly dataKey: Uint8Array;
+  /** The newest change as a put continues it: null for a tombstone, undefined until its record is read (a walk remembered the key). */
+  readonly live: LiveHead | null | undefined;
+}
+
+/** A key's newest change when it is live: what a put continues (its revision, create revision and version). */
+export interface LiveHead {
+  readonly rev: Revision;
+  readonly createRevision: number;
+  readonly version: number;
 }
 
 /** One entry of the change index: change `rev` of user key `key`. */
@@ -100,7 +121,7 @@ export class MvccState {
    * deleteRecord, the only ways this store's records change; a snapshot
    * install reopens the store. Oldest insertion evicted first.
    */
-  private readonly heads = new Map<string, Uint8Array>();
+  private readonly heads = new Map<string, KeyHeadEntry>();
   /** The estimated bytes `heads` holds (headEntryBytes of each entry). */
   private headsBytes = 0;
 
@@ -161,7 +182,7 @@ export class MvccState {
   /** The newest change of `key` at or below main revision `atMain`, tombstones included (versions.ts). */
   newestAt(key: Uint8Array, atMain: number): VersionHead | undefined {
     const keyString = toKeyString(key);
-    const cached = this.heads.get(keyString);
+    const cached = this.heads.get(keyString)?.dataKey;
     let newest: VersionHead | undefined;
     if (cached !== undefined) {
       const raw = this.pending.get(cached);
@@ -170,7 +191,7 @@ export class MvccState {
     } else {
       newest = newestAt(this.pending, this.span, key, MAX_REVISION);
       if (newest === undefined) return undefined;
-      this.rememberHead(keyString, newest.dataKey);
+      this.rememberHead(keyString, { dataKey: newest.dataKey, live: undefined });
     }
     if (dataKeyMain(newest.dataKey, newest.prefixBytes) <= atMain) return newest;
     return newestAt(this.pending, this.span, key, atMain);
@@ -187,12 +208,29 @@ export class MvccState {
     forEachKeyAt(this.pending, this.span, interval, atMain, visit, options);
   }
 
-  private rememberHead(keyString: string, newestDataKey: Uint8Array): void {
+  /**
+   * The newest change of `key` if it is live, as a put continues it (no
+   * value): from the cache when it knows the change's record, else read,
+   * checked and decoded once, and remembered.
+   */
+  liveHead(key: Uint8Array): LiveHead | undefined {
+    const keyString = toKeyString(key);
+    const entry = this.heads.get(keyString);
+    if (entry !== undefined && entry.live !== undefined) return entry.live ?? undefined;
+    const head = this.newestAt(key, MAX_REVISION);
+    if (head === undefined) return undefined;
+    const record = this.recordOf(head);
+    const live = record.tombstone ? null : { rev: dataKeyRevision(head.dataKey, head.prefixBytes), createRevision: record.createRevision, version: record.version };
+    this.rememberHead(keyString, { dataKey: head.dataKey, live });
+    return live ?? undefined;
+  }
+
+  private rememberHead(keyString: string, entry: KeyHeadEntry): void {
     this.forgetHead(keyString);
-    const bytes = headEntryBytes(keyString, newestDataKey);
+    const bytes = headEntryBytes(keyString, entry.dataKey);
     // Oldest insertion first out, until the new entry fits.
     while (this.headsBytes + bytes > KEY_HEAD_CACHE_BYTES && this.heads.size > 0) this.forgetHead(this.heads.keys().next().value!);
-    this.heads.set(keyString, newestDataKey);
+    this.heads.set(keyString, entry);
     this.headsBytes += bytes;
   }
 
@@ -200,7 +238,7 @@ export class MvccState {
     const old = this.heads.get(keyString);
     if (old === undefined) return;
     this.heads.delete(keyString);
-    this.headsBytes -= headEntryBytes(keyString, old);
+    this.headsBytes -= headEntryBytes(keyString, old.dataKey);
   }
 
   /** A change a walk found, decoded and checked against its `d` key (CRC, key, revision). */
@@ -236,7 +274,7 @@ export class MvccState {
     this.pending.put(batch, stored, encodeRecord(record));
     const keyString = toKeyString(record.key);
     // Re-inserted (rememberHead forgets it first), so a key written often stays; the cache holds the key's newest change from now on.
-    this.rememberHead(keyString, stored);
+    this.rememberHead(keyString, { dataKey: stored, live: record.tombstone ? null : { rev, createRevision: record.createRevision, version: record.version } });
     // A copy: the caller's key is often a view of a larger buffer (a decoded command).
     this.pending.put(batch, changeKey(rev), record.key.slice());
     this.recordCount++;
@@ -249,7 +287,7 @@ export class MvccState {
     const keyString = toKeyString(change.key);
     const head = this.heads.get(keyString);
     // Compaction deletes a key's newest change only with the whole key (a tombstone below the compacted revision).
-    if (head !== undefined && bytesEqual(head, stored)) this.forgetHead(keyString);
+    if (head !== undefined && bytesEqual(head.dataKey, stored)) this.forgetHead(keyString);
     this.pending.delete(batch, changeKey(change.rev));
     this.recordCount--;
     assert(this.recordCount >= 0, () => `deleting record ${formatRevision(change.rev)} leaves a negative record count`);

@@ -122,6 +122,37 @@ test('store: without watchers that want them, events skip previous values, but a
   reopenAndCompare(engine, store);
 });
 
+test('store: a put without previous values continues the key from the key-head cache: after a read remembered it, after a delete, after a compaction, after a reopen', () => {
+  const engine = newEngine();
+  const open = (): MvccStore => MvccStore.open(engine, LOCATION, { eventsWantPrevKv: () => false });
+  let store = open();
+  put(engine, store, 'a', '1');
+  put(engine, store, 'a', '2');
+  put(engine, store, 'b', '1');
+  store = open();
+  // A read remembers the key's newest change without decoding it; the put then reads the record once.
+  assert.equal(get(store, 'a')?.version, 2);
+  put(engine, store, 'a', '3');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '3', create: rev(1), mod: rev(4), version: 3, lease: 0 });
+  // Several puts of one key in one txn continue each other (sub-revisions), from the cache.
+  const twice = write(engine, store, (txn) => {
+    txn.put(utf8('b'), utf8('2'));
+    txn.put(utf8('b'), utf8('3'));
+  });
+  assert.deepEqual(twice.events.map((e) => [e.kv.version, e.kv.createRevision]), [[2, rev(3)], [3, rev(3)]]);
+  // A delete leaves a tombstone in the cache: the next put starts the key again.
+  del(engine, store, 'a');
+  put(engine, store, 'a', '4');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '4', create: rev(7), mod: rev(7), version: 1, lease: 0 });
+  // Compaction removes the whole history of a key deleted below the compacted revision, newest change included.
+  del(engine, store, 'b');
+  put(engine, store, 'c', '1');
+  compactAll(engine, store, store.currentRevision);
+  put(engine, store, 'b', '4');
+  assert.deepEqual(get(store, 'b'), { key: 'b', value: '4', create: rev(10), mod: rev(10), version: 1, lease: 0 });
+  reopenAndCompare(engine, store);
+});
+
 test('store: each write txn takes the next revision; keys carry create/mod revision and version', () => {
   const { engine, store } = newStore();
   assert.equal(put(engine, store, 'a', '1').revision, 2, 'the first write gets revision 2, as in etcd');

@@ -5,7 +5,7 @@ import { type StoredRecord, dataKeyRevision } from './codec.js';
 import { mvccError } from './errors.js';
 import { type KeyValue, type RangeOptions, type RangeResult, executeRange, recordKeyValue } from './range.js';
 import { MAX_REVISION, MAX_SUB_REVISION, type Revision, assertRevisionNumber } from './revision.js';
-import type { MvccState } from './state.js';
+import type { LiveHead, MvccState } from './state.js';
 import type { VersionHead } from './versions.js';
 
 /** A key's current change, live: what a put continues and a delete ends. */
@@ -102,20 +102,23 @@ export class WriteTxn {
     this.assertOpen();
     const leaseId = options.leaseId ?? 0;
     checkPut(key, value, leaseId, options);
-    // The key's current state is its newest stored change (the overlay holds this txn's and this turn's writes).
-    const live = this.liveKey(this.state.newestAt(key, MAX_REVISION));
     const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
-    if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const wantPrev = keepsOld || options.prevKv === true || this.state.eventsWantPrevKv();
-    const prev = live === undefined || !wantPrev ? undefined : live.record;
+    // The key's current state is its newest stored change (the overlay holds this txn's and this turn's writes).
+    // Only a put that hands out or keeps the old value reads its record; the others take the key-head cache's
+    // summary of it (MvccState.liveHead), which is how a put costs no engine read, as with the in-memory index.
+    const old = wantPrev ? this.liveKey(this.state.newestAt(key, MAX_REVISION)) : undefined;
+    const prev = old?.record;
+    const live: LiveHead | undefined = wantPrev ? old && { rev: old.rev, createRevision: old.record.createRevision, version: old.record.version } : this.state.liveHead(key);
+    if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key,
       value: options.ignoreValue === true ? prev!.value : value,
       tombstone: false,
-      createRevision: live?.record.createRevision ?? rev.main,
+      createRevision: live?.createRevision ?? rev.main,
       modRevision: rev.main,
-      version: (live?.record.version ?? 0) + 1,
+      version: (live?.version ?? 0) + 1,
       lease: options.ignoreLease === true ? prev!.lease : leaseId,
       prev: live?.rev,
     };
