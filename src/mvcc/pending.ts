@@ -88,8 +88,23 @@ export class PendingWrites {
   /** The same as a visit (ReadView.visit): the engine's own, cheap one when nothing is pending. */
   visit(options: VisitOptions, visitor: Visitor): void {
     assert(options.reverse !== true, 'PendingWrites.visit supports ascending visits only');
-    if (this.entries.size === 0) return this.engine.visit(options, visitor);
+    // Pending writes outside the range change nothing in it: a put's seek for a new key's newest change
+    // then costs the engine's visit, not a merge's generators.
+    if (this.entries.size === 0 || !this.touches(options.start, options.end)) return this.engine.visit(options, visitor);
     visitPairs(this.mergedScan(options), options, visitor);
+  }
+
+  /** Whether a pending write's key is in [start, end). */
+  private touches(start: Uint8Array, end: Uint8Array | undefined): boolean {
+    const endString = end === undefined ? undefined : toKeyString(end);
+    // SortedKeys reads an empty end as "no bound"; an empty engine end bounds nothing in.
+    if (endString === '') return false;
+    let found = false;
+    this.order.forEachInRange(toKeyString(start), endString, () => {
+      found = true;
+      return false;
+    });
+    return found;
   }
 
   /** The same as a count (ReadView.count): the engine's own when nothing is pending. */

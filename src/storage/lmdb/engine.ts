@@ -278,17 +278,20 @@ function* startScan(
 }
 
 /**
- * A visit (StorageEngine.visit). With staged batches it merges them in
- * through scanMerged; without (the engine between loop turns, nearly always)
- * it reads LMDB's cursor directly: no generator layer, no object per pair,
- * and with `valueHeadBytes` no copy of the values (the heads handle).
+ * A visit (StorageEngine.visit). With staged batches that write in its
+ * range it merges them in through scanMerged; otherwise (nothing staged, as
+ * between loop turns, or nothing staged there) it reads LMDB's cursor
+ * directly: no generator layer, no object per pair, and with
+ * `valueHeadBytes` no copy of the values (the heads handle).
  */
 function visitMerged(overlay: Overlay, values: Db, heads: HeadsDb, options: VisitOptions, visitor: Visitor, transaction: Transaction | undefined): void {
   const limit = scanLimit(options);
   const head = valueHeadBytes(options);
   const { start, end } = options;
   if (end !== undefined && compareBytes(start, end) >= 0) return;
-  if (!overlay.isEmpty) return visitPairs(scanMerged(() => overlay, values, options, transaction), options, visitor);
+  // Staged batches that write nothing in the range leave it to LMDB: a write turn's reads of keys it has
+  // not written (the MVCC store's seek for a new key's newest change) take the direct path.
+  if (!overlay.isEmpty && overlay.touches(start, end)) return visitPairs(scanMerged(() => overlay, values, options, transaction), options, visitor);
   const range = rangeOptions(start, end, options.reverse === true, transaction);
   if (limit !== Infinity) range.limit = limit;
   if (head === undefined) {
