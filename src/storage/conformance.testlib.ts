@@ -259,6 +259,12 @@ function scanTests(it: It): void {
         { start: new Uint8Array(), valueHeadBytes: 2 },
         { start: s('b'), valueHeadBytes: MAX_VALUE_HEAD_BYTES },
         { start: new Uint8Array(), reverse: true, valueHeadBytes: 1 },
+        // Ranges the staged batch writes nothing in (LMDB reads them alone), up to and from its keys.
+        { start: s('a'), end: s('bb') },
+        { start: s('c'), end: s('d'), valueHeadBytes: 1 },
+        { start: s('a'), end: s('bb'), reverse: true, limit: 1 },
+        { start: s('d') },
+        { start: s('bb'), end: s('bc') },
       ]) {
         assert.deepEqual(visited(view, options), expectedVisit(view, options), JSON.stringify(options));
       }
