@@ -5,6 +5,7 @@ import {
   REVISION_BYTES,
   type Revision,
   INITIAL_REVISION,
+  MAX_SUB_REVISION,
   assertRevisionNumber,
   readRevision,
   readUint53,
@@ -157,6 +158,68 @@ function revisionAfter(key: Uint8Array, userKey: Uint8Array, i: number): { userK
   return { userKey, rev: readRevision(revBytes, 0) };
 }
 
+/** 'd' esc(key) 0x00 0x00: at or below every change of `userKey` (its newest comes first). */
+export function dataKeyPrefix(userKey: Uint8Array): Uint8Array {
+  return escapedKey(userKey, 0).out;
+}
+
+/**
+ * Above every change of `userKey` and below every change of any greater key:
+ * the prefix with its terminator 0x00 0x00 raised to 0x00 0x01 (a greater
+ * key continues with 0x00 0xff or a byte above 0x00 where this one ends).
+ */
+export function dataKeyVersionsEnd(userKey: Uint8Array): Uint8Array {
+  const out = escapedKey(userKey, 0).out;
+  out[out.length - 1] = 1;
+  return out;
+}
+
+/** The same bound from a stored `d` key of the user key (its escaped prefix is the first `prefixBytes` bytes). */
+export function versionsEndOfDataKey(stored: Uint8Array, prefixBytes: number): Uint8Array {
+  const out = stored.slice(0, prefixBytes);
+  out[prefixBytes - 1] = 1;
+  return out;
+}
+
+/** The seek key for reading `userKey` at main revision `main`: the first change at or after it is the newest ≤ main. */
+export function dataKeyAtMain(userKey: Uint8Array, main: number): Uint8Array {
+  return dataKey(userKey, { main, sub: MAX_SUB_REVISION });
+}
+
+/** The same seek key from a stored `d` key of the user key. */
+export function dataKeyAtMainOf(stored: Uint8Array, prefixBytes: number, main: number): Uint8Array {
+  const out = new Uint8Array(prefixBytes + REVISION_BYTES);
+  out.set(stored.subarray(0, prefixBytes));
+  writeRevision(out, prefixBytes, { main, sub: MAX_SUB_REVISION });
+  for (let i = prefixBytes; i < out.length; i++) out[i] = ~out[i]! & 0xff;
+  return out;
+}
+
+/**
+ * Bytes of the escaped user key and its terminator at the start of a stored
+ * `d` key (the revision fills the rest), or -1 if the key cannot be one.
+ * Cheaper than parseDataKey: walking keys in order needs only where one
+ * user key's changes end.
+ */
+export function dataKeyPrefixBytes(stored: Uint8Array): number {
+  const n = stored.length - REVISION_BYTES;
+  return n >= 3 && stored[0] === DATA_TAG && stored[n - 1] === 0 && stored[n - 2] === 0 ? n : -1;
+}
+
+/** The main revision of a stored `d` key whose prefix is `prefixBytes` long (see dataKeyPrefixBytes). */
+export function dataKeyMain(stored: Uint8Array, prefixBytes: number): number {
+  // The main revision is the first 8 of the 12 inverted bytes; above 2^53 it is no revision of ours.
+  let main = 0;
+  for (let i = prefixBytes; i < prefixBytes + 8; i++) main = main * 256 + (~stored[i]! & 0xff);
+  return main;
+}
+
+/** The revision of a stored `d` key (see dataKeyPrefixBytes). */
+export function dataKeyRevision(stored: Uint8Array, prefixBytes: number): Revision {
+  const sub = ((~stored[prefixBytes + 8]! & 0xff) * 2 ** 24) + (((~stored[prefixBytes + 9]! & 0xff) << 16) | ((~stored[prefixBytes + 10]! & 0xff) << 8) | (~stored[prefixBytes + 11]! & 0xff));
+  return { main: dataKeyMain(stored, prefixBytes), sub };
+}
+
 /** The `d` keys of every change of every user key in `span`. */
 export function dataKeyBounds(span: KeySpan): EngineSpan {
   // 'd' esc(k) 0x00 0x00 is below every version of k and, the escaping keeping byte order and no
@@ -220,6 +283,8 @@ export interface StoredRecord {
 }
 
 const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
+/** A record's format and flag bytes, its first two: all isTombstoneRecord reads (with the record's length). */
+export const RECORD_HEAD_BYTES = 2;
 
 export function encodeRecord(record: StoredRecord): Uint8Array {
   const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
@@ -281,6 +346,20 @@ export function decodeRecord(stored: Uint8Array): StoredRecord {
   assert(offset + 4 + valueLength === bytes.length, 'mvcc record has trailing or missing bytes');
   const [createRevision, modRevision, version, lease] = numbers as [number, number, number, number];
   return { key, value, tombstone: (flags & FLAG_TOMBSTONE) !== 0, createRevision, modRevision, version, lease, prev };
+}
+
+/**
+ * Whether a stored record is a tombstone, from its flag byte alone (`stored`
+ * may be its first RECORD_HEAD_BYTES only, `storedBytes` its length): counting
+ * the live keys of a range needs no more, and skips the checksum of every
+ * value (as the in-memory index it replaces did). A record that cannot be
+ * one is refused.
+ */
+export function isTombstoneRecord(stored: Uint8Array, storedBytes: number = stored.length): boolean {
+  if (storedBytes < RECORD_FIXED_BYTES + CHECKSUM_BYTES || stored.length < RECORD_HEAD_BYTES || stored[0] !== RECORD_FORMAT) {
+    throw new TesseraError('CORRUPT_DATA', `mvcc record of format ${stored[0]}, ${storedBytes} bytes; the record is corrupt`);
+  }
+  return (stored[1]! & FLAG_TOMBSTONE) !== 0;
 }
 
 /**

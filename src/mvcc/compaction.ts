@@ -2,8 +2,9 @@ import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { compactFloor } from './codec.js';
 import { mvccError } from './errors.js';
-import { MAX_SUB_REVISION, type Revision } from './revision.js';
-import type { MvccState } from './state.js';
+import { toKeyString } from './bytes.js';
+import { MAX_SUB_REVISION, type Revision, revisionsEqual } from './revision.js';
+import type { ChangeRef, MvccState } from './state.js';
 
 /**
  * Stored changes examined per compaction step (etcd's
@@ -15,9 +16,9 @@ export const COMPACTION_BATCH_LIMIT = 1000;
 /**
  * Compaction at `revision` (etcd's Compact). The logical part happens at
  * once and identically on every replica: reads below `revision` fail from
- * now on and the index drops superseded revisions, keeping the newest change
- * ≤ revision of every key that is still live (and a tombstone at exactly
- * `revision`). The physical deletion of the dropped records then proceeds in
+ * now on, and what compaction keeps (MvccState.holds: the newest change
+ * ≤ revision of every key that is still live, and a tombstone at exactly
+ * `revision`) is decided from the stored records alone. The physical deletion of the dropped records then proceeds in
  * steps of at most `limit` records; the first step runs here. Returns true
  * when the physical deletion is complete.
  */
@@ -31,7 +32,6 @@ export function compact(state: MvccState, revision: number, batch: WriteBatch, l
   if (revision > state.currentRevision) throw mvccError('FUTURE_REVISION');
   state.compactedRevision = revision;
   state.everCompacted = true;
-  state.index.compact(revision);
   // A newer compaction restarts the physical pass from the beginning: records
   // kept by the older one may be superseded now. Deleting is idempotent.
   state.compactionCursor = { main: 0, sub: 0 };
@@ -40,8 +40,10 @@ export function compact(state: MvccState, revision: number, batch: WriteBatch, l
 }
 
 /**
- * One bounded step of physical compaction: deletes stored changes at or below
- * the compacted revision that the index no longer refers to. Returns true
+ * One bounded step of physical compaction: walks the `e` family from the
+ * cursor and deletes the stored changes at or below the compacted revision
+ * that compaction does not keep (MvccState.holds, one seek per key the step
+ * meets: a key's newest change at or below it is looked up once). Returns true
  * when nothing is left to delete. Progress is in the meta record, so a
  * restart resumes where the last committed step ended.
  */
@@ -53,6 +55,9 @@ export function compactStep(state: MvccState, batch: WriteBatch, limit: number):
   let examined = 0;
   let last: Revision | undefined;
   let done = true;
+  // Per key: the revision compaction keeps of it at or below the compacted revision, or null. The
+  // kept change is never deleted, so an answer stays right for the whole step.
+  const kept = new Map<string, Revision | null>();
   for (const change of state.changes(0, state.compactedRevision + 1, cursor)) {
     if (examined === limit) {
       done = false;
@@ -60,7 +65,7 @@ export function compactStep(state: MvccState, batch: WriteBatch, limit: number):
     }
     examined++;
     last = change.rev;
-    if (!state.indexHolds(change.key, change.rev)) state.deleteRecord(batch, change);
+    if (!keeps(state, kept, change)) state.deleteRecord(batch, change);
   }
   if (done) {
     state.finishedCompaction = state.compactedRevision;
@@ -70,6 +75,16 @@ export function compactStep(state: MvccState, batch: WriteBatch, limit: number):
   }
   state.persistMeta(batch);
   return done;
+}
+
+function keeps(state: MvccState, kept: Map<string, Revision | null>, change: ChangeRef): boolean {
+  const keyString = toKeyString(change.key);
+  let rev = kept.get(keyString);
+  if (rev === undefined) {
+    rev = state.keptRevision(change.key);
+    kept.set(keyString, rev);
+  }
+  return rev !== null && revisionsEqual(rev, change.rev);
 }
 
 function after(rev: Revision): Revision {

@@ -56,9 +56,9 @@ export function readEvents(state: MvccState, options: EventsOptions): EventsResu
     // The change index names the key, so a change outside the interval costs no record read.
     if (!intervalContains(interval, change.key)) continue;
     // At the compacted revision itself, storage may still hold changes the
-    // index dropped (physical compaction lags); skip them so every replica
-    // answers alike.
-    if (rev.main <= state.compactedRevision && !state.indexHolds(change.key, rev)) continue;
+    // compaction dropped (physical compaction lags); skip them so every
+    // replica answers alike.
+    if (!state.holdsStored(change)) continue;
     events.push(toEvent(state, state.loadChange(change), rev.main, options.prevKv === true));
   }
   return { events, nextRevision: upTo + 1 };
@@ -67,8 +67,8 @@ export function readEvents(state: MvccState, options: EventsOptions): EventsResu
 function toEvent(state: MvccState, record: StoredRecord, main: number, withPrev: boolean): MvccEvent {
   const kv = record.tombstone ? tombstoneKeyValue(record.key, main) : recordKeyValue(record);
   const type = record.tombstone ? 'DELETE' : 'PUT';
-  // The previous value is shown only while the index still holds it, which
-  // is the same on every replica however far physical compaction has got.
-  if (!withPrev || record.prev === undefined || !state.indexHolds(record.key, record.prev)) return { type, kv };
+  // The previous value is shown only while compaction keeps it, which is
+  // the same on every replica however far physical compaction has got.
+  if (!withPrev || record.prev === undefined || !state.holds(record.key, record.prev)) return { type, kv };
   return { type, kv, prevKv: recordKeyValue(state.loadRecord(record.key, record.prev)) };
 }

@@ -21,7 +21,7 @@ export interface HashKVResult {
 /**
  * A digest of the key space's history up to `revision` (0: current), for
  * comparing replicas and for the Maintenance HashKV API. It covers every
- * stored change up to `revision` that the index still refers to, as
+ * stored change up to `revision` that compaction keeps (MvccState.holds), as
  * (main, sub, record) — so it depends on the compacted revision but not on
  * how far the physical deletion has got, nor on where the store keeps it.
  */
@@ -37,7 +37,7 @@ export function hashKV(state: MvccState, revision: number): HashKVResult {
   // record bytes hashed are the stored ones: the same hash as before the layout moved.
   for (const change of state.changes(0, upTo + 1)) {
     const { rev } = change;
-    if (rev.main <= state.compactedRevision && !state.indexHolds(change.key, rev)) continue;
+    if (!state.holdsStored(change)) continue;
     writeRevision(revBytes, 0, rev);
     crc.update(revBytes).update(state.loadChangeBytes(change));
   }

@@ -1,20 +1,23 @@
 import { assert } from '../base/index.js';
 import { bytesEqual } from './bytes.js';
-import { type Generation, type KeyHistory, changeCount, revisionAt } from './key-index.js';
-import { formatRevision } from './revision.js';
-import { type MvccState, rebuildIndex } from './state.js';
+import { type StoredRecord, dataKeyBounds, parseDataKey } from './codec.js';
+import { MAX_REVISION, type Revision, formatRevision, revisionsEqual } from './revision.js';
+import { type MvccState, verifyStoredCounts } from './state.js';
 
 /**
- * Checks that the index and storage agree (throws AssertionError):
+ * Checks that storage is a consistent history (throws AssertionError, or
+ * CORRUPT_DATA for what a damaged data file would show):
  * - the meta fields are ordered: finished ≤ compacted ≤ current;
- * - the index's own invariants hold;
- * - every revision in the index has its record, with the same key, the
- *   tombstone flag in the right place and the create revision and version
- *   the index computes;
- * - an index rebuilt from storage equals this one (what open() would build);
+ * - both families hold the meta's count of changes (verifyStoredCounts);
+ * - every record passes its CRC, names its own key and revision, and is not
+ *   after the current revision;
+ * - each key's changes, oldest first, form generations as etcd's keyIndex
+ *   would: a put continues the live generation (same create revision,
+ *   version + 1, prev naming the change before) or, after a delete, starts
+ *   one at version 1; a tombstone ends a live generation;
  * - every change index entry names its stored record;
- * - once physical compaction has finished, storage holds nothing the index
- *   has dropped.
+ * - once physical compaction has finished, storage holds nothing the
+ *   compaction drops.
  * It reads the whole history: for tests and diagnostics, not hot paths.
  */
 export function checkInvariants(state: MvccState): void {
@@ -23,41 +26,63 @@ export function checkInvariants(state: MvccState): void {
   assert(state.finishedCompaction <= state.compactedRevision, 'finished compaction ahead of the compacted revision');
   assert(state.compactedRevision <= state.currentRevision, 'compacted revision ahead of the current revision');
   assert((state.compactionCursor === undefined) === (state.finishedCompaction === state.compactedRevision), 'compaction cursor disagrees with progress');
-  state.index.checkInvariants();
-  for (const [, history] of state.index.entries()) checkHistoryAgainstStorage(state, history);
-  const rebuilt = rebuildIndex(state.pending, state.span, state.meta);
-  assert(rebuilt.equals(state.index), 'the index rebuilt from storage differs from the live index');
+  verifyStoredCounts(state.pending, state.span, state.meta);
+  checkKeyHistories(state);
   checkChangeIndex(state);
   if (state.compactionCursor === undefined) checkNothingLeftToCompact(state);
 }
 
-function checkHistoryAgainstStorage(state: MvccState, history: KeyHistory): void {
-  for (const g of history.generations) {
-    for (let i = 0; i < changeCount(g); i++) {
-      const rev = revisionAt(g, i);
-      assert(rev.main <= state.currentRevision, () => `index revision ${formatRevision(rev)} after the current revision`);
-      const record = state.loadRecord(history.key, rev);
-      assert(bytesEqual(record.key, history.key), () => `record ${formatRevision(rev)} belongs to another key`);
-      const isTomb = g.closed && i === changeCount(g) - 1;
-      assert(record.tombstone === isTomb, () => `record ${formatRevision(rev)} tombstone flag disagrees with the index`);
-      if (!isTomb) checkLiveRecord(g, i, record.createRevision, record.version, formatRevision(rev));
+/** Walks every `d` record of the span; a key's changes come newest first, so each key's are collected and checked oldest first. */
+function checkKeyHistories(state: MvccState): void {
+  let key: Uint8Array | undefined;
+  let newestFirst: { rev: Revision; record: StoredRecord }[] = [];
+  for (const { key: stored, value } of state.pending.scan(dataKeyBounds(state.span))) {
+    const record = state.recordOf({ dataKey: stored, raw: value, rawBytes: value.length, prefixBytes: 0 });
+    const { rev } = parseDataKey(stored)!;
+    assert(rev.main <= state.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${state.currentRevision}`);
+    if (key !== undefined && !bytesEqual(key, record.key)) {
+      checkKeyHistory(newestFirst.reverse());
+      newestFirst = [];
     }
+    key = record.key;
+    newestFirst.push({ rev, record });
+  }
+  if (newestFirst.length > 0) checkKeyHistory(newestFirst.reverse());
+}
+
+function checkKeyHistory(oldestFirst: readonly { rev: Revision; record: StoredRecord }[]): void {
+  let previous: { rev: Revision; record: StoredRecord } | undefined;
+  for (const change of oldestFirst) {
+    const { rev, record } = change;
+    const where = formatRevision(rev);
+    if (record.tombstone) {
+      assert(record.createRevision === 0 && record.version === 0 && record.lease === 0, () => `tombstone ${where} carries a create revision, version or lease`);
+      assert(previous === undefined || !previous.record.tombstone, () => `tombstone ${where} follows a tombstone`);
+    } else if (previous === undefined) {
+      assert(record.version >= 1 && record.createRevision >= 1 && record.createRevision <= rev.main, () => `record ${where} create revision ${record.createRevision} or version ${record.version} impossible`);
+    } else if (previous.record.tombstone) {
+      assert(record.version === 1 && record.createRevision === rev.main && record.prev === undefined, () => `record ${where} after a delete does not start a generation`);
+    } else {
+      assert(record.createRevision === previous.record.createRevision, () => `record ${where} create revision ${record.createRevision}, the generation's is ${previous!.record.createRevision}`);
+      assert(record.version === previous.record.version + 1, () => `record ${where} version ${record.version} does not follow ${previous!.record.version}`);
+    }
+    if (previous !== undefined && !previous.record.tombstone) {
+      assert(record.prev !== undefined && revisionsEqual(record.prev, previous.rev), () => `record ${where} names another previous change than the stored one`);
+    }
+    previous = change;
   }
 }
 
-function checkLiveRecord(g: Generation, i: number, created: number, version: number, where: string): void {
-  const lastLive = g.closed ? changeCount(g) - 2 : changeCount(g) - 1;
-  assert(created === g.created, () => `record ${where} create revision ${created}, index says ${g.created}`);
-  assert(version === g.version - (lastLive - i), () => `record ${where} version ${version} disagrees with the index`);
-}
-
-/** Every change index entry names a stored record of its key and revision (with the equal counts rebuildIndex checks, a one-to-one match). */
+/** Every change index entry names a stored record of its key and revision (with the equal counts verifyStoredCounts checks, a one-to-one match). */
 function checkChangeIndex(state: MvccState): void {
-  for (const change of state.changes(0, state.currentRevision + 1)) state.loadChange(change);
+  for (const change of state.changes(0, MAX_REVISION)) {
+    assert(change.rev.main <= state.currentRevision, () => `change index entry ${formatRevision(change.rev)} is after the current revision`);
+    state.loadChange(change);
+  }
 }
 
 function checkNothingLeftToCompact(state: MvccState): void {
   for (const change of state.changes(0, state.compactedRevision + 1)) {
-    assert(state.indexHolds(change.key, change.rev), () => `compacted record ${formatRevision(change.rev)} still stored`);
+    assert(state.holds(change.key, change.rev), () => `compacted record ${formatRevision(change.rev)} still stored`);
   }
 }

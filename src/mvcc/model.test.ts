@@ -19,7 +19,7 @@ import { isMvccRefusal } from './errors.js';
 import { Model, type ModelChange, type ModelKV, type ModelWrite, inRange } from './model.testlib.js';
 import type { KeyValue, RangeOptions, SortOrder, SortTarget } from './range.js';
 import { MvccStore } from './store.js';
-import { LOCATION, compactAll, text } from './testing.testlib.js';
+import { LOCATION, assertSameStore, compactAll, text } from './testing.testlib.js';
 import type { Compare, CompareResult, CompareTarget, RequestOp } from './txn.js';
 import type { MvccEvent } from './write-txn.js';
 
@@ -110,12 +110,25 @@ interface Checkpoint {
 class Harness {
   private flushes: (() => void)[] = [];
   readonly engine = new MemoryEngine({ scheduleSync: (flush) => this.flushes.push(flush) });
-  store = MvccStore.open(this.engine, LOCATION);
+  store: MvccStore;
   model = new Model();
   log: Logged[] = [];
   private batch: WriteBatch | undefined;
   private unsynced: Checkpoint[] = [];
   private durable: Checkpoint = { model: new Model(), logLength: 0 };
+
+  /**
+   * `eventsWantPrev`: whether write events carry previous values. Without
+   * them a put reads no record of the key (MvccState.liveHead, the key-head
+   * cache's summary); both ways must write the same history.
+   */
+  constructor(private readonly eventsWantPrev: boolean) {
+    this.store = this.open();
+  }
+
+  private open(): MvccStore {
+    return MvccStore.open(this.engine, LOCATION, { eventsWantPrevKv: () => this.eventsWantPrev });
+  }
 
   run(op: Op): void {
     switch (op.kind) {
@@ -169,7 +182,7 @@ class Harness {
     const expected = this.model.apply(rev, writes);
     this.log.push({ kind: 'write', rev, writes });
     assert.equal(result.revision, this.model.current);
-    assert.deepEqual(result.events.map(plainEvent), expected.map((c) => modelEvent(c, true)));
+    assert.deepEqual(result.events.map(plainEvent), expected.map((c) => modelEvent(c, this.eventsWantPrev)));
   }
 
   private etcdTxn(op: Extract<Op, { kind: 'etcdTxn' }>): void {
@@ -257,13 +270,13 @@ class Harness {
     this.flushes = [];
     this.model = this.durable.model.clone();
     this.log.length = this.durable.logLength;
-    this.store = MvccStore.open(this.engine, LOCATION);
+    this.store = this.open();
   }
 
   private reopen(): void {
     this.commit();
-    const reopened = MvccStore.open(this.engine, LOCATION);
-    assert.ok(reopened.indexEquals(this.store), 'the index rebuilt from storage equals the live one');
+    const reopened = this.open();
+    assertSameStore(reopened, this.store);
     this.store = reopened;
   }
 }
@@ -389,8 +402,8 @@ function reportCause(run: () => void): void {
 
 test('model: random histories agree with the model across batches, compactions, crashes and reopens', () => {
   reportCause(() => fc.assert(
-    fc.property(fc.array(opArb, { minLength: 1, maxLength: 80, size: 'max' }), (ops) => {
-      const h = new Harness();
+    fc.property(fc.array(opArb, { minLength: 1, maxLength: 80, size: 'max' }), fc.boolean(), (ops, eventsWantPrev) => {
+      const h = new Harness(eventsWantPrev);
       for (const op of ops) {
         h.run(op);
         h.check();

@@ -1,9 +1,8 @@
 import { assert } from '../base/index.js';
-import { compareBytes, keyInterval, toKeyString } from './bytes.js';
-import type { StoredRecord } from './codec.js';
+import { type KeyInterval, compareBytes, keyInterval } from './bytes.js';
+import { type StoredRecord, isTombstoneRecord } from './codec.js';
 import { mvccError } from './errors.js';
-import type { KeyIndex, KeyState } from './key-index.js';
-import type { Revision } from './revision.js';
+import type { VersionHead, WalkOptions } from './versions.js';
 
 /** A key-value pair as etcd's mvccpb.KeyValue shows it. `lease` 0 means no lease. */
 export interface KeyValue {
@@ -55,11 +54,11 @@ export interface RangeResult {
   readonly revision: number;
 }
 
-/** What a read needs from the store or from a write transaction. */
+/** What a read needs from the store or from a write transaction (MvccState). */
 export interface ReadSource {
-  readonly index: KeyIndex;
   readonly compactedRevision: number;
-  loadRecord(key: Uint8Array, rev: Revision): StoredRecord;
+  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void, options?: WalkOptions): void;
+  recordOf(head: VersionHead): StoredRecord;
 }
 
 /** Checks a read revision against the store; returns the revision to read at. */
@@ -85,11 +84,12 @@ export function validateRangeOptions(options: RangeOptions): void {
 export function executeRange(source: ReadSource, options: RangeOptions, current: number): RangeResult {
   validateRangeOptions(options);
   const at = resolveReadRevision(options.revision, current, source.compactedRevision);
-  const { found, count } = collectKeys(source.index, options, at, fetchLimit(options));
+  const { found, count } = collectKeys(source, options, at, fetchLimit(options));
   if (options.countOnly === true) return { kvs: [], more: false, count, revision: current };
-  // Like etcd's FastKeysOnly: keys-only reads that need no values come from the index alone (lease shows 0).
-  const fromIndex = options.keysOnly === true && options.sortTarget !== 'VALUE';
-  let kvs = found.map(([key, state]) => (fromIndex ? indexKeyValue(key, state) : recordKeyValue(source.loadRecord(key, state.modified))));
+  // Like etcd's FastKeysOnly, keys-only reads that need no values show lease 0 (they came from the
+  // in-memory index alone when there was one; the answer stays the same without it).
+  const fastKeysOnly = options.keysOnly === true && options.sortTarget !== 'VALUE';
+  let kvs = found.map((record) => (fastKeysOnly ? { ...recordKeyValue(record), lease: 0 } : recordKeyValue(record)));
   kvs = filterByRevision(kvs, options);
   sortKeyValues(kvs, options);
   const limit = options.limit ?? 0;
@@ -118,7 +118,7 @@ function effectiveSortOrder(options: RangeOptions): SortOrder {
   return (options.sortTarget ?? 'KEY') !== 'KEY' && order === 'NONE' ? 'ASCEND' : order;
 }
 
-/** False when key order, which the index yields, is the answer. */
+/** False when key order, which the engine walk yields, is the answer. */
 function needsSort(options: RangeOptions): boolean {
   const order = effectiveSortOrder(options);
   return !(order === 'NONE' || ((options.sortTarget ?? 'KEY') === 'KEY' && order === 'ASCEND'));
@@ -128,22 +128,44 @@ function hasRevisionFilters(options: RangeOptions): boolean {
   return [options.minModRevision, options.maxModRevision, options.minCreateRevision, options.maxCreateRevision].some((n) => (n ?? 0) !== 0);
 }
 
-function collectKeys(index: KeyIndex, options: RangeOptions, at: number, limit: number): { found: [Uint8Array, KeyState][]; count: number } {
+/**
+ * The live keys of the range at `at`, from the engine (versions.ts): every
+ * key is counted, as etcd counts, but only the first `limit` (0: all) are
+ * decoded. The rest need only their tombstone flag, so a second walk, from
+ * after the last key found, reads only the records' heads: the engine copies
+ * no values for them.
+ */
+function collectKeys(source: ReadSource, options: RangeOptions, at: number, limit: number): { found: StoredRecord[]; count: number } {
+  const found: StoredRecord[] = [];
   const interval = keyInterval(options.key, options.rangeEnd);
-  const end = interval.end === undefined ? undefined : toKeyString(interval.end);
-  const found: [Uint8Array, KeyState][] = [];
   let count = 0;
-  index.forEachInRange(toKeyString(interval.start), end, (history) => {
-    const state = history.get(at);
-    if (state === undefined) return;
-    count++;
-    if (options.countOnly !== true && (limit === 0 || found.length < limit)) found.push([history.key, state]);
-  });
+  let afterKey: Uint8Array | undefined;
+  if (options.countOnly !== true) {
+    let full = false;
+    source.forEachKeyAt(interval, at, (head) => {
+      const record = source.recordOf(head);
+      if (record.tombstone) return true;
+      count++;
+      found.push(record);
+      full = limit !== 0 && found.length >= limit;
+      return !full;
+    });
+    if (!full) return { found, count };
+    afterKey = found[found.length - 1]!.key;
+  }
+  source.forEachKeyAt(
+    interval,
+    at,
+    (head) => {
+      if (!isTombstoneRecord(head.raw, head.rawBytes)) count++;
+    },
+    { headsOnly: true, afterKey },
+  );
   return { found, count };
 }
 
 export function recordKeyValue(record: StoredRecord): KeyValue {
-  assert(!record.tombstone, 'a read found a tombstone where the index has a live key');
+  assert(!record.tombstone, 'a tombstone read as a live key');
   return {
     key: record.key,
     value: record.value,
@@ -152,10 +174,6 @@ export function recordKeyValue(record: StoredRecord): KeyValue {
     version: record.version,
     lease: record.lease,
   };
-}
-
-function indexKeyValue(key: Uint8Array, state: KeyState): KeyValue {
-  return { key, value: new Uint8Array(0), createRevision: state.created, modRevision: state.modified.main, version: state.version, lease: 0 };
 }
 
 function filterByRevision(kvs: KeyValue[], options: RangeOptions): KeyValue[] {

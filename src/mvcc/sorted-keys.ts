@@ -8,7 +8,7 @@ const SORTED_KEYS_CHUNK_MAX = 512;
 
 /**
  * An ordered set of key strings (see bytes.ts: one code unit per byte) for
- * range scans over the key index: a list of sorted chunks, each at most
+ * range scans over the overlay of pending writes (pending.ts): a list of sorted chunks, each at most
  * SORTED_KEYS_CHUNK_MAX long. Simpler than a B-tree, and a new key costs a
  * chunk splice, not a splice of the whole key space.
  */
@@ -18,16 +18,6 @@ export class SortedKeys {
 
   get size(): number {
     return this.count;
-  }
-
-  /** Builds from keys already sorted and unique (index rebuild). */
-  static fromSorted(keys: readonly string[]): SortedKeys {
-    const set = new SortedKeys();
-    for (let i = 0; i < keys.length; i += SORTED_KEYS_CHUNK_MAX / 2) {
-      set.chunks.push(keys.slice(i, i + SORTED_KEYS_CHUNK_MAX / 2));
-    }
-    set.count = keys.length;
-    return set;
   }
 
   insert(key: string): void {

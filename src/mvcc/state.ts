@@ -11,19 +11,23 @@ import {
   changeKeyAtMain,
   dataKey,
   dataKeyBounds,
+  dataKeyMain,
+  dataKeyRevision,
   decodeChangeKey,
   decodeMeta,
   decodeRecord,
   encodeMeta,
   encodeRecord,
+  isTombstoneRecord,
   isWholeKeySpan,
   metaKey,
   parseDataKey,
   spanContains,
 } from './codec.js';
-import { KeyHistory, KeyIndex } from './key-index.js';
+import type { KeyInterval } from './bytes.js';
 import { PendingWrites } from './pending.js';
-import { type Revision, formatRevision } from './revision.js';
+import { MAX_REVISION, REVISION_BYTES, type Revision, compareRevisions, formatRevision, revisionsEqual } from './revision.js';
+import { type VersionHead, type WalkOptions, forEachKeyAt, newestAt } from './versions.js';
 
 /**
  * Where a store keeps its data: the range-local meta record under
@@ -37,6 +41,49 @@ export interface MvccLocation {
   readonly span: KeySpan;
 }
 
+/**
+ * Memory a store's cache of its keys' newest `d` keys may take: a point read
+ * of a remembered key at or above its newest change is then an exact engine
+ * get, as cheap as with the in-memory index it replaces, instead of a range
+ * seek. A cache, never the truth: a miss seeks. Sized in bytes, not entries,
+ * so that long keys cannot make it large, and large enough to hold the keys
+ * a node serves often (some 300,000 keys of 20 bytes; the benchmark's
+ * 100,000-key working set missed a third of its gets with a cache of 65,536
+ * entries). The in-memory index this replaces held every key, and more.
+ */
+export const KEY_HEAD_CACHE_BYTES = 64 * 1024 ** 2;
+/**
+ * What one cache entry costs beyond its key bytes, estimated: the Map entry,
+ * the key string's header, the entry object (KeyHeadEntry) with its LiveHead
+ * and revision, the `d` key's Uint8Array and its ArrayBuffer.
+ */
+export const KEY_HEAD_ENTRY_OVERHEAD_BYTES = 240;
+
+/** The estimated bytes of one cache entry (KEY_HEAD_ENTRY_OVERHEAD_BYTES). */
+function headEntryBytes(keyString: string, newestDataKey: Uint8Array): number {
+  return KEY_HEAD_ENTRY_OVERHEAD_BYTES + keyString.length + newestDataKey.length;
+}
+
+/**
+ * A key-head cache entry: the key's newest change, and what a put continues
+ * from it. A put that hands out no previous value (no prevKv asked, no
+ * watcher wants them) then reads nothing from the engine, as the in-memory
+ * index it replaces answered: reading, checking and decoding the record on
+ * every put was most of what a put cost the branch over the index.
+ */
+interface KeyHeadEntry {
+  readonly dataKey: Uint8Array;
+  /** The newest change as a put continues it: null for a tombstone, undefined until its record is read (a walk remembered the key). */
+  readonly live: LiveHead | null | undefined;
+}
+
+/** A key's newest change when it is live: what a put continues (its revision, create revision and version). */
+export interface LiveHead {
+  readonly rev: Revision;
+  readonly createRevision: number;
+  readonly version: number;
+}
+
 /** One entry of the change index: change `rev` of user key `key`. */
 export interface ChangeRef {
   readonly rev: Revision;
@@ -44,8 +91,10 @@ export interface ChangeRef {
 }
 /**
  * The mutable state shared by MvccStore, its write transactions and the
- * compaction, event and hash code: the engine, the key index, the meta
- * fields and the overlay of not-yet-committed writes. Not exported from the
+ * compaction, event and hash code: the engine, the meta fields and the
+ * overlay of not-yet-committed writes. There is no in-memory key index (ADR
+ * 0009 §1): the `d` family, newest change first per key, is the index, so
+ * opening reads one record and a split rebuilds nothing. Not exported from the
  * package; MvccStore is the public face.
  */
 export class MvccState {
@@ -66,11 +115,19 @@ export class MvccState {
   everCompacted: boolean;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
+  /**
+   * Key string → the `d` key of the key's newest change, pending ones
+   * included (KEY_HEAD_CACHE_BYTES). Kept right by putRecord and
+   * deleteRecord, the only ways this store's records change; a snapshot
+   * install reopens the store. Oldest insertion evicted first.
+   */
+  private readonly heads = new Map<string, KeyHeadEntry>();
+  /** The estimated bytes `heads` holds (headEntryBytes of each entry). */
+  private headsBytes = 0;
 
   private constructor(
     readonly engine: StorageEngine,
     readonly location: MvccLocation,
-    readonly index: KeyIndex,
     meta: MvccMeta,
     /** Whether a write's events must carry each changed key's previous value (see MvccOpenOptions). */
     readonly eventsWantPrevKv: () => boolean,
@@ -88,15 +145,14 @@ export class MvccState {
     this.everCompacted = meta.everCompacted;
   }
 
-  /** Loads the meta record and rebuilds the key index from the stored history, which must hold the meta's count of records. */
+  /** Loads the meta record; nothing else is read (verifyStoredCounts is the full check of the history, for those who can pay for it). */
   static open(engine: StorageEngine, location: MvccLocation, eventsWantPrevKv: () => boolean): MvccState {
     assert(location.metaPrefix.length > 0, 'an mvcc store needs a non-empty meta prefix');
     const { span } = location;
     assert(span.end === undefined || toKeyString(span.start) < toKeyString(span.end), 'an mvcc store needs a non-empty key span');
     const raw = engine.get(metaKey(location.metaPrefix));
     const meta = raw === undefined ? EMPTY_META : decodeMeta(raw);
-    const index = rebuildIndex(engine, span, meta);
-    return new MvccState(engine, location, index, meta, eventsWantPrevKv);
+    return new MvccState(engine, location, meta, eventsWantPrevKv);
   }
 
   get meta(): MvccMeta {
@@ -116,11 +172,80 @@ export class MvccState {
     if (this.pending.size > 0) this.pending.settle();
   }
 
-  /** The stored change `rev` of `key`, which the index refers to. */
+  /** The stored change `rev` of `key`, which another record names (a prev revision the compaction kept). */
   loadRecord(key: Uint8Array, rev: Revision): StoredRecord {
     const raw = this.pending.get(dataKey(key, rev));
-    assert(raw !== undefined, () => `mvcc record ${formatRevision(rev)} is in the index but not in storage`);
+    if (raw === undefined) throw new TesseraError('CORRUPT_DATA', `mvcc history: change ${formatRevision(rev)} is named by a record but not stored; the data file is damaged`);
     return checkedRecord(raw, key, rev);
+  }
+
+  /** The newest change of `key` at or below main revision `atMain`, tombstones included (versions.ts). */
+  newestAt(key: Uint8Array, atMain: number): VersionHead | undefined {
+    const keyString = toKeyString(key);
+    const cached = this.heads.get(keyString)?.dataKey;
+    let newest: VersionHead | undefined;
+    if (cached !== undefined) {
+      const raw = this.pending.get(cached);
+      if (raw === undefined) throw new TesseraError('CORRUPT_DATA', `mvcc history: the newest change of a key is not stored; the data file is damaged`);
+      newest = { dataKey: cached, raw, rawBytes: raw.length, prefixBytes: cached.length - REVISION_BYTES };
+    } else {
+      newest = newestAt(this.pending, this.span, key, MAX_REVISION);
+      if (newest === undefined) return undefined;
+      this.rememberHead(keyString, { dataKey: newest.dataKey, live: undefined });
+    }
+    if (dataKeyMain(newest.dataKey, newest.prefixBytes) <= atMain) return newest;
+    return newestAt(this.pending, this.span, key, atMain);
+  }
+
+  /** Each key of `interval` in the span with its newest change at or below `atMain`, in key order (versions.ts). */
+  forEachKeyAt(interval: KeyInterval, atMain: number, visit: (head: VersionHead) => boolean | void, options: WalkOptions = {}): void {
+    if (interval.end === undefined) {
+      // A whole record serves a heads-only walk too.
+      const head = options.afterKey === undefined ? this.newestAt(interval.start, atMain) : undefined;
+      if (head !== undefined) visit(head);
+      return;
+    }
+    forEachKeyAt(this.pending, this.span, interval, atMain, visit, options);
+  }
+
+  /**
+   * The newest change of `key` if it is live, as a put continues it (no
+   * value): from the cache when it knows the change's record, else read,
+   * checked and decoded once, and remembered.
+   */
+  liveHead(key: Uint8Array): LiveHead | undefined {
+    const keyString = toKeyString(key);
+    const entry = this.heads.get(keyString);
+    if (entry !== undefined && entry.live !== undefined) return entry.live ?? undefined;
+    const head = this.newestAt(key, MAX_REVISION);
+    if (head === undefined) return undefined;
+    const record = this.recordOf(head);
+    const live = record.tombstone ? null : { rev: dataKeyRevision(head.dataKey, head.prefixBytes), createRevision: record.createRevision, version: record.version };
+    this.rememberHead(keyString, { dataKey: head.dataKey, live });
+    return live ?? undefined;
+  }
+
+  private rememberHead(keyString: string, entry: KeyHeadEntry): void {
+    this.forgetHead(keyString);
+    const bytes = headEntryBytes(keyString, entry.dataKey);
+    // Oldest insertion first out, until the new entry fits.
+    while (this.headsBytes + bytes > KEY_HEAD_CACHE_BYTES && this.heads.size > 0) this.forgetHead(this.heads.keys().next().value!);
+    this.heads.set(keyString, entry);
+    this.headsBytes += bytes;
+  }
+
+  private forgetHead(keyString: string): void {
+    const old = this.heads.get(keyString);
+    if (old === undefined) return;
+    this.heads.delete(keyString);
+    this.headsBytes -= headEntryBytes(keyString, old.dataKey);
+  }
+
+  /** A change a walk found, decoded and checked against its `d` key (CRC, key, revision). */
+  recordOf(head: VersionHead): StoredRecord {
+    const parsed = parseDataKey(head.dataKey);
+    if (parsed === undefined) throw new TesseraError('CORRUPT_DATA', 'mvcc history: a stored key in the data family is malformed; the data file is damaged');
+    return checkedRecord(head.raw, parsed.userKey, parsed.rev);
   }
 
   /**
@@ -145,7 +270,11 @@ export class MvccState {
     assert(record.modRevision === rev.main, 'record mod revision differs from its key');
     if (!spanContains(this.span, record.key)) assert(false, () => `a write of a key outside the store's span`);
     // The record first: a batch that refuses it (too large) has then written nothing of the change.
-    this.pending.put(batch, dataKey(record.key, rev), encodeRecord(record));
+    const stored = dataKey(record.key, rev);
+    this.pending.put(batch, stored, encodeRecord(record));
+    const keyString = toKeyString(record.key);
+    // Re-inserted (rememberHead forgets it first), so a key written often stays; the cache holds the key's newest change from now on.
+    this.rememberHead(keyString, { dataKey: stored, live: record.tombstone ? null : { rev, createRevision: record.createRevision, version: record.version } });
     // A copy: the caller's key is often a view of a larger buffer (a decoded command).
     this.pending.put(batch, changeKey(rev), record.key.slice());
     this.recordCount++;
@@ -153,7 +282,12 @@ export class MvccState {
 
   /** Deletes a stored change, record and index entry; the caller found it in storage (compaction scans for them), so the count stays exact. */
   deleteRecord(batch: WriteBatch, change: ChangeRef): void {
-    this.pending.delete(batch, dataKey(change.key, change.rev));
+    const stored = dataKey(change.key, change.rev);
+    this.pending.delete(batch, stored);
+    const keyString = toKeyString(change.key);
+    const head = this.heads.get(keyString);
+    // Compaction deletes a key's newest change only with the whole key (a tombstone below the compacted revision).
+    if (head !== undefined && bytesEqual(head.dataKey, stored)) this.forgetHead(keyString);
     this.pending.delete(batch, changeKey(change.rev));
     this.recordCount--;
     assert(this.recordCount >= 0, () => `deleting record ${formatRevision(change.rev)} leaves a negative record count`);
@@ -184,7 +318,7 @@ export class MvccState {
   /**
    * Ends this store's span at `splitKey`: the keys from there on now belong
    * to another store (a split, ADR 0009 §5). Their records stay where they
-   * are (the layout is by user key); only the span, the index and the count
+   * are (the layout is by user key); only the span, the key-head cache and the count
    * of records change. Returns how many stored records the other store gets,
    * and their stored bytes.
    */
@@ -196,7 +330,9 @@ export class MvccState {
       moved++;
       bytes += key.byteLength + value.byteLength;
     }
-    this.index.dropFrom(toKeyString(splitKey));
+    // The key-head cache forgets the keys that leave: another store writes them from now on.
+    const from = toKeyString(splitKey);
+    for (const k of [...this.heads.keys()]) if (k >= from) this.forgetHead(k);
     this.span = { start: this.span.start, end: splitKey };
     this.wholeSpan = false;
     this.recordCount -= moved;
@@ -204,9 +340,40 @@ export class MvccState {
     return { records: moved, bytes };
   }
 
-  /** Whether the index still refers to the stored change `rev` of `key`. */
-  indexHolds(key: Uint8Array, rev: Revision): boolean {
-    return this.index.get(toKeyString(key))?.contains(rev) ?? false;
+  /**
+   * Whether compaction keeps change `rev` of `key` (stored or not: a record's
+   * prev may name one that is gone). Every change above the compacted
+   * revision C stays; of those at or below it only the key's newest does,
+   * and not if it is a tombstone below C (etcd's rule: a live key keeps its
+   * value at C, and a delete at exactly C stays for watches from C). One
+   * seek; no index. The same answer on every replica, however far the
+   * physical deletion has got.
+   */
+  holds(key: Uint8Array, rev: Revision): boolean {
+    if (rev.main > this.compactedRevision) return true;
+    const kept = this.keptRevision(key);
+    return kept !== null && revisionsEqual(kept, rev);
+  }
+
+  /** The change of `key` at or below the compacted revision that compaction keeps, or null (see holds). */
+  keptRevision(key: Uint8Array): Revision | null {
+    const compacted = this.compactedRevision;
+    const head = this.newestAt(key, compacted);
+    if (head === undefined) return null;
+    const newest = dataKeyRevision(head.dataKey, head.prefixBytes);
+    return newest.main < compacted && isTombstoneRecord(head.raw) ? null : newest;
+  }
+
+  /**
+   * holds() for a change the `e` family lists (so it is stored): without a
+   * seek once the physical pass has gone past it, since what that pass
+   * leaves behind is what compaction keeps.
+   */
+  holdsStored(change: ChangeRef): boolean {
+    if (change.rev.main > this.compactedRevision) return true;
+    const cursor = this.compactionCursor;
+    if (cursor === undefined || compareRevisions(change.rev, cursor) < 0) return true;
+    return this.holds(change.key, change.rev);
   }
 }
 
@@ -221,59 +388,28 @@ function checkedRecord(raw: Uint8Array, key: Uint8Array, rev: Revision): StoredR
 }
 
 /**
- * Builds the key index from the `d` records in `span` (each key's changes
- * come newest first, so a key's are collected, then replayed oldest first),
- * then applies the recorded compaction. Both families must hold the meta's
- * count of changes: LMDB pages carry no checksum, and a damaged one can hide
- * keys from every scan.
+ * Counts the store's `d` records and `e` entries against the meta record:
+ * LMDB pages carry no checksum, so a damaged one can hide keys from every
+ * scan, and only a full pass finds the hole. Keys are counted, not decoded
+ * (each record's CRC is checked where it is read). O(history): for start-up
+ * checks, invariants and diagnostics, never on open.
  */
-export function rebuildIndex(view: ReadView, span: KeySpan, meta: MvccMeta): KeyIndex {
-  const histories = new Map<string, KeyHistory>();
-  let records = 0;
-  let keyString: string | undefined;
-  let key: Uint8Array | undefined;
-  let newestFirst: { rev: Revision; record: StoredRecord }[] = [];
-  const flush = (): void => {
-    if (keyString === undefined) return;
-    const history = new KeyHistory(key!);
-    for (let i = newestFirst.length - 1; i >= 0; i--) {
-      const { rev, record } = newestFirst[i]!;
-      history.restore(rev, record.tombstone, record.createRevision, record.version);
-    }
-    histories.set(keyString, history);
-    newestFirst = [];
-  };
-  for (const { key: stored, value } of view.scan(dataKeyBounds(span))) {
-    records++;
-    const parsed = parseDataKey(stored);
-    if (parsed === undefined) throw new TesseraError('CORRUPT_DATA', 'mvcc history: a stored key in the data family is malformed; the data file is damaged');
-    const { userKey, rev } = parsed;
-    assert(rev.main <= meta.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${meta.currentRevision}`);
-    const record = checkedRecord(value, userKey, rev);
-    const ks = toKeyString(userKey);
-    if (ks !== keyString) {
-      flush();
-      keyString = ks;
-      key = record.key;
-    }
-    newestFirst.push({ rev, record });
-  }
-  flush();
+export function verifyStoredCounts(view: Pick<ReadView, 'visit' | 'count'>, span: KeySpan, meta: MvccMeta): void {
+  // Counted by the engine: LMDB walks its cursor in C (a damaged page hides keys from it as from any scan).
+  const records = view.count(dataKeyBounds(span));
   if (records !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${records} change records are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
   const whole = isWholeKeySpan(span);
   let changes = 0;
-  for (const { key: stored, value } of view.scan(CHANGE_KEY_BOUNDS)) {
-    if (!whole && !spanContains(span, value)) continue;
-    changes++;
-    const rev = decodeChangeKey(stored);
-    assert(rev.main <= meta.currentRevision, () => `change index entry ${formatRevision(rev)} is after the current revision ${meta.currentRevision}`);
+  // An entry's value is its user key: needed only when the span is not the whole key space.
+  if (whole) changes = view.count(CHANGE_KEY_BOUNDS);
+  else {
+    view.visit(CHANGE_KEY_BOUNDS, (_, value) => {
+      if (spanContains(span, value)) changes++;
+    });
   }
   if (changes !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${changes} change index entries are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
   }
-  const index = new KeyIndex(histories);
-  if (meta.compactedRevision > 0) index.compact(meta.compactedRevision);
-  return index;
 }

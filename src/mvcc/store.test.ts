@@ -38,7 +38,7 @@ test('store: a meta record of format 2 (revisions from 0) or 4 (records under th
   }
 });
 
-test('store: the meta record counts the stored changes (records and change index entries alike) through writes, deletes and compaction; a store missing either is refused at open', () => {
+test('store: the meta record counts the stored changes (records and change index entries alike) through writes, deletes and compaction; a store missing either is refused by verifyHistory (open reads the meta record alone)', () => {
   const { engine, store } = newStore();
   const stored = (): number => {
     const { records, entries } = storedChanges(engine);
@@ -72,7 +72,9 @@ test('store: the meta record counts the stored changes (records and change index
     const batch = engine.newBatch();
     batch.delete(victim.key);
     engine.commit(batch, () => {});
-    assert.throws(() => MvccStore.open(engine, LOCATION), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
+    const damaged = MvccStore.open(engine, LOCATION);
+    assert.throws(() => damaged.verifyHistory(), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
+    assert.throws(() => damaged.checkInvariants(), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && refusal.test(error.message));
     const restore = engine.newBatch();
     restore.put(victim.key, victim.value);
     engine.commit(restore, () => {});
@@ -117,6 +119,37 @@ test('store: without watchers that want them, events skip previous values, but a
   const del2 = write(engine, store, (txn) => (deleted = txn.deleteRange(utf8('b'))));
   assert.equal(del2.events[0]?.prevKv, undefined);
   assert.deepEqual(deleted.prevKvs, []);
+  reopenAndCompare(engine, store);
+});
+
+test('store: a put without previous values continues the key from the key-head cache: after a read remembered it, after a delete, after a compaction, after a reopen', () => {
+  const engine = newEngine();
+  const open = (): MvccStore => MvccStore.open(engine, LOCATION, { eventsWantPrevKv: () => false });
+  let store = open();
+  put(engine, store, 'a', '1');
+  put(engine, store, 'a', '2');
+  put(engine, store, 'b', '1');
+  store = open();
+  // A read remembers the key's newest change without decoding it; the put then reads the record once.
+  assert.equal(get(store, 'a')?.version, 2);
+  put(engine, store, 'a', '3');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '3', create: rev(1), mod: rev(4), version: 3, lease: 0 });
+  // Several puts of one key in one txn continue each other (sub-revisions), from the cache.
+  const twice = write(engine, store, (txn) => {
+    txn.put(utf8('b'), utf8('2'));
+    txn.put(utf8('b'), utf8('3'));
+  });
+  assert.deepEqual(twice.events.map((e) => [e.kv.version, e.kv.createRevision]), [[2, rev(3)], [3, rev(3)]]);
+  // A delete leaves a tombstone in the cache: the next put starts the key again.
+  del(engine, store, 'a');
+  put(engine, store, 'a', '4');
+  assert.deepEqual(get(store, 'a'), { key: 'a', value: '4', create: rev(7), mod: rev(7), version: 1, lease: 0 });
+  // Compaction removes the whole history of a key deleted below the compacted revision, newest change included.
+  del(engine, store, 'b');
+  put(engine, store, 'c', '1');
+  compactAll(engine, store, store.currentRevision);
+  put(engine, store, 'b', '4');
+  assert.deepEqual(get(store, 'b'), { key: 'b', value: '4', create: rev(10), mod: rev(10), version: 1, lease: 0 });
   reopenAndCompare(engine, store);
 });
 

@@ -1,12 +1,18 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
-import { keyInterval, toKeyString } from './bytes.js';
-import type { StoredRecord } from './codec.js';
+import { keyInterval } from './bytes.js';
+import { type StoredRecord, dataKeyRevision } from './codec.js';
 import { mvccError } from './errors.js';
-import type { KeyHistory } from './key-index.js';
 import { type KeyValue, type RangeOptions, type RangeResult, executeRange, recordKeyValue } from './range.js';
-import { MAX_SUB_REVISION, assertRevisionNumber } from './revision.js';
-import type { MvccState } from './state.js';
+import { MAX_REVISION, MAX_SUB_REVISION, type Revision, assertRevisionNumber } from './revision.js';
+import type { LiveHead, MvccState } from './state.js';
+import type { VersionHead } from './versions.js';
+
+/** A key's current change, live: what a put continues and a delete ends. */
+interface LiveKey {
+  readonly record: StoredRecord;
+  readonly rev: Revision;
+}
 
 /** A change as watchers see it (etcd's mvccpb.Event). A DELETE's kv has the key and mod revision only. */
 export interface MvccEvent {
@@ -54,7 +60,8 @@ export interface WriteResult {
 /**
  * A write transaction (etcd's storeTxnWrite). Every change gets main revision
  * `revision` and the next sub-revision; records go into the caller's batch
- * and the index at once, so reads in the transaction see its own writes.
+ * and the store's overlay of pending writes at once, so reads in the
+ * transaction see its own writes.
  * Nothing is visible to other readers until `end()`; the caller then commits
  * the batch. A transaction that changes nothing leaves the revision alone.
  */
@@ -95,28 +102,28 @@ export class WriteTxn {
     this.assertOpen();
     const leaseId = options.leaseId ?? 0;
     checkPut(key, value, leaseId, options);
-    const keyString = toKeyString(key);
-    const history = this.state.index.get(keyString);
-    const live = history?.live();
     const keepsOld = options.ignoreValue === true || options.ignoreLease === true;
-    if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const wantPrev = keepsOld || options.prevKv === true || this.state.eventsWantPrevKv();
-    const prev = live === undefined || !wantPrev ? undefined : this.state.loadRecord(key, live.modified);
+    // The key's current state is its newest stored change (the overlay holds this txn's and this turn's writes).
+    // Only a put that hands out or keeps the old value reads its record; the others take the key-head cache's
+    // summary of it (MvccState.liveHead), which is how a put costs no engine read, as with the in-memory index.
+    const old = wantPrev ? this.liveKey(this.state.newestAt(key, MAX_REVISION)) : undefined;
+    const prev = old?.record;
+    const live: LiveHead | undefined = wantPrev ? old && { rev: old.rev, createRevision: old.record.createRevision, version: old.record.version } : this.state.liveHead(key);
+    if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const rev = this.nextRevision();
     const record: StoredRecord = {
       key,
       value: options.ignoreValue === true ? prev!.value : value,
       tombstone: false,
-      createRevision: live?.created ?? rev.main,
+      createRevision: live?.createRevision ?? rev.main,
       modRevision: rev.main,
       version: (live?.version ?? 0) + 1,
       lease: options.ignoreLease === true ? prev!.lease : leaseId,
-      prev: live?.modified,
+      prev: live?.rev,
     };
-    // The batch first: if it refuses the record, the index has not moved and the txn stays usable.
+    // The batch first: if it refuses the record, nothing else has moved and the txn stays usable.
     this.state.putRecord(this.batch, rev, record);
-    const now = (history ?? this.state.index.getOrCreate(keyString, key)).put(rev);
-    assert(now.created === record.createRevision && now.version === record.version, 'index and record disagree on a put');
     const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
     this.events.push({ type: 'PUT', kv: recordKeyValue(record), prevKv });
     return { revision: this.revision, prevKv: options.prevKv === true ? prevKv : undefined };
@@ -126,16 +133,16 @@ export class WriteTxn {
   deleteRange(key: Uint8Array, rangeEnd?: Uint8Array, options: { prevKv?: boolean | undefined } = {}): DeleteRangeResult {
     this.assertOpen();
     if (key.length === 0) throw mvccError('EMPTY_KEY');
-    const interval = keyInterval(key, rangeEnd);
-    const end = interval.end === undefined ? undefined : toKeyString(interval.end);
-    const victims: KeyHistory[] = [];
-    this.state.index.forEachInRange(toKeyString(interval.start), end, (history) => {
-      if (history.live() !== undefined) victims.push(history);
+    // Collected first: the tombstones go into the overlay the walk reads.
+    const victims: LiveKey[] = [];
+    this.state.forEachKeyAt(keyInterval(key, rangeEnd), MAX_REVISION, (head) => {
+      const live = this.liveKey(head);
+      if (live !== undefined) victims.push(live);
     });
     const wantPrev = options.prevKv === true || this.state.eventsWantPrevKv();
     const prevKvs: KeyValue[] = [];
-    for (const history of victims) {
-      const prevKv = this.deleteKey(history, wantPrev);
+    for (const victim of victims) {
+      const prevKv = this.deleteKey(victim, wantPrev);
       if (prevKv !== undefined) prevKvs.push(prevKv);
     }
     const revision = this.events.length > 0 ? this.revision : this.state.currentRevision;
@@ -154,25 +161,30 @@ export class WriteTxn {
   }
 
   /** Deletes a live key; returns its previous pair if `wantPrev`. */
-  private deleteKey(history: KeyHistory, wantPrev: boolean): KeyValue | undefined {
-    const live = history.live()!;
-    const prev = wantPrev ? this.state.loadRecord(history.key, live.modified) : undefined;
+  private deleteKey(live: LiveKey, wantPrev: boolean): KeyValue | undefined {
+    const { key } = live.record;
     const rev = this.nextRevision();
     const record: StoredRecord = {
-      key: history.key,
+      key,
       value: new Uint8Array(0),
       tombstone: true,
       createRevision: 0,
       modRevision: rev.main,
       version: 0,
       lease: 0,
-      prev: live.modified,
+      prev: live.rev,
     };
     this.state.putRecord(this.batch, rev, record);
-    history.tombstone(rev);
-    const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
-    this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(history.key, rev.main), prevKv });
+    const prevKv = wantPrev ? recordKeyValue(live.record) : undefined;
+    this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(key, rev.main), prevKv });
     return prevKv;
+  }
+
+  /** The decoded change a lookup found, if the key is live there. */
+  private liveKey(head: VersionHead | undefined): LiveKey | undefined {
+    if (head === undefined) return undefined;
+    const record = this.state.recordOf(head);
+    return record.tombstone ? undefined : { record, rev: dataKeyRevision(head.dataKey, head.prefixBytes) };
   }
 
   private nextRevision(): { main: number; sub: number } {

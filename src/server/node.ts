@@ -321,9 +321,10 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const kvNode = makeKvNode(r, identity, { engine, transport, fatal, founding: start.founding, clock, requestIdPrefix, log, listeners, onRemoved: () => void removed.handle?.close().then(() => o.onRemoved?.()) });
   const { store, watches, leaseKeeper } = kvNode;
   const sm = kvNode.stateMachine;
-  // Opening the MVCC store now counts its stored history against the meta record (MvccMeta.recordCount):
-  // a data file whose damaged pages hide records is refused at start, before the node listens.
-  void sm.mvcc;
+  // Opening the MVCC store reads its meta record alone (ADR 0009 §1). Counting the stored history
+  // against it (MvccMeta.recordCount) is one pass over the keys, without decoding: a data file whose
+  // damaged pages hide records is refused at start, before the node listens.
+  sm.mvcc.verifyHistory();
   const splits = new SplitQueue({
     kv: kvNode,
     timers: realTimers,

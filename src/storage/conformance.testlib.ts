@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isTesseraError, type TesseraErrorCode } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { MAX_KEY_BYTES, type KeyValue, type ReadView, type ScanOptions, type StorageEngine, type WriteBatch } from './engine.js';
+import { MAX_KEY_BYTES, MAX_VALUE_HEAD_BYTES, type KeyValue, type ReadView, type ScanOptions, type StorageEngine, type VisitOptions, type WriteBatch } from './engine.js';
 
 export interface EngineUnderTest {
   readonly engine: StorageEngine;
@@ -67,6 +67,21 @@ function keysOf(view: ReadView, options: ScanOptions): string[] {
 
 function pairsOf(entries: Iterable<KeyValue>): [string, string][] {
   return [...entries].map((kv) => [hex(kv.key), hex(kv.value)]);
+}
+
+/** What a visit gave: key, value (or head) and full value length of each pair, copied while the visitor ran (heads are borrowed). */
+function visited(view: ReadView, options: VisitOptions): [string, string, number][] {
+  const out: [string, string, number][] = [];
+  view.visit(options, (key, value, valueBytes) => {
+    out.push([hex(key), hex(value), valueBytes]);
+  });
+  return out;
+}
+
+/** What visited() must give: the scan's pairs, values cut to `head` bytes. */
+function expectedVisit(view: ReadView, options: VisitOptions): [string, string, number][] {
+  const head = options.valueHeadBytes;
+  return [...view.scan(options)].map((kv) => [hex(kv.key), hex(head === undefined ? kv.value : kv.value.subarray(0, head)), kv.value.length]);
 }
 
 function assertCode(fn: () => unknown, code: TesseraErrorCode): void {
@@ -222,6 +237,63 @@ function scanTests(it: It): void {
     assert.deepEqual(keysOf(engine, { start: s('c'), end: s('a'), reverse: true }), []);
     assert.deepEqual(keysOf(engine, { start: s('b'), end: s('c'), reverse: true }), []);
     assert.deepEqual(keysOf(engine, { start: s('d') }), []);
+  });
+
+  it('visit gives the pairs scan gives, whole or as value heads with full lengths, and stops when the visitor returns false', async (engine) => {
+    const long = new Uint8Array(300).map((_, i) => i & 0xff);
+    await commitDurable(engine, (w) => {
+      w.put(s('a'), long);
+      w.put(s('b'), b(9));
+      w.put(s('c'), new Uint8Array(0));
+      w.put(s('d'), s('dddd'));
+    });
+    // A staged batch over them: visits merge it in as scans do.
+    const staged = engine.newBatch();
+    staged.put(s('bb'), s('staged'));
+    staged.delete(s('d'));
+    for (const view of [engine, engine.snapshotView()]) {
+      for (const options of [
+        { start: new Uint8Array() },
+        { start: s('a'), end: s('c') },
+        { start: new Uint8Array(), reverse: true, limit: 2 },
+        { start: new Uint8Array(), valueHeadBytes: 2 },
+        { start: s('b'), valueHeadBytes: MAX_VALUE_HEAD_BYTES },
+        { start: new Uint8Array(), reverse: true, valueHeadBytes: 1 },
+        // Ranges the staged batch writes nothing in (LMDB reads them alone), up to and from its keys.
+        { start: s('a'), end: s('bb') },
+        { start: s('c'), end: s('d'), valueHeadBytes: 1 },
+        { start: s('a'), end: s('bb'), reverse: true, limit: 1 },
+        { start: s('d') },
+        { start: s('bb'), end: s('bc') },
+      ]) {
+        assert.deepEqual(visited(view, options), expectedVisit(view, options), JSON.stringify(options));
+      }
+      if (view !== engine) (view as ReadView & { close(): void }).close();
+      else engine.stage(staged);
+    }
+    assert.deepEqual(visited(engine, { start: new Uint8Array(), valueHeadBytes: 3 }), [
+      [hex(s('a')), hex(long.subarray(0, 3)), 300],
+      [hex(s('b')), hex(b(9)), 1],
+      [hex(s('bb')), hex(s('sta')), 6],
+      [hex(s('c')), '', 0],
+    ]);
+    const seen: string[] = [];
+    engine.visit({ start: new Uint8Array() }, (key) => {
+      seen.push(hex(key));
+      return seen.length < 2;
+    });
+    assert.deepEqual(seen, [hex(s('a')), hex(s('b'))]);
+    assertCode(() => engine.visit({ start: new Uint8Array(), valueHeadBytes: 0 }, () => {}), 'INVALID_ARGUMENT');
+    assertCode(() => engine.visit({ start: new Uint8Array(), valueHeadBytes: MAX_VALUE_HEAD_BYTES + 1 }, () => {}), 'INVALID_ARGUMENT');
+    assertCode(() => engine.visit({ start: new Uint8Array(), limit: -1 }, () => {}), 'INVALID_ARGUMENT');
+    // count: as many as the scan yields, staged batches, bounds and limits included.
+    for (const options of [{ start: new Uint8Array() }, { start: s('b'), end: s('c') }, { start: s('c'), end: s('b') }, { start: new Uint8Array(), limit: 2 }, { start: new Uint8Array(), reverse: true }]) {
+      assert.equal(engine.count(options), [...engine.scan(options)].length, JSON.stringify(options));
+    }
+    await commitDurable(engine, () => {});
+    assert.equal(engine.count({ start: new Uint8Array() }), 4);
+    assert.equal(engine.count({ start: s('b'), end: s('bc') }), 2);
+    assertCode(() => engine.count({ start: new Uint8Array(), limit: -1 }), 'INVALID_ARGUMENT');
   });
 
   it('a scan returns values and sees the state of the moment it was called', async (engine) => {
@@ -625,6 +697,9 @@ async function runSteps(engine: StorageEngine, steps: readonly Step[]): Promise<
       } else if (step.kind === 'scan') {
         const options: ScanOptions = { start: step.start, end: step.end, reverse: step.reverse, limit: step.limit };
         assert.deepEqual(pairsOf(engine.scan(options)), model.scan(step.start, step.end, step.reverse, step.limit));
+        assert.deepEqual(visited(engine, options), expectedVisit(engine, options));
+        assert.deepEqual(visited(engine, { ...options, valueHeadBytes: 1 }), expectedVisit(engine, { ...options, valueHeadBytes: 1 }));
+        assert.equal(engine.count(options), model.scan(step.start, step.end, step.reverse, step.limit).length);
       } else {
         snapshots.push({ view: engine.snapshotView(), model: model.copy() });
       }

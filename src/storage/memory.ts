@@ -1,7 +1,7 @@
 import { AssertionError, TesseraError, sharesBuffer, type Rng } from '../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from './batch.js';
-import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from './engine.js';
-import { scanLimit } from './scan.js';
+import type { KeyValue, ReadView, ScanOptions, StorageEngine, VisitOptions, Visitor, WriteBatch } from './engine.js';
+import { countByVisit, scanLimit, visitPairs } from './scan.js';
 import { SortedMap } from './sorted_map.js';
 
 type Image = SortedMap<Uint8Array>;
@@ -98,6 +98,14 @@ export class MemoryEngine implements StorageEngine {
     this.checkOpen();
     const kvs = scanImage(this.live, options);
     return this.readFault === undefined ? kvs : faulty(kvs, this.readFault);
+  }
+
+  visit(options: VisitOptions, visitor: Visitor): void {
+    visitPairs(this.scan(options), options, visitor);
+  }
+
+  count(options: ScanOptions): number {
+    return countByVisit(this, options);
   }
 
   /** The next `count` syncs fail (EIO): their batches' callbacks get the error and the batches never reach the disk. */
@@ -242,6 +250,14 @@ class MemorySnapshot implements ReadView {
   scan(options: ScanOptions): Iterable<KeyValue> {
     this.checkOpen();
     return scanImage(this.image, options);
+  }
+
+  visit(options: VisitOptions, visitor: Visitor): void {
+    visitPairs(this.scan(options), options, visitor);
+  }
+
+  count(options: ScanOptions): number {
+    return countByVisit(this, options);
   }
 
   close(): void {

@@ -2,14 +2,18 @@ import type { Database, RangeOptions, RootDatabase, Transaction } from 'lmdb';
 import { AssertionError, assert, TesseraError } from '../../base/index.js';
 import { asRecordingBatch, RecordingBatch, type BatchOp } from '../batch.js';
 import { compareBytes } from '../bytes.js';
-import type { KeyValue, ReadView, ScanOptions, StorageEngine, WriteBatch } from '../engine.js';
-import { scanLimit } from '../scan.js';
-import { messageOf, openEnvironment, type LmdbOpenOptions } from './environment.js';
+import type { KeyValue, ReadView, ScanOptions, StorageEngine, VisitOptions, Visitor, WriteBatch } from '../engine.js';
+import { countByVisit, scanLimit, valueHeadBytes, visitPairs } from '../scan.js';
+import { messageOf, openEnvironment, valueHead, type LmdbOpenOptions } from './environment.js';
 import { mergeScan, Overlay, OverlayLayer, type OverlayWrite } from './overlay.js';
 
 export { LMDB_DEFAULT_MAP_SIZE_BYTES, LMDB_FORMAT_VERSION, type LmdbOpenOptions } from './environment.js';
 
 type Db = Database<Uint8Array, Uint8Array>;
+/** The data database through its value-head handle (environment.ts): values read as their lengths. */
+type HeadsDb = Database<number, Uint8Array>;
+/** Views of `valueHead`'s first n bytes, made once: a visit hands one out per pair without allocating. */
+const VALUE_HEAD_VIEWS: readonly Uint8Array[] = Array.from({ length: valueHead.length + 1 }, (_, n) => valueHead.subarray(0, n));
 /** The smallest key a batch accepts (keys are never empty). */
 const LOWEST_KEY = Uint8Array.of(0x00);
 
@@ -49,12 +53,14 @@ export class LmdbEngine implements StorageEngine {
   private constructor(
     private readonly root: RootDatabase<Uint8Array, Uint8Array>,
     private readonly data: Db,
+    private readonly heads: HeadsDb,
+    private readonly values: Db,
   ) {}
 
   /** Opens (or creates) the environment at `options.path`; refuses anything that is not a tessera environment of this format. */
   static async open(options: LmdbOpenOptions): Promise<LmdbEngine> {
     const env = await openEnvironment(options);
-    return new LmdbEngine(env.root, env.data);
+    return new LmdbEngine(env.root, env.data, env.heads, env.values);
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
@@ -64,7 +70,17 @@ export class LmdbEngine implements StorageEngine {
 
   scan(options: ScanOptions): Iterable<KeyValue> {
     this.checkOpen();
-    return scanMerged(() => this.overlay, this.data, options, undefined);
+    return scanMerged(() => this.overlay, this.values, options, undefined);
+  }
+
+  visit(options: VisitOptions, visitor: Visitor): void {
+    this.checkOpen();
+    visitMerged(this.overlay, this.values, this.heads, options, visitor, undefined);
+  }
+
+  count(options: ScanOptions): number {
+    this.checkOpen();
+    return countMerged(this, this.overlay, this.data, options, undefined);
   }
 
   newBatch(): WriteBatch {
@@ -76,7 +92,7 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const writes = recorded.ops.some((op) => op.kind === 'delete-range') ? [...resolveLayer(this.overlay, this.data, recorded.ops).finalWrites()] : plainWrites(recorded.ops);
+    const writes = recorded.ops.some((op) => op.kind === 'delete-range') ? [...resolveLayer(this.overlay, this.values, recorded.ops).finalWrites()] : plainWrites(recorded.ops);
     // Staged batches go first, in the same transaction: batches reach the disk in commit order.
     const all = this.overlay.isEmpty ? writes : [...this.overlay.writes(), ...writes];
     let error: Error | undefined;
@@ -101,14 +117,14 @@ export class LmdbEngine implements StorageEngine {
     if (this.failure) throw this.failure;
     const recorded = asRecordingBatch(batch);
     recorded.seal();
-    const layer = resolveLayer(this.overlay, this.data, recorded.ops);
+    const layer = resolveLayer(this.overlay, this.values, recorded.ops);
     // An empty batch adds no layer.
     if (layer.size > 0) this.overlay = this.overlay.with(layer);
   }
 
   snapshotView(): ReadView & { close(): void } {
     this.checkOpen();
-    const view = new LmdbSnapshot(this.overlay, this.data, this.data.useReadTransaction(), (v) => this.snapshots.delete(v));
+    const view = new LmdbSnapshot(this.overlay, this.data, this.values, this.heads, this.data.useReadTransaction(), (v) => this.snapshots.delete(v));
     this.snapshots.add(view);
     return view;
   }
@@ -190,6 +206,8 @@ class LmdbSnapshot implements ReadView {
   constructor(
     private readonly overlay: Overlay,
     private readonly data: Db,
+    private readonly values: Db,
+    private readonly heads: HeadsDb,
     private readonly txn: Transaction,
     private readonly onClose: (view: LmdbSnapshot) => void,
   ) {}
@@ -201,7 +219,17 @@ class LmdbSnapshot implements ReadView {
 
   scan(options: ScanOptions): Iterable<KeyValue> {
     this.checkOpen();
-    return scanMerged(() => this.overlay, this.data, options, this.txn);
+    return scanMerged(() => this.overlay, this.values, options, this.txn);
+  }
+
+  visit(options: VisitOptions, visitor: Visitor): void {
+    this.checkOpen();
+    visitMerged(this.overlay, this.values, this.heads, options, visitor, this.txn);
+  }
+
+  count(options: ScanOptions): number {
+    this.checkOpen();
+    return countMerged(this, this.overlay, this.data, options, this.txn);
   }
 
   close(): void {
@@ -249,16 +277,65 @@ function* startScan(
   yield* mergeScan(entries, lmdbRange(data, start, end, reverse, transaction), reverse, limit);
 }
 
-/** LMDB's entries in [start, end), ascending or descending, as plain Uint8Arrays. */
-function lmdbRange(data: Db, start: Uint8Array, end: Uint8Array | undefined, reverse: boolean, transaction: Transaction | undefined): Iterable<KeyValue> {
+/**
+ * A visit (StorageEngine.visit). With staged batches that write in its
+ * range it merges them in through scanMerged; otherwise (nothing staged, as
+ * between loop turns, or nothing staged there) it reads LMDB's cursor
+ * directly: no generator layer, no object per pair, and with
+ * `valueHeadBytes` no copy of the values (the heads handle).
+ */
+function visitMerged(overlay: Overlay, values: Db, heads: HeadsDb, options: VisitOptions, visitor: Visitor, transaction: Transaction | undefined): void {
+  const limit = scanLimit(options);
+  const head = valueHeadBytes(options);
+  const { start, end } = options;
+  if (end !== undefined && compareBytes(start, end) >= 0) return;
+  // Staged batches that write nothing in the range leave it to LMDB: a write turn's reads of keys it has
+  // not written (the MVCC store's seek for a new key's newest change) take the direct path.
+  if (!overlay.isEmpty && overlay.touches(start, end)) return visitPairs(scanMerged(() => overlay, values, options, transaction), options, visitor);
+  const range = rangeOptions(start, end, options.reverse === true, transaction);
+  if (limit !== Infinity) range.limit = limit;
+  if (head === undefined) {
+    // The values handle gives plain arrays, keys and values (environment.ts, PlainCopier).
+    for (const { key, value } of values.getRange(range)) {
+      if (visitor(key as Uint8Array, value, value.length) === false) return;
+    }
+    return;
+  }
+  for (const { key, value: size } of heads.getRange(range)) {
+    // The decoder left the value's first bytes in valueHead when it read this pair.
+    if (visitor(key as Uint8Array, VALUE_HEAD_VIEWS[Math.min(size, head)]!, size) === false) return;
+  }
+}
+
+/**
+ * A count (StorageEngine.count): LMDB's own (lmdb-js getCount, a cursor walk
+ * in C) for a plain forward range with nothing staged over it, a visit for
+ * the rest.
+ */
+function countMerged(view: ReadView, overlay: Overlay, data: Db, options: ScanOptions, transaction: Transaction | undefined): number {
+  const limit = scanLimit(options);
+  const { start, end } = options;
+  if (end !== undefined && compareBytes(start, end) >= 0) return 0;
+  if (!overlay.isEmpty || limit !== Infinity || options.reverse === true) return countByVisit(view, options);
+  return data.getCount(rangeOptions(start, end, false, transaction));
+}
+
+/** lmdb-js's range options for [start, end), ascending or descending. */
+function rangeOptions(start: Uint8Array, end: Uint8Array | undefined, reverse: boolean, transaction: Transaction | undefined): RangeOptions {
   // lmdb-js walks a reverse range from `start` down to `end`, so the bounds swap and flip inclusiveness.
   // Its default lower end for a reverse walk leaves out the key 0x00, so the lowest possible key is always given.
   const range: RangeOptions = reverse
     ? { reverse: true, ...(end && { start: end, exclusiveStart: true }), end: start.length > 0 ? start : LOWEST_KEY, inclusiveEnd: true }
     : { ...(start.length > 0 && { start }), ...(end && { end }) };
-  // No limit on LMDB's side: overlay deletions may hide some of its entries. The merge stops at the limit instead.
   if (transaction !== undefined) range.transaction = transaction;
-  return data.getRange(range).map(({ key, value }) => ({ key: plain(key as Uint8Array), value: plain(value) }));
+  return range;
+}
+
+/** LMDB's entries in [start, end), ascending or descending, as plain Uint8Arrays (read through the values handle). */
+function lmdbRange(data: Db, start: Uint8Array, end: Uint8Array | undefined, reverse: boolean, transaction: Transaction | undefined): Iterable<KeyValue> {
+  // No limit on LMDB's side: overlay deletions may hide some of its entries. The merge stops at the limit instead.
+  const range = rangeOptions(start, end, reverse, transaction);
+  return data.getRange(range).map(({ key, value }) => ({ key: key as Uint8Array, value }));
 }
 
 /**

@@ -53,6 +53,13 @@ export class OverlayLayer {
     return this.writes.get(key)?.[1];
   }
 
+  /** Whether the layer writes a key in [start, end). */
+  touches(start: Uint8Array, end: Uint8Array | undefined): boolean {
+    this.sorted ??= [...this.writes.values()].sort((a, b) => compareBytes(a[0], b[0]));
+    const lo = lowerBound(this.sorted, start);
+    return lo < this.sorted.length && (end === undefined || compareBytes((this.sorted[lo] as Pair)[0], end) < 0);
+  }
+
   /** Entries with keys in [start, end), ascending. */
   range(start: Uint8Array, end: Uint8Array | undefined): readonly Pair[] {
     this.sorted ??= [...this.writes.values()].sort((a, b) => compareBytes(a[0], b[0]));
@@ -92,6 +99,16 @@ export class Overlay {
       if (entry !== undefined) return entry;
     }
     return undefined;
+  }
+
+  /**
+   * Whether any layer writes a key in [start, end): a read of a range none
+   * touches is LMDB's alone. A binary search per layer (its sorted form is
+   * made once), instead of a merge's generator layers per read.
+   */
+  touches(start: Uint8Array, end: Uint8Array | undefined): boolean {
+    for (const layer of this.layers) if (layer.touches(start, end)) return true;
+    return false;
   }
 
   with(layer: OverlayLayer): Overlay {
