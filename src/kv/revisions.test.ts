@@ -97,12 +97,18 @@ test('RevisionService: the oracle leads only once an entry of its own term appli
   s.svc.allocate(3, a.done);
   s.svc.onMetaApplied(1, undefined); // an entry of the previous term: not yet
   assert.equal(s.svc.isLeader, false);
+  // Past the deadline it proposes an entry of its own term (Raft's no-op may be missing: commit-old-term), once per term.
   assert.equal(s.host.proposals.length, 0);
+  s.timers.advance(60);
+  s.svc.check();
+  assert.deepEqual(s.host.proposals.map((p) => p.bound), [0]);
+  s.svc.check();
+  assert.equal(s.host.proposals.length, 1);
   s.svc.onMetaApplied(2, undefined);
   assert.equal(s.svc.isLeader, true);
-  assert.equal(s.host.proposals.length, 1, 'the new leader persists a window first');
+  assert.equal(s.host.proposals.length, 2, 'the new leader persists a window first');
   assert.equal(s.host.reads.length, 0, 'nothing is served before the window is persisted');
-  s.host.window = (s.host.proposals[0] as { bound: number }).bound;
+  s.host.window = (s.host.proposals[1] as { bound: number }).bound;
   s.svc.onMetaApplied(2, s.host.window);
   assert.equal(s.host.reads.length, 1, 'then leadership is confirmed');
   assert.equal(a.answers.length, 0, 'and nothing is answered before the confirmation');

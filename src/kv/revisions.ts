@@ -74,6 +74,10 @@ export class RevisionService implements RevisionSource {
   private readonly oracle: TimestampOracle;
   private leaderTerm = 0;
   private appliedTerm = 0;
+  /** The term in which this node proposed its own barrier entry, if it did (see proposeBarrier). */
+  private barrierTerm = 0;
+  /** The term this node was first seen leading without an applied entry of that term, and when. */
+  private waitingSince: { readonly term: number; readonly atMs: number } | undefined;
   private readonly arrivals: Waiting[] = [];
   /** The batch waiting for its leadership confirmation, if any. */
   private confirming: Waiting[] | undefined;
@@ -124,7 +128,8 @@ export class RevisionService implements RevisionSource {
     const meta = this.o.host.metaRaft();
     const leads = meta?.state === 'leader';
     if (this.oracle.isLeader && (!leads || meta.term !== this.leaderTerm)) this.stepDown();
-    if (this.oracle.isLeader || !leads || this.appliedTerm !== meta.term) return;
+    if (this.oracle.isLeader || !leads) return;
+    if (this.appliedTerm !== meta.term) return this.proposeBarrier(meta.term);
     this.leaderTerm = meta.term;
     const bound = Math.max(this.o.host.windowBound(), this.o.host.floorBound(), FIRST_STAMP_REVISION);
     this.persist(this.oracle.becomeLeader(bound));
@@ -137,6 +142,29 @@ export class RevisionService implements RevisionSource {
     if (windowBound !== undefined) this.persist(this.oracle.onWindowPersisted(windowBound));
     this.check();
     this.pump();
+  }
+
+  /**
+   * Raft's leader appends a no-op of its term, which is the entry the oracle
+   * waits to see applied; a leader without one (the commit-old-term
+   * sabotage, or a Raft that leaves it out) would leave every write waiting
+   * for revisions. So a leader that has applied no entry of its term after
+   * half of deadlineMs proposes one of its own: a window that raises nothing (bound
+   * 0), once per term, again if it is dropped. Not at once: an entry of the
+   * new term would hide that sabotage from the simulator (Figure 8 needs the
+   * old entry committed by counting before any new-term entry replicates).
+   */
+  private proposeBarrier(term: number): void {
+    const nowMs = this.o.timers.nowMs();
+    if (this.waitingSince?.term !== term) this.waitingSince = { term, atMs: nowMs };
+    // Half the deadline: requests waiting since the election can still be served within theirs.
+    if (this.barrierTerm === term || nowMs - this.waitingSince.atMs < this.o.deadlineMs / 2) return;
+    this.barrierTerm = term;
+    const requestId = `${this.o.requestIdPrefix}.tso-barrier:${++this.seq}`;
+    const data = markUnstamped(encodeCommand({ kind: 'tso-window', requestId, bound: 0 }));
+    this.o.host.propose(this.o.metaRange, requestId, data, (outcome) => {
+      if (outcome.kind === 'dropped' && this.barrierTerm === term) this.barrierTerm = 0;
+    });
   }
 
   private stepDown(): void {
