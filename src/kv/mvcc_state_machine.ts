@@ -172,6 +172,11 @@ export class MvccStateMachine implements RangeStateMachine {
     this.log = log;
   }
 
+  detachLog(): void {
+    this.log = undefined;
+    this.dedupeWindow = undefined;
+  }
+
   settled(appliedIndex: number): void {
     this.dedupeWindow?.settle(appliedIndex);
   }
