@@ -316,7 +316,7 @@ export class KvNode {
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv, holdsLeaseRecords: rangeId === META_RANGE })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { TesseraError, assert } from '../base/index.js';
 import type { ConfChange, ConfState, Entry } from '../raft/index.js';
+import type { Sabotage } from '../raft/sabotage.js';
 import {
   CHANGE_KEY_BOUNDS,
   type KeySpan,
@@ -33,11 +34,6 @@ import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSna
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
 
-export interface MvccStateMachineOptions extends MvccOpenOptions {
-  /** Whether the lease records live in this range: the metadata range's (default true, for a lone range). */
-  readonly holdsLeaseRecords?: boolean;
-}
-
 /** What applying a command yields; `requestId` routes it to the proposer. */
 export type CommandResult =
   | { readonly requestId: string; readonly kind: 'txn'; readonly response: TxnResponse; readonly events: readonly MvccEvent[] }
@@ -66,6 +62,15 @@ export const MALFORMED_COMMAND = 'MALFORMED_COMMAND';
  */
 export const STALE_REVISION = 'STALE_REVISION';
 
+export interface MvccStateMachineOptions {
+  /** Whether the lease records live in this range: the metadata range's (default true, for a lone range). */
+  readonly holdsLeaseRecords?: boolean;
+  /** Deliberate bugs, for the simulator only (sabotage.ts). */
+  readonly sabotage?: Sabotage;
+  /** Every range has a descriptor once set up (a node's ranges; not the single-range tests): see `mvcc`. */
+  readonly requireDescriptor?: boolean;
+}
+
 /**
  * A range's state machine: etcd's MVCC key space (src/mvcc) plus leases,
  * members and a table of applied request ids. The MVCC data of the user keys
@@ -92,8 +97,13 @@ export class MvccStateMachine implements RangeStateMachine {
   constructor(
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
-    private readonly mvccOptions: MvccStateMachineOptions = {},
+    private readonly mvccOptions: MvccOpenOptions = {},
+    private readonly machineOptions: MvccStateMachineOptions = {},
   ) {}
+
+  private get sabotage(): Sabotage | undefined {
+    return this.machineOptions.sabotage;
+  }
 
   /**
    * The range's descriptor: written when the range is created (bootstrap or
@@ -122,8 +132,17 @@ export class MvccStateMachine implements RangeStateMachine {
     return d === undefined ? WHOLE_KEY_SPAN : { start: d.start, end: d.end };
   }
 
-  /** The MVCC store, (re)opened from the engine after a snapshot replaced it. */
+  /**
+   * The MVCC store, (re)opened from the engine after a snapshot replaced it.
+   * With `requireDescriptor`, a replica without a descriptor (made for a
+   * peer's message, waiting for its snapshot) has none: a store over the
+   * whole key space would index the records of the ranges this node does
+   * hold (they share the layout by user key), above its own revisions.
+   */
   get mvcc(): MvccStore {
+    if (this.store === undefined && this.machineOptions.requireDescriptor === true && this.descriptor === undefined) {
+      throw new TesseraError('RANGE_UNAVAILABLE', `range ${this.rangeId} is not set up on this node yet (it waits for a snapshot); retry`);
+    }
     if (this.store === undefined) this.store = MvccStore.open(this.engine, { metaPrefix: keys.mvccPrefix(this.rangeId), span: this.span }, this.mvccOptions);
     return this.store;
   }
@@ -155,6 +174,11 @@ export class MvccStateMachine implements RangeStateMachine {
     this.log = log;
   }
 
+  detachLog(): void {
+    this.log = undefined;
+    this.dedupeWindow = undefined;
+  }
+
   settled(appliedIndex: number): void {
     this.dedupeWindow?.settle(appliedIndex);
   }
@@ -165,7 +189,7 @@ export class MvccStateMachine implements RangeStateMachine {
 
   /** The replicated lease table, (re)built from the engine like the MVCC store. */
   get leases(): LeaseTable {
-    if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc, this.mvccOptions.holdsLeaseRecords ?? true);
+    if (this.leaseTable === undefined) this.leaseTable = new LeaseTable(this.rangeId, this.engine, this.mvcc, this.machineOptions.holdsLeaseRecords ?? true);
     return this.leaseTable;
   }
 
@@ -242,12 +266,12 @@ export class MvccStateMachine implements RangeStateMachine {
         // is refused alike everywhere (its refusal code), as the write path assumes these checks passed.
         validateTxnRequest(command.txn, Number.MAX_SAFE_INTEGER);
         // Routed before a split that applied first: refused alike everywhere, and routed again.
-        if (!this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
+        if (this.sabotage?.has('split-skips-key-check') !== true && !this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
         const leases = this.leases;
         // A range without lease records attaches any lease: the node checked it on the metadata
         // range before proposing (KvApi), and a key left by a lease revoked meanwhile is swept
         // (KvNode.sweepLeaseKeys).
-        const recordsHere = this.mvccOptions.holdsLeaseRecords ?? true;
+        const recordsHere = this.machineOptions.holdsLeaseRecords ?? true;
         const { response, result } = this.mvcc.txn(batch, command.txn, { leaseExists: (id) => !recordsHere || leases.has(id), revision });
         leases.onEvents(result.events);
         this.countWritten(batch, result.events);
@@ -400,7 +424,7 @@ export class MvccStateMachine implements RangeStateMachine {
   private revoke(batch: WriteBatch, requestId: string, id: number, revision: number | undefined): CommandResult {
     const leases = this.leases;
     // Where no records are kept, revoking deletes this range's keys of the lease, if any.
-    if (!leases.has(id) && (this.mvccOptions.holdsLeaseRecords ?? true)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
+    if (!leases.has(id) && (this.machineOptions.holdsLeaseRecords ?? true)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
     const txn = this.mvcc.beginWrite(batch, { revision });
     for (const k of leases.keysOf(id)) txn.deleteRange(fromKeyString(k));
     const result = txn.end();

@@ -1,5 +1,5 @@
 import { assert, type Rng } from '../base/index.js';
-import { DEFAULT_RAFT_OPTIONS, RawNode, type ConfState, type Entry, type RaftConfig, type Ready, type Snapshot } from '../raft/index.js';
+import { DEFAULT_RAFT_OPTIONS, RawNode, type ConfState, type Entry, type Message, type RaftConfig, type Ready, type Snapshot, type StepView } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { decodeHardState, encodeHardState, encodeJson } from './codec.js';
@@ -19,8 +19,13 @@ export const LOG_COMPACT_STEPS = 10;
  */
 export const SPLIT_INITIAL_INDEX = 5;
 
-/** Raft settings a store applies to all its replicas. */
-export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage'>>;
+/**
+ * Raft settings a store applies to all its replicas. `afterStep` names the
+ * range too: the simulator's oracles are kept per Raft group.
+ */
+export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage' | 'afterStep'>> & {
+  readonly afterStep?: (rangeId: RangeId, node: StepView, message?: Message) => void;
+};
 
 export interface ReplicaOptions {
   readonly nodeId: number;
@@ -82,9 +87,11 @@ export class Replica {
     const apply = this.log.applyState();
     this.confState = apply.confState;
     this.applied = apply.appliedIndex;
+    const { afterStep, ...raft } = o.raft;
     this.raw = new RawNode({
       ...DEFAULT_RAFT_OPTIONS,
-      ...o.raft,
+      ...raft,
+      ...(afterStep === undefined ? {} : { afterStep: (node: StepView, message?: Message) => afterStep(o.rangeId, node, message) }),
       id: o.nodeId,
       storage: this.log,
       appliedIndex: this.applied,

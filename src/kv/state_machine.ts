@@ -35,6 +35,8 @@ export interface RangeStateMachine {
   applyConfChange?(batch: WriteBatch, cc: ConfChange, confState: ConfState): unknown;
   /** Called once by the replica, before any other call: the log this state machine's range replicates. */
   attachLog(log: RecentLog): void;
+  /** The replica that attached its log is replaced (an empty one, by the range a split created): the next one attaches its own. */
+  detachLog?(): void;
   /** The engine now shows every entry applied up to `appliedIndex` (the batch was staged or committed). */
   settled(appliedIndex: number): void;
   /** The replica compacts its log in `batch`; whatever must outlive the dropped entries is written there too. */

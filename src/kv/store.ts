@@ -328,6 +328,7 @@ export class Store {
     const bounds = sm.snapshotBounds(data);
     // A state without a descriptor (a range made before descriptors, in tests) is the whole key space.
     if (bounds === undefined) return this.replicas.size === 1;
+    if (this.o.sabotage?.has('snapshot-over-newer-descriptor') === true) return true;
     for (const other of this.replicas.values()) {
       if (other === replica) continue;
       const b = other.stateMachine.bounds;
@@ -769,7 +770,11 @@ export class Store {
     for (const id of replica.created.splice(0)) {
       const existing = this.replicas.get(id);
       if (existing !== undefined) {
-        if (existing.stateMachine.bounds !== undefined) continue;
+        // Filled by a snapshot: it applied past its start. Not the state machine's bounds: the state
+        // machine is the range's, and this split has just written its descriptor, so an empty replica
+        // kept here would go on with no log and persist commit 0 over the split's state (sim seed 889).
+        if (existing.appliedIndex() > 0) continue;
+        existing.stateMachine.detachLog?.();
         this.replicas.delete(id);
       }
       const created = this.openRange(id);

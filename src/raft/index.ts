@@ -1,5 +1,5 @@
 export * from './types.js';
-export { type RaftConfig, type ReadOnlyOption, DEFAULT_RAFT_OPTIONS, validateRaftConfig, leaseTicks } from './config.js';
+export { type RaftConfig, type ReadOnlyOption, type StepView, DEFAULT_RAFT_OPTIONS, validateRaftConfig, leaseTicks } from './config.js';
 export { type LogStorage, MemoryLogStorage } from './storage.js';
 export { type ReadState } from './read_only.js';
 export { type DropReason, type StateType, CAMPAIGN_TRANSFER } from './raft.js';

@@ -18,7 +18,9 @@ export type BugName =
   | 'append-skips-match'
   | 'timeout-as-failure'
   | 'member-add-without-record'
-  | 'tso-serves-before-persist';
+  | 'tso-serves-before-persist'
+  | 'split-skips-key-check'
+  | 'snapshot-over-newer-descriptor';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -35,6 +37,8 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'timeout-as-failure': 'a request still in flight at its deadline is reported as certainly not done, though it may yet commit',
   'member-add-without-record': "etcd's MemberAdd changes the Raft configuration without the new member's record, so the member table no longer follows it",
   'tso-serves-before-persist': 'the timestamp oracle hands out revisions from a window it has asked to persist before the window is persisted, so a new meta leader hands them out again',
+  'split-skips-key-check': 'a range applies a txn for keys it gave away in a split (the apply-time RANGE_MISMATCH check is skipped), so the write lands in a range that no longer owns the key',
+  'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

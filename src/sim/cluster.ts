@@ -1,9 +1,10 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
-import { type ConfState, type Entry, isAck, type Message, type NodeId } from '../raft/index.js';
+import { type ConfState, type Entry, isAck, type Message, type NodeId, type StepView } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import type { Applied, CommandResult, RangeMessage, RevisionMessage } from '../kv/index.js';
+import { type Applied, type CommandResult, META_RANGE, type RangeId, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
-import { type ClientReply, SIM_RANGE, SimStoreNode } from './store_node.js';
+import { type ClientReply, SimStoreNode } from './store_node.js';
+import { RangeOracle } from './range_oracle.js';
 import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
@@ -37,6 +38,20 @@ export interface Member {
 
 export type FaultCounts = Record<string, number>;
 
+/** What the Raft oracles remember of one Raft group (a range): each range has its own terms and log indexes. */
+interface GroupOracle {
+  readonly leaders: Map<number, NodeId>;
+  /** Per applied index, the entry applied there (term:type:hash). */
+  readonly appliedAt: Map<number, string>;
+  /**
+   * Per applied index, the lowest Raft term a node had when it applied it: the
+   * entry was committed in that term or an earlier one (a node learns of a
+   * commit from a leader of its own term or an older one).
+   */
+  readonly appliedInTerm: Map<number, number>;
+  maxAppliedIndex: number;
+}
+
 /**
  * The cluster under test: members, the network between them, and the global
  * invariant oracles (election safety, state machine safety).
@@ -51,21 +66,16 @@ export class SimCluster {
   readonly faults: FaultCounts = {};
   readonly trace: Fnv64 = new Fnv64();
   readonly traceLines: string[] | undefined;
-  private readonly leaders = new Map<number, NodeId>();
-  private readonly appliedAt = new Map<number, string>();
-  /**
-   * Per applied index, the lowest Raft term a node had when it applied it: the
-   * entry was committed in that term or an earlier one (a node learns of a
-   * commit from a leader of its own term or an older one).
-   */
-  private readonly appliedInTerm = new Map<number, number>();
-  /** The log index whose write took each revision, over every node (the revision oracle). */
-  private readonly indexOfRevision = new Map<number, number>();
-  /** The newest revision a write took on each node process (`id:incarnation`). */
+  /** The Raft oracles' memory, per range. */
+  private readonly groups = new Map<RangeId, GroupOracle>();
+  /** The range descriptors' oracles (partition of the key space, bounds per epoch). */
+  readonly ranges: RangeOracle;
+  /** The (range, log index) whose write took each revision, over every node (the revision oracle). */
+  private readonly indexOfRevision = new Map<number, string>();
+  /** The newest revision a write took on each node process's replica of a range (`id:incarnation:range`). */
   private readonly lastWriteRevision = new Map<string, number>();
   /** Every batch of revisions a TSO handed out, sorted by first revision, disjoint unless a bug hands one out twice. */
   private readonly handedOut: { readonly first: number; readonly last: number; readonly node: NodeId }[] = [];
-  private maxAppliedIndex = 0;
   /** The newest membership any node applied, with its index. */
   latestConf: { cs: ConfState; index: number };
   nextNodeId: NodeId;
@@ -90,6 +100,7 @@ export class SimCluster {
     this.net = new SimNetwork(this.sched, rng.fork(), options.netDelayMs);
     this.traceLines = traceOn ? [] : undefined;
     this.sabotage = options.bug === undefined ? Sabotage.of() : Sabotage.of(options.bug);
+    this.ranges = new RangeOracle((kind, what) => this.violation(kind, what));
     const voters = Array.from({ length: options.nodeCount }, (_, i) => i + 1);
     const cs: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     this.latestConf = { cs, index: 1 };
@@ -154,10 +165,10 @@ export class SimCluster {
         maxInflightBytes: 64 * 1024,
         maxUncommittedEntriesSizeBytes: 256 * 1024,
         // Raft's own invariants after every step and tick, and every leadership as it happens.
-        afterStep: (node, msg) => {
+        afterStep: (rangeId, node, msg) => {
           node.checkInvariants();
-          if (node.state === 'leader' && this.leaders.get(node.term) !== node.id) this.checkLeader(node.id, node.term);
-          if (msg?.type === 'MsgApp' && msg.entries.length > 0) this.checkAppendMatches(node.id, node.raftLog, msg);
+          if (node.state === 'leader' && this.group(rangeId).leaders.get(node.term) !== node.id) this.checkLeader(rangeId, node);
+          if (msg?.type === 'MsgApp' && msg.entries.length > 0) this.checkAppendMatches(rangeId, node.id, node.raftLog, msg);
         },
       },
       logRetainEntries: o.snapshotEveryEntries,
@@ -184,22 +195,27 @@ export class SimCluster {
       count: (what) => this.count(what),
       onRemoved: () => this.onMember(m, incarnation, () => this.shutDownRemoved(m, 'its membership logic noticed its removal')),
       proposalWindowMs: o.proposalWindowMs,
-      onApply: (id, a) => {
-        this.checkApplied(id, a.entry, m.node?.raw.raft.term);
-        this.checkRevision(m, incarnation, a);
+      onApply: (id, rangeId, a) => {
+        this.checkApplied(id, rangeId, a.entry, m.node?.store.replica(rangeId)?.raw.raft.term);
+        this.checkRevision(m, incarnation, rangeId, a);
+        if (m.node !== undefined) this.ranges.onApplied(m.id, m.node, rangeId, a);
+        // Range 1's configuration is the cluster's membership; other ranges follow it (ReplicaReconciler).
         // A change with a membership context answers with the state machine's result, which carries the ConfState.
-        if (a.entry.type === 'conf-change') this.onConfState(id, confStateOf(a.result), a.entry.index);
+        if (a.entry.type === 'conf-change' && rangeId === META_RANGE) this.onConfState(id, confStateOf(a.result), a.entry.index);
       },
       onReady: (_id, rd) => {
         if (rd.hardState !== undefined && rd.hardState.vote !== 0) m.votePending = true;
+        // A snapshot may replace a replica's bounds: look once it is installed.
+        if (rd.snapshot !== undefined) this.sched.after(0, () => this.onMember(m, incarnation, () => m.node !== undefined && this.ranges.onBoundsMayChange(m.id, m.node)));
       },
       onStorageFailed: (error) => this.storageFailed(m, incarnation, error),
       trace: (line) => this.log(line),
     });
-    const torn = m.node.store.replica(SIM_RANGE)?.log.droppedTornEntry;
-    if (torn !== undefined) {
+    for (const rangeId of m.node.store.rangeIds()) {
+      const torn = m.node.store.replica(rangeId)?.log.droppedTornEntry;
+      if (torn === undefined) continue;
       this.count('recovery-dropped-torn-entry');
-      this.log(`node ${m.id} dropped the partial entry ${torn} at its log's tail`);
+      this.log(`node ${m.id} dropped the partial entry ${torn} at range ${rangeId}'s log tail`);
     }
     this.scheduleTick(m, incarnation);
   }
@@ -273,15 +289,15 @@ export class SimCluster {
   private send(from: Member, incarnation: number, to: NodeId, msgs: readonly RangeMessage[]): void {
     if (from.incarnation !== incarnation) return;
     void to;
-    for (const { message: msg } of msgs) {
-      this.log(`send ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
-      // A snapshot's data is read a chunk per event first; the network then carries it whole.
+    for (const { rangeId, message: msg } of msgs) {
+      this.log(`send r${rangeId} ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
+      // A snapshot's data is read a chunk per event first; the network then carries it whole, with its range.
       carrySnapshot({
         sched: this.sched,
         message: msg,
         alive: () => from.incarnation === incarnation && from.node !== undefined,
-        send: (full) => this.net.send(full, (d) => this.deliver(d), (d) => this.snapshotDone(d, false)),
-        failed: (m) => this.snapshotDone(m, false),
+        send: (full) => this.net.send(full, (d) => this.deliver(rangeId, d), (d) => this.snapshotDone(rangeId, d, false)),
+        failed: (m) => this.snapshotDone(rangeId, m, false),
       });
     }
   }
@@ -324,10 +340,10 @@ export class SimCluster {
     list.splice(lo, 0, { first, last, node });
   }
 
-  private deliver(msg: Message): void {
+  private deliver(rangeId: RangeId, msg: Message): void {
     const to = this.members.get(msg.to);
     if (to === undefined || to.node === undefined || to.removed) {
-      this.snapshotDone(msg, false);
+      this.snapshotDone(rangeId, msg, false);
       return;
     }
     const incarnation = to.incarnation;
@@ -335,20 +351,31 @@ export class SimCluster {
       to,
       incarnation,
       () => {
-        to.node?.receive([{ rangeId: SIM_RANGE, message: msg }]);
-        this.snapshotDone(msg, true);
+        to.node?.receive([{ rangeId, message: msg }]);
+        this.snapshotDone(rangeId, msg, true);
       },
       isAck(msg),
     );
   }
 
-  /** The transport tells the sender how a snapshot send ended, as etcd's ReportSnapshot does. */
-  private snapshotDone(msg: Message, ok: boolean): void {
+  /** The transport tells the sender how a snapshot send of a range ended, as etcd's ReportSnapshot does. */
+  private snapshotDone(rangeId: RangeId, msg: Message, ok: boolean): void {
     if (msg.type !== 'MsgSnap') return;
     const from = this.members.get(msg.from);
     if (from === undefined || from.node === undefined) return;
     const inc = from.incarnation;
-    this.sched.after(0.1, () => this.onMember(from, inc, () => from.node?.reportSnapshot(msg.to, ok)));
+    this.sched.after(0.1, () => this.onMember(from, inc, () => from.node?.reportSnapshot(rangeId, msg.to, ok)));
+  }
+
+  private group(rangeId: RangeId): GroupOracle {
+    let g = this.groups.get(rangeId);
+    if (g === undefined) this.groups.set(rangeId, (g = { leaders: new Map(), appliedAt: new Map(), appliedInTerm: new Map(), maxAppliedIndex: 0 }));
+    return g;
+  }
+
+  /** Node `id`'s Raft log of range `rangeId`, if it runs and holds the range. */
+  private logOf(id: NodeId, rangeId: RangeId): LogTerms | undefined {
+    return this.members.get(id)?.node?.store.replica(rangeId)?.raw.raft.raftLog;
   }
 
   // ---- oracles -------------------------------------------------------------------
@@ -362,40 +389,39 @@ export class SimCluster {
    * be missing: a paused candidate can count votes of its term that were
    * granted before the cluster moved on, and win a term older than entries
    * already applied (seed 6498); it can commit nothing, since every member of
-   * the newer terms refuses its appends.
+   * the newer terms refuses its appends. All of it per range: each range is
+   * its own Raft group, with its own terms and indexes.
    */
-  private checkLeader(id: NodeId, term: number): void {
-    this.log(`leader ${id} term ${term}`);
-    const prev = this.leaders.get(term);
-    if (prev !== undefined && prev !== id) this.violation('election-safety', `election safety: two leaders in term ${term}: ${prev} and ${id}`);
-    this.leaders.set(term, id);
-    const log = this.members.get(id)?.node?.raw.raft.raftLog;
-    if (log !== undefined) {
-      // Every retained index, not a recent window: an entry committed long ago matters as much (issue 12).
-      for (let i = log.firstIndex(); i <= this.maxAppliedIndex; i++) {
-        const applied = this.appliedAt.get(i);
-        const committedBy = this.appliedInTerm.get(i);
-        const t = log.termOrUndefined(i);
-        if (applied !== undefined && committedBy !== undefined && committedBy < term && (t === undefined || !applied.startsWith(`${t}:`))) {
-          this.violation('leader-completeness', `leader completeness: leader ${id} of term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
-          break;
-        }
+  private checkLeader(rangeId: RangeId, node: StepView): void {
+    const { id, term } = node;
+    const g = this.group(rangeId);
+    this.log(`leader r${rangeId} ${id} term ${term}`);
+    const prev = g.leaders.get(term);
+    if (prev !== undefined && prev !== id) this.violation('election-safety', `election safety: two leaders of range ${rangeId} in term ${term}: ${prev} and ${id}`);
+    g.leaders.set(term, id);
+    const log = node.raftLog;
+    // Every retained index, not a recent window: an entry committed long ago matters as much (issue 12).
+    for (let i = log.firstIndex(); i <= g.maxAppliedIndex; i++) {
+      const applied = g.appliedAt.get(i);
+      const committedBy = g.appliedInTerm.get(i);
+      const t = log.termOrUndefined(i);
+      if (applied !== undefined && committedBy !== undefined && committedBy < term && (t === undefined || !applied.startsWith(`${t}:`))) {
+        this.violation('leader-completeness', `leader completeness: leader ${id} of range ${rangeId} term ${term} lacks entry ${i} (${applied}) that was applied; it has term ${t ?? 'none'} there`);
+        break;
       }
     }
-    this.checkLogMatching(id);
-    this.onLeaderElected(id);
+    this.checkLogMatching(rangeId, id, log);
+    if (rangeId === META_RANGE) this.onLeaderElected(id);
   }
 
-  /** Log Matching between a new leader and every running node (bounded by the retained logs). */
-  private checkLogMatching(id: NodeId): void {
-    const log = this.members.get(id)?.node?.raw.raft.raftLog;
-    if (log === undefined) return;
-    for (const [other, m] of this.members) {
-      const otherLog = m.node?.raw.raft.raftLog;
-      if (other === id || otherLog === undefined) continue;
+  /** Log Matching of a range between a new leader and every running node (bounded by the retained logs). */
+  private checkLogMatching(rangeId: RangeId, id: NodeId, log: LogTerms): void {
+    for (const other of this.members.keys()) {
+      const otherLog = other === id ? undefined : this.logOf(other, rangeId);
+      if (otherLog === undefined) continue;
       const v = logMatchingViolation({ id, log }, { id: other, log: otherLog });
       if (v !== undefined) {
-        this.violation('log-matching', v);
+        this.violation('log-matching', `range ${rangeId}: ${v}`);
         return;
       }
     }
@@ -407,12 +433,12 @@ export class SimCluster {
    * last. The property holds between any two logs at any time, so a sender
    * that has moved on since is still a fair witness.
    */
-  private checkAppendMatches(id: NodeId, log: LogTerms, msg: Message): void {
-    const senderLog = this.members.get(msg.from)?.node?.raw.raft.raftLog;
+  private checkAppendMatches(rangeId: RangeId, id: NodeId, log: LogTerms, msg: Message): void {
+    const senderLog = this.logOf(msg.from, rangeId);
     if (senderLog === undefined) return;
     const window = { lo: msg.index, hi: msg.index + msg.entries.length };
     const v = logMatchingViolation({ id, log }, { id: msg.from, log: senderLog }, window);
-    if (v !== undefined) this.violation('log-matching', v);
+    if (v !== undefined) this.violation('log-matching', `range ${rangeId}: ${v}`);
   }
 
   /**
@@ -420,29 +446,32 @@ export class SimCluster {
    * process, every applied write takes a revision above the one before it,
    * and over the whole cluster one revision belongs to one log entry. (A
    * restarted process applies again from its durable index, so each process
-   * is checked on its own.)
+   * is checked on its own; and each range, since ranges apply independently
+   * of each other, so only one range's writes are in revision order.)
    */
-  private checkRevision(m: Member, incarnation: number, a: Applied): void {
+  private checkRevision(m: Member, incarnation: number, rangeId: RangeId, a: Applied): void {
     const result = a.result as CommandResult | undefined;
     if (result?.kind !== 'txn' || result.events.length === 0) return;
     const revision = result.response.revision;
-    const proc = `${m.id}:${incarnation}`;
+    const proc = `${m.id}:${incarnation}:${rangeId}`;
     const last = this.lastWriteRevision.get(proc) ?? 0;
-    if (revision <= last) this.violation('revision', `revision: node ${m.id} applied a write at revision ${revision} (index ${a.entry.index}) after one at ${last}`);
+    if (revision <= last) this.violation('revision', `revision: node ${m.id} applied a write of range ${rangeId} at revision ${revision} (index ${a.entry.index}) after one at ${last}`);
     this.lastWriteRevision.set(proc, revision);
-    const index = this.indexOfRevision.get(revision);
-    if (index === undefined) this.indexOfRevision.set(revision, a.entry.index);
-    else if (index !== a.entry.index) this.violation('revision', `revision: ${revision} was taken by the writes at indexes ${index} and ${a.entry.index}`);
+    const entry = `range ${rangeId} index ${a.entry.index}`;
+    const taken = this.indexOfRevision.get(revision);
+    if (taken === undefined) this.indexOfRevision.set(revision, entry);
+    else if (taken !== entry) this.violation('revision', `revision: ${revision} was taken by the writes at ${taken} and ${entry}`);
   }
 
-  /** State machine safety (Figure 3): every node applies the same entry at each index. */
-  private checkApplied(id: NodeId, e: Entry, term: number | undefined): void {
-    if (term !== undefined) this.appliedInTerm.set(e.index, Math.min(term, this.appliedInTerm.get(e.index) ?? term));
+  /** State machine safety (Figure 3): every node applies the same entry at each index of a range. */
+  private checkApplied(id: NodeId, rangeId: RangeId, e: Entry, term: number | undefined): void {
+    const g = this.group(rangeId);
+    if (term !== undefined) g.appliedInTerm.set(e.index, Math.min(term, g.appliedInTerm.get(e.index) ?? term));
     const digest = `${e.term}:${e.type}:${new Fnv64().updateBytes(e.data).digest()}`;
-    const prev = this.appliedAt.get(e.index);
-    if (e.index > this.maxAppliedIndex) this.maxAppliedIndex = e.index;
-    if (prev === undefined) this.appliedAt.set(e.index, digest);
-    else if (prev !== digest) this.violation('state-machine-safety', `state machine safety: node ${id} applied ${digest} at index ${e.index}, another node applied ${prev}`);
+    const prev = g.appliedAt.get(e.index);
+    if (e.index > g.maxAppliedIndex) g.maxAppliedIndex = e.index;
+    if (prev === undefined) g.appliedAt.set(e.index, digest);
+    else if (prev !== digest) this.violation('state-machine-safety', `state machine safety: node ${id} applied ${digest} at index ${e.index} of range ${rangeId}, another node applied ${prev}`);
   }
 
   private onConfState(id: NodeId, cs: ConfState, index: number): void {

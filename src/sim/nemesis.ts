@@ -4,7 +4,13 @@ import type { FaultKind } from './options.js';
 import type { ConfState, NodeId } from '../raft/index.js';
 import { encodeMemberContext, type MemberRecord, MembershipError, type MembershipOutcome } from '../kv/index.js';
 import { isSimLogEntryKey, type SimStoreNode, simMemberRecord } from './store_node.js';
-import { isTesseraError } from '../base/index.js';
+import { isTesseraError, TesseraError } from '../base/index.js';
+import { compareBytes } from '../mvcc/index.js';
+
+/** Share of the nemesis's actions that split a range, in seeds with splits on. */
+export const SPLIT_ACTION_SHARE = 0.15;
+/** Share of splits whose key is drawn from every workload key, not only those inside the range: some are refused. */
+const SPLIT_ANY_KEY_SHARE = 0.2;
 
 const PARTITIONS: readonly PartitionKind[] = ['isolate', 'isolate-leader', 'mute-leader', 'majority-split', 'one-way', 'bridge', 'ring'];
 
@@ -68,7 +74,9 @@ export class Nemesis {
     const next = (): void => {
       const now = this.c.sched.nowMs;
       if (now >= untilMs) return;
-      this.act(untilMs);
+      // Only seeds with splits draw for them, so the other seeds' runs are what they were.
+      if (c.options.splits && c.rng.chance(SPLIT_ACTION_SHARE)) this.split();
+      else this.act(untilMs);
       this.c.sched.after(20 + this.c.rng.float() * 180, next);
     };
     this.c.sched.after(50, next);
@@ -473,6 +481,45 @@ export class Nemesis {
     m.removed = true;
   }
 
+  /**
+   * The leader of some range splits it at a key drawn from the workload's
+   * keys (KvNode.splitRange: a range id from range 1, then the split in the
+   * range's own log), under whatever faults are on: the split may be
+   * refused (a stale epoch, a key not inside the range, no leader) or its
+   * outcome unknown (a deadline), and replicas that miss it learn of it
+   * from snapshots.
+   */
+  private split(): void {
+    const c = this.c;
+    const leads: { readonly m: Member; readonly rangeId: number }[] = [];
+    for (const m of c.running()) {
+      if (m.paused || m.node === undefined) continue;
+      for (const rangeId of m.node.rangeIds()) if (m.node.store.replica(rangeId)?.raw.raft.state === 'leader') leads.push({ m, rangeId });
+    }
+    const lead = c.pick(leads);
+    const node = lead?.m.node;
+    if (lead === undefined || node === undefined) return;
+    const keys = Array.from({ length: c.options.keys }, (_, i) => `k${i}`);
+    const d = node.kv.stateMachineOf(lead.rangeId).descriptor;
+    const inside = keys.filter((k) => d !== undefined && compareBytes(d.start, utf8(k)) < 0 && (d.end === undefined || compareBytes(utf8(k), d.end) < 0));
+    const key = c.pick(inside.length > 0 && !c.rng.chance(SPLIT_ANY_KEY_SHARE) ? inside : keys) as string;
+    const { m, rangeId } = lead;
+    c.count('split');
+    c.log(`nemesis split range ${rangeId} at ${key} via ${m.id}`);
+    c.onMember(m, m.incarnation, () =>
+      node.splitRange(rangeId, key, (outcome) => {
+        if (outcome instanceof TesseraError) {
+          c.count('split-refused');
+          c.count(`split-refused-${outcome.code}`);
+          c.log(`nemesis split range ${rangeId} at ${key}: ${outcome.code} (${outcome.message})`);
+          return;
+        }
+        c.count('split-ok');
+        c.log(`nemesis split range ${rangeId} at ${key}: ranges ${outcome.left.rangeId} and ${outcome.right.rangeId} at version ${outcome.left.epoch.version}`);
+      }),
+    );
+  }
+
   private transfer(): void {
     const c = this.c;
     const leader = c.leader();
@@ -485,3 +532,9 @@ export class Nemesis {
   }
 }
 
+
+const encoder = new TextEncoder();
+
+function utf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}

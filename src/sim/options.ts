@@ -37,6 +37,8 @@ export interface SimOptions {
   readonly compactionMarginEntries: number;
   /** The stores' proposal window (Store's ProposalWindow), 0 for off: on in odd seeds, from the seed, so no Rng draw moves. */
   readonly proposalWindowMs: number;
+  /** Whether the nemesis splits ranges (KvNode.splitRange) among its faults: half the seeds, from the seed, so no Rng draw moves. */
+  readonly splits: boolean;
   readonly bug: BugName | undefined;
 }
 
@@ -45,6 +47,7 @@ export interface OptionOverrides {
   readonly faults?: ReadonlySet<FaultKind>;
   readonly faultPhaseMs?: number;
   readonly bug?: BugName | undefined;
+  readonly splits?: boolean;
 }
 
 /** Draws a run's shape from the seed's own Rng. */
@@ -78,6 +81,8 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     bug,
     reproposeOnNewLeader: rng.chance(0.5),
     proposalWindowMs: seed % 2 === 0 ? 0 : 1 + (Math.floor(seed / 2) % 5),
+    // Seeds 1 and 2 mod 4: both settings of the proposal window.
+    splits: overrides.splits ?? (seed % 4 === 1 || seed % 4 === 2),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Rng, TesseraError, Timers } from '../base/index.js';
+import { type Rng, TesseraError, type Timers } from '../base/index.js';
 import { type ConfChange, type ConfState, type NodeId, type RawNode, type Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import {
@@ -11,6 +11,8 @@ import {
   type MembershipCore,
   META_RANGE,
   type MvccStateMachine,
+  type RangeDescriptor,
+  type RangeId,
   type RangeMessage,
   type ReplicaRaftOptions,
   type RequestRunner,
@@ -18,12 +20,23 @@ import {
   type Store,
   type WatchHub,
 } from '../kv/index.js';
-import type { MvccStore, TxnRequest } from '../mvcc/index.js';
+import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
+import { ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
-/** The one range the simulator replicates today (splits come later). */
+/** The range whose Raft group holds the cluster's membership (the nemesis's leader, conf changes, transfers). */
 export const SIM_RANGE = META_RANGE;
+
+/**
+ * How many times a client request is routed, in all, while its range refuses
+ * it for keys it gave away in a split (RANGE_MISMATCH) or no range here holds
+ * its key yet (RANGE_UNAVAILABLE); both are definite refusals, so the last
+ * one is a definite failure.
+ */
+export const ROUTE_ATTEMPTS = 8;
+/** Wait between routings: the local replica must apply the split (or install the snapshot) the refusal came from. */
+const REROUTE_DELAY_MS = 25;
 
 /** `fail`: it certainly did not happen. `unknown`: it may have happened (the node's deadline passed with it in flight). */
 export type ClientReply =
@@ -58,7 +71,7 @@ export interface StoreNodeEnv {
   count(what: string): void;
   /** The node's membership logic learned that it was removed from the cluster: stop it. */
   onRemoved(): void;
-  onApply(id: NodeId, applied: Applied): void;
+  onApply(id: NodeId, rangeId: RangeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
   /** The store stopped serving: its storage failed (a refused sync, a corrupt record read back). */
   onStorageFailed(error: Error): void;
@@ -76,9 +89,10 @@ const decoder = new TextDecoder();
  */
 export class SimStoreNode {
   readonly kv: KvNode;
+  private readonly reconciler: ReplicaReconciler;
   private stopped = false;
 
-  constructor(env: StoreNodeEnv) {
+  constructor(private readonly env: StoreNodeEnv) {
     const trace = (fields: object, message: string): void => env.trace(`${env.id} membership: ${message} ${JSON.stringify(fields)}`);
     const founders = env.bootstrap?.voters ?? [];
     this.kv = new KvNode({
@@ -103,11 +117,13 @@ export class SimStoreNode {
       membershipLog: { info: trace, warn: trace, debug: trace },
       clientUrls: () => [],
       onRemoved: () => env.onRemoved(),
-      onApplied: (_range, a) => env.onApply(env.id, a),
+      onApplied: (rangeId, a) => env.onApply(env.id, rangeId, a),
       onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
       sabotage: env.sabotage,
       onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
     });
+    // As the server does: every range keeps range 1's members, so membership changes reach every range.
+    this.reconciler = new ReplicaReconciler({ kv: this.kv, observe: (e) => env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`) });
   }
 
   get store(): Store {
@@ -149,11 +165,13 @@ export class SimStoreNode {
 
   tick(): void {
     this.kv.tick();
+    this.reconciler.tick();
   }
 
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
     this.kv.catchUpTicks(ticks);
+    this.reconciler.tick();
   }
 
   receive(messages: readonly RangeMessage[]): void {
@@ -164,37 +182,84 @@ export class SimStoreNode {
     this.kv.receiveRevisions(from, message);
   }
 
-  reportSnapshot(to: NodeId, ok: boolean): void {
-    this.store.reportSnapshot(SIM_RANGE, to, ok);
+  reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {
+    this.store.reportSnapshot(rangeId, to, ok);
   }
 
-  /** A client's write, through the node's RequestRunner as a real node's KvApi sends it. */
+  /** The range of `key` by this node's router, or why none (RANGE_UNAVAILABLE: not set up here yet). */
+  private route(key: Uint8Array): RangeId | TesseraError {
+    try {
+      return this.kv.router.rangeOf(key);
+    } catch (error) {
+      if (error instanceof TesseraError && error.code === 'RANGE_UNAVAILABLE') return error;
+      throw error;
+    }
+  }
+
+  /** Routes again after a definite refusal, or, on the last attempt, answers the refusal as a definite failure. */
+  private reroute(attemptsLeft: number, why: TesseraError | string, attempt: (attemptsLeft: number) => void, reply: (r: ClientReply) => void): void {
+    const reason = typeof why === 'string' ? why : why.message;
+    if (attemptsLeft <= 1) return reply({ kind: 'fail', reason: `${reason} (routed ${ROUTE_ATTEMPTS} times)` });
+    this.env.count('client-reroute');
+    this.env.timers.after(REROUTE_DELAY_MS, () => attempt(attemptsLeft - 1));
+  }
+
+  /**
+   * A client's write, as a real node's KvApi sends it: routed to the range
+   * holding its key, through the node's RequestRunner, and routed again when
+   * that range refuses it for a key a split gave away (the refusal is
+   * applied alike everywhere: nothing was written).
+   */
   write(command: KvCommand, reply: (r: ClientReply) => void): void {
     const txn = toTxn(command);
-    this.requests.propose(
-      (requestId) => encodeCommand({ kind: 'txn', requestId, txn }),
-      (outcome) => {
-        if (outcome.kind === 'failed') return reply(failure(outcome.error));
-        const result = outcome.result as CommandResult;
-        if (result.kind === 'txn') {
-          const revision = result.response.revision;
-          return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded, revision } : { revision } });
-        }
-        if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
-        // A duplicate: an earlier copy of this request applied and its answer went to nobody.
-        reply({ kind: 'unknown', reason: `result ${result.kind}` });
-      },
-    );
+    const key = encoder.encode(command.key);
+    const attempt = (attemptsLeft: number): void => {
+      const rangeId = this.route(key);
+      if (rangeId instanceof TesseraError) return this.reroute(attemptsLeft, rangeId, attempt, reply);
+      this.requests.propose(
+        (requestId) => encodeCommand({ kind: 'txn', requestId, txn }),
+        (outcome) => {
+          if (outcome.kind === 'failed') return reply(failure(outcome.error));
+          const result = outcome.result as CommandResult;
+          if (result.kind === 'txn') {
+            const revision = result.response.revision;
+            return reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: result.response.succeeded, revision } : { revision } });
+          }
+          if (result.kind === 'error' && result.code === 'RANGE_MISMATCH') return this.reroute(attemptsLeft, result.message, attempt, reply);
+          if (result.kind === 'error') return reply({ kind: 'fail', reason: result.message });
+          // A duplicate: an earlier copy of this request applied and its answer went to nobody.
+          reply({ kind: 'unknown', reason: `result ${result.kind}` });
+        },
+        rangeId,
+      );
+    };
+    attempt(ROUTE_ATTEMPTS);
   }
 
-  /** A client's linearizable read: a read barrier through the RequestRunner, then the local store. */
+  /**
+   * A client's linearizable read: a read barrier on the key's range, then
+   * that replica's store, if it still holds the key (a split applied
+   * meanwhile moves it: routed again).
+   */
   read(key: string, reply: (r: ClientReply) => void): void {
-    this.requests.readBarrier((error) => {
-      if (error !== undefined) return reply(failure(error));
-      const kvs = this.sm.mvcc.range({ key: encoder.encode(key) }).kvs;
-      const kv = kvs[0];
-      reply({ kind: 'ok', result: { value: kv === undefined ? null : decoder.decode(kv.value) } });
-    });
+    const k = encoder.encode(key);
+    const attempt = (attemptsLeft: number): void => {
+      const rangeId = this.route(k);
+      if (rangeId instanceof TesseraError) return this.reroute(attemptsLeft, rangeId, attempt, reply);
+      this.requests.readBarrier((error) => {
+        if (error !== undefined) return reply(failure(error));
+        const sm = this.kv.stateMachineOf(rangeId);
+        if (!holds(sm.descriptor, k)) return this.reroute(attemptsLeft, `range ${rangeId} no longer holds ${key}`, attempt, reply);
+        const kv = sm.mvcc.range({ key: k }).kvs[0];
+        reply({ kind: 'ok', result: { value: kv === undefined ? null : decoder.decode(kv.value) } });
+      }, rangeId);
+    };
+    attempt(ROUTE_ATTEMPTS);
+  }
+
+  /** Splits range `rangeId` at `key` from this node (KvNode.splitRange): the two descriptors, or why not. */
+  splitRange(rangeId: RangeId, key: string, done: (outcome: { left: RangeDescriptor; right: RangeDescriptor } | TesseraError) => void): void {
+    this.kv.splitRange(rangeId, encoder.encode(key), done);
   }
 
   proposeConfChange(cc: ConfChange): boolean {
@@ -207,18 +272,33 @@ export class SimStoreNode {
 
   /** `key` as this node's store holds it at `revision`: its value and mod revision, null when absent, 'compacted', or 'not-yet' (a revision it has not reached). */
   readAt(key: string, revision: number): { value: string; modRevision: number } | null | 'compacted' | 'not-yet' {
-    const mvcc = this.sm.mvcc;
+    const rangeId = this.route(encoder.encode(key));
+    // No range here holds the key: it cannot show the write.
+    if (rangeId instanceof TesseraError) return 'not-yet';
+    const mvcc = this.kv.stateMachineOf(rangeId).mvcc;
     if (revision <= mvcc.compactedRevision) return 'compacted';
     if (revision > mvcc.currentRevision) return 'not-yet';
     const kv = mvcc.range({ key: encoder.encode(key), revision }).kvs[0];
     return kv === undefined ? null : { value: decoder.decode(kv.value), modRevision: kv.modRevision };
   }
 
-  /** A digest of the visible key space and the member table, for comparing replicas. */
-  digest(): string {
-    const kvs = this.sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
-    const members = this.memberIds().join(',');
-    return `${kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';')} members ${members}`;
+  /**
+   * A digest of one range's replica, for comparing replicas: its bounds and
+   * epoch, its visible keys, and for range 1 the member table. Undefined
+   * for a replica without bounds (made for a peer's message, still empty).
+   */
+  rangeDigest(rangeId: RangeId): string | undefined {
+    const sm = this.kv.stateMachineOf(rangeId);
+    const d = sm.descriptor;
+    if (d === undefined || this.store.replica(rangeId) === undefined) return undefined;
+    const kvs = sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
+    const members = rangeId === META_RANGE ? ` members ${this.memberIds().join(',')}` : '';
+    return `${describeBounds(d)} v${d.epoch.version}: ${kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';')}${members}`;
+  }
+
+  /** The ranges this node has a replica of, initialized or not. */
+  rangeIds(): RangeId[] {
+    return this.store.rangeIds();
   }
 
   /** The ids in the replicated member table, sorted. */
@@ -236,8 +316,9 @@ export class SimStoreNode {
     return this.sm.mvcc;
   }
 
-  applied(): number {
-    return this.store.replica(SIM_RANGE)?.appliedIndex() ?? 0;
+  /** The applied index of this node's replica of `rangeId` (0 without one). */
+  applied(rangeId: RangeId = SIM_RANGE): number {
+    return this.store.replica(rangeId)?.appliedIndex() ?? 0;
   }
 }
 
@@ -261,11 +342,19 @@ function toTxn(command: KvCommand): TxnRequest {
 
 const LOG_PREFIX = keys.logStart(SIM_RANGE).subarray(0, 10);
 
-/** Whether `key` is one of the sim range's Raft log entries (the tail records a torn append cuts short). */
+/** Whether `key` is one of a range's Raft log entries (the tail records a torn append cuts short): `r`, the range id, the log tag, the index. */
 export function isSimLogEntryKey(key: Uint8Array): boolean {
-  if (key.length !== LOG_PREFIX.length + 8) return false;
-  for (let i = 0; i < LOG_PREFIX.length; i++) if (key[i] !== LOG_PREFIX[i]) return false;
-  return true;
+  return key.length === LOG_PREFIX.length + 8 && key[0] === LOG_PREFIX[0] && key[9] === LOG_PREFIX[9];
+}
+
+/** Whether a descriptor's bounds hold `key`. */
+function holds(d: RangeDescriptor | undefined, key: Uint8Array): boolean {
+  return d !== undefined && compareBytes(d.start, key) <= 0 && (d.end === undefined || compareBytes(key, d.end) < 0);
+}
+
+/** A range's bounds as text, for digests and violation messages. */
+export function describeBounds(b: { readonly start: Uint8Array; readonly end: Uint8Array | undefined }): string {
+  return `[${decoder.decode(b.start)}, ${b.end === undefined ? '∞' : decoder.decode(b.end)})`;
 }
 
 /** The member record the simulator gives node `id` (founders at bootstrap, others when added). */

@@ -15,7 +15,9 @@ export type ViolationKind =
   | 'membership'
   | 'watch'
   | 'lost-write'
-  | 'revision';
+  | 'revision'
+  | 'range-partition'
+  | 'range-epoch';
 
 /**
  * The kinds that must catch each deliberate bug: the oracle the bug exists
@@ -43,4 +45,9 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   'member-add-without-record': ['membership'],
   // A new meta leader hands out again what its deposed predecessor served from an unpersisted window.
   'tso-serves-before-persist': ['revision'],
+  // The write reaches the old range's MVCC store, whose own span check asserts (a raft-invariant crash), unless
+  // the client's history or the acknowledged write's range shows it first.
+  'split-skips-key-check': ['raft-invariant', 'lost-write', 'linearizability'],
+  // The overlap is checked as each snapshot is installed; what it wipes shows at convergence or in a lost write.
+  'snapshot-over-newer-descriptor': ['range-partition', 'convergence', 'lost-write'],
 };

@@ -1,5 +1,6 @@
 import { type MvccEvent, type MvccStore } from '../mvcc/index.js';
 import type { WatchOutput } from '../kv/index.js';
+import { isTesseraError } from '../base/index.js';
 import type { Member, SimCluster } from './cluster.js';
 
 const ALL = new Uint8Array([0]);
@@ -58,12 +59,19 @@ export class WatchClient {
     this.c.log(`watch ${this.name} connects to ${m.id} from revision ${from}`);
     const node = m.node;
     // Creating a watch reads the node's store, which may refuse (a damaged file: CORRUPT_DATA): that is the node failing, not the simulator.
-    this.c.guard(m, () =>
-      node.watches.create(
-        { key: ALL, rangeEnd: ALL, startRevision: from, prevKv: false, noPut: false, noDelete: false, progressNotify: false },
-        { deliver: (o) => (this.c.sched.after(0.2, () => this.receive(m, incarnation, o)), true) },
-      ),
-    );
+    this.c.guard(m, () => {
+      try {
+        node.watches.create(
+          { key: ALL, rangeEnd: ALL, startRevision: from, prevKv: false, noPut: false, noDelete: false, progressNotify: false },
+          { deliver: (o) => (this.c.sched.after(0.2, () => this.receive(m, incarnation, o)), true) },
+        );
+      } catch (error) {
+        // A joining node whose range 1 has not had its snapshot yet refuses, for now: try again later.
+        if (!isTesseraError(error, 'RANGE_UNAVAILABLE')) throw error;
+        this.c.count('watch-refused-range-unavailable');
+        this.member = undefined;
+      }
+    });
   }
 
   private receive(m: Member, incarnation: number, o: WatchOutput): void {
