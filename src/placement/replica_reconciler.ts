@@ -40,7 +40,13 @@ export class ReplicaReconciler {
       // One change at a time: Raft refuses a second while one is unapplied.
       if (raft.pendingConfIndex > replica.appliedIndex()) continue;
       const current = rolesOf(replica.currentConfState());
-      if (current === undefined) continue;
+      if (current === undefined) {
+        // A split copies its parent's configuration, a joint one too (range 1 mid-change, left by
+        // an explicit command there only): this range leaves it itself, or it could never change.
+        const res = this.o.kv.store.proposeConfChange(rangeId, { transition: 'explicit', changes: [] });
+        if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: 'leave the joint configuration' });
+        continue;
+      }
       const step = nextStep(current, target, raft.id, (id) => {
         const match = raft.trk.progress.get(id)?.match ?? 0;
         return raft.raftLog.lastIndex() - match <= PROMOTE_MAX_LAG_ENTRIES;
