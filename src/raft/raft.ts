@@ -779,7 +779,10 @@ export class Raft {
     if (this.state !== 'leader' || this.config.readOnlyOption !== 'lease-based' || !this.checkQuorumOn() || this.leaseRevoked) return false;
     if (this.leadTransferee !== NONE || !this.committedEntryInCurrentTerm()) return false;
     const buggy = this.sabotage?.has('lease-read-drift') === true;
-    const duration = buggy ? this.config.electionTimeoutTicks : leaseTicks(this.config);
+    // The bug: a lease as long as two election timeouts, blind to clock drift. (One election timeout
+    // was enough to be caught before revisions came from the TSO; a new meta leader now persists a
+    // window before its first write commits, which closes that shorter window.)
+    const duration = buggy ? 2 * this.config.electionTimeoutTicks : leaseTicks(this.config);
     const since = this.trk.quorumLeaseTick(this.id, this.leaderTick);
     return since >= 0 && this.leaderTick < since + duration;
   }

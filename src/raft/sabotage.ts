@@ -27,7 +27,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'vote-before-persist': 'a node sends its vote before the vote and term are on disk',
   'ack-before-sync': 'appended entries are acknowledged before they are synced to disk',
   'read-without-quorum': 'ReadIndex is served without confirming leadership with a quorum',
-  'lease-read-drift': 'lease reads ignore the clock-drift bound and count the lease from the ack',
+  'lease-read-drift': 'lease reads ignore the clock-drift bound, last two election timeouts, and count the lease from the ack',
   'no-prevote-checkquorum': 'PreVote and CheckQuorum are off, so a partly partitioned node deposes leaders',
   'apply-uncommitted': 'entries are handed to the state machine before they are committed',
   'snapshot-drops-entries': 'a snapshot claims an index whose last entry it does not contain',
