@@ -778,9 +778,12 @@ export class Store {
         this.replicas.delete(id);
       }
       const created = this.openRange(id);
-      // The parent's leader campaigns at once (TiKV does the same), so the new range is not
-      // leaderless for an election timeout; its log matches every voter's, so it wins.
-      if (replica.raw.raft.state === 'leader') created.raw.campaign();
+      // One voter campaigns at once, so the new range is not leaderless for an election timeout;
+      // every voter's log is the same (the split's), so it wins. Not always the parent's leader
+      // (TiKV's choice): the voter at the new range id's position among the sorted voters, so
+      // the leaders of a range's halves spread over the nodes. If that voter has not applied the
+      // split yet, it campaigns when it does, or an election timeout elects another.
+      if (this.nodeId === splitCampaigner(id, created.currentConfState().voters)) created.raw.campaign();
       this.o.onRangeOpened?.(id);
     }
   }
@@ -864,6 +867,12 @@ export class Store {
 function requestIdOf(a: Applied): string | undefined {
   const r = a.result as { requestId?: unknown } | undefined;
   return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
+}
+
+/** The voter that campaigns first for range `rangeId`, new from a split (see openCreated). */
+export function splitCampaigner(rangeId: RangeId, voters: readonly NodeId[]): NodeId | undefined {
+  const sorted = [...voters].sort((a, b) => a - b);
+  return sorted.length === 0 ? undefined : sorted[rangeId % sorted.length];
 }
 
 /** Whether two key spans share a key (`end` undefined: the end of the key space). */

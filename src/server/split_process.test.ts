@@ -46,7 +46,7 @@ test('real processes: 3 nodes split a loaded key space into many ranges by size;
       if (list.length < 4) throw new Error(`${list.length} ranges so far`);
       return list;
     });
-    note(`split into ${ranges.length} ranges: ${ranges.map((r) => `${r.id}:${r.keys}k/${r.bytes}B`).join(' ')}`);
+    note(`split into ${ranges.length} ranges: ${ranges.map((r) => `${r.id}:${r.keys}k/${r.bytes}B@${r.leader ?? '-'}`).join(' ')}`);
     assert.equal(partitionProblem(ranges), undefined);
     // Every node sees every range with the same bounds once it has caught up.
     for (const spec of cluster.specs) {
