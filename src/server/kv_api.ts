@@ -111,7 +111,7 @@ export class KvApi {
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
     this.o.load?.record();
     for (let attempt = 0; ; attempt++) {
-      const spans = await this.routeWhenReady(keyInterval(options.key, options.rangeEnd));
+      const spans = await this.whenRoutable(() => this.route(keyInterval(options.key, options.rangeEnd)));
       if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
@@ -124,19 +124,17 @@ export class KvApi {
   }
 
   /**
-   * The ranges holding an interval's keys (see route), once this node has
-   * them all: until a joining node's first snapshot, or the right half of a
-   * split this node learned of from a snapshot, some keys have no range
-   * here yet (RANGE_UNAVAILABLE). That passes, like an election: asked again
-   * every PROPOSAL_RETRY_MS until the request's deadline.
+   * `route()`'s answer once this node holds every range it needs: until a
+   * joining node's first snapshot, or the right half of a split this node
+   * learned of from a snapshot, some keys have no range here yet
+   * (RANGE_UNAVAILABLE). That passes, like an election: asked again every
+   * PROPOSAL_RETRY_MS until the request's deadline.
    */
-  private async routeWhenReady(...intervals: KeyInterval[]): Promise<RoutedSpan[]> {
+  private async whenRoutable<T>(route: () => T): Promise<T> {
     const deadlineMs = this.timers.nowMs() + this.o.requestTimeoutMs;
     for (;;) {
       try {
-        let spans: RoutedSpan[] = [];
-        for (const i of intervals) spans = this.route(i);
-        return spans;
+        return route();
       } catch (error) {
         if (!isTesseraError(error, 'RANGE_UNAVAILABLE') || this.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) throw error;
         await new Promise<void>((resolve) => this.timers.after(PROPOSAL_RETRY_MS, resolve));
@@ -170,11 +168,11 @@ export class KvApi {
     if (!ids.every((id) => this.o.stateMachine.leases.has(id))) throw new TesseraError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
   }
 
-  /** The one range that holds every key a txn names, or CROSS_RANGE. */
-  private rangeOfTxn(request: TxnRequest): RangeId {
+  /** The one range that holds every key a txn names (its `txnIntervals`), or CROSS_RANGE. */
+  private rangeOfTxn(intervals: readonly KeyInterval[]): RangeId {
     if (this.o.ranges === undefined) return this.o.rangeId;
     let id: RangeId | undefined;
-    for (const interval of txnIntervals(request)) {
+    for (const interval of intervals) {
       for (const span of this.route(interval)) {
         if (id !== undefined && span.rangeId !== id) {
           throw new TesseraError('CROSS_RANGE', 'the request touches keys in more than one range; cross-range writes need distributed transactions (issue 14)');
@@ -194,13 +192,13 @@ export class KvApi {
    */
   async txn(request: TxnRequest): Promise<TxnResponse> {
     this.o.load?.record();
+    const intervals = txnIntervals(request);
     for (let attempt = 0; ; attempt++) {
-      await this.routeWhenReady(...txnIntervals(request));
-      const rangeId = this.rangeOfTxn(request);
-      if (this.o.onRequest !== undefined && attempt === 0) for (const i of txnIntervals(request)) this.o.onRequest(rangeId, i);
+      const rangeId = await this.whenRoutable(() => this.rangeOfTxn(intervals));
+      if (this.o.onRequest !== undefined && attempt === 0) for (const i of intervals) this.o.onRequest(rangeId, i);
       if (isTxnReadOnly(request)) {
         if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
-        if (attempt < MAX_REROUTES && this.rangeOfTxn(request) !== rangeId) continue;
+        if (attempt < MAX_REROUTES && this.rangeOfTxn(intervals) !== rangeId) continue;
         return this.machine(rangeId).mvcc.readTxn(request);
       }
       if (rangeId !== this.o.rangeId) await this.checkLeases(request);
