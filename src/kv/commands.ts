@@ -26,9 +26,16 @@ export type KvCommand =
    */
   | { readonly kind: 'split'; readonly requestId: string; readonly splitKey: Uint8Array; readonly newRangeId: number; readonly version: number }
   /** The meta range's TSO window (ADR 0009 §2): revisions below `bound` may be handed out (revisions.ts). */
-  | { readonly kind: 'tso-window'; readonly requestId: string; readonly bound: number };
+  | { readonly kind: 'tso-window'; readonly requestId: string; readonly bound: number }
+  /**
+   * Closes the range at the entry's revision stamp (ADR 0009 §4): the range's
+   * revision rises to it without a change, so no later write in the range
+   * takes a revision at or below it. A watch or a read over many ranges waits
+   * for each to be closed at its revision.
+   */
+  | { readonly kind: 'close'; readonly requestId: string };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -83,6 +90,7 @@ function commandProblem(value: unknown): string | undefined {
     case 'member-attrs':
       return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
     case 'alloc-range-id':
+    case 'close':
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';

@@ -1,4 +1,4 @@
-import { type Rng, TesseraError, type Timers } from '../base/index.js';
+import { type Rng, TesseraError, type Timers, isTesseraError } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
 import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor } from './range_map.js';
@@ -16,7 +16,7 @@ import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
 import { type RangeMessage, Store, type Transport } from './store.js';
-import { WatchHub } from './watch_hub.js';
+import { type WatchRanges, WatchHub } from './watch_hub.js';
 
 /**
  * The range that holds the cluster's metadata: the member table and leases.
@@ -100,10 +100,12 @@ export class KvNode {
   private sweepSeq = 0;
   /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
   private readonly sweeping = new Set<string>();
+  /** Ranges with a close command in flight from this node (see requestClose). */
+  private readonly closing = new Set<RangeId>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
-    this.watches = new WatchHub(() => this.stateMachine.mvcc);
+    this.watches = new WatchHub(this.watchRanges(), o.sabotage);
     this.store = new Store({
       nodeId: o.nodeId,
       engine: o.engine,
@@ -122,6 +124,7 @@ export class KvNode {
       onStorageFailed: o.onStorageFailed,
       revisions: { allocate: (count, done) => this.revisions.allocate(count, done) },
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
+      onTurnApplied: () => this.watches.flush(),
       onRangeOpened: () => this.router.invalidate(),
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
@@ -184,6 +187,45 @@ export class KvNode {
       ...b.confState.learners.map((nodeId) => ({ nodeId, role: 'learner' as const })),
     ];
     sm.seedDescriptor(batch, { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas });
+  }
+
+  /** The node's ranges as the WatchHub sees them: routed by the router, each closed at its current revision. */
+  private watchRanges(): WatchRanges {
+    return {
+      cover: (interval) => {
+        try {
+          return this.router.over(interval).map((s) => s.rangeId);
+        } catch (error) {
+          if (isTesseraError(error, 'RANGE_UNAVAILABLE')) return undefined;
+          throw error;
+        }
+      },
+      store: (rangeId) => this.stateMachineOf(rangeId).mvcc,
+      generation: () => this.router.generation,
+      newestRevision: () => this.newestRevision(),
+      requestClose: (rangeId) => this.requestClose(rangeId),
+    };
+  }
+
+  /** The highest revision any range on this node has applied. */
+  newestRevision(): number {
+    let newest = 0;
+    for (const r of this.router.list()) newest = Math.max(newest, this.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    return newest;
+  }
+
+  /**
+   * Asks range `rangeId` to close at a fresh revision (a `close` command,
+   * ADR 0009 §4), unless this node has one in flight for it: a watcher
+   * here waits for the range to pass changes other ranges applied. Forwarded
+   * to the range's leader like any proposal; a failed one is asked again on
+   * the watcher's next turn.
+   */
+  requestClose(rangeId: RangeId): void {
+    if (this.closing.has(rangeId) || this.store.replica(rangeId) === undefined) return;
+    this.closing.add(rangeId);
+    // Through the request path: a forwarded proposal the leader lost is proposed again, and a deadline ends it.
+    this.requests.propose((requestId) => encodeCommand({ kind: 'close', requestId }), () => this.closing.delete(rangeId), rangeId);
   }
 
   /** The ranges this node holds keys of (a replica made for a peer's message holds none until its snapshot). */
@@ -326,6 +368,7 @@ export class KvNode {
     if (result?.kind === 'split') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
+    if (result?.kind === 'close') this.watches.onApplied(result.revision, []);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }

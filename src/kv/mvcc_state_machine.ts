@@ -48,6 +48,8 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
   /** The TSO window bound the range holds after the command: max of every bound applied (revisions.ts). */
   | { readonly requestId: string; readonly kind: 'tso-window'; readonly bound: number }
+  /** The range's revision after a close: the stamp, or the higher one it already had. */
+  | { readonly requestId: string; readonly kind: 'close'; readonly revision: number }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -298,6 +300,10 @@ export class MvccStateMachine implements RangeStateMachine {
         return this.split(batch, command);
       case 'tso-window':
         return this.raiseWindow(batch, requestId, command.bound);
+      case 'close':
+        // An unstamped close (a store without revisions) or one overtaken by a later write closes nothing new.
+        if (revision !== undefined && revision > this.mvcc.currentRevision) this.mvcc.advanceTo(batch, revision);
+        return { requestId, kind: 'close', revision: this.mvcc.currentRevision };
     }
   }
 

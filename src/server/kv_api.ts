@@ -89,8 +89,13 @@ export class KvApi {
     return rev;
   }
 
+  /** The highest revision any range on this node has compacted at (compaction applies to every range). */
   compactedRevision(): number {
-    return this.o.stateMachine.mvcc.compactedRevision;
+    const ranges = this.o.ranges;
+    if (ranges === undefined) return this.o.stateMachine.mvcc.compactedRevision;
+    let rev = 0;
+    for (const r of ranges.router.list()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.compactedRevision);
+    return rev;
   }
 
   /** etcd's HashKV: a CRC-32C of the key space's history up to `revision` (0 = current). */
@@ -110,17 +115,52 @@ export class KvApi {
 
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
     this.o.load?.record();
+    const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
-      const spans = await this.whenRoutable(() => this.route(keyInterval(options.key, options.rangeEnd)));
+      const spans = await this.whenRoutable(() => this.route(interval));
       if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+      const revision = await this.readRevision(spans, options.revision ?? 0, serializable);
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
-      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
+      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval))) continue;
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
-      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? keyInterval(options.key, options.rangeEnd) : { start: s.start, end: s.end ?? new Uint8Array(0) });
-      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(options);
-      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...options, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
+      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? interval : { start: s.start, end: s.end ?? new Uint8Array(0) });
+      const at = revision === undefined ? options : { ...options, revision };
+      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
+      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
       return mergeRangeResults(parts, options);
     }
+  }
+
+  /**
+   * The one revision a read over `spans` is served at (ADR 0009 §4), with
+   * every range closed at it here, so each part holds exactly the writes at
+   * or below it; undefined for a read of one range at its current revision,
+   * as before ranges. An asked-for revision above every revision this node
+   * has applied is etcd's future revision. Over many ranges without one, a
+   * linearizable read takes the highest current revision of the ranges
+   * after their read barriers (every write acknowledged before the read is
+   * at or below it), a serializable one the lowest (no range waits).
+   */
+  private async readRevision(spans: readonly RoutedSpan[], requested: number, serializable: boolean): Promise<number | undefined> {
+    if (requested <= 0 && spans.length === 1) return undefined;
+    const currents = spans.map((s) => this.machine(s.rangeId).mvcc.currentRevision);
+    if (requested > 0 && requested > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
+    const revision = requested > 0 ? requested : serializable ? Math.min(...currents) : Math.max(...currents);
+    await Promise.all(spans.map((s) => this.closeAt(s.rangeId, revision)));
+    return revision;
+  }
+
+  /**
+   * Waits until range `rangeId` has applied everything at or below
+   * `revision` here: at once if its revision is there, else after a close
+   * command, whose stamp is above every revision handed out before it.
+   */
+  private async closeAt(rangeId: RangeId, revision: number): Promise<void> {
+    if (this.machine(rangeId).mvcc.currentRevision >= revision) return;
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'close', requestId }), rangeId);
+    if (result.kind !== 'close') throw unexpected(result);
+    // Only a store that stamps no revisions (one without a TSO) closes nothing: it has one range, and never gets here.
+    if (this.machine(rangeId).mvcc.currentRevision < revision) throw new TesseraError('RANGE_UNAVAILABLE', `range ${rangeId} did not close at revision ${revision}`);
   }
 
   /**
@@ -214,21 +254,20 @@ export class KvApi {
   }
 
   /**
-   * etcd's Compact, on every range. Until revisions come from one cluster-wide
-   * source (ADR 0009 §2), a range whose own revision is below `revision` is
-   * compacted at its own revision.
+   * etcd's Compact, on every range, each closed at `revision` first so that
+   * all compact at it (a range that saw no write since is moved up to it):
+   * a read below it is then refused in every range alike.
    */
   async compact(revision: number): Promise<number> {
     this.o.load?.record();
     const ranges = this.o.ranges?.router.list() ?? [{ rangeId: this.o.rangeId }];
     if (ranges.length === 1) return this.compactRange(ranges[0]!.rangeId, revision);
-    const first = this.machine(ranges[0]!.rangeId).mvcc;
-    if (revision <= first.compactedRevision) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
+    if (revision <= this.compactedRevision()) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
     if (revision > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
     await Promise.all(
       ranges.map(async (r) => {
-        const at = Math.min(revision, this.machine(r.rangeId).mvcc.currentRevision);
-        if (at > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, at);
+        await this.closeAt(r.rangeId, revision);
+        if (revision > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, revision);
       }),
     );
     return revision;

@@ -90,3 +90,78 @@ test('KvApi over split ranges: a lease holds keys in any range; revoking it or l
     await node.close();
   }
 });
+
+test('KvApi over split ranges: a read over many ranges is served at one revision, each range closed at it; explicit revisions and compaction apply to every range', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const put = async (k: string, v: string): Promise<number> =>
+      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    await put('a', 'a1');
+    await put('q', 'q1');
+    const right = await split(node, META_RANGE, 'h');
+    const current = (id: number): number => node.kvNode.stateMachineOf(id).mvcc.currentRevision;
+    // Only the left range is written: the right one stays at an older revision.
+    let last = 0;
+    for (let i = 0; i < 5; i++) last = await put('a', `a${i + 2}`);
+    assert.ok(current(right) < last, `the right range (${current(right)}) is behind the left (${last})`);
+    // A linearizable read over both is served at the newest revision, with the quiet range closed at it.
+    const all = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]) }, false);
+    assert.ok(all.revision >= last, `header ${all.revision} ≥ the last write ${last}`);
+    assert.ok(current(right) >= last, `the right range was closed at ${last} (now ${current(right)})`);
+    assert.deepEqual(all.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a6', 'q=q1']);
+    for (const x of all.kvs) assert.ok(x.modRevision <= all.revision);
+    // A revision one range handed out can be read in another: a right-range key at the left range's newest revision.
+    const newer = await put('a', 'a7');
+    const atNewer = await kv.range({ key: enc.encode('q'), revision: newer }, false);
+    assert.equal(dec.decode(atNewer.kvs[0]!.value), 'q1');
+    assert.ok(current(right) >= newer);
+    // Past every revision the node has applied: etcd's future revision.
+    await assert.rejects(kv.range({ key: enc.encode('q'), revision: newer + 1_000_000 }, false), (e: unknown) => isTesseraError(e, 'FUTURE_REVISION'));
+    // An older revision over both ranges: what each held then.
+    const old = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), revision: last }, false);
+    assert.deepEqual(old.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a6', 'q=q1']);
+    // A serializable read over both takes the lower current revision, without waiting.
+    const ser = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]) }, true);
+    assert.deepEqual(ser.kvs.map((x) => dec.decode(x.value)), ['a7', 'q1']);
+    // Compaction at the newest revision reaches the quiet range too: a read below it is refused in both.
+    const top = await put('a', 'a8');
+    await kv.compact(top);
+    assert.equal(node.kvNode.stateMachineOf(META_RANGE).mvcc.compactedRevision, top);
+    assert.equal(node.kvNode.stateMachineOf(right).mvcc.compactedRevision, top);
+    await assert.rejects(kv.range({ key: enc.encode('q'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
+    await assert.rejects(kv.range({ key: enc.encode('a'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
+    assert.equal(kv.compactedRevision(), top);
+  } finally {
+    await node.close();
+  }
+});
+
+test('KvApi over split ranges: a watch over many ranges gets every change once, in revision order, live and from history', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const put = async (k: string, v: string): Promise<number> =>
+      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    const first = await put('b', '0');
+    const right = await split(node, META_RANGE, 'h');
+    await split(node, right, 'p');
+    const seen: { live: number[]; past: number[] } = { live: [], past: [] };
+    const all = { key: enc.encode('a'), rangeEnd: new Uint8Array([0]), prevKv: false, noPut: false, noDelete: false, progressNotify: false };
+    node.watches.create({ ...all, startRevision: 0 }, { deliver: (o) => (o.kind === 'events' && seen.live.push(...o.events.map((e) => e.kv.modRevision)), true) });
+    // Writes to the three ranges at once: they apply in any order across ranges, and are delivered in one.
+    const revisions = (await Promise.all(Array.from({ length: 30 }, (_, i) => put(['c', 'k', 'x'][i % 3]!, String(i))))).sort((a, b) => a - b);
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(ok(), what);
+    };
+    await until('every live change arrives', () => seen.live.length === revisions.length);
+    assert.deepEqual(seen.live, revisions);
+    // From history: the first write and the 30, from before the splits on.
+    node.watches.create({ ...all, startRevision: first }, { deliver: (o) => (o.kind === 'events' && seen.past.push(...o.events.map((e) => e.kv.modRevision)), true) });
+    await until('history arrives', () => (node.watches.pump(), seen.past.length === revisions.length + 1));
+    assert.deepEqual(seen.past, [first, ...revisions]);
+  } finally {
+    await node.close();
+  }
+});
