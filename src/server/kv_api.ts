@@ -25,6 +25,8 @@ import {
   keyInterval,
   mergeRangeResults,
   txnIntervals,
+  compareBytes,
+  concatBytes,
 } from '../mvcc/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { realTimers } from './timers.js';
@@ -235,7 +237,8 @@ export class KvApi {
     const intervals = txnIntervals(request);
     for (let attempt = 0; ; attempt++) {
       const rangeId = await this.whenRoutable(() => this.rangeOfTxn(intervals));
-      if (this.o.onRequest !== undefined && attempt === 0) for (const i of intervals) this.o.onRequest(rangeId, i);
+      // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
+      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
       if (isTxnReadOnly(request)) {
         if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
         if (attempt < MAX_REROUTES && this.rangeOfTxn(intervals) !== rangeId) continue;
@@ -379,4 +382,20 @@ function leaseIdsOf(request: TxnRequest): number[] {
     else if (op.type === 'txn') out.push(...leaseIdsOf(op.txn));
   }
   return out;
+}
+
+/** The smallest interval holding every one of `intervals` (etcd's form: an empty end reaches the end of the key space). */
+function coveringInterval(intervals: readonly KeyInterval[]): KeyInterval {
+  if (intervals.length === 1) return intervals[0]!;
+  let start = intervals[0]!.start;
+  let end: Uint8Array | undefined;
+  let toEnd = false;
+  for (const i of intervals) {
+    if (compareBytes(i.start, start) < 0) start = i.start;
+    // A single key's interval ends just after it.
+    const e = i.end === undefined ? concatBytes(i.start, new Uint8Array([0])) : i.end;
+    if (e.length === 0) toEnd = true;
+    else if (end === undefined || compareBytes(e, end) > 0) end = e;
+  }
+  return { start, end: toEnd ? new Uint8Array(0) : end };
 }
