@@ -132,6 +132,24 @@ test('KvApi over split ranges: a read over many ranges is served at one revision
     await assert.rejects(kv.range({ key: enc.encode('q'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
     await assert.rejects(kv.range({ key: enc.encode('a'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
     assert.equal(kv.compactedRevision(), top);
+    // A Txn that only reads, over both ranges: its compares and Ranges see one revision.
+    const last2 = await put('a', 'a9');
+    const txn = await kv.txn({
+      compare: [
+        { key: enc.encode('a'), target: 'VALUE', result: 'EQUAL', value: enc.encode('a9') },
+        { key: enc.encode('q'), target: 'VALUE', result: 'EQUAL', value: enc.encode('q1') },
+      ],
+      success: [
+        { type: 'range', range: { key: enc.encode('a') } },
+        { type: 'range', range: { key: enc.encode('a'), rangeEnd: new Uint8Array([0]), revision: top } },
+      ],
+      failure: [],
+    });
+    assert.equal(txn.succeeded, true);
+    assert.ok(txn.revision >= last2);
+    const [now, then] = txn.responses as { type: 'range'; range: RangeResult }[];
+    assert.deepEqual(now!.range.kvs.map((x) => dec.decode(x.value)), ['a9']);
+    assert.deepEqual(then!.range.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a8', 'q=q1']);
   } finally {
     await node.close();
   }
