@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
+import { MAX_META_UPDATE_DESCRIPTORS } from './meta_table.js';
 import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
 
 /**
@@ -33,9 +34,11 @@ export type KvCommand =
    * takes a revision at or below it. A watch or a read over many ranges waits
    * for each to be closed at its revision.
    */
-  | { readonly kind: 'close'; readonly requestId: string };
+  | { readonly kind: 'close'; readonly requestId: string }
+  /** Brings the meta range's descriptor table up to date with ranges that changed (meta_table.ts); encoded descriptors. */
+  | { readonly kind: 'meta-update'; readonly requestId: string; readonly descriptors: readonly Uint8Array[] };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -94,6 +97,8 @@ function commandProblem(value: unknown): string | undefined {
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
+    case 'meta-update':
+      return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':
       return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
   }

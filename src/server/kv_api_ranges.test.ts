@@ -38,6 +38,10 @@ test('KvApi over split ranges: Range answers as one range would (limit, sort, co
     const right = await split(node, META_RANGE, 'h');
     const far = await split(node, right, 'p');
     assert.equal(node.kvNode.router.list().length, 3);
+    // The meta range's table lists the three ranges as they are.
+    const table = (): string => (node.kvNode.stateMachine.metaTable?.all() ?? []).map((d) => `${d.rangeId}:${dec.decode(d.start)}-${d.end === undefined ? '' : dec.decode(d.end)}`).join(' ');
+    for (let i = 0; i < 100 && table() !== `1:-h ${right}:h-p ${far}:p-`; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(table(), `1:-h ${right}:h-p ${far}:p-`);
     const after = await Promise.all(variants.map((v) => kv.range(v, false)));
     for (const [i, v] of variants.entries()) assert.equal(shape(after[i]!), shape(before[i]!), `variant ${JSON.stringify({ ...v, key: undefined, rangeEnd: undefined })}`);
     // Writes inside one range go through; a txn or a delete over two is refused before anything is written.
