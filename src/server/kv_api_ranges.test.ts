@@ -183,6 +183,20 @@ test('KvApi over split ranges: a watch over many ranges gets every change once, 
     node.watches.create({ ...all, startRevision: first }, { deliver: (o) => (o.kind === 'events' && seen.past.push(...o.events.map((e) => e.kv.modRevision)), true) });
     await until('history arrives', () => (node.watches.pump(), seen.past.length === revisions.length + 1));
     assert.deepEqual(seen.past, [first, ...revisions]);
+    // Progress over all ranges after writes to one: it reaches the last change (the quiet ranges are closed at it), and
+    // once there, further notifications ask for no more closes (a close changes nothing, so it asks for no other).
+    const progress: number[] = [];
+    node.watches.create({ ...all, startRevision: 0, progressNotify: true }, { deliver: (o) => (o.kind === 'progress' && progress.push(o.revision), true) });
+    const lastWrite = await put('k', 'last');
+    await until('progress reaches the last change', () => (node.watches.progressTick(), progress.length > 0 && progress[progress.length - 1]! >= lastWrite));
+    await new Promise((r) => setTimeout(r, 100));
+    const currents = (): string => node.kvNode.router.list().map((r) => node.kvNode.stateMachineOf(r.rangeId).mvcc.currentRevision).join(',');
+    const settled = currents();
+    for (let i = 0; i < 3; i++) {
+      node.watches.progressTick();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(currents(), settled, 'no close without a change to pass');
   } finally {
     await node.close();
   }
