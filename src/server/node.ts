@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, LeaderBalancer, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -353,10 +353,12 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   membership.notePeers(start.peers);
   membership.tick();
   const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
+  const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
     splits.tick();
     reconciler.tick();
+    leaders.tick();
   });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({

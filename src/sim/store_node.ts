@@ -21,7 +21,7 @@ import {
   type WatchHub,
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
-import { ReplicaReconciler } from '../placement/index.js';
+import { LeaderBalancer, ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -90,6 +90,7 @@ const decoder = new TextDecoder();
 export class SimStoreNode {
   readonly kv: KvNode;
   private readonly reconciler: ReplicaReconciler;
+  private readonly leaders: LeaderBalancer;
   private stopped = false;
 
   constructor(private readonly env: StoreNodeEnv) {
@@ -124,6 +125,8 @@ export class SimStoreNode {
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({ kv: this.kv, observe: (e) => env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`) });
+    // As the server does: leaders spread over the nodes, so leadership moves while clients run.
+    this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
   }
 
   get store(): Store {
@@ -166,12 +169,14 @@ export class SimStoreNode {
   tick(): void {
     this.kv.tick();
     this.reconciler.tick();
+    this.leaders.tick();
   }
 
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
     this.kv.catchUpTicks(ticks);
     this.reconciler.tick();
+    this.leaders.tick();
   }
 
   receive(messages: readonly RangeMessage[]): void {
