@@ -33,9 +33,23 @@ export type KvCommand =
    * takes a revision at or below it. A watch or a read over many ranges waits
    * for each to be closed at its revision.
    */
-  | { readonly kind: 'close'; readonly requestId: string };
+  | { readonly kind: 'close'; readonly requestId: string }
+  /**
+   * The first step of a merge (ADR 0009 §6): the range, the right-hand side
+   * of a merge, stops serving. Applied only at epoch version `version`;
+   * every later command but a membership change is refused (RANGE_MISMATCH)
+   * until the left neighbour's merge retires the range.
+   */
+  | { readonly kind: 'freeze'; readonly requestId: string; readonly version: number }
+  /**
+   * The second step (ADR 0009 §6), in the left range's log: the range takes
+   * over `rightRangeId`, frozen at version `rightVersion` by its entry at
+   * `rightFrozenIndex` (of term `rightFrozenTerm`). A replica applies it only
+   * once its replica of the right range applied that entry.
+   */
+  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'freeze', 'merge']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -94,6 +108,10 @@ function commandProblem(value: unknown): string | undefined {
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
+    case 'freeze':
+      return int(c['version']) ? undefined : 'freeze';
+    case 'merge':
+      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) ? undefined : 'merge';
     case 'tso-window':
       return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
   }

@@ -78,6 +78,13 @@ export const keys = {
     out[10] = 0x03;
     return out;
   },
+  /** The range is frozen for a merge (ADR 0009 §6): the freeze entry's index, term and the epoch version it froze. Carried by snapshots. */
+  frozen: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x04;
+    return out;
+  },
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'

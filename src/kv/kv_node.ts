@@ -7,13 +7,14 @@ import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { type RangeId, keys, readU64 } from './keys.js';
+import { compareBytes } from '../mvcc/bytes.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
 import type { MemberRecord } from './members.js';
 import { type MembershipLog, MembershipCore } from './membership.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
-import { type RequestEvent, RequestRunner } from './requests.js';
+import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
 import { type RangeMessage, Store, type Transport } from './store.js';
 import { type WatchRanges, WatchHub } from './watch_hub.js';
@@ -126,6 +127,11 @@ export class KvNode {
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
       onTurnApplied: () => this.watches.flush(),
       onRangeOpened: () => this.router.invalidate(),
+      onRangeRetired: (rangeId) => {
+        this.machines.delete(rangeId);
+        this.closing.delete(rangeId);
+        this.router.invalidate();
+      },
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
         if (rd.snapshot !== undefined) {
@@ -228,11 +234,18 @@ export class KvNode {
     this.requests.propose((requestId) => encodeCommand({ kind: 'close', requestId }), () => this.closing.delete(rangeId), rangeId);
   }
 
-  /** The ranges this node holds keys of (a replica made for a peer's message holds none until its snapshot). */
+  /**
+   * The ranges this node serves keys of: not a replica made for a peer's
+   * message (it holds none until its snapshot), nor a range frozen for a
+   * merge (its keys are served again by the left neighbour once the merge
+   * applies here; until then they are RANGE_UNAVAILABLE, which reads, writes
+   * and watches wait out).
+   */
   private *routableRanges(): IterableIterator<RoutableRange> {
     for (const id of this.store.rangeIds()) {
-      const bounds = this.machines.get(id)?.bounds;
-      if (bounds !== undefined) yield { rangeId: id, bounds };
+      const sm = this.machines.get(id);
+      const bounds = sm?.bounds;
+      if (bounds !== undefined && sm?.frozen === undefined) yield { rangeId: id, bounds };
     }
   }
 
@@ -265,6 +278,79 @@ export class KvNode {
       },
       META_RANGE,
     );
+  }
+
+  /**
+   * Merges range `leftId` with its right neighbour (ADR 0009 §6), which must
+   * have the same replicas and be led here too. First the right range is
+   * frozen by a `freeze` in its own log (a frozen range is frozen again at
+   * no cost, so an interrupted merge is finished by asking again); then,
+   * once every replica of it holds the freeze entry in its log, a `merge`
+   * in the left range's log takes it over. `done` gets the merged
+   * descriptor, or why not: RANGE_MISMATCH when either range changed first.
+   */
+  mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    const left = this.machines.get(leftId)?.descriptor;
+    if (left === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} is not on this node`));
+    const rightId = this.rightNeighbourOf(leftId);
+    const right = rightId === undefined ? undefined : this.machines.get(rightId)?.descriptor;
+    if (rightId === undefined || right === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} has no right neighbour on this node`));
+    if (!sameReplicas(left.replicas, right.replicas)) return done(new TesseraError('RANGE_MISMATCH', `ranges ${leftId} and ${rightId} have different replicas`));
+    const proposeMerge = (frozen: { index: number; term: number; version: number }): void => {
+      this.requests.propose(
+        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term }),
+        (o) => {
+          if (o.kind === 'failed') return done(o.error);
+          const r = o.result as CommandResult;
+          if (r.kind !== 'merge') return done(resultError(r));
+          done({ merged: r.merged, rightRangeId: r.rightRangeId });
+        },
+        leftId,
+      );
+    };
+    if (this.o.sabotage?.has('merge-skips-freeze') === true) {
+      // The deliberate bug: no freeze, no wait; the merge names where the right range is on this node now.
+      const replica = this.store.replica(rightId);
+      if (replica === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${rightId} is not on this node`));
+      const index = replica.appliedIndex();
+      return proposeMerge({ index, term: replica.raw.raft.raftLog.termOrUndefined(index) ?? 1, version: right.epoch.version });
+    }
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'freeze', requestId, version: right.epoch.version }),
+      (o) => {
+        if (o.kind === 'failed') return done(o.error);
+        const r = o.result as CommandResult;
+        if (r.kind !== 'freeze') return done(resultError(r));
+        this.whenFreezeReplicated(rightId, r.index, this.o.timers.nowMs() + this.o.requestTimeoutMs, (error) => (error === undefined ? proposeMerge(r) : done(error)));
+      },
+      rightId,
+    );
+  }
+
+  /** The range on this node that starts where range `leftId` ends, if any. */
+  rightNeighbourOf(leftId: RangeId): RangeId | undefined {
+    const end = this.machines.get(leftId)?.descriptor?.end;
+    if (end === undefined) return undefined;
+    for (const id of this.store.rangeIds()) {
+      const d = this.machines.get(id)?.descriptor;
+      if (d !== undefined && id !== leftId && compareBytes(d.start, end) === 0) return id;
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits until this node leads range `rangeId` and every replica of it holds
+   * its log through `index` (the freeze): then the merge may commit, since a
+   * replica that has the entry but not yet its commit is told of it by the
+   * merge gate (Store.mergeGate), and none is left needing entries from a
+   * group the merge retires. Polled every PROPOSAL_RETRY_MS until `deadlineMs`.
+   */
+  private whenFreezeReplicated(rangeId: RangeId, index: number, deadlineMs: number, done: (error: TesseraError | undefined) => void): void {
+    const raft = this.store.replica(rangeId)?.raw.raft;
+    if (raft === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${rangeId} is gone`));
+    if (raft.state === 'leader' && raft.trk.ids().every((id) => (raft.trk.progress.get(id)?.match ?? 0) >= index)) return done(undefined);
+    if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
+    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(rangeId, index, deadlineMs, done));
   }
 
   /** The state machine of the metadata range (today the only one). */
@@ -344,7 +430,7 @@ export class KvNode {
     const records = this.stateMachine.leases;
     for (const rangeId of this.store.rangeIds()) {
       const sm = this.machines.get(rangeId);
-      if (rangeId === META_RANGE || sm?.descriptor === undefined) continue;
+      if (rangeId === META_RANGE || sm?.descriptor === undefined || sm.frozen !== undefined) continue;
       for (const id of sm.leases.attachedIds()) {
         const tag = `${rangeId}:${id}`;
         if (records.has(id) || this.sweeping.has(tag)) continue;
@@ -358,14 +444,15 @@ export class KvNode {
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 
   /** Every applied change reaches the watchers in revision order: transactions and lease revocations. */
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
-    if (result?.kind === 'split') this.router.invalidate();
+    // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (result?.kind === 'close') this.watches.onApplied(result.revision, []);
@@ -378,6 +465,12 @@ export class KvNode {
 function resultError(r: CommandResult): TesseraError {
   if (r.kind === 'error') return new TesseraError(r.code === 'RANGE_MISMATCH' ? 'RANGE_MISMATCH' : 'INVALID_ARGUMENT', r.message);
   return new TesseraError('INVALID_ARGUMENT', `unexpected command result ${r.kind}`);
+}
+
+/** Whether two descriptors name the same replicas in the same roles (a merge needs that). */
+function sameReplicas(a: readonly ReplicaDescriptor[], b: readonly ReplicaDescriptor[]): boolean {
+  const key = (rs: readonly ReplicaDescriptor[]): string => rs.map((r) => `${r.nodeId}:${r.role}`).sort().join(',');
+  return key(a) === key(b);
 }
 
 /** The ids of the ranges whose Raft state is on disk (each has an applied state record), in order. */

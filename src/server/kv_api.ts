@@ -120,8 +120,15 @@ export class KvApi {
     const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
       const spans = await this.whenRoutable(() => this.route(interval));
-      if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
-      const revision = await this.readRevision(spans, options.revision ?? 0, serializable);
+      let revision: number | undefined;
+      try {
+        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+        revision = await this.readRevision(spans, options.revision ?? 0, serializable);
+      } catch (error) {
+        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        throw error;
+      }
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval))) continue;
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
@@ -240,7 +247,12 @@ export class KvApi {
       // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
       if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
       if (isTxnReadOnly(request)) {
-        if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
+        try {
+          if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
+        } catch (error) {
+          if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+          throw error;
+        }
         if (attempt < MAX_REROUTES && this.rangeOfTxn(intervals) !== rangeId) continue;
         return this.machine(rangeId).mvcc.readTxn(request);
       }
