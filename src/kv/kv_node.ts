@@ -72,6 +72,12 @@ export interface KvNodeOptions {
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
 }
 
+/** How often a node looks for ranges it leads whose right neighbour is frozen, to finish their merge (see finishFrozenMerges). */
+export const FROZEN_MERGE_CHECK_MS = 500;
+
+/** A merge whose proposer does not lead the frozen right range asks for its leadership every this many polls (see whenFreezeReplicated). */
+const FREEZE_TRANSFER_POLLS = 10;
+
 /** A revision request waits this share of the request timeout: the RequestRunner retries the proposals it held within the rest. */
 const REVISION_DEADLINE_SHARE = 5;
 
@@ -103,6 +109,9 @@ export class KvNode {
   private readonly sweeping = new Set<string>();
   /** Ranges with a close command in flight from this node (see requestClose). */
   private readonly closing = new Set<RangeId>();
+  /** Left ranges with a merge in flight from this node (see mergeRanges). */
+  private readonly merging = new Set<RangeId>();
+  private nextFrozenCheckMs = 0;
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
@@ -213,10 +222,17 @@ export class KvNode {
     };
   }
 
-  /** The highest revision any range on this node has applied. */
+  /**
+   * The highest revision any range on this node has applied, frozen ranges
+   * included (they are not routed, but their changes were applied here: a
+   * watch buffer that starts above them must not start below their last).
+   */
   newestRevision(): number {
     let newest = 0;
-    for (const r of this.router.list()) newest = Math.max(newest, this.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    for (const id of this.store.rangeIds()) {
+      const sm = this.machines.get(id);
+      if (sm?.descriptor !== undefined) newest = Math.max(newest, sm.mvcc.currentRevision);
+    }
     return newest;
   }
 
@@ -290,8 +306,18 @@ export class KvNode {
    * descriptor, or why not: RANGE_MISMATCH when either range changed first.
    */
   mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    if (this.merging.has(leftId)) return done(new TesseraError('RANGE_MISMATCH', `range ${leftId} has a merge in flight from this node`));
+    this.merging.add(leftId);
+    this.startMerge(leftId, (outcome) => {
+      this.merging.delete(leftId);
+      done(outcome);
+    });
+  }
+
+  private startMerge(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
     const left = this.machines.get(leftId)?.descriptor;
     if (left === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} is not on this node`));
+    if (this.machines.get(leftId)?.frozen !== undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${leftId} is itself frozen for a merge`));
     const rightId = this.rightNeighbourOf(leftId);
     const right = rightId === undefined ? undefined : this.machines.get(rightId)?.descriptor;
     if (rightId === undefined || right === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} has no right neighbour on this node`));
@@ -345,12 +371,14 @@ export class KvNode {
    * merge gate (Store.mergeGate), and none is left needing entries from a
    * group the merge retires. Polled every PROPOSAL_RETRY_MS until `deadlineMs`.
    */
-  private whenFreezeReplicated(rangeId: RangeId, index: number, deadlineMs: number, done: (error: TesseraError | undefined) => void): void {
+  private whenFreezeReplicated(rangeId: RangeId, index: number, deadlineMs: number, done: (error: TesseraError | undefined) => void, polls = 0): void {
     const raft = this.store.replica(rangeId)?.raw.raft;
     if (raft === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${rangeId} is gone`));
     if (raft.state === 'leader' && raft.trk.ids().every((id) => (raft.trk.progress.get(id)?.match ?? 0) >= index)) return done(undefined);
     if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
-    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(rangeId, index, deadlineMs, done));
+    // Only the leader knows what its followers hold: the range's leadership is asked over now and then.
+    if (raft.state !== 'leader' && raft.lead !== 0 && polls % FREEZE_TRANSFER_POLLS === 0) this.store.transferLeader(rangeId, this.o.nodeId);
+    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(rangeId, index, deadlineMs, done, polls + 1));
   }
 
   /** The state machine of the metadata range (today the only one). */
@@ -409,6 +437,7 @@ export class KvNode {
     this.revisions.check();
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
+    this.finishFrozenMerges();
     this.membership.tick();
     this.watches.pump();
   }
@@ -438,6 +467,27 @@ export class KvNode {
         const requestId = `${this.o.requestIdPrefix}.sweep:${++this.sweepSeq}`;
         this.store.propose(rangeId, requestId, encodeCommand({ kind: 'lease-revoke', requestId, id }), () => this.sweeping.delete(tag));
       }
+    }
+  }
+
+  /**
+   * A frozen range serves nothing until its left neighbour takes it over; a
+   * merge whose proposer failed (a deadline, a lost leadership, a crash)
+   * leaves it so. Every FROZEN_MERGE_CHECK_MS, the leader of a range whose
+   * right neighbour is frozen merges the two (the freeze is asked again at
+   * no cost). The merge queue does the same, but this runs whether merging
+   * is on or not: a range frozen before a restart with merges turned off
+   * must not stay unavailable.
+   */
+  private finishFrozenMerges(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextFrozenCheckMs) return;
+    this.nextFrozenCheckMs = nowMs + FROZEN_MERGE_CHECK_MS;
+    for (const leftId of this.store.rangeIds()) {
+      if (this.merging.has(leftId) || this.store.replica(leftId)?.raw.raft.state !== 'leader') continue;
+      const rightId = this.rightNeighbourOf(leftId);
+      if (rightId === undefined || this.machines.get(rightId)?.frozen === undefined) continue;
+      this.mergeRanges(leftId, () => {});
     }
   }
 
