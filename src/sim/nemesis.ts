@@ -10,7 +10,7 @@ import { compareBytes } from '../mvcc/index.js';
 /** Share of the nemesis's actions that split a range, in seeds with splits on. */
 export const SPLIT_ACTION_SHARE = 0.15;
 /** Share of the nemesis's other actions that merge two ranges, in seeds with splits on: about as many merges as splits. */
-export const MERGE_ACTION_SHARE = 0.18;
+export const MERGE_ACTION_SHARE = 0.3;
 /** Share of splits whose key is drawn from every workload key, not only those inside the range: some are refused. */
 const SPLIT_ANY_KEY_SHARE = 0.2;
 
