@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
+import { MAX_META_UPDATE_DESCRIPTORS } from './meta_table.js';
 import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
 
 /**
@@ -34,6 +35,8 @@ export type KvCommand =
    * for each to be closed at its revision.
    */
   | { readonly kind: 'close'; readonly requestId: string }
+  /** Brings the meta range's descriptor table up to date with ranges that changed (meta_table.ts); encoded descriptors. */
+  | { readonly kind: 'meta-update'; readonly requestId: string; readonly descriptors: readonly Uint8Array[] }
   /**
    * The first step of a merge (ADR 0009 §6): the range, the right-hand side
    * of a merge, stops serving. Applied only at epoch version `version`;
@@ -49,7 +52,7 @@ export type KvCommand =
    */
   | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'freeze', 'merge']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -112,6 +115,8 @@ function commandProblem(value: unknown): string | undefined {
       return int(c['version']) ? undefined : 'freeze';
     case 'merge':
       return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) ? undefined : 'merge';
+    case 'meta-update':
+      return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':
       return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
   }

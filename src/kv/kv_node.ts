@@ -1,7 +1,8 @@
 import { type Rng, TesseraError, type Timers, isTesseraError } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
-import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor } from './range_map.js';
+import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor, encodeDescriptor } from './range_map.js';
+import { epochOlder } from './meta_table.js';
 import { type RoutableRange, Router } from './router.js';
 import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
@@ -25,6 +26,9 @@ import { type WatchRanges, WatchHub } from './watch_hub.js';
  * sharding (issue 13, ADR 0009) it becomes the meta range.
  */
 export const META_RANGE: RangeId = 1;
+
+/** How often a node compares the meta table with the descriptors of the ranges it leads (repairMetaTable). */
+export const META_REPAIR_INTERVAL_MS = 1_000;
 
 /** How often the metadata range's leader looks for keys in other ranges whose lease is gone (see sweepLeaseKeys). */
 export const LEASE_SWEEP_INTERVAL_MS = 500;
@@ -107,11 +111,15 @@ export class KvNode {
   private sweepSeq = 0;
   /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
   private readonly sweeping = new Set<string>();
+  private metaUpdating = false;
+  private nextMetaRepairMs = 0;
   /** Ranges with a close command in flight from this node (see requestClose). */
   private readonly closing = new Set<RangeId>();
   /** Left ranges with a merge in flight from this node (see mergeRanges). */
   private readonly merging = new Set<RangeId>();
   private nextFrozenCheckMs = 0;
+  /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
+  private readonly frozenSinceMs = new Map<RangeId, number>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
@@ -201,7 +209,9 @@ export class KvNode {
       ...b.confState.voters.map((nodeId) => ({ nodeId, role: 'voter' as const })),
       ...b.confState.learners.map((nodeId) => ({ nodeId, role: 'learner' as const })),
     ];
-    sm.seedDescriptor(batch, { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas });
+    const first: RangeDescriptor = { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas };
+    sm.seedDescriptor(batch, first);
+    sm.metaTable?.seed(batch, first);
   }
 
   /** The node's ranges as the WatchHub sees them: routed by the router, each closed at its current revision. */
@@ -287,6 +297,8 @@ export class KvNode {
             if (o2.kind === 'failed') return done(o2.error);
             const r = o2.result as CommandResult;
             if (r.kind !== 'split') return done(resultError(r));
+            // The meta table learns of the split now; if this is lost, the halves' leaders repair it (repairMetaTable).
+            this.proposeMetaUpdate([r.left, r.right], 'split');
             done({ left: r.left, right: r.right });
           },
           rangeId,
@@ -381,6 +393,50 @@ export class KvNode {
     this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(rangeId, index, deadlineMs, done, polls + 1));
   }
 
+  /** Proposes descriptors to the meta table (a refused or stale update changes nothing); one repair in flight per node. */
+  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'repair'): void {
+    if (why === 'repair') this.metaUpdating = true;
+    const encoded = descriptors.map((d) => encodeDescriptor(d));
+    this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {
+      if (why === 'repair') this.metaUpdating = false;
+    }, META_RANGE);
+  }
+
+  /**
+   * Every META_REPAIR_INTERVAL_MS, for each range this node leads: if the
+   * meta table does not hold its descriptor as it is (a split whose update
+   * was lost, a membership change), propose the local descriptors that
+   * tile the keys of the table entries it overlaps (the table applies them
+   * only if they are newer and cover exactly those keys).
+   */
+  private repairMetaTable(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextMetaRepairMs || this.metaUpdating) return;
+    this.nextMetaRepairMs = nowMs + META_REPAIR_INTERVAL_MS;
+    const table = this.stateMachine.metaTable;
+    if (table === undefined || this.stateMachine.descriptor === undefined) return;
+    for (const r of this.router.list()) {
+      if (this.store.replica(r.rangeId)?.raw.raft.state !== 'leader') continue;
+      const d = this.machines.get(r.rangeId)?.descriptor;
+      const held = d === undefined ? undefined : table.lookup(d.start);
+      if (d === undefined || (held !== undefined && held.rangeId === d.rangeId && !epochOlder(held, d))) continue;
+      const stale = table.overlapping(d);
+      const first = stale[0];
+      const last = stale[stale.length - 1];
+      if (first === undefined || last === undefined) continue;
+      let local: (RangeDescriptor | undefined)[];
+      try {
+        local = this.router.over({ start: first.start, end: last.end ?? new Uint8Array(0) }).map((s) => this.machines.get(s.rangeId)?.descriptor);
+      } catch (error) {
+        if (isTesseraError(error, 'RANGE_UNAVAILABLE')) continue; // a range here is not set up yet: the next round
+        throw error;
+      }
+      if (local.some((x) => x === undefined)) continue;
+      this.proposeMetaUpdate(local as RangeDescriptor[], 'repair');
+      return;
+    }
+  }
+
   /** The state machine of the metadata range (today the only one). */
   get stateMachine(): MvccStateMachine {
     return this.stateMachineOf(META_RANGE);
@@ -435,6 +491,7 @@ export class KvNode {
 
   private afterTicks(): void {
     this.revisions.check();
+    this.repairMetaTable();
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
     this.finishFrozenMerges();
@@ -474,19 +531,25 @@ export class KvNode {
    * A frozen range serves nothing until its left neighbour takes it over; a
    * merge whose proposer failed (a deadline, a lost leadership, a crash)
    * leaves it so. Every FROZEN_MERGE_CHECK_MS, the leader of a range whose
-   * right neighbour is frozen merges the two (the freeze is asked again at
-   * no cost). The merge queue does the same, but this runs whether merging
-   * is on or not: a range frozen before a restart with merges turned off
-   * must not stay unavailable.
+   * right neighbour has been frozen for two request timeouts (the
+   * proposer's wait for the freeze and its merge proposal, each bounded by
+   * one) merges the two; the freeze is asked again at no cost. This runs
+   * whether the merge queue is on or not: a range frozen before a restart
+   * with merges turned off must not stay unavailable.
    */
   private finishFrozenMerges(): void {
     const nowMs = this.o.timers.nowMs();
     if (nowMs < this.nextFrozenCheckMs) return;
     this.nextFrozenCheckMs = nowMs + FROZEN_MERGE_CHECK_MS;
+    const frozen = new Set<RangeId>();
+    for (const id of this.store.rangeIds()) if (this.machines.get(id)?.frozen !== undefined) frozen.add(id);
+    for (const id of [...this.frozenSinceMs.keys()]) if (!frozen.has(id)) this.frozenSinceMs.delete(id);
+    for (const id of frozen) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
     for (const leftId of this.store.rangeIds()) {
       if (this.merging.has(leftId) || this.store.replica(leftId)?.raw.raft.state !== 'leader') continue;
       const rightId = this.rightNeighbourOf(leftId);
-      if (rightId === undefined || this.machines.get(rightId)?.frozen === undefined) continue;
+      const since = rightId === undefined ? undefined : this.frozenSinceMs.get(rightId);
+      if (since === undefined || nowMs - since < 2 * this.o.requestTimeoutMs) continue;
       this.mergeRanges(leftId, () => {});
     }
   }
@@ -494,7 +557,7 @@ export class KvNode {
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 

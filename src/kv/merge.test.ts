@@ -214,3 +214,22 @@ test('merge: a lagging node that missed the merge entirely gets the merged range
   assert.equal(c.value(cut, 'z29'), 'm-29');
   assert.equal(digests(c, a).size, 1);
 });
+
+test('merge: a range left frozen by a merge that never proposed its second step is merged by its left neighbour\'s leader after two request timeouts', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  c.put(c.leaderOf(b), b, 'u', 'kept');
+  const leader = c.leaderOf(b);
+  let frozen: CommandResult | undefined;
+  const version = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
+  leader.requests.propose((requestId) => encodeCommand({ kind: 'freeze', requestId, version }), (o) => (frozen = o.kind === 'applied' ? (o.result as CommandResult) : undefined), b);
+  c.tick(20);
+  assert.equal(frozen?.kind, 'freeze');
+  assert.ok(c.nodes.get(1)?.store.replica(b) !== undefined, 'still frozen, not merged yet');
+  // The request timeout is 5 s here: the merge is finished within two of them and a check interval.
+  c.tick(1_100);
+  for (const id of c.ids) {
+    assert.deepEqual(bounds(c.nodes.get(id) as KvNode), ['1:[,m)', `${a}:[m,)`], `node ${id}`);
+    assert.equal(c.value(id, 'u'), 'kept');
+  }
+});

@@ -126,6 +126,13 @@ export class WatchHub {
   private bufferBytes = 0;
   private floor = 1;
   /**
+   * The highest revision of a change applied here (at a reset: the newest
+   * revision). A progress notification that is behind it asks the quiet
+   * ranges to close; closes themselves change nothing, so comparing with
+   * the newest revision instead would have each close ask for the next.
+   */
+  private latestChange = 0;
+  /**
    * Some range's history was not told through `onApplied`: a snapshot replaced
    * it since the last flush, or (at first) it was on disk before the hub.
    */
@@ -208,7 +215,9 @@ export class WatchHub {
    * every range's state has caught up with what it was told.
    */
   onApplied(revision: number, events: readonly MvccEvent[]): void {
-    if (events.length > 0 && revision >= this.floor) this.insert(revision, events);
+    if (events.length === 0) return;
+    this.latestChange = Math.max(this.latestChange, revision);
+    if (revision >= this.floor) this.insert(revision, events);
   }
 
   /** After a turn's changes: every watcher gets what its watermark now lets it see. */
@@ -217,7 +226,9 @@ export class WatchHub {
       this.resetPending = false;
       this.buffer = [];
       this.bufferBytes = 0;
-      this.floor = Math.max(this.floor, this.ranges.newestRevision() + 1);
+      const newest = this.ranges.newestRevision();
+      this.floor = Math.max(this.floor, newest + 1);
+      this.latestChange = Math.max(this.latestChange, newest);
       for (const w of this.watchers.values()) w.unsynced = true;
     }
     for (const w of this.watchers.values()) if (!w.unsynced && !w.blocked) this.release(w);
@@ -274,11 +285,10 @@ export class WatchHub {
 
   /** Sends a progress notification (all changes up to it delivered) to progress_notify watchers that were idle. */
   progressTick(): void {
-    const newest = this.ranges.newestRevision();
     for (const w of this.watchers.values()) {
       if (!w.request.progressNotify || w.unsynced || w.blocked) continue;
-      // A quiet range holds the watermark back: closing it lets the next notification reach "now".
-      if (this.watermark(w) < newest) this.closeBelow(w, newest);
+      // A quiet range holds the watermark back: closing it lets the next notification pass the latest change.
+      if (this.watermark(w) < this.latestChange) this.closeBelow(w, this.latestChange);
       if (!w.sentSinceProgress) this.send(w, { kind: 'progress', watchId: w.id, revision: w.nextRevision - 1 });
       w.sentSinceProgress = false;
     }
@@ -288,8 +298,7 @@ export class WatchHub {
   requestProgress(watchId: number): boolean {
     const w = this.watchers.get(watchId);
     if (w === undefined || w.unsynced) return false;
-    const newest = this.ranges.newestRevision();
-    if (this.watermark(w) < newest) this.closeBelow(w, newest);
+    if (this.watermark(w) < this.latestChange) this.closeBelow(w, this.latestChange);
     this.send(w, { kind: 'progress', watchId: w.id, revision: w.nextRevision - 1 });
     return true;
   }

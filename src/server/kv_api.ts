@@ -1,4 +1,4 @@
-import { TesseraError, isTesseraError, type Timers } from '../base/index.js';
+import { TesseraError, isTesseraError, type Timers, unreachable } from '../base/index.js';
 import {
   type CommandResult,
   encodeCommand,
@@ -24,6 +24,8 @@ import {
   type KeyInterval,
   keyInterval,
   mergeRangeResults,
+  executeTxn,
+  type TxnTarget,
   txnIntervals,
   compareBytes,
   concatBytes,
@@ -242,20 +244,11 @@ export class KvApi {
   async txn(request: TxnRequest): Promise<TxnResponse> {
     this.o.load?.record();
     const intervals = txnIntervals(request);
+    if (isTxnReadOnly(request)) return this.readOnlyTxn(request, intervals);
     for (let attempt = 0; ; attempt++) {
       const rangeId = await this.whenRoutable(() => this.rangeOfTxn(intervals));
       // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
       if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
-      if (isTxnReadOnly(request)) {
-        try {
-          if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
-        } catch (error) {
-          if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
-          throw error;
-        }
-        if (attempt < MAX_REROUTES && this.rangeOfTxn(intervals) !== rangeId) continue;
-        return this.machine(rangeId).mvcc.readTxn(request);
-      }
       if (rangeId !== this.o.rangeId) await this.checkLeases(request);
       try {
         const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }), rangeId);
@@ -266,6 +259,58 @@ export class KvApi {
         if (!isTesseraError(error, 'RANGE_MISMATCH') || attempt >= MAX_REROUTES) throw error;
       }
     }
+  }
+
+  /**
+   * A Txn that only reads, served as a read (see `txn`). Over one range: on
+   * its store at its current revision. Over many: at one revision, chosen
+   * and closed at as for a Range over many ranges (`readRevision`), every
+   * compare and Range of the txn reading each range's part at it.
+   */
+  private async readOnlyTxn(request: TxnRequest, intervals: readonly KeyInterval[]): Promise<TxnResponse> {
+    const serializable = isTxnSerializable(request);
+    for (let attempt = 0; ; attempt++) {
+      const spans = await this.whenRoutable(() => this.txnSpans(intervals));
+      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
+      let revision: number | undefined;
+      try {
+        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+        revision = spans.length === 1 ? undefined : await this.readRevision(spans, 0, serializable);
+      } catch (error) {
+        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        throw error;
+      }
+      if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals))) continue;
+      if (revision === undefined) return this.machine(spans[0]!.rangeId).mvcc.readTxn(request);
+      return executeTxn(this.readView(revision), request);
+    }
+  }
+
+  /** One span per range a txn's intervals reach, in range id order (what `readRevision` needs of each). */
+  private txnSpans(intervals: readonly KeyInterval[]): RoutedSpan[] {
+    const byRange = new Map<RangeId, RoutedSpan>();
+    for (const i of intervals) for (const s of this.route(i)) if (!byRange.has(s.rangeId)) byRange.set(s.rangeId, s);
+    if (byRange.size === 0) return this.route(keyInterval(new Uint8Array(0)));
+    return [...byRange.values()].sort((a, b) => a.rangeId - b.rangeId);
+  }
+
+  /** The node's ranges as one read-only txn target at `revision`, every range closed at it here. */
+  private readView(revision: number): TxnTarget {
+    const range = (options: RangeOptions): RangeResult => {
+      const at = { ...options, revision: options.revision !== undefined && options.revision > 0 ? options.revision : revision };
+      const spans = this.route(keyInterval(options.key, options.rangeEnd));
+      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
+      return mergeRangeResults(spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY })), options);
+    };
+    return {
+      viewRevision: revision,
+      compactedRevision: this.compactedRevision(),
+      changeCount: 0,
+      range,
+      put: () => unreachable('a put reached a read-only txn; the caller checks isTxnReadOnly'),
+      deleteRange: () => unreachable('a delete reached a read-only txn; the caller checks isTxnReadOnly'),
+    };
   }
 
   /**
@@ -379,6 +424,10 @@ const ALL_FROM_KEY = new Uint8Array([0]);
 
 function sameRoute(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean {
   return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId && sameEnd(s.end, b[i]!.end));
+}
+
+function sameRanges(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId);
 }
 
 function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {

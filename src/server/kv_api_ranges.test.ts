@@ -38,6 +38,10 @@ test('KvApi over split ranges: Range answers as one range would (limit, sort, co
     const right = await split(node, META_RANGE, 'h');
     const far = await split(node, right, 'p');
     assert.equal(node.kvNode.router.list().length, 3);
+    // The meta range's table lists the three ranges as they are.
+    const table = (): string => (node.kvNode.stateMachine.metaTable?.all() ?? []).map((d) => `${d.rangeId}:${dec.decode(d.start)}-${d.end === undefined ? '' : dec.decode(d.end)}`).join(' ');
+    for (let i = 0; i < 100 && table() !== `1:-h ${right}:h-p ${far}:p-`; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(table(), `1:-h ${right}:h-p ${far}:p-`);
     const after = await Promise.all(variants.map((v) => kv.range(v, false)));
     for (const [i, v] of variants.entries()) assert.equal(shape(after[i]!), shape(before[i]!), `variant ${JSON.stringify({ ...v, key: undefined, rangeEnd: undefined })}`);
     // Writes inside one range go through; a txn or a delete over two is refused before anything is written.
@@ -132,6 +136,24 @@ test('KvApi over split ranges: a read over many ranges is served at one revision
     await assert.rejects(kv.range({ key: enc.encode('q'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
     await assert.rejects(kv.range({ key: enc.encode('a'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
     assert.equal(kv.compactedRevision(), top);
+    // A Txn that only reads, over both ranges: its compares and Ranges see one revision.
+    const last2 = await put('a', 'a9');
+    const txn = await kv.txn({
+      compare: [
+        { key: enc.encode('a'), target: 'VALUE', result: 'EQUAL', value: enc.encode('a9') },
+        { key: enc.encode('q'), target: 'VALUE', result: 'EQUAL', value: enc.encode('q1') },
+      ],
+      success: [
+        { type: 'range', range: { key: enc.encode('a') } },
+        { type: 'range', range: { key: enc.encode('a'), rangeEnd: new Uint8Array([0]), revision: top } },
+      ],
+      failure: [],
+    });
+    assert.equal(txn.succeeded, true);
+    assert.ok(txn.revision >= last2);
+    const [now, then] = txn.responses as { type: 'range'; range: RangeResult }[];
+    assert.deepEqual(now!.range.kvs.map((x) => dec.decode(x.value)), ['a9']);
+    assert.deepEqual(then!.range.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a8', 'q=q1']);
   } finally {
     await node.close();
   }
@@ -161,6 +183,20 @@ test('KvApi over split ranges: a watch over many ranges gets every change once, 
     node.watches.create({ ...all, startRevision: first }, { deliver: (o) => (o.kind === 'events' && seen.past.push(...o.events.map((e) => e.kv.modRevision)), true) });
     await until('history arrives', () => (node.watches.pump(), seen.past.length === revisions.length + 1));
     assert.deepEqual(seen.past, [first, ...revisions]);
+    // Progress over all ranges after writes to one: it reaches the last change (the quiet ranges are closed at it), and
+    // once there, further notifications ask for no more closes (a close changes nothing, so it asks for no other).
+    const progress: number[] = [];
+    node.watches.create({ ...all, startRevision: 0, progressNotify: true }, { deliver: (o) => (o.kind === 'progress' && progress.push(o.revision), true) });
+    const lastWrite = await put('k', 'last');
+    await until('progress reaches the last change', () => (node.watches.progressTick(), progress.length > 0 && progress[progress.length - 1]! >= lastWrite));
+    await new Promise((r) => setTimeout(r, 100));
+    const currents = (): string => node.kvNode.router.list().map((r) => node.kvNode.stateMachineOf(r.rangeId).mvcc.currentRevision).join(',');
+    const settled = currents();
+    for (let i = 0; i < 3; i++) {
+      node.watches.progressTick();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(currents(), settled, 'no close without a change to pass');
   } finally {
     await node.close();
   }

@@ -273,6 +273,7 @@ function checkConvergence(c: SimCluster, windowMs: number): void {
     const conf = node.incomingConfIds().join(',');
     if (table !== conf) c.violation('membership', `membership: member ${m.id} lists members [${table}] but its configuration holds [${conf}]`);
     c.ranges.checkPartition(m.id, node);
+    if (!c.ranges.metaTableMatches(node)) c.violation('range-partition', `range partition: member ${m.id}'s meta table does not list its ranges as they are after a quiet period`);
   }
 }
 
