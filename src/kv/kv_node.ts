@@ -341,6 +341,8 @@ export class KvNode {
           if (o.kind === 'failed') return done(o.error);
           const r = o.result as CommandResult;
           if (r.kind !== 'merge') return done(resultError(r));
+          // As after a split: the table learns at once (it replaces the two older entries), not at the next repair.
+          this.proposeMetaUpdate([r.merged], 'merge');
           done({ merged: r.merged, rightRangeId: r.rightRangeId });
         },
         leftId,
@@ -394,7 +396,7 @@ export class KvNode {
   }
 
   /** Proposes descriptors to the meta table (a refused or stale update changes nothing); one repair in flight per node. */
-  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'repair'): void {
+  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'merge' | 'repair'): void {
     if (why === 'repair') this.metaUpdating = true;
     const encoded = descriptors.map((d) => encodeDescriptor(d));
     this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {

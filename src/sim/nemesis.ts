@@ -535,14 +535,21 @@ export class Nemesis {
   private merge(): void {
     const c = this.c;
     const leads: { readonly m: Member; readonly rangeId: number }[] = [];
+    const leadsBoth: { readonly m: Member; readonly rangeId: number }[] = [];
     for (const m of c.running()) {
       if (m.paused || m.node === undefined) continue;
+      const leader = (id: number): boolean => m.node?.store.replica(id)?.raw.raft.state === 'leader';
       for (const rangeId of m.node.rangeIds()) {
-        if (rangeId === SIM_RANGE || m.node.store.replica(rangeId)?.raw.raft.state !== 'leader') continue;
-        if (m.node.kv.rightNeighbourOf(rangeId) !== undefined) leads.push({ m, rangeId });
+        if (rangeId === SIM_RANGE || !leader(rangeId)) continue;
+        const right = m.node.kv.rightNeighbourOf(rangeId);
+        if (right === undefined) continue;
+        leads.push({ m, rangeId });
+        if (leader(right)) leadsBoth.push({ m, rangeId });
       }
     }
-    const lead = c.pick(leads);
+    // Mostly from a node that leads both sides, as the merge queue's node would after its first try;
+    // sometimes from one that must ask for the right range's leadership first.
+    const lead = c.pick(leadsBoth.length > 0 && c.rng.chance(0.7) ? leadsBoth : leads);
     const node = lead?.m.node;
     if (lead === undefined || node === undefined) return;
     const { m, rangeId } = lead;
