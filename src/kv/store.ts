@@ -355,6 +355,10 @@ export class Store {
     }
     // Ranges the snapshot's range took over by merges this node never applied (its replica of the
     // left range was behind): their state is in the snapshot, and their groups are retired elsewhere.
+    // Only if Raft will install it (a newer term's snapshot past what is committed here); otherwise
+    // the right replica must stay, for the merge entry this replica may still apply from its log.
+    const raft = replica.raw.raft;
+    if (absorbed.length > 0 && (m.term < raft.term || (m.snapshot?.metadata.index ?? 0) <= raft.raftLog.committed)) return false;
     if (absorbed.length > 0) {
       const batch = this.o.engine.newBatch();
       for (const other of absorbed) this.deleteRangeState(batch, other.rangeId);
