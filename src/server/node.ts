@@ -390,7 +390,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
     const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
-    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => (r.rangeSplitQps > 0 ? splits.qps(id) : undefined));
+    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => splits.qps(id));
     const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;
