@@ -48,9 +48,11 @@ export type KvCommand =
    * The second step (ADR 0009 §6), in the left range's log: the range takes
    * over `rightRangeId`, frozen at version `rightVersion` by its entry at
    * `rightFrozenIndex` (of term `rightFrozenTerm`). A replica applies it only
-   * once its replica of the right range applied that entry.
+   * once its replica of the right range applied that entry, and only while
+   * the range's membership is still at `leftConfVersion` (every replica of
+   * it then held the right range's log through the freeze).
    */
-  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number };
+  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number; readonly leftConfVersion: number };
 
 const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
 
@@ -114,7 +116,7 @@ function commandProblem(value: unknown): string | undefined {
     case 'freeze':
       return int(c['version']) ? undefined : 'freeze';
     case 'merge':
-      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) ? undefined : 'merge';
+      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) && int(c['leftConfVersion']) ? undefined : 'merge';
     case 'meta-update':
       return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':

@@ -334,9 +334,9 @@ export class KvNode {
     const right = rightId === undefined ? undefined : this.machines.get(rightId)?.descriptor;
     if (rightId === undefined || right === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} has no right neighbour on this node`));
     if (!sameReplicas(left.replicas, right.replicas)) return done(new TesseraError('RANGE_MISMATCH', `ranges ${leftId} and ${rightId} have different replicas`));
-    const proposeMerge = (frozen: { index: number; term: number; version: number }): void => {
+    const proposeMerge = (frozen: { index: number; term: number; version: number }, leftConfVersion: number): void => {
       this.requests.propose(
-        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term }),
+        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term, leftConfVersion }),
         (o) => {
           if (o.kind === 'failed') return done(o.error);
           const r = o.result as CommandResult;
@@ -353,7 +353,7 @@ export class KvNode {
       const replica = this.store.replica(rightId);
       if (replica === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${rightId} is not on this node`));
       const index = replica.appliedIndex();
-      return proposeMerge({ index, term: replica.raw.raft.raftLog.termOrUndefined(index) ?? 1, version: right.epoch.version });
+      return proposeMerge({ index, term: replica.raw.raft.raftLog.termOrUndefined(index) ?? 1, version: right.epoch.version }, left.epoch.confVersion);
     }
     this.requests.propose(
       (requestId) => encodeCommand({ kind: 'freeze', requestId, version: right.epoch.version }),
@@ -361,7 +361,7 @@ export class KvNode {
         if (o.kind === 'failed') return done(o.error);
         const r = o.result as CommandResult;
         if (r.kind !== 'freeze') return done(resultError(r));
-        this.whenFreezeReplicated(rightId, r.index, this.o.timers.nowMs() + this.o.requestTimeoutMs, (error) => (error === undefined ? proposeMerge(r) : done(error)));
+        this.whenFreezeReplicated(leftId, rightId, r.index, this.o.timers.nowMs() + this.o.requestTimeoutMs, (outcome) => (typeof outcome === 'number' ? proposeMerge(r, outcome) : done(outcome)));
       },
       rightId,
     );
@@ -379,20 +379,26 @@ export class KvNode {
   }
 
   /**
-   * Waits until this node leads range `rangeId` and every replica of it holds
-   * its log through `index` (the freeze): then the merge may commit, since a
-   * replica that has the entry but not yet its commit is told of it by the
-   * merge gate (Store.mergeGate), and none is left needing entries from a
-   * group the merge retires. Polled every PROPOSAL_RETRY_MS until `deadlineMs`.
+   * Waits until this node leads range `rangeId` and every replica of it, and
+   * every replica the left range `leftId` has, holds its log through `index`
+   * (the freeze); answers the left range's conf version then, which the
+   * merge names. Then the merge may commit: a replica that has the entry but
+   * not yet its commit is told of it by the merge gate (Store.mergeGate),
+   * none is left needing entries from a group the merge retires, and a
+   * replica added to the left range later makes the merge refused (its
+   * right replica may hold nothing). Polled every PROPOSAL_RETRY_MS until
+   * `deadlineMs`.
    */
-  private whenFreezeReplicated(rangeId: RangeId, index: number, deadlineMs: number, done: (error: TesseraError | undefined) => void, polls = 0): void {
+  private whenFreezeReplicated(leftId: RangeId, rangeId: RangeId, index: number, deadlineMs: number, done: (outcome: number | TesseraError) => void, polls = 0): void {
     const raft = this.store.replica(rangeId)?.raw.raft;
-    if (raft === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${rangeId} is gone`));
-    if (raft.state === 'leader' && raft.trk.ids().every((id) => (raft.trk.progress.get(id)?.match ?? 0) >= index)) return done(undefined);
+    const left = this.machines.get(leftId)?.descriptor;
+    if (raft === undefined || left === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${raft === undefined ? rangeId : leftId} is gone`));
+    const holds = (id: NodeId): boolean => (raft.trk.progress.get(id)?.match ?? 0) >= index;
+    if (raft.state === 'leader' && raft.trk.ids().every(holds) && left.replicas.every((r) => holds(r.nodeId))) return done(left.epoch.confVersion);
     if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
     // Only the leader knows what its followers hold: the range's leadership is asked over now and then.
     if (raft.state !== 'leader' && raft.lead !== 0 && polls % FREEZE_TRANSFER_POLLS === 0) this.store.transferLeader(rangeId, this.o.nodeId);
-    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(rangeId, index, deadlineMs, done, polls + 1));
+    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(leftId, rangeId, index, deadlineMs, done, polls + 1));
   }
 
   /** Proposes descriptors to the meta table (a refused or stale update changes nothing); one repair in flight per node. */

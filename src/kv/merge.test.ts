@@ -233,3 +233,34 @@ test('merge: a range left frozen by a merge that never proposed its second step 
     assert.equal(c.value(id, 'u'), 'kept');
   }
 });
+
+test('merge: refused alike everywhere when the left range\'s membership changed since the proposer checked it (its conf version), or the right range is not frozen where it says', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  const leader = c.leaderOf(a);
+  lead(c, b, leader.store.nodeId);
+  const propose = (rangeId: number, command: (requestId: string) => Uint8Array): CommandResult => {
+    let out: CommandResult | undefined;
+    leader.requests.propose(command, (o) => (out = o.kind === 'applied' ? (o.result as CommandResult) : undefined), rangeId);
+    for (let i = 0; i < 50 && out === undefined; i++) c.tick(1);
+    assert.ok(out !== undefined);
+    return out;
+  };
+  const version = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
+  const frozen = propose(b, (requestId) => encodeCommand({ kind: 'freeze', requestId, version }));
+  assert.ok(frozen.kind === 'freeze');
+  c.tick(10);
+  const conf = leader.stateMachineOf(a).descriptor?.epoch.confVersion ?? 0;
+  const merge = (leftConfVersion: number, rightFrozenIndex: number) => (requestId: string) =>
+    encodeCommand({ kind: 'merge', requestId, rightRangeId: b, rightVersion: version, rightFrozenIndex, rightFrozenTerm: frozen.term, leftConfVersion });
+  const staleConf = propose(a, merge(conf + 1, frozen.index));
+  assert.ok(staleConf.kind === 'error' && staleConf.code === 'RANGE_MISMATCH', JSON.stringify(staleConf));
+  const wrongIndex = propose(a, merge(conf, frozen.index + 1));
+  assert.ok(wrongIndex.kind === 'error' && wrongIndex.code === 'RANGE_MISMATCH', JSON.stringify(wrongIndex));
+  c.tick(5);
+  for (const id of c.ids) assert.ok((c.nodes.get(id) as KvNode).store.replica(b) !== undefined, `node ${id} still has range ${b}`);
+  const ok = propose(a, merge(conf, frozen.index));
+  assert.equal(ok.kind, 'merge', JSON.stringify(ok));
+  c.tick(10);
+  for (const id of c.ids) assert.deepEqual(bounds(c.nodes.get(id) as KvNode), ['1:[,m)', `${a}:[m,)`]);
+});

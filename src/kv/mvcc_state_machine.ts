@@ -284,8 +284,10 @@ export class MvccStateMachine implements RangeStateMachine {
     const command = typeof opened === 'string' ? opened : readCommand(opened.body);
     // Refused alike on every replica, without a write: a peer proposed it (issue 12), or a bug did.
     if (typeof command === 'string') return { requestId: '', kind: 'error', code: MALFORMED_COMMAND, message: `entry ${entry.index}: ${command}` };
-    // A merge waits, before it touches anything, until the right range applied its freeze here.
-    if (command.kind === 'merge' && this.machineOptions.mergeGate?.(command.rightRangeId, command.rightFrozenIndex, command.rightFrozenTerm) === false) return APPLY_HELD;
+    // A merge waits, before it touches anything, until the right range applied its freeze here;
+    // not one naming another freeze than the right range's (refused below, alike everywhere: a
+    // range is frozen once, so every replica finds the same record), which would wait forever.
+    if (command.kind === 'merge' && !frozenElsewhere(this.engine, command) && this.machineOptions.mergeGate?.(command.rightRangeId, command.rightFrozenIndex, command.rightFrozenTerm) === false) return APPLY_HELD;
     const { requestId } = command;
     // The window is in memory and updated as each command applies, so it also holds the ids applied
     // earlier in this same batch. A duplicate is noted too: the window is what the log holds.
@@ -494,7 +496,9 @@ export class MvccStateMachine implements RangeStateMachine {
    * has applied through its freeze (the merge gate held the entry until
    * then): its state is the same on every replica. Refused alike everywhere
    * if the right range is not the one frozen at the version and index the
-   * merge names, or no longer starts where this range ends. No MVCC record
+   * merge names, or no longer starts where this range ends, or this range's
+   * membership changed since the proposer saw every replica of it hold the
+   * right range's log through the freeze. No MVCC record
    * moves: this range's span, counts and revisions widen over the right
    * range's, and every range-local key of the right range goes in the same
    * batch (the Store closes its replica once the batch is visible).
@@ -509,6 +513,8 @@ export class MvccStateMachine implements RangeStateMachine {
     if (right === undefined || rightRangeId === this.rangeId) return refuse('the right range is not on this node');
     if (d.end === undefined || compareBytes(d.end, right.start) !== 0) return refuse('the right range does not start where this one ends');
     if (right.epoch.version !== c.rightVersion) return refuse(`the right range is at version ${right.epoch.version}, not ${c.rightVersion}`);
+    // A replica added since the proposer checked may hold no state of the right range (its merge could not apply).
+    if (d.epoch.confVersion !== c.leftConfVersion) return refuse(`this range's membership changed (conf version ${d.epoch.confVersion}, not ${c.leftConfVersion})`);
     if (this.sabotage?.has('merge-skips-freeze') !== true) {
       const frozen = readFrozen(this.engine, rightRangeId);
       if (frozen === undefined || frozen.index !== c.rightFrozenIndex || frozen.term !== c.rightFrozenTerm || frozen.version !== c.rightVersion) return refuse('the right range is not frozen where the merge says');
@@ -659,6 +665,12 @@ function encodeFrozen(f: FrozenState): Uint8Array {
   writeU64(out, 8, f.term);
   writeU64(out, 16, f.version);
   return out;
+}
+
+/** Whether the right range of a merge is frozen, visibly here, by another entry than the merge names. */
+function frozenElsewhere(engine: Pick<StorageEngine, 'get'>, c: Extract<KvCommand, { kind: 'merge' }>): boolean {
+  const f = readFrozen(engine, c.rightRangeId);
+  return f !== undefined && (f.index !== c.rightFrozenIndex || f.term !== c.rightFrozenTerm);
 }
 
 /** Range `rangeId`'s freeze as the engine holds it (ADR 0009 §6), or undefined. */
