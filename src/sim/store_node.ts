@@ -224,6 +224,8 @@ export class SimStoreNode {
       this.requests.propose(
         (requestId) => encodeCommand({ kind: 'txn', requestId, txn }),
         (outcome) => {
+          // Its range was merged away before the write applied (Store.closeRetired): certainly not done.
+          if (outcome.kind === 'failed' && outcome.error.code === 'RANGE_MISMATCH') return this.reroute(attemptsLeft, outcome.error, attempt, reply);
           if (outcome.kind === 'failed') return reply(failure(outcome.error));
           const result = outcome.result as CommandResult;
           if (result.kind === 'txn') {
@@ -252,6 +254,7 @@ export class SimStoreNode {
       const rangeId = this.route(k);
       if (rangeId instanceof TesseraError) return this.reroute(attemptsLeft, rangeId, attempt, reply);
       this.requests.readBarrier((error) => {
+        if (error?.code === 'RANGE_MISMATCH') return this.reroute(attemptsLeft, error, attempt, reply);
         if (error !== undefined) return reply(failure(error));
         const sm = this.kv.stateMachineOf(rangeId);
         if (!holds(sm.descriptor, k)) return this.reroute(attemptsLeft, `range ${rangeId} no longer holds ${key}`, attempt, reply);
@@ -260,6 +263,11 @@ export class SimStoreNode {
       }, rangeId);
     };
     attempt(ROUTE_ATTEMPTS);
+  }
+
+  /** Merges range `leftId` with its right neighbour from this node (KvNode.mergeRanges): the merged descriptor, or why not. */
+  mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    this.kv.mergeRanges(leftId, done);
   }
 
   /** Splits range `rangeId` at `key` from this node (KvNode.splitRange): the two descriptors, or why not. */
