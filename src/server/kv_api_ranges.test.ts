@@ -166,7 +166,6 @@ test('KvApi over split ranges: a read over many ranges is served at one revision
 test('KvApi over split ranges: a watch over many ranges gets every change once, in revision order, live and from history', async () => {
   const node = await startTestNode();
   try {
-    const { kv } = node;
     const put = putter(node);
     const first = await put('b', '0');
     const right = await split(node, META_RANGE, 'h');
