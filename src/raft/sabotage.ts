@@ -20,7 +20,9 @@ export type BugName =
   | 'member-add-without-record'
   | 'tso-serves-before-persist'
   | 'split-skips-key-check'
-  | 'snapshot-over-newer-descriptor';
+  | 'snapshot-over-newer-descriptor'
+  | 'quiesce-keeps-lease'
+  | 'quiesce-ignores-leader-death';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -39,6 +41,8 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'tso-serves-before-persist': 'the timestamp oracle hands out revisions from a window it has asked to persist before the window is persisted, so a new meta leader hands them out again',
   'split-skips-key-check': 'a range applies a txn for keys it gave away in a split (the apply-time RANGE_MISMATCH check is skipped), so the write lands in a range that no longer owns the key',
   'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",
+  'quiesce-keeps-lease': "a leader that quiesces keeps its lease, whose clock (the leader's ticks) stops while it is quiet, so when a read wakes it the lease still looks valid however long it slept",
+  'quiesce-ignores-leader-death': "followers of a quiesced range never wake when their leader's node falls silent (the store's liveness check is skipped), so a range whose leader died stays leaderless until a request or a peer's message reaches one of them",
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];
