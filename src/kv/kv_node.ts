@@ -15,7 +15,7 @@ import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
-import { type RangeMessage, Store, type Transport } from './store.js';
+import { type QuiescenceEvent, type RangeMessage, Store, type Transport } from './store.js';
 import { WatchHub } from './watch_hub.js';
 
 /**
@@ -67,6 +67,8 @@ export interface KvNodeOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
+  /** Told when a replica quiesces or wakes (ADR 0010; the simulator counts them). */
+  readonly onQuiescence?: (rangeId: RangeId, event: QuiescenceEvent) => void;
   /** Told of every batch of revisions this node's TSO handed out (the simulator's revision oracle). */
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
 }
@@ -123,6 +125,7 @@ export class KvNode {
       revisions: { allocate: (count, done) => this.revisions.allocate(count, done) },
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
       onRangeOpened: () => this.router.invalidate(),
+      ...(o.onQuiescence === undefined ? {} : { onQuiescence: o.onQuiescence }),
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
         if (rd.snapshot !== undefined) {

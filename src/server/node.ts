@@ -481,6 +481,7 @@ function wireTicks(r: Resolved, kvNode: KvNode, transport: PeerTransport, fatal:
     reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
     receiveRevisions: (from, message) => fatal.run(() => kvNode.receiveRevisions(from, message)),
+    receiveLiveness: (from) => fatal.run(() => store.receiveLiveness(from)),
   });
   return ticker;
 }
