@@ -22,6 +22,7 @@ export interface StartFlags {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly quiesceAfterTicks: number;
   readonly proposalWindowMs: number;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
@@ -113,6 +114,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     tickMs: f.tickMs,
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
+    quiesceAfterTicks: f.quiesceAfterTicks,
     proposalWindowMs: f.proposalWindowMs,
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,

@@ -32,6 +32,12 @@ export const MAX_PROPOSAL_WINDOW_MS = 100;
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
 /**
+ * A range leader idle this many ticks quiesces: it and its followers stop
+ * ticking and heartbeating until a request or a peer's message wakes them
+ * (ADR 0010). CockroachDB's default, 6; 0 turns quiescence off.
+ */
+export const DEFAULT_QUIESCE_AFTER_TICKS = 6;
+/**
  * How a leader confirms it may serve a linearizable read. 'lease': from its
  * lease, without a message, while clocks drift less than
  * DEFAULT_RAFT_OPTIONS.maxClockDriftRatio (ADR 0002, DESIGN.md decision 6);
@@ -77,6 +83,8 @@ export interface StartNodeOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
+  /** Idle ticks after which a range quiesces (default DEFAULT_QUIESCE_AFTER_TICKS; 0: never; ADR 0010). */
+  readonly quiesceAfterTicks?: number;
   readonly requestTimeoutMs?: number;
   /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
   readonly logRetainEntries?: number;
@@ -189,6 +197,7 @@ interface Resolved {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly quiesceAfterTicks: number;
   readonly logRetainEntries: number;
   readonly proposalWindowMs: number;
   readonly readMode: ReadMode;
@@ -272,6 +281,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
+    quiesceAfterTicks: nonNegative('quiesceAfterTicks', o.quiesceAfterTicks ?? DEFAULT_QUIESCE_AFTER_TICKS),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
@@ -514,6 +524,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,
+      quiesceAfterTicks: r.quiesceAfterTicks,
       readOnlyOption: r.readMode === 'lease' ? 'lease-based' : 'safe',
       ...(raftLog.isLevelEnabled('trace') ? { logger: (line: string) => raftLog.trace(line) } : {}),
     },
