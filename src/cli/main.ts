@@ -76,6 +76,7 @@ program
   .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
   .option('--range-max-bytes <bytes>', 'split a range once its approximate size passes this (0: never by size; off by default until watches and leases span ranges)', nonNegativeInt, DEFAULT_RANGE_MAX_BYTES_FOR_NOW)
   .option('--range-split-qps <n>', 'split a range serving more requests a second than this, at a sampled key (0: never by load; off by default, as above)', nonNegativeInt, DEFAULT_RANGE_SPLIT_QPS)
+  .option('--dev-presplit-ranges <n>', 'development and benchmarks only: cut the key space into this many ranges at start', nonNegativeInt, 0)
   .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));

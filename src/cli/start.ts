@@ -23,6 +23,7 @@ export interface StartFlags {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly quiesceAfterTicks: number;
+  readonly devPresplitRanges: number;
   readonly proposalWindowMs: number;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
@@ -115,6 +116,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
     quiesceAfterTicks: f.quiesceAfterTicks,
+    presplitRanges: f.devPresplitRanges,
     proposalWindowMs: f.proposalWindowMs,
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,

@@ -63,3 +63,4 @@ export {
 } from '../kv/index.js';
 export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';
 export { PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, nextStep } from './replica_reconciler.js';
+export { PRESPLIT_KEY_PREFIX, PRESPLIT_MAX_IN_FLIGHT, Presplitter, type PresplitterOptions, presplitKeys } from './presplit.js';

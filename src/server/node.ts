@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { Presplitter, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -85,6 +85,8 @@ export interface StartNodeOptions {
   readonly heartbeatTicks?: number;
   /** Idle ticks after which a range quiesces (default DEFAULT_QUIESCE_AFTER_TICKS; 0: never; ADR 0010). */
   readonly quiesceAfterTicks?: number;
+  /** Development and benchmarks only: cut the key space into this many ranges at start (placement/presplit.ts; 0: no). */
+  readonly presplitRanges?: number;
   readonly requestTimeoutMs?: number;
   /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
   readonly logRetainEntries?: number;
@@ -198,6 +200,7 @@ interface Resolved {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly quiesceAfterTicks: number;
+  readonly presplitRanges: number;
   readonly logRetainEntries: number;
   readonly proposalWindowMs: number;
   readonly readMode: ReadMode;
@@ -282,6 +285,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
     quiesceAfterTicks: nonNegative('quiesceAfterTicks', o.quiesceAfterTicks ?? DEFAULT_QUIESCE_AFTER_TICKS),
+    presplitRanges: nonNegative('presplitRanges', o.presplitRanges ?? 0),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
@@ -365,10 +369,12 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   membership.notePeers(start.peers);
   membership.tick();
   const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
+  const presplit = r.presplitRanges > 1 ? new Presplitter({ kv: kvNode, ranges: r.presplitRanges, onFailure: (rangeId, err) => log.debug({ rangeId, err: err.message }, 'a pre-split failed') }) : undefined;
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
     splits.tick();
     reconciler.tick();
+    presplit?.tick();
   });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
@@ -384,7 +390,10 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   listeners.client = client;
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
-    const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
+    const adminStatus = (): unknown => ({
+      ...status(),
+      stats: { store: { ...store.stats, ranges: store.rangeIds().length, quiescedRanges: store.quiescedCount() }, transport: transport.stats },
+    });
     const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => (r.rangeSplitQps > 0 ? splits.qps(id) : undefined));
     const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
     cleanups.push(() => admin.close());
