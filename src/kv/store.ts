@@ -212,6 +212,8 @@ export class Store {
   private readonly livenessPeers = new Set<NodeId>();
   /** This node's ticks since it last heard anything from each peer node (a Raft message or its liveness). */
   private readonly silentTicks = new Map<NodeId, number>();
+  /** rangeIds() until a range opens or closes. */
+  private sortedIds: RangeId[] | undefined;
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -247,6 +249,7 @@ export class Store {
       onQuiescenceChange: (quiesced) => this.onQuiescenceChange(rangeId, quiesced),
     });
     this.replicas.set(rangeId, replica);
+    this.sortedIds = undefined;
     this.awake.add(rangeId);
     return replica;
   }
@@ -326,7 +329,14 @@ export class Store {
   }
 
   rangeIds(): RangeId[] {
-    return [...this.replicas.keys()].sort((a, b) => a - b);
+    // Kept sorted between changes: callers ask every tick, and a node may hold 10,000 ranges.
+    this.sortedIds ??= [...this.replicas.keys()].sort((a, b) => a - b);
+    return [...this.sortedIds];
+  }
+
+  /** The ranges whose replicas are not quiesced (ADR 0010), in order. */
+  awakeRangeIds(): RangeId[] {
+    return [...this.awake].sort((a, b) => a - b);
   }
 
   tick(): void {
@@ -880,6 +890,7 @@ export class Store {
         if (existing.appliedIndex() > 0) continue;
         existing.stateMachine.detachLog?.();
         this.replicas.delete(id);
+        this.sortedIds = undefined;
         this.onQuiescenceChange(id, false);
       }
       const created = this.openRange(id);

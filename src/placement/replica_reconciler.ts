@@ -13,6 +13,14 @@ export interface ReplicaReconcilerOptions {
 type Role = 'voter' | 'learner';
 
 /**
+ * Quiesced ranges (ADR 0010) are looked at once every this many ticks, and
+ * whenever range 1's configuration changes; awake ones at every tick. A
+ * quiesced leader has no change pending, and what it lacks changes only
+ * with range 1's configuration or its own leadership (which wakes it).
+ */
+export const RECONCILE_QUIESCED_EVERY_TICKS = 50;
+
+/**
  * Keeps every range's replicas in step with the cluster's members (issue
  * 13). Until placement chooses replica sets, every range has the members of
  * range 1, whose configuration etcd's Cluster API changes: a member added
@@ -24,6 +32,9 @@ type Role = 'voter' | 'learner';
  * go hands its leadership to another voter first.
  */
 export class ReplicaReconciler {
+  private ticks = 0;
+  private lastTarget = '';
+
   constructor(private readonly o: ReplicaReconcilerOptions) {}
 
   tick(): void {
@@ -32,7 +43,11 @@ export class ReplicaReconciler {
     const target = rolesOf(meta.currentConfState());
     // Mid-change on range 1 (a joint configuration): wait until the members are settled.
     if (target === undefined) return;
-    for (const rangeId of this.o.kv.store.rangeIds()) {
+    const targetKey = [...target].map(([id, role]) => `${id}:${role}`).sort().join(',');
+    const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
+    this.lastTarget = targetKey;
+    const store = this.o.kv.store;
+    for (const rangeId of all ? store.rangeIds() : store.awakeRangeIds()) {
       if (rangeId === META_RANGE) continue;
       const replica = this.o.kv.store.replica(rangeId);
       const raft = replica?.raw.raft;

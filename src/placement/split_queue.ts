@@ -53,6 +53,8 @@ export class SplitQueue {
   }
 
   tick(): void {
+    // Both off (the default for now): nothing to look at, and a node may hold 10,000 ranges.
+    if (this.o.rangeMaxBytes <= 0 && this.o.rangeSplitQps <= 0) return;
     const now = this.o.timers.nowMs();
     if (now < this.nextCheckMs || this.splitting) return;
     this.nextCheckMs = now + this.checkIntervalMs;
