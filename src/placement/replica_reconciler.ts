@@ -13,12 +13,15 @@ export interface ReplicaReconcilerOptions {
 type Role = 'voter' | 'learner';
 
 /**
- * Quiesced ranges (ADR 0010) are looked at once every this many ticks, and
- * whenever range 1's configuration changes; awake ones at every tick. A
- * quiesced leader has no change pending, and what it lacks changes only
- * with range 1's configuration or its own leadership (which wakes it).
+ * Quiesced ranges (ADR 0010) are looked at whenever range 1's configuration
+ * changes, and once every this many ticks as a safety net (a minute at the
+ * default 100 ms tick); awake ones at every tick. A range cannot quiesce
+ * while it lacks a change this reconciler would make: it is awake, and so
+ * looked at every tick, until the change is proposed, and a pending change
+ * or a lagging learner keeps it awake. What it lacks changes only with
+ * range 1's configuration, or with its own leadership, which wakes it.
  */
-export const RECONCILE_QUIESCED_EVERY_TICKS = 50;
+export const RECONCILE_QUIESCED_EVERY_TICKS = 600;
 
 /**
  * Keeps every range's replicas in step with the cluster's members (issue

@@ -133,8 +133,10 @@ function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMo
     '--range-max-bytes', String(rangeMaxBytes),
     ...extraArgs,
   ];
+  // Node flags for the members, e.g. TESSERA_BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof).
+  const nodeFlags = (process.env['TESSERA_BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f.length > 0);
   // The IPC channel closing tells a child its parent is gone, so a killed benchmark leaves no nodes behind.
-  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  return spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
 }
 
 function spawnEtcd(spec: MemberSpec, initialCluster: string): ChildProcess {
