@@ -70,6 +70,7 @@ export function liveClusterRoots(): string[] {
 export interface ClusterOptions {
   readonly readMode?: ReadMode;
   readonly rangeMaxBytes?: number;
+  readonly rangeSplitQps?: number;
   /** tessera: each member listens for admin requests (Member.adminEndpoint). */
   readonly admin?: boolean;
   /** tessera: more `start` flags for every member. */
@@ -88,7 +89,7 @@ export async function startCluster(system: SystemName, size: number, options: Cl
     const spec = { name, dataDir: join(root, name), client: clientAddr(i), peer: peerAddr(i), ...(admin === undefined ? {} : { admin }) };
     const proc = system === 'etcd'
       ? spawnEtcd(spec, names.map((n, j) => `${n}=http://${peerAddr(j)}`).join(','))
-      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, options.rangeMaxBytes ?? 0, options.extraArgs ?? []);
+      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, { rangeMaxBytes: options.rangeMaxBytes ?? 0, rangeSplitQps: options.rangeSplitQps ?? 0 }, options.extraArgs ?? []);
     const member: Member = { name, clientEndpoint: spec.client, ...(admin === undefined ? {} : { adminEndpoint: admin }), proc, exited: false, logTail: '' };
     const keep = (d: Buffer): void => void (member.logTail = (member.logTail + d.toString()).slice(-LOG_TAIL_BYTES));
     proc.stdout?.on('data', keep);
@@ -117,7 +118,7 @@ interface MemberSpec {
   readonly admin?: string;
 }
 
-function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, rangeMaxBytes: number, extraArgs: readonly string[]): ChildProcess {
+function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, splits: { readonly rangeMaxBytes: number; readonly rangeSplitQps: number }, extraArgs: readonly string[]): ChildProcess {
   const args = [
     TESSERA_MAIN, 'start',
     '--name', spec.name,
@@ -130,7 +131,8 @@ function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMo
     '--engine', 'lmdb',
     '--log-level', 'warn',
     '--read-mode', readMode,
-    '--range-max-bytes', String(rangeMaxBytes),
+    '--range-max-bytes', String(splits.rangeMaxBytes),
+    '--range-split-qps', String(splits.rangeSplitQps),
     ...extraArgs,
   ];
   // Node flags for the members, e.g. TESSERA_BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof).
