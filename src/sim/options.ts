@@ -39,6 +39,8 @@ export interface SimOptions {
   readonly proposalWindowMs: number;
   /** Whether the nemesis splits ranges (KvNode.splitRange) among its faults: half the seeds, from the seed, so no Rng draw moves. */
   readonly splits: boolean;
+  /** Whether the nemesis also merges ranges (KvNode.mergeRanges), in seeds with splits: on unless overridden. */
+  readonly merges: boolean;
   readonly bug: BugName | undefined;
   /** Idle ticks after which a range leader quiesces (ADR 0010); 0 = never. */
   readonly quiesceAfterTicks: number;
@@ -51,6 +53,7 @@ export interface OptionOverrides {
   readonly bug?: BugName | undefined;
   readonly splits?: boolean;
   readonly quiesceAfterTicks?: number;
+  readonly merges?: boolean;
 }
 
 /** Draws a run's shape from the seed's own Rng. */
@@ -89,6 +92,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     // Short, so ranges quiesce in the gaps of the workload too, not only after it: 2 to 4 ticks, from
     // the seed (no Rng draw moves).
     quiesceAfterTicks: overrides.quiesceAfterTicks ?? 2 + (seed % 3),
+    merges: overrides.merges ?? true,
   };
 }
 
