@@ -557,6 +557,9 @@ export class KvNode {
     for (const id of this.store.rangeIds()) if (this.machines.get(id)?.frozen !== undefined) frozen.add(id);
     for (const id of [...this.frozenSinceMs.keys()]) if (!frozen.has(id)) this.frozenSinceMs.delete(id);
     for (const id of frozen) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
+    // Nothing frozen, nothing to finish: the walk below (a neighbour search per range led) was most of
+    // an idle node's CPU at 2,000 ranges (ADR 0010's benchmark).
+    if (frozen.size === 0) return;
     for (const leftId of this.store.rangeIds()) {
       if (this.merging.has(leftId) || this.store.replica(leftId)?.raw.raft.state !== 'leader') continue;
       const rightId = this.rightNeighbourOf(leftId);
