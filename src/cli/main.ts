@@ -10,6 +10,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDev, DEV_MAX_NODES } from './dev.js';
 import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
+import { DECOMMISSION_WAIT_MS, runDecommission } from './decommission.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
 import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
@@ -112,6 +113,18 @@ program
   .action(async (opts: { endpoints: string; json?: boolean }) => {
     const endpoints = opts.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
     process.exitCode = await runRanges(endpoints, opts.json === true);
+  });
+
+program
+  .command('node')
+  .description('node lifecycle')
+  .command('decommission <name>')
+  .description('drain the node called <name> (its range leaderships go to other nodes), then remove it from the cluster; waits until the other nodes no longer list it')
+  .option('--endpoints <list>', "admin endpoints, host:port,… (the node's own and others')", START_DEFAULTS.listenAdmin)
+  .option('--wait-ms <ms>', 'how long to wait for the node to be out', nonNegativeInt, DECOMMISSION_WAIT_MS)
+  .action(async (name: string, opts: { endpoints: string; waitMs: number }) => {
+    const endpoints = opts.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    process.exitCode = await runDecommission(name, endpoints, opts.waitMs);
   });
 
 await program.parseAsync();

@@ -18,6 +18,8 @@ export type KvCommand =
   | { readonly kind: 'member-update'; readonly requestId: string; readonly id: number; readonly peerUrls: readonly string[] }
   /** A member publishes its name and client URLs once it serves (etcd's publish). */
   | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[] }
+  /** Marks a member as being decommissioned: the other ranges drop it first, then range 1 removes it (placement's Drainer). */
+  | { readonly kind: 'member-decommission'; readonly requestId: string; readonly id: number }
   /** Hands out a fresh range id (on the metadata range, which keeps the counter). */
   | { readonly kind: 'alloc-range-id'; readonly requestId: string }
   /**
@@ -54,7 +56,7 @@ export type KvCommand =
    */
   | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number; readonly leftConfVersion: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'member-decommission', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -106,6 +108,8 @@ function commandProblem(value: unknown): string | undefined {
       return Array.isArray(c['checkpoints']) && c['checkpoints'].every((p) => isObj(p) && int(p['id']) && Number.isFinite(p['remainingMs'])) ? undefined : 'lease checkpoint';
     case 'member-update':
       return int(c['id']) && strings(c['peerUrls']) ? undefined : 'member update';
+    case 'member-decommission':
+      return int(c['id']) ? undefined : 'member decommission';
     case 'member-attrs':
       return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
     case 'alloc-range-id':

@@ -63,51 +63,15 @@ export const keys = {
   leaseStart: (id: RangeId): Uint8Array => suffixed(id, 0x6e, 0),
   leaseEnd: (id: RangeId): Uint8Array => suffixed(id, 0x6f), // 'o'
   descriptor: (id: RangeId): Uint8Array => suffixed(id, 0x6f), // 'o' (lease scans end before it)
-  nextRangeId: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x01;
-    return out;
-  },
-  tsoWindow: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x02;
-    return out;
-  },
-  approxBytes: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x03;
-    return out;
-  },
+  nextRangeId: (id: RangeId): Uint8Array => descriptorSub(id, 0x01),
+  tsoWindow: (id: RangeId): Uint8Array => descriptorSub(id, 0x02),
+  approxBytes: (id: RangeId): Uint8Array => descriptorSub(id, 0x03),
   /** The meta table's descriptor of the range starting at `start` (on the metadata range only; meta_table.ts). */
-  metaDescriptor: (id: RangeId, start: Uint8Array): Uint8Array => {
-    const out = new Uint8Array(11 + start.byteLength);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x04;
-    out.set(start, 11);
-    return out;
-  },
-  metaDescriptorStart: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x04;
-    return out;
-  },
-  metaDescriptorEnd: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x05;
-    return out;
-  },
+  metaDescriptor: (id: RangeId, start: Uint8Array): Uint8Array => descriptorSub(id, 0x04, start),
+  metaDescriptorStart: (id: RangeId): Uint8Array => descriptorSub(id, 0x04),
+  metaDescriptorEnd: (id: RangeId): Uint8Array => descriptorSub(id, 0x05),
   /** The range is frozen for a merge (ADR 0009 §6): the freeze entry's index, term and the epoch version it froze. Carried by snapshots. */
-  frozen: (id: RangeId): Uint8Array => {
-    const out = new Uint8Array(11);
-    out.set(suffixed(id, 0x6f), 0);
-    out[10] = 0x06;
-    return out;
-  },
+  frozen: (id: RangeId): Uint8Array => descriptorSub(id, 0x06),
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'
@@ -121,6 +85,15 @@ export const keys = {
   /** One past every key of the range. */
   rangeEnd: (id: RangeId): Uint8Array => rangePrefix(id + 1),
 };
+
+/** A key under the range's descriptor key `r<id>o`: one sub-tag byte, then `tail` if given. */
+function descriptorSub(rangeId: RangeId, sub: number, tail?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(11 + (tail?.byteLength ?? 0));
+  out.set(suffixed(rangeId, 0x6f), 0);
+  out[10] = sub;
+  if (tail !== undefined) out.set(tail, 11);
+  return out;
+}
 
 export function writeU64(out: Uint8Array, offset: number, value: number): void {
   assert(Number.isSafeInteger(value) && value >= 0, () => `u64 out of range: ${value}`);

@@ -19,6 +19,8 @@ export interface MemberRecord {
   readonly name: string;
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
+  /** Being decommissioned (`tessera node decommission`): ranges other than range 1 drop it, then range 1 removes it. */
+  readonly decommissioning?: boolean;
 }
 
 /**
@@ -56,7 +58,8 @@ export function checkMemberRecord(v: unknown): MemberRecord {
   if (o === null || typeof o !== 'object' || !Number.isSafeInteger(o.id) || (o.id as number) <= 0 || typeof o.name !== 'string' || !urls(o.peerUrls) || !urls(o.clientUrls)) {
     throw new TesseraError('CORRUPT_DATA', 'malformed member record');
   }
-  return { id: o.id as number, name: o.name, peerUrls: [...o.peerUrls], clientUrls: [...o.clientUrls] };
+  if (o.decommissioning !== undefined && typeof o.decommissioning !== 'boolean') throw new TesseraError('CORRUPT_DATA', 'malformed member record');
+  return { id: o.id as number, name: o.name, peerUrls: [...o.peerUrls], clientUrls: [...o.clientUrls], ...(o.decommissioning === true ? { decommissioning: true } : {}) };
 }
 
 /**

@@ -44,6 +44,7 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'lease-checkpoint' }
   | { readonly requestId: string; readonly kind: 'member-update'; readonly member: MemberRecord }
   | { readonly requestId: string; readonly kind: 'member-attrs'; readonly member: MemberRecord }
+  | { readonly requestId: string; readonly kind: 'member-decommission'; readonly member: MemberRecord }
   | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
   | { readonly requestId: string; readonly kind: 'range-id'; readonly id: number }
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
@@ -351,6 +352,7 @@ export class MvccStateMachine implements RangeStateMachine {
         return { requestId, kind: 'lease-checkpoint' };
       case 'member-update':
       case 'member-attrs':
+      case 'member-decommission':
         return this.updateMember(batch, command);
       case 'alloc-range-id':
         return this.allocRangeId(batch, requestId);
@@ -531,12 +533,16 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: 'merge', merged, rightRangeId };
   }
 
-  private updateMember(batch: WriteBatch, command: Extract<KvCommand, { kind: 'member-update' | 'member-attrs' }>): CommandResult {
+  private updateMember(batch: WriteBatch, command: Extract<KvCommand, { kind: 'member-update' | 'member-attrs' | 'member-decommission' }>): CommandResult {
     const { requestId } = command;
     const old = this.members.get(command.id);
     if (old === undefined) return { requestId, kind: 'error', code: 'MEMBER_NOT_FOUND', message: 'etcdserver: member not found' };
     const member: MemberRecord =
-      command.kind === 'member-update' ? { ...old, peerUrls: [...command.peerUrls] } : { ...old, name: command.name, clientUrls: [...command.clientUrls] };
+      command.kind === 'member-update'
+        ? { ...old, peerUrls: [...command.peerUrls] }
+        : command.kind === 'member-decommission'
+          ? { ...old, decommissioning: true }
+          : { ...old, name: command.name, clientUrls: [...command.clientUrls] };
     this.members.put(batch, member);
     return { requestId, kind: command.kind, member };
   }

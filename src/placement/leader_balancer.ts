@@ -89,10 +89,10 @@ export class LeaderBalancer {
   }
 }
 
-type LeaderRaft = NonNullable<ReturnType<KvNode['store']['replica']>>['raw']['raft'];
+export type LeaderRaft = NonNullable<ReturnType<KvNode['store']['replica']>>['raw']['raft'];
 
 /** The voters whose log matches the leader's last entry and that answered recently: a transfer to them completes at once. */
-function readyVoters(raft: LeaderRaft): NodeId[] {
+export function readyVoters(raft: LeaderRaft): NodeId[] {
   // Mid membership change (a joint configuration): leave the leader where it is.
   if (raft.trk.config.voters[1].size > 0) return [];
   const last = raft.raftLog.lastIndex();

@@ -37,8 +37,39 @@ export const RECONCILE_QUIESCED_EVERY_TICKS = 600;
 export class ReplicaReconciler {
   private ticks = 0;
   private lastTarget = '';
+  /** Decommissioned members whose removal from range 1 is in flight. */
+  private readonly removing = new Set<NodeId>();
 
   constructor(private readonly o: ReplicaReconcilerOptions) {}
+
+  /**
+   * On range 1's leader: a member being decommissioned that no other range on
+   * this node still has in its configuration (this node holds every range) is
+   * removed from range 1, which takes it out of the cluster; it stops once it
+   * learns so. Until every range has dropped it, its vote may be needed there.
+   */
+  private finishDecommissions(leadsMeta: boolean): void {
+    if (!leadsMeta) return;
+    const kv = this.o.kv;
+    const self = kv.store.replica(META_RANGE)?.raw.raft.id;
+    for (const m of kv.stateMachine.members.all()) {
+      // Never itself: a leader that commits its own removal and stops at once may leave the others
+      // without the commit index, and without its vote (its Drainer hands the leadership over first).
+      if (m.decommissioning !== true || m.id === self || this.removing.has(m.id)) continue;
+      const held = kv.store.rangeIds().some((rangeId) => {
+        if (rangeId === META_RANGE) return false;
+        const cs = kv.store.replica(rangeId)?.currentConfState();
+        return cs !== undefined && [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(m.id);
+      });
+      if (held) continue;
+      this.removing.add(m.id);
+      const id = m.id;
+      kv.membership.remove(id, (o) => {
+        this.removing.delete(id);
+        this.o.observe?.({ rangeId: META_RANGE, change: o.ok ? `removed decommissioned member ${id}` : `removing decommissioned member ${id} failed: ${o.error.message}` });
+      });
+    }
+  }
 
   tick(): void {
     const meta = this.o.kv.store.replica(META_RANGE);
@@ -46,6 +77,10 @@ export class ReplicaReconciler {
     const target = rolesOf(meta.currentConfState());
     // Mid-change on range 1 (a joint configuration): wait until the members are settled.
     if (target === undefined) return;
+    // A member being decommissioned leaves every other range first (range 1 removes it last: finishDecommissions).
+    const members = this.o.kv.stateMachine.members;
+    for (const id of [...target.keys()]) if (members.get(id)?.decommissioning === true) target.delete(id);
+    this.finishDecommissions(meta.raw.raft.state === 'leader');
     const targetKey = [...target].map(([id, role]) => `${id}:${role}`).sort().join(',');
     const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
     this.lastTarget = targetKey;

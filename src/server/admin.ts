@@ -14,6 +14,8 @@ export interface AdminRoutes {
   health(): { readonly health: boolean; readonly reason?: string };
   /** GET /ranges: the ranges this node holds a replica of (RangeInfo in ranges.ts). */
   ranges?(): unknown;
+  /** POST /decommission: drain this node, then take it out of the cluster (`tessera node decommission`). */
+  decommission?(): unknown;
 }
 
 export interface AdminServer {
@@ -23,8 +25,9 @@ export interface AdminServer {
 
 /**
  * A small HTTP endpoint for operators: `GET /status` and `GET /ranges`
- * (JSON), and `GET /health`. `tessera status` reads it. It serves read-only views, so a
- * request body is never read.
+ * (JSON), `GET /health`, and `POST /decommission`. `tessera status`,
+ * `tessera ranges` and `tessera node decommission` use it. No request body is
+ * ever read. Like the client port it has no authentication yet (issue 15).
  */
 export async function startAdminServer(listen: string, routes: AdminRoutes, logger: Logger): Promise<AdminServer> {
   const { host, port } = parseHostPort(listen, 'admin listen address');
@@ -52,7 +55,12 @@ export async function startAdminServer(listen: string, routes: AdminRoutes, logg
 function serve(req: IncomingMessage, res: ServerResponse, routes: AdminRoutes, logger: Logger): void {
   const path = (req.url ?? '/').split('?')[0];
   try {
-    if (req.method !== 'GET') return reply(res, 405, { error: 'only GET is served' });
+    // The one change an operator asks of the admin port; it reads no body.
+    if (path === '/decommission' && routes.decommission !== undefined) {
+      if (req.method !== 'POST') return reply(res, 405, { error: '/decommission takes POST' });
+      return reply(res, 202, routes.decommission());
+    }
+    if (req.method !== 'GET') return reply(res, 405, { error: 'only GET is served (and POST /decommission)' });
     if (path === '/status') return reply(res, 200, routes.status());
     if (path === '/ranges' && routes.ranges !== undefined) return reply(res, 200, routes.ranges());
     if (path === '/health') {

@@ -14,6 +14,11 @@ function split(node: TestNode, rangeId: number, key: string): Promise<number> {
   );
 }
 
+/** A put through the node's KvApi that returns the write's revision. */
+function putter(node: TestNode): (k: string, v: string) => Promise<number> {
+  return async (k, v) => (await node.kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+}
+
 function shape(r: RangeResult): string {
   return JSON.stringify({ keys: r.kvs.map((kv) => `${dec.decode(kv.key)}=${dec.decode(kv.value)}@${kv.modRevision}/${kv.version}`), more: r.more, count: r.count });
 }
@@ -99,8 +104,7 @@ test('KvApi over split ranges: a read over many ranges is served at one revision
   const node = await startTestNode();
   try {
     const { kv } = node;
-    const put = async (k: string, v: string): Promise<number> =>
-      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    const put = putter(node);
     await put('a', 'a1');
     await put('q', 'q1');
     const right = await split(node, META_RANGE, 'h');
@@ -162,9 +166,7 @@ test('KvApi over split ranges: a read over many ranges is served at one revision
 test('KvApi over split ranges: a watch over many ranges gets every change once, in revision order, live and from history', async () => {
   const node = await startTestNode();
   try {
-    const { kv } = node;
-    const put = async (k: string, v: string): Promise<number> =>
-      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    const put = putter(node);
     const first = await put('b', '0');
     const right = await split(node, META_RANGE, 'h');
     await split(node, right, 'p');

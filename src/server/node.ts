@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, LeaderBalancer, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -385,13 +385,20 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
   const presplit = r.presplitRanges > 1 ? new Presplitter({ kv: kvNode, ranges: r.presplitRanges, onFailure: (rangeId, err) => log.debug({ rangeId, err: err.message }, 'a pre-split failed') }) : undefined;
   const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
+  const drainer = new Drainer({
+    kv: kvNode,
+    timers: realTimers,
+    observe: (e) => (e.kind === 'transfer' ? log.info(e, 'decommission: range leadership handed over') : log.warn(e, 'decommission: this node marked as leaving')),
+  });
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
     splits.tick();
     merges?.tick();
     reconciler.tick();
     presplit?.tick();
-    leaders.tick();
+    // A draining node gives its leaderships away: it takes none to balance.
+    if (drainer.state === 'serving') leaders.tick();
+    drainer.tick();
   });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
@@ -409,10 +416,16 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
     const adminStatus = (): unknown => ({
       ...status(),
+      decommission: drainer.state,
       stats: { store: { ...store.stats, ranges: store.rangeIds().length, quiescedRanges: store.quiescedCount() }, transport: transport.stats },
     });
     const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => splits.qps(id));
-    const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
+    const decommission = (): { readonly decommission: DrainState } => {
+      drainer.start();
+      log.warn({ name: r.name }, 'decommission: draining this node, then removing it from the cluster');
+      return { decommission: drainer.state };
+    };
+    const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges, decommission }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;
   }

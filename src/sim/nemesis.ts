@@ -432,9 +432,17 @@ export class Nemesis {
         // A definite refusal added nobody; an unknown outcome is looked up in the member list.
         else if (o.error.code !== 'TIMEOUT') this.awaitingStart.delete(url);
       });
-    } else if (cs.voters.length > 3) {
+    } else if (cs.voters.length > 3 && roll < 0.875) {
       what = 'remove';
       api.remove(c.pick(cs.voters) as NodeId, report(what));
+    } else if (cs.voters.length > 3) {
+      // `tessera node decommission`: the member drains and is removed from every range, range 1 last.
+      const id = c.pick(cs.voters) as NodeId;
+      const target = c.members.get(id)?.node;
+      if (target === undefined) return;
+      what = 'decommission';
+      target.decommission();
+      c.count('membership-api-decommission');
     } else {
       return;
     }

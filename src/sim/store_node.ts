@@ -21,7 +21,7 @@ import {
   type WatchHub,
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
-import { LeaderBalancer, ReplicaReconciler } from '../placement/index.js';
+import { Drainer, LeaderBalancer, ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -93,6 +93,8 @@ export class SimStoreNode {
   readonly kv: KvNode;
   private readonly reconciler: ReplicaReconciler;
   private readonly leaders: LeaderBalancer;
+  private readonly drainer: Drainer;
+  private balancing = true;
   private stopped = false;
 
   constructor(private readonly env: StoreNodeEnv) {
@@ -127,8 +129,15 @@ export class SimStoreNode {
       onQuiescence: (_range, event) => env.count(`quiesce-${event}`),
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
-    this.reconciler = new ReplicaReconciler({ kv: this.kv, observe: (e) => env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`) });
+    this.reconciler = new ReplicaReconciler({
+      kv: this.kv,
+      observe: (e) => {
+        if (e.change.startsWith('removed decommissioned member')) env.count('decommission-removed');
+        env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`);
+      },
+    });
     // As the server does: leaders spread over the nodes, so leadership moves while clients run.
+    this.drainer = new Drainer({ kv: this.kv, timers: env.timers, observe: (e) => env.trace(`${env.id} decommission: ${JSON.stringify(e)}`) });
     this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
   }
 
@@ -172,14 +181,26 @@ export class SimStoreNode {
   tick(): void {
     this.kv.tick();
     this.reconciler.tick();
-    this.leaders.tick();
+    if (this.balancing && this.drainer.state === 'serving') this.leaders.tick();
+    this.drainer.tick();
+  }
+
+  /** Stops moving leaderships to balance them: the convergence check wants a quiet cluster. */
+  stopBalancing(): void {
+    this.balancing = false;
+  }
+
+  /** `tessera node decommission` of this node: it drains, then the cluster removes it. */
+  decommission(): void {
+    this.drainer.start();
   }
 
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
     this.kv.catchUpTicks(ticks);
     this.reconciler.tick();
-    this.leaders.tick();
+    if (this.balancing && this.drainer.state === 'serving') this.leaders.tick();
+    this.drainer.tick();
   }
 
   receive(messages: readonly RangeMessage[]): void {
