@@ -13,7 +13,7 @@ import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { DECOMMISSION_WAIT_MS, runDecommission } from './decommission.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
-import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
+import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
 const ENGINES = ['lmdb', 'memory'] as const;
@@ -73,9 +73,11 @@ program
   .option('--tick-ms <ms>', 'Raft tick length', positiveInt, 100)
   .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)
   .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt, 1)
+  .option('--quiesce-after-ticks <n>', 'a range idle this many ticks stops ticking and heartbeating until used (0: never)', nonNegativeInt, DEFAULT_QUIESCE_AFTER_TICKS)
   .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
   .option('--range-max-bytes <bytes>', 'split a range once its approximate size passes this (0: never by size)', nonNegativeInt, DEFAULT_RANGE_MAX_BYTES)
   .option('--range-split-qps <n>', 'split a range serving more requests a second than this, at a sampled key (0: never by load)', nonNegativeInt, DEFAULT_RANGE_SPLIT_QPS)
+  .option('--dev-presplit-ranges <n>', 'development and benchmarks only: cut the key space into this many ranges at start', nonNegativeInt, 0)
   .option('--range-merge', 'merge neighbouring ranges that are both small and cold (the default; only while splits are on)')
   .option('--no-range-merge', 'never merge ranges')
   .addOption(readModeOption())

@@ -22,6 +22,8 @@ export interface StartFlags {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly quiesceAfterTicks: number;
+  readonly devPresplitRanges: number;
   readonly proposalWindowMs: number;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
@@ -115,6 +117,8 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     tickMs: f.tickMs,
     electionTicks: f.electionTicks,
     heartbeatTicks: f.heartbeatTicks,
+    quiesceAfterTicks: f.quiesceAfterTicks,
+    presplitRanges: f.devPresplitRanges,
     proposalWindowMs: f.proposalWindowMs,
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,

@@ -64,7 +64,7 @@ export {
 } from './snapshot_stream.js';
 export { MAX_REVISION_REQUEST_ID_BYTES, type RevisionMessage, RevisionService, type RevisionServiceOptions, type RevisionHost } from './revisions.js';
 export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
-export { type ProposalOutcome, type ProposalWindow, type RangeMessage, type RevisionSource, Store, type StoreOptions, type Transport } from './store.js';
+export { type ProposalOutcome, type ProposalWindow, type QuiescenceEvent, type RangeMessage, type RevisionSource, Store, type StoreOptions, type Transport } from './store.js';
 export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';
 export {
   MAX_REVISION,

@@ -132,6 +132,11 @@ export class LeaseTable {
     if (!this.holdsRecords && lease?.keys.size === 0) this.leases.delete(id);
   }
 
+  /** Whether any of this range's keys carries a lease (cheap: the lease sweep asks it of every range). */
+  hasAttached(): boolean {
+    return this.keyLease.size > 0;
+  }
+
   /** The lease ids this range's keys carry (where no records are kept: every id it knows). */
   attachedIds(): number[] {
     return [...this.leases.entries()].filter(([, l]) => l.keys.size > 0).map(([id]) => id).sort((a, b) => a - b);

@@ -23,7 +23,7 @@ export const SPLIT_INITIAL_INDEX = 5;
  * Raft settings a store applies to all its replicas. `afterStep` names the
  * range too: the simulator's oracles are kept per Raft group.
  */
-export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage' | 'afterStep'>> & {
+export type ReplicaRaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'appliedIndex' | 'rng' | 'sabotage' | 'afterStep' | 'onQuiescenceChange'>> & {
   readonly afterStep?: (rangeId: RangeId, node: StepView, message?: Message) => void;
 };
 
@@ -39,6 +39,8 @@ export interface ReplicaOptions {
   /** The node's open snapshot readers: snapshots for followers are counted and their lifetime bounded there. */
   readonly snapshots: OpenSnapshotReaders;
   readonly sabotage?: Sabotage;
+  /** Told when the replica's Raft quiesces or wakes (the Store ticks only awake replicas). */
+  readonly onQuiescenceChange?: (quiesced: boolean) => void;
 }
 
 /** Outcome of applying one committed entry. */
@@ -99,6 +101,7 @@ export class Replica {
       appliedIndex: this.applied,
       rng: o.rng,
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
+      ...(o.onQuiescenceChange === undefined ? {} : { onQuiescenceChange: o.onQuiescenceChange }),
     });
   }
 

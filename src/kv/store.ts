@@ -1,5 +1,5 @@
 import { assert, isTesseraError, TesseraError, type Rng } from '../base/index.js';
-import type { ConfChange, ConfState, DropReason, Message, NodeId, ProposeResult, Ready } from '../raft/index.js';
+import { type ConfChange, type ConfState, DEFAULT_RAFT_OPTIONS, type DropReason, type Message, type NodeId, type ProposeResult, type Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
@@ -76,6 +76,13 @@ export interface Transport {
   send(to: NodeId, messages: readonly RangeMessage[]): void;
   /** A node-level message of the revision services (revisions.ts): a request for revisions, or its answer. */
   sendRevisions(to: NodeId, message: RevisionMessage): void;
+  /**
+   * A node-level "this node is alive" to a peer, one per tick while this node
+   * leads a quiesced range (ADR 0010): followers of a quiesced range hear
+   * nothing else from its leader, and wake when its node falls silent. A
+   * transport without it: the store never quiesces a range.
+   */
+  sendLiveness?(to: NodeId): void;
 }
 
 export interface StoreOptions {
@@ -100,6 +107,8 @@ export interface StoreOptions {
    */
   readonly onTurnApplied?: () => void;
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
+  /** Told when a replica quiesces, wakes, or is woken because its leader's node fell silent (ADR 0010; the simulator counts them). */
+  readonly onQuiescence?: (rangeId: RangeId, event: QuiescenceEvent) => void;
   /** Told of each range a split created here, once its replica is open. */
   readonly onRangeOpened?: (rangeId: RangeId) => void;
   /** Told of each range a merge retired here (or a snapshot of the range that took it over), once its replica is closed. */
@@ -128,6 +137,9 @@ export interface RangeBootstrap {
   /** Writes the state machine's initial state (e.g. the founding member records) into the bootstrap batch. */
   readonly seed?: (batch: WriteBatch) => void;
 }
+
+/** What happened to a replica's quiescence (see StoreOptions.onQuiescence). */
+export type QuiescenceEvent = 'quiesced' | 'woke' | 'woken-by-silence';
 
 /** The answer to a proposal: the state machine's result, or why it certainly did not happen. */
 export type ProposalOutcome =
@@ -196,6 +208,20 @@ export class Store {
   private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
   /** Snapshots being sent to followers: their read views, counted and closed when held too long. */
   readonly snapshotReaders = new OpenSnapshotReaders();
+  /** The Raft options of every replica: quiescence only with a transport that carries liveness (ADR 0010). */
+  private readonly raftOptions: ReplicaRaftOptions;
+  /** Replicas that are ticked and looked at by every loop turn: all but the quiesced ones (ADR 0010). */
+  private readonly awake = new Set<RangeId>();
+  /** Quiesced replicas whose last Readies the loop has not taken yet: it looks at them until none is left. */
+  private readonly settling = new Set<RangeId>();
+  /** Quiesced replicas that lead their range: while there is one, this node tells its peers it is alive every tick. */
+  private readonly quiescedLeaders = new Set<RangeId>();
+  /** The members of ranges this node quiesced as leader: the nodes it tells that it is alive. */
+  private readonly livenessPeers = new Set<NodeId>();
+  /** This node's ticks since it last heard anything from each peer node (a Raft message or its liveness). */
+  private readonly silentTicks = new Map<NodeId, number>();
+  /** rangeIds() until a range opens or closes. */
+  private sortedIds: RangeId[] | undefined;
   /**
    * Left ranges whose merge entry waits here for this node's replica of the
    * right range to apply through its freeze (ADR 0009 §6): left id → the
@@ -207,6 +233,7 @@ export class Store {
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
+    this.raftOptions = o.transport.sendLiveness === undefined ? { ...o.raft, quiesceAfterTicks: 0 } : o.raft;
   }
 
   /**
@@ -231,13 +258,86 @@ export class Store {
       engine: this.o.engine,
       stateMachine: this.o.stateMachines(rangeId),
       rng: this.o.rng.fork(),
-      raft: this.o.raft,
+      raft: this.raftOptions,
       logRetainEntries: this.o.logRetainEntries,
       snapshots: this.snapshotReaders,
       ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }),
+      onQuiescenceChange: (quiesced) => this.onQuiescenceChange(rangeId, quiesced),
     });
     this.replicas.set(rangeId, replica);
+    this.sortedIds = undefined;
+    this.awake.add(rangeId);
     return replica;
+  }
+
+  /** How many of this node's replicas are quiesced (ADR 0010). */
+  quiescedCount(): number {
+    return this.replicas.size - this.awake.size;
+  }
+
+  /**
+   * A replica quiesced or woke. A quiesced one is no longer ticked nor looked
+   * at by loop turns once its last Readies are taken; one that leads makes
+   * this node send its liveness to the range's members every tick.
+   */
+  private onQuiescenceChange(rangeId: RangeId, quiesced: boolean): void {
+    const replica = this.replicas.get(rangeId);
+    if (replica !== undefined) this.o.onQuiescence?.(rangeId, quiesced ? 'quiesced' : 'woke');
+    if (!quiesced || replica === undefined) {
+      this.awake.add(rangeId);
+      this.settling.delete(rangeId);
+      this.quiescedLeaders.delete(rangeId);
+      return;
+    }
+    this.awake.delete(rangeId);
+    this.settling.add(rangeId);
+    const raft = replica.raw.raft;
+    if (raft.state !== 'leader') return;
+    this.quiescedLeaders.add(rangeId);
+    for (const id of raft.trk.ids()) if (id !== this.nodeId) this.livenessPeers.add(id);
+    this.requestLoop();
+  }
+
+  /** The replicas a tick or a loop turn looks at, in range id order: the awake ones and the settling. */
+  private activeRangeIds(): RangeId[] {
+    if (this.settling.size === 0) return [...this.awake].sort((a, b) => a - b);
+    return [...new Set([...this.awake, ...this.settling])].sort((a, b) => a - b);
+  }
+
+  /** A peer node's liveness arrived (see Transport.sendLiveness). */
+  receiveLiveness(from: NodeId): void {
+    this.silentTicks.set(from, 0);
+  }
+
+  /**
+   * Per tick, after the replicas' ticks: counts each peer's silence, wakes
+   * the quiesced followers of a peer that has been silent for an election
+   * timeout (its node is down or cut off: they must be free to elect
+   * another leader), and tells the members of this node's quiesced ranges
+   * that it is alive. A pause counts as one tick, as for Raft's election
+   * timer: a node that was not listening heard nothing.
+   */
+  private tickLiveness(ticks: number): void {
+    const timeoutTicks = this.raftOptions.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
+    const counted = ticks >= PAUSE_TICKS ? 1 : ticks;
+    for (const [peer, silent] of this.silentTicks) {
+      this.silentTicks.set(peer, silent + counted);
+      if (silent < timeoutTicks && silent + counted >= timeoutTicks) this.wakeFollowersOf(peer);
+    }
+    const send = this.o.transport.sendLiveness;
+    if (this.quiescedLeaders.size === 0 || send === undefined) return;
+    for (const peer of [...this.livenessPeers].sort((a, b) => a - b)) send.call(this.o.transport, peer);
+  }
+
+  /** Wakes every quiesced follower whose leader is on `peer` (rare: a peer node fell silent). */
+  private wakeFollowersOf(peer: NodeId): void {
+    if (this.o.sabotage?.has('quiesce-ignores-leader-death') === true) return;
+    for (const id of this.rangeIds()) {
+      const raw = this.replicas.get(id)?.raw;
+      if (raw === undefined || !raw.quiesced || raw.raft.state === 'leader' || raw.raft.lead !== peer) continue;
+      this.o.onQuiescence?.(id, 'woken-by-silence');
+      raw.unquiesce();
+    }
   }
 
   replica(rangeId: RangeId): Replica | undefined {
@@ -245,7 +345,14 @@ export class Store {
   }
 
   rangeIds(): RangeId[] {
-    return [...this.replicas.keys()].sort((a, b) => a - b);
+    // Kept sorted between changes: callers ask every tick, and a node may hold 10,000 ranges.
+    this.sortedIds ??= [...this.replicas.keys()].sort((a, b) => a - b);
+    return [...this.sortedIds];
+  }
+
+  /** The ranges whose replicas are not quiesced (ADR 0010), in order. */
+  awakeRangeIds(): RangeId[] {
+    return [...this.awake].sort((a, b) => a - b);
   }
 
   tick(): void {
@@ -262,12 +369,14 @@ export class Store {
     if (this.storageFailure !== undefined) return;
     this.guarded(() => {
       this.snapshotReaders.tick(ticks);
-      for (const id of this.rangeIds()) {
+      // Quiesced replicas are not ticked (ADR 0010): an idle node's tick costs what its awake ranges do.
+      for (const id of [...this.awake].sort((a, b) => a - b)) {
         const raw = this.replicas.get(id)?.raw;
         if (raw === undefined) continue;
         if (ticks >= PAUSE_TICKS) raw.tickAfterPause(ticks);
         else for (let i = 0; i < ticks; i++) raw.tick();
       }
+      this.tickLiveness(ticks);
       this.writeStaged();
     });
     this.requestLoop();
@@ -299,11 +408,14 @@ export class Store {
     if (this.storageFailure !== undefined) return;
     this.guarded(() => {
       for (const { rangeId, message } of messages) {
+        this.silentTicks.set(message.from, 0);
         const replica = this.replicas.get(rangeId) ?? this.replicaForPeer(rangeId, message);
         if (replica === undefined) continue;
         if (message.type === 'MsgSnap' && !this.snapshotFits(replica, message)) continue;
         if (!this.gathersForwarded(replica, message)) {
           replica.raw.step(message);
+          // A quiesce heartbeat leaves the replica quiesced, maybe with entries to commit and apply.
+          if (replica.raw.quiesced) this.settling.add(rangeId);
           continue;
         }
         const normal = message.entries.filter((e) => e.type === 'normal');
@@ -397,6 +509,8 @@ export class Store {
     const log = right.raw.raft.raftLog;
     if (log.committed < index && log.termOrUndefined(index) === term) {
       log.commitTo(index);
+      // A quiesced replica is looked at by a loop turn only while it settles (ADR 0010).
+      this.settling.add(rightRangeId);
       this.requestLoop();
     }
     return false;
@@ -413,6 +527,8 @@ export class Store {
       if (!this.rightCaughtUp(w.rightRangeId, w.index, w.term)) continue;
       this.heldMerges.delete(leftId);
       left.raw.releaseApply();
+      // A follower may have quiesced with its apply held: the loop must look at it again (ADR 0010).
+      this.settling.add(leftId);
       this.requestLoop();
     }
   }
@@ -434,6 +550,10 @@ export class Store {
     this.retiredRanges.add(rangeId);
     if (replica === undefined) return;
     this.replicas.delete(rangeId);
+    this.sortedIds = undefined;
+    this.awake.delete(rangeId);
+    this.settling.delete(rangeId);
+    this.quiescedLeaders.delete(rangeId);
     this.lastLead.delete(rangeId);
     this.heldMerges.delete(rangeId);
     replica.stateMachine.detachLog?.();
@@ -784,9 +904,11 @@ export class Store {
     this.readQueued();
     if (this.writing) return;
     const turns: Turn[] = [];
-    for (const id of this.rangeIds()) {
-      const replica = this.replicas.get(id) as Replica;
+    for (const id of this.activeRangeIds()) {
+      const replica = this.replicas.get(id);
+      if (replica === undefined) continue;
       if (replica.raw.hasReady()) turns.push({ replica, rd: replica.raw.ready() });
+      else this.settling.delete(id);
     }
     if (turns.length === 0) return;
     this.stats.turns++;
@@ -915,6 +1037,8 @@ export class Store {
         if (existing.appliedIndex() > 0) continue;
         existing.stateMachine.detachLog?.();
         this.replicas.delete(id);
+        this.sortedIds = undefined;
+        this.onQuiescenceChange(id, false);
       }
       const created = this.openRange(id);
       // One voter campaigns at once, so the new range is not leaderless for an election timeout;

@@ -29,6 +29,10 @@ export class Harness {
   nowMs = 0;
   /** Sees every batch sent from one node to another; what it returns is delivered (default: all of it). */
   filter: (from: NodeId, to: NodeId, msgs: readonly RangeMessage[]) => readonly RangeMessage[] = (_from, _to, msgs) => msgs;
+  /** Nodes whose liveness (Transport.sendLiveness) is not delivered: down, or cut off. */
+  readonly silenced = new Set<NodeId>();
+  /** Liveness messages delivered, per sender. */
+  readonly livenessSent = new Map<NodeId, number>();
   /** Starts per node: a restarted node gets a fresh Rng seed, as a real process does. */
   private readonly boots = new Map<NodeId, number>();
   private timers: { readonly atMs: number; readonly run: () => void }[] = [];
@@ -41,6 +45,8 @@ export class Harness {
       readonly catchUpClock?: (id: NodeId) => void;
       /** Each node's source of revision stamps; absent: the stores stamp nothing. */
       readonly revisions?: (id: NodeId) => RevisionSource;
+      /** The transport carries node liveness, so ranges may quiesce (ADR 0010; with raft.quiesceAfterTicks). */
+      readonly liveness?: boolean;
     } = {},
   ) {
     for (const id of ids) {
@@ -66,6 +72,14 @@ export class Harness {
           for (const m of delivered) if (readerOf(m) !== undefined) this.streamSnapshot(to, m);
         },
         sendRevisions: () => {},
+        ...(this.options.liveness === true
+          ? {
+              sendLiveness: (to: NodeId) => {
+                this.livenessSent.set(id, (this.livenessSent.get(id) ?? 0) + 1);
+                if (!this.silenced.has(id)) this.tasks.push(() => this.stores.get(to)?.receiveLiveness(id));
+              },
+            }
+          : {}),
       },
       rng: new SeededRng(boot === 0 ? id : id + 1000 * boot),
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },

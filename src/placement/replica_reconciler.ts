@@ -13,6 +13,17 @@ export interface ReplicaReconcilerOptions {
 type Role = 'voter' | 'learner';
 
 /**
+ * Quiesced ranges (ADR 0010) are looked at whenever range 1's configuration
+ * changes, and once every this many ticks as a safety net (a minute at the
+ * default 100 ms tick); awake ones at every tick. A range cannot quiesce
+ * while it lacks a change this reconciler would make: it is awake, and so
+ * looked at every tick, until the change is proposed, and a pending change
+ * or a lagging learner keeps it awake. What it lacks changes only with
+ * range 1's configuration, or with its own leadership, which wakes it.
+ */
+export const RECONCILE_QUIESCED_EVERY_TICKS = 600;
+
+/**
  * Keeps every range's replicas in step with the cluster's members (issue
  * 13). Until placement chooses replica sets, every range has the members of
  * range 1, whose configuration etcd's Cluster API changes: a member added
@@ -24,6 +35,8 @@ type Role = 'voter' | 'learner';
  * go hands its leadership to another voter first.
  */
 export class ReplicaReconciler {
+  private ticks = 0;
+  private lastTarget = '';
   /** Decommissioned members whose removal from range 1 is in flight. */
   private readonly removing = new Set<NodeId>();
 
@@ -68,7 +81,11 @@ export class ReplicaReconciler {
     const members = this.o.kv.stateMachine.members;
     for (const id of [...target.keys()]) if (members.get(id)?.decommissioning === true) target.delete(id);
     this.finishDecommissions(meta.raw.raft.state === 'leader');
-    for (const rangeId of this.o.kv.store.rangeIds()) {
+    const targetKey = [...target].map(([id, role]) => `${id}:${role}`).sort().join(',');
+    const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
+    this.lastTarget = targetKey;
+    const store = this.o.kv.store;
+    for (const rangeId of all ? store.rangeIds() : store.awakeRangeIds()) {
       if (rangeId === META_RANGE) continue;
       const replica = this.o.kv.store.replica(rangeId);
       const raft = replica?.raw.raft;

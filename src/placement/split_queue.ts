@@ -58,6 +58,8 @@ export class SplitQueue {
   }
 
   tick(): void {
+    // Both off: nothing to look at, and a node may hold 10,000 ranges.
+    if (this.o.rangeMaxBytes <= 0 && this.o.rangeSplitQps <= 0) return;
     const now = this.o.timers.nowMs();
     if (now < this.nextCheckMs || this.splitting) return;
     this.nextCheckMs = now + this.checkIntervalMs;
@@ -77,7 +79,9 @@ export class SplitQueue {
       const key = medianKey(this.o.kv, rangeId);
       if (key !== undefined) return { key, reason: 'size' };
     }
-    const decision = this.o.rangeSplitQps > 0 ? this.deciderOf(rangeId)?.decide() : undefined;
+    // Only a range that served requests has a decider (see record): an idle node with 10,000 ranges
+    // makes and asks none (ADR 0010).
+    const decision = this.o.rangeSplitQps > 0 && this.deciders.has(rangeId) ? this.deciderOf(rangeId)?.decide() : undefined;
     return decision?.kind === 'split' ? { key: decision.key, reason: 'load' } : undefined;
   }
 

@@ -40,6 +40,17 @@ export interface RaftConfig {
    * electionTimeoutTicks × (1 − d) / (1 + d), minus one tick for granularity.
    */
   readonly maxClockDriftRatio: number;
+  /**
+   * Quiescence: a leader whose group has been idle this many ticks (nothing
+   * proposed or read, every follower caught up, everything applied) sends a
+   * last heartbeat marked `quiesce` and stops ticking; followers that agree
+   * stop too (CockroachDB's quiescence, ADR 0010). Any other message,
+   * proposal, read or campaign wakes the node. 0 = never quiesce. The host
+   * must wake followers whose leader's node went silent (Store.receiveLiveness).
+   */
+  readonly quiesceAfterTicks?: number;
+  /** Told when this node quiesces (true) or wakes (false), so the host stops or resumes ticking it. */
+  readonly onQuiescenceChange?: (quiesced: boolean) => void;
   /** Followers drop proposals instead of forwarding them to the leader. */
   readonly disableProposalForwarding: boolean;
   /** The source of randomized election timeouts. */
@@ -81,6 +92,7 @@ export const DEFAULT_RAFT_OPTIONS = {
   readOnlyOption: 'safe',
   maxClockDriftRatio: 0.1,
   disableProposalForwarding: false,
+  quiesceAfterTicks: 0,
 } as const satisfies Partial<RaftConfig>;
 
 /** Validates a config once, at the edge; each message names the rule broken. */
@@ -116,6 +128,8 @@ export function validateRaftConfig(config: RaftConfig): void {
       fail(`electionTimeoutTicks ${config.electionTimeoutTicks} is too short for lease reads with maxClockDriftRatio ${config.maxClockDriftRatio}`);
     }
   }
+  const quiesceAfter = config.quiesceAfterTicks ?? 0;
+  if (!Number.isSafeInteger(quiesceAfter) || quiesceAfter < 0) fail(`quiesceAfterTicks must be an integer ≥ 0, got ${quiesceAfter}`);
   const applied = config.appliedIndex ?? 0;
   if (!Number.isSafeInteger(applied) || applied < 0) fail(`appliedIndex must be ≥ 0, got ${applied}`);
 }

@@ -39,12 +39,14 @@ export function implausible(m: Message, self: ReceiverView): string | undefined 
       break;
   }
   if (m.from === self.id) return `${m.type} claims to come from this node`;
+  if (m.quiesce === true && m.type !== 'MsgHeartbeat') return `${m.type} marked quiesce; only a heartbeat is`;
   if (m.term === 0) return `${m.type} without a term`;
   switch (m.type) {
     case 'MsgApp':
       return badAppend(m);
     case 'MsgHeartbeat':
       // A leader sends min(match, commit), and our match is durable in our log (§5.3).
+      if (m.quiesce === true && m.logTerm > m.term) return `quiesce MsgHeartbeat names last term ${m.logTerm} above its term ${m.term}`;
       return m.commit > self.lastIndex ? `MsgHeartbeat commit ${m.commit} is beyond this node's last index ${self.lastIndex}` : undefined;
     case 'MsgAppResp':
       // An acknowledgement can only be of entries this leader sent in its term.

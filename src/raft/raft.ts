@@ -69,6 +69,17 @@ export class Raft {
   randomizedElectionTimeout = 0;
   /** Ticks since this node became leader; heartbeats carry it so acks can extend the lease. */
   leaderTick = 0;
+  /**
+   * Quiescence (ADR 0010): this node stopped ticking an idle group. A leader
+   * quiesces after `quiesceAfterTicks` idle ticks and tells its followers
+   * with a last heartbeat; a follower quiesces on that heartbeat if its log
+   * ends where the leader's does. Any other message, proposal, read or
+   * campaign wakes the node (`unquiesce`); so does the host when the
+   * leader's node goes silent.
+   */
+  quiesced = false;
+  /** On a leader: consecutive ticks at which the group could quiesce (see canQuiesce). */
+  private idleTicks = 0;
   /** Lease reads: no votes are granted for one election timeout after start, as if a leader had just been heard. */
   private startupQuiet: boolean;
   /**
@@ -264,9 +275,11 @@ export class Raft {
       this.term = term;
       this.vote = NONE;
     }
+    this.unquiesce(false);
     this.lead = NONE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.idleTicks = 0;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();
@@ -411,8 +424,11 @@ export class Raft {
   // ---- ticks ---------------------------------------------------------------
 
   tick(): void {
-    if (this.state === 'leader') this.tickHeartbeat();
-    else this.tickElection();
+    // A quiesced node is not ticked by its host; a tick that comes anyway changes nothing.
+    if (!this.quiesced) {
+      if (this.state !== 'leader') this.tickElection();
+      else if (!this.maybeQuiesce()) this.tickHeartbeat();
+    }
     this.config.afterStep?.(this);
   }
 
@@ -428,7 +444,7 @@ export class Raft {
    */
   tickAfterPause(ticks: number): void {
     assert(Number.isSafeInteger(ticks) && ticks >= 1, () => `tickAfterPause(${ticks})`);
-    if (this.state === 'leader') this.leaderTick += ticks - 1;
+    if (this.state === 'leader' && !this.quiesced) this.leaderTick += ticks - 1;
     this.tick();
   }
 
@@ -460,6 +476,120 @@ export class Raft {
     }
   }
 
+  // ---- quiescence (ADR 0010) -------------------------------------------------
+
+  /**
+   * Whether this leader's group is idle enough to stop ticking: nothing is
+   * left to replicate, apply, read or change, and every member has the whole
+   * log, so no follower needs a message that only a tick would send.
+   * CockroachDB's shouldReplicaQuiesce checks the same; it also asks for the
+   * lease, which here is the CheckQuorum activity of every member.
+   */
+  canQuiesce(): boolean {
+    if (this.state !== 'leader' || this.leadTransferee !== NONE || this.isJointConfig()) return false;
+    const log = this.raftLog;
+    const last = log.lastIndex();
+    // Our own no-op is committed (so reads need no deferral), and everything is durable and applied.
+    if (!this.committedEntryInCurrentTerm() || log.committed !== last || log.applied !== last) return false;
+    if (log.unstableEntries().length > 0 || log.unstable.snapshot !== undefined) return false;
+    if (this.pendingConfIndex > log.applied || this.readOnly.size() > 0 || this.pendingReadIndexMessages.length > 0) return false;
+    // Every member (learners too) holds the whole log and answered in this CheckQuorum interval.
+    for (const [id, pr] of this.trk.progress) {
+      if (id === this.id) continue;
+      if (pr.match !== last || pr.state !== 'replicate' || !pr.recentActive) return false;
+    }
+    return true;
+  }
+
+  /**
+   * At a leader's tick: after quiesceAfterTicks idle ticks in a row, sends
+   * each member a heartbeat marked quiesce, carrying the last index and its
+   * term, and stops ticking. The lease ends here: it is counted in this
+   * leader's ticks, which stop now, so a lease kept across the quiet would
+   * outlast the followers' promise not to vote (ADR 0002). Returns whether it
+   * quiesced.
+   */
+  private maybeQuiesce(): boolean {
+    const after = this.config.quiesceAfterTicks ?? 0;
+    if (after === 0) return false;
+    this.idleTicks = this.canQuiesce() ? this.idleTicks + 1 : 0;
+    if (this.idleTicks < after) return false;
+    const last = this.raftLog.lastIndex();
+    const lastTerm = this.raftLog.lastTerm();
+    for (const id of this.trk.ids()) {
+      if (id === this.id) continue;
+      this.send(message({ type: 'MsgHeartbeat', to: id, commit: this.raftLog.committed, index: last, logTerm: lastTerm, quiesce: true }));
+    }
+    // The deliberate bug 'quiesce-keeps-lease' keeps the lease, whose clock stops with the ticks.
+    if (!this.hasBug('quiesce-keeps-lease')) for (const pr of this.trk.progress.values()) pr.leaseAckTick = -1;
+    this.quiesce();
+    return true;
+  }
+
+  /** An ack that brings a quiesced leader nothing new: a heartbeat's echo, or an append ack at or below the match. */
+  private isStaleAck(m: Message): boolean {
+    if (m.type === 'MsgHeartbeatResp') return m.leaseTick !== undefined && m.context === undefined;
+    if (m.type !== 'MsgAppResp' || m.reject) return false;
+    const pr = this.trk.progress.get(m.from);
+    return pr !== undefined && m.index <= pr.match;
+  }
+
+  private quiesce(): void {
+    if (this.quiesced) return;
+    this.quiesced = true;
+    this.idleTicks = 0;
+    this.log(`${this.id} quiesced at term ${this.term} [lead: ${this.lead}, commit: ${this.raftLog.committed}, last: ${this.raftLog.lastIndex()}]`);
+    this.config.onQuiescenceChange?.(true);
+  }
+
+  /**
+   * Wakes a quiesced node. A leader starts a fresh CheckQuorum interval: its
+   * followers' silence while it was quiet says nothing of their health, and
+   * it must hear them again within an election timeout to keep leading. A
+   * follower woken by anything but its leader (a proposal, a peer's vote
+   * request, the host's liveness check) tells the leader so with a heartbeat
+   * answer, which wakes it (CockroachDB wakes it with an empty proposal):
+   * otherwise a candidate's vote requests would wake the followers but not a
+   * leader that is alive, and the followers, hearing no heartbeats, would
+   * soon grant the votes and depose it.
+   */
+  unquiesce(wakeLeader: boolean): void {
+    if (!this.quiesced) return;
+    this.quiesced = false;
+    this.idleTicks = 0;
+    if (this.state === 'leader') {
+      this.electionElapsed = 0;
+      this.heartbeatElapsed = 0;
+      for (const [id, pr] of this.trk.progress) pr.recentActive = id === this.id;
+      this.log(`${this.id} woke as leader at term ${this.term}: its lease must be confirmed afresh`);
+    } else if (wakeLeader && this.lead !== NONE && this.lead !== this.id) {
+      this.send(message({ type: 'MsgHeartbeatResp', to: this.lead }));
+    }
+    this.log(`${this.id} woke at term ${this.term} [lead: ${this.lead}]`);
+    this.config.onQuiescenceChange?.(false);
+  }
+
+  /**
+   * A follower's answer to a quiesce heartbeat from its leader (the step's
+   * term guard made it this term's). It quiesces, without an answer, only if
+   * its log ends exactly at the leader's last entry (Log Matching, §5.3) and
+   * that entry is committed: it then owes the leader nothing and is owed
+   * nothing. Otherwise the heartbeat is an ordinary one, whose answer wakes
+   * the leader. Returns whether it quiesced.
+   */
+  private quiesceOnHeartbeat(m: Message): boolean {
+    // Guard: a node with quiescence off treats it as any heartbeat.
+    if ((this.config.quiesceAfterTicks ?? 0) === 0) return false;
+    // Preconditions: caught up to the leader's last index, in its term, and that index committed.
+    const log = this.raftLog;
+    const caughtUp = log.lastIndex() === m.index && log.matchTerm(m.index, m.logTerm) && m.commit === m.index;
+    if (!caughtUp) return false;
+    // Transition.
+    log.commitTo(m.commit);
+    this.quiesce();
+    return true;
+  }
+
   // ---- step ----------------------------------------------------------------
 
   /**
@@ -467,6 +597,17 @@ export class Raft {
    * refused here; callers turn that into a typed result.
    */
   step(m: Message): DropReason | undefined {
+    if (this.quiesced) {
+      // A late echo of a heartbeat sent before quiescing (or a duplicate ack) tells a quiet leader
+      // nothing, and its lease tick must not count: the leader's lease clock is stopped. Dropped,
+      // as the network might have; a follower that wants the leader awake sends no lease tick.
+      if (this.state === 'leader' && m.term === this.term && this.isStaleAck(m)) return undefined;
+      // Anything else wakes the node, except a quiesce heartbeat, which the follower's handler judges.
+      // A follower tells its leader it woke unless the leader woke it or will hear of it anyway.
+      const fromLeader = m.from === this.lead && m.term === this.term;
+      const leaderHears = fromLeader || m.type === 'MsgProp' || m.type === 'MsgReadIndex';
+      if (!(m.type === 'MsgHeartbeat' && m.quiesce === true)) this.unquiesce(!leaderHears);
+    }
     const reason = this.stepOnce(m);
     this.config.afterStep?.(this, m);
     return reason;
@@ -535,6 +676,7 @@ export class Raft {
   }
 
   private handleLowerTerm(m: Message): void {
+    this.unquiesce(true);
     if ((this.checkQuorumOn() || this.preVoteOn()) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
       // A stale leader cut off from us while we advanced our term: tell it the new term so it steps
       // down; otherwise, with CheckQuorum or PreVote, it might never learn of it.
@@ -637,6 +779,8 @@ export class Raft {
       case 'MsgHeartbeat':
         this.electionElapsed = 0;
         this.lead = m.from;
+        if (m.quiesce === true && this.quiesceOnHeartbeat(m)) return undefined;
+        this.unquiesce(false);
         this.handleHeartbeat(m);
         return undefined;
       case 'MsgSnap':

@@ -90,6 +90,20 @@ export class RawNode {
     this.raft.tickAfterPause(ticks);
   }
 
+  /** Whether this node stopped ticking an idle group (ADR 0010). */
+  get quiesced(): boolean {
+    return this.raft.quiesced;
+  }
+
+  /**
+   * Wakes a quiesced node from outside Raft: the host noticed that the
+   * leader's node went silent (ADR 0010). The node ticks again, so it
+   * campaigns after an election timeout if no leader is heard.
+   */
+  unquiesce(): void {
+    this.raft.unquiesce(true);
+  }
+
   /** Campaigns for leadership now. */
   campaign(): void {
     this.raft.step(message({ type: 'MsgHup', from: this.raft.id }));

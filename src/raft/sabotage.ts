@@ -22,7 +22,9 @@ export type BugName =
   | 'split-skips-key-check'
   | 'merge-skips-freeze'
   | 'snapshot-over-newer-descriptor'
-  | 'watch-ignores-watermark';
+  | 'watch-ignores-watermark'
+  | 'quiesce-keeps-lease'
+  | 'quiesce-ignores-leader-death';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -43,6 +45,8 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'split-skips-key-check': 'a range applies a txn for keys it gave away in a split (the apply-time RANGE_MISMATCH check is skipped), so the write lands in a range that no longer owns the key',
   'watch-ignores-watermark': "the watch hub gives a watcher every buffered change as soon as it is applied, not only up to the lowest closed revision of the ranges it covers, so a change another range applies later at a lower revision is skipped or comes out of order",
   'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",
+  'quiesce-keeps-lease': "a leader that quiesces keeps its lease, whose clock (the leader's ticks) stops while it is quiet, so when a read wakes it the lease still looks valid however long it slept",
+  'quiesce-ignores-leader-death': "followers of a quiesced range never wake when their leader's node falls silent (the store's liveness check is skipped), so a range whose leader died stays leaderless until a request or a peer's message reaches one of them",
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

@@ -117,6 +117,13 @@ export interface Message {
   readonly context?: string;
   /** Heartbeats: the leader's tick when it sent it, echoed back for lease reads. */
   readonly leaseTick?: number;
+  /**
+   * MsgHeartbeat only: the leader's last heartbeat before it stops ticking an
+   * idle group (quiescence, raft.ts `maybeQuiesce`). It carries the leader's
+   * last index and its term in `index` and `logTerm`; a follower whose log
+   * ends exactly there stops ticking too, and sends no answer.
+   */
+  readonly quiesce?: boolean;
 }
 
 export function message(fields: Partial<Message> & Pick<Message, 'type'>): Message {

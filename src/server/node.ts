@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MergeQueue, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -31,6 +31,12 @@ export const DEFAULT_PROPOSAL_WINDOW_MS = 3;
 export const MAX_PROPOSAL_WINDOW_MS = 100;
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
+/**
+ * A range leader idle this many ticks quiesces: it and its followers stop
+ * ticking and heartbeating until a request or a peer's message wakes them
+ * (ADR 0010). CockroachDB's default, 6; 0 turns quiescence off.
+ */
+export const DEFAULT_QUIESCE_AFTER_TICKS = 6;
 /**
  * How a leader confirms it may serve a linearizable read. 'lease': from its
  * lease, without a message, while clocks drift less than
@@ -77,6 +83,10 @@ export interface StartNodeOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
+  /** Idle ticks after which a range quiesces (default DEFAULT_QUIESCE_AFTER_TICKS; 0: never; ADR 0010). */
+  readonly quiesceAfterTicks?: number;
+  /** Development and benchmarks only: cut the key space into this many ranges at start (placement/presplit.ts; 0: no). */
+  readonly presplitRanges?: number;
   readonly requestTimeoutMs?: number;
   /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
   readonly logRetainEntries?: number;
@@ -191,6 +201,8 @@ interface Resolved {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly quiesceAfterTicks: number;
+  readonly presplitRanges: number;
   readonly logRetainEntries: number;
   readonly proposalWindowMs: number;
   readonly readMode: ReadMode;
@@ -273,6 +285,8 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     tickMs: positive('tickMs', o.tickMs ?? DEFAULT_TICK_MS),
     electionTicks: positive('electionTicks', o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     heartbeatTicks: positive('heartbeatTicks', o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS),
+    quiesceAfterTicks: nonNegative('quiesceAfterTicks', o.quiesceAfterTicks ?? DEFAULT_QUIESCE_AFTER_TICKS),
+    presplitRanges: nonNegative('presplitRanges', o.presplitRanges ?? 0),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
@@ -369,6 +383,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   membership.notePeers(start.peers);
   membership.tick();
   const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
+  const presplit = r.presplitRanges > 1 ? new Presplitter({ kv: kvNode, ranges: r.presplitRanges, onFailure: (rangeId, err) => log.debug({ rangeId, err: err.message }, 'a pre-split failed') }) : undefined;
   const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
   const drainer = new Drainer({
     kv: kvNode,
@@ -380,6 +395,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     splits.tick();
     merges?.tick();
     reconciler.tick();
+    presplit?.tick();
     // A draining node gives its leaderships away: it takes none to balance.
     if (drainer.state === 'serving') leaders.tick();
     drainer.tick();
@@ -398,7 +414,11 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   listeners.client = client;
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
-    const adminStatus = (): unknown => ({ ...status(), decommission: drainer.state, stats: { store: store.stats, transport: transport.stats } });
+    const adminStatus = (): unknown => ({
+      ...status(),
+      decommission: drainer.state,
+      stats: { store: { ...store.stats, ranges: store.rangeIds().length, quiescedRanges: store.quiescedCount() }, transport: transport.stats },
+    });
     const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => splits.qps(id));
     const decommission = (): { readonly decommission: DrainState } => {
       drainer.start();
@@ -510,6 +530,7 @@ function wireTicks(r: Resolved, kvNode: KvNode, transport: PeerTransport, fatal:
     reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
     receiveRevisions: (from, message) => fatal.run(() => kvNode.receiveRevisions(from, message)),
+    receiveLiveness: (from) => fatal.run(() => store.receiveLiveness(from)),
   });
   return ticker;
 }
@@ -542,6 +563,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,
+      quiesceAfterTicks: r.quiesceAfterTicks,
       readOnlyOption: r.readMode === 'lease' ? 'lease-based' : 'safe',
       ...(raftLog.isLevelEnabled('trace') ? { logger: (line: string) => raftLog.trace(line) } : {}),
     },

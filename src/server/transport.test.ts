@@ -34,6 +34,7 @@ interface Recorder extends TransportHandler {
   readonly unreachable: { to: NodeId; rangeIds: readonly number[] }[];
   readonly snapshots: { rangeId: number; to: NodeId; ok: boolean }[];
   readonly revisions: { from: NodeId; message: RevisionMessage }[];
+  readonly alive: NodeId[];
 }
 
 function recorder(): Recorder {
@@ -42,7 +43,9 @@ function recorder(): Recorder {
     unreachable: [],
     snapshots: [],
     revisions: [],
+    alive: [],
     receiveRevisions: (from, message) => r.revisions.push({ from, message }),
+    receiveLiveness: (from) => r.alive.push(from),
     receive: (from, messages) => r.batches.push({ from, messages }),
     reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
     reportSnapshot: (rangeId, to, ok) => r.snapshots.push({ rangeId, to, ok }),
@@ -454,6 +457,24 @@ test('transport: a revision request and its answer travel between revision servi
     b.t.sendRevisions(A, { kind: 'refusal', id: 'n11:7', code: 'NOT_LEADER', leader: 33 });
     await waitFor(() => a.rec.revisions.length === 1, 'the refusal');
     assert.deepEqual(a.rec.revisions[0], { from: B, message: { kind: 'refusal', id: 'n11:7', code: 'NOT_LEADER', leader: 33 } });
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('transport: a node says it is alive in an alive frame, and a quiesce heartbeat keeps its mark on the wire (ADR 0010)', async () => {
+  const [pa, pb] = await freePorts(2);
+  const a = await node(A, pa as number, { [B]: pb as number });
+  const b = await node(B, pb as number, { [A]: pa as number });
+  try {
+    a.t.sendLiveness(B);
+    await waitFor(() => b.rec.alive.length === 1, 'the liveness');
+    assert.deepEqual(b.rec.alive, [A]);
+    a.t.send(B, [{ rangeId: 4, message: message({ type: 'MsgHeartbeat', from: A, to: B, term: 3, index: 9, logTerm: 2, commit: 9, quiesce: true }) }]);
+    await waitFor(() => b.rec.batches.length === 1, 'the quiesce heartbeat');
+    assert.equal(b.rec.batches[0]?.messages[0]?.message.quiesce, true);
+    assert.equal(b.rec.batches[0]?.messages[0]?.message.logTerm, 2);
   } finally {
     await a.t.close();
     await b.t.close();

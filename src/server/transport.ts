@@ -24,6 +24,8 @@ export interface TransportHandler {
   receive(from: NodeId, messages: readonly RangeMessage[]): void;
   /** A peer's revision request or answer, its fields checked (wire.ts toRevisionMessage). */
   receiveRevisions(from: NodeId, message: RevisionMessage): void;
+  /** A peer said it is alive (ADR 0010). */
+  receiveLiveness(from: NodeId): void;
   /** Messages to `to` for these ranges were dropped (etcd's ReportUnreachable). */
   reportUnreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
   /** How sending a snapshot ended (etcd's ReportSnapshot). */
@@ -219,6 +221,12 @@ export class PeerTransport implements Transport {
     this.links.get(to)?.sendFrame({ t: 'tso', m: message });
   }
 
+  sendLiveness(to: NodeId): void {
+    if (this.closing !== undefined) return;
+    // No link: nothing is said, which is what the peer must hear from a node it cannot reach.
+    this.links.get(to)?.sendFrame({ t: 'alive' });
+  }
+
   close(): Promise<void> {
     this.closing ??= this.shutDown();
     return this.closing;
@@ -244,6 +252,12 @@ export class PeerTransport implements Transport {
     if (!this.isMember(from)) return;
     this.stats.messagesReceived++;
     this.handler?.receiveRevisions(from, message);
+  }
+
+  /** Called by an inbound connection when its peer says it is alive. */
+  deliverLiveness(from: NodeId): void {
+    if (!this.isMember(from)) return;
+    this.handler?.receiveLiveness(from);
   }
 
   /** Called by an inbound connection with validated messages. */
@@ -407,6 +421,7 @@ class Inbound {
     if (frame.t === 'msgs') this.t.deliver(this.peer, decodeMessages(frame.payload, this.peer, this.o.nodeId));
     else if (frame.t === 'snap') this.onChunk(frame);
     else if (frame.t === 'tso') this.t.deliverRevisions(this.peer, frame.m);
+    else if (frame.t === 'alive') this.t.deliverLiveness(this.peer);
     else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
   }
 

@@ -20,8 +20,10 @@ import { PeerError } from './errors.js';
  * refused at the handshake. 2: message batches are binary (1 sent them as
  * msgpackr maps). 3: 'tso' frames, and log entries carry revision stamps
  * (src/kv/stamp.ts), which a version 2 node would apply as malformed.
+ * 4: 'alive' frames and quiesce heartbeats (ADR 0010); a version 3 node
+ * would refuse both as malformed.
  */
-export const PEER_PROTOCOL_VERSION = 3;
+export const PEER_PROTOCOL_VERSION = 4;
 export const FRAME_HEADER_BYTES = 4;
 
 export type Frame =
@@ -36,7 +38,9 @@ export type Frame =
   | { readonly t: 'join'; readonly v: number; readonly name: string; readonly peer: string }
   | { readonly t: 'members'; readonly cluster: string; readonly members: readonly JoinMember[] }
   /** A revision request or answer between nodes' revision services (src/kv/revisions.ts). */
-  | { readonly t: 'tso'; readonly m: RevisionMessage };
+  | { readonly t: 'tso'; readonly m: RevisionMessage }
+  /** The sender is alive: it leads quiesced ranges this node may follow (ADR 0010). */
+  | { readonly t: 'alive' };
 
 /** A member as the `members` frame describes it. */
 export interface JoinMember {
@@ -160,6 +164,8 @@ export function decodeFrame(payload: Buffer): Frame {
       break;
     case 'tso':
       return { t: 'tso', m: toRevisionMessage(f['m']) };
+    case 'alive':
+      return { t: 'alive' };
     default:
       throw bad(`unknown frame type ${String(f['t'])}`);
   }
@@ -218,6 +224,7 @@ const MSGS_TAG = 0x01;
 const FLAG_REJECT = 1;
 const FLAG_CONTEXT = 2;
 const FLAG_LEASE_TICK = 4;
+const FLAG_QUIESCE = 8;
 const ENTRY_NORMAL = 0;
 const ENTRY_CONF_CHANGE = 1;
 
@@ -264,7 +271,7 @@ export function encodeMessages(messages: readonly RangeMessage[]): Buffer {
     const code = WIRE_CODES.get(m.type);
     assert(code !== undefined, () => `message type ${m.type} has no wire code: it never leaves the node`);
     out[o + 8] = code;
-    out[o + 9] = (m.reject ? FLAG_REJECT : 0) | (m.context === undefined ? 0 : FLAG_CONTEXT) | (m.leaseTick === undefined ? 0 : FLAG_LEASE_TICK);
+    out[o + 9] = (m.reject ? FLAG_REJECT : 0) | (m.context === undefined ? 0 : FLAG_CONTEXT) | (m.leaseTick === undefined ? 0 : FLAG_LEASE_TICK) | (m.quiesce === true ? FLAG_QUIESCE : 0);
     o += 10;
     for (const v of [m.to, m.from, m.term, m.logTerm, m.index, m.commit, m.rejectHint]) {
       view.setFloat64(o, v, true);
@@ -378,7 +385,8 @@ function readMessage(r: BatchReader, from: NodeId, self: NodeId): RangeMessage {
   const type = WIRE_TYPES[r.u8('message type')];
   need(type !== undefined && type !== 'MsgSnap', `message type ${String(type)}`);
   const flags = r.u8('message flags');
-  need((flags & ~(FLAG_REJECT | FLAG_CONTEXT | FLAG_LEASE_TICK)) === 0, 'message flags');
+  need((flags & ~(FLAG_REJECT | FLAG_CONTEXT | FLAG_LEASE_TICK | FLAG_QUIESCE)) === 0, 'message flags');
+  need((flags & FLAG_QUIESCE) === 0 || type === 'MsgHeartbeat', 'quiesce flag on a message that is not a heartbeat');
   need(r.int('message to') === self, `message to another node delivered to node ${self}`);
   need(r.int('message from') === from, `message from another node on the connection of node ${from}`);
   const term = r.int('message field term');
@@ -408,6 +416,7 @@ function readMessage(r: BatchReader, from: NodeId, self: NodeId): RangeMessage {
     entries,
     ...(context === undefined ? {} : { context }),
     ...(leaseTick === undefined ? {} : { leaseTick }),
+    ...(flags & FLAG_QUIESCE ? { quiesce: true } : {}),
   };
   return { rangeId, message };
 }

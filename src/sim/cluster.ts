@@ -158,6 +158,7 @@ export class SimCluster {
         heartbeatIntervalTicks: o.heartbeatIntervalTicks,
         preVote: true,
         checkQuorum: true,
+        quiesceAfterTicks: o.quiesceAfterTicks,
         readOnlyOption: o.readOnlyOption,
         maxClockDriftRatio: o.maxClockDriftRatio,
         maxSizePerMsgBytes: o.maxSizePerMsgBytes,
@@ -176,6 +177,7 @@ export class SimCluster {
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       sendRevisions: (to, message) => this.sendRevisions(m, incarnation, to, message),
+      sendLiveness: (to) => this.sendLiveness(m, incarnation, to),
       onRevisionsHandedOut: (first, last) => this.checkHandedOut(m.id, first, last),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
       timers: {
@@ -312,6 +314,21 @@ export class SimCluster {
         const target = this.members.get(to);
         if (target === undefined || target.removed) return;
         this.onMember(target, target.incarnation, () => target.node?.receiveRevisions(from.id, message));
+      },
+      () => {},
+    );
+  }
+
+  /** A node's liveness (ADR 0010): over the same faulty network as everything else. */
+  private sendLiveness(from: Member, incarnation: number, to: NodeId): void {
+    if (from.incarnation !== incarnation) return;
+    this.net.carry(
+      from.id,
+      to,
+      () => {
+        const target = this.members.get(to);
+        if (target === undefined || target.removed) return;
+        this.onMember(target, target.incarnation, () => target.node?.receiveLiveness(from.id));
       },
       () => {},
     );

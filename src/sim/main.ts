@@ -24,11 +24,12 @@ const program = new Command('sim')
   .option('--nodes <n>', 'force the cluster size (3, 5 or 7)', intArg)
   .option('--faults <list>', `comma-separated faults to enable (default all: ${ALL_FAULTS.join(',')})`)
   .option('--progress', 'print a line per 50 seeds')
+  .option('--quiesce-after-ticks <n>', 'idle ticks before a range quiesces (default 2-4 from the seed; 0: never)', (v: string) => Number(v))
   .parse();
 
 const opts = program.opts<{
   seeds: number; start: number; seed?: number; trace?: boolean; bug?: string; allSeeds?: boolean;
-  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean;
+  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean; quiesceAfterTicks?: number;
 }>();
 
 if (opts.listBugs === true) {
@@ -58,7 +59,16 @@ if (opts.nodes !== undefined && nodeCount === undefined) {
   console.error('--nodes must be 3, 5 or 7');
   process.exit(2);
 }
-const overrides = { bug, ...(faults === undefined ? {} : { faults }), ...(nodeCount === undefined ? {} : { nodeCount }) };
+if (opts.quiesceAfterTicks !== undefined && !(Number.isSafeInteger(opts.quiesceAfterTicks) && opts.quiesceAfterTicks >= 0)) {
+  console.error('--quiesce-after-ticks must be an integer >= 0');
+  process.exit(2);
+}
+const overrides = {
+  bug,
+  ...(faults === undefined ? {} : { faults }),
+  ...(nodeCount === undefined ? {} : { nodeCount }),
+  ...(opts.quiesceAfterTicks === undefined ? {} : { quiesceAfterTicks: opts.quiesceAfterTicks }),
+};
 
 if (opts.seed !== undefined) {
   const r = runSeed(opts.seed, { ...overrides, trace: opts.trace === true });

@@ -42,6 +42,8 @@ export interface SimOptions {
   /** Whether the nemesis also merges ranges (KvNode.mergeRanges), in seeds with splits: on unless overridden. */
   readonly merges: boolean;
   readonly bug: BugName | undefined;
+  /** Idle ticks after which a range leader quiesces (ADR 0010); 0 = never. */
+  readonly quiesceAfterTicks: number;
 }
 
 export interface OptionOverrides {
@@ -50,6 +52,7 @@ export interface OptionOverrides {
   readonly faultPhaseMs?: number;
   readonly bug?: BugName | undefined;
   readonly splits?: boolean;
+  readonly quiesceAfterTicks?: number;
   readonly merges?: boolean;
 }
 
@@ -59,7 +62,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
   const nodeCount = overrides.nodeCount ?? sizes[rng.intBelow(10) < 5 ? 0 : rng.intBelow(10) < 7 ? 1 : 2] ?? 3;
   const bug = overrides.bug;
   // Lease reads in a share of runs, and always when the lease bug is under test.
-  const lease = bug === 'lease-read-drift' || rng.chance(0.3);
+  const lease = bug === 'lease-read-drift' || bug === 'quiesce-keeps-lease' || rng.chance(0.3);
   return {
     seed,
     nodeCount,
@@ -86,6 +89,9 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     proposalWindowMs: seed % 2 === 0 ? 0 : 1 + (Math.floor(seed / 2) % 5),
     // Seeds 1 and 2 mod 4: both settings of the proposal window.
     splits: overrides.splits ?? (seed % 4 === 1 || seed % 4 === 2),
+    // Short, so ranges quiesce in the gaps of the workload too, not only after it: 2 to 4 ticks, from
+    // the seed (no Rng draw moves).
+    quiesceAfterTicks: overrides.quiesceAfterTicks ?? 2 + (seed % 3),
     merges: overrides.merges ?? true,
   };
 }

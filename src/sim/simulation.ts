@@ -1,4 +1,4 @@
-import { encodeMemberContext } from '../kv/index.js';
+import { encodeMemberContext, type RangeId } from '../kv/index.js';
 import { AssertionError, SeededRng } from '../base/index.js';
 import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
@@ -75,6 +75,7 @@ export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras
     if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
     if (c.violations.length === 0) checkAckedWrites(c, workload.acked);
     if (c.violations.length === 0) checkWatches(c, watchers);
+    if (c.violations.length === 0) checkQuiescedFailover(c, workload, livenessWindowMs);
   } catch (err) {
     if (!(err instanceof AssertionError)) throw err;
     c.violation('raft-invariant', `assertion: ${err.message}`);
@@ -210,6 +211,73 @@ function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: numb
     );
   }
   c.net.healAll();
+}
+
+/**
+ * Quiescence (ADR 0010): on the idle cluster ranges quiesce; then the node
+ * leading the most quiesced ranges is cut off from every other node, for
+ * good. Nothing wakes their followers but the silence of its node (no
+ * client writes, no votes): each of those ranges must elect a leader among
+ * the others within the window. Then a write through a new leader, and a
+ * read of that key at the cut-off node, which still believes it leads: it
+ * must not answer from the lease it held when it went quiet (the history's
+ * linearizability check judges). Last, since the node stays cut off.
+ */
+function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs: number): void {
+  c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
+  if (c.latestConf.cs.voters.length < 3 || c.running().length < 3) return;
+  const ledQuiesced = (m: Member): RangeId[] => {
+    const node = m.node;
+    if (node === undefined) return [];
+    return node.rangeIds().filter((id) => {
+      const raw = node.kv.store.replica(id)?.raw;
+      return raw !== undefined && raw.quiesced && raw.raft.state === 'leader';
+    });
+  };
+  let victim: Member | undefined;
+  let ranges: RangeId[] = [];
+  for (const m of c.running()) {
+    const led = ledQuiesced(m);
+    if (led.length > ranges.length) [victim, ranges] = [m, led];
+  }
+  if (victim === undefined || victim.node === undefined) {
+    c.count('quiesced-failover-none-quiet');
+    return;
+  }
+  c.log(`phase quiesced failover: cut off ${victim.id}, leader of quiesced ranges ${ranges.join(',')}`);
+  c.count('quiesced-failover');
+  const cut = victim;
+  for (const m of c.members.values()) {
+    if (m === cut) continue;
+    c.net.block(cut.id, m.id);
+    c.net.block(m.id, cut.id);
+  }
+  const leaderOf = (rangeId: RangeId): Member | undefined => c.running().find((m) => m !== cut && m.node?.kv.store.replica(rangeId)?.raw.raft.state === 'leader');
+  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || ranges.every((id) => leaderOf(id) !== undefined));
+  const leaderless = ranges.filter((id) => leaderOf(id) === undefined);
+  if (leaderless.length > 0) {
+    if (c.violations.length === 0) c.violation('liveness', `liveness: ranges ${leaderless.join(',')} elected no leader within 10 election timeouts after their quiesced leader ${cut.id} was cut off`);
+    return;
+  }
+  // A key of one of those ranges, as the cut-off node routes it.
+  let key: string | undefined;
+  for (let i = 0; i < c.options.keys && key === undefined; i++) {
+    const range = cut.node?.rangeOfKey(`k${i}`);
+    if (range !== undefined && ranges.includes(range)) key = `k${i}`;
+  }
+  const range = key === undefined ? undefined : cut.node?.rangeOfKey(key);
+  const writer = range === undefined ? undefined : leaderOf(range);
+  if (key === undefined || writer === undefined) return;
+  let wrote = false;
+  workload.invoke(workload.newProcess(), { kind: 'put', key, value: workload.uniqueValue() }, writer.id, (outcome) => void (wrote = outcome === 'ok'));
+  c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => wrote || c.violations.length > 0);
+  if (!wrote) return;
+  let read = false;
+  // Strictly after the write returned (at the same instant the checker takes them as concurrent).
+  c.sched.runUntil(c.sched.nowMs + 1, () => c.violations.length > 0);
+  workload.invoke(workload.newProcess(), { kind: 'get', key }, cut.id, () => void (read = true));
+  c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => read || c.violations.length > 0);
+  c.count('quiesced-failover-read');
 }
 
 /**

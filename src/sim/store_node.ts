@@ -57,6 +57,8 @@ export interface StoreNodeEnv {
   send(to: NodeId, messages: readonly RangeMessage[]): void;
   /** A revision service's request or answer to another node (src/kv/revisions.ts). */
   sendRevisions(to: NodeId, message: RevisionMessage): void;
+  /** This node's liveness to another node, while it leads a quiesced range (ADR 0010). */
+  sendLiveness(to: NodeId): void;
   /** This node's TSO handed out first..last under a confirmed leadership (the revision oracle). */
   onRevisionsHandedOut(first: number, last: number): void;
   scheduleLoop(loop: () => void): void;
@@ -103,7 +105,7 @@ export class SimStoreNode {
       // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes it.
       name: `s${env.id}`,
       engine: env.engine,
-      transport: { send: (to, msgs) => env.send(to, msgs), sendRevisions: (to, message) => env.sendRevisions(to, message) },
+      transport: { send: (to, msgs) => env.send(to, msgs), sendRevisions: (to, message) => env.sendRevisions(to, message), sendLiveness: (to) => env.sendLiveness(to) },
       rng: env.rng,
       timers: env.timers,
       raft: { ...env.raft, logger: (l) => env.trace(l) },
@@ -124,6 +126,7 @@ export class SimStoreNode {
       onReady: (_range, rd) => env.onReady(env.id, rd, this.raw),
       sabotage: env.sabotage,
       onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
+      onQuiescence: (_range, event) => env.count(`quiesce-${event}`),
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({
@@ -208,8 +211,18 @@ export class SimStoreNode {
     this.kv.receiveRevisions(from, message);
   }
 
+  receiveLiveness(from: NodeId): void {
+    this.store.receiveLiveness(from);
+  }
+
   reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {
     this.store.reportSnapshot(rangeId, to, ok);
+  }
+
+  /** The range holding a workload key on this node, if it holds one. */
+  rangeOfKey(key: string): RangeId | undefined {
+    const r = this.route(encoder.encode(key));
+    return r instanceof TesseraError ? undefined : r;
   }
 
   /** The range of `key` by this node's router, or why none (RANGE_UNAVAILABLE: not set up here yet). */

@@ -56,4 +56,8 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   'snapshot-over-newer-descriptor': ['range-partition', 'convergence', 'lost-write'],
   // Only the watch streams see the order in which ranges applied their changes.
   'watch-ignores-watermark': ['watch'],
+  // A read wakes the cut-off quiesced leader, whose lease still looks valid: a stale read.
+  'quiesce-keeps-lease': ['linearizability'],
+  // A range whose leader died while it was quiet stays leaderless: caught by the simulator's last phase (quiesced failover).
+  'quiesce-ignores-leader-death': ['liveness'],
 };

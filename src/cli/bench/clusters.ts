@@ -33,6 +33,8 @@ const LOG_TAIL_BYTES = 16 * 1024;
 export interface Member {
   readonly name: string;
   readonly clientEndpoint: string;
+  /** The HTTP admin endpoint, when the cluster was started with one (tessera only). */
+  readonly adminEndpoint?: string;
   readonly proc: ChildProcess;
   /** Set once the process is gone. */
   exited: boolean;
@@ -65,18 +67,30 @@ export function liveClusterRoots(): string[] {
 }
 
 /** Starts `size` members of `system`; `readMode` is tessera's --read-mode (etcd serves ReadIndex reads). */
-export async function startCluster(system: SystemName, size: number, options: { readonly readMode?: ReadMode; readonly rangeMaxBytes?: number; readonly rangeSplitQps?: number } = {}): Promise<Cluster> {
+export interface ClusterOptions {
+  readonly readMode?: ReadMode;
+  readonly rangeMaxBytes?: number;
+  readonly rangeSplitQps?: number;
+  /** tessera: each member listens for admin requests (Member.adminEndpoint). */
+  readonly admin?: boolean;
+  /** tessera: more `start` flags for every member. */
+  readonly extraArgs?: readonly string[];
+}
+
+export async function startCluster(system: SystemName, size: number, options: ClusterOptions = {}): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), `tessera-bench-${system}-`));
-  const ports = await freePorts(size * 2);
-  const clientAddr = (i: number): string => `127.0.0.1:${ports[i * 2]}`;
-  const peerAddr = (i: number): string => `127.0.0.1:${ports[i * 2 + 1]}`;
+  const ports = await freePorts(size * 3);
+  const clientAddr = (i: number): string => `127.0.0.1:${ports[i * 3]}`;
+  const peerAddr = (i: number): string => `127.0.0.1:${ports[i * 3 + 1]}`;
+  const adminAddr = (i: number): string | undefined => (options.admin === true ? `127.0.0.1:${ports[i * 3 + 2]}` : undefined);
   const names = Array.from({ length: size }, (_, i) => `${system === 'etcd' ? 'm' : 'n'}${i + 1}`);
   const members = names.map((name, i): Member => {
-    const spec = { name, dataDir: join(root, name), client: clientAddr(i), peer: peerAddr(i) };
+    const admin = adminAddr(i);
+    const spec = { name, dataDir: join(root, name), client: clientAddr(i), peer: peerAddr(i), ...(admin === undefined ? {} : { admin }) };
     const proc = system === 'etcd'
       ? spawnEtcd(spec, names.map((n, j) => `${n}=http://${peerAddr(j)}`).join(','))
-      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, { rangeMaxBytes: options.rangeMaxBytes ?? 0, rangeSplitQps: options.rangeSplitQps ?? 0 });
-    const member: Member = { name, clientEndpoint: spec.client, proc, exited: false, logTail: '' };
+      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, { rangeMaxBytes: options.rangeMaxBytes ?? 0, rangeSplitQps: options.rangeSplitQps ?? 0 }, options.extraArgs ?? []);
+    const member: Member = { name, clientEndpoint: spec.client, ...(admin === undefined ? {} : { adminEndpoint: admin }), proc, exited: false, logTail: '' };
     const keep = (d: Buffer): void => void (member.logTail = (member.logTail + d.toString()).slice(-LOG_TAIL_BYTES));
     proc.stdout?.on('data', keep);
     proc.stderr?.on('data', keep);
@@ -101,16 +115,17 @@ interface MemberSpec {
   readonly dataDir: string;
   readonly client: string;
   readonly peer: string;
+  readonly admin?: string;
 }
 
-function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, splits: { readonly rangeMaxBytes: number; readonly rangeSplitQps: number }): ChildProcess {
+function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, splits: { readonly rangeMaxBytes: number; readonly rangeSplitQps: number }, extraArgs: readonly string[]): ChildProcess {
   const args = [
     TESSERA_MAIN, 'start',
     '--name', spec.name,
     '--data-dir', spec.dataDir,
     '--listen-client', spec.client,
     '--listen-peer', spec.peer,
-    '--listen-admin', 'none',
+    '--listen-admin', spec.admin ?? 'none',
     '--initial-cluster', initialCluster,
     '--initial-cluster-token', 'tessera-bench',
     '--engine', 'lmdb',
@@ -118,9 +133,12 @@ function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMo
     '--read-mode', readMode,
     '--range-max-bytes', String(splits.rangeMaxBytes),
     '--range-split-qps', String(splits.rangeSplitQps),
+    ...extraArgs,
   ];
+  // Node flags for the members, e.g. TESSERA_BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (NODE_OPTIONS refuses --cpu-prof).
+  const nodeFlags = (process.env['TESSERA_BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f.length > 0);
   // The IPC channel closing tells a child its parent is gone, so a killed benchmark leaves no nodes behind.
-  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  return spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
 }
 
 function spawnEtcd(spec: MemberSpec, initialCluster: string): ChildProcess {
