@@ -12,7 +12,7 @@ import { runDev, DEV_MAX_NODES } from './dev.js';
 import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
-import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_RANGE_MAX_BYTES_FOR_NOW, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
+import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
 const ENGINES = ['lmdb', 'memory'] as const;
@@ -73,8 +73,8 @@ program
   .option('--election-ticks <n>', 'election timeout in ticks', positiveInt, 10)
   .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt, 1)
   .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
-  .option('--range-max-bytes <bytes>', 'split a range once its approximate size passes this (0: never by size; off by default until watches and leases span ranges)', nonNegativeInt, DEFAULT_RANGE_MAX_BYTES_FOR_NOW)
-  .option('--range-split-qps <n>', 'split a range serving more requests a second than this, at a sampled key (0: never by load; off by default, as above)', nonNegativeInt, DEFAULT_RANGE_SPLIT_QPS)
+  .option('--range-max-bytes <bytes>', 'split a range once its approximate size passes this (0: never by size)', nonNegativeInt, DEFAULT_RANGE_MAX_BYTES)
+  .option('--range-split-qps <n>', 'split a range serving more requests a second than this, at a sampled key (0: never by load)', nonNegativeInt, DEFAULT_RANGE_SPLIT_QPS)
   .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));

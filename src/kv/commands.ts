@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
+import { MAX_META_UPDATE_DESCRIPTORS } from './meta_table.js';
 import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
 
 /**
@@ -26,9 +27,18 @@ export type KvCommand =
    */
   | { readonly kind: 'split'; readonly requestId: string; readonly splitKey: Uint8Array; readonly newRangeId: number; readonly version: number }
   /** The meta range's TSO window (ADR 0009 §2): revisions below `bound` may be handed out (revisions.ts). */
-  | { readonly kind: 'tso-window'; readonly requestId: string; readonly bound: number };
+  | { readonly kind: 'tso-window'; readonly requestId: string; readonly bound: number }
+  /**
+   * Closes the range at the entry's revision stamp (ADR 0009 §4): the range's
+   * revision rises to it without a change, so no later write in the range
+   * takes a revision at or below it. A watch or a read over many ranges waits
+   * for each to be closed at its revision.
+   */
+  | { readonly kind: 'close'; readonly requestId: string }
+  /** Brings the meta range's descriptor table up to date with ranges that changed (meta_table.ts); encoded descriptors. */
+  | { readonly kind: 'meta-update'; readonly requestId: string; readonly descriptors: readonly Uint8Array[] };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -83,9 +93,12 @@ function commandProblem(value: unknown): string | undefined {
     case 'member-attrs':
       return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
     case 'alloc-range-id':
+    case 'close':
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
+    case 'meta-update':
+      return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':
       return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
   }

@@ -19,6 +19,8 @@ import { assert } from '../base/index.js';
  *   r<id>o 0x01   the next range id to hand out (on the metadata range only)
  *   r<id>o 0x02   the TSO window bound W (on the metadata range only; revisions.ts)
  *   r<id>o 0x03   the range's approximate size in bytes (written keys and values; splits recount)
+ *   r<id>o 0x04 <start key>  the meta table: every range's descriptor by start key (on the
+ *                 metadata range only; meta_table.ts)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
@@ -76,6 +78,26 @@ export const keys = {
     const out = new Uint8Array(11);
     out.set(suffixed(id, 0x6f), 0);
     out[10] = 0x03;
+    return out;
+  },
+  /** The meta table's descriptor of the range starting at `start` (on the metadata range only; meta_table.ts). */
+  metaDescriptor: (id: RangeId, start: Uint8Array): Uint8Array => {
+    const out = new Uint8Array(11 + start.byteLength);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x04;
+    out.set(start, 11);
+    return out;
+  },
+  metaDescriptorStart: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x04;
+    return out;
+  },
+  metaDescriptorEnd: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x05;
     return out;
   },
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'

@@ -1,7 +1,8 @@
-import { type Rng, TesseraError, type Timers } from '../base/index.js';
+import { type Rng, TesseraError, type Timers, isTesseraError } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
-import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor } from './range_map.js';
+import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor, encodeDescriptor } from './range_map.js';
+import { epochOlder } from './meta_table.js';
 import { type RoutableRange, Router } from './router.js';
 import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
@@ -16,7 +17,7 @@ import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
 import { type RangeMessage, Store, type Transport } from './store.js';
-import { WatchHub } from './watch_hub.js';
+import { type WatchRanges, WatchHub } from './watch_hub.js';
 
 /**
  * The range that holds the cluster's metadata: the member table and leases.
@@ -24,6 +25,9 @@ import { WatchHub } from './watch_hub.js';
  * sharding (issue 13, ADR 0009) it becomes the meta range.
  */
 export const META_RANGE: RangeId = 1;
+
+/** How often a node compares the meta table with the descriptors of the ranges it leads (repairMetaTable). */
+export const META_REPAIR_INTERVAL_MS = 1_000;
 
 /** How often the metadata range's leader looks for keys in other ranges whose lease is gone (see sweepLeaseKeys). */
 export const LEASE_SWEEP_INTERVAL_MS = 500;
@@ -100,10 +104,14 @@ export class KvNode {
   private sweepSeq = 0;
   /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
   private readonly sweeping = new Set<string>();
+  private metaUpdating = false;
+  private nextMetaRepairMs = 0;
+  /** Ranges with a close command in flight from this node (see requestClose). */
+  private readonly closing = new Set<RangeId>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
-    this.watches = new WatchHub(() => this.stateMachine.mvcc);
+    this.watches = new WatchHub(this.watchRanges(), o.sabotage);
     this.store = new Store({
       nodeId: o.nodeId,
       engine: o.engine,
@@ -122,6 +130,7 @@ export class KvNode {
       onStorageFailed: o.onStorageFailed,
       revisions: { allocate: (count, done) => this.revisions.allocate(count, done) },
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
+      onTurnApplied: () => this.watches.flush(),
       onRangeOpened: () => this.router.invalidate(),
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
@@ -183,7 +192,48 @@ export class KvNode {
       ...b.confState.voters.map((nodeId) => ({ nodeId, role: 'voter' as const })),
       ...b.confState.learners.map((nodeId) => ({ nodeId, role: 'learner' as const })),
     ];
-    sm.seedDescriptor(batch, { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas });
+    const first: RangeDescriptor = { rangeId: META_RANGE, start: new Uint8Array(0), end: undefined, epoch: INITIAL_RANGE_EPOCH, replicas };
+    sm.seedDescriptor(batch, first);
+    sm.metaTable?.seed(batch, first);
+  }
+
+  /** The node's ranges as the WatchHub sees them: routed by the router, each closed at its current revision. */
+  private watchRanges(): WatchRanges {
+    return {
+      cover: (interval) => {
+        try {
+          return this.router.over(interval).map((s) => s.rangeId);
+        } catch (error) {
+          if (isTesseraError(error, 'RANGE_UNAVAILABLE')) return undefined;
+          throw error;
+        }
+      },
+      store: (rangeId) => this.stateMachineOf(rangeId).mvcc,
+      generation: () => this.router.generation,
+      newestRevision: () => this.newestRevision(),
+      requestClose: (rangeId) => this.requestClose(rangeId),
+    };
+  }
+
+  /** The highest revision any range on this node has applied. */
+  newestRevision(): number {
+    let newest = 0;
+    for (const r of this.router.list()) newest = Math.max(newest, this.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    return newest;
+  }
+
+  /**
+   * Asks range `rangeId` to close at a fresh revision (a `close` command,
+   * ADR 0009 §4), unless this node has one in flight for it: a watcher
+   * here waits for the range to pass changes other ranges applied. Forwarded
+   * to the range's leader like any proposal; a failed one is asked again on
+   * the watcher's next turn.
+   */
+  requestClose(rangeId: RangeId): void {
+    if (this.closing.has(rangeId) || this.store.replica(rangeId) === undefined) return;
+    this.closing.add(rangeId);
+    // Through the request path: a forwarded proposal the leader lost is proposed again, and a deadline ends it.
+    this.requests.propose((requestId) => encodeCommand({ kind: 'close', requestId }), () => this.closing.delete(rangeId), rangeId);
   }
 
   /** The ranges this node holds keys of (a replica made for a peer's message holds none until its snapshot). */
@@ -216,6 +266,8 @@ export class KvNode {
             if (o2.kind === 'failed') return done(o2.error);
             const r = o2.result as CommandResult;
             if (r.kind !== 'split') return done(resultError(r));
+            // The meta table learns of the split now; if this is lost, the halves' leaders repair it (repairMetaTable).
+            this.proposeMetaUpdate([r.left, r.right], 'split');
             done({ left: r.left, right: r.right });
           },
           rangeId,
@@ -223,6 +275,50 @@ export class KvNode {
       },
       META_RANGE,
     );
+  }
+
+  /** Proposes descriptors to the meta table (a refused or stale update changes nothing); one repair in flight per node. */
+  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'repair'): void {
+    if (why === 'repair') this.metaUpdating = true;
+    const encoded = descriptors.map((d) => encodeDescriptor(d));
+    this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {
+      if (why === 'repair') this.metaUpdating = false;
+    }, META_RANGE);
+  }
+
+  /**
+   * Every META_REPAIR_INTERVAL_MS, for each range this node leads: if the
+   * meta table does not hold its descriptor as it is (a split whose update
+   * was lost, a membership change), propose the local descriptors that
+   * tile the keys of the table entries it overlaps (the table applies them
+   * only if they are newer and cover exactly those keys).
+   */
+  private repairMetaTable(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextMetaRepairMs || this.metaUpdating) return;
+    this.nextMetaRepairMs = nowMs + META_REPAIR_INTERVAL_MS;
+    const table = this.stateMachine.metaTable;
+    if (table === undefined || this.stateMachine.descriptor === undefined) return;
+    for (const r of this.router.list()) {
+      if (this.store.replica(r.rangeId)?.raw.raft.state !== 'leader') continue;
+      const d = this.machines.get(r.rangeId)?.descriptor;
+      const held = d === undefined ? undefined : table.lookup(d.start);
+      if (d === undefined || (held !== undefined && held.rangeId === d.rangeId && !epochOlder(held, d))) continue;
+      const stale = table.overlapping(d);
+      const first = stale[0];
+      const last = stale[stale.length - 1];
+      if (first === undefined || last === undefined) continue;
+      let local: (RangeDescriptor | undefined)[];
+      try {
+        local = this.router.over({ start: first.start, end: last.end ?? new Uint8Array(0) }).map((s) => this.machines.get(s.rangeId)?.descriptor);
+      } catch (error) {
+        if (isTesseraError(error, 'RANGE_UNAVAILABLE')) continue; // a range here is not set up yet: the next round
+        throw error;
+      }
+      if (local.some((x) => x === undefined)) continue;
+      this.proposeMetaUpdate(local as RangeDescriptor[], 'repair');
+      return;
+    }
   }
 
   /** The state machine of the metadata range (today the only one). */
@@ -279,6 +375,7 @@ export class KvNode {
 
   private afterTicks(): void {
     this.revisions.check();
+    this.repairMetaTable();
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
     this.membership.tick();
@@ -316,7 +413,7 @@ export class KvNode {
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 
@@ -326,6 +423,7 @@ export class KvNode {
     if (result?.kind === 'split') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
+    if (result?.kind === 'close') this.watches.onApplied(result.revision, []);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }

@@ -28,6 +28,7 @@ import { compareBytes, fromKeyString } from '../mvcc/bytes.js';
 import { DedupeWindow, windowRecord } from './dedupe.js';
 import { type RangeId, keys, readU64, writeU64 } from './keys.js';
 import { openEntry } from './stamp.js';
+import { MetaTable } from './meta_table.js';
 import { type RangeDescriptor, type ReplicaDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
 import type { KeyBounds, LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
 import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
@@ -48,6 +49,10 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
   /** The TSO window bound the range holds after the command: max of every bound applied (revisions.ts). */
   | { readonly requestId: string; readonly kind: 'tso-window'; readonly bound: number }
+  /** Whether a meta-update changed the descriptor table ('stale': it was already as new). */
+  | { readonly requestId: string; readonly kind: 'meta-update'; readonly outcome: 'applied' | 'stale' }
+  /** The range's revision after a close: the stamp, or the higher one it already had. */
+  | { readonly requestId: string; readonly kind: 'close'; readonly revision: number }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -69,6 +74,8 @@ export interface MvccStateMachineOptions {
   readonly sabotage?: Sabotage;
   /** Every range has a descriptor once set up (a node's ranges; not the single-range tests): see `mvcc`. */
   readonly requireDescriptor?: boolean;
+  /** Whether this range keeps the cluster's descriptor table (the metadata range: meta_table.ts). */
+  readonly holdsMetaTable?: boolean;
 }
 
 /**
@@ -103,6 +110,15 @@ export class MvccStateMachine implements RangeStateMachine {
 
   private get sabotage(): Sabotage | undefined {
     return this.machineOptions.sabotage;
+  }
+
+  private metaTableCache: MetaTable | undefined;
+
+  /** The cluster's descriptor table, on the metadata range; undefined elsewhere. */
+  get metaTable(): MetaTable | undefined {
+    if (this.machineOptions.holdsMetaTable !== true) return undefined;
+    this.metaTableCache ??= new MetaTable(this.engine, this.rangeId);
+    return this.metaTableCache;
   }
 
   /**
@@ -298,6 +314,12 @@ export class MvccStateMachine implements RangeStateMachine {
         return this.split(batch, command);
       case 'tso-window':
         return this.raiseWindow(batch, requestId, command.bound);
+      case 'meta-update':
+        return this.updateMeta(batch, requestId, command.descriptors);
+      case 'close':
+        // An unstamped close (a store without revisions) or one overtaken by a later write closes nothing new.
+        if (revision !== undefined && revision > this.mvcc.currentRevision) this.mvcc.advanceTo(batch, revision);
+        return { requestId, kind: 'close', revision: this.mvcc.currentRevision };
     }
   }
 
@@ -409,6 +431,21 @@ export class MvccStateMachine implements RangeStateMachine {
     return { requestId, kind: command.kind, member };
   }
 
+  /** The meta range's descriptor table; refused alike on every replica elsewhere, or for descriptors that do not decode or do not fit. */
+  private updateMeta(batch: WriteBatch, requestId: string, encoded: readonly Uint8Array[]): CommandResult {
+    const table = this.metaTable;
+    if (table === undefined) return { requestId, kind: 'error', code: 'INVALID_ARGUMENT', message: `range ${this.rangeId} holds no meta table` };
+    let descriptors: RangeDescriptor[];
+    try {
+      descriptors = encoded.map((d) => decodeDescriptor(d));
+    } catch (error) {
+      return { requestId, kind: 'error', code: 'INVALID_ARGUMENT', message: `meta update: ${(error as Error).message}` };
+    }
+    const outcome = table.update(batch, descriptors);
+    if (outcome !== 'applied' && outcome !== 'stale') return { requestId, kind: 'error', code: 'INVALID_ARGUMENT', message: `meta update refused: ${outcome}` };
+    return { requestId, kind: 'meta-update', outcome };
+  }
+
   /** W = max(W, bound): a late or repeated window never lowers it (tso.ts's contract). */
   private raiseWindow(batch: WriteBatch, requestId: string, bound: number): CommandResult {
     if (bound > this.tsoWindow) {
@@ -487,6 +524,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.memberTable = undefined;
     this.dedupeWindow = undefined;
     this.desc = incoming;
+    this.metaTable?.forget();
     this.allocated = 0;
     this.bytes = undefined;
     this.window = undefined;

@@ -27,11 +27,18 @@ export interface RoutableRange {
  */
 export class Router {
   private sorted: RoutableRange[] | undefined;
+  private gen = 0;
 
   constructor(private readonly ranges: () => Iterable<RoutableRange>) {}
 
   invalidate(): void {
     this.sorted = undefined;
+    this.gen++;
+  }
+
+  /** Changes with every `invalidate`: an answer of `over` from an older generation may be out of date. */
+  get generation(): number {
+    return this.gen;
   }
 
   /** The ranges in key order. */

@@ -93,6 +93,12 @@ export interface StoreOptions {
   readonly sabotage?: Sabotage;
   /** Observes every applied entry (the simulator's state machine safety oracle). */
   readonly onApplied?: (rangeId: RangeId, applied: Applied) => void;
+  /**
+   * After the `onApplied` calls of one turn: every range's state is now what
+   * the calls so far described (within a turn, every range applies before
+   * the first call, so a range's state can be ahead of them until this).
+   */
+  readonly onTurnApplied?: () => void;
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Told of each range a split created here, once its replica is open. */
   readonly onRangeOpened?: (rangeId: RangeId) => void;
@@ -771,6 +777,7 @@ export class Store {
         this.answerProposal(a);
       }
     }
+    if (applied.length > 0) this.o.onTurnApplied?.();
     for (const t of turns) for (const rs of t.rd.readStates) this.noteReadIndex(rs.context, rs.index);
     this.serveReads();
     // After advance (a proposal made between ready() and advance() would be taken for part of this

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { INITIAL_REVISION, MvccStore, WHOLE_KEY_SPAN, type MvccEvent } from '../mvcc/index.js';
 import { MemoryEngine } from '../storage/memory.js';
-import { type WatchOutput, type WatchRequest, WatchHub } from './watch_hub.js';
+import { type WatchOutput, type WatchRequest, WatchHub, singleStoreRanges } from './watch_hub.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -13,7 +13,7 @@ function setup(): { store: MvccStore; engine: MemoryEngine; hub: WatchHub; put: 
   const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
   // Wired as the node wires it: previous values are loaded only while a prev_kv watcher exists.
   const store = MvccStore.open(engine, { metaPrefix: enc.encode('m'), span: WHOLE_KEY_SPAN }, { eventsWantPrevKv: () => hub.wantsPrevKv });
-  const hub = new WatchHub(() => store);
+  const hub = new WatchHub(singleStoreRanges(() => store));
   const write = (fn: (t: ReturnType<MvccStore['beginWrite']>) => void): void => {
     const batch = engine.newBatch();
     const txn = store.beginWrite(batch);
@@ -21,6 +21,7 @@ function setup(): { store: MvccStore; engine: MemoryEngine; hub: WatchHub; put: 
     const result = txn.end();
     engine.commit(batch, () => {});
     hub.onApplied(result.revision, result.events);
+    hub.flush();
   };
   return {
     store,

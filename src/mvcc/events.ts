@@ -23,12 +23,14 @@ export interface EventsOptions {
   readonly prevKv?: boolean | undefined;
   /** Stop after examining about this many stored changes (always at a revision boundary). */
   readonly scanLimit?: number | undefined;
+  /** Last revision to return, inclusive (default the current revision): a watch over many ranges reads each up to their common closed revision. */
+  readonly toRevision?: number | undefined;
 }
 
 export interface EventsResult {
   /** The changes in [fromRevision, nextRevision) to keys in the range, in revision order. */
   readonly events: MvccEvent[];
-  /** Where to continue: currentRevision + 1 once the history is exhausted. */
+  /** Where to continue: the last revision read (toRevision, or currentRevision) + 1 once the history is exhausted. */
   readonly nextRevision: number;
 }
 
@@ -43,7 +45,7 @@ export function readEvents(state: MvccState, options: EventsOptions): EventsResu
   if (from < state.compactedRevision) throw mvccError('COMPACTED');
   const interval = keyInterval(options.key, options.rangeEnd);
   const scanLimit = options.scanLimit ?? EVENTS_SCAN_LIMIT;
-  const upTo = state.currentRevision;
+  const upTo = Math.min(state.currentRevision, options.toRevision ?? Number.MAX_SAFE_INTEGER);
   if (from > upTo) return { events: [], nextRevision: from };
   const events: MvccEvent[] = [];
   let examined = 0;

@@ -50,4 +50,4 @@ export { EVENTS_SCAN_LIMIT, type EventsOptions, type EventsResult } from './even
 export { Crc32c, type HashKVResult } from './hash.js';
 export { MVCC_ERROR_MESSAGES, isMvccErrorCode, isMvccRefusal, mvccError, type MvccErrorCode } from './errors.js';
 export { INITIAL_REVISION, MAX_REVISION, MAX_SUB_REVISION, type Revision, compareRevisions } from './revision.js';
-export { keyInterval, prefixEnd, compareBytes, utf8, type KeyInterval } from './bytes.js';
+export { keyInterval, prefixEnd, compareBytes, concatBytes, utf8, type KeyInterval } from './bytes.js';

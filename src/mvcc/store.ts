@@ -144,6 +144,19 @@ export class MvccStore {
     return compactStep(this.state, batch, limit);
   }
 
+  /**
+   * Raises the current revision to `revision` without a change (a range's
+   * closed revision, ADR 0009 §4): no later write may take a revision at or
+   * below it, and every read at it sees what the store holds now.
+   */
+  advanceTo(batch: WriteBatch, revision: number): void {
+    this.state.settle();
+    assert(!this.state.writing, 'store.advanceTo during a write transaction');
+    assert(Number.isSafeInteger(revision) && revision > this.state.currentRevision && revision <= MAX_REVISION, () => `advanceTo ${revision} is not above the current revision ${this.state.currentRevision}`);
+    this.state.currentRevision = revision;
+    this.state.persistMeta(batch);
+  }
+
   /** History of a key range from `fromRevision` on, for watchers starting in the past. */
   events(options: EventsOptions): EventsResult {
     this.state.settle();

@@ -1,4 +1,4 @@
-import { TesseraError, isTesseraError, type Timers } from '../base/index.js';
+import { TesseraError, isTesseraError, type Timers, unreachable } from '../base/index.js';
 import {
   type CommandResult,
   encodeCommand,
@@ -24,7 +24,11 @@ import {
   type KeyInterval,
   keyInterval,
   mergeRangeResults,
+  executeTxn,
+  type TxnTarget,
   txnIntervals,
+  compareBytes,
+  concatBytes,
 } from '../mvcc/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { realTimers } from './timers.js';
@@ -89,8 +93,13 @@ export class KvApi {
     return rev;
   }
 
+  /** The highest revision any range on this node has compacted at (compaction applies to every range). */
   compactedRevision(): number {
-    return this.o.stateMachine.mvcc.compactedRevision;
+    const ranges = this.o.ranges;
+    if (ranges === undefined) return this.o.stateMachine.mvcc.compactedRevision;
+    let rev = 0;
+    for (const r of ranges.router.list()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.compactedRevision);
+    return rev;
   }
 
   /** etcd's HashKV: a CRC-32C of the key space's history up to `revision` (0 = current). */
@@ -110,17 +119,52 @@ export class KvApi {
 
   async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
     this.o.load?.record();
+    const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
-      const spans = await this.whenRoutable(() => this.route(keyInterval(options.key, options.rangeEnd)));
+      const spans = await this.whenRoutable(() => this.route(interval));
       if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+      const revision = await this.readRevision(spans, options.revision ?? 0, serializable);
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
-      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(keyInterval(options.key, options.rangeEnd)))) continue;
+      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval))) continue;
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
-      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? keyInterval(options.key, options.rangeEnd) : { start: s.start, end: s.end ?? new Uint8Array(0) });
-      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(options);
-      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...options, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
+      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? interval : { start: s.start, end: s.end ?? new Uint8Array(0) });
+      const at = revision === undefined ? options : { ...options, revision };
+      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
+      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
       return mergeRangeResults(parts, options);
     }
+  }
+
+  /**
+   * The one revision a read over `spans` is served at (ADR 0009 §4), with
+   * every range closed at it here, so each part holds exactly the writes at
+   * or below it; undefined for a read of one range at its current revision,
+   * as before ranges. An asked-for revision above every revision this node
+   * has applied is etcd's future revision. Over many ranges without one, a
+   * linearizable read takes the highest current revision of the ranges
+   * after their read barriers (every write acknowledged before the read is
+   * at or below it), a serializable one the lowest (no range waits).
+   */
+  private async readRevision(spans: readonly RoutedSpan[], requested: number, serializable: boolean): Promise<number | undefined> {
+    if (requested <= 0 && spans.length === 1) return undefined;
+    const currents = spans.map((s) => this.machine(s.rangeId).mvcc.currentRevision);
+    if (requested > 0 && requested > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
+    const revision = requested > 0 ? requested : serializable ? Math.min(...currents) : Math.max(...currents);
+    await Promise.all(spans.map((s) => this.closeAt(s.rangeId, revision)));
+    return revision;
+  }
+
+  /**
+   * Waits until range `rangeId` has applied everything at or below
+   * `revision` here: at once if its revision is there, else after a close
+   * command, whose stamp is above every revision handed out before it.
+   */
+  private async closeAt(rangeId: RangeId, revision: number): Promise<void> {
+    if (this.machine(rangeId).mvcc.currentRevision >= revision) return;
+    const result = await this.propose((requestId) => encodeCommand({ kind: 'close', requestId }), rangeId);
+    if (result.kind !== 'close') throw unexpected(result);
+    // Only a store that stamps no revisions (one without a TSO) closes nothing: it has one range, and never gets here.
+    if (this.machine(rangeId).mvcc.currentRevision < revision) throw new TesseraError('RANGE_UNAVAILABLE', `range ${rangeId} did not close at revision ${revision}`);
   }
 
   /**
@@ -193,14 +237,11 @@ export class KvApi {
   async txn(request: TxnRequest): Promise<TxnResponse> {
     this.o.load?.record();
     const intervals = txnIntervals(request);
+    if (isTxnReadOnly(request)) return this.readOnlyTxn(request, intervals);
     for (let attempt = 0; ; attempt++) {
       const rangeId = await this.whenRoutable(() => this.rangeOfTxn(intervals));
-      if (this.o.onRequest !== undefined && attempt === 0) for (const i of intervals) this.o.onRequest(rangeId, i);
-      if (isTxnReadOnly(request)) {
-        if (!isTxnSerializable(request)) await this.readBarrier(rangeId);
-        if (attempt < MAX_REROUTES && this.rangeOfTxn(intervals) !== rangeId) continue;
-        return this.machine(rangeId).mvcc.readTxn(request);
-      }
+      // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
+      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
       if (rangeId !== this.o.rangeId) await this.checkLeases(request);
       try {
         const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }), rangeId);
@@ -214,21 +255,65 @@ export class KvApi {
   }
 
   /**
-   * etcd's Compact, on every range. Until revisions come from one cluster-wide
-   * source (ADR 0009 §2), a range whose own revision is below `revision` is
-   * compacted at its own revision.
+   * A Txn that only reads, served as a read (see `txn`). Over one range: on
+   * its store at its current revision. Over many: at one revision, chosen
+   * and closed at as for a Range over many ranges (`readRevision`), every
+   * compare and Range of the txn reading each range's part at it.
+   */
+  private async readOnlyTxn(request: TxnRequest, intervals: readonly KeyInterval[]): Promise<TxnResponse> {
+    const serializable = isTxnSerializable(request);
+    for (let attempt = 0; ; attempt++) {
+      const spans = await this.whenRoutable(() => this.txnSpans(intervals));
+      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
+      if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+      const revision = spans.length === 1 ? undefined : await this.readRevision(spans, 0, serializable);
+      if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals))) continue;
+      if (revision === undefined) return this.machine(spans[0]!.rangeId).mvcc.readTxn(request);
+      return executeTxn(this.readView(revision), request);
+    }
+  }
+
+  /** One span per range a txn's intervals reach, in range id order (what `readRevision` needs of each). */
+  private txnSpans(intervals: readonly KeyInterval[]): RoutedSpan[] {
+    const byRange = new Map<RangeId, RoutedSpan>();
+    for (const i of intervals) for (const s of this.route(i)) if (!byRange.has(s.rangeId)) byRange.set(s.rangeId, s);
+    if (byRange.size === 0) return this.route(keyInterval(new Uint8Array(0)));
+    return [...byRange.values()].sort((a, b) => a.rangeId - b.rangeId);
+  }
+
+  /** The node's ranges as one read-only txn target at `revision`, every range closed at it here. */
+  private readView(revision: number): TxnTarget {
+    const range = (options: RangeOptions): RangeResult => {
+      const at = { ...options, revision: options.revision !== undefined && options.revision > 0 ? options.revision : revision };
+      const spans = this.route(keyInterval(options.key, options.rangeEnd));
+      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
+      return mergeRangeResults(spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY })), options);
+    };
+    return {
+      viewRevision: revision,
+      compactedRevision: this.compactedRevision(),
+      changeCount: 0,
+      range,
+      put: () => unreachable('a put reached a read-only txn; the caller checks isTxnReadOnly'),
+      deleteRange: () => unreachable('a delete reached a read-only txn; the caller checks isTxnReadOnly'),
+    };
+  }
+
+  /**
+   * etcd's Compact, on every range, each closed at `revision` first so that
+   * all compact at it (a range that saw no write since is moved up to it):
+   * a read below it is then refused in every range alike.
    */
   async compact(revision: number): Promise<number> {
     this.o.load?.record();
     const ranges = this.o.ranges?.router.list() ?? [{ rangeId: this.o.rangeId }];
     if (ranges.length === 1) return this.compactRange(ranges[0]!.rangeId, revision);
-    const first = this.machine(ranges[0]!.rangeId).mvcc;
-    if (revision <= first.compactedRevision) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
+    if (revision <= this.compactedRevision()) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
     if (revision > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
     await Promise.all(
       ranges.map(async (r) => {
-        const at = Math.min(revision, this.machine(r.rangeId).mvcc.currentRevision);
-        if (at > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, at);
+        await this.closeAt(r.rangeId, revision);
+        if (revision > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, revision);
       }),
     );
     return revision;
@@ -327,6 +412,10 @@ function sameRoute(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean 
   return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId && sameEnd(s.end, b[i]!.end));
 }
 
+function sameRanges(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId);
+}
+
 function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
@@ -340,4 +429,20 @@ function leaseIdsOf(request: TxnRequest): number[] {
     else if (op.type === 'txn') out.push(...leaseIdsOf(op.txn));
   }
   return out;
+}
+
+/** The smallest interval holding every one of `intervals` (etcd's form: an empty end reaches the end of the key space). */
+function coveringInterval(intervals: readonly KeyInterval[]): KeyInterval {
+  if (intervals.length === 1) return intervals[0]!;
+  let start = intervals[0]!.start;
+  let end: Uint8Array | undefined;
+  let toEnd = false;
+  for (const i of intervals) {
+    if (compareBytes(i.start, start) < 0) start = i.start;
+    // A single key's interval ends just after it.
+    const e = i.end === undefined ? concatBytes(i.start, new Uint8Array([0])) : i.end;
+    if (e.length === 0) toEnd = true;
+    else if (end === undefined || compareBytes(e, end) > 0) end = e;
+  }
+  return { start, end: toEnd ? new Uint8Array(0) : end };
 }

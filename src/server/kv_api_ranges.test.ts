@@ -38,6 +38,10 @@ test('KvApi over split ranges: Range answers as one range would (limit, sort, co
     const right = await split(node, META_RANGE, 'h');
     const far = await split(node, right, 'p');
     assert.equal(node.kvNode.router.list().length, 3);
+    // The meta range's table lists the three ranges as they are.
+    const table = (): string => (node.kvNode.stateMachine.metaTable?.all() ?? []).map((d) => `${d.rangeId}:${dec.decode(d.start)}-${d.end === undefined ? '' : dec.decode(d.end)}`).join(' ');
+    for (let i = 0; i < 100 && table() !== `1:-h ${right}:h-p ${far}:p-`; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(table(), `1:-h ${right}:h-p ${far}:p-`);
     const after = await Promise.all(variants.map((v) => kv.range(v, false)));
     for (const [i, v] of variants.entries()) assert.equal(shape(after[i]!), shape(before[i]!), `variant ${JSON.stringify({ ...v, key: undefined, rangeEnd: undefined })}`);
     // Writes inside one range go through; a txn or a delete over two is refused before anything is written.
@@ -86,6 +90,113 @@ test('KvApi over split ranges: a lease holds keys in any range; revoking it or l
 
     await assert.rejects(putWith('x', 424242), (e: unknown) => isTesseraError(e, 'LEASE_NOT_FOUND'));
     assert.equal(await present('x'), false);
+  } finally {
+    await node.close();
+  }
+});
+
+test('KvApi over split ranges: a read over many ranges is served at one revision, each range closed at it; explicit revisions and compaction apply to every range', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const put = async (k: string, v: string): Promise<number> =>
+      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    await put('a', 'a1');
+    await put('q', 'q1');
+    const right = await split(node, META_RANGE, 'h');
+    const current = (id: number): number => node.kvNode.stateMachineOf(id).mvcc.currentRevision;
+    // Only the left range is written: the right one stays at an older revision.
+    let last = 0;
+    for (let i = 0; i < 5; i++) last = await put('a', `a${i + 2}`);
+    assert.ok(current(right) < last, `the right range (${current(right)}) is behind the left (${last})`);
+    // A linearizable read over both is served at the newest revision, with the quiet range closed at it.
+    const all = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]) }, false);
+    assert.ok(all.revision >= last, `header ${all.revision} ≥ the last write ${last}`);
+    assert.ok(current(right) >= last, `the right range was closed at ${last} (now ${current(right)})`);
+    assert.deepEqual(all.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a6', 'q=q1']);
+    for (const x of all.kvs) assert.ok(x.modRevision <= all.revision);
+    // A revision one range handed out can be read in another: a right-range key at the left range's newest revision.
+    const newer = await put('a', 'a7');
+    const atNewer = await kv.range({ key: enc.encode('q'), revision: newer }, false);
+    assert.equal(dec.decode(atNewer.kvs[0]!.value), 'q1');
+    assert.ok(current(right) >= newer);
+    // Past every revision the node has applied: etcd's future revision.
+    await assert.rejects(kv.range({ key: enc.encode('q'), revision: newer + 1_000_000 }, false), (e: unknown) => isTesseraError(e, 'FUTURE_REVISION'));
+    // An older revision over both ranges: what each held then.
+    const old = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), revision: last }, false);
+    assert.deepEqual(old.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a6', 'q=q1']);
+    // A serializable read over both takes the lower current revision, without waiting.
+    const ser = await kv.range({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]) }, true);
+    assert.deepEqual(ser.kvs.map((x) => dec.decode(x.value)), ['a7', 'q1']);
+    // Compaction at the newest revision reaches the quiet range too: a read below it is refused in both.
+    const top = await put('a', 'a8');
+    await kv.compact(top);
+    assert.equal(node.kvNode.stateMachineOf(META_RANGE).mvcc.compactedRevision, top);
+    assert.equal(node.kvNode.stateMachineOf(right).mvcc.compactedRevision, top);
+    await assert.rejects(kv.range({ key: enc.encode('q'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
+    await assert.rejects(kv.range({ key: enc.encode('a'), revision: top - 1 }, false), (e: unknown) => isTesseraError(e, 'COMPACTED'));
+    assert.equal(kv.compactedRevision(), top);
+    // A Txn that only reads, over both ranges: its compares and Ranges see one revision.
+    const last2 = await put('a', 'a9');
+    const txn = await kv.txn({
+      compare: [
+        { key: enc.encode('a'), target: 'VALUE', result: 'EQUAL', value: enc.encode('a9') },
+        { key: enc.encode('q'), target: 'VALUE', result: 'EQUAL', value: enc.encode('q1') },
+      ],
+      success: [
+        { type: 'range', range: { key: enc.encode('a') } },
+        { type: 'range', range: { key: enc.encode('a'), rangeEnd: new Uint8Array([0]), revision: top } },
+      ],
+      failure: [],
+    });
+    assert.equal(txn.succeeded, true);
+    assert.ok(txn.revision >= last2);
+    const [now, then] = txn.responses as { type: 'range'; range: RangeResult }[];
+    assert.deepEqual(now!.range.kvs.map((x) => dec.decode(x.value)), ['a9']);
+    assert.deepEqual(then!.range.kvs.map((x) => `${dec.decode(x.key)}=${dec.decode(x.value)}`), ['a=a8', 'q=q1']);
+  } finally {
+    await node.close();
+  }
+});
+
+test('KvApi over split ranges: a watch over many ranges gets every change once, in revision order, live and from history', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const put = async (k: string, v: string): Promise<number> =>
+      (await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] })).revision;
+    const first = await put('b', '0');
+    const right = await split(node, META_RANGE, 'h');
+    await split(node, right, 'p');
+    const seen: { live: number[]; past: number[] } = { live: [], past: [] };
+    const all = { key: enc.encode('a'), rangeEnd: new Uint8Array([0]), prevKv: false, noPut: false, noDelete: false, progressNotify: false };
+    node.watches.create({ ...all, startRevision: 0 }, { deliver: (o) => (o.kind === 'events' && seen.live.push(...o.events.map((e) => e.kv.modRevision)), true) });
+    // Writes to the three ranges at once: they apply in any order across ranges, and are delivered in one.
+    const revisions = (await Promise.all(Array.from({ length: 30 }, (_, i) => put(['c', 'k', 'x'][i % 3]!, String(i))))).sort((a, b) => a - b);
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(ok(), what);
+    };
+    await until('every live change arrives', () => seen.live.length === revisions.length);
+    assert.deepEqual(seen.live, revisions);
+    // From history: the first write and the 30, from before the splits on.
+    node.watches.create({ ...all, startRevision: first }, { deliver: (o) => (o.kind === 'events' && seen.past.push(...o.events.map((e) => e.kv.modRevision)), true) });
+    await until('history arrives', () => (node.watches.pump(), seen.past.length === revisions.length + 1));
+    assert.deepEqual(seen.past, [first, ...revisions]);
+    // Progress over all ranges after writes to one: it reaches the last change (the quiet ranges are closed at it), and
+    // once there, further notifications ask for no more closes (a close changes nothing, so it asks for no other).
+    const progress: number[] = [];
+    node.watches.create({ ...all, startRevision: 0, progressNotify: true }, { deliver: (o) => (o.kind === 'progress' && progress.push(o.revision), true) });
+    const lastWrite = await put('k', 'last');
+    await until('progress reaches the last change', () => (node.watches.progressTick(), progress.length > 0 && progress[progress.length - 1]! >= lastWrite));
+    await new Promise((r) => setTimeout(r, 100));
+    const currents = (): string => node.kvNode.router.list().map((r) => node.kvNode.stateMachineOf(r.rangeId).mvcc.currentRevision).join(',');
+    const settled = currents();
+    for (let i = 0; i < 3; i++) {
+      node.watches.progressTick();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(currents(), settled, 'no close without a change to pass');
   } finally {
     await node.close();
   }

@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -84,7 +84,7 @@ export interface StartNodeOptions {
   readonly proposalWindowMs?: number;
   /** Linearizable reads from the leader's lease or by a heartbeat round (default DEFAULT_READ_MODE; see ReadMode). */
   readonly readMode?: ReadMode;
-  /** A range whose approximate size passes this splits (default DEFAULT_RANGE_MAX_BYTES_FOR_NOW, 0: never by size; see there). */
+  /** A range whose approximate size passes this splits (default DEFAULT_RANGE_MAX_BYTES, 0: never by size; see there). */
   readonly rangeMaxBytes?: number;
   /** A range serving more requests a second than this splits at a sampled key (default DEFAULT_RANGE_SPLIT_QPS; 0: never by load). */
   readonly rangeSplitQps?: number;
@@ -222,15 +222,13 @@ function nonNegative(what: string, v: number): number {
 }
 
 /**
- * Splits are off by default (both 0) until watches merge the events of many
- * ranges by closed revision (ADR 0009 §4) and leases span ranges: past the
- * first split, a watcher or a lease over keys of another range is not
- * served correctly yet (docs/architecture.md). Issue 13's defaults, which
- * these become then, are DEFAULT_RANGE_MAX_BYTES (64 MiB) and
- * RANGE_SPLIT_QPS (2500).
+ * Issue 13's defaults: a range splits past 64 MiB, or past 2500 requests a
+ * second at a sampled key that few requests cross (a multi-key txn counts as
+ * one request over its keys' whole span, so load splits avoid cutting txns
+ * that run together: until issue 14, a write over two ranges is refused).
  */
-export const DEFAULT_RANGE_MAX_BYTES_FOR_NOW = 0;
-export const DEFAULT_RANGE_SPLIT_QPS = 0;
+export { DEFAULT_RANGE_MAX_BYTES };
+export const DEFAULT_RANGE_SPLIT_QPS = RANGE_SPLIT_QPS;
 
 function resolveOptions(o: StartNodeOptions): Resolved {
   const name = checkName(o.name);
@@ -275,7 +273,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
-    rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES_FOR_NOW),
+    rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES),
     rangeSplitQps: nonNegative('rangeSplitQps', o.rangeSplitQps ?? DEFAULT_RANGE_SPLIT_QPS),
     logger,
   };

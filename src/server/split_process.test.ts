@@ -33,11 +33,22 @@ test('real processes: 3 nodes split a loaded key space into many ranges by size;
   try {
     await cluster.startAll();
     const clients = cluster.clientAddresses.map((a) => new KvClient(a));
+    // A watch over the whole prefix, opened before the load on another node than most writes: it must see every put once, in revision order, as the key space splits under it.
+    const watchClient = new Etcd3({ hosts: [`http://${cluster.clientAddresses[1]!}`] });
+    const live: { key: string; value: string; revision: number }[] = [];
+    const watcher = await watchClient.watch().prefix('key/').create();
+    watcher.on('put', (kv) => live.push({ key: kv.key.toString(), value: kv.value.toString(), revision: Number(kv.mod_revision) }));
     const acked = new Map<string, string>();
+    const putErrors: string[] = [];
     for (let i = 0; i < KEYS; i++) {
       const key = `key/${String((i * 7919) % 10_007).padStart(5, '0')}`;
       const value = valueOf(i);
-      await retryUntil(`put ${key}`, 20_000, () => clients[i % clients.length]!.put(key, value, 5_000));
+      await retryUntil(`put ${key}`, 20_000, () =>
+        clients[i % clients.length]!.put(key, value, 5_000).catch((error: unknown) => {
+          putErrors.push(String((error as Error).message ?? error).slice(0, 120));
+          throw error;
+        }),
+      );
       acked.set(key, value);
     }
     const admin = cluster.specs[0]!.admin;
@@ -46,6 +57,7 @@ test('real processes: 3 nodes split a loaded key space into many ranges by size;
       if (list.length < 4) throw new Error(`${list.length} ranges so far`);
       return list;
     });
+    if (putErrors.length > 0) note(`puts retried after: ${[...new Set(putErrors)].join(' | ')} (${putErrors.length} times)`);
     note(`split into ${ranges.length} ranges: ${ranges.map((r) => `${r.id}:${r.keys}k/${r.bytes}B@${r.leader ?? '-'}`).join(' ')}`);
     assert.equal(partitionProblem(ranges), undefined);
     // Every node sees every range with the same bounds once it has caught up.
@@ -56,6 +68,30 @@ test('real processes: 3 nodes split a loaded key space into many ranges by size;
         if (problem !== undefined || mine.length < ranges.length) throw new Error(problem ?? `${mine.length} ranges`);
       });
     }
+
+    await t.test('etcd3 client watches over every range: the live watch saw each put once, in revision order; one resumed from its first revision replays the same from history', async () => {
+      try {
+        await retryUntil('the live watch has every put', 30_000, async () => {
+          if (live.length < acked.size) throw new Error(`${live.length} of ${acked.size} events`);
+        });
+        // Strictly rising revisions: no event twice, none out of order. A put retried after a timeout may have applied twice: two events.
+        for (let i = 1; i < live.length; i++) assert.ok(live[i]!.revision > live[i - 1]!.revision, `event ${i} at ${live[i]!.revision} after ${live[i - 1]!.revision}`);
+        for (const e of live) assert.equal(e.value, acked.get(e.key), e.key);
+        assert.deepEqual(new Set(live.map((e) => e.key)), new Set(acked.keys()), 'every acknowledged key, and only those');
+        note(`live watch: ${live.length} events for ${acked.size} acknowledged puts (${live.length - acked.size} from retried puts)`);
+        const replayed: number[] = [];
+        const again = await watchClient.watch().prefix('key/').startRevision(String(live[0]!.revision)).create();
+        again.on('put', (kv) => replayed.push(Number(kv.mod_revision)));
+        await retryUntil('the resumed watch replays every put', 30_000, async () => {
+          if (replayed.length < live.length) throw new Error(`${replayed.length} of ${live.length} events`);
+        });
+        assert.deepEqual(replayed, live.map((e) => e.revision));
+        await again.cancel();
+      } finally {
+        await watcher.cancel();
+        watchClient.close();
+      }
+    });
 
     await t.test('etcd3 client: every key, with its value, one read over every range', async () => {
       const client = new Etcd3({ hosts: cluster.clientAddresses.map((a) => `http://${a}`) });

@@ -97,4 +97,20 @@ export class RangeOracle {
     }
     if (at !== undefined) this.violation('range-partition', `range partition: on node ${id}, no range holds the keys from ${describeBounds({ start: at, end: undefined })} (${list.map((x) => `${x.rangeId}${describeBounds(x.bounds)}`).join(' ')})`);
   }
+
+  /**
+   * After convergence: node `id`'s meta table partitions the key space (the
+   * table asserts that at every update) and lists its ranges as they are.
+   * Returns whether it does (after a quiet period longer than
+   * META_REPAIR_INTERVAL_MS, every lost update has been repaired).
+   */
+  metaTableMatches(node: SimStoreNode): boolean {
+    const table = node.kv.stateMachine.metaTable?.all() ?? [];
+    const list = node.kv.router.list();
+    if (table.length !== list.length) return false;
+    return list.every((r, i) => {
+      const e = table[i] as (typeof table)[number];
+      return e.rangeId === r.rangeId && describeBounds(e) === describeBounds(r.bounds);
+    });
+  }
 }

@@ -316,6 +316,11 @@ export class SimStoreNode {
     return this.sm.mvcc;
   }
 
+  /** The MVCC stores of the ranges this node holds keys of: together, the node's whole history. */
+  rangeStores(): MvccStore[] {
+    return this.kv.router.list().map((r) => this.kv.stateMachineOf(r.rangeId).mvcc);
+  }
+
   /** The applied index of this node's replica of `rangeId` (0 without one). */
   applied(rangeId: RangeId = SIM_RANGE): number {
     return this.store.replica(rangeId)?.appliedIndex() ?? 0;

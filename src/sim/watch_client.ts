@@ -90,17 +90,22 @@ export class WatchClient {
     for (const e of o.events) this.seen.push({ revision: e.kv.modRevision, text: describe(e) });
   }
 
-  /** Everything seen equals the replica's history, without gaps, up to the latest revision. */
-  check(history: MvccStore): void {
+  /** Everything seen equals the replica's history over all its ranges, in revision order, without gaps, up to the latest revision. */
+  check(ranges: readonly MvccStore[]): void {
     const expected: Seen[] = [];
-    let from = 1;
-    const current = history.currentRevision;
-    while (from <= current) {
-      const r = history.events({ fromRevision: from, key: ALL, rangeEnd: ALL });
-      for (const e of r.events) expected.push({ revision: e.kv.modRevision, text: describe(e) });
-      if (r.nextRevision <= from) break;
-      from = r.nextRevision;
+    let current = 0;
+    for (const history of ranges) {
+      current = Math.max(current, history.currentRevision);
+      let from = 1;
+      while (from <= history.currentRevision) {
+        const r = history.events({ fromRevision: from, key: ALL, rangeEnd: ALL });
+        for (const e of r.events) expected.push({ revision: e.kv.modRevision, text: describe(e) });
+        if (r.nextRevision <= from) break;
+        from = r.nextRevision;
+      }
     }
+    // Stable: a transaction's events stay in their order.
+    expected.sort((a, b) => a.revision - b.revision);
     const n = Math.max(expected.length, this.seen.length);
     for (let i = 0; i < n; i++) {
       const a = this.seen[i];

@@ -65,7 +65,7 @@ export function liveClusterRoots(): string[] {
 }
 
 /** Starts `size` members of `system`; `readMode` is tessera's --read-mode (etcd serves ReadIndex reads). */
-export async function startCluster(system: SystemName, size: number, options: { readonly readMode?: ReadMode; readonly rangeMaxBytes?: number } = {}): Promise<Cluster> {
+export async function startCluster(system: SystemName, size: number, options: { readonly readMode?: ReadMode; readonly rangeMaxBytes?: number; readonly rangeSplitQps?: number } = {}): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), `tessera-bench-${system}-`));
   const ports = await freePorts(size * 2);
   const clientAddr = (i: number): string => `127.0.0.1:${ports[i * 2]}`;
@@ -75,7 +75,7 @@ export async function startCluster(system: SystemName, size: number, options: { 
     const spec = { name, dataDir: join(root, name), client: clientAddr(i), peer: peerAddr(i) };
     const proc = system === 'etcd'
       ? spawnEtcd(spec, names.map((n, j) => `${n}=http://${peerAddr(j)}`).join(','))
-      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, options.rangeMaxBytes ?? 0);
+      : spawnTessera(spec, names.map((n, j) => `${n}=${peerAddr(j)}`).join(','), options.readMode ?? DEFAULT_READ_MODE, { rangeMaxBytes: options.rangeMaxBytes ?? 0, rangeSplitQps: options.rangeSplitQps ?? 0 });
     const member: Member = { name, clientEndpoint: spec.client, proc, exited: false, logTail: '' };
     const keep = (d: Buffer): void => void (member.logTail = (member.logTail + d.toString()).slice(-LOG_TAIL_BYTES));
     proc.stdout?.on('data', keep);
@@ -103,7 +103,7 @@ interface MemberSpec {
   readonly peer: string;
 }
 
-function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, rangeMaxBytes: number): ChildProcess {
+function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMode, splits: { readonly rangeMaxBytes: number; readonly rangeSplitQps: number }): ChildProcess {
   const args = [
     TESSERA_MAIN, 'start',
     '--name', spec.name,
@@ -116,7 +116,8 @@ function spawnTessera(spec: MemberSpec, initialCluster: string, readMode: ReadMo
     '--engine', 'lmdb',
     '--log-level', 'warn',
     '--read-mode', readMode,
-    '--range-max-bytes', String(rangeMaxBytes),
+    '--range-max-bytes', String(splits.rangeMaxBytes),
+    '--range-split-qps', String(splits.rangeSplitQps),
   ];
   // The IPC channel closing tells a child its parent is gone, so a killed benchmark leaves no nodes behind.
   return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });

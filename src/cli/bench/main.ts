@@ -36,6 +36,7 @@ interface BenchFlags {
   /** tessera's --read-mode: how its linearizable gets are confirmed. */
   readonly readMode: ReadMode;
   readonly rangeMaxBytes: number;
+  readonly rangeSplitQps: number;
 }
 
 function positiveInt(value: string): number {
@@ -72,7 +73,8 @@ function parseFlags(): BenchFlags {
     .option('--concurrency <list>', 'closed-loop workers per cell', intList, [1, 16, 64])
     .option('--workloads <list>', `workloads (${WORKLOAD_NAMES.join(',')})`, listOf(WORKLOAD_NAMES), [...WORKLOAD_NAMES])
     .option('--keys <n>', 'keys preloaded and drawn from', positiveInt, 100_000)
-    .option('--range-max-bytes <n>', "tessera's --range-max-bytes: split ranges past this size (0: one range)", nonNegativeInt, 0)
+    .option('--range-max-bytes <n>', "tessera's --range-max-bytes: split ranges past this size (0, the default here: never)", nonNegativeInt, 0)
+    .option('--range-split-qps <n>', "tessera's --range-split-qps: split ranges past this load (0, the default here: never; with both 0, one range as in earlier records)", nonNegativeInt, 0)
     .option('--value-bytes <n>', 'value size', positiveInt, 256)
     .option('--systems <list>', `systems (${SYSTEM_NAMES.join(',')})`, listOf(SYSTEM_NAMES), [...SYSTEM_NAMES])
     .option('--check-perf <loads>', `etcdctl check perf loads to run against tessera (${CHECK_PERF_LOADS.join(',')})`, listOf(CHECK_PERF_LOADS), ['s', 'm'])
@@ -105,7 +107,7 @@ async function startSystems(flags: BenchFlags, space: KeySpace): Promise<Map<Sys
   const clusters = new Map<SystemName, Cluster>();
   for (const system of flags.systems) {
     const startMs = Date.now();
-    const cluster = await startCluster(system, CLUSTER_SIZE, { readMode: flags.readMode, rangeMaxBytes: flags.rangeMaxBytes });
+    const cluster = await startCluster(system, CLUSTER_SIZE, { readMode: flags.readMode, rangeMaxBytes: flags.rangeMaxBytes, rangeSplitQps: flags.rangeSplitQps });
     clusters.set(system, cluster);
     say(`${system} ${cluster.version}: ${CLUSTER_SIZE} members serving at ${cluster.endpoints.join(',')} (leader first); preloading ${flags.keys} keys`);
     await preload(cluster, space);
@@ -164,7 +166,7 @@ function parameterLines(flags: BenchFlags, clusters: Map<SystemName, Cluster>): 
     `- ${flags.keys} keys preloaded, ${flags.valueBytes}-byte values; warm-up ${flags.warmupMs} ms and ${flags.durationMs} ms measured per cell`,
     `- concurrency ${flags.concurrency.join(', ')} (connections: ${channels})`,
     `- tessera read mode: ${flags.readMode}`,
-    `- tessera --range-max-bytes: ${flags.rangeMaxBytes === 0 ? 'off (one range)' : flags.rangeMaxBytes}`,
+    `- tessera --range-max-bytes: ${flags.rangeMaxBytes === 0 ? 'off' : flags.rangeMaxBytes}, --range-split-qps: ${flags.rangeSplitQps === 0 ? 'off' : flags.rangeSplitQps}`,
     ...flags.workloads.map((w) => `- ${w}: ${WORKLOAD_DESCRIPTIONS[w]}`),
   ];
 }

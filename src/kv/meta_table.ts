@@ -1,0 +1,125 @@
+import { assert } from '../base/index.js';
+import { compareBytes } from '../mvcc/index.js';
+import type { StorageEngine, WriteBatch } from '../storage/engine.js';
+import { type RangeId, keys } from './keys.js';
+import { type RangeDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
+
+/** Most descriptors one meta-update command may carry (a split gives two, a merge one; a repair tiles what it finds). */
+export const MAX_META_UPDATE_DESCRIPTORS = 64;
+
+/** Whether descriptor `a`'s epoch is older than `b`'s (version first, then membership). */
+export function epochOlder(a: RangeDescriptor, b: RangeDescriptor): boolean {
+  return a.epoch.version < b.epoch.version || (a.epoch.version === b.epoch.version && a.epoch.confVersion < b.epoch.confVersion);
+}
+
+function overlaps(a: RangeDescriptor, b: RangeDescriptor): boolean {
+  const aEndsBeforeB = a.end !== undefined && compareBytes(a.end, b.start) <= 0;
+  const bEndsBeforeA = b.end !== undefined && compareBytes(b.end, a.start) <= 0;
+  return !aEndsBeforeB && !bEndsBeforeA;
+}
+
+function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return compareBytes(a, b) === 0;
+}
+
+/** Why `sorted` (by start) does not cover [start, end) exactly, once, or undefined when it does. */
+export function tilingProblem(sorted: readonly RangeDescriptor[], start: Uint8Array, end: Uint8Array | undefined): string | undefined {
+  if (sorted.length === 0) return 'no descriptors';
+  if (compareBytes((sorted[0] as RangeDescriptor).start, start) !== 0) return `the first starts at another key than ${Buffer.from(start).toString('hex')}`;
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const a = sorted[i] as RangeDescriptor;
+    const b = sorted[i + 1] as RangeDescriptor;
+    if (a.end === undefined || compareBytes(a.end, b.start) !== 0) return `a gap or an overlap between ranges ${a.rangeId} and ${b.rangeId}`;
+  }
+  return sameEnd((sorted[sorted.length - 1] as RangeDescriptor).end, end) ? undefined : 'the last ends at another key';
+}
+
+/**
+ * The meta range's descriptor table (issue 13: "descriptors live in the
+ * meta range"): a copy of every range's descriptor, keyed by start key in
+ * the meta range's own state (`keys.metaDescriptor`), so it is replicated
+ * and carried by the meta range's snapshots. It always partitions the key
+ * space: an update replaces the descriptors it overlaps only if it covers
+ * exactly the same keys and every one it replaces is older (a split
+ * replaces the parent by its two halves, a merge two neighbours by one, a
+ * membership change one by its next epoch); anything else is refused
+ * alike on every replica. Ranges update it after they change (a split,
+ * then a meta-update), so it may lag behind them, never contradict itself.
+ */
+export class MetaTable {
+  /** Sorted by start key; loaded on first use, then kept right by `update` (a batch is not readable before it is staged). */
+  private entries: RangeDescriptor[] | undefined;
+
+  constructor(
+    private readonly engine: StorageEngine,
+    private readonly rangeId: RangeId,
+  ) {}
+
+  /** Every descriptor, by start key. */
+  all(): readonly RangeDescriptor[] {
+    if (this.entries === undefined) {
+      const out: RangeDescriptor[] = [];
+      for (const { value } of this.engine.scan({ start: keys.metaDescriptorStart(this.rangeId), end: keys.metaDescriptorEnd(this.rangeId) })) out.push(decodeDescriptor(value));
+      this.entries = out;
+    }
+    return this.entries;
+  }
+
+  /** The descriptor holding `key`, if the table has one. */
+  lookup(key: Uint8Array): RangeDescriptor | undefined {
+    let found: RangeDescriptor | undefined;
+    for (const d of this.all()) {
+      if (compareBytes(d.start, key) > 0) break;
+      found = d;
+    }
+    return found !== undefined && (found.end === undefined || compareBytes(key, found.end) < 0) ? found : undefined;
+  }
+
+  /** The descriptors whose keys overlap `d`'s, by start key. */
+  overlapping(d: RangeDescriptor): RangeDescriptor[] {
+    return this.all().filter((e) => overlaps(e, d));
+  }
+
+  /** The first range's entry at a founder's bootstrap. */
+  seed(batch: WriteBatch, d: RangeDescriptor): void {
+    assert(this.all().length === 0, 'the meta table is seeded once');
+    this.put(batch, d);
+  }
+
+  /**
+   * Replaces the descriptors `incoming` overlaps by `incoming`, if it tiles
+   * exactly their keys and is newer than each; returns 'stale' when some
+   * stored descriptor is as new (an update already applied, or overtaken),
+   * or why the update is refused.
+   */
+  update(batch: WriteBatch, incoming: readonly RangeDescriptor[]): 'applied' | 'stale' | string {
+    const sorted = [...incoming].sort((a, b) => compareBytes(a.start, b.start));
+    const first = sorted[0];
+    if (first === undefined) return 'no descriptors';
+    const last = sorted[sorted.length - 1] as RangeDescriptor;
+    const own = tilingProblem(sorted, first.start, last.end);
+    if (own !== undefined) return `the update does not tile its keys: ${own}`;
+    const replaced = this.all().filter((d) => sorted.some((n) => overlaps(d, n)));
+    if (replaced.some((old) => sorted.some((n) => overlaps(old, n) && !epochOlder(old, n)))) return 'stale';
+    const theirs = tilingProblem(replaced, first.start, last.end);
+    if (theirs !== undefined) return `the update covers other keys than the descriptors it replaces: ${theirs}`;
+    for (const old of replaced) batch.delete(keys.metaDescriptor(this.rangeId, old.start));
+    for (const d of sorted) batch.put(keys.metaDescriptor(this.rangeId, d.start), encodeDescriptor(d));
+    this.entries = [...this.all().filter((d) => !replaced.includes(d)), ...sorted].sort((a, b) => compareBytes(a.start, b.start));
+    // Issue 13's oracle, kept on in production: the table partitions the key space after every update.
+    const whole = tilingProblem(this.entries, new Uint8Array(0), undefined);
+    assert(whole === undefined, () => `the meta table no longer partitions the key space: ${whole}`);
+    return 'applied';
+  }
+
+  /** A snapshot replaced the meta range's state: read the table again. */
+  forget(): void {
+    this.entries = undefined;
+  }
+
+  private put(batch: WriteBatch, d: RangeDescriptor): void {
+    batch.put(keys.metaDescriptor(this.rangeId, d.start), encodeDescriptor(d));
+    this.entries = [...this.all(), d].sort((a, b) => compareBytes(a.start, b.start));
+  }
+}
