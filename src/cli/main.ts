@@ -75,6 +75,8 @@ program
   .option('--proposal-window-ms <ms>', `how long a busy leader gathers writes into one batch, 0-${MAX_PROPOSAL_WINDOW_MS} (0: off)`, windowMs, DEFAULT_PROPOSAL_WINDOW_MS)
   .option('--range-max-bytes <bytes>', 'split a range once its approximate size passes this (0: never by size)', nonNegativeInt, DEFAULT_RANGE_MAX_BYTES)
   .option('--range-split-qps <n>', 'split a range serving more requests a second than this, at a sampled key (0: never by load)', nonNegativeInt, DEFAULT_RANGE_SPLIT_QPS)
+  .option('--range-merge', 'merge neighbouring ranges that are both small and cold (the default; only while splits are on)')
+  .option('--no-range-merge', 'never merge ranges')
   .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));

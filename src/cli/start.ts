@@ -25,6 +25,8 @@ export interface StartFlags {
   readonly proposalWindowMs: number;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
+  /** commander's --range-merge / --no-range-merge: true unless turned off. */
+  readonly rangeMerge?: boolean;
   readonly readMode: ReadMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -116,6 +118,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     proposalWindowMs: f.proposalWindowMs,
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,
+    rangeMerge: f.rangeMerge ?? true,
     readMode: f.readMode,
     logLevel: f.logLevel,
     ...hooks,

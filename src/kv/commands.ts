@@ -36,9 +36,25 @@ export type KvCommand =
    */
   | { readonly kind: 'close'; readonly requestId: string }
   /** Brings the meta range's descriptor table up to date with ranges that changed (meta_table.ts); encoded descriptors. */
-  | { readonly kind: 'meta-update'; readonly requestId: string; readonly descriptors: readonly Uint8Array[] };
+  | { readonly kind: 'meta-update'; readonly requestId: string; readonly descriptors: readonly Uint8Array[] }
+  /**
+   * The first step of a merge (ADR 0009 §6): the range, the right-hand side
+   * of a merge, stops serving. Applied only at epoch version `version`;
+   * every later command but a membership change is refused (RANGE_MISMATCH)
+   * until the left neighbour's merge retires the range.
+   */
+  | { readonly kind: 'freeze'; readonly requestId: string; readonly version: number }
+  /**
+   * The second step (ADR 0009 §6), in the left range's log: the range takes
+   * over `rightRangeId`, frozen at version `rightVersion` by its entry at
+   * `rightFrozenIndex` (of term `rightFrozenTerm`). A replica applies it only
+   * once its replica of the right range applied that entry, and only while
+   * the range's membership is still at `leftConfVersion` (every replica of
+   * it then held the right range's log through the freeze).
+   */
+  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number; readonly leftConfVersion: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -97,6 +113,10 @@ function commandProblem(value: unknown): string | undefined {
       return undefined;
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
+    case 'freeze':
+      return int(c['version']) ? undefined : 'freeze';
+    case 'merge':
+      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) && int(c['leftConfVersion']) ? undefined : 'merge';
     case 'meta-update':
       return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':

@@ -21,6 +21,7 @@ import { assert } from '../base/index.js';
  *   r<id>o 0x03   the range's approximate size in bytes (written keys and values; splits recount)
  *   r<id>o 0x04 <start key>  the meta table: every range's descriptor by start key (on the
  *                 metadata range only; meta_table.ts)
+ *   r<id>o 0x06   the range is frozen for a merge: the freeze entry's index, term, epoch version
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
@@ -98,6 +99,13 @@ export const keys = {
     const out = new Uint8Array(11);
     out.set(suffixed(id, 0x6f), 0);
     out[10] = 0x05;
+    return out;
+  },
+  /** The range is frozen for a merge (ADR 0009 §6): the freeze entry's index, term and the epoch version it froze. Carried by snapshots. */
+  frozen: (id: RangeId): Uint8Array => {
+    const out = new Uint8Array(11);
+    out.set(suffixed(id, 0x6f), 0);
+    out[10] = 0x06;
     return out;
   },
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'

@@ -8,13 +8,14 @@ import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { type RangeId, keys, readU64 } from './keys.js';
+import { compareBytes } from '../mvcc/bytes.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
 import type { MemberRecord } from './members.js';
 import { type MembershipLog, MembershipCore } from './membership.js';
 import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
-import { type RequestEvent, RequestRunner } from './requests.js';
+import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
 import { type RangeMessage, Store, type Transport } from './store.js';
 import { type WatchRanges, WatchHub } from './watch_hub.js';
@@ -75,6 +76,12 @@ export interface KvNodeOptions {
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
 }
 
+/** How often a node looks for ranges it leads whose right neighbour is frozen, to finish their merge (see finishFrozenMerges). */
+export const FROZEN_MERGE_CHECK_MS = 500;
+
+/** A merge whose proposer does not lead the frozen right range asks for its leadership every this many polls (see whenFreezeReplicated). */
+const FREEZE_TRANSFER_POLLS = 10;
+
 /** A revision request waits this share of the request timeout: the RequestRunner retries the proposals it held within the rest. */
 const REVISION_DEADLINE_SHARE = 5;
 
@@ -108,6 +115,11 @@ export class KvNode {
   private nextMetaRepairMs = 0;
   /** Ranges with a close command in flight from this node (see requestClose). */
   private readonly closing = new Set<RangeId>();
+  /** Left ranges with a merge in flight from this node (see mergeRanges). */
+  private readonly merging = new Set<RangeId>();
+  private nextFrozenCheckMs = 0;
+  /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
+  private readonly frozenSinceMs = new Map<RangeId, number>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
@@ -132,6 +144,11 @@ export class KvNode {
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
       onTurnApplied: () => this.watches.flush(),
       onRangeOpened: () => this.router.invalidate(),
+      onRangeRetired: (rangeId) => {
+        this.machines.delete(rangeId);
+        this.closing.delete(rangeId);
+        this.router.invalidate();
+      },
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
         if (rd.snapshot !== undefined) {
@@ -215,10 +232,17 @@ export class KvNode {
     };
   }
 
-  /** The highest revision any range on this node has applied. */
+  /**
+   * The highest revision any range on this node has applied, frozen ranges
+   * included (they are not routed, but their changes were applied here: a
+   * watch buffer that starts above them must not start below their last).
+   */
   newestRevision(): number {
     let newest = 0;
-    for (const r of this.router.list()) newest = Math.max(newest, this.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    for (const id of this.store.rangeIds()) {
+      const sm = this.machines.get(id);
+      if (sm?.descriptor !== undefined) newest = Math.max(newest, sm.mvcc.currentRevision);
+    }
     return newest;
   }
 
@@ -236,11 +260,18 @@ export class KvNode {
     this.requests.propose((requestId) => encodeCommand({ kind: 'close', requestId }), () => this.closing.delete(rangeId), rangeId);
   }
 
-  /** The ranges this node holds keys of (a replica made for a peer's message holds none until its snapshot). */
+  /**
+   * The ranges this node serves keys of: not a replica made for a peer's
+   * message (it holds none until its snapshot), nor a range frozen for a
+   * merge (its keys are served again by the left neighbour once the merge
+   * applies here; until then they are RANGE_UNAVAILABLE, which reads, writes
+   * and watches wait out).
+   */
   private *routableRanges(): IterableIterator<RoutableRange> {
     for (const id of this.store.rangeIds()) {
-      const bounds = this.machines.get(id)?.bounds;
-      if (bounds !== undefined) yield { rangeId: id, bounds };
+      const sm = this.machines.get(id);
+      const bounds = sm?.bounds;
+      if (bounds !== undefined && sm?.frozen === undefined) yield { rangeId: id, bounds };
     }
   }
 
@@ -277,8 +308,101 @@ export class KvNode {
     );
   }
 
+  /**
+   * Merges range `leftId` with its right neighbour (ADR 0009 §6), which must
+   * have the same replicas and be led here too. First the right range is
+   * frozen by a `freeze` in its own log (a frozen range is frozen again at
+   * no cost, so an interrupted merge is finished by asking again); then,
+   * once every replica of it holds the freeze entry in its log, a `merge`
+   * in the left range's log takes it over. `done` gets the merged
+   * descriptor, or why not: RANGE_MISMATCH when either range changed first.
+   */
+  mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    if (this.merging.has(leftId)) return done(new TesseraError('RANGE_MISMATCH', `range ${leftId} has a merge in flight from this node`));
+    this.merging.add(leftId);
+    this.startMerge(leftId, (outcome) => {
+      this.merging.delete(leftId);
+      done(outcome);
+    });
+  }
+
+  private startMerge(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    const left = this.machines.get(leftId)?.descriptor;
+    if (left === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} is not on this node`));
+    if (this.machines.get(leftId)?.frozen !== undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${leftId} is itself frozen for a merge`));
+    const rightId = this.rightNeighbourOf(leftId);
+    const right = rightId === undefined ? undefined : this.machines.get(rightId)?.descriptor;
+    if (rightId === undefined || right === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${leftId} has no right neighbour on this node`));
+    if (!sameReplicas(left.replicas, right.replicas)) return done(new TesseraError('RANGE_MISMATCH', `ranges ${leftId} and ${rightId} have different replicas`));
+    const proposeMerge = (frozen: { index: number; term: number; version: number }, leftConfVersion: number): void => {
+      this.requests.propose(
+        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term, leftConfVersion }),
+        (o) => {
+          if (o.kind === 'failed') return done(o.error);
+          const r = o.result as CommandResult;
+          if (r.kind !== 'merge') return done(resultError(r));
+          // As after a split: the table learns at once (it replaces the two older entries), not at the next repair.
+          this.proposeMetaUpdate([r.merged], 'merge');
+          done({ merged: r.merged, rightRangeId: r.rightRangeId });
+        },
+        leftId,
+      );
+    };
+    if (this.o.sabotage?.has('merge-skips-freeze') === true) {
+      // The deliberate bug: no freeze, no wait; the merge names where the right range is on this node now.
+      const replica = this.store.replica(rightId);
+      if (replica === undefined) return done(new TesseraError('RANGE_UNAVAILABLE', `range ${rightId} is not on this node`));
+      const index = replica.appliedIndex();
+      return proposeMerge({ index, term: replica.raw.raft.raftLog.termOrUndefined(index) ?? 1, version: right.epoch.version }, left.epoch.confVersion);
+    }
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'freeze', requestId, version: right.epoch.version }),
+      (o) => {
+        if (o.kind === 'failed') return done(o.error);
+        const r = o.result as CommandResult;
+        if (r.kind !== 'freeze') return done(resultError(r));
+        this.whenFreezeReplicated(leftId, rightId, r.index, this.o.timers.nowMs() + this.o.requestTimeoutMs, (outcome) => (typeof outcome === 'number' ? proposeMerge(r, outcome) : done(outcome)));
+      },
+      rightId,
+    );
+  }
+
+  /** The range on this node that starts where range `leftId` ends, if any. */
+  rightNeighbourOf(leftId: RangeId): RangeId | undefined {
+    const end = this.machines.get(leftId)?.descriptor?.end;
+    if (end === undefined) return undefined;
+    for (const id of this.store.rangeIds()) {
+      const d = this.machines.get(id)?.descriptor;
+      if (d !== undefined && id !== leftId && compareBytes(d.start, end) === 0) return id;
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits until this node leads range `rangeId` and every replica of it, and
+   * every replica the left range `leftId` has, holds its log through `index`
+   * (the freeze); answers the left range's conf version then, which the
+   * merge names. Then the merge may commit: a replica that has the entry but
+   * not yet its commit is told of it by the merge gate (Store.mergeGate),
+   * none is left needing entries from a group the merge retires, and a
+   * replica added to the left range later makes the merge refused (its
+   * right replica may hold nothing). Polled every PROPOSAL_RETRY_MS until
+   * `deadlineMs`.
+   */
+  private whenFreezeReplicated(leftId: RangeId, rangeId: RangeId, index: number, deadlineMs: number, done: (outcome: number | TesseraError) => void, polls = 0): void {
+    const raft = this.store.replica(rangeId)?.raw.raft;
+    const left = this.machines.get(leftId)?.descriptor;
+    if (raft === undefined || left === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${raft === undefined ? rangeId : leftId} is gone`));
+    const holds = (id: NodeId): boolean => (raft.trk.progress.get(id)?.match ?? 0) >= index;
+    if (raft.state === 'leader' && raft.trk.ids().every(holds) && left.replicas.every((r) => holds(r.nodeId))) return done(left.epoch.confVersion);
+    if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
+    // Only the leader knows what its followers hold: the range's leadership is asked over now and then.
+    if (raft.state !== 'leader' && raft.lead !== 0 && polls % FREEZE_TRANSFER_POLLS === 0) this.store.transferLeader(rangeId, this.o.nodeId);
+    this.o.timers.after(PROPOSAL_RETRY_MS, () => this.whenFreezeReplicated(leftId, rangeId, index, deadlineMs, done, polls + 1));
+  }
+
   /** Proposes descriptors to the meta table (a refused or stale update changes nothing); one repair in flight per node. */
-  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'repair'): void {
+  private proposeMetaUpdate(descriptors: readonly RangeDescriptor[], why: 'split' | 'merge' | 'repair'): void {
     if (why === 'repair') this.metaUpdating = true;
     const encoded = descriptors.map((d) => encodeDescriptor(d));
     this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {
@@ -378,6 +502,7 @@ export class KvNode {
     this.repairMetaTable();
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
+    this.finishFrozenMerges();
     this.membership.tick();
     this.watches.pump();
   }
@@ -399,7 +524,7 @@ export class KvNode {
     const records = this.stateMachine.leases;
     for (const rangeId of this.store.rangeIds()) {
       const sm = this.machines.get(rangeId);
-      if (rangeId === META_RANGE || sm?.descriptor === undefined) continue;
+      if (rangeId === META_RANGE || sm?.descriptor === undefined || sm.frozen !== undefined) continue;
       for (const id of sm.leases.attachedIds()) {
         const tag = `${rangeId}:${id}`;
         if (records.has(id) || this.sweeping.has(tag)) continue;
@@ -410,17 +535,45 @@ export class KvNode {
     }
   }
 
+  /**
+   * A frozen range serves nothing until its left neighbour takes it over; a
+   * merge whose proposer failed (a deadline, a lost leadership, a crash)
+   * leaves it so. Every FROZEN_MERGE_CHECK_MS, the leader of a range whose
+   * right neighbour has been frozen for two request timeouts (the
+   * proposer's wait for the freeze and its merge proposal, each bounded by
+   * one) merges the two; the freeze is asked again at no cost. This runs
+   * whether the merge queue is on or not: a range frozen before a restart
+   * with merges turned off must not stay unavailable.
+   */
+  private finishFrozenMerges(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextFrozenCheckMs) return;
+    this.nextFrozenCheckMs = nowMs + FROZEN_MERGE_CHECK_MS;
+    const frozen = new Set<RangeId>();
+    for (const id of this.store.rangeIds()) if (this.machines.get(id)?.frozen !== undefined) frozen.add(id);
+    for (const id of [...this.frozenSinceMs.keys()]) if (!frozen.has(id)) this.frozenSinceMs.delete(id);
+    for (const id of frozen) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
+    for (const leftId of this.store.rangeIds()) {
+      if (this.merging.has(leftId) || this.store.replica(leftId)?.raw.raft.state !== 'leader') continue;
+      const rightId = this.rightNeighbourOf(leftId);
+      const since = rightId === undefined ? undefined : this.frozenSinceMs.get(rightId);
+      if (since === undefined || nowMs - since < 2 * this.o.requestTimeoutMs) continue;
+      this.mergeRanges(leftId, () => {});
+    }
+  }
+
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 
   /** Every applied change reaches the watchers in revision order: transactions and lease revocations. */
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
-    if (result?.kind === 'split') this.router.invalidate();
+    // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (result?.kind === 'close') this.watches.onApplied(result.revision, []);
@@ -433,6 +586,12 @@ export class KvNode {
 function resultError(r: CommandResult): TesseraError {
   if (r.kind === 'error') return new TesseraError(r.code === 'RANGE_MISMATCH' ? 'RANGE_MISMATCH' : 'INVALID_ARGUMENT', r.message);
   return new TesseraError('INVALID_ARGUMENT', `unexpected command result ${r.kind}`);
+}
+
+/** Whether two descriptors name the same replicas in the same roles (a merge needs that). */
+function sameReplicas(a: readonly ReplicaDescriptor[], b: readonly ReplicaDescriptor[]): boolean {
+  const key = (rs: readonly ReplicaDescriptor[]): string => rs.map((r) => `${r.nodeId}:${r.role}`).sort().join(',');
+  return key(a) === key(b);
 }
 
 /** The ids of the ranges whose Raft state is on disk (each has an applied state record), in order. */

@@ -30,7 +30,7 @@ import { type RangeId, keys, readU64, writeU64 } from './keys.js';
 import { openEntry } from './stamp.js';
 import { MetaTable } from './meta_table.js';
 import { type RangeDescriptor, type ReplicaDescriptor, decodeDescriptor, encodeDescriptor } from './range_map.js';
-import type { KeyBounds, LogCompaction, RangeStateMachine, RecentLog } from './state_machine.js';
+import { APPLY_HELD, type KeyBounds, type LogCompaction, type RangeStateMachine, type RecentLog } from './state_machine.js';
 import { type SnapshotDataReader, type SnapshotPair, type SnapshotSpan, StateSnapshotReader } from './snapshot_stream.js';
 
 export { DEDUPE_WINDOW_ENTRIES } from './dedupe.js';
@@ -47,6 +47,10 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
   | { readonly requestId: string; readonly kind: 'range-id'; readonly id: number }
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
+  /** A range frozen for a merge: the freeze entry's position, the version it froze, and the range's final revision. */
+  | { readonly requestId: string; readonly kind: 'freeze'; readonly rangeId: number; readonly index: number; readonly term: number; readonly version: number; readonly revision: number }
+  /** The left range after it took over `rightRangeId`, whose replica here is retired with this entry's batch. */
+  | { readonly requestId: string; readonly kind: 'merge'; readonly merged: RangeDescriptor; readonly rightRangeId: number }
   /** The TSO window bound the range holds after the command: max of every bound applied (revisions.ts). */
   | { readonly requestId: string; readonly kind: 'tso-window'; readonly bound: number }
   /** Whether a meta-update changed the descriptor table ('stale': it was already as new). */
@@ -67,6 +71,20 @@ export const MALFORMED_COMMAND = 'MALFORMED_COMMAND';
  */
 export const STALE_REVISION = 'STALE_REVISION';
 
+/** Where a range was frozen for a merge (ADR 0009 §6), as kept under `keys.frozen`. */
+export interface FrozenState {
+  readonly index: number;
+  readonly term: number;
+  readonly version: number;
+}
+
+/**
+ * Whether this node's replica of range `rightRangeId` has applied its log
+ * through `index` (an entry of term `term`), visibly in the engine: a merge
+ * entry is applied only then (see `apply`).
+ */
+export type MergeGate = (rightRangeId: RangeId, index: number, term: number) => boolean;
+
 export interface MvccStateMachineOptions {
   /** Whether the lease records live in this range: the metadata range's (default true, for a lone range). */
   readonly holdsLeaseRecords?: boolean;
@@ -74,6 +92,8 @@ export interface MvccStateMachineOptions {
   readonly sabotage?: Sabotage;
   /** Every range has a descriptor once set up (a node's ranges; not the single-range tests): see `mvcc`. */
   readonly requireDescriptor?: boolean;
+  /** Whether a merge entry may apply yet (KvNode: the Store's replica of the right range); absent: always (tests of one range). */
+  readonly mergeGate?: MergeGate;
   /** Whether this range keeps the cluster's descriptor table (the metadata range: meta_table.ts). */
   readonly holdsMetaTable?: boolean;
 }
@@ -100,6 +120,8 @@ export class MvccStateMachine implements RangeStateMachine {
   /** The range's descriptor as applied; undefined until the engine holds one (see `descriptor`). */
   private desc: RangeDescriptor | undefined;
   private window: number | undefined;
+  /** The freeze, once read: null when the range is not frozen. */
+  private frozenState: FrozenState | null | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -175,6 +197,17 @@ export class MvccStateMachine implements RangeStateMachine {
     return r?.kind === 'split' ? r.right.rangeId : undefined;
   }
 
+  rangeRetiredBy(result: unknown): number | undefined {
+    const r = result as CommandResult | undefined;
+    return r?.kind === 'merge' ? r.rightRangeId : undefined;
+  }
+
+  /** Where the range was frozen for a merge (ADR 0009 §6), or undefined if it serves. */
+  get frozen(): FrozenState | undefined {
+    if (this.frozenState === undefined) this.frozenState = readFrozen(this.engine, this.rangeId) ?? null;
+    return this.frozenState ?? undefined;
+  }
+
   /** The request ids of the recent log, rebuilt from the log (and records) when first needed at `appliedIndex` (see DedupeWindow). */
   private dedupeAt(appliedIndex: number): DedupeWindow {
     if (this.dedupeWindow === undefined) {
@@ -246,11 +279,15 @@ export class MvccStateMachine implements RangeStateMachine {
     return this.window;
   }
 
-  apply(batch: WriteBatch, entry: Entry): CommandResult {
+  apply(batch: WriteBatch, entry: Entry): CommandResult | typeof APPLY_HELD {
     const opened = openEntry(entry.data);
     const command = typeof opened === 'string' ? opened : readCommand(opened.body);
     // Refused alike on every replica, without a write: a peer proposed it (issue 12), or a bug did.
     if (typeof command === 'string') return { requestId: '', kind: 'error', code: MALFORMED_COMMAND, message: `entry ${entry.index}: ${command}` };
+    // A merge waits, before it touches anything, until the right range applied its freeze here;
+    // not one naming another freeze than the right range's (refused below, alike everywhere: a
+    // range is frozen once, so every replica finds the same record), which would wait forever.
+    if (command.kind === 'merge' && !frozenElsewhere(this.engine, command) && this.machineOptions.mergeGate?.(command.rightRangeId, command.rightFrozenIndex, command.rightFrozenTerm) === false) return APPLY_HELD;
     const { requestId } = command;
     // The window is in memory and updated as each command applies, so it also holds the ids applied
     // earlier in this same batch. A duplicate is noted too: the window is what the log holds.
@@ -258,10 +295,17 @@ export class MvccStateMachine implements RangeStateMachine {
     const duplicate = dedupe.has(requestId, entry.index);
     dedupe.note(requestId, entry.index);
     if (duplicate) return { requestId, kind: 'duplicate' };
+    // A frozen range changes nothing more, not even a compaction step, so that its state is the same
+    // on every replica from the freeze on, however far each applied past it (the merge reads it).
+    const frozen = this.frozen;
+    if (frozen !== undefined) {
+      if (command.kind === 'freeze' && command.version === frozen.version) return this.frozenResult(requestId, frozen);
+      return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is frozen for a merge` };
+    }
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
-      return this.execute(batch, command, (opened as { revision: number | undefined }).revision);
+      return this.execute(batch, command, (opened as { revision: number | undefined }).revision, entry);
     } catch (err) {
       // A refused command (compacted, future revision, …) is refused alike on every replica. Only
       // refusals: a storage failure (IO_ERROR, CORRUPT_DATA) is a TesseraError too, but must escape.
@@ -270,7 +314,7 @@ export class MvccStateMachine implements RangeStateMachine {
     }
   }
 
-  private execute(batch: WriteBatch, command: KvCommand, revision: number | undefined): CommandResult {
+  private execute(batch: WriteBatch, command: KvCommand, revision: number | undefined, entry: Entry): CommandResult {
     const { requestId } = command;
     // Unstamped writes (a node without a TSO: unit tests) take etcd's counter, current + 1.
     if (revision !== undefined && revision <= this.mvcc.currentRevision && (command.kind === 'txn' || command.kind === 'lease-revoke')) {
@@ -314,6 +358,10 @@ export class MvccStateMachine implements RangeStateMachine {
         return this.split(batch, command);
       case 'tso-window':
         return this.raiseWindow(batch, requestId, command.bound);
+      case 'freeze':
+        return this.freeze(batch, command, entry);
+      case 'merge':
+        return this.merge(batch, command);
       case 'meta-update':
         return this.updateMeta(batch, requestId, command.descriptors);
       case 'close':
@@ -419,6 +467,68 @@ export class MvccStateMachine implements RangeStateMachine {
     batch.put(keys.descriptor(c.newRangeId), encodeDescriptor(right));
     this.desc = left;
     return { requestId, kind: 'split', left, right };
+  }
+
+  /**
+   * The right-hand range of a merge stops serving (ADR 0009 §6): refused
+   * alike on every replica if the range changed since the proposer chose
+   * it. A pending compaction is finished first, so nothing changes the
+   * range's MVCC state after this entry (see `apply`).
+   */
+  private freeze(batch: WriteBatch, c: Extract<KvCommand, { kind: 'freeze' }>, entry: Entry): CommandResult {
+    const { requestId } = c;
+    const d = this.descriptor;
+    assert(d !== undefined, () => `range ${this.rangeId} applies a freeze without a descriptor`);
+    if (c.version !== d.epoch.version) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is at version ${d.epoch.version}, the freeze was for ${c.version}` };
+    if (this.mvcc.compactionPending) this.mvcc.compactStep(batch, Number.MAX_SAFE_INTEGER);
+    const frozen: FrozenState = { index: entry.index, term: entry.term, version: d.epoch.version };
+    batch.put(keys.frozen(this.rangeId), encodeFrozen(frozen));
+    this.frozenState = frozen;
+    return this.frozenResult(requestId, frozen);
+  }
+
+  private frozenResult(requestId: string, frozen: FrozenState): CommandResult {
+    return { requestId, kind: 'freeze', rangeId: this.rangeId, index: frozen.index, term: frozen.term, version: frozen.version, revision: this.mvcc.currentRevision };
+  }
+
+  /**
+   * Takes over the right neighbour (ADR 0009 §6), which this node's replica
+   * has applied through its freeze (the merge gate held the entry until
+   * then): its state is the same on every replica. Refused alike everywhere
+   * if the right range is not the one frozen at the version and index the
+   * merge names, or no longer starts where this range ends, or this range's
+   * membership changed since the proposer saw every replica of it hold the
+   * right range's log through the freeze. No MVCC record
+   * moves: this range's span, counts and revisions widen over the right
+   * range's, and every range-local key of the right range goes in the same
+   * batch (the Store closes its replica once the batch is visible).
+   */
+  private merge(batch: WriteBatch, c: Extract<KvCommand, { kind: 'merge' }>): CommandResult {
+    const { requestId, rightRangeId } = c;
+    const d = this.descriptor;
+    assert(d !== undefined, () => `range ${this.rangeId} applies a merge without a descriptor`);
+    const rawRight = this.engine.get(keys.descriptor(rightRangeId));
+    const right = rawRight === undefined ? undefined : decodeDescriptor(rawRight);
+    const refuse = (why: string): CommandResult => ({ requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `merge of range ${rightRangeId} into ${this.rangeId}: ${why}` });
+    if (right === undefined || rightRangeId === this.rangeId) return refuse('the right range is not on this node');
+    if (d.end === undefined || compareBytes(d.end, right.start) !== 0) return refuse('the right range does not start where this one ends');
+    if (right.epoch.version !== c.rightVersion) return refuse(`the right range is at version ${right.epoch.version}, not ${c.rightVersion}`);
+    // A replica added since the proposer checked may hold no state of the right range (its merge could not apply).
+    if (d.epoch.confVersion !== c.leftConfVersion) return refuse(`this range's membership changed (conf version ${d.epoch.confVersion}, not ${c.leftConfVersion})`);
+    if (this.sabotage?.has('merge-skips-freeze') !== true) {
+      const frozen = readFrozen(this.engine, rightRangeId);
+      if (frozen === undefined || frozen.index !== c.rightFrozenIndex || frozen.term !== c.rightFrozenTerm || frozen.version !== c.rightVersion) return refuse('the right range is not frozen where the merge says');
+    }
+    if (this.mvcc.compactionPending) this.mvcc.compactStep(batch, Number.MAX_SAFE_INTEGER);
+    this.mvcc.absorb(batch, right.end, keys.mvccPrefix(rightRangeId));
+    const rawBytes = this.engine.get(keys.approxBytes(rightRangeId));
+    this.setApproxBytes(batch, this.approxBytes + (rawBytes === undefined ? 0 : readU64(rawBytes, 0)));
+    const merged: RangeDescriptor = { ...d, end: right.end, epoch: { version: Math.max(d.epoch.version, right.epoch.version) + 1, confVersion: d.epoch.confVersion } };
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(merged));
+    this.desc = merged;
+    // The right range's keys carried lease attachments: rebuilt over the wider span when next used.
+    this.leaseTable = undefined;
+    return { requestId, kind: 'merge', merged, rightRangeId };
   }
 
   private updateMember(batch: WriteBatch, command: Extract<KvCommand, { kind: 'member-update' | 'member-attrs' }>): CommandResult {
@@ -528,6 +638,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.allocated = 0;
     this.bytes = undefined;
     this.window = undefined;
+    this.frozenState = undefined;
   }
 
   /** Deletes the MVCC records and change index entries of the user keys in `span`. */
@@ -546,6 +657,28 @@ export class MvccStateMachine implements RangeStateMachine {
     const h = this.mvcc.hashKV(0);
     return `${h.hash}@${h.revision}`;
   }
+}
+
+function encodeFrozen(f: FrozenState): Uint8Array {
+  const out = new Uint8Array(24);
+  writeU64(out, 0, f.index);
+  writeU64(out, 8, f.term);
+  writeU64(out, 16, f.version);
+  return out;
+}
+
+/** Whether the right range of a merge is frozen, visibly here, by another entry than the merge names. */
+function frozenElsewhere(engine: Pick<StorageEngine, 'get'>, c: Extract<KvCommand, { kind: 'merge' }>): boolean {
+  const f = readFrozen(engine, c.rightRangeId);
+  return f !== undefined && (f.index !== c.rightFrozenIndex || f.term !== c.rightFrozenTerm);
+}
+
+/** Range `rangeId`'s freeze as the engine holds it (ADR 0009 §6), or undefined. */
+export function readFrozen(engine: Pick<StorageEngine, 'get'>, rangeId: RangeId): FrozenState | undefined {
+  const raw = engine.get(keys.frozen(rangeId));
+  if (raw === undefined) return undefined;
+  if (raw.byteLength !== 24) throw new TesseraError('CORRUPT_DATA', `range ${rangeId}: a freeze record of ${raw.byteLength} bytes`);
+  return { index: readU64(raw, 0), term: readU64(raw, 8), version: readU64(raw, 16) };
 }
 
 function writeBytesCounter(batch: WriteBatch, key: Uint8Array, bytes: number): void {

@@ -5,7 +5,7 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { decodeHardState, encodeHardState, encodeJson } from './codec.js';
 import { EngineLogStorage } from './log_storage.js';
 import { type RangeId, keys } from './keys.js';
-import type { RangeStateMachine } from './state_machine.js';
+import { APPLY_HELD, type RangeStateMachine } from './state_machine.js';
 import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './snapshot_stream.js';
 
 /** The log behind the retained entries is dropped in this many steps per logRetainEntries applied (see maybeCompactLog). */
@@ -74,6 +74,8 @@ export class Replica {
   private readonly engine: StorageEngine;
   /** Ranges that entries applied in this turn created (splits): the store opens them once the batch is visible. */
   readonly created: RangeId[] = [];
+  /** Ranges that entries applied in this turn retired (merges): the store deletes their state in this batch and closes them. */
+  readonly retired: RangeId[] = [];
 
   constructor(o: ReplicaOptions) {
     this.sabotage = o.sabotage;
@@ -104,6 +106,11 @@ export class Replica {
     return this.applied;
   }
 
+  /** The applied index the engine shows: not the entries of an apply batch still being filled (see `visible`). */
+  visibleAppliedIndex(): number {
+    return this.visible?.index ?? this.applied;
+  }
+
   currentConfState(): ConfState {
     return this.confState;
   }
@@ -117,6 +124,8 @@ export class Replica {
 
   private installSnapshot(batch: WriteBatch, snapshot: Snapshot): void {
     const { index, confState } = snapshot.metadata;
+    // A held merge entry is covered by the snapshot (or comes again after it, unheld, and is re-checked).
+    this.raw.releaseApply();
     // A snapshot this node made for a follower carries a reader, not bytes: its carrier must have streamed it.
     assert(snapshotReaderOf(snapshot) === undefined, () => `range ${this.rangeId}: a streamed snapshot was delivered without its data`);
     assert(index > this.applied, () => `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
@@ -141,8 +150,15 @@ export class Replica {
         result = this.stateMachine.applyConfChange?.(batch, e.confChange, this.confState) ?? this.confState;
       } else if (e.data.byteLength > 0) {
         result = this.stateMachine.apply(batch, e);
+        if (result === APPLY_HELD) {
+          // Nothing was written for it: this entry and those after it wait (see Store.releaseHeld).
+          this.raw.holdApplyFrom(e.index);
+          break;
+        }
         const created = this.stateMachine.rangeCreatedBy?.(result);
         if (created !== undefined) this.writeCreatedRange(batch, created);
+        const retired = this.stateMachine.rangeRetiredBy?.(result);
+        if (retired !== undefined) this.retired.push(retired);
       }
       this.applied = e.index;
       out.push({ entry: e, result });

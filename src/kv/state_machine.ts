@@ -24,8 +24,15 @@ export interface LogCompaction {
  * decision 2). `apply` must be deterministic: every replica computes the
  * same writes and the same result from the same entry.
  */
+/**
+ * What `apply` returns for an entry it cannot apply yet (a merge whose right
+ * range lags on this node, ADR 0009 §6), having written nothing: the replica
+ * stops before it and Raft hands it out again later.
+ */
+export const APPLY_HELD: unique symbol = Symbol('apply-held');
+
 export interface RangeStateMachine {
-  /** Applies one committed entry; returns the result for the proposer (undefined for a no-op). */
+  /** Applies one committed entry; returns the result for the proposer (undefined for a no-op), or APPLY_HELD. */
   apply(batch: WriteBatch, entry: Entry): unknown;
   /**
    * Sees a membership change once Raft has applied it (optional): the
@@ -57,6 +64,8 @@ export interface RangeStateMachine {
    * the store opens it once that batch is visible.
    */
   rangeCreatedBy?(result: unknown): number | undefined;
+  /** The range an applied entry's result retired (a merge's right-hand range): the store deletes its state in the same batch and closes it. */
+  rangeRetiredBy?(result: unknown): number | undefined;
   /** The range's bounds as applied; undefined while the replica holds no state yet (made for a peer's message). */
   readonly bounds?: KeyBounds | undefined;
   /** The bounds a snapshot's data gives the range; undefined if it carries none (refused). */
@@ -67,6 +76,8 @@ export interface RangeStateMachine {
 export interface KeyBounds {
   readonly start: Uint8Array;
   readonly end: Uint8Array | undefined;
+  /** The range's epoch (a descriptor's), where known: a merge raises its version (see Store.snapshotFits). */
+  readonly epoch?: { readonly version: number };
 }
 
 export type StateMachineFactory = (rangeId: number) => RangeStateMachine;

@@ -3,7 +3,7 @@ import type { ConfChange, ConfState, DropReason, Message, NodeId, ProposeResult,
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
-import { type RangeId, keys } from './keys.js';
+import { type RangeId, keys, rangePrefix } from './keys.js';
 import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { KeyBounds, StateMachineFactory } from './state_machine.js';
 import { compareBytes } from '../mvcc/index.js';
@@ -102,6 +102,8 @@ export interface StoreOptions {
   readonly onReady?: (rangeId: RangeId, rd: Ready) => void;
   /** Told of each range a split created here, once its replica is open. */
   readonly onRangeOpened?: (rangeId: RangeId) => void;
+  /** Told of each range a merge retired here (or a snapshot of the range that took it over), once its replica is closed. */
+  readonly onRangeRetired?: (rangeId: RangeId) => void;
   /**
    * Revisions for the commands a leader proposes: each is stamped with one
    * before Raft appends it (ADR 0009 §3, option 1). Absent: entries carry no
@@ -196,6 +198,14 @@ export class Store {
   private readonly lastLead = new Map<RangeId, { readonly lead: NodeId; readonly term: number }>();
   /** Snapshots being sent to followers: their read views, counted and closed when held too long. */
   readonly snapshotReaders = new OpenSnapshotReaders();
+  /**
+   * Left ranges whose merge entry waits here for this node's replica of the
+   * right range to apply through its freeze (ADR 0009 §6): left id → the
+   * right range and the freeze entry's index and term.
+   */
+  private readonly heldMerges = new Map<RangeId, { readonly rightRangeId: RangeId; readonly index: number; readonly term: number }>();
+  /** Ranges retired here by a merge: a peer's late message for one makes no empty replica. */
+  private readonly retiredRanges = new Set<RangeId>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -318,7 +328,7 @@ export class Store {
    */
   private replicaForPeer(rangeId: RangeId, m: Message): Replica | undefined {
     if (m.type !== 'MsgApp' && m.type !== 'MsgHeartbeat' && m.type !== 'MsgSnap') return undefined;
-    if (!Number.isSafeInteger(rangeId) || rangeId <= 0 || this.replicas.size >= MAX_RANGES_PER_NODE) return undefined;
+    if (!Number.isSafeInteger(rangeId) || rangeId <= 0 || this.replicas.size >= MAX_RANGES_PER_NODE || this.retiredRanges.has(rangeId)) return undefined;
     return this.openRange(rangeId);
   }
 
@@ -337,12 +347,119 @@ export class Store {
     // A state without a descriptor (a range made before descriptors, in tests) is the whole key space.
     if (bounds === undefined) return this.replicas.size === 1;
     if (this.o.sabotage?.has('snapshot-over-newer-descriptor') === true) return true;
+    const absorbed: Replica[] = [];
     for (const other of this.replicas.values()) {
       if (other === replica) continue;
       const b = other.stateMachine.bounds;
-      if (b !== undefined && boundsOverlap(b, bounds)) return false;
+      if (b === undefined || !boundsOverlap(b, bounds)) continue;
+      if (!mergedInto(b, bounds)) return false;
+      absorbed.push(other);
+    }
+    // Ranges the snapshot's range took over by merges this node never applied (its replica of the
+    // left range was behind): their state is in the snapshot, and their groups are retired elsewhere.
+    // Only if Raft will install it (a newer term's snapshot past what is committed here); otherwise
+    // the right replica must stay, for the merge entry this replica may still apply from its log.
+    const raft = replica.raw.raft;
+    if (absorbed.length > 0 && (m.term < raft.term || (m.snapshot?.metadata.index ?? 0) <= raft.raftLog.committed)) return false;
+    if (absorbed.length > 0) {
+      const batch = this.o.engine.newBatch();
+      for (const other of absorbed) this.deleteRangeState(batch, other.rangeId);
+      this.stage(batch);
+      for (const other of absorbed) this.closeRetired(other.rangeId);
     }
     return true;
+  }
+
+  /**
+   * Whether this node's merge entry for the right range may apply (the merge
+   * gate, ADR 0009 §6): its replica of the right range shows, in the engine,
+   * every entry through the freeze at `index` (term `term`). Otherwise the
+   * left range's apply stops before the merge (Replica.apply) and is
+   * released when the right replica catches up (releaseHeld). A right
+   * replica that holds the freeze entry in its log but has not heard that
+   * it committed is told so: the merge committed after the freeze applied
+   * on the proposer, and an entry of the same index and term is the same
+   * entry with the same log before it (Raft's Log Matching), so no right
+   * range whose group is being retired leaves it waiting.
+   */
+  mergeGate(leftRangeId: RangeId, rightRangeId: RangeId, index: number, term: number): boolean {
+    if (this.o.sabotage?.has('merge-skips-freeze') === true || this.rightCaughtUp(rightRangeId, index, term)) {
+      this.heldMerges.delete(leftRangeId);
+      return true;
+    }
+    this.heldMerges.set(leftRangeId, { rightRangeId, index, term });
+    return false;
+  }
+
+  private rightCaughtUp(rightRangeId: RangeId, index: number, term: number): boolean {
+    const right = this.replicas.get(rightRangeId);
+    // Missing or not set up here: the left replica waits (ADR 0009 §6 on why this cannot last).
+    if (right === undefined || right.stateMachine.bounds === undefined) return false;
+    if (right.visibleAppliedIndex() >= index) return true;
+    const log = right.raw.raft.raftLog;
+    if (log.committed < index && log.termOrUndefined(index) === term) {
+      log.commitTo(index);
+      this.requestLoop();
+    }
+    return false;
+  }
+
+  /** Releases the left ranges whose right range caught up since their merge entry was held. */
+  private releaseHeld(): void {
+    for (const [leftId, w] of this.heldMerges) {
+      const left = this.replicas.get(leftId);
+      if (left === undefined || left.raw.heldFrom === undefined) {
+        this.heldMerges.delete(leftId);
+        continue;
+      }
+      if (!this.rightCaughtUp(w.rightRangeId, w.index, w.term)) continue;
+      this.heldMerges.delete(leftId);
+      left.raw.releaseApply();
+      this.requestLoop();
+    }
+  }
+
+  /** Deletes every range-local key of a retired range (its Raft state and log, descriptor, MVCC meta record, …); its user keys' data stays. */
+  private deleteRangeState(batch: WriteBatch, rangeId: RangeId): void {
+    batch.deleteRange(rangePrefix(rangeId), keys.rangeEnd(rangeId));
+  }
+
+  /**
+   * Closes the replica of a range a merge retired, once its state is deleted
+   * in a visible batch. What waits on it here can never be served: the range
+   * refused every command after its freeze on every replica and applies
+   * nothing more, so its proposals and reads are answered RANGE_MISMATCH,
+   * which the client API routes again (to the merged range).
+   */
+  private closeRetired(rangeId: RangeId): void {
+    const replica = this.replicas.get(rangeId);
+    this.retiredRanges.add(rangeId);
+    if (replica === undefined) return;
+    this.replicas.delete(rangeId);
+    this.lastLead.delete(rangeId);
+    this.heldMerges.delete(rangeId);
+    replica.stateMachine.detachLog?.();
+    const error = retiredError(rangeId);
+    const dones: ((o: ProposalOutcome) => void)[] = [];
+    for (const [id, p] of this.pendingProposals) {
+      if (p.rangeId !== rangeId) continue;
+      this.pendingProposals.delete(id);
+      dones.push(p.done);
+    }
+    for (const map of [this.queuedProposals, this.awaitingStamp]) {
+      for (const q of map.get(rangeId) ?? []) if (q.done !== undefined) dones.push(q.done);
+      map.delete(rangeId);
+    }
+    const reads = this.queuedReads.get(rangeId) ?? [];
+    this.queuedReads.delete(rangeId);
+    for (const [ctx, pr] of this.pendingReads) {
+      if (pr.rangeId !== rangeId) continue;
+      this.pendingReads.delete(ctx);
+      reads.push(...pr.dones);
+    }
+    this.o.onRangeRetired?.(rangeId);
+    for (const done of dones) done({ kind: 'dropped', error });
+    for (const done of reads) done(error);
   }
 
   /**
@@ -373,6 +490,7 @@ export class Store {
    * loop's next turn (one MsgProp, so one append per follower for all).
    */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
+    if (this.retiredRanges.has(rangeId)) return done({ kind: 'dropped', error: retiredError(rangeId) });
     this.mustReplica(rangeId);
     if (this.storageFailure !== undefined) return done({ kind: 'dropped', error: this.storageFailure });
     this.queue(rangeId, [{ requestId, data, done }]);
@@ -467,6 +585,13 @@ export class Store {
     this.guarded(() => {
       let next = answer.ok ? answer.first : 0;
       for (const g of groups) {
+        if (this.replicas.get(g.rangeId) !== g.replica) {
+          // Retired by a merge meanwhile (closeRetired): nothing of the range is proposed again.
+          const error = retiredError(g.rangeId);
+          for (const q of g.proposals) q.done?.({ kind: 'dropped', error });
+          if (answer.ok) next += g.proposals.length;
+          continue;
+        }
         const { state, term } = g.replica.raw.raft;
         if (answer.ok && state === 'leader' && term === g.term) {
           this.proposeNow(g.rangeId, g.replica, g.proposals, g.proposals.map((q) => stampEntry(q.data, next++)));
@@ -545,6 +670,7 @@ export class Store {
    * costs the leader one heartbeat round, not one per read.
    */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
+    if (this.retiredRanges.has(rangeId)) return done(retiredError(rangeId));
     this.mustReplica(rangeId);
     if (this.storageFailure !== undefined) return done(this.storageFailure);
     queueFor(this.queuedReads, rangeId).push(done);
@@ -760,6 +886,9 @@ export class Store {
     const applyBatch = this.o.engine.newBatch();
     const applied: { rangeId: RangeId; items: Applied[] }[] = [];
     for (const t of turns) applied.push({ rangeId: t.replica.rangeId, items: t.replica.apply(applyBatch, t.rd) });
+    // After every range applied into the batch: a retired range's own apply this turn writes nothing that survives.
+    const retired = turns.flatMap((t) => t.replica.retired.splice(0));
+    for (const id of retired) this.deleteRangeState(applyBatch, id);
     // Applied state is derived from the durable log, so it need not be synced before answering:
     // after a crash the entries are applied again from the log. Staged, it rides with the next
     // turn's write instead of costing a transaction and a sync of its own.
@@ -767,9 +896,11 @@ export class Store {
     for (const t of turns) t.replica.appliedVisible();
     for (const t of turns) this.openCreated(t.replica);
     for (const t of turns) {
-      t.replica.raw.advance();
+      // Only through what applied: entries from a held merge on come again (Replica.apply).
+      t.replica.raw.advance(t.replica.appliedIndex());
       t.replica.raw.checkInvariants();
     }
+    for (const id of retired) this.closeRetired(id);
     for (const { rangeId, items } of applied) {
       for (const a of items) {
         this.stats.entriesApplied++;
@@ -780,6 +911,7 @@ export class Store {
     if (applied.length > 0) this.o.onTurnApplied?.();
     for (const t of turns) for (const rs of t.rd.readStates) this.noteReadIndex(rs.context, rs.index);
     this.serveReads();
+    this.releaseHeld();
     // After advance (a proposal made between ready() and advance() would be taken for part of this
     // Ready) and after answering (what applied in this turn needs no second copy).
     for (const t of turns) {
@@ -787,7 +919,7 @@ export class Store {
       // none of what was sent to it before (its MsgProp or ReadIndex may have been lost).
       const { lead, term } = t.replica.raw.raft;
       const last = this.lastLead.get(t.replica.rangeId);
-      if (lead === 0 || (last !== undefined && last.lead === lead && last.term === term)) continue;
+      if (lead === 0 || (last !== undefined && last.lead === lead && last.term === term) || this.replicas.get(t.replica.rangeId) !== t.replica) continue;
       this.lastLead.set(t.replica.rangeId, { lead, term });
       this.reproposeOnNewLeader(t.replica);
       this.rereadOnNewLeader(t.replica.rangeId);
@@ -904,10 +1036,28 @@ function requestIdOf(a: Applied): string | undefined {
   return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
 }
 
+/** What waits on a range a merge retired here gets: RANGE_MISMATCH, which the client API routes again. */
+function retiredError(rangeId: RangeId): TesseraError {
+  return new TesseraError('RANGE_MISMATCH', `range ${rangeId} was merged into its left neighbour; route again`);
+}
+
 /** The voter that campaigns first for range `rangeId`, new from a split (see openCreated). */
 export function splitCampaigner(rangeId: RangeId, voters: readonly NodeId[]): NodeId | undefined {
   const sorted = [...voters].sort((a, b) => a - b);
   return sorted.length === 0 ? undefined : sorted[rangeId % sorted.length];
+}
+
+/**
+ * Whether a range with bounds `b` was merged into the range a snapshot gives
+ * `incoming`: its keys lie inside the incoming bounds, and its epoch version
+ * is below the incoming one (a merge raises the version above both sides'; a
+ * range split off later from the incoming range would be above it).
+ */
+function mergedInto(b: KeyBounds, incoming: KeyBounds): boolean {
+  if (b.epoch === undefined || incoming.epoch === undefined || b.epoch.version >= incoming.epoch.version) return false;
+  const startInside = compareBytes(b.start, incoming.start) >= 0;
+  const endInside = incoming.end === undefined || (b.end !== undefined && compareBytes(b.end, incoming.end) <= 0);
+  return startInside && endInside;
 }
 
 /** Whether two key spans share a key (`end` undefined: the end of the key space). */

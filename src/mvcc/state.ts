@@ -341,6 +341,29 @@ export class MvccState {
   }
 
   /**
+   * The inverse of narrowTo (a merge, ADR 0009 §6): this store's span grows
+   * to `end`, taking over the keys of the store whose meta record is
+   * `right` (its span starts where this one ends). No record moves; the
+   * count of records adds up, the revision is the higher of the two, and the
+   * compacted revision too: where the two were compacted at different
+   * revisions, the physical pass restarts over the whole span, so the
+   * records the higher compaction drops from the other side go as well.
+   */
+  widenTo(end: Uint8Array | undefined, right: MvccMeta): void {
+    assert(this.span.end !== undefined, 'a store over the rest of the key space has no right neighbour to absorb');
+    this.span = { start: this.span.start, end };
+    this.wholeSpan = this.span.start.byteLength === 0 && end === undefined;
+    this.recordCount += right.recordCount;
+    this.currentRevision = Math.max(this.currentRevision, right.currentRevision);
+    this.everCompacted ||= right.everCompacted;
+    if (right.compactedRevision !== this.compactedRevision) {
+      this.compactedRevision = Math.max(this.compactedRevision, right.compactedRevision);
+      this.finishedCompaction = Math.min(this.finishedCompaction, right.finishedCompaction);
+      this.compactionCursor = { main: 0, sub: 0 };
+    }
+  }
+
+  /**
    * Whether compaction keeps change `rev` of `key` (stored or not: a record's
    * prev may name one that is gone). Every change above the compacted
    * revision C stays; of those at or below it only the key's newest does,

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { type KeySpan, type MvccMeta, encodeMeta, metaKey } from './codec.js';
+import { EMPTY_META, type KeySpan, type MvccMeta, decodeMeta, encodeMeta, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -189,6 +189,23 @@ export class MvccStore {
     batch.put(metaKey(rightMetaPrefix), encodeMeta(right));
     this.state.persistMeta(batch);
     return moved.bytes;
+  }
+
+  /**
+   * Merges the store whose meta record is at `rightMetaPrefix` into this one
+   * (ADR 0009 §6): its span starts at this one's end and ends at `end`. The
+   * caller deletes the right store's meta record in `batch` and never opens
+   * it again. A compaction left pending by the two compacted revisions
+   * differing is finished here, so both sides hold the same history.
+   */
+  absorb(batch: WriteBatch, end: Uint8Array | undefined, rightMetaPrefix: Uint8Array): void {
+    this.state.settle();
+    assert(!this.state.writing, 'store.absorb during a write transaction');
+    const raw = this.state.engine.get(metaKey(rightMetaPrefix));
+    const right = raw === undefined ? EMPTY_META : decodeMeta(raw);
+    this.state.widenTo(end, right);
+    this.state.persistMeta(batch);
+    if (this.compactionPending) compactStep(this.state, batch, Number.MAX_SAFE_INTEGER);
   }
 
   /** The user keys this store holds. */

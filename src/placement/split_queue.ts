@@ -1,5 +1,5 @@
 import { type Rng, type TesseraError, type Timers } from '../base/index.js';
-import type { KvNode, RangeDescriptor, RangeId } from '../kv/index.js';
+import { type KvNode, LoadMeter, type RangeDescriptor, type RangeId } from '../kv/index.js';
 import type { KeyInterval } from '../mvcc/index.js';
 import { LoadSplitDecider } from './split_finder.js';
 
@@ -32,6 +32,8 @@ export interface SplitQueueOptions {
  */
 export class SplitQueue {
   private readonly deciders = new Map<RangeId, { readonly decider: LoadSplitDecider; readonly version: number }>();
+  /** Each range's request rate through this node, load splits on or off. */
+  private readonly meters = new Map<RangeId, LoadMeter>();
   private splitting = false;
   private nextCheckMs: number;
   private readonly checkIntervalMs: number;
@@ -43,13 +45,16 @@ export class SplitQueue {
 
   /** A request the range served: counted for its QPS and sampled for a load split key. */
   record(rangeId: RangeId, interval: KeyInterval): void {
+    let meter = this.meters.get(rangeId);
+    if (meter === undefined) this.meters.set(rangeId, (meter = new LoadMeter(this.o.timers)));
+    meter.record();
     if (this.o.rangeSplitQps <= 0) return;
     this.deciderOf(rangeId)?.record(interval);
   }
 
-  /** Requests per second the range served through this node, over the last second (0 when load splits are off). */
+  /** Requests per second the range served through this node, over the last LOAD_WINDOW_SECONDS (what /ranges shows). */
   qps(rangeId: RangeId): number {
-    return this.deciders.get(rangeId)?.decider.qps() ?? 0;
+    return this.meters.get(rangeId)?.qps() ?? 0;
   }
 
   tick(): void {

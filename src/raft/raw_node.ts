@@ -70,6 +70,8 @@ export class RawNode {
   private inflightReady: Ready | undefined;
   /** For the apply-uncommitted bug: the highest index handed out for apply. */
   private handedOutIndex = 0;
+  /** Committed entries from this index on are not handed out for apply (see holdApplyFrom); undefined: none held. */
+  private applyHeldFrom: number | undefined;
 
   constructor(config: RaftConfig) {
     this.raft = new Raft(config);
@@ -193,7 +195,35 @@ export class RawNode {
     return rd;
   }
 
+  /**
+   * Hands out no committed entry from `index` on until releaseApply: the
+   * application cannot apply that entry yet (a merge whose other range lags
+   * on this node). Entries before it are handed out as usual; the held ones
+   * come again in a later Ready once released.
+   */
+  holdApplyFrom(index: number): void {
+    assert(index > this.raft.raftLog.applied, () => `hold from ${index}, at or below applied ${this.raft.raftLog.applied}`);
+    this.applyHeldFrom = index;
+  }
+
+  releaseApply(): void {
+    this.applyHeldFrom = undefined;
+  }
+
+  /** The index committed entries are held from, if any (see holdApplyFrom). */
+  get heldFrom(): number | undefined {
+    return this.applyHeldFrom;
+  }
+
   private nextCommittedEntries(): readonly Entry[] {
+    const held = this.applyHeldFrom;
+    const entries = this.committedToHandOut();
+    if (held === undefined) return entries;
+    const cut = entries.findIndex((e) => e.index >= held);
+    return cut < 0 ? entries : entries.slice(0, cut);
+  }
+
+  private committedToHandOut(): readonly Entry[] {
     const log = this.raft.raftLog;
     if (this.raft.hasBug('apply-uncommitted')) {
       const from = Math.max(log.applied, this.handedOutIndex);
@@ -204,8 +234,13 @@ export class RawNode {
     return log.nextCommittedEntries();
   }
 
-  /** Tells Raft the last Ready was persisted, sent and applied. */
-  advance(): void {
+  /**
+   * Tells Raft the last Ready was persisted, sent and applied; with
+   * `appliedIndex`, that its committed entries were applied only through
+   * that index (the application stopped at one it must hold back, see
+   * holdApplyFrom): the rest are handed out again by a later Ready.
+   */
+  advance(appliedIndex?: number): void {
     const rd = this.inflightReady;
     assert(rd !== undefined, 'advance() without a ready()');
     this.inflightReady = undefined;
@@ -218,11 +253,12 @@ export class RawNode {
       r.raftLog.stableSnapTo(rd.snapshot.metadata.index);
       r.raftLog.appliedTo(Math.min(rd.snapshot.metadata.index, r.raftLog.committed));
     }
-    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
-    if (lastApplied !== undefined) {
+    const applied = appliedIndex === undefined ? rd.committedEntries : rd.committedEntries.filter((e) => e.index <= appliedIndex);
+    const lastApplied = applied[applied.length - 1];
+    if (lastApplied !== undefined && lastApplied.index > r.raftLog.applied) {
       this.handedOutIndex = Math.max(this.handedOutIndex, lastApplied.index);
       r.raftLog.appliedTo(Math.min(lastApplied.index, r.raftLog.committed));
-      r.reduceUncommittedSize(rd.committedEntries);
+      r.reduceUncommittedSize(applied);
       this.maybeAutoLeaveJoint();
     }
   }

@@ -61,3 +61,44 @@ test('RawNode: proposeBatch appends every command at once and sends each followe
   assert.deepEqual(apps.map((m) => m.to).sort(), [2, 3], 'one append per follower');
   for (const m of apps) assert.equal(m.entries.length, 5);
 });
+
+test('RawNode: committed entries held from an index are not handed out; advance to an index hands the rest out again once released', () => {
+  const storage = new MemoryLogStorage();
+  storage.setConfState({ voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+  const node = new RawNode({ ...DEFAULT_RAFT_OPTIONS, id: 1, storage, rng: new SeededRng(1) });
+  node.campaign();
+  const drain = (): void => {
+    while (node.hasReady()) {
+      const rd = node.ready();
+      storage.append(rd.entries);
+      if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+      node.advance();
+    }
+  };
+  drain();
+  assert.equal(node.raft.state, 'leader');
+  const first = node.raft.raftLog.lastIndex() + 1;
+  node.proposeBatch([new Uint8Array([1]), new Uint8Array([2]), new Uint8Array([3])]);
+  // A single voter commits them as soon as they are persisted: the Ready that hands them out.
+  let rd = node.ready();
+  for (let i = 0; i < 3 && rd.committedEntries.length === 0; i++) {
+    storage.append(rd.entries);
+    if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+    node.advance();
+    rd = node.ready();
+  }
+  storage.append(rd.entries);
+  if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+  assert.deepEqual(rd.committedEntries.map((e) => e.index), [first, first + 1, first + 2]);
+  // The application applies the first, then must hold the second.
+  node.holdApplyFrom(first + 1);
+  node.advance(first);
+  assert.equal(node.raft.raftLog.applied, first);
+  assert.equal(node.hasReady(), false, 'nothing to hand out while held');
+  node.releaseApply();
+  assert.equal(node.hasReady(), true);
+  rd = node.ready();
+  assert.deepEqual(rd.committedEntries.map((e) => e.index), [first + 1, first + 2]);
+  node.advance();
+  assert.equal(node.raft.raftLog.applied, first + 2);
+});

@@ -20,6 +20,7 @@ export type BugName =
   | 'member-add-without-record'
   | 'tso-serves-before-persist'
   | 'split-skips-key-check'
+  | 'merge-skips-freeze'
   | 'snapshot-over-newer-descriptor'
   | 'watch-ignores-watermark';
 
@@ -38,6 +39,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'timeout-as-failure': 'a request still in flight at its deadline is reported as certainly not done, though it may yet commit',
   'member-add-without-record': "etcd's MemberAdd changes the Raft configuration without the new member's record, so the member table no longer follows it",
   'tso-serves-before-persist': 'the timestamp oracle hands out revisions from a window it has asked to persist before the window is persisted, so a new meta leader hands them out again',
+  'merge-skips-freeze': 'a merge neither freezes the right-hand range nor waits for this node\'s replica of it to catch up, so writes the right range takes during the merge, or has not applied here yet, are missing from the merged range',
   'split-skips-key-check': 'a range applies a txn for keys it gave away in a split (the apply-time RANGE_MISMATCH check is skipped), so the write lands in a range that no longer owns the key',
   'watch-ignores-watermark': "the watch hub gives a watcher every buffered change as soon as it is applied, not only up to the lowest closed revision of the ranges it covers, so a change another range applies later at a lower revision is skipped or comes out of order",
   'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",

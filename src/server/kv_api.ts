@@ -122,8 +122,15 @@ export class KvApi {
     const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
       const spans = await this.whenRoutable(() => this.route(interval));
-      if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
-      const revision = await this.readRevision(spans, options.revision ?? 0, serializable);
+      let revision: number | undefined;
+      try {
+        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+        revision = await this.readRevision(spans, options.revision ?? 0, serializable);
+      } catch (error) {
+        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        throw error;
+      }
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval))) continue;
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
@@ -265,8 +272,15 @@ export class KvApi {
     for (let attempt = 0; ; attempt++) {
       const spans = await this.whenRoutable(() => this.txnSpans(intervals));
       if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
-      if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
-      const revision = spans.length === 1 ? undefined : await this.readRevision(spans, 0, serializable);
+      let revision: number | undefined;
+      try {
+        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+        revision = spans.length === 1 ? undefined : await this.readRevision(spans, 0, serializable);
+      } catch (error) {
+        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        throw error;
+      }
       if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals))) continue;
       if (revision === undefined) return this.machine(spans[0]!.rangeId).mvcc.readTxn(request);
       return executeTxn(this.readView(revision), request);

@@ -201,3 +201,33 @@ test('KvApi over split ranges: a watch over many ranges gets every change once, 
     await node.close();
   }
 });
+
+test('KvApi over a merge: writes and reads of the right range\'s keys during the merge wait for it and land in the merged range; the meta table follows', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv, kvNode } = node;
+    const right = await split(node, META_RANGE, 'h');
+    const far = await split(node, right, 'p');
+    const put = (k: string, v: string) => kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode(k), value: enc.encode(v) } }], failure: [] });
+    await put('q', 'before');
+    const merged = new Promise<number>((resolve, reject) => kvNode.mergeRanges(right, (o) => (o instanceof Error ? reject(o) : resolve(o.rightRangeId))));
+    // Writes to the right range's keys while its freeze and the merge go through: none fails.
+    const writes = Array.from({ length: 20 }, (_, i) => put(`r${i}`, `during-${i}`));
+    const reads = Array.from({ length: 5 }, () => kv.range({ key: enc.encode('q') }, false));
+    assert.equal(await merged, far);
+    await Promise.all(writes);
+    for (const r of await Promise.all(reads)) assert.equal(dec.decode(r.kvs[0]!.value), 'before');
+    assert.equal(kvNode.router.list().length, 2);
+    assert.equal(kvNode.store.replica(far), undefined);
+    for (let i = 0; i < 20; i++) {
+      const r = await kv.range({ key: enc.encode(`r${i}`) }, false);
+      assert.equal(dec.decode(r.kvs[0]!.value), `during-${i}`);
+      assert.equal(kvNode.router.rangeOf(enc.encode(`r${i}`)), right);
+    }
+    const table = (): string => (kvNode.stateMachine.metaTable?.all() ?? []).map((d) => `${d.rangeId}:${dec.decode(d.start)}-${d.end === undefined ? '' : dec.decode(d.end)}`).join(' ');
+    for (let i = 0; i < 150 && table() !== `1:-h ${right}:h-`; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(table(), `1:-h ${right}:h-`);
+  } finally {
+    await node.close();
+  }
+});

@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, LeaderBalancer, MergeQueue, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -88,6 +88,8 @@ export interface StartNodeOptions {
   readonly rangeMaxBytes?: number;
   /** A range serving more requests a second than this splits at a sampled key (default DEFAULT_RANGE_SPLIT_QPS; 0: never by load). */
   readonly rangeSplitQps?: number;
+  /** Neighbouring ranges that are both small and cold merge (default true; only while splits are on, see MergeQueue). */
+  readonly rangeMerge?: boolean;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -194,6 +196,7 @@ interface Resolved {
   readonly readMode: ReadMode;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
+  readonly rangeMerge: boolean;
   readonly logger: Logger;
 }
 
@@ -275,6 +278,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES),
     rangeSplitQps: nonNegative('rangeSplitQps', o.rangeSplitQps ?? DEFAULT_RANGE_SPLIT_QPS),
+    rangeMerge: o.rangeMerge ?? true,
     logger,
   };
 }
@@ -335,6 +339,18 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     rangeSplitQps: r.rangeSplitQps,
     observe: (e) => (e.kind === 'split' ? log.info({ left: e.left.rangeId, right: e.right.rangeId, reason: e.reason }, 'split a range') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a split failed')),
   });
+  // Merging undoes splits: on only while some split can happen (with both thresholds 0, nothing splits).
+  const merges =
+    r.rangeMerge && (r.rangeMaxBytes > 0 || r.rangeSplitQps > 0)
+      ? new MergeQueue({
+          kv: kvNode,
+          timers: realTimers,
+          rangeMaxBytes: r.rangeMaxBytes,
+          rangeSplitQps: r.rangeSplitQps,
+          qps: (id) => splits.qps(id),
+          observe: (e) => (e.kind === 'merge' ? log.info({ left: e.merged.rangeId, right: e.rightRangeId }, 'merged two ranges') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a merge failed')),
+        })
+      : undefined;
   const kv = new KvApi({
     store,
     stateMachine: sm,
@@ -353,10 +369,13 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   membership.notePeers(start.peers);
   membership.tick();
   const reconciler = new ReplicaReconciler({ kv: kvNode, observe: (e) => log.info(e, 'range membership change') });
+  const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
     splits.tick();
+    merges?.tick();
     reconciler.tick();
+    leaders.tick();
   });
   clock.ticker = ticker;
   const endpoints = (): NodeEndpoints => ({
@@ -373,7 +392,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   if (o.listenAdmin !== undefined) {
     // The admin status adds the store's and the transport's counters, for operators and benchmarks.
     const adminStatus = (): unknown => ({ ...status(), stats: { store: store.stats, transport: transport.stats } });
-    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => (r.rangeSplitQps > 0 ? splits.qps(id) : undefined));
+    const ranges = (): RangeInfo[] => describeRanges(kvNode, membership.list(), (id) => splits.qps(id));
     const admin = await startAdminServer(o.listenAdmin, { status: adminStatus, health: () => health(store), ranges }, log);
     cleanups.push(() => admin.close());
     listeners.admin = admin;

@@ -100,7 +100,7 @@ export class SimCluster {
     this.net = new SimNetwork(this.sched, rng.fork(), options.netDelayMs);
     this.traceLines = traceOn ? [] : undefined;
     this.sabotage = options.bug === undefined ? Sabotage.of() : Sabotage.of(options.bug);
-    this.ranges = new RangeOracle((kind, what) => this.violation(kind, what));
+    this.ranges = new RangeOracle((kind, what) => this.violation(kind, what), (what) => this.count(what));
     const voters = Array.from({ length: options.nodeCount }, (_, i) => i + 1);
     const cs: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
     this.latestConf = { cs, index: 1 };

@@ -3,12 +3,14 @@ import type { PartitionKind } from './network.js';
 import type { FaultKind } from './options.js';
 import type { ConfState, NodeId } from '../raft/index.js';
 import { encodeMemberContext, type MemberRecord, MembershipError, type MembershipOutcome } from '../kv/index.js';
-import { isSimLogEntryKey, type SimStoreNode, simMemberRecord } from './store_node.js';
+import { SIM_RANGE, isSimLogEntryKey, type SimStoreNode, simMemberRecord } from './store_node.js';
 import { isTesseraError, TesseraError } from '../base/index.js';
 import { compareBytes } from '../mvcc/index.js';
 
 /** Share of the nemesis's actions that split a range, in seeds with splits on. */
 export const SPLIT_ACTION_SHARE = 0.15;
+/** Share of the nemesis's other actions that merge two ranges, in seeds with splits on: about as many merges as splits. */
+export const MERGE_ACTION_SHARE = 0.3;
 /** Share of splits whose key is drawn from every workload key, not only those inside the range: some are refused. */
 const SPLIT_ANY_KEY_SHARE = 0.2;
 
@@ -76,6 +78,7 @@ export class Nemesis {
       if (now >= untilMs) return;
       // Only seeds with splits draw for them, so the other seeds' runs are what they were.
       if (c.options.splits && c.rng.chance(SPLIT_ACTION_SHARE)) this.split();
+      else if (c.options.splits && c.options.merges && c.rng.chance(MERGE_ACTION_SHARE)) this.merge();
       else this.act(untilMs);
       this.c.sched.after(20 + this.c.rng.float() * 180, next);
     };
@@ -516,6 +519,52 @@ export class Nemesis {
         }
         c.count('split-ok');
         c.log(`nemesis split range ${rangeId} at ${key}: ranges ${outcome.left.rangeId} and ${outcome.right.rangeId} at version ${outcome.left.epoch.version}`);
+      }),
+    );
+  }
+
+  /**
+   * The leader of some range other than range 1 (the meta range is never a
+   * merge's side, as in MergeQueue) merges it with its right neighbour
+   * (KvNode.mergeRanges: the right range frozen, then the merge in the left
+   * range's log), under whatever faults are on: refused (the neighbours'
+   * replicas differ, a descriptor changed), or timed out waiting for every
+   * replica of the right range to hold the freeze, which leaves it frozen
+   * until a later merge of the same pair finishes the job.
+   */
+  private merge(): void {
+    const c = this.c;
+    const leads: { readonly m: Member; readonly rangeId: number }[] = [];
+    const leadsBoth: { readonly m: Member; readonly rangeId: number }[] = [];
+    for (const m of c.running()) {
+      if (m.paused || m.node === undefined) continue;
+      const leader = (id: number): boolean => m.node?.store.replica(id)?.raw.raft.state === 'leader';
+      for (const rangeId of m.node.rangeIds()) {
+        if (rangeId === SIM_RANGE || !leader(rangeId)) continue;
+        const right = m.node.kv.rightNeighbourOf(rangeId);
+        if (right === undefined) continue;
+        leads.push({ m, rangeId });
+        if (leader(right)) leadsBoth.push({ m, rangeId });
+      }
+    }
+    // Mostly from a node that leads both sides, as the merge queue's node would after its first try;
+    // sometimes from one that must ask for the right range's leadership first.
+    const lead = c.pick(leadsBoth.length > 0 && c.rng.chance(0.7) ? leadsBoth : leads);
+    const node = lead?.m.node;
+    if (lead === undefined || node === undefined) return;
+    const { m, rangeId } = lead;
+    c.count('merge');
+    c.log(`nemesis merge range ${rangeId} with its right neighbour via ${m.id}`);
+    c.onMember(m, m.incarnation, () =>
+      node.mergeRanges(rangeId, (outcome) => {
+        if (outcome instanceof TesseraError) {
+          c.count('merge-refused');
+          c.count(`merge-refused-${outcome.code}`);
+          c.log(`nemesis merge range ${rangeId}: ${outcome.code} (${outcome.message})`);
+          return;
+        }
+        c.count('merge-ok');
+        c.log(`nemesis merge range ${rangeId}: took over range ${outcome.rightRangeId}, now at version ${outcome.merged.epoch.version}`);
       }),
     );
   }

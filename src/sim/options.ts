@@ -39,6 +39,8 @@ export interface SimOptions {
   readonly proposalWindowMs: number;
   /** Whether the nemesis splits ranges (KvNode.splitRange) among its faults: half the seeds, from the seed, so no Rng draw moves. */
   readonly splits: boolean;
+  /** Whether the nemesis also merges ranges (KvNode.mergeRanges), in seeds with splits: on unless overridden. */
+  readonly merges: boolean;
   readonly bug: BugName | undefined;
 }
 
@@ -48,6 +50,7 @@ export interface OptionOverrides {
   readonly faultPhaseMs?: number;
   readonly bug?: BugName | undefined;
   readonly splits?: boolean;
+  readonly merges?: boolean;
 }
 
 /** Draws a run's shape from the seed's own Rng. */
@@ -83,6 +86,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     proposalWindowMs: seed % 2 === 0 ? 0 : 1 + (Math.floor(seed / 2) % 5),
     // Seeds 1 and 2 mod 4: both settings of the proposal window.
     splits: overrides.splits ?? (seed % 4 === 1 || seed % 4 === 2),
+    merges: overrides.merges ?? true,
   };
 }
 

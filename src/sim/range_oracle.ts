@@ -24,7 +24,13 @@ export class RangeOracle {
   /** Per `node:range`, the descriptor last looked at: the state machine keeps the same object until it changes. */
   private readonly seen = new Map<string, RangeDescriptor>();
 
-  constructor(private readonly violation: (kind: ViolationKind, what: string) => void) {}
+  /** `range:version` of every merge some replica applied: counted once each. */
+  private readonly merged = new Set<string>();
+
+  constructor(
+    private readonly violation: (kind: ViolationKind, what: string) => void,
+    private readonly count?: (what: string) => void,
+  ) {}
 
   /** After node `id` applied an entry of range `rangeId`. */
   onApplied(id: NodeId, node: SimStoreNode, rangeId: RangeId, a: Applied): void {
@@ -32,6 +38,14 @@ export class RangeOracle {
     if (result?.kind === 'split') {
       this.record(id, result.left);
       this.record(id, result.right);
+    }
+    if (result?.kind === 'merge') {
+      this.record(id, result.merged);
+      const key = `${result.merged.rangeId}:${result.merged.epoch.version}`;
+      if (!this.merged.has(key)) {
+        this.merged.add(key);
+        this.count?.('merge-applied');
+      }
     }
     if (this.looked(id, node, rangeId)) this.checkDisjoint(id, node);
   }

@@ -61,8 +61,8 @@ test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
   // The production request path runs here too (src/kv/requests.ts): drops retried while no leader
   // is known, deadlines that end with an unknown outcome, reads that time out.
   // So does etcd's Cluster API logic (src/kv/membership.ts): adds, promotions and removals that succeed.
-  // And range splits (issue 13): some succeed, some are refused, and clients are routed again after them.
-  for (const reaction of ['request-retry', 'request-timeout-unknown', 'request-read-timeout', 'membership-api-add-ok', 'membership-api-promote-ok', 'membership-api-remove-ok', 'split-ok', 'split-refused', 'client-reroute']) {
+  // And range splits and merges (issue 13): some succeed, some are refused, and clients are routed again after them.
+  for (const reaction of ['request-retry', 'request-timeout-unknown', 'request-read-timeout', 'membership-api-add-ok', 'membership-api-promote-ok', 'membership-api-remove-ok', 'split-ok', 'split-refused', 'merge-ok', 'merge-applied', 'client-reroute']) {
     assert.ok((s.faults[reaction] ?? 0) > 0, `${reaction} never happened`);
   }
   console.log(`# ${SEEDS_IN_TEST} seeds: ${(s.seedsRun * 1000 / s.elapsedMs).toFixed(1)} seeds/s, ${Math.round(s.opsChecked / s.seedsRun)} ops checked per seed`);

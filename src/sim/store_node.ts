@@ -21,7 +21,7 @@ import {
   type WatchHub,
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
-import { ReplicaReconciler } from '../placement/index.js';
+import { LeaderBalancer, ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -90,6 +90,7 @@ const decoder = new TextDecoder();
 export class SimStoreNode {
   readonly kv: KvNode;
   private readonly reconciler: ReplicaReconciler;
+  private readonly leaders: LeaderBalancer;
   private stopped = false;
 
   constructor(private readonly env: StoreNodeEnv) {
@@ -124,6 +125,8 @@ export class SimStoreNode {
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({ kv: this.kv, observe: (e) => env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`) });
+    // As the server does: leaders spread over the nodes, so leadership moves while clients run.
+    this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
   }
 
   get store(): Store {
@@ -166,12 +169,14 @@ export class SimStoreNode {
   tick(): void {
     this.kv.tick();
     this.reconciler.tick();
+    this.leaders.tick();
   }
 
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
     this.kv.catchUpTicks(ticks);
     this.reconciler.tick();
+    this.leaders.tick();
   }
 
   receive(messages: readonly RangeMessage[]): void {
@@ -219,6 +224,8 @@ export class SimStoreNode {
       this.requests.propose(
         (requestId) => encodeCommand({ kind: 'txn', requestId, txn }),
         (outcome) => {
+          // Its range was merged away before the write applied (Store.closeRetired): certainly not done.
+          if (outcome.kind === 'failed' && outcome.error.code === 'RANGE_MISMATCH') return this.reroute(attemptsLeft, outcome.error, attempt, reply);
           if (outcome.kind === 'failed') return reply(failure(outcome.error));
           const result = outcome.result as CommandResult;
           if (result.kind === 'txn') {
@@ -247,6 +254,7 @@ export class SimStoreNode {
       const rangeId = this.route(k);
       if (rangeId instanceof TesseraError) return this.reroute(attemptsLeft, rangeId, attempt, reply);
       this.requests.readBarrier((error) => {
+        if (error?.code === 'RANGE_MISMATCH') return this.reroute(attemptsLeft, error, attempt, reply);
         if (error !== undefined) return reply(failure(error));
         const sm = this.kv.stateMachineOf(rangeId);
         if (!holds(sm.descriptor, k)) return this.reroute(attemptsLeft, `range ${rangeId} no longer holds ${key}`, attempt, reply);
@@ -255,6 +263,11 @@ export class SimStoreNode {
       }, rangeId);
     };
     attempt(ROUTE_ATTEMPTS);
+  }
+
+  /** Merges range `leftId` with its right neighbour from this node (KvNode.mergeRanges): the merged descriptor, or why not. */
+  mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
+    this.kv.mergeRanges(leftId, done);
   }
 
   /** Splits range `rangeId` at `key` from this node (KvNode.splitRange): the two descriptors, or why not. */

@@ -49,6 +49,10 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   // the client's history or the acknowledged write's range shows it first.
   'split-skips-key-check': ['raft-invariant', 'lost-write', 'linearizability'],
   // The overlap is checked as each snapshot is installed; what it wipes shows at convergence or in a lost write.
+  // The merged range misses the right range's last writes on the nodes whose right replica lagged (or the
+  // right range takes a write during the merge that the merged range never sees): replicas differ, or an
+  // acknowledged write is gone.
+  'merge-skips-freeze': ['convergence', 'lost-write', 'linearizability', 'state-machine-safety', 'raft-invariant'],
   'snapshot-over-newer-descriptor': ['range-partition', 'convergence', 'lost-write'],
   // Only the watch streams see the order in which ranges applied their changes.
   'watch-ignores-watermark': ['watch'],

@@ -1,0 +1,105 @@
+import type { Timers } from '../base/index.js';
+import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
+import type { NodeId } from '../raft/index.js';
+
+/** How often a node looks at how many ranges each node leads, and gives one away if it leads too many. */
+export const LEADER_BALANCE_INTERVAL_MS = 2_000;
+/** A node leads at most this many ranges above the mean before it hands one to the node that leads fewest. */
+export const LEADER_BALANCE_SLACK = 1;
+
+export interface LeaderBalancerOptions {
+  readonly kv: KvNode;
+  readonly timers: Timers;
+  readonly intervalMs?: number;
+  /** Told of each leadership transfer started. */
+  readonly observe?: (event: { readonly rangeId: RangeId; readonly from: NodeId; readonly to: NodeId }) => void;
+}
+
+/** One range as the balancer sees it on this node: its leader as this replica knows it, and voters that could take over. */
+export interface LeaderView {
+  readonly rangeId: RangeId;
+  readonly leader: NodeId;
+  /** Voters caught up with the leader's log (only known on the leader itself; empty elsewhere). */
+  readonly readyVoters: readonly NodeId[];
+}
+
+/**
+ * The transfer a node should start to even out leadership, or undefined:
+ * when `self` leads more than the mean over `nodes` plus
+ * LEADER_BALANCE_SLACK, it hands one of its ranges (never the metadata
+ * range, whose leader runs the TSO: moving it costs a failover) to the
+ * caught-up voter that leads fewest, if that one leads fewer than the mean.
+ * Pure: the same views give the same answer.
+ */
+export function chooseLeaderTransfer(self: NodeId, nodes: readonly NodeId[], views: readonly LeaderView[]): { readonly rangeId: RangeId; readonly to: NodeId } | undefined {
+  if (nodes.length < 2) return undefined;
+  const led = new Map<NodeId, number>(nodes.map((n) => [n, 0]));
+  for (const v of views) if (led.has(v.leader)) led.set(v.leader, (led.get(v.leader) as number) + 1);
+  const total = [...led.values()].reduce((a, b) => a + b, 0);
+  const mean = total / nodes.length;
+  const mine = led.get(self) ?? 0;
+  if (mine <= mean + LEADER_BALANCE_SLACK) return undefined;
+  let best: { rangeId: RangeId; to: NodeId; count: number } | undefined;
+  for (const v of views) {
+    if (v.leader !== self || v.rangeId === META_RANGE) continue;
+    for (const to of v.readyVoters) {
+      const count = led.get(to);
+      if (to === self || count === undefined || count >= mean) continue;
+      if (best === undefined || count < best.count || (count === best.count && (to < best.to || (to === best.to && v.rangeId < best.rangeId)))) best = { rangeId: v.rangeId, to, count };
+    }
+  }
+  return best === undefined ? undefined : { rangeId: best.rangeId, to: best.to };
+}
+
+/**
+ * Evens out how many ranges each node leads (issue 13: "leader count is
+ * balanced across live nodes"), so that every node's CPU serves writes.
+ * Each node runs one: every LEADER_BALANCE_INTERVAL_MS it counts the
+ * leaders its replicas know of and, if it leads too many, starts one Raft
+ * leadership transfer (thesis §3.10) to a caught-up voter that leads few.
+ * Nodes decide alone, one transfer per round each, so the counts converge
+ * without coordination. Leaders are counted alike wherever each node holds
+ * every range; a node's view may lag, which only delays a transfer.
+ */
+export class LeaderBalancer {
+  private nextMs: number;
+
+  constructor(private readonly o: LeaderBalancerOptions) {
+    this.nextMs = o.timers.nowMs() + (o.intervalMs ?? LEADER_BALANCE_INTERVAL_MS);
+  }
+
+  tick(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextMs) return;
+    this.nextMs = nowMs + (this.o.intervalMs ?? LEADER_BALANCE_INTERVAL_MS);
+    const store = this.o.kv.store;
+    const meta = store.replica(META_RANGE);
+    if (meta === undefined) return;
+    const self = meta.raw.raft.id;
+    const views: LeaderView[] = [];
+    for (const rangeId of store.rangeIds()) {
+      const raft = store.replica(rangeId)?.raw.raft;
+      if (raft === undefined || raft.lead === 0) continue;
+      views.push({ rangeId, leader: raft.lead, readyVoters: raft.state === 'leader' ? readyVoters(raft) : [] });
+    }
+    const choice = chooseLeaderTransfer(self, meta.currentConfState().voters, views);
+    if (choice === undefined) return;
+    store.transferLeader(choice.rangeId, choice.to);
+    this.o.observe?.({ rangeId: choice.rangeId, from: self, to: choice.to });
+  }
+}
+
+type LeaderRaft = NonNullable<ReturnType<KvNode['store']['replica']>>['raw']['raft'];
+
+/** The voters whose log matches the leader's last entry and that answered recently: a transfer to them completes at once. */
+function readyVoters(raft: LeaderRaft): NodeId[] {
+  // Mid membership change (a joint configuration): leave the leader where it is.
+  if (raft.trk.config.voters[1].size > 0) return [];
+  const last = raft.raftLog.lastIndex();
+  const out: NodeId[] = [];
+  for (const id of raft.trk.config.voters[0]) {
+    const p = raft.trk.progress.get(id);
+    if (id !== raft.id && p !== undefined && p.match === last && p.recentActive) out.push(id);
+  }
+  return out;
+}
