@@ -64,6 +64,8 @@ export class SimCluster {
   /** The kind of each entry of violations, same order. */
   readonly violationKinds: ViolationKind[] = [];
   readonly faults: FaultCounts = {};
+  /** When the LeaderBalancer last moved a range's leadership (see checkConvergence). */
+  lastLeaderBalanceMs = Number.NEGATIVE_INFINITY;
   readonly trace: Fnv64 = new Fnv64();
   readonly traceLines: string[] | undefined;
   /** The Raft oracles' memory, per range. */
@@ -115,6 +117,7 @@ export class SimCluster {
 
   count(fault: string, by = 1): void {
     this.faults[fault] = (this.faults[fault] ?? 0) + by;
+    if (fault === 'leader-balance') this.lastLeaderBalanceMs = this.sched.nowMs;
   }
 
   violation(kind: ViolationKind, what: string): void {
