@@ -11,6 +11,8 @@ import { LMDB_FORMAT_VERSION, LmdbEngine } from './engine.js';
 
 /** Small maps keep the many test environments cheap; the default reserves far more address space. */
 const TEST_MAP_SIZE_BYTES = 64 * 1024 * 1024;
+/** A small write-ahead log: it is zero-filled when made, and some tests fill it to force checkpoints. */
+const TEST_WAL_BYTES = 256 * 1024;
 /** Fewer runs than the memory engine: every run opens a fresh environment on disk. */
 const LMDB_PROPERTY_RUNS = 25;
 
@@ -19,21 +21,26 @@ function tempDir(): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-runEngineConformance(
-  'lmdb',
-  async () => {
-    const dir = tempDir();
-    const engine = await LmdbEngine.open({ path: join(dir.path, 'data'), mapSizeBytes: TEST_MAP_SIZE_BYTES });
-    return {
-      engine,
-      cleanup: async () => {
-        await engine.close();
-        dir.remove();
-      },
-    };
-  },
-  { propertyRuns: LMDB_PROPERTY_RUNS },
-);
+// Twice: with a log that holds every commit of a case (writes stay in the overlay until close), and
+// with one so small that most commits do not fit and checkpoint into LMDB (ADR 0011), so reads,
+// scans and deleteRanges meet data split between LMDB and the overlay at every point.
+for (const [name, walBytes] of [['lmdb', TEST_WAL_BYTES], ['lmdb (a 1 KiB log: commits checkpoint)', 1024]] as const) {
+  runEngineConformance(
+    name,
+    async () => {
+      const dir = tempDir();
+      const engine = await LmdbEngine.open({ path: join(dir.path, 'data'), mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes });
+      return {
+        engine,
+        cleanup: async () => {
+          await engine.close();
+          dir.remove();
+        },
+      };
+    },
+    { propertyRuns: LMDB_PROPERTY_RUNS },
+  );
+}
 
 const s = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -55,14 +62,14 @@ test('lmdb: durable batches are there after close and reopen', async () => {
   const dir = tempDir();
   try {
     const path = join(dir.path, 'data');
-    const first = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const first = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
     await commitDurable(first, 'a', '1');
     const batch = first.newBatch();
     batch.put(s('b'), s('2'));
     batch.deleteRange(s('a'), s('b'));
     first.commit(batch, () => {});
     await first.close();
-    const second = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const second = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
     assert.equal(second.get(s('a')), undefined);
     assert.deepEqual(second.get(s('b')), s('2'));
     await second.close();
@@ -73,7 +80,7 @@ test('lmdb: durable batches are there after close and reopen', async () => {
 
 test('lmdb: results are plain Uint8Arrays, not Buffers', async () => {
   const dir = tempDir();
-  const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+  const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
   try {
     await commitDurable(engine, 'k', 'v');
     assert.equal(Object.getPrototypeOf(engine.get(s('k'))), Uint8Array.prototype);
@@ -125,7 +132,7 @@ test('lmdb: refuses an LMDB environment that is not tessera', async () => {
 test('lmdb: refuses an environment written in another format version', async () => {
   const dir = tempDir();
   try {
-    const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
     await engine.close();
     // Rewrite the header's version field (the last 4 bytes, big-endian) as a future build would.
     const root = open({ path: dir.path, keyEncoding: 'binary', encoding: 'binary' });
@@ -152,7 +159,7 @@ test('lmdb: refuses map sizes and reader counts outside their limits', async () 
 
 test('lmdb: many commits in one turn share one flush, and all report durable in order', async () => {
   const dir = tempDir();
-  const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+  const engine = await LmdbEngine.open({ path: dir.path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
   try {
     const COMMITS = 200;
     const order: number[] = [];
@@ -175,7 +182,7 @@ test('lmdb: a staged batch is written with the next commit, or at close, and is 
   const dir = tempDir();
   try {
     const path = join(dir.path, 'data');
-    const first = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const first = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
     const stage = (engine: StorageEngine, key: string): void => {
       const batch = engine.newBatch();
       batch.put(s(key), s('staged'));
@@ -185,7 +192,7 @@ test('lmdb: a staged batch is written with the next commit, or at close, and is 
     await commitDurable(first, 'b', 'committed');
     stage(first, 'c');
     await first.close();
-    const second = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES });
+    const second = await LmdbEngine.open({ path, mapSizeBytes: TEST_MAP_SIZE_BYTES, walBytes: TEST_WAL_BYTES });
     try {
       assert.deepEqual(second.get(s('a')), s('staged'));
       assert.deepEqual(second.get(s('b')), s('committed'));

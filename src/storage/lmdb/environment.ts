@@ -24,8 +24,10 @@ import { bytesEqual } from '../bytes.js';
  * could decide differently whether a retried command is a duplicate.
  * 5: the MVCC meta record counts the stored change records (mvcc meta format 4), so that a store
  * whose damaged pages hide some of them is refused at open.
+ * 6: committed batches are in the write-ahead log (wal.log) until a checkpoint writes them into LMDB
+ * (ADR 0011); a version-5 build would open the environment without replaying the log and lose them.
  */
-export const LMDB_FORMAT_VERSION = 5;
+export const LMDB_FORMAT_VERSION = 6;
 /**
  * Address space mapped at open. It is not a cap: lmdb-js enlarges the map when
  * a transaction fills it (its README: mapSize is "the initial amount"), so a
@@ -61,6 +63,8 @@ export interface LmdbOpenOptions {
   readonly path: string;
   readonly mapSizeBytes?: number;
   readonly maxReaders?: number;
+  /** The write-ahead log's file size (wal.ts, WAL_FILE_BYTES by default); tests make it small. */
+  readonly walBytes?: number;
 }
 
 export interface Environment {
@@ -70,6 +74,8 @@ export interface Environment {
   readonly heads: Database<number, Uint8Array>;
   /** The data database again, for scans: its values come as plain Uint8Arrays (plainValueDecoder). */
   readonly values: Database<Uint8Array, Uint8Array>;
+  /** The meta database: the header, and the write-ahead log's generation (engine.ts). */
+  readonly meta: Database<Uint8Array, Uint8Array>;
 }
 
 /**
@@ -169,11 +175,11 @@ export async function openEnvironment(options: LmdbOpenOptions): Promise<Environ
     throw new TesseraError('CORRUPT_DATA', `${options.path} cannot be opened as an LMDB environment: ${messageOf(error)}`, { cause: error });
   }
   try {
-    const data = checkOrCreateHeader(root, options.path);
+    const { data, meta } = checkOrCreateHeader(root, options.path);
     const heads = root.openDB<number, Uint8Array>(DATA_DB, { keyEncoding: 'binary', encoder: valueHeadDecoder } as never);
     const values = root.openDB<Uint8Array, Uint8Array>(DATA_DB, { keyEncoding: 'binary', encoder: plainValueDecoder } as never);
     for (const db of [data, heads, values]) readKeysAsPlainArrays(db);
-    return { root, data, heads, values };
+    return { root, data, heads, values, meta };
   } catch (error) {
     await root.close();
     throw error;
@@ -232,7 +238,7 @@ async function checkDataFile(file: string): Promise<void> {
   }
 }
 
-function checkOrCreateHeader(root: RootDatabase<Uint8Array, Uint8Array>, path: string): Database<Uint8Array, Uint8Array> {
+function checkOrCreateHeader(root: RootDatabase<Uint8Array, Uint8Array>, path: string): { data: Database<Uint8Array, Uint8Array>; meta: Database<Uint8Array, Uint8Array> } {
   // The root database lists the named databases; one of ours is never empty, so an empty root is a new environment.
   const names = [...root.getKeys({ limit: LMDB_MAX_DBS * 4 })].map((k) => Buffer.from(k).toString('latin1').replace(/\0$/, ''));
   if (names.length === 0) {
@@ -240,14 +246,15 @@ function checkOrCreateHeader(root: RootDatabase<Uint8Array, Uint8Array>, path: s
     const data = openNamed(root, DATA_DB, path);
     // Synchronous and synced at once: the header is on disk before the first batch can be.
     root.transactionSync(() => meta.putSync(HEADER_KEY, encodeHeader()));
-    return data;
+    return { data, meta };
   }
   if (!names.includes(META_DB)) {
     throw new TesseraError('CORRUPT_DATA', `${path} holds an LMDB environment that is not tessera's (no ${META_DB} database)`);
   }
-  checkHeader(openNamed(root, META_DB, path).get(HEADER_KEY), path);
+  const meta = openNamed(root, META_DB, path);
+  checkHeader(meta.get(HEADER_KEY), path);
   if (!names.includes(DATA_DB)) throw new TesseraError('CORRUPT_DATA', `${path} has a tessera header but no ${DATA_DB} database`);
-  return openNamed(root, DATA_DB, path);
+  return { data: openNamed(root, DATA_DB, path), meta };
 }
 
 function openNamed(root: RootDatabase<Uint8Array, Uint8Array>, name: string, path: string): Database<Uint8Array, Uint8Array> {

@@ -49,6 +49,14 @@ export class OverlayLayer {
     for (const [key, entry] of this.writes.values()) yield { key, value: entry.value };
   }
 
+  /** A new layer holding `below`'s writes overwritten by `above`'s. */
+  static merged(below: OverlayLayer, above: OverlayLayer): OverlayLayer {
+    const layer = new OverlayLayer();
+    for (const [k, pair] of below.writes) layer.writes.set(k, pair);
+    for (const [k, pair] of above.writes) layer.writes.set(k, pair);
+    return layer;
+  }
+
   getByString(key: string): OverlayEntry | undefined {
     return this.writes.get(key)?.[1];
   }
@@ -111,8 +119,30 @@ export class Overlay {
     return false;
   }
 
+  /** The number of writes the layers hold (a key written in two layers counts twice). */
+  get size(): number {
+    let n = 0;
+    for (const layer of this.layers) n += layer.size;
+    return n;
+  }
+
+  /**
+   * The overlay with `layer` on top. Staged batches stay until a checkpoint
+   * (engine.ts), hundreds of them, and a read looks into every layer, so
+   * layers are merged as a binary counter merges carries: while the newest
+   * is at least as large as the one below, the two become one. Layers then
+   * shrink going up, there are O(log n) of them, and each write is copied
+   * O(log n) times. Merging makes new layers; the old ones, which snapshots
+   * may hold, never change.
+   */
   with(layer: OverlayLayer): Overlay {
-    return new Overlay([...this.layers, layer]);
+    const layers = [...this.layers, layer];
+    while (layers.length >= 2 && (layers[layers.length - 1] as OverlayLayer).size >= (layers[layers.length - 2] as OverlayLayer).size) {
+      const top = layers.pop() as OverlayLayer;
+      const below = layers.pop() as OverlayLayer;
+      layers.push(OverlayLayer.merged(below, top));
+    }
+    return new Overlay(layers);
   }
 
   /** The newest write to each key in [start, end), in scan order. */
