@@ -187,8 +187,6 @@ export class Store {
   private readonly queuedReads = new Map<RangeId, ((error: TesseraError | undefined) => void)[]>();
   private readonly pendingReads = new Map<string, { rangeId: RangeId; index?: number; dones: ((error: TesseraError | undefined) => void)[] }>();
   private writing = false;
-  /** Commit-index-only appends of turns that answered proposals: sent at the start of the next turn (see lateMessages). */
-  private readonly lateSends: { readonly turns: readonly Turn[]; readonly late: ReadonlySet<Message> }[] = [];
   /** A batch was staged (see StorageEngine.stage) and no commit has carried it to disk yet. */
   private staged = false;
   /** A turn wrote (and so carried what was staged) since the last tick. */
@@ -900,7 +898,6 @@ export class Store {
   /** One turn of the ready loop. Only one turn is in flight: the next waits for this one's sync. */
   loop(): void {
     if (this.closed) return;
-    this.sendLate();
     // Even while a turn is in flight: Raft may take proposals between ready() and advance(); their
     // appends go out with the next Ready.
     this.proposeQueued();
@@ -922,15 +919,14 @@ export class Store {
       this.o.onReady?.(t.replica.rangeId, t.rd);
       t.replica.persist(batch, t.rd);
     }
-    const late = this.lateMessages(turns);
-    const early = this.messagesBeforeSync(turns, durableLast, late);
+    const early = this.messagesBeforeSync(turns, durableLast);
     this.writing = true;
     const finish = (error?: Error): void => {
       // After a failed sync nothing that turn wrote may be acknowledged, and the sync is not retried.
       if (error !== undefined && this.o.sabotage?.has('ignore-sync-failure') !== true) return this.failStorage(error);
       this.writing = false;
       if (this.closed) return;
-      this.guarded(() => this.afterDurable(turns, early, late));
+      this.guarded(() => this.afterDurable(turns, early));
     };
     if (batch.count > 0 && turns.some((t) => t.rd.mustSync)) {
       this.stats.syncs++;
@@ -942,35 +938,13 @@ export class Store {
       // batch is staged, written with the next commit, and the turn goes on without waiting.
       this.stage(batch);
       this.writing = false;
-      this.afterDurable(turns, early, late);
+      this.afterDurable(turns, early);
     } else {
       // Nothing to persist (messages or reads only): nothing to wait for. The next turn is still
       // scheduled, not run from here, so a turn never recurses into itself.
       this.writing = false;
-      this.afterDurable(turns, early, late);
+      this.afterDurable(turns, early);
     }
-  }
-
-  /**
-   * A leader's appends that carry no entries, only a new commit index, in a
-   * turn that applies entries: they go after the turn's answers, at the
-   * start of the next turn (scheduled at the end of this one). Followers
-   * need them only to apply; the proposer waits for the answer, and on one
-   * event-loop thread each socket write to a peer (0.1–0.3 ms on loopback
-   * here) came before it. Sending later is always safe: a message may be
-   * delayed anyway. Appends with entries, heartbeats (ReadIndex rounds wait
-   * for their answers) and everything else keep their place.
-   */
-  private lateMessages(turns: readonly Turn[]): ReadonlySet<Message> {
-    const late = new Set<Message>();
-    if (!turns.some((t) => t.rd.committedEntries.length > 0)) return late;
-    for (const t of turns) for (const m of t.rd.messages) if (m.type === 'MsgApp' && m.entries.length === 0) late.add(m);
-    return late;
-  }
-
-  /** Sends what lateMessages held back (see there), in turn order, ahead of anything this turn sends. */
-  private sendLate(): void {
-    for (const { turns, late } of this.lateSends.splice(0)) this.sendAll(turns, (m) => late.has(m));
   }
 
   /**
@@ -985,13 +959,12 @@ export class Store {
    * acknowledgements always wait: they promise what is on disk. The
    * deliberate persistence bugs send some of those early too.
    */
-  private messagesBeforeSync(turns: readonly Turn[], durableLast: ReadonlyMap<Replica, number>, late: ReadonlySet<Message>): Set<Message> {
+  private messagesBeforeSync(turns: readonly Turn[], durableLast: ReadonlyMap<Replica, number>): Set<Message> {
     const early = new Set<Message>();
     const sab = this.o.sabotage;
     for (const t of turns) {
       const durable = durableLast.get(t.replica) ?? 0;
       for (const m of t.rd.messages) {
-        if (late.has(m)) continue;
         if ((m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && m.commit <= durable) early.add(m);
         if (sab === undefined) continue;
         const vote = m.type === 'MsgVoteResp' || m.type === 'MsgPreVoteResp' || m.type === 'MsgVote';
@@ -1002,9 +975,8 @@ export class Store {
     return early;
   }
 
-  private afterDurable(turns: readonly Turn[], alreadySent: ReadonlySet<Message>, late: ReadonlySet<Message>): void {
-    this.sendAll(turns, (m) => !alreadySent.has(m) && !late.has(m));
-    if (late.size > 0) this.lateSends.push({ turns, late });
+  private afterDurable(turns: readonly Turn[], alreadySent: ReadonlySet<Message>): void {
+    this.sendAll(turns, (m) => !alreadySent.has(m));
     const applyBatch = this.o.engine.newBatch();
     const applied: { rangeId: RangeId; items: Applied[] }[] = [];
     for (const t of turns) applied.push({ rangeId: t.replica.rangeId, items: t.replica.apply(applyBatch, t.rd) });
