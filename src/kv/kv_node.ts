@@ -583,7 +583,6 @@ export class KvNode {
     if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
-    if (result?.kind === 'close') this.watches.onApplied(result.revision, []);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }

@@ -210,9 +210,9 @@ export class WatchHub {
   }
 
   /**
-   * A range applied a change at `revision` (no events: a close, which
-   * still raises watermarks). Buffered; delivered at the next `flush`, when
-   * every range's state has caught up with what it was told.
+   * A range applied changes at `revision`. Buffered; delivered at the next
+   * `flush`, when every range's state has caught up with what it was told
+   * (a close changes nothing, and raises watermarks by the range's revision alone).
    */
   onApplied(revision: number, events: readonly MvccEvent[]): void {
     if (events.length === 0) return;

@@ -52,17 +52,25 @@ export class SplitQueue {
     this.deciderOf(rangeId)?.record(interval);
   }
 
+  /** Drops the meters and deciders of ranges no longer on this node (merged away, or removed). */
+  private forgetRetired(): void {
+    const store = this.o.kv.store;
+    for (const id of [...this.meters.keys()]) if (store.replica(id) === undefined) this.meters.delete(id);
+    for (const id of [...this.deciders.keys()]) if (store.replica(id) === undefined) this.deciders.delete(id);
+  }
+
   /** Requests per second the range served through this node, over the last LOAD_WINDOW_SECONDS (what /ranges shows). */
   qps(rangeId: RangeId): number {
     return this.meters.get(rangeId)?.qps() ?? 0;
   }
 
   tick(): void {
-    // Both off: nothing to look at, and a node may hold 10,000 ranges.
-    if (this.o.rangeMaxBytes <= 0 && this.o.rangeSplitQps <= 0) return;
     const now = this.o.timers.nowMs();
     if (now < this.nextCheckMs || this.splitting) return;
     this.nextCheckMs = now + this.checkIntervalMs;
+    this.forgetRetired();
+    // Both off: nothing to look at, and a node may hold 10,000 ranges.
+    if (this.o.rangeMaxBytes <= 0 && this.o.rangeSplitQps <= 0) return;
     for (const rangeId of this.o.kv.store.rangeIds()) {
       if (this.o.kv.store.replica(rangeId)?.raw.raft.state !== 'leader') continue;
       const choice = this.choose(rangeId);

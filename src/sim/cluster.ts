@@ -307,28 +307,26 @@ export class SimCluster {
   private sendRevisions(from: Member, incarnation: number, to: NodeId, message: RevisionMessage): void {
     if (from.incarnation !== incarnation) return;
     this.log(`tso ${from.id}->${to} ${message.kind} ${message.id}`);
-    this.net.carry(
-      from.id,
-      to,
-      () => {
-        const target = this.members.get(to);
-        if (target === undefined || target.removed) return;
-        this.onMember(target, target.incarnation, () => target.node?.receiveRevisions(from.id, message));
-      },
-      () => {},
-    );
+    this.carryNodeMessage(from, to, (node) => node.receiveRevisions(from.id, message));
   }
 
   /** A node's liveness (ADR 0010): over the same faulty network as everything else. */
   private sendLiveness(from: Member, incarnation: number, to: NodeId): void {
     if (from.incarnation !== incarnation) return;
+    this.carryNodeMessage(from, to, (node) => node.receiveLiveness(from.id));
+  }
+
+  /** A node-level message (not a range's) over the faulty network, delivered to `to` if it is still a running member. */
+  private carryNodeMessage(from: Member, to: NodeId, deliver: (node: SimStoreNode) => void): void {
     this.net.carry(
       from.id,
       to,
       () => {
         const target = this.members.get(to);
         if (target === undefined || target.removed) return;
-        this.onMember(target, target.incarnation, () => target.node?.receiveLiveness(from.id));
+        this.onMember(target, target.incarnation, () => {
+          if (target.node !== undefined) deliver(target.node);
+        });
       },
       () => {},
     );
