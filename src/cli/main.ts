@@ -13,7 +13,7 @@ import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { DECOMMISSION_WAIT_MS, runDecommission } from './decommission.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
-import { DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
+import { DEFAULT_DEAD_AFTER_MS, DEFAULT_REPLICAS, DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
 const ENGINES = ['lmdb', 'memory'] as const;
@@ -80,6 +80,8 @@ program
   .option('--dev-presplit-ranges <n>', 'development and benchmarks only: cut the key space into this many ranges at start', nonNegativeInt, 0)
   .option('--range-merge', 'merge neighbouring ranges that are both small and cold (the default; only while splits are on)')
   .option('--no-range-merge', 'never merge ranges')
+  .option('--replicas <n>', 'replicas per range, the meta range aside, which every member holds (0: every member holds every range)', nonNegativeInt, DEFAULT_REPLICAS)
+  .option('--dead-after-ms <ms>', "a member not heard from for this long is dead, and its ranges' replicas are made again on other members (0: never)", nonNegativeInt, DEFAULT_DEAD_AFTER_MS)
   .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));

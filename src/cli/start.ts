@@ -29,6 +29,8 @@ export interface StartFlags {
   readonly rangeSplitQps: number;
   /** commander's --range-merge / --no-range-merge: true unless turned off. */
   readonly rangeMerge?: boolean;
+  readonly replicas: number;
+  readonly deadAfterMs: number;
   readonly readMode: ReadMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -123,6 +125,8 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,
     rangeMerge: f.rangeMerge ?? true,
+    replicas: f.replicas,
+    deadAfterMs: f.deadAfterMs,
     readMode: f.readMode,
     logLevel: f.logLevel,
     ...hooks,

@@ -128,6 +128,16 @@ function commandProblem(value: unknown): string | undefined {
   }
 }
 
+/** Why a peer's etcd Txn request is malformed, or undefined (the checks a forwarded proposal's txn gets). */
+export function txnRequestProblem(t: unknown): string | undefined {
+  return txnProblem(t, 0);
+}
+
+/** Why a peer's etcd Range options are malformed, or undefined (the checks a txn's Range op gets). */
+export function rangeOptionsProblem(options: unknown): string | undefined {
+  return opProblem({ type: 'range', range: options }, 0);
+}
+
 function txnProblem(t: unknown, depth: number): string | undefined {
   if (depth > MAX_TXN_DEPTH) return 'txn nested too deep';
   if (!isObj(t) || !Array.isArray(t['compare']) || !Array.isArray(t['success']) || !Array.isArray(t['failure'])) return 'txn';

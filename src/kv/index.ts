@@ -63,6 +63,18 @@ export {
   snapshotReaderOf,
 } from './snapshot_stream.js';
 export { MAX_REVISION_REQUEST_ID_BYTES, type RevisionMessage, RevisionService, type RevisionServiceOptions, type RevisionHost } from './revisions.js';
+export {
+  type ForwardHandler,
+  type ForwardMessage,
+  type ForwardOp,
+  type ForwardValue,
+  Forwarder,
+  MAX_FORWARD_ID_BYTES,
+  MAX_FORWARD_OUTSTANDING,
+  MAX_FORWARD_SERVING,
+  decodeOp,
+  decodeReply,
+} from './forward.js';
 export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
 export { type ProposalOutcome, type ProposalWindow, type QuiescenceEvent, type RangeMessage, type RevisionSource, Store, type StoreOptions, type Transport } from './store.js';
 export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';

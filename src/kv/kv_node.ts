@@ -17,6 +17,7 @@ import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
+import { type ForwardMessage, Forwarder } from './forward.js';
 import { type QuiescenceEvent, type RangeMessage, Store, type Transport } from './store.js';
 import { type WatchRanges, WatchHub } from './watch_hub.js';
 
@@ -78,6 +79,12 @@ export interface KvNodeOptions {
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
 }
 
+/** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
+export const REPLICA_GC_INTERVAL_MS = 1_000;
+
+/** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
+export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
+
 /** How often a node looks for ranges it leads whose right neighbour is frozen, to finish their merge (see finishFrozenMerges). */
 export const FROZEN_MERGE_CHECK_MS = 500;
 
@@ -108,6 +115,8 @@ export class KvNode {
   readonly router: Router;
   /** Revisions for this node's range leaders, and the TSO when its meta replica leads (ADR 0009 §2). */
   readonly revisions: RevisionService;
+  /** Requests on ranges only other nodes hold go out, and peers' come in, through it (ADR 0012). */
+  readonly forwarder: Forwarder;
   private readonly machines = new Map<RangeId, MvccStateMachine>();
   private nextSweepMs = 0;
   private sweepSeq = 0;
@@ -120,6 +129,9 @@ export class KvNode {
   /** Left ranges with a merge in flight from this node (see mergeRanges). */
   private readonly merging = new Set<RangeId>();
   private nextFrozenCheckMs = 0;
+  private nextReplicaGcMs = 0;
+  /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
+  private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
   private readonly frozenSinceMs = new Map<RangeId, number>();
 
@@ -163,6 +175,12 @@ export class KvNode {
       },
     });
     this.revisions = this.makeRevisionService();
+    this.forwarder = new Forwarder({
+      nodeId: o.nodeId,
+      timers: o.timers,
+      idPrefix: o.requestIdPrefix,
+      send: (to, message) => o.transport.sendForward?.(to, message),
+    });
     this.load = new LoadMeter(o.timers);
     this.leaseKeeper = new LeaseKeeper({
       store: this.store,
@@ -222,7 +240,9 @@ export class KvNode {
     return {
       cover: (interval) => {
         try {
-          return this.router.over(interval).map((s) => s.rangeId);
+          const spans = this.router.over(interval);
+          // A range only other nodes hold has no history here: remote range feeds are not built (ADR 0012).
+          return spans.some((s) => s.remote !== undefined) ? undefined : spans.map((s) => s.rangeId);
         } catch (error) {
           if (isTesseraError(error, 'RANGE_UNAVAILABLE')) return undefined;
           throw error;
@@ -270,12 +290,16 @@ export class KvNode {
    * applies here; until then they are RANGE_UNAVAILABLE, which reads, writes
    * and watches wait out).
    */
-  private *routableRanges(): IterableIterator<RoutableRange> {
+  private routableRanges(): RoutableRange[] {
+    const held: RoutableRange[] = [];
+    const frozen = new Set<RangeId>();
     for (const id of this.store.rangeIds()) {
       const sm = this.machines.get(id);
       const bounds = sm?.bounds;
-      if (bounds !== undefined && sm?.frozen === undefined) yield { rangeId: id, bounds };
+      if (sm?.frozen !== undefined) frozen.add(id);
+      else if (bounds !== undefined) held.push({ rangeId: id, bounds });
     }
+    return [...held, ...remoteRanges({ held, table: this.stateMachine.metaTable?.all() ?? [], frozen, self: this.o.nodeId })];
   }
 
   /**
@@ -426,7 +450,7 @@ export class KvNode {
     this.nextMetaRepairMs = nowMs + META_REPAIR_INTERVAL_MS;
     const table = this.stateMachine.metaTable;
     if (table === undefined || this.stateMachine.descriptor === undefined) return;
-    for (const r of this.router.list()) {
+    for (const r of this.router.local()) {
       if (this.store.replica(r.rangeId)?.raw.raft.state !== 'leader') continue;
       const d = this.machines.get(r.rangeId)?.descriptor;
       const held = d === undefined ? undefined : table.lookup(d.start);
@@ -470,6 +494,10 @@ export class KvNode {
   }
 
   /** A peer's revision request or answer (the transport checked its fields). */
+  receiveForward(from: NodeId, message: ForwardMessage): void {
+    this.forwarder.receive(from, message);
+  }
+
   receiveRevisions(from: NodeId, message: RevisionMessage): void {
     this.revisions.receive(from, message);
   }
@@ -506,8 +534,52 @@ export class KvNode {
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
     this.finishFrozenMerges();
+    this.collectReplicas();
     this.membership.tick();
     this.watches.pump();
+  }
+
+  /**
+   * Every REPLICA_GC_INTERVAL_MS: drops the replicas of ranges that moved off
+   * this node (Store.removeReplica), and tells every member of the cluster
+   * this node is alive (placement counts a member silent for
+   * `--dead-after-ms` as dead; quiesced ranges carry no other message). A
+   * replica goes when its own applied membership no longer has this node,
+   * or the meta table holds a newer membership of its range without this
+   * node, or it was never set up and the table does not give it this node
+   * for UNINITIALIZED_REPLICA_GC_MS. Never range 1 (every member holds it),
+   * a range this node leads, or one frozen or held for a merge.
+   */
+  private collectReplicas(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextReplicaGcMs) return;
+    this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
+    const self = this.o.nodeId;
+    const meta = this.store.replica(META_RANGE);
+    for (const id of meta?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
+    const table = new Map((this.stateMachine.metaTable?.all() ?? []).map((d) => [d.rangeId, d]));
+    for (const rangeId of this.store.rangeIds()) {
+      const replica = this.store.replica(rangeId);
+      const sm = this.machines.get(rangeId);
+      if (rangeId === META_RANGE || replica === undefined || replica.raw.raft.state === 'leader' || sm?.frozen !== undefined || replica.raw.heldFrom !== undefined) continue;
+      const listed = table.get(rangeId);
+      const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
+      const d = sm?.descriptor;
+      if (d === undefined) {
+        if (listedHere) this.uninitializedSinceMs.delete(rangeId);
+        const since = this.uninitializedSinceMs.get(rangeId) ?? nowMs;
+        if (!listedHere) this.uninitializedSinceMs.set(rangeId, since);
+        if (listedHere || nowMs - since < UNINITIALIZED_REPLICA_GC_MS) continue;
+      } else {
+        this.uninitializedSinceMs.delete(rangeId);
+        const cs = replica.currentConfState();
+        const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
+        const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
+        if (member && !newerWithout) continue;
+      }
+      this.uninitializedSinceMs.delete(rangeId);
+      this.store.removeReplica(rangeId);
+    }
   }
 
   /**
@@ -580,12 +652,49 @@ export class KvNode {
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
     // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
-    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze') this.router.invalidate();
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }
+}
+
+/**
+ * The meta table's ranges that this node holds no replica of, where they
+ * overlap none it holds (`held`): the table may lag behind a split or a
+ * merge this node applied, and its own replicas are the truth for their
+ * keys. Each lists the nodes of its replicas, voters first.
+ */
+function remoteRanges(o: { held: readonly RoutableRange[]; table: readonly RangeDescriptor[]; frozen: ReadonlySet<RangeId>; self: NodeId }): RoutableRange[] {
+  const out: RoutableRange[] = [];
+  const sorted = [...o.held].sort((a, b) => compareBytes(a.bounds.start, b.bounds.start));
+  for (const d of o.table) {
+    // A range frozen here for a merge is waited out (RANGE_UNAVAILABLE), as before ranges moved.
+    if (o.frozen.has(d.rangeId) || overlapsAny(sorted, d)) continue;
+    const others = d.replicas.filter((r) => r.nodeId !== o.self);
+    const remote = [...others.filter((r) => r.role === 'voter'), ...others.filter((r) => r.role !== 'voter')].map((r) => r.nodeId);
+    if (remote.length > 0) out.push({ rangeId: d.rangeId, bounds: { start: d.start, end: d.end }, remote });
+  }
+  return out;
+}
+
+/** Whether `d` overlaps any of `sorted` (by start, disjoint): a binary search for the last one starting before d's end. */
+function overlapsAny(sorted: readonly RoutableRange[], d: RangeDescriptor): boolean {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  let last = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const b = (sorted[mid] as RoutableRange).bounds;
+    if (d.end === undefined || compareBytes(b.start, d.end) < 0) {
+      last = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  if (last < 0) return false;
+  const end = (sorted[last] as RoutableRange).bounds.end;
+  return end === undefined || compareBytes(end, d.start) > 0;
 }
 
 /** A refused command's result as an error (its code, when it is a TesseraError code). */

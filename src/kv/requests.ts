@@ -86,6 +86,8 @@ export class RequestRunner {
         if (outcome.kind === 'applied') return settle({ kind: 'applied', result: outcome.result });
         // The range was merged away (Store.closeRetired): certainly not done; the caller routes again.
         if (outcome.error.code === 'RANGE_MISMATCH') return settle({ kind: 'failed', error: outcome.error });
+        // The replica moved off this node with the proposal in Raft (Store.removeReplica): it may still commit.
+        if (outcome.error.code === 'TIMEOUT') return settle({ kind: 'failed', error: outcome.error });
         lastDrop = new TesseraError('NOT_LEADER', outcome.error.message, { cause: outcome.error });
         const transient = outcome.reason === 'no-leader' || outcome.reason === 'leader-transfer-in-progress';
         if (transient && timers.nowMs() + PROPOSAL_RETRY_MS < deadlineMs) {

@@ -1,5 +1,6 @@
 import { TesseraError } from '../base/index.js';
 import { type KeyInterval, compareBytes } from '../mvcc/index.js';
+import type { NodeId } from '../raft/index.js';
 import type { RangeId } from './keys.js';
 import type { KeyBounds } from './state_machine.js';
 
@@ -9,30 +10,36 @@ export interface RoutedSpan {
   readonly start: Uint8Array;
   /** Exclusive; undefined is the end of the key space. */
   readonly end: Uint8Array | undefined;
+  /** The nodes holding the range, when this node holds no replica of it (requests are forwarded to them); undefined: held here. */
+  readonly remote?: readonly NodeId[] | undefined;
 }
 
-/** A range this node holds, as the router sees it. */
+/** A range as the router sees it: one this node holds, or one only other nodes hold (`remote`, from the meta table). */
 export interface RoutableRange {
   readonly rangeId: RangeId;
   readonly bounds: KeyBounds;
+  readonly remote?: readonly NodeId[] | undefined;
 }
 
 /**
- * Finds the range that holds a key, from the bounds of the ranges this node
- * has replicas of (every node holds every range until placement moves them,
- * issue 13). The sorted list is rebuilt when a split or a snapshot changes
- * the bounds (`invalidate`). A key no replica here holds (the right half of
- * a split this node learned of from a snapshot, not set up yet) is
- * RANGE_UNAVAILABLE, which is transient.
+ * Finds the range that holds a key: the ranges this node has replicas of,
+ * and where none of them holds a key, the ranges of the meta table that
+ * only other nodes hold (`remote`: their replicas' nodes). The sorted list
+ * is rebuilt when a split, a merge, a snapshot or a meta-table update
+ * changes the bounds (`invalidate`). A key no range here and no table entry
+ * holds (a gap while the table lags behind a split) is RANGE_UNAVAILABLE,
+ * which is transient.
  */
 export class Router {
   private sorted: RoutableRange[] | undefined;
+  private held: RoutableRange[] | undefined;
   private gen = 0;
 
   constructor(private readonly ranges: () => Iterable<RoutableRange>) {}
 
   invalidate(): void {
     this.sorted = undefined;
+    this.held = undefined;
     this.gen++;
   }
 
@@ -45,6 +52,12 @@ export class Router {
   list(): readonly RoutableRange[] {
     this.sorted ??= [...this.ranges()].sort((a, b) => compareBytes(a.bounds.start, b.bounds.start));
     return this.sorted;
+  }
+
+  /** The ranges this node holds a replica of, in key order. */
+  local(): readonly RoutableRange[] {
+    this.held ??= this.list().filter((r) => r.remote === undefined);
+    return this.held;
   }
 
   /** The range holding `key`. */
@@ -72,7 +85,7 @@ export class Router {
       if (compareBytes(r.bounds.start, at) > 0) break; // a gap: no range here holds `at`
       if (r.bounds.end !== undefined && compareBytes(r.bounds.end, at) <= 0) continue;
       const partEnd = single ? undefined : minEnd(end, r.bounds.end);
-      out.push({ rangeId: r.rangeId, start: at, end: partEnd });
+      out.push(r.remote === undefined ? { rangeId: r.rangeId, start: at, end: partEnd } : { rangeId: r.rangeId, start: at, end: partEnd, remote: r.remote });
       if (single || r.bounds.end === undefined || (end !== undefined && compareBytes(end, r.bounds.end) <= 0)) return out;
       at = r.bounds.end;
     }

@@ -8,6 +8,7 @@ import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { KeyBounds, StateMachineFactory } from './state_machine.js';
 import { compareBytes } from '../mvcc/index.js';
 import { OpenSnapshotReaders } from './snapshot_stream.js';
+import type { ForwardMessage } from './forward.js';
 import type { RevisionMessage } from './revisions.js';
 import { stampEntry, wantsStamp } from './stamp.js';
 import { TSO_MAX_BATCH_REVISIONS, type TsoAnswer } from './tso.js';
@@ -83,6 +84,8 @@ export interface Transport {
    * transport without it: the store never quiesces a range.
    */
   sendLiveness?(to: NodeId): void;
+  /** A node-level call on a range another node holds, or its reply (forward.ts); a transport without it forwards nothing. */
+  sendForward?(to: NodeId, message: ForwardMessage): void;
 }
 
 export interface StoreOptions {
@@ -220,6 +223,8 @@ export class Store {
   private readonly livenessPeers = new Set<NodeId>();
   /** This node's ticks since it last heard anything from each peer node (a Raft message or its liveness). */
   private readonly silentTicks = new Map<NodeId, number>();
+  /** Ticks counted since this node started (see silentTicksOf). */
+  private tickCount = 0;
   /** rangeIds() until a range opens or closes. */
   private sortedIds: RangeId[] | undefined;
   /**
@@ -304,6 +309,15 @@ export class Store {
     return [...new Set([...this.awake, ...this.settling])].sort((a, b) => a - b);
   }
 
+  /**
+   * Ticks since this node last heard anything from `peer` (a Raft message or
+   * its liveness); since this node started if never (placement's dead-node
+   * detection, `--dead-after-ms`).
+   */
+  silentTicksOf(peer: NodeId): number {
+    return this.silentTicks.get(peer) ?? this.tickCount;
+  }
+
   /** A peer node's liveness arrived (see Transport.sendLiveness). */
   receiveLiveness(from: NodeId): void {
     this.silentTicks.set(from, 0);
@@ -320,6 +334,7 @@ export class Store {
   private tickLiveness(ticks: number): void {
     const timeoutTicks = this.raftOptions.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
     const counted = ticks >= PAUSE_TICKS ? 1 : ticks;
+    this.tickCount += counted;
     for (const [peer, silent] of this.silentTicks) {
       this.silentTicks.set(peer, silent + counted);
       if (silent < timeoutTicks && silent + counted >= timeoutTicks) this.wakeFollowersOf(peer);
@@ -546,8 +561,36 @@ export class Store {
    * which the client API routes again (to the merged range).
    */
   private closeRetired(rangeId: RangeId): void {
-    const replica = this.replicas.get(rangeId);
     this.retiredRanges.add(rangeId);
+    this.closeReplica(rangeId, retiredError(rangeId), retiredError(rangeId));
+  }
+
+  /**
+   * Drops this node's replica of a range that no longer has this node as a
+   * member (placement moved it: the removal applied here, or the meta table
+   * shows a newer membership without this node), or that was made for a
+   * peer's message and never set up: its Raft state goes, and the data of
+   * the keys it held, which its members hold (CockroachDB's replica GC). A
+   * later snapshot may make it again, should placement bring the range back.
+   * Proposals it had handed to Raft may still commit through the members, so
+   * they get an unknown outcome (TIMEOUT); the rest RANGE_MISMATCH, which
+   * the client API routes again, to the nodes that hold the range now.
+   */
+  removeReplica(rangeId: RangeId): void {
+    const replica = this.replicas.get(rangeId);
+    if (replica === undefined) return;
+    const batch = this.o.engine.newBatch();
+    // A replica never set up holds no keys: restoring its empty state would clear every key (it has no bounds).
+    if (replica.stateMachine.bounds !== undefined) replica.stateMachine.restore(batch, new Uint8Array(0));
+    this.deleteRangeState(batch, rangeId);
+    this.stage(batch);
+    const moved = new TesseraError('RANGE_MISMATCH', `range ${rangeId} moved off this node`);
+    this.closeReplica(rangeId, new TesseraError('TIMEOUT', `range ${rangeId} moved off this node while a proposal was in flight; its outcome is unknown`), moved);
+  }
+
+  /** Closes a replica: its proposals in Raft get `inRaft`, the queued ones and its reads `queued`. */
+  private closeReplica(rangeId: RangeId, inRaft: TesseraError, queued: TesseraError): void {
+    const replica = this.replicas.get(rangeId);
     if (replica === undefined) return;
     this.replicas.delete(rangeId);
     this.sortedIds = undefined;
@@ -557,15 +600,15 @@ export class Store {
     this.lastLead.delete(rangeId);
     this.heldMerges.delete(rangeId);
     replica.stateMachine.detachLog?.();
-    const error = retiredError(rangeId);
-    const dones: ((o: ProposalOutcome) => void)[] = [];
+    const proposed: ((o: ProposalOutcome) => void)[] = [];
+    const waiting: ((o: ProposalOutcome) => void)[] = [];
     for (const [id, p] of this.pendingProposals) {
       if (p.rangeId !== rangeId) continue;
       this.pendingProposals.delete(id);
-      dones.push(p.done);
+      proposed.push(p.done);
     }
     for (const map of [this.queuedProposals, this.awaitingStamp]) {
-      for (const q of map.get(rangeId) ?? []) if (q.done !== undefined) dones.push(q.done);
+      for (const q of map.get(rangeId) ?? []) if (q.done !== undefined) waiting.push(q.done);
       map.delete(rangeId);
     }
     const reads = this.queuedReads.get(rangeId) ?? [];
@@ -576,8 +619,9 @@ export class Store {
       reads.push(...pr.dones);
     }
     this.o.onRangeRetired?.(rangeId);
-    for (const done of dones) done({ kind: 'dropped', error });
-    for (const done of reads) done(error);
+    for (const done of proposed) done({ kind: 'dropped', error: inRaft });
+    for (const done of waiting) done({ kind: 'dropped', error: queued });
+    for (const done of reads) done(queued);
   }
 
   /**

@@ -6,6 +6,14 @@ export const PROMOTE_MAX_LAG_ENTRIES = 16;
 
 export interface ReplicaReconcilerOptions {
   readonly kv: KvNode;
+  /**
+   * Replicas per range other than range 1 (`--replicas`); 0 or absent: every
+   * member holds every range. Range 1 (the meta range) is always on every
+   * member.
+   */
+  readonly replicas?: number;
+  /** A member this node has not heard from for this many ticks is dead: its replicas are made again elsewhere (`--dead-after-ms`); 0 or absent: never. */
+  readonly deadAfterTicks?: number;
   /** Told of each membership change proposed for a range. */
   readonly observe?: (event: { readonly rangeId: RangeId; readonly change: string }) => void;
 }
@@ -39,12 +47,15 @@ export class ReplicaReconciler {
   private lastTarget = '';
   /** Decommissioned members whose removal from range 1 is in flight. */
   private readonly removing = new Set<NodeId>();
+  private counts: ReadonlyMap<NodeId, number> | undefined;
+  private countedAt = 0;
+  private lastBalanceTick = -BALANCE_EVERY_TICKS;
 
   constructor(private readonly o: ReplicaReconcilerOptions) {}
 
   /**
-   * On range 1's leader: a member being decommissioned that no other range on
-   * this node still has in its configuration (this node holds every range) is
+   * On range 1's leader: a member being decommissioned that no other range
+   * still has in its configuration (on this node, or in the meta table) is
    * removed from range 1, which takes it out of the cluster; it stops once it
    * learns so. Until every range has dropped it, its vote may be needed there.
    */
@@ -56,7 +67,9 @@ export class ReplicaReconciler {
       // Never itself: a leader that commits its own removal and stops at once may leave the others
       // without the commit index, and without its vote (its Drainer hands the leadership over first).
       if (m.decommissioning !== true || m.id === self || this.removing.has(m.id)) continue;
-      const held = kv.store.rangeIds().some((rangeId) => {
+      // The ranges here, and those only other nodes hold, as the meta table lists them (placement, ADR 0012).
+      const listed = (kv.stateMachine.metaTable?.all() ?? []).some((d) => d.rangeId !== META_RANGE && d.replicas.some((r) => r.nodeId === m.id));
+      const held = listed || kv.store.rangeIds().some((rangeId) => {
         if (rangeId === META_RANGE) return false;
         const cs = kv.store.replica(rangeId)?.currentConfState();
         return cs !== undefined && [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(m.id);
@@ -71,6 +84,35 @@ export class ReplicaReconciler {
     }
   }
 
+  private isDead(id: NodeId): boolean {
+    const after = this.o.deadAfterTicks ?? 0;
+    return after > 0 && this.o.kv.store.silentTicksOf(id) >= after;
+  }
+
+  /** Replicas per node in the meta table, counted again every LOAD_RECOUNT_TICKS (the table changes slowly). */
+  private replicaCounts(): ReadonlyMap<NodeId, number> {
+    if (this.counts !== undefined && this.ticks - this.countedAt < LOAD_RECOUNT_TICKS) return this.counts;
+    const counts = new Map<NodeId, number>();
+    for (const d of this.o.kv.stateMachine.metaTable?.all() ?? []) for (const r of d.replicas) counts.set(r.nodeId, (counts.get(r.nodeId) ?? 0) + 1);
+    this.counts = counts;
+    this.countedAt = this.ticks;
+    return counts;
+  }
+
+  /**
+   * chooseReplicas for a range, balancing moves one at a time per node: at
+   * most one every BALANCE_EVERY_TICKS, so the meta table's counts (which a
+   * move changes a repair later) catch up before the next one is chosen.
+   */
+  private placementGoal(current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
+    const replicas = this.o.replicas ?? 0;
+    const allowBalance = this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
+    const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance });
+    const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
+    if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
+    return goal;
+  }
+
   tick(): void {
     const meta = this.o.kv.store.replica(META_RANGE);
     if (meta === undefined) return;
@@ -81,7 +123,10 @@ export class ReplicaReconciler {
     const members = this.o.kv.stateMachine.members;
     for (const id of [...target.keys()]) if (members.get(id)?.decommissioning === true) target.delete(id);
     this.finishDecommissions(meta.raw.raft.state === 'leader');
-    const targetKey = [...target].map(([id, role]) => `${id}:${role}`).sort().join(',');
+    const placing = (this.o.replicas ?? 0) > 0;
+    const self = meta.raw.raft.id;
+    const candidates = placing ? [...target].filter(([id, role]) => role === 'voter' && (id === self || !this.isDead(id))).map(([id]) => id).sort((a, b) => a - b) : [];
+    const targetKey = `${[...target].map(([id, role]) => `${id}:${role}`).sort().join(',')}/${candidates.join(',')}`;
     const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
     this.lastTarget = targetKey;
     const store = this.o.kv.store;
@@ -100,7 +145,8 @@ export class ReplicaReconciler {
         if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: 'leave the joint configuration' });
         continue;
       }
-      const step = nextStep(current, target, raft.id, (id) => {
+      const goal = placing ? this.placementGoal(current, candidates) : target;
+      const step = nextStep(current, goal, raft.id, (id) => {
         const match = raft.trk.progress.get(id)?.match ?? 0;
         return raft.raftLog.lastIndex() - match <= PROMOTE_MAX_LAG_ENTRIES;
       });
@@ -114,6 +160,48 @@ export class ReplicaReconciler {
       if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: step.change.changes.map((c) => `${c.type} ${c.nodeId}`).join(', ') });
     }
   }
+}
+
+/** How often, in ticks, the replica counts placement balances are taken from the meta table again. */
+export const LOAD_RECOUNT_TICKS = 10;
+
+/** Ticks between two balancing moves started by one node (5 s at the default 100 ms tick). */
+export const BALANCE_EVERY_TICKS = 50;
+
+/**
+ * The replicas a range should have under `--replicas` (issue 13,
+ * placement): its current members that are still candidates (voters of
+ * range 1, not decommissioning, not dead), the least loaded first, at most
+ * `replicas` of them; then the least loaded other candidates until there
+ * are `replicas`. Once the range has its count, one move at a time balances
+ * the replica counts: the most loaded member gives way to the least loaded
+ * other candidate when it holds at least two more replicas (so a move never
+ * makes the two trade places). Load is the number of replicas a node holds;
+ * ties go to current voters, then to lower ids, so every leader decides
+ * alike.
+ */
+export function chooseReplicas(o: {
+  readonly current: ReadonlyMap<NodeId, Role>;
+  readonly candidates: readonly NodeId[];
+  readonly replicas: number;
+  readonly load: ReadonlyMap<NodeId, number>;
+  /** Whether a balancing move may be chosen now (repairs always may). */
+  readonly allowBalance: boolean;
+}): Map<NodeId, Role> {
+  const loadOf = (id: NodeId): number => o.load.get(id) ?? 0;
+  const rank = (id: NodeId): number => (o.current.get(id) === 'voter' ? 0 : 1);
+  const order = (a: NodeId, b: NodeId): number => loadOf(a) - loadOf(b) || rank(a) - rank(b) || a - b;
+  const live = new Set(o.candidates);
+  const chosen = [...o.current.keys()].filter((id) => live.has(id)).sort(order).slice(0, o.replicas);
+  const others = o.candidates.filter((id) => !o.current.has(id)).sort(order);
+  while (chosen.length < o.replicas && others.length > 0) chosen.push(others.shift() as NodeId);
+  const settled = chosen.length === o.replicas && o.current.size === o.replicas && chosen.every((id) => o.current.get(id) === 'voter');
+  if (o.allowBalance && settled && others.length > 0) {
+    const most = [...chosen].sort(order).at(-1) as NodeId;
+    const least = others[0] as NodeId;
+    if (loadOf(most) - loadOf(least) >= 2) chosen.splice(chosen.indexOf(most), 1, least);
+  }
+  return new Map(chosen.map((id) => [id, 'voter' as Role]));
 }
 
 /** Node → role, or undefined for a joint configuration. */

@@ -2,6 +2,9 @@ import { TesseraError, isTesseraError, type Timers, unreachable } from '../base/
 import {
   type CommandResult,
   encodeCommand,
+  type ForwardOp,
+  type ForwardValue,
+  type Forwarder,
   type LeaseKeeper,
   type LoadMeter,
   MAX_LEASE_TTL_SECONDS,
@@ -9,6 +12,7 @@ import {
   type MvccStateMachine,
   RequestRunner,
   type RangeId,
+  type RoutableRange,
   type RoutedSpan,
   type Router,
   type Store,
@@ -53,14 +57,24 @@ export interface KvApiOptions {
   readonly requests?: RequestRunner;
   /** Counts each request this API serves (KvNode.load): a range's qps in /ranges. */
   readonly load?: LoadMeter;
-  /** The node's ranges (KvNode): requests go to the range that holds their keys. Absent: every request goes to `rangeId`. */
-  readonly ranges?: { readonly router: Router; stateMachineOf(rangeId: RangeId): MvccStateMachine };
+  /**
+   * The node's ranges (KvNode): requests go to the range that holds their
+   * keys, through the forwarder to a node that holds it when this node holds
+   * none (ADR 0012). Absent: every request goes to `rangeId`.
+   */
+  readonly ranges?: { readonly router: Router; readonly forwarder?: Forwarder; stateMachineOf(rangeId: RangeId): MvccStateMachine };
   /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
   readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
 
 /** Times a request routed before a split that applied first is routed again before the refusal reaches the client. */
 export const MAX_REROUTES = 8;
+
+/** A forwarded request waits this much longer than the request timeout, so the serving node's own deadline answers first. */
+export const FORWARD_GRACE_MS = 1_000;
+
+/** Rounds of reads a read-only txn over ranges other nodes hold may need (each nesting level of a txn can add one). */
+export const MAX_PREFETCH_ROUNDS = 70;
 
 /**
  * The key-value operations the client APIs (etcd gRPC, the native protocol)
@@ -78,6 +92,7 @@ export class KvApi {
   constructor(private readonly o: KvApiOptions) {
     this.timers = o.timers ?? realTimers;
     this.requests = o.requests ?? new RequestRunner({ ...o, timers: this.timers });
+    o.ranges?.forwarder?.serveWith((rangeId, op) => this.serveForwarded(rangeId, op));
   }
 
   get store(): Store {
@@ -89,7 +104,7 @@ export class KvApi {
     const ranges = this.o.ranges;
     if (ranges === undefined) return this.o.stateMachine.mvcc.currentRevision;
     let rev = 0;
-    for (const r of ranges.router.list()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.currentRevision);
+    for (const r of ranges.router.local()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.currentRevision);
     return rev;
   }
 
@@ -98,7 +113,7 @@ export class KvApi {
     const ranges = this.o.ranges;
     if (ranges === undefined) return this.o.stateMachine.mvcc.compactedRevision;
     let rev = 0;
-    for (const r of ranges.router.list()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.compactedRevision);
+    for (const r of ranges.router.local()) rev = Math.max(rev, ranges.stateMachineOf(r.rangeId).mvcc.compactedRevision);
     return rev;
   }
 
@@ -117,48 +132,96 @@ export class KvApi {
     return this.o.store.replica(this.o.rangeId)?.raw.raft.term ?? 0;
   }
 
-  async range(options: RangeOptions, serializable: boolean): Promise<RangeResult> {
+  async range(options: RangeOptions, serializable: boolean, forwarded = false): Promise<RangeResult> {
     this.o.load?.record();
     const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
-      const spans = await this.whenRoutable(() => this.route(interval));
+      const spans = await this.whenRoutable(() => this.route(interval, forwarded));
       let revision: number | undefined;
+      let remoteParts: Map<RangeId, RangeResult>;
       try {
-        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
+        if (spans.length === 1 && spans[0]!.remote !== undefined) return (await this.forward(spans[0]!, { op: 'range', options, serializable }, attempt)) as RangeResult;
         revision = await this.readRevision(spans, options.revision ?? 0, serializable);
+        remoteParts = await this.remoteParts(spans, options, revision, attempt);
       } catch (error) {
-        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
-        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        // A range frozen, merged away or moved while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) {
+          await this.rerouteDelay(spans);
+          continue;
+        }
         throw error;
       }
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
-      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval))) continue;
+      if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval, forwarded))) continue;
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
-      for (const s of spans) this.o.onRequest?.(s.rangeId, spans.length === 1 ? interval : { start: s.start, end: s.end ?? new Uint8Array(0) });
+      for (const s of spans) if (s.remote === undefined) this.o.onRequest?.(s.rangeId, spans.length === 1 ? interval : { start: s.start, end: s.end ?? new Uint8Array(0) });
       const at = revision === undefined ? options : { ...options, revision };
       if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
-      const parts = spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY }));
+      const parts = spans.map((s) => remoteParts.get(s.rangeId) ?? this.machine(s.rangeId).mvcc.range(partOptions(at, s)));
       return mergeRangeResults(parts, options);
     }
   }
 
+  /** The parts of a read over many ranges that other nodes hold, each read there at `revision` (closed at it first). */
+  private async remoteParts(spans: readonly RoutedSpan[], options: RangeOptions, revision: number | undefined, attempt: number): Promise<Map<RangeId, RangeResult>> {
+    const out = new Map<RangeId, RangeResult>();
+    if (revision === undefined) return out;
+    await Promise.all(
+      spans.map(async (s) => {
+        if (s.remote === undefined) return;
+        out.set(s.rangeId, (await this.forward(s, { op: 'read-at', options: partOptions({ ...options, revision }, s) }, attempt)) as RangeResult);
+      }),
+    );
+    return out;
+  }
+
   /**
    * The one revision a read over `spans` is served at (ADR 0009 §4), with
-   * every range closed at it here, so each part holds exactly the writes at
-   * or below it; undefined for a read of one range at its current revision,
-   * as before ranges. An asked-for revision above every revision this node
-   * has applied is etcd's future revision. Over many ranges without one, a
-   * linearizable read takes the highest current revision of the ranges
-   * after their read barriers (every write acknowledged before the read is
-   * at or below it), a serializable one the lowest (no range waits).
+   * every range held here closed at it, so each part holds exactly the
+   * writes at or below it; undefined for a read of one range at its current
+   * revision, as before ranges (after its read barrier unless
+   * serializable). An asked-for revision above every revision this node
+   * and the ranges read know of is etcd's future revision. Over many ranges
+   * without one, a linearizable read takes the highest current revision of
+   * the ranges after their read barriers (every write acknowledged before
+   * the read is at or below it), a serializable one the lowest (no range
+   * waits). A range only other nodes hold tells its current revision
+   * through the node that answers for it.
    */
   private async readRevision(spans: readonly RoutedSpan[], requested: number, serializable: boolean): Promise<number | undefined> {
-    if (requested <= 0 && spans.length === 1) return undefined;
-    const currents = spans.map((s) => this.machine(s.rangeId).mvcc.currentRevision);
-    if (requested > 0 && requested > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
+    if (requested <= 0 && spans.length === 1) {
+      if (!serializable) await this.readBarrier(spans[0]!.rangeId);
+      return undefined;
+    }
+    const currents = await Promise.all(spans.map((s) => this.currentOf(s, serializable)));
+    if (requested > 0 && requested > Math.max(this.currentRevision(), ...currents)) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
     const revision = requested > 0 ? requested : serializable ? Math.min(...currents) : Math.max(...currents);
-    await Promise.all(spans.map((s) => this.closeAt(s.rangeId, revision)));
+    await Promise.all(spans.map((s) => (s.remote === undefined ? this.closeAt(s.rangeId, revision) : undefined)));
     return revision;
+  }
+
+  /** A range's current revision, after its read barrier unless serializable: here, or from a node that holds it. */
+  private async currentOf(span: RoutedSpan, serializable: boolean): Promise<number> {
+    if (span.remote !== undefined) return (await this.forward(span, { op: 'current', serializable }, 0)) as number;
+    if (!serializable) await this.readBarrier(span.rangeId);
+    return this.machine(span.rangeId).mvcc.currentRevision;
+  }
+
+  /**
+   * Sends an op on a range only other nodes hold to one of them (ADR 0012),
+   * a different one on each attempt; its deadline is the request timeout
+   * and a grace, so the serving node's own deadline answers first.
+   */
+  private forward(span: RoutedSpan, op: ForwardOp, attempt: number): Promise<ForwardValue> {
+    const forwarder = this.o.ranges?.forwarder;
+    const holders = span.remote ?? [];
+    if (forwarder === undefined || holders.length === 0) return Promise.reject(new TesseraError('RANGE_UNAVAILABLE', `range ${span.rangeId} is on other nodes, and this node cannot reach them`));
+    return forwarder.call(holders[attempt % holders.length]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS);
+  }
+
+  /** Before routing again a request that met a range elsewhere: the meta table this node routes by may lag a moment behind. */
+  private async rerouteDelay(spans: readonly RoutedSpan[]): Promise<void> {
+    if (spans.some((s) => s.remote !== undefined)) await new Promise<void>((resolve) => this.timers.after(PROPOSAL_RETRY_MS, resolve));
   }
 
   /**
@@ -193,11 +256,18 @@ export class KvApi {
     }
   }
 
-  /** The ranges holding an interval's keys, in key order (one range, `rangeId`, without a router). */
-  private route(interval: KeyInterval): RoutedSpan[] {
+  /**
+   * The ranges holding an interval's keys, in key order (one range,
+   * `rangeId`, without a router). A request a peer forwarded here is served
+   * by ranges held here only: one that is not is RANGE_MISMATCH, and the
+   * peer routes it again (a request is forwarded at most once).
+   */
+  private route(interval: KeyInterval, forwarded = false): RoutedSpan[] {
     const router = this.o.ranges?.router;
     if (router === undefined) return [{ rangeId: this.o.rangeId, start: interval.start, end: interval.end }];
-    return router.over(interval);
+    const spans = router.over(interval);
+    if (forwarded) for (const s of spans) if (s.remote !== undefined) throw new TesseraError('RANGE_MISMATCH', `range ${s.rangeId} is not on this node`);
+    return spans;
   }
 
   private machine(rangeId: RangeId): MvccStateMachine {
@@ -220,18 +290,18 @@ export class KvApi {
   }
 
   /** The one range that holds every key a txn names (its `txnIntervals`), or CROSS_RANGE. */
-  private rangeOfTxn(intervals: readonly KeyInterval[]): RangeId {
-    if (this.o.ranges === undefined) return this.o.rangeId;
-    let id: RangeId | undefined;
+  private rangeOfTxn(intervals: readonly KeyInterval[], forwarded: boolean): RoutedSpan {
+    if (this.o.ranges === undefined) return { rangeId: this.o.rangeId, start: new Uint8Array(0), end: undefined };
+    let found: RoutedSpan | undefined;
     for (const interval of intervals) {
-      for (const span of this.route(interval)) {
-        if (id !== undefined && span.rangeId !== id) {
+      for (const span of this.route(interval, forwarded)) {
+        if (found !== undefined && span.rangeId !== found.rangeId) {
           throw new TesseraError('CROSS_RANGE', 'the request touches keys in more than one range; cross-range writes need distributed transactions (issue 14)');
         }
-        id = span.rangeId;
+        found = span;
       }
     }
-    return id ?? this.o.rangeId;
+    return found ?? { rangeId: this.o.rangeId, start: new Uint8Array(0), end: undefined };
   }
 
   /**
@@ -239,69 +309,115 @@ export class KvApi {
    * nested ones included) is served as a read, as etcd serves it: after a
    * read barrier unless every Range is serializable, then on the local store
    * at its current revision, never through the log. It answers what the
-   * proposed txn would (the same executeTxn over the same state).
+   * proposed txn would (the same executeTxn over the same state). A txn on
+   * a range only other nodes hold is served by one of them (ADR 0012).
    */
-  async txn(request: TxnRequest): Promise<TxnResponse> {
+  async txn(request: TxnRequest, forwarded = false): Promise<TxnResponse> {
     this.o.load?.record();
     const intervals = txnIntervals(request);
-    if (isTxnReadOnly(request)) return this.readOnlyTxn(request, intervals);
+    if (isTxnReadOnly(request)) return this.readOnlyTxn(request, intervals, forwarded);
     for (let attempt = 0; ; attempt++) {
-      const rangeId = await this.whenRoutable(() => this.rangeOfTxn(intervals));
-      // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
-      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
-      if (rangeId !== this.o.rangeId) await this.checkLeases(request);
+      const span = await this.whenRoutable(() => this.rangeOfTxn(intervals, forwarded));
+      const rangeId = span.rangeId;
       try {
+        if (span.remote !== undefined) return (await this.forward(span, { op: 'txn', request }, attempt)) as TxnResponse;
+        // One request over the whole span of its keys: a load split then avoids cutting keys that txns write together.
+        if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(rangeId, coveringInterval(intervals));
+        if (rangeId !== this.o.rangeId) await this.checkLeases(request);
         const result = await this.propose((requestId) => encodeCommand({ kind: 'txn', requestId, txn: request }), rangeId);
         if (result.kind === 'txn') return result.response;
         throw unexpected(result);
       } catch (error) {
-        // The range split before the txn applied: nothing was written; route it again.
+        // The range split or moved before the txn applied: nothing was written; route it again.
         if (!isTesseraError(error, 'RANGE_MISMATCH') || attempt >= MAX_REROUTES) throw error;
+        await this.rerouteDelay([span]);
       }
     }
   }
 
   /**
    * A Txn that only reads, served as a read (see `txn`). Over one range: on
-   * its store at its current revision. Over many: at one revision, chosen
-   * and closed at as for a Range over many ranges (`readRevision`), every
-   * compare and Range of the txn reading each range's part at it.
+   * its store at its current revision (by a node that holds it). Over many:
+   * at one revision, chosen and closed at as for a Range over many ranges
+   * (`readRevision`), every compare and Range of the txn reading each
+   * range's part at it.
    */
-  private async readOnlyTxn(request: TxnRequest, intervals: readonly KeyInterval[]): Promise<TxnResponse> {
+  private async readOnlyTxn(request: TxnRequest, intervals: readonly KeyInterval[], forwarded: boolean): Promise<TxnResponse> {
     const serializable = isTxnSerializable(request);
     for (let attempt = 0; ; attempt++) {
-      const spans = await this.whenRoutable(() => this.txnSpans(intervals));
-      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
+      const spans = await this.whenRoutable(() => this.txnSpans(intervals, forwarded));
+      if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0 && spans[0]!.remote === undefined) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
       let revision: number | undefined;
       try {
-        if (!serializable) await Promise.all(spans.map((s) => this.readBarrier(s.rangeId)));
-        revision = spans.length === 1 ? undefined : await this.readRevision(spans, 0, serializable);
+        if (spans.length === 1 && spans[0]!.remote !== undefined) return (await this.forward(spans[0]!, { op: 'txn', request }, attempt)) as TxnResponse;
+        revision = await this.readRevision(spans, 0, serializable);
+        if (revision !== undefined && spans.some((s) => s.remote !== undefined)) return await this.readTxnAt(request, revision, attempt);
       } catch (error) {
-        // A range frozen or merged away while the barrier or a close waited (ADR 0009 §6): route again.
-        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        // A range frozen, merged away or moved while the barrier or a close waited (ADR 0009 §6): route again.
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) {
+          await this.rerouteDelay(spans);
+          continue;
+        }
         throw error;
       }
-      if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals))) continue;
+      if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals, forwarded))) continue;
       if (revision === undefined) return this.machine(spans[0]!.rangeId).mvcc.readTxn(request);
       return executeTxn(this.readView(revision), request);
     }
   }
 
+  /**
+   * A read-only txn at `revision` over ranges some of which only other
+   * nodes hold. executeTxn reads synchronously, so it runs over what has
+   * been read so far: a part not read yet reads as empty and is noted, the
+   * noted parts are read where they are held, and the txn runs again, until
+   * a run needs nothing new (its compares then saw real data, and chose the
+   * branch they would). Every part is read at `revision`, so the runs agree
+   * on what they share.
+   */
+  private async readTxnAt(request: TxnRequest, revision: number, attempt: number): Promise<TxnResponse> {
+    const fetched = new Map<string, RangeResult>();
+    for (let round = 0; round < MAX_PREFETCH_ROUNDS; round++) {
+      const missing = new Map<string, { readonly span: RoutedSpan; readonly options: RangeOptions }>();
+      const response = executeTxn(
+        this.readView(revision, (span, options) => {
+          const key = partKey(span.rangeId, options);
+          const part = fetched.get(key);
+          if (part === undefined) missing.set(key, { span, options });
+          return part ?? { kvs: [], more: false, count: 0, revision };
+        }),
+        request,
+      );
+      if (missing.size === 0) return response;
+      await Promise.all([...missing].map(async ([key, m]) => fetched.set(key, (await this.forward(m.span, { op: 'read-at', options: m.options }, attempt)) as RangeResult)));
+    }
+    throw new TesseraError('TOO_MANY_OPS', `a read-only txn over ranges on other nodes needed more than ${MAX_PREFETCH_ROUNDS} rounds of reads`);
+  }
+
   /** One span per range a txn's intervals reach, in range id order (what `readRevision` needs of each). */
-  private txnSpans(intervals: readonly KeyInterval[]): RoutedSpan[] {
+  private txnSpans(intervals: readonly KeyInterval[], forwarded: boolean): RoutedSpan[] {
     const byRange = new Map<RangeId, RoutedSpan>();
-    for (const i of intervals) for (const s of this.route(i)) if (!byRange.has(s.rangeId)) byRange.set(s.rangeId, s);
-    if (byRange.size === 0) return this.route(keyInterval(new Uint8Array(0)));
+    for (const i of intervals) for (const s of this.route(i, forwarded)) if (!byRange.has(s.rangeId)) byRange.set(s.rangeId, s);
+    if (byRange.size === 0) return this.route(keyInterval(new Uint8Array(0)), forwarded);
     return [...byRange.values()].sort((a, b) => a.rangeId - b.rangeId);
   }
 
-  /** The node's ranges as one read-only txn target at `revision`, every range closed at it here. */
-  private readView(revision: number): TxnTarget {
+  /**
+   * The node's ranges as one read-only txn target at `revision`, every range
+   * held here closed at it; a part of a range only other nodes hold is
+   * asked of `remote` (readTxnAt).
+   */
+  private readView(revision: number, remote?: (span: RoutedSpan, options: RangeOptions) => RangeResult): TxnTarget {
     const range = (options: RangeOptions): RangeResult => {
       const at = { ...options, revision: options.revision !== undefined && options.revision > 0 ? options.revision : revision };
       const spans = this.route(keyInterval(options.key, options.rangeEnd));
-      if (spans.length === 1) return this.machine(spans[0]!.rangeId).mvcc.range(at);
-      return mergeRangeResults(spans.map((s) => this.machine(s.rangeId).mvcc.range({ ...at, key: s.start, rangeEnd: s.end ?? ALL_FROM_KEY })), options);
+      const read = (s: RoutedSpan, o: RangeOptions): RangeResult => {
+        if (s.remote === undefined) return this.machine(s.rangeId).mvcc.range(o);
+        if (remote === undefined) throw new TesseraError('RANGE_MISMATCH', `range ${s.rangeId} moved to other nodes during a read`);
+        return remote(s, o);
+      };
+      if (spans.length === 1) return read(spans[0]!, at);
+      return mergeRangeResults(spans.map((s) => read(s, partOptions(at, s))), options);
     };
     return {
       viewRevision: revision,
@@ -316,20 +432,25 @@ export class KvApi {
   /**
    * etcd's Compact, on every range, each closed at `revision` first so that
    * all compact at it (a range that saw no write since is moved up to it):
-   * a read below it is then refused in every range alike.
+   * a read below it is then refused in every range alike. A range only
+   * other nodes hold is closed and compacted by one of them.
    */
   async compact(revision: number): Promise<number> {
     this.o.load?.record();
-    const ranges = this.o.ranges?.router.list() ?? [{ rangeId: this.o.rangeId }];
-    if (ranges.length === 1) return this.compactRange(ranges[0]!.rangeId, revision);
+    const ranges: readonly RoutableRange[] = this.o.ranges?.router.list() ?? [{ rangeId: this.o.rangeId, bounds: { start: new Uint8Array(0), end: undefined } }];
+    if (ranges.length === 1 && ranges[0]!.remote === undefined) return this.compactRange(ranges[0]!.rangeId, revision);
     if (revision <= this.compactedRevision()) throw new TesseraError('COMPACTED', 'mvcc: required revision has been compacted');
-    if (revision > this.currentRevision()) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
-    await Promise.all(
-      ranges.map(async (r) => {
-        await this.closeAt(r.rangeId, revision);
-        if (revision > this.machine(r.rangeId).mvcc.compactedRevision) await this.compactRange(r.rangeId, revision);
-      }),
-    );
+    const spans: RoutedSpan[] = ranges.map((r) => ({ rangeId: r.rangeId, start: r.bounds.start, end: r.bounds.end, remote: r.remote }));
+    const remoteCurrents = await Promise.all(spans.filter((s) => s.remote !== undefined).map((s) => this.currentOf(s, true)));
+    if (revision > Math.max(this.currentRevision(), ...remoteCurrents)) throw new TesseraError('FUTURE_REVISION', 'mvcc: required revision is a future revision');
+    await Promise.all(spans.map((s) => (s.remote === undefined ? this.compactHere(s.rangeId, revision) : this.forward(s, { op: 'compact', revision }, 0))));
+    return revision;
+  }
+
+  /** Closes a range held here at `revision`, then compacts it there unless it already is. */
+  private async compactHere(rangeId: RangeId, revision: number): Promise<number> {
+    await this.closeAt(rangeId, revision);
+    if (revision > this.machine(rangeId).mvcc.compactedRevision) await this.compactRange(rangeId, revision);
     return revision;
   }
 
@@ -337,6 +458,42 @@ export class KvApi {
     const result = await this.propose((requestId) => encodeCommand({ kind: 'compact', requestId, revision }), rangeId);
     if (result.kind === 'compact') return result.revision;
     throw unexpected(result);
+  }
+
+  /**
+   * A peer's op on a range it holds no replica of (ADR 0012), served from
+   * the ranges held here only: a range that is not here (moved, merged
+   * away, or not set up yet) is RANGE_MISMATCH, and the peer routes again.
+   */
+  private async serveForwarded(rangeId: RangeId, op: ForwardOp): Promise<ForwardValue> {
+    switch (op.op) {
+      case 'range':
+        return this.range(op.options, op.serializable, true);
+      case 'txn':
+        return this.txn(op.request, true);
+      case 'current':
+        this.heldHere(rangeId, undefined);
+        return this.currentOf({ rangeId, start: new Uint8Array(0), end: undefined }, op.serializable);
+      case 'read-at': {
+        const interval = keyInterval(op.options.key, op.options.rangeEnd);
+        this.heldHere(rangeId, interval);
+        await this.closeAt(rangeId, op.options.revision ?? 0);
+        this.heldHere(rangeId, interval);
+        return this.machine(rangeId).mvcc.range(op.options);
+      }
+      case 'compact':
+        this.heldHere(rangeId, undefined);
+        return this.compactHere(rangeId, op.revision);
+    }
+  }
+
+  /** Refuses (RANGE_MISMATCH) unless range `rangeId` is served here and holds every key of `interval`. */
+  private heldHere(rangeId: RangeId, interval: KeyInterval | undefined): void {
+    const router = this.o.ranges?.router;
+    if (router === undefined) return;
+    const held = router.local().some((r) => r.rangeId === rangeId);
+    const spans = interval === undefined ? [] : router.over(interval);
+    if (!held || spans.some((s) => s.rangeId !== rangeId)) throw new TesseraError('RANGE_MISMATCH', `range ${rangeId} does not hold those keys on this node`);
   }
 
   /** Grants a lease; `id` 0 lets the node choose one. Returns the id and TTL. */
@@ -421,6 +578,16 @@ function unexpected(result: CommandResult): Error {
 
 /** etcd's range_end "\0": every key from `key` on. */
 const ALL_FROM_KEY = new Uint8Array([0]);
+
+/** A request's options for the part of its keys one range holds. */
+function partOptions(options: RangeOptions, span: RoutedSpan): RangeOptions {
+  return { ...options, key: span.start, rangeEnd: span.end ?? ALL_FROM_KEY };
+}
+
+/** Names a part read of a read-only txn: the range and every option, bytes in hex. */
+function partKey(rangeId: RangeId, options: RangeOptions): string {
+  return `${rangeId}:${JSON.stringify(options, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v))}`;
+}
 
 function sameRoute(a: readonly RoutedSpan[], b: readonly RoutedSpan[]): boolean {
   return a.length === b.length && a.every((s, i) => s.rangeId === b[i]!.rangeId && sameEnd(s.end, b[i]!.end));

@@ -26,7 +26,7 @@ let snapIds = 0;
 const silent = pino({ level: 'silent' });
 const FAST = { backoffInitialMs: 10, backoffMaxMs: 50, handshakeTimeoutMs: 1_000 };
 
-const sink: TransportHandler = { receive: () => {}, reportUnreachable: () => {}, reportSnapshot: () => {}, receiveRevisions: () => {}, receiveLiveness: () => {} };
+const sink: TransportHandler = { receive: () => {}, reportUnreachable: () => {}, reportSnapshot: () => {}, receiveRevisions: () => {}, receiveLiveness: () => {}, receiveForward: () => {} };
 
 /** Runs `body` against node 22, whose member peers are 11 and 33 (never dialled in these tests), and closes it. */
 async function withReceiver(limits: Record<string, number>, body: (t: PeerTransport) => Promise<void>): Promise<void> {

@@ -46,6 +46,7 @@ function recorder(): Recorder {
     alive: [],
     receiveRevisions: (from, message) => r.revisions.push({ from, message }),
     receiveLiveness: (from) => r.alive.push(from),
+    receiveForward: () => {},
     receive: (from, messages) => r.batches.push({ from, messages }),
     reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
     reportSnapshot: (rangeId, to, ok) => r.snapshots.push({ rangeId, to, ok }),

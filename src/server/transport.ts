@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
-import type { RangeId, RangeMessage, RevisionMessage, Transport } from '../kv/index.js';
+import type { ForwardMessage, RangeId, RangeMessage, RevisionMessage, Transport } from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, readerOf, type TransportStats } from './peer_link.js';
@@ -26,6 +26,8 @@ export interface TransportHandler {
   receiveRevisions(from: NodeId, message: RevisionMessage): void;
   /** A peer said it is alive (ADR 0010). */
   receiveLiveness(from: NodeId): void;
+  /** A peer's forwarded request or reply, its frame checked (wire.ts toForwardMessage; the body is the forwarder's to check). */
+  receiveForward(from: NodeId, message: ForwardMessage): void;
   /** Messages to `to` for these ranges were dropped (etcd's ReportUnreachable). */
   reportUnreachable(to: NodeId, rangeIds: readonly RangeId[]): void;
   /** How sending a snapshot ended (etcd's ReportSnapshot). */
@@ -221,6 +223,12 @@ export class PeerTransport implements Transport {
     this.links.get(to)?.sendFrame({ t: 'tso', m: message });
   }
 
+  sendForward(to: NodeId, message: ForwardMessage): void {
+    if (this.closing !== undefined) return;
+    // No link: the message is lost, and the caller's deadline answers for it.
+    this.links.get(to)?.sendFrame({ t: 'fwd', m: message });
+  }
+
   sendLiveness(to: NodeId): void {
     if (this.closing !== undefined) return;
     // No link: nothing is said, which is what the peer must hear from a node it cannot reach.
@@ -252,6 +260,13 @@ export class PeerTransport implements Transport {
     if (!this.isMember(from)) return;
     this.stats.messagesReceived++;
     this.handler?.receiveRevisions(from, message);
+  }
+
+  /** Called by an inbound connection with a checked forward frame. */
+  deliverForward(from: NodeId, message: ForwardMessage): void {
+    if (!this.isMember(from)) return;
+    this.stats.messagesReceived++;
+    this.handler?.receiveForward(from, message);
   }
 
   /** Called by an inbound connection when its peer says it is alive. */
@@ -422,6 +437,7 @@ class Inbound {
     else if (frame.t === 'snap') this.onChunk(frame);
     else if (frame.t === 'tso') this.t.deliverRevisions(this.peer, frame.m);
     else if (frame.t === 'alive') this.t.deliverLiveness(this.peer);
+    else if (frame.t === 'fwd') this.t.deliverForward(this.peer, frame.m);
     else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
   }
 

@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, Snapshot } from '../raft/index.js';
 import { isLocalMessage } from '../raft/index.js';
-import { MAX_REVISION_REQUEST_ID_BYTES, TSO_MAX_BATCH_REVISIONS, type RangeMessage, type RevisionMessage } from '../kv/index.js';
+import { type ForwardMessage, MAX_FORWARD_ID_BYTES, MAX_REVISION_REQUEST_ID_BYTES, TSO_MAX_BATCH_REVISIONS, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { assert } from '../base/index.js';
 import { PeerError } from './errors.js';
 
@@ -21,9 +21,10 @@ import { PeerError } from './errors.js';
  * msgpackr maps). 3: 'tso' frames, and log entries carry revision stamps
  * (src/kv/stamp.ts), which a version 2 node would apply as malformed.
  * 4: 'alive' frames and quiesce heartbeats (ADR 0010); a version 3 node
- * would refuse both as malformed.
+ * would refuse both as malformed. 5: 'fwd' frames (requests on ranges the
+ * sender holds no replica of, ADR 0012).
  */
-export const PEER_PROTOCOL_VERSION = 4;
+export const PEER_PROTOCOL_VERSION = 5;
 export const FRAME_HEADER_BYTES = 4;
 
 export type Frame =
@@ -40,7 +41,9 @@ export type Frame =
   /** A revision request or answer between nodes' revision services (src/kv/revisions.ts). */
   | { readonly t: 'tso'; readonly m: RevisionMessage }
   /** The sender is alive: it leads quiesced ranges this node may follow (ADR 0010). */
-  | { readonly t: 'alive' };
+  | { readonly t: 'alive' }
+  /** A request on a range the sender holds no replica of, or the reply (src/kv/forward.ts; the body is checked there). */
+  | { readonly t: 'fwd'; readonly m: ForwardMessage };
 
 /** A member as the `members` frame describes it. */
 export interface JoinMember {
@@ -166,10 +169,24 @@ export function decodeFrame(payload: Buffer): Frame {
       return { t: 'tso', m: toRevisionMessage(f['m']) };
     case 'alive':
       return { t: 'alive' };
+    case 'fwd':
+      return { t: 'fwd', m: toForwardMessage(f['m']) };
     default:
       throw bad(`unknown frame type ${String(f['t'])}`);
   }
   return f as unknown as Frame;
+}
+
+/** A forward message rebuilt from checked fields; its body (an op or an outcome) is checked by the forwarder. */
+export function toForwardMessage(value: unknown): ForwardMessage {
+  need(isMap(value), 'fwd message');
+  const id = value['id'];
+  const body = value['body'];
+  need(isStr(id) && Buffer.byteLength(id) <= MAX_FORWARD_ID_BYTES && isBytes(body), 'fwd message id or body');
+  if (value['kind'] === 'reply') return { kind: 'reply', id, body };
+  const rangeId = value['rangeId'];
+  need(value['kind'] === 'call' && isId(rangeId), 'fwd call');
+  return { kind: 'call', id, rangeId, body };
 }
 
 /** A revision message rebuilt from checked fields: a peer's numbers reach the revision service only as safe integers in range. */

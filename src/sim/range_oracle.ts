@@ -99,7 +99,7 @@ export class RangeOracle {
 
   /** After convergence: node `id`'s ranges (its router's list) cover the key space, each key once. */
   checkPartition(id: NodeId, node: SimStoreNode): void {
-    const list = node.kv.router.list();
+    const list = node.kv.router.local();
     let at: Uint8Array | undefined = new Uint8Array(0);
     for (const r of list) {
       if (at === undefined || compareBytes(r.bounds.start, at) !== 0) {
@@ -120,7 +120,7 @@ export class RangeOracle {
    */
   metaTableMatches(node: SimStoreNode): boolean {
     const table = node.kv.stateMachine.metaTable?.all() ?? [];
-    const list = node.kv.router.list();
+    const list = node.kv.router.local();
     if (table.length !== list.length) return false;
     return list.every((r, i) => {
       const e = table[i] as (typeof table)[number];

@@ -365,7 +365,7 @@ export class SimStoreNode {
 
   /** The MVCC stores of the ranges this node holds keys of: together, the node's whole history. */
   rangeStores(): MvccStore[] {
-    return this.kv.router.list().map((r) => this.kv.stateMachineOf(r.rangeId).mvcc);
+    return this.kv.router.local().map((r) => this.kv.stateMachineOf(r.rangeId).mvcc);
   }
 
   /** The applied index of this node's replica of `rangeId` (0 without one). */

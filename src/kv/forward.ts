@@ -1,0 +1,250 @@
+import { Packr } from 'msgpackr';
+import { TesseraError, type TesseraErrorCode, type Timers, isTesseraError } from '../base/index.js';
+import type { KeyValue, RangeOptions, RangeResult, ResponseOp, TxnRequest, TxnResponse } from '../mvcc/index.js';
+import type { NodeId } from '../raft/index.js';
+import { rangeOptionsProblem, txnRequestProblem } from './commands.js';
+import type { RangeId } from './keys.js';
+
+/**
+ * Requests for ranges this node holds no replica of (issue 13: "requests
+ * reach the range leader over the peer transport"; ADR 0012). The node that
+ * took the client's request sends one operation on one range to a node that
+ * holds it, which serves it from its own replica (forwarding a proposal to
+ * its leader through Raft, as it would its own client's) and answers. The
+ * operations are the parts a client API needs to serve a request over
+ * ranges it may not hold: a whole request of one range, and the steps of a
+ * read at one revision over many.
+ */
+export type ForwardOp =
+  /** etcd's Range, over keys of this one range. */
+  | { readonly op: 'range'; readonly options: RangeOptions; readonly serializable: boolean }
+  /** etcd's Txn, every key of it in this one range (a write is proposed, a read-only one served as a read). */
+  | { readonly op: 'txn'; readonly request: TxnRequest }
+  /** The range's current revision, after a read barrier unless `serializable`. */
+  | { readonly op: 'current'; readonly serializable: boolean }
+  /** A part of a read over many ranges: the range closed at `options.revision` (> 0), then read at it. */
+  | { readonly op: 'read-at'; readonly options: RangeOptions }
+  /** The range closed at `revision`, then compacted at it (etcd's Compact over many ranges). */
+  | { readonly op: 'compact'; readonly revision: number };
+
+/** What answers an op: a RangeResult, a TxnResponse, or a revision (`current`, `compact`). */
+export type ForwardValue = RangeResult | TxnResponse | number;
+
+/** A node-level message between forwarders: a call on a range, or its reply (a packed ForwardOp or outcome). */
+export type ForwardMessage =
+  | { readonly kind: 'call'; readonly id: string; readonly rangeId: RangeId; readonly body: Uint8Array }
+  | { readonly kind: 'reply'; readonly id: string; readonly body: Uint8Array };
+
+/** The longest call id (a node's request id prefix and a counter). */
+export const MAX_FORWARD_ID_BYTES = 128;
+/** Calls this node has outstanding at once; past it a request is refused (RESOURCE_EXHAUSTED) rather than queued without bound. */
+export const MAX_FORWARD_OUTSTANDING = 10_000;
+/** Calls from peers being served at once on this node; past it a call is answered RESOURCE_EXHAUSTED. */
+export const MAX_FORWARD_SERVING = 10_000;
+
+/** Serves a peer's op on a range this node holds (the client API of this node). */
+export type ForwardHandler = (rangeId: RangeId, op: ForwardOp) => Promise<ForwardValue>;
+
+export interface ForwarderOptions {
+  readonly nodeId: NodeId;
+  readonly send: (to: NodeId, message: ForwardMessage) => void;
+  readonly timers: Timers;
+  /** Unique per start of the node, so a late reply to an earlier boot's call matches nothing. */
+  readonly idPrefix: string;
+}
+
+// Maps, not records: a body must decode without state shared with the sender.
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** The error codes a reply may carry; any other becomes RANGE_UNAVAILABLE (a peer's word is not trusted to name a bug). */
+const REPLY_CODES: ReadonlySet<string> = new Set<TesseraErrorCode>([
+  'RANGE_MISMATCH', 'RANGE_UNAVAILABLE', 'NOT_LEADER', 'TIMEOUT', 'RESOURCE_EXHAUSTED', 'CLOSED', 'STORAGE_FAILED', 'CROSS_RANGE',
+  'INVALID_ARGUMENT', 'ALREADY_EXISTS', 'LEASE_NOT_FOUND', 'COMPACTED', 'FUTURE_REVISION', 'EMPTY_KEY', 'KEY_NOT_FOUND',
+  'VALUE_PROVIDED', 'LEASE_PROVIDED', 'TOO_MANY_OPS', 'DUPLICATE_KEY', 'INVALID_SORT_OPTION',
+]);
+
+/**
+ * A node's side of forwarding: `call` sends an op to a node holding the
+ * range and settles when it replies or the deadline passes (TIMEOUT: the
+ * outcome of a write is then unknown, as for any proposal); `receive` takes
+ * a peer's call (served by the handler) or reply. Everything a peer sends
+ * is checked before use: a malformed call is answered INVALID_ARGUMENT, a
+ * malformed reply fails the call with RANGE_UNAVAILABLE.
+ */
+export class Forwarder {
+  private seq = 0;
+  private serving = 0;
+  private readonly outstanding = new Map<string, { readonly op: ForwardOp['op']; readonly settle: (outcome: ForwardValue | TesseraError) => void }>();
+  private handler: ForwardHandler | undefined;
+  readonly stats = { calls: 0, served: 0, timeouts: 0, refused: 0 };
+
+  constructor(private readonly o: ForwarderOptions) {}
+
+  /** The client API that serves peers' calls; until it is set, calls are answered RANGE_UNAVAILABLE. */
+  serveWith(handler: ForwardHandler): void {
+    this.handler = handler;
+  }
+
+  call(to: NodeId, rangeId: RangeId, op: ForwardOp, timeoutMs: number): Promise<ForwardValue> {
+    if (this.outstanding.size >= MAX_FORWARD_OUTSTANDING) return Promise.reject(new TesseraError('RESOURCE_EXHAUSTED', `too many requests forwarded to other nodes (${MAX_FORWARD_OUTSTANDING})`));
+    const id = `${this.o.idPrefix}.fwd:${++this.seq}`;
+    this.stats.calls++;
+    return new Promise<ForwardValue>((resolve, reject) => {
+      const timer = this.o.timers.after(timeoutMs, () => {
+        this.stats.timeouts++;
+        settle(new TesseraError('TIMEOUT', `node ${to} did not answer a ${op.op} on range ${rangeId} within ${timeoutMs} ms`));
+      });
+      const settle = (outcome: ForwardValue | TesseraError): void => {
+        if (!this.outstanding.delete(id)) return;
+        timer.cancel();
+        if (outcome instanceof TesseraError) reject(outcome);
+        else resolve(outcome);
+      };
+      this.outstanding.set(id, { op: op.op, settle });
+      this.o.send(to, { kind: 'call', id, rangeId, body: packr.pack(op) });
+    });
+  }
+
+  /** A peer's message; the transport checked its frame (kind, id, range id, body bytes), the body is checked here. */
+  receive(from: NodeId, message: ForwardMessage): void {
+    if (message.kind === 'call') return this.serve(from, message.id, message.rangeId, message.body);
+    const waiting = this.outstanding.get(message.id);
+    if (waiting === undefined) return; // timed out, or from an earlier boot
+    waiting.settle(decodeReply(waiting.op, message.body));
+  }
+
+  private serve(from: NodeId, id: string, rangeId: RangeId, body: Uint8Array): void {
+    const reply = (outcome: { ok: true; value: ForwardValue } | { ok: false; code: string; message: string }): void =>
+      this.o.send(from, { kind: 'reply', id, body: packr.pack(outcome) });
+    const op = decodeOp(body);
+    if (typeof op === 'string') return reply({ ok: false, code: 'INVALID_ARGUMENT', message: `malformed forwarded request: ${op}` });
+    if (this.handler === undefined) return reply({ ok: false, code: 'RANGE_UNAVAILABLE', message: 'this node is not serving requests yet' });
+    if (this.serving >= MAX_FORWARD_SERVING) {
+      this.stats.refused++;
+      return reply({ ok: false, code: 'RESOURCE_EXHAUSTED', message: `too many forwarded requests being served (${MAX_FORWARD_SERVING})` });
+    }
+    this.serving++;
+    this.stats.served++;
+    this.handler(rangeId, op).then(
+      (value) => {
+        this.serving--;
+        reply({ ok: true, value });
+      },
+      (error: unknown) => {
+        this.serving--;
+        if (isTesseraError(error)) reply({ ok: false, code: error.code, message: error.message });
+        else reply({ ok: false, code: 'RANGE_UNAVAILABLE', message: `forwarded request failed: ${error instanceof Error ? error.message : String(error)}` });
+      },
+    );
+  }
+}
+
+/** A call's op, or why it is malformed. */
+export function decodeOp(body: Uint8Array): ForwardOp | string {
+  let v: unknown;
+  try {
+    v = packr.unpack(body);
+  } catch {
+    return 'not msgpack';
+  }
+  if (!isObj(v)) return 'not a map';
+  switch (v['op']) {
+    case 'range': {
+      const problem = rangeOptionsProblem(v['options']);
+      if (problem !== undefined || typeof v['serializable'] !== 'boolean') return problem ?? 'range serializable';
+      return { op: 'range', options: v['options'] as RangeOptions, serializable: v['serializable'] };
+    }
+    case 'txn': {
+      const problem = txnRequestProblem(v['request']);
+      return problem ?? { op: 'txn', request: v['request'] as TxnRequest };
+    }
+    case 'current':
+      return typeof v['serializable'] === 'boolean' ? { op: 'current', serializable: v['serializable'] } : 'current serializable';
+    case 'read-at': {
+      const problem = rangeOptionsProblem(v['options']);
+      if (problem !== undefined) return problem;
+      const options = v['options'] as RangeOptions;
+      return (options.revision ?? 0) > 0 ? { op: 'read-at', options } : 'read-at revision';
+    }
+    case 'compact':
+      return Number.isSafeInteger(v['revision']) && (v['revision'] as number) > 0 ? { op: 'compact', revision: v['revision'] as number } : 'compact revision';
+    default:
+      return 'unknown op';
+  }
+}
+
+/** A reply's outcome for an op of kind `op`, checked: a value of the wrong shape is refused, never handed on. */
+export function decodeReply(op: ForwardOp['op'], body: Uint8Array): ForwardValue | TesseraError {
+  let v: unknown;
+  try {
+    v = packr.unpack(body);
+  } catch {
+    return malformed('not msgpack');
+  }
+  if (!isObj(v) || typeof v['ok'] !== 'boolean') return malformed('not an outcome');
+  if (!v['ok']) {
+    const code = v['code'];
+    const message = typeof v['message'] === 'string' ? v['message'].slice(0, 1024) : '';
+    return new TesseraError(typeof code === 'string' && REPLY_CODES.has(code) ? (code as TesseraErrorCode) : 'RANGE_UNAVAILABLE', message);
+  }
+  const value = v['value'];
+  switch (op) {
+    case 'range':
+    case 'read-at':
+      return isRangeResult(value) ? value : malformed('range result');
+    case 'txn':
+      return isTxnResponse(value, 0) ? value : malformed('txn response');
+    case 'current':
+    case 'compact':
+      return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : malformed('revision');
+  }
+}
+
+function malformed(what: string): TesseraError {
+  return new TesseraError('RANGE_UNAVAILABLE', `malformed forwarded reply (${what})`);
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function isRevision(v: unknown): boolean {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+function isKeyValue(v: unknown): v is KeyValue {
+  return isObj(v) && v['key'] instanceof Uint8Array && v['value'] instanceof Uint8Array && isRevision(v['createRevision']) && isRevision(v['modRevision']) && isRevision(v['version']) && Number.isSafeInteger(v['lease']);
+}
+
+function isKeyValues(v: unknown): v is KeyValue[] {
+  return Array.isArray(v) && v.every(isKeyValue);
+}
+
+function isRangeResult(v: unknown): v is RangeResult {
+  return isObj(v) && isKeyValues(v['kvs']) && typeof v['more'] === 'boolean' && isRevision(v['count']) && isRevision(v['revision']);
+}
+
+/** Nesting a reply may have: the request it answers was checked against the same depth (commands.ts). */
+const MAX_REPLY_DEPTH = 64;
+
+function isTxnResponse(v: unknown, depth: number): v is TxnResponse {
+  if (depth > MAX_REPLY_DEPTH || !isObj(v) || typeof v['succeeded'] !== 'boolean' || !isRevision(v['revision']) || !Array.isArray(v['responses'])) return false;
+  return v['responses'].every((r) => isResponseOp(r, depth));
+}
+
+function isResponseOp(v: unknown, depth: number): v is ResponseOp {
+  if (!isObj(v)) return false;
+  const body = v[v['type'] as string];
+  switch (v['type']) {
+    case 'range':
+      return isRangeResult(body);
+    case 'put':
+      return isObj(body) && isRevision(body['revision']) && (body['prevKv'] === undefined || isKeyValue(body['prevKv']));
+    case 'deleteRange':
+      return isObj(body) && isRevision(body['deleted']) && isRevision(body['revision']) && isKeyValues(body['prevKvs']);
+    case 'txn':
+      return isTxnResponse(body, depth + 1);
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,153 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Etcd3 } from 'etcd3';
+import { etcdctl, etcdctlMissing } from './etcd/testing.testlib.js';
+import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import type { RangeInfo } from './ranges.js';
+
+/** Small enough that a few hundred keys make several ranges. */
+const RANGE_MAX_BYTES = 8_192;
+const KEYS = 300;
+const VALUE_BYTES = 100;
+const REPLICAS = 3;
+/** Short, so the test sees a dead node's replicas made again (the default is five minutes). */
+const DEAD_AFTER_MS = 3_000;
+
+function valueOf(i: number): string {
+  return `p${i}-`.padEnd(VALUE_BYTES, String.fromCharCode(97 + (i % 26)));
+}
+
+async function rangesOf(admin: string): Promise<RangeInfo[]> {
+  return (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
+}
+
+/** Every range any of `admins` holds, each as its leader sees it when the leader answered, else as the first holder does. */
+async function clusterRanges(admins: readonly string[], names: readonly string[]): Promise<RangeInfo[]> {
+  const byId = new Map<number, RangeInfo>();
+  await Promise.all(
+    admins.map(async (admin, i) => {
+      for (const r of await rangesOf(admin).catch(() => [] as RangeInfo[])) {
+        if (!byId.has(r.id) || r.leader === names[i]) byId.set(r.id, r);
+      }
+    }),
+  );
+  return [...byId.values()].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
+}
+
+function partitionProblem(sorted: readonly RangeInfo[]): string | undefined {
+  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
+  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
+  return sorted[sorted.length - 1]?.end === '' ? undefined : 'the last range does not reach the end of the key space';
+}
+
+/** Why the data ranges (all but range 1, which every member holds) do not each have `want` voters on `allowed` nodes, or undefined. */
+function placementProblem(ranges: readonly RangeInfo[], want: number, allowed: readonly string[]): string | undefined {
+  for (const r of ranges) {
+    if (r.id === 1) continue;
+    const voters = r.replicas.filter((x) => x.role === 'voter').map((x) => x.node);
+    if (r.replicas.length !== want || voters.length !== want || voters.some((n) => !allowed.includes(n))) return `range ${r.id}: ${r.replicas.map((x) => `${x.node}:${x.role}`).join(',')}`;
+  }
+  return undefined;
+}
+
+test('real processes: --replicas 3 on 4 nodes places each range on 3 of them; every node serves every key (forwarding to the holders); a SIGKILLed node\'s replicas are made again elsewhere after --dead-after-ms', async (t) => {
+  const cluster = await ProcCluster.create(4, {
+    prefix: 'tessera-place-',
+    extraArgs: ['--range-max-bytes', String(RANGE_MAX_BYTES), '--replicas', String(REPLICAS), '--dead-after-ms', String(DEAD_AFTER_MS), '--no-range-merge'],
+  });
+  const names = cluster.specs.map((s) => s.name);
+  const admins = cluster.specs.map((s) => s.admin);
+  try {
+    await cluster.startAll();
+    const clients = cluster.clientAddresses.map((a) => new KvClient(a));
+    const acked = new Map<string, string>();
+    for (let i = 0; i < KEYS; i++) {
+      const key = `key/${String((i * 7919) % 10_007).padStart(5, '0')}`;
+      const value = valueOf(i);
+      await retryUntil(`put ${key}`, 20_000, () => clients[i % clients.length]!.put(key, value, 5_000));
+      acked.set(key, value);
+    }
+    const countsOf = (ranges: readonly RangeInfo[]): number[] => names.map((n) => ranges.filter((r) => r.id !== 1 && r.replicas.some((x) => x.node === n)).length);
+    const started = Date.now();
+    // Placed, then balanced: each node within one data range of the others (the balancer moves one replica at a time).
+    const placed = await retryUntil('every data range on 3 voters, balanced', 90_000, async () => {
+      const ranges = await clusterRanges(admins, names);
+      const counts = countsOf(ranges);
+      const problem =
+        partitionProblem(ranges) ??
+        (ranges.length < 4 ? `${ranges.length} ranges` : placementProblem(ranges, REPLICAS, names)) ??
+        (Math.max(...counts) - Math.min(...counts) > 1 ? `data ranges per node ${counts.join('/')}` : undefined);
+      if (problem !== undefined) throw new Error(problem);
+      return ranges;
+    }, 250);
+    const perNode = countsOf(placed);
+    note(`placed and balanced in ${((Date.now() - started) / 1000).toFixed(1)} s: ${placed.map((r) => `${r.id}@${r.replicas.map((x) => x.node).join('+')}`).join(' ')}; data ranges per node ${perNode.join('/')}`);
+    assert.ok(perNode.every((c) => c < placed.length - 1), 'no node holds every data range');
+    // A replica moved off a node is dropped there (replica GC): each node's own list holds only the ranges it is a member of.
+    await retryUntil('each node lists only its own replicas', 30_000, async () => {
+      const problems = await Promise.all(
+        admins.map(async (admin, i) => {
+          const mine = (await rangesOf(admin)).filter((r) => r.id !== 1);
+          const stale = mine.filter((r) => !placed.find((p) => p.id === r.id)?.replicas.some((x) => x.node === names[i]));
+          return stale.length === 0 ? undefined : `${names[i]} still holds ${stale.map((r) => r.id).join(',')}`;
+        }),
+      );
+      const problem = problems.find((p) => p !== undefined);
+      if (problem !== undefined) throw new Error(problem);
+    }, 250);
+
+    await t.test('each node answers every key: single gets through the etcd3 client, one read over every range through etcdctl, a write on a range it lacks', async () => {
+      for (const [i, address] of cluster.clientAddresses.entries()) {
+        const client = new Etcd3({ hosts: [`http://${address}`] });
+        try {
+          const all = await client.getAll().prefix('key/').strings();
+          assert.equal(Object.keys(all).length, acked.size, `${names[i]}: every key in one read`);
+          for (const [k, v] of acked) assert.equal(all[k], v, k);
+          let n = 0;
+          for (const [k, v] of acked) if (n++ % 10 === i) assert.equal(await client.get(k).string(), v, `${names[i]} get ${k}`);
+          const key = `other/from-${names[i]}`;
+          await client.put(key).value('w');
+          assert.equal(await client.get(key).string(), 'w');
+          const swapped = await client.if(key, 'Value', '==', 'w').then(client.put(key).value('w2')).commit();
+          assert.equal(swapped.succeeded, true, 'a compare-and-swap on a range served by another node');
+        } finally {
+          client.close();
+        }
+        if (etcdctlMissing() === undefined) {
+          const out = await etcdctl(address, ['get', '--prefix', 'key/0', '--keys-only', '--consistency=s']);
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(out.stdout.split('\n').filter((l) => l.length > 0), [...acked.keys()].filter((k) => k.startsWith('key/0')).sort());
+        }
+      }
+    });
+
+    await t.test('a node SIGKILLed: after --dead-after-ms its replicas are made again on the other three, and every key reads back', async () => {
+      // The node with the most data replicas, so the repair has work to do.
+      const victim = perNode.indexOf(Math.max(...perNode));
+      await cluster.kill(victim);
+      const liveNames = names.filter((_, i) => i !== victim);
+      const liveAdmins = admins.filter((_, i) => i !== victim);
+      const repaired = await retryUntil(`no data range on ${names[victim]}`, 90_000, async () => {
+        const ranges = await clusterRanges(liveAdmins, liveNames);
+        const problem = partitionProblem(ranges) ?? placementProblem(ranges, REPLICAS, liveNames);
+        if (problem !== undefined) throw new Error(problem);
+        return ranges;
+      }, 250);
+      note(`after ${names[victim]} died: ${repaired.map((r) => `${r.id}@${r.replicas.map((x) => x.node).join('+')}`).join(' ')}`);
+      const survivor = cluster.clientAddresses[(victim + 1) % names.length]!;
+      const client = new Etcd3({ hosts: [`http://${survivor}`] });
+      try {
+        const all = await retryUntil('every key after the repair', 30_000, () => client.getAll().prefix('key/').strings());
+        for (const [k, v] of acked) assert.equal(all[k], v, k);
+      } finally {
+        client.close();
+      }
+    });
+    assert.deepEqual(cluster.unexpectedExits, []);
+  } catch (error) {
+    note(cluster.unexpectedExits.join('\n'));
+    throw error;
+  } finally {
+    await cluster.destroy();
+  }
+});
