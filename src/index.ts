@@ -23,7 +23,7 @@ export {
   type ClientServer,
   type ClientServerFactory,
 } from './server/node.js';
-export { KvApi, DEFAULT_REQUEST_TIMEOUT_MS } from './server/kv_api.js';
+export { KvApi, DEFAULT_REQUEST_TIMEOUT_MS } from './kv/index.js';
 export { nodeIdFromName, parseInitialCluster } from './server/address.js';
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './server/transport.js';
 export { PeerError, type PeerErrorReason } from './server/errors.js';

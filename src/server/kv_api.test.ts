@@ -1,3 +1,4 @@
+import { realTimers } from './timers.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +14,7 @@ import type { Entry } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { AdminService } from './etcd/admin_services.js';
 import { toEtcdStatus } from './etcd/errors.js';
-import { KvApi } from './kv_api.js';
+import { KvApi } from '../kv/index.js';
 import { DEFAULT_RANGE, startNode } from './node.js';
 
 const enc = new TextEncoder();
@@ -79,7 +80,7 @@ function setup(requestTimeoutMs = 5_000): { kv: KvApi; store: DirectStore; sm: M
   const sm = new MvccStateMachine(engine, RANGE);
   const store = new DirectStore(engine, sm);
   // Only propose, linearizableRead and abandon are reached; the cast stands in for the rest of Store.
-  const kv = new KvApi({ store: store as unknown as Store, stateMachine: sm, rangeId: RANGE, requestTimeoutMs, requestIdPrefix: 'test' });
+  const kv = new KvApi({ timers: realTimers, store: store as unknown as Store, stateMachine: sm, rangeId: RANGE, requestTimeoutMs, requestIdPrefix: 'test' });
   return { kv, store, sm };
 }
 

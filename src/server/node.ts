@@ -9,7 +9,7 @@ import { type AdminServer, startAdminServer } from './admin.js';
 import { messageOf } from './errors.js';
 import { startEtcdServer } from './etcd/server.js';
 import { acceptedPeerMessages } from './peer_input.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from './kv_api.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from '../kv/index.js';
 import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
@@ -385,6 +385,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
         })
       : undefined;
   const kv = new KvApi({
+    timers: realTimers,
     store,
     stateMachine: sm,
     rangeId: DEFAULT_RANGE,

@@ -1,5 +1,5 @@
 import { META_RANGE } from '../../kv/index.js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import { ETCD_STATUS, EtcdApiError, unimplemented } from './errors.js';
 import type { HeaderFor } from './kv_service.js';
 import { ETCD_API_VERSION } from './limits.js';

@@ -1,5 +1,5 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import { MembershipError, type MembershipErrorReason, type MemberView } from '../membership.js';
 import { ETCD_STATUS, type EtcdStatus, EtcdApiError } from './errors.js';
 import type { HeaderFor } from './kv_service.js';

@@ -1,6 +1,6 @@
 import { assert } from '../../base/index.js';
 import { mvccError, validateTxnRequest, type TxnRequest, type TxnResponse } from '../../mvcc/index.js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import {
   hasUnknownLeaseId,
   safeInt,

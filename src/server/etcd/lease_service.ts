@@ -13,7 +13,7 @@ import { isTesseraError } from '../../base/index.js';
 import { MAX_LEASE_TTL_SECONDS } from '../../kv/index.js';
 import { fromKeyString } from '../../mvcc/bytes.js';
 import { mvccError } from '../../mvcc/index.js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import { ETCD_STATUS, type EtcdStatus, EtcdApiError } from './errors.js';
 import type { HeaderFor } from './kv_service.js';
 import { type Int64, type Int64Out, type Sized, type WireResponseHeader, etcdPackage } from './proto.js';

@@ -1,7 +1,7 @@
 import { type AddressInfo, type Server as NetServer, type Socket, createServer } from 'node:net';
 import { TesseraError, assert } from '../../base/index.js';
 import { META_RANGE, type WatchHub } from '../../kv/index.js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import { ClusterService, type ClusterMembership } from './cluster_service.js';
 import { AdminService } from './admin_services.js';
 import { EtcdApiError, toEtcdStatus, unimplemented } from './errors.js';

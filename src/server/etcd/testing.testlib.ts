@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { SeededRng } from '../../base/index.js';
 import { KvNode, type LeaseKeeper, META_RANGE, type Store, type WatchHub } from '../../kv/index.js';
 import { MemoryEngine } from '../../storage/memory.js';
-import { KvApi } from '../kv_api.js';
+import { KvApi } from '../../kv/index.js';
 import { realTimers } from '../timers.js';
 import { etcdPackage } from './proto.js';
 import { type EtcdServerHandle, type EtcdServerOptions, startEtcdServer } from './server.js';
@@ -75,7 +75,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   const { store, watches, leaseKeeper, stateMachine } = kvNode;
   const tick = (): void => kvNode.tick();
   const ticker = options.elect === false ? undefined : setInterval(tick, TICK_MS);
-  const kv = new KvApi({ store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests, ranges: kvNode });
+  const kv = new KvApi({ timers: realTimers, store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests, ranges: kvNode });
   const pauseSync = (paused: boolean): void => {
     syncPaused = paused;
     if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);

@@ -2,7 +2,7 @@ import type { GrpcServerCall } from './grpc_server.js';
 import { MAX_WATCHERS, type WatchHub, type WatchOutput, type WatchRequest } from '../../kv/index.js';
 import { compareBytes } from '../../mvcc/bytes.js';
 import type { MvccEvent } from '../../mvcc/index.js';
-import type { KvApi } from '../kv_api.js';
+import type { KvApi } from '../../kv/index.js';
 import { toWireKeyValue } from './convert.js';
 import { ETCD_STATUS, type EtcdStatus } from './errors.js';
 import type { HeaderFor } from './kv_service.js';

@@ -1,24 +1,5 @@
 import { TesseraError, isTesseraError, type Timers, unreachable } from '../base/index.js';
 import {
-  type CommandResult,
-  encodeCommand,
-  type ForwardOp,
-  type ForwardValue,
-  type Forwarder,
-  type LeaseKeeper,
-  type LoadMeter,
-  MAX_LEASE_TTL_SECONDS,
-  PROPOSAL_RETRY_MS,
-  type MvccStateMachine,
-  RequestRunner,
-  type RangeId,
-  type RoutableRange,
-  type RoutedSpan,
-  type Router,
-  type Store,
-} from '../kv/index.js';
-import {
-  isMvccErrorCode,
   type RangeOptions,
   type RangeResult,
   type TxnRequest,
@@ -34,8 +15,18 @@ import {
   compareBytes,
   concatBytes,
 } from '../mvcc/index.js';
+import { isMvccErrorCode } from '../mvcc/errors.js';
 import type { StorageEngine } from '../storage/engine.js';
-import { realTimers } from './timers.js';
+import { encodeCommand } from './commands.js';
+import type { ForwardOp, ForwardValue, Forwarder } from './forward.js';
+import type { RangeId } from './keys.js';
+import type { LeaseKeeper } from './lease_keeper.js';
+import { MAX_LEASE_TTL_SECONDS } from './leases.js';
+import type { LoadMeter } from './load.js';
+import type { CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
+import { PROPOSAL_RETRY_MS, RequestRunner } from './requests.js';
+import type { RoutableRange, RoutedSpan, Router } from './router.js';
+import type { Store } from './store.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -51,8 +42,8 @@ export interface KvApiOptions {
   readonly leaseKeeper?: LeaseKeeper;
   /** The node's storage engine, asked for its size (Maintenance.Status); absent: the size is 0. */
   readonly engine?: Pick<StorageEngine, 'sizeBytes'>;
-  /** Deadlines and retries run on these; default the process's own (realTimers). */
-  readonly timers?: Timers;
+  /** Deadlines and retries run on these (the server: the process's own; the simulator: virtual time). */
+  readonly timers: Timers;
   /** The node's request path (KvNode.requests); default one of KvApi's own on these options. */
   readonly requests?: RequestRunner;
   /** Counts each request this API serves (KvNode.load): a range's qps in /ranges. */
@@ -90,7 +81,7 @@ export class KvApi {
   private readonly timers: Timers;
 
   constructor(private readonly o: KvApiOptions) {
-    this.timers = o.timers ?? realTimers;
+    this.timers = o.timers;
     this.requests = o.requests ?? new RequestRunner({ ...o, timers: this.timers });
     o.ranges?.forwarder?.serveWith((rangeId, op) => this.serveForwarded(rangeId, op));
   }
