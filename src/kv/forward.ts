@@ -80,6 +80,11 @@ export class Forwarder {
 
   constructor(private readonly o: ForwarderOptions) {}
 
+  /** Whether a call is out or a peer's call is being served (the simulator runs promise continuations while so). */
+  get busy(): boolean {
+    return this.serving > 0 || this.outstanding.size > 0;
+  }
+
   /** The client API that serves peers' calls; until it is set, calls are answered RANGE_UNAVAILABLE. */
   serveWith(handler: ForwardHandler): void {
     this.handler = handler;

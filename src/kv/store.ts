@@ -653,7 +653,8 @@ export class Store {
    */
   propose(rangeId: RangeId, requestId: string, data: Uint8Array, done: (o: ProposalOutcome) => void): void {
     if (this.retiredRanges.has(rangeId)) return done({ kind: 'dropped', error: retiredError(rangeId) });
-    this.mustReplica(rangeId);
+    // Moved off this node (removeReplica) after the request was routed here: never proposed; routed again.
+    if (!this.replicas.has(rangeId)) return done({ kind: 'dropped', error: notHereError(rangeId) });
     if (this.storageFailure !== undefined) return done({ kind: 'dropped', error: this.storageFailure });
     this.queue(rangeId, [{ requestId, data, done }]);
     this.requestLoop();
@@ -833,7 +834,7 @@ export class Store {
    */
   linearizableRead(rangeId: RangeId, done: (error: TesseraError | undefined) => void): void {
     if (this.retiredRanges.has(rangeId)) return done(retiredError(rangeId));
-    this.mustReplica(rangeId);
+    if (!this.replicas.has(rangeId)) return done(notHereError(rangeId));
     if (this.storageFailure !== undefined) return done(this.storageFailure);
     queueFor(this.queuedReads, rangeId).push(done);
     this.requestLoop();
@@ -1174,6 +1175,11 @@ export class Store {
 function requestIdOf(a: Applied): string | undefined {
   const r = a.result as { requestId?: unknown } | undefined;
   return r !== undefined && r !== null && typeof r === 'object' && typeof r.requestId === 'string' ? r.requestId : undefined;
+}
+
+/** A request for a range with no replica here (moved off this node, or never here): RANGE_MISMATCH, routed again. */
+function notHereError(rangeId: RangeId): TesseraError {
+  return new TesseraError('RANGE_MISMATCH', `range ${rangeId} is not on this node`);
 }
 
 /** What waits on a range a merge retired here gets: RANGE_MISMATCH, which the client API routes again. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nextStep } from './replica_reconciler.js';
+import { chooseReplicas, nextStep } from './replica_reconciler.js';
 
 type Role = 'voter' | 'learner';
 const roles = (o: Record<number, Role>): Map<number, Role> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
@@ -22,4 +22,27 @@ test('nextStep: a range follows range 1: add as learner, promote once caught up,
   assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), roles({ 2: 'voter', 3: 'voter' }), 1, all)), 'transfer 2', 'the leader hands over before it is removed');
   // Additions come before removals, so a replacement never leaves the range with fewer replicas than it had.
   assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, all)), 'add-learner 5');
+});
+
+const ids = (m: ReadonlyMap<number, Role>): string => [...m.keys()].sort((a, b) => a - b).join(',');
+const load = (o: Record<number, number>): Map<number, number> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
+
+test('chooseReplicas: places a range on the least loaded live members, keeps its current ones, replaces the dead, and balances one move at a time', () => {
+  const candidates = [1, 2, 3, 4, 5];
+  // A new range (its parent's three) keeps them.
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), candidates, replicas: 3, load: load({ 1: 5, 2: 5, 3: 5, 4: 4, 5: 4 }), allowBalance: true })), '1,2,3');
+  // Too few: the least loaded others join.
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter' }), candidates, replicas: 3, load: load({ 1: 1, 2: 3, 3: 0, 4: 2, 5: 0 }), allowBalance: false })), '1,3,5');
+  // A dead member (not a candidate) is replaced by the least loaded other.
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), candidates: [1, 2, 4, 5], replicas: 3, load: load({ 4: 9, 5: 1 }), allowBalance: false })), '1,2,5');
+  // Too many (mid-move): the most loaded goes; a voter is kept over a learner on equal load.
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter', 2: 'voter', 3: 'voter', 4: 'learner' }), candidates, replicas: 3, load: load({ 1: 2, 2: 2, 3: 7, 4: 3 }), allowBalance: true })), '1,2,4');
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter', 2: 'voter', 3: 'learner' }), candidates: [1, 2, 3], replicas: 2, load: load({ 1: 2, 2: 2, 3: 2 }), allowBalance: true })), '1,2');
+  // Balance: the most loaded gives way only to one at least two replicas lighter, and only when allowed.
+  const settled = roles({ 1: 'voter', 2: 'voter', 3: 'voter' });
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 6, 2: 5, 3: 5, 4: 4, 5: 5 }), allowBalance: true })), '2,3,4');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 6, 2: 5, 3: 5, 4: 4, 5: 5 }), allowBalance: false })), '1,2,3');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 5, 2: 5, 3: 5, 4: 4, 5: 4 }), allowBalance: true })), '1,2,3', 'one apart: no move');
+  // Fewer candidates than replicas: all of them.
+  assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter' }), candidates: [1, 2], replicas: 3, load: load({}), allowBalance: true })), '1,2');
 });

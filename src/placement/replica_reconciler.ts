@@ -48,6 +48,8 @@ export class ReplicaReconciler {
   /** Decommissioned members whose removal from range 1 is in flight. */
   private readonly removing = new Set<NodeId>();
   private counts: ReadonlyMap<NodeId, number> | undefined;
+  /** Ranges with a step of a change under way, looked at every tick even when quiesced. */
+  private readonly followUp = new Set<RangeId>();
   private countedAt = 0;
   private lastBalanceTick = -BALANCE_EVERY_TICKS;
 
@@ -130,11 +132,17 @@ export class ReplicaReconciler {
     const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
     this.lastTarget = targetKey;
     const store = this.o.kv.store;
-    for (const rangeId of all ? store.rangeIds() : store.awakeRangeIds()) {
+    // Ranges this reconciler changed are looked at until they need nothing more: a range may
+    // quiesce the tick its change applies, before the next step of a move (add, promote, remove).
+    const visit = all ? store.rangeIds() : [...new Set([...store.awakeRangeIds(), ...this.followUp])];
+    for (const rangeId of visit) {
       if (rangeId === META_RANGE) continue;
       const replica = this.o.kv.store.replica(rangeId);
       const raft = replica?.raw.raft;
-      if (replica === undefined || raft === undefined || raft.state !== 'leader') continue;
+      if (replica === undefined || raft === undefined || raft.state !== 'leader') {
+        this.followUp.delete(rangeId);
+        continue;
+      }
       // One change at a time: Raft refuses a second while one is unapplied.
       if (raft.pendingConfIndex > replica.appliedIndex()) continue;
       const current = rolesOf(replica.currentConfState());
@@ -150,7 +158,11 @@ export class ReplicaReconciler {
         const match = raft.trk.progress.get(id)?.match ?? 0;
         return raft.raftLog.lastIndex() - match <= PROMOTE_MAX_LAG_ENTRIES;
       });
-      if (step === undefined) continue;
+      if (step === undefined) {
+        this.followUp.delete(rangeId);
+        continue;
+      }
+      this.followUp.add(rangeId);
       if (step.kind === 'transfer') {
         this.o.kv.store.transferLeader(rangeId, step.to);
         this.o.observe?.({ rangeId, change: `transfer leadership to ${step.to} before leaving` });

@@ -1,13 +1,16 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId, type StepView } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import { type Applied, type CommandResult, META_RANGE, type RangeId, type RangeMessage, type RevisionMessage } from '../kv/index.js';
+import { type Applied, type CommandResult, type ForwardMessage, META_RANGE, type RangeId, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type ClientReply, SimStoreNode } from './store_node.js';
 import { RangeOracle } from './range_oracle.js';
 import { SimNetwork } from './network.js';
 import type { SimOptions } from './options.js';
 import { Scheduler } from './scheduler.js';
+
+/** Under placement, a member silent this many ticks (a second of virtual time) is dead: its replicas are made again elsewhere while faults run. */
+export const SIM_DEAD_AFTER_TICKS = 100;
 import { type LogTerms, logMatchingViolation } from './log_matching.js';
 import { carrySnapshot } from './snapshot_carrier.js';
 import type { ViolationKind } from './violation.js';
@@ -97,6 +100,10 @@ export class SimCluster {
   ) {
     this.rng = rng;
     this.nodeRng = rng.fork();
+    this.sched.asyncWork = () => {
+      for (const m of this.members.values()) if (m.node?.asyncWork === true) return true;
+      return false;
+    };
     this.net = new SimNetwork(this.sched, rng.fork(), options.netDelayMs);
     this.traceLines = traceOn ? [] : undefined;
     this.sabotage = options.bug === undefined ? Sabotage.of() : Sabotage.of(options.bug);
@@ -178,6 +185,9 @@ export class SimCluster {
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       sendRevisions: (to, message) => this.sendRevisions(m, incarnation, to, message),
       sendLiveness: (to) => this.sendLiveness(m, incarnation, to),
+      sendForward: (to, message) => this.sendForward(m, incarnation, to, message),
+      replicas: o.replicas,
+      deadAfterTicks: o.replicas > 0 ? SIM_DEAD_AFTER_TICKS : 0,
       onRevisionsHandedOut: (first, last) => this.checkHandedOut(m.id, first, last),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
       timers: {
@@ -308,6 +318,13 @@ export class SimCluster {
     if (from.incarnation !== incarnation) return;
     this.log(`tso ${from.id}->${to} ${message.kind} ${message.id}`);
     this.carryNodeMessage(from, to, (node) => node.receiveRevisions(from.id, message));
+  }
+
+  /** A request on a range the sender holds no replica of, or its reply (ADR 0012): over the same faulty network. */
+  private sendForward(from: Member, incarnation: number, to: NodeId, message: ForwardMessage): void {
+    if (from.incarnation !== incarnation) return;
+    this.log(`fwd ${from.id}->${to} ${message.kind} ${message.id}${message.kind === 'call' ? ` range ${message.rangeId}` : ''}`);
+    this.carryNodeMessage(from, to, (node) => node.receiveForward(from.id, message));
   }
 
   /** A node's liveness (ADR 0010): over the same faulty network as everything else. */

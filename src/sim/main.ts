@@ -71,7 +71,7 @@ const overrides = {
 };
 
 if (opts.seed !== undefined) {
-  const r = runSeed(opts.seed, { ...overrides, trace: opts.trace === true });
+  const r = await runSeed(opts.seed, { ...overrides, trace: opts.trace === true });
   if (r.trace !== undefined) for (const line of r.trace) console.log(line);
   console.log(`seed ${r.seed}: ${r.violations.length === 0 ? 'ok' : 'FAILED'} nodes=${r.options.nodeCount} read=${r.options.readOnlyOption} repropose=${r.options.reproposeOnNewLeader} ops=${r.opsChecked} (${r.ops.unknown} unknown, ${r.ops.failed} failed) events=${r.events} virtual=${r.virtualMs.toFixed(0)}ms`);
   for (const v of r.violations) console.log(`  ${v}`);
@@ -80,7 +80,7 @@ if (opts.seed !== undefined) {
   process.exit(r.violations.length === 0 ? 0 : 1);
 }
 
-const summary = runSeeds({
+const summary = await runSeeds({
   start: opts.start,
   count: opts.seeds,
   overrides,

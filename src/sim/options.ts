@@ -44,6 +44,13 @@ export interface SimOptions {
   readonly bug: BugName | undefined;
   /** Idle ticks after which a range leader quiesces (ADR 0010); 0 = never. */
   readonly quiesceAfterTicks: number;
+  /**
+   * Replicas per data range (`--replicas`, ADR 0012); 0 = every member holds
+   * every range. 3 in half the seeds with splits and 5 or 7 nodes, from the
+   * seed, so no Rng draw moves: clients then go through the client API
+   * (KvApi), which forwards to the nodes holding a range.
+   */
+  readonly replicas: number;
 }
 
 export interface OptionOverrides {
@@ -54,6 +61,7 @@ export interface OptionOverrides {
   readonly splits?: boolean;
   readonly quiesceAfterTicks?: number;
   readonly merges?: boolean;
+  readonly replicas?: number;
 }
 
 /** Draws a run's shape from the seed's own Rng. */
@@ -93,6 +101,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     // the seed (no Rng draw moves).
     quiesceAfterTicks: overrides.quiesceAfterTicks ?? 2 + (seed % 3),
     merges: overrides.merges ?? true,
+    replicas: overrides.replicas ?? ((seed % 4 === 1 || seed % 4 === 2) && nodeCount >= 5 && Math.floor(seed / 4) % 2 === 0 ? 3 : 0),
   };
 }
 

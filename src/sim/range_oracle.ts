@@ -97,9 +97,13 @@ export class RangeOracle {
     }
   }
 
-  /** After convergence: node `id`'s ranges (its router's list) cover the key space, each key once. */
-  checkPartition(id: NodeId, node: SimStoreNode): void {
-    const list = node.kv.router.local();
+  /**
+   * After convergence: node `id`'s ranges (its router's list) cover the key
+   * space, each key once: those it holds, and under placement (`placed`)
+   * those only other nodes hold, from its meta table.
+   */
+  checkPartition(id: NodeId, node: SimStoreNode, placed = false): void {
+    const list = placed ? node.kv.router.list() : node.kv.router.local();
     let at: Uint8Array | undefined = new Uint8Array(0);
     for (const r of list) {
       if (at === undefined || compareBytes(r.bounds.start, at) !== 0) {
@@ -118,9 +122,11 @@ export class RangeOracle {
    * Returns whether it does (after a quiet period longer than
    * META_REPAIR_INTERVAL_MS, every lost update has been repaired).
    */
-  metaTableMatches(node: SimStoreNode): boolean {
+  metaTableMatches(node: SimStoreNode, placed = false): boolean {
     const table = node.kv.stateMachine.metaTable?.all() ?? [];
     const list = node.kv.router.local();
+    // Under placement the node holds some of the ranges: each must be in the table as it is.
+    if (placed) return list.every((r) => table.some((e) => e.rangeId === r.rangeId && describeBounds(e) === describeBounds(r.bounds)));
     if (table.length !== list.length) return false;
     return list.every((r, i) => {
       const e = table[i] as (typeof table)[number];

@@ -27,7 +27,7 @@ export interface RunOptions {
   readonly onProgress?: (line: string) => void;
 }
 
-export function runSeeds(o: RunOptions): RunSummary {
+export async function runSeeds(o: RunOptions): Promise<RunSummary> {
   const t0 = o.nowMs();
   const faults: Record<string, number> = {};
   const failures: SeedResult[] = [];
@@ -37,7 +37,7 @@ export function runSeeds(o: RunOptions): RunSummary {
   let events = 0;
   let seedsRun = 0;
   for (let seed = o.start; seed < o.start + o.count; seed++) {
-    const r = runSeed(seed, o.overrides);
+    const r = await runSeed(seed, o.overrides);
     seedsRun++;
     for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     opsChecked += r.opsChecked;

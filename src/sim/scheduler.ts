@@ -15,6 +15,14 @@ export class Scheduler {
   private seq = 0;
   nowMs = 0;
   eventsRun = 0;
+  /**
+   * Whether promise-based work is in flight (the client API, KvApi, and the
+   * forwarded requests it serves): its continuations run as microtasks,
+   * which must run after the event that resolved them, before the next
+   * event. While it says so, each event is followed by a macrotask turn,
+   * which runs every microtask first; the order stays deterministic.
+   */
+  asyncWork: () => boolean = () => false;
 
   at(atMs: number, run: () => void): void {
     assert(atMs >= this.nowMs, `cannot schedule in the past: ${atMs} < ${this.nowMs}`);
@@ -26,7 +34,7 @@ export class Scheduler {
   }
 
   /** Runs events until the queue is empty, `untilMs` is reached, or `stop()` returns true. */
-  runUntil(untilMs: number, stop?: () => boolean): void {
+  async runUntil(untilMs: number, stop?: () => boolean): Promise<void> {
     while (this.heap.length > 0) {
       const top = this.heap[0] as Event;
       if (top.atMs > untilMs) break;
@@ -34,6 +42,7 @@ export class Scheduler {
       this.nowMs = top.atMs;
       this.eventsRun++;
       top.run();
+      if (this.asyncWork()) await new Promise<void>((resolve) => setImmediate(resolve));
       if (stop !== undefined && stop()) return;
     }
     if (this.nowMs < untilMs) this.nowMs = untilMs;

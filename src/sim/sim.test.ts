@@ -10,28 +10,28 @@ const SEEDS_IN_TEST = 1000;
 /** How far the search for a seed that catches a deliberate bug may go. */
 const BUG_SEED_LIMIT = 1000;
 
-test('sim: the same seed gives the same run (trace hash)', () => {
-  const a = runSeed(7);
-  const b = runSeed(7);
+test('sim: the same seed gives the same run (trace hash)', async () => {
+  const a = await runSeed(7);
+  const b = await runSeed(7);
   assert.equal(a.traceHash, b.traceHash);
   assert.equal(a.events, b.events);
   assert.equal(a.opsChecked, b.opsChecked);
-  assert.notEqual(runSeed(8).traceHash, a.traceHash);
+  assert.notEqual((await runSeed(8)).traceHash, a.traceHash);
 });
 
-test('sim: a run injects faults and checks operations', () => {
-  const r = runSeed(3);
+test('sim: a run injects faults and checks operations', async () => {
+  const r = await runSeed(3);
   assert.ok(r.opsChecked > 50, `only ${r.opsChecked} operations`);
   const kinds = Object.keys(r.faults);
   assert.ok(kinds.length >= 4, `only ${kinds.join(',')} injected`);
   assert.deepEqual(r.violations, []);
 });
 
-test('sim: a seed whose linearizability check stays undecided fails', () => {
-  const r = runSeed(3, { checkMaxSteps: 1 });
+test('sim: a seed whose linearizability check stays undecided fails', async () => {
+  const r = await runSeed(3, { checkMaxSteps: 1 });
   assert.equal(r.checkVerdict, 'unknown');
   assert.ok(r.violations.some((v) => v.includes('undecided: the linearizability check gave up')), `violations: ${r.violations.join('; ')}`);
-  const s = runSeeds({ start: 3, count: 1, overrides: {}, stopOnFirstFailure: false, nowMs: () => 0 });
+  const s = await runSeeds({ start: 3, count: 1, overrides: {}, stopOnFirstFailure: false, nowMs: () => 0 });
   assert.deepEqual(s.checkUnknown, []);
 });
 
@@ -45,12 +45,12 @@ test('sim: a seed whose linearizability check stays undecided fails', () => {
  */
 const PINNED_SEEDS = [6498];
 
-test('sim: pinned seeds find no violation', () => {
-  for (const seed of PINNED_SEEDS) assert.deepEqual(runSeed(seed).violations, [], `seed ${seed}`);
+test('sim: pinned seeds find no violation', async () => {
+  for (const seed of PINNED_SEEDS) assert.deepEqual((await runSeed(seed)).violations, [], `seed ${seed}`);
 });
 
-test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
-  const s = runSeeds({ start: 1, count: SEEDS_IN_TEST, overrides: {}, stopOnFirstFailure: false, nowMs: () => performance.now() });
+test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, async () => {
+  const s = await runSeeds({ start: 1, count: SEEDS_IN_TEST, overrides: {}, stopOnFirstFailure: false, nowMs: () => performance.now() });
   const failed = s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`);
   assert.deepEqual(failed, []);
   assert.deepEqual(s.checkUnknown, [], 'seeds the linearizability check could not decide');
@@ -69,12 +69,12 @@ test(`sim: ${SEEDS_IN_TEST} seeds with all faults on find no violation`, () => {
 });
 
 for (const bug of BUG_NAMES) {
-  test(`sim: deliberate bug '${bug}' is caught by ${BUG_CAUGHT_BY[bug].join(' or ')}`, () => {
+  test(`sim: deliberate bug '${bug}' is caught by ${BUG_CAUGHT_BY[bug].join(' or ')}`, async () => {
     // The first seed whose first violation is one of the bug's own kinds: a seed that trips
     // another check first (a node that cannot converge after losing acknowledged entries) does
     // not count as the catch, and the run goes on.
     const own = (r: SeedResult): boolean => r.violationKinds[0] !== undefined && BUG_CAUGHT_BY[bug].includes(r.violationKinds[0]);
-    const s = runSeeds({ start: 1, count: BUG_SEED_LIMIT, overrides: { bug }, stopOnFirstFailure: true, stopAt: own, nowMs: () => performance.now() });
+    const s = await runSeeds({ start: 1, count: BUG_SEED_LIMIT, overrides: { bug }, stopOnFirstFailure: true, stopAt: own, nowMs: () => performance.now() });
     const caught = s.failures.find(own);
     const others = s.failures.filter((f) => !own(f)).map((f) => `${f.seed}:${f.violationKinds[0] ?? '?'}`);
     assert.ok(caught !== undefined, `bug ${bug} not caught by ${BUG_CAUGHT_BY[bug].join('/')} in ${BUG_SEED_LIMIT} seeds (other catches: ${others.join(', ') || 'none'})`);
@@ -85,9 +85,9 @@ for (const bug of BUG_NAMES) {
 /** Seeds of the disk-fault run below. */
 const DISK_FAULT_SEEDS = 150;
 
-test(`sim: ${DISK_FAULT_SEEDS} seeds with disk faults and crashes find no violation`, () => {
+test(`sim: ${DISK_FAULT_SEEDS} seeds with disk faults and crashes find no violation`, async () => {
   const faults = new Set(['disk', 'crash', 'partition'] as const);
-  const s = runSeeds({ start: 1, count: DISK_FAULT_SEEDS, overrides: { faults }, stopOnFirstFailure: false, nowMs: () => performance.now() });
+  const s = await runSeeds({ start: 1, count: DISK_FAULT_SEEDS, overrides: { faults }, stopOnFirstFailure: false, nowMs: () => performance.now() });
   assert.deepEqual(s.failures.map((f) => `seed ${f.seed}: ${f.violations.join('; ')}`), []);
   const injected = ['disk-sync-fails', 'disk-read-flip', 'disk-slow', 'crash-majority', 'crash-whole-cluster', 'crash-partial-record'];
   // And what they must lead to: a store that stopped serving, a node that refused to start, a torn tail dropped at restart.

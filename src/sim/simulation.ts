@@ -1,4 +1,4 @@
-import { encodeMemberContext, type RangeId } from '../kv/index.js';
+import { encodeMemberContext, META_RANGE, type RangeId } from '../kv/index.js';
 import { AssertionError, SeededRng } from '../base/index.js';
 import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
@@ -51,7 +51,7 @@ export interface RunSeedExtras {
   readonly checkMaxSteps?: number;
 }
 
-export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras = {}): SeedResult {
+export async function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras = {}): Promise<SeedResult> {
   const rng = new SeededRng(seed);
   const options = deriveOptions(seed, rng, overrides);
   const c = new SimCluster(options, rng, overrides.trace === true);
@@ -60,22 +60,24 @@ export function runSeed(seed: number, overrides: OptionOverrides & RunSeedExtras
   c.onLeaderElected = (id) => nemesis.onLeaderElected(id);
   const etMs = options.electionTimeoutTicks * options.tickMs;
   const livenessWindowMs = 10 * etMs;
-  c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'}`);
-  const watchers = [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
+  c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'} replicas ${options.replicas || 'all'}`);
+  // Under placement a node may hold none of a watch's ranges, and remote range feeds are not built (ADR 0012): no watchers then.
+  const watchers = options.replicas > 0 ? [] : [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
+  if (options.replicas > 0) c.count('placement');
   try {
     for (const w of watchers) w.start(50);
     workload.start(options.clients, options.faultPhaseMs + 2 * livenessWindowMs);
     nemesis.start(options.faultPhaseMs);
-    c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
+    await c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
     if (c.violations.length === 0) healEverything(c, nemesis);
-    if (c.violations.length === 0) checkWriteCommits(c, workload, livenessWindowMs, 'after the heal');
-    if (c.violations.length === 0) leaveJointConfiguration(c, livenessWindowMs);
-    if (c.violations.length === 0) checkPartialPartition(c, workload, livenessWindowMs);
+    if (c.violations.length === 0) await checkWriteCommits(c, workload, livenessWindowMs, 'after the heal');
+    if (c.violations.length === 0) await leaveJointConfiguration(c, livenessWindowMs);
+    if (c.violations.length === 0) await checkPartialPartition(c, workload, livenessWindowMs);
     workload.stop();
-    if (c.violations.length === 0) checkConvergence(c, livenessWindowMs);
+    if (c.violations.length === 0) await checkConvergence(c, livenessWindowMs);
     if (c.violations.length === 0) checkAckedWrites(c, workload.acked);
     if (c.violations.length === 0) checkWatches(c, watchers);
-    if (c.violations.length === 0) checkQuiescedFailover(c, workload, livenessWindowMs);
+    if (c.violations.length === 0) await checkQuiescedFailover(c, workload, livenessWindowMs);
   } catch (err) {
     if (!(err instanceof AssertionError)) throw err;
     c.violation('raft-invariant', `assertion: ${err.message}`);
@@ -133,7 +135,7 @@ function healEverything(c: SimCluster, nemesis: Nemesis): void {
  * stop itself, src/kv/membership.ts). The partial-partition check that
  * follows assumes one plain configuration.
  */
-function leaveJointConfiguration(c: SimCluster, windowMs: number): void {
+async function leaveJointConfiguration(c: SimCluster, windowMs: number): Promise<void> {
   const deadline = c.sched.nowMs + windowMs;
   const joint = (): boolean => c.latestConf.cs.votersOutgoing.length > 0;
   let seq = 0;
@@ -145,12 +147,12 @@ function leaveJointConfiguration(c: SimCluster, windowMs: number): void {
   if (!joint()) return;
   c.log('phase leave joint configuration');
   attempt();
-  c.sched.runUntil(deadline, () => !joint() || c.violations.length > 0);
+  await c.sched.runUntil(deadline, () => !joint() || c.violations.length > 0);
   if (joint() && c.violations.length === 0) c.violation('liveness', 'liveness: the joint configuration was not left within 10 election timeouts after the heal');
 }
 
 /** Liveness: a new write through the leader (or any node) commits within the window. */
-function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, when: string, via?: Member): boolean {
+async function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, when: string, via?: Member): Promise<boolean> {
   // Through a given node (range 1's leader): a key of range 1, whose leader it is; another range's leader
   // may be the follower cut off from it, and a proposal it forwards there is lost.
   const key = via === undefined ? 'k0' : META_RANGE_KEY;
@@ -170,7 +172,7 @@ function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, 
     });
   };
   attempt();
-  c.sched.runUntil(deadline, () => committed || c.violations.length > 0);
+  await c.sched.runUntil(deadline, () => committed || c.violations.length > 0);
   if (!committed && c.violations.length === 0) {
     c.violation('liveness', `liveness: no write committed within 10 election timeouts ${when}`);
   }
@@ -182,12 +184,12 @@ function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, 
  * follower cannot depose the leader (its pre-votes are refused by peers that
  * still hear the leader), so the leader must keep its term and keep committing.
  */
-function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: number): void {
+async function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: number): Promise<void> {
   // Let elections that were under way at the heal finish first.
-  c.sched.runUntil(c.sched.nowMs + windowMs / 5, () => c.violations.length > 0);
+  await c.sched.runUntil(c.sched.nowMs + windowMs / 5, () => c.violations.length > 0);
   // The liveness phase just committed a write, so a healed cluster must have a leader within the
   // window; none is a liveness failure, never a reason to skip the check (issue 12).
-  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || c.leader()?.node !== undefined);
+  await c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || c.leader()?.node !== undefined);
   const leader = c.leader();
   if (leader === undefined || leader.node === undefined) {
     c.violation('liveness', `liveness: no leader within ${windowMs} ms of the partial-partition phase on a healed cluster`);
@@ -201,8 +203,8 @@ function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: numb
   c.count('liveness-partial-partition');
   c.net.block(leader.id, follower);
   c.net.block(follower, leader.id);
-  c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
-  checkWriteCommits(c, workload, windowMs / 2, 'under a partial partition', leader);
+  await c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
+  await checkWriteCommits(c, workload, windowMs / 2, 'under a partial partition', leader);
   const now = c.leader();
   if (c.violations.length === 0 && (now !== leader || leader.node?.raw.raft.term !== term)) {
     c.violation(
@@ -223,8 +225,8 @@ function checkPartialPartition(c: SimCluster, workload: Workload, windowMs: numb
  * must not answer from the lease it held when it went quiet (the history's
  * linearizability check judges). Last, since the node stays cut off.
  */
-function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs: number): void {
-  c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
+async function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs: number): Promise<void> {
+  await c.sched.runUntil(c.sched.nowMs + windowMs / 2, () => c.violations.length > 0);
   if (c.latestConf.cs.voters.length < 3 || c.running().length < 3) return;
   const ledQuiesced = (m: Member): RangeId[] => {
     const node = m.node;
@@ -253,7 +255,7 @@ function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs: numb
     c.net.block(m.id, cut.id);
   }
   const leaderOf = (rangeId: RangeId): Member | undefined => c.running().find((m) => m !== cut && m.node?.kv.store.replica(rangeId)?.raw.raft.state === 'leader');
-  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || ranges.every((id) => leaderOf(id) !== undefined));
+  await c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || ranges.every((id) => leaderOf(id) !== undefined));
   const leaderless = ranges.filter((id) => leaderOf(id) === undefined);
   if (leaderless.length > 0) {
     if (c.violations.length === 0) c.violation('liveness', `liveness: ranges ${leaderless.join(',')} elected no leader within 10 election timeouts after their quiesced leader ${cut.id} was cut off`);
@@ -270,13 +272,13 @@ function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs: numb
   if (key === undefined || writer === undefined) return;
   let wrote = false;
   workload.invoke(workload.newProcess(), { kind: 'put', key, value: workload.uniqueValue() }, writer.id, (outcome) => void (wrote = outcome === 'ok'));
-  c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => wrote || c.violations.length > 0);
+  await c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => wrote || c.violations.length > 0);
   if (!wrote) return;
   let read = false;
   // Strictly after the write returned (at the same instant the checker takes them as concurrent).
-  c.sched.runUntil(c.sched.nowMs + 1, () => c.violations.length > 0);
+  await c.sched.runUntil(c.sched.nowMs + 1, () => c.violations.length > 0);
   workload.invoke(workload.newProcess(), { kind: 'get', key }, cut.id, () => void (read = true));
-  c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => read || c.violations.length > 0);
+  await c.sched.runUntil(c.sched.nowMs + c.options.clientTimeoutMs + 1, () => read || c.violations.length > 0);
   c.count('quiesced-failover-read');
 }
 
@@ -304,10 +306,19 @@ function checkWatches(c: SimCluster, watchers: readonly WatchClient[]): void {
  */
 function checkAckedWrites(c: SimCluster, acked: readonly AckedWrite[]): void {
   // The members convergence compared: those of the configuration that run.
+  const members = c.memberIds()
+    .map((id) => c.members.get(id))
+    .filter((m): m is Member => m !== undefined && m.node !== undefined);
   for (const id of c.memberIds()) {
     const node = c.members.get(id)?.node;
     if (node === undefined) continue;
     for (const w of acked) {
+      if (c.options.replicas > 0) {
+        // Under placement, only the members of the key's range hold it (another may keep a
+        // replica placement moved away until replica GC drops it).
+        const rangeId = node.rangeOfKey(w.key);
+        if (rangeId === undefined || !holdersOf(members, rangeId, true).some((m) => m.id === id)) continue;
+      }
       const held = node.readAt(w.key, w.revision);
       if (held === 'compacted') continue;
       const lost = held === 'not-yet' || (w.value === null ? held !== null : held === null || held.value !== w.value || held.modRevision !== w.revision);
@@ -325,23 +336,25 @@ function checkAckedWrites(c: SimCluster, acked: readonly AckedWrite[]): void {
  * (bounds, epoch, keys; range 1 the member table too); each member's ranges
  * partition the key space.
  */
-function checkConvergence(c: SimCluster, windowMs: number): void {
+async function checkConvergence(c: SimCluster, windowMs: number): Promise<void> {
   c.log('phase convergence');
   // Leadership moves made to balance leaders are traffic too: the quiet period has none.
   for (const m of c.running()) m.node?.stopBalancing();
-  c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0);
+  await c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0);
   const members = c.memberIds()
     .map((id) => c.members.get(id))
     .filter((m): m is Member => m !== undefined && m.node !== undefined);
   const rangeIds = [...new Set(members.flatMap((m) => m.node?.rangeIds() ?? []))].sort((a, b) => a - b);
+  const placed = c.options.replicas > 0;
   // Background work may still append an entry late in the window (a close a watcher asked for, a
   // TSO window, a meta table repair): what is in flight then gets one more window to apply everywhere.
-  const settled = (): boolean => rangeIds.every((id) => new Set(members.map((m) => m.node?.applied(id) ?? 0)).size === 1);
+  const settled = (): boolean => rangeIds.every((id) => new Set(holdersOf(members, id, placed).map((m) => m.node?.applied(id) ?? 0)).size === 1);
   if (!settled()) {
     c.count('convergence-extra-window');
-    c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || settled());
+    await c.sched.runUntil(c.sched.nowMs + windowMs, () => c.violations.length > 0 || settled());
   }
-  for (const rangeId of rangeIds) checkRangeConverged(c, members, rangeId);
+  for (const rangeId of rangeIds) checkRangeConverged(c, holdersOf(members, rangeId, placed), rangeId);
+  if (placed) checkPlacement(c, members, rangeIds);
   for (const m of members) {
     const node = m.node;
     if (node === undefined) continue;
@@ -349,9 +362,44 @@ function checkConvergence(c: SimCluster, windowMs: number): void {
     const table = node.memberIds().join(',');
     const conf = node.incomingConfIds().join(',');
     if (table !== conf) c.violation('membership', `membership: member ${m.id} lists members [${table}] but its configuration holds [${conf}]`);
-    c.ranges.checkPartition(m.id, node);
-    if (!c.ranges.metaTableMatches(node)) c.violation('range-partition', `range partition: member ${m.id}'s meta table does not list its ranges as they are after a quiet period`);
+    c.ranges.checkPartition(m.id, node, placed);
+    if (!c.ranges.metaTableMatches(node, placed)) c.violation('range-partition', `range partition: member ${m.id}'s meta table does not list its ranges as they are after a quiet period`);
   }
+}
+
+/**
+ * The members that should hold range `rangeId`: every running member, or
+ * under placement those in its configuration as the replica that applied
+ * the most of it holds it (a replica placement moved off a node is dropped
+ * there by replica GC, in its own time).
+ */
+function holdersOf(members: readonly Member[], rangeId: RangeId, placed: boolean): Member[] {
+  if (!placed || rangeId === META_RANGE) return [...members];
+  let best: Member | undefined;
+  for (const m of members) if (m.node?.store.replica(rangeId) !== undefined && (best === undefined || (m.node.applied(rangeId) ?? 0) > (best.node?.applied(rangeId) ?? 0))) best = m;
+  const cs = best?.node?.store.replica(rangeId)?.currentConfState();
+  if (cs === undefined) return [...members];
+  const ids = new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext]);
+  return members.filter((m) => ids.has(m.id));
+}
+
+/**
+ * Under placement, after the quiet period: every data range has as many
+ * voters as `replicas` asks, or every voter of range 1 if there are fewer,
+ * all running members (a dead member's replicas were made again).
+ */
+function checkPlacement(c: SimCluster, members: readonly Member[], rangeIds: readonly RangeId[]): void {
+  const voters1 = c.latestConf.cs.voters.length;
+  const want = Math.min(c.options.replicas, voters1);
+  for (const rangeId of rangeIds) {
+    if (rangeId === META_RANGE) continue;
+    const holders = holdersOf(members, rangeId, true);
+    const best = holders.find((m) => m.node?.store.replica(rangeId)?.raw.raft.state === 'leader') ?? holders[0];
+    const cs = best?.node?.store.replica(rangeId)?.currentConfState();
+    if (cs === undefined || best?.node?.kv.stateMachineOf(rangeId).descriptor === undefined) continue;
+    if (cs.voters.length !== want) c.violation('convergence', `placement: range ${rangeId} has ${cs.voters.length} voters (${cs.voters.join(',')}), not ${want}, after a quiet period`);
+  }
+  c.count('placement-checked');
 }
 
 function checkRangeConverged(c: SimCluster, members: readonly Member[], rangeId: number): void {

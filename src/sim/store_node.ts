@@ -5,6 +5,8 @@ import {
   type Applied,
   type CommandResult,
   encodeCommand,
+  type ForwardMessage,
+  KvApi,
   keys,
   KvNode,
   type MemberRecord,
@@ -59,6 +61,12 @@ export interface StoreNodeEnv {
   sendRevisions(to: NodeId, message: RevisionMessage): void;
   /** This node's liveness to another node, while it leads a quiesced range (ADR 0010). */
   sendLiveness(to: NodeId): void;
+  /** A request on a range this node holds no replica of, or a reply to one (ADR 0012). */
+  sendForward(to: NodeId, message: ForwardMessage): void;
+  /** Replicas per data range (`--replicas`); 0: every member holds every range. */
+  readonly replicas: number;
+  /** A member silent this many ticks is dead to placement (`--dead-after-ms`); 0: never. */
+  readonly deadAfterTicks: number;
   /** This node's TSO handed out first..last under a confirmed leadership (the revision oracle). */
   onRevisionsHandedOut(first: number, last: number): void;
   scheduleLoop(loop: () => void): void;
@@ -94,7 +102,11 @@ export class SimStoreNode {
   private readonly reconciler: ReplicaReconciler;
   private readonly leaders: LeaderBalancer;
   private readonly drainer: Drainer;
+  /** The client API a real node serves etcd's requests with (with placement, it forwards to the nodes holding a range). */
+  private readonly api: KvApi;
   private balancing = true;
+  /** Client API calls not settled yet (see Scheduler.asyncWork). */
+  private apiCalls = 0;
   private stopped = false;
 
   constructor(private readonly env: StoreNodeEnv) {
@@ -105,7 +117,12 @@ export class SimStoreNode {
       // What simMemberRecord holds: founders have nothing to publish; a member added through the API publishes it.
       name: `s${env.id}`,
       engine: env.engine,
-      transport: { send: (to, msgs) => env.send(to, msgs), sendRevisions: (to, message) => env.sendRevisions(to, message), sendLiveness: (to) => env.sendLiveness(to) },
+      transport: {
+        send: (to, msgs) => env.send(to, msgs),
+        sendRevisions: (to, message) => env.sendRevisions(to, message),
+        sendLiveness: (to) => env.sendLiveness(to),
+        sendForward: (to, message) => env.sendForward(to, message),
+      },
       rng: env.rng,
       timers: env.timers,
       raft: { ...env.raft, logger: (l) => env.trace(l) },
@@ -131,6 +148,8 @@ export class SimStoreNode {
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({
       kv: this.kv,
+      replicas: env.replicas,
+      deadAfterTicks: env.deadAfterTicks,
       observe: (e) => {
         if (e.change.startsWith('removed decommissioned member')) env.count('decommission-removed');
         env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`);
@@ -138,6 +157,17 @@ export class SimStoreNode {
     });
     // As the server does: leaders spread over the nodes, so leadership moves while clients run.
     this.drainer = new Drainer({ kv: this.kv, timers: env.timers, observe: (e) => env.trace(`${env.id} decommission: ${JSON.stringify(e)}`) });
+    this.api = new KvApi({
+      timers: env.timers,
+      store: this.kv.store,
+      stateMachine: this.kv.stateMachine,
+      rangeId: META_RANGE,
+      requestTimeoutMs: env.requestTimeoutMs,
+      requestIdPrefix: env.requestIdPrefix,
+      leaseKeeper: this.kv.leaseKeeper,
+      requests: this.kv.requests,
+      ranges: this.kv,
+    });
     this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
   }
 
@@ -207,6 +237,15 @@ export class SimStoreNode {
     this.store.receive(messages);
   }
 
+  /** Whether promise-based work is in flight on this node: client API calls, forwarded requests (Scheduler.asyncWork). */
+  get asyncWork(): boolean {
+    return this.apiCalls > 0 || this.kv.forwarder.busy;
+  }
+
+  receiveForward(from: NodeId, message: ForwardMessage): void {
+    this.kv.receiveForward(from, message);
+  }
+
   receiveRevisions(from: NodeId, message: RevisionMessage): void {
     this.kv.receiveRevisions(from, message);
   }
@@ -228,7 +267,10 @@ export class SimStoreNode {
   /** The range of `key` by this node's router, or why none (RANGE_UNAVAILABLE: not set up here yet). */
   private route(key: Uint8Array): RangeId | TesseraError {
     try {
-      return this.kv.router.rangeOf(key);
+      const span = this.kv.router.over({ start: key, end: undefined })[0];
+      // A range only other nodes hold: not one this node can serve from its own replicas.
+      if (span === undefined || span.remote !== undefined) return new TesseraError('RANGE_UNAVAILABLE', 'no replica of the range here');
+      return span.rangeId;
     } catch (error) {
       if (error instanceof TesseraError && error.code === 'RANGE_UNAVAILABLE') return error;
       throw error;
@@ -251,6 +293,7 @@ export class SimStoreNode {
    */
   write(command: KvCommand, reply: (r: ClientReply) => void): void {
     const txn = toTxn(command);
+    if (this.env.replicas > 0) return this.writeThroughApi(command, txn, reply);
     const key = encoder.encode(command.key);
     const attempt = (attemptsLeft: number): void => {
       const rangeId = this.route(key);
@@ -284,6 +327,7 @@ export class SimStoreNode {
    */
   read(key: string, reply: (r: ClientReply) => void): void {
     const k = encoder.encode(key);
+    if (this.env.replicas > 0) return this.readThroughApi(k, reply);
     const attempt = (attemptsLeft: number): void => {
       const rangeId = this.route(k);
       if (rangeId instanceof TesseraError) return this.reroute(attemptsLeft, rangeId, attempt, reply);
@@ -297,6 +341,32 @@ export class SimStoreNode {
       }, rangeId);
     };
     attempt(ROUTE_ATTEMPTS);
+  }
+
+  /**
+   * A write through the client API a real node serves etcd with (KvApi):
+   * under placement the node may hold no replica of the key's range, and
+   * the API forwards it to one that does (ADR 0012). A TIMEOUT is an
+   * unknown outcome; every other refusal is definite.
+   */
+  private writeThroughApi(command: KvCommand, txn: TxnRequest, reply: (r: ClientReply) => void): void {
+    this.apiCalls++;
+    this.api.txn(txn).finally(() => this.apiCalls--).then(
+      (response) => reply({ kind: 'ok', result: command.op === 'cas' ? { succeeded: response.succeeded, revision: response.revision } : { revision: response.revision } }),
+      (error: unknown) => reply(error instanceof TesseraError ? failure(error) : { kind: 'unknown', reason: String(error) }),
+    );
+  }
+
+  /** A linearizable read through the client API (see writeThroughApi). */
+  private readThroughApi(key: Uint8Array, reply: (r: ClientReply) => void): void {
+    this.apiCalls++;
+    this.api.range({ key }, false).finally(() => this.apiCalls--).then(
+      (result) => {
+        const kv = result.kvs[0];
+        reply({ kind: 'ok', result: { value: kv === undefined ? null : decoder.decode(kv.value) } });
+      },
+      (error: unknown) => reply(error instanceof TesseraError ? failure(error) : { kind: 'fail', reason: String(error) }),
+    );
   }
 
   /** Merges range `leftId` with its right neighbour from this node (KvNode.mergeRanges): the merged descriptor, or why not. */

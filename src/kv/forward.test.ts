@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Packr } from 'msgpackr';
+import { TesseraError, type Timers } from '../base/index.js';
+import { type ForwardMessage, type ForwardOp, Forwarder, decodeOp, decodeReply } from './forward.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+class ManualTimers implements Timers {
+  now = 0;
+  private readonly due: { atMs: number; run: () => void; cancelled: boolean }[] = [];
+  nowMs(): number {
+    return this.now;
+  }
+  after(delayMs: number, run: () => void): { cancel(): void } {
+    const t = { atMs: this.now + delayMs, run, cancelled: false };
+    this.due.push(t);
+    return { cancel: () => void (t.cancelled = true) };
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    for (const t of this.due.splice(0)) {
+      if (t.cancelled) continue;
+      if (t.atMs <= this.now) t.run();
+      else this.due.push(t);
+    }
+  }
+}
+
+/** Two forwarders wired to each other through queues the test delivers by hand. */
+function pair(): { a: Forwarder; b: Forwarder; toA: ForwardMessage[]; toB: ForwardMessage[]; timers: ManualTimers; deliver: () => Promise<void> } {
+  const timers = new ManualTimers();
+  const toA: ForwardMessage[] = [];
+  const toB: ForwardMessage[] = [];
+  const a = new Forwarder({ nodeId: 1, timers, idPrefix: 'a', send: (_to, m) => toB.push(m) });
+  const b = new Forwarder({ nodeId: 2, timers, idPrefix: 'b', send: (_to, m) => toA.push(m) });
+  const deliver = async (): Promise<void> => {
+    for (let round = 0; round < 5; round++) {
+      for (const m of toB.splice(0)) b.receive(1, m);
+      await new Promise((r) => setImmediate(r));
+      for (const m of toA.splice(0)) a.receive(2, m);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  return { a, b, toA, toB, timers, deliver };
+}
+
+test('forward: a call reaches the handler of a node holding the range, with the op as sent, and its value comes back', async () => {
+  const { a, b, deliver } = pair();
+  const seen: { rangeId: number; op: ForwardOp }[] = [];
+  b.serveWith(async (rangeId, op) => {
+    seen.push({ rangeId, op });
+    return { kvs: [{ key: bytes('k'), value: bytes('v'), createRevision: 3, modRevision: 4, version: 2, lease: 0 }], more: false, count: 1, revision: 9 };
+  });
+  const call = a.call(2, 7, { op: 'range', options: { key: bytes('k'), limit: 5 }, serializable: true }, 1_000);
+  await deliver();
+  const result = await call;
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.rangeId, 7);
+  assert.equal(seen[0]!.op.op, 'range');
+  assert.deepEqual(result, { kvs: [{ key: Buffer.from('k'), value: Buffer.from('v'), createRevision: 3, modRevision: 4, version: 2, lease: 0 }], more: false, count: 1, revision: 9 });
+});
+
+test('forward: a refusal comes back with its code (RANGE_MISMATCH reroutes, TIMEOUT is an unknown outcome); a code the peer made up becomes RANGE_UNAVAILABLE', async () => {
+  const { a, b, deliver } = pair();
+  let code = 'RANGE_MISMATCH';
+  b.serveWith(async () => {
+    throw new TesseraError(code as 'RANGE_MISMATCH', 'nope');
+  });
+  for (const [sent, got] of [['RANGE_MISMATCH', 'RANGE_MISMATCH'], ['TIMEOUT', 'TIMEOUT'], ['COMPACTED', 'COMPACTED']] as const) {
+    code = sent;
+    const outcome = a.call(2, 7, { op: 'current', serializable: false }, 1_000).then(() => undefined, (e: unknown) => e);
+    await deliver();
+    const error = await outcome;
+    assert.ok(error instanceof TesseraError && error.code === got, `${sent}: ${String(error)}`);
+  }
+  const forged = decodeReply('current', packr.pack({ ok: false, code: 'AssertionError', message: 'x'.repeat(5_000) }));
+  assert.ok(forged instanceof TesseraError);
+  assert.equal(forged.code, 'RANGE_UNAVAILABLE');
+  assert.ok(forged.message.length <= 1024, 'a peer\'s message is cut short');
+});
+
+test('forward: no reply within the deadline is TIMEOUT, and a late reply is ignored', async () => {
+  const { a, b, toB, toA, timers } = pair();
+  b.serveWith(async () => 5);
+  const call = a.call(2, 7, { op: 'current', serializable: true }, 100);
+  timers.advance(100);
+  await assert.rejects(call, (e: unknown) => e instanceof TesseraError && e.code === 'TIMEOUT');
+  for (const m of toB.splice(0)) b.receive(1, m);
+  await new Promise((r) => setImmediate(r));
+  for (const m of toA.splice(0)) a.receive(2, m); // the late reply: nothing waits for it
+  assert.equal(a.busy, false);
+});
+
+test('forward: a hostile peer\'s call is answered INVALID_ARGUMENT and never reaches the handler; a malformed reply fails the call', async () => {
+  const { a, b, toA } = pair();
+  let reached = 0;
+  b.serveWith(async () => {
+    reached++;
+    return 0;
+  });
+  const bodies = [
+    new Uint8Array([0xc1]), // not msgpack
+    packr.pack([1, 2]),
+    packr.pack({ op: 'drop-table' }),
+    packr.pack({ op: 'range', options: { key: 'not bytes' }, serializable: false }),
+    packr.pack({ op: 'range', options: { key: bytes('k'), limit: 1.5 }, serializable: false }),
+    packr.pack({ op: 'range', options: { key: bytes('k') } }),
+    packr.pack({ op: 'txn', request: { compare: [], success: [{ type: 'put', put: { key: bytes('k') } }], failure: [] } }),
+    packr.pack({ op: 'read-at', options: { key: bytes('k') } }),
+    packr.pack({ op: 'compact', revision: -1 }),
+    packr.pack({ op: 'current', serializable: 'yes' }),
+  ];
+  for (const [i, body] of bodies.entries()) b.receive(1, { kind: 'call', id: `x${i}`, rangeId: 3, body });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(reached, 0);
+  assert.equal(toA.length, bodies.length);
+  for (const m of toA) assert.equal((decodeReply('current', m.body) as TesseraError).code, 'INVALID_ARGUMENT');
+  // Replies of the wrong shape for their op are refused.
+  assert.equal((decodeReply('range', packr.pack({ ok: true, value: { kvs: [{ key: 'k' }], more: false, count: 1, revision: 1 } })) as TesseraError).code, 'RANGE_UNAVAILABLE');
+  assert.equal((decodeReply('txn', packr.pack({ ok: true, value: { succeeded: true, responses: [{ type: 'put', put: { revision: -4 } }], revision: 2 } })) as TesseraError).code, 'RANGE_UNAVAILABLE');
+  assert.equal((decodeReply('current', packr.pack({ ok: true, value: 2 ** 60 })) as TesseraError).code, 'RANGE_UNAVAILABLE');
+  assert.equal(decodeReply('current', packr.pack({ ok: true, value: 42 })), 42);
+  assert.equal(typeof decodeOp(packr.pack({ op: 'txn', request: { compare: [], success: [], failure: [] } })), 'object');
+  void a;
+});
