@@ -2,7 +2,7 @@ import { type Rng, TesseraError, type Timers, isTesseraError } from '../base/ind
 import type { WriteBatch } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
 import { INITIAL_RANGE_EPOCH, type RangeDescriptor, type ReplicaDescriptor, encodeDescriptor } from './range_map.js';
-import { epochOlder } from './meta_table.js';
+import { epochOlder, remaindersAround } from './meta_table.js';
 import { type RoutableRange, Router } from './router.js';
 import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
@@ -395,6 +395,24 @@ export class KvNode {
   }
 
   /** The range on this node that starts where range `leftId` ends, if any. */
+  /**
+   * Whether range `rangeId` is in a merge here: frozen, or the left
+   * neighbour of a frozen range (placement leaves both alone until the
+   * merge is done, ADR 0012). Looks at the frozen ranges this node knows of
+   * (few, and told at once by the freeze's apply).
+   */
+  inMerge(rangeId: RangeId): boolean {
+    const sm = this.machines.get(rangeId);
+    if (sm?.frozen !== undefined) return true;
+    const end = sm?.descriptor?.end;
+    if (end === undefined || this.frozenSinceMs.size === 0) return false;
+    for (const id of this.frozenSinceMs.keys()) {
+      const d = this.machines.get(id)?.descriptor;
+      if (d !== undefined && compareBytes(d.start, end) === 0) return true;
+    }
+    return false;
+  }
+
   rightNeighbourOf(leftId: RangeId): RangeId | undefined {
     const end = this.machines.get(leftId)?.descriptor?.end;
     if (end === undefined) return undefined;
@@ -459,16 +477,24 @@ export class KvNode {
       const first = stale[0];
       const last = stale[stale.length - 1];
       if (first === undefined || last === undefined) continue;
-      let local: (RangeDescriptor | undefined)[];
+      let local: (RangeDescriptor | undefined)[] = [];
       try {
-        local = this.router.over({ start: first.start, end: last.end ?? new Uint8Array(0) }).map((s) => this.machines.get(s.rangeId)?.descriptor);
+        local = this.router.over({ start: first.start, end: last.end ?? new Uint8Array(0) }).map((s) => (s.remote === undefined ? this.machines.get(s.rangeId)?.descriptor : undefined));
       } catch (error) {
-        if (isTesseraError(error, 'RANGE_UNAVAILABLE')) continue; // a range here is not set up yet: the next round
-        throw error;
+        if (!isTesseraError(error, 'RANGE_UNAVAILABLE')) throw error;
+        local = [undefined];
       }
-      if (local.some((x) => x === undefined)) continue;
-      this.proposeMetaUpdate(local as RangeDescriptor[], 'repair');
-      return;
+      if (local.every((x) => x !== undefined)) {
+        this.proposeMetaUpdate(local as RangeDescriptor[], 'repair');
+        return;
+      }
+      // Some of those keys are in ranges this node does not hold (placement moved them, ADR 0012): its
+      // own descriptor, and what the stale entries hold beyond it, as remainders their leaders replace later.
+      const pieces = [d, ...remaindersAround(first, d), ...(last === first ? [] : remaindersAround(last, d))];
+      if (pieces.length <= 3 && !pieces.slice(1).some((p, i, all) => all.findIndex((q) => q.rangeId === p.rangeId) !== i)) {
+        this.proposeMetaUpdate(pieces, 'repair');
+        return;
+      }
     }
   }
 
@@ -653,6 +679,7 @@ export class KvNode {
     const result = applied.result as CommandResult | undefined;
     // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
     if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update') this.router.invalidate();
+    if (result?.kind === 'freeze' && !this.frozenSinceMs.has(rangeId)) this.frozenSinceMs.set(rangeId, this.o.timers.nowMs());
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);

@@ -18,6 +18,23 @@ function overlaps(a: RangeDescriptor, b: RangeDescriptor): boolean {
   return !aEndsBeforeB && !bEndsBeforeA;
 }
 
+/** Whether `n` is `old` cut to a strict part of its keys: same range and epoch, bounds inside and not equal. */
+export function isRemainderOf(n: RangeDescriptor, old: RangeDescriptor): boolean {
+  if (n.rangeId !== old.rangeId || n.epoch.version !== old.epoch.version || n.epoch.confVersion !== old.epoch.confVersion) return false;
+  const startInside = compareBytes(n.start, old.start) >= 0;
+  const endInside = old.end === undefined || (n.end !== undefined && compareBytes(n.end, old.end) <= 0);
+  const same = compareBytes(n.start, old.start) === 0 && sameEnd(n.end, old.end);
+  return startInside && endInside && !same;
+}
+
+/** The parts of `e`'s keys before `d`'s and after them, as copies of `e` (remainders, see MetaTable.update). */
+export function remaindersAround(e: RangeDescriptor, d: RangeDescriptor): RangeDescriptor[] {
+  const out: RangeDescriptor[] = [];
+  if (compareBytes(e.start, d.start) < 0) out.push({ ...e, end: e.end === undefined || compareBytes(e.end, d.start) > 0 ? d.start : e.end });
+  if (d.end !== undefined && (e.end === undefined || compareBytes(e.end, d.end) > 0)) out.push({ ...e, start: compareBytes(e.start, d.end) > 0 ? e.start : d.end });
+  return out;
+}
+
 function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return compareBytes(a, b) === 0;
@@ -98,7 +115,14 @@ export class MetaTable {
    * Replaces the descriptors `incoming` overlaps by `incoming`, if it tiles
    * exactly their keys and is newer than each; returns 'stale' when some
    * stored descriptor is as new (an update already applied, or overtaken),
-   * or why the update is refused.
+   * or why the update is refused. One exception to "newer": a remainder, a
+   * copy of a replaced descriptor (same range, same epoch) cut to part of
+   * its keys, beside a newer descriptor that took the rest. A node that
+   * holds one half of a split whose update was lost, and not the other
+   * (placement moved it), repairs the table with its half and the stale
+   * entry's remainder; the other half's leader replaces the remainder
+   * later (ADR 0012). At most one remainder per replaced descriptor, so a
+   * range is never listed twice.
    */
   update(batch: WriteBatch, incoming: readonly RangeDescriptor[]): 'applied' | 'stale' | string {
     const sorted = [...incoming].sort((a, b) => compareBytes(a.start, b.start));
@@ -108,7 +132,13 @@ export class MetaTable {
     const own = tilingProblem(sorted, first.start, last.end);
     if (own !== undefined) return `the update does not tile its keys: ${own}`;
     const replaced = this.all().filter((d) => sorted.some((n) => overlaps(d, n)));
-    if (replaced.some((old) => sorted.some((n) => overlaps(old, n) && !epochOlder(old, n)))) return 'stale';
+    const staleAgainst = (old: RangeDescriptor): boolean => {
+      const over = sorted.filter((n) => overlaps(old, n));
+      const remainders = over.filter((n) => isRemainderOf(n, old));
+      if (remainders.length > 1 || (remainders.length > 0 && remainders.length === over.length)) return true;
+      return over.some((n) => !remainders.includes(n) && !epochOlder(old, n));
+    };
+    if (replaced.some(staleAgainst)) return 'stale';
     const theirs = tilingProblem(replaced, first.start, last.end);
     if (theirs !== undefined) return `the update covers other keys than the descriptors it replaces: ${theirs}`;
     for (const old of replaced) batch.delete(keys.metaDescriptor(this.rangeId, old.start));

@@ -373,8 +373,10 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     observe: (e) => (e.kind === 'split' ? log.info({ left: e.left.rangeId, right: e.right.rangeId, reason: e.reason }, 'split a range') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a split failed')),
   });
   // Merging undoes splits: on only while some split can happen (with both thresholds 0, nothing splits).
+  // Not under --replicas: a merge needs both ranges on the same replicas until it applies, and placement
+  // moves them; a freeze left behind by a merge that lost that race has no way back yet (ADR 0012).
   const merges =
-    r.rangeMerge && (r.rangeMaxBytes > 0 || r.rangeSplitQps > 0)
+    r.rangeMerge && r.replicas === 0 && (r.rangeMaxBytes > 0 || r.rangeSplitQps > 0)
       ? new MergeQueue({
           kv: kvNode,
           timers: realTimers,

@@ -113,7 +113,8 @@ export class RangeOracle {
       }
       at = r.bounds.end;
     }
-    if (at !== undefined) this.violation('range-partition', `range partition: on node ${id}, no range holds the keys from ${describeBounds({ start: at, end: undefined })} (${list.map((x) => `${x.rangeId}${describeBounds(x.bounds)}`).join(' ')})`);
+    const table = placed ? `; meta table ${(node.kv.stateMachine.metaTable?.all() ?? []).map((d) => `${d.rangeId}${describeBounds(d)}v${d.epoch.version}.${d.epoch.confVersion}`).join(' ')}` : '';
+    if (at !== undefined) this.violation('range-partition', `range partition: on node ${id}, no range holds the keys from ${describeBounds({ start: at, end: undefined })} (${list.map((x) => `${x.rangeId}${describeBounds(x.bounds)}`).join(' ')})${table}`);
   }
 
   /**
