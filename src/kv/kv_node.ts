@@ -77,6 +77,10 @@ export interface KvNodeOptions {
   readonly onQuiescence?: (rangeId: RangeId, event: QuiescenceEvent) => void;
   /** Told of every batch of revisions this node's TSO handed out (the simulator's revision oracle). */
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
+  /** Placement is on (`--replicas` above 0): a member is removed from the cluster only once no data range lists it (MembershipOptions.removalRefusal). */
+  readonly placement?: boolean;
+  /** Told of each replica this node drops because placement moved it away (collectReplicas), and why. */
+  readonly onReplicaCollected?: (rangeId: RangeId, why: string) => void;
 }
 
 /** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
@@ -130,6 +134,7 @@ export class KvNode {
   private readonly merging = new Set<RangeId>();
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
+  private gcGeneration = -1;
   /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
   private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
@@ -212,6 +217,7 @@ export class KvNode {
       log: o.membershipLog,
       clientUrls: o.clientUrls,
       onRemoved: o.onRemoved,
+      ...(o.placement === true ? { removalRefusal: (id: NodeId) => this.replicasListing(id) } : {}),
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),
     });
     this.router = new Router(() => this.routableRanges());
@@ -395,22 +401,11 @@ export class KvNode {
   }
 
   /** The range on this node that starts where range `leftId` ends, if any. */
-  /**
-   * Whether range `rangeId` is in a merge here: frozen, or the left
-   * neighbour of a frozen range (placement leaves both alone until the
-   * merge is done, ADR 0012). Looks at the frozen ranges this node knows of
-   * (few, and told at once by the freeze's apply).
-   */
-  inMerge(rangeId: RangeId): boolean {
-    const sm = this.machines.get(rangeId);
-    if (sm?.frozen !== undefined) return true;
-    const end = sm?.descriptor?.end;
-    if (end === undefined || this.frozenSinceMs.size === 0) return false;
-    for (const id of this.frozenSinceMs.keys()) {
-      const d = this.machines.get(id)?.descriptor;
-      if (d !== undefined && compareBytes(d.start, end) === 0) return true;
-    }
-    return false;
+  /** Why member `id` may not leave the cluster yet: the data ranges the meta table lists it in, if any. */
+  private replicasListing(id: NodeId): string | undefined {
+    const held = (this.stateMachine.metaTable?.all() ?? []).filter((d) => d.rangeId !== META_RANGE && d.replicas.some((r) => r.nodeId === id));
+    if (held.length === 0) return undefined;
+    return `member ${id.toString(16)} still holds replicas of ${held.length} ranges (${held.slice(0, 8).map((d) => d.rangeId).join(', ')}${held.length > 8 ? ', …' : ''}); decommission it first, or wait for them to move`;
   }
 
   rightNeighbourOf(leftId: RangeId): RangeId | undefined {
@@ -578,11 +573,17 @@ export class KvNode {
    */
   private collectReplicas(): void {
     const nowMs = this.o.timers.nowMs();
-    if (nowMs < this.nextReplicaGcMs) return;
-    this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
+    const due = nowMs >= this.nextReplicaGcMs;
+    // Also as soon as the routing changes (a meta-table update, a snapshot): a node back from a crash
+    // learns there that a range moved away, and its replica would otherwise serve nobody for a second.
+    if (!due && this.router.generation === this.gcGeneration) return;
+    this.gcGeneration = this.router.generation;
     const self = this.o.nodeId;
-    const meta = this.store.replica(META_RANGE);
-    for (const id of meta?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
+    if (due) {
+      this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
+      const meta = this.store.replica(META_RANGE);
+      for (const id of meta?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
+    }
     const table = new Map((this.stateMachine.metaTable?.all() ?? []).map((d) => [d.rangeId, d]));
     for (const rangeId of this.store.rangeIds()) {
       const replica = this.store.replica(rangeId);
@@ -591,19 +592,23 @@ export class KvNode {
       const listed = table.get(rangeId);
       const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
       const d = sm?.descriptor;
+      let why: string;
       if (d === undefined) {
         if (listedHere) this.uninitializedSinceMs.delete(rangeId);
         const since = this.uninitializedSinceMs.get(rangeId) ?? nowMs;
         if (!listedHere) this.uninitializedSinceMs.set(rangeId, since);
         if (listedHere || nowMs - since < UNINITIALIZED_REPLICA_GC_MS) continue;
+        why = 'never set up, and not listed for this node';
       } else {
         this.uninitializedSinceMs.delete(rangeId);
         const cs = replica.currentConfState();
         const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
         const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
         if (member && !newerWithout) continue;
+        why = member ? `the meta table lists it at ${listed?.epoch.version}.${listed?.epoch.confVersion} without this node (here ${d.epoch.version}.${d.epoch.confVersion})` : 'its configuration no longer has this node';
       }
       this.uninitializedSinceMs.delete(rangeId);
+      this.o.onReplicaCollected?.(rangeId, why);
       this.store.removeReplica(rangeId);
     }
   }
@@ -679,7 +684,6 @@ export class KvNode {
     const result = applied.result as CommandResult | undefined;
     // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
     if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update') this.router.invalidate();
-    if (result?.kind === 'freeze' && !this.frozenSinceMs.has(rangeId)) this.frozenSinceMs.set(rangeId, this.o.timers.nowMs());
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);

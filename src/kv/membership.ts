@@ -28,7 +28,9 @@ export type MembershipErrorReason =
   | 'too-many-learners'
   | 'bad-urls'
   | 'not-enough-started'
-  | 'not-leader';
+  | 'not-leader'
+  /** Under placement, the member still holds replicas other members need for a quorum (ADR 0012). */
+  | 'member-holds-replicas';
 
 export class MembershipError extends TesseraError {
   readonly reason: MembershipErrorReason;
@@ -75,6 +77,13 @@ export interface MembershipOptions {
   readonly clientUrls: () => readonly string[];
   /** Called once, REMOVED_STOP_DELAY_MS after this node learns it was removed from the cluster. */
   readonly onRemoved: () => void;
+  /**
+   * Why member `id` may not be removed now, or undefined. Under placement a
+   * range has its own few voters, and removing two of them from the cluster
+   * in a row would leave it without a quorum for good: a member is removed
+   * once its replicas have moved (decommission, or dead-after).
+   */
+  readonly removalRefusal?: (id: NodeId) => string | undefined;
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
 }
@@ -135,6 +144,8 @@ export class MembershipCore {
     if (member === undefined) return done({ ok: false, error: notFound() });
     const refused = member.isLearner ? undefined : this.refuseUnlessStartedAfter(this.list().filter((m) => !m.isLearner).length - 1, id);
     if (refused !== undefined) return done({ ok: false, error: refused });
+    const holds = this.o.removalRefusal?.(id);
+    if (holds !== undefined) return done({ ok: false, error: new MembershipError('member-holds-replicas', holds) });
     this.change([{ type: 'remove-node', nodeId: id }], undefined, (error) => done(error === undefined ? { ok: true, value: this.list() } : { ok: false, error }));
   }
 

@@ -48,7 +48,8 @@ export class Presplitter {
   tick(): void {
     if (this.done) return;
     const ids = this.o.kv.store.rangeIds();
-    if (ids.length >= this.o.ranges) {
+    // Under --replicas a node holds some ranges only: the meta table lists them all.
+    if (Math.max(ids.length, this.o.kv.stateMachine.metaTable?.all().length ?? 0) >= this.o.ranges) {
       this.done = true;
       return;
     }

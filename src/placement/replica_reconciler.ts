@@ -145,9 +145,6 @@ export class ReplicaReconciler {
       }
       // One change at a time: Raft refuses a second while one is unapplied.
       if (raft.pendingConfIndex > replica.appliedIndex()) continue;
-      // A merge needs both ranges on the same replicas from the freeze on (ADR 0009 §6): neither a
-      // frozen range nor its left neighbour changes members until the merge is done.
-      if (this.o.kv.inMerge(rangeId)) continue;
       const current = rolesOf(replica.currentConfState());
       if (current === undefined) {
         // A split copies its parent's configuration, a joint one too (range 1 mid-change, left by

@@ -588,6 +588,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     // Election timeouts must differ between nodes and between runs; the seed comes from the OS.
     rng: new SeededRng(randomInt(0, 2 ** 47)),
     timers,
+    placement: r.replicas > 0,
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,

@@ -144,6 +144,8 @@ export class SimStoreNode {
       sabotage: env.sabotage,
       onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
       onQuiescence: (_range, event) => env.count(`quiesce-${event}`),
+      placement: env.replicas > 0,
+      onReplicaCollected: (rangeId, why) => (env.count('replica-gc'), env.trace(`${env.id} range ${rangeId} replica dropped: ${why}`)),
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({
