@@ -209,7 +209,7 @@ async function load(cluster: Cluster, f: DataFlags, log: (line: string) => void)
       const now = performance.now();
       const st = await statusOf(admin);
       const free = freeGib(root);
-      const line = `[${((now - t0) / 1000).toFixed(0)} s] ${done} keys (${((done / f.keys) * 100).toFixed(1)} %), ${(((done - lastDone) * 1000) / (now - lastT)).toFixed(0)} keys/s now, ${((done * 1000) / (now - t0)).toFixed(0)} keys/s overall, ${st?.ranges ?? '?'} ranges on n1, ${retries} retries, ${free.toFixed(1)} GiB free, load ${loadavg()[0]?.toFixed(2)}`;
+      const line = `[${((now - t0) / 1000).toFixed(0)} s] ${done} keys (${((done / f.keys) * 100).toFixed(1)} %), ${(((done - lastDone) * 1000) / (now - lastT)).toFixed(0)} keys/s now, ${((done * 1000) / (now - t0)).toFixed(0)} keys/s overall, ${st?.ranges ?? '?'} ranges on n1, ${retries} retries${retries > 0 ? ` (most: ${[...retryReasons].sort((a, b) => b[1] - a[1])[0]?.[0] ?? ''})` : ''}, ${free.toFixed(1)} GiB free, load ${loadavg()[0]?.toFixed(2)}`;
       lastDone = done;
       lastT = now;
       progress.push(line);
