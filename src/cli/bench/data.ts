@@ -155,7 +155,8 @@ async function load(cluster: Cluster, f: DataFlags, log: (line: string) => void)
   const retryReasons = new Map<string, number>();
   const noteRetry = (error: unknown): void => {
     retries++;
-    const why = describeGrpcError(error).slice(0, 120);
+    // grpc-js adds timings to a deadline's message ("after 10.004s,remote_addr=…"): grouped without them.
+    const why = describeGrpcError(error).replace(/ after [\d.]+s.*$/, '').slice(0, 120);
     retryReasons.set(why, (retryReasons.get(why) ?? 0) + 1);
   };
   const withRetry = async (op: () => Promise<void>): Promise<void> => {
