@@ -30,6 +30,8 @@ export const META_RANGE: RangeId = 1;
 
 /** How often a node compares the meta table with the descriptors of the ranges it leads (repairMetaTable). */
 export const META_REPAIR_INTERVAL_MS = 1_000;
+/** The next round after one that proposed a repair (one entry a round), or after a membership change this node led. */
+export const META_REPAIR_SOON_MS = 50;
 
 /** How often the metadata range's leader looks for keys in other ranges whose lease is gone (see sweepLeaseKeys). */
 export const LEASE_SWEEP_INTERVAL_MS = 500;
@@ -86,6 +88,9 @@ export interface KvNodeOptions {
 /** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
 export const REPLICA_GC_INTERVAL_MS = 1_000;
 
+/** A replica the meta table shows moved off this node goes once it has heard from no leader for this long (see removalReason). */
+export const REPLICA_GC_LEADERLESS_MS = 10_000;
+
 /** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
 export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
 
@@ -135,6 +140,8 @@ export class KvNode {
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
   private gcGeneration = -1;
+  /** Replicas the meta table says moved away, and since when they have had no leader (see removalReason). */
+  private readonly leaderlessSinceMs = new Map<RangeId, number>();
   /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
   private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
@@ -299,13 +306,17 @@ export class KvNode {
   private routableRanges(): RoutableRange[] {
     const held: RoutableRange[] = [];
     const frozen = new Set<RangeId>();
+    const table = this.stateMachine.metaTable?.all() ?? [];
+    const byId = new Map(table.map((d) => [d.rangeId, d]));
     for (const id of this.store.rangeIds()) {
       const sm = this.machines.get(id);
       const bounds = sm?.bounds;
       if (sm?.frozen !== undefined) frozen.add(id);
-      else if (bounds !== undefined) held.push({ rangeId: id, bounds });
+      // A replica the table shows moved off this node (one that missed its removal while down) is
+      // served by the range's members meanwhile, until replica GC drops it.
+      else if (bounds !== undefined && !movedAway(sm?.descriptor, byId.get(id), this.o.nodeId)) held.push({ rangeId: id, bounds });
     }
-    return [...held, ...remoteRanges({ held, table: this.stateMachine.metaTable?.all() ?? [], frozen, self: this.o.nodeId })];
+    return [...held, ...remoteRanges({ held, table, frozen, self: this.o.nodeId })];
   }
 
   /**
@@ -446,7 +457,10 @@ export class KvNode {
     if (why === 'repair') this.metaUpdating = true;
     const encoded = descriptors.map((d) => encodeDescriptor(d));
     this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {
-      if (why === 'repair') this.metaUpdating = false;
+      if (why !== 'repair') return;
+      this.metaUpdating = false;
+      // A round repairs one entry: while some were stale, the next round comes soon.
+      this.nextMetaRepairMs = Math.min(this.nextMetaRepairMs, this.o.timers.nowMs() + META_REPAIR_SOON_MS);
     }, META_RANGE);
   }
 
@@ -601,16 +615,49 @@ export class KvNode {
         why = 'never set up, and not listed for this node';
       } else {
         this.uninitializedSinceMs.delete(rangeId);
-        const cs = replica.currentConfState();
-        const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
-        const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
-        if (member && !newerWithout) continue;
-        why = member ? `the meta table lists it at ${listed?.epoch.version}.${listed?.epoch.confVersion} without this node (here ${d.epoch.version}.${d.epoch.confVersion})` : 'its configuration no longer has this node';
+        const decided = this.removalReason(rangeId, listed, listedHere, nowMs);
+        if (decided === undefined) continue;
+        why = decided;
       }
       this.uninitializedSinceMs.delete(rangeId);
       this.o.onReplicaCollected?.(rangeId, why);
       this.store.removeReplica(rangeId);
     }
+  }
+
+  /**
+   * Why this node's initialized replica of `rangeId` goes, or undefined: a
+   * replica dropped while still a voter would lose entries it acknowledged,
+   * so each rule is sure. (1) Its own log, applied to its end, leaves it out
+   * of the configuration: the leader counts no acknowledgement of it since,
+   * and an addition after would reach it as a learner first. (2) The meta
+   * table lists the range at a newer membership without it, and it has
+   * heard from no leader for REPLICA_GC_LEADERLESS_MS: the table may lag an
+   * addition, but an added replica hears from its leader.
+   */
+  private removalReason(rangeId: RangeId, listed: RangeDescriptor | undefined, listedHere: boolean, nowMs: number): string | undefined {
+    const replica = this.store.replica(rangeId);
+    const d = this.machines.get(rangeId)?.descriptor;
+    if (replica === undefined || d === undefined) return undefined;
+    const self = this.o.nodeId;
+    const cs = replica.currentConfState();
+    const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
+    const raft = replica.raw.raft;
+    // Not while the table lists this node: it was added again, and its leader is bringing it up to date.
+    if (!member && !listedHere && replica.appliedIndex() >= raft.raftLog.lastIndex()) {
+      this.leaderlessSinceMs.delete(rangeId);
+      return 'its configuration no longer has this node';
+    }
+    const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
+    if (!newerWithout || raft.lead !== 0) {
+      this.leaderlessSinceMs.delete(rangeId);
+      return undefined;
+    }
+    const since = this.leaderlessSinceMs.get(rangeId) ?? nowMs;
+    this.leaderlessSinceMs.set(rangeId, since);
+    if (nowMs - since < REPLICA_GC_LEADERLESS_MS) return undefined;
+    this.leaderlessSinceMs.delete(rangeId);
+    return `the meta table lists it at ${listed.epoch.version}.${listed.epoch.confVersion} without this node (here ${d.epoch.version}.${d.epoch.confVersion}), and no leader was heard for ${nowMs - since} ms`;
   }
 
   /**
@@ -683,7 +730,10 @@ export class KvNode {
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
     // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
-    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update') this.router.invalidate();
+    // A leader's membership change reaches the meta table at the next repair round, at once.
+    if (applied.entry.type === 'conf-change' && rangeId !== META_RANGE && this.store.replica(rangeId)?.raw.raft.state === 'leader') this.nextMetaRepairMs = 0;
+    // A membership change too: a replica the meta table shows moved away is not routed to (movedAway).
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update' || applied.entry.type === 'conf-change') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
@@ -708,6 +758,12 @@ function remoteRanges(o: { held: readonly RoutableRange[]; table: readonly Range
     if (remote.length > 0) out.push({ rangeId: d.rangeId, bounds: { start: d.start, end: d.end }, remote });
   }
   return out;
+}
+
+/** Whether the meta table lists range `here`'s id at a newer membership that leaves this node out. */
+function movedAway(here: RangeDescriptor | undefined, listed: RangeDescriptor | undefined, self: NodeId): boolean {
+  if (here === undefined || listed === undefined || listed.replicas.some((r) => r.nodeId === self)) return false;
+  return listed.epoch.confVersion > here.epoch.confVersion && listed.epoch.version >= here.epoch.version;
 }
 
 /** Whether `d` overlaps any of `sorted` (by start, disjoint): a binary search for the last one starting before d's end. */

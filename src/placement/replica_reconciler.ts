@@ -238,8 +238,11 @@ export function nextStep(current: ReadonlyMap<NodeId, Role>, target: ReadonlyMap
   const ids = (m: ReadonlyMap<NodeId, Role>): NodeId[] => [...m.keys()].sort((a, b) => a - b);
   for (const id of ids(target)) if (!current.has(id)) return single('add-learner', id);
   for (const id of ids(target)) if (target.get(id) === 'voter' && current.get(id) === 'learner' && caughtUp(id)) return single('add-node', id);
+  // A voter goes only once every voter-to-be votes: a replacement never leaves the range with fewer voters.
+  const promoting = ids(target).some((id) => target.get(id) === 'voter' && current.get(id) !== 'voter');
   for (const id of ids(current)) {
     if (target.has(id)) continue;
+    if (promoting && current.get(id) === 'voter') continue;
     if (id !== self) return single('remove-node', id);
     const other = ids(current).find((v) => v !== self && current.get(v) === 'voter' && target.get(v) === 'voter');
     if (other !== undefined) return { kind: 'transfer', to: other };
