@@ -475,6 +475,13 @@ export class KvApi {
       case 'compact':
         this.heldHere(rangeId, undefined);
         return this.compactHere(rangeId, op.revision);
+      case 'members': {
+        // Only the leader knows the membership for sure (a follower may not have heard of a change).
+        const raft = this.o.store.replica(rangeId)?.raw.raft;
+        if (raft === undefined || raft.state !== 'leader') throw new TesseraError('NOT_LEADER', `this node does not lead range ${rangeId}`);
+        const c = raft.trk.config;
+        return [...new Set([...c.voters[0], ...c.voters[1], ...c.learners, ...c.learnersNext])];
+      }
     }
   }
 

@@ -88,9 +88,6 @@ export interface KvNodeOptions {
 /** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
 export const REPLICA_GC_INTERVAL_MS = 1_000;
 
-/** A replica the meta table shows moved off this node goes once it has heard from no leader for this long (see removalReason). */
-export const REPLICA_GC_LEADERLESS_MS = 10_000;
-
 /** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
 export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
 
@@ -140,8 +137,8 @@ export class KvNode {
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
   private gcGeneration = -1;
-  /** Replicas the meta table says moved away, and since when they have had no leader (see removalReason). */
-  private readonly leaderlessSinceMs = new Map<RangeId, number>();
+  /** When this node last asked a range's leader whether it is still a member (askMembership). */
+  private readonly askedAtMs = new Map<RangeId, number>();
   /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
   private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
@@ -623,6 +620,38 @@ export class KvNode {
       this.o.onReplicaCollected?.(rangeId, why);
       this.store.removeReplica(rangeId);
     }
+    for (const rangeId of this.store.takeSnapshotBlockers()) this.askMembership(rangeId, table.get(rangeId), nowMs);
+  }
+
+  /**
+   * Asks the leader of range `rangeId`, through the nodes the meta table
+   * lists for it, whether this node is still a member, and drops this
+   * node's replica if not. The leader's configuration is the one sure
+   * answer: the table may lag a re-addition, and this replica may have
+   * missed its removal (CockroachDB's replica GC asks the range too). An
+   * addition after the answer reaches this node as a learner, which a
+   * snapshot sets up again. At most one question per range every
+   * REPLICA_GC_INTERVAL_MS.
+   */
+  private askMembership(rangeId: RangeId, listed: RangeDescriptor | undefined, nowMs: number): void {
+    if (listed === undefined || rangeId === META_RANGE || (this.askedAtMs.get(rangeId) ?? -Infinity) > nowMs - REPLICA_GC_INTERVAL_MS) return;
+    const holders = listed.replicas.map((r) => r.nodeId).filter((id) => id !== this.o.nodeId);
+    if (holders.length === 0) return;
+    this.askedAtMs.set(rangeId, nowMs);
+    const ask = (i: number): void => {
+      if (i >= holders.length) return;
+      this.forwarder.call(holders[i] as NodeId, rangeId, { op: 'members' }, this.o.requestTimeoutMs).then(
+        (value) => {
+          const members = value as readonly number[];
+          const replica = this.store.replica(rangeId);
+          if (members.includes(this.o.nodeId) || replica === undefined || replica.raw.raft.state === 'leader') return;
+          this.o.onReplicaCollected?.(rangeId, `its leader (on node ${holders[i]}) lists members ${members.join(',')} without this node`);
+          this.store.removeReplica(rangeId);
+        },
+        () => ask(i + 1),
+      );
+    };
+    ask(0);
   }
 
   /**
@@ -631,9 +660,8 @@ export class KvNode {
    * so each rule is sure. (1) Its own log, applied to its end, leaves it out
    * of the configuration: the leader counts no acknowledgement of it since,
    * and an addition after would reach it as a learner first. (2) The meta
-   * table lists the range at a newer membership without it, and it has
-   * heard from no leader for REPLICA_GC_LEADERLESS_MS: the table may lag an
-   * addition, but an added replica hears from its leader.
+   * table lists the range at a newer membership without it: the table may
+   * lag a re-addition, so the range's leader is asked (askMembership).
    */
   private removalReason(rangeId: RangeId, listed: RangeDescriptor | undefined, listedHere: boolean, nowMs: number): string | undefined {
     const replica = this.store.replica(rangeId);
@@ -645,19 +673,12 @@ export class KvNode {
     const raft = replica.raw.raft;
     // Not while the table lists this node: it was added again, and its leader is bringing it up to date.
     if (!member && !listedHere && replica.appliedIndex() >= raft.raftLog.lastIndex()) {
-      this.leaderlessSinceMs.delete(rangeId);
       return 'its configuration no longer has this node';
     }
     const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
-    if (!newerWithout || raft.lead !== 0) {
-      this.leaderlessSinceMs.delete(rangeId);
-      return undefined;
-    }
-    const since = this.leaderlessSinceMs.get(rangeId) ?? nowMs;
-    this.leaderlessSinceMs.set(rangeId, since);
-    if (nowMs - since < REPLICA_GC_LEADERLESS_MS) return undefined;
-    this.leaderlessSinceMs.delete(rangeId);
-    return `the meta table lists it at ${listed.epoch.version}.${listed.epoch.confVersion} without this node (here ${d.epoch.version}.${d.epoch.confVersion}), and no leader was heard for ${nowMs - since} ms`;
+    // The table says it moved: the range's leader says for sure (askMembership).
+    if (newerWithout) this.askMembership(rangeId, listed, nowMs);
+    return undefined;
   }
 
   /**

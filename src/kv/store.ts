@@ -225,6 +225,16 @@ export class Store {
   private readonly silentTicks = new Map<NodeId, number>();
   /** Ticks counted since this node started (see silentTicksOf). */
   private tickCount = 0;
+  /** Replicas whose bounds kept a snapshot of another range out, since takeSnapshotBlockers. */
+  private readonly snapshotBlockers = new Set<RangeId>();
+
+  /** The replicas that refused room to another range's snapshot since the last call (see snapshotFits). */
+  takeSnapshotBlockers(): RangeId[] {
+    const out = [...this.snapshotBlockers];
+    this.snapshotBlockers.clear();
+    return out;
+  }
+
   /** Replicas to drop at the start of the next turn (removeReplica). */
   private readonly pendingRemovals = new Set<RangeId>();
   /** rangeIds() until a range opens or closes. */
@@ -479,7 +489,11 @@ export class Store {
       if (other === replica) continue;
       const b = other.stateMachine.bounds;
       if (b === undefined || !boundsOverlap(b, bounds)) continue;
-      if (!mergedInto(b, bounds)) return false;
+      if (!mergedInto(b, bounds)) {
+        // Placement may have moved that range off this node while it was down: replica GC asks (KvNode.collectReplicas).
+        this.snapshotBlockers.add(other.rangeId);
+        return false;
+      }
       absorbed.push(other);
     }
     // Ranges the snapshot's range took over by merges this node never applied (its replica of the
