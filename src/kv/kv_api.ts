@@ -27,6 +27,7 @@ import type { CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import { PROPOSAL_RETRY_MS, RequestRunner } from './requests.js';
 import type { RoutableRange, RoutedSpan, Router } from './router.js';
 import type { Store } from './store.js';
+import type { Sabotage } from '../raft/sabotage.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -54,6 +55,8 @@ export interface KvApiOptions {
    * none (ADR 0012). Absent: every request goes to `rangeId`.
    */
   readonly ranges?: { readonly router: Router; readonly forwarder?: Forwarder; stateMachineOf(rangeId: RangeId): MvccStateMachine };
+  /** Deliberate bugs, for the simulator only (sabotage.ts). */
+  readonly sabotage?: Sabotage;
   /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
   readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
@@ -459,7 +462,8 @@ export class KvApi {
   private async serveForwarded(rangeId: RangeId, op: ForwardOp): Promise<ForwardValue> {
     switch (op.op) {
       case 'range':
-        return this.range(op.options, op.serializable, true);
+        // The deliberate bug: a forwarded linearizable read served without its read barrier.
+        return this.range(op.options, op.serializable || this.o.sabotage?.has('forward-read-skips-barrier') === true, true);
       case 'txn':
         return this.txn(op.request, true);
       case 'current':

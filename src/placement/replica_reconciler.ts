@@ -52,6 +52,12 @@ export class ReplicaReconciler {
   private readonly followUp = new Set<RangeId>();
   private countedAt = 0;
   private lastBalanceTick = -BALANCE_EVERY_TICKS;
+  private balancing = true;
+
+  /** No more balancing moves from now on (repairs go on): the simulator's quiet period wants none. */
+  stopBalancing(): void {
+    this.balancing = false;
+  }
 
   constructor(private readonly o: ReplicaReconcilerOptions) {}
 
@@ -108,7 +114,7 @@ export class ReplicaReconciler {
    */
   private placementGoal(current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
     const replicas = this.o.replicas ?? 0;
-    const allowBalance = this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
+    const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
     const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
     if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
