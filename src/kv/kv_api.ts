@@ -57,6 +57,8 @@ export interface KvApiOptions {
   readonly ranges?: { readonly router: Router; readonly forwarder?: Forwarder; stateMachineOf(rangeId: RangeId): MvccStateMachine };
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
+  /** Told of each request forwarded to another node that failed there or got no answer (the server logs them). */
+  readonly onForwardFailed?: (event: { readonly rangeId: RangeId; readonly to: number; readonly op: string; readonly code: string; readonly message: string; readonly ms: number }) => void;
   /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
   readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
@@ -66,6 +68,12 @@ export const MAX_REROUTES = 8;
 
 /** A forwarded request waits this much longer than the request timeout, so the serving node's own deadline answers first. */
 export const FORWARD_GRACE_MS = 1_000;
+
+/** Ranges whose preferred holder is remembered at most (forward); past it the memory starts again. */
+export const MAX_FORWARD_CURSORS = 100_000;
+
+/** Failures of the holder asked, not of the request: the next forward asks another. */
+const ROUTING_FAILURES: ReadonlySet<string> = new Set(['TIMEOUT', 'NOT_LEADER', 'RANGE_UNAVAILABLE', 'RANGE_MISMATCH', 'RESOURCE_EXHAUSTED', 'CLOSED', 'STORAGE_FAILED']);
 
 /** Rounds of reads a read-only txn over ranges other nodes hold may need (each nesting level of a txn can add one). */
 export const MAX_PREFETCH_ROUNDS = 70;
@@ -79,6 +87,8 @@ export const MAX_PREFETCH_ROUNDS = 70;
  */
 export class KvApi {
   private seq = 0;
+  /** Per range only other nodes hold: which of its holders to forward to first (see forward). */
+  private readonly forwardCursor = new Map<RangeId, number>();
   private readonly requests: RequestRunner;
 
   private readonly timers: Timers;
@@ -210,7 +220,26 @@ export class KvApi {
     const forwarder = this.o.ranges?.forwarder;
     const holders = span.remote ?? [];
     if (forwarder === undefined || holders.length === 0) return Promise.reject(new TesseraError('RANGE_UNAVAILABLE', `range ${span.rangeId} is on other nodes, and this node cannot reach them`));
-    return forwarder.call(holders[attempt % holders.length]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS);
+    // The holder that answered last, else the next one after a holder that failed: a holder whose
+    // replica cannot serve (no leader, behind, moved) is not asked again and again.
+    const at = ((this.forwardCursor.get(span.rangeId) ?? 0) + attempt) % holders.length;
+    const startMs = this.timers.nowMs();
+    return forwarder.call(holders[at]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS).then(
+      (value) => {
+        this.remember(span.rangeId, at);
+        return value;
+      },
+      (error: unknown) => {
+        if (isTesseraError(error) && ROUTING_FAILURES.has(error.code)) this.remember(span.rangeId, at + 1);
+        if (isTesseraError(error)) this.o.onForwardFailed?.({ rangeId: span.rangeId, to: holders[at]!, op: op.op, code: error.code, message: error.message, ms: this.timers.nowMs() - startMs });
+        throw error;
+      },
+    );
+  }
+
+  private remember(rangeId: RangeId, at: number): void {
+    if (this.forwardCursor.size >= MAX_FORWARD_CURSORS) this.forwardCursor.clear();
+    this.forwardCursor.set(rangeId, at);
   }
 
   /** Before routing again a request that met a range elsewhere: the meta table this node routes by may lag a moment behind. */

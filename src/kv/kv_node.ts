@@ -676,8 +676,9 @@ export class KvNode {
       return 'its configuration no longer has this node';
     }
     const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
-    // The table says it moved: the range's leader says for sure (askMembership).
-    if (newerWithout) this.askMembership(rangeId, listed, nowMs);
+    // The table says it moved, or its own configuration does (with entries it may never apply: a
+    // removed replica hears no more commits): the range's leader says for sure (askMembership).
+    if (newerWithout || (!member && !listedHere)) this.askMembership(rangeId, listed, nowMs);
     return undefined;
   }
 
@@ -781,9 +782,14 @@ function remoteRanges(o: { held: readonly RoutableRange[]; table: readonly Range
   return out;
 }
 
-/** Whether the meta table lists range `here`'s id at a newer membership that leaves this node out. */
+/**
+ * Whether this node's replica of a range is out of the range: its own
+ * membership leaves this node out, or the meta table lists the range at a
+ * newer membership that does. Another holder serves its keys meanwhile.
+ */
 function movedAway(here: RangeDescriptor | undefined, listed: RangeDescriptor | undefined, self: NodeId): boolean {
   if (here === undefined || listed === undefined || listed.replicas.some((r) => r.nodeId === self)) return false;
+  if (!here.replicas.some((r) => r.nodeId === self)) return true;
   return listed.epoch.confVersion > here.epoch.confVersion && listed.epoch.version >= here.epoch.version;
 }
 
