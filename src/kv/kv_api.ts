@@ -79,8 +79,8 @@ const ROUTING_FAILURES: ReadonlySet<string> = new Set(['TIMEOUT', 'NOT_LEADER', 
 export const MAX_PREFETCH_ROUNDS = 70;
 
 /**
- * The key-value operations the client APIs (etcd gRPC, the native protocol)
- * serve, on one node: writes go through Raft, reads are linearizable unless
+ * The key-value operations the client APIs (the etcd API, the native protocol,
+ * the simulator's clients) serve, on one node: writes go through Raft, reads are linearizable unless
  * serializable is asked for. Errors are TesseraErrors: MVCC's refusal codes
  * (compacted, future revision, …) for refused requests, 'NOT_LEADER' when the
  * proposal was certainly not accepted, and 'TIMEOUT' when the outcome is unknown.
