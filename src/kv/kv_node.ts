@@ -85,8 +85,10 @@ export interface KvNodeOptions {
   readonly onReplicaCollected?: (rangeId: RangeId, why: string) => void;
 }
 
-/** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
+/** How often a node looks for replicas it should no longer have (see collectReplicas), besides when routing changes. */
 export const REPLICA_GC_INTERVAL_MS = 1_000;
+/** How often a node tells every member it is alive (announceLiveness); `--dead-after-ms` should be several times this. */
+export const LIVENESS_ANNOUNCE_MS = 250;
 
 /** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
 export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
@@ -136,6 +138,7 @@ export class KvNode {
   private readonly merging = new Set<RangeId>();
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
+  private nextAnnounceMs = 0;
   private gcGeneration = -1;
   /** When this node last asked a range's leader whether it is still a member (askMembership). */
   private readonly askedAtMs = new Map<RangeId, number>();
@@ -584,17 +587,14 @@ export class KvNode {
    */
   private collectReplicas(): void {
     const nowMs = this.o.timers.nowMs();
+    this.announceLiveness(nowMs);
     const due = nowMs >= this.nextReplicaGcMs;
     // Also as soon as the routing changes (a meta-table update, a snapshot): a node back from a crash
     // learns there that a range moved away, and its replica would otherwise serve nobody for a second.
     if (!due && this.router.generation === this.gcGeneration) return;
     this.gcGeneration = this.router.generation;
     const self = this.o.nodeId;
-    if (due) {
-      this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
-      const meta = this.store.replica(META_RANGE);
-      for (const id of meta?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
-    }
+    if (due) this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
     const table = new Map((this.stateMachine.metaTable?.all() ?? []).map((d) => [d.rangeId, d]));
     for (const rangeId of this.store.rangeIds()) {
       const replica = this.store.replica(rangeId);
@@ -621,6 +621,19 @@ export class KvNode {
       this.store.removeReplica(rangeId);
     }
     for (const rangeId of this.store.takeSnapshotBlockers()) this.askMembership(rangeId, table.get(rangeId), nowMs);
+  }
+
+  /**
+   * Every LIVENESS_ANNOUNCE_MS, tells every voter of range 1 this node is
+   * alive: placement counts a member silent for `--dead-after-ms` as dead,
+   * and a quiet cluster's nodes would otherwise hear nothing from each other
+   * (quiesced ranges send no heartbeats, ADR 0010).
+   */
+  private announceLiveness(nowMs: number): void {
+    if (nowMs < this.nextAnnounceMs) return;
+    this.nextAnnounceMs = nowMs + LIVENESS_ANNOUNCE_MS;
+    const self = this.o.nodeId;
+    for (const id of this.store.replica(META_RANGE)?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
   }
 
   /**
