@@ -122,6 +122,9 @@ test('forward: a hostile peer\'s call is answered INVALID_ARGUMENT and never rea
   assert.equal((decodeReply('txn', packr.pack({ ok: true, value: { succeeded: true, responses: [{ type: 'put', put: { revision: -4 } }], revision: 2 } })) as TesseraError).code, 'RANGE_UNAVAILABLE');
   assert.equal((decodeReply('current', packr.pack({ ok: true, value: 2 ** 60 })) as TesseraError).code, 'RANGE_UNAVAILABLE');
   assert.equal(decodeReply('current', packr.pack({ ok: true, value: 42 })), 42);
+  assert.deepEqual(decodeReply('members', packr.pack({ ok: true, value: [1, 5, 9] })), [1, 5, 9]);
+  assert.equal((decodeReply('members', packr.pack({ ok: true, value: [1, -2] })) as TesseraError).code, 'RANGE_UNAVAILABLE');
+  assert.equal((decodeReply('members', packr.pack({ ok: true, value: Array.from({ length: 65 }, (_, i) => i + 1) })) as TesseraError).code, 'RANGE_UNAVAILABLE');
   assert.equal(typeof decodeOp(packr.pack({ op: 'txn', request: { compare: [], success: [], failure: [] } })), 'object');
   void a;
 });

@@ -4,6 +4,7 @@ import type { KeyValue, RangeOptions, RangeResult, ResponseOp, TxnRequest, TxnRe
 import type { NodeId } from '../raft/index.js';
 import { rangeOptionsProblem, txnRequestProblem } from './commands.js';
 import type { RangeId } from './keys.js';
+import { MAX_RANGE_REPLICAS } from './range_map.js';
 
 /**
  * Requests for ranges this node holds no replica of (issue 13: "requests
@@ -25,10 +26,12 @@ export type ForwardOp =
   /** A part of a read over many ranges: the range closed at `options.revision` (> 0), then read at it. */
   | { readonly op: 'read-at'; readonly options: RangeOptions }
   /** The range closed at `revision`, then compacted at it (etcd's Compact over many ranges). */
-  | { readonly op: 'compact'; readonly revision: number };
+  | { readonly op: 'compact'; readonly revision: number }
+  /** The range's members as its leader knows them (replica GC asks before dropping a replica, ADR 0012). */
+  | { readonly op: 'members' };
 
-/** What answers an op: a RangeResult, a TxnResponse, or a revision (`current`, `compact`). */
-export type ForwardValue = RangeResult | TxnResponse | number;
+/** What answers an op: a RangeResult, a TxnResponse, a revision (`current`, `compact`), or node ids (`members`). */
+export type ForwardValue = RangeResult | TxnResponse | number | readonly number[];
 
 /** A node-level message between forwarders: a call on a range, or its reply (a packed ForwardOp or outcome). */
 export type ForwardMessage =
@@ -173,6 +176,8 @@ export function decodeOp(body: Uint8Array): ForwardOp | string {
     }
     case 'compact':
       return Number.isSafeInteger(v['revision']) && (v['revision'] as number) > 0 ? { op: 'compact', revision: v['revision'] as number } : 'compact revision';
+    case 'members':
+      return { op: 'members' };
     default:
       return 'unknown op';
   }
@@ -202,6 +207,8 @@ export function decodeReply(op: ForwardOp['op'], body: Uint8Array): ForwardValue
     case 'current':
     case 'compact':
       return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : malformed('revision');
+    case 'members':
+      return Array.isArray(value) && value.length <= MAX_RANGE_REPLICAS && value.every((id) => Number.isSafeInteger(id) && (id as number) > 0) ? (value as number[]) : malformed('members');
   }
 }
 

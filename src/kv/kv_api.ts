@@ -27,6 +27,7 @@ import type { CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import { PROPOSAL_RETRY_MS, RequestRunner } from './requests.js';
 import type { RoutableRange, RoutedSpan, Router } from './router.js';
 import type { Store } from './store.js';
+import type { Sabotage } from '../raft/sabotage.js';
 
 /** How long a proposal or linearizable read may wait before it fails with an unknown outcome. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7_000;
@@ -54,6 +55,10 @@ export interface KvApiOptions {
    * none (ADR 0012). Absent: every request goes to `rangeId`.
    */
   readonly ranges?: { readonly router: Router; readonly forwarder?: Forwarder; stateMachineOf(rangeId: RangeId): MvccStateMachine };
+  /** Deliberate bugs, for the simulator only (sabotage.ts). */
+  readonly sabotage?: Sabotage;
+  /** Told of each request forwarded to another node that failed there or got no answer (the server logs them). */
+  readonly onForwardFailed?: (event: { readonly rangeId: RangeId; readonly to: number; readonly op: string; readonly code: string; readonly message: string; readonly ms: number }) => void;
   /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
   readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
@@ -64,18 +69,26 @@ export const MAX_REROUTES = 8;
 /** A forwarded request waits this much longer than the request timeout, so the serving node's own deadline answers first. */
 export const FORWARD_GRACE_MS = 1_000;
 
+/** Ranges whose preferred holder is remembered at most (forward); past it the memory starts again. */
+export const MAX_FORWARD_CURSORS = 100_000;
+
+/** Failures of the holder asked, not of the request: the next forward asks another. */
+const ROUTING_FAILURES: ReadonlySet<string> = new Set(['TIMEOUT', 'NOT_LEADER', 'RANGE_UNAVAILABLE', 'RANGE_MISMATCH', 'RESOURCE_EXHAUSTED', 'CLOSED', 'STORAGE_FAILED']);
+
 /** Rounds of reads a read-only txn over ranges other nodes hold may need (each nesting level of a txn can add one). */
 export const MAX_PREFETCH_ROUNDS = 70;
 
 /**
- * The key-value operations the client APIs (etcd gRPC, the native protocol)
- * serve, on one node: writes go through Raft, reads are linearizable unless
+ * The key-value operations the client APIs (the etcd API, the native protocol,
+ * the simulator's clients) serve, on one node: writes go through Raft, reads are linearizable unless
  * serializable is asked for. Errors are TesseraErrors: MVCC's refusal codes
  * (compacted, future revision, …) for refused requests, 'NOT_LEADER' when the
  * proposal was certainly not accepted, and 'TIMEOUT' when the outcome is unknown.
  */
 export class KvApi {
   private seq = 0;
+  /** Per range only other nodes hold: which of its holders to forward to first (see forward). */
+  private readonly forwardCursor = new Map<RangeId, number>();
   private readonly requests: RequestRunner;
 
   private readonly timers: Timers;
@@ -207,7 +220,26 @@ export class KvApi {
     const forwarder = this.o.ranges?.forwarder;
     const holders = span.remote ?? [];
     if (forwarder === undefined || holders.length === 0) return Promise.reject(new TesseraError('RANGE_UNAVAILABLE', `range ${span.rangeId} is on other nodes, and this node cannot reach them`));
-    return forwarder.call(holders[attempt % holders.length]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS);
+    // The holder that answered last, else the next one after a holder that failed: a holder whose
+    // replica cannot serve (no leader, behind, moved) is not asked again and again.
+    const at = ((this.forwardCursor.get(span.rangeId) ?? 0) + attempt) % holders.length;
+    const startMs = this.timers.nowMs();
+    return forwarder.call(holders[at]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS).then(
+      (value) => {
+        this.remember(span.rangeId, at);
+        return value;
+      },
+      (error: unknown) => {
+        if (isTesseraError(error) && ROUTING_FAILURES.has(error.code)) this.remember(span.rangeId, at + 1);
+        if (isTesseraError(error)) this.o.onForwardFailed?.({ rangeId: span.rangeId, to: holders[at]!, op: op.op, code: error.code, message: error.message, ms: this.timers.nowMs() - startMs });
+        throw error;
+      },
+    );
+  }
+
+  private remember(rangeId: RangeId, at: number): void {
+    if (this.forwardCursor.size >= MAX_FORWARD_CURSORS) this.forwardCursor.clear();
+    this.forwardCursor.set(rangeId, at);
   }
 
   /** Before routing again a request that met a range elsewhere: the meta table this node routes by may lag a moment behind. */
@@ -459,7 +491,8 @@ export class KvApi {
   private async serveForwarded(rangeId: RangeId, op: ForwardOp): Promise<ForwardValue> {
     switch (op.op) {
       case 'range':
-        return this.range(op.options, op.serializable, true);
+        // The deliberate bug: a forwarded linearizable read served without its read barrier.
+        return this.range(op.options, op.serializable || this.o.sabotage?.has('forward-read-skips-barrier') === true, true);
       case 'txn':
         return this.txn(op.request, true);
       case 'current':
@@ -475,6 +508,13 @@ export class KvApi {
       case 'compact':
         this.heldHere(rangeId, undefined);
         return this.compactHere(rangeId, op.revision);
+      case 'members': {
+        // Only the leader knows the membership for sure (a follower may not have heard of a change).
+        const raft = this.o.store.replica(rangeId)?.raw.raft;
+        if (raft === undefined || raft.state !== 'leader') throw new TesseraError('NOT_LEADER', `this node does not lead range ${rangeId}`);
+        const c = raft.trk.config;
+        return [...new Set([...c.voters[0], ...c.voters[1], ...c.learners, ...c.learnersNext])];
+      }
     }
   }
 

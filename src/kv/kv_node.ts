@@ -30,6 +30,8 @@ export const META_RANGE: RangeId = 1;
 
 /** How often a node compares the meta table with the descriptors of the ranges it leads (repairMetaTable). */
 export const META_REPAIR_INTERVAL_MS = 1_000;
+/** The next round after one that proposed a repair (one entry a round), or after a membership change this node led. */
+export const META_REPAIR_SOON_MS = 50;
 
 /** How often the metadata range's leader looks for keys in other ranges whose lease is gone (see sweepLeaseKeys). */
 export const LEASE_SWEEP_INTERVAL_MS = 500;
@@ -83,8 +85,10 @@ export interface KvNodeOptions {
   readonly onReplicaCollected?: (rangeId: RangeId, why: string) => void;
 }
 
-/** How often a node looks for replicas it should no longer have (see collectReplicas), and tells every member it is alive. */
+/** How often a node looks for replicas it should no longer have (see collectReplicas), besides when routing changes. */
 export const REPLICA_GC_INTERVAL_MS = 1_000;
+/** How often a node tells every member it is alive (announceLiveness); `--dead-after-ms` should be several times this. */
+export const LIVENESS_ANNOUNCE_MS = 250;
 
 /** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
 export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
@@ -134,7 +138,10 @@ export class KvNode {
   private readonly merging = new Set<RangeId>();
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
+  private nextAnnounceMs = 0;
   private gcGeneration = -1;
+  /** When this node last asked a range's leader whether it is still a member (askMembership). */
+  private readonly askedAtMs = new Map<RangeId, number>();
   /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
   private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
@@ -299,13 +306,17 @@ export class KvNode {
   private routableRanges(): RoutableRange[] {
     const held: RoutableRange[] = [];
     const frozen = new Set<RangeId>();
+    const table = this.stateMachine.metaTable?.all() ?? [];
+    const byId = new Map(table.map((d) => [d.rangeId, d]));
     for (const id of this.store.rangeIds()) {
       const sm = this.machines.get(id);
       const bounds = sm?.bounds;
       if (sm?.frozen !== undefined) frozen.add(id);
-      else if (bounds !== undefined) held.push({ rangeId: id, bounds });
+      // A replica the table shows moved off this node (one that missed its removal while down) is
+      // served by the range's members meanwhile, until replica GC drops it.
+      else if (bounds !== undefined && !movedAway(sm?.descriptor, byId.get(id), this.o.nodeId)) held.push({ rangeId: id, bounds });
     }
-    return [...held, ...remoteRanges({ held, table: this.stateMachine.metaTable?.all() ?? [], frozen, self: this.o.nodeId })];
+    return [...held, ...remoteRanges({ held, table, frozen, self: this.o.nodeId })];
   }
 
   /**
@@ -446,7 +457,10 @@ export class KvNode {
     if (why === 'repair') this.metaUpdating = true;
     const encoded = descriptors.map((d) => encodeDescriptor(d));
     this.requests.propose((requestId) => encodeCommand({ kind: 'meta-update', requestId, descriptors: encoded }), () => {
-      if (why === 'repair') this.metaUpdating = false;
+      if (why !== 'repair') return;
+      this.metaUpdating = false;
+      // A round repairs one entry: while some were stale, the next round comes soon.
+      this.nextMetaRepairMs = Math.min(this.nextMetaRepairMs, this.o.timers.nowMs() + META_REPAIR_SOON_MS);
     }, META_RANGE);
   }
 
@@ -573,17 +587,14 @@ export class KvNode {
    */
   private collectReplicas(): void {
     const nowMs = this.o.timers.nowMs();
+    this.announceLiveness(nowMs);
     const due = nowMs >= this.nextReplicaGcMs;
     // Also as soon as the routing changes (a meta-table update, a snapshot): a node back from a crash
     // learns there that a range moved away, and its replica would otherwise serve nobody for a second.
     if (!due && this.router.generation === this.gcGeneration) return;
     this.gcGeneration = this.router.generation;
     const self = this.o.nodeId;
-    if (due) {
-      this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
-      const meta = this.store.replica(META_RANGE);
-      for (const id of meta?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
-    }
+    if (due) this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
     const table = new Map((this.stateMachine.metaTable?.all() ?? []).map((d) => [d.rangeId, d]));
     for (const rangeId of this.store.rangeIds()) {
       const replica = this.store.replica(rangeId);
@@ -601,16 +612,87 @@ export class KvNode {
         why = 'never set up, and not listed for this node';
       } else {
         this.uninitializedSinceMs.delete(rangeId);
-        const cs = replica.currentConfState();
-        const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
-        const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
-        if (member && !newerWithout) continue;
-        why = member ? `the meta table lists it at ${listed?.epoch.version}.${listed?.epoch.confVersion} without this node (here ${d.epoch.version}.${d.epoch.confVersion})` : 'its configuration no longer has this node';
+        const decided = this.removalReason(rangeId, listed, listedHere, nowMs);
+        if (decided === undefined) continue;
+        why = decided;
       }
       this.uninitializedSinceMs.delete(rangeId);
       this.o.onReplicaCollected?.(rangeId, why);
       this.store.removeReplica(rangeId);
     }
+    for (const rangeId of this.store.takeSnapshotBlockers()) this.askMembership(rangeId, table.get(rangeId), nowMs);
+  }
+
+  /**
+   * Every LIVENESS_ANNOUNCE_MS, tells every voter of range 1 this node is
+   * alive: placement counts a member silent for `--dead-after-ms` as dead,
+   * and a quiet cluster's nodes would otherwise hear nothing from each other
+   * (quiesced ranges send no heartbeats, ADR 0010).
+   */
+  private announceLiveness(nowMs: number): void {
+    if (nowMs < this.nextAnnounceMs) return;
+    this.nextAnnounceMs = nowMs + LIVENESS_ANNOUNCE_MS;
+    const self = this.o.nodeId;
+    for (const id of this.store.replica(META_RANGE)?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
+  }
+
+  /**
+   * Asks the leader of range `rangeId`, through the nodes the meta table
+   * lists for it, whether this node is still a member, and drops this
+   * node's replica if not. The leader's configuration is the one sure
+   * answer: the table may lag a re-addition, and this replica may have
+   * missed its removal (CockroachDB's replica GC asks the range too). An
+   * addition after the answer reaches this node as a learner, which a
+   * snapshot sets up again. At most one question per range every
+   * REPLICA_GC_INTERVAL_MS.
+   */
+  private askMembership(rangeId: RangeId, listed: RangeDescriptor | undefined, nowMs: number): void {
+    if (listed === undefined || rangeId === META_RANGE || (this.askedAtMs.get(rangeId) ?? -Infinity) > nowMs - REPLICA_GC_INTERVAL_MS) return;
+    const holders = listed.replicas.map((r) => r.nodeId).filter((id) => id !== this.o.nodeId);
+    if (holders.length === 0) return;
+    this.askedAtMs.set(rangeId, nowMs);
+    const ask = (i: number): void => {
+      if (i >= holders.length) return;
+      this.forwarder.call(holders[i] as NodeId, rangeId, { op: 'members' }, this.o.requestTimeoutMs).then(
+        (value) => {
+          const members = value as readonly number[];
+          const replica = this.store.replica(rangeId);
+          if (members.includes(this.o.nodeId) || replica === undefined || replica.raw.raft.state === 'leader') return;
+          this.o.onReplicaCollected?.(rangeId, `its leader (on node ${holders[i]}) lists members ${members.join(',')} without this node`);
+          this.store.removeReplica(rangeId);
+        },
+        () => ask(i + 1),
+      );
+    };
+    ask(0);
+  }
+
+  /**
+   * Why this node's initialized replica of `rangeId` goes, or undefined: a
+   * replica dropped while still a voter would lose entries it acknowledged,
+   * so each rule is sure. (1) Its own log, applied to its end, leaves it out
+   * of the configuration: the leader counts no acknowledgement of it since,
+   * and an addition after would reach it as a learner first. (2) The meta
+   * table lists the range at a newer membership without it: the table may
+   * lag a re-addition, so the range's leader is asked (askMembership).
+   */
+  private removalReason(rangeId: RangeId, listed: RangeDescriptor | undefined, listedHere: boolean, nowMs: number): string | undefined {
+    const replica = this.store.replica(rangeId);
+    const d = this.machines.get(rangeId)?.descriptor;
+    if (replica === undefined || d === undefined) return undefined;
+    const self = this.o.nodeId;
+    const cs = replica.currentConfState();
+    const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
+    const raft = replica.raw.raft;
+    // Not while the table lists this node: it was added again, and its leader is bringing it up to date.
+    if (!member && !listedHere && replica.appliedIndex() >= raft.raftLog.lastIndex()) {
+      return 'its configuration no longer has this node';
+    }
+    const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
+    // The table says it moved, or its own configuration does (with entries it may never apply: a
+    // removed replica hears no more commits): the range's leader says for sure (askMembership).
+    if (newerWithout || (!member && !listedHere)) this.askMembership(rangeId, listed, nowMs);
+    return undefined;
   }
 
   /**
@@ -683,7 +765,10 @@ export class KvNode {
   private feedWatches(rangeId: RangeId, applied: Applied): void {
     const result = applied.result as CommandResult | undefined;
     // A split or a merge changes bounds; a freeze takes the range out of routing (routableRanges).
-    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update') this.router.invalidate();
+    // A leader's membership change reaches the meta table at the next repair round, at once.
+    if (applied.entry.type === 'conf-change' && rangeId !== META_RANGE && this.store.replica(rangeId)?.raw.raft.state === 'leader') this.nextMetaRepairMs = 0;
+    // A membership change too: a replica the meta table shows moved away is not routed to (movedAway).
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update' || applied.entry.type === 'conf-change') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
@@ -708,6 +793,17 @@ function remoteRanges(o: { held: readonly RoutableRange[]; table: readonly Range
     if (remote.length > 0) out.push({ rangeId: d.rangeId, bounds: { start: d.start, end: d.end }, remote });
   }
   return out;
+}
+
+/**
+ * Whether this node's replica of a range is out of the range: its own
+ * membership leaves this node out, or the meta table lists the range at a
+ * newer membership that does. Another holder serves its keys meanwhile.
+ */
+function movedAway(here: RangeDescriptor | undefined, listed: RangeDescriptor | undefined, self: NodeId): boolean {
+  if (here === undefined || listed === undefined || listed.replicas.some((r) => r.nodeId === self)) return false;
+  if (!here.replicas.some((r) => r.nodeId === self)) return true;
+  return listed.epoch.confVersion > here.epoch.confVersion && listed.epoch.version >= here.epoch.version;
 }
 
 /** Whether `d` overlaps any of `sorted` (by start, disjoint): a binary search for the last one starting before d's end. */

@@ -225,6 +225,18 @@ export class Store {
   private readonly silentTicks = new Map<NodeId, number>();
   /** Ticks counted since this node started (see silentTicksOf). */
   private tickCount = 0;
+  /** Replicas whose bounds kept a snapshot of another range out, since takeSnapshotBlockers. */
+  private readonly snapshotBlockers = new Set<RangeId>();
+
+  /** The replicas that refused room to another range's snapshot since the last call (see snapshotFits). */
+  takeSnapshotBlockers(): RangeId[] {
+    const out = [...this.snapshotBlockers];
+    this.snapshotBlockers.clear();
+    return out;
+  }
+
+  /** Replicas to drop at the start of the next turn (removeReplica). */
+  private readonly pendingRemovals = new Set<RangeId>();
   /** rangeIds() until a range opens or closes. */
   private sortedIds: RangeId[] | undefined;
   /**
@@ -477,7 +489,11 @@ export class Store {
       if (other === replica) continue;
       const b = other.stateMachine.bounds;
       if (b === undefined || !boundsOverlap(b, bounds)) continue;
-      if (!mergedInto(b, bounds)) return false;
+      if (!mergedInto(b, bounds)) {
+        // Placement may have moved that range off this node while it was down: replica GC asks (KvNode.collectReplicas).
+        this.snapshotBlockers.add(other.rangeId);
+        return false;
+      }
       absorbed.push(other);
     }
     // Ranges the snapshot's range took over by merges this node never applied (its replica of the
@@ -577,12 +593,31 @@ export class Store {
    * the client API routes again, to the nodes that hold the range now.
    */
   removeReplica(rangeId: RangeId): void {
+    if (!this.replicas.has(rangeId)) return;
+    // At the start of a turn, with none in flight: a turn's apply of this replica may be waiting for its sync.
+    this.pendingRemovals.add(rangeId);
+    this.requestLoop();
+  }
+
+  /** Removes the replicas removeReplica asked for; only between turns. */
+  private removePending(): void {
+    for (const rangeId of [...this.pendingRemovals]) {
+      this.pendingRemovals.delete(rangeId);
+      this.removeNow(rangeId);
+    }
+  }
+
+  private removeNow(rangeId: RangeId): void {
     const replica = this.replicas.get(rangeId);
     if (replica === undefined) return;
     const batch = this.o.engine.newBatch();
     // A replica never set up holds no keys: restoring its empty state would clear every key (it has no bounds).
     if (replica.stateMachine.bounds !== undefined) replica.stateMachine.restore(batch, new Uint8Array(0));
+    const hard = replica.raw.raft;
     this.deleteRangeState(batch, rangeId);
+    // Its term and vote stay (with an empty log, nothing committed), as for a replica made for a peer's
+    // message: should the range come back here, this node never votes twice in one term.
+    batch.put(keys.hardState(rangeId), encodeHardState({ term: hard.term, vote: hard.vote, commit: 0 }));
     this.stage(batch);
     const moved = new TesseraError('RANGE_MISMATCH', `range ${rangeId} moved off this node`);
     this.closeReplica(rangeId, new TesseraError('TIMEOUT', `range ${rangeId} moved off this node while a proposal was in flight; its outcome is unknown`), moved);
@@ -948,6 +983,7 @@ export class Store {
     this.proposeQueued();
     this.readQueued();
     if (this.writing) return;
+    if (this.pendingRemovals.size > 0) this.removePending();
     const turns: Turn[] = [];
     for (const id of this.activeRangeIds()) {
       const replica = this.replicas.get(id);

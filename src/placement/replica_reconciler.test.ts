@@ -22,6 +22,10 @@ test('nextStep: a range follows range 1: add as learner, promote once caught up,
   assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), roles({ 2: 'voter', 3: 'voter' }), 1, all)), 'transfer 2', 'the leader hands over before it is removed');
   // Additions come before removals, so a replacement never leaves the range with fewer replicas than it had.
   assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, all)), 'add-learner 5');
+  // A voter leaves only once its replacement votes; a learner may leave any time.
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'learner' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, none)), 'none');
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'learner', 5: 'learner' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, none)), 'remove-node 3');
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'voter' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, none)), 'remove-node 3');
 });
 
 const ids = (m: ReadonlyMap<number, Role>): string => [...m.keys()].sort((a, b) => a - b).join(',');

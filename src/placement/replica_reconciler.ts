@@ -52,6 +52,12 @@ export class ReplicaReconciler {
   private readonly followUp = new Set<RangeId>();
   private countedAt = 0;
   private lastBalanceTick = -BALANCE_EVERY_TICKS;
+  private balancing = true;
+
+  /** No more balancing moves from now on (repairs go on): the simulator's quiet period wants none. */
+  stopBalancing(): void {
+    this.balancing = false;
+  }
 
   constructor(private readonly o: ReplicaReconcilerOptions) {}
 
@@ -108,7 +114,7 @@ export class ReplicaReconciler {
    */
   private placementGoal(current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
     const replicas = this.o.replicas ?? 0;
-    const allowBalance = this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
+    const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
     const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
     if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
@@ -238,8 +244,11 @@ export function nextStep(current: ReadonlyMap<NodeId, Role>, target: ReadonlyMap
   const ids = (m: ReadonlyMap<NodeId, Role>): NodeId[] => [...m.keys()].sort((a, b) => a - b);
   for (const id of ids(target)) if (!current.has(id)) return single('add-learner', id);
   for (const id of ids(target)) if (target.get(id) === 'voter' && current.get(id) === 'learner' && caughtUp(id)) return single('add-node', id);
+  // A voter goes only once every voter-to-be votes: a replacement never leaves the range with fewer voters.
+  const promoting = ids(target).some((id) => target.get(id) === 'voter' && current.get(id) !== 'voter');
   for (const id of ids(current)) {
     if (target.has(id)) continue;
+    if (promoting && current.get(id) === 'voter') continue;
     if (id !== self) return single('remove-node', id);
     const other = ids(current).find((v) => v !== self && current.get(v) === 'voter' && target.get(v) === 'voter');
     if (other !== undefined) return { kind: 'transfer', to: other };

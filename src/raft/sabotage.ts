@@ -24,7 +24,8 @@ export type BugName =
   | 'snapshot-over-newer-descriptor'
   | 'watch-ignores-watermark'
   | 'quiesce-keeps-lease'
-  | 'quiesce-ignores-leader-death';
+  | 'quiesce-ignores-leader-death'
+  | 'forward-read-skips-barrier';
 
 export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'commit-old-term': 'a new leader commits earlier-term entries by counting replicas, without first committing a no-op of its own term (Raft §5.4.2, Figure 8)',
@@ -47,6 +48,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",
   'quiesce-keeps-lease': "a leader that quiesces keeps its lease, whose clock (the leader's ticks) stops while it is quiet, so when a read wakes it the lease still looks valid however long it slept",
   'quiesce-ignores-leader-death': "followers of a quiesced range never wake when their leader's node falls silent (the store's liveness check is skipped), so a range whose leader died stays leaderless until a request or a peer's message reaches one of them",
+  'forward-read-skips-barrier': "a node serving a linearizable read another node forwarded to it (placement: the first node holds no replica of the range) skips the read barrier and answers from its own replica, which may be behind",
 };
 
 export const BUG_NAMES: readonly BugName[] = Object.keys(BUG_DESCRIPTIONS) as BugName[];

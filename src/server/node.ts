@@ -399,6 +399,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     load: kvNode.load,
     ranges: kvNode,
     onRequest: (rangeId, interval) => splits.record(rangeId, interval),
+    onForwardFailed: (e) => log.info(e, 'a request forwarded to another node failed'),
   });
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
@@ -589,6 +590,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     rng: new SeededRng(randomInt(0, 2 ** 47)),
     timers,
     placement: r.replicas > 0,
+    onReplicaCollected: (rangeId, why) => p.log.info({ rangeId, why }, 'dropped a replica placement moved away'),
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,

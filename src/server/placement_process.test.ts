@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
+import { writeFileSync } from 'node:fs';
 import { etcdctl, etcdctlMissing } from './etcd/testing.testlib.js';
 import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
@@ -146,6 +147,8 @@ test('real processes: --replicas 3 on 4 nodes places each range on 3 of them; ev
     assert.deepEqual(cluster.unexpectedExits, []);
   } catch (error) {
     note(cluster.unexpectedExits.join('\n'));
+    // For a failure's post-mortem: every node's log, when asked for.
+    if (process.env['TESSERA_TEST_LOGS'] !== undefined) writeFileSync(process.env['TESSERA_TEST_LOGS'], cluster.logs());
     throw error;
   } finally {
     await cluster.destroy();

@@ -109,7 +109,7 @@ export class NodeProcess {
       '--tick-ms', String(PROC_TIMING.tickMs),
       '--election-ticks', String(PROC_TIMING.electionTicks),
       '--heartbeat-ticks', String(PROC_TIMING.heartbeatTicks),
-      '--log-level', 'warn',
+      '--log-level', process.env['TESSERA_TEST_LOG_LEVEL'] ?? 'warn',
       ...(spec.initialCluster === undefined ? [] : ['--initial-cluster', spec.initialCluster]),
       ...(spec.token === undefined ? [] : ['--initial-cluster-token', spec.token]),
       ...(spec.extraArgs ?? []),

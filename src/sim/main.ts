@@ -25,11 +25,12 @@ const program = new Command('sim')
   .option('--faults <list>', `comma-separated faults to enable (default all: ${ALL_FAULTS.join(',')})`)
   .option('--progress', 'print a line per 50 seeds')
   .option('--quiesce-after-ticks <n>', 'idle ticks before a range quiesces (default 2-4 from the seed; 0: never)', (v: string) => Number(v))
+  .option('--replicas <n>', 'replicas per data range in every seed (default: 3 in some seeds with splits and 5 or 7 nodes, else every member; 0: every member)', (v: string) => Number(v))
   .parse();
 
 const opts = program.opts<{
   seeds: number; start: number; seed?: number; trace?: boolean; bug?: string; allSeeds?: boolean;
-  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean; quiesceAfterTicks?: number;
+  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean; quiesceAfterTicks?: number; replicas?: number;
 }>();
 
 if (opts.listBugs === true) {
@@ -59,6 +60,10 @@ if (opts.nodes !== undefined && nodeCount === undefined) {
   console.error('--nodes must be 3, 5 or 7');
   process.exit(2);
 }
+if (opts.replicas !== undefined && !(Number.isSafeInteger(opts.replicas) && opts.replicas >= 0)) {
+  console.error('--replicas must be an integer >= 0');
+  process.exit(2);
+}
 if (opts.quiesceAfterTicks !== undefined && !(Number.isSafeInteger(opts.quiesceAfterTicks) && opts.quiesceAfterTicks >= 0)) {
   console.error('--quiesce-after-ticks must be an integer >= 0');
   process.exit(2);
@@ -68,6 +73,8 @@ const overrides = {
   ...(faults === undefined ? {} : { faults }),
   ...(nodeCount === undefined ? {} : { nodeCount }),
   ...(opts.quiesceAfterTicks === undefined ? {} : { quiesceAfterTicks: opts.quiesceAfterTicks }),
+  // Placement needs splits to have ranges to place.
+  ...(opts.replicas === undefined ? {} : { replicas: opts.replicas, ...(opts.replicas > 0 ? { splits: true } : {}) }),
 };
 
 if (opts.seed !== undefined) {

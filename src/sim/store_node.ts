@@ -169,6 +169,7 @@ export class SimStoreNode {
       leaseKeeper: this.kv.leaseKeeper,
       requests: this.kv.requests,
       ranges: this.kv,
+      sabotage: env.sabotage,
     });
     this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
   }
@@ -220,6 +221,7 @@ export class SimStoreNode {
   /** Stops moving leaderships to balance them: the convergence check wants a quiet cluster. */
   stopBalancing(): void {
     this.balancing = false;
+    this.reconciler.stopBalancing();
   }
 
   /** `tessera node decommission` of this node: it drains, then the cluster removes it. */

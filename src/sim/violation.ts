@@ -60,4 +60,6 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   'quiesce-keeps-lease': ['linearizability'],
   // A range whose leader died while it was quiet stays leaderless: caught by the simulator's last phase (quiesced failover).
   'quiesce-ignores-leader-death': ['liveness'],
+  // A follower behind its leader answers a read forwarded to it with a value older than an acknowledged write.
+  'forward-read-skips-barrier': ['linearizability'],
 };

@@ -61,6 +61,17 @@ export function killAllNow(): void {
   }
 }
 
+/** On SIGINT or SIGTERM: every live cluster killed and its data removed, then exit 130. */
+export function cleanUpOnSignal(): void {
+  const onSignal = (): void => {
+    killAllNow();
+    for (const root of liveClusterRoots()) rmSync(root, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
 /** The data directories of the live clusters, for removal after killAllNow(). */
 export function liveClusterRoots(): string[] {
   return [...live].map((c) => c.root);

@@ -9,10 +9,9 @@
  * without quiescence. A benchmark, not a test: nothing fails on a figure.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { adminUrl } from '../admin_http.js';
-import { type Cluster, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
+import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, startCluster } from './clusters.js';
 import { processCpuMs } from './measure.js';
 
 interface IdleFlags {
@@ -120,13 +119,7 @@ const program = new Command()
   .option('--settle-s <s>', 'seconds at most to wait for quiet after the splits', nonNegativeInt, 60)
   .option('--setup-timeout-s <s>', 'seconds at most for the splits', nonNegativeInt, 1800)
   .action(async (flags: IdleFlags) => {
-    const onSignal = (): void => {
-      killAllNow();
-      for (const root of liveClusterRoots()) rmSync(root, { recursive: true, force: true });
-      process.exit(130);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    cleanUpOnSignal();
     await run(flags);
   });
 

@@ -12,13 +12,13 @@
  * a test: nothing fails on a figure.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { mkdirSync, rmdirSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminUrl } from '../admin_http.js';
 import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
-import { type Cluster, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
+import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, startCluster } from './clusters.js';
 import { KvChannel } from './client.js';
 import { machineLines, record } from './report.js';
 import { type CellResult, type KeySpace, runCell } from './workloads.js';
@@ -252,13 +252,7 @@ const program = new Command()
   .option('--no-record', 'do not append the results to docs/benchmarks.md')
   .option('--record-file <path>', 'where to append the results', DEFAULT_RECORD_PATH)
   .action(async (flags: ScaleFlags) => {
-    const onSignal = (): void => {
-      killAllNow();
-      for (const root of liveClusterRoots()) rmSync(root, { recursive: true, force: true });
-      process.exit(130);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    cleanUpOnSignal();
     await run(flags);
   });
 
