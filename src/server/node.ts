@@ -739,8 +739,9 @@ function nodeStatus(r: Resolved, id: NodeIdentity, store: Store, sm: MvccStateMa
     raftIndex: raft?.raftLog.lastIndex() ?? 0,
     commitIndex: raft?.raftLog.committed ?? 0,
     appliedIndex: replica?.appliedIndex() ?? 0,
-    revision: sm.mvcc.currentRevision,
-    compactRevision: sm.mvcc.compactedRevision,
+    // A joining node holds no state of range 1 until its first snapshot: nothing to read yet.
+    revision: sm.descriptor === undefined ? 0 : sm.mvcc.currentRevision,
+    compactRevision: sm.descriptor === undefined ? 0 : sm.mvcc.compactedRevision,
     members,
   };
 }

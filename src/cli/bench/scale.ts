@@ -69,18 +69,34 @@ function keySpace(keys: number, ranges: number, valueBytes: number): KeySpace {
   return { keys: list, value: randomBytes(valueBytes), randomKey: () => list[Math.floor(Math.random() * list.length)] as Buffer } as KeySpace;
 }
 
+/** Attempts per preload Put: under the CPU cap a Put may time out while placement moves replicas. */
+const PRELOAD_ATTEMPTS = 5;
+
 /** Puts every key once, one Put per request (the keys lie in many ranges; a Txn over several would be refused). */
-async function preload(cluster: Cluster, space: KeySpace): Promise<void> {
+async function preload(cluster: Cluster, space: KeySpace): Promise<number> {
   const channels = cluster.endpoints.map((e) => new KvChannel(e));
   await Promise.all(channels.map((c) => c.connect(10_000)));
   let next = 0;
+  let retries = 0;
+  const put = async (channel: KvChannel, key: Buffer): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await channel.put(key, space.value);
+      } catch (error) {
+        if (attempt >= PRELOAD_ATTEMPTS) throw error;
+        retries++;
+        await sleep(200);
+      }
+    }
+  };
   try {
     await Promise.all(
-      Array.from({ length: 64 }, async (_, w) => {
+      Array.from({ length: 32 }, async (_, w) => {
         const channel = channels[w % channels.length] as KvChannel;
-        while (next < space.keys.length) await channel.put(space.keys[next++] as Buffer, space.value);
+        while (next < space.keys.length) await put(channel, space.keys[next++] as Buffer);
       }),
     );
+    return retries;
   } finally {
     for (const c of channels) c.close();
   }
@@ -183,7 +199,8 @@ async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void
     const settleS = (Date.now() - t0) / 1000;
     log(`  ${nodes} nodes placed in ${settleS.toFixed(0)} s: ${p.ranges} ranges, replicas per node ${p.replicasPerNode.join('/')}, leaders ${p.leadersPerNode.join('/')}`);
     const space = keySpace(f.keys, f.ranges, f.valueBytes);
-    await preload(cluster, space);
+    const retried = await preload(cluster, space);
+    log(`  ${nodes} nodes preloaded ${f.keys} keys (${retried} puts retried)`);
     const cells: CellResult[] = [];
     for (const workload of ['put', 'get'] as const) {
       const cell = await runCell({ cluster, space, workload, concurrency: f.concurrency, warmupMs: f.warmupMs, durationMs: f.durationMs });
