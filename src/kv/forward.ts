@@ -54,7 +54,12 @@ export interface ForwarderOptions {
   readonly timers: Timers;
   /** Unique per start of the node, so a late reply to an earlier boot's call matches nothing. */
   readonly idPrefix: string;
+  /** The leader this node knows of for a range it holds, told to callers with each reply (0 or absent: none). */
+  readonly leaderOf?: (rangeId: RangeId) => NodeId | undefined;
 }
+
+/** Ranges whose leader a node remembers from replies at most; past it the memory starts again. */
+export const MAX_LEADER_HINTS = 100_000;
 
 // Maps, not records: a body must decode without state shared with the sender.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -77,11 +82,18 @@ const REPLY_CODES: ReadonlySet<string> = new Set<TesseraErrorCode>([
 export class Forwarder {
   private seq = 0;
   private serving = 0;
-  private readonly outstanding = new Map<string, { readonly op: ForwardOp['op']; readonly settle: (outcome: ForwardValue | TesseraError) => void }>();
+  private readonly outstanding = new Map<string, { readonly op: ForwardOp['op']; readonly rangeId: RangeId; readonly settle: (outcome: ForwardValue | TesseraError) => void }>();
   private handler: ForwardHandler | undefined;
+  /** Per range, the leader the last node that answered for it knew of. */
+  private readonly hints = new Map<RangeId, NodeId>();
   readonly stats = { calls: 0, served: 0, timeouts: 0, refused: 0 };
 
   constructor(private readonly o: ForwarderOptions) {}
+
+  /** The leader of a range another node named in its last reply for it, if any. */
+  leaderHint(rangeId: RangeId): NodeId | undefined {
+    return this.hints.get(rangeId);
+  }
 
   /** Whether a call is out or a peer's call is being served (the simulator runs promise continuations while so). */
   get busy(): boolean {
@@ -108,7 +120,7 @@ export class Forwarder {
         if (outcome instanceof TesseraError) reject(outcome);
         else resolve(outcome);
       };
-      this.outstanding.set(id, { op: op.op, settle });
+      this.outstanding.set(id, { op: op.op, rangeId, settle });
       this.o.send(to, { kind: 'call', id, rangeId, body: packr.pack(op) });
     });
   }
@@ -118,12 +130,19 @@ export class Forwarder {
     if (message.kind === 'call') return this.serve(from, message.id, message.rangeId, message.body);
     const waiting = this.outstanding.get(message.id);
     if (waiting === undefined) return; // timed out, or from an earlier boot
-    waiting.settle(decodeReply(waiting.op, message.body));
+    const { outcome, leader } = readReply(waiting.op, message.body);
+    if (leader !== undefined) {
+      if (this.hints.size >= MAX_LEADER_HINTS) this.hints.clear();
+      this.hints.set(waiting.rangeId, leader);
+    }
+    waiting.settle(outcome);
   }
 
   private serve(from: NodeId, id: string, rangeId: RangeId, body: Uint8Array): void {
-    const reply = (outcome: { ok: true; value: ForwardValue } | { ok: false; code: string; message: string }): void =>
-      this.o.send(from, { kind: 'reply', id, body: packr.pack(outcome) });
+    const reply = (outcome: { ok: true; value: ForwardValue } | { ok: false; code: string; message: string }): void => {
+      const leader = this.o.leaderOf?.(rangeId) ?? 0;
+      this.o.send(from, { kind: 'reply', id, body: packr.pack(leader > 0 ? { ...outcome, leader } : outcome) });
+    };
     const op = decodeOp(body);
     if (typeof op === 'string') return reply({ ok: false, code: 'INVALID_ARGUMENT', message: `malformed forwarded request: ${op}` });
     if (this.handler === undefined) return reply({ ok: false, code: 'RANGE_UNAVAILABLE', message: 'this node is not serving requests yet' });
@@ -185,12 +204,22 @@ export function decodeOp(body: Uint8Array): ForwardOp | string {
 
 /** A reply's outcome for an op of kind `op`, checked: a value of the wrong shape is refused, never handed on. */
 export function decodeReply(op: ForwardOp['op'], body: Uint8Array): ForwardValue | TesseraError {
+  return readReply(op, body).outcome;
+}
+
+/** A reply's outcome, and the range's leader it names (a positive safe integer), if any. */
+function readReply(op: ForwardOp['op'], body: Uint8Array): { readonly outcome: ForwardValue | TesseraError; readonly leader: NodeId | undefined } {
   let v: unknown;
   try {
     v = packr.unpack(body);
   } catch {
-    return malformed('not msgpack');
+    return { outcome: malformed('not msgpack'), leader: undefined };
   }
+  const leader = isObj(v) && Number.isSafeInteger(v['leader']) && (v['leader'] as number) > 0 ? (v['leader'] as number) : undefined;
+  return { outcome: outcomeOf(op, v), leader };
+}
+
+function outcomeOf(op: ForwardOp['op'], v: unknown): ForwardValue | TesseraError {
   if (!isObj(v) || typeof v['ok'] !== 'boolean') return malformed('not an outcome');
   if (!v['ok']) {
     const code = v['code'];

@@ -222,7 +222,10 @@ export class KvApi {
     if (forwarder === undefined || holders.length === 0) return Promise.reject(new TesseraError('RANGE_UNAVAILABLE', `range ${span.rangeId} is on other nodes, and this node cannot reach them`));
     // The holder that answered last, else the next one after a holder that failed: a holder whose
     // replica cannot serve (no leader, behind, moved) is not asked again and again.
-    const at = ((this.forwardCursor.get(span.rangeId) ?? 0) + attempt) % holders.length;
+    // The range's leader first when a holder named it (no second hop there), else the cursor.
+    const hint = forwarder.leaderHint(span.rangeId);
+    const hinted = hint === undefined ? -1 : holders.indexOf(hint);
+    const at = ((hinted >= 0 && attempt === 0 ? hinted : (this.forwardCursor.get(span.rangeId) ?? 0)) + attempt) % holders.length;
     const startMs = this.timers.nowMs();
     return forwarder.call(holders[at]!, span.rangeId, op, this.o.requestTimeoutMs + FORWARD_GRACE_MS).then(
       (value) => {

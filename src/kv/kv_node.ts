@@ -192,6 +192,7 @@ export class KvNode {
       timers: o.timers,
       idPrefix: o.requestIdPrefix,
       send: (to, message) => o.transport.sendForward?.(to, message),
+      leaderOf: (rangeId) => this.store.replica(rangeId)?.raw.raft.lead,
     });
     this.load = new LoadMeter(o.timers);
     this.leaseKeeper = new LeaseKeeper({

@@ -142,7 +142,11 @@ interface Placement {
   readonly problem: string | undefined;
 }
 
-/** Every range as its leader reports it (else as any holder does), and how even the nodes are. */
+/**
+ * Every range as its leader reports it (else as any holder does), and how
+ * even the nodes are: replicas within one of each other, and no node
+ * leading more than the mean plus one (the LeaderBalancer's own bound).
+ */
 async function placement(cluster: Cluster, f: ScaleFlags): Promise<Placement> {
   const byId = new Map<number, RangeInfo>();
   const answers = await Promise.all(cluster.members.map((m) => (m.adminEndpoint === undefined ? [] : rangesOf(m.adminEndpoint))));
@@ -164,7 +168,7 @@ async function placement(cluster: Cluster, f: ScaleFlags): Promise<Placement> {
           ? `replicas per node ${replicasPerNode.join('/')}`
           : ranges.some((r) => r.leader === null)
             ? 'a range without a leader'
-            : Math.max(...leadersPerNode) - Math.min(...leadersPerNode) > 2
+            : Math.max(...leadersPerNode) > ranges.length / names.length + 1
               ? `leaders per node ${leadersPerNode.join('/')}`
               : undefined;
   return { ranges: ranges.length, replicasPerNode, leadersPerNode, problem };
