@@ -99,7 +99,11 @@ export class RequestRunner {
     };
     const deadline = timers.after(requestTimeoutMs, () => {
       if (settled) return;
-      if (inFlight) store.abandon(requestId);
+      // An attempt that had not reached Raft yet (a loop turn late under load) certainly did not happen.
+      if (inFlight && store.abandon(requestId) === true) {
+        inFlight = false;
+        lastDrop ??= new TesseraError('NOT_LEADER', 'proposal timed out before it reached Raft');
+      }
       // The outcome is unknown, not failed, if an attempt may still commit.
       // Under the deliberate bug 'timeout-as-failure', an attempt in flight counts as certainly not done.
       const buggy = inFlight && this.o.sabotage?.has('timeout-as-failure') === true;

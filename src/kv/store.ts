@@ -895,12 +895,18 @@ export class Store {
   }
 
   /** Forgets a proposal whose caller gave up; a later apply then answers nobody. */
-  abandon(requestId: string): void {
+  /** Forgets a proposal; true when it had not reached Raft yet (still queued, or waiting for its revision), so it certainly did not happen. */
+  abandon(requestId: string): boolean {
+    let queued = false;
     for (const queue of [...this.queuedProposals.values(), ...this.awaitingStamp.values()]) {
       const i = queue.findIndex((q) => q.requestId === requestId);
-      if (i >= 0) queue.splice(i, 1);
+      if (i >= 0) {
+        queue.splice(i, 1);
+        queued = true;
+      }
     }
-    this.pendingProposals.delete(requestId);
+    const inRaft = this.pendingProposals.delete(requestId);
+    return queued && !inRaft;
   }
 
   close(): void {
