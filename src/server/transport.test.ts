@@ -295,7 +295,9 @@ test('transport: a leader\'s snapshot is read from its read view a chunk at a ti
     assert.ok(reader.closed, 'the view was released after the last chunk');
     const chunks = Math.ceil(expected.byteLength / limits.snapshotChunkBytes);
     assert.equal(a.t.stats.snapshotChunksSent, chunks);
-    assert.ok(turns >= chunks, `the event loop turned ${turns} times while ${chunks} chunks were read and sent`);
+    // Read all in one turn, the loop would turn a handful of times; read a chunk per turn, about once per chunk. The first
+    // chunk may be read inside send, and the last report may land in the turn of the last read: allow those two.
+    assert.ok(turns >= chunks - 2, `the event loop turned ${turns} times while ${chunks} chunks were read and sent`);
     const got = b.rec.batches.flatMap((x) => x.messages).find((m) => m.message.type === 'MsgSnap');
     assert.ok(Buffer.from(got?.message.snapshot?.data ?? []).equals(Buffer.from(expected)), 'the data is the view\'s state');
     // To a peer that is down, or once the transport is closing: reported failed (or not at all), the view released at once.
