@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseReplicas, nextStep } from './replica_reconciler.js';
+import { PROMOTE_MAX_LAG_ENTRIES, chooseReplicas, learnerCaughtUp, nextStep } from './replica_reconciler.js';
 
 type Role = 'voter' | 'learner';
 const roles = (o: Record<number, Role>): Map<number, Role> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
@@ -49,4 +49,21 @@ test('chooseReplicas: places a range on the least loaded live members, keeps its
   assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 5, 2: 5, 3: 5, 4: 4, 5: 4 }), allowBalance: true })), '1,2,3', 'one apart: no move');
   // Fewer candidates than replicas: all of them.
   assert.equal(ids(chooseReplicas({ current: roles({ 1: 'voter' }), candidates: [1, 2], replicas: 3, load: load({}), allowBalance: true })), '1,2');
+});
+
+test('learnerCaughtUp: only a learner that replicates and acknowledged the range\'s log is promoted, however short the log (seed 937)', () => {
+  const log = (first: number, last: number) => ({ firstIndex: () => first, lastIndex: () => last });
+  // A range just split: its log starts at 6 and ends at 9. A learner on a node that is down never answered.
+  assert.equal(learnerCaughtUp({ state: 'probe', match: 0 }, log(6, 9)), false);
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 0 }, log(6, 9)), false);
+  assert.equal(learnerCaughtUp({ state: 'snapshot', match: 0 }, log(6, 9)), false);
+  assert.equal(learnerCaughtUp(undefined, log(6, 9)), false);
+  // Acknowledged the log (or a snapshot at its start): caught up.
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 5 }, log(6, 9)), true);
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 9 }, log(6, 9)), true);
+  // Behind the compacted start of the log (it needs a snapshot): not caught up.
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 3 }, log(100, 105)), false);
+  // Lag counts in entries.
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 1000 }, log(1, 1000 + PROMOTE_MAX_LAG_ENTRIES)), true);
+  assert.equal(learnerCaughtUp({ state: 'replicate', match: 1000 }, log(1, 1001 + PROMOTE_MAX_LAG_ENTRIES)), false);
 });

@@ -160,10 +160,7 @@ export class ReplicaReconciler {
         continue;
       }
       const goal = placing ? this.placementGoal(current, candidates) : target;
-      const step = nextStep(current, goal, raft.id, (id) => {
-        const match = raft.trk.progress.get(id)?.match ?? 0;
-        return raft.raftLog.lastIndex() - match <= PROMOTE_MAX_LAG_ENTRIES;
-      });
+      const step = nextStep(current, goal, raft.id, (id) => learnerCaughtUp(raft.trk.progress.get(id), raft.raftLog));
       if (step === undefined) {
         this.followUp.delete(rangeId);
         continue;
@@ -232,6 +229,24 @@ function rolesOf(cs: ConfState): Map<NodeId, Role> | undefined {
 }
 
 type Step = { readonly kind: 'change'; readonly change: ConfChange } | { readonly kind: 'transfer'; readonly to: NodeId };
+
+/**
+ * Whether a learner may be promoted: it replicates (it acknowledged entries of
+ * this range, so it holds the range's state, from a snapshot or the split)
+ * and lags the leader's log by at most PROMOTE_MAX_LAG_ENTRIES. The lag
+ * alone is not enough: a range just split has a short log, and a learner
+ * that never answered (match 0, on a node that is down) would count as
+ * caught up; promoted, it is a voter that cannot vote (seed 937 left a
+ * range with two such voters of four, and no leader for good).
+ */
+export function learnerCaughtUp(
+  progress: { readonly state: string; readonly match: number } | undefined,
+  log: { firstIndex(): number; lastIndex(): number },
+): boolean {
+  if (progress === undefined || progress.state !== 'replicate') return false;
+  if (progress.match === 0 || progress.match < log.firstIndex() - 1) return false;
+  return log.lastIndex() - progress.match <= PROMOTE_MAX_LAG_ENTRIES;
+}
 
 /**
  * The next change that brings `current` towards `target`: add a missing
