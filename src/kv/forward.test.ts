@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import { TesseraError, type Timers } from '../base/index.js';
-import { type ForwardMessage, type ForwardOp, Forwarder, decodeOp, decodeReply } from './forward.js';
+import { type EventsPage, type ForwardMessage, type ForwardOp, Forwarder, decodeOp, decodeReply } from './forward.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -29,12 +29,12 @@ class ManualTimers implements Timers {
 }
 
 /** Two forwarders wired to each other through queues the test delivers by hand. */
-function pair(): { a: Forwarder; b: Forwarder; toA: ForwardMessage[]; toB: ForwardMessage[]; timers: ManualTimers; deliver: () => Promise<void> } {
+function pair(leaderOfB?: () => number | undefined): { a: Forwarder; b: Forwarder; toA: ForwardMessage[]; toB: ForwardMessage[]; timers: ManualTimers; deliver: () => Promise<void> } {
   const timers = new ManualTimers();
   const toA: ForwardMessage[] = [];
   const toB: ForwardMessage[] = [];
   const a = new Forwarder({ nodeId: 1, timers, idPrefix: 'a', send: (_to, m) => toB.push(m) });
-  const b = new Forwarder({ nodeId: 2, timers, idPrefix: 'b', send: (_to, m) => toA.push(m) });
+  const b = new Forwarder({ nodeId: 2, timers, idPrefix: 'b', send: (_to, m) => toA.push(m), ...(leaderOfB === undefined ? {} : { leaderOf: leaderOfB }) });
   const deliver = async (): Promise<void> => {
     for (let round = 0; round < 5; round++) {
       for (const m of toB.splice(0)) b.receive(1, m);
@@ -127,4 +127,61 @@ test('forward: a hostile peer\'s call is answered INVALID_ARGUMENT and never rea
   assert.equal((decodeReply('members', packr.pack({ ok: true, value: Array.from({ length: 65 }, (_, i) => i + 1) })) as TesseraError).code, 'RANGE_UNAVAILABLE');
   assert.equal(typeof decodeOp(packr.pack({ op: 'txn', request: { compare: [], success: [], failure: [] } })), 'object');
   void a;
+});
+
+test('forward: a reply names the range\'s leader for the next call; a reply that names none, or no reply from the leader named, forgets it (seed 2003)', async () => {
+  let lead: number | undefined = 5;
+  const { a, b, deliver, timers } = pair(() => lead);
+  b.serveWith(async () => 3);
+  const ask = async (): Promise<void> => {
+    const call = a.call(2, 7, { op: 'current', serializable: true }, 1_000);
+    await deliver();
+    await call;
+  };
+  await ask();
+  assert.equal(a.leaderHint(7), 5);
+  // The leader left the range: the holder knows of none, and the hint must not send every next call to node 5.
+  lead = undefined;
+  await ask();
+  assert.equal(a.leaderHint(7), undefined);
+  lead = 2;
+  await ask();
+  assert.equal(a.leaderHint(7), 2);
+  // The leader named does not answer.
+  const silent = a.call(2, 7, { op: 'current', serializable: true }, 100);
+  timers.advance(100);
+  await assert.rejects(silent, (e: unknown) => e instanceof TesseraError && e.code === 'TIMEOUT');
+  assert.equal(a.leaderHint(7), undefined);
+});
+
+test('forward: an events op and its page round-trip, and malformed ones are refused', async () => {
+  const { a, b, deliver } = pair();
+  const seen: ForwardOp[] = [];
+  const kv = { key: bytes('k'), value: bytes('v'), createRevision: 3, modRevision: 4, version: 1, lease: 0 };
+  b.serveWith(async (_rangeId, op) => {
+    seen.push(op);
+    return { events: [{ type: 'PUT', kv }, { type: 'DELETE', kv: { ...kv, value: new Uint8Array(0), modRevision: 5 }, prevKv: kv }], nextRevision: 6, currentRevision: 9, compactedRevision: 1 };
+  });
+  const op: ForwardOp = { op: 'events', key: bytes('a'), rangeEnd: undefined, fromRevision: 4, prevKv: true, waitMs: 1_000, closeTo: 0 };
+  const call = a.call(2, 7, op, 5_000);
+  await deliver();
+  const page = (await call) as EventsPage;
+  assert.deepEqual({ ...seen[0], key: Buffer.from((seen[0] as { key: Uint8Array }).key) }, { ...op, key: Buffer.from(bytes("a")) });
+  assert.equal(page.events.length, 2);
+  assert.equal(page.nextRevision, 6);
+  assert.equal(page.currentRevision, 9);
+  for (const bad of [
+    { ...op, fromRevision: 0 },
+    { ...op, waitMs: -1 },
+    { ...op, waitMs: 10_000_000 },
+    { ...op, key: 'a' },
+    { ...op, closeTo: -3 },
+    { ...op, prevKv: 1 },
+  ]) assert.equal(typeof decodeOp(packr.pack(bad)), 'string', JSON.stringify(bad));
+  for (const bad of [
+    { events: [{ type: 'PUT' }], nextRevision: 1, currentRevision: 1, compactedRevision: 0 },
+    { events: [{ type: 'UPSERT', kv }], nextRevision: 1, currentRevision: 1, compactedRevision: 0 },
+    { events: [], nextRevision: -1, currentRevision: 1, compactedRevision: 0 },
+    { events: 'x', nextRevision: 1, currentRevision: 1, compactedRevision: 0 },
+  ]) assert.ok(decodeReply('events', packr.pack({ ok: true, value: bad })) instanceof TesseraError, JSON.stringify(bad));
 });

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { TesseraError, type TesseraErrorCode, type Timers, isTesseraError } from '../base/index.js';
-import type { KeyValue, RangeOptions, RangeResult, ResponseOp, TxnRequest, TxnResponse } from '../mvcc/index.js';
+import type { KeyValue, MvccEvent, RangeOptions, RangeResult, ResponseOp, TxnRequest, TxnResponse } from '../mvcc/index.js';
 import type { NodeId } from '../raft/index.js';
 import { rangeOptionsProblem, txnRequestProblem } from './commands.js';
 import type { RangeId } from './keys.js';
@@ -28,15 +28,44 @@ export type ForwardOp =
   /** The range closed at `revision`, then compacted at it (etcd's Compact over many ranges). */
   | { readonly op: 'compact'; readonly revision: number }
   /** The range's members as its leader knows them (replica GC asks before dropping a replica, ADR 0012). */
-  | { readonly op: 'members' };
+  | { readonly op: 'members' }
+  /**
+   * A page of the range's history for a watch on a node that holds no
+   * replica of it (a remote range feed, ADR 0013): the changes to keys in
+   * [key, rangeEnd) from `fromRevision` on, up to the serving replica's
+   * current revision. With `waitMs`, a replica with nothing at or past
+   * `fromRevision` waits that long for it (a long poll); with `closeTo`, it
+   * first has the range closed at a revision at least that high.
+   */
+  | { readonly op: 'events'; readonly key: Uint8Array; readonly rangeEnd: Uint8Array | undefined; readonly fromRevision: number; readonly prevKv: boolean; readonly waitMs: number; readonly closeTo: number };
 
-/** What answers an op: a RangeResult, a TxnResponse, a revision (`current`, `compact`), or node ids (`members`). */
-export type ForwardValue = RangeResult | TxnResponse | number | readonly number[];
+/**
+ * A page of a range's history (the `events` op): the changes in
+ * [fromRevision, nextRevision), complete for the keys asked, from a replica
+ * whose current revision was `currentRevision` (every change of the range at
+ * or below it was applied there) and compacted at `compactedRevision`. A
+ * `fromRevision` below the compacted revision gets no events.
+ */
+export interface EventsPage {
+  readonly events: readonly MvccEvent[];
+  readonly nextRevision: number;
+  readonly currentRevision: number;
+  readonly compactedRevision: number;
+}
+
+/** The longest a remote range feed's long poll waits on the serving node. */
+export const MAX_FEED_WAIT_MS = 10_000;
+
+/** What answers an op: a RangeResult, a TxnResponse, a revision (`current`, `compact`), node ids (`members`), or a history page (`events`). */
+export type ForwardValue = RangeResult | TxnResponse | number | readonly number[] | EventsPage;
 
 /** A node-level message between forwarders: a call on a range, or its reply (a packed ForwardOp or outcome). */
 export type ForwardMessage =
   | { readonly kind: 'call'; readonly id: string; readonly rangeId: RangeId; readonly body: Uint8Array }
   | { readonly kind: 'reply'; readonly id: string; readonly body: Uint8Array };
+
+/** A forwarded request waits this much longer than the request timeout, so the serving node's own deadline answers first. */
+export const FORWARD_GRACE_MS = 1_000;
 
 /** The longest call id (a node's request id prefix and a counter). */
 export const MAX_FORWARD_ID_BYTES = 128;
@@ -112,6 +141,8 @@ export class Forwarder {
     return new Promise<ForwardValue>((resolve, reject) => {
       const timer = this.o.timers.after(timeoutMs, () => {
         this.stats.timeouts++;
+        // A leader that does not answer is no leader to send the next call to.
+        if (this.hints.get(rangeId) === to) this.hints.delete(rangeId);
         settle(new TesseraError('TIMEOUT', `node ${to} did not answer a ${op.op} on range ${rangeId} within ${timeoutMs} ms`));
       });
       const settle = (outcome: ForwardValue | TesseraError): void => {
@@ -134,6 +165,11 @@ export class Forwarder {
     if (leader !== undefined) {
       if (this.hints.size >= MAX_LEADER_HINTS) this.hints.clear();
       this.hints.set(waiting.rangeId, leader);
+    } else {
+      // The node knows no leader: the hint may name one that lost leadership or left the range,
+      // and kept, it would have every next call go there first (seed 2003 under placement: a
+      // removed leader's node, asked first for good, answered NOT_LEADER each time).
+      this.hints.delete(waiting.rangeId);
     }
     waiting.settle(outcome);
   }
@@ -197,9 +233,19 @@ export function decodeOp(body: Uint8Array): ForwardOp | string {
       return Number.isSafeInteger(v['revision']) && (v['revision'] as number) > 0 ? { op: 'compact', revision: v['revision'] as number } : 'compact revision';
     case 'members':
       return { op: 'members' };
+    case 'events':
+      return eventsOp(v);
     default:
       return 'unknown op';
   }
+}
+
+function eventsOp(v: Record<string, unknown>): ForwardOp | string {
+  const { key, rangeEnd, fromRevision, prevKv, waitMs, closeTo } = v;
+  if (!(key instanceof Uint8Array) || !(rangeEnd === undefined || rangeEnd instanceof Uint8Array)) return 'events key or range end';
+  if (!Number.isSafeInteger(fromRevision) || (fromRevision as number) < 1 || !isRevision(closeTo)) return 'events revisions';
+  if (typeof prevKv !== 'boolean' || !Number.isSafeInteger(waitMs) || (waitMs as number) < 0 || (waitMs as number) > MAX_FEED_WAIT_MS) return 'events prev_kv or wait';
+  return { op: 'events', key, rangeEnd, fromRevision: fromRevision as number, prevKv, waitMs: waitMs as number, closeTo: closeTo as number };
 }
 
 /** A reply's outcome for an op of kind `op`, checked: a value of the wrong shape is refused, never handed on. */
@@ -236,6 +282,8 @@ function outcomeOf(op: ForwardOp['op'], v: unknown): ForwardValue | TesseraError
     case 'current':
     case 'compact':
       return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : malformed('revision');
+    case 'events':
+      return isEventsPage(value) ? value : malformed('events page');
     case 'members':
       return Array.isArray(value) && value.length <= MAX_RANGE_REPLICAS && value.every((id) => Number.isSafeInteger(id) && (id as number) > 0) ? (value as number[]) : malformed('members');
   }
@@ -259,6 +307,16 @@ function isKeyValue(v: unknown): v is KeyValue {
 
 function isKeyValues(v: unknown): v is KeyValue[] {
   return Array.isArray(v) && v.every(isKeyValue);
+}
+
+function isEvent(v: unknown): v is MvccEvent {
+  return isObj(v) && (v['type'] === 'PUT' || v['type'] === 'DELETE') && isKeyValue(v['kv']) && (v['prevKv'] === undefined || isKeyValue(v['prevKv']));
+}
+
+/** A history page whose events are in revision order inside [fromRevision, nextRevision) (checked by the feed, which knows fromRevision). */
+function isEventsPage(v: unknown): v is EventsPage {
+  if (!isObj(v) || !Array.isArray(v['events']) || !v['events'].every(isEvent)) return false;
+  return isRevision(v['nextRevision']) && isRevision(v['currentRevision']) && isRevision(v['compactedRevision']);
 }
 
 function isRangeResult(v: unknown): v is RangeResult {

@@ -7,6 +7,7 @@ import {
   isTxnReadOnly,
   isTxnSerializable,
   type KeyInterval,
+  type MvccEvent,
   keyInterval,
   mergeRangeResults,
   executeTxn,
@@ -18,7 +19,9 @@ import {
 import { isMvccErrorCode } from '../mvcc/errors.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
-import type { ForwardOp, ForwardValue, Forwarder } from './forward.js';
+import { type EventsPage, FORWARD_GRACE_MS, type ForwardOp, type ForwardValue, type Forwarder, MAX_FEED_WAIT_MS } from './forward.js';
+
+export { FORWARD_GRACE_MS };
 import type { RangeId } from './keys.js';
 import type { LeaseKeeper } from './lease_keeper.js';
 import { MAX_LEASE_TTL_SECONDS } from './leases.js';
@@ -54,7 +57,13 @@ export interface KvApiOptions {
    * keys, through the forwarder to a node that holds it when this node holds
    * none (ADR 0012). Absent: every request goes to `rangeId`.
    */
-  readonly ranges?: { readonly router: Router; readonly forwarder?: Forwarder; stateMachineOf(rangeId: RangeId): MvccStateMachine };
+  readonly ranges?: {
+    readonly router: Router;
+    readonly forwarder?: Forwarder;
+    stateMachineOf(rangeId: RangeId): MvccStateMachine;
+    /** Resolves once range `rangeId` has applied revision `revision` here, or after `waitMs` (a remote feed's long poll). */
+    whenRevision?(rangeId: RangeId, revision: number, waitMs: number): Promise<void>;
+  };
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
   /** Told of each request forwarded to another node that failed there or got no answer (the server logs them). */
@@ -66,14 +75,28 @@ export interface KvApiOptions {
 /** Times a request routed before a split that applied first is routed again before the refusal reaches the client. */
 export const MAX_REROUTES = 8;
 
-/** A forwarded request waits this much longer than the request timeout, so the serving node's own deadline answers first. */
-export const FORWARD_GRACE_MS = 1_000;
 
 /** Ranges whose preferred holder is remembered at most (forward); past it the memory starts again. */
 export const MAX_FORWARD_CURSORS = 100_000;
 
 /** Failures of the holder asked, not of the request: the next forward asks another. */
 const ROUTING_FAILURES: ReadonlySet<string> = new Set(['TIMEOUT', 'NOT_LEADER', 'RANGE_UNAVAILABLE', 'RANGE_MISMATCH', 'RESOURCE_EXHAUSTED', 'CLOSED', 'STORAGE_FAILED']);
+
+/** Stored changes one page of a remote range feed examines at most (fewer when their bytes pass FEED_PAGE_MAX_BYTES). */
+export const FEED_PAGE_SCAN_LIMIT = 1_000;
+/** Key and value bytes one page of a remote range feed carries at most, unless one revision alone is larger. */
+export const FEED_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+
+function eventBytes(events: readonly MvccEvent[]): number {
+  let bytes = 0;
+  for (const e of events) bytes += e.kv.key.byteLength + e.kv.value.byteLength + (e.prevKv === undefined ? 0 : e.prevKv.key.byteLength + e.prevKv.value.byteLength);
+  return bytes;
+}
+
+/** An event without absent fields (a packed `undefined` is not a value the peer's checks accept). */
+function packableEvent(e: MvccEvent): MvccEvent {
+  return e.prevKv === undefined ? { type: e.type, kv: e.kv } : { type: e.type, kv: e.kv, prevKv: e.prevKv };
+}
 
 /** Rounds of reads a read-only txn over ranges other nodes hold may need (each nesting level of a txn can add one). */
 export const MAX_PREFETCH_ROUNDS = 70;
@@ -511,6 +534,8 @@ export class KvApi {
       case 'compact':
         this.heldHere(rangeId, undefined);
         return this.compactHere(rangeId, op.revision);
+      case 'events':
+        return this.serveEvents(rangeId, op);
       case 'members': {
         // Only the leader knows the membership for sure (a follower may not have heard of a change).
         const raft = this.o.store.replica(rangeId)?.raw.raft;
@@ -518,6 +543,34 @@ export class KvApi {
         const c = raft.trk.config;
         return [...new Set([...c.voters[0], ...c.voters[1], ...c.learners, ...c.learnersNext])];
       }
+    }
+  }
+
+  /**
+   * A page of range `rangeId`'s history for a remote range feed (ADR 0013),
+   * from this node's replica: any replica serves, since one that applied up
+   * to revision C holds every change of the range at or below C. Closed at
+   * `closeTo` first if asked (a watcher elsewhere waits for this range to
+   * pass a change of another), then waits up to `waitMs` for a change at or
+   * past `fromRevision`. The page stops at a revision boundary within
+   * FEED_PAGE_MAX_BYTES, or after one revision however large.
+   */
+  private async serveEvents(rangeId: RangeId, op: Extract<ForwardOp, { op: 'events' }>): Promise<EventsPage> {
+    const interval = keyInterval(op.key, op.rangeEnd);
+    this.heldHere(rangeId, interval);
+    if (op.closeTo > 0) await this.closeAt(rangeId, op.closeTo);
+    const wait = this.o.ranges?.whenRevision;
+    if (op.waitMs > 0 && wait !== undefined && this.machine(rangeId).mvcc.currentRevision < op.fromRevision) {
+      await wait.call(this.o.ranges, rangeId, op.fromRevision, Math.min(op.waitMs, MAX_FEED_WAIT_MS));
+    }
+    this.heldHere(rangeId, interval);
+    const mvcc = this.machine(rangeId).mvcc;
+    const currentRevision = mvcc.currentRevision;
+    const compactedRevision = mvcc.compactedRevision;
+    if (op.fromRevision < compactedRevision || op.fromRevision > currentRevision) return { events: [], nextRevision: op.fromRevision, currentRevision, compactedRevision };
+    for (let scanLimit = FEED_PAGE_SCAN_LIMIT; ; scanLimit = Math.max(1, scanLimit >> 2)) {
+      const r = mvcc.events({ fromRevision: op.fromRevision, key: op.key, rangeEnd: op.rangeEnd, prevKv: op.prevKv, scanLimit, toRevision: currentRevision });
+      if (scanLimit === 1 || eventBytes(r.events) <= FEED_PAGE_MAX_BYTES) return { events: r.events.map(packableEvent), nextRevision: r.nextRevision, currentRevision, compactedRevision };
     }
   }
 

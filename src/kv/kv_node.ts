@@ -17,9 +17,10 @@ import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
-import { type ForwardMessage, Forwarder } from './forward.js';
+import { FORWARD_GRACE_MS, type ForwardMessage, Forwarder } from './forward.js';
+import { type RemoteRange, RemoteFeeds } from './remote_feed.js';
 import { type QuiescenceEvent, type RangeMessage, Store, type Transport } from './store.js';
-import { type WatchRanges, WatchHub } from './watch_hub.js';
+import { type WatchRanges, type WatchSource, WatchHub } from './watch_hub.js';
 
 /**
  * The range that holds the cluster's metadata: the member table and leases.
@@ -63,6 +64,8 @@ export interface KvNodeOptions {
   readonly catchUpClock?: () => void;
   /** The store stopped serving: its storage failed. */
   readonly onStorageFailed: (error: Error) => void;
+  /** Told what remote range feeds do (RemoteFeedsOptions.observe; the simulator counts it). */
+  readonly observeFeeds?: (event: string) => void;
   /** A founding member's first start: the configuration and the founders' records. Absent: join, or restart from disk. */
   readonly bootstrap?: { readonly confState: ConfState; readonly founders: readonly MemberRecord[] };
   readonly membershipLog: MembershipLog;
@@ -99,6 +102,9 @@ export const FROZEN_MERGE_CHECK_MS = 500;
 /** A merge whose proposer does not lead the frozen right range asks for its leadership every this many polls (see whenFreezeReplicated). */
 const FREEZE_TRANSFER_POLLS = 10;
 
+/** The source of a remote range past MAX_FEEDS: no history, so its watchers wait until a feed frees up. */
+const NO_FEED: WatchSource = { currentRevision: 0, compactedRevision: 0, events: (o) => ({ events: [], nextRevision: o.fromRevision }) };
+
 /** A revision request waits this share of the request timeout: the RequestRunner retries the proposals it held within the rest. */
 const REVISION_DEADLINE_SHARE = 5;
 
@@ -125,6 +131,13 @@ export class KvNode {
   readonly revisions: RevisionService;
   /** Requests on ranges only other nodes hold go out, and peers' come in, through it (ADR 0012). */
   readonly forwarder: Forwarder;
+  /** The history of ranges only other nodes hold, for this node's watches (ADR 0013). */
+  readonly feeds: RemoteFeeds;
+  /** Remote ranges by id, as of router generation `remoteGeneration` (see remoteRange). */
+  private remoteById = new Map<RangeId, RemoteRange>();
+  private remoteGeneration = -1;
+  /** Long polls of peers' feeds waiting for a range to apply a revision (see whenRevision). */
+  private readonly revisionWaiters = new Set<{ readonly rangeId: RangeId; readonly revision: number; readonly done: () => void }>();
   private readonly machines = new Map<RangeId, MvccStateMachine>();
   private nextSweepMs = 0;
   private sweepSeq = 0;
@@ -168,7 +181,10 @@ export class KvNode {
       onStorageFailed: o.onStorageFailed,
       revisions: { allocate: (count, done) => this.revisions.allocate(count, done) },
       onApplied: (rangeId, applied) => this.feedWatches(rangeId, applied),
-      onTurnApplied: () => this.watches.flush(),
+      onTurnApplied: () => {
+        this.watches.flush();
+        this.wakeRevisionWaiters();
+      },
       onRangeOpened: () => this.router.invalidate(),
       ...(o.onQuiescence === undefined ? {} : { onQuiescence: o.onQuiescence }),
       onRangeRetired: (rangeId) => {
@@ -193,6 +209,14 @@ export class KvNode {
       idPrefix: o.requestIdPrefix,
       send: (to, message) => o.transport.sendForward?.(to, message),
       leaderOf: (rangeId) => this.store.replica(rangeId)?.raw.raft.lead,
+    });
+    this.feeds = new RemoteFeeds({
+      timers: o.timers,
+      locate: (rangeId) => this.remoteRange(rangeId),
+      call: (to, rangeId, op, timeoutMs) => this.forwarder.call(to, rangeId, op, timeoutMs),
+      callTimeoutMs: o.requestTimeoutMs + FORWARD_GRACE_MS,
+      onData: () => this.watches.pump(),
+      ...(o.observeFeeds === undefined ? {} : { observe: o.observeFeeds }),
     });
     this.load = new LoadMeter(o.timers);
     this.leaseKeeper = new LeaseKeeper({
@@ -249,24 +273,68 @@ export class KvNode {
     sm.metaTable?.seed(batch, first);
   }
 
-  /** The node's ranges as the WatchHub sees them: routed by the router, each closed at its current revision. */
+  /**
+   * The node's ranges as the WatchHub sees them: routed by the router, each
+   * closed at its current revision; a range only other nodes hold is read
+   * through its remote feed (ADR 0013).
+   */
   private watchRanges(): WatchRanges {
     return {
       cover: (interval) => {
         try {
-          const spans = this.router.over(interval);
-          // A range only other nodes hold has no history here: remote range feeds are not built (ADR 0012).
-          return spans.some((s) => s.remote !== undefined) ? undefined : spans.map((s) => s.rangeId);
+          return this.router.over(interval).map((s) => s.rangeId);
         } catch (error) {
           if (isTesseraError(error, 'RANGE_UNAVAILABLE')) return undefined;
           throw error;
         }
       },
-      store: (rangeId) => this.stateMachineOf(rangeId).mvcc,
+      isRemote: (rangeId) => this.remoteRange(rangeId) !== undefined,
+      store: (rangeId) => (this.remoteRange(rangeId) === undefined ? this.stateMachineOf(rangeId).mvcc : (this.feeds.feed(rangeId) ?? NO_FEED)),
       generation: () => this.router.generation,
-      newestRevision: () => this.newestRevision(),
-      requestClose: (rangeId) => this.requestClose(rangeId),
+      newestRevision: () => Math.max(this.newestRevision(), this.feeds.newestRevision()),
+      requestClose: (rangeId, revision) => {
+        if (this.remoteRange(rangeId) === undefined) this.requestClose(rangeId);
+        else this.feeds.feed(rangeId)?.requestClose(revision);
+      },
     };
+  }
+
+  /** Range `rangeId` when only other nodes hold it (its bounds and holders from the meta table), else undefined. */
+  remoteRange(rangeId: RangeId): RemoteRange | undefined {
+    if (this.remoteGeneration !== this.router.generation) {
+      this.remoteById = new Map();
+      for (const r of this.router.list()) if (r.remote !== undefined) this.remoteById.set(r.rangeId, { bounds: r.bounds, holders: r.remote });
+      this.remoteGeneration = this.router.generation;
+    }
+    return this.remoteById.get(rangeId);
+  }
+
+  /**
+   * Resolves once range `rangeId` has applied `revision` on this node, or
+   * after `waitMs` (a peer's feed long-polls this way). At most
+   * MAX_FORWARD_SERVING wait, as each is a forwarded call being served.
+   */
+  whenRevision(rangeId: RangeId, revision: number, waitMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const waiter = {
+        rangeId,
+        revision,
+        done: () => {
+          if (!this.revisionWaiters.delete(waiter)) return;
+          timer.cancel();
+          resolve();
+        },
+      };
+      const timer = this.o.timers.after(waitMs, waiter.done);
+      this.revisionWaiters.add(waiter);
+    });
+  }
+
+  private wakeRevisionWaiters(): void {
+    for (const w of this.revisionWaiters) {
+      const sm = this.machines.get(w.rangeId);
+      if (sm === undefined || sm.mvcc.currentRevision >= w.revision) w.done();
+    }
   }
 
   /**
@@ -561,6 +629,8 @@ export class KvNode {
   }
 
   close(): void {
+    this.feeds.close();
+    for (const w of this.revisionWaiters) w.done();
     this.store.close();
   }
 

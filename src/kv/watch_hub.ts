@@ -1,6 +1,6 @@
 import { assert, isTesseraError } from '../base/index.js';
 import { intervalContains } from '../mvcc/bytes.js';
-import { type KeyInterval, type MvccEvent, type MvccStore, keyInterval } from '../mvcc/index.js';
+import { type EventsOptions, type EventsResult, type KeyInterval, type MvccEvent, type MvccStore, keyInterval } from '../mvcc/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { RangeId } from './keys.js';
 
@@ -45,6 +45,17 @@ export interface WatchSink {
 }
 
 /**
+ * What the hub reads of a range: its MVCC store when this node holds a
+ * replica, else the node's remote feed of it (ADR 0013), whose current
+ * revision is the revision up to which it holds the range's complete history.
+ */
+export type WatchSource = Pick<MvccStore, 'currentRevision' | 'compactedRevision'> & {
+  events(options: EventsOptions): EventsResult;
+  /** A feed: a watcher needs the history from `fromRevision` (fetched meanwhile if the feed lacks it). */
+  want?(fromRevision: number, prevKv: boolean): void;
+};
+
+/**
  * The ranges of the node, as the hub sees them. Each range's current
  * revision is its closed revision here (ADR 0009 §4): revision stamps rise
  * along a range's log and a write stamped at or below the current revision
@@ -52,16 +63,22 @@ export interface WatchSink {
  * will ever make at or below C has been applied on this node.
  */
 export interface WatchRanges {
-  /** The ranges holding the keys of `interval`, or undefined while some part has no range on this node yet. */
+  /** The ranges holding the keys of `interval`, here or elsewhere, or undefined while some part has no range known. */
   cover(interval: KeyInterval): readonly RangeId[] | undefined;
-  /** A range's MVCC store (its current and compacted revisions, its history). */
-  store(rangeId: RangeId): MvccStore;
+  /** A range's history: its MVCC store, or the node's feed of a range other nodes hold (see isRemote). */
+  store(rangeId: RangeId): WatchSource;
+  /**
+   * Whether only other nodes hold the range: its changes never pass through
+   * `onApplied` here, so a watcher covering it is always served by reading
+   * history (its feed), never from the buffer. Absent: no range is remote.
+   */
+  isRemote?(rangeId: RangeId): boolean;
   /** Changes whenever `cover` may answer differently (a split, a snapshot, a new range). */
   generation(): number;
   /** The highest revision any range on this node has applied: "now", for a watch that starts at the next change. */
   newestRevision(): number;
-  /** Asks a range to close at a fresh revision: a watcher waits for it to pass changes other ranges applied. */
-  requestClose?(rangeId: RangeId): void;
+  /** Asks a range to close at a fresh revision, at least `revision`: a watcher waits for it to pass changes other ranges applied. */
+  requestClose?(rangeId: RangeId, revision: number): void;
 }
 
 /** One range's view for a hub over a single MVCC store (tests, a store without ranges). */
@@ -85,6 +102,8 @@ interface Watcher {
   /** The ranges its keys lie in, as of `coverGeneration` (undefined: some part has no range here yet). */
   cover: readonly RangeId[] | undefined;
   coverGeneration: number;
+  /** Some range of `cover` is held only by other nodes: the watcher reads history (feeds) for good. */
+  remote: boolean;
 }
 
 /** The changes one range applied at one revision. */
@@ -174,6 +193,7 @@ export class WatchHub {
       sentSinceProgress: false,
       cover: undefined,
       coverGeneration: -1,
+      remote: false,
     };
     this.watchers.set(w.id, w);
     if (request.prevKv) this.prevKvWatchers++;
@@ -276,8 +296,11 @@ export class WatchHub {
         this.release(w);
         continue;
       }
+      const before = w.nextRevision;
       this.catchUp(w);
-      if (w.unsynced && !w.blocked && this.watchers.has(w.id) && w.nextRevision <= this.watermark(w)) behind = true;
+      // A feed that lacks the history asked for fetches it meanwhile (no use pumping again at once).
+      const moved = !w.remote || w.nextRevision > before;
+      if (moved && w.unsynced && !w.blocked && this.watchers.has(w.id) && w.nextRevision <= this.watermark(w)) behind = true;
     }
     this.trim();
     return behind;
@@ -286,21 +309,41 @@ export class WatchHub {
   /** Sends a progress notification (all changes up to it delivered) to progress_notify watchers that were idle. */
   progressTick(): void {
     for (const w of this.watchers.values()) {
-      if (!w.request.progressNotify || w.unsynced || w.blocked) continue;
+      if (!w.request.progressNotify || w.blocked || !this.current(w)) continue;
       // A quiet range holds the watermark back: closing it lets the next notification pass the latest change.
-      if (this.watermark(w) < this.latestChange) this.closeBelow(w, this.latestChange);
+      const latest = this.latestFor(w);
+      if (this.watermark(w) < latest) this.closeBelow(w, latest);
       if (!w.sentSinceProgress) this.send(w, { kind: 'progress', watchId: w.id, revision: w.nextRevision - 1 });
       w.sentSinceProgress = false;
     }
   }
 
-  /** An explicit progress request: answered only for buffered watchers, whose history is complete up to their next revision. */
+  /** An explicit progress request: answered only for watchers whose history is complete up to their next revision. */
   requestProgress(watchId: number): boolean {
     const w = this.watchers.get(watchId);
-    if (w === undefined || w.unsynced) return false;
-    if (this.watermark(w) < this.latestChange) this.closeBelow(w, this.latestChange);
+    if (w === undefined || !this.current(w)) return false;
+    const latest = this.latestFor(w);
+    if (this.watermark(w) < latest) this.closeBelow(w, latest);
     this.send(w, { kind: 'progress', watchId: w.id, revision: w.nextRevision - 1 });
     return true;
+  }
+
+  /**
+   * Whether a watcher was given everything up to its next revision that it
+   * can be: a buffered one always; one reading feeds once it reached its
+   * watermark (its history is complete below its next revision either way).
+   */
+  private current(w: Watcher): boolean {
+    if (!w.unsynced) return true;
+    return w.remote && this.watchers.has(w.id) && w.nextRevision > this.watermark(w);
+  }
+
+  /** The newest change a watcher may have to wait for: applied here, or seen by a feed of a range it covers. */
+  private latestFor(w: Watcher): number {
+    if (!w.remote || w.cover === undefined) return this.latestChange;
+    let latest = this.latestChange;
+    for (const id of w.cover) latest = Math.max(latest, this.ranges.store(id).currentRevision);
+    return latest;
   }
 
   /** The lowest current revision of the ranges a watcher covers: every change at or below it has been applied here. */
@@ -309,6 +352,9 @@ export class WatchHub {
     if (w.coverGeneration !== generation) {
       w.cover = this.ranges.cover(w.interval);
       w.coverGeneration = generation;
+      w.remote = w.cover !== undefined && this.ranges.isRemote !== undefined && w.cover.some((id) => this.ranges.isRemote?.(id) === true);
+      // Its ranges' changes are not all applied here: off the buffer, onto history.
+      if (w.remote) w.unsynced = true;
     }
     if (w.cover === undefined) return 0;
     let low = Number.MAX_SAFE_INTEGER;
@@ -348,14 +394,16 @@ export class WatchHub {
   private closeBelow(w: Watcher, revision: number): void {
     const ask = this.ranges.requestClose;
     if (ask === undefined || w.cover === undefined) return;
-    for (const id of w.cover) if (this.ranges.store(id).currentRevision < revision) ask.call(this.ranges, id);
+    for (const id of w.cover) if (this.ranges.store(id).currentRevision < revision) ask.call(this.ranges, id, revision);
   }
 
   /** One bounded step of reading storage: each covered range's history up to the watermark, merged in revision order. */
   private catchUp(w: Watcher): void {
     const upTo = this.watermark(w);
+    if (w.remote && w.cover !== undefined) for (const id of w.cover) this.ranges.store(id).want?.(w.nextRevision, w.request.prevKv);
     if (w.nextRevision > upTo || w.cover === undefined) {
-      if (w.nextRevision >= this.floor) w.unsynced = false;
+      if (w.remote) this.closeBelow(w, this.latestFor(w));
+      else if (w.nextRevision >= this.floor) w.unsynced = false;
       else this.closeBelow(w, this.floor - 1);
       return;
     }
@@ -386,7 +434,7 @@ export class WatchHub {
       i = j;
     }
     if (i === mine.length) w.nextRevision = Math.max(w.nextRevision, next);
-    if (!w.blocked && w.nextRevision >= this.floor) w.unsynced = false;
+    if (!w.blocked && !w.remote && w.nextRevision >= this.floor) w.unsynced = false;
   }
 
   private cancelCompacted(w: Watcher, compactRevision: number): void {

@@ -1,5 +1,6 @@
 import { encodeMemberContext, META_RANGE, type RangeId } from '../kv/index.js';
 import { AssertionError, SeededRng } from '../base/index.js';
+import type { MvccStore } from '../mvcc/index.js';
 import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
@@ -61,8 +62,8 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
   const etMs = options.electionTimeoutTicks * options.tickMs;
   const livenessWindowMs = 10 * etMs;
   c.log(`seed ${seed} nodes ${options.nodeCount} read ${options.readOnlyOption} bug ${options.bug ?? 'none'} replicas ${options.replicas || 'all'}`);
-  // Under placement a node may hold none of a watch's ranges, and remote range feeds are not built (ADR 0012): no watchers then.
-  const watchers = options.replicas > 0 ? [] : [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
+  // Under placement a node holds some of a watch's ranges, and reads the others through remote feeds (ADR 0013).
+  const watchers = [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
   if (options.replicas > 0) c.count('placement');
   try {
     for (const w of watchers) w.start(50);
@@ -288,7 +289,7 @@ async function checkQuiescedFailover(c: SimCluster, workload: Workload, windowMs
  */
 function checkWatches(c: SimCluster, watchers: readonly WatchClient[]): void {
   const reference = c.running().find((m) => m.node !== undefined);
-  const ranges = reference?.node?.rangeStores();
+  const ranges = c.options.replicas > 0 ? placedRangeStores(c) : reference?.node?.rangeStores();
   if (ranges === undefined) return;
   if (ranges.length > 1) c.count('watch-check-split');
   for (const w of watchers) {
@@ -297,7 +298,26 @@ function checkWatches(c: SimCluster, watchers: readonly WatchClient[]): void {
   }
 }
 
-/** After a quiet period every running member has applied the same entries and holds the same data. */
+/**
+ * Under placement no member holds every range: each range the meta table
+ * lists, read from one of its holders (after convergence they hold the same
+ * history). Undefined if some range has no holder (checkPlacement reports it).
+ */
+function placedRangeStores(c: SimCluster): MvccStore[] | undefined {
+  const members = c.memberIds()
+    .map((id) => c.members.get(id))
+    .filter((m): m is Member => m !== undefined && m.node !== undefined);
+  const listed = members[0]?.node?.kv.stateMachine.metaTable?.all() ?? [];
+  const stores: MvccStore[] = [];
+  for (const d of listed) {
+    const holder = holdersOf(members, d.rangeId, true).find((m) => m.node?.kv.stateMachineOf(d.rangeId).descriptor !== undefined);
+    const node = holder?.node;
+    if (node === undefined) return undefined;
+    stores.push(node.kv.stateMachineOf(d.rangeId).mvcc);
+  }
+  return stores;
+}
+
 /**
  * No acknowledged write is lost (issue 13's oracle): on every running
  * member, a write a client was told succeeded at revision R is what its key

@@ -145,6 +145,7 @@ export class SimStoreNode {
       onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
       onQuiescence: (_range, event) => env.count(`quiesce-${event}`),
       placement: env.replicas > 0,
+      observeFeeds: (event) => env.count(`feed-${event}`),
       onReplicaCollected: (rangeId, why) => (env.count('replica-gc'), env.trace(`${env.id} range ${rangeId} replica dropped: ${why}`)),
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
