@@ -199,6 +199,10 @@ export class KvNode {
           this.router.invalidate();
         }
         if (rangeId === META_RANGE) this.revisions.check();
+        // A new leader may hold a membership the table lacks (a change its predecessor applied and
+        // died before repairing, seed 5324 under placement): the table is repaired at the next tick,
+        // not a repair interval later, or nodes route the range's requests to a member it removed.
+        else if (rd.softState?.state === 'leader') this.nextMetaRepairMs = 0;
         o.onReady?.(rangeId, rd);
       },
     });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { SeededRng } from '../base/index.js';
 import { INITIAL_REVISION, type TxnResponse, WHOLE_KEY_SPAN } from '../mvcc/index.js';
 import { MemoryEngine as MemoryEngineClass, type MemoryEngine } from '../storage/memory.js';
-import type { Snapshot } from '../raft/index.js';
+import { type Snapshot, message } from '../raft/index.js';
 import { MvccStateMachine, rangeSnapshotSpans } from './mvcc_state_machine.js';
 import { PROPOSAL_WINDOW_MAX_BATCH, PROPOSAL_WINDOW_MIN_BATCH, type RangeMessage, type Store } from './store.js';
 import { Harness, RANGE } from './testing.testlib.js';
@@ -496,4 +496,31 @@ test('Store: a snapshot of a large key space is read in chunks outside the loop:
   assert.equal(h.value(lagging, 'during0'), 'x');
   assert.equal(leader.snapshotReaders.count, 0, 'the read view was released');
   console.log(`snapshot: ${chunks} chunks of <= ${h.snapshotChunkBytes} bytes; max state pairs read in one leader store call ${maxReadInCall}; longest leader store call ${maxCallMs.toFixed(1)} ms`);
+});
+
+test('Store: an empty replica (made for a peer\'s message, as after replica GC) leaves vote requests unanswered; one that holds its range votes (regression: seed 5126)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.tickAll(40);
+  const sent: RangeMessage[] = [];
+  h.filter = (from, _to, msgs) => {
+    if (from === 2) sent.push(...msgs);
+    return msgs;
+  };
+  const s = h.stores.get(2) as Store;
+  // A leader's heartbeat for range 9, which node 2 has no replica of, makes an empty one (TiKV's uninitialized peer).
+  s.receive([{ rangeId: 9, message: message({ type: 'MsgHeartbeat', from: 1, to: 2, term: 5 }) }]);
+  h.settle();
+  assert.equal(s.replica(9)?.raw.raft.raftLog.lastIndex(), 0);
+  // No word from that leader since, past an election timeout: the replica no longer holds on to it.
+  h.tickAll(15);
+  sent.length = 0;
+  // A candidate whose membership still lists node 2 asks for its vote with a short log. Had node 2 kept the
+  // log it acknowledged before its replica was dropped, it would refuse; empty, it must not grant.
+  for (const type of ['MsgPreVote', 'MsgVote'] as const) s.receive([{ rangeId: 9, message: message({ type, from: 3, to: 2, term: 6, index: 5, logTerm: 5 }) }]);
+  h.settle();
+  assert.deepEqual(sent.filter((m) => m.rangeId === 9 && m.message.type.endsWith('VoteResp')), []);
+  // Range 1, which node 2 holds, answers vote requests as Raft says (here: a pre-vote of a stale term is refused, but answered).
+  s.receive([{ rangeId: RANGE, message: message({ type: 'MsgPreVote', from: 3, to: 2, term: 1, index: 0, logTerm: 0 }) }]);
+  h.settle();
+  assert.ok(sent.some((m) => m.rangeId === RANGE && m.message.type === 'MsgPreVoteResp' && m.message.reject), 'a replica that holds its range answers');
 });

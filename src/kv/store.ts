@@ -439,6 +439,7 @@ export class Store {
         const replica = this.replicas.get(rangeId) ?? this.replicaForPeer(rangeId, message);
         if (replica === undefined) continue;
         if (message.type === 'MsgSnap' && !this.snapshotFits(replica, message)) continue;
+        if (this.mayNotVote(replica, message)) continue;
         if (!this.gathersForwarded(replica, message)) {
           replica.raw.step(message);
           // A quiesce heartbeat leaves the replica quiesced, maybe with entries to commit and apply.
@@ -467,6 +468,23 @@ export class Store {
     if (m.type !== 'MsgApp' && m.type !== 'MsgHeartbeat' && m.type !== 'MsgSnap') return undefined;
     if (!Number.isSafeInteger(rangeId) || rangeId <= 0 || this.replicas.size >= MAX_RANGES_PER_NODE || this.retiredRanges.has(rangeId)) return undefined;
     return this.openRange(rangeId);
+  }
+
+  /**
+   * Whether `m` is a vote request that an empty replica (no log, no
+   * snapshot) must leave unanswered. Raft's election safety rests on a
+   * voter never losing what it acknowledged (§5.4.1), and an empty replica
+   * here may be one that did: replica GC drops the log of a replica removed
+   * from its range, and the node may be added back later, its new replica
+   * made empty by the leader's first message. A peer whose own membership
+   * is stale still counts the node as a voter; granted its vote, a candidate
+   * missing committed entries wins (simulator seed 5126 under placement).
+   * The empty replica votes once it holds the range's state (a snapshot, or
+   * the split that made it).
+   */
+  private mayNotVote(replica: Replica, m: Message): boolean {
+    if (m.type !== 'MsgVote' && m.type !== 'MsgPreVote') return false;
+    return replica.raw.raft.raftLog.lastIndex() === 0;
   }
 
   /**

@@ -58,6 +58,7 @@ export class Harness {
   start(id: NodeId): void {
     const engine = this.engines.get(id) as MemoryEngine;
     const sm = new MvccStateMachine(engine, RANGE);
+    const others = new Map<number, MvccStateMachine>();
     const boot = this.boots.get(id) ?? 0;
     this.boots.set(id, boot + 1);
     const store = new Store({
@@ -85,7 +86,13 @@ export class Harness {
       raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...this.options.raft },
       ...(this.options.catchUpClock === undefined ? {} : { catchUpClock: () => this.options.catchUpClock?.(id) }),
       ...(this.options.revisions === undefined ? {} : { revisions: this.options.revisions(id) }),
-      stateMachines: () => sm,
+      // Other ranges (a replica made for a peer's message) get their own machines.
+      stateMachines: (rangeId) => {
+        if (rangeId === RANGE) return sm;
+        let other = others.get(rangeId);
+        if (other === undefined) others.set(rangeId, (other = new MvccStateMachine(engine, rangeId)));
+        return other;
+      },
       scheduleLoop: (loop) => this.tasks.push(loop),
       logRetainEntries: 5,
       ...(this.options.proposalWindowMs === undefined

@@ -123,6 +123,45 @@ test('real processes: --replicas 3 on 4 nodes places each range on 3 of them; ev
       }
     });
 
+    await t.test('a watch on every node sees every change, of ranges it holds and ranges it lacks (remote feeds): history from revision 1 in order, then live writes made through another node', async () => {
+      for (const [i, address] of cluster.clientAddresses.entries()) {
+        const client = new Etcd3({ hosts: [`http://${address}`] });
+        const writer = new Etcd3({ hosts: [`http://${cluster.clientAddresses[(i + 1) % names.length]!}`] });
+        try {
+          const seen = new Map<string, string>();
+          let last = 0;
+          let disorder: string | undefined;
+          const history = await client.watch().prefix('key/').startRevision('1').create();
+          history.on('put', (kv) => {
+            const rev = Number(kv.mod_revision);
+            if (rev <= last) disorder ??= `revision ${rev} after ${last}`;
+            last = rev;
+            seen.set(kv.key.toString(), kv.value.toString());
+          });
+          await retryUntil(`${names[i]}: the history of every key`, 30_000, async () => {
+            if (seen.size < acked.size) throw new Error(`${seen.size} of ${acked.size} keys`);
+          }, 100);
+          assert.equal(disorder, undefined, `${names[i]}: events in revision order, each once`);
+          for (const [k, v] of acked) assert.equal(seen.get(k), v, `${names[i]} watched ${k}`);
+          const live = new Map<string, string>();
+          const liveWatch = await client.watch().prefix(`live/${names[i]}/`).create();
+          liveWatch.on('put', (kv) => live.set(kv.key.toString(), kv.value.toString()));
+          const startedMs = Date.now();
+          for (let j = 0; j < 20; j++) await writer.put(`live/${names[i]}/${String(j).padStart(2, '0')}`).value(`l${j}`);
+          await retryUntil(`${names[i]}: live events`, 20_000, async () => {
+            if (live.size < 20) throw new Error(`${live.size} of 20 live events`);
+          }, 20);
+          for (let j = 0; j < 20; j++) assert.equal(live.get(`live/${names[i]}/${String(j).padStart(2, '0')}`), `l${j}`);
+          note(`${names[i]}: watched ${seen.size} keys' history in order; 20 live puts through another node seen within ${Date.now() - startedMs} ms of the first`);
+          await history.cancel();
+          await liveWatch.cancel();
+        } finally {
+          client.close();
+          writer.close();
+        }
+      }
+    });
+
     await t.test('a node SIGKILLed: after --dead-after-ms its replicas are made again on the other three, and every key reads back', async () => {
       // The node with the most data replicas, so the repair has work to do.
       const victim = perNode.indexOf(Math.max(...perNode));
