@@ -13,6 +13,7 @@ import { runStart, START_DEFAULTS, type StartFlags } from './start.js';
 import { DECOMMISSION_WAIT_MS, runDecommission } from './decommission.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
+import { DEFAULT_SNAPSHOT_BYTES_PER_SECOND } from '../server/transport_limits.js';
 import { DEFAULT_DEAD_AFTER_MS, DEFAULT_REPLICAS, DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
@@ -82,6 +83,8 @@ program
   .option('--no-range-merge', 'never merge ranges')
   .option('--replicas <n>', 'replicas per range, the meta range aside, which every member holds (0: every member holds every range)', nonNegativeInt, DEFAULT_REPLICAS)
   .option('--dead-after-ms <ms>', "a member not heard from for this long is dead, and its ranges' replicas are made again on other members (0: never)", nonNegativeInt, DEFAULT_DEAD_AFTER_MS)
+  .option('--snapshot-max-rate <bytes>', 'snapshot bytes this node sends per second, over all peers (0: no limit)', nonNegativeInt, DEFAULT_SNAPSHOT_BYTES_PER_SECOND)
+  .option('--locality <tiers>', "where this node runs, outermost tier first (region=us-east1,zone=us-east1-b): each range's replicas spread across localities", '')
   .addOption(readModeOption())
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .action((opts: StartFlags) => runStart(opts));

@@ -31,6 +31,8 @@ export interface StartFlags {
   readonly rangeMerge?: boolean;
   readonly replicas: number;
   readonly deadAfterMs: number;
+  readonly locality?: string;
+  readonly snapshotMaxRate?: number;
   readonly readMode: ReadMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -127,6 +129,9 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     rangeMerge: f.rangeMerge ?? true,
     replicas: f.replicas,
     deadAfterMs: f.deadAfterMs,
+    locality: f.locality ?? '',
+    // 0 is no limit: a budget no snapshot reaches.
+    ...(f.snapshotMaxRate === undefined ? {} : { transportLimits: { snapshotBytesPerSecond: f.snapshotMaxRate === 0 ? Number.MAX_SAFE_INTEGER : f.snapshotMaxRate } }),
     readMode: f.readMode,
     logLevel: f.logLevel,
     ...hooks,

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
 import { MAX_META_UPDATE_DESCRIPTORS } from './meta_table.js';
+import { localityProblem } from './members.js';
 import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
 
 /**
@@ -17,7 +18,7 @@ export type KvCommand =
   /** etcd's MemberUpdate: new peer URLs for a member (its Raft membership does not change). */
   | { readonly kind: 'member-update'; readonly requestId: string; readonly id: number; readonly peerUrls: readonly string[] }
   /** A member publishes its name and client URLs once it serves (etcd's publish). */
-  | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[] }
+  | { readonly kind: 'member-attrs'; readonly requestId: string; readonly id: number; readonly name: string; readonly clientUrls: readonly string[]; readonly locality?: string }
   /** Marks a member as being decommissioned: the other ranges drop it first, then range 1 removes it (placement's Drainer). */
   | { readonly kind: 'member-decommission'; readonly requestId: string; readonly id: number }
   /** Hands out a fresh range id (on the metadata range, which keeps the counter). */
@@ -111,7 +112,7 @@ function commandProblem(value: unknown): string | undefined {
     case 'member-decommission':
       return int(c['id']) ? undefined : 'member decommission';
     case 'member-attrs':
-      return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) ? undefined : 'member attributes';
+      return int(c['id']) && typeof c['name'] === 'string' && strings(c['clientUrls']) && (c['locality'] === undefined || (typeof c['locality'] === 'string' && localityProblem(c['locality']) === undefined)) ? undefined : 'member attributes';
     case 'alloc-range-id':
     case 'close':
       return undefined;

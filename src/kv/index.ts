@@ -42,6 +42,8 @@ export { LOAD_WINDOW_SECONDS, LoadMeter } from './load.js';
 export {
   MAX_MEMBER_URLS,
   MAX_MEMBER_URL_BYTES,
+  MAX_LOCALITY_BYTES,
+  localityProblem,
   type MemberChangeContext,
   type MemberRecord,
   decodeMemberContext,

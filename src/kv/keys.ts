@@ -9,6 +9,8 @@ import { assert } from '../base/index.js';
  * A range owns the `d` and `e` keys of the user keys in its span (with one range per
  * node, all of them), so a split or merge changes descriptors and moves no data. Its
  * range-local keys:
+ *   r<id>g        tombstone: replica GC dropped this node's replica of the range (it
+ *                 may have acknowledged entries it no longer holds; Store.mayNotVote)
  *   r<id>h        Raft hard state
  *   r<id>t        truncated state: index and term of the last compacted entry
  *   r<id>c        applied index and conf state (written with every apply)
@@ -52,6 +54,7 @@ function suffixed(rangeId: RangeId, tag: number, extra?: number): Uint8Array {
 }
 
 export const keys = {
+  tombstone: (id: RangeId): Uint8Array => suffixed(id, 0x67), // 'g'
   hardState: (id: RangeId): Uint8Array => suffixed(id, 0x68), // 'h'
   truncated: (id: RangeId): Uint8Array => suffixed(id, 0x74), // 't'
   applyState: (id: RangeId): Uint8Array => suffixed(id, 0x63), // 'c'

@@ -17,8 +17,8 @@ import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
-import { FORWARD_GRACE_MS, type ForwardMessage, Forwarder } from './forward.js';
-import { type RemoteRange, RemoteFeeds } from './remote_feed.js';
+import { type ForwardMessage, Forwarder } from './forward.js';
+import { FEED_CALL_GRACE_MS, type RemoteRange, RemoteFeeds } from './remote_feed.js';
 import { type QuiescenceEvent, type RangeMessage, Store, type Transport } from './store.js';
 import { type WatchRanges, type WatchSource, WatchHub } from './watch_hub.js';
 
@@ -64,6 +64,10 @@ export interface KvNodeOptions {
   readonly catchUpClock?: () => void;
   /** The store stopped serving: its storage failed. */
   readonly onStorageFailed: (error: Error) => void;
+  /** This node's `--locality` (`zone=a`, tiers outermost first): placement spreads replicas across localities. */
+  readonly locality?: string;
+  /** How long a remote range feed's long poll waits (default FEED_WAIT_MS); the simulator's runs are shorter. */
+  readonly feedWaitMs?: number;
   /** Told what remote range feeds do (RemoteFeedsOptions.observe; the simulator counts it). */
   readonly observeFeeds?: (event: string) => void;
   /** A founding member's first start: the configuration and the founders' records. Absent: join, or restart from disk. */
@@ -218,7 +222,9 @@ export class KvNode {
       timers: o.timers,
       locate: (rangeId) => this.remoteRange(rangeId),
       call: (to, rangeId, op, timeoutMs) => this.forwarder.call(to, rangeId, op, timeoutMs),
-      callTimeoutMs: o.requestTimeoutMs + FORWARD_GRACE_MS,
+      // The serving node's own deadline (a close is a proposal there) answers first.
+      callTimeoutMs: o.requestTimeoutMs + (o.feedWaitMs ?? FEED_CALL_GRACE_MS),
+      ...(o.feedWaitMs === undefined ? {} : { waitMs: o.feedWaitMs, callGraceMs: o.feedWaitMs }),
       onData: () => this.watches.pump(),
       ...(o.observeFeeds === undefined ? {} : { observe: o.observeFeeds }),
     });
@@ -252,6 +258,7 @@ export class KvNode {
       rng: o.rng.fork(),
       log: o.membershipLog,
       clientUrls: o.clientUrls,
+      ...(o.locality === undefined ? {} : { locality: o.locality }),
       onRemoved: o.onRemoved,
       ...(o.placement === true ? { removalRefusal: (id: NodeId) => this.replicasListing(id) } : {}),
       ...(o.sabotage === undefined ? {} : { sabotage: o.sabotage }),

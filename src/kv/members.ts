@@ -7,6 +7,25 @@ import { type RangeId, keys, readU64 } from './keys.js';
 /** etcd caps a member's URL lists; so do we, so a record stays small. */
 export const MAX_MEMBER_URLS = 16;
 export const MAX_MEMBER_URL_BYTES = 512;
+/** The longest `--locality` (CockroachDB's form: `region=us-east1,zone=us-east1-b`, outermost tier first). */
+export const MAX_LOCALITY_BYTES = 256;
+/** Tiers one locality may have. */
+export const MAX_LOCALITY_TIERS = 8;
+
+const LOCALITY_TIER = /^[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:-]{1,128}$/;
+
+/** Why `locality` is not a valid `--locality`, or undefined: comma-separated `key=value` tiers, each key once. */
+export function localityProblem(locality: string): string | undefined {
+  if (locality.length === 0) return undefined;
+  if (Buffer.byteLength(locality) > MAX_LOCALITY_BYTES) return `longer than ${MAX_LOCALITY_BYTES} bytes`;
+  const tiers = locality.split(',');
+  if (tiers.length > MAX_LOCALITY_TIERS) return `more than ${MAX_LOCALITY_TIERS} tiers`;
+  const bad = tiers.find((t) => !LOCALITY_TIER.test(t));
+  if (bad !== undefined) return `tier "${bad}" is not key=value (letters, digits, '_', '.', '-'; values may hold ':')`;
+  const keysSeen = tiers.map((t) => t.slice(0, t.indexOf('=')));
+  if (new Set(keysSeen).size !== keysSeen.length) return 'a tier key appears twice';
+  return undefined;
+}
 
 /**
  * A cluster member as etcd's Cluster API shows it. The Raft configuration
@@ -21,6 +40,8 @@ export interface MemberRecord {
   readonly clientUrls: readonly string[];
   /** Being decommissioned (`tessera node decommission`): ranges other than range 1 drop it, then range 1 removes it. */
   readonly decommissioning?: boolean;
+  /** The member's `--locality` (empty or absent: none), which placement spreads each range's replicas across. */
+  readonly locality?: string;
 }
 
 /**
@@ -59,7 +80,15 @@ export function checkMemberRecord(v: unknown): MemberRecord {
     throw new TesseraError('CORRUPT_DATA', 'malformed member record');
   }
   if (o.decommissioning !== undefined && typeof o.decommissioning !== 'boolean') throw new TesseraError('CORRUPT_DATA', 'malformed member record');
-  return { id: o.id as number, name: o.name, peerUrls: [...o.peerUrls], clientUrls: [...o.clientUrls], ...(o.decommissioning === true ? { decommissioning: true } : {}) };
+  if (o.locality !== undefined && (typeof o.locality !== 'string' || localityProblem(o.locality) !== undefined)) throw new TesseraError('CORRUPT_DATA', 'malformed member record');
+  return {
+    id: o.id as number,
+    name: o.name,
+    peerUrls: [...o.peerUrls],
+    clientUrls: [...o.clientUrls],
+    ...(o.decommissioning === true ? { decommissioning: true } : {}),
+    ...(o.locality === undefined || o.locality === '' ? {} : { locality: o.locality }),
+  };
 }
 
 /**

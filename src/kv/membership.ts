@@ -75,6 +75,8 @@ export interface MembershipOptions {
   readonly log: MembershipLog;
   /** This node's client URLs, to publish; empty while it has no client listener. */
   readonly clientUrls: () => readonly string[];
+  /** This member's `--locality` (absent or empty: none), published with its name. */
+  readonly locality?: string;
   /** Called once, REMOVED_STOP_DELAY_MS after this node learns it was removed from the cluster. */
   readonly onRemoved: () => void;
   /**
@@ -253,16 +255,17 @@ export class MembershipCore {
     const own = this.o.stateMachine.members.get(this.o.self);
     const clientUrls = [...this.o.clientUrls()];
     if (own === undefined || this.publishing || this.removed) return;
-    if (own.name === this.o.name && sameList(own.clientUrls, clientUrls)) return;
+    const locality = this.o.locality ?? '';
+    if (own.name === this.o.name && sameList(own.clientUrls, clientUrls) && (own.locality ?? '') === locality) return;
     const nowMs = this.o.timers.nowMs();
     if (nowMs - this.lastPublishMs < PUBLISH_RETRY_MS || (this.raft()?.lead ?? 0) === 0) return;
     this.publishing = true;
     this.lastPublishMs = nowMs;
     this.command(
-      (requestId) => encodeCommand({ kind: 'member-attrs', requestId, id: this.o.self, name: this.o.name, clientUrls }),
+      (requestId) => encodeCommand({ kind: 'member-attrs', requestId, id: this.o.self, name: this.o.name, clientUrls, ...(locality === '' ? {} : { locality }) }),
       (error) => {
         this.publishing = false;
-        if (error === undefined) this.o.log.info({ clientUrls }, "published this member's name and client URLs");
+        if (error === undefined) this.o.log.info({ clientUrls, ...(locality === '' ? {} : { locality }) }, "published this member's name and client URLs");
         else this.o.log.debug({ err: error }, 'publishing member attributes failed; will retry');
       },
     );

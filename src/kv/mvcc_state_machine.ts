@@ -542,7 +542,7 @@ export class MvccStateMachine implements RangeStateMachine {
         ? { ...old, peerUrls: [...command.peerUrls] }
         : command.kind === 'member-decommission'
           ? { ...old, decommissioning: true }
-          : { ...old, name: command.name, clientUrls: [...command.clientUrls] };
+          : memberWithAttrs(old, command);
     this.members.put(batch, member);
     return { requestId, kind: command.kind, member };
   }
@@ -802,4 +802,10 @@ export function snapshotDataProblem(rangeId: RangeId, data: Uint8Array, span: Ke
     return `key ${i / 2} lies outside the range's state`;
   }
   return undefined;
+}
+
+/** A member record with the attributes a member published (its name, client URLs and locality). */
+function memberWithAttrs(old: MemberRecord, c: Extract<KvCommand, { kind: 'member-attrs' }>): MemberRecord {
+  const { locality: _old, ...rest } = old;
+  return { ...rest, name: c.name, clientUrls: [...c.clientUrls], ...(c.locality === undefined || c.locality === '' ? {} : { locality: c.locality }) };
 }

@@ -9,6 +9,8 @@ import type { WatchSource } from './watch_hub.js';
 
 /** How long a feed's long poll waits on the serving node for a change before it answers with none. */
 export const FEED_WAIT_MS = 1_000;
+/** A long poll that got no answer this long after its wait is given up, and the next holder asked: the holder may be down or cut off. */
+export const FEED_CALL_GRACE_MS = 500;
 /** After a failed fetch (no answer, a holder that cannot serve), the feed waits this long and asks the next holder. */
 export const FEED_RETRY_MS = 100;
 /** A feed no watcher read for this long stops fetching and is dropped. */
@@ -30,8 +32,12 @@ export interface RemoteFeedsOptions {
   readonly locate: (rangeId: RangeId) => RemoteRange | undefined;
   /** Sends an op to a holder (Forwarder.call). */
   readonly call: (to: NodeId, rangeId: RangeId, op: ForwardOp, timeoutMs: number) => Promise<ForwardValue>;
-  /** The deadline of a call past its long poll (the serving node's request timeout and a grace). */
+  /** The deadline of a fetch that closes the range first (the serving node's request timeout and a grace). */
   readonly callTimeoutMs: number;
+  /** How long a long poll waits on the serving node (default FEED_WAIT_MS; the simulator's runs are shorter). */
+  readonly waitMs?: number;
+  /** How long past its wait a long poll may go unanswered (default FEED_CALL_GRACE_MS). */
+  readonly callGraceMs?: number;
   /** New history arrived: the watch hub can pump. */
   readonly onData: () => void;
   /** Told what feeds do (the simulator counts it): `page` (with changes), `empty`, `restart`, `drop`, `failed-<code>`. */
@@ -221,7 +227,7 @@ export class RangeFeed implements WatchSource {
       if (this.o.timers.nowMs() - this.lastUsedMs > FEED_IDLE_MS) return this.drop();
       const target = this.locate();
       if (target === undefined) return this.drop();
-      const ok = await this.fetch(target, FEED_WAIT_MS, 0);
+      const ok = await this.fetch(target, this.o.waitMs ?? FEED_WAIT_MS, 0);
       if (!ok && !this.dropped) await this.sleep(FEED_RETRY_MS);
     }
   }
@@ -269,7 +275,8 @@ export class RangeFeed implements WatchSource {
     const op: ForwardOp = { op: 'events', key: start, rangeEnd: end ?? ALL_AFTER, fromRevision: from, prevKv: this.prevKv, waitMs, closeTo };
     let page: EventsPage;
     try {
-      page = (await this.o.call(holders[at] as NodeId, this.rangeId, op, waitMs + this.o.callTimeoutMs)) as EventsPage;
+      const timeoutMs = closeTo > 0 ? this.o.callTimeoutMs : waitMs + (this.o.callGraceMs ?? FEED_CALL_GRACE_MS);
+      page = (await this.o.call(holders[at] as NodeId, this.rangeId, op, timeoutMs)) as EventsPage;
     } catch (error) {
       this.holderAt = at + 1;
       this.o.observe?.(`failed-${isTesseraError(error) ? error.code : 'UNKNOWN'}`);

@@ -472,19 +472,22 @@ export class Store {
 
   /**
    * Whether `m` is a vote request that an empty replica (no log, no
-   * snapshot) must leave unanswered. Raft's election safety rests on a
-   * voter never losing what it acknowledged (§5.4.1), and an empty replica
-   * here may be one that did: replica GC drops the log of a replica removed
-   * from its range, and the node may be added back later, its new replica
-   * made empty by the leader's first message. A peer whose own membership
-   * is stale still counts the node as a voter; granted its vote, a candidate
-   * missing committed entries wins (simulator seed 5126 under placement).
-   * The empty replica votes once it holds the range's state (a snapshot, or
-   * the split that made it).
+   * snapshot) made again after replica GC must leave unanswered. Raft's
+   * election safety rests on a voter never losing what it acknowledged
+   * (§5.4.1), and such a replica may have: replica GC drops the log of a
+   * replica removed from its range, and the node may be added back later,
+   * its new replica made empty by the leader's first message. A peer whose
+   * own membership is stale still counts the node as a voter; granted its
+   * vote, a candidate missing committed entries wins (simulator seed 5126
+   * under placement). It votes again once it holds the range's state (a
+   * snapshot). An empty replica that never held the range (a split's new
+   * range on a node whose parent replica lags) acknowledged nothing, and
+   * votes as Raft says: its vote may be what elects the range's leader
+   * (seed 222).
    */
   private mayNotVote(replica: Replica, m: Message): boolean {
     if (m.type !== 'MsgVote' && m.type !== 'MsgPreVote') return false;
-    return replica.raw.raft.raftLog.lastIndex() === 0;
+    return replica.raw.raft.raftLog.lastIndex() === 0 && this.o.engine.get(keys.tombstone(replica.rangeId)) !== undefined;
   }
 
   /**
@@ -520,6 +523,11 @@ export class Store {
     // the right replica must stay, for the merge entry this replica may still apply from its log.
     const raft = replica.raw.raft;
     if (absorbed.length > 0 && (m.term < raft.term || (m.snapshot?.metadata.index ?? 0) <= raft.raftLog.committed)) return false;
+    // Only ranges this replica itself took over: they continue its bounds, one after another. A range
+    // merged into another replica here (whose log may yet apply that merge, which needs the right
+    // range's state) and later split off as the snapshot's range is not this range's to retire: the
+    // snapshot waits until that replica applied the merge and the split (simulator seed 222).
+    if (absorbed.length > 0 && !continuesBounds(sm.bounds, absorbed.map((r) => r.stateMachine.bounds as KeyBounds))) return false;
     if (absorbed.length > 0) {
       const batch = this.o.engine.newBatch();
       for (const other of absorbed) this.deleteRangeState(batch, other.rangeId);
@@ -636,6 +644,8 @@ export class Store {
     // Its term and vote stay (with an empty log, nothing committed), as for a replica made for a peer's
     // message: should the range come back here, this node never votes twice in one term.
     batch.put(keys.hardState(rangeId), encodeHardState({ term: hard.term, vote: hard.vote, commit: 0 }));
+    // And a tombstone: a replica made here again starts empty, though this one may have acknowledged entries.
+    batch.put(keys.tombstone(rangeId), new Uint8Array([1]));
     this.stage(batch);
     const moved = new TesseraError('RANGE_MISMATCH', `range ${rangeId} moved off this node`);
     this.closeReplica(rangeId, new TesseraError('TIMEOUT', `range ${rangeId} moved off this node while a proposal was in flight; its outcome is unknown`), moved);
@@ -1278,4 +1288,19 @@ function queueFor<K, V>(map: Map<K, V[]>, key: K): V[] {
   let queue = map.get(key);
   if (queue === undefined) map.set(key, (queue = []));
   return queue;
+}
+
+/** Whether `ranges` (in any order) tile the keys right after `own`, each starting where the one before ends. */
+function continuesBounds(own: KeyBounds | undefined, ranges: readonly KeyBounds[]): boolean {
+  if (own === undefined || own.end === undefined) return false;
+  let at: Uint8Array = own.end;
+  const rest = [...ranges];
+  while (rest.length > 0) {
+    const i = rest.findIndex((b) => compareBytes(b.start, at) === 0);
+    if (i < 0) return false;
+    const [next] = rest.splice(i, 1) as [KeyBounds];
+    if (next.end === undefined) return rest.length === 0;
+    at = next.end;
+  }
+  return true;
 }

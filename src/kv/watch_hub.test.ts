@@ -157,3 +157,64 @@ test('WatchHub: progress notifications go to idle progress_notify watchers', () 
   s.hub.progressTick();
   assert.deepEqual(summary(c.out), [`progress@${rev(1)}`]);
 });
+
+test('WatchHub: a watch over a local range and a remote one (a feed) gets both ranges\' changes merged in revision order, up to the lower current revision, never skipping the remote ones (seed 7145)', () => {
+  const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
+  const local = MvccStore.open(engine, { metaPrefix: enc.encode('m'), span: WHOLE_KEY_SPAN });
+  const remoteEvents: MvccEvent[] = [];
+  const wanted: number[] = [];
+  const closes: number[] = [];
+  const remote = {
+    currentRevision: 0,
+    compactedRevision: 0,
+    events: (o: { fromRevision: number; toRevision?: number | undefined }) => {
+      const to = Math.min(o.toRevision ?? remote.currentRevision, remote.currentRevision);
+      return { events: remoteEvents.filter((e) => e.kv.modRevision >= o.fromRevision && e.kv.modRevision <= to), nextRevision: Math.max(o.fromRevision, to + 1) };
+    },
+    want: (from: number) => void wanted.push(from),
+  };
+  const hub = new WatchHub({
+    cover: () => [1, 2],
+    store: (id) => (id === 1 ? local : remote),
+    isRemote: (id) => id === 2,
+    generation: () => 0,
+    newestRevision: () => local.currentRevision,
+    requestClose: (id, revision) => void (id === 2 && closes.push(revision)),
+  });
+  hub.flush();
+  const write = (k: string): void => {
+    const batch = engine.newBatch();
+    const txn = local.beginWrite(batch);
+    txn.put(enc.encode(k), enc.encode('v'));
+    const result = txn.end();
+    engine.commit(batch, () => {});
+    hub.onApplied(result.revision, result.events);
+    hub.flush();
+  };
+  // The remote range's change takes rev(1); the local range passes it without a change.
+  const batch = engine.newBatch();
+  local.advanceTo(batch, rev(1));
+  engine.commit(batch, () => {});
+  remoteEvents.push({ type: 'PUT', kv: { key: enc.encode('x'), value: enc.encode('r'), createRevision: rev(1), modRevision: rev(1), version: 1, lease: 0 } });
+  const { out, sink } = collect();
+  hub.create(request({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), startRevision: rev(1), progressNotify: true }), sink);
+  // The feed is current through rev(2) when the local change at rev(2) applies: it reaches the hub's buffer,
+  // which holds no remote change, so the watcher must read history, not the buffer.
+  remote.currentRevision = rev(2);
+  write('b');
+  hub.pump();
+  assert.ok(wanted.includes(rev(1)), 'the feed is asked for the history from the start');
+  assert.deepEqual(summary(out), [`PUT x@${rev(1)}`, `PUT b@${rev(2)}`]);
+  // Caught up with its ranges: a progress notification at rev(2).
+  hub.progressTick();
+  hub.progressTick();
+  assert.deepEqual(summary(out).slice(2), [`progress@${rev(2)}`]);
+  // A local change above the feed's revision waits for it, and the quiet remote range is asked to close past it.
+  write('c');
+  hub.pump();
+  assert.deepEqual(summary(out).slice(3), []);
+  assert.ok(closes.includes(rev(3)));
+  remote.currentRevision = rev(3);
+  hub.pump();
+  assert.deepEqual(summary(out).slice(3), [`PUT c@${rev(3)}`]);
+});

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PROMOTE_MAX_LAG_ENTRIES, chooseReplicas, learnerCaughtUp, nextStep } from './replica_reconciler.js';
+import { localityProblem } from '../kv/index.js';
+import { PROMOTE_MAX_LAG_ENTRIES, chooseReplicas, diversity, learnerCaughtUp, nextStep } from './replica_reconciler.js';
 
 type Role = 'voter' | 'learner';
 const roles = (o: Record<number, Role>): Map<number, Role> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
@@ -66,4 +67,40 @@ test('learnerCaughtUp: only a learner that replicates and acknowledged the range
   // Lag counts in entries.
   assert.equal(learnerCaughtUp({ state: 'replicate', match: 1000 }, log(1, 1000 + PROMOTE_MAX_LAG_ENTRIES)), true);
   assert.equal(learnerCaughtUp({ state: 'replicate', match: 1000 }, log(1, 1001 + PROMOTE_MAX_LAG_ENTRIES)), false);
+});
+
+test('chooseReplicas: with --locality, a range\'s replicas spread across localities before load counts; moves make a range more diverse, and balance never makes it less', () => {
+  const zones: Record<number, string> = { 1: 'zone=a', 2: 'zone=a', 3: 'zone=b', 4: 'zone=b', 5: 'zone=c' };
+  const localityOf = (id: number): string | undefined => zones[id];
+  const load = (entries: [number, number][]): Map<number, number> => new Map(entries);
+  const ids = (m: Map<number, unknown>): number[] => [...m.keys()].sort((a, b) => a - b);
+  // A new range: one replica per zone, the least loaded in each.
+  const fresh = chooseReplicas({ current: new Map(), candidates: [1, 2, 3, 4, 5], replicas: 3, load: load([[1, 5], [2, 1], [3, 0], [4, 2], [5, 9]]), allowBalance: false, localityOf });
+  assert.deepEqual(ids(fresh), [2, 3, 5]);
+  // Without localities, the three least loaded.
+  assert.deepEqual(ids(chooseReplicas({ current: new Map(), candidates: [1, 2, 3, 4, 5], replicas: 3, load: load([[1, 5], [2, 1], [3, 0], [4, 2], [5, 9]]), allowBalance: false })), [2, 3, 4]);
+  // Two replicas in zone a: the more loaded gives way to zone c, once balancing is allowed.
+  const crowded = new Map<number, 'voter'>([[1, 'voter'], [2, 'voter'], [3, 'voter']]);
+  const loads = load([[1, 3], [2, 2], [3, 2], [4, 2], [5, 4]]);
+  assert.deepEqual(ids(chooseReplicas({ current: crowded, candidates: [1, 2, 3, 4, 5], replicas: 3, load: loads, allowBalance: false, localityOf })), [1, 2, 3]);
+  assert.deepEqual(ids(chooseReplicas({ current: crowded, candidates: [1, 2, 3, 4, 5], replicas: 3, load: loads, allowBalance: true, localityOf })), [2, 3, 5]);
+  // Spread already: the loaded member in zone a gives way only within zone a (node 2), never to zone b's idle node 4.
+  const spread = new Map<number, 'voter'>([[1, 'voter'], [3, 'voter'], [5, 'voter']]);
+  assert.deepEqual(ids(chooseReplicas({ current: spread, candidates: [1, 2, 3, 4, 5], replicas: 3, load: load([[1, 9], [2, 5], [3, 1], [4, 0], [5, 1]]), allowBalance: true, localityOf })), [2, 3, 5]);
+  assert.deepEqual(ids(chooseReplicas({ current: spread, candidates: [1, 3, 4, 5], replicas: 3, load: load([[1, 9], [3, 1], [4, 0], [5, 1]]), allowBalance: true, localityOf })), [1, 3, 5]);
+  // Tiers: another region before another zone of the same region.
+  const tiered: Record<number, string> = { 1: 'region=x,zone=1', 2: 'region=x,zone=2', 3: 'region=y,zone=1' };
+  assert.deepEqual(ids(chooseReplicas({ current: new Map([[1, 'voter']]), candidates: [1, 2, 3], replicas: 2, load: load([[3, 5]]), allowBalance: false, localityOf: (id) => tiered[id] })), [1, 3]);
+  assert.equal(diversity([['region=x', 'zone=1'], ['region=x', 'zone=2']]), 1);
+  assert.equal(diversity([['region=x', 'zone=1'], ['region=y', 'zone=1']]), 2);
+  assert.equal(diversity([[], []]), 0);
+});
+
+test('localityProblem: --locality is comma-separated key=value tiers, each key once, within its limits', () => {
+  assert.equal(localityProblem(''), undefined);
+  assert.equal(localityProblem('zone=a'), undefined);
+  assert.equal(localityProblem('region=us-east1,zone=us-east1-b,rack=r:12'), undefined);
+  for (const bad of ['zone', 'zone=', '=a', 'zone=a,zone=b', 'zone=a b', 'zone=a,', `zone=${'x'.repeat(300)}`, Array.from({ length: 9 }, (_, i) => `t${i}=v`).join(',')]) {
+    assert.equal(typeof localityProblem(bad), 'string', bad);
+  }
 });

@@ -115,7 +115,8 @@ export class ReplicaReconciler {
   private placementGoal(current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
     const replicas = this.o.replicas ?? 0;
     const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
-    const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance });
+    const members = this.o.kv.stateMachine.members;
+    const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance, localityOf: (id) => members.get(id)?.locality });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
     if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
     return goal;
@@ -186,14 +187,18 @@ export const BALANCE_EVERY_TICKS = 50;
 /**
  * The replicas a range should have under `--replicas` (issue 13,
  * placement): its current members that are still candidates (voters of
- * range 1, not decommissioning, not dead), the least loaded first, at most
- * `replicas` of them; then the least loaded other candidates until there
- * are `replicas`. Once the range has its count, one move at a time balances
- * the replica counts: the most loaded member gives way to the least loaded
- * other candidate when it holds at least two more replicas (so a move never
- * makes the two trade places). Load is the number of replicas a node holds;
- * ties go to current voters, then to lower ids, so every leader decides
- * alike.
+ * range 1, not decommissioning, not dead), at most `replicas` of them; then
+ * other candidates until there are `replicas`. Each pick keeps the set as
+ * diverse as it can be across `--locality` tiers (`diversity`, as
+ * CockroachDB's allocator does), then takes the least loaded. Once the
+ * range has its count, one move at a time: first one that makes the set
+ * more diverse (a member sharing its locality with another gives way to a
+ * candidate elsewhere), else one that balances replica counts without
+ * making it less diverse: the most loaded member gives way to the least
+ * loaded other candidate when it holds at least two more replicas (so a
+ * move never makes the two trade places). Load is the number of replicas a
+ * node holds; ties go to current voters, then to lower ids, so every leader
+ * decides alike.
  */
 export function chooseReplicas(o: {
   readonly current: ReadonlyMap<NodeId, Role>;
@@ -202,21 +207,85 @@ export function chooseReplicas(o: {
   readonly load: ReadonlyMap<NodeId, number>;
   /** Whether a balancing move may be chosen now (repairs always may). */
   readonly allowBalance: boolean;
+  /** A node's `--locality` (absent or empty: none; every such node counts as one locality). */
+  readonly localityOf?: (id: NodeId) => string | undefined;
 }): Map<NodeId, Role> {
   const loadOf = (id: NodeId): number => o.load.get(id) ?? 0;
   const rank = (id: NodeId): number => (o.current.get(id) === 'voter' ? 0 : 1);
   const order = (a: NodeId, b: NodeId): number => loadOf(a) - loadOf(b) || rank(a) - rank(b) || a - b;
+  const tiers = new Map<NodeId, readonly string[]>();
+  const tiersOf = (id: NodeId): readonly string[] => {
+    let t = tiers.get(id);
+    if (t === undefined) tiers.set(id, (t = splitLocality(o.localityOf?.(id))));
+    return t;
+  };
+  const score = (set: readonly NodeId[]): number => diversity(set.map(tiersOf));
   const live = new Set(o.candidates);
-  const chosen = [...o.current.keys()].filter((id) => live.has(id)).sort(order).slice(0, o.replicas);
+  const pick = (from: NodeId[], into: NodeId[]): void => {
+    // The most diverse addition; among equals, the first in `order`.
+    let best = -1;
+    let bestScore = -1;
+    for (let i = 0; i < from.length; i++) {
+      const sc = score([...into, from[i] as NodeId]);
+      if (sc > bestScore) [best, bestScore] = [i, sc];
+    }
+    into.push(from.splice(best, 1)[0] as NodeId);
+  };
+  const kept = [...o.current.keys()].filter((id) => live.has(id)).sort(order);
+  const chosen: NodeId[] = [];
+  while (chosen.length < o.replicas && kept.length > 0) pick(kept, chosen);
   const others = o.candidates.filter((id) => !o.current.has(id)).sort(order);
-  while (chosen.length < o.replicas && others.length > 0) chosen.push(others.shift() as NodeId);
+  while (chosen.length < o.replicas && others.length > 0) pick(others, chosen);
   const settled = chosen.length === o.replicas && o.current.size === o.replicas && chosen.every((id) => o.current.get(id) === 'voter');
-  if (o.allowBalance && settled && others.length > 0) {
-    const most = [...chosen].sort(order).at(-1) as NodeId;
-    const least = others[0] as NodeId;
-    if (loadOf(most) - loadOf(least) >= 2) chosen.splice(chosen.indexOf(most), 1, least);
-  }
+  if (o.allowBalance && settled && others.length > 0) balanceMove(chosen, others, { order, loadOf, score });
   return new Map(chosen.map((id) => [id, 'voter' as Role]));
+}
+
+/** One move on a settled range (see chooseReplicas), made in place on `chosen`. */
+function balanceMove(
+  chosen: NodeId[],
+  others: readonly NodeId[],
+  f: { readonly order: (a: NodeId, b: NodeId) => number; readonly loadOf: (id: NodeId) => number; readonly score: (set: readonly NodeId[]) => number },
+): void {
+  const now = f.score(chosen);
+  const swapped = (out: NodeId, into: NodeId): NodeId[] => chosen.map((id) => (id === out ? into : id));
+  // More diverse first: the best gain; among equals, the most loaded member out and the least loaded candidate in.
+  let gain: { out: NodeId; into: NodeId; score: number } | undefined;
+  for (const out of [...chosen].sort(f.order).reverse()) {
+    for (const into of others) {
+      const sc = f.score(swapped(out, into));
+      if (sc > now && (gain === undefined || sc > gain.score)) gain = { out, into, score: sc };
+    }
+  }
+  if (gain !== undefined) return void chosen.splice(chosen.indexOf(gain.out), 1, gain.into);
+  const most = [...chosen].sort(f.order).at(-1) as NodeId;
+  const least = others.find((id) => f.score(swapped(most, id)) >= now);
+  if (least !== undefined && f.loadOf(most) - f.loadOf(least) >= 2) chosen.splice(chosen.indexOf(most), 1, least);
+}
+
+/** A locality's tiers, outermost first (`region=x,zone=y` → ['region=x', 'zone=y']). */
+function splitLocality(locality: string | undefined): readonly string[] {
+  return locality === undefined || locality === '' ? [] : locality.split(',');
+}
+
+/**
+ * How spread out a set of localities is: for every pair, the tiers they do
+ * not share from the outermost one in (two nodes in different regions differ
+ * in every tier; in one region and different zones, in all but the first).
+ * Nodes without a locality share all of it.
+ */
+export function diversity(localities: readonly (readonly string[])[]): number {
+  let sum = 0;
+  for (let i = 0; i < localities.length; i++) {
+    for (let j = i + 1; j < localities.length; j++) {
+      const a = localities[i] as readonly string[];
+      const b = localities[j] as readonly string[];
+      let shared = 0;
+      while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared++;
+      sum += Math.max(a.length, b.length) - shared;
+    }
+  }
+  return sum;
 }
 
 /** Node → role, or undefined for a joint configuration. */

@@ -2,7 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { pino, type Level, type Logger } from 'pino';
 import { SeededRng, TesseraError, type Timers } from '../base/index.js';
 import { type ConfState, DEFAULT_RAFT_OPTIONS, isAck, leaseTicks, type NodeId } from '../raft/index.js';
-import { KvNode, type MemberRecord, META_RANGE, type MvccStateMachine, type RangeId, snapshotDataProblem, type Store, type WatchHub } from '../kv/index.js';
+import { KvNode, type MemberRecord, META_RANGE, type MvccStateMachine, type RangeId, localityProblem, snapshotDataProblem, type Store, type WatchHub } from '../kv/index.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { checkName, clusterIdOf, formatHostPort, nodeIdFromName, parseHostPort, parseInitialCluster, type InitialMember } from './address.js';
 import { type AdminServer, startAdminServer } from './admin.js';
@@ -104,6 +104,8 @@ export interface StartNodeOptions {
   readonly replicas?: number;
   /** A member not heard from for this long is dead, and its replicas are made again elsewhere (default DEFAULT_DEAD_AFTER_MS; 0: never). */
   readonly deadAfterMs?: number;
+  /** `--locality`: tiers outermost first (`region=x,zone=y`); placement spreads each range's replicas across localities (default: none). */
+  readonly locality?: string;
   /** A pino logger; otherwise one is made at `logLevel` (default 'info') writing JSON lines to stdout. */
   readonly logger?: Logger;
   readonly logLevel?: Level | 'silent';
@@ -215,6 +217,7 @@ interface Resolved {
   readonly rangeMerge: boolean;
   readonly replicas: number;
   readonly deadAfterMs: number;
+  readonly locality: string;
   readonly logger: Logger;
 }
 
@@ -312,8 +315,16 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     rangeMerge: o.rangeMerge ?? true,
     replicas: nonNegative('replicas', o.replicas ?? DEFAULT_REPLICAS),
     deadAfterMs: nonNegative('deadAfterMs', o.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS),
+    locality: checkLocality(o.locality ?? ''),
     logger,
   };
+}
+
+/** `--locality`, refused up front (INVALID_CONFIG) unless it is key=value tiers within their limits. */
+function checkLocality(locality: string): string {
+  const problem = localityProblem(locality);
+  if (problem !== undefined) throw new TesseraError('INVALID_CONFIG', `--locality "${locality.slice(0, 80)}": ${problem}`);
+  return locality;
 }
 
 /** The read mode, refused up front when the election timeout leaves no lease (validateRaftConfig would refuse it later, less clearly). */
@@ -590,6 +601,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     rng: new SeededRng(randomInt(0, 2 ** 47)),
     timers,
     placement: r.replicas > 0,
+    ...(r.locality === '' ? {} : { locality: r.locality }),
     onReplicaCollected: (rangeId, why) => p.log.info({ rangeId, why }, 'dropped a replica placement moved away'),
     raft: {
       electionTimeoutTicks: r.electionTicks,

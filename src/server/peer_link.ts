@@ -22,6 +22,8 @@ export interface LinkHost {
   mayLog(key: string): boolean;
   /** The peer refused us as a member removed from the cluster. */
   removedByPeer(peer: NodeId): void;
+  /** The node's snapshot budget: how long a chunk of `bytes` must wait (0: spent, send it). */
+  snapshotBudget(bytes: number): number;
 }
 
 export interface TransportStats {
@@ -59,6 +61,8 @@ interface SnapshotSend {
   seq: number;
   allQueued: boolean;
   timer?: NodeJS.Timeout;
+  /** Set while the next chunk waits for the node's snapshot budget. */
+  rateTimer?: NodeJS.Timeout | undefined;
 }
 
 /** A snapshot waiting for its turn on the link; its reader holds a read view meanwhile. */
@@ -280,12 +284,23 @@ export class PeerLink {
     const next = this.waiting.shift();
     if (next === undefined) return;
     const send: SnapshotSend = { id: this.host.nextSnapshotId(), rangeId: next.rangeId, message: next.message, reader: next.reader, seq: 0, allQueued: false };
-    send.timer = setTimeout(() => {
-      this.host.logger.warn({ peer: this.peerId, rangeId: send.rangeId }, 'snapshot not acknowledged in time; reported failed');
-      if (this.active === send) this.finishSnapshot(false);
-    }, this.host.limits.snapshotAckTimeoutMs);
+    this.armAckTimer(send);
     this.active = send;
     this.measureSnapshot(send);
+  }
+
+  /**
+   * The send's deadline, `snapshotAckTimeoutMs` from its start and again from
+   * each chunk queued: a large snapshot held to the node's snapshot rate
+   * (shared with other peers' snapshots) takes as long as it takes, so long
+   * as it moves; one that stops moving, or whose ack never comes, fails.
+   */
+  private armAckTimer(send: SnapshotSend): void {
+    clearTimeout(send.timer);
+    send.timer = setTimeout(() => {
+      this.host.logger.warn({ peer: this.peerId, rangeId: send.rangeId, chunksQueued: send.seq }, 'snapshot not acknowledged in time; reported failed');
+      if (this.active === send) this.finishSnapshot(false);
+    }, this.host.limits.snapshotAckTimeoutMs);
   }
 
   /** The sizing pass, a slice per event-loop turn (the first chunk declares the size); then the chunks can flow. */
@@ -309,10 +324,22 @@ export class PeerLink {
     }
   }
 
-  /** Queues the active snapshot's next chunk once the queue is nearly empty, so chunks interleave with batches. */
+  /**
+   * Queues the active snapshot's next chunk once the queue is nearly empty,
+   * so chunks interleave with batches, and once the node's snapshot budget
+   * allows (`--snapshot-max-rate`); otherwise a timer pumps again then.
+   */
   private feedSnapshot(): void {
     const a = this.active;
-    if (a === undefined || a.allQueued || !a.reader.measured || this.queued >= this.host.limits.snapshotChunkBytes) return;
+    if (a === undefined || a.allQueued || !a.reader.measured || this.queued >= this.host.limits.snapshotChunkBytes || a.rateTimer !== undefined) return;
+    const waitMs = this.host.snapshotBudget(Math.min(this.host.limits.snapshotChunkBytes, Math.max(1, a.reader.remainingBytes)));
+    if (waitMs > 0) {
+      a.rateTimer = setTimeout(() => {
+        a.rateTimer = undefined;
+        if (this.active === a) this.pump();
+      }, waitMs);
+      return;
+    }
     const total = a.reader.totalBytes;
     let data: Uint8Array | undefined;
     if (!this.stepReader(a, () => (data = a.reader.nextChunk(this.host.limits.snapshotChunkBytes)))) return;
@@ -323,6 +350,7 @@ export class PeerLink {
     const bytes = encodeFrame({ t: 'snap', id: a.id, rangeId: a.rangeId, seq: a.seq, last, data: chunk, ...head });
     a.seq++;
     a.allQueued = last;
+    this.armAckTimer(a);
     if (last) a.reader.close();
     this.queue.push({ bytes, rangeIds: [], messages: 0, snapshotId: a.id });
     this.queued += bytes.byteLength;
@@ -332,6 +360,7 @@ export class PeerLink {
     const a = this.active;
     if (a === undefined) return;
     clearTimeout(a.timer);
+    clearTimeout(a.rateTimer);
     a.reader.close();
     this.active = undefined;
     // Chunks of an abandoned snapshot still queued would only be ignored by the receiver.

@@ -213,7 +213,7 @@ export class ProcCluster {
   }
 
   /** `size` nodes n1…nN sharing one `--initial-cluster`, each with client, peer and admin ports picked free. */
-  static async create(size: number, options: { token?: string; prefix?: string; extraArgs?: readonly string[] } = {}): Promise<ProcCluster> {
+  static async create(size: number, options: { token?: string; prefix?: string; extraArgs?: readonly string[]; nodeArgs?: (index: number) => readonly string[] } = {}): Promise<ProcCluster> {
     const root = mkdtempSync(join(tmpdir(), options.prefix ?? 'tessera-proc-'));
     const ports = await freePorts(size * 3);
     const addr = (i: number): string => `127.0.0.1:${ports[i]}`;
@@ -227,7 +227,7 @@ export class ProcCluster {
       admin: addr(i * 3 + 2),
       ...(size > 1 ? { initialCluster } : {}),
       ...(options.token === undefined ? {} : { token: options.token }),
-      ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
+      ...(options.extraArgs === undefined && options.nodeArgs === undefined ? {} : { extraArgs: [...(options.extraArgs ?? []), ...(options.nodeArgs?.(i) ?? [])] }),
     }));
     return new ProcCluster(root, specs);
   }

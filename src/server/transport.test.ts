@@ -12,6 +12,7 @@ import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder 
 import { isPeerError } from './errors.js';
 import { StateSnapshotReader, readSnapshotData, streamedSnapshot } from '../kv/snapshot_stream.js';
 import { MemoryEngine } from '../storage/memory.js';
+import { SnapshotRate } from './transport_limits.js';
 
 const A = 11;
 const B = 22;
@@ -259,6 +260,46 @@ test('transport: snapshots stream in bounded chunks, are reassembled, and their 
     await a.t.close();
     await b.t.close();
   }
+});
+
+test('transport: snapshots are held to the node\'s snapshot rate, a bucket of one second that refills at that rate', async () => {
+  const [pa, pb] = await freePorts(2);
+  const rate = 2 * 1024 * 1024;
+  const limits = { snapshotChunkBytes: 256 * 1024, snapshotBytesPerSecond: rate };
+  const a = await node(A, pa as number, { [B]: pb as number }, { limits });
+  const b = await node(B, pb as number, { [A]: pa as number }, { limits });
+  try {
+    const data = new Uint8Array(5 * 1024 * 1024).fill(7);
+    const cs = { voters: [A, B], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const started = performance.now();
+    a.t.send(B, [{ rangeId: 5, message: message({ type: 'MsgSnap', from: A, to: B, term: 4, snapshot: { metadata: { index: 100, term: 4, confState: cs }, data } }) }]);
+    await waitFor(() => a.rec.snapshots.length === 1, 'the snapshot report', 20_000);
+    const elapsedMs = performance.now() - started;
+    assert.deepEqual(a.rec.snapshots[0], { rangeId: 5, to: B, ok: true });
+    // 2 MiB go at once (a full bucket); the other 3 MiB take 1.5 s at 2 MiB/s.
+    assert.ok(elapsedMs >= 1_400, `5 MiB at 2 MiB/s took ${elapsedMs.toFixed(0)} ms`);
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
+test('SnapshotRate: a full bucket of one second, spent by chunks and refilled with time; a chunk larger than the bucket waits for a full one', () => {
+  let now = 0;
+  const r = new SnapshotRate(1000, () => now);
+  assert.equal(r.take(600), 0);
+  assert.equal(r.take(400), 0);
+  assert.equal(r.take(100), 100); // empty: 100 bytes take 100 ms
+  now += 50;
+  assert.equal(r.take(100), 50);
+  now += 50;
+  assert.equal(r.take(100), 0);
+  now += 10_000; // refills to one second's worth, not more
+  assert.equal(r.take(1000), 0);
+  assert.equal(r.take(1), 1);
+  now += 2_000;
+  assert.equal(r.take(5000), 0, 'a chunk above the bucket goes once it is full');
+  assert.equal(r.take(1), 4001, 'and leaves the debt to pay');
 });
 
 test('transport: a leader\'s snapshot is read from its read view a chunk at a time, between event-loop turns, and the view is released however the send ends', async () => {

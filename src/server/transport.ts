@@ -8,7 +8,7 @@ import type { ForwardMessage, RangeId, RangeMessage, RevisionMessage, Transport 
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, readerOf, type TransportStats } from './peer_link.js';
-import { resolveLimits, type TransportLimits } from './transport_limits.js';
+import { SnapshotRate, resolveLimits, type TransportLimits } from './transport_limits.js';
 import { decodeFrame, encodeFrame, type Frame, FrameDecoder, type MapFrame, PEER_PROTOCOL_VERSION, type JoinMember, type SnapChunkFrame, decodeMessages, toMessage } from './wire.js';
 
 export { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from './transport_limits.js';
@@ -96,6 +96,8 @@ export class PeerTransport implements Transport {
   private snapshotSeq = 0;
   private snapshotBytesReserved = 0;
   private readonly lastLogged = new Map<string, number>();
+  /** Snapshot bytes this node may send now, over every peer (TransportLimits.snapshotBytesPerSecond). */
+  private readonly snapshotRate: SnapshotRate;
   private closing: Promise<void> | undefined;
   private readonly host: LinkHost;
 
@@ -105,6 +107,7 @@ export class PeerTransport implements Transport {
     readonly address: string,
   ) {
     this.limits = resolveLimits(o.limits);
+    this.snapshotRate = new SnapshotRate(this.limits.snapshotBytesPerSecond, () => performance.now());
     this.host = this.linkHost();
     for (const [id, addr] of o.peers) if (id !== o.nodeId) this.setPeer(id, addr);
   }
@@ -311,6 +314,7 @@ export class PeerTransport implements Transport {
       peerInfo: (id, name, client) => this.notePeer(id, name, client),
       mayLog: (key) => this.mayLog(key),
       removedByPeer: (peer) => this.defer(() => this.o.onRemovedByPeer?.(peer)),
+      snapshotBudget: (bytes) => this.snapshotRate.take(bytes),
     };
   }
 

@@ -17,8 +17,17 @@ export interface TransportLimits {
   readonly snapshotChunkBytes: number;
   /** Largest snapshot a receiver reassembles. */
   readonly maxSnapshotBytes: number;
-  /** A snapshot not acknowledged by then is reported failed (Raft sends another). */
+  /**
+   * A snapshot not acknowledged this long after the time its bytes take at
+   * `snapshotBytesPerSecond` is reported failed (Raft sends another).
+   */
   readonly snapshotAckTimeoutMs: number;
+  /**
+   * Snapshot bytes this node sends per second, over all peers (`--snapshot-max-rate`):
+   * snapshots that rebalance or repair ranges must not starve the Raft traffic
+   * of the ranges they share the links and disks with (CockroachDB limits them likewise).
+   */
+  readonly snapshotBytesPerSecond: number;
   /** Snapshots waiting per peer behind the one streaming; more are reported failed at once. */
   readonly maxPendingSnapshots: number;
   /** Connect plus hello/welcome must finish within this, on both sides. */
@@ -34,6 +43,41 @@ export interface TransportLimits {
   readonly maxSnapshotAssemblyBytes: number;
 }
 
+/** `--snapshot-max-rate` by default: 64 MiB a second (TiKV's default is 100 MB/s, CockroachDB's 32 MiB/s). */
+export const DEFAULT_SNAPSHOT_BYTES_PER_SECOND = 64 * 1024 * 1024;
+
+/**
+ * The node's snapshot send budget: a token bucket refilled at
+ * `bytesPerSecond`, holding at most one second's worth, shared by every
+ * peer link. `take` answers how long a chunk of `bytes` must wait (0: send
+ * it now, and its bytes are spent).
+ */
+export class SnapshotRate {
+  private tokens: number;
+  private atMs: number;
+
+  constructor(
+    private readonly bytesPerSecond: number,
+    private readonly nowMs: () => number,
+  ) {
+    this.tokens = bytesPerSecond;
+    this.atMs = nowMs();
+  }
+
+  take(bytes: number): number {
+    const now = this.nowMs();
+    this.tokens = Math.min(this.bytesPerSecond, this.tokens + ((now - this.atMs) * this.bytesPerSecond) / 1000);
+    this.atMs = now;
+    // A chunk larger than the whole bucket goes once the bucket is full.
+    const need = Math.min(bytes, this.bytesPerSecond);
+    if (this.tokens >= need) {
+      this.tokens -= bytes;
+      return 0;
+    }
+    return Math.ceil(((need - this.tokens) * 1000) / this.bytesPerSecond);
+  }
+}
+
 /** Room in a chunk's frame for its header (the first chunk carries the MsgSnap's metadata and membership). */
 export const SNAPSHOT_CHUNK_HEADROOM_BYTES = 4096;
 
@@ -44,6 +88,7 @@ export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   snapshotChunkBytes: 1024 * 1024,
   maxSnapshotBytes: 1024 * 1024 * 1024,
   snapshotAckTimeoutMs: 60_000,
+  snapshotBytesPerSecond: DEFAULT_SNAPSHOT_BYTES_PER_SECOND,
   maxPendingSnapshots: 4,
   handshakeTimeoutMs: 5_000,
   backoffInitialMs: 50,

@@ -129,6 +129,9 @@ export class SimStoreNode {
       scheduleLoop: (loop) => env.scheduleLoop(loop),
       logRetainEntries: env.logRetainEntries,
       requestTimeoutMs: env.requestTimeoutMs,
+      // Long polls scaled to the simulator's short runs: a feed stuck on a holder cut off for a
+      // second would outlast the convergence window.
+      feedWaitMs: env.requestTimeoutMs / 2,
       membershipTimeoutMs: env.requestTimeoutMs * 5,
       observeRequests: (event) => env.count(`request-${event}`),
       requestIdPrefix: env.requestIdPrefix,
