@@ -93,6 +93,7 @@ export class PeerLink {
   private attempts = 0;
   private timer: NodeJS.Timeout | undefined;
   private active: SnapshotSend | undefined;
+  private pumpScheduled = false;
   private readonly waiting: WaitingSnapshot[] = [];
 
   constructor(
@@ -174,7 +175,21 @@ export class PeerLink {
       this.drop(oldest);
     }
     if (this.stateValue === 'idle') this.connect();
-    else this.pump();
+    else this.schedulePump();
+  }
+
+  /**
+   * Pumps once the current task's microtasks have run: the frames pushed
+   * meanwhile (forwarded calls and their replies come one per request) go
+   * to the socket in one corked write, one system call, not one each.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   private drop(item: Queued): void {
@@ -190,17 +205,22 @@ export class PeerLink {
     const socket = this.socket;
     if (this.stateValue !== 'open' || socket === undefined) return;
     const s = this.host.stats;
-    for (;;) {
-      this.feedSnapshot();
-      const item = this.queue[0];
-      if (item === undefined || socket.writableLength >= this.host.limits.socketHighWaterBytes) return;
-      this.queue.shift();
-      this.queued -= item.bytes.byteLength;
-      socket.write(item.bytes);
-      s.framesSent++;
-      s.messagesSent += item.messages;
-      s.bytesSent += item.bytes.byteLength;
-      if (item.snapshotId !== undefined) s.snapshotChunksSent++;
+    socket.cork();
+    try {
+      for (;;) {
+        this.feedSnapshot();
+        const item = this.queue[0];
+        if (item === undefined || socket.writableLength >= this.host.limits.socketHighWaterBytes) return;
+        this.queue.shift();
+        this.queued -= item.bytes.byteLength;
+        socket.write(item.bytes);
+        s.framesSent++;
+        s.messagesSent += item.messages;
+        s.bytesSent += item.bytes.byteLength;
+        if (item.snapshotId !== undefined) s.snapshotChunksSent++;
+      }
+    } finally {
+      socket.uncork();
     }
   }
 

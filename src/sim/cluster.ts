@@ -187,6 +187,8 @@ export class SimCluster {
       sendLiveness: (to) => this.sendLiveness(m, incarnation, to),
       sendForward: (to, message) => this.sendForward(m, incarnation, to, message),
       replicas: o.replicas,
+      // Three zones in localized placement seeds: each range's replicas spread over them (ADR 0012).
+      ...(o.localities ? { locality: `zone=z${m.id % 3}` } : {}),
       deadAfterTicks: o.replicas > 0 ? SIM_DEAD_AFTER_TICKS : 0,
       onRevisionsHandedOut: (first, last) => this.checkHandedOut(m.id, first, last),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),

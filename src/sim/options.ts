@@ -51,6 +51,8 @@ export interface SimOptions {
    * (KvApi), which forwards to the nodes holding a range.
    */
   readonly replicas: number;
+  /** Under placement, every node has a `--locality` zone (one of three), in half the placement seeds, from the seed. */
+  readonly localities: boolean;
 }
 
 export interface OptionOverrides {
@@ -105,6 +107,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     // No merges under placement (ADR 0012: a freeze that lost a race with a replica move has no way back yet).
     merges: overrides.merges ?? replicas === 0,
     replicas,
+    localities: replicas > 0 && Math.floor(seed / 8) % 2 === 1,
   };
 }
 

@@ -65,6 +65,7 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
   // Under placement a node holds some of a watch's ranges, and reads the others through remote feeds (ADR 0013).
   const watchers = [new WatchClient(c, 'w1'), new WatchClient(c, 'w2')];
   if (options.replicas > 0) c.count('placement');
+  if (options.localities) c.count('placement-localities');
   try {
     for (const w of watchers) w.start(50);
     workload.start(options.clients, options.faultPhaseMs + 2 * livenessWindowMs);

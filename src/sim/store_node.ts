@@ -65,6 +65,8 @@ export interface StoreNodeEnv {
   sendForward(to: NodeId, message: ForwardMessage): void;
   /** Replicas per data range (`--replicas`); 0: every member holds every range. */
   readonly replicas: number;
+  /** This node's `--locality` (absent: none). */
+  readonly locality?: string;
   /** A member silent this many ticks is dead to placement (`--dead-after-ms`); 0: never. */
   readonly deadAfterTicks: number;
   /** This node's TSO handed out first..last under a confirmed leadership (the revision oracle). */
@@ -148,6 +150,7 @@ export class SimStoreNode {
       onRevisionsHandedOut: (first, last) => env.onRevisionsHandedOut(first, last),
       onQuiescence: (_range, event) => env.count(`quiesce-${event}`),
       placement: env.replicas > 0,
+      ...(env.locality === undefined ? {} : { locality: env.locality }),
       observeFeeds: (event) => env.count(`feed-${event}`),
       onReplicaCollected: (rangeId, why) => (env.count('replica-gc'), env.trace(`${env.id} range ${rangeId} replica dropped: ${why}`)),
     });
