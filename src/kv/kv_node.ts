@@ -496,7 +496,7 @@ export class KvNode {
   private replicasListing(id: NodeId): string | undefined {
     const held = (this.stateMachine.metaTable?.all() ?? []).filter((d) => d.rangeId !== META_RANGE && d.replicas.some((r) => r.nodeId === id));
     if (held.length === 0) return undefined;
-    return `member ${id.toString(16)} still holds replicas of ${held.length} ranges (${held.slice(0, 8).map((d) => d.rangeId).join(', ')}${held.length > 8 ? ', …' : ''}); decommission it first, or wait for them to move`;
+    return `member ${id.toString(16)} still holds replicas of ${held.length} ranges (${held.slice(0, 8).map((d) => d.rangeId).join(', ')}${held.length > 8 ? ', …' : ''})`;
   }
 
   rightNeighbourOf(leftId: RangeId): RangeId | undefined {

@@ -13,6 +13,8 @@ export const MAX_LEARNERS = 1;
 export const LEARNER_READY_FRACTION = 0.9;
 /** How often a joint configuration is checked for having been left, while a change waits for it. */
 export const JOINT_POLL_MS = 10;
+/** How often MemberRemove of a member being drained looks whether it has left or holds no replica any more. */
+export const DRAIN_POLL_MS = 100;
 /** A removed member stops this long after noticing, so the answer to the request that removed it can still go out. */
 export const REMOVED_STOP_DELAY_MS = 1_000;
 /** A member republishes its name and client URLs at most this often while they differ from its record. */
@@ -146,9 +148,34 @@ export class MembershipCore {
     if (member === undefined) return done({ ok: false, error: notFound() });
     const refused = member.isLearner ? undefined : this.refuseUnlessStartedAfter(this.list().filter((m) => !m.isLearner).length - 1, id);
     if (refused !== undefined) return done({ ok: false, error: refused });
-    const holds = this.o.removalRefusal?.(id);
-    if (holds !== undefined) return done({ ok: false, error: new MembershipError('member-holds-replicas', holds) });
+    if (this.o.removalRefusal?.(id) !== undefined) return this.drainThenRemove(id, done);
     this.change([{ type: 'remove-node', nodeId: id }], undefined, (error) => done(error === undefined ? { ok: true, value: this.list() } : { ok: false, error }));
+  }
+
+  /**
+   * MemberRemove of a member that still holds replicas of data ranges
+   * (placement): it is marked decommissioning, so every range moves its
+   * replica off it and range 1's leader removes it once it holds none
+   * (KvNode.finishDecommissions). The request waits for that up to its
+   * timeout; past it the answer says the drain goes on (FAILED_PRECONDITION,
+   * `member-holds-replicas`), and the member leaves by itself.
+   */
+  private drainThenRemove(id: NodeId, done: (o: MembershipOutcome<MemberView[]>) => void): void {
+    const deadlineMs = this.o.timers.nowMs() + this.o.requestTimeoutMs;
+    const wait = (): void => {
+      if (!this.list().some((m) => m.id === id)) return done({ ok: true, value: this.list() });
+      const holds = this.o.removalRefusal?.(id);
+      if (holds === undefined) return this.remove(id, done);
+      if (this.o.timers.nowMs() >= deadlineMs) {
+        return done({ ok: false, error: new MembershipError('member-holds-replicas', `${holds}; it is being drained, and leaves the cluster by itself once it holds none`) });
+      }
+      this.o.timers.after(DRAIN_POLL_MS, wait);
+    };
+    if (this.o.stateMachine.members.get(id)?.decommissioning === true) return wait();
+    this.command(
+      (requestId) => encodeCommand({ kind: 'member-decommission', requestId, id }),
+      (error) => (error === undefined ? wait() : done({ ok: false, error })),
+    );
   }
 
   /** etcd's MemberPromote: a learner becomes a voter, once its log has nearly caught up with the leader's. */

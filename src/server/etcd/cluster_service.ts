@@ -27,7 +27,7 @@ const MEMBERSHIP_STATUS: Record<MembershipErrorReason, EtcdStatus> = {
   'not-enough-started': { code: GrpcStatus.FAILED_PRECONDITION, details: 'etcdserver: re-configuration failed due to not enough started members' },
   'not-leader': ETCD_STATUS.NOT_LEADER,
   // etcd has no such refusal: FAILED_PRECONDITION, which clients do not retry, with tessera's reason.
-  'member-holds-replicas': { code: GrpcStatus.FAILED_PRECONDITION, details: 'tessera: the member still holds replicas of ranges; decommission it first (tessera node decommission), or wait --dead-after-ms for its replicas to move' },
+  'member-holds-replicas': { code: GrpcStatus.FAILED_PRECONDITION, details: 'tessera: the member still holds replicas of ranges; it is being drained (as by tessera node decommission) and leaves the cluster by itself once it holds none' },
 };
 
 interface Members {
