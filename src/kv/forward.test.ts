@@ -1,32 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
-import { TesseraError, type Timers } from '../base/index.js';
+import { TesseraError } from '../base/index.js';
 import { type EventsPage, type ForwardMessage, type ForwardOp, Forwarder, decodeOp, decodeReply } from './forward.js';
+import { ManualTimers } from '../base/manual_timers.testlib.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-class ManualTimers implements Timers {
-  now = 0;
-  private readonly due: { atMs: number; run: () => void; cancelled: boolean }[] = [];
-  nowMs(): number {
-    return this.now;
-  }
-  after(delayMs: number, run: () => void): { cancel(): void } {
-    const t = { atMs: this.now + delayMs, run, cancelled: false };
-    this.due.push(t);
-    return { cancel: () => void (t.cancelled = true) };
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const t of this.due.splice(0)) {
-      if (t.cancelled) continue;
-      if (t.atMs <= this.now) t.run();
-      else this.due.push(t);
-    }
-  }
-}
 
 /** Two forwarders wired to each other through queues the test delivers by hand. */
 function pair(leaderOfB?: () => number | undefined): { a: Forwarder; b: Forwarder; toA: ForwardMessage[]; toB: ForwardMessage[]; timers: ManualTimers; deliver: () => Promise<void> } {

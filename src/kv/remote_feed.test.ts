@@ -1,34 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TesseraError, type Timers } from '../base/index.js';
+import { TesseraError } from '../base/index.js';
 import type { MvccEvent } from '../mvcc/index.js';
 import type { EventsPage, ForwardOp } from './forward.js';
 import { FEED_IDLE_MS, FEED_WAIT_MS, FEED_WINDOW_MAX_BYTES, type RemoteRange, RemoteFeeds, pageProblem } from './remote_feed.js';
+import { ManualTimers } from '../base/manual_timers.testlib.js';
 
 const enc = new TextEncoder();
 const bytes = (s: string): Uint8Array => enc.encode(s);
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-class ManualTimers implements Timers {
-  now = 0;
-  private readonly due: { atMs: number; run: () => void; cancelled: boolean }[] = [];
-  nowMs(): number {
-    return this.now;
-  }
-  after(delayMs: number, run: () => void): { cancel(): void } {
-    const t = { atMs: this.now + delayMs, run, cancelled: false };
-    this.due.push(t);
-    return { cancel: () => void (t.cancelled = true) };
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const t of this.due.splice(0)) {
-      if (t.cancelled) continue;
-      if (t.atMs <= this.now) t.run();
-      else this.due.push(t);
-    }
-  }
-}
 
 const put = (key: string, rev: number, value = `v${rev}`): MvccEvent => ({ type: 'PUT', kv: { key: bytes(key), value: bytes(value), createRevision: rev, modRevision: rev, version: 1, lease: 0 } });
 const settle = async (): Promise<void> => {

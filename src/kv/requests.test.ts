@@ -4,35 +4,9 @@ import { TesseraError, type Timers } from '../base/index.js';
 import type { DropReason } from '../raft/index.js';
 import { PROPOSAL_RETRY_MS, RequestRunner, type RequestOutcome } from './requests.js';
 import type { ProposalOutcome, Store } from './store.js';
+import { ManualTimers } from '../base/manual_timers.testlib.js';
 
 /** Timers driven by hand: `advance` runs what falls due, in order. */
-class ManualTimers implements Timers {
-  private now = 0;
-  private seq = 0;
-  private readonly due = new Map<number, { atMs: number; run: () => void }>();
-
-  nowMs(): number {
-    return this.now;
-  }
-
-  after(delayMs: number, run: () => void): { cancel(): void } {
-    const id = this.seq++;
-    this.due.set(id, { atMs: this.now + delayMs, run });
-    return { cancel: () => this.due.delete(id) };
-  }
-
-  advance(ms: number): void {
-    const until = this.now + ms;
-    for (;;) {
-      const next = [...this.due].filter(([, t]) => t.atMs <= until).sort((a, b) => a[1].atMs - b[1].atMs || a[0] - b[0])[0];
-      if (next === undefined) break;
-      this.due.delete(next[0]);
-      this.now = next[1].atMs;
-      next[1].run();
-    }
-    this.now = until;
-  }
-}
 
 /** A store that answers each proposal with the next scripted outcome (none: it stays in flight). */
 function scriptedStore(script: (attempt: number) => ProposalOutcome | undefined) {

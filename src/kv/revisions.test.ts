@@ -1,32 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TesseraError, Timers } from '../base/index.js';
+import type { TesseraError } from '../base/index.js';
 import type { NodeId, StateType } from '../raft/index.js';
 import { readCommand } from './commands.js';
 import { type RevisionHost, type RevisionMessage, RevisionService } from './revisions.js';
 import { openEntry } from './stamp.js';
 import type { ProposalOutcome } from './store.js';
 import type { TsoAnswer } from './tso.js';
+import { ManualTimers } from '../base/manual_timers.testlib.js';
 
 /** Timers on a hand-moved clock. */
-class FakeTimers implements Timers {
-  now = 0;
-  private pending: { at: number; run: () => void; cancelled: boolean }[] = [];
-  nowMs(): number {
-    return this.now;
-  }
-  after(delayMs: number, run: () => void): { cancel(): void } {
-    const t = { at: this.now + delayMs, run, cancelled: false };
-    this.pending.push(t);
-    return { cancel: () => void (t.cancelled = true) };
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    const due = this.pending.filter((t) => t.at <= this.now);
-    this.pending = this.pending.filter((t) => t.at > this.now);
-    for (const t of due) if (!t.cancelled) t.run();
-  }
-}
 
 /** The Store and meta replica a service sees, driven by hand. */
 class FakeHost implements RevisionHost {
@@ -58,7 +41,7 @@ class FakeHost implements RevisionHost {
 
 function service(nodeId: NodeId, opts: { sabotage?: boolean } = {}) {
   const host = new FakeHost();
-  const timers = new FakeTimers();
+  const timers = new ManualTimers();
   const sent: { to: NodeId; message: RevisionMessage }[] = [];
   const handedOut: [number, number][] = [];
   const svc = new RevisionService({
