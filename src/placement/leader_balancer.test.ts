@@ -44,3 +44,11 @@ test('leader balance: repeated rounds on every node converge to within the slack
   const counts = [1, 2, 3].map((n) => [...leaders.values()].filter((l) => l === n).length);
   assert.ok(Math.max(...counts) <= 10 + 1 && Math.min(...counts) >= 10 - 2, `leaders per node ${counts.join('/')}`);
 });
+
+test('leader balance under placement: a voter that leads at least two fewer takes one, though none of this node\'s voters leads fewer than the mean (bench:scale, 3/3/3/5/6/4)', () => {
+  // Six nodes lead 3/3/3/5/6/4 (mean 4); node 5's ranges have voters only on nodes 4 (5 leaders) and 6 (4 leaders).
+  const leaders = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6];
+  assert.deepEqual(chooseLeaderTransfer(5, [1, 2, 3, 4, 5, 6], views(5, leaders, [4, 6])), { rangeId: 16, to: 6 });
+  // Only node 4, one fewer: a move would just swap the two; nothing.
+  assert.equal(chooseLeaderTransfer(5, [1, 2, 3, 4, 5, 6], views(5, leaders, [4])), undefined);
+});
