@@ -43,21 +43,38 @@ export type KvCommand =
   /**
    * The first step of a merge (ADR 0009 §6): the range, the right-hand side
    * of a merge, stops serving. Applied only at epoch version `version`;
-   * every later command but a membership change is refused (RANGE_MISMATCH)
-   * until the left neighbour's merge retires the range.
+   * every later command is refused (RANGE_MISMATCH), membership changes
+   * too, until the left neighbour's merge retires the range or an
+   * `unfreeze` ends the freeze. It names the one left range, at the one
+   * epoch version, that may take it over (ADR 0014).
    */
-  | { readonly kind: 'freeze'; readonly requestId: string; readonly version: number }
+  | { readonly kind: 'freeze'; readonly requestId: string; readonly version: number; readonly leftRangeId: number; readonly leftVersion: number }
   /**
    * The second step (ADR 0009 §6), in the left range's log: the range takes
    * over `rightRangeId`, frozen at version `rightVersion` by its entry at
    * `rightFrozenIndex` (of term `rightFrozenTerm`). A replica applies it only
    * once its replica of the right range applied that entry, and only while
    * the range's membership is still at `leftConfVersion` (every replica of
-   * it then held the right range's log through the freeze).
+   * it then held the right range's log through the freeze) and its epoch
+   * version is still `leftVersion` (the version the freeze names).
    */
-  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number; readonly leftConfVersion: number };
+  | { readonly kind: 'merge'; readonly requestId: string; readonly rightRangeId: number; readonly rightVersion: number; readonly rightFrozenIndex: number; readonly rightFrozenTerm: number; readonly leftConfVersion: number; readonly leftVersion: number }
+  /**
+   * The way back from a freeze, first step (ADR 0014), in the left range's
+   * log: if the range is still at epoch version `leftVersion` it moves to
+   * the next version, so no merge naming `leftVersion` (the freeze of
+   * `rightRangeId` names it) applies after this entry.
+   */
+  | { readonly kind: 'abort-merge'; readonly requestId: string; readonly rightRangeId: number; readonly leftVersion: number }
+  /**
+   * The way back, second step (ADR 0014), in the frozen range's log: the
+   * freeze at `frozenIndex`/`frozenTerm` (version `version`) ends, the range
+   * serves again at the next epoch version. Proposed only by a node that
+   * saw the merge can no longer apply (KvNode.abortFrozenMerge).
+   */
+  | { readonly kind: 'unfreeze'; readonly requestId: string; readonly version: number; readonly frozenIndex: number; readonly frozenTerm: number };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'member-decommission', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'member-decommission', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge', 'abort-merge', 'unfreeze']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -119,9 +136,13 @@ function commandProblem(value: unknown): string | undefined {
     case 'split':
       return bytes(c['splitKey']) && positive(c['newRangeId']) && int(c['version']) ? undefined : 'split';
     case 'freeze':
-      return int(c['version']) ? undefined : 'freeze';
+      return int(c['version']) && positive(c['leftRangeId']) && int(c['leftVersion']) ? undefined : 'freeze';
     case 'merge':
-      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) && int(c['leftConfVersion']) ? undefined : 'merge';
+      return positive(c['rightRangeId']) && int(c['rightVersion']) && positive(c['rightFrozenIndex']) && positive(c['rightFrozenTerm']) && int(c['leftConfVersion']) && int(c['leftVersion']) ? undefined : 'merge';
+    case 'abort-merge':
+      return positive(c['rightRangeId']) && int(c['leftVersion']) ? undefined : 'abort merge';
+    case 'unfreeze':
+      return int(c['version']) && positive(c['frozenIndex']) && positive(c['frozenTerm']) ? undefined : 'unfreeze';
     case 'meta-update':
       return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':

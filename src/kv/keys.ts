@@ -23,7 +23,10 @@ import { assert } from '../base/index.js';
  *   r<id>o 0x03   the range's approximate size in bytes (written keys and values; splits recount)
  *   r<id>o 0x04 <start key>  the meta table: every range's descriptor by start key (on the
  *                 metadata range only; meta_table.ts)
- *   r<id>o 0x06   the range is frozen for a merge: the freeze entry's index, term, epoch version
+ *   r<id>o 0x06   the range is frozen for a merge: the freeze entry's index, term, epoch version,
+ *                 and the left range (and its version) that may take it over
+ *   r<id>o 0x07   the last epoch versions the range left by another change than a merge (an
+ *                 abort-merge, a split, an unfreeze): no merge naming one applies (ADR 0014)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
@@ -75,6 +78,8 @@ export const keys = {
   metaDescriptorEnd: (id: RangeId): Uint8Array => descriptorSub(id, 0x05),
   /** The range is frozen for a merge (ADR 0009 §6): the freeze entry's index, term and the epoch version it froze. Carried by snapshots. */
   frozen: (id: RangeId): Uint8Array => descriptorSub(id, 0x06),
+  /** The last epoch version the range left without a merge (ADR 0014): a freeze naming it as the left side at that version can end. Carried by snapshots. */
+  versionLeftWithoutMerge: (id: RangeId): Uint8Array => descriptorSub(id, 0x07),
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'

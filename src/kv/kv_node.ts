@@ -13,7 +13,7 @@ import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keepe
 import { LoadMeter } from './load.js';
 import type { MemberRecord } from './members.js';
 import { type MembershipLog, MembershipCore } from './membership.js';
-import { type CommandResult, MvccStateMachine } from './mvcc_state_machine.js';
+import { type CommandResult, type FrozenState, MvccStateMachine } from './mvcc_state_machine.js';
 import type { Applied, ReplicaRaftOptions } from './replica.js';
 import { PROPOSAL_RETRY_MS, type RequestEvent, RequestRunner } from './requests.js';
 import { type RevisionMessage, RevisionService } from './revisions.js';
@@ -88,6 +88,8 @@ export interface KvNodeOptions {
   readonly onRevisionsHandedOut?: (first: number, last: number) => void;
   /** Placement is on (`--replicas` above 0): a member is removed from the cluster only once no data range lists it (MembershipOptions.removalRefusal). */
   readonly placement?: boolean;
+  /** Told of each unfreeze or abort-merge this node proposed for a merge that could not complete (ADR 0014), once answered. */
+  readonly onMergeResolved?: (event: { readonly kind: 'unfreeze' | 'abort-merge'; readonly rangeId: RangeId; readonly ok: boolean }) => void;
   /** Told of each replica this node drops because placement moved it away (collectReplicas), and why. */
   readonly onReplicaCollected?: (rangeId: RangeId, why: string) => void;
 }
@@ -102,6 +104,13 @@ export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
 
 /** How often a node looks for ranges it leads whose right neighbour is frozen, to finish their merge (see finishFrozenMerges). */
 export const FROZEN_MERGE_CHECK_MS = 500;
+
+/**
+ * A range frozen this many request timeouts is given up on (ADR 0014): its
+ * merge is aborted and the freeze ended. Twice the time finishFrozenMerges
+ * waits before it tries the merge again, so that try has its two timeouts.
+ */
+export const FROZEN_ABORT_AFTER_TIMEOUTS = 4;
 
 /** A merge whose proposer does not lead the frozen right range asks for its leadership every this many polls (see whenFreezeReplicated). */
 const FREEZE_TRANSFER_POLLS = 10;
@@ -163,6 +172,8 @@ export class KvNode {
   private readonly uninitializedSinceMs = new Map<RangeId, number>();
   /** Frozen ranges this node has seen, and since when (see finishFrozenMerges). */
   private readonly frozenSinceMs = new Map<RangeId, number>();
+  /** Unfreeze and abort-merge proposals in flight from this node (see finishFrozenMerges). */
+  private readonly resolving = new Set<string>();
 
   constructor(private readonly o: KvNodeOptions) {
     // Previous values are loaded for events only while a watcher wants them.
@@ -460,7 +471,7 @@ export class KvNode {
     if (!sameReplicas(left.replicas, right.replicas)) return done(new TesseraError('RANGE_MISMATCH', `ranges ${leftId} and ${rightId} have different replicas`));
     const proposeMerge = (frozen: { index: number; term: number; version: number }, leftConfVersion: number): void => {
       this.requests.propose(
-        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term, leftConfVersion }),
+        (requestId) => encodeCommand({ kind: 'merge', requestId, rightRangeId: rightId, rightVersion: frozen.version, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term, leftConfVersion, leftVersion: left.epoch.version }),
         (o) => {
           if (o.kind === 'failed') return done(o.error);
           const r = o.result as CommandResult;
@@ -480,11 +491,16 @@ export class KvNode {
       return proposeMerge({ index, term: replica.raw.raft.raftLog.termOrUndefined(index) ?? 1, version: right.epoch.version }, left.epoch.confVersion);
     }
     this.requests.propose(
-      (requestId) => encodeCommand({ kind: 'freeze', requestId, version: right.epoch.version }),
+      (requestId) => encodeCommand({ kind: 'freeze', requestId, version: right.epoch.version, leftRangeId: leftId, leftVersion: left.epoch.version }),
       (o) => {
         if (o.kind === 'failed') return done(o.error);
         const r = o.result as CommandResult;
         if (r.kind !== 'freeze') return done(resultError(r));
+        // Frozen already, by a merge naming another left range or version: only that one may take it
+        // over, or the freeze ends (resolveFrozenRanges).
+        if (r.leftRangeId !== 0 && (r.leftRangeId !== leftId || r.leftVersion !== left.epoch.version)) {
+          return done(new TesseraError('RANGE_MISMATCH', `range ${rightId} is frozen for range ${r.leftRangeId} at version ${r.leftVersion}`));
+        }
         this.whenFreezeReplicated(leftId, rightId, r.index, this.o.timers.nowMs() + this.o.requestTimeoutMs, (outcome) => (typeof outcome === 'number' ? proposeMerge(r, outcome) : done(outcome)));
       },
       rightId,
@@ -525,7 +541,10 @@ export class KvNode {
     const left = this.machines.get(leftId)?.descriptor;
     if (raft === undefined || left === undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${raft === undefined ? rangeId : leftId} is gone`));
     const holds = (id: NodeId): boolean => (raft.trk.progress.get(id)?.match ?? 0) >= index;
-    if (raft.state === 'leader' && raft.trk.ids().every(holds) && left.replicas.every((r) => holds(r.nodeId))) return done(left.epoch.confVersion);
+    // Applied through the freeze here: every membership change before it is in the progress tracker,
+    // and none after it applies (a frozen range refuses them), so the replicas seen now stay.
+    const applied = (this.store.replica(rangeId)?.appliedIndex() ?? 0) >= index;
+    if (raft.state === 'leader' && applied && raft.trk.ids().every(holds) && left.replicas.every((r) => holds(r.nodeId))) return done(left.epoch.confVersion);
     if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
     // Only the leader knows what its followers hold: the range's leadership is asked over now and then.
     if (raft.state !== 'leader' && raft.lead !== 0 && polls % FREEZE_TRANSFER_POLLS === 0) this.store.transferLeader(rangeId, this.o.nodeId);
@@ -808,32 +827,131 @@ export class KvNode {
 
   /**
    * A frozen range serves nothing until its left neighbour takes it over; a
-   * merge whose proposer failed (a deadline, a lost leadership, a crash)
-   * leaves it so. Every FROZEN_MERGE_CHECK_MS, the leader of a range whose
-   * right neighbour has been frozen for two request timeouts (the
-   * proposer's wait for the freeze and its merge proposal, each bounded by
-   * one) merges the two; the freeze is asked again at no cost. This runs
-   * whether the merge queue is on or not: a range frozen before a restart
-   * with merges turned off must not stay unavailable.
+   * merge whose proposer failed (a deadline, a lost leadership, a crash, a
+   * replica move that raced it) leaves it so. Every FROZEN_MERGE_CHECK_MS,
+   * for each range frozen here for two request timeouts (the proposer's
+   * wait for the freeze and its merge proposal, each bounded by one): the
+   * leader of the left range the freeze names merges the two again (the
+   * freeze is asked again at no cost); from FROZEN_ABORT_AFTER_TIMEOUTS on,
+   * any node holding both sides takes the way back (ADR 0014): once it sees
+   * that the merge can no longer apply (mergeCannotApply) it proposes the
+   * `unfreeze`, and until then an `abort-merge` in the left range's log,
+   * which makes it so. This runs whether the merge queue is on or not: a
+   * range frozen before a restart with merges turned off must not stay
+   * unavailable.
    */
   private finishFrozenMerges(): void {
     const nowMs = this.o.timers.nowMs();
     if (nowMs < this.nextFrozenCheckMs) return;
     this.nextFrozenCheckMs = nowMs + FROZEN_MERGE_CHECK_MS;
-    const frozen = new Set<RangeId>();
-    for (const id of this.store.rangeIds()) if (this.machines.get(id)?.frozen !== undefined) frozen.add(id);
+    const frozen = new Map<RangeId, FrozenState>();
+    for (const id of this.store.rangeIds()) {
+      const f = this.machines.get(id)?.frozen;
+      if (f !== undefined) frozen.set(id, f);
+    }
     for (const id of [...this.frozenSinceMs.keys()]) if (!frozen.has(id)) this.frozenSinceMs.delete(id);
-    for (const id of frozen) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
-    // Nothing frozen, nothing to finish: the walk below (a neighbour search per range led) was most of
+    for (const id of frozen.keys()) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
+    // Nothing frozen, nothing to finish: the walk below (a neighbour search per range) was most of
     // an idle node's CPU at 2,000 ranges (ADR 0010's benchmark).
     if (frozen.size === 0) return;
-    for (const leftId of this.store.rangeIds()) {
-      if (this.merging.has(leftId) || this.store.replica(leftId)?.raw.raft.state !== 'leader') continue;
-      const rightId = this.rightNeighbourOf(leftId);
-      const since = rightId === undefined ? undefined : this.frozenSinceMs.get(rightId);
-      if (since === undefined || nowMs - since < 2 * this.o.requestTimeoutMs) continue;
-      this.mergeRanges(leftId, () => {});
+    for (const [rightId, f] of frozen) {
+      const frozenMs = nowMs - (this.frozenSinceMs.get(rightId) ?? nowMs);
+      if (frozenMs < 2 * this.o.requestTimeoutMs) continue;
+      const sabotaged = this.o.sabotage?.has('unfreeze-without-abort') === true;
+      if (sabotaged || (f.leftRangeId !== 0 && this.mergeCannotApply(f))) {
+        this.proposeUnfreeze(rightId, f);
+        continue;
+      }
+      // A freeze that names no left range (recorded before they were named) is only ever finished.
+      const leftId = f.leftRangeId !== 0 ? f.leftRangeId : this.leftNeighbourOf(rightId);
+      if (leftId === undefined) continue;
+      const aborting = f.leftRangeId !== 0 && frozenMs >= FROZEN_ABORT_AFTER_TIMEOUTS * this.o.requestTimeoutMs;
+      if (aborting) this.proposeAbortMerge(leftId, rightId, f);
+      else if (!this.merging.has(leftId) && this.store.replica(leftId)?.raw.raft.state === 'leader' && this.rightNeighbourOf(leftId) === rightId) this.mergeRanges(leftId, () => {});
     }
+  }
+
+  /**
+   * Whether this node's replica of the left range a freeze names (`f`:
+   * range and epoch version) shows that the merge can never apply there
+   * (ADR 0014): it is frozen itself at that version (a frozen range applies
+   * no merge, and leaves that state only retired, or at a new version by an
+   * unfreeze), or it left that version by another change than a merge (an
+   * abort-merge, a split, an unfreeze: leftVersionWithoutMerge). Both are
+   * facts of the left range's committed log, alike on every replica, and
+   * a merge naming the version could apply only before them, which it did
+   * not (it would have changed the version). Either way no replica of the
+   * left range applies the merge, and none of another range does (the
+   * freeze names this one).
+   */
+  private mergeCannotApply(f: FrozenState): boolean {
+    const left = this.machines.get(f.leftRangeId);
+    const d = left?.descriptor;
+    if (left === undefined || d === undefined) return false;
+    if (left.frozen !== undefined && d.epoch.version === f.leftVersion) return true;
+    return left.leftVersionWithoutMerge(f.leftVersion);
+  }
+
+  /** Ends range `rightId`'s freeze `f` (ADR 0014): proposed only once mergeCannotApply, one at a time per range. */
+  private proposeUnfreeze(rightId: RangeId, f: FrozenState): void {
+    const tag = `unfreeze:${rightId}`;
+    if (this.resolving.has(tag)) return;
+    this.resolving.add(tag);
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'unfreeze', requestId, version: f.version, frozenIndex: f.index, frozenTerm: f.term }),
+      (o) => {
+        this.resolving.delete(tag);
+        const r = o.kind === 'applied' ? (o.result as CommandResult) : undefined;
+        this.o.onMergeResolved?.({ kind: 'unfreeze', rangeId: rightId, ok: r?.kind === 'unfreeze' });
+        // The meta table learns the new version at once, not at the next repair.
+        if (r?.kind === 'unfreeze') this.proposeMetaUpdate([r.descriptor], 'merge');
+      },
+      rightId,
+    );
+  }
+
+  /** Moves the left range past the version a freeze names (ADR 0014), through its own log; one at a time per range. */
+  private proposeAbortMerge(leftId: RangeId, rightId: RangeId, f: FrozenState): void {
+    const tag = `abort:${leftId}`;
+    if (this.resolving.has(tag) || this.store.replica(leftId) === undefined) return;
+    this.resolving.add(tag);
+    this.requests.propose(
+      (requestId) => encodeCommand({ kind: 'abort-merge', requestId, rightRangeId: rightId, leftVersion: f.leftVersion }),
+      (o) => {
+        this.resolving.delete(tag);
+        const r = o.kind === 'applied' ? (o.result as CommandResult) : undefined;
+        this.o.onMergeResolved?.({ kind: 'abort-merge', rangeId: leftId, ok: r?.kind === 'merge-aborted' && r.aborted });
+        if (r?.kind === 'merge-aborted' && r.aborted) this.proposeMetaUpdate([r.descriptor], 'merge');
+        // The unfreeze follows at the next check, once this node's replica shows the abort applied.
+        this.nextFrozenCheckMs = 0;
+      },
+      leftId,
+    );
+  }
+
+  /** The range on this node that ends where range `rightId` starts, if any. */
+  leftNeighbourOf(rightId: RangeId): RangeId | undefined {
+    const start = this.machines.get(rightId)?.descriptor?.start;
+    if (start === undefined) return undefined;
+    for (const id of this.store.rangeIds()) {
+      const d = this.machines.get(id)?.descriptor;
+      if (d !== undefined && id !== rightId && d.end !== undefined && compareBytes(d.end, start) === 0) return id;
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether placement must leave range `rangeId`'s replicas as they are
+   * (ADR 0014): it is frozen for a merge, its right neighbour here is, or
+   * this node is merging it with its right neighbour. From the freeze until
+   * the merge applies or is aborted, a move of either side makes the merge
+   * refused (the left's conf version) or impossible (a frozen range refuses
+   * membership changes); this keeps placement from starting one.
+   */
+  mergePinned(rangeId: RangeId): boolean {
+    if (this.merging.has(rangeId) || this.machines.get(rangeId)?.frozen !== undefined) return true;
+    const right = this.rightNeighbourOf(rangeId);
+    return right !== undefined && this.machines.get(right)?.frozen !== undefined;
   }
 
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
@@ -850,7 +968,7 @@ export class KvNode {
     // A leader's membership change reaches the meta table at the next repair round, at once.
     if (applied.entry.type === 'conf-change' && rangeId !== META_RANGE && this.store.replica(rangeId)?.raw.raft.state === 'leader') this.nextMetaRepairMs = 0;
     // A membership change too: a replica the meta table shows moved away is not routed to (movedAway).
-    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'meta-update' || applied.entry.type === 'conf-change') this.router.invalidate();
+    if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'unfreeze' || result?.kind === 'merge-aborted' || result?.kind === 'meta-update' || applied.entry.type === 'conf-change') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);

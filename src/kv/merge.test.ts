@@ -74,7 +74,8 @@ test('merge: a write to the right range after its freeze is refused alike everyw
   // The merge's first step alone: the right range is frozen (asked again by the merge, at no cost).
   let frozenResult: CommandResult | undefined;
   const version = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
-  leader.requests.propose((requestId) => encodeCommand({ kind: 'freeze', requestId, version }), (o) => (frozenResult = o.kind === 'applied' ? (o.result as CommandResult) : undefined), b);
+  const leftVersion = leader.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  leader.requests.propose((requestId) => encodeCommand({ kind: 'freeze', requestId, version, leftRangeId: a, leftVersion }), (o) => (frozenResult = o.kind === 'applied' ? (o.result as CommandResult) : undefined), b);
   for (let i = 0; i < 50 && frozenResult === undefined; i++) c.tick(1);
   assert.equal(frozenResult?.kind, 'freeze', JSON.stringify(frozenResult));
   c.tick(5);
@@ -222,7 +223,8 @@ test('merge: a range left frozen by a merge that never proposed its second step 
   const leader = c.leaderOf(b);
   let frozen: CommandResult | undefined;
   const version = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
-  leader.requests.propose((requestId) => encodeCommand({ kind: 'freeze', requestId, version }), (o) => (frozen = o.kind === 'applied' ? (o.result as CommandResult) : undefined), b);
+  const leftVersion = leader.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  leader.requests.propose((requestId) => encodeCommand({ kind: 'freeze', requestId, version, leftRangeId: a, leftVersion }), (o) => (frozen = o.kind === 'applied' ? (o.result as CommandResult) : undefined), b);
   c.tick(20);
   assert.equal(frozen?.kind, 'freeze');
   assert.ok(c.nodes.get(1)?.store.replica(b) !== undefined, 'still frozen, not merged yet');
@@ -247,12 +249,13 @@ test('merge: refused alike everywhere when the left range\'s membership changed 
     return out;
   };
   const version = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
-  const frozen = propose(b, (requestId) => encodeCommand({ kind: 'freeze', requestId, version }));
+  const leftVersion = leader.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  const frozen = propose(b, (requestId) => encodeCommand({ kind: 'freeze', requestId, version, leftRangeId: a, leftVersion }));
   assert.ok(frozen.kind === 'freeze');
   c.tick(10);
   const conf = leader.stateMachineOf(a).descriptor?.epoch.confVersion ?? 0;
   const merge = (leftConfVersion: number, rightFrozenIndex: number) => (requestId: string) =>
-    encodeCommand({ kind: 'merge', requestId, rightRangeId: b, rightVersion: version, rightFrozenIndex, rightFrozenTerm: frozen.term, leftConfVersion });
+    encodeCommand({ kind: 'merge', requestId, rightRangeId: b, rightVersion: version, rightFrozenIndex, rightFrozenTerm: frozen.term, leftConfVersion, leftVersion });
   const staleConf = propose(a, merge(conf + 1, frozen.index));
   assert.ok(staleConf.kind === 'error' && staleConf.code === 'RANGE_MISMATCH', JSON.stringify(staleConf));
   const wrongIndex = propose(a, merge(conf, frozen.index + 1));
@@ -263,4 +266,145 @@ test('merge: refused alike everywhere when the left range\'s membership changed 
   assert.equal(ok.kind, 'merge', JSON.stringify(ok));
   c.tick(10);
   for (const id of c.ids) assert.deepEqual(bounds(c.nodes.get(id) as KvNode), ['1:[,m)', `${a}:[m,)`]);
+});
+
+/** Proposes a command through `node` to range `rangeId` and ticks until it is answered. */
+function proposeTo(c: Cluster, node: KvNode, rangeId: number, command: (requestId: string) => Uint8Array): CommandResult {
+  let out: CommandResult | undefined;
+  node.requests.propose(command, (o) => (out = o.kind === 'applied' ? (o.result as CommandResult) : undefined), rangeId);
+  for (let i = 0; i < 100 && out === undefined; i++) c.tick(1);
+  assert.ok(out !== undefined, `no answer from range ${rangeId}`);
+  return out;
+}
+
+/** Freezes range `b` for a merge into `a` at a's current version (the merge's first step alone). */
+function freezeFor(c: Cluster, node: KvNode, a: number, b: number): Extract<CommandResult, { kind: 'freeze' }> {
+  const version = node.stateMachineOf(b).descriptor?.epoch.version ?? 0;
+  const leftVersion = node.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  const frozen = proposeTo(c, node, b, (requestId) => encodeCommand({ kind: 'freeze', requestId, version, leftRangeId: a, leftVersion }));
+  assert.ok(frozen.kind === 'freeze', JSON.stringify(frozen));
+  assert.equal(frozen.leftRangeId, a);
+  assert.equal(frozen.leftVersion, leftVersion);
+  return frozen;
+}
+
+test('merge abort: abort-merge moves the left range past the version the freeze names, a merge naming it is refused alike everywhere, and the unfreeze lets the right range serve again at the next version', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  c.put(c.leaderOf(b), b, 'u', 'before');
+  const leader = c.leaderOf(a);
+  lead(c, b, leader.store.nodeId);
+  const av = leader.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  const bv = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
+  const frozen = freezeFor(c, leader, a, b);
+  // An unfreeze before the merge is made impossible would be the deliberate bug: the state machine
+  // cannot tell, so the proposer must (KvNode.mergeCannotApply), and it does not see it yet.
+  c.tick(5);
+  const conf = leader.stateMachineOf(a).descriptor?.epoch.confVersion ?? 0;
+  const aborted = proposeTo(c, leader, a, (requestId) => encodeCommand({ kind: 'abort-merge', requestId, rightRangeId: b, leftVersion: av }));
+  assert.ok(aborted.kind === 'merge-aborted' && aborted.aborted, JSON.stringify(aborted));
+  assert.equal(aborted.descriptor.epoch.version, av + 1);
+  // Asked again: nothing more moves.
+  const again = proposeTo(c, leader, a, (requestId) => encodeCommand({ kind: 'abort-merge', requestId, rightRangeId: b, leftVersion: av }));
+  assert.ok(again.kind === 'merge-aborted' && !again.aborted, JSON.stringify(again));
+  const merge = proposeTo(c, leader, a, (requestId) =>
+    encodeCommand({ kind: 'merge', requestId, rightRangeId: b, rightVersion: bv, rightFrozenIndex: frozen.index, rightFrozenTerm: frozen.term, leftConfVersion: conf, leftVersion: av }),
+  );
+  assert.ok(merge.kind === 'error' && merge.code === 'RANGE_MISMATCH', JSON.stringify(merge));
+  c.tick(5);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(a).descriptor?.epoch.version, av + 1, `node ${id}`);
+    assert.ok(node.stateMachineOf(a).leftVersionWithoutMerge(av), `node ${id} knows range ${a} left version ${av} without a merge`);
+    assert.deepEqual(bounds(node), ['1:[,m)', `${a}:[m,t)`], `node ${id}: still frozen, not routed`);
+  }
+  // An unfreeze naming another freeze is refused; the right one ends it.
+  const wrong = proposeTo(c, leader, b, (requestId) => encodeCommand({ kind: 'unfreeze', requestId, version: bv, frozenIndex: frozen.index + 1, frozenTerm: frozen.term }));
+  assert.ok(wrong.kind === 'error' && wrong.code === 'RANGE_MISMATCH', JSON.stringify(wrong));
+  const unfrozen = proposeTo(c, leader, b, (requestId) => encodeCommand({ kind: 'unfreeze', requestId, version: bv, frozenIndex: frozen.index, frozenTerm: frozen.term }));
+  assert.ok(unfrozen.kind === 'unfreeze', JSON.stringify(unfrozen));
+  assert.equal(unfrozen.descriptor.epoch.version, bv + 1);
+  c.tick(5);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(b).frozen, undefined, `node ${id}`);
+    assert.deepEqual(bounds(node), ['1:[,m)', `${a}:[m,t)`, `${b}:[t,)`], `node ${id}: routed again`);
+  }
+  const w = c.put(c.leaderOf(b), b, 'u', 'after');
+  assert.equal(w.kind, 'txn', JSON.stringify(w));
+  c.tick(10);
+  for (const id of c.ids) assert.equal(c.value(id, 'u'), 'after');
+  assert.equal(digests(c, b).size, 1);
+  // A later merge freezes the range again, naming the new versions, and completes.
+  const merged = c.merge(c.leaderOf(a), a);
+  assert.ok(!(merged instanceof Error), String(merged));
+  c.tick(20);
+  for (const id of c.ids) {
+    assert.deepEqual(bounds(c.nodes.get(id) as KvNode), ['1:[,m)', `${a}:[m,)`]);
+    assert.equal(c.value(id, 'u'), 'after');
+  }
+});
+
+test('merge abort: a frozen range refuses membership changes alike on every replica, and takes them again once unfrozen', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  const leader = c.leaderOf(a);
+  lead(c, b, leader.store.nodeId);
+  const frozen = freezeFor(c, leader, a, b);
+  const other = c.ids.find((id) => id !== leader.store.nodeId) as NodeId;
+  leader.store.proposeConfChange(b, { transition: 'auto', changes: [{ type: 'remove-node', nodeId: other }] });
+  c.tick(20);
+  for (const id of c.ids) assert.ok((c.nodes.get(id) as KvNode).store.replica(b)?.currentConfState().voters.includes(other), `node ${id}: ${other} still a voter of ${b}`);
+  // Made impossible by a split of the left range (it leaves the version the freeze names).
+  const split = c.split(c.leaderOf(a), a, 'p');
+  assert.ok(!(split instanceof Error), String(split));
+  c.tick(5);
+  const bv = leader.stateMachineOf(b).descriptor?.epoch.version ?? 0;
+  const unfrozen = proposeTo(c, leader, b, (requestId) => encodeCommand({ kind: 'unfreeze', requestId, version: bv, frozenIndex: frozen.index, frozenTerm: frozen.term }));
+  assert.equal(unfrozen.kind, 'unfreeze');
+  c.leaderOf(b).store.proposeConfChange(b, { transition: 'auto', changes: [{ type: 'remove-node', nodeId: other }] });
+  c.tick(20);
+  assert.ok(!c.leaderOf(b).store.replica(b)?.currentConfState().voters.includes(other), `${other} removed from ${b}`);
+});
+
+test('merge abort: a freeze whose left range split meanwhile is ended by the nodes holding both sides after two request timeouts, without an abort-merge', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  c.put(c.leaderOf(b), b, 'u', 'kept');
+  const leader = c.leaderOf(a);
+  freezeFor(c, leader, a, b);
+  const split = c.split(c.leaderOf(a), a, 'p');
+  assert.ok(!(split instanceof Error), String(split));
+  const a2 = split.right.rangeId;
+  // The request timeout is 5 s here: ended within two of them and a check interval.
+  c.tick(1_100);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(b).frozen, undefined, `node ${id}`);
+    assert.deepEqual(bounds(node), ['1:[,m)', `${a}:[m,p)`, `${a2}:[p,t)`, `${b}:[t,)`], `node ${id}`);
+    assert.equal(c.value(id, 'u'), 'kept');
+  }
+  assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
+});
+
+test('merge abort: a merge that cannot complete (the two ranges\' replicas differ) is aborted after four request timeouts, and the right range serves again', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  c.put(c.leaderOf(b), b, 'u', 'kept');
+  const leader = c.leaderOf(a);
+  const av = leader.stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  const other = c.ids.find((id) => id !== leader.store.nodeId) as NodeId;
+  // The left range loses a replica after the freeze: every retry of the merge is refused.
+  freezeFor(c, leader, a, b);
+  leader.store.proposeConfChange(a, { transition: 'auto', changes: [{ type: 'remove-node', nodeId: other }] });
+  c.tick(1_100);
+  for (const id of c.ids) assert.ok((c.nodes.get(id) as KvNode).stateMachineOf(b).frozen !== undefined, `node ${id}: still frozen after two timeouts`);
+  c.tick(1_100);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(b).frozen, undefined, `node ${id}`);
+    assert.equal(c.value(id, 'u'), 'kept');
+  }
+  assert.ok((c.leaderOf(a).stateMachineOf(a).descriptor?.epoch.version ?? 0) > av, 'the left range moved past the version the freeze named');
+  assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
 });

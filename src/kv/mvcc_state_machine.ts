@@ -48,8 +48,12 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'conf-change'; readonly confState: ConfState }
   | { readonly requestId: string; readonly kind: 'range-id'; readonly id: number }
   | { readonly requestId: string; readonly kind: 'split'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
-  /** A range frozen for a merge: the freeze entry's position, the version it froze, and the range's final revision. */
-  | { readonly requestId: string; readonly kind: 'freeze'; readonly rangeId: number; readonly index: number; readonly term: number; readonly version: number; readonly revision: number }
+  /** A range frozen for a merge: the freeze entry's position, the version it froze, the left range (and its version) that may take it over, and the range's final revision. */
+  | { readonly requestId: string; readonly kind: 'freeze'; readonly rangeId: number; readonly index: number; readonly term: number; readonly version: number; readonly leftRangeId: number; readonly leftVersion: number; readonly revision: number }
+  /** The left range after an abort-merge: `aborted` when this entry moved it past the version the freeze named (false: it had moved already). */
+  | { readonly requestId: string; readonly kind: 'merge-aborted'; readonly descriptor: RangeDescriptor; readonly aborted: boolean }
+  /** A frozen range that serves again, at the next epoch version. */
+  | { readonly requestId: string; readonly kind: 'unfreeze'; readonly descriptor: RangeDescriptor }
   /** The left range after it took over `rightRangeId`, whose replica here is retired with this entry's batch. */
   | { readonly requestId: string; readonly kind: 'merge'; readonly merged: RangeDescriptor; readonly rightRangeId: number }
   /** The TSO window bound the range holds after the command: max of every bound applied (revisions.ts). */
@@ -72,11 +76,21 @@ export const MALFORMED_COMMAND = 'MALFORMED_COMMAND';
  */
 export const STALE_REVISION = 'STALE_REVISION';
 
+/**
+ * How many of the epoch versions a range left without a merge it keeps
+ * (leftVersionWithoutMerge): a freeze names its left range's version as the
+ * proposer saw it, at most a few changes behind.
+ */
+export const VERSIONS_LEFT_KEPT = 8;
+
 /** Where a range was frozen for a merge (ADR 0009 §6), as kept under `keys.frozen`. */
 export interface FrozenState {
   readonly index: number;
   readonly term: number;
   readonly version: number;
+  /** The only range that may take this one over, and only while at `leftVersion` (ADR 0014); 0: any (a freeze recorded before left ranges were named). */
+  readonly leftRangeId: number;
+  readonly leftVersion: number;
 }
 
 /**
@@ -121,6 +135,8 @@ export class MvccStateMachine implements RangeStateMachine {
   /** The range's descriptor as applied; undefined until the engine holds one (see `descriptor`). */
   private desc: RangeDescriptor | undefined;
   private window: number | undefined;
+  /** The last versions left without a merge (keys.versionLeftWithoutMerge), once read. */
+  private leftWithoutMerge: readonly number[] | undefined;
   /** The freeze, once read: null when the range is not frozen. */
   private frozenState: FrozenState | null | undefined;
 
@@ -203,6 +219,35 @@ export class MvccStateMachine implements RangeStateMachine {
     return r?.kind === 'merge' ? r.rightRangeId : undefined;
   }
 
+  /**
+   * Whether this range left epoch version `version` by another change than
+   * a merge (an abort-merge, a split, an unfreeze), as far as the last
+   * VERSIONS_LEFT_KEPT such changes tell: at that version it applied no
+   * merge, and it never returns to it, so a right neighbour frozen for it
+   * at that version is never taken over (ADR 0014).
+   */
+  leftVersionWithoutMerge(version: number): boolean {
+    if (this.leftWithoutMerge === undefined) {
+      const raw = this.engine.get(keys.versionLeftWithoutMerge(this.rangeId));
+      const versions: number[] = [];
+      if (raw !== undefined) {
+        if (raw.byteLength % 8 !== 0) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: a record of versions left of ${raw.byteLength} bytes`);
+        for (let at = 0; at < raw.byteLength; at += 8) versions.push(readU64(raw, at));
+      }
+      this.leftWithoutMerge = versions;
+    }
+    return this.leftWithoutMerge.includes(version);
+  }
+
+  private noteVersionLeft(batch: WriteBatch, version: number): void {
+    this.leftVersionWithoutMerge(0);
+    const versions = [...(this.leftWithoutMerge ?? []), version].slice(-VERSIONS_LEFT_KEPT);
+    const out = new Uint8Array(versions.length * 8);
+    versions.forEach((v, i) => writeU64(out, i * 8, v));
+    batch.put(keys.versionLeftWithoutMerge(this.rangeId), out);
+    this.leftWithoutMerge = versions;
+  }
+
   /** Where the range was frozen for a merge (ADR 0009 §6), or undefined if it serves. */
   get frozen(): FrozenState | undefined {
     if (this.frozenState === undefined) this.frozenState = readFrozen(this.engine, this.rangeId) ?? null;
@@ -260,6 +305,17 @@ export class MvccStateMachine implements RangeStateMachine {
    * record goes. Changes without a context (Raft leaving a joint
    * configuration, the simulator's) change only the Raft configuration.
    */
+  /**
+   * A frozen range refuses membership changes (ADR 0014), alike on every
+   * replica: the proposer of its merge saw every replica of the left range
+   * hold its log through the freeze, and none may leave before the merge
+   * applies there (the merge gate waits for it) or the freeze ends.
+   */
+  refuseConfChange(cc: ConfChange): CommandResult | undefined {
+    if (this.frozen === undefined) return undefined;
+    return { requestId: decodeMemberContext(cc)?.requestId ?? '', kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is frozen for a merge: its membership does not change` };
+  }
+
   applyConfChange(batch: WriteBatch, cc: ConfChange, confState: ConfState): CommandResult | undefined {
     this.recordReplicas(batch, confState);
     const ctx = decodeMemberContext(cc);
@@ -287,8 +343,13 @@ export class MvccStateMachine implements RangeStateMachine {
     if (typeof command === 'string') return { requestId: '', kind: 'error', code: MALFORMED_COMMAND, message: `entry ${entry.index}: ${command}` };
     // A merge waits, before it touches anything, until the right range applied its freeze here;
     // not one naming another freeze than the right range's (refused below, alike everywhere: a
-    // range is frozen once, so every replica finds the same record), which would wait forever.
-    if (command.kind === 'merge' && !frozenElsewhere(this.engine, command) && this.machineOptions.mergeGate?.(command.rightRangeId, command.rightFrozenIndex, command.rightFrozenTerm) === false) return APPLY_HELD;
+    // range is frozen once, so every replica finds the same record), which would wait forever;
+    // nor one this range refuses by its own state alone (a frozen range, another epoch or
+    // membership than the merge names): that refusal needs nothing of the right range, and a
+    // replica added to this range since may hold none of it (ADR 0014).
+    if (command.kind === 'merge' && this.frozen === undefined && this.leftSideProblem(command) === undefined && !frozenElsewhere(this.engine, command)) {
+      if (this.machineOptions.mergeGate?.(command.rightRangeId, command.rightFrozenIndex, command.rightFrozenTerm) === false) return APPLY_HELD;
+    }
     const { requestId } = command;
     // The window is in memory and updated as each command applies, so it also holds the ids applied
     // earlier in this same batch. A duplicate is noted too: the window is what the log holds.
@@ -301,6 +362,7 @@ export class MvccStateMachine implements RangeStateMachine {
     const frozen = this.frozen;
     if (frozen !== undefined) {
       if (command.kind === 'freeze' && command.version === frozen.version) return this.frozenResult(requestId, frozen);
+      if (command.kind === 'unfreeze') return this.unfreeze(batch, command, frozen);
       return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is frozen for a merge` };
     }
     // A large compaction continues a bounded step with every later command, alike on every replica.
@@ -364,6 +426,10 @@ export class MvccStateMachine implements RangeStateMachine {
         return this.freeze(batch, command, entry);
       case 'merge':
         return this.merge(batch, command);
+      case 'abort-merge':
+        return this.abortMerge(batch, command);
+      case 'unfreeze':
+        return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is not frozen` };
       case 'meta-update':
         return this.updateMeta(batch, requestId, command.descriptors);
       case 'close':
@@ -467,6 +533,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.leaseTable?.dropKeysFrom(key);
     batch.put(keys.descriptor(this.rangeId), encodeDescriptor(left));
     batch.put(keys.descriptor(c.newRangeId), encodeDescriptor(right));
+    this.noteVersionLeft(batch, d.epoch.version);
     this.desc = left;
     return { requestId, kind: 'split', left, right };
   }
@@ -483,14 +550,74 @@ export class MvccStateMachine implements RangeStateMachine {
     assert(d !== undefined, () => `range ${this.rangeId} applies a freeze without a descriptor`);
     if (c.version !== d.epoch.version) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is at version ${d.epoch.version}, the freeze was for ${c.version}` };
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch, Number.MAX_SAFE_INTEGER);
-    const frozen: FrozenState = { index: entry.index, term: entry.term, version: d.epoch.version };
+    const frozen: FrozenState = { index: entry.index, term: entry.term, version: d.epoch.version, leftRangeId: c.leftRangeId, leftVersion: c.leftVersion };
     batch.put(keys.frozen(this.rangeId), encodeFrozen(frozen));
     this.frozenState = frozen;
     return this.frozenResult(requestId, frozen);
   }
 
   private frozenResult(requestId: string, frozen: FrozenState): CommandResult {
-    return { requestId, kind: 'freeze', rangeId: this.rangeId, index: frozen.index, term: frozen.term, version: frozen.version, revision: this.mvcc.currentRevision };
+    return { requestId, kind: 'freeze', rangeId: this.rangeId, index: frozen.index, term: frozen.term, version: frozen.version, leftRangeId: frozen.leftRangeId, leftVersion: frozen.leftVersion, revision: this.mvcc.currentRevision };
+  }
+
+  /**
+   * Why this range, as the left side, refuses a merge by its own state
+   * alone (ADR 0014): another epoch version than the one the freeze named
+   * (an abort-merge, a split or an unfreeze moved it on, and no merge
+   * naming the old one applies any more), another membership than the
+   * proposer saw hold the right range's log through the freeze, or no end
+   * to widen. Alike on every replica, and needing nothing of the right
+   * range: checked before the merge gate.
+   */
+  private leftSideProblem(c: Extract<KvCommand, { kind: 'merge' }>): string | undefined {
+    const d = this.descriptor;
+    if (d === undefined || d.end === undefined) return 'this range has no right neighbour';
+    if (d.epoch.version !== c.leftVersion) return `this range is at version ${d.epoch.version}, not ${c.leftVersion}`;
+    // A replica added since the proposer checked may hold no state of the right range (its merge could not apply).
+    if (d.epoch.confVersion !== c.leftConfVersion) return `this range's membership changed (conf version ${d.epoch.confVersion}, not ${c.leftConfVersion})`;
+    return undefined;
+  }
+
+  /**
+   * The way back from a freeze, in the left range's log (ADR 0014): while
+   * this range is at the version the freeze of `rightRangeId` names, it
+   * moves to the next one, so every merge naming that version is refused
+   * from this entry on (leftSideProblem). A range already past it changes
+   * nothing. A frozen range refuses this like any command (see `apply`): it
+   * applies no merge while frozen, and leaves that state only retired or at
+   * a new version (unfreeze), so it needs no abort.
+   */
+  private abortMerge(batch: WriteBatch, c: Extract<KvCommand, { kind: 'abort-merge' }>): CommandResult {
+    const d = this.descriptor;
+    assert(d !== undefined, () => `range ${this.rangeId} applies an abort-merge without a descriptor`);
+    if (d.epoch.version !== c.leftVersion) return { requestId: c.requestId, kind: 'merge-aborted', descriptor: d, aborted: false };
+    const moved: RangeDescriptor = { ...d, epoch: { version: d.epoch.version + 1, confVersion: d.epoch.confVersion } };
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(moved));
+    this.noteVersionLeft(batch, d.epoch.version);
+    this.desc = moved;
+    return { requestId: c.requestId, kind: 'merge-aborted', descriptor: moved, aborted: true };
+  }
+
+  /**
+   * Ends this range's freeze (ADR 0014), if it is the one named: the range
+   * serves again at the next epoch version, so a merge that named it as its
+   * left side at the old version (another range frozen for it) is refused
+   * too. The proposer saw the merge that froze it can no longer apply.
+   */
+  private unfreeze(batch: WriteBatch, c: Extract<KvCommand, { kind: 'unfreeze' }>, frozen: FrozenState): CommandResult {
+    const { requestId } = c;
+    if (c.frozenIndex !== frozen.index || c.frozenTerm !== frozen.term || c.version !== frozen.version) {
+      return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `range ${this.rangeId} is frozen at ${frozen.index}/${frozen.term}, not ${c.frozenIndex}/${c.frozenTerm}` };
+    }
+    const d = this.descriptor;
+    assert(d !== undefined, () => `range ${this.rangeId} applies an unfreeze without a descriptor`);
+    const moved: RangeDescriptor = { ...d, epoch: { version: d.epoch.version + 1, confVersion: d.epoch.confVersion } };
+    batch.put(keys.descriptor(this.rangeId), encodeDescriptor(moved));
+    batch.delete(keys.frozen(this.rangeId));
+    this.noteVersionLeft(batch, d.epoch.version);
+    this.desc = moved;
+    this.frozenState = null;
+    return { requestId, kind: 'unfreeze', descriptor: moved };
   }
 
   /**
@@ -515,11 +642,13 @@ export class MvccStateMachine implements RangeStateMachine {
     if (right === undefined || rightRangeId === this.rangeId) return refuse('the right range is not on this node');
     if (d.end === undefined || compareBytes(d.end, right.start) !== 0) return refuse('the right range does not start where this one ends');
     if (right.epoch.version !== c.rightVersion) return refuse(`the right range is at version ${right.epoch.version}, not ${c.rightVersion}`);
-    // A replica added since the proposer checked may hold no state of the right range (its merge could not apply).
-    if (d.epoch.confVersion !== c.leftConfVersion) return refuse(`this range's membership changed (conf version ${d.epoch.confVersion}, not ${c.leftConfVersion})`);
+    const leftProblem = this.leftSideProblem(c);
+    if (leftProblem !== undefined) return refuse(leftProblem);
     if (this.sabotage?.has('merge-skips-freeze') !== true) {
       const frozen = readFrozen(this.engine, rightRangeId);
       if (frozen === undefined || frozen.index !== c.rightFrozenIndex || frozen.term !== c.rightFrozenTerm || frozen.version !== c.rightVersion) return refuse('the right range is not frozen where the merge says');
+      // The freeze names the one left range and version that may take the range over (ADR 0014).
+      if (frozen.leftRangeId !== 0 && (frozen.leftRangeId !== this.rangeId || frozen.leftVersion !== c.leftVersion)) return refuse(`the right range is frozen for range ${frozen.leftRangeId} at version ${frozen.leftVersion}`);
     }
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch, Number.MAX_SAFE_INTEGER);
     this.mvcc.absorb(batch, right.end, keys.mvccPrefix(rightRangeId));
@@ -645,6 +774,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.bytes = undefined;
     this.window = undefined;
     this.frozenState = undefined;
+    this.leftWithoutMerge = undefined;
   }
 
   /** Deletes the MVCC records and change index entries of the user keys in `span`. */
@@ -666,10 +796,12 @@ export class MvccStateMachine implements RangeStateMachine {
 }
 
 function encodeFrozen(f: FrozenState): Uint8Array {
-  const out = new Uint8Array(24);
+  const out = new Uint8Array(40);
   writeU64(out, 0, f.index);
   writeU64(out, 8, f.term);
   writeU64(out, 16, f.version);
+  writeU64(out, 24, f.leftRangeId);
+  writeU64(out, 32, f.leftVersion);
   return out;
 }
 
@@ -683,8 +815,10 @@ function frozenElsewhere(engine: Pick<StorageEngine, 'get'>, c: Extract<KvComman
 export function readFrozen(engine: Pick<StorageEngine, 'get'>, rangeId: RangeId): FrozenState | undefined {
   const raw = engine.get(keys.frozen(rangeId));
   if (raw === undefined) return undefined;
-  if (raw.byteLength !== 24) throw new TesseraError('CORRUPT_DATA', `range ${rangeId}: a freeze record of ${raw.byteLength} bytes`);
-  return { index: readU64(raw, 0), term: readU64(raw, 8), version: readU64(raw, 16) };
+  // 24 bytes: a freeze recorded before freezes named their left range (any left range may merge it).
+  if (raw.byteLength !== 24 && raw.byteLength !== 40) throw new TesseraError('CORRUPT_DATA', `range ${rangeId}: a freeze record of ${raw.byteLength} bytes`);
+  const named = raw.byteLength === 40;
+  return { index: readU64(raw, 0), term: readU64(raw, 8), version: readU64(raw, 16), leftRangeId: named ? readU64(raw, 24) : 0, leftVersion: named ? readU64(raw, 32) : 0 };
 }
 
 function writeBytesCounter(batch: WriteBatch, key: Uint8Array, bytes: number): void {

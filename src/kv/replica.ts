@@ -149,8 +149,12 @@ export class Replica {
       let result: unknown;
       if (e.type === 'conf-change') {
         assert(e.confChange !== undefined, 'conf-change entry without a change');
-        this.confState = this.raw.applyConfChange(e.confChange);
-        result = this.stateMachine.applyConfChange?.(batch, e.confChange, this.confState) ?? this.confState;
+        // A refused change is never given to Raft: its configuration is that of the entries before.
+        result = this.stateMachine.refuseConfChange?.(e.confChange);
+        if (result === undefined) {
+          this.confState = this.raw.applyConfChange(e.confChange);
+          result = this.stateMachine.applyConfChange?.(batch, e.confChange, this.confState) ?? this.confState;
+        }
       } else if (e.data.byteLength > 0) {
         result = this.stateMachine.apply(batch, e);
         if (result === APPLY_HELD) {

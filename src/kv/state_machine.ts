@@ -40,6 +40,13 @@ export interface RangeStateMachine {
    * result, if any, answers the proposer like a command's.
    */
   applyConfChange?(batch: WriteBatch, cc: ConfChange, confState: ConfState): unknown;
+  /**
+   * A refusal of a committed membership change (optional), decided from the
+   * applied state alone so that every replica refuses it alike: Raft's
+   * configuration stays as it was, and the refusal answers the proposer.
+   * Undefined: the change applies.
+   */
+  refuseConfChange?(cc: ConfChange): unknown;
   /** Called once by the replica, before any other call: the log this state machine's range replicates. */
   attachLog(log: RecentLog): void;
   /** The replica that attached its log is replaced (an empty one, by the range a split created): the next one attaches its own. */

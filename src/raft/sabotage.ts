@@ -21,6 +21,7 @@ export type BugName =
   | 'tso-serves-before-persist'
   | 'split-skips-key-check'
   | 'merge-skips-freeze'
+  | 'unfreeze-without-abort'
   | 'snapshot-over-newer-descriptor'
   | 'watch-ignores-watermark'
   | 'quiesce-keeps-lease'
@@ -43,6 +44,7 @@ export const BUG_DESCRIPTIONS: Readonly<Record<BugName, string>> = {
   'member-add-without-record': "etcd's MemberAdd changes the Raft configuration without the new member's record, so the member table no longer follows it",
   'tso-serves-before-persist': 'the timestamp oracle hands out revisions from a window it has asked to persist before the window is persisted, so a new meta leader hands them out again',
   'merge-skips-freeze': 'a merge neither freezes the right-hand range nor waits for this node\'s replica of it to catch up, so writes the right range takes during the merge, or has not applied here yet, are missing from the merged range',
+  'unfreeze-without-abort': 'a range frozen for a merge for two request timeouts is unfrozen at once, without first seeing the merge made impossible in the left range\'s log (no abort-merge), so a merge that commits meanwhile and the unfrozen range both serve its keys',
   'split-skips-key-check': 'a range applies a txn for keys it gave away in a split (the apply-time RANGE_MISMATCH check is skipped), so the write lands in a range that no longer owns the key',
   'watch-ignores-watermark': "the watch hub gives a watcher every buffered change as soon as it is applied, not only up to the lowest closed revision of the ranges it covers, so a change another range applies later at a lower revision is skipped or comes out of order",
   'snapshot-over-newer-descriptor': "a replica installs a range's snapshot whose bounds overlap another range on the node (Store.snapshotFits always says yes), so one node holds a key in two ranges",

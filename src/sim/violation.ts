@@ -53,6 +53,7 @@ export const BUG_CAUGHT_BY: Readonly<Record<BugName, readonly ViolationKind[]>> 
   // right range takes a write during the merge that the merged range never sees): replicas differ, or an
   // acknowledged write is gone.
   'merge-skips-freeze': ['convergence', 'lost-write', 'linearizability', 'state-machine-safety', 'raft-invariant'],
+  'unfreeze-without-abort': ['convergence', 'lost-write', 'linearizability', 'state-machine-safety', 'raft-invariant'],
   'snapshot-over-newer-descriptor': ['range-partition', 'convergence', 'lost-write'],
   // Only the watch streams see the order in which ranges applied their changes.
   'watch-ignores-watermark': ['watch'],
