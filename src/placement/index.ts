@@ -62,8 +62,8 @@ export {
   closedRevision,
 } from '../kv/index.js';
 export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';
-export { MERGE_AFTER_SPLIT_DELAY_MS, MERGE_CHECK_INTERVAL_MS, MergeQueue, type MergeQueueOptions } from './merge_queue.js';
-export { PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, nextStep } from './replica_reconciler.js';
+export { MERGE_AFTER_SPLIT_DELAY_MS, MERGE_CHECK_INTERVAL_MS, type MergePlans, MergeQueue, type MergeQueueOptions, RELOCATION_HOLD_CHECKS } from './merge_queue.js';
+export { PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, nextStep, relocationGoal } from './replica_reconciler.js';
 export { PRESPLIT_KEY_PREFIX, PRESPLIT_MAX_IN_FLIGHT, Presplitter, type PresplitterOptions, presplitKeys } from './presplit.js';
 export { LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_SLACK, LeaderBalancer, type LeaderBalancerOptions, type LeaderView, chooseLeaderTransfer } from './leader_balancer.js';
 export { DRAIN_RETRY_MS, type DrainState, Drainer, type DrainerOptions } from './drainer.js';

@@ -1,5 +1,6 @@
 import type { ConfChange, ConfState, NodeId } from '../raft/index.js';
 import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
+import type { MergePlans } from './merge_queue.js';
 
 /** A learner is promoted once its log is within this many entries of the leader's. */
 export const PROMOTE_MAX_LAG_ENTRIES = 16;
@@ -14,6 +15,8 @@ export interface ReplicaReconcilerOptions {
   readonly replicas?: number;
   /** A member this node has not heard from for this many ticks is dead: its replicas are made again elsewhere (`--dead-after-ms`); 0 or absent: never. */
   readonly deadAfterTicks?: number;
+  /** What merges want of placement (the MergeQueue, ADR 0014): right-hand ranges moved onto their left neighbour's voters, sides not balanced. */
+  readonly merges?: MergePlans;
   /** Told of each membership change proposed for a range. */
   readonly observe?: (event: { readonly rangeId: RangeId; readonly change: string }) => void;
 }
@@ -112,9 +115,11 @@ export class ReplicaReconciler {
    * most one every BALANCE_EVERY_TICKS, so the meta table's counts (which a
    * move changes a repair later) catch up before the next one is chosen.
    */
-  private placementGoal(current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
+  private placementGoal(rangeId: RangeId, current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
     const replicas = this.o.replicas ?? 0;
-    const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS;
+    const relocation = relocationGoal(this.o.merges?.relocationGoal(rangeId), candidates, replicas);
+    if (relocation !== undefined) return relocation;
+    const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS && this.o.merges?.holdsBalance(rangeId) !== true;
     const members = this.o.kv.stateMachine.members;
     const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance, localityOf: (id) => members.get(id)?.locality });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
@@ -141,6 +146,7 @@ export class ReplicaReconciler {
     const store = this.o.kv.store;
     // Ranges this reconciler changed are looked at until they need nothing more: a range may
     // quiesce the tick its change applies, before the next step of a move (add, promote, remove).
+    for (const id of this.o.merges?.takeChanged() ?? []) this.followUp.add(id);
     const visit = all ? store.rangeIds() : [...new Set([...store.awakeRangeIds(), ...this.followUp])];
     for (const rangeId of visit) {
       if (rangeId === META_RANGE) continue;
@@ -152,6 +158,9 @@ export class ReplicaReconciler {
       }
       // One change at a time: Raft refuses a second while one is unapplied.
       if (raft.pendingConfIndex > replica.appliedIndex()) continue;
+      // From a freeze until its merge applies or is aborted, neither side moves (ADR 0014): a frozen
+      // range refuses the change, and one to the left side makes the merge refused.
+      if (this.o.kv.mergePinned(rangeId)) continue;
       const current = rolesOf(replica.currentConfState());
       if (current === undefined) {
         // A split copies its parent's configuration, a joint one too (range 1 mid-change, left by
@@ -160,7 +169,7 @@ export class ReplicaReconciler {
         if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: 'leave the joint configuration' });
         continue;
       }
-      const goal = placing ? this.placementGoal(current, candidates) : target;
+      const goal = placing ? this.placementGoal(rangeId, current, candidates) : target;
       const step = nextStep(current, goal, raft.id, (id) => learnerCaughtUp(raft.trk.progress.get(id), raft.raftLog));
       if (step === undefined) {
         this.followUp.delete(rangeId);
@@ -286,6 +295,18 @@ export function diversity(localities: readonly (readonly string[])[]): number {
     }
   }
   return sum;
+}
+
+/**
+ * The goal of a range a merge wants moved onto its left neighbour's voters
+ * (ADR 0014): those voters, if they are as many as `--replicas` and all
+ * candidates (a dead or leaving one is replaced on the left range first,
+ * and the relocation follows); else undefined, and placement goes on as
+ * usual.
+ */
+export function relocationGoal(voters: readonly NodeId[] | undefined, candidates: readonly NodeId[], replicas: number): Map<NodeId, Role> | undefined {
+  if (voters === undefined || voters.length !== replicas || !voters.every((id) => candidates.includes(id))) return undefined;
+  return new Map(voters.map((id) => [id, 'voter' as Role]));
 }
 
 /** Node → role, or undefined for a joint configuration. */

@@ -384,10 +384,10 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     observe: (e) => (e.kind === 'split' ? log.info({ left: e.left.rangeId, right: e.right.rangeId, reason: e.reason }, 'split a range') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a split failed')),
   });
   // Merging undoes splits: on only while some split can happen (with both thresholds 0, nothing splits).
-  // Not under --replicas: a merge needs both ranges on the same replicas until it applies, and placement
-  // moves them; a freeze left behind by a merge that lost that race has no way back yet (ADR 0012).
+  // Under --replicas it first moves the right range onto the left one's voters, through the reconciler
+  // (MergePlans, ADR 0014).
   const merges =
-    r.rangeMerge && r.replicas === 0 && (r.rangeMaxBytes > 0 || r.rangeSplitQps > 0)
+    r.rangeMerge && (r.rangeMaxBytes > 0 || r.rangeSplitQps > 0)
       ? new MergeQueue({
           kv: kvNode,
           timers: realTimers,
@@ -420,6 +420,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     kv: kvNode,
     replicas: r.replicas,
     deadAfterTicks: r.deadAfterMs === 0 ? 0 : Math.max(1, Math.ceil(r.deadAfterMs / r.tickMs)),
+    ...(merges === undefined ? {} : { merges }),
     observe: (e) => log.info(e, 'range membership change'),
   });
   const presplit = r.presplitRanges > 1 ? new Presplitter({ kv: kvNode, ranges: r.presplitRanges, onFailure: (rangeId, err) => log.debug({ rangeId, err: err.message }, 'a pre-split failed') }) : undefined;
@@ -603,6 +604,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     placement: r.replicas > 0,
     ...(r.locality === '' ? {} : { locality: r.locality }),
     onReplicaCollected: (rangeId, why) => p.log.info({ rangeId, why }, 'dropped a replica placement moved away'),
+    onMergeResolved: (e) => (e.ok ? p.log.info(e, 'a merge that could not complete was aborted') : p.log.debug(e, 'aborting a merge: not done yet')),
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,

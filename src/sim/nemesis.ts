@@ -9,6 +9,8 @@ import { compareBytes } from '../mvcc/index.js';
 
 /** Share of the nemesis's actions that split a range, in seeds with splits on. */
 export const SPLIT_ACTION_SHARE = 0.15;
+/** How long a merge the nemesis wants under placement stays wanted: long enough for a replica move or two. */
+export const MERGE_WANTED_MS = 1_500;
 /** Share of the nemesis's other actions that merge two ranges, in seeds with splits on: about as many merges as splits. */
 export const MERGE_ACTION_SHARE = 0.3;
 /** Share of splits whose key is drawn from every workload key, not only those inside the range: some are refused. */
@@ -544,6 +546,7 @@ export class Nemesis {
    */
   private merge(): void {
     const c = this.c;
+    if (c.options.replicas > 0) return this.mergeUnderPlacement();
     const leads: { readonly m: Member; readonly rangeId: number }[] = [];
     const leadsBoth: { readonly m: Member; readonly rangeId: number }[] = [];
     for (const m of c.running()) {
@@ -577,6 +580,31 @@ export class Nemesis {
         c.log(`nemesis merge range ${rangeId}: took over range ${outcome.rightRangeId}, now at version ${outcome.merged.epoch.version}`);
       }),
     );
+  }
+
+  /**
+   * Under placement (ADR 0014) the two neighbours may be on different
+   * nodes: every node's merge queue is told the merge of some range with its
+   * right neighbour is wanted for MERGE_WANTED_MS, as if both were small and
+   * cold everywhere. The right range's leader moves it onto the left one's
+   * voters (if it holds the left range; else the left's leader asks for its
+   * leadership), and the left's leader merges once their voters are the
+   * same, while placement, crashes and partitions go on.
+   */
+  private mergeUnderPlacement(): void {
+    const c = this.c;
+    const led: number[] = [];
+    for (const m of c.running()) {
+      if (m.paused || m.node === undefined) continue;
+      for (const rangeId of m.node.rangeIds()) if (rangeId !== SIM_RANGE && m.node.store.replica(rangeId)?.raw.raft.state === 'leader') led.push(rangeId);
+    }
+    const rangeId = c.pick([...new Set(led)].sort((a, b) => a - b));
+    if (rangeId === undefined) return;
+    c.count('merge');
+    c.count('merge-wanted');
+    c.log(`nemesis wants range ${rangeId} merged with its right neighbour (placement)`);
+    const untilMs = c.sched.nowMs + MERGE_WANTED_MS;
+    for (const m of c.running()) m.node?.wantMerge(rangeId, untilMs);
   }
 
   private transfer(): void {

@@ -104,8 +104,8 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     // Short, so ranges quiesce in the gaps of the workload too, not only after it: 2 to 4 ticks, from
     // the seed (no Rng draw moves).
     quiesceAfterTicks: overrides.quiesceAfterTicks ?? 2 + (seed % 3),
-    // No merges under placement (ADR 0012: a freeze that lost a race with a replica move has no way back yet).
-    merges: overrides.merges ?? replicas === 0,
+    // Under placement too (ADR 0014): the right range moves onto the left one's voters first.
+    merges: overrides.merges ?? true,
     replicas,
     localities: replicas > 0 && Math.floor(seed / 8) % 2 === 1,
   };

@@ -23,7 +23,7 @@ import {
   type WatchHub,
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
-import { Drainer, LeaderBalancer, ReplicaReconciler } from '../placement/index.js';
+import { Drainer, LeaderBalancer, MergeQueue, ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -102,6 +102,8 @@ const decoder = new TextDecoder();
 export class SimStoreNode {
   readonly kv: KvNode;
   private readonly reconciler: ReplicaReconciler;
+  /** Merges the nemesis asks for under placement (wantMerge), right ranges moved onto their left neighbour's voters first. */
+  private readonly merges: MergeQueue;
   private readonly leaders: LeaderBalancer;
   private readonly drainer: Drainer;
   /** The client API a real node serves etcd's requests with (with placement, it forwards to the nodes holding a range). */
@@ -153,12 +155,28 @@ export class SimStoreNode {
       ...(env.locality === undefined ? {} : { locality: env.locality }),
       observeFeeds: (event) => env.count(`feed-${event}`),
       onReplicaCollected: (rangeId, why) => (env.count('replica-gc'), env.trace(`${env.id} range ${rangeId} replica dropped: ${why}`)),
+      onMergeResolved: (e) => (env.count(`merge-${e.kind}-${e.ok ? 'ok' : 'not-yet'}`), env.trace(`${env.id} range ${e.rangeId} ${e.kind}: ${e.ok ? 'done' : 'not done'}`)),
+    });
+    // Only the merges the nemesis asks for (no size or load rule): the seed decides when ranges merge.
+    this.merges = new MergeQueue({
+      kv: this.kv,
+      timers: env.timers,
+      rangeMaxBytes: 0,
+      rangeSplitQps: 0,
+      qps: () => 0,
+      auto: false,
+      checkIntervalMs: env.requestTimeoutMs / 2,
+      observe: (e) => {
+        env.count(e.kind === 'merge' ? 'merge-queue-ok' : 'merge-queue-failed');
+        env.trace(`${env.id} merge queue: ${e.kind === 'merge' ? `range ${e.merged.rangeId} took over ${e.rightRangeId}` : `range ${e.rangeId}: ${e.error.code} ${e.error.message}`}`);
+      },
     });
     // As the server does: every range keeps range 1's members, so membership changes reach every range.
     this.reconciler = new ReplicaReconciler({
       kv: this.kv,
       replicas: env.replicas,
       deadAfterTicks: env.deadAfterTicks,
+      merges: this.merges,
       observe: (e) => {
         if (e.change.startsWith('removed decommissioned member')) env.count('decommission-removed');
         env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`);
@@ -220,6 +238,7 @@ export class SimStoreNode {
 
   tick(): void {
     this.kv.tick();
+    this.merges.tick();
     this.reconciler.tick();
     if (this.balancing && this.drainer.state === 'serving') this.leaders.tick();
     this.drainer.tick();
@@ -239,6 +258,7 @@ export class SimStoreNode {
   /** Ticks owed after a pause, delivered at once as the node runtime's Ticker does. */
   catchUpTicks(ticks: number): void {
     this.kv.catchUpTicks(ticks);
+    this.merges.tick();
     this.reconciler.tick();
     if (this.balancing && this.drainer.state === 'serving') this.leaders.tick();
     this.drainer.tick();
@@ -383,6 +403,11 @@ export class SimStoreNode {
   /** Merges range `leftId` with its right neighbour from this node (KvNode.mergeRanges): the merged descriptor, or why not. */
   mergeRanges(leftId: RangeId, done: (outcome: { merged: RangeDescriptor; rightRangeId: RangeId } | TesseraError) => void): void {
     this.kv.mergeRanges(leftId, done);
+  }
+
+  /** Asks this node's merge queue to merge range `leftId` with its right neighbour until `untilMs`, moving replicas first (placement). */
+  wantMerge(leftId: RangeId, untilMs: number): void {
+    this.merges.want(leftId, untilMs);
   }
 
   /** Splits range `rangeId` at `key` from this node (KvNode.splitRange): the two descriptors, or why not. */
