@@ -62,8 +62,8 @@ export interface MergePlans {
  * as CockroachDB's merge queue does, the right range is first moved onto
  * the left one's voters, through the ReplicaReconciler (MergePlans): the
  * node leading the right range, if it holds the left one (it sees both
- * sizes), makes the left's voters its goal; if it does not, the left's
- * leader, holding a voter of the right range, asks for its leadership
+ * sizes), makes the left's voters its goal; if it does not, the first node
+ * (by id) holding a voter of both asks for the right range's leadership
  * first. Neither side is balanced meanwhile. Neighbours on disjoint replica
  * sets are not merged: no node sees both sizes.
  */
@@ -138,28 +138,29 @@ export class MergeQueue implements MergePlans {
           relocating = true;
         }
       }
-      if (!leads(id)) continue;
       // As the left-hand side.
       const rightId = kv.rightNeighbourOf(id);
       if (rightId === undefined || this.merging || !this.shouldMerge(id, rightId, now)) continue;
-      this.held.set(id, holdUntil);
-      this.held.set(rightId, holdUntil);
       const left = kv.stateMachineOf(id).descriptor;
       const right = kv.stateMachineOf(rightId).descriptor;
       const voters = votersOf(left);
       if (left === undefined || right === undefined || voters === undefined) continue;
-      if (sameVoters(voters, right)) {
-        this.merge(id);
-        return;
+      if (leads(id)) {
+        this.held.set(id, holdUntil);
+        this.held.set(rightId, holdUntil);
+        if (sameVoters(voters, right)) {
+          this.merge(id);
+          return;
+        }
       }
-      // The right range's leader does not hold this range (it cannot see both sizes): lead it here, if
-      // this node holds a voter of it, and move it from here.
+      if (sameVoters(voters, right)) continue;
+      // The right range's leader does not hold this range, so it cannot see both sizes: the first
+      // node (by id) holding a voter of each asks for the right range's leadership, and moves it.
       const rightRaft = kv.store.replica(rightId)?.raw.raft;
-      const rightLeader = rightRaft?.lead ?? 0;
-      const self = kv.store.replica(id)?.raw.raft.id;
-      if (rightRaft !== undefined && self !== undefined && rightRaft.state !== 'leader' && rightLeader !== 0 && !voters.includes(rightLeader) && right.replicas.some((r) => r.nodeId === self && r.role === 'voter')) {
-        kv.store.transferLeader(rightId, self);
-      }
+      const self = rightRaft?.id;
+      const shared = right.replicas.filter((r) => r.role === 'voter' && voters.includes(r.nodeId)).map((r) => r.nodeId);
+      if (rightRaft === undefined || self === undefined || rightRaft.state === 'leader' || rightRaft.lead === 0 || voters.includes(rightRaft.lead)) continue;
+      if (shared.length > 0 && Math.min(...shared) === self) kv.store.transferLeader(rightId, self);
     }
   }
 
