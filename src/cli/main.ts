@@ -14,6 +14,7 @@ import { DECOMMISSION_WAIT_MS, runDecommission } from './decommission.js';
 import { runRanges } from './ranges.js';
 import { runStatus } from './status.js';
 import { DEFAULT_SNAPSHOT_BYTES_PER_SECOND } from '../server/transport_limits.js';
+import { MERGE_AFTER_SPLIT_DELAY_MS } from '../placement/index.js';
 import { DEFAULT_DEAD_AFTER_MS, DEFAULT_REPLICAS, DEFAULT_PROPOSAL_WINDOW_MS, DEFAULT_QUIESCE_AFTER_TICKS, DEFAULT_RANGE_MAX_BYTES, DEFAULT_RANGE_SPLIT_QPS, DEFAULT_READ_MODE, MAX_PROPOSAL_WINDOW_MS, READ_MODES, type ReadMode } from '../server/node.js';
 
 /** Storage engines, the default first. */
@@ -81,6 +82,7 @@ program
   .option('--dev-presplit-ranges <n>', 'development and benchmarks only: cut the key space into this many ranges at start', nonNegativeInt, 0)
   .option('--range-merge', 'merge neighbouring ranges that are both small and cold (the default; only while splits are on)')
   .option('--no-range-merge', 'never merge ranges')
+  .option('--range-merge-delay-ms <ms>', 'two neighbours merge only once neither was split or merged for this long (so a split by load is not undone at once)', nonNegativeInt, MERGE_AFTER_SPLIT_DELAY_MS)
   .option('--replicas <n>', 'replicas per range, the meta range aside, which every member holds (0: every member holds every range)', nonNegativeInt, DEFAULT_REPLICAS)
   .option('--dead-after-ms <ms>', "a member not heard from for this long is dead, and its ranges' replicas are made again on other members (0: never)", nonNegativeInt, DEFAULT_DEAD_AFTER_MS)
   .option('--snapshot-max-rate <bytes>', 'snapshot bytes this node sends per second, over all peers (0: no limit)', nonNegativeInt, DEFAULT_SNAPSHOT_BYTES_PER_SECOND)

@@ -29,6 +29,7 @@ export interface StartFlags {
   readonly rangeSplitQps: number;
   /** commander's --range-merge / --no-range-merge: true unless turned off. */
   readonly rangeMerge?: boolean;
+  readonly rangeMergeDelayMs: number;
   readonly replicas: number;
   readonly deadAfterMs: number;
   readonly locality?: string;
@@ -127,6 +128,7 @@ function toOptions(f: StartFlags, hooks: Pick<StartNodeOptions, 'onFatal' | 'onR
     rangeMaxBytes: f.rangeMaxBytes,
     rangeSplitQps: f.rangeSplitQps,
     rangeMerge: f.rangeMerge ?? true,
+    rangeMergeDelayMs: f.rangeMergeDelayMs,
     replicas: f.replicas,
     deadAfterMs: f.deadAfterMs,
     locality: f.locality ?? '',

@@ -27,6 +27,8 @@ import { assert } from '../base/index.js';
  *                 and the left range (and its version) that may take it over
  *   r<id>o 0x07   the last epoch versions the range left by another change than a merge (an
  *                 abort-merge, a split, an unfreeze): no merge naming one applies (ADR 0014)
+ *   r<id>o 0x08   the last ranges the range took over by merges, with their final epoch versions
+ *                 (ADR 0014)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);
@@ -80,6 +82,8 @@ export const keys = {
   frozen: (id: RangeId): Uint8Array => descriptorSub(id, 0x06),
   /** The last epoch version the range left without a merge (ADR 0014): a freeze naming it as the left side at that version can end. Carried by snapshots. */
   versionLeftWithoutMerge: (id: RangeId): Uint8Array => descriptorSub(id, 0x07),
+  /** The last ranges this one took over by merges (its own and those its right sides had), each with its final epoch version (ADR 0014). Carried by snapshots. */
+  absorbedRanges: (id: RangeId): Uint8Array => descriptorSub(id, 0x08),
   member: (id: RangeId, nodeId: number): Uint8Array => suffixed(id, 0x70, nodeId), // 'p'
   memberStart: (id: RangeId): Uint8Array => suffixed(id, 0x70, 0),
   memberEnd: (id: RangeId): Uint8Array => suffixed(id, 0x71), // 'q'

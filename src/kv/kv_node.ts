@@ -405,9 +405,16 @@ export class KvNode {
       if (sm?.frozen !== undefined) frozen.add(id);
       // A replica the table shows moved off this node (one that missed its removal while down) is
       // served by the range's members meanwhile, until replica GC drops it.
-      else if (bounds !== undefined && !movedAway(sm?.descriptor, byId.get(id), this.o.nodeId)) held.push({ rangeId: id, bounds });
+      else if (bounds !== undefined && !movedAway(sm?.descriptor, byId.get(id), this.o.nodeId) && !this.mergedAwayHere(sm?.descriptor, byId.has(id))) held.push({ rangeId: id, bounds });
     }
     return [...held, ...remoteRanges({ held, table, frozen, self: this.o.nodeId })];
+  }
+
+  /** Whether a replica here whose range the meta table no longer lists (`listed` false) was merged away (mergedAway): its keys are served by the range that took it over. */
+  private mergedAwayHere(d: RangeDescriptor | undefined, listed: boolean): boolean {
+    if (d === undefined || listed) return false;
+    const absorber = this.stateMachine.metaTable?.lookup(d.start);
+    return absorber !== undefined && mergedAway(d, absorber, this.o.nodeId);
   }
 
   /**
@@ -544,6 +551,10 @@ export class KvNode {
     // Applied through the freeze here: every membership change before it is in the progress tracker,
     // and none after it applies (a frozen range refuses them), so the replicas seen now stay.
     const applied = (this.store.replica(rangeId)?.appliedIndex() ?? 0) >= index;
+    // A replica of the right range on a node the left range lacks would never retire (the merge does not
+    // apply there): the merge cannot go on, and the freeze is aborted (finishFrozenMerges).
+    const extra = raft.trk.ids().find((id) => !left.replicas.some((r) => r.nodeId === id));
+    if (raft.state === 'leader' && applied && extra !== undefined) return done(new TesseraError('RANGE_MISMATCH', `range ${rangeId} has a replica on ${extra}, which range ${leftId} lacks`));
     if (raft.state === 'leader' && applied && raft.trk.ids().every(holds) && left.replicas.every((r) => holds(r.nodeId))) return done(left.epoch.confVersion);
     if (this.o.timers.nowMs() + PROPOSAL_RETRY_MS >= deadlineMs) return done(new TesseraError('TIMEOUT', `range ${rangeId}'s replicas did not all receive its freeze at ${index} in time`));
     // Only the leader knows what its followers hold: the range's leadership is asked over now and then.
@@ -700,8 +711,12 @@ export class KvNode {
     for (const rangeId of this.store.rangeIds()) {
       const replica = this.store.replica(rangeId);
       const sm = this.machines.get(rangeId);
-      if (rangeId === META_RANGE || replica === undefined || replica.raw.raft.state === 'leader' || sm?.frozen !== undefined || replica.raw.heldFrom !== undefined) continue;
+      if (rangeId === META_RANGE || replica === undefined || replica.raw.raft.state === 'leader' || replica.raw.heldFrom !== undefined) continue;
       const listed = table.get(rangeId);
+      // A frozen replica stays for its merge, unless the table shows it merged into a range this node is
+      // not a member of (a replica the merge left behind: it never retires otherwise).
+      const absorber = sm?.frozen === undefined || sm.descriptor === undefined || listed !== undefined ? undefined : this.stateMachine.metaTable?.lookup(sm.descriptor.start);
+      if (sm?.frozen !== undefined && (absorber === undefined || sm.descriptor === undefined || !mergedAway(sm.descriptor, absorber, self))) continue;
       const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
       const d = sm?.descriptor;
       let why: string;
@@ -782,6 +797,10 @@ export class KvNode {
     const d = this.machines.get(rangeId)?.descriptor;
     if (replica === undefined || d === undefined) return undefined;
     const self = this.o.nodeId;
+    // Merged away (ADR 0014): the range no longer has a leader to ask, and this node, not a member of the
+    // range that took it over, never applies that merge. Kept where it is a member: its merge gate needs it.
+    const absorber = listed === undefined ? this.stateMachine.metaTable?.lookup(d.start) : undefined;
+    if (absorber !== undefined && mergedAway(d, absorber, self)) return `merged into range ${absorber.rangeId}, which this node holds no replica of`;
     const cs = replica.currentConfState();
     const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
     const raft = replica.raw.raft;
@@ -880,16 +899,22 @@ export class KvNode {
    * abort-merge, a split, an unfreeze: leftVersionWithoutMerge). Both are
    * facts of the left range's committed log, alike on every replica, and
    * a merge naming the version could apply only before them, which it did
-   * not (it would have changed the version). Either way no replica of the
+   * not (it would have changed the version); or a range here took it over
+   * by a merge at that version (absorbedAt: it was frozen at its final
+   * version, as above). Either way no replica of the
    * left range applies the merge, and none of another range does (the
    * freeze names this one).
    */
   private mergeCannotApply(f: FrozenState): boolean {
     const left = this.machines.get(f.leftRangeId);
     const d = left?.descriptor;
-    if (left === undefined || d === undefined) return false;
-    if (left.frozen !== undefined && d.epoch.version === f.leftVersion) return true;
-    return left.leftVersionWithoutMerge(f.leftVersion);
+    if (left !== undefined && d !== undefined) {
+      if (left.frozen !== undefined && d.epoch.version === f.leftVersion) return true;
+      if (left.leftVersionWithoutMerge(f.leftVersion)) return true;
+    }
+    // Merged away at that version (it was frozen then): some range here remembers taking it over.
+    for (const id of this.store.rangeIds()) if (this.machines.get(id)?.descriptor !== undefined && this.machines.get(id)?.absorbedAt(f.leftRangeId, f.leftVersion) === true) return true;
+    return false;
   }
 
   /** Ends range `rightId`'s freeze `f` (ADR 0014): proposed only once mergeCannotApply, one at a time per range. */
@@ -1000,6 +1025,17 @@ function remoteRanges(o: { held: readonly RoutableRange[]; table: readonly Range
  * membership leaves this node out, or the meta table lists the range at a
  * newer membership that does. Another holder serves its keys meanwhile.
  */
+/**
+ * Whether the meta table shows the range of `here` merged into `absorber`
+ * (another range, of a higher version, holding its start) that does not
+ * list `self`: a replica left on a node that had been moved off the range
+ * before its merge (ADR 0014). Range ids are never reused, so a newer
+ * range over its keys means it is gone.
+ */
+function mergedAway(here: RangeDescriptor, absorber: RangeDescriptor, self: NodeId): boolean {
+  return absorber.rangeId !== here.rangeId && absorber.epoch.version > here.epoch.version && !absorber.replicas.some((r) => r.nodeId === self);
+}
+
 function movedAway(here: RangeDescriptor | undefined, listed: RangeDescriptor | undefined, self: NodeId): boolean {
   if (here === undefined || listed === undefined || listed.replicas.some((r) => r.nodeId === self)) return false;
   if (!here.replicas.some((r) => r.nodeId === self)) return true;

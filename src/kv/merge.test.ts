@@ -408,3 +408,28 @@ test('merge abort: a merge that cannot complete (the two ranges\' replicas diffe
   assert.ok((c.leaderOf(a).stateMachineOf(a).descriptor?.epoch.version ?? 0) > av, 'the left range moved past the version the freeze named');
   assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
 });
+
+test('approximate size: deleting keys adds to it, compacting their history takes it back down, alike on every replica (so emptied ranges can merge)', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { b } = threeRanges(c);
+  const size = (id: NodeId): number => (c.nodes.get(id) as KvNode).stateMachineOf(b).approxBytes;
+  const before = size(1);
+  for (let i = 0; i < 20; i++) c.put(c.leaderOf(b), b, `u${i}`, 'x'.repeat(200));
+  c.tick(5);
+  const full = size(1);
+  assert.ok(full >= before + 20 * 200, `${before} -> ${full}`);
+  for (let i = 0; i < 20; i++) {
+    const leader = c.leaderOf(b);
+    const txn = { compare: [], success: [{ type: 'deleteRange' as const, deleteRange: { key: enc.encode(`u${i}`) } }], failure: [] };
+    proposeTo(c, leader, b, (requestId) => encodeCommand({ kind: 'txn', requestId, txn }));
+  }
+  c.tick(5);
+  const deleted = size(1);
+  assert.ok(deleted >= full, 'deletes are history too');
+  const revision = c.leaderOf(b).stateMachineOf(b).mvcc.currentRevision;
+  const compacted = proposeTo(c, c.leaderOf(b), b, (requestId) => encodeCommand({ kind: 'compact', requestId, revision }));
+  assert.equal(compacted.kind, 'compact', JSON.stringify(compacted));
+  c.tick(5);
+  assert.ok(size(1) < before + 20 * 200 / 2, `after compaction ${size(1)} (before the puts ${before}, full ${full})`);
+  assert.deepEqual(new Set(c.ids.map(size)).size, 1, 'alike on every replica');
+});

@@ -82,6 +82,8 @@ export const STALE_REVISION = 'STALE_REVISION';
  * proposer saw it, at most a few changes behind.
  */
 export const VERSIONS_LEFT_KEPT = 8;
+/** How many ranges taken over by merges a range remembers (absorbedAt), with those its right sides remembered. */
+export const ABSORBED_RANGES_KEPT = 8;
 
 /** Where a range was frozen for a merge (ADR 0009 §6), as kept under `keys.frozen`. */
 export interface FrozenState {
@@ -135,6 +137,8 @@ export class MvccStateMachine implements RangeStateMachine {
   /** The range's descriptor as applied; undefined until the engine holds one (see `descriptor`). */
   private desc: RangeDescriptor | undefined;
   private window: number | undefined;
+  /** The ranges taken over by merges, with their final versions (keys.absorbedRanges), once read: flat pairs. */
+  private absorbed: readonly number[] | undefined;
   /** The last versions left without a merge (keys.versionLeftWithoutMerge), once read. */
   private leftWithoutMerge: readonly number[] | undefined;
   /** The freeze, once read: null when the range is not frozen. */
@@ -237,6 +241,40 @@ export class MvccStateMachine implements RangeStateMachine {
       this.leftWithoutMerge = versions;
     }
     return this.leftWithoutMerge.includes(version);
+  }
+
+  /**
+   * Whether this range took over range `rangeId` by a merge (or took over a
+   * range that had), when that range was at epoch version `version`, as far
+   * as the last ABSORBED_RANGES_KEPT such merges tell. A range merged away
+   * was frozen at its final version, and applied no merge while frozen, so
+   * a range frozen for it at that version is never taken over (ADR 0014).
+   */
+  absorbedAt(rangeId: RangeId, version: number): boolean {
+    const pairs = this.absorbedPairs(this.rangeId);
+    for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i] === rangeId && pairs[i + 1] === version) return true;
+    return false;
+  }
+
+  /** The absorbed list of range `rangeId` as the engine holds it (this range's is cached). */
+  private absorbedPairs(rangeId: RangeId): readonly number[] {
+    if (rangeId === this.rangeId && this.absorbed !== undefined) return this.absorbed;
+    const raw = this.engine.get(keys.absorbedRanges(rangeId));
+    const pairs: number[] = [];
+    if (raw !== undefined) {
+      if (raw.byteLength % 16 !== 0) throw new TesseraError('CORRUPT_DATA', `range ${rangeId}: a record of absorbed ranges of ${raw.byteLength} bytes`);
+      for (let at = 0; at < raw.byteLength; at += 8) pairs.push(readU64(raw, at));
+    }
+    if (rangeId === this.rangeId) this.absorbed = pairs;
+    return pairs;
+  }
+
+  private noteAbsorbed(batch: WriteBatch, right: RangeDescriptor): void {
+    const pairs = [...this.absorbedPairs(this.rangeId), ...this.absorbedPairs(right.rangeId), right.rangeId, right.epoch.version].slice(-2 * ABSORBED_RANGES_KEPT);
+    const out = new Uint8Array(pairs.length * 8);
+    pairs.forEach((v, i) => writeU64(out, i * 8, v));
+    batch.put(keys.absorbedRanges(this.rangeId), out);
+    this.absorbed = pairs;
   }
 
   private noteVersionLeft(batch: WriteBatch, version: number): void {
@@ -368,7 +406,11 @@ export class MvccStateMachine implements RangeStateMachine {
     // A large compaction continues a bounded step with every later command, alike on every replica.
     if (this.mvcc.compactionPending) this.mvcc.compactStep(batch);
     try {
-      return this.execute(batch, command, (opened as { revision: number | undefined }).revision, entry);
+      const result = this.execute(batch, command, (opened as { revision: number | undefined }).revision, entry);
+      // Compaction freed space (a compact command, or a step of one under way): the range is that much smaller.
+      const freed = this.mvcc.takeDeletedBytes();
+      if (freed > 0) this.setApproxBytes(batch, Math.max(0, this.approxBytes - freed));
+      return result;
     } catch (err) {
       // A refused command (compacted, future revision, …) is refused alike on every replica. Only
       // refusals: a storage failure (IO_ERROR, CORRUPT_DATA) is a TesseraError too, but must escape.
@@ -442,9 +484,11 @@ export class MvccStateMachine implements RangeStateMachine {
   /**
    * The range's approximate size: the bytes of every key and value written
    * to it, versions and deletes included, recounted from the stored records
-   * for the new range at a split. Compaction does not lower it: like
-   * CockroachDB's total MVCC bytes it counts history too, and errs large.
-   * Size-based splits compare it with --range-max-bytes.
+   * for the new range at a split. It counts history too, like CockroachDB's
+   * total MVCC bytes, and errs large; compaction lowers it by the records it
+   * deletes (as CockroachDB's GC does), so a range whose keys were deleted
+   * and compacted can merge. Size-based splits and merges compare it with
+   * --range-max-bytes.
    */
   get approxBytes(): number {
     if (this.bytes === undefined) {
@@ -656,6 +700,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.setApproxBytes(batch, this.approxBytes + (rawBytes === undefined ? 0 : readU64(rawBytes, 0)));
     const merged: RangeDescriptor = { ...d, end: right.end, epoch: { version: Math.max(d.epoch.version, right.epoch.version) + 1, confVersion: d.epoch.confVersion } };
     batch.put(keys.descriptor(this.rangeId), encodeDescriptor(merged));
+    this.noteAbsorbed(batch, right);
     this.desc = merged;
     // The right range's keys carried lease attachments: rebuilt over the wider span when next used.
     this.leaseTable = undefined;
@@ -775,6 +820,7 @@ export class MvccStateMachine implements RangeStateMachine {
     this.window = undefined;
     this.frozenState = undefined;
     this.leftWithoutMerge = undefined;
+    this.absorbed = undefined;
   }
 
   /** Deletes the MVCC records and change index entries of the user keys in `span`. */

@@ -111,6 +111,8 @@ export class MvccState {
   writeSeq: number;
   /** Change records stored (MvccMeta.recordCount). */
   recordCount: number;
+  /** Bytes of the records deleteRecord removed (stored key and record) since takeDeletedBytes last asked. */
+  deletedBytes = 0;
   /** MvccMeta.everCompacted. */
   everCompacted: boolean;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
@@ -283,6 +285,8 @@ export class MvccState {
   /** Deletes a stored change, record and index entry; the caller found it in storage (compaction scans for them), so the count stays exact. */
   deleteRecord(batch: WriteBatch, change: ChangeRef): void {
     const stored = dataKey(change.key, change.rev);
+    // Counted as a split counts what it moves (narrowTo), so a range's size falls as compaction frees it.
+    this.deletedBytes += stored.byteLength + (this.pending.get(stored)?.byteLength ?? 0);
     this.pending.delete(batch, stored);
     const keyString = toKeyString(change.key);
     const head = this.heads.get(keyString);

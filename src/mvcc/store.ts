@@ -69,6 +69,19 @@ export class MvccStore {
     return this.state.compactedRevision;
   }
 
+  /**
+   * The bytes (stored keys and records) compaction deleted since the last
+   * call: the kv layer lowers its range's approximate size by them, so a
+   * range whose keys were deleted and compacted becomes small enough to
+   * merge (ADR 0014). Alike on every replica: compaction steps apply in log
+   * order over the same records.
+   */
+  takeDeletedBytes(): number {
+    const bytes = this.state.deletedBytes;
+    this.state.deletedBytes = 0;
+    return bytes;
+  }
+
   /** True while superseded records from the last compaction are still being deleted (see compactStep). */
   get compactionPending(): boolean {
     return this.state.compactionCursor !== undefined;

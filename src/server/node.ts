@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MERGE_AFTER_SPLIT_DELAY_MS, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -100,6 +100,8 @@ export interface StartNodeOptions {
   readonly rangeSplitQps?: number;
   /** Neighbouring ranges that are both small and cold merge (default true; only while splits are on, see MergeQueue). */
   readonly rangeMerge?: boolean;
+  /** Two neighbours merge only once neither descriptor changed for this long (default MERGE_AFTER_SPLIT_DELAY_MS, 5 minutes). */
+  readonly rangeMergeDelayMs?: number;
   /** Replicas per range other than the meta range (default DEFAULT_REPLICAS: 0, every member; ADR 0012). */
   readonly replicas?: number;
   /** A member not heard from for this long is dead, and its replicas are made again elsewhere (default DEFAULT_DEAD_AFTER_MS; 0: never). */
@@ -215,6 +217,7 @@ interface Resolved {
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
   readonly rangeMerge: boolean;
+  readonly rangeMergeDelayMs: number;
   readonly replicas: number;
   readonly deadAfterMs: number;
   readonly locality: string;
@@ -313,6 +316,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES),
     rangeSplitQps: nonNegative('rangeSplitQps', o.rangeSplitQps ?? DEFAULT_RANGE_SPLIT_QPS),
     rangeMerge: o.rangeMerge ?? true,
+    rangeMergeDelayMs: nonNegative('rangeMergeDelayMs', o.rangeMergeDelayMs ?? MERGE_AFTER_SPLIT_DELAY_MS),
     replicas: nonNegative('replicas', o.replicas ?? DEFAULT_REPLICAS),
     deadAfterMs: nonNegative('deadAfterMs', o.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS),
     locality: checkLocality(o.locality ?? ''),
@@ -393,6 +397,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
           timers: realTimers,
           rangeMaxBytes: r.rangeMaxBytes,
           rangeSplitQps: r.rangeSplitQps,
+          mergeDelayMs: r.rangeMergeDelayMs,
           qps: (id) => splits.qps(id),
           observe: (e) => (e.kind === 'merge' ? log.info({ left: e.merged.rangeId, right: e.rightRangeId }, 'merged two ranges') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a merge failed')),
         })
