@@ -364,6 +364,17 @@ export class KvClient {
     return this.call<RangeResponse>('Range', request, timeoutMs);
   }
 
+  /** Deletes one key; resolves with the revision of the delete. */
+  async delete(key: string, timeoutMs: number): Promise<number> {
+    const res = await this.call<{ header?: { revision?: string } }>('DeleteRange', { key: Buffer.from(key) }, timeoutMs);
+    return Number(res.header?.revision ?? 0);
+  }
+
+  /** etcd's Compact at `revision`, physical (answered once the history below it is gone). */
+  async compact(revision: number, timeoutMs: number): Promise<void> {
+    await this.call('Compact', { revision: String(revision), physical: true }, timeoutMs);
+  }
+
   /** A linearizable get of one key. */
   async get(key: string | Uint8Array, timeoutMs: number): Promise<WireKv | undefined> {
     const res = await this.range({ key: Buffer.from(key) }, timeoutMs);
