@@ -974,9 +974,16 @@ export class KvNode {
    * membership changes); this keeps placement from starting one.
    */
   mergePinned(rangeId: RangeId): boolean {
-    if (this.merging.has(rangeId) || this.machines.get(rangeId)?.frozen !== undefined) return true;
-    const right = this.rightNeighbourOf(rangeId);
-    return right !== undefined && this.machines.get(right)?.frozen !== undefined;
+    const sm = this.machines.get(rangeId);
+    if (this.merging.has(rangeId) || sm?.frozen !== undefined) return true;
+    // The frozen ranges seen (a few at most), not a walk over every range: placement asks for each.
+    const end = sm?.descriptor?.end;
+    if (end === undefined || this.frozenSinceMs.size === 0) return false;
+    for (const id of this.frozenSinceMs.keys()) {
+      const f = this.machines.get(id);
+      if (f?.frozen !== undefined && f.descriptor !== undefined && compareBytes(f.descriptor.start, end) === 0) return true;
+    }
+    return false;
   }
 
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
@@ -993,6 +1000,8 @@ export class KvNode {
     // A leader's membership change reaches the meta table at the next repair round, at once.
     if (applied.entry.type === 'conf-change' && rangeId !== META_RANGE && this.store.replica(rangeId)?.raw.raft.state === 'leader') this.nextMetaRepairMs = 0;
     // A membership change too: a replica the meta table shows moved away is not routed to (movedAway).
+    // A freeze pins its left neighbour at once (mergePinned), not at the next frozen-range check.
+    if (result?.kind === 'freeze' && !this.frozenSinceMs.has(rangeId)) this.frozenSinceMs.set(rangeId, this.o.timers.nowMs());
     if (result?.kind === 'split' || result?.kind === 'merge' || result?.kind === 'freeze' || result?.kind === 'unfreeze' || result?.kind === 'merge-aborted' || result?.kind === 'meta-update' || applied.entry.type === 'conf-change') this.router.invalidate();
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);

@@ -74,7 +74,8 @@ export class SplitQueue {
     for (const rangeId of this.o.kv.store.rangeIds()) {
       if (this.o.kv.store.replica(rangeId)?.raw.raft.state !== 'leader') continue;
       const choice = this.choose(rangeId);
-      if (choice === undefined) continue;
+      // Not a side of a merge in flight (ADR 0014): a split of the left one would make the merge impossible.
+      if (choice === undefined || this.o.kv.mergePinned(rangeId)) continue;
       this.split(rangeId, choice.key, choice.reason);
       return;
     }
