@@ -433,3 +433,30 @@ test('approximate size: deleting keys adds to it, compacting their history takes
   assert.ok(size(1) < before + 20 * 200 / 2, `after compaction ${size(1)} (before the puts ${before}, full ${full})`);
   assert.deepEqual(new Set(c.ids.map(size)).size, 1, 'alike on every replica');
 });
+
+test('merge abort: a freeze whose left range was itself merged away meanwhile ends (the range that took it over remembers it, at its final version)', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  // Range 1 [,m) stays apart (the meta range): x [g,m) takes a over instead.
+  const sx = c.split(c.leaderOf(META_RANGE), META_RANGE, 'g');
+  assert.ok(!(sx instanceof Error), String(sx));
+  const x = sx.right.rangeId;
+  c.tick(30);
+  c.put(c.leaderOf(b), b, 'u', 'kept');
+  const av = c.leaderOf(a).stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  freezeFor(c, c.leaderOf(a), a, b);
+  // Before b's freeze is looked at, a (the left range it names) is merged into x: a is frozen at av, then retired.
+  const merged = c.merge(c.leaderOf(x), x);
+  assert.ok(!(merged instanceof Error), String(merged));
+  assert.equal(merged.rightRangeId, a);
+  c.tick(10);
+  for (const id of c.ids) assert.ok((c.nodes.get(id) as KvNode).stateMachineOf(x).absorbedAt(a, av), `node ${id}: range ${x} took over range ${a} at version ${av}`);
+  c.tick(1_100);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(b).frozen, undefined, `node ${id}`);
+    assert.deepEqual(bounds(node), ['1:[,g)', `${x}:[g,t)`, `${b}:[t,)`], `node ${id}`);
+    assert.equal(c.value(id, 'u'), 'kept');
+  }
+  assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
+});

@@ -53,9 +53,13 @@ const PINNED_SEEDS = [6498];
  * after replica GC, empty, granted its vote to a candidate lacking
  * committed entries (leader completeness). 5324: a range's new leader left
  * the meta table a repair interval behind its membership, and nodes routed
- * writes to a member it had removed (liveness).
+ * writes to a member it had removed (liveness). With merges under
+ * placement (ADR 0014): 70, nodes moved off a right range before its merge
+ * kept serving their replica of it; 121, a range frozen for a left range
+ * that was merged away meanwhile stayed frozen; 162, a right range's
+ * learner on a node the left range lacked was never retired (convergence).
  */
-const PINNED_PLACEMENT_SEEDS = [2003, 5126, 5324];
+const PINNED_PLACEMENT_SEEDS = [70, 121, 162, 2003, 5126, 5324];
 
 test('sim: pinned seeds find no violation', async () => {
   for (const seed of PINNED_SEEDS) assert.deepEqual((await runSeed(seed)).violations, [], `seed ${seed}`);
