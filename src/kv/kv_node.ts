@@ -504,7 +504,7 @@ export class KvNode {
         const r = o.result as CommandResult;
         if (r.kind !== 'freeze') return done(resultError(r));
         // Frozen already, by a merge naming another left range or version: only that one may take it
-        // over, or the freeze ends (resolveFrozenRanges).
+        // over, or the freeze ends (finishFrozenMerges).
         if (r.leftRangeId !== 0 && (r.leftRangeId !== leftId || r.leftVersion !== left.epoch.version)) {
           return done(new TesseraError('RANGE_MISMATCH', `range ${rightId} is frozen for range ${r.leftRangeId} at version ${r.leftVersion}`));
         }
