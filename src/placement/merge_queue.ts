@@ -176,6 +176,9 @@ export class MergeQueue implements MergePlans {
     const left = kv.stateMachineOf(leftId);
     const right = kv.stateMachineOf(rightId);
     if (left.frozen !== undefined || left.descriptor === undefined || right.descriptor === undefined) return false;
+    // The right range is itself the left side of a merge in flight (its own right neighbour frozen for
+    // it): freezing it now would only make that merge impossible (ADR 0014).
+    if (right.frozen === undefined && kv.mergePinned(rightId)) return false;
     if (this.wanted.has(leftId)) return true;
     if (this.o.auto === false) return false;
     for (const id of [leftId, rightId]) {
