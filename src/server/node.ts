@@ -102,7 +102,7 @@ export interface StartNodeOptions {
   readonly rangeMerge?: boolean;
   /** Two neighbours merge only once neither descriptor changed for this long (default MERGE_AFTER_SPLIT_DELAY_MS, 5 minutes). */
   readonly rangeMergeDelayMs?: number;
-  /** Replicas per range other than the meta range (default DEFAULT_REPLICAS: 0, every member; ADR 0012). */
+  /** Replicas per range other than the meta range (default DEFAULT_REPLICAS: 3; 0: every member; ADR 0012). */
   readonly replicas?: number;
   /** A member not heard from for this long is dead, and its replicas are made again elsewhere (default DEFAULT_DEAD_AFTER_MS; 0: never). */
   readonly deadAfterMs?: number;
@@ -263,7 +263,7 @@ export const DEFAULT_RANGE_SPLIT_QPS = RANGE_SPLIT_QPS;
  * forwarding them, but not yet its watches (remote range feeds are not
  * built), so the default keeps every range on every member (ADR 0012).
  */
-export const DEFAULT_REPLICAS = 0;
+export const DEFAULT_REPLICAS = 3;
 
 /** `--dead-after-ms`: a member silent this long is dead, and placement makes its replicas again elsewhere (CockroachDB's 5 minutes). */
 export const DEFAULT_DEAD_AFTER_MS = 300_000;
