@@ -107,6 +107,7 @@ export class RangeFeed implements WatchSource {
   private prevKv = false;
   private closeTo = 0;
   private compacted = 0;
+  private latestChange = 0;
   /** Changes whenever the window starts again; an answer to a fetch made before is dropped. */
   private epoch = 0;
   private lastUsedMs: number;
@@ -130,6 +131,11 @@ export class RangeFeed implements WatchSource {
 
   get compactedRevision(): number {
     return this.compacted;
+  }
+
+  /** The revision of the newest change any page brought (kept through restarts and trims). */
+  get latestChangeRevision(): number {
+    return this.latestChange;
   }
 
   touch(): void {
@@ -306,6 +312,7 @@ export class RangeFeed implements WatchSource {
       return;
     }
     for (const e of page.events) {
+      this.latestChange = Math.max(this.latestChange, e.kv.modRevision);
       this.window.push(e);
       this.windowBytes += eventBytes(e);
     }

@@ -218,3 +218,45 @@ test('WatchHub: a watch over a local range and a remote one (a feed) gets both r
   hub.pump();
   assert.deepEqual(summary(out).slice(3), [`PUT c@${rev(3)}`]);
 });
+
+test('WatchHub: a watch over a local and a remote range asks a range to close only past changes, not past the other\'s closes (seed 86 under --replicas 3)', () => {
+  const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
+  const local = MvccStore.open(engine, { metaPrefix: enc.encode('m'), span: WHOLE_KEY_SPAN });
+  const closes: { id: number; revision: number }[] = [];
+  const remote = {
+    currentRevision: 0,
+    compactedRevision: 0,
+    latestChangeRevision: 0,
+    events: (o: { fromRevision: number; toRevision?: number | undefined }) => ({ events: [], nextRevision: Math.max(o.fromRevision, Math.min(o.toRevision ?? remote.currentRevision, remote.currentRevision) + 1) }),
+    want: () => {},
+  };
+  const hub = new WatchHub({
+    cover: () => [1, 2],
+    store: (id) => (id === 1 ? local : remote),
+    isRemote: (id) => id === 2,
+    generation: () => 0,
+    newestRevision: () => local.currentRevision,
+    requestClose: (id, revision) => void closes.push({ id, revision }),
+  });
+  hub.flush();
+  const { out, sink } = collect();
+  hub.create(request({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), startRevision: rev(1), progressNotify: true }), sink);
+  const batch = engine.newBatch();
+  const txn = local.beginWrite(batch);
+  txn.put(enc.encode('b'), enc.encode('v'));
+  const result = txn.end();
+  engine.commit(batch, () => {});
+  hub.onApplied(result.revision, result.events);
+  hub.flush();
+  hub.pump();
+  // The quiet remote range is asked to pass the local change.
+  assert.deepEqual(closes, [{ id: 2, revision: result.revision }]);
+  // Its close stamps a fresh revision, above the local range's: that is no change to wait for.
+  remote.currentRevision = result.revision + 5;
+  for (let i = 0; i < 5; i++) {
+    hub.pump();
+    hub.progressTick();
+  }
+  assert.deepEqual(summary(out).slice(0, 1), [`PUT b@${result.revision}`]);
+  assert.deepEqual(closes.filter((c) => c.id === 1), [], 'the local range is not asked to close up to the remote range\'s close');
+});

@@ -53,6 +53,8 @@ export type WatchSource = Pick<MvccStore, 'currentRevision' | 'compactedRevision
   events(options: EventsOptions): EventsResult;
   /** A feed: a watcher needs the history from `fromRevision` (fetched meanwhile if the feed lacks it). */
   want?(fromRevision: number, prevKv: boolean): void;
+  /** A feed: the revision of the newest change it has seen (a close is no change), 0 if none. */
+  readonly latestChangeRevision?: number;
 };
 
 /**
@@ -340,11 +342,17 @@ export class WatchHub {
     return w.remote && this.watchers.has(w.id) && w.nextRevision > this.watermark(w);
   }
 
-  /** The newest change a watcher may have to wait for: applied here, or seen by a feed of a range it covers. */
+  /**
+   * The newest change a watcher may have to wait for: applied here, or seen
+   * by a feed of a range it covers. Changes, not current revisions: a close
+   * stamps a fresh revision, so waiting for the others' current revisions
+   * would have each close ask for another, for as long as the watcher waits
+   * (simulator seed 86 under --replicas 3).
+   */
   private latestFor(w: Watcher): number {
     if (!w.remote || w.cover === undefined) return this.latestChange;
     let latest = this.latestChange;
-    for (const id of w.cover) latest = Math.max(latest, this.ranges.store(id).currentRevision);
+    for (const id of w.cover) latest = Math.max(latest, this.ranges.store(id).latestChangeRevision ?? 0);
     return latest;
   }
 

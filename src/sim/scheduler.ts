@@ -41,8 +41,13 @@ export class Scheduler {
       this.pop();
       this.nowMs = top.atMs;
       this.eventsRun++;
+      // Work in flight before the event counts too: the event may settle the last of it (a
+      // forwarded call's reply), and its continuation must still run now, not at some later
+      // event that happens to leave work in flight (seed 12051 under --replicas 3: a remote
+      // feed's fetch never went on, and its watch stalled).
+      const busyBefore = this.asyncWork();
       top.run();
-      if (this.asyncWork()) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (busyBefore || this.asyncWork()) await new Promise<void>((resolve) => setImmediate(resolve));
       if (stop !== undefined && stop()) return;
     }
     if (this.nowMs < untilMs) this.nowMs = untilMs;

@@ -58,8 +58,13 @@ const PINNED_SEEDS = [6498];
  * kept serving their replica of it; 121, a range frozen for a left range
  * that was merged away meanwhile stayed frozen; 162, a right range's
  * learner on a node the left range lacked was never retired (convergence).
+ * With remote range feeds (ADR 0013): 86, a watch over a local and a remote
+ * range had each range close past the other's close, for as long as it
+ * waited; 12051, a feed's fetch whose reply settled the node's last call in
+ * flight never went on (the scheduler ran its continuation only at an event
+ * that left work in flight), and the watch stalled.
  */
-const PINNED_PLACEMENT_SEEDS = [70, 121, 162, 2003, 5126, 5324];
+const PINNED_PLACEMENT_SEEDS = [70, 86, 121, 162, 2003, 5126, 5324, 12051];
 
 test('sim: pinned seeds find no violation', async () => {
   for (const seed of PINNED_SEEDS) assert.deepEqual((await runSeed(seed)).violations, [], `seed ${seed}`);

@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminUrl } from '../admin_http.js';
 import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
-import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, startCluster } from './clusters.js';
+import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, memberPids, startCluster } from './clusters.js';
+import { totalCpuMs } from './measure.js';
 import { KvChannel } from './client.js';
 import { machineLines, record } from './report.js';
 import { type CellResult, type KeySpace, runCell } from './workloads.js';
@@ -32,6 +33,7 @@ const DEFAULT_RECORD_PATH = fileURLToPath(new URL('../../../docs/benchmarks.md',
 interface ScaleFlags {
   readonly nodes: readonly number[];
   readonly cpuQuota: number;
+  readonly workloads: readonly ('put' | 'get')[];
   readonly ranges: number;
   readonly replicas: number;
   readonly keys: number;
@@ -178,7 +180,21 @@ interface SizeResult {
   readonly nodes: number;
   readonly placement: Placement;
   readonly settleS: number;
+  /** Server cores with no load, after the preload. */
+  readonly idleCores: number;
   readonly cells: readonly CellResult[];
+}
+
+/** How long the servers' CPU is read with no load, after the preload (their cost at rest). */
+const IDLE_WINDOW_MS = 5_000;
+
+/** The servers' CPU, in cores, over `windowMs` with no client load. */
+async function quietCores(cluster: Cluster, windowMs: number): Promise<number> {
+  const pids = memberPids(cluster);
+  const before = totalCpuMs(pids);
+  const start = performance.now();
+  await sleep(windowMs);
+  return (totalCpuMs(pids) - before) / (performance.now() - start);
 }
 
 async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void): Promise<SizeResult> {
@@ -205,13 +221,15 @@ async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void
     const space = keySpace(f.keys, f.ranges, f.valueBytes);
     const retried = await preload(cluster, space);
     log(`  ${nodes} nodes preloaded ${f.keys} keys (${retried} puts retried)`);
+    const idleCores = await quietCores(cluster, IDLE_WINDOW_MS);
+    log(`  ${nodes} nodes quiet for ${IDLE_WINDOW_MS / 1000} s: servers ${idleCores.toFixed(3)} cores`);
     const cells: CellResult[] = [];
-    for (const workload of ['put', 'get'] as const) {
+    for (const workload of f.workloads) {
       const cell = await runCell({ cluster, space, workload, concurrency: f.concurrency, warmupMs: f.warmupMs, durationMs: f.durationMs });
       log(`  ${nodes} nodes ${workload} c=${f.concurrency}: ${cell.opsPerSec.toFixed(0)} ops/s, p50 ${cell.p50Ms.toFixed(2)} ms, p99 ${cell.p99Ms.toFixed(2)} ms, servers ${cell.serverCores.toFixed(2)} cores, client ${cell.clientCores.toFixed(2)} cores, ${cell.errors} errors`);
       cells.push(cell);
     }
-    return { nodes, placement: await placement(cluster, f), settleS, cells };
+    return { nodes, placement: await placement(cluster, f), settleS, idleCores, cells };
   } finally {
     await destroyCluster(cluster);
     uncap();
@@ -225,10 +243,10 @@ function report(results: readonly SizeResult[], f: ScaleFlags, startLoad: number
   lines.push(`- --replicas ${f.replicas}, ${f.ranges} ranges (--dev-presplit-ranges), ${f.keys} keys spread evenly over them, ${f.valueBytes}-byte values`);
   lines.push(`- put: Put of a random key; get: linearizable Range of one random key; c=${f.concurrency} closed-loop workers over every node; warm-up ${f.warmupMs} ms, ${f.durationMs} ms measured`);
   lines.push(`- load average (1 min) of the machine: ${startLoad.toFixed(2)} at the start, ${endLoad.toFixed(2)} at the end`);
-  lines.push('', '### Results', '', '| nodes | workload | ops/s | p50 ms | p99 ms | server cores | client cores | errors | replicas per node | leaders per node |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  lines.push('', '### Results', '', '| nodes | workload | ops/s | p50 ms | p99 ms | server cores | client cores | errors | replicas per node | leaders per node | server cores quiet |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     for (const c of r.cells) {
-      lines.push(`| ${r.nodes} | ${c.workload} | ${c.opsPerSec.toFixed(0)} | ${c.p50Ms.toFixed(2)} | ${c.p99Ms.toFixed(2)} | ${c.serverCores.toFixed(2)} | ${c.clientCores.toFixed(2)} | ${c.errors} | ${r.placement.replicasPerNode.join('/')} | ${r.placement.leadersPerNode.join('/')} |`);
+      lines.push(`| ${r.nodes} | ${c.workload} | ${c.opsPerSec.toFixed(0)} | ${c.p50Ms.toFixed(2)} | ${c.p99Ms.toFixed(2)} | ${c.serverCores.toFixed(2)} | ${c.clientCores.toFixed(2)} | ${c.errors} | ${r.placement.replicasPerNode.join('/')} | ${r.placement.leadersPerNode.join('/')} | ${r.idleCores.toFixed(3)} |`);
     }
   }
   const first = results[0];
@@ -257,11 +275,18 @@ async function run(f: ScaleFlags): Promise<void> {
   if (f.record) record(f.recordFile, section);
 }
 
+function workloadList(v: string): ('put' | 'get')[] {
+  const list = v.split(',').map((s) => s.trim());
+  for (const w of list) if (w !== 'put' && w !== 'get') throw new InvalidArgumentError(`unknown workload ${w} (put, get)`);
+  return list as ('put' | 'get')[];
+}
+
 const program = new Command()
   .name('bench:scale')
   .description('throughput of 3 and 6 tessera nodes under the same per-node CPU cap (issue 13 scale-out)')
   .option('--nodes <list>', 'cluster sizes to run, in order', (v: string) => v.split(',').map((s) => positiveInt(s.trim())), [3, 6])
   .option('--cpu-quota <cores>', 'CPU share of each node, in cores', cores, 0.25)
+  .option('--workloads <list>', 'workloads to run, in order (put, get)', workloadList, ['put', 'get'])
   .option('--ranges <n>', 'ranges to cut the key space into', positiveInt, 24)
   .option('--replicas <n>', "the nodes' --replicas", positiveInt, 3)
   .option('--keys <n>', 'keys preloaded and drawn from', positiveInt, 20_000)
