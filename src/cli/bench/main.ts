@@ -11,6 +11,8 @@ import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CHECK_PERF_LOADS, type CheckPerfLoad, type CheckPerfResult, runCheckPerf } from './check_perf.js';
+import { placement } from './placement.js';
+import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
 import { type Cluster, SYSTEM_NAMES, type SystemName, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
 import { checkPerfText, machineLines, ratioTable, record, systemTable, targetLines } from './report.js';
 import { DEFAULT_READ_MODE, READ_MODES, type ReadMode } from '../../server/node.js';
@@ -37,6 +39,8 @@ interface BenchFlags {
   readonly readMode: ReadMode;
   readonly rangeMaxBytes: number;
   readonly rangeSplitQps: number;
+  /** tessera's --dev-presplit-ranges (0: none); the keys are spread over them. */
+  readonly ranges: number;
 }
 
 function positiveInt(value: string): number {
@@ -75,6 +79,7 @@ function parseFlags(): BenchFlags {
     .option('--keys <n>', 'keys preloaded and drawn from', positiveInt, 100_000)
     .option('--range-max-bytes <n>', "tessera's --range-max-bytes: split ranges past this size (0, the default here: never)", nonNegativeInt, 0)
     .option('--range-split-qps <n>', "tessera's --range-split-qps: split ranges past this load (0, the default here: never; with both 0, one range as in earlier records)", nonNegativeInt, 0)
+    .option('--ranges <n>', "cut tessera's key space into this many ranges first (--dev-presplit-ranges), with leaders spread over the members, and spread the keys over them (0, the default: none)", nonNegativeInt, 0)
     .option('--value-bytes <n>', 'value size', positiveInt, 256)
     .option('--systems <list>', `systems (${SYSTEM_NAMES.join(',')})`, listOf(SYSTEM_NAMES), [...SYSTEM_NAMES])
     .option('--check-perf <loads>', `etcdctl check perf loads to run against tessera (${CHECK_PERF_LOADS.join(',')})`, listOf(CHECK_PERF_LOADS), ['s', 'm'])
@@ -103,12 +108,33 @@ function installCleanup(): void {
   process.once('exit', () => killAllNow());
 }
 
+/** How long at most the pre-split ranges may take to be placed, with leaders spread. */
+const SETTLE_TIMEOUT_MS = 180_000;
+
+/** Waits until the cluster has `ranges` ranges, each on 3 voters with a leader, and no member leads more than the mean plus one. */
+async function settle(cluster: Cluster, ranges: number): Promise<void> {
+  const startMs = Date.now();
+  for (;;) {
+    const p = await placement(cluster, ranges, CLUSTER_SIZE);
+    if (p.problem === undefined) return say(`tessera: ${p.ranges} ranges placed in ${((Date.now() - startMs) / 1000).toFixed(0)} s, leaders per member ${p.leadersPerNode.join('/')}`);
+    if (Date.now() - startMs > SETTLE_TIMEOUT_MS) throw new Error(`the pre-split ranges did not settle within ${SETTLE_TIMEOUT_MS} ms: ${p.problem}`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
 async function startSystems(flags: BenchFlags, space: KeySpace): Promise<Map<SystemName, Cluster>> {
   const clusters = new Map<SystemName, Cluster>();
   for (const system of flags.systems) {
     const startMs = Date.now();
-    const cluster = await startCluster(system, CLUSTER_SIZE, { readMode: flags.readMode, rangeMaxBytes: flags.rangeMaxBytes, rangeSplitQps: flags.rangeSplitQps });
+    const presplit = system === 'tessera' && flags.ranges > 1;
+    const cluster = await startCluster(system, CLUSTER_SIZE, {
+      readMode: flags.readMode,
+      rangeMaxBytes: flags.rangeMaxBytes,
+      rangeSplitQps: flags.rangeSplitQps,
+      ...(presplit ? { admin: true, extraArgs: ['--dev-presplit-ranges', String(flags.ranges)] } : {}),
+    });
     clusters.set(system, cluster);
+    if (presplit) await settle(cluster, flags.ranges);
     say(`${system} ${cluster.version}: ${CLUSTER_SIZE} members serving at ${cluster.endpoints.join(',')} (leader first); preloading ${flags.keys} keys`);
     await preload(cluster, space);
     say(`${system}: preloaded in ${((Date.now() - startMs) / 1000).toFixed(1)} s (start included)`);
@@ -167,6 +193,7 @@ function parameterLines(flags: BenchFlags, clusters: Map<SystemName, Cluster>): 
     `- concurrency ${flags.concurrency.join(', ')} (connections: ${channels})`,
     `- tessera read mode: ${flags.readMode}`,
     `- tessera --range-max-bytes: ${flags.rangeMaxBytes === 0 ? 'off' : flags.rangeMaxBytes}, --range-split-qps: ${flags.rangeSplitQps === 0 ? 'off' : flags.rangeSplitQps}`,
+    ...(flags.ranges > 1 ? [`- tessera key space cut into ${flags.ranges} ranges first (--dev-presplit-ranges), each on the 3 members, leaders spread over them; keys \`${PRESPLIT_KEY_PREFIX}<range>/<n>\`, an equal share in each range but the first (the same keys on etcd)`] : []),
     ...flags.workloads.map((w) => `- ${w}: ${WORKLOAD_DESCRIPTIONS[w]}`),
   ];
 }
@@ -177,7 +204,7 @@ async function main(): Promise<void> {
   const date = new Date();
   // The machine is shared: how busy it was is part of what the figures mean.
   const loadAtStart = loadavg()[0] ?? Number.NaN;
-  const space = new KeySpace(flags.keys, flags.valueBytes);
+  const space = new KeySpace(flags.keys, flags.valueBytes, flags.ranges);
   const clusters = await startSystems(flags, space);
   let results: CellResult[];
   let checks: Awaited<ReturnType<typeof runCheckPerfs>>;

@@ -16,15 +16,12 @@ import { mkdirSync, rmdirSync, writeFileSync, existsSync, readFileSync } from 'n
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { adminUrl } from '../admin_http.js';
-import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
 import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, memberPids, startCluster } from './clusters.js';
 import { totalCpuMs } from './measure.js';
+import { type Placement, placement } from './placement.js';
 import { KvChannel } from './client.js';
 import { machineLines, record } from './report.js';
-import { type CellResult, type KeySpace, runCell } from './workloads.js';
-import type { RangeInfo } from '../../server/ranges.js';
-import { randomBytes } from 'node:crypto';
+import { type CellResult, KeySpace, runCell } from './workloads.js';
 
 const CGROUP_CPU_ROOT = '/sys/fs/cgroup/cpu';
 const CFS_PERIOD_US = 100_000;
@@ -65,11 +62,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * after the first (`presplit/<range>/<n>`); the first is range 1, which
  * every node holds.
  */
-function keySpace(keys: number, ranges: number, valueBytes: number): KeySpace {
-  const width = String(ranges).length;
-  const list = Array.from({ length: keys }, (_, i) => Buffer.from(`${PRESPLIT_KEY_PREFIX}${String((i % (ranges - 1)) + 1).padStart(width, '0')}/${String(i).padStart(8, '0')}`));
-  return { keys: list, value: randomBytes(valueBytes), randomKey: () => list[Math.floor(Math.random() * list.length)] as Buffer } as KeySpace;
-}
 
 /** Attempts per preload Put: under the CPU cap a Put may time out while placement moves replicas. */
 const PRELOAD_ATTEMPTS = 5;
@@ -128,53 +120,6 @@ function capCpu(cluster: Cluster, quota: number): () => void {
   };
 }
 
-async function rangesOf(endpoint: string): Promise<RangeInfo[]> {
-  try {
-    const res = await fetch(adminUrl(endpoint, '/ranges'), { signal: AbortSignal.timeout(10_000) });
-    return (await res.json()) as RangeInfo[];
-  } catch {
-    return [];
-  }
-}
-
-interface Placement {
-  readonly ranges: number;
-  readonly replicasPerNode: number[];
-  readonly leadersPerNode: number[];
-  readonly problem: string | undefined;
-}
-
-/**
- * Every range as its leader reports it (else as any holder does), and how
- * even the nodes are: replicas within one of each other, and no node
- * leading more than the mean plus one (the LeaderBalancer's own bound).
- */
-async function placement(cluster: Cluster, f: ScaleFlags): Promise<Placement> {
-  const byId = new Map<number, RangeInfo>();
-  const answers = await Promise.all(cluster.members.map((m) => (m.adminEndpoint === undefined ? [] : rangesOf(m.adminEndpoint))));
-  answers.forEach((list, i) => {
-    for (const r of list) if (!byId.has(r.id) || r.leader === cluster.members[i]?.name) byId.set(r.id, r);
-  });
-  const ranges = [...byId.values()];
-  const names = cluster.members.map((m) => m.name);
-  const want = Math.min(f.replicas, names.length);
-  const replicasPerNode = names.map((n) => ranges.filter((r) => r.id !== 1 && r.replicas.some((x) => x.node === n)).length);
-  const leadersPerNode = names.map((n) => ranges.filter((r) => r.leader === n).length);
-  const unplaced = ranges.filter((r) => r.id !== 1 && (r.replicas.length !== want || r.replicas.some((x) => x.role !== 'voter')));
-  const problem =
-    ranges.length < f.ranges
-      ? `${ranges.length} of ${f.ranges} ranges`
-      : unplaced.length > 0
-        ? `${unplaced.length} ranges not on ${want} voters`
-        : Math.max(...replicasPerNode) - Math.min(...replicasPerNode) > 1
-          ? `replicas per node ${replicasPerNode.join('/')}`
-          : ranges.some((r) => r.leader === null)
-            ? 'a range without a leader'
-            : Math.max(...leadersPerNode) > ranges.length / names.length + 1
-              ? `leaders per node ${leadersPerNode.join('/')}`
-              : undefined;
-  return { ranges: ranges.length, replicasPerNode, leadersPerNode, problem };
-}
 
 interface SizeResult {
   readonly nodes: number;
@@ -205,7 +150,7 @@ async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void
   const uncap = capCpu(cluster, f.cpuQuota);
   try {
     const t0 = Date.now();
-    let p = await placement(cluster, f);
+    let p = await placement(cluster, f.ranges, f.replicas);
     let last = '';
     while (p.problem !== undefined) {
       const dead = deadMembers(cluster);
@@ -214,11 +159,11 @@ async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void
       last = p.problem;
       if (Date.now() - t0 > f.settleTimeoutS * 1000) throw new Error(`placement did not settle within ${f.settleTimeoutS} s: ${p.problem}`);
       await sleep(2000);
-      p = await placement(cluster, f);
+      p = await placement(cluster, f.ranges, f.replicas);
     }
     const settleS = (Date.now() - t0) / 1000;
     log(`  ${nodes} nodes placed in ${settleS.toFixed(0)} s: ${p.ranges} ranges, replicas per node ${p.replicasPerNode.join('/')}, leaders ${p.leadersPerNode.join('/')}`);
-    const space = keySpace(f.keys, f.ranges, f.valueBytes);
+    const space = new KeySpace(f.keys, f.valueBytes, f.ranges);
     const retried = await preload(cluster, space);
     log(`  ${nodes} nodes preloaded ${f.keys} keys (${retried} puts retried)`);
     const idleCores = await quietCores(cluster, IDLE_WINDOW_MS);
@@ -229,7 +174,7 @@ async function runSize(nodes: number, f: ScaleFlags, log: (line: string) => void
       log(`  ${nodes} nodes ${workload} c=${f.concurrency}: ${cell.opsPerSec.toFixed(0)} ops/s, p50 ${cell.p50Ms.toFixed(2)} ms, p99 ${cell.p99Ms.toFixed(2)} ms, servers ${cell.serverCores.toFixed(2)} cores, client ${cell.clientCores.toFixed(2)} cores, ${cell.errors} errors`);
       cells.push(cell);
     }
-    return { nodes, placement: await placement(cluster, f), settleS, idleCores, cells };
+    return { nodes, placement: await placement(cluster, f.ranges, f.replicas), settleS, idleCores, cells };
   } finally {
     await destroyCluster(cluster);
     uncap();

@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { KvChannel, describeGrpcError } from './client.js';
 import { type Cluster, type SystemName, memberPids } from './clusters.js';
 import { LatencySamples, quantile, totalCpuMs } from './measure.js';
+import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
 
 export type WorkloadName = 'put' | 'get' | 'sget' | 'txn' | 'mixed';
 export const WORKLOAD_NAMES: readonly WorkloadName[] = ['put', 'get', 'sget', 'txn', 'mixed'];
@@ -37,15 +38,31 @@ const MIXED_PUT_FRACTION = 0.1;
 export class KeySpace {
   readonly keys: readonly Buffer[];
   readonly value: Buffer;
+  /** Per key, the pre-split range it falls in (0 without --ranges): a preload batch never spans two. */
+  private readonly groups: readonly number[];
 
-  constructor(keyCount: number, valueBytes: number) {
+  /**
+   * `ranges` above 1: the keys lie evenly in the ranges a tessera started
+   * with `--dev-presplit-ranges <ranges>` cuts the key space into (all but
+   * the first, below the first cut), in contiguous blocks.
+   */
+  constructor(keyCount: number, valueBytes: number, ranges = 0) {
     // Fixed-width keys, built once, so the workers allocate nothing per request for them.
-    this.keys = Array.from({ length: keyCount }, (_, i) => Buffer.from(`bench/${String(i).padStart(8, '0')}`));
+    const width = String(ranges).length;
+    this.groups = Array.from({ length: keyCount }, (_, i) => (ranges > 1 ? 1 + Math.floor((i * (ranges - 1)) / keyCount) : 0));
+    this.keys = this.groups.map((g, i) => Buffer.from(ranges > 1 ? `${PRESPLIT_KEY_PREFIX}${String(g).padStart(width, '0')}/${String(i).padStart(8, '0')}` : `bench/${String(i).padStart(8, '0')}`));
     this.value = randomBytes(valueBytes);
   }
 
   randomKey(): Buffer {
     return this.keys[Math.floor(Math.random() * this.keys.length)] as Buffer;
+  }
+
+  /** The end of the preload batch that starts at key `from`: at most `max` keys, all in one pre-split range. */
+  batchEnd(from: number, max: number): number {
+    let end = from + 1;
+    while (end < this.keys.length && end - from < max && this.groups[end] === this.groups[from]) end++;
+    return end;
   }
 }
 
@@ -74,7 +91,7 @@ export async function preload(cluster: Cluster, space: KeySpace): Promise<void> 
     const channel = channels[worker % channels.length] as KvChannel;
     while (next < space.keys.length) {
       const from = next;
-      next = Math.min(space.keys.length, next + PRELOAD_PUTS_PER_TXN);
+      next = space.batchEnd(from, PRELOAD_PUTS_PER_TXN);
       await channel.putMany(space.keys.slice(from, next).map((k) => [k, space.value] as const));
     }
   };
