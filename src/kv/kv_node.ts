@@ -691,10 +691,11 @@ export class KvNode {
    * this node (Store.removeReplica), and tells every member of the cluster
    * this node is alive (placement counts a member silent for
    * `--dead-after-ms` as dead; quiesced ranges carry no other message). A
-   * replica goes when its own applied membership no longer has this node,
-   * or the meta table holds a newer membership of its range without this
-   * node, or it was never set up and the table does not give it this node
-   * for UNINITIALIZED_REPLICA_GC_MS. Never range 1 (every member holds it),
+   * replica goes when the range's leader says its configuration lacks this
+   * node (asked when the replica's own membership or a newer one in the meta
+   * table leaves the node out), or it was merged away, or it was never set
+   * up and the table does not give it this node for
+   * UNINITIALIZED_REPLICA_GC_MS. Never range 1 (every member holds it),
    * a range this node leads, or one frozen or held for a merge.
    */
   private collectReplicas(): void {
@@ -803,11 +804,11 @@ export class KvNode {
     if (absorber !== undefined && mergedAway(d, absorber, self)) return `merged into range ${absorber.rangeId}, which this node holds no replica of`;
     const cs = replica.currentConfState();
     const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
-    const raft = replica.raw.raft;
-    // Not while the table lists this node: it was added again, and its leader is bringing it up to date.
-    if (!member && !listedHere && replica.appliedIndex() >= raft.raftLog.lastIndex()) {
-      return 'its configuration no longer has this node';
-    }
+    // A configuration without this node is not enough to drop the replica, even applied to the end of
+    // its log and not listed in the table: a replica added again and caught up from the log passes
+    // through the old configuration that removed it, while the table may lag its re-addition. Dropped
+    // then, it lost entries it acknowledged, and the leader, which counts them, never sent them again
+    // (simulator seed 282). Only the range's leader says for sure (askMembership).
     const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
     // The table says it moved, or its own configuration does (with entries it may never apply: a
     // removed replica hears no more commits): the range's leader says for sure (askMembership).

@@ -29,6 +29,19 @@ test('nextStep: a range follows range 1: add as learner, promote once caught up,
   assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'voter' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, none)), 'remove-node 3');
 });
 
+test('nextStep: a move swaps voters in one joint-consensus change once the learner is caught up; the leader that is to go hands over first', () => {
+  const all = (): boolean => true;
+  const swap = nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'learner' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, all);
+  assert.equal(describe(swap), 'add-node 5,remove-node 3');
+  // Two changes under 'auto' enter a joint configuration and leave it automatically (Raft thesis §4.3).
+  assert.equal(swap?.kind === 'change' ? swap.change.transition : undefined, 'auto');
+  // The leader's own voter is to go: leadership moves to a voter that stays, and that leader swaps.
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'learner' }), roles({ 2: 'voter', 3: 'voter', 5: 'voter' }), 1, all)), 'transfer 2');
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 3: 'voter', 5: 'learner' }), roles({ 2: 'voter', 3: 'voter', 5: 'voter' }), 2, all)), 'add-node 5,remove-node 1');
+  // Growing (no voter to go): the learner is promoted alone.
+  assert.equal(describe(nextStep(roles({ 1: 'voter', 2: 'voter', 5: 'learner' }), roles({ 1: 'voter', 2: 'voter', 5: 'voter' }), 1, all)), 'add-node 5');
+});
+
 const ids = (m: ReadonlyMap<number, Role>): string => [...m.keys()].sort((a, b) => a - b).join(',');
 const load = (o: Record<number, number>): Map<number, number> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
 

@@ -340,22 +340,36 @@ export function learnerCaughtUp(
 
 /**
  * The next change that brings `current` towards `target`: add a missing
- * member as a learner, promote a caught-up learner that is a voter on range
- * 1, then remove a member range 1 no longer has. Ids are taken in order, so
+ * member as a learner; promote a caught-up learner that is to vote, in one
+ * joint-consensus change with the removal of a voter that is to go, if
+ * there is one (Raft thesis §4.3; the range never has more voters than it
+ * is to have, so a move never leaves it needing three of four); then
+ * remove members range 1 no longer has. A leader that is to go hands its
+ * leadership to a voter that stays first. Ids are taken in order, so
  * every leader would pick the same step.
  */
 export function nextStep(current: ReadonlyMap<NodeId, Role>, target: ReadonlyMap<NodeId, Role>, self: NodeId, caughtUp: (id: NodeId) => boolean): Step | undefined {
   const single = (type: ConfChange['changes'][number]['type'], nodeId: NodeId): Step => ({ kind: 'change', change: { transition: 'auto', changes: [{ type, nodeId }] } });
   const ids = (m: ReadonlyMap<NodeId, Role>): NodeId[] => [...m.keys()].sort((a, b) => a - b);
+  const staying = (): NodeId | undefined => ids(current).find((v) => v !== self && current.get(v) === 'voter' && target.get(v) === 'voter');
   for (const id of ids(target)) if (!current.has(id)) return single('add-learner', id);
-  for (const id of ids(target)) if (target.get(id) === 'voter' && current.get(id) === 'learner' && caughtUp(id)) return single('add-node', id);
+  const leaving = ids(current).filter((id) => !target.has(id) && current.get(id) === 'voter');
+  for (const id of ids(target)) {
+    if (target.get(id) !== 'voter' || current.get(id) !== 'learner' || !caughtUp(id)) continue;
+    const out = leaving.find((v) => v !== self);
+    if (out !== undefined) return { kind: 'change', change: { transition: 'auto', changes: [{ type: 'add-node', nodeId: id }, { type: 'remove-node', nodeId: out }] } };
+    if (leaving.length === 0) return single('add-node', id);
+    // Only this node's voter is to go: it leads, and hands over first (the next leader makes the swap).
+    const other = staying();
+    return other === undefined ? single('add-node', id) : { kind: 'transfer', to: other };
+  }
   // A voter goes only once every voter-to-be votes: a replacement never leaves the range with fewer voters.
   const promoting = ids(target).some((id) => target.get(id) === 'voter' && current.get(id) !== 'voter');
   for (const id of ids(current)) {
     if (target.has(id)) continue;
     if (promoting && current.get(id) === 'voter') continue;
     if (id !== self) return single('remove-node', id);
-    const other = ids(current).find((v) => v !== self && current.get(v) === 'voter' && target.get(v) === 'voter');
+    const other = staying();
     if (other !== undefined) return { kind: 'transfer', to: other };
   }
   return undefined;

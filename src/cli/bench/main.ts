@@ -156,7 +156,7 @@ async function runCells(flags: BenchFlags, clusters: Map<SystemName, Cluster>, s
         const errors = r.errors === 0 ? '' : `  errors ${r.errors} (${r.firstError ?? ''})`;
         say(
           `${system.padEnd(7)} ${workload.padEnd(5)} c=${String(concurrency).padEnd(3)} ${fixed(r.opsPerSec, 0).padStart(6)} ops/s  ` +
-            `p50 ${fixed(r.p50Ms, 2)} ms  p99 ${fixed(r.p99Ms, 2)} ms  server ${fixed(r.serverCpuMsPerOp, 3)} CPU ms/op (${fixed(r.serverCores, 2)} cores)  ` +
+            `p50 ${fixed(r.p50Ms, 2)} ms  p99 ${fixed(r.p99Ms, 2)} ms  server ${fixed(r.serverCpuMsPerOp, 3)} CPU ms/op (${fixed(r.serverCores, 2)} cores: ${r.memberCores.map((c) => fixed(c, 2)).join('/')})  ` +
             `client ${fixed(r.clientCores, 2)} cores${errors}`,
         );
         const dead = deadMembers(cluster);

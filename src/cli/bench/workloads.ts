@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { KvChannel, describeGrpcError } from './client.js';
 import { type Cluster, type SystemName, memberPids } from './clusters.js';
-import { LatencySamples, quantile, totalCpuMs } from './measure.js';
+import { LatencySamples, processCpuMs, quantile, totalCpuMs } from './measure.js';
 import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
 
 export type WorkloadName = 'put' | 'get' | 'sget' | 'txn' | 'mixed';
@@ -130,6 +130,8 @@ export interface CellResult {
   readonly serverCpuMsPerOp: number;
   /** CPU of all members together, in cores (CPU ms per wall ms). */
   readonly serverCores: number;
+  /** Each member's cores over the window, in member order (the busiest one bounds throughput when one event loop is full). */
+  readonly memberCores: readonly number[];
   /** CPU of this benchmark process, in cores: the client shares the machine with the servers. */
   readonly clientCores: number;
 }
@@ -214,6 +216,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
     await sleep(options.warmupMs);
     const pids = memberPids(cluster);
     const serverCpu0 = totalCpuMs(pids);
+    const memberCpu0 = pids.map((p) => processCpuMs(p));
     const clientCpu0 = process.cpuUsage();
     const start = performance.now();
     state.measuring = true;
@@ -221,6 +224,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
     state.measuring = false;
     const elapsedMs = performance.now() - start;
     const serverCpuMs = totalCpuMs(pids) - serverCpu0;
+    const memberCpuMs = pids.map((p, i) => processCpuMs(p) - (memberCpu0[i] as number));
     const clientCpu = process.cpuUsage(clientCpu0);
     state.stopped = true;
     await all;
@@ -240,6 +244,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       p99Ms: quantile(sorted, 0.99),
       serverCpuMsPerOp: state.ops > 0 ? serverCpuMs / state.ops : Number.NaN,
       serverCores: serverCpuMs / elapsedMs,
+      memberCores: memberCpuMs.map((ms) => ms / elapsedMs),
       clientCores: (clientCpu.user + clientCpu.system) / 1000 / elapsedMs,
     };
   } finally {
