@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ProcCluster, KvClient, note, retryUntil } from './process_cluster.testlib.js';
+import { ProcCluster, KvClient, note, rangesOf, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
 
 /** n1 and n2 share zone a; n3 and n4 are alone in zones b and c. */
@@ -23,8 +23,7 @@ test('real processes: --locality spreads each range\'s 3 replicas over the 3 zon
     const spread = await retryUntil('every data range on one node of each zone', 90_000, async () => {
       const byId = new Map<number, RangeInfo>();
       for (const admin of cluster.specs.map((s) => s.admin)) {
-        const list = (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
-        for (const r of list) if (r.leader !== null && r.replicas.some((x) => x.node === r.leader)) byId.set(r.id, r);
+        for (const r of await rangesOf(admin)) if (r.leader !== null && r.replicas.some((x) => x.node === r.leader)) byId.set(r.id, r);
       }
       const data = [...byId.values()].filter((r) => r.id !== 1);
       if (data.length < 3) throw new Error(`${data.length} data ranges`);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import { KvClient, ProcCluster, clusterRanges, note, partitionProblem, placementProblem, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
 
 /** Small enough that a few hundred keys make several ranges. */
@@ -18,32 +18,12 @@ function keyOf(i: number): string {
   return `key/${String((i * 7919) % 10_007).padStart(5, '0')}`;
 }
 
-async function rangesOf(admin: string): Promise<RangeInfo[]> {
-  return (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
-}
 
-/** Every range any of `admins` holds, as its leader sees it when the leader answered, else as the first holder does, in key order. */
-async function clusterRanges(admins: readonly string[], names: readonly string[]): Promise<RangeInfo[]> {
-  const byId = new Map<number, RangeInfo>();
-  await Promise.all(
-    admins.map(async (admin, i) => {
-      for (const r of await rangesOf(admin).catch(() => [] as RangeInfo[])) if (!byId.has(r.id) || r.leader === names[i]) byId.set(r.id, r);
-    }),
-  );
-  return [...byId.values()].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
-}
+
 
 /** Why the ranges do not tile the key space, each data range on `want` voters, or undefined. */
-function layoutProblem(sorted: readonly RangeInfo[], want: number): string | undefined {
-  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
-  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
-  if (sorted[sorted.length - 1]?.end !== '') return 'the last range does not reach the end of the key space';
-  for (const r of sorted) {
-    if (r.id === 1) continue;
-    const voters = r.replicas.filter((x) => x.role === 'voter');
-    if (r.replicas.length !== want || voters.length !== want) return `range ${r.id}: ${r.replicas.map((x) => `${x.node}:${x.role}`).join(',')}`;
-  }
-  return undefined;
+function layoutProblemOf(sorted: readonly RangeInfo[], want: number): string | undefined {
+  return partitionProblem(sorted) ?? placementProblem(sorted, want);
 }
 
 test('real processes: under --replicas 3 on 4 nodes, once most keys are deleted and compacted, neighbouring ranges merge (right ranges moved onto their left neighbours\' replicas first); every kept key reads back on every node, no deleted one does', async () => {
@@ -62,7 +42,7 @@ test('real processes: under --replicas 3 on 4 nodes, once most keys are deleted 
     }
     const split = await retryUntil('several data ranges, each on 3 voters', 90_000, async () => {
       const ranges = await clusterRanges(admins, names);
-      const problem = ranges.length < 5 ? `${ranges.length} ranges` : layoutProblem(ranges, REPLICAS);
+      const problem = ranges.length < 5 ? `${ranges.length} ranges` : layoutProblemOf(ranges, REPLICAS);
       if (problem !== undefined) throw new Error(problem);
       return ranges;
     }, 250);
@@ -81,7 +61,7 @@ test('real processes: under --replicas 3 on 4 nodes, once most keys are deleted 
     const started = Date.now();
     const merged = await retryUntil('ranges merged', 180_000, async () => {
       const ranges = await clusterRanges(admins, names);
-      const problem = layoutProblem(ranges, REPLICAS) ?? (ranges.length > 3 ? `${ranges.length} ranges` : undefined);
+      const problem = layoutProblemOf(ranges, REPLICAS) ?? (ranges.length > 3 ? `${ranges.length} ranges` : undefined);
       if (problem !== undefined) throw new Error(problem);
       return ranges;
     }, 500);

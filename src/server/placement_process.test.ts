@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { writeFileSync } from 'node:fs';
 import { etcdctl, etcdctlMissing } from './etcd/testing.testlib.js';
-import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import { KvClient, ProcCluster, clusterRanges, note, partitionProblem, placementProblem, rangesOf, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
 
 /** Small enough that a few hundred keys make several ranges. */
@@ -18,38 +18,9 @@ function valueOf(i: number): string {
   return `p${i}-`.padEnd(VALUE_BYTES, String.fromCharCode(97 + (i % 26)));
 }
 
-async function rangesOf(admin: string): Promise<RangeInfo[]> {
-  return (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
-}
 
-/** Every range any of `admins` holds, each as its leader sees it when the leader answered, else as the first holder does. */
-async function clusterRanges(admins: readonly string[], names: readonly string[]): Promise<RangeInfo[]> {
-  const byId = new Map<number, RangeInfo>();
-  await Promise.all(
-    admins.map(async (admin, i) => {
-      for (const r of await rangesOf(admin).catch(() => [] as RangeInfo[])) {
-        if (!byId.has(r.id) || r.leader === names[i]) byId.set(r.id, r);
-      }
-    }),
-  );
-  return [...byId.values()].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
-}
 
-function partitionProblem(sorted: readonly RangeInfo[]): string | undefined {
-  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
-  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
-  return sorted[sorted.length - 1]?.end === '' ? undefined : 'the last range does not reach the end of the key space';
-}
 
-/** Why the data ranges (all but range 1, which every member holds) do not each have `want` voters on `allowed` nodes, or undefined. */
-function placementProblem(ranges: readonly RangeInfo[], want: number, allowed: readonly string[]): string | undefined {
-  for (const r of ranges) {
-    if (r.id === 1) continue;
-    const voters = r.replicas.filter((x) => x.role === 'voter').map((x) => x.node);
-    if (r.replicas.length !== want || voters.length !== want || voters.some((n) => !allowed.includes(n))) return `range ${r.id}: ${r.replicas.map((x) => `${x.node}:${x.role}`).join(',')}`;
-  }
-  return undefined;
-}
 
 test('real processes: --replicas 3 on 4 nodes places each range on 3 of them; every node serves every key (forwarding to the holders); a SIGKILLed node\'s replicas are made again elsewhere after --dead-after-ms', async (t) => {
   const cluster = await ProcCluster.create(4, {

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from './net_util.js';
+import type { RangeInfo } from './ranges.js';
 
 /** The compiled CLI (dist/cli/main.js); tests run from dist/server. */
 export const TESSERA_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -424,4 +425,38 @@ export async function retryUntil<T>(what: string, timeoutMs: number, probe: () =
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; last error: ${grpcErrorOf(last)}`);
     await sleep(pauseMs);
   }
+}
+
+/** One node's admin `/ranges` (the ranges it holds, as it sees them). */
+export async function rangesOf(admin: string): Promise<RangeInfo[]> {
+  return (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
+}
+
+/** Every range any of `admins` holds, each as its leader sees it when the leader answered, else as the first holder does, in key order. */
+export async function clusterRanges(admins: readonly string[], names: readonly string[]): Promise<RangeInfo[]> {
+  const byId = new Map<number, RangeInfo>();
+  await Promise.all(
+    admins.map(async (admin, i) => {
+      for (const r of await rangesOf(admin).catch(() => [] as RangeInfo[])) if (!byId.has(r.id) || r.leader === names[i]) byId.set(r.id, r);
+    }),
+  );
+  return [...byId.values()].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
+}
+
+/** Why ranges (in any order) do not cover the key space once, with no gap and no overlap; undefined if they do. */
+export function partitionProblem(ranges: readonly RangeInfo[]): string | undefined {
+  const sorted = [...ranges].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
+  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
+  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
+  return sorted[sorted.length - 1]?.end === '' ? undefined : 'the last range does not reach the end of the key space';
+}
+
+/** Why the data ranges (all but range 1, which every member holds) do not each have exactly `want` replicas, all voters, on `allowed` nodes (any when absent); undefined if they do. */
+export function placementProblem(ranges: readonly RangeInfo[], want: number, allowed?: readonly string[]): string | undefined {
+  for (const r of ranges) {
+    if (r.id === 1) continue;
+    const voters = r.replicas.filter((x) => x.role === 'voter').map((x) => x.node);
+    if (r.replicas.length !== want || voters.length !== want || (allowed !== undefined && voters.some((n) => !allowed.includes(n)))) return `range ${r.id}: ${r.replicas.map((x) => `${x.node}:${x.role}`).join(',')}`;
+  }
+  return undefined;
 }

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from './net_util.js';
-import { KvClient, NodeProcess, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import { KvClient, NodeProcess, ProcCluster, note, partitionProblem, rangesOf, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
 
 /** Small enough that a few hundred keys make several ranges. */
@@ -18,17 +18,7 @@ function valueOf(i: number): string {
   return `v${i}-`.padEnd(VALUE_BYTES, String.fromCharCode(97 + (i % 26)));
 }
 
-async function rangesOf(admin: string): Promise<RangeInfo[]> {
-  return (await (await fetch(`http://${admin}/ranges`)).json()) as RangeInfo[];
-}
 
-/** Whether the ranges, sorted by start, cover the key space once, with no gap and no overlap. */
-function partitionProblem(ranges: readonly RangeInfo[]): string | undefined {
-  const sorted = [...ranges].sort((a, b) => Buffer.compare(Buffer.from(a.start, 'base64'), Buffer.from(b.start, 'base64')));
-  if (sorted[0]?.start !== '') return 'the first range does not start at the empty key';
-  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i]!.end !== sorted[i + 1]!.start) return `a gap or overlap after range ${sorted[i]!.id}`;
-  return sorted[sorted.length - 1]?.end === '' ? undefined : 'the last range does not reach the end of the key space';
-}
 
 test('real processes: 3 nodes split a loaded key space into many ranges by size; every acknowledged key reads back through etcdctl and the etcd3 client; a 4th node joins and takes its share of the ranges', async (t) => {
   const cluster = await ProcCluster.create(3, { prefix: 'tessera-split-', extraArgs: ['--range-max-bytes', String(RANGE_MAX_BYTES)] });
