@@ -15,8 +15,8 @@
 import { execFile } from 'node:child_process';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { rmSync, statfsSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -452,7 +452,7 @@ async function joinFourth(cluster: Cluster, f: DataFlags, ranges: number, log: (
         '--initial-cluster-token', 'tessera-bench',
         '--initial-cluster-state', 'existing',
         '--engine', 'lmdb',
-        '--log-level', 'warn',
+        '--log-level', process.env['TESSERA_BENCH_N4_LOG_LEVEL'] ?? 'warn',
         '--read-mode', DEFAULT_READ_MODE,
         '--range-max-bytes', String(f.rangeMaxBytes),
         '--range-split-qps', '0',
@@ -491,6 +491,10 @@ async function joinFourth(cluster: Cluster, f: DataFlags, ranges: number, log: (
     return { steady, joining, finished, joinSeconds, n4: after.nodes.find((n) => n.name === 'n4'), polls };
   } finally {
     await load.stop();
+    // n4's output, kept for a look after the run (its data directory is deleted).
+    const logFile = join(tmpdir(), `tessera-bench-data-n4-${process.pid}.log`);
+    writeFileSync(logFile, n4Log.join(''));
+    log(`n4's output: ${logFile}`);
   }
 }
 
