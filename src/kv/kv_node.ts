@@ -717,7 +717,10 @@ export class KvNode {
       // A frozen replica stays for its merge, unless the table shows it merged into a range this node is
       // not a member of (a replica the merge left behind: it never retires otherwise).
       const absorber = sm?.frozen === undefined || sm.descriptor === undefined || listed !== undefined ? undefined : this.stateMachine.metaTable?.lookup(sm.descriptor.start);
-      if (sm?.frozen !== undefined && (absorber === undefined || sm.descriptor === undefined || !mergedAway(sm.descriptor, absorber, self))) continue;
+      // Nor one the table shows moved off this node since: removed while it lagged, it never hears the
+      // range's unfreeze; the range's leader says whether it is still a member (simulator seed 8294).
+      const keptForMerge = absorber === undefined || sm?.descriptor === undefined || !mergedAway(sm.descriptor, absorber, self);
+      if (sm?.frozen !== undefined && keptForMerge && !movedAway(sm.descriptor, listed, self)) continue;
       const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
       const d = sm?.descriptor;
       let why: string;

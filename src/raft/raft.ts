@@ -31,7 +31,8 @@ export type DropReason =
   | 'not-a-member'
   | 'uncommitted-size-limit'
   | 'conf-change-pending'
-  | 'conf-change-invalid';
+  | 'conf-change-invalid'
+  | 'not-from-here';
 
 /** The context a vote request carries when a leader transfer forces the election. */
 export const CAMPAIGN_TRANSFER = 'CampaignTransfer';
@@ -806,6 +807,14 @@ export class Raft {
     if (this.lead === NONE) {
       this.log(`${this.id} no leader at term ${this.term}; dropping ${m.type}`);
       return 'no-leader';
+    }
+    // Only what this node asked for goes on: a message that came from a peer (a proposal forwarded
+    // to a node that lost leadership meanwhile), or a transfer naming another node, would reach the
+    // leader with a sender that is not the connection's node, and the peer transport refuses such a
+    // frame whole (wire.ts), failing every message and snapshot chunk queued with it.
+    if (m.from !== this.id) {
+      this.log(`${this.id} not forwarding ${m.type} from ${m.from} to leader ${this.lead} at term ${this.term}`);
+      return 'not-from-here';
     }
     if (m.type === 'MsgProp' && this.config.disableProposalForwarding) {
       this.log(`${this.id} not forwarding to leader ${this.lead} at term ${this.term}; dropping proposal`);

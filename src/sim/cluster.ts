@@ -305,6 +305,9 @@ export class SimCluster {
     void to;
     for (const { rangeId, message: msg } of msgs) {
       this.log(`send r${rangeId} ${msg.from}->${msg.to} ${msg.type} t${msg.term} i${msg.index} c${msg.commit} n${msg.entries.length}${msg.reject ? ' rej' : ''}`);
+      // The peer transport refuses a frame carrying a message from another node than its connection's,
+      // with every message and snapshot chunk queued behind it (wire.ts): no node may send one.
+      if (msg.from !== from.id) this.violation('wire', `wire: node ${from.id} sent a ${msg.type} of range ${rangeId} from node ${msg.from}, which a real peer refuses`);
       // A snapshot's data is read a chunk per event first; the network then carries it whole, with its range.
       carrySnapshot({
         sched: this.sched,

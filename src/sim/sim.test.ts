@@ -66,9 +66,11 @@ const PINNED_SEEDS = [282, 6498];
  * range had each range close past the other's close, for as long as it
  * waited; 12051, a feed's fetch whose reply settled the node's last call in
  * flight never went on (the scheduler ran its continuation only at an event
- * that left work in flight), and the watch stalled.
+ * that left work in flight), and the watch stalled. 8294: a replica removed
+ * while it lagged behind its range's unfreeze stayed frozen, and its keys
+ * out of its node's routing, for good (replica GC kept frozen replicas).
  */
-const PINNED_PLACEMENT_SEEDS = [70, 86, 121, 162, 2003, 5126, 5324, 12051];
+const PINNED_PLACEMENT_SEEDS = [70, 86, 121, 162, 2003, 5126, 5324, 8294, 12051];
 
 test('sim: pinned seeds find no violation', async () => {
   for (const seed of PINNED_SEEDS) assert.deepEqual((await runSeed(seed)).violations, [], `seed ${seed}`);

@@ -17,7 +17,8 @@ export type ViolationKind =
   | 'lost-write'
   | 'revision'
   | 'range-partition'
-  | 'range-epoch';
+  | 'range-epoch'
+  | 'wire';
 
 /**
  * The kinds that must catch each deliberate bug: the oracle the bug exists
