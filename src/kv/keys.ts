@@ -40,6 +40,12 @@ import { assert } from '../base/index.js';
  */
 export type RangeId = number;
 
+/**
+ * The meta range (ADR 0009): the member table, leases, the TSO window and
+ * the meta table of range descriptors; every member holds a replica.
+ */
+export const META_RANGE: RangeId = 1;
+
 const R = 0x72; // 'r'
 
 export function rangePrefix(rangeId: RangeId): Uint8Array {

@@ -7,7 +7,7 @@ import { type RoutableRange, Router } from './router.js';
 import type { ConfState, NodeId, Ready } from '../raft/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
-import { type RangeId, keys, readU64 } from './keys.js';
+import { META_RANGE, type RangeId, keys, readU64 } from './keys.js';
 import { compareBytes } from '../mvcc/bytes.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
@@ -22,12 +22,8 @@ import { FEED_CALL_GRACE_MS, type RemoteRange, RemoteFeeds } from './remote_feed
 import { type QuiescenceEvent, type RangeMessage, Store, type Transport } from './store.js';
 import { type WatchRanges, type WatchSource, WatchHub } from './watch_hub.js';
 
-/**
- * The range that holds the cluster's metadata: the member table and leases.
- * Today it is also the only range and spans the whole key space; with
- * sharding (issue 13, ADR 0009) it becomes the meta range.
- */
-export const META_RANGE: RangeId = 1;
+export { META_RANGE };
+
 
 /** How often a node compares the meta table with the descriptors of the ranges it leads (repairMetaTable). */
 export const META_REPAIR_INTERVAL_MS = 1_000;

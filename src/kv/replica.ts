@@ -4,7 +4,7 @@ import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { decodeHardState, encodeHardState, encodeJson } from './codec.js';
 import { EngineLogStorage } from './log_storage.js';
-import { type RangeId, keys } from './keys.js';
+import { META_RANGE, type RangeId, keys } from './keys.js';
 import { APPLY_HELD, type RangeStateMachine } from './state_machine.js';
 import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './snapshot_stream.js';
 
@@ -223,7 +223,9 @@ export class Replica {
    * the node holds too many open already; Raft asks again later.
    */
   private makeSnapshot(): Snapshot {
-    this.snapshots.admit();
+    // Range 1 first: a node without it knows no members, no meta table and no leases, and can use
+    // none of the data ranges' snapshots meanwhile (a joining node under data ranges' snapshots).
+    this.snapshots.admit(this.rangeId === META_RANGE);
     const point = this.visible ?? { index: this.applied, confState: this.confState };
     let index = point.index;
     // The deliberate bug: claim one entry more than the data holds, so the follower skips it.

@@ -445,10 +445,14 @@ export class OpenSnapshotReaders {
   private readonly openedAt = new Map<SnapshotDataReader, number>();
   private ticks = 0;
 
-  /** Throws SNAPSHOT_TEMPORARILY_UNAVAILABLE (Raft asks again later) when no more may be opened. */
-  admit(): void {
+  /**
+   * Throws SNAPSHOT_TEMPORARILY_UNAVAILABLE (Raft asks again later) when no
+   * more may be opened; one for the meta range (`priority`) may pass the
+   * limit by one, so data ranges' snapshots never starve it.
+   */
+  admit(priority = false): void {
     this.prune();
-    if (this.openedAt.size >= MAX_OPEN_SNAPSHOT_VIEWS) {
+    if (this.openedAt.size >= MAX_OPEN_SNAPSHOT_VIEWS + (priority ? 1 : 0)) {
       throw new TesseraError('SNAPSHOT_TEMPORARILY_UNAVAILABLE', `${this.openedAt.size} snapshots are being sent already`);
     }
   }

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Message, NodeId, Snapshot } from '../raft/index.js';
-import { type RangeId, type RangeMessage, BytesSnapshotReader, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from '../kv/index.js';
+import { META_RANGE, type RangeId, type RangeMessage, BytesSnapshotReader, SNAPSHOT_MEASURE_SLICE_PAIRS, type SnapshotDataReader, snapshotReaderOf } from '../kv/index.js';
 import { isTesseraError } from '../base/index.js';
 import { parseHostPort } from './address.js';
 import { isPeerErrorReason, messageOf, PeerError } from './errors.js';
@@ -133,15 +133,27 @@ export class PeerLink {
     this.push({ bytes: encodeFrame(frame), rangeIds: [], messages: 1 });
   }
 
+  /**
+   * Queues a snapshot behind the one streaming, at most maxPendingSnapshots
+   * (more are reported failed at once). The meta range's goes first, and
+   * takes the place of the last data range's when the queue is full: a node
+   * without range 1 knows no members, no meta table and no leases, and a
+   * joining node would otherwise wait behind every data range's retries.
+   */
   sendSnapshot(rangeId: RangeId, message: Message): void {
     const reader = readerOf(message);
-    if (this.stateValue === 'backoff' || this.stateValue === 'closed' || this.waiting.length >= this.host.limits.maxPendingSnapshots) {
+    const meta = rangeId === META_RANGE;
+    const full = this.waiting.length >= this.host.limits.maxPendingSnapshots;
+    const bumped = meta && full && this.waiting.length > 0 && (this.waiting[this.waiting.length - 1] as WaitingSnapshot).rangeId !== META_RANGE ? this.waiting.pop() : undefined;
+    if (bumped !== undefined) this.failWaiting(bumped);
+    if (this.stateValue === 'backoff' || this.stateValue === 'closed' || (full && bumped === undefined)) {
       reader.close();
       this.host.stats.snapshotsFailed++;
       this.host.snapshotDone(rangeId, this.peerId, false);
       return;
     }
-    this.waiting.push({ rangeId, message, reader });
+    if (meta) this.waiting.unshift({ rangeId, message, reader });
+    else this.waiting.push({ rangeId, message, reader });
     this.startSnapshot();
     if (this.stateValue === 'idle') this.connect();
     else this.pump();
@@ -398,11 +410,13 @@ export class PeerLink {
 
   private failSnapshots(): void {
     if (this.active !== undefined) this.finishSnapshot(false);
-    for (const w of this.waiting.splice(0)) {
-      w.reader.close();
-      this.host.stats.snapshotsFailed++;
-      this.host.snapshotDone(w.rangeId, this.peerId, false);
-    }
+    for (const w of this.waiting.splice(0)) this.failWaiting(w);
+  }
+
+  private failWaiting(w: WaitingSnapshot): void {
+    w.reader.close();
+    this.host.stats.snapshotsFailed++;
+    this.host.snapshotDone(w.rangeId, this.peerId, false);
   }
 }
 

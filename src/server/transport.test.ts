@@ -284,6 +284,25 @@ test('transport: snapshots are held to the node\'s snapshot rate, a bucket of on
   }
 });
 
+test('transport: the meta range\'s snapshot goes before data ranges\' waiting ones, and takes the last one\'s place when the queue is full', async () => {
+  const [pa, pb] = await freePorts(2);
+  // Slow enough that the first snapshot still streams while the others are queued.
+  const limits = { snapshotChunkBytes: 64 * 1024, snapshotBytesPerSecond: 512 * 1024 };
+  const a = await node(A, pa as number, { [B]: pb as number }, { limits });
+  const b = await node(B, pb as number, { [A]: pa as number }, { limits });
+  try {
+    const cs = { voters: [A, B], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+    const snap = (rangeId: number): { rangeId: number; message: ReturnType<typeof message> } => ({ rangeId, message: message({ type: 'MsgSnap', from: A, to: B, term: 4, snapshot: { metadata: { index: 100, term: 4, confState: cs }, data: new Uint8Array(256 * 1024).fill(rangeId) } }) });
+    // Range 5 streams; 6, 7, 8 and 9 wait (maxPendingSnapshots 4); then range 1's arrives.
+    for (const rangeId of [5, 6, 7, 8, 9, 1]) a.t.send(B, [snap(rangeId)]);
+    await waitFor(() => a.rec.snapshots.length === 6, 'six snapshot reports', 30_000);
+    assert.deepEqual(a.rec.snapshots.map((r) => `${r.rangeId}:${r.ok ? 'ok' : 'failed'}`), ['9:failed', '5:ok', '1:ok', '6:ok', '7:ok', '8:ok']);
+  } finally {
+    await a.t.close();
+    await b.t.close();
+  }
+});
+
 test('SnapshotRate: a full bucket of one second, spent by chunks and refilled with time; a chunk larger than the bucket waits for a full one', () => {
   let now = 0;
   const r = new SnapshotRate(1000, () => now);
