@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { INITIAL_REVISION, MvccStore, WHOLE_KEY_SPAN, type MvccEvent } from '../mvcc/index.js';
 import { MemoryEngine } from '../storage/memory.js';
-import { type WatchOutput, type WatchRequest, WatchHub, singleStoreRanges } from './watch_hub.js';
+import { type WatchOutput, type WatchRequest, type WatchSource, WatchHub, singleStoreRanges } from './watch_hub.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -158,6 +158,18 @@ test('WatchHub: progress notifications go to idle progress_notify watchers', () 
   assert.deepEqual(summary(c.out), [`progress@${rev(1)}`]);
 });
 
+/** A hub over two ranges: range 1 held here (`local`), range 2 only elsewhere (`remote`, a feed). */
+function localAndRemoteHub(local: MvccStore, remote: WatchSource, requestClose: (id: number, revision: number) => void): WatchHub {
+  return new WatchHub({
+    cover: () => [1, 2],
+    store: (id) => (id === 1 ? local : remote),
+    isRemote: (id) => id === 2,
+    generation: () => 0,
+    newestRevision: () => local.currentRevision,
+    requestClose,
+  });
+}
+
 test('WatchHub: a watch over a local range and a remote one (a feed) gets both ranges\' changes merged in revision order, up to the lower current revision, never skipping the remote ones (seed 7145)', () => {
   const engine = new MemoryEngine({ scheduleSync: (f) => queueMicrotask(f) });
   const local = MvccStore.open(engine, { metaPrefix: enc.encode('m'), span: WHOLE_KEY_SPAN });
@@ -173,14 +185,7 @@ test('WatchHub: a watch over a local range and a remote one (a feed) gets both r
     },
     want: (from: number) => void wanted.push(from),
   };
-  const hub = new WatchHub({
-    cover: () => [1, 2],
-    store: (id) => (id === 1 ? local : remote),
-    isRemote: (id) => id === 2,
-    generation: () => 0,
-    newestRevision: () => local.currentRevision,
-    requestClose: (id, revision) => void (id === 2 && closes.push(revision)),
-  });
+  const hub = localAndRemoteHub(local, remote, (id, revision) => void (id === 2 && closes.push(revision)));
   hub.flush();
   const write = (k: string): void => {
     const batch = engine.newBatch();
@@ -230,14 +235,7 @@ test('WatchHub: a watch over a local and a remote range asks a range to close on
     events: (o: { fromRevision: number; toRevision?: number | undefined }) => ({ events: [], nextRevision: Math.max(o.fromRevision, Math.min(o.toRevision ?? remote.currentRevision, remote.currentRevision) + 1) }),
     want: () => {},
   };
-  const hub = new WatchHub({
-    cover: () => [1, 2],
-    store: (id) => (id === 1 ? local : remote),
-    isRemote: (id) => id === 2,
-    generation: () => 0,
-    newestRevision: () => local.currentRevision,
-    requestClose: (id, revision) => void closes.push({ id, revision }),
-  });
+  const hub = localAndRemoteHub(local, remote, (id, revision) => void closes.push({ id, revision }));
   hub.flush();
   const { out, sink } = collect();
   hub.create(request({ key: enc.encode('a'), rangeEnd: new Uint8Array([0]), startRevision: rev(1), progressNotify: true }), sink);
