@@ -39,11 +39,11 @@ export const DIRECT_COMMIT_BYTES = 48 * 1024;
  *
  * Commit path (ADR 0011, which amends ADR 0005). A commit appends one record
  * holding its writes, and those of the batches staged since the previous
- * commit, to the write-ahead log (wal.ts) and fdatasyncs it, synchronously
- * on the calling thread: one sequential write and one wait for the device.
- * The Store commits once per loop turn, so this is the one synced write per
- * turn of DESIGN.md decision 2; `onDurable` then runs from a microtask,
- * never inside `commit`. The writes go into the overlay (overlay.ts), where
+ * commit, to the write-ahead log (wal.ts): one sequential write and one
+ * fdatasync, which runs off the event loop (ADR 0016). The Store commits
+ * once per loop turn, so this is the one synced write per turn of DESIGN.md
+ * decision 2; `onDurable` runs once the record is on disk, never inside
+ * `commit`, and callbacks run in commit order. The writes go into the overlay (overlay.ts), where
  * reads see them, and reach LMDB at a checkpoint: one synchronous LMDB
  * transaction, synced the LMDB way (data pages, then the meta page), that
  * writes the whole overlay and names the log's next generation; the log
@@ -62,6 +62,13 @@ export const DIRECT_COMMIT_BYTES = 48 * 1024;
  * keys it would delete when written, since batches are written in order;
  * the log holds the resolved writes.
  */
+/** A committed batch's callback, and whether the batch is durable yet (or failed: `error`). */
+interface DurableWaiter {
+  readonly onDurable: (error?: Error) => void;
+  error: Error | undefined;
+  ready: boolean;
+}
+
 export class LmdbEngine implements StorageEngine {
   readonly kind = 'lmdb' as const;
   /** Staged batches, not yet written: reads see them, and the next commit writes them first. */
@@ -69,8 +76,9 @@ export class LmdbEngine implements StorageEngine {
   private readonly snapshots = new Set<LmdbSnapshot>();
   private failure: TesseraError | undefined;
   private closing: Promise<void> | undefined;
-  /** Callbacks of committed batches not yet called, in commit order (run from one microtask). */
-  private readonly durable: { readonly onDurable: (error?: Error) => void; readonly error: Error | undefined }[] = [];
+  /** Callbacks of committed batches not yet called, in commit order; each runs once it and all before it are `ready`. */
+  private readonly durable: DurableWaiter[] = [];
+  private reportScheduled = false;
   /** Writes of batches staged since the last commit: the next commit's log record carries them ahead of its own. */
   private unlogged: Write[] = [];
   readonly stats = { logAppends: 0, checkpoints: 0, replayedRecords: 0 };
@@ -143,7 +151,8 @@ export class LmdbEngine implements StorageEngine {
     const writes = [...layer.finalWrites()];
     // Staged batches go first, in the same record: batches reach the disk in commit order.
     const logged = this.unlogged.length === 0 ? writes : [...this.unlogged, ...writes];
-    let error: Error | undefined;
+    const waiter: DurableWaiter = { onDurable, error: undefined, ready: false };
+    this.durable.push(waiter);
     try {
       if (logged.length > 0) {
         const due = this.overlay.size + layer.size >= CHECKPOINT_WRITES || this.wal.usedBytes >= CHECKPOINT_LOG_BYTES;
@@ -152,10 +161,13 @@ export class LmdbEngine implements StorageEngine {
           // The overlay and this batch go to LMDB in one synced transaction: this commit is a checkpoint.
           this.checkpoint(writes);
         } else {
-          this.wal.append(this.generation, logged);
+          this.wal.append(this.generation, logged, (error) => this.logged(waiter, error));
           this.stats.logAppends++;
           if (layer.size > 0) this.overlay = this.overlay.with(layer);
         }
+      } else {
+        // Nothing to write: durable once every batch before it is.
+        waiter.ready = true;
       }
       this.unlogged = [];
     } catch (cause) {
@@ -163,9 +175,21 @@ export class LmdbEngine implements StorageEngine {
       // the page cache cannot be trusted either); staged batches were already visible, so the
       // engine cannot go on.
       this.failure = writeFailure(cause);
-      error = this.failure;
+      waiter.error = this.failure;
+      waiter.ready = true;
     }
-    this.whenDurable(onDurable, error);
+    this.reportReady();
+  }
+
+  /** The log's answer for a record: the batch is durable, unless the write or sync failed. */
+  private logged(waiter: DurableWaiter, error: Error | undefined): void {
+    if (error !== undefined) {
+      this.failure ??= writeFailure(error);
+      // A checkpoint since has put the batch into LMDB, synced: it is durable all the same.
+      if (!waiter.ready) waiter.error = this.failure;
+    }
+    waiter.ready = true;
+    this.reportReady();
   }
 
   /**
@@ -181,6 +205,8 @@ export class LmdbEngine implements StorageEngine {
     this.writeSynced(all, next);
     this.generation = next;
     this.overlay = Overlay.empty;
+    // Every batch committed so far is in the overlay just written: all of them are durable now.
+    for (const w of this.durable) w.ready = true;
     this.wal.reset();
     this.stats.checkpoints++;
   }
@@ -234,10 +260,13 @@ export class LmdbEngine implements StorageEngine {
       try {
         this.checkpoint([]);
         this.unlogged = [];
+        this.reportReady();
       } catch (cause) {
         this.failure = writeFailure(cause);
       }
     }
+    // A sync in flight must end before its descriptor closes; the checkpoint above made its batches durable anyway.
+    await this.wal.idle();
     this.wal.close();
     // Let the callbacks of committed batches run before the environment goes.
     await Promise.resolve();
@@ -259,15 +288,19 @@ export class LmdbEngine implements StorageEngine {
   }
 
   /** Queues `onDurable`; the queue runs from one microtask, in commit order. */
-  private whenDurable(onDurable: (error?: Error) => void, error: Error | undefined): void {
-    this.durable.push({ onDurable, error });
-    if (this.durable.length === 1) void Promise.resolve().then(() => this.report());
+  /** Runs, from one microtask, the callbacks at the head of the queue whose batches are durable. */
+  private reportReady(): void {
+    if (this.reportScheduled || !(this.durable[0]?.ready ?? false)) return;
+    this.reportScheduled = true;
+    void Promise.resolve().then(() => this.report());
   }
 
   private report(): void {
+    this.reportScheduled = false;
     let thrown: unknown;
-    const due = this.durable.splice(0);
-    for (const { onDurable, error } of due) {
+    let n = 0;
+    while (n < this.durable.length && this.durable[n]!.ready) n++;
+    for (const { onDurable, error } of this.durable.splice(0, n)) {
       try {
         onDurable(error);
       } catch (cause) {

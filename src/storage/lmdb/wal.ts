@@ -1,4 +1,4 @@
-import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AssertionError, CRC32, TesseraError } from '../../base/index.js';
 import type { OverlayWrite } from './overlay.js';
@@ -24,6 +24,16 @@ import type { OverlayWrite } from './overlay.js';
  * Payload: the number of writes (u32), then per write the key's length
  * (u32), the key, the value's length (u32; 0xffffffff for a delete) and the
  * value.
+ *
+ * The fdatasync runs on libuv's thread pool, so the event loop goes on
+ * serving sockets while the device works (the leader's disk write in
+ * parallel with replication, Raft thesis §10.2.1). At most one sync is in
+ * flight: records appended meanwhile are written when it ends, all at once,
+ * and share the next sync (group commit). A record is therefore only
+ * written once every record before it is on disk, so a crash can tear at
+ * most the records of the one sync in flight, which follow every durable
+ * one: replay still finds the durable records as a prefix, and a damaged
+ * record followed by a whole one still means damage, not a torn tail.
  */
 
 /** The log's file in the environment directory. */
@@ -37,7 +47,14 @@ const ZERO_CHUNK_BYTES = 1024 * 1024;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export class WriteAheadLog {
+  /** Where the next record goes: past every record appended, written or waiting. */
   private offsetBytes = 0;
+  /** Records appended while a sync was in flight, written when it ends. */
+  private readonly waiting: { readonly bytes: Uint8Array; readonly at: number; readonly done: (error?: Error) => void }[] = [];
+  /** The sync in flight, if any. */
+  private syncing: Promise<void> | undefined;
+  /** The error of a failed write or sync; every later append gets it. */
+  private failure: Error | undefined;
 
   private constructor(
     private readonly fd: number,
@@ -105,19 +122,67 @@ export class WriteAheadLog {
     return records;
   }
 
-  /** Appends one record and returns once it is on disk (fdatasync). The caller checked that it fits. */
-  append(generation: number, writes: readonly OverlayWrite[]): void {
+  /**
+   * Appends one record; `done` runs once it is on disk, or with the error
+   * that stopped it. The caller checked that it fits (usedBytes counts
+   * records not yet written). Callbacks run in append order.
+   */
+  append(generation: number, writes: readonly OverlayWrite[], done: (error?: Error) => void): void {
     const bytes = encodeRecord(generation, writes);
     if (this.offsetBytes + bytes.length > this.sizeBytes) throw new AssertionError(`write-ahead log: a ${bytes.length}-byte record does not fit`);
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.offsetBytes + done);
-    fdatasyncSync(this.fd);
+    if (this.failure !== undefined) return done(this.failure);
+    this.waiting.push({ bytes, at: this.offsetBytes, done });
     this.offsetBytes += bytes.length;
+    if (this.syncing === undefined) this.writeAndSync();
   }
 
-  /** Starts again at offset 0 (after a checkpoint moved the next generation into LMDB). */
+  /** Writes the records waiting, then starts one fdatasync for all of them. */
+  private writeAndSync(): void {
+    const group = this.waiting.splice(0);
+    const dones = group.map((r) => r.done);
+    try {
+      for (const r of group) {
+        let done = 0;
+        while (done < r.bytes.length) done += writeSync(this.fd, r.bytes, done, r.bytes.length - done, r.at + done);
+      }
+    } catch (error) {
+      return this.fail(error, dones);
+    }
+    this.syncing = new Promise<void>((resolve) => {
+      fdatasync(this.fd, (error) => {
+        this.syncing = undefined;
+        resolve();
+        if (error !== null) return this.fail(error, dones);
+        for (const done of dones) done();
+        if (this.waiting.length > 0) this.writeAndSync();
+      });
+    });
+  }
+
+  /** After a failed write or sync nothing more is written: the page cache cannot be trusted (fsyncgate). */
+  private fail(error: unknown, dones: readonly ((error?: Error) => void)[]): void {
+    this.failure ??= error instanceof Error ? error : new Error(String(error));
+    const all = [...dones, ...this.waiting.splice(0).map((r) => r.done)];
+    for (const done of all) done(this.failure);
+  }
+
+  /** Resolves once no sync is in flight (records that wait for it are then written and synced by a new one). */
+  async idle(): Promise<void> {
+    while (this.syncing !== undefined) await this.syncing;
+  }
+
+  /**
+   * Starts again at offset 0 (after a checkpoint moved the next generation
+   * into LMDB). Records not yet written are dropped: the checkpoint holds
+   * their writes, so their callbacks run when the sync in flight ends (or
+   * now, with none in flight), keeping append order.
+   */
   reset(): void {
     this.offsetBytes = 0;
+    const covered = this.waiting.splice(0);
+    if (covered.length === 0) return;
+    if (this.syncing === undefined) for (const r of covered) r.done();
+    else void this.syncing.then(() => { for (const r of covered) r.done(); });
   }
 
   close(): void {
