@@ -34,7 +34,7 @@ export {
 export { KvNode, type KvNodeOptions, META_RANGE } from './kv_node.js';
 export { DEFAULT_REQUEST_TIMEOUT_MS, FORWARD_GRACE_MS, KvApi, type KvApiOptions, MAX_PREFETCH_ROUNDS, MAX_REROUTES } from './kv_api.js';
 export { type RoutableRange, type RoutedSpan, Router } from './router.js';
-export { SPLIT_INITIAL_INDEX } from './replica.js';
+export { LOG_RETAIN_BYTES, SPLIT_INITIAL_INDEX } from './replica.js';
 export { MAX_RANGES_PER_NODE } from './store.js';
 export { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 export { MAX_LEASE_TTL_SECONDS } from './leases.js';

@@ -46,6 +46,8 @@ export interface KvNodeOptions {
   readonly raft: ReplicaRaftOptions;
   readonly scheduleLoop: (loop: () => void) => void;
   readonly logRetainEntries: number;
+  /** Bytes of entries kept behind the applied index, at most (default LOG_RETAIN_BYTES). */
+  readonly logRetainBytes?: number;
   readonly requestTimeoutMs: number;
   /** Deadline of a membership change (default requestTimeoutMs): it waits for the joint configuration to be left too. */
   readonly membershipTimeoutMs?: number;
@@ -183,6 +185,7 @@ export class KvNode {
       stateMachines: (rangeId) => this.stateMachineOf(rangeId),
       scheduleLoop: o.scheduleLoop,
       logRetainEntries: o.logRetainEntries,
+      ...(o.logRetainBytes === undefined ? {} : { logRetainBytes: o.logRetainBytes }),
       ...(o.reproposeOnNewLeader === undefined ? {} : { reproposeOnNewLeader: o.reproposeOnNewLeader }),
       ...(o.catchUpClock === undefined ? {} : { catchUpClock: o.catchUpClock }),
       ...(o.proposalWindowMs === undefined || o.proposalWindowMs === 0

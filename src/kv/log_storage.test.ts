@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { isTesseraError } from '../base/index.js';
 import type { Entry, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
+import { encodeEntry } from './codec.js';
 import { keys } from './keys.js';
 import { ENTRY_CACHE_ENTRIES, EngineLogStorage } from './log_storage.js';
 
@@ -112,6 +113,68 @@ test('EngineLogStorage: random appends, conflicting suffixes, compactions and sn
       },
     ),
     { numRuns: 40 },
+  );
+});
+
+test('EngineLogStorage: bytesCompactionIndex keeps at most the byte bound behind the applied index, in steps, across conflicts, compactions and snapshots', () => {
+  // The model: the encoded size of every entry appended since open, by index.
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.record({ kind: fc.constant('append' as const), back: fc.nat(20), count: fc.integer({ min: 1, max: 200 }), bytes: fc.nat(3000) }),
+          fc.record({ kind: fc.constant('compact' as const), keep: fc.nat(300) }),
+          fc.record({ kind: fc.constant('snapshot' as const), ahead: fc.nat(20) }),
+          fc.record({ kind: fc.constant('reopen' as const) }),
+        ),
+        { minLength: 3, maxLength: 25 },
+      ),
+      fc.integer({ min: 1, max: 200_000 }),
+      fc.nat(400),
+      (ops, maxBytes, behind) => {
+        const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+        let log = new EngineLogStorage(engine, RANGE, noSnapshot);
+        // The model: entries appended since the storage was opened, by index (a restart forgets the older ones' sizes).
+        const sizes = new Map<number, number>();
+        let term = 1;
+        for (const op of ops) {
+          const first = log.firstIndex();
+          const last = log.lastIndex();
+          if (op.kind === 'append') {
+            const start = Math.max(first, last + 1 - op.back);
+            if (start <= last) term++;
+            for (const i of [...sizes.keys()]) if (i >= start) sizes.delete(i);
+            const es = Array.from({ length: op.count }, (_, i) => entry(start + i, term, op.bytes));
+            for (const e of es) sizes.set(e.index, encodeEntry(e).length);
+            commit(engine, (b) => log.append(b, es));
+          } else if (op.kind === 'compact') {
+            const to = last - op.keep;
+            if (to >= first) commit(engine, (b) => log.compact(b, to));
+          } else if (op.kind === 'reopen') {
+            log = new EngineLogStorage(engine, RANGE, noSnapshot);
+            sizes.clear();
+          } else {
+            const snap: Snapshot = { metadata: { index: last + op.ahead, term, confState: { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array() };
+            commit(engine, (b) => log.applySnapshot(b, snap));
+          }
+          const applied = Math.max(log.firstIndex() - 1, log.lastIndex() - behind);
+          const cut = log.bytesCompactionIndex(applied, maxBytes);
+          const held = (from: number): number => {
+            let n = 0;
+            for (let i = from; i <= applied; i++) n += sizes.get(i) ?? 0;
+            return n;
+          };
+          assert.ok(cut >= log.firstIndex() - 1 && cut <= Math.max(applied, log.firstIndex() - 1), `cut ${cut} within [${log.firstIndex() - 1}, ${applied}]`);
+          if (cut === log.firstIndex() - 1) {
+            assert.ok(held(log.firstIndex()) <= maxBytes + Math.ceil(maxBytes / 10), `nothing cut while ${held(log.firstIndex())} bytes are held`);
+          } else {
+            assert.ok(held(cut + 1) <= maxBytes, `${held(cut + 1)} bytes kept after the cut at ${cut}`);
+            assert.ok(held(cut) > maxBytes, `the cut at ${cut} drops no more than it must`);
+          }
+        }
+      },
+    ),
+    { numRuns: 200 },
   );
 });
 

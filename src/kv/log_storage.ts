@@ -46,6 +46,8 @@ export class EngineLogStorage implements LogStorage {
   private entryCacheBytes = 0;
   /** The index of a partial entry record dropped from the log's tail when it was opened (see repairTornTail). */
   readonly droppedTornEntry: number | undefined;
+  /** Sizes of the entries appended since the log was opened (see bytesCompactionIndex). */
+  private readonly sizes = new EntrySizes();
 
   constructor(
     private readonly engine: StorageEngine,
@@ -230,8 +232,11 @@ export class EngineLogStorage implements LogStorage {
     // The cached run, when there is one, ends at `last`, so after this it ends right before the new entries.
     for (let i = first.index; i <= this.last; i++) this.uncacheTerm(i);
     this.uncacheFrom(first.index);
+    this.sizes.truncateFrom(first.index);
     for (const e of entries) {
-      batch.putOwned(keys.logEntry(this.rangeId, e.index), encodeEntry(e));
+      const encoded = encodeEntry(e);
+      this.sizes.push(e.index, encoded.length);
+      batch.putOwned(keys.logEntry(this.rangeId, e.index), encoded);
       this.cacheTerm(e.index, e.term);
       this.cacheEntry(e);
     }
@@ -257,8 +262,21 @@ export class EngineLogStorage implements LogStorage {
     for (let i = this.truncated.index + 1; i <= index; i++) batch.delete(keys.logEntry(this.rangeId, i));
     // Cached terms at or below `index` may stay: term() answers for those from the truncated state or refuses.
     this.uncacheUpTo(index);
+    this.sizes.dropUpTo(index);
     this.truncated = { index, term };
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
+  }
+
+  /**
+   * Where to compact so that the entries after it, up to `applied`, hold at
+   * most `maxBytes`: an index in [firstIndex − 1, applied], firstIndex − 1
+   * meaning nothing to drop. Only entries appended since the log was opened
+   * are counted (older ones count as empty, so a restart keeps more, never
+   * less), and nothing is dropped until they exceed `maxBytes` by a tenth,
+   * so compactions come in steps rather than one entry per apply.
+   */
+  bytesCompactionIndex(applied: number, maxBytes: number): number {
+    return Math.max(this.truncated.index, this.sizes.cutFor(applied, maxBytes, maxBytes + Math.ceil(maxBytes / 10)));
   }
 
   /** Replaces the whole log with a snapshot's position. */
@@ -267,8 +285,77 @@ export class EngineLogStorage implements LogStorage {
     batch.deleteRange(keys.logStart(this.rangeId), keys.logEnd(this.rangeId));
     this.termIndexes.fill(-1);
     this.clearEntryCache();
+    this.sizes.dropUpTo(Number.MAX_SAFE_INTEGER);
     this.truncated = { index, term };
     this.last = index;
     batch.put(keys.truncated(this.rangeId), encodeJson(this.truncated));
+  }
+}
+
+/**
+ * The encoded sizes of a contiguous run of log entries [first, first + n),
+ * with their sum: what a byte bound on the retained log needs, without
+ * reading entries back. A deque over an array (`head` skips dropped slots).
+ */
+class EntrySizes {
+  private first = 0;
+  private readonly bytes: number[] = [];
+  private head = 0;
+  private total = 0;
+
+  private get end(): number {
+    return this.first + this.bytes.length - this.head;
+  }
+
+  /** Forgets entries at and past `index` (a conflicting suffix is being replaced). */
+  truncateFrom(index: number): void {
+    if (index < this.first) return this.dropUpTo(Number.MAX_SAFE_INTEGER);
+    while (this.end > index) this.total -= this.bytes.pop() as number;
+  }
+
+  /** Records the size of the entry at `index`, which follows the run (or starts a new one). */
+  push(index: number, size: number): void {
+    if (this.bytes.length === this.head || index !== this.end) {
+      this.dropUpTo(Number.MAX_SAFE_INTEGER);
+      this.first = index;
+    }
+    this.bytes.push(size);
+    this.total += size;
+  }
+
+  /** Forgets entries at and below `index` (compacted). */
+  dropUpTo(index: number): void {
+    while (this.head < this.bytes.length && this.first <= index) {
+      this.total -= this.bytes[this.head++] as number;
+      this.first++;
+    }
+    if (this.head === this.bytes.length) {
+      this.bytes.length = 0;
+      this.head = 0;
+      this.total = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.bytes.length) {
+      this.bytes.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /**
+   * The highest index after which the counted entries up to `upTo` hold at
+   * most `keepBytes`, once they hold more than `triggerBytes`; otherwise
+   * (or with nothing counted) -1: entries before the run, not counted, may
+   * lie above `upTo`, so the run's start says nothing about where to cut.
+   */
+  cutFor(upTo: number, keepBytes: number, triggerBytes: number): number {
+    const last = Math.min(upTo, this.end - 1);
+    if (last < this.first) return -1;
+    let held = this.total;
+    for (let i = this.end - 1; i > last; i--) held -= this.bytes[this.head + i - this.first] as number;
+    if (held <= triggerBytes) return -1;
+    let cut = this.first - 1;
+    while (held > keepBytes && cut < last) {
+      cut++;
+      held -= this.bytes[this.head + cut - this.first] as number;
+    }
+    return cut;
   }
 }

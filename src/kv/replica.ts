@@ -12,6 +12,14 @@ import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './
 export const LOG_COMPACT_STEPS = 10;
 
 /**
+ * A range's log keeps at most this many bytes of entries behind its applied
+ * index (with the entry count bound, whichever comes first): a quarter of
+ * the default --range-max-bytes, as TiKV keeps its log under a fraction of
+ * its region size. A follower further behind gets a snapshot.
+ */
+export const LOG_RETAIN_BYTES = 16 * 1024 * 1024;
+
+/**
  * The log position a range created by a split starts at, on every replica
  * (TiKV's RAFT_INIT_LOG_INDEX): its log is truncated there, so a replica
  * that missed the split is brought up by a snapshot, never by a log that
@@ -36,6 +44,8 @@ export interface ReplicaOptions {
   readonly raft: ReplicaRaftOptions;
   /** Entries kept in the log behind the applied index before it is compacted. */
   readonly logRetainEntries: number;
+  /** Bytes of entries kept in the log behind the applied index, at most (whichever bound is reached first). */
+  readonly logRetainBytes: number;
   /** The node's open snapshot readers: snapshots for followers are counted and their lifetime bounded there. */
   readonly snapshots: OpenSnapshotReaders;
   readonly sabotage?: Sabotage;
@@ -71,6 +81,7 @@ export class Replica {
    */
   private visible: { readonly index: number; readonly confState: ConfState } | undefined;
   private readonly logRetainEntries: number;
+  private readonly logRetainBytes: number;
   private readonly snapshots: OpenSnapshotReaders;
   private readonly sabotage: Sabotage | undefined;
   private readonly engine: StorageEngine;
@@ -85,6 +96,7 @@ export class Replica {
     this.rangeId = o.rangeId;
     this.stateMachine = o.stateMachine;
     this.logRetainEntries = o.logRetainEntries;
+    this.logRetainBytes = o.logRetainBytes;
     this.snapshots = o.snapshots;
     this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot());
     this.stateMachine.attachLog(this.log);
@@ -198,13 +210,17 @@ export class Replica {
   /**
    * Keeps logRetainEntries behind the applied index, dropping the older ones
    * a tenth of that at a time: the deletes go in the apply batch, and a
-   * larger step would hold up the loop turn that carries them.
+   * larger step would hold up the loop turn that carries them. Large
+   * entries (a bulk load's Txns) are bounded by logRetainBytes as well, as
+   * TiKV bounds its log by size and count: 10,000 entries of 32 KiB would
+   * keep 320 MiB of log for a range of at most 64 MiB.
    */
   private maybeCompactLog(batch: WriteBatch): void {
-    const target = this.applied - this.logRetainEntries;
-    const step = Math.ceil(this.logRetainEntries / LOG_COMPACT_STEPS);
     const oldFirst = this.log.firstIndex();
-    if (target < oldFirst + step) return;
+    const byCount = this.applied - this.logRetainEntries;
+    const step = Math.ceil(this.logRetainEntries / LOG_COMPACT_STEPS);
+    const target = Math.max(byCount >= oldFirst + step ? byCount : oldFirst - 1, this.log.bytesCompactionIndex(this.applied, this.logRetainBytes));
+    if (target < oldFirst) return;
     this.stateMachine.logCompacting(batch, { oldFirst, newFirst: target + 1, appliedIndex: this.applied });
     this.log.compact(batch, target);
   }

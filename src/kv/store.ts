@@ -4,7 +4,7 @@ import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, rangePrefix } from './keys.js';
-import { type Applied, Replica, type ReplicaRaftOptions } from './replica.js';
+import { type Applied, LOG_RETAIN_BYTES, Replica, type ReplicaRaftOptions } from './replica.js';
 import type { KeyBounds, StateMachineFactory } from './state_machine.js';
 import { compareBytes } from '../mvcc/index.js';
 import { OpenSnapshotReaders } from './snapshot_stream.js';
@@ -98,6 +98,8 @@ export interface StoreOptions {
   /** Asks the host to run `loop` soon (the server: setImmediate; the simulator: an event now). */
   readonly scheduleLoop: (loop: () => void) => void;
   readonly logRetainEntries: number;
+  /** Bytes of entries kept behind the applied index, at most (default LOG_RETAIN_BYTES). */
+  readonly logRetainBytes?: number;
   /** Propose pending proposals again when a new leader appears (default true; see reproposeOnNewLeader). */
   readonly reproposeOnNewLeader?: boolean;
   readonly sabotage?: Sabotage;
@@ -277,6 +279,7 @@ export class Store {
       rng: this.o.rng.fork(),
       raft: this.raftOptions,
       logRetainEntries: this.o.logRetainEntries,
+      logRetainBytes: this.o.logRetainBytes ?? LOG_RETAIN_BYTES,
       snapshots: this.snapshotReaders,
       ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }),
       onQuiescenceChange: (quiesced) => this.onQuiescenceChange(rangeId, quiesced),

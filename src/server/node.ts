@@ -9,7 +9,7 @@ import { type AdminServer, startAdminServer } from './admin.js';
 import { messageOf } from './errors.js';
 import { startEtcdServer } from './etcd/server.js';
 import { acceptedPeerMessages } from './peer_input.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi } from '../kv/index.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi, LOG_RETAIN_BYTES } from '../kv/index.js';
 import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
@@ -90,6 +90,8 @@ export interface StartNodeOptions {
   readonly requestTimeoutMs?: number;
   /** Raft entries kept behind the applied index (default LOG_RETAIN_ENTRIES); a follower further behind is sent a snapshot. */
   readonly logRetainEntries?: number;
+  /** Bytes of Raft entries kept behind the applied index, at most (default LOG_RETAIN_BYTES, kv/replica.ts). */
+  readonly logRetainBytes?: number;
   /** How long a busy leader gathers proposals into one batch (default DEFAULT_PROPOSAL_WINDOW_MS; 0: off). */
   readonly proposalWindowMs?: number;
   /** Linearizable reads from the leader's lease or by a heartbeat round (default DEFAULT_READ_MODE; see ReadMode). */
@@ -212,6 +214,7 @@ interface Resolved {
   readonly quiesceAfterTicks: number;
   readonly presplitRanges: number;
   readonly logRetainEntries: number;
+  readonly logRetainBytes: number;
   readonly proposalWindowMs: number;
   readonly readMode: ReadMode;
   readonly rangeMaxBytes: number;
@@ -311,6 +314,7 @@ function resolveOptions(o: StartNodeOptions): Resolved {
     quiesceAfterTicks: nonNegative('quiesceAfterTicks', o.quiesceAfterTicks ?? DEFAULT_QUIESCE_AFTER_TICKS),
     presplitRanges: nonNegative('presplitRanges', o.presplitRanges ?? 0),
     logRetainEntries: positive('logRetainEntries', o.logRetainEntries ?? LOG_RETAIN_ENTRIES),
+    logRetainBytes: positive('logRetainBytes', o.logRetainBytes ?? LOG_RETAIN_BYTES),
     proposalWindowMs: windowMs(o.proposalWindowMs ?? DEFAULT_PROPOSAL_WINDOW_MS),
     readMode: checkReadMode(o.readMode ?? DEFAULT_READ_MODE, o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     rangeMaxBytes: nonNegative('rangeMaxBytes', o.rangeMaxBytes ?? DEFAULT_RANGE_MAX_BYTES),
@@ -619,6 +623,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     },
     scheduleLoop: (loop) => setImmediate(() => p.fatal.run(loop)),
     logRetainEntries: r.logRetainEntries,
+    logRetainBytes: r.logRetainBytes,
     requestTimeoutMs: r.requestTimeoutMs,
     requestIdPrefix: p.requestIdPrefix,
     proposalWindowMs: r.proposalWindowMs,
