@@ -286,6 +286,19 @@ const RECORD_FIXED_BYTES = 2 + 4 * 8 + 4 + 4;
 /** A record's format and flag bytes, its first two: all isTombstoneRecord reads (with the record's length). */
 export const RECORD_HEAD_BYTES = 2;
 
+/**
+ * The key and value bytes of a live record from its head (RECORD_HEAD_BYTES)
+ * and stored length, or undefined for a tombstone: the record's other parts
+ * have fixed sizes, so counting a range's live bytes reads no values.
+ */
+export function liveKeyValueBytes(stored: Uint8Array, storedBytes: number): number | undefined {
+  if (isTombstoneRecord(stored, storedBytes)) return undefined;
+  const prevBytes = (stored[1]! & FLAG_HAS_PREV) !== 0 ? REVISION_BYTES : 0;
+  const bytes = storedBytes - RECORD_FIXED_BYTES - prevBytes - CHECKSUM_BYTES;
+  if (bytes < 0) throw new TesseraError('CORRUPT_DATA', `mvcc record of ${storedBytes} bytes is shorter than its fixed parts; the record is corrupt`);
+  return bytes;
+}
+
 export function encodeRecord(record: StoredRecord): Uint8Array {
   const prevBytes = record.prev === undefined ? 0 : REVISION_BYTES;
   const out = allocBytes(RECORD_FIXED_BYTES + prevBytes + record.key.length + record.value.length + CHECKSUM_BYTES);

@@ -455,3 +455,20 @@ test('layout: a key\'s records sort newest first, before every record of any gre
   const inside = stored.filter((k) => compareBytes(k, span.start) >= 0 && compareBytes(k, span.end) < 0);
   assert.equal(inside.length, 3 * revs.length, 'a span holds every record of its keys and no other');
 });
+
+test('store: liveKeysAndBytes counts the live keys and their key and value bytes from record heads, as a full read does, through overwrites, deletes and compaction', () => {
+  const { engine, store } = newStore();
+  const fromRange = (): { keys: number; bytes: number } => {
+    const r = store.range({ key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) });
+    return { keys: r.kvs.length, bytes: r.kvs.reduce((n, kv) => n + kv.key.length + kv.value.length, 0) };
+  };
+  assert.deepEqual(store.liveKeysAndBytes(), { keys: 0, bytes: 0 });
+  for (let i = 0; i < 50; i++) put(engine, store, `k${i % 17}`, 'v'.repeat(i));
+  del(engine, store, 'k3');
+  del(engine, store, 'k1', 'k12');
+  put(engine, store, 'k10', 'back');
+  assert.deepEqual(store.liveKeysAndBytes(), fromRange());
+  compactAll(engine, store, store.currentRevision);
+  assert.deepEqual(store.liveKeysAndBytes(), fromRange());
+  assert.ok(fromRange().keys > 3, 'the check covers some live keys');
+});

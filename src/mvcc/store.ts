@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { EMPTY_META, type KeySpan, type MvccMeta, decodeMeta, encodeMeta, metaKey } from './codec.js';
+import { EMPTY_META, type KeySpan, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -85,6 +85,26 @@ export class MvccStore {
   /** True while superseded records from the last compaction are still being deleted (see compactStep). */
   get compactionPending(): boolean {
     return this.state.compactionCursor !== undefined;
+  }
+
+  /**
+   * The live keys at the current revision and their key and value bytes: a
+   * walk over each key's newest record head, reading no value (an operator's
+   * view, `GET /ranges`; it still visits every key).
+   */
+  liveKeysAndBytes(): { keys: number; bytes: number } {
+    this.state.settle();
+    assert(!this.state.writing, 'store.liveKeysAndBytes during a write transaction');
+    let keys = 0;
+    let bytes = 0;
+    const span = this.state.span;
+    this.state.forEachKeyAt({ start: span.start, end: span.end ?? new Uint8Array(0) }, this.state.currentRevision, (head) => {
+      const b = liveKeyValueBytes(head.raw, head.rawBytes);
+      if (b === undefined) return;
+      keys++;
+      bytes += b;
+    }, { headsOnly: true });
+    return { keys, bytes };
   }
 
   /** etcd's Range at the current revision or a past one. */

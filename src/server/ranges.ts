@@ -1,9 +1,6 @@
 import type { KvNode, MvccStateMachine } from '../kv/index.js';
 import type { MemberView } from './membership.js';
 
-/** Keys read per step while summing a range's live bytes (a step holds at most this many kvs in memory). */
-export const RANGE_BYTES_PAGE_KEYS = 1_000;
-
 /**
  * One range as `GET /ranges` and `tessera ranges` show it. `start` and `end`
  * are base64, as etcd's JSON gateway writes keys; an empty `end` is the end
@@ -24,9 +21,9 @@ export interface RangeInfo {
 
 /**
  * The ranges this node holds a replica of, as it sees them. Keys and bytes
- * are counted from the local MVCC store at its current revision: a scan of
- * the live keys, RANGE_BYTES_PAGE_KEYS at a time, so the cost grows with the
- * data (an operator's view, not a hot path).
+ * are counted from the local MVCC store at its current revision: a walk
+ * over every key's newest record head, reading no values, so the cost grows
+ * with the key count (an operator's view, not a hot path).
  */
 export function describeRanges(kvNode: KvNode, members: readonly MemberView[], qpsOf: (rangeId: number) => number | undefined = () => undefined): RangeInfo[] {
   const nameOf = (id: number): string => members.find((m) => m.id === id)?.name || String(id);
@@ -57,21 +54,5 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[], q
 }
 
 function liveKeysAndBytes(sm: MvccStateMachine): { keys: number; bytes: number } {
-  const mvcc = sm.mvcc;
-  const revision = mvcc.currentRevision;
-  let from = new Uint8Array([0]);
-  let keys = 0;
-  let bytes = 0;
-  for (;;) {
-    const page = mvcc.range({ key: from, rangeEnd: new Uint8Array([0]), revision, limit: RANGE_BYTES_PAGE_KEYS });
-    for (const kv of page.kvs) {
-      keys++;
-      bytes += kv.key.byteLength + kv.value.byteLength;
-    }
-    const last = page.kvs[page.kvs.length - 1];
-    if (!page.more || last === undefined) return { keys, bytes };
-    // The next page starts just after the last key (the key with a zero byte appended).
-    from = new Uint8Array(last.key.byteLength + 1);
-    from.set(last.key);
-  }
+  return sm.mvcc.liveKeysAndBytes();
 }
