@@ -141,7 +141,9 @@ export class ReplicaReconciler {
     const self = meta.raw.raft.id;
     const candidates = placing ? [...target].filter(([id, role]) => role === 'voter' && (id === self || !this.isDead(id))).map(([id]) => id).sort((a, b) => a - b) : [];
     const targetKey = `${[...target].map(([id, role]) => `${id}:${role}`).sort().join(',')}/${candidates.join(',')}`;
-    const all = targetKey !== this.lastTarget || ++this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
+    // The tick is counted first: the counter also paces balancing and recounts, so a tick whose target changed counts too.
+    this.ticks++;
+    const all = targetKey !== this.lastTarget || this.ticks % RECONCILE_QUIESCED_EVERY_TICKS === 0;
     this.lastTarget = targetKey;
     const store = this.o.kv.store;
     // Ranges this reconciler changed are looked at until they need nothing more: a range may
