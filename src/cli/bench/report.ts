@@ -104,6 +104,15 @@ function codeVersion(): string {
   return changed === '' ? `commit ${commit}` : `commit ${commit} plus uncommitted changes to ${changed.split('\n').length} files`;
 }
 
+/** The code as the run started (this module loads at the start): members started later run what is built then. */
+const CODE_AT_START = codeVersion();
+
+/** The code the run started with, and what it became if the checkout changed during the run. */
+function codeDuringRun(): string {
+  const now = codeVersion();
+  return now === CODE_AT_START ? CODE_AT_START : `${CODE_AT_START} at the start; ${now} at the end (the checkout changed during the run)`;
+}
+
 /** CPU model, cores, RAM, kernel, Node and etcd versions: what the figures depend on besides the code. */
 export function machineLines(etcdVersion: string): string[] {
   const cpuModel = cpus()[0]?.model.trim() ?? 'unknown';
@@ -115,7 +124,7 @@ export function machineLines(etcdVersion: string): string[] {
     `- kernel: Linux ${release()}`,
     `- Node: ${process.version}`,
     `- etcd: ${etcd}`,
-    `- tessera: ${codeVersion()}`,
+    `- tessera: ${codeDuringRun()}`,
   ];
 }
 
