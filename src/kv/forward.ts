@@ -30,6 +30,12 @@ export type ForwardOp =
   /** The range's members as its leader knows them (replica GC asks before dropping a replica, ADR 0012). */
   | { readonly op: 'members' }
   /**
+   * A snapshot of the range, sent by its leader to the calling node now if
+   * the leader applied through `fromIndex` (a replica held at a merge it
+   * cannot apply, ADR 0014); the answer is the snapshot's index.
+   */
+  | { readonly op: 'snapshot'; readonly fromIndex: number }
+  /**
    * A page of the range's history for a watch on a node that holds no
    * replica of it (a remote range feed, ADR 0013): the changes to keys in
    * [key, rangeEnd) from `fromRevision` on, up to the serving replica's
@@ -56,7 +62,7 @@ export interface EventsPage {
 /** The longest a remote range feed's long poll waits on the serving node. */
 export const MAX_FEED_WAIT_MS = 10_000;
 
-/** What answers an op: a RangeResult, a TxnResponse, a revision (`current`, `compact`), node ids (`members`), or a history page (`events`). */
+/** What answers an op: a RangeResult, a TxnResponse, a revision (`current`, `compact`), node ids (`members`), a log index (`snapshot`), or a history page (`events`). */
 export type ForwardValue = RangeResult | TxnResponse | number | readonly number[] | EventsPage;
 
 /** A node-level message between forwarders: a call on a range, or its reply (a packed ForwardOp or outcome). */
@@ -75,7 +81,7 @@ export const MAX_FORWARD_OUTSTANDING = 10_000;
 export const MAX_FORWARD_SERVING = 10_000;
 
 /** Serves a peer's op on a range this node holds (the client API of this node). */
-export type ForwardHandler = (rangeId: RangeId, op: ForwardOp) => Promise<ForwardValue>;
+export type ForwardHandler = (rangeId: RangeId, op: ForwardOp, from: NodeId) => Promise<ForwardValue>;
 
 export interface ForwarderOptions {
   readonly nodeId: NodeId;
@@ -188,7 +194,7 @@ export class Forwarder {
     }
     this.serving++;
     this.stats.served++;
-    this.handler(rangeId, op).then(
+    this.handler(rangeId, op, from).then(
       (value) => {
         this.serving--;
         reply({ ok: true, value });
@@ -233,6 +239,8 @@ export function decodeOp(body: Uint8Array): ForwardOp | string {
       return Number.isSafeInteger(v['revision']) && (v['revision'] as number) > 0 ? { op: 'compact', revision: v['revision'] as number } : 'compact revision';
     case 'members':
       return { op: 'members' };
+    case 'snapshot':
+      return Number.isSafeInteger(v['fromIndex']) && (v['fromIndex'] as number) > 0 ? { op: 'snapshot', fromIndex: v['fromIndex'] as number } : 'snapshot index';
     case 'events':
       return eventsOp(v);
     default:
@@ -281,6 +289,7 @@ function outcomeOf(op: ForwardOp['op'], v: unknown): ForwardValue | TesseraError
       return isTxnResponse(value, 0) ? value : malformed('txn response');
     case 'current':
     case 'compact':
+    case 'snapshot':
       return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : malformed('revision');
     case 'events':
       return isEventsPage(value) ? value : malformed('events page');

@@ -1,4 +1,5 @@
 import { TesseraError, isTesseraError, type Timers, unreachable } from '../base/index.js';
+import type { NodeId } from '../raft/index.js';
 import {
   type RangeOptions,
   type RangeResult,
@@ -119,7 +120,7 @@ export class KvApi {
   constructor(private readonly o: KvApiOptions) {
     this.timers = o.timers;
     this.requests = o.requests ?? new RequestRunner({ ...o, timers: this.timers });
-    o.ranges?.forwarder?.serveWith((rangeId, op) => this.serveForwarded(rangeId, op));
+    o.ranges?.forwarder?.serveWith((rangeId, op, from) => this.serveForwarded(rangeId, op, from));
   }
 
   get store(): Store {
@@ -514,7 +515,7 @@ export class KvApi {
    * the ranges held here only: a range that is not here (moved, merged
    * away, or not set up yet) is RANGE_MISMATCH, and the peer routes again.
    */
-  private async serveForwarded(rangeId: RangeId, op: ForwardOp): Promise<ForwardValue> {
+  private async serveForwarded(rangeId: RangeId, op: ForwardOp, from: NodeId): Promise<ForwardValue> {
     switch (op.op) {
       case 'range':
         // The deliberate bug: a forwarded linearizable read served without its read barrier.
@@ -542,6 +543,11 @@ export class KvApi {
         if (raft === undefined || raft.state !== 'leader') throw new TesseraError('NOT_LEADER', `this node does not lead range ${rangeId}`);
         const c = raft.trk.config;
         return [...new Set([...c.voters[0], ...c.voters[1], ...c.learners, ...c.learnersNext])];
+      }
+      case 'snapshot': {
+        const sent = this.o.store.sendSnapshot(rangeId, from, op.fromIndex);
+        if (typeof sent === 'string') throw new TesseraError(this.o.store.replica(rangeId)?.raw.raft.state === 'leader' ? 'RANGE_UNAVAILABLE' : 'NOT_LEADER', sent);
+        return sent;
       }
     }
   }

@@ -90,6 +90,8 @@ export interface KvNodeOptions {
   readonly onMergeResolved?: (event: { readonly kind: 'unfreeze' | 'abort-merge'; readonly rangeId: RangeId; readonly ok: boolean }) => void;
   /** Told of each replica this node drops because placement moved it away (collectReplicas), and why. */
   readonly onReplicaCollected?: (rangeId: RangeId, why: string) => void;
+  /** Told when a replica held at a merge asks for a snapshot past it, and when one is installed in its log (ADR 0014). */
+  readonly onHeldMergeRepair?: (rangeId: RangeId, event: string) => void;
 }
 
 /** How often a node looks for replicas it should no longer have (see collectReplicas), besides when routing changes. */
@@ -99,6 +101,13 @@ export const LIVENESS_ANNOUNCE_MS = 250;
 
 /** A replica made for a peer's message that no snapshot has set up, and the meta table does not give this node, goes after this long. */
 export const UNINITIALIZED_REPLICA_GC_MS = 30_000;
+
+/**
+ * A replica held at a merge this many request timeouts asks its range's
+ * leader for a snapshot past it (repairHeldMerges): by then the right
+ * range's replica it waits for is gone or does not catch up.
+ */
+export const HELD_MERGE_SNAPSHOT_AFTER_TIMEOUTS = 2;
 
 /** How often a node looks for ranges it leads whose right neighbour is frozen, to finish their merge (see finishFrozenMerges). */
 export const FROZEN_MERGE_CHECK_MS = 500;
@@ -164,6 +173,8 @@ export class KvNode {
   private nextReplicaGcMs = 0;
   private nextAnnounceMs = 0;
   private gcGeneration = -1;
+  /** Replicas held at a merge here: the entry, since when, and when a snapshot was last asked for (repairHeldMerges). */
+  private readonly heldSince = new Map<RangeId, { readonly from: number; readonly sinceMs: number; askedMs: number }>();
   /** When this node last asked a range's leader whether it is still a member (askMembership). */
   private readonly askedAtMs = new Map<RangeId, number>();
   /** Replicas not set up yet, and since when this node has seen them so (see collectReplicas). */
@@ -205,6 +216,12 @@ export class KvNode {
         this.machines.delete(rangeId);
         this.closing.delete(rangeId);
         this.router.invalidate();
+      },
+      onSnapshotInLog: (rangeId, index) => {
+        // As for a snapshot Raft installs (onReady).
+        this.watches.onReset();
+        this.router.invalidate();
+        o.onHeldMergeRepair?.(rangeId, `installed a snapshot at ${index} over its log`);
       },
       onReady: (rangeId, rd) => {
         // A snapshot replaces the key space: watchers catch up from its history.
@@ -680,6 +697,7 @@ export class KvNode {
     this.leaseKeeper.tick();
     this.sweepLeaseKeys();
     this.finishFrozenMerges();
+    this.repairHeldMerges();
     this.collectReplicas();
     this.membership.tick();
     this.watches.pump();
@@ -893,6 +911,52 @@ export class KvNode {
       const aborting = f.leftRangeId !== 0 && frozenMs >= FROZEN_ABORT_AFTER_TIMEOUTS * this.o.requestTimeoutMs;
       if (aborting) this.proposeAbortMerge(leftId, rightId, f);
       else if (!this.merging.has(leftId) && this.store.replica(leftId)?.raw.raft.state === 'leader' && this.rightNeighbourOf(leftId) === rightId) this.mergeRanges(leftId, () => {});
+    }
+  }
+
+  /**
+   * Every FROZEN_MERGE_CHECK_MS (with finishFrozenMerges): a replica of a
+   * left range whose apply has been held at a merge entry for
+   * HELD_MERGE_SNAPSHOT_AFTER_TIMEOUTS request timeouts asks its range's
+   * leader for a snapshot past that entry, at most once per such period
+   * (ADR 0014 §6). Its merge gate waits for this node's replica of the
+   * right range to apply through the freeze; one that is gone (replica GC
+   * found it merged away) or never catches up (made by a split this
+   * replica replayed, on a node the right range never had) keeps it waiting
+   * for good, and nothing else ends the wait: the merge has applied on the
+   * left range's other replicas, which retired the right range. The leader's
+   * snapshot covers the merged span; its log holds the entry, so the Store
+   * installs it in place (Store.installsInLog) and retires what remains of
+   * the right range here (Store.snapshotFits).
+   */
+  private repairHeldMerges(): void {
+    const nowMs = this.o.timers.nowMs();
+    const held = this.store.heldMergeRanges();
+    if (held.length === 0 && this.heldSince.size === 0) return;
+    const waitMs = HELD_MERGE_SNAPSHOT_AFTER_TIMEOUTS * this.o.requestTimeoutMs;
+    for (const id of [...this.heldSince.keys()]) if (!held.includes(id)) this.heldSince.delete(id);
+    for (const leftId of held) {
+      const raw = this.store.replica(leftId)?.raw;
+      const from = raw?.heldFrom;
+      if (raw === undefined || from === undefined) continue;
+      let h = this.heldSince.get(leftId);
+      if (h === undefined || h.from !== from) this.heldSince.set(leftId, (h = { from, sinceMs: nowMs, askedMs: nowMs }));
+      if (nowMs - h.askedMs < waitMs) continue;
+      h.askedMs = nowMs;
+      // Its leader as this replica knows it first, then the nodes the meta table lists (NOT_LEADER from a follower).
+      const lead = raw.raft.lead;
+      const listed = this.stateMachine.metaTable?.all().find((d) => d.rangeId === leftId)?.replicas.map((r) => r.nodeId) ?? [];
+      const asked = [...new Set([...(lead > 0 ? [lead] : []), ...listed])].filter((id) => id !== this.o.nodeId);
+      const ask = (i: number): void => {
+        if (i >= asked.length) return;
+        const to = asked[i] as NodeId;
+        this.forwarder.call(to, leftId, { op: 'snapshot', fromIndex: from }, this.o.requestTimeoutMs).then(
+          (index) => this.o.onHeldMergeRepair?.(leftId, `held at ${from}: node ${to} sent a snapshot at ${String(index)}`),
+          () => ask(i + 1),
+        );
+      };
+      this.o.onHeldMergeRepair?.(leftId, `held at ${from} since ${Math.round(h.sinceMs)} ms: asks ${asked.join(',')} for a snapshot`);
+      ask(0);
     }
   }
 

@@ -151,6 +151,26 @@ export class Replica {
     this.log.setApplyState(batch, { appliedIndex: index, confState });
   }
 
+  /**
+   * Installs a leader's snapshot whose last entry the log already holds
+   * (same index and term) past what this replica applied: the state it
+   * describes is that of applying the entries up to it, which this replica
+   * cannot do (held at a merge whose right range's replica here is gone or
+   * never catches up, ADR 0014). Unlike installSnapshot the log stays, every
+   * entry after the snapshot included: the replica may have acknowledged
+   * them. Only between turns (Store.installPendingInLog).
+   */
+  installInLog(batch: WriteBatch, snapshot: Snapshot): void {
+    const { index, confState } = snapshot.metadata;
+    assert(index > this.applied, () => `range ${this.rangeId}: snapshot ${index} not newer than applied ${this.applied}`);
+    assert(snapshotReaderOf(snapshot) === undefined, () => `range ${this.rangeId}: a streamed snapshot was delivered without its data`);
+    this.stateMachine.restore(batch, snapshot.data);
+    this.confState = confState;
+    this.applied = index;
+    this.log.setApplyState(batch, { appliedIndex: index, confState });
+    this.raw.restoreInLog(snapshot.metadata);
+  }
+
   /** Phase 2: applies committed entries; their effects and the applied index share the batch. */
   apply(batch: WriteBatch, rd: Ready): Applied[] {
     const out: Applied[] = [];

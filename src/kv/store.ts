@@ -118,6 +118,8 @@ export interface StoreOptions {
   readonly onRangeOpened?: (rangeId: RangeId) => void;
   /** Told of each range a merge retired here (or a snapshot of the range that took it over), once its replica is closed. */
   readonly onRangeRetired?: (rangeId: RangeId) => void;
+  /** Told of each snapshot a replica held at a merge installed over entries its log holds (installInLog), once visible. */
+  readonly onSnapshotInLog?: (rangeId: RangeId, index: number) => void;
   /**
    * Revisions for the commands a leader proposes: each is stamped with one
    * before Raft appends it (ADR 0009 §3, option 1). Absent: entries carry no
@@ -249,6 +251,8 @@ export class Store {
   private readonly heldMerges = new Map<RangeId, { readonly rightRangeId: RangeId; readonly index: number; readonly term: number }>();
   /** Ranges retired here by a merge: a peer's late message for one makes no empty replica. */
   private readonly retiredRanges = new Set<RangeId>();
+  /** Snapshots for replicas held at a merge, whose log holds them: installed at the start of the next turn (installInLog). */
+  private readonly inLogSnapshots = new Map<RangeId, Message>();
 
   constructor(private readonly o: StoreOptions) {
     this.nodeId = o.nodeId;
@@ -442,6 +446,10 @@ export class Store {
         const replica = this.replicas.get(rangeId) ?? this.replicaForPeer(rangeId, message);
         if (replica === undefined) continue;
         if (message.type === 'MsgSnap' && !this.snapshotFits(replica, message)) continue;
+        if (message.type === 'MsgSnap' && this.installsInLog(replica, message)) {
+          this.inLogSnapshots.set(rangeId, message);
+          continue;
+        }
         if (this.mayNotVote(replica, message)) continue;
         if (!this.gathersForwarded(replica, message)) {
           replica.raw.step(message);
@@ -522,10 +530,10 @@ export class Store {
     }
     // Ranges the snapshot's range took over by merges this node never applied (its replica of the
     // left range was behind): their state is in the snapshot, and their groups are retired elsewhere.
-    // Only if Raft will install it (a newer term's snapshot past what is committed here); otherwise
-    // the right replica must stay, for the merge entry this replica may still apply from its log.
-    const raft = replica.raw.raft;
-    if (absorbed.length > 0 && (m.term < raft.term || (m.snapshot?.metadata.index ?? 0) <= raft.raftLog.committed)) return false;
+    // Only if it will be installed: by Raft (a newer term's snapshot past what is committed here and
+    // not in the log), or in the log by a replica held at a merge (installsInLog); otherwise the
+    // right replica must stay, for the merge entry this replica may still apply from its log.
+    if (absorbed.length > 0 && !raftInstalls(replica, m) && !this.installsInLog(replica, m)) return false;
     // Only ranges this replica itself took over: they continue its bounds, one after another. A range
     // merged into another replica here (whose log may yet apply that merge, which needs the right
     // range's state) and later split off as the snapshot's range is not this range's to retire: the
@@ -538,6 +546,78 @@ export class Store {
       for (const other of absorbed) this.closeRetired(other.rangeId);
     }
     return true;
+  }
+
+  /**
+   * Whether a leader's snapshot is for a replica held at a merge (ADR 0014:
+   * it asked for one, KvNode.repairHeldMerges) and is past the held entry,
+   * but its log holds the snapshot's last entry with the same term: Raft
+   * would take it for covered by the log (it fast-forwards its commit
+   * instead) and the held entry would never apply, when the right range's
+   * replica it waits for is gone or never catches up. Such a snapshot is
+   * installed in place of the entries up to it, the log kept (installInLog).
+   */
+  private installsInLog(replica: Replica, m: Message): boolean {
+    const snapshot = m.snapshot;
+    const held = replica.raw.heldFrom;
+    const raft = replica.raw.raft;
+    if (snapshot === undefined || snapshot.data.byteLength === 0 || held === undefined || raft.state === 'leader' || m.term < raft.term) return false;
+    const { index, term, confState } = snapshot.metadata;
+    const member = confState.voters.includes(this.nodeId) || confState.learners.includes(this.nodeId) || confState.votersOutgoing.includes(this.nodeId);
+    return member && index >= held && index > replica.appliedIndex() && raft.raftLog.termOrUndefined(index) === term;
+  }
+
+  /**
+   * Installs the snapshots installsInLog took, between turns: the replica's
+   * state becomes the snapshot's and its apply goes on after it (the held
+   * merge entry is covered), its log unchanged (Replica.installInLog). Raft
+   * is then given the message, which it answers as one its log covers.
+   */
+  private installPendingInLog(): void {
+    for (const [rangeId, m] of [...this.inLogSnapshots]) {
+      this.inLogSnapshots.delete(rangeId);
+      const replica = this.replicas.get(rangeId);
+      if (replica === undefined || m.snapshot === undefined) continue;
+      if (this.installsInLog(replica, m)) {
+        const batch = this.o.engine.newBatch();
+        replica.installInLog(batch, m.snapshot);
+        this.stage(batch);
+        replica.appliedVisible();
+        this.heldMerges.delete(rangeId);
+        this.o.onSnapshotInLog?.(rangeId, m.snapshot.metadata.index);
+      }
+      replica.raw.step(m);
+      this.settling.add(rangeId);
+    }
+  }
+
+  /** The merge entry a left range's replica is held at here (mergeGate), if any: the right range and its freeze. */
+  heldMerge(leftRangeId: RangeId): { readonly rightRangeId: RangeId; readonly index: number; readonly term: number } | undefined {
+    return this.heldMerges.get(leftRangeId);
+  }
+
+  /** The left ranges whose replicas are held at a merge here (mergeGate). */
+  heldMergeRanges(): RangeId[] {
+    return [...this.heldMerges.keys()];
+  }
+
+  /**
+   * On the range's leader: sends node `to` a snapshot of this replica's
+   * applied state now, if that is at or past `fromIndex` (a follower held at
+   * a merge it cannot apply asks for one, ADR 0014). The snapshot's index, or
+   * why none went.
+   */
+  sendSnapshot(rangeId: RangeId, to: NodeId, fromIndex: number): number | string {
+    const replica = this.replicas.get(rangeId);
+    if (replica === undefined || replica.raw.raft.state !== 'leader') return `this node does not lead range ${rangeId}`;
+    const applied = replica.visibleAppliedIndex();
+    if (applied < fromIndex) return `range ${rangeId}'s leader applied only through ${applied}, not ${fromIndex}`;
+    const index = replica.raw.sendSnapshot(to);
+    if (index === undefined) return `no snapshot of range ${rangeId} for node ${to} now`;
+    // A quiesced leader is looked at by a loop turn only while it settles (ADR 0010).
+    this.settling.add(rangeId);
+    this.requestLoop();
+    return index;
   }
 
   /**
@@ -1021,6 +1101,7 @@ export class Store {
     this.readQueued();
     if (this.writing) return;
     if (this.pendingRemovals.size > 0) this.removePending();
+    if (this.inLogSnapshots.size > 0) this.installPendingInLog();
     const turns: Turn[] = [];
     for (const id of this.activeRangeIds()) {
       const replica = this.replicas.get(id);
@@ -1306,4 +1387,11 @@ function continuesBounds(own: KeyBounds | undefined, ranges: readonly KeyBounds[
     at = next.end;
   }
   return true;
+}
+
+/** Whether Raft installs a leader's snapshot (Raft.restore): of a current term, past the commit index, not in the log. */
+function raftInstalls(replica: Replica, m: Message): boolean {
+  const raft = replica.raw.raft;
+  const meta = m.snapshot?.metadata;
+  return meta !== undefined && m.term >= raft.term && meta.index > raft.raftLog.committed && raft.raftLog.termOrUndefined(meta.index) !== meta.term;
 }

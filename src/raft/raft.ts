@@ -14,6 +14,7 @@ import {
   type Message,
   type NodeId,
   type Snapshot,
+  type SnapshotMetadata,
   NONE,
   entryPayloadBytes,
   entrySizeBytes,
@@ -211,6 +212,30 @@ export class Raft {
     pr.becomeSnapshot(snapshot.metadata.index);
     this.send(message({ type: 'MsgSnap', to, snapshot }));
     return true;
+  }
+
+  /**
+   * Sends `to` a snapshot of what this leader applied, now, leaving its
+   * progress as it is: its log may well hold every entry, but its
+   * application cannot apply one of them (a merge whose other range it
+   * lacks, ADR 0014) and asked for the state past it. raft-rs has the same
+   * in `request_snapshot`. Returns the snapshot's index, or undefined when
+   * none went (not the leader, `to` not tracked or waiting for a snapshot
+   * already, none available now).
+   */
+  sendSnapshotOnRequest(to: NodeId): number | undefined {
+    const pr = this.trk.progress.get(to);
+    if (this.state !== 'leader' || to === this.id || pr === undefined || pr.state === 'snapshot') return undefined;
+    let snapshot: Snapshot;
+    try {
+      snapshot = this.raftLog.snapshot();
+    } catch (err) {
+      if (isTesseraError(err, 'SNAPSHOT_TEMPORARILY_UNAVAILABLE')) return undefined;
+      throw err;
+    }
+    this.log(`${this.id} sent snapshot [index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to} on its request [${pr.toString()}]`);
+    this.send(message({ type: 'MsgSnap', to, snapshot }));
+    return snapshot.metadata.index;
   }
 
   bcastAppend(): void {
@@ -907,6 +932,27 @@ export class Raft {
     assert(self !== undefined, 'restored config must include this node');
     self.maybeUpdate(index);
     return true;
+  }
+
+  /**
+   * The application installed a leader's snapshot whose last entry this
+   * node's log already holds (same index and term) in place of applying the
+   * committed entries up to it (a replica held at a merge it cannot apply,
+   * ADR 0014). The log stays as it is, every entry after the snapshot
+   * included (some may be acknowledged); the entry is committed, since the
+   * leader applied it and Log Matching makes ours the same; the apply cursor
+   * and the configuration move to the snapshot's.
+   */
+  restoreInLog(metadata: SnapshotMetadata): void {
+    const { index, term, confState } = metadata;
+    assert(this.raftLog.matchTerm(index, term), () => `snapshot [index: ${index}, term: ${term}] is not in the log`);
+    assert(index > this.raftLog.applied, () => `snapshot ${index} not past applied ${this.raftLog.applied}`);
+    assert(this.state !== 'leader', 'a leader takes no snapshot');
+    this.raftLog.commitTo(index);
+    this.raftLog.appliedTo(index);
+    this.trk.config = { voters: [new Set(), new Set()], learners: new Set(), learnersNext: new Set(), autoLeave: false };
+    this.switchToConfig(restoreConfig(confState, this.changerOptions()));
+    this.log(`${this.id} [commit: ${this.raftLog.committed}] applied snapshot [index: ${index}, term: ${term}] in its log`);
   }
 
   // ---- leader transfer & reads -----------------------------------------------

@@ -11,6 +11,7 @@ import {
   type Message,
   type NodeId,
   type Snapshot,
+  type SnapshotMetadata,
   NONE,
   isHardStateEqual,
   isLocalMessage,
@@ -165,6 +166,27 @@ export class RawNode {
 
   reportSnapshot(id: NodeId, ok: boolean): void {
     this.raft.step(message({ type: 'MsgSnapStatus', from: id, reject: !ok }));
+  }
+
+  /**
+   * On a leader: sends `to` a snapshot of the applied state now, whatever its
+   * progress (Raft.sendSnapshotOnRequest). Its index, or undefined if none went.
+   */
+  sendSnapshot(to: NodeId): number | undefined {
+    return this.raft.sendSnapshotOnRequest(to);
+  }
+
+  /**
+   * The application installed a leader's snapshot whose last entry its log
+   * holds, in place of the committed entries up to it (Raft.restoreInLog):
+   * entries are handed out for apply from the one after it, none held.
+   * Only between Readys.
+   */
+  restoreInLog(metadata: SnapshotMetadata): void {
+    assert(this.inflightReady === undefined, 'restoreInLog() between ready() and advance()');
+    this.raft.restoreInLog(metadata);
+    this.applyHeldFrom = undefined;
+    this.handedOutIndex = Math.max(this.handedOutIndex, metadata.index);
   }
 
   applyConfChange(cc: ConfChange): ConfState {

@@ -614,6 +614,7 @@ function makeKvNode(r: Resolved, identity: NodeIdentity, p: KvNodeParts): KvNode
     ...(r.locality === '' ? {} : { locality: r.locality }),
     onReplicaCollected: (rangeId, why) => p.log.info({ rangeId, why }, 'dropped a replica placement moved away'),
     onMergeResolved: (e) => (e.ok ? p.log.info(e, 'a merge that could not complete was aborted') : p.log.debug(e, 'aborting a merge: not done yet')),
+    onHeldMergeRepair: (rangeId, event) => p.log.info({ rangeId, event }, 'a replica held at a merge: snapshot past it'),
     raft: {
       electionTimeoutTicks: r.electionTicks,
       heartbeatIntervalTicks: r.heartbeatTicks,

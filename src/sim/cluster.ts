@@ -222,6 +222,7 @@ export class SimCluster {
         // A snapshot may replace a replica's bounds: look once it is installed.
         if (rd.snapshot !== undefined) this.sched.after(0, () => this.onMember(m, incarnation, () => m.node !== undefined && this.ranges.onBoundsMayChange(m.id, m.node)));
       },
+      onSnapshotInLog: () => this.sched.after(0, () => this.onMember(m, incarnation, () => m.node !== undefined && this.ranges.onBoundsMayChange(m.id, m.node))),
       onStorageFailed: (error) => this.storageFailed(m, incarnation, error),
       trace: (line) => this.log(line),
     });

@@ -85,6 +85,8 @@ export interface StoreNodeEnv {
   onRemoved(): void;
   onApply(id: NodeId, rangeId: RangeId, applied: Applied): void;
   onReady(id: NodeId, rd: Ready, raw: RawNode): void;
+  /** A replica held at a merge installed a snapshot over its log (ADR 0014): its bounds may have changed, as after onReady's snapshot. */
+  onSnapshotInLog(id: NodeId): void;
   /** The store stopped serving: its storage failed (a refused sync, a corrupt record read back). */
   onStorageFailed(error: Error): void;
   trace(line: string): void;
@@ -155,6 +157,12 @@ export class SimStoreNode {
       ...(env.locality === undefined ? {} : { locality: env.locality }),
       observeFeeds: (event) => env.count(`feed-${event}`),
       onReplicaCollected: (rangeId, why) => (env.count('replica-gc'), env.trace(`${env.id} range ${rangeId} replica dropped: ${why}`)),
+      onHeldMergeRepair: (rangeId, event) => {
+        const installed = event.startsWith('installed');
+        env.count(installed ? 'held-merge-snapshot-installed' : event.includes('asks') ? 'held-merge-snapshot-asked' : 'held-merge-snapshot-sent');
+        env.trace(`${env.id} range ${rangeId} merge held: ${event}`);
+        if (installed) env.onSnapshotInLog(env.id);
+      },
       onMergeResolved: (e) => (env.count(`merge-${e.kind}-${e.ok ? 'ok' : 'not-yet'}`), env.trace(`${env.id} range ${e.rangeId} ${e.kind}: ${e.ok ? 'done' : 'not done'}`)),
     });
     // Only the merges the nemesis asks for (no size or load rule): the seed decides when ranges merge.
