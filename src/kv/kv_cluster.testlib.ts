@@ -4,10 +4,13 @@ import type { ConfState, NodeId } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeCommand } from './commands.js';
 import { KvNode } from './kv_node.js';
+import { KvApi } from './kv_api.js';
+import { META_RANGE } from './keys.js';
 import type { CommandResult } from './mvcc_state_machine.js';
 import type { RangeDescriptor } from './range_map.js';
 import type { RangeId } from './keys.js';
 import type { RangeMessage } from './store.js';
+import type { ForwardMessage } from './forward.js';
 import { SNAPSHOT_MEASURE_SLICE_PAIRS, snapshotReaderOf } from './snapshot_stream.js';
 
 const enc = new TextEncoder();
@@ -24,7 +27,11 @@ export class Cluster {
   private timers: { atMs: number; run: () => void; cancelled: boolean }[] = [];
   private boots = 0;
 
-  constructor(readonly ids: NodeId[]) {
+  /** With `forward`, nodes' forwarded calls (ADR 0012) are carried and served; without, they go nowhere. */
+  constructor(
+    readonly ids: NodeId[],
+    private readonly options: { readonly forward?: boolean } = {},
+  ) {
     for (const id of ids) {
       this.engines.set(id, new MemoryEngine({ scheduleSync: (f) => this.tasks.push(f) }));
       this.start(id, true);
@@ -51,6 +58,13 @@ export class Cluster {
         sendRevisions: (to, message) => {
           if (!this.cut.has(id) && !this.cut.has(to)) this.tasks.push(() => this.nodes.get(to)?.receiveRevisions(id, message));
         },
+        ...(this.options.forward !== true
+          ? {}
+          : {
+              sendForward: (to: NodeId, message: ForwardMessage) => {
+                if (!this.cut.has(id) && !this.cut.has(to)) this.tasks.push(() => this.nodes.get(to)?.receiveForward(id, message));
+              },
+            }),
       },
       rng: new SeededRng(id * 7919 + this.boots++),
       timers: t,
@@ -66,6 +80,10 @@ export class Cluster {
       onRemoved: () => {},
     });
     this.nodes.set(id, node);
+    // Serves peers' forwarded calls, as the server's and the simulator's client API does.
+    if (this.options.forward === true) {
+      new KvApi({ timers: t, store: node.store, stateMachine: node.stateMachine, rangeId: META_RANGE, requestTimeoutMs: 5_000, requestIdPrefix: `n${id}.${this.boots}.api`, leaseKeeper: node.leaseKeeper, requests: node.requests, ranges: node });
+    }
   }
 
   private send(from: NodeId, to: NodeId, msgs: readonly RangeMessage[]): void {

@@ -160,6 +160,54 @@ test('merge: the merge gate holds a merge whose right range is not on the node (
   assert.equal(slow.store.mergeGate(a, b, 10_000, 1), false, 'a right range that is not here holds the merge');
 });
 
+test('merge: a replica held at a merge whose right replica is gone asks the leader for a snapshot past it and installs it over its log (simulator seed 322)', () => {
+  const c = new Cluster([1, 2, 3], { forward: true });
+  const { a, b } = threeRanges(c);
+  for (let i = 0; i < 3; i++) c.put(c.leaderOf(b), b, `u${i}`, `b-${i}`);
+  const leader = c.leaderOf(a);
+  lead(c, b, leader.store.nodeId);
+  const stuck = c.ids.find((id) => id !== leader.store.nodeId) as NodeId;
+  const node = c.nodes.get(stuck) as KvNode;
+  const aReplica = node.store.replica(a);
+  assert.ok(aReplica !== undefined);
+  // The node's replica of a hears nothing while the merge commits without it.
+  const realStep = aReplica.raw.step.bind(aReplica.raw);
+  let deaf = true;
+  aReplica.raw.step = (m) => {
+    if (!deaf) realStep(m);
+  };
+  const out = c.merge(leader, a);
+  assert.ok(!(out instanceof Error), String(out));
+  // Its replica of b goes before its replica of a reaches the merge entry (replica GC found it merged away).
+  node.store.removeReplica(b);
+  c.tick(5);
+  assert.equal(node.store.replica(b), undefined);
+  let installed = 0;
+  const realInstall = aReplica.installInLog.bind(aReplica);
+  aReplica.installInLog = (batch, snapshot) => {
+    installed++;
+    realInstall(batch, snapshot);
+  };
+  deaf = false;
+  c.tick(20);
+  // Its log holds the merge and the entries after it; it applies none past the merge (nothing of b is here).
+  const held = aReplica.raw.heldFrom;
+  assert.ok(held !== undefined, 'held at the merge');
+  assert.ok(aReplica.raw.raft.raftLog.committed >= held, 'the merge entry committed in its log');
+  assert.equal(installed, 0);
+  // Two request timeouts on, it asks the leader, whose snapshot its log covers: installed in place, log kept.
+  c.tick(2 * 500 + 100);
+  assert.equal(installed, 1, 'the snapshot was installed over the log');
+  assert.equal(aReplica.raw.heldFrom, undefined);
+  assert.ok(aReplica.log.firstIndex() <= held, 'the log was kept');
+  assert.deepEqual(bounds(node), ['1:[,m)', `${a}:[m,)`]);
+  for (let i = 0; i < 3; i++) assert.equal(c.value(stuck, `u${i}`), `b-${i}`);
+  c.put(c.leaderOf(a), a, 'v', 'later');
+  c.tick(10);
+  assert.equal(c.value(stuck, 'v'), 'later');
+  assert.equal(digests(c, a).size, 1);
+});
+
 test('merge: a node restarted after the merge reopens the merged range only; a snapshot of the merged range carries the right range\'s keys', () => {
   const c = new Cluster([1, 2, 3]);
   const { a, b } = threeRanges(c);
