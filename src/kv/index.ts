@@ -80,6 +80,7 @@ export {
 } from './forward.js';
 export { PROPOSAL_RETRY_MS, RequestRunner, type RequestEvent, type RequestOutcome } from './requests.js';
 export { type ProposalOutcome, type ProposalWindow, type QuiescenceEvent, type RangeMessage, type RevisionSource, Store, type StoreOptions, type Transport } from './store.js';
+export { MAX_NODE_LOAD_FIGURE, NODE_LOAD_FRESH_MS, NODE_LOAD_REFRESH_MS, type NodeLoad, nodeLoadProblem } from './node_load.js';
 export { MAX_WATCHERS, WatchHub, type WatchOutput, type WatchRequest } from './watch_hub.js';
 export {
   MAX_REVISION,

@@ -11,6 +11,7 @@ import { META_RANGE, type RangeId, keys, readU64 } from './keys.js';
 import { compareBytes } from '../mvcc/bytes.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
+import { NODE_LOAD_FRESH_MS, type NodeLoad } from './node_load.js';
 import type { MemberRecord } from './members.js';
 import { type MembershipLog, MembershipCore } from './membership.js';
 import { type CommandResult, type FrozenState, MvccStateMachine } from './mvcc_state_machine.js';
@@ -172,6 +173,10 @@ export class KvNode {
   private nextFrozenCheckMs = 0;
   private nextReplicaGcMs = 0;
   private nextAnnounceMs = 0;
+  /** This node's load as placement last worked it out (publishLoad), sent with every liveness announcement (ADR 0015). */
+  private ownLoad: NodeLoad | undefined;
+  /** The load each peer last reported with its liveness, and when it arrived. */
+  private readonly peerLoads = new Map<NodeId, { readonly load: NodeLoad; readonly atMs: number }>();
   private gcGeneration = -1;
   /** Replicas held at a merge here: the entry, since when, and when a snapshot was last asked for (repairHeldMerges). */
   private readonly heldSince = new Map<RangeId, { readonly from: number; readonly sinceMs: number; askedMs: number }>();
@@ -773,7 +778,30 @@ export class KvNode {
     if (nowMs < this.nextAnnounceMs) return;
     this.nextAnnounceMs = nowMs + LIVENESS_ANNOUNCE_MS;
     const self = this.o.nodeId;
-    for (const id of this.store.replica(META_RANGE)?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id);
+    const load = this.ownLoad;
+    for (const id of this.store.replica(META_RANGE)?.currentConfState().voters ?? []) if (id !== self) this.o.transport.sendLiveness?.(id, load);
+  }
+
+  /** This node's load, to be told to every member with its liveness from now on (placement works it out: ADR 0015). */
+  publishLoad(load: NodeLoad): void {
+    this.ownLoad = load;
+  }
+
+  /** A peer's load, which came with its liveness (the transport checked its fields). */
+  receiveLoad(from: NodeId, load: NodeLoad): void {
+    this.peerLoads.set(from, { load, atMs: this.o.timers.nowMs() });
+  }
+
+  /** The load of each voter of range 1 that reported one within NODE_LOAD_FRESH_MS, this node's own included (ADR 0015). */
+  nodeLoads(): ReadonlyMap<NodeId, NodeLoad> {
+    const out = new Map<NodeId, NodeLoad>();
+    const nowMs = this.o.timers.nowMs();
+    for (const id of this.store.replica(META_RANGE)?.currentConfState().voters ?? []) {
+      const heard = this.peerLoads.get(id);
+      const load = id === this.o.nodeId ? this.ownLoad : heard !== undefined && nowMs - heard.atMs <= NODE_LOAD_FRESH_MS ? heard.load : undefined;
+      if (load !== undefined) out.set(id, load);
+    }
+    return out;
   }
 
   /**

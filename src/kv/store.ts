@@ -12,6 +12,7 @@ import type { ForwardMessage } from './forward.js';
 import type { RevisionMessage } from './revisions.js';
 import { stampEntry, wantsStamp } from './stamp.js';
 import { TSO_MAX_BATCH_REVISIONS, type TsoAnswer } from './tso.js';
+import type { NodeLoad } from './node_load.js';
 
 /** Replicas one node holds at most; a peer's messages for more ranges make none (bounds memory against a hostile or buggy peer). */
 export const MAX_RANGES_PER_NODE = 100_000;
@@ -81,9 +82,11 @@ export interface Transport {
    * A node-level "this node is alive" to a peer, one per tick while this node
    * leads a quiesced range (ADR 0010): followers of a quiesced range hear
    * nothing else from its leader, and wake when its node falls silent. A
-   * transport without it: the store never quiesces a range.
+   * transport without it: the store never quiesces a range. KvNode's
+   * announcements carry the node's load (ADR 0015: KvNode.receiveLoad); the
+   * store's own do not.
    */
-  sendLiveness?(to: NodeId): void;
+  sendLiveness?(to: NodeId, load?: NodeLoad): void;
   /** A node-level call on a range another node holds, or its reply (forward.ts); a transport without it forwards nothing. */
   sendForward?(to: NodeId, message: ForwardMessage): void;
 }

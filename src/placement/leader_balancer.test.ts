@@ -10,9 +10,9 @@ function views(self: number, leaders: readonly number[], ready: readonly number[
 
 test('leader balance: a node over the mean hands a range to the caught-up voter that leads fewest; balanced counts move nothing', () => {
   // Node 1 leads 5 of 6 ranges, node 2 one, node 3 none: give one to node 3.
-  assert.deepEqual(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 1, 1, 1, 2])), { rangeId: 2, to: 3 });
+  assert.deepEqual(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 1, 1, 1, 2])), { rangeId: 2, to: 3, reason: 'count' });
   // Only node 2 is caught up: it gets it.
-  assert.deepEqual(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 1, 1, 1, 2], [2])), { rangeId: 2, to: 2 });
+  assert.deepEqual(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 1, 1, 1, 2], [2])), { rangeId: 2, to: 2, reason: 'count' });
   // Within the slack of the mean (2 each, or 3/2/1): nothing.
   assert.equal(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 2, 2, 3, 3])), undefined);
   assert.equal(chooseLeaderTransfer(1, [1, 2, 3], views(1, [1, 1, 1, 2, 2, 3])), undefined);
@@ -48,7 +48,7 @@ test('leader balance: repeated rounds on every node converge to within the slack
 test('leader balance under placement: a voter that leads at least two fewer takes one, though none of this node\'s voters leads fewer than the mean (bench:scale, 3/3/3/5/6/4)', () => {
   // Six nodes lead 3/3/3/5/6/4 (mean 4); node 5's ranges have voters only on nodes 4 (5 leaders) and 6 (4 leaders).
   const leaders = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6];
-  assert.deepEqual(chooseLeaderTransfer(5, [1, 2, 3, 4, 5, 6], views(5, leaders, [4, 6])), { rangeId: 16, to: 6 });
+  assert.deepEqual(chooseLeaderTransfer(5, [1, 2, 3, 4, 5, 6], views(5, leaders, [4, 6])), { rangeId: 16, to: 6, reason: 'count' });
   // Only node 4, one fewer: a move would just swap the two; nothing.
   assert.equal(chooseLeaderTransfer(5, [1, 2, 3, 4, 5, 6], views(5, leaders, [4])), undefined);
 });

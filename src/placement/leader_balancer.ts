@@ -1,6 +1,7 @@
 import type { Timers } from '../base/index.js';
 import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
 import type { NodeId } from '../raft/index.js';
+import { DEFAULT_MIN_QPS_IMBALANCE, type LoadFigures, meanOver, overfull } from './load_balance.js';
 
 /** How often a node looks at how many ranges each node leads, and gives one away if it leads too many. */
 export const LEADER_BALANCE_INTERVAL_MS = 2_000;
@@ -11,8 +12,12 @@ export interface LeaderBalancerOptions {
   readonly kv: KvNode;
   readonly timers: Timers;
   readonly intervalMs?: number;
-  /** Told of each leadership transfer started. */
-  readonly observe?: (event: { readonly rangeId: RangeId; readonly from: NodeId; readonly to: NodeId }) => void;
+  /** Told of each leadership transfer started, and the rule that chose it. */
+  readonly observe?: (event: { readonly rangeId: RangeId; readonly from: NodeId; readonly to: NodeId; readonly reason: 'count' | 'qps' }) => void;
+  /** A range's requests per second as this node meters them (SplitQueue.qps); absent: leader counts only. */
+  readonly qps?: (rangeId: RangeId) => number;
+  /** No node is QPS-overfull by less than this above the mean (DEFAULT_MIN_QPS_IMBALANCE). */
+  readonly minQpsImbalance?: number;
 }
 
 /** One range as the balancer sees it on this node: its leader as this replica knows it, and voters that could take over. */
@@ -23,35 +28,74 @@ export interface LeaderView {
   readonly readyVoters: readonly NodeId[];
 }
 
+/** A range's QPS and each node's leaders' QPS (load reports, ADR 0015), for the QPS rule of chooseLeaderTransfer. */
+export interface LeaderQps extends LoadFigures {
+  readonly ofRange: (rangeId: RangeId) => number;
+}
+
 /**
- * The transfer a node should start to even out leadership, or undefined:
- * when `self` leads more than the mean over `nodes` plus
- * LEADER_BALANCE_SLACK, it hands one of its ranges (never the metadata
- * range, whose leader runs the TSO: moving it costs a failover) to the
- * caught-up voter that leads fewest, if that one leads at least two fewer.
+ * The transfer a node should start to even out leadership, or undefined.
+ * Never the metadata range, whose leader runs the TSO: moving it costs a
+ * failover. Two rules, the first that finds a move wins:
+ * 1. count: when `self` leads more than the mean over `nodes` plus
+ *    LEADER_BALANCE_SLACK, it hands one of its ranges to the caught-up
+ *    voter that leads fewest, if that one leads at least two fewer, and
+ *    (with QPS figures) the range's QPS would not make it QPS-overfull;
+ * 2. QPS (ADR 0015): when the ranges `self` leads serve more than
+ *    OVERFULL_RATIO times the mean QPS, and at least the minimum imbalance
+ *    above it, it hands its hottest range that fits to the caught-up voter
+ *    whose leaders serve least: one that stays at or below the mean with
+ *    it (hysteresis), and leads no more ranges than `self` (the count
+ *    spread between the two ends at two at most).
  * Pure: the same views give the same answer.
  */
-export function chooseLeaderTransfer(self: NodeId, nodes: readonly NodeId[], views: readonly LeaderView[]): { readonly rangeId: RangeId; readonly to: NodeId } | undefined {
+export function chooseLeaderTransfer(
+  self: NodeId,
+  nodes: readonly NodeId[],
+  views: readonly LeaderView[],
+  qps?: LeaderQps,
+): { readonly rangeId: RangeId; readonly to: NodeId; readonly reason: 'count' | 'qps' } | undefined {
   if (nodes.length < 2) return undefined;
   const led = new Map<NodeId, number>(nodes.map((n) => [n, 0]));
   for (const v of views) if (led.has(v.leader)) led.set(v.leader, (led.get(v.leader) as number) + 1);
   const total = [...led.values()].reduce((a, b) => a + b, 0);
   const mean = total / nodes.length;
   const mine = led.get(self) ?? 0;
-  if (mine <= mean + LEADER_BALANCE_SLACK) return undefined;
-  let best: { rangeId: RangeId; to: NodeId; count: number } | undefined;
+  const meanQps = qps === undefined ? undefined : meanOver(qps, nodes);
+  const qpsOf = (id: NodeId): number => qps?.perNode.get(id) ?? 0;
+  const wouldOverfill = (to: NodeId, rangeId: RangeId): boolean => qps !== undefined && meanQps !== undefined && overfull(qpsOf(to) + qps.ofRange(rangeId), meanQps, qps.minImbalance);
+  if (mine > mean + LEADER_BALANCE_SLACK) {
+    let best: { rangeId: RangeId; to: NodeId; count: number } | undefined;
+    for (const v of views) {
+      if (v.leader !== self || v.rangeId === META_RANGE) continue;
+      for (const to of v.readyVoters) {
+        const count = led.get(to);
+        // At least two fewer than this node: the move narrows the spread whatever the mean (under
+        // placement a node's counts come from its own ranges only, and no voter of the ranges it
+        // leads may lead fewer than the mean: bench:scale's 6 nodes stayed at 3/3/3/5/6/4 for 300 s).
+        if (to === self || count === undefined || count > mine - 2 || wouldOverfill(to, v.rangeId)) continue;
+        if (best === undefined || count < best.count || (count === best.count && (to < best.to || (to === best.to && v.rangeId < best.rangeId)))) best = { rangeId: v.rangeId, to, count };
+      }
+    }
+    if (best !== undefined) return { rangeId: best.rangeId, to: best.to, reason: 'count' };
+  }
+  if (qps === undefined || meanQps === undefined || !overfull(qpsOf(self), meanQps, qps.minImbalance)) return undefined;
+  let hot: { rangeId: RangeId; to: NodeId; rangeQps: number } | undefined;
   for (const v of views) {
     if (v.leader !== self || v.rangeId === META_RANGE) continue;
+    const rangeQps = qps.ofRange(v.rangeId);
+    if (rangeQps <= 0) continue;
     for (const to of v.readyVoters) {
       const count = led.get(to);
-      // At least two fewer than this node: the move narrows the spread whatever the mean (under
-      // placement a node's counts come from its own ranges only, and no voter of the ranges it
-      // leads may lead fewer than the mean: bench:scale's 6 nodes stayed at 3/3/3/5/6/4 for 300 s).
-      if (to === self || count === undefined || count > mine - 2) continue;
-      if (best === undefined || count < best.count || (count === best.count && (to < best.to || (to === best.to && v.rangeId < best.rangeId)))) best = { rangeId: v.rangeId, to, count };
+      if (to === self || count === undefined || count > mine || !qps.perNode.has(to) || qpsOf(to) + rangeQps > meanQps) continue;
+      const better =
+        hot === undefined ||
+        rangeQps > hot.rangeQps ||
+        (rangeQps === hot.rangeQps && (v.rangeId < hot.rangeId || (v.rangeId === hot.rangeId && (qpsOf(to) < qpsOf(hot.to) || (qpsOf(to) === qpsOf(hot.to) && to < hot.to)))));
+      if (better) hot = { rangeId: v.rangeId, to, rangeQps };
     }
   }
-  return best === undefined ? undefined : { rangeId: best.rangeId, to: best.to };
+  return hot === undefined ? undefined : { rangeId: hot.rangeId, to: hot.to, reason: 'qps' };
 }
 
 /**
@@ -85,10 +129,12 @@ export class LeaderBalancer {
       if (raft === undefined || raft.lead === 0) continue;
       views.push({ rangeId, leader: raft.lead, readyVoters: raft.state === 'leader' ? readyVoters(raft) : [] });
     }
-    const choice = chooseLeaderTransfer(self, meta.currentConfState().voters, views);
+    const ofRange = this.o.qps;
+    const qps = ofRange === undefined ? undefined : { ofRange, perNode: new Map([...this.o.kv.nodeLoads()].map(([id, load]) => [id, load.leaderQps])), minImbalance: this.o.minQpsImbalance ?? DEFAULT_MIN_QPS_IMBALANCE };
+    const choice = chooseLeaderTransfer(self, meta.currentConfState().voters, views, qps);
     if (choice === undefined) return;
     store.transferLeader(choice.rangeId, choice.to);
-    this.o.observe?.({ rangeId: choice.rangeId, from: self, to: choice.to });
+    this.o.observe?.({ rangeId: choice.rangeId, from: self, to: choice.to, reason: choice.reason });
   }
 }
 

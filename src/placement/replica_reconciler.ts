@@ -1,6 +1,7 @@
 import type { ConfChange, ConfState, NodeId } from '../raft/index.js';
 import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
 import type { MergePlans } from './merge_queue.js';
+import { DEFAULT_MIN_BYTES_IMBALANCE, type LoadFigures, meanOver, overfull } from './load_balance.js';
 
 /** A learner is promoted once its log is within this many entries of the leader's. */
 export const PROMOTE_MAX_LAG_ENTRIES = 16;
@@ -19,6 +20,10 @@ export interface ReplicaReconcilerOptions {
   readonly merges?: MergePlans;
   /** Told of each membership change proposed for a range. */
   readonly observe?: (event: { readonly rangeId: RangeId; readonly change: string }) => void;
+  /** Told of each balancing move chosen, and the rule that chose it (ADR 0015). */
+  readonly observeBalance?: (event: { readonly rangeId: RangeId } & BalanceMove) => void;
+  /** No node is byte-overfull by less than this above the mean (DEFAULT_MIN_BYTES_IMBALANCE); the simulator's ranges are small. */
+  readonly minBytesImbalance?: number;
 }
 
 type Role = 'voter' | 'learner';
@@ -54,6 +59,8 @@ export class ReplicaReconciler {
   /** Ranges with a step of a change under way, looked at every tick even when quiesced. */
   private readonly followUp = new Set<RangeId>();
   private countedAt = 0;
+  private bytes: ReadonlyMap<NodeId, number> | undefined;
+  private bytesAt = -1;
   private lastBalanceTick = -BALANCE_EVERY_TICKS;
   private balancing = true;
 
@@ -100,6 +107,14 @@ export class ReplicaReconciler {
     return after > 0 && this.o.kv.store.silentTicksOf(id) >= after;
   }
 
+  /** The bytes each node reported (ADR 0015), taken once per tick. */
+  private nodeBytes(): ReadonlyMap<NodeId, number> {
+    if (this.bytes !== undefined && this.bytesAt === this.ticks) return this.bytes;
+    this.bytes = new Map([...this.o.kv.nodeLoads()].map(([id, load]) => [id, load.bytes]));
+    this.bytesAt = this.ticks;
+    return this.bytes;
+  }
+
   /** Replicas per node in the meta table, counted again every LOAD_RECOUNT_TICKS (the table changes slowly). */
   private replicaCounts(): ReadonlyMap<NodeId, number> {
     if (this.counts !== undefined && this.ticks - this.countedAt < LOAD_RECOUNT_TICKS) return this.counts;
@@ -121,7 +136,19 @@ export class ReplicaReconciler {
     if (relocation !== undefined) return relocation;
     const allowBalance = this.balancing && this.ticks - this.lastBalanceTick >= BALANCE_EVERY_TICKS && this.o.merges?.holdsBalance(rangeId) !== true;
     const members = this.o.kv.stateMachine.members;
-    const goal = chooseReplicas({ current, candidates, replicas, load: this.replicaCounts(), allowBalance, localityOf: (id) => members.get(id)?.locality });
+    // Each node's bytes as its load reports say (ADR 0015), with this range's own size, which its leader knows;
+    // also while balancing waits: a byte move under way needs them to drop the member it relieves.
+    const bytes = { perNode: this.nodeBytes(), minImbalance: this.o.minBytesImbalance ?? DEFAULT_MIN_BYTES_IMBALANCE, range: this.o.kv.stateMachineOf(rangeId).approxBytes };
+    const goal = chooseReplicas({
+      current,
+      candidates,
+      replicas,
+      load: this.replicaCounts(),
+      allowBalance,
+      localityOf: (id) => members.get(id)?.locality,
+      bytes,
+      onBalance: (move) => this.o.observeBalance?.({ rangeId, ...move }),
+    });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
     if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
     return goal;
@@ -202,14 +229,14 @@ export const BALANCE_EVERY_TICKS = 50;
  * other candidates until there are `replicas`. Each pick keeps the set as
  * diverse as it can be across `--locality` tiers (`diversity`, as
  * CockroachDB's allocator does), then takes the least loaded. Once the
- * range has its count, one move at a time: first one that makes the set
- * more diverse (a member sharing its locality with another gives way to a
- * candidate elsewhere), else one that balances replica counts without
- * making it less diverse: the most loaded member gives way to the least
- * loaded other candidate when it holds at least two more replicas (so a
- * move never makes the two trade places). Load is the number of replicas a
- * node holds; ties go to current voters, then to lower ids, so every leader
- * decides alike.
+ * range has its count, one move at a time (balanceMove): first one that
+ * makes the set more diverse, else one that balances replica counts, else
+ * one that balances bytes (ADR 0015), never making the set less diverse.
+ * Load is the number of replicas a node holds; ties go to current voters,
+ * then to lower ids, so every leader decides alike. With byte figures, a
+ * byte-overfull member is the first to go from a range with too many (the
+ * second half of a byte move: the member it relieves leaves, whoever the
+ * range's leader is by then).
  */
 export function chooseReplicas(o: {
   readonly current: ReadonlyMap<NodeId, Role>;
@@ -220,9 +247,17 @@ export function chooseReplicas(o: {
   readonly allowBalance: boolean;
   /** A node's `--locality` (absent or empty: none; every such node counts as one locality). */
   readonly localityOf?: (id: NodeId) => string | undefined;
+  /** The bytes each node holds (its load reports, ADR 0015) and this range's approximate size; absent: counts only. */
+  readonly bytes?: LoadFigures & { readonly range: number };
+  /** Told which rule chose the balancing move, if one was chosen. */
+  readonly onBalance?: (move: BalanceMove) => void;
 }): Map<NodeId, Role> {
   const loadOf = (id: NodeId): number => o.load.get(id) ?? 0;
   const rank = (id: NodeId): number => (o.current.get(id) === 'voter' ? 0 : 1);
+  const meanBytes = o.bytes === undefined ? undefined : meanOver(o.bytes, o.candidates);
+  const bytes = o.bytes === undefined || meanBytes === undefined ? undefined : { ...o.bytes, mean: meanBytes };
+  const bytesOf = (id: NodeId): number => bytes?.perNode.get(id) ?? 0;
+  const heavy = (id: NodeId): number => (bytes !== undefined && overfull(bytesOf(id), bytes.mean, bytes.minImbalance) ? 1 : 0);
   const order = (a: NodeId, b: NodeId): number => loadOf(a) - loadOf(b) || rank(a) - rank(b) || a - b;
   const tiers = new Map<NodeId, readonly string[]>();
   const tiersOf = (id: NodeId): readonly string[] => {
@@ -242,24 +277,60 @@ export function chooseReplicas(o: {
     }
     into.push(from.splice(best, 1)[0] as NodeId);
   };
-  const kept = [...o.current.keys()].filter((id) => live.has(id)).sort(order);
+  // A byte-overfull member is kept last, so it is the one a range with too many drops.
+  const kept = [...o.current.keys()].filter((id) => live.has(id)).sort((a, b) => heavy(a) - heavy(b) || order(a, b));
   const chosen: NodeId[] = [];
   while (chosen.length < o.replicas && kept.length > 0) pick(kept, chosen);
   const others = o.candidates.filter((id) => !o.current.has(id)).sort(order);
   while (chosen.length < o.replicas && others.length > 0) pick(others, chosen);
   const settled = chosen.length === o.replicas && o.current.size === o.replicas && chosen.every((id) => o.current.get(id) === 'voter');
-  if (o.allowBalance && settled && others.length > 0) balanceMove(chosen, others, { order, loadOf, score });
+  if (o.allowBalance && settled && others.length > 0) {
+    const move = balanceMove(chosen, others, { order, loadOf, score, ...(bytes === undefined ? {} : { bytes }) });
+    if (move !== undefined) o.onBalance?.(move);
+  }
   return new Map(chosen.map((id) => [id, 'voter' as Role]));
 }
 
-/** One move on a settled range (see chooseReplicas), made in place on `chosen`. */
+/** A balancing move chosen for a settled range: which rule chose it, and the member that gives way to another node. */
+export interface BalanceMove {
+  readonly reason: 'diversity' | 'count' | 'bytes';
+  readonly out: NodeId;
+  readonly into: NodeId;
+}
+
+/**
+ * One move on a settled range, made in place on `chosen`; the first rule
+ * that finds one wins:
+ * 1. diversity: the swap that makes the set most diverse;
+ * 2. count: the member holding most replicas gives way to the least loaded
+ *    other candidate holding at least two fewer (so the two never trade
+ *    places), unless that would make the receiver byte-overfull;
+ * 3. bytes (ADR 0015): the member holding most bytes, if byte-overfull,
+ *    gives way to the candidate holding fewest bytes, if this range is at
+ *    least the average size of that member's replicas (the big ranges go
+ *    first, and a move relieves a fair share of the excess), the receiver
+ *    stays at or below the mean bytes with it (hysteresis), and the
+ *    receiver holds no more replicas than the member (the count spread
+ *    between the two ends at two at most; the count rule then moves a
+ *    smaller range back, which this range's bytes no longer block).
+ * Rules 2 and 3 never make the set less diverse.
+ */
 function balanceMove(
   chosen: NodeId[],
   others: readonly NodeId[],
-  f: { readonly order: (a: NodeId, b: NodeId) => number; readonly loadOf: (id: NodeId) => number; readonly score: (set: readonly NodeId[]) => number },
-): void {
+  f: {
+    readonly order: (a: NodeId, b: NodeId) => number;
+    readonly loadOf: (id: NodeId) => number;
+    readonly score: (set: readonly NodeId[]) => number;
+    readonly bytes?: LoadFigures & { readonly range: number; readonly mean: number };
+  },
+): BalanceMove | undefined {
   const now = f.score(chosen);
   const swapped = (out: NodeId, into: NodeId): NodeId[] => chosen.map((id) => (id === out ? into : id));
+  const apply = (reason: BalanceMove['reason'], out: NodeId, into: NodeId): BalanceMove => {
+    chosen.splice(chosen.indexOf(out), 1, into);
+    return { reason, out, into };
+  };
   // More diverse first: the best gain; among equals, the most loaded member out and the least loaded candidate in.
   let gain: { out: NodeId; into: NodeId; score: number } | undefined;
   for (const out of [...chosen].sort(f.order).reverse()) {
@@ -268,10 +339,20 @@ function balanceMove(
       if (sc > now && (gain === undefined || sc > gain.score)) gain = { out, into, score: sc };
     }
   }
-  if (gain !== undefined) return void chosen.splice(chosen.indexOf(gain.out), 1, gain.into);
+  if (gain !== undefined) return apply('diversity', gain.out, gain.into);
+  const b = f.bytes;
+  const bytesOf = (id: NodeId): number => b?.perNode.get(id) ?? 0;
   const most = [...chosen].sort(f.order).at(-1) as NodeId;
-  const least = others.find((id) => f.score(swapped(most, id)) >= now);
-  if (least !== undefined && f.loadOf(most) - f.loadOf(least) >= 2) chosen.splice(chosen.indexOf(most), 1, least);
+  const least = others.find((id) => f.score(swapped(most, id)) >= now && f.loadOf(most) - f.loadOf(id) >= 2 && (b === undefined || !overfull(bytesOf(id) + b.range, b.mean, b.minImbalance)));
+  if (least !== undefined) return apply('count', most, least);
+  if (b === undefined || b.range <= 0) return undefined;
+  const heaviest = [...chosen].sort((x, y) => bytesOf(x) - bytesOf(y) || f.order(x, y)).at(-1) as NodeId;
+  const held = f.loadOf(heaviest);
+  if (!overfull(bytesOf(heaviest), b.mean, b.minImbalance) || held <= 0 || b.range < bytesOf(heaviest) / held) return undefined;
+  const into = [...others]
+    .sort((x, y) => bytesOf(x) - bytesOf(y) || f.order(x, y))
+    .find((id) => f.score(swapped(heaviest, id)) >= now && bytesOf(id) + b.range <= b.mean && f.loadOf(id) <= held);
+  return into === undefined ? undefined : apply('bytes', heaviest, into);
 }
 
 /** A locality's tiers, outermost first (`region=x,zone=y` → ['region=x', 'zone=y']). */

@@ -15,7 +15,7 @@ import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
 import { Ticker } from './ticker.js';
 import { describeRanges, type RangeInfo } from './ranges.js';
-import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MERGE_AFTER_SPLIT_DELAY_MS, MergeQueue, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
+import { DEFAULT_RANGE_MAX_BYTES, type DrainState, Drainer, LeaderBalancer, MERGE_AFTER_SPLIT_DELAY_MS, MergeQueue, NodeLoadReporter, Presplitter, RANGE_SPLIT_QPS, ReplicaReconciler, SplitQueue } from '../placement/index.js';
 import { realTimers } from './timers.js';
 import { PeerTransport, type TransportLimits } from './transport.js';
 
@@ -431,9 +431,12 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     deadAfterTicks: r.deadAfterMs === 0 ? 0 : Math.max(1, Math.ceil(r.deadAfterMs / r.tickMs)),
     ...(merges === undefined ? {} : { merges }),
     observe: (e) => log.info(e, 'range membership change'),
+    observeBalance: (e) => log.info(e, 'a balancing move chosen'),
   });
   const presplit = r.presplitRanges > 1 ? new Presplitter({ kv: kvNode, ranges: r.presplitRanges, onFailure: (rangeId, err) => log.debug({ rangeId, err: err.message }, 'a pre-split failed') }) : undefined;
-  const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
+  const leaders = new LeaderBalancer({ kv: kvNode, timers: realTimers, qps: (id) => splits.qps(id), observe: (e) => log.info(e, 'range leadership moved to balance leaders') });
+  // This node's bytes and leaders' QPS, told to every member with its liveness: placement weighs them (ADR 0015).
+  const loadReporter = new NodeLoadReporter({ kv: kvNode, timers: realTimers, qps: (id) => splits.qps(id) });
   const drainer = new Drainer({
     kv: kvNode,
     timers: realTimers,
@@ -441,6 +444,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
   });
   const ticker = wireTicks(r, kvNode, transport, fatal, () => {
     membership.tick();
+    loadReporter.tick();
     splits.tick();
     merges?.tick();
     reconciler.tick();
@@ -579,7 +583,11 @@ function wireTicks(r: Resolved, kvNode: KvNode, transport: PeerTransport, fatal:
     reportUnreachable: (to, rangeIds) => fatal.run(() => rangeIds.forEach((id) => store.replica(id)?.raw.reportUnreachable(to))),
     reportSnapshot: (rangeId, to, ok) => fatal.run(() => store.reportSnapshot(rangeId, to, ok)),
     receiveRevisions: (from, message) => fatal.run(() => kvNode.receiveRevisions(from, message)),
-    receiveLiveness: (from) => fatal.run(() => store.receiveLiveness(from)),
+    receiveLiveness: (from, load) =>
+      fatal.run(() => {
+        store.receiveLiveness(from);
+        if (load !== undefined) kvNode.receiveLoad(from, load);
+      }),
     receiveForward: (from, message) => fatal.run(() => kvNode.receiveForward(from, message)),
   });
   return ticker;

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { TesseraError } from '../base/index.js';
 import type { Message, NodeId } from '../raft/index.js';
-import type { ForwardMessage, RangeId, RangeMessage, RevisionMessage, Transport } from '../kv/index.js';
+import type { ForwardMessage, NodeLoad, RangeId, RangeMessage, RevisionMessage, Transport } from '../kv/index.js';
 import { dialAddressOf, formatHostPort, parseHostPort } from './address.js';
 import { messageOf, PeerError } from './errors.js';
 import { type LinkHost, PeerLink, readerOf, type TransportStats } from './peer_link.js';
@@ -25,7 +25,7 @@ export interface TransportHandler {
   /** A peer's revision request or answer, its fields checked (wire.ts toRevisionMessage). */
   receiveRevisions(from: NodeId, message: RevisionMessage): void;
   /** A peer said it is alive (ADR 0010). */
-  receiveLiveness(from: NodeId): void;
+  receiveLiveness(from: NodeId, load?: NodeLoad): void;
   /** A peer's forwarded request or reply, its frame checked (wire.ts toForwardMessage; the body is the forwarder's to check). */
   receiveForward(from: NodeId, message: ForwardMessage): void;
   /** Messages to `to` for these ranges were dropped (etcd's ReportUnreachable). */
@@ -232,10 +232,10 @@ export class PeerTransport implements Transport {
     this.links.get(to)?.sendFrame({ t: 'fwd', m: message });
   }
 
-  sendLiveness(to: NodeId): void {
+  sendLiveness(to: NodeId, load?: NodeLoad): void {
     if (this.closing !== undefined) return;
     // No link: nothing is said, which is what the peer must hear from a node it cannot reach.
-    this.links.get(to)?.sendFrame({ t: 'alive' });
+    this.links.get(to)?.sendFrame(load === undefined ? { t: 'alive' } : { t: 'alive', load });
   }
 
   close(): Promise<void> {
@@ -273,9 +273,9 @@ export class PeerTransport implements Transport {
   }
 
   /** Called by an inbound connection when its peer says it is alive. */
-  deliverLiveness(from: NodeId): void {
+  deliverLiveness(from: NodeId, load: NodeLoad | undefined): void {
     if (!this.isMember(from)) return;
-    this.handler?.receiveLiveness(from);
+    this.handler?.receiveLiveness(from, load);
   }
 
   /** Called by an inbound connection with validated messages. */
@@ -440,7 +440,7 @@ class Inbound {
     if (frame.t === 'msgs') this.t.deliver(this.peer, decodeMessages(frame.payload, this.peer, this.o.nodeId));
     else if (frame.t === 'snap') this.onChunk(frame);
     else if (frame.t === 'tso') this.t.deliverRevisions(this.peer, frame.m);
-    else if (frame.t === 'alive') this.t.deliverLiveness(this.peer);
+    else if (frame.t === 'alive') this.t.deliverLiveness(this.peer, frame.load);
     else if (frame.t === 'fwd') this.t.deliverForward(this.peer, frame.m);
     else throw new PeerError('unexpected-frame', `unexpected '${frame.t}' frame from peer ${this.peer}`);
   }

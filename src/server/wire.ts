@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, Snapshot } from '../raft/index.js';
 import { isLocalMessage } from '../raft/index.js';
-import { type ForwardMessage, MAX_FORWARD_ID_BYTES, MAX_REVISION_REQUEST_ID_BYTES, TSO_MAX_BATCH_REVISIONS, type RangeMessage, type RevisionMessage } from '../kv/index.js';
+import { type ForwardMessage, MAX_FORWARD_ID_BYTES, type NodeLoad, nodeLoadProblem, MAX_REVISION_REQUEST_ID_BYTES, TSO_MAX_BATCH_REVISIONS, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { assert } from '../base/index.js';
 import { PeerError } from './errors.js';
 
@@ -40,8 +40,11 @@ export type Frame =
   | { readonly t: 'members'; readonly cluster: string; readonly members: readonly JoinMember[] }
   /** A revision request or answer between nodes' revision services (src/kv/revisions.ts). */
   | { readonly t: 'tso'; readonly m: RevisionMessage }
-  /** The sender is alive: it leads quiesced ranges this node may follow (ADR 0010). */
-  | { readonly t: 'alive' }
+  /**
+   * The sender is alive: it leads quiesced ranges this node may follow (ADR 0010). Its announcements
+   * carry its load (ADR 0015); a version 5 node without it ignores the field, so the version stays.
+   */
+  | { readonly t: 'alive'; readonly load?: NodeLoad }
   /** A request on a range the sender holds no replica of, or the reply (src/kv/forward.ts; the body is checked there). */
   | { readonly t: 'fwd'; readonly m: ForwardMessage };
 
@@ -167,8 +170,13 @@ export function decodeFrame(payload: Buffer): Frame {
       break;
     case 'tso':
       return { t: 'tso', m: toRevisionMessage(f['m']) };
-    case 'alive':
-      return { t: 'alive' };
+    case 'alive': {
+      if (f['load'] === undefined) return { t: 'alive' };
+      const problem = nodeLoadProblem(f['load']);
+      need(problem === undefined, `alive load: ${problem}`);
+      const load = f['load'] as Record<string, number>;
+      return { t: 'alive', load: { bytes: load['bytes'] as number, leaderQps: load['leaderQps'] as number } };
+    }
     case 'fwd':
       return { t: 'fwd', m: toForwardMessage(f['m']) };
     default:

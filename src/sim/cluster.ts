@@ -1,7 +1,7 @@
 import { AssertionError, Fnv64, SeededRng, type Rng } from '../base/index.js';
 import { type ConfState, type Entry, isAck, type Message, type NodeId, type StepView } from '../raft/index.js';
 import { Sabotage } from '../raft/sabotage.js';
-import { type Applied, type CommandResult, type ForwardMessage, META_RANGE, type RangeId, type RangeMessage, type RevisionMessage } from '../kv/index.js';
+import { type Applied, type CommandResult, type ForwardMessage, META_RANGE, type NodeLoad, type RangeId, type RangeMessage, type RevisionMessage } from '../kv/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { type ClientReply, SimStoreNode } from './store_node.js';
 import { RangeOracle } from './range_oracle.js';
@@ -184,7 +184,7 @@ export class SimCluster {
       bootstrap: m.bootstrap,
       send: (to, msgs) => this.send(m, incarnation, to, msgs),
       sendRevisions: (to, message) => this.sendRevisions(m, incarnation, to, message),
-      sendLiveness: (to) => this.sendLiveness(m, incarnation, to),
+      sendLiveness: (to, load) => this.sendLiveness(m, incarnation, to, load),
       sendForward: (to, message) => this.sendForward(m, incarnation, to, message),
       replicas: o.replicas,
       // Three zones in localized placement seeds: each range's replicas spread over them (ADR 0012).
@@ -334,9 +334,9 @@ export class SimCluster {
   }
 
   /** A node's liveness (ADR 0010): over the same faulty network as everything else. */
-  private sendLiveness(from: Member, incarnation: number, to: NodeId): void {
+  private sendLiveness(from: Member, incarnation: number, to: NodeId, load: NodeLoad | undefined): void {
     if (from.incarnation !== incarnation) return;
-    this.carryNodeMessage(from, to, (node) => node.receiveLiveness(from.id));
+    this.carryNodeMessage(from, to, (node) => node.receiveLiveness(from.id, load));
   }
 
   /** A node-level message (not a range's) over the faulty network, delivered to `to` if it is still a running member. */

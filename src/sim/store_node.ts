@@ -12,7 +12,9 @@ import {
   type MemberRecord,
   type MembershipCore,
   META_RANGE,
+  LoadMeter,
   type MvccStateMachine,
+  type NodeLoad,
   type RangeDescriptor,
   type RangeId,
   type RangeMessage,
@@ -23,7 +25,7 @@ import {
   type WatchHub,
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
-import { Drainer, LeaderBalancer, MergeQueue, ReplicaReconciler } from '../placement/index.js';
+import { Drainer, LeaderBalancer, MergeQueue, NodeLoadReporter, ReplicaReconciler } from '../placement/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -60,7 +62,7 @@ export interface StoreNodeEnv {
   /** A revision service's request or answer to another node (src/kv/revisions.ts). */
   sendRevisions(to: NodeId, message: RevisionMessage): void;
   /** This node's liveness to another node, while it leads a quiesced range (ADR 0010). */
-  sendLiveness(to: NodeId): void;
+  sendLiveness(to: NodeId, load?: NodeLoad): void;
   /** A request on a range this node holds no replica of, or a reply to one (ADR 0012). */
   sendForward(to: NodeId, message: ForwardMessage): void;
   /** Replicas per data range (`--replicas`); 0: every member holds every range. */
@@ -95,6 +97,11 @@ export interface StoreNodeEnv {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The simulator's ranges hold kilobytes: a byte imbalance this small already moves replicas, so seeds exercise the rule (ADR 0015). */
+export const SIM_MIN_BYTES_IMBALANCE = 256;
+/** The simulator's clients send a few requests a second: a QPS imbalance this small already moves leaderships. */
+export const SIM_MIN_QPS_IMBALANCE = 1;
+
 /**
  * A simulated node running the production kv node (src/kv/kv_node.ts) on
  * the in-memory engine: the same Store, Replica, MVCC state machine, ready
@@ -107,6 +114,9 @@ export class SimStoreNode {
   /** Merges the nemesis asks for under placement (wantMerge), right ranges moved onto their left neighbour's voters first. */
   private readonly merges: MergeQueue;
   private readonly leaders: LeaderBalancer;
+  private readonly loadReporter: NodeLoadReporter;
+  /** Each range's requests through this node's client API (SimStoreNode has no SplitQueue). */
+  private readonly meters = new Map<RangeId, LoadMeter>();
   private readonly drainer: Drainer;
   /** The client API a real node serves etcd's requests with (with placement, it forwards to the nodes holding a range). */
   private readonly api: KvApi;
@@ -126,7 +136,7 @@ export class SimStoreNode {
       transport: {
         send: (to, msgs) => env.send(to, msgs),
         sendRevisions: (to, message) => env.sendRevisions(to, message),
-        sendLiveness: (to) => env.sendLiveness(to),
+        sendLiveness: (to, load) => env.sendLiveness(to, load),
         sendForward: (to, message) => env.sendForward(to, message),
       },
       rng: env.rng,
@@ -189,6 +199,8 @@ export class SimStoreNode {
         if (e.change.startsWith('removed decommissioned member')) env.count('decommission-removed');
         env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`);
       },
+      observeBalance: (e) => (env.count(`balance-${e.reason}`), env.trace(`${env.id} range ${e.rangeId} balance (${e.reason}): ${e.out} gives way to ${e.into}`)),
+      minBytesImbalance: SIM_MIN_BYTES_IMBALANCE,
     });
     // As the server does: leaders spread over the nodes, so leadership moves while clients run.
     this.drainer = new Drainer({ kv: this.kv, timers: env.timers, observe: (e) => env.trace(`${env.id} decommission: ${JSON.stringify(e)}`) });
@@ -203,8 +215,18 @@ export class SimStoreNode {
       requests: this.kv.requests,
       ranges: this.kv,
       sabotage: env.sabotage,
+      // As the server's SplitQueue does: each range's requests metered where they arrive, for load reports (ADR 0015).
+      onRequest: (rangeId) => this.meterOf(rangeId).record(),
     });
-    this.leaders = new LeaderBalancer({ kv: this.kv, timers: env.timers, observe: (e) => (env.count('leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance)`)) });
+    const qps = (rangeId: RangeId): number => this.meters.get(rangeId)?.qps() ?? 0;
+    this.loadReporter = new NodeLoadReporter({ kv: this.kv, timers: env.timers, qps });
+    this.leaders = new LeaderBalancer({
+      kv: this.kv,
+      timers: env.timers,
+      qps,
+      minQpsImbalance: SIM_MIN_QPS_IMBALANCE,
+      observe: (e) => (env.count(e.reason === 'qps' ? 'leader-balance-qps' : 'leader-balance'), env.trace(`${env.id} range ${e.rangeId} leadership to ${e.to} (balance by ${e.reason})`)),
+    });
   }
 
   get store(): Store {
@@ -244,8 +266,15 @@ export class SimStoreNode {
     return this.stopped;
   }
 
+  private meterOf(rangeId: RangeId): LoadMeter {
+    let meter = this.meters.get(rangeId);
+    if (meter === undefined) this.meters.set(rangeId, (meter = new LoadMeter(this.env.timers)));
+    return meter;
+  }
+
   tick(): void {
     this.kv.tick();
+    this.loadReporter.tick();
     this.merges.tick();
     this.reconciler.tick();
     if (this.balancing && this.drainer.state === 'serving') this.leaders.tick();
@@ -289,8 +318,9 @@ export class SimStoreNode {
     this.kv.receiveRevisions(from, message);
   }
 
-  receiveLiveness(from: NodeId): void {
+  receiveLiveness(from: NodeId, load?: NodeLoad): void {
     this.store.receiveLiveness(from);
+    if (load !== undefined) this.kv.receiveLoad(from, load);
   }
 
   reportSnapshot(rangeId: RangeId, to: NodeId, ok: boolean): void {

@@ -1,0 +1,87 @@
+import type { Timers } from '../base/index.js';
+import { type KvNode, META_RANGE, NODE_LOAD_REFRESH_MS, type RangeId } from '../kv/index.js';
+import type { NodeId } from '../raft/index.js';
+
+/**
+ * Load-based balance (ADR 0015): the figures placement weighs besides
+ * replica and leader counts, and the thresholds that keep it from
+ * thrashing. A node is overfull in a dimension when it holds more than
+ * OVERFULL_RATIO times the mean and at least the dimension's minimum
+ * imbalance above it (the minimum keeps a nearly idle cluster, where 1.2×
+ * of almost nothing is still almost nothing, from moving at all). A move
+ * never takes its receiver above the mean, so a node relieved of an excess
+ * is not overfull again from the same move: the band between the mean and
+ * OVERFULL_RATIO times it is the hysteresis.
+ */
+export const OVERFULL_RATIO = 1.2;
+/** Below this many bytes above the mean, no node is byte-overfull (CockroachDB moves nothing for small differences either). */
+export const DEFAULT_MIN_BYTES_IMBALANCE = 4 * 1024 * 1024;
+/** Below this many requests per second above the mean, no node is QPS-overfull. */
+export const DEFAULT_MIN_QPS_IMBALANCE = 50;
+
+/** Per-node figures of one dimension (bytes, or QPS), and the imbalance under which nothing moves. */
+export interface LoadFigures {
+  readonly perNode: ReadonlyMap<NodeId, number>;
+  readonly minImbalance: number;
+}
+
+/**
+ * The mean of a dimension over `nodes`, or undefined when some node has
+ * not reported it (a node just started, or silent): decisions on partial
+ * figures would pile load onto the node nobody knows about.
+ */
+export function meanOver(figures: LoadFigures, nodes: readonly NodeId[]): number | undefined {
+  if (nodes.length === 0) return undefined;
+  let sum = 0;
+  for (const id of nodes) {
+    const v = figures.perNode.get(id);
+    if (v === undefined) return undefined;
+    sum += v;
+  }
+  return sum / nodes.length;
+}
+
+/** Whether a node holding `value` is overfull against `mean` (see OVERFULL_RATIO). */
+export function overfull(value: number, mean: number, minImbalance: number): boolean {
+  return value > OVERFULL_RATIO * mean && value - mean >= minImbalance;
+}
+
+export interface NodeLoadReporterOptions {
+  readonly kv: KvNode;
+  readonly timers: Timers;
+  /** A range's requests per second as this node meters them (SplitQueue.qps: what /ranges shows). */
+  readonly qps: (rangeId: RangeId) => number;
+  readonly intervalMs?: number;
+}
+
+/**
+ * Works out this node's load every NODE_LOAD_REFRESH_MS and hands it to
+ * KvNode, which tells every member with its liveness (ADR 0015): the bytes
+ * of the data-range replicas it holds (each replica's approximate size,
+ * which followers know as well as the leader) and the QPS of the ranges it
+ * leads. Range 1 is left out: every member holds it.
+ */
+export class NodeLoadReporter {
+  private nextMs = 0;
+
+  constructor(private readonly o: NodeLoadReporterOptions) {}
+
+  tick(): void {
+    const nowMs = this.o.timers.nowMs();
+    if (nowMs < this.nextMs) return;
+    this.nextMs = nowMs + (this.o.intervalMs ?? NODE_LOAD_REFRESH_MS);
+    const kv = this.o.kv;
+    let bytes = 0;
+    let leaderQps = 0;
+    for (const rangeId of kv.store.rangeIds()) {
+      if (rangeId === META_RANGE) continue;
+      const replica = kv.store.replica(rangeId);
+      if (replica === undefined) continue;
+      const sm = kv.stateMachineOf(rangeId);
+      // A replica not set up yet (no snapshot) holds nothing.
+      if (sm.descriptor !== undefined) bytes += sm.approxBytes;
+      if (replica.raw.raft.state === 'leader') leaderQps += this.o.qps(rangeId);
+    }
+    kv.publishLoad({ bytes, leaderQps });
+  }
+}
