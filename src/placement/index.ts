@@ -63,8 +63,8 @@ export {
 } from '../kv/index.js';
 export { DEFAULT_RANGE_MAX_BYTES, SPLIT_CHECK_INTERVAL_MS, SplitQueue, type SplitQueueOptions } from './split_queue.js';
 export { MERGE_AFTER_SPLIT_DELAY_MS, MERGE_CHECK_INTERVAL_MS, type MergePlans, MergeQueue, type MergeQueueOptions, RELOCATION_HOLD_CHECKS } from './merge_queue.js';
-export { type BalanceMove, PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, chooseReplicas, nextStep, relocationGoal } from './replica_reconciler.js';
+export { BYTE_MOVE_COUNT_SLACK, type BalanceMove, PROMOTE_MAX_LAG_ENTRIES, ReplicaReconciler, type ReplicaReconcilerOptions, chooseReplicas, nextStep, relocationGoal } from './replica_reconciler.js';
 export { PRESPLIT_KEY_PREFIX, PRESPLIT_MAX_IN_FLIGHT, Presplitter, type PresplitterOptions, presplitKeys } from './presplit.js';
 export { LEADER_BALANCE_INTERVAL_MS, LEADER_BALANCE_SLACK, LeaderBalancer, type LeaderBalancerOptions, type LeaderQps, type LeaderView, chooseLeaderTransfer } from './leader_balancer.js';
-export { DEFAULT_MIN_BYTES_IMBALANCE, DEFAULT_MIN_QPS_IMBALANCE, type LoadFigures, NodeLoadReporter, type NodeLoadReporterOptions, OVERFULL_RATIO, meanOver, overfull } from './load_balance.js';
+export { DEFAULT_MIN_BYTES_IMBALANCE, DEFAULT_MIN_QPS_IMBALANCE, type LoadFigures, MIN_MOVE_SHARE_OF_EXCESS, NodeLoadReporter, type NodeLoadReporterOptions, OVERFULL_RATIO, RECEIVER_MAX_RATIO, UNDERFULL_RATIO, mayReceive, meanOver, overfull, underfull } from './load_balance.js';
 export { DRAIN_RETRY_MS, type DrainState, Drainer, type DrainerOptions } from './drainer.js';

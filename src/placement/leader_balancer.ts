@@ -1,7 +1,7 @@
 import type { Timers } from '../base/index.js';
 import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
 import type { NodeId } from '../raft/index.js';
-import { DEFAULT_MIN_QPS_IMBALANCE, type LoadFigures, meanOver, overfull } from './load_balance.js';
+import { DEFAULT_MIN_QPS_IMBALANCE, type LoadFigures, mayReceive, meanOver, overfull } from './load_balance.js';
 
 /** How often a node looks at how many ranges each node leads, and gives one away if it leads too many. */
 export const LEADER_BALANCE_INTERVAL_MS = 2_000;
@@ -44,8 +44,8 @@ export interface LeaderQps extends LoadFigures {
  * 2. QPS (ADR 0015): when the ranges `self` leads serve more than
  *    OVERFULL_RATIO times the mean QPS, and at least the minimum imbalance
  *    above it, it hands its hottest range that fits to the caught-up voter
- *    whose leaders serve least: one that stays at or below the mean with
- *    it (hysteresis), and leads no more ranges than `self` (the count
+ *    whose leaders serve least: one that ends at most RECEIVER_MAX_RATIO
+ *    times the mean with it (hysteresis), and leads no more ranges than `self` (the count
  *    spread between the two ends at two at most).
  * Pure: the same views give the same answer.
  */
@@ -87,7 +87,7 @@ export function chooseLeaderTransfer(
     if (rangeQps <= 0) continue;
     for (const to of v.readyVoters) {
       const count = led.get(to);
-      if (to === self || count === undefined || count > mine || !qps.perNode.has(to) || qpsOf(to) + rangeQps > meanQps) continue;
+      if (to === self || count === undefined || count > mine || !qps.perNode.has(to) || !mayReceive(qpsOf(to) + rangeQps, meanQps)) continue;
       const better =
         hot === undefined ||
         rangeQps > hot.rangeQps ||

@@ -9,11 +9,21 @@ import type { NodeId } from '../raft/index.js';
  * OVERFULL_RATIO times the mean and at least the dimension's minimum
  * imbalance above it (the minimum keeps a nearly idle cluster, where 1.2×
  * of almost nothing is still almost nothing, from moving at all). A move
- * never takes its receiver above the mean, so a node relieved of an excess
- * is not overfull again from the same move: the band between the mean and
- * OVERFULL_RATIO times it is the hysteresis.
+ * never takes its receiver above RECEIVER_MAX_RATIO times the mean, halfway
+ * to overfull: a receiver is not overfull from the move, nor from the next
+ * small change after it (the gap is the hysteresis), so load does not
+ * bounce between two nodes.
  */
 export const OVERFULL_RATIO = 1.2;
+/** A move's receiver ends at most this many times the mean (see OVERFULL_RATIO). */
+export const RECEIVER_MAX_RATIO = 1.1;
+/**
+ * A byte move takes a range at least the average size of the overfull
+ * node's replicas, or an eighth of its excess if that is less: the big
+ * ranges go first and a move relieves a fair share, yet a node whose
+ * ranges are all small against its excess still sheds them.
+ */
+export const MIN_MOVE_SHARE_OF_EXCESS = 1 / 8;
 /** Below this many bytes above the mean, no node is byte-overfull (CockroachDB moves nothing for small differences either). */
 export const DEFAULT_MIN_BYTES_IMBALANCE = 4 * 1024 * 1024;
 /** Below this many requests per second above the mean, no node is QPS-overfull. */
@@ -44,6 +54,19 @@ export function meanOver(figures: LoadFigures, nodes: readonly NodeId[]): number
 /** Whether a node holding `value` is overfull against `mean` (see OVERFULL_RATIO). */
 export function overfull(value: number, mean: number, minImbalance: number): boolean {
   return value > OVERFULL_RATIO * mean && value - mean >= minImbalance;
+}
+
+/** A node below this many times the mean, and by the minimum imbalance, is underfull: any node above the mean may shed load to it. */
+export const UNDERFULL_RATIO = 2 - OVERFULL_RATIO;
+
+/** Whether a node holding `value` is underfull against `mean` (see UNDERFULL_RATIO). */
+export function underfull(value: number, mean: number, minImbalance: number): boolean {
+  return value < UNDERFULL_RATIO * mean && mean - value >= minImbalance;
+}
+
+/** Whether a node may receive a move that takes it to `value` (see RECEIVER_MAX_RATIO). */
+export function mayReceive(value: number, mean: number): boolean {
+  return value <= RECEIVER_MAX_RATIO * mean;
 }
 
 export interface NodeLoadReporterOptions {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { localityProblem } from '../kv/index.js';
-import { PROMOTE_MAX_LAG_ENTRIES, chooseReplicas, diversity, learnerCaughtUp, nextStep } from './replica_reconciler.js';
+import { BYTE_MOVE_COUNT_SLACK, PROMOTE_MAX_LAG_ENTRIES, chooseReplicas, diversity, learnerCaughtUp, nextStep } from './replica_reconciler.js';
 
 type Role = 'voter' | 'learner';
 const roles = (o: Record<number, Role>): Map<number, Role> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v]));
@@ -116,4 +116,152 @@ test('localityProblem: --locality is comma-separated key=value tiers, each key o
   for (const bad of ['zone', 'zone=', '=a', 'zone=a,zone=b', 'zone=a b', 'zone=a,', `zone=${'x'.repeat(300)}`, Array.from({ length: 9 }, (_, i) => `t${i}=v`).join(',')]) {
     assert.equal(typeof localityProblem(bad), 'string', bad);
   }
+});
+
+const MiB = 1024 * 1024;
+const figures = (o: Record<number, number>, unit = MiB): Map<number, number> => new Map(Object.entries(o).map(([k, v]) => [Number(k), v * unit]));
+
+test('chooseReplicas by bytes (ADR 0015): a byte-overfull member gives a big enough range to the node with fewest bytes, only within the thresholds', () => {
+  const candidates = [1, 2, 3, 4, 5];
+  const settled = roles({ 1: 'voter', 2: 'voter', 3: 'voter' });
+  const counts = load({ 1: 3, 2: 3, 3: 3, 4: 3, 5: 3 });
+  // Node 1 holds 60 MiB against a mean of 24 (over 1.2× and 4 MiB above it); node 4 holds fewest.
+  const perNode = figures({ 1: 60, 2: 20, 3: 20, 4: 5, 5: 15 });
+  const moves: string[] = [];
+  const choose = (o: { range: number; perNode?: Map<number, number>; load?: Map<number, number>; minImbalance?: number; allowBalance?: boolean }): string =>
+    ids(
+      chooseReplicas({
+        current: settled,
+        candidates,
+        replicas: 3,
+        load: o.load ?? counts,
+        allowBalance: o.allowBalance ?? true,
+        bytes: { perNode: o.perNode ?? perNode, range: o.range * MiB, minImbalance: o.minImbalance ?? 4 * MiB },
+        onBalance: (m) => moves.push(`${m.reason} ${m.out}->${m.into}`),
+      }),
+    );
+  assert.equal(choose({ range: 12 }), '2,3,4');
+  assert.deepEqual(moves, ['bytes 1->4']);
+  assert.equal(choose({ range: 12, allowBalance: false }), '1,2,3', 'damped like every balancing move');
+  // Node 4 ends at 17 MiB, within 1.1× the mean (26.4); a 22 MiB range would take it to 27: node 5 cannot take it either.
+  assert.equal(choose({ range: 22 }), '1,2,3', 'no receiver stays under 1.1× the mean');
+  // The floor is the smaller of node 1's average replica (20 MiB) and an eighth of its excess (4.5 MiB).
+  assert.equal(choose({ range: 4 }), '1,2,3', 'too small to be worth a move');
+  assert.equal(choose({ range: 5 }), '2,3,4');
+  // Within 1.2× the mean, or less than the minimum imbalance above it: nothing.
+  assert.equal(choose({ range: 12, perNode: figures({ 1: 28, 2: 24, 3: 24, 4: 20, 5: 24 }) }), '1,2,3');
+  assert.equal(choose({ range: 12, minImbalance: 40 * MiB }), '1,2,3');
+  // A node without a load report: the mean is unknown, so bytes weigh nothing.
+  assert.equal(choose({ range: 12, perNode: figures({ 1: 60, 2: 20, 3: 20, 4: 5 }) }), '1,2,3');
+  // A receiver holding more than BYTE_MOVE_COUNT_SLACK replicas above node 1 is passed over: node 5 takes it.
+  assert.equal(choose({ range: 10, load: load({ 1: 3, 2: 3, 3: 3, 4: 3 + BYTE_MOVE_COUNT_SLACK + 1, 5: 3 }) }), '2,3,5');
+  assert.equal(choose({ range: 10, load: load({ 1: 3, 2: 3, 3: 3, 4: 3 + BYTE_MOVE_COUNT_SLACK, 5: 3 }) }), '2,3,4');
+});
+
+test('chooseReplicas by bytes: counts come first, never at the price of a byte-overfull receiver; diversity before either', () => {
+  const candidates = [1, 2, 3, 4, 5];
+  const settled = roles({ 1: 'voter', 2: 'voter', 3: 'voter' });
+  // Counts say node 1 (5 replicas) gives way to node 4 (3): with 12 MiB more node 4 would be overfull (41 > 1.2 × 27.4); node 5 (3) takes it.
+  const bytes = { perNode: figures({ 1: 30, 2: 30, 3: 30, 4: 29, 5: 10 }), range: 12 * MiB, minImbalance: 4 * MiB };
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 5, 2: 4, 3: 4, 4: 3, 5: 3 }), allowBalance: true, bytes })), '2,3,5');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: load({ 1: 5, 2: 4, 3: 4, 4: 3, 5: 4 }), allowBalance: true, bytes })), '1,2,3');
+  // Localities: node 1 is alone in zone a; the only light node is in zone b with node 2: no byte move.
+  const zones: Record<number, string> = { 1: 'zone=a', 2: 'zone=b', 3: 'zone=c', 4: 'zone=b', 5: 'zone=c' };
+  const heavy = { perNode: figures({ 1: 60, 2: 20, 3: 20, 4: 5, 5: 15 }), range: 12 * MiB, minImbalance: 4 * MiB };
+  const counts = load({ 1: 3, 2: 3, 3: 3, 4: 3, 5: 3 });
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: counts, allowBalance: true, bytes: heavy, localityOf: (id) => zones[id] })), '1,2,3');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates, replicas: 3, load: counts, allowBalance: true, bytes: heavy })), '2,3,4');
+});
+
+test('chooseReplicas by bytes: mid-move, the byte-overfull member is the one that goes, whatever the counts say', () => {
+  // A byte move from node 1 to node 4 added node 4; node 2 holds most replicas, but node 1 is overfull.
+  const moving = roles({ 1: 'voter', 2: 'voter', 3: 'voter', 4: 'voter' });
+  const counts = load({ 1: 3, 2: 4, 3: 3, 4: 4, 5: 3 });
+  const perNode = figures({ 1: 60, 2: 20, 3: 20, 4: 17, 5: 15 });
+  assert.equal(ids(chooseReplicas({ current: moving, candidates: [1, 2, 3, 4, 5], replicas: 3, load: counts, allowBalance: false, bytes: { perNode, range: 12 * MiB, minImbalance: 4 * MiB } })), '2,3,4');
+  // Counts alone would drop node 4 (the receiver, tied with node 2 on count and higher by id), undoing the move.
+  assert.equal(ids(chooseReplicas({ current: moving, candidates: [1, 2, 3, 4, 5], replicas: 3, load: counts, allowBalance: false })), '1,2,3');
+});
+
+/** A small deterministic generator (tests stay repeatable without Math.random). */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
+}
+
+test('chooseReplicas by bytes: rounds of decisions taken at once on stale figures even out bytes and counts, then stop moving', () => {
+  const nodes = [1, 2, 3, 4, 5, 6];
+  // grow: 36 ranges, a third of them big, all on nodes 1-3 (a cluster that grew from three nodes);
+  // swap: 12 big ranges on nodes 1-3 and 12 small ones on nodes 4-6 (counts even, bytes not).
+  for (const layout of ['grow', 'swap'] as const) {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const rand = lcg(seed);
+      const count = layout === 'grow' ? 36 : 24;
+      const big = (i: number): boolean => (layout === 'grow' ? i % 3 === 0 : i < 12);
+      const sizes = Array.from({ length: count }, (_, i) => (big(i) ? 30 + Math.floor(rand() * 30) : 1 + Math.floor(rand() * 8)) * MiB);
+      const placed = sizes.map((_, i) => (layout === 'swap' && !big(i) ? [4, 5, 6] : [1, 2, 3]));
+      const tally = (): { bytes: Map<number, number>; counts: Map<number, number> } => {
+        const bytes = new Map(nodes.map((n) => [n, 0]));
+        const counts = new Map(nodes.map((n) => [n, 0]));
+        placed.forEach((set, i) => set.forEach((n) => (bytes.set(n, (bytes.get(n) as number) + (sizes[i] as number)), counts.set(n, (counts.get(n) as number) + 1))));
+        return { bytes, counts };
+      };
+      let lastMoveRound = -1;
+      let moves = 0;
+      const byReason = new Map<string, number>();
+      for (let round = 0; round < 300; round++) {
+        // Every leader decides on the figures of the round's start (the worst case: no decision sees
+        // another's effect), one move per leader node per round (BALANCE_EVERY_TICKS); leaderships rotate.
+        const { bytes, counts } = tally();
+        const busy = new Set<number>();
+        placed.forEach((set, i) => {
+          const leader = set[(i + round) % 3] as number;
+          if (busy.has(leader)) return;
+          const goal = chooseReplicas({
+            current: new Map(set.map((n) => [n, 'voter' as Role])),
+            candidates: nodes,
+            replicas: 3,
+            load: counts,
+            allowBalance: true,
+            bytes: { perNode: bytes, range: sizes[i] as number, minImbalance: 4 * MiB },
+            self: leader,
+            onBalance: (m) => byReason.set(m.reason, (byReason.get(m.reason) ?? 0) + 1),
+          });
+          const next = [...goal.keys()];
+          if (next.some((n) => !set.includes(n))) {
+            busy.add(leader);
+            placed[i] = next;
+            lastMoveRound = round;
+            moves++;
+          }
+        });
+      }
+      const { bytes, counts } = tally();
+      const b = [...bytes.values()];
+      const mean = b.reduce((x, y) => x + y, 0) / nodes.length;
+      const c = [...counts.values()];
+      const what = `${layout} seed ${seed}: bytes per node ${b.map((x) => Math.round(x / MiB)).join('/')} MiB, replicas ${c.join('/')}, ${moves} moves (${[...byReason].join(' ')}), the last in round ${lastMoveRound}`;
+      assert.ok(lastMoveRound < 100, `still moving: ${what}`);
+      assert.ok(Math.max(...b) <= 1.2 * mean + 4 * MiB && Math.min(...b) >= 0.8 * mean - 4 * MiB, `bytes not within 0.8-1.2x the mean: ${what}`);
+      assert.ok(Math.max(...c) - Math.min(...c) <= 3, `counts spread: ${what}`);
+      // No back and forth: grow needs 54 moves (18 replicas to each new node), and gets half as many again at
+      // most; swap, fewer moves than it has replicas (each big one out and a small one in, about once).
+      assert.ok(moves <= (layout === 'grow' ? 1.5 * 54 : count * 3), `too many moves: ${what}`);
+      if (layout === 'swap') assert.ok((byReason.get('bytes') ?? 0) > 0, `no byte move: ${what}`);
+    }
+  }
+});
+
+test('chooseReplicas: with self, only that node\'s own replica gives way for counts or bytes', () => {
+  const settled = roles({ 1: 'voter', 2: 'voter', 3: 'voter' });
+  const counts = load({ 1: 3, 2: 3, 3: 3, 4: 3, 5: 3 });
+  const bytes = { perNode: figures({ 1: 60, 2: 20, 3: 20, 4: 5, 5: 15 }), range: 12 * MiB, minImbalance: 4 * MiB };
+  assert.equal(ids(chooseReplicas({ current: settled, candidates: [1, 2, 3, 4, 5], replicas: 3, load: counts, allowBalance: true, bytes, self: 1 })), '2,3,4');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates: [1, 2, 3, 4, 5], replicas: 3, load: counts, allowBalance: true, bytes, self: 2 })), '1,2,3');
+  const heavyCounts = load({ 1: 6, 2: 5, 3: 5, 4: 3, 5: 5 });
+  assert.equal(ids(chooseReplicas({ current: settled, candidates: [1, 2, 3, 4, 5], replicas: 3, load: heavyCounts, allowBalance: true, self: 1 })), '2,3,4');
+  assert.equal(ids(chooseReplicas({ current: settled, candidates: [1, 2, 3, 4, 5], replicas: 3, load: heavyCounts, allowBalance: true, self: 3 })), '1,2,3');
 });

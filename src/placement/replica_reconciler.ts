@@ -1,7 +1,7 @@
 import type { ConfChange, ConfState, NodeId } from '../raft/index.js';
 import { type KvNode, META_RANGE, type RangeId } from '../kv/index.js';
 import type { MergePlans } from './merge_queue.js';
-import { DEFAULT_MIN_BYTES_IMBALANCE, type LoadFigures, meanOver, overfull } from './load_balance.js';
+import { DEFAULT_MIN_BYTES_IMBALANCE, type LoadFigures, MIN_MOVE_SHARE_OF_EXCESS, mayReceive, meanOver, overfull, underfull } from './load_balance.js';
 
 /** A learner is promoted once its log is within this many entries of the leader's. */
 export const PROMOTE_MAX_LAG_ENTRIES = 16;
@@ -130,7 +130,7 @@ export class ReplicaReconciler {
    * most one every BALANCE_EVERY_TICKS, so the meta table's counts (which a
    * move changes a repair later) catch up before the next one is chosen.
    */
-  private placementGoal(rangeId: RangeId, current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[]): Map<NodeId, Role> {
+  private placementGoal(rangeId: RangeId, current: ReadonlyMap<NodeId, Role>, candidates: readonly NodeId[], self: NodeId): Map<NodeId, Role> {
     const replicas = this.o.replicas ?? 0;
     const relocation = relocationGoal(this.o.merges?.relocationGoal(rangeId), candidates, replicas);
     if (relocation !== undefined) return relocation;
@@ -148,6 +148,7 @@ export class ReplicaReconciler {
       localityOf: (id) => members.get(id)?.locality,
       bytes,
       onBalance: (move) => this.o.observeBalance?.({ rangeId, ...move }),
+      self,
     });
     const wasSettled = current.size === replicas && [...current].every(([id, role]) => role === 'voter' && candidates.includes(id));
     if (wasSettled && [...goal.keys()].some((id) => !current.has(id))) this.lastBalanceTick = this.ticks;
@@ -198,7 +199,7 @@ export class ReplicaReconciler {
         if (res.kind !== 'dropped') this.o.observe?.({ rangeId, change: 'leave the joint configuration' });
         continue;
       }
-      const goal = placing ? this.placementGoal(rangeId, current, candidates) : target;
+      const goal = placing ? this.placementGoal(rangeId, current, candidates, raft.id) : target;
       const step = nextStep(current, goal, raft.id, (id) => learnerCaughtUp(raft.trk.progress.get(id), raft.raftLog));
       if (step === undefined) {
         this.followUp.delete(rangeId);
@@ -251,6 +252,14 @@ export function chooseReplicas(o: {
   readonly bytes?: LoadFigures & { readonly range: number };
   /** Told which rule chose the balancing move, if one was chosen. */
   readonly onBalance?: (move: BalanceMove) => void;
+  /**
+   * The deciding leader's node: count and byte moves only take its own
+   * replica away (absent: any member's). Each node sheds its own load, one
+   * move per damping interval, as CockroachDB's store rebalancer does, so
+   * leaders deciding at once on the same figures do not all move load off
+   * one node and overshoot.
+   */
+  readonly self?: NodeId;
 }): Map<NodeId, Role> {
   const loadOf = (id: NodeId): number => o.load.get(id) ?? 0;
   const rank = (id: NodeId): number => (o.current.get(id) === 'voter' ? 0 : 1);
@@ -285,11 +294,21 @@ export function chooseReplicas(o: {
   while (chosen.length < o.replicas && others.length > 0) pick(others, chosen);
   const settled = chosen.length === o.replicas && o.current.size === o.replicas && chosen.every((id) => o.current.get(id) === 'voter');
   if (o.allowBalance && settled && others.length > 0) {
-    const move = balanceMove(chosen, others, { order, loadOf, score, ...(bytes === undefined ? {} : { bytes }) });
+    const move = balanceMove(chosen, others, { order, loadOf, score, ...(bytes === undefined ? {} : { bytes }), ...(o.self === undefined ? {} : { self: o.self }) });
     if (move !== undefined) o.onBalance?.(move);
   }
   return new Map(chosen.map((id) => [id, 'voter' as Role]));
 }
+
+/**
+ * A byte move's receiver holds at most this many more replicas than the
+ * member it relieves. With none, counts and bytes can hold each other
+ * still: a node low on bytes but one replica up would never receive, and
+ * the count rule would not move small ranges to it either (the model test
+ * in replica_reconciler.test.ts found both on seeds of a grown cluster).
+ * The count rule then hands small ranges back.
+ */
+export const BYTE_MOVE_COUNT_SLACK = 2;
 
 /** A balancing move chosen for a settled range: which rule chose it, and the member that gives way to another node. */
 export interface BalanceMove {
@@ -302,18 +321,23 @@ export interface BalanceMove {
  * One move on a settled range, made in place on `chosen`; the first rule
  * that finds one wins:
  * 1. diversity: the swap that makes the set most diverse;
- * 2. count: the member holding most replicas gives way to the least loaded
- *    other candidate holding at least two fewer (so the two never trade
- *    places), unless that would make the receiver byte-overfull;
- * 3. bytes (ADR 0015): the member holding most bytes, if byte-overfull,
- *    gives way to the candidate holding fewest bytes, if this range is at
- *    least the average size of that member's replicas (the big ranges go
- *    first, and a move relieves a fair share of the excess), the receiver
- *    stays at or below the mean bytes with it (hysteresis), and the
- *    receiver holds no more replicas than the member (the count spread
- *    between the two ends at two at most; the count rule then moves a
- *    smaller range back, which this range's bytes no longer block).
- * Rules 2 and 3 never make the set less diverse.
+ * 2. count: the member holding most replicas, if above the mean of the
+ *    nodes that could replace it, gives way to the least loaded of those
+ *    below that mean and holding at least two fewer (so the two never trade
+ *    places), unless that would make the receiver byte-overfull, or the
+ *    receiver is overfull already and this range is no smaller than the
+ *    member's average replica;
+ * 3. bytes (ADR 0015): the member holding most bytes, if byte-overfull
+ *    (or above the mean while some node is underfull), gives way to the
+ *    candidate holding fewest bytes that ends below it, if this range is at
+ *    least the average size of that member's replicas or an eighth of its
+ *    excess (MIN_MOVE_SHARE_OF_EXCESS: big ranges first), the receiver
+ *    ends at most RECEIVER_MAX_RATIO times the mean bytes (hysteresis),
+ *    and the receiver holds at most BYTE_MOVE_COUNT_SLACK more replicas
+ *    than the member (the count rule then moves small ranges back, but
+ *    never a big one into a byte-overfull node).
+ * Rules 2 and 3 never make the set less diverse, and with `self` only
+ * take self's replica away.
  */
 function balanceMove(
   chosen: NodeId[],
@@ -323,6 +347,7 @@ function balanceMove(
     readonly loadOf: (id: NodeId) => number;
     readonly score: (set: readonly NodeId[]) => number;
     readonly bytes?: LoadFigures & { readonly range: number; readonly mean: number };
+    readonly self?: NodeId;
   },
 ): BalanceMove | undefined {
   const now = f.score(chosen);
@@ -343,15 +368,30 @@ function balanceMove(
   const b = f.bytes;
   const bytesOf = (id: NodeId): number => b?.perNode.get(id) ?? 0;
   const most = [...chosen].sort(f.order).at(-1) as NodeId;
-  const least = others.find((id) => f.score(swapped(most, id)) >= now && f.loadOf(most) - f.loadOf(id) >= 2 && (b === undefined || !overfull(bytesOf(id) + b.range, b.mean, b.minImbalance)));
+  // A count move never makes its receiver byte-overfull; one already overfull (it gave a big range away
+  // in a byte move, and holds fewer replicas since) takes only a range smaller than the sender's average,
+  // the other half of that swap, never a big one back.
+  const blockedByBytes = (id: NodeId): boolean =>
+    b !== undefined && overfull(bytesOf(id) + b.range, b.mean, b.minImbalance) && (!overfull(bytesOf(id), b.mean, b.minImbalance) || b.range * f.loadOf(most) >= bytesOf(most));
+  // Hysteresis against moves chosen at once by several leaders on the same counts: the member is above
+  // the mean and the receiver below it, the mean of the nodes that could take the member's place without
+  // making the set less diverse (CockroachDB compares a store with its equivalence class likewise).
+  const comparable = [most, ...others.filter((id) => f.score(swapped(most, id)) >= now)];
+  const meanLoad = comparable.reduce((sum, id) => sum + f.loadOf(id), 0) / comparable.length;
+  const ownMove = (out: NodeId): boolean => f.self === undefined || f.self === out;
+  const least = !ownMove(most) ? undefined : comparable.slice(1).find((id) => f.loadOf(most) - f.loadOf(id) >= 2 && f.loadOf(most) > meanLoad && f.loadOf(id) < meanLoad && !blockedByBytes(id));
   if (least !== undefined) return apply('count', most, least);
   if (b === undefined || b.range <= 0) return undefined;
   const heaviest = [...chosen].sort((x, y) => bytesOf(x) - bytesOf(y) || f.order(x, y)).at(-1) as NodeId;
   const held = f.loadOf(heaviest);
-  if (!overfull(bytesOf(heaviest), b.mean, b.minImbalance) || held <= 0 || b.range < bytesOf(heaviest) / held) return undefined;
-  const into = [...others]
-    .sort((x, y) => bytesOf(x) - bytesOf(y) || f.order(x, y))
-    .find((id) => f.score(swapped(heaviest, id)) >= now && bytesOf(id) + b.range <= b.mean && f.loadOf(id) <= held);
+  const giver = bytesOf(heaviest);
+  const lightest = [...others].sort((x, y) => bytesOf(x) - bytesOf(y) || f.order(x, y));
+  // Overfull, or above the mean while another node is underfull (CockroachDB's rebalancing thresholds).
+  const sheds = overfull(giver, b.mean, b.minImbalance) || (giver > b.mean && lightest.some((id) => underfull(bytesOf(id), b.mean, b.minImbalance)));
+  if (!ownMove(heaviest) || !sheds || held <= 0) return undefined;
+  if (b.range < Math.min(giver / held, Math.abs(giver - b.mean) * MIN_MOVE_SHARE_OF_EXCESS)) return undefined;
+  // The receiver ends below the giver (the pair's spread shrinks, so bytes squared over the nodes fall with every move).
+  const into = lightest.find((id) => f.score(swapped(heaviest, id)) >= now && mayReceive(bytesOf(id) + b.range, b.mean) && bytesOf(id) + b.range <= giver - b.range && f.loadOf(id) <= held + BYTE_MOVE_COUNT_SLACK);
   return into === undefined ? undefined : apply('bytes', heaviest, into);
 }
 

@@ -5,7 +5,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { message, type Message, type NodeId } from '../raft/index.js';
-import { type RangeMessage, type RevisionMessage, keys } from '../kv/index.js';
+import { type NodeLoad, type RangeMessage, type RevisionMessage, keys } from '../kv/index.js';
 import { freePorts } from './net_util.js';
 import { PeerTransport, type TransportHandler, type TransportLimits } from './transport.js';
 import { decodeFrame, decodeMessages, encodeFrame, encodeMessages, FrameDecoder } from './wire.js';
@@ -36,6 +36,7 @@ interface Recorder extends TransportHandler {
   readonly snapshots: { rangeId: number; to: NodeId; ok: boolean }[];
   readonly revisions: { from: NodeId; message: RevisionMessage }[];
   readonly alive: NodeId[];
+  readonly loads: { from: NodeId; load: NodeLoad }[];
 }
 
 function recorder(): Recorder {
@@ -45,8 +46,12 @@ function recorder(): Recorder {
     snapshots: [],
     revisions: [],
     alive: [],
+    loads: [],
     receiveRevisions: (from, message) => r.revisions.push({ from, message }),
-    receiveLiveness: (from) => r.alive.push(from),
+    receiveLiveness: (from, load) => {
+      r.alive.push(from);
+      if (load !== undefined) r.loads.push({ from, load });
+    },
     receiveForward: () => {},
     receive: (from, messages) => r.batches.push({ from, messages }),
     reportUnreachable: (to, rangeIds) => r.unreachable.push({ to, rangeIds }),
@@ -534,6 +539,11 @@ test('transport: a node says it is alive in an alive frame, and a quiesce heartb
     a.t.sendLiveness(B);
     await waitFor(() => b.rec.alive.length === 1, 'the liveness');
     assert.deepEqual(b.rec.alive, [A]);
+    assert.deepEqual(b.rec.loads, []);
+    // KvNode's announcements carry its load (ADR 0015).
+    a.t.sendLiveness(B, { bytes: 4096, leaderQps: 12.5 });
+    await waitFor(() => b.rec.alive.length === 2, 'the liveness with a load');
+    assert.deepEqual(b.rec.loads, [{ from: A, load: { bytes: 4096, leaderQps: 12.5 } }]);
     a.t.send(B, [{ rangeId: 4, message: message({ type: 'MsgHeartbeat', from: A, to: B, term: 3, index: 9, logTerm: 2, commit: 9, quiesce: true }) }]);
     await waitFor(() => b.rec.batches.length === 1, 'the quiesce heartbeat');
     assert.equal(b.rec.batches[0]?.messages[0]?.message.quiesce, true);
@@ -541,6 +551,15 @@ test('transport: a node says it is alive in an alive frame, and a quiesce heartb
   } finally {
     await a.t.close();
     await b.t.close();
+  }
+});
+
+test('wire: an alive frame carries the sender\'s load (ADR 0015), rebuilt from checked figures; a bad figure is refused, and a frame without one still decodes', () => {
+  const frame = (f: unknown): Buffer => encodeFrame(f as never).subarray(4);
+  assert.deepEqual(decodeFrame(frame({ t: 'alive', load: { bytes: 1234, leaderQps: 5.5, extra: 'dropped' } })), { t: 'alive', load: { bytes: 1234, leaderQps: 5.5 } });
+  assert.deepEqual(decodeFrame(frame({ t: 'alive' })), { t: 'alive' });
+  for (const load of [null, 7, { bytes: -1, leaderQps: 0 }, { bytes: 1, leaderQps: Number.NaN }, { bytes: 1 }, { bytes: '1', leaderQps: 0 }, { bytes: 2 ** 60, leaderQps: 0 }]) {
+    assert.throws(() => decodeFrame(frame({ t: 'alive', load })), (e) => isPeerError(e, 'malformed-frame'), JSON.stringify(load));
   }
 });
 
