@@ -195,62 +195,89 @@ function lcg(seed: number): () => number {
 test('chooseReplicas by bytes: rounds of decisions taken at once on stale figures even out bytes and counts, then stop moving', () => {
   const nodes = [1, 2, 3, 4, 5, 6];
   // grow: 36 ranges, a third of them big, all on nodes 1-3 (a cluster that grew from three nodes);
-  // swap: 12 big ranges on nodes 1-3 and 12 small ones on nodes 4-6 (counts even, bytes not).
-  for (const layout of ['grow', 'swap'] as const) {
-    for (const seed of [1, 2, 3, 4, 5]) {
-      const rand = lcg(seed);
-      const count = layout === 'grow' ? 36 : 24;
-      const big = (i: number): boolean => (layout === 'grow' ? i % 3 === 0 : i < 12);
-      const sizes = Array.from({ length: count }, (_, i) => (big(i) ? 30 + Math.floor(rand() * 30) : 1 + Math.floor(rand() * 8)) * MiB);
-      const placed = sizes.map((_, i) => (layout === 'swap' && !big(i) ? [4, 5, 6] : [1, 2, 3]));
-      const tally = (): { bytes: Map<number, number>; counts: Map<number, number> } => {
-        const bytes = new Map(nodes.map((n) => [n, 0]));
-        const counts = new Map(nodes.map((n) => [n, 0]));
-        placed.forEach((set, i) => set.forEach((n) => (bytes.set(n, (bytes.get(n) as number) + (sizes[i] as number)), counts.set(n, (counts.get(n) as number) + 1))));
-        return { bytes, counts };
-      };
-      let lastMoveRound = -1;
-      let moves = 0;
-      const byReason = new Map<string, number>();
-      for (let round = 0; round < 300; round++) {
-        // Every leader decides on the figures of the round's start (the worst case: no decision sees
-        // another's effect), one move per leader node per round (BALANCE_EVERY_TICKS); leaderships rotate.
-        const { bytes, counts } = tally();
-        const busy = new Set<number>();
-        placed.forEach((set, i) => {
-          const leader = set[(i + round) % 3] as number;
-          if (busy.has(leader)) return;
-          const goal = chooseReplicas({
-            current: new Map(set.map((n) => [n, 'voter' as Role])),
+  // swap: 12 big ranges on nodes 1-3 and 12 small ones on nodes 4-6 (counts even, bytes not);
+  // random: 24 ranges, half of them big, each on three nodes drawn at random.
+  for (const layout of ['grow', 'swap', 'random'] as const) {
+    // Leaderships that rotate every round, or that never move but when a node asks for one (askToShed).
+    for (const leaders of ['rotating', 'still'] as const) {
+      for (const seed of [1, 2, 3, 4, 5, 6]) {
+        const rand = lcg(seed);
+        const count = layout === 'grow' ? 36 : 24;
+        const big = (i: number): boolean => (layout === 'grow' ? i % 3 === 0 : i < 12);
+        const sizes = Array.from({ length: count }, (_, i) => (big(i) ? 30 + Math.floor(rand() * 30) : 1 + Math.floor(rand() * 8)) * MiB);
+        const drawn = (): number[] => {
+          const set: number[] = [];
+          while (set.length < 3) {
+            const n = 1 + Math.floor(rand() * nodes.length);
+            if (!set.includes(n)) set.push(n);
+          }
+          return set;
+        };
+        const placed = sizes.map((_, i) => (layout === 'random' ? drawn() : layout === 'swap' && !big(i) ? [4, 5, 6] : [1, 2, 3]));
+        const asked = new Map<number, number>();
+        const leaderOf = (i: number, round: number): number => {
+          const set = placed[i] as number[];
+          const a = asked.get(i);
+          if (a !== undefined && set.includes(a)) return a;
+          return leaders === 'rotating' ? (set[(i + round) % 3] as number) : ([...set].sort((x, y) => ((x * 7 + i) % 5) - ((y * 7 + i) % 5) || x - y)[0] as number);
+        };
+        const tally = (): { bytes: Map<number, number>; counts: Map<number, number> } => {
+          const bytes = new Map(nodes.map((n) => [n, 0]));
+          const counts = new Map(nodes.map((n) => [n, 0]));
+          placed.forEach((set, i) => set.forEach((n) => (bytes.set(n, (bytes.get(n) as number) + (sizes[i] as number)), counts.set(n, (counts.get(n) as number) + 1))));
+          return { bytes, counts };
+        };
+        const goalOf = (i: number, self: number, f: ReturnType<typeof tally>, onBalance?: (m: { reason: string }) => void): number[] => [
+          ...chooseReplicas({
+            current: new Map((placed[i] as number[]).map((n) => [n, 'voter' as Role])),
             candidates: nodes,
             replicas: 3,
-            load: counts,
+            load: f.counts,
             allowBalance: true,
-            bytes: { perNode: bytes, range: sizes[i] as number, minImbalance: 4 * MiB },
-            self: leader,
-            onBalance: (m) => byReason.set(m.reason, (byReason.get(m.reason) ?? 0) + 1),
-          });
-          const next = [...goal.keys()];
-          if (next.some((n) => !set.includes(n))) {
+            bytes: { perNode: f.bytes, range: sizes[i] as number, minImbalance: 4 * MiB },
+            self,
+            ...(onBalance === undefined ? {} : { onBalance }),
+          }).keys(),
+        ];
+        let lastMoveRound = -1;
+        let moves = 0;
+        const byReason = new Map<string, number>();
+        for (let round = 0; round < 300; round++) {
+          // Every leader decides on the figures of the round's start (the worst case: no decision sees
+          // another's effect), one move per leader node per round (BALANCE_EVERY_TICKS).
+          const figures = tally();
+          const busy = new Set<number>();
+          placed.forEach((set, i) => {
+            const leader = leaderOf(i, round);
+            if (busy.has(leader)) return;
+            const next = goalOf(i, leader, figures, (m) => byReason.set(m.reason, (byReason.get(m.reason) ?? 0) + 1));
+            if (next.every((n) => set.includes(n))) return;
             busy.add(leader);
             placed[i] = next;
+            asked.delete(i);
             lastMoveRound = round;
             moves++;
+          });
+          // A node that started no move asks for the leadership of the first range it would give way in.
+          const now = tally();
+          for (const node of nodes) {
+            if (busy.has(node)) continue;
+            const i = placed.findIndex((set, j) => set.includes(node) && leaderOf(j, round) !== node && !goalOf(j, node, now).includes(node));
+            if (i >= 0) asked.set(i, node);
           }
-        });
+        }
+        const { bytes, counts } = tally();
+        const b = [...bytes.values()];
+        const mean = b.reduce((x, y) => x + y, 0) / nodes.length;
+        const c = [...counts.values()];
+        const what = `${layout}, leaders ${leaders}, seed ${seed}: bytes per node ${b.map((x) => Math.round(x / MiB)).join('/')} MiB, replicas ${c.join('/')}, ${moves} moves (${[...byReason].join(' ')}), the last in round ${lastMoveRound}`;
+        assert.ok(lastMoveRound < 100, `still moving: ${what}`);
+        assert.ok(Math.max(...b) <= 1.2 * mean + 4 * MiB && Math.min(...b) >= 0.8 * mean - 4 * MiB, `bytes not within 0.8-1.2x the mean: ${what}`);
+        assert.ok(Math.max(...c) - Math.min(...c) <= 2, `counts spread: ${what}`);
+        // No back and forth: at most one move per replica of the layout, about.
+        assert.ok(moves <= count * 3, `too many moves: ${what}`);
+        if (layout === 'swap') assert.ok((byReason.get('bytes') ?? 0) > 0, `no byte move: ${what}`);
       }
-      const { bytes, counts } = tally();
-      const b = [...bytes.values()];
-      const mean = b.reduce((x, y) => x + y, 0) / nodes.length;
-      const c = [...counts.values()];
-      const what = `${layout} seed ${seed}: bytes per node ${b.map((x) => Math.round(x / MiB)).join('/')} MiB, replicas ${c.join('/')}, ${moves} moves (${[...byReason].join(' ')}), the last in round ${lastMoveRound}`;
-      assert.ok(lastMoveRound < 100, `still moving: ${what}`);
-      assert.ok(Math.max(...b) <= 1.2 * mean + 4 * MiB && Math.min(...b) >= 0.8 * mean - 4 * MiB, `bytes not within 0.8-1.2x the mean: ${what}`);
-      assert.ok(Math.max(...c) - Math.min(...c) <= 3, `counts spread: ${what}`);
-      // No back and forth: grow needs 54 moves (18 replicas to each new node), and gets half as many again at
-      // most; swap, fewer moves than it has replicas (each big one out and a small one in, about once).
-      assert.ok(moves <= (layout === 'grow' ? 1.5 * 54 : count * 3), `too many moves: ${what}`);
-      if (layout === 'swap') assert.ok((byReason.get('bytes') ?? 0) > 0, `no byte move: ${what}`);
     }
   }
 });

@@ -197,6 +197,7 @@ export class SimStoreNode {
       merges: this.merges,
       observe: (e) => {
         if (e.change.startsWith('removed decommissioned member')) env.count('decommission-removed');
+        if (e.change.startsWith('ask for the leadership')) env.count('balance-ask-leadership');
         env.trace(`${env.id} range ${e.rangeId} membership: ${e.change}`);
       },
       observeBalance: (e) => (env.count(`balance-${e.reason}`), env.trace(`${env.id} range ${e.rangeId} balance (${e.reason}): ${e.out} gives way to ${e.into}`)),
