@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { PRESPLIT_KEY_PREFIX } from '../placement/index.js';
-import { KvClient, ProcCluster, note, retryUntil } from './process_cluster.testlib.js';
+import { KvClient, ProcCluster, clusterRanges, note, placementProblem, retryUntil } from './process_cluster.testlib.js';
 import type { RangeInfo } from './ranges.js';
 
 const NODES = 4;
@@ -15,23 +15,7 @@ const BIG_RANGES = 4;
 const VALUE_BYTES = 64 * 1024;
 const VALUES_PER_RANGE = 80;
 
-async function rangesOf(admin: string): Promise<RangeInfo[]> {
-  return (await (await fetch(`http://${admin}/ranges`, { signal: AbortSignal.timeout(5_000) })).json()) as RangeInfo[];
-}
-
-/** Every range any node holds, as its leader sees it (its replicas, bytes), else as the first holder does. */
-async function clusterRanges(admins: readonly string[], names: readonly string[]): Promise<RangeInfo[]> {
-  const byId = new Map<number, RangeInfo>();
-  await Promise.all(
-    admins.map(async (admin, i) => {
-      for (const r of await rangesOf(admin).catch(() => [] as RangeInfo[])) if (!byId.has(r.id) || r.leader === names[i]) byId.set(r.id, r);
-    }),
-  );
-  return [...byId.values()];
-}
-
 const dataRanges = (ranges: readonly RangeInfo[]): RangeInfo[] => ranges.filter((r) => r.id !== 1);
-const settled = (r: RangeInfo): boolean => r.replicas.length === REPLICAS && r.replicas.every((x) => x.role === 'voter');
 
 test('real processes: bytes are balanced (ADR 0015): four ranges of 5 MiB, all with a replica on one node, end spread so bytes per node are within 1.2x of each other', async () => {
   const cluster = await ProcCluster.create(NODES, {
@@ -51,7 +35,8 @@ test('real processes: bytes are balanced (ADR 0015): four ranges of 5 MiB, all w
       const ranges = await clusterRanges(admins, names);
       const data = dataRanges(ranges);
       const counts = countsPerNode(ranges);
-      if (data.length < PRESPLIT_RANGES - 1 || !data.every(settled) || Math.max(...counts) - Math.min(...counts) > 1) throw new Error(`${data.length} data ranges, per node ${counts.join('/')}`);
+      const problem = data.length < PRESPLIT_RANGES - 1 ? `${data.length} data ranges` : placementProblem(ranges, REPLICAS);
+      if (problem !== undefined || Math.max(...counts) - Math.min(...counts) > 1) throw new Error(`${problem ?? 'placed'}; data ranges per node ${counts.join('/')}`);
       return ranges;
     }, 250);
     // The node with most data ranges, and BIG_RANGES pre-split ranges it holds (inside the pre-split keys, so a key prefix reaches each).
@@ -78,7 +63,8 @@ test('real processes: bytes are balanced (ADR 0015): four ranges of 5 MiB, all w
     const balanced = await retryUntil('bytes per node within 1.2x', 40_000, async () => {
       const ranges = await clusterRanges(admins, names);
       const b = bytesPerNode(ranges);
-      if (!dataRanges(ranges).every(settled) || Math.max(...b) > 1.2 * Math.min(...b)) throw new Error(`bytes per node ${b.map(MiB).join('/')} MiB, replicas ${countsPerNode(ranges).join('/')}`);
+      const problem = placementProblem(ranges, REPLICAS);
+      if (problem !== undefined || Math.max(...b) > 1.2 * Math.min(...b)) throw new Error(`${problem ?? 'placed'}; bytes per node ${b.map(MiB).join('/')} MiB, replicas ${countsPerNode(ranges).join('/')}`);
       return ranges;
     }, 250);
     const after = bytesPerNode(balanced);
