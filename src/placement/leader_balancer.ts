@@ -45,8 +45,8 @@ export interface LeaderQps extends LoadFigures {
  *    OVERFULL_RATIO times the mean QPS, and at least the minimum imbalance
  *    above it, it hands its hottest range that fits to the caught-up voter
  *    whose leaders serve least: one that ends at most RECEIVER_MAX_RATIO
- *    times the mean with it (hysteresis), and leads no more ranges than `self` (the count
- *    spread between the two ends at two at most).
+ *    times the mean with it (hysteresis), and leads no more ranges than
+ *    `self` (the count spread between the two ends at two at most).
  * Pure: the same views give the same answer.
  */
 export function chooseLeaderTransfer(
