@@ -9,6 +9,7 @@ import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { META_RANGE, type RangeId, keys, readU64 } from './keys.js';
 import { compareBytes } from '../mvcc/bytes.js';
+import { KeyHeadBudget } from '../mvcc/index.js';
 import { DEFAULT_LEASE_CHECKPOINT_INTERVAL_MS, LeaseKeeper } from './lease_keeper.js';
 import { LoadMeter } from './load.js';
 import { NODE_LOAD_FRESH_MS, type NodeLoad } from './node_load.js';
@@ -160,6 +161,8 @@ export class KvNode {
   /** Long polls of peers' feeds waiting for a range to apply a revision (see whenRevision). */
   private readonly revisionWaiters = new Set<{ readonly rangeId: RangeId; readonly revision: number; readonly done: () => void }>();
   private readonly machines = new Map<RangeId, MvccStateMachine>();
+  /** One key-head cache budget for every range's MVCC store on this node (KeyHeadBudget). */
+  private readonly headBudget = new KeyHeadBudget();
   private nextSweepMs = 0;
   private sweepSeq = 0;
   /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
@@ -1087,7 +1090,7 @@ export class KvNode {
   /** The state machine of a range on this node (made on first use, as the Store opens the range). */
   stateMachineOf(rangeId: RangeId): MvccStateMachine {
     let sm = this.machines.get(rangeId);
-    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
+    if (sm === undefined) this.machines.set(rangeId, (sm = new MvccStateMachine(this.o.engine, rangeId, { eventsWantPrevKv: () => this.watches.wantsPrevKv, headBudget: this.headBudget }, { requireDescriptor: true, holdsLeaseRecords: rangeId === META_RANGE, holdsMetaTable: rangeId === META_RANGE, mergeGate: (right, index, term) => this.store.mergeGate(rangeId, right, index, term), ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }) })));
     return sm;
   }
 

@@ -4,6 +4,7 @@
  */
 export { MvccStore, type BeginWriteOptions, type MvccOpenOptions } from './store.js';
 export type { MvccLocation } from './state.js';
+export { KEY_HEAD_CACHE_BYTES, KeyHeadBudget } from './state.js';
 export { CHANGE_KEY_BOUNDS, WHOLE_KEY_SPAN, dataKeyBounds, isStoreKeyInSpan, isWholeKeySpan, spanContains, type EngineSpan, type KeySpan } from './codec.js';
 export {
   WriteTxn,

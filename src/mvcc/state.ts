@@ -124,8 +124,6 @@ export class MvccState {
    * install reopens the store. Oldest insertion evicted first.
    */
   private readonly heads = new Map<string, KeyHeadEntry>();
-  /** The estimated bytes `heads` holds (headEntryBytes of each entry). */
-  private headsBytes = 0;
 
   private constructor(
     readonly engine: StorageEngine,
@@ -133,6 +131,8 @@ export class MvccState {
     meta: MvccMeta,
     /** Whether a write's events must carry each changed key's previous value (see MvccOpenOptions). */
     readonly eventsWantPrevKv: () => boolean,
+    /** The bytes `heads` may hold, shared with the node's other stores (see KeyHeadBudget). */
+    private readonly headBudget: KeyHeadBudget,
   ) {
     this.metaKey = metaKey(location.metaPrefix);
     this.span = location.span;
@@ -148,13 +148,13 @@ export class MvccState {
   }
 
   /** Loads the meta record; nothing else is read (verifyStoredCounts is the full check of the history, for those who can pay for it). */
-  static open(engine: StorageEngine, location: MvccLocation, eventsWantPrevKv: () => boolean): MvccState {
+  static open(engine: StorageEngine, location: MvccLocation, eventsWantPrevKv: () => boolean, headBudget: KeyHeadBudget = new KeyHeadBudget()): MvccState {
     assert(location.metaPrefix.length > 0, 'an mvcc store needs a non-empty meta prefix');
     const { span } = location;
     assert(span.end === undefined || toKeyString(span.start) < toKeyString(span.end), 'an mvcc store needs a non-empty key span');
     const raw = engine.get(metaKey(location.metaPrefix));
     const meta = raw === undefined ? EMPTY_META : decodeMeta(raw);
-    return new MvccState(engine, location, meta, eventsWantPrevKv);
+    return new MvccState(engine, location, meta, eventsWantPrevKv, headBudget);
   }
 
   get meta(): MvccMeta {
@@ -229,18 +229,14 @@ export class MvccState {
 
   private rememberHead(keyString: string, entry: KeyHeadEntry): void {
     this.forgetHead(keyString);
-    const bytes = headEntryBytes(keyString, entry.dataKey);
-    // Oldest insertion first out, until the new entry fits.
-    while (this.headsBytes + bytes > KEY_HEAD_CACHE_BYTES && this.heads.size > 0) this.forgetHead(this.heads.keys().next().value!);
-    this.heads.set(keyString, entry);
-    this.headsBytes += bytes;
+    this.headBudget.remember(this.heads, keyString, entry);
   }
 
   private forgetHead(keyString: string): void {
     const old = this.heads.get(keyString);
     if (old === undefined) return;
     this.heads.delete(keyString);
-    this.headsBytes -= headEntryBytes(keyString, old.dataKey);
+    this.headBudget.forgot(keyString, old);
   }
 
   /** A change a walk found, decoded and checked against its `d` key (CRC, key, revision). */
@@ -438,5 +434,71 @@ export function verifyStoredCounts(view: Pick<ReadView, 'visit' | 'count'>, span
   }
   if (changes !== meta.recordCount) {
     throw new TesseraError('CORRUPT_DATA', `mvcc history: ${changes} change index entries are stored, but the meta record counts ${meta.recordCount}; the data file is damaged`);
+  }
+}
+
+/** One entry a KeyHeadBudget admitted, in admission order: stale once its map no longer holds `entry` under `key`. */
+interface AdmittedHead {
+  readonly heads: Map<string, KeyHeadEntry>;
+  readonly key: string;
+  readonly entry: KeyHeadEntry;
+}
+
+/**
+ * The bytes the key-head caches of a node's stores hold together, with the
+ * order they were admitted in: past `limitBytes`, the oldest entry of any
+ * of them goes first. One per node (the kv layer shares it among its
+ * ranges' stores): a cache per store would let a node with many ranges hold
+ * KEY_HEAD_CACHE_BYTES per range (64 ranges of a 10M-key load held over a
+ * GiB of heap each and slowed to a crawl in GC). A store that is dropped
+ * (its range retired or moved, a snapshot reopened it) says nothing: its
+ * entries stay counted until they are the oldest, and then go like any.
+ */
+export class KeyHeadBudget {
+  private usedBytes = 0;
+  private live = 0;
+  private order: AdmittedHead[] = [];
+  private head = 0;
+
+  constructor(readonly limitBytes: number = KEY_HEAD_CACHE_BYTES) {}
+
+  /** The estimated bytes the caches hold. */
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  /** Adds `entry` to `heads` under `key` (which holds none), evicting the oldest entries of any cache to make room. */
+  remember(heads: Map<string, KeyHeadEntry>, key: string, entry: KeyHeadEntry): void {
+    const bytes = headEntryBytes(key, entry.dataKey);
+    while (this.usedBytes + bytes > this.limitBytes && this.head < this.order.length) this.evictOldest();
+    if (this.usedBytes + bytes > this.limitBytes) return;
+    heads.set(key, entry);
+    this.usedBytes += bytes;
+    this.live++;
+    this.order.push({ heads, key, entry });
+    // Forgotten entries leave stale records behind: drop them once they outnumber the live ones.
+    if (this.order.length - this.head > 2 * this.live + 1024) this.compact();
+  }
+
+  /** `entry` left its cache (its owner deleted it). */
+  forgot(key: string, entry: KeyHeadEntry): void {
+    this.usedBytes -= headEntryBytes(key, entry.dataKey);
+    this.live--;
+  }
+
+  private evictOldest(): void {
+    const a = this.order[this.head] as AdmittedHead;
+    this.order[this.head] = undefined as unknown as AdmittedHead;
+    this.head++;
+    if (a.heads.get(a.key) === a.entry) {
+      a.heads.delete(a.key);
+      this.forgot(a.key, a.entry);
+    }
+    if (this.head > 1024 && this.head * 2 > this.order.length) this.compact();
+  }
+
+  private compact(): void {
+    this.order = this.order.slice(this.head).filter((a) => a.heads.get(a.key) === a.entry);
+    this.head = 0;
   }
 }

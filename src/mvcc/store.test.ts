@@ -8,6 +8,7 @@ import { MVCC_ERROR_MESSAGES } from './errors.js';
 import { INITIAL_REVISION } from './revision.js';
 import type { KeyValue } from './range.js';
 import { MvccStore } from './store.js';
+import { KeyHeadBudget } from './state.js';
 import type { TxnRequest } from './txn.js';
 import { validateTxnRequest } from './txn-validate.js';
 import { LOCATION, PREFIX, codeOf, compactAll, del, get, newEngine, newStore, put, reopenAndCompare, rev, show, storedChanges, write } from './testing.testlib.js';
@@ -471,4 +472,26 @@ test('store: liveKeysAndBytes counts the live keys and their key and value bytes
   compactAll(engine, store, store.currentRevision);
   assert.deepEqual(store.liveKeysAndBytes(), fromRange());
   assert.ok(fromRange().keys > 3, 'the check covers some live keys');
+});
+
+test('store: stores sharing a KeyHeadBudget hold at most its bytes together, oldest entries out first, a dropped store\'s too; reads are unchanged', () => {
+  const engine = newEngine();
+  const budget = new KeyHeadBudget(20_000);
+  const left = MvccStore.open(engine, { metaPrefix: utf8('r1/'), span: { start: new Uint8Array(0), end: utf8('m') } }, { headBudget: budget });
+  let right = MvccStore.open(engine, { metaPrefix: utf8('r2/'), span: { start: utf8('m'), end: undefined } }, { headBudget: budget });
+  for (let i = 0; i < 300; i++) {
+    put(engine, left, `a${i}`, `v${i}`);
+    put(engine, right, `z${i}`, `w${i}`);
+    assert.ok(budget.bytes <= budget.limitBytes, `${budget.bytes} bytes cached with a budget of ${budget.limitBytes}`);
+  }
+  assert.ok(budget.bytes > budget.limitBytes / 2, 'the caches fill the budget');
+  // The right store is dropped (a snapshot reopened it): its entries go once they are the oldest.
+  right = MvccStore.open(engine, { metaPrefix: utf8('r2/'), span: { start: utf8('m'), end: undefined } }, { headBudget: budget });
+  for (let i = 0; i < 300; i++) put(engine, left, `a${i}`, `x${i}`);
+  assert.ok(budget.bytes <= budget.limitBytes);
+  for (let i = 0; i < 300; i += 37) {
+    assert.equal(Buffer.from(left.range({ key: utf8(`a${i}`) }).kvs[0]!.value).toString(), `x${i}`);
+    assert.equal(Buffer.from(right.range({ key: utf8(`z${i}`) }).kvs[0]!.value).toString(), `w${i}`);
+  }
+  assert.equal(right.range({ key: utf8('z0'), rangeEnd: Uint8Array.of(0), countOnly: true }).count, 300);
 });

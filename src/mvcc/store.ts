@@ -8,7 +8,7 @@ import { type HashKVResult, hashKV } from './hash.js';
 import { checkInvariants } from './invariants.js';
 import { type RangeOptions, type RangeResult, executeRange } from './range.js';
 import { MAX_REVISION } from './revision.js';
-import { type MvccLocation, MvccState, verifyStoredCounts } from './state.js';
+import { type KeyHeadBudget, type MvccLocation, MvccState, verifyStoredCounts } from './state.js';
 import { ReadTxn } from './read-txn.js';
 import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn, isTxnReadOnly } from './txn.js';
 import { type WriteResult, WriteTxn } from './write-txn.js';
@@ -31,6 +31,8 @@ export interface MvccOpenOptions {
    * always.
    */
   readonly eventsWantPrevKv?: (() => boolean) | undefined;
+  /** The key-head cache's byte budget, shared by a node's stores (KeyHeadBudget). Absent: one of KEY_HEAD_CACHE_BYTES for this store alone. */
+  readonly headBudget?: KeyHeadBudget | undefined;
 }
 
 /**
@@ -56,7 +58,7 @@ export class MvccStore {
    * empty store at INITIAL_REVISION (1, as in etcd).
    */
   static open(engine: StorageEngine, location: MvccLocation, options: MvccOpenOptions = {}): MvccStore {
-    return new MvccStore(MvccState.open(engine, location, options.eventsWantPrevKv ?? (() => true)));
+    return new MvccStore(MvccState.open(engine, location, options.eventsWantPrevKv ?? (() => true), options.headBudget));
   }
 
   /** The revision of the last write transaction that changed something; INITIAL_REVISION before the first. */
