@@ -6,7 +6,7 @@ import type { Entry, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeEntry } from './codec.js';
 import { keys } from './keys.js';
-import { ENTRY_CACHE_ENTRIES, EngineLogStorage } from './log_storage.js';
+import { ENTRY_CACHE_ENTRIES, EngineLogStorage, EntryCacheBudget } from './log_storage.js';
 
 const RANGE = 7;
 const noSnapshot = (): Snapshot => assert.fail('no snapshot expected');
@@ -175,6 +175,38 @@ test('EngineLogStorage: bytesCompactionIndex keeps at most the byte bound behind
       },
     ),
     { numRuns: 200 },
+  );
+});
+
+test('EngineLogStorage: logs sharing an EntryCacheBudget hold at most its bytes (plus each log\'s newest entry), and read alike from cache and engine', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ log: fc.nat(2), back: fc.nat(5), count: fc.integer({ min: 1, max: 40 }), bytes: fc.nat(2000), compactKeep: fc.option(fc.nat(30)) }), { minLength: 5, maxLength: 40 }),
+      fc.integer({ min: 1000, max: 60_000 }),
+      (ops, limit) => {
+        const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+        const budget = new EntryCacheBudget(limit);
+        const logs = [0, 1, 2].map((i) => new EngineLogStorage(engine, RANGE + i, noSnapshot, budget));
+        const terms = [1, 1, 1];
+        for (const op of ops) {
+          const log = logs[op.log]!;
+          const first = log.firstIndex();
+          const last = log.lastIndex();
+          const start = Math.max(first, last + 1 - op.back);
+          if (start <= last) terms[op.log]!++;
+          commit(engine, (b) => log.append(b, Array.from({ length: op.count }, (_, i) => entry(start + i, terms[op.log]!, op.bytes))));
+          if (op.compactKeep !== null && log.lastIndex() - op.compactKeep >= log.firstIndex()) commit(engine, (b) => log.compact(b, log.lastIndex() - op.compactKeep!));
+          assert.ok(budget.bytes <= limit + 3 * (2000 + 96), `${budget.bytes} bytes cached with a budget of ${limit}`);
+          assert.ok(budget.bytes >= 0);
+          for (const [i, l] of logs.entries()) {
+            if (l.lastIndex() < l.firstIndex()) continue;
+            const fresh = new EngineLogStorage(engine, RANGE + i, noSnapshot);
+            assert.deepEqual(l.entries(l.firstIndex(), l.lastIndex() + 1, Infinity), fresh.entries(l.firstIndex(), l.lastIndex() + 1, Infinity));
+          }
+        }
+      },
+    ),
+    { numRuns: 60 },
   );
 });
 

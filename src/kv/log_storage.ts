@@ -15,6 +15,12 @@ export const TERM_CACHE_ENTRIES = 4096;
  */
 export const ENTRY_CACHE_ENTRIES = 2048; // a power of two: the cache is a ring of slots by index
 export const ENTRY_CACHE_BYTES = 8 * 1024 * 1024;
+/**
+ * The payload bytes the entry caches of all of a node's ranges hold
+ * together (EntryCacheBudget): without it a node whose many ranges all take
+ * large entries (a bulk load's Txns) holds ENTRY_CACHE_BYTES per range.
+ */
+export const ENTRY_CACHE_NODE_BYTES = 64 * 1024 * 1024;
 const ENTRY_RING_MASK = ENTRY_CACHE_ENTRIES - 1;
 const TERM_RING_MASK = TERM_CACHE_ENTRIES - 1;
 
@@ -53,6 +59,8 @@ export class EngineLogStorage implements LogStorage {
     private readonly engine: StorageEngine,
     readonly rangeId: RangeId,
     private readonly snapshotSource: SnapshotSource,
+    /** Shared by the node's ranges (absent: this log's own, of ENTRY_CACHE_NODE_BYTES). */
+    private readonly cacheBudget: EntryCacheBudget = new EntryCacheBudget(),
   ) {
     const t = engine.get(keys.truncated(rangeId));
     this.truncated = t === undefined ? { index: 0, term: 0 } : decodeJson<TruncatedState>(t, 'truncated state');
@@ -151,6 +159,7 @@ export class EngineLogStorage implements LogStorage {
     this.cacheLast = e.index;
     this.entryCacheBytes += e.data.byteLength;
     while (this.entryCacheBytes > ENTRY_CACHE_BYTES && this.cacheFirst < this.cacheLast) this.evictOldestEntry();
+    this.cacheBudget.admitted(this, e);
   }
 
   private evictOldestEntry(): void {
@@ -158,14 +167,27 @@ export class EngineLogStorage implements LogStorage {
     const e = this.entryRing[slot] as Entry;
     this.entryRing[slot] = undefined;
     this.entryCacheBytes -= e.data.byteLength;
+    this.cacheBudget.released(e);
     this.cacheFirst++;
+  }
+
+  /** Whether `e` is still in this log's cache (EntryCacheBudget: its admission record is not stale). */
+  holdsCached(e: Entry): boolean {
+    return e.index >= this.cacheFirst && e.index <= this.cacheLast && this.entryRing[e.index & ENTRY_RING_MASK] === e;
+  }
+
+  /** Evicts cached entries up to and including `index`, oldest first (EntryCacheBudget: the node's oldest). */
+  evictCachedUpTo(index: number): void {
+    while (this.cacheFirst <= this.cacheLast && this.cacheFirst <= index) this.evictOldestEntry();
   }
 
   /** Drops cached entries from `index` on (a conflicting suffix). */
   private uncacheFrom(index: number): void {
     while (this.cacheLast >= this.cacheFirst && this.cacheLast >= index) {
       const slot = this.cacheLast & ENTRY_RING_MASK;
-      this.entryCacheBytes -= (this.entryRing[slot] as Entry).data.byteLength;
+      const e = this.entryRing[slot] as Entry;
+      this.entryCacheBytes -= e.data.byteLength;
+      this.cacheBudget.released(e);
       this.entryRing[slot] = undefined;
       this.cacheLast--;
     }
@@ -177,6 +199,7 @@ export class EngineLogStorage implements LogStorage {
   }
 
   private clearEntryCache(): void {
+    for (let i = this.cacheFirst; i <= this.cacheLast; i++) this.cacheBudget.released(this.entryRing[i & ENTRY_RING_MASK] as Entry);
     this.entryRing.fill(undefined);
     this.cacheFirst = 1;
     this.cacheLast = 0;
@@ -359,3 +382,63 @@ class EntrySizes {
     return cut;
   }
 }
+
+/**
+ * The payload bytes of the entry caches of a node's ranges, with the order
+ * entries were cached in: past `limitBytes`, the node's oldest cached entry
+ * goes first, whichever range holds it (each range's cache is a run of its
+ * newest entries, so that is the oldest of its range too). A log that is
+ * dropped without a word (its replica removed) keeps its entries counted
+ * until they are the oldest, and then they go like any.
+ */
+export class EntryCacheBudget {
+  private usedBytes = 0;
+  private cached = 0;
+  private order: CachedRecord[] = [];
+  private head = 0;
+
+  constructor(readonly limitBytes: number = ENTRY_CACHE_NODE_BYTES) {}
+
+  /** The entries' payload bytes, plus ENTRY_CACHE_OVERHEAD_BYTES each. */
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  /** `log` cached `entry`: counted, and the node's oldest entries evicted past the limit (never the one just cached). */
+  admitted(log: EngineLogStorage, entry: Entry): void {
+    this.usedBytes += entry.data.byteLength + ENTRY_CACHE_OVERHEAD_BYTES;
+    this.cached++;
+    this.order.push({ log, entry });
+    while (this.usedBytes > this.limitBytes && this.head < this.order.length - 1) {
+      const oldest = this.order[this.head] as CachedRecord;
+      this.order[this.head] = undefined as unknown as CachedRecord;
+      this.head++;
+      if (oldest.log.holdsCached(oldest.entry)) oldest.log.evictCachedUpTo(oldest.entry.index);
+    }
+    // Records of entries evicted by their own log (its own bound, a conflict, a compaction) go stale.
+    if (this.order.length - this.head > 2 * this.cached + 1024) this.compact();
+    else if (this.head > 4096 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** A log evicted `entry` from its cache. */
+  released(entry: Entry): void {
+    this.usedBytes -= entry.data.byteLength + ENTRY_CACHE_OVERHEAD_BYTES;
+    this.cached--;
+  }
+
+  private compact(): void {
+    this.order = this.order.slice(this.head).filter((r) => r.log.holdsCached(r.entry));
+    this.head = 0;
+  }
+}
+
+interface CachedRecord {
+  readonly log: EngineLogStorage;
+  readonly entry: Entry;
+}
+
+/** What a cached entry costs the node's budget beyond its payload (the Entry object, its ring slot, its record). */
+const ENTRY_CACHE_OVERHEAD_BYTES = 96;

@@ -3,7 +3,7 @@ import { DEFAULT_RAFT_OPTIONS, RawNode, type ConfState, type Entry, type Message
 import type { Sabotage } from '../raft/sabotage.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { decodeHardState, encodeHardState, encodeJson } from './codec.js';
-import { EngineLogStorage } from './log_storage.js';
+import { type EntryCacheBudget, EngineLogStorage } from './log_storage.js';
 import { META_RANGE, type RangeId, keys } from './keys.js';
 import { APPLY_HELD, type RangeStateMachine } from './state_machine.js';
 import { type OpenSnapshotReaders, snapshotReaderOf, streamedSnapshot } from './snapshot_stream.js';
@@ -46,6 +46,8 @@ export interface ReplicaOptions {
   readonly logRetainEntries: number;
   /** Bytes of entries kept in the log behind the applied index, at most (whichever bound is reached first). */
   readonly logRetainBytes: number;
+  /** The node's budget for cached log entries, shared by its ranges (absent: the range's own). */
+  readonly entryCacheBudget?: EntryCacheBudget;
   /** The node's open snapshot readers: snapshots for followers are counted and their lifetime bounded there. */
   readonly snapshots: OpenSnapshotReaders;
   readonly sabotage?: Sabotage;
@@ -98,7 +100,7 @@ export class Replica {
     this.logRetainEntries = o.logRetainEntries;
     this.logRetainBytes = o.logRetainBytes;
     this.snapshots = o.snapshots;
-    this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot());
+    this.log = new EngineLogStorage(o.engine, o.rangeId, () => this.makeSnapshot(), o.entryCacheBudget);
     this.stateMachine.attachLog(this.log);
     const apply = this.log.applyState();
     this.confState = apply.confState;

@@ -5,6 +5,7 @@ import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { encodeHardState, encodeJson } from './codec.js';
 import { type RangeId, keys, rangePrefix } from './keys.js';
 import { type Applied, LOG_RETAIN_BYTES, Replica, type ReplicaRaftOptions } from './replica.js';
+import { EntryCacheBudget } from './log_storage.js';
 import type { KeyBounds, StateMachineFactory } from './state_machine.js';
 import { compareBytes } from '../mvcc/index.js';
 import { OpenSnapshotReaders } from './snapshot_stream.js';
@@ -254,6 +255,8 @@ export class Store {
   private readonly heldMerges = new Map<RangeId, { readonly rightRangeId: RangeId; readonly index: number; readonly term: number }>();
   /** Ranges retired here by a merge: a peer's late message for one makes no empty replica. */
   private readonly retiredRanges = new Set<RangeId>();
+  /** Cached log entries of all the replicas here, bounded together (ENTRY_CACHE_NODE_BYTES). */
+  private readonly entryCacheBudget = new EntryCacheBudget();
   /** Snapshots for replicas held at a merge, whose log holds them: installed at the start of the next turn (installInLog). */
   private readonly inLogSnapshots = new Map<RangeId, Message>();
 
@@ -287,6 +290,7 @@ export class Store {
       raft: this.raftOptions,
       logRetainEntries: this.o.logRetainEntries,
       logRetainBytes: this.o.logRetainBytes ?? LOG_RETAIN_BYTES,
+      entryCacheBudget: this.entryCacheBudget,
       snapshots: this.snapshotReaders,
       ...(this.o.sabotage === undefined ? {} : { sabotage: this.o.sabotage }),
       onQuiescenceChange: (quiesced) => this.onQuiescenceChange(rangeId, quiesced),
