@@ -10,6 +10,12 @@ export interface NodeLoad {
   readonly bytes: number;
   /** Requests per second, as the node meters them, on the data ranges it leads. */
   readonly leaderQps: number;
+  /**
+   * How many ranges the node leads, range 1 included: the leader balancer's
+   * counts for other nodes (its own replicas show only the leaders of the
+   * ranges it holds). Absent from an older node's report.
+   */
+  readonly leaders?: number;
 }
 
 /** The largest figure a peer may report: anything above is refused as malformed. */
@@ -29,5 +35,7 @@ export function nodeLoadProblem(v: unknown): string | undefined {
     const x = o[field];
     if (typeof x !== 'number' || !Number.isFinite(x) || x < 0 || x > MAX_NODE_LOAD_FIGURE) return `${field} is not a figure in [0, ${MAX_NODE_LOAD_FIGURE}]`;
   }
+  const leaders = o['leaders'];
+  if (leaders !== undefined && (typeof leaders !== 'number' || !Number.isSafeInteger(leaders) || leaders < 0)) return `leaders is not a count in [0, ${MAX_NODE_LOAD_FIGURE}]`;
   return undefined;
 }

@@ -122,3 +122,18 @@ test('leader balance: rounds on every node spread hot leaderships, keep counts w
     assert.ok(Math.max(...counts) - Math.min(...counts) <= 3, `leader counts: ${what}`);
   }
 });
+
+test('leader balance: with every node\'s reported count, two nodes whose partial views each show the other behind move nothing', () => {
+  // Four nodes, 3 replicas: node 1 holds ranges where it leads 3 and node 2 leads 1; node 2 holds
+  // others where it leads 3 and node 1 leads 1. On its own view each would hand a range to the other.
+  const onOne = views(1, [1, 1, 1, 2], [2]);
+  const onTwo = views(2, [2, 2, 2, 1], [1]);
+  assert.equal(chooseLeaderTransfer(1, [1, 2, 3, 4], onOne)?.to, 2, 'node 1 alone moves to node 2');
+  assert.equal(chooseLeaderTransfer(2, [1, 2, 3, 4], onTwo)?.to, 1, 'node 2 alone moves to node 1');
+  // Both really lead 3 (the reports): neither moves; a node that reports none waits for it.
+  const reported = new Map([[1, 3], [2, 3], [3, 3], [4, 3]]);
+  assert.equal(chooseLeaderTransfer(1, [1, 2, 3, 4], onOne, undefined, reported), undefined);
+  assert.equal(chooseLeaderTransfer(2, [1, 2, 3, 4], onTwo, undefined, reported), undefined);
+  // A node the reports show far behind still gets one (node 1 leads 3, the mean is 1.75).
+  assert.deepEqual(chooseLeaderTransfer(1, [1, 2, 3, 4], onOne, undefined, new Map([[2, 0], [3, 2], [4, 2]])), { rangeId: 2, to: 2, reason: 'count' });
+});

@@ -96,15 +96,17 @@ export class NodeLoadReporter {
     const kv = this.o.kv;
     let bytes = 0;
     let leaderQps = 0;
+    let leaders = 0;
     for (const rangeId of kv.store.rangeIds()) {
-      if (rangeId === META_RANGE) continue;
       const replica = kv.store.replica(rangeId);
       if (replica === undefined) continue;
+      if (replica.raw.raft.state === 'leader') leaders++;
+      if (rangeId === META_RANGE) continue;
       const sm = kv.stateMachineOf(rangeId);
       // A replica not set up yet (no snapshot) holds nothing.
       if (sm.descriptor !== undefined) bytes += sm.approxBytes;
       if (replica.raw.raft.state === 'leader') leaderQps += this.o.qps(rangeId);
     }
-    kv.publishLoad({ bytes, leaderQps });
+    kv.publishLoad({ bytes, leaderQps, leaders });
   }
 }

@@ -557,8 +557,9 @@ test('transport: a node says it is alive in an alive frame, and a quiesce heartb
 test('wire: an alive frame carries the sender\'s load (ADR 0015), rebuilt from checked figures; a bad figure is refused, and a frame without one still decodes', () => {
   const frame = (f: unknown): Buffer => encodeFrame(f as never).subarray(4);
   assert.deepEqual(decodeFrame(frame({ t: 'alive', load: { bytes: 1234, leaderQps: 5.5, extra: 'dropped' } })), { t: 'alive', load: { bytes: 1234, leaderQps: 5.5 } });
+  assert.deepEqual(decodeFrame(frame({ t: 'alive', load: { bytes: 1234, leaderQps: 5.5, leaders: 7 } })), { t: 'alive', load: { bytes: 1234, leaderQps: 5.5, leaders: 7 } });
   assert.deepEqual(decodeFrame(frame({ t: 'alive' })), { t: 'alive' });
-  for (const load of [null, 7, { bytes: -1, leaderQps: 0 }, { bytes: 1, leaderQps: Number.NaN }, { bytes: 1 }, { bytes: '1', leaderQps: 0 }, { bytes: 2 ** 60, leaderQps: 0 }]) {
+  for (const load of [null, 7, { bytes: -1, leaderQps: 0 }, { bytes: 1, leaderQps: Number.NaN }, { bytes: 1 }, { bytes: '1', leaderQps: 0 }, { bytes: 2 ** 60, leaderQps: 0 }, { bytes: 1, leaderQps: 0, leaders: 1.5 }, { bytes: 1, leaderQps: 0, leaders: -1 }]) {
     assert.throws(() => decodeFrame(frame({ t: 'alive', load })), (e) => isPeerError(e, 'malformed-frame'), JSON.stringify(load));
   }
 });

@@ -175,7 +175,8 @@ export function decodeFrame(payload: Buffer): Frame {
       const problem = nodeLoadProblem(f['load']);
       need(problem === undefined, `alive load: ${problem}`);
       const load = f['load'] as Record<string, number>;
-      return { t: 'alive', load: { bytes: load['bytes'] as number, leaderQps: load['leaderQps'] as number } };
+      const leaders = load['leaders'] as number | undefined;
+      return { t: 'alive', load: { bytes: load['bytes'] as number, leaderQps: load['leaderQps'] as number, ...(leaders === undefined ? {} : { leaders }) } };
     }
     case 'fwd':
       return { t: 'fwd', m: toForwardMessage(f['m']) };
