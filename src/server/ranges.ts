@@ -1,4 +1,4 @@
-import type { KvNode, MvccStateMachine } from '../kv/index.js';
+import type { KvNode } from '../kv/index.js';
 import type { MemberView } from './membership.js';
 
 /**
@@ -38,7 +38,7 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[], q
     const voters = [...new Set([...cs.voters, ...cs.votersOutgoing])];
     const learners = [...new Set([...cs.learners, ...cs.learnersNext])].filter((id) => !voters.includes(id));
     const lead = replica.raw.raft.lead;
-    const { keys, bytes } = liveKeysAndBytes(sm);
+    const { keys, bytes } = sm.mvcc.liveKeysAndBytes();
     out.push({
       id: rangeId,
       start: Buffer.from(sm.span.start).toString('base64'),
@@ -51,8 +51,4 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[], q
     });
   }
   return out;
-}
-
-function liveKeysAndBytes(sm: MvccStateMachine): { keys: number; bytes: number } {
-  return sm.mvcc.liveKeysAndBytes();
 }
