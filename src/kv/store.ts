@@ -924,6 +924,8 @@ export class Store {
           next += g.proposals.length;
         }
       }
+      // Proposals queued while this request was in flight, or put back above, ask now: no later write may come to wake them.
+      this.requestRevisions();
     });
     this.requestLoop();
   }

@@ -139,3 +139,24 @@ test('Store stamping: a refused allocation drops the proposals as retryable (no-
   if (o.kind === 'dropped') assert.equal(o.reason, 'no-leader');
   assert.equal(h.value(1, 'k'), undefined);
 });
+
+test('Store stamping: a proposal queued while revisions are in flight is stamped once they arrive, with no later write to wake it', () => {
+  const { h, tso } = stampingCluster([1, 2, 3]);
+  h.tickAll(40);
+  const leader = h.leader();
+  tso.hold.add(leader.nodeId);
+  const results: CommandResult[] = [];
+  put(h, leader, 'first', 'k1', (r) => results.push(r));
+  h.settle();
+  assert.equal(tso.held.length, 1, 'the first write asked for revisions and waits');
+  // The second arrives while the first request is in flight: it waits in awaitingStamp.
+  put(h, leader, 'second', 'k2', (r) => results.push(r));
+  h.settle();
+  assert.equal(tso.held.length, 1, 'only one request is ever in flight');
+  tso.hold.clear();
+  for (const deliver of tso.held.splice(0)) deliver();
+  h.settle();
+  h.tickAll(5);
+  assert.equal(results.length, 2, 'the write that waited behind the in-flight request was never stamped');
+  for (const r of results) assert.equal(r.kind, 'txn');
+});
