@@ -28,7 +28,7 @@ import { assert } from '../base/index.js';
  *   r<id>o 0x07   the last epoch versions the range left by another change than a merge (an
  *                 abort-merge, a split, an unfreeze): no merge naming one applies (ADR 0014)
  *   r<id>o 0x08   the last ranges the range took over by merges, with their final epoch versions
- *                 (ADR 0014)
+ *                 and the versions they had left without a merge (ADR 0014)
  *   r<id>p<node>  member record (name, peer and client URLs) of the cluster
  *   r<id>q<node>  a member removed from the cluster (peers refuse its connections)
  *   r<id>r<idx>   log index → request id, for window entries the log no longer holds (dedupe.ts);

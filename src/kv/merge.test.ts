@@ -508,3 +508,33 @@ test('merge abort: a freeze whose left range was itself merged away meanwhile en
   }
   assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
 });
+
+test('merge abort: a freeze whose left range split (ending the merge) and was then merged away ends (the versions it left go with it; seed 685)', () => {
+  const c = new Cluster([1, 2, 3]);
+  const { a, b } = threeRanges(c);
+  const sx = c.split(c.leaderOf(META_RANGE), META_RANGE, 'g');
+  assert.ok(!(sx instanceof Error), String(sx));
+  const x = sx.right.rangeId;
+  c.tick(30);
+  c.put(c.leaderOf(b), b, 'u', 'kept');
+  const av = c.leaderOf(a).stateMachineOf(a).descriptor?.epoch.version ?? 0;
+  freezeFor(c, c.leaderOf(a), a, b);
+  // a splits: it leaves av without a merge, and b is no longer its neighbour.
+  const sa = c.split(c.leaderOf(a), a, 'p');
+  assert.ok(!(sa instanceof Error), String(sa));
+  c.tick(30);
+  // Then, before b's freeze is looked at, a is merged into x and retired with its record of the versions it left.
+  const merged = c.merge(c.leaderOf(x), x);
+  assert.ok(!(merged instanceof Error), String(merged));
+  assert.equal(merged.rightRangeId, a);
+  c.tick(10);
+  for (const id of c.ids) assert.ok((c.nodes.get(id) as KvNode).stateMachineOf(x).absorbedAt(a, av), `node ${id}: range ${x} carries range ${a}'s version ${av}, left by a split`);
+  c.tick(1_100);
+  for (const id of c.ids) {
+    const node = c.nodes.get(id) as KvNode;
+    assert.equal(node.stateMachineOf(b).frozen, undefined, `node ${id}`);
+    assert.deepEqual(bounds(node), ['1:[,g)', `${x}:[g,p)`, `${sa.right.rangeId}:[p,t)`, `${b}:[t,)`], `node ${id}`);
+    assert.equal(c.value(id, 'u'), 'kept');
+  }
+  assert.equal(c.put(c.leaderOf(b), b, 'v', 'served').kind, 'txn');
+});

@@ -82,8 +82,12 @@ export const STALE_REVISION = 'STALE_REVISION';
  * proposer saw it, at most a few changes behind.
  */
 export const VERSIONS_LEFT_KEPT = 8;
-/** How many ranges taken over by merges a range remembers (absorbedAt), with those its right sides remembered. */
-export const ABSORBED_RANGES_KEPT = 8;
+/**
+ * How many (range, version) pairs a range keeps of the ranges it took over
+ * by merges (absorbedAt): each taken-over range's final version, the
+ * versions it had left without a merge, and the pairs it kept in turn.
+ */
+export const ABSORBED_RANGES_KEPT = 32;
 
 /** Where a range was frozen for a merge (ADR 0009 §6), as kept under `keys.frozen`. */
 export interface FrozenState {
@@ -231,24 +235,33 @@ export class MvccStateMachine implements RangeStateMachine {
    * at that version is never taken over (ADR 0014).
    */
   leftVersionWithoutMerge(version: number): boolean {
-    if (this.leftWithoutMerge === undefined) {
-      const raw = this.engine.get(keys.versionLeftWithoutMerge(this.rangeId));
-      const versions: number[] = [];
-      if (raw !== undefined) {
-        if (raw.byteLength % 8 !== 0) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: a record of versions left of ${raw.byteLength} bytes`);
-        for (let at = 0; at < raw.byteLength; at += 8) versions.push(readU64(raw, at));
-      }
-      this.leftWithoutMerge = versions;
+    return this.versionsLeftOf(this.rangeId).includes(version);
+  }
+
+  /** The versions range `rangeId` left without a merge, as the engine holds them (this range's is cached). */
+  private versionsLeftOf(rangeId: RangeId): readonly number[] {
+    if (rangeId === this.rangeId && this.leftWithoutMerge !== undefined) return this.leftWithoutMerge;
+    const raw = this.engine.get(keys.versionLeftWithoutMerge(rangeId));
+    const versions: number[] = [];
+    if (raw !== undefined) {
+      if (raw.byteLength % 8 !== 0) throw new TesseraError('CORRUPT_DATA', `range ${rangeId}: a record of versions left of ${raw.byteLength} bytes`);
+      for (let at = 0; at < raw.byteLength; at += 8) versions.push(readU64(raw, at));
     }
-    return this.leftWithoutMerge.includes(version);
+    if (rangeId === this.rangeId) this.leftWithoutMerge = versions;
+    return versions;
   }
 
   /**
    * Whether this range took over range `rangeId` by a merge (or took over a
-   * range that had), when that range was at epoch version `version`, as far
-   * as the last ABSORBED_RANGES_KEPT such merges tell. A range merged away
-   * was frozen at its final version, and applied no merge while frozen, so
-   * a range frozen for it at that version is never taken over (ADR 0014).
+   * range that had), and that range applied no merge at epoch version
+   * `version`, as far as the last ABSORBED_RANGES_KEPT pairs tell: it was
+   * frozen at its final version, and applied no merge while frozen; and the
+   * versions it had left without a merge (leftVersionWithoutMerge) are
+   * carried over with it, since its own record goes when it is retired
+   * (simulator seed 685: a left range split, which ended the merge its
+   * frozen right neighbour waited for, then was merged away before the
+   * unfreeze applied). Either way a range frozen for it at that version is
+   * never taken over (ADR 0014).
    */
   absorbedAt(rangeId: RangeId, version: number): boolean {
     const pairs = this.absorbedPairs(this.rangeId);
@@ -270,7 +283,8 @@ export class MvccStateMachine implements RangeStateMachine {
   }
 
   private noteAbsorbed(batch: WriteBatch, right: RangeDescriptor): void {
-    const pairs = [...this.absorbedPairs(this.rangeId), ...this.absorbedPairs(right.rangeId), right.rangeId, right.epoch.version].slice(-2 * ABSORBED_RANGES_KEPT);
+    const leftWithoutMerge = this.versionsLeftOf(right.rangeId).flatMap((v) => [right.rangeId, v]);
+    const pairs = [...this.absorbedPairs(this.rangeId), ...this.absorbedPairs(right.rangeId), ...leftWithoutMerge, right.rangeId, right.epoch.version].slice(-2 * ABSORBED_RANGES_KEPT);
     const out = new Uint8Array(pairs.length * 8);
     pairs.forEach((v, i) => writeU64(out, i * 8, v));
     batch.put(keys.absorbedRanges(this.rangeId), out);
@@ -278,8 +292,7 @@ export class MvccStateMachine implements RangeStateMachine {
   }
 
   private noteVersionLeft(batch: WriteBatch, version: number): void {
-    this.leftVersionWithoutMerge(0);
-    const versions = [...(this.leftWithoutMerge ?? []), version].slice(-VERSIONS_LEFT_KEPT);
+    const versions = [...this.versionsLeftOf(this.rangeId), version].slice(-VERSIONS_LEFT_KEPT);
     const out = new Uint8Array(versions.length * 8);
     versions.forEach((v, i) => writeU64(out, i * 8, v));
     batch.put(keys.versionLeftWithoutMerge(this.rangeId), out);

@@ -52,9 +52,16 @@ test('sim: a seed whose linearizability check stays undecided fails', async () =
  * back; its merge gate waited for good for a right replica that never
  * caught up and that replica GC then dropped, and so did the range that
  * later took the left one over (convergence). A replica held at a merge
- * now asks its leader for a snapshot and installs it over its log.
+ * now asks its leader for a snapshot and installs it over its log. 685
+ * (within the range above, pinned for its story; found once a write that
+ * waited behind an in-flight revision request was stamped at once): a left
+ * range split while its right neighbour was frozen for it, which ended the
+ * merge, then was merged away itself before the unfreeze applied; its
+ * record of the version it had left went with it, and the right range
+ * stayed frozen for good (convergence). A merge now carries the taken-over
+ * range's versions left without a merge into the survivor's record.
  */
-const PINNED_SEEDS = [282, 322, 6498];
+const PINNED_SEEDS = [282, 322, 685, 6498];
 
 /**
  * Seeds under `--replicas 3` that found bugs of placement; each passed
