@@ -1,4 +1,4 @@
-import { assert } from '../base/index.js';
+import { assert, TesseraError } from '../base/index.js';
 import { compareBytes } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type RangeId, keys } from './keys.js';
@@ -78,6 +78,8 @@ export class MetaTable {
     if (this.entries === undefined) {
       const out: RangeDescriptor[] = [];
       for (const { value } of this.engine.scan({ start: keys.metaDescriptorStart(this.rangeId), end: keys.metaDescriptorEnd(this.rangeId) })) out.push(decodeDescriptor(value));
+      const whole = out.length === 0 ? undefined : tilingProblem(out, new Uint8Array(0), undefined);
+      if (whole !== undefined) throw new TesseraError('CORRUPT_DATA', `range ${this.rangeId}: the stored meta table does not partition the key space: ${whole}`);
       this.entries = out;
     }
     return this.entries;
@@ -102,7 +104,31 @@ export class MetaTable {
 
   /** The descriptors whose keys overlap `d`'s, by start key. */
   overlapping(d: RangeDescriptor): RangeDescriptor[] {
-    return this.all().filter((e) => overlaps(e, d));
+    const all = this.all();
+    return all.slice(...this.overlapBounds(all, d.start, d.end));
+  }
+
+  /**
+   * The slice [lo, hi) of `all` overlapping [start, end), found by binary
+   * search: the table tiles the key space, so ends rise with starts. A
+   * split of one range among 10,000 walked and sorted the whole table on
+   * every replica (4 ms an update at 10,000 ranges), which made setting up
+   * many ranges quadratic.
+   */
+  private overlapBounds(all: readonly RangeDescriptor[], start: Uint8Array, end: Uint8Array | undefined): [number, number] {
+    const firstAtOrAfter = (pred: (d: RangeDescriptor) => boolean): number => {
+      let lo = 0;
+      let hi = all.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (pred(all[mid] as RangeDescriptor)) hi = mid;
+        else lo = mid + 1;
+      }
+      return lo;
+    };
+    const lo = firstAtOrAfter((d) => d.end === undefined || compareBytes(d.end, start) > 0);
+    const hi = end === undefined ? all.length : firstAtOrAfter((d) => compareBytes(d.start, end) >= 0);
+    return [lo, Math.max(lo, hi)];
   }
 
   /** The first range's entry at a founder's bootstrap. */
@@ -131,7 +157,9 @@ export class MetaTable {
     const last = sorted[sorted.length - 1] as RangeDescriptor;
     const own = tilingProblem(sorted, first.start, last.end);
     if (own !== undefined) return `the update does not tile its keys: ${own}`;
-    const replaced = this.all().filter((d) => sorted.some((n) => overlaps(d, n)));
+    const all = this.all();
+    const [lo, hi] = this.overlapBounds(all, first.start, last.end);
+    const replaced = all.slice(lo, hi);
     const staleAgainst = (old: RangeDescriptor): boolean => {
       const over = sorted.filter((n) => overlaps(old, n));
       const remainders = over.filter((n) => isRemainderOf(n, old));
@@ -143,10 +171,15 @@ export class MetaTable {
     if (theirs !== undefined) return `the update covers other keys than the descriptors it replaces: ${theirs}`;
     for (const old of replaced) batch.delete(keys.metaDescriptor(this.rangeId, old.start));
     for (const d of sorted) batch.put(keys.metaDescriptor(this.rangeId, d.start), encodeDescriptor(d));
-    this.entries = [...this.all().filter((d) => !replaced.includes(d)), ...sorted].sort((a, b) => compareBytes(a.start, b.start));
+    const next = [...all.slice(0, lo), ...sorted, ...all.slice(hi)];
+    this.entries = next;
     // Issue 13's oracle, kept on in production: the table partitions the key space after every update.
-    const whole = tilingProblem(this.entries, new Uint8Array(0), undefined);
-    assert(whole === undefined, () => `the meta table no longer partitions the key space: ${whole}`);
+    // It did before (checked at load, below), and the update tiles exactly what it replaced, so the
+    // seams with the neighbours on either side are all that can break.
+    const window = next.slice(Math.max(0, lo - 1), Math.min(next.length, lo + sorted.length + 1));
+    const windowEnd = lo + sorted.length < next.length ? (window[window.length - 1] as RangeDescriptor).end : undefined;
+    const seams = tilingProblem(window, lo > 0 ? (window[0] as RangeDescriptor).start : new Uint8Array(0), windowEnd);
+    assert(seams === undefined, () => `the meta table no longer partitions the key space: ${seams}`);
     return 'applied';
   }
 
