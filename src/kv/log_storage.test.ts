@@ -6,7 +6,7 @@ import type { Entry, Snapshot } from '../raft/index.js';
 import { MemoryEngine } from '../storage/memory.js';
 import { encodeEntry } from './codec.js';
 import { keys } from './keys.js';
-import { ENTRY_CACHE_ENTRIES, EngineLogStorage, EntryCacheBudget } from './log_storage.js';
+import { ENTRY_CACHE_ENTRIES, EngineLogStorage, EntryCacheBudget, LOG_CACHE_INITIAL_SLOTS, TERM_CACHE_ENTRIES } from './log_storage.js';
 
 const RANGE = 7;
 const noSnapshot = (): Snapshot => assert.fail('no snapshot expected');
@@ -49,6 +49,27 @@ test('EngineLogStorage: cached reads equal reads from the engine, across appends
   assert.throws(() => log.entries(4, 6, Infinity), (e: unknown) => isTesseraError(e, 'LOG_COMPACTED'));
   [cached, stored] = both(engine, log, 5, 9);
   assert.deepEqual(cached, stored);
+});
+
+test('EngineLogStorage: a quiet log keeps small caches; a busy one grows them to full size and keeps the newest entries and terms in them', () => {
+  const engine = new MemoryEngine({ scheduleSync: (flush) => queueMicrotask(flush) });
+  const log = new EngineLogStorage(engine, RANGE, noSnapshot);
+  commit(engine, (b) => log.append(b, [1, 2, 3, 4, 5].map((i) => entry(i, 1))));
+  assert.deepEqual(log.cacheSlots, { terms: LOG_CACHE_INITIAL_SLOTS, entries: LOG_CACHE_INITIAL_SLOTS });
+  const total = TERM_CACHE_ENTRIES + 1000;
+  for (let i = 6; i <= total; i += 100) commit(engine, (b) => log.append(b, Array.from({ length: Math.min(100, total - i + 1) }, (_, j) => entry(i + j, 2 + Math.floor((i + j) / 700)))));
+  assert.deepEqual(log.cacheSlots, { terms: TERM_CACHE_ENTRIES, entries: ENTRY_CACHE_ENTRIES });
+  // With the stored entries gone, only the caches can answer: the newest ENTRY_CACHE_ENTRIES entries and TERM_CACHE_ENTRIES terms.
+  const fresh = new EngineLogStorage(engine, RANGE, noSnapshot);
+  const expectedTerms = Array.from({ length: TERM_CACHE_ENTRIES }, (_, k) => fresh.term(total - k));
+  commit(engine, (b) => {
+    for (let i = 1; i <= total; i++) b.delete(keys.logEntry(RANGE, i));
+  });
+  const newest = log.entries(total - ENTRY_CACHE_ENTRIES + 1, total + 1, Infinity);
+  assert.equal(newest.length, ENTRY_CACHE_ENTRIES);
+  assert.deepEqual(newest.map((e) => e.index), Array.from({ length: ENTRY_CACHE_ENTRIES }, (_, k) => total - ENTRY_CACHE_ENTRIES + 1 + k));
+  assert.deepEqual(Array.from({ length: TERM_CACHE_ENTRIES }, (_, k) => log.term(total - k)), expectedTerms);
+  assert.throws(() => log.entries(total - ENTRY_CACHE_ENTRIES, total + 1, Infinity));
 });
 
 test('EngineLogStorage: entries evicted from the cache are read from the engine', () => {

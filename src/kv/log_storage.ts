@@ -21,8 +21,13 @@ export const ENTRY_CACHE_BYTES = 8 * 1024 * 1024;
  * large entries (a bulk load's Txns) holds ENTRY_CACHE_BYTES per range.
  */
 export const ENTRY_CACHE_NODE_BYTES = 64 * 1024 * 1024;
-const ENTRY_RING_MASK = ENTRY_CACHE_ENTRIES - 1;
-const TERM_RING_MASK = TERM_CACHE_ENTRIES - 1;
+/**
+ * Slots each ring starts with; a ring doubles, up to TERM_CACHE_ENTRIES or
+ * ENTRY_CACHE_ENTRIES, only when it would otherwise evict what it may keep.
+ * Full-size rings cost 82 KiB per range (measured), 800 MiB per node at
+ * 10,000 ranges, nearly all of them quiet with a few entries in their log.
+ */
+export const LOG_CACHE_INITIAL_SLOTS = 8;
 
 /** Makes a snapshot of the range's applied state: metadata at the applied index and the data. */
 export type SnapshotSource = () => Snapshot;
@@ -43,10 +48,12 @@ export class EngineLogStorage implements LogStorage {
    * so. Rings, not Maps: the hot path (an append per entry) then allocates
    * nothing and evicts by overwriting.
    */
-  private readonly termIndexes = new Float64Array(TERM_CACHE_ENTRIES).fill(-1);
-  private readonly terms = new Float64Array(TERM_CACHE_ENTRIES);
-  /** Recent entries: the contiguous run [cacheFirst, cacheLast], slot `index & mask` (see ENTRY_CACHE_ENTRIES). */
-  private readonly entryRing: (Entry | undefined)[] = new Array<Entry | undefined>(ENTRY_CACHE_ENTRIES).fill(undefined);
+  private termIndexes = new Float64Array(LOG_CACHE_INITIAL_SLOTS).fill(-1);
+  private terms = new Float64Array(LOG_CACHE_INITIAL_SLOTS);
+  private termMask = LOG_CACHE_INITIAL_SLOTS - 1;
+  /** Recent entries: the contiguous run [cacheFirst, cacheLast], slot `index & entryMask` (see ENTRY_CACHE_ENTRIES). */
+  private entryRing: (Entry | undefined)[] = new Array<Entry | undefined>(LOG_CACHE_INITIAL_SLOTS).fill(undefined);
+  private entryMask = LOG_CACHE_INITIAL_SLOTS - 1;
   private cacheFirst = 1;
   private cacheLast = 0;
   private entryCacheBytes = 0;
@@ -136,7 +143,7 @@ export class EngineLogStorage implements LogStorage {
     const out: Entry[] = [];
     let size = 0;
     for (let i = lo; i < hi; i++) {
-      const e = this.entryRing[i & ENTRY_RING_MASK];
+      const e = this.entryRing[i & this.entryMask];
       // The cache is contiguous, so with both ends present every index between is too.
       assert(e !== undefined && e.index === i, () => `range ${this.rangeId}: entry cache gap at ${i}`);
       size += e.data.byteLength + 24;
@@ -153,17 +160,28 @@ export class EngineLogStorage implements LogStorage {
       this.cacheLast = e.index - 1;
     }
     assert(e.index === this.cacheLast + 1, () => `range ${this.rangeId}: entry ${e.index} cached after ${this.cacheLast}`);
-    // The slot still holds the entry ENTRY_CACHE_ENTRIES older when the ring is full: evict it first.
-    if (e.index - this.cacheFirst >= ENTRY_CACHE_ENTRIES) this.evictOldestEntry();
-    this.entryRing[e.index & ENTRY_RING_MASK] = e;
+    // The ring is full: it grows while below ENTRY_CACHE_ENTRIES; at that size the slot holds the entry that many older, evicted first.
+    if (e.index - this.cacheFirst > this.entryMask) {
+      if (this.entryRing.length < ENTRY_CACHE_ENTRIES) this.growEntryRing();
+      else this.evictOldestEntry();
+    }
+    this.entryRing[e.index & this.entryMask] = e;
     this.cacheLast = e.index;
     this.entryCacheBytes += e.data.byteLength;
     while (this.entryCacheBytes > ENTRY_CACHE_BYTES && this.cacheFirst < this.cacheLast) this.evictOldestEntry();
     this.cacheBudget.admitted(this, e);
   }
 
+  private growEntryRing(): void {
+    const ring = new Array<Entry | undefined>(this.entryRing.length * 2).fill(undefined);
+    const mask = ring.length - 1;
+    for (let i = this.cacheFirst; i <= this.cacheLast; i++) ring[i & mask] = this.entryRing[i & this.entryMask];
+    this.entryRing = ring;
+    this.entryMask = mask;
+  }
+
   private evictOldestEntry(): void {
-    const slot = this.cacheFirst & ENTRY_RING_MASK;
+    const slot = this.cacheFirst & this.entryMask;
     const e = this.entryRing[slot] as Entry;
     this.entryRing[slot] = undefined;
     this.entryCacheBytes -= e.data.byteLength;
@@ -173,7 +191,7 @@ export class EngineLogStorage implements LogStorage {
 
   /** Whether `e` is still in this log's cache (EntryCacheBudget: its admission record is not stale). */
   holdsCached(e: Entry): boolean {
-    return e.index >= this.cacheFirst && e.index <= this.cacheLast && this.entryRing[e.index & ENTRY_RING_MASK] === e;
+    return e.index >= this.cacheFirst && e.index <= this.cacheLast && this.entryRing[e.index & this.entryMask] === e;
   }
 
   /** Evicts cached entries up to and including `index`, oldest first (EntryCacheBudget: the node's oldest). */
@@ -184,7 +202,7 @@ export class EngineLogStorage implements LogStorage {
   /** Drops cached entries from `index` on (a conflicting suffix). */
   private uncacheFrom(index: number): void {
     while (this.cacheLast >= this.cacheFirst && this.cacheLast >= index) {
-      const slot = this.cacheLast & ENTRY_RING_MASK;
+      const slot = this.cacheLast & this.entryMask;
       const e = this.entryRing[slot] as Entry;
       this.entryCacheBytes -= e.data.byteLength;
       this.cacheBudget.released(e);
@@ -199,8 +217,9 @@ export class EngineLogStorage implements LogStorage {
   }
 
   private clearEntryCache(): void {
-    for (let i = this.cacheFirst; i <= this.cacheLast; i++) this.cacheBudget.released(this.entryRing[i & ENTRY_RING_MASK] as Entry);
-    this.entryRing.fill(undefined);
+    for (let i = this.cacheFirst; i <= this.cacheLast; i++) this.cacheBudget.released(this.entryRing[i & this.entryMask] as Entry);
+    this.entryRing = new Array<Entry | undefined>(LOG_CACHE_INITIAL_SLOTS).fill(undefined);
+    this.entryMask = LOG_CACHE_INITIAL_SLOTS - 1;
     this.cacheFirst = 1;
     this.cacheLast = 0;
     this.entryCacheBytes = 0;
@@ -210,7 +229,7 @@ export class EngineLogStorage implements LogStorage {
     if (index === this.truncated.index) return this.truncated.term;
     if (index < this.truncated.index) throw new TesseraError('LOG_COMPACTED', `range ${this.rangeId}: term of ${index} is compacted`);
     if (index > this.last) throw new TesseraError('LOG_UNAVAILABLE', `range ${this.rangeId}: term of ${index} beyond last index ${this.last}`);
-    const slot = index & TERM_RING_MASK;
+    const slot = index & this.termMask;
     if (this.termIndexes[slot] === index) return this.terms[slot] as number;
     const raw = this.engine.get(keys.logEntry(this.rangeId, index));
     assert(raw !== undefined, () => `range ${this.rangeId}: log entry ${index} missing below last index ${this.last}`);
@@ -232,13 +251,39 @@ export class EngineLogStorage implements LogStorage {
   }
 
   private cacheTerm(index: number, term: number): void {
-    const slot = index & TERM_RING_MASK;
+    // Grow rather than overwrite a term the full-size ring would still hold.
+    for (;;) {
+      const held = this.termIndexes[index & this.termMask] as number;
+      if (held === -1 || held === index || this.terms.length >= TERM_CACHE_ENTRIES || Math.abs(index - held) >= TERM_CACHE_ENTRIES) break;
+      this.growTermRing();
+    }
+    const slot = index & this.termMask;
     this.termIndexes[slot] = index;
     this.terms[slot] = term;
   }
 
+  private growTermRing(): void {
+    const size = this.terms.length * 2;
+    const indexes = new Float64Array(size).fill(-1);
+    const terms = new Float64Array(size);
+    for (let slot = 0; slot < this.terms.length; slot++) {
+      const index = this.termIndexes[slot] as number;
+      if (index === -1) continue;
+      indexes[index & (size - 1)] = index;
+      terms[index & (size - 1)] = this.terms[slot] as number;
+    }
+    this.termIndexes = indexes;
+    this.terms = terms;
+    this.termMask = size - 1;
+  }
+
+  /** Slots the term and entry rings have now (tests: quiet ranges keep them small). */
+  get cacheSlots(): { readonly terms: number; readonly entries: number } {
+    return { terms: this.terms.length, entries: this.entryRing.length };
+  }
+
   private uncacheTerm(index: number): void {
-    const slot = index & TERM_RING_MASK;
+    const slot = index & this.termMask;
     if (this.termIndexes[slot] === index) this.termIndexes[slot] = -1;
   }
 
