@@ -5,14 +5,15 @@
  * (`--dev-presplit-ranges`), waits until every node holds them all and,
  * with quiescence on, until they have gone quiet, then measures each
  * node's CPU from /proc/<pid>/stat over `--measure-s` seconds with no
- * client traffic. Run it with `--quiesce-after-ticks 0` for the figure
+ * client traffic, and its resident memory after. Run it with
+ * `--quiesce-after-ticks 0` for the figure
  * without quiescence. A benchmark, not a test: nothing fails on a figure.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { loadavg } from 'node:os';
 import { adminUrl } from '../admin_http.js';
 import { type Cluster, cleanUpOnSignal, deadMembers, destroyCluster, startCluster } from './clusters.js';
-import { processCpuMs } from './measure.js';
+import { processCpuMs, processMemoryBytes } from './measure.js';
 
 interface IdleFlags {
   readonly ranges: number;
@@ -103,7 +104,8 @@ async function run(f: IdleFlags): Promise<void> {
     console.log(`CPU over ${(wallMs / 1000).toFixed(1)} s with no client traffic (% of one core):`);
     cluster.members.forEach((m, i) => {
       const pct = (((after[i] as number) - (before[i] as number)) / wallMs) * 100;
-      console.log(`  ${m.name} (pid ${m.proc.pid}): ${pct.toFixed(2)} %`);
+      const mem = processMemoryBytes(m.proc.pid as number);
+      console.log(`  ${m.name} (pid ${m.proc.pid}): ${pct.toFixed(2)} %; memory ${(mem.rss / 2 ** 20).toFixed(0)} MiB resident, ${(mem.anon / 2 ** 20).toFixed(0)} MiB of it anonymous`);
     });
   } finally {
     await destroyCluster(cluster);

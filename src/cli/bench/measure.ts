@@ -35,6 +35,17 @@ export function processCpuMs(pid: number): number {
   return (ticks * 1000) / clockTicksPerSecond();
 }
 
+/** A process's resident memory from /proc/<pid>/status: all of it, and the anonymous part (heap and buffers, not mapped files such as LMDB's), in bytes. */
+export function processMemoryBytes(pid: number): { readonly rss: number; readonly anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (m === null) throw new Error(`cannot read ${field} from /proc/${pid}/status`);
+    return Number(m[1]) * 1024;
+  };
+  return { rss: kib('VmRSS'), anon: kib('RssAnon') };
+}
+
 /** The summed CPU of `pids`, in ms. */
 export function totalCpuMs(pids: readonly number[]): number {
   let sum = 0;
