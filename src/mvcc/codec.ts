@@ -50,7 +50,10 @@ const RECORD_FORMAT = 2;
 // whether a compaction was ever applied. Meta format 5: the records moved from the revision-keyed
 // layout under the range prefix to the `d`/`e` families above; a format-4 data directory holds its
 // history where this build does not look, so it is refused rather than read as an empty store.
-const META_FORMAT = 5;
+// Meta format 6 adds the live keys and their key and value bytes (MvccMeta.live); a format-5 meta
+// is read with them unknown, and they are counted once when first asked for.
+const META_FORMAT = 6;
+const META_FORMAT_WITHOUT_LIVE = 5;
 const CHECKSUM_BYTES = 4;
 
 const FLAG_TOMBSTONE = 1;
@@ -402,6 +405,19 @@ export interface MvccMeta {
    * `compactedRevision` alone (0 for both) cannot tell the two apart.
    */
   readonly everCompacted: boolean;
+  /**
+   * The live keys at the current revision and their key and value bytes,
+   * kept by every write, split and merge (as CockroachDB keeps MVCCStats),
+   * so an operator's view costs no walk over the data; undefined when the
+   * meta came from format 5, until they are counted (MvccStore.liveKeysAndBytes).
+   */
+  readonly live: LiveStats | undefined;
+}
+
+/** A store's live keys and their key and value bytes (MvccMeta.live). */
+export interface LiveStats {
+  readonly keys: number;
+  readonly bytes: number;
 }
 
 /**
@@ -417,6 +433,7 @@ export const EMPTY_META: MvccMeta = {
   writeSeq: 0,
   recordCount: 0,
   everCompacted: false,
+  live: { keys: 0, bytes: 0 },
 };
 
 /** etcd's compactMainRev: -1 until a compaction is applied, then the compacted revision. */
@@ -424,7 +441,10 @@ export function compactFloor(meta: Pick<MvccMeta, 'compactedRevision' | 'everCom
   return meta.everCompacted ? meta.compactedRevision : -1;
 }
 
-const META_BYTES = 1 + 5 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
+const META_BYTES_WITHOUT_LIVE = 1 + 5 * 8 + 1 + REVISION_BYTES + CHECKSUM_BYTES;
+/** Format 6 appends the live key count and bytes, and a flag byte saying whether they are known. */
+const META_LIVE_AT = META_BYTES_WITHOUT_LIVE - CHECKSUM_BYTES;
+const META_BYTES = META_BYTES_WITHOUT_LIVE + 2 * 8 + 1;
 /** Bits of the meta record's flag byte. */
 const META_FLAG_CURSOR = 1;
 const META_FLAG_EVER_COMPACTED = 2;
@@ -443,6 +463,12 @@ export function encodeMeta(meta: MvccMeta): Uint8Array {
   writeUint53(out, 33, meta.recordCount);
   out[41] = (meta.compactionCursor === undefined ? 0 : META_FLAG_CURSOR) | (meta.everCompacted ? META_FLAG_EVER_COMPACTED : 0);
   if (meta.compactionCursor !== undefined) writeRevision(out, 42, meta.compactionCursor);
+  if (meta.live !== undefined) {
+    assert(Number.isSafeInteger(meta.live.keys) && meta.live.keys >= 0 && Number.isSafeInteger(meta.live.bytes) && meta.live.bytes >= 0, () => `live stats out of range: ${meta.live?.keys} keys, ${meta.live?.bytes} bytes`);
+    out[META_LIVE_AT] = 1;
+    writeUint53(out, META_LIVE_AT + 1, meta.live.keys);
+    writeUint53(out, META_LIVE_AT + 9, meta.live.bytes);
+  }
   sealChecksum(out);
   return out;
 }
@@ -451,8 +477,11 @@ export function decodeMeta(stored: Uint8Array): MvccMeta {
   verifyChecksum(stored, 'mvcc meta record');
   const bytes = stored;
   // Intact (the checksum held) but of another format: data from an older build, e.g. in a snapshot.
-  if (bytes[0] !== META_FORMAT) throw new TesseraError('CORRUPT_DATA', `mvcc meta record of format ${bytes[0]}; this build reads only format ${META_FORMAT}`);
-  assert(bytes.length === META_BYTES, () => `not an mvcc meta record (${bytes.length} bytes)`);
+  if (bytes[0] !== META_FORMAT && bytes[0] !== META_FORMAT_WITHOUT_LIVE) {
+    throw new TesseraError('CORRUPT_DATA', `mvcc meta record of format ${bytes[0]}; this build reads formats ${META_FORMAT_WITHOUT_LIVE} and ${META_FORMAT}`);
+  }
+  const withLive = bytes[0] === META_FORMAT;
+  assert(bytes.length === (withLive ? META_BYTES : META_BYTES_WITHOUT_LIVE), () => `not an mvcc meta record (${bytes.length} bytes)`);
   const meta: MvccMeta = {
     currentRevision: readUint53(bytes, 1),
     compactedRevision: readUint53(bytes, 9),
@@ -461,6 +490,7 @@ export function decodeMeta(stored: Uint8Array): MvccMeta {
     recordCount: readUint53(bytes, 33),
     compactionCursor: ((bytes[41] as number) & META_FLAG_CURSOR) !== 0 ? readRevision(bytes, 42) : undefined,
     everCompacted: ((bytes[41] as number) & META_FLAG_EVER_COMPACTED) !== 0,
+    live: withLive && bytes[META_LIVE_AT] === 1 ? { keys: readUint53(bytes, META_LIVE_AT + 1), bytes: readUint53(bytes, META_LIVE_AT + 9) } : undefined,
   };
   assertRevisionNumber(meta.currentRevision, 'stored current revision');
   assert(meta.currentRevision >= INITIAL_REVISION, () => `stored current revision ${meta.currentRevision} is below the initial revision`);

@@ -36,18 +36,29 @@ export function checkInvariants(state: MvccState): void {
 function checkKeyHistories(state: MvccState): void {
   let key: Uint8Array | undefined;
   let newestFirst: { rev: Revision; record: StoredRecord }[] = [];
+  const live = { keys: 0, bytes: 0 };
+  const flush = (): void => {
+    const newest = newestFirst[0];
+    if (newest !== undefined && !newest.record.tombstone) {
+      live.keys++;
+      live.bytes += newest.record.key.byteLength + newest.record.value.byteLength;
+    }
+    checkKeyHistory(newestFirst.reverse());
+    newestFirst = [];
+  };
   for (const { key: stored, value } of state.pending.scan(dataKeyBounds(state.span))) {
     const record = state.recordOf({ dataKey: stored, raw: value, rawBytes: value.length, prefixBytes: 0 });
     const { rev } = parseDataKey(stored)!;
     assert(rev.main <= state.currentRevision, () => `stored change ${formatRevision(rev)} is after the current revision ${state.currentRevision}`);
-    if (key !== undefined && !bytesEqual(key, record.key)) {
-      checkKeyHistory(newestFirst.reverse());
-      newestFirst = [];
-    }
+    if (key !== undefined && !bytesEqual(key, record.key)) flush();
     key = record.key;
     newestFirst.push({ rev, record });
   }
-  if (newestFirst.length > 0) checkKeyHistory(newestFirst.reverse());
+  if (newestFirst.length > 0) flush();
+  const kept = state.live;
+  if (kept !== undefined) {
+    assert(kept.keys === live.keys && kept.bytes === live.bytes, () => `live stats say ${kept.keys} keys of ${kept.bytes} bytes; the store holds ${live.keys} of ${live.bytes}`);
+  }
 }
 
 function checkKeyHistory(oldestFirst: readonly { rev: Revision; record: StoredRecord }[]): void {

@@ -5,6 +5,7 @@ import {
   CHANGE_KEY_BOUNDS,
   EMPTY_META,
   type KeySpan,
+  type LiveStats,
   type MvccMeta,
   type StoredRecord,
   changeKey,
@@ -20,6 +21,7 @@ import {
   encodeRecord,
   isTombstoneRecord,
   isWholeKeySpan,
+  liveKeyValueBytes,
   metaKey,
   parseDataKey,
   spanContains,
@@ -82,6 +84,8 @@ export interface LiveHead {
   readonly rev: Revision;
   readonly createRevision: number;
   readonly version: number;
+  /** Its key and value bytes: what a put over it or a delete of it takes from the live bytes (MvccMeta.live). */
+  readonly kvBytes: number;
 }
 
 /** One entry of the change index: change `rev` of user key `key`. */
@@ -115,6 +119,8 @@ export class MvccState {
   deletedBytes = 0;
   /** MvccMeta.everCompacted. */
   everCompacted: boolean;
+  /** MvccMeta.live: kept by countLive, narrowTo and widenTo; undefined until counted for a format-5 meta. */
+  live: LiveStats | undefined;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
   /**
@@ -145,6 +151,7 @@ export class MvccState {
     this.writeSeq = meta.writeSeq;
     this.recordCount = meta.recordCount;
     this.everCompacted = meta.everCompacted;
+    this.live = meta.live;
   }
 
   /** Loads the meta record; nothing else is read (verifyStoredCounts is the full check of the history, for those who can pay for it). */
@@ -166,6 +173,7 @@ export class MvccState {
       writeSeq: this.writeSeq,
       recordCount: this.recordCount,
       everCompacted: this.everCompacted,
+      live: this.live,
     };
   }
 
@@ -222,7 +230,7 @@ export class MvccState {
     const head = this.newestAt(key, MAX_REVISION);
     if (head === undefined) return undefined;
     const record = this.recordOf(head);
-    const live = record.tombstone ? null : { rev: dataKeyRevision(head.dataKey, head.prefixBytes), createRevision: record.createRevision, version: record.version };
+    const live = record.tombstone ? null : { rev: dataKeyRevision(head.dataKey, head.prefixBytes), createRevision: record.createRevision, version: record.version, kvBytes: record.key.byteLength + record.value.byteLength };
     this.rememberHead(keyString, { dataKey: head.dataKey, live });
     return live ?? undefined;
   }
@@ -272,10 +280,22 @@ export class MvccState {
     this.pending.put(batch, stored, encodeRecord(record));
     const keyString = toKeyString(record.key);
     // Re-inserted (rememberHead forgets it first), so a key written often stays; the cache holds the key's newest change from now on.
-    this.rememberHead(keyString, { dataKey: stored, live: record.tombstone ? null : { rev, createRevision: record.createRevision, version: record.version } });
+    this.rememberHead(keyString, { dataKey: stored, live: record.tombstone ? null : { rev, createRevision: record.createRevision, version: record.version, kvBytes: record.key.byteLength + record.value.byteLength } });
     // A copy: the caller's key is often a view of a larger buffer (a decoded command).
     this.pending.put(batch, changeKey(rev), record.key.slice());
     this.recordCount++;
+  }
+
+  /**
+   * A write made `keys` more keys live (−1, 0 or 1) and their key and value
+   * bytes `bytes` more; the caller knows both from the key's previous head.
+   */
+  countLive(keys: number, bytes: number): void {
+    const live = this.live;
+    if (live === undefined) return;
+    const next = { keys: live.keys + keys, bytes: live.bytes + bytes };
+    assert(next.keys >= 0 && next.bytes >= 0, () => `live stats went negative: ${next.keys} keys, ${next.bytes} bytes`);
+    this.live = next;
   }
 
   /** Deletes a stored change, record and index entry; the caller found it in storage (compaction scans for them), so the count stays exact. */
@@ -322,13 +342,29 @@ export class MvccState {
    * of records change. Returns how many stored records the other store gets,
    * and their stored bytes.
    */
-  narrowTo(splitKey: Uint8Array): { readonly records: number; readonly bytes: number } {
+  narrowTo(splitKey: Uint8Array): { readonly records: number; readonly bytes: number; readonly live: LiveStats | undefined } {
     const right: KeySpan = { start: splitKey, end: this.span.end };
     let moved = 0;
     let bytes = 0;
+    // The same walk counts the right side's live keys: a key's records run newest first, so its first is its head.
+    let liveKeys = 0;
+    let liveBytes = 0;
+    let lastPrefix: Uint8Array | undefined;
     for (const { key, value } of this.pending.scan(dataKeyBounds(right))) {
       moved++;
       bytes += key.byteLength + value.byteLength;
+      const prefix = key.subarray(0, key.byteLength - REVISION_BYTES);
+      if (lastPrefix !== undefined && bytesEqual(prefix, lastPrefix)) continue;
+      lastPrefix = prefix;
+      const kv = liveKeyValueBytes(value, value.byteLength);
+      if (kv === undefined) continue;
+      liveKeys++;
+      liveBytes += kv;
+    }
+    const rightLive = this.live === undefined ? undefined : { keys: liveKeys, bytes: liveBytes };
+    if (this.live !== undefined) {
+      this.live = { keys: this.live.keys - liveKeys, bytes: this.live.bytes - liveBytes };
+      assert(this.live.keys >= 0 && this.live.bytes >= 0, () => `a split leaves negative live stats (${liveKeys} keys, ${liveBytes} bytes moved)`);
     }
     // The key-head cache forgets the keys that leave: another store writes them from now on.
     const from = toKeyString(splitKey);
@@ -337,7 +373,7 @@ export class MvccState {
     this.wholeSpan = false;
     this.recordCount -= moved;
     assert(this.recordCount >= 0, () => `a split leaves a negative record count (${moved} records moved)`);
-    return { records: moved, bytes };
+    return { records: moved, bytes, live: rightLive };
   }
 
   /**
@@ -354,6 +390,7 @@ export class MvccState {
     this.span = { start: this.span.start, end };
     this.wholeSpan = this.span.start.byteLength === 0 && end === undefined;
     this.recordCount += right.recordCount;
+    this.live = this.live === undefined || right.live === undefined ? undefined : { keys: this.live.keys + right.live.keys, bytes: this.live.bytes + right.live.bytes };
     this.currentRevision = Math.max(this.currentRevision, right.currentRevision);
     this.everCompacted ||= right.everCompacted;
     if (right.compactedRevision !== this.compactedRevision) {

@@ -28,13 +28,13 @@ test('store: a meta record of format 2 (revisions from 0) or 4 (records under th
   for (const format of [2, 4]) {
     const { engine, store } = newStore();
     put(engine, store, 'a', '1');
-    const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0, everCompacted: false });
+    const older = encodeMeta({ currentRevision: 1, compactedRevision: 0, finishedCompaction: 0, compactionCursor: undefined, writeSeq: 1, recordCount: 0, everCompacted: false, live: undefined });
     older[0] = format;
     new DataView(older.buffer).setUint32(older.length - 4, crc32c(older.subarray(0, older.length - 4)));
     const batch = engine.newBatch();
     batch.put(metaKey(PREFIX), older);
     engine.commit(batch, () => {});
-    const message = new RegExp(`format ${format}; this build reads only format 5`);
+    const message = new RegExp(`format ${format}; this build reads formats 5 and 6`);
     assert.throws(() => MvccStore.open(engine, LOCATION), (error: unknown) => isTesseraError(error, 'CORRUPT_DATA') && message.test(error.message));
   }
 });
@@ -472,6 +472,78 @@ test('store: liveKeysAndBytes counts the live keys and their key and value bytes
   compactAll(engine, store, store.currentRevision);
   assert.deepEqual(store.liveKeysAndBytes(), fromRange());
   assert.ok(fromRange().keys > 3, 'the check covers some live keys');
+});
+
+test('store: the live stats in the meta record follow every write (puts with and without prev_kv, deletes, a put and a delete of one key in one txn), a split, a merge, compaction and reopens, and agree with a count of the stored heads', () => {
+  const { engine, store: first } = newStore();
+  let store = first;
+  const RIGHT = Uint8Array.of(0x72, 0x09, 0x6d);
+  const allOf = (s: MvccStore): { keys: number; bytes: number } => {
+    const r = s.range({ key: s.span.start.byteLength === 0 ? Uint8Array.of(0) : s.span.start, rangeEnd: s.span.end ?? Uint8Array.of(0) });
+    return { keys: r.kvs.length, bytes: r.kvs.reduce((n, kv) => n + kv.key.length + kv.value.length, 0) };
+  };
+  const agree = (s: MvccStore, why: string): void => {
+    const kept = s.liveKeysAndBytes();
+    assert.deepEqual(kept, s.countLiveKeysAndBytes(), `${why}: kept stats against a count of the heads`);
+    assert.deepEqual(kept, allOf(s), `${why}: kept stats against a read of everything`);
+    s.checkInvariants();
+  };
+  let seed = 7;
+  const next = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+  for (let round = 0; round < 300; round++) {
+    const key = `k${String(next(40)).padStart(2, '0')}`;
+    const op = next(10);
+    if (op < 5) put(engine, store, key, 'v'.repeat(next(30)), { prevKv: op === 0 });
+    else if (op < 7) del(engine, store, key, next(2) === 0 ? undefined : `k${String(next(40)).padStart(2, '0')}`);
+    else if (op === 7) write(engine, store, (txn) => { txn.put(utf8(key), utf8('x')); txn.deleteRange(utf8(key)); });
+    else if (op === 8) {
+      const at = Math.max(store.compactedRevision + 1, store.currentRevision - next(5));
+      if (at <= store.currentRevision) compactAll(engine, store, at);
+    }
+    else store = MvccStore.open(engine, LOCATION);
+    if (round % 25 === 0) agree(store, `round ${round}`);
+  }
+  agree(store, 'after the writes');
+  assert.ok(store.liveKeysAndBytes().keys > 5, 'some keys are live');
+  let batch = engine.newBatch();
+  store.splitOff(batch, utf8('k20'), RIGHT);
+  engine.commit(batch, () => {});
+  const right = MvccStore.open(engine, { metaPrefix: RIGHT, span: { start: utf8('k20'), end: undefined } });
+  agree(store, 'the left side of the split');
+  agree(right, 'the right side of the split');
+  assert.ok(right.liveKeysAndBytes().keys > 0 && store.liveKeysAndBytes().keys > 0, 'both sides hold live keys');
+  // Revisions are cluster-wide (one oracle): the two sides never write at the same one.
+  const r = store.currentRevision;
+  write(engine, right, (txn) => txn.put(utf8('k30'), utf8('after the split')), r + 1);
+  write(engine, right, (txn) => txn.deleteRange(utf8('k25'), utf8('k28')), r + 2);
+  write(engine, store, (txn) => txn.put(utf8('k05'), utf8('after the split')), r + 3);
+  batch = engine.newBatch();
+  store.absorb(batch, undefined, RIGHT);
+  engine.commit(batch, () => {});
+  agree(store, 'after the merge');
+  agree(MvccStore.open(engine, LOCATION), 'reopened after the merge');
+  assert.deepEqual(decodeMeta(engine.get(metaKey(PREFIX)) as Uint8Array).live, store.liveKeysAndBytes(), 'the meta record holds them');
+});
+
+test('store: a format-5 meta record (no live stats) is read, its stats counted once when asked for and kept from then on', () => {
+  const { engine, store } = newStore();
+  for (let i = 0; i < 12; i++) put(engine, store, `k${i % 5}`, `value ${i}`);
+  const meta = decodeMeta(engine.get(metaKey(PREFIX)) as Uint8Array);
+  const older = encodeMeta({ ...meta, live: undefined });
+  older[0] = 5;
+  const withoutLive = older.subarray(0, older.length - 17 - 4);
+  const v5 = new Uint8Array(withoutLive.length + 4);
+  v5.set(withoutLive);
+  new DataView(v5.buffer).setUint32(v5.length - 4, crc32c(v5.subarray(0, v5.length - 4)));
+  const batch = engine.newBatch();
+  batch.put(metaKey(PREFIX), v5);
+  engine.commit(batch, () => {});
+  assert.equal(decodeMeta(v5).live, undefined);
+  assert.equal(decodeMeta(v5).recordCount, meta.recordCount, 'the other fields read as before');
+  const reopened = MvccStore.open(engine, LOCATION);
+  assert.deepEqual(reopened.liveKeysAndBytes(), meta.live);
+  put(engine, reopened, 'k9', 'new');
+  assert.deepEqual(decodeMeta(engine.get(metaKey(PREFIX)) as Uint8Array).live, { keys: 6, bytes: meta.live!.bytes + 2 + 3 }, 'counted, then kept and written with the next meta record');
 });
 
 test('store: stores sharing a KeyHeadBudget hold at most its bytes together, oldest entries out first, a dropped store\'s too; reads are unchanged', () => {

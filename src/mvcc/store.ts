@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { EMPTY_META, type KeySpan, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
+import { EMPTY_META, type KeySpan, type LiveStats, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -90,13 +90,25 @@ export class MvccStore {
   }
 
   /**
-   * The live keys at the current revision and their key and value bytes: a
-   * walk over each key's newest record head, reading no value (an operator's
-   * view, `GET /ranges`; it still visits every key).
+   * The live keys at the current revision and their key and value bytes (an
+   * operator's view, `GET /ranges`): kept in the meta record by every write,
+   * split and merge, so this reads nothing; a store opened from a format-5
+   * meta counts them once here (countLiveKeysAndBytes).
    */
-  liveKeysAndBytes(): { keys: number; bytes: number } {
+  liveKeysAndBytes(): LiveStats {
     this.state.settle();
     assert(!this.state.writing, 'store.liveKeysAndBytes during a write transaction');
+    if (this.state.live !== undefined) return this.state.live;
+    const counted = this.countLiveKeysAndBytes();
+    // Kept from now on by every write; persisted with the next meta record this store writes.
+    this.state.live = counted;
+    return counted;
+  }
+
+  /** liveKeysAndBytes by a walk over every key's newest record head (reads no value): the stored count's check, and its start for a format-5 meta. */
+  countLiveKeysAndBytes(): LiveStats {
+    this.state.settle();
+    assert(!this.state.writing, 'store.countLiveKeysAndBytes during a write transaction');
     let keys = 0;
     let bytes = 0;
     const span = this.state.span;
@@ -220,7 +232,7 @@ export class MvccStore {
     const { span } = this.state;
     assert(compareBytes(splitKey, span.start) > 0 && (span.end === undefined || compareBytes(splitKey, span.end) < 0), 'a split key strictly inside the span');
     const moved = this.state.narrowTo(splitKey.slice());
-    const right: MvccMeta = { ...this.state.meta, writeSeq: 0, recordCount: moved.records };
+    const right: MvccMeta = { ...this.state.meta, writeSeq: 0, recordCount: moved.records, live: moved.live };
     batch.put(metaKey(rightMetaPrefix), encodeMeta(right));
     this.state.persistMeta(batch);
     return moved.bytes;

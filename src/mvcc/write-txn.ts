@@ -109,7 +109,9 @@ export class WriteTxn {
     // summary of it (MvccState.liveHead), which is how a put costs no engine read, as with the in-memory index.
     const old = wantPrev ? this.liveKey(this.state.newestAt(key, MAX_REVISION)) : undefined;
     const prev = old?.record;
-    const live: LiveHead | undefined = wantPrev ? old && { rev: old.rev, createRevision: old.record.createRevision, version: old.record.version } : this.state.liveHead(key);
+    const live: LiveHead | undefined = wantPrev
+      ? old && { rev: old.rev, createRevision: old.record.createRevision, version: old.record.version, kvBytes: old.record.key.byteLength + old.record.value.byteLength }
+      : this.state.liveHead(key);
     if (keepsOld && live === undefined) throw mvccError('KEY_NOT_FOUND');
     const rev = this.nextRevision();
     const record: StoredRecord = {
@@ -124,6 +126,7 @@ export class WriteTxn {
     };
     // The batch first: if it refuses the record, nothing else has moved and the txn stays usable.
     this.state.putRecord(this.batch, rev, record);
+    this.state.countLive(live === undefined ? 1 : 0, record.key.byteLength + record.value.byteLength - (live?.kvBytes ?? 0));
     const prevKv = prev === undefined ? undefined : recordKeyValue(prev);
     this.events.push({ type: 'PUT', kv: recordKeyValue(record), prevKv });
     return { revision: this.revision, prevKv: options.prevKv === true ? prevKv : undefined };
@@ -175,6 +178,7 @@ export class WriteTxn {
       prev: live.rev,
     };
     this.state.putRecord(this.batch, rev, record);
+    this.state.countLive(-1, -(key.byteLength + live.record.value.byteLength));
     const prevKv = wantPrev ? recordKeyValue(live.record) : undefined;
     this.events.push({ type: 'DELETE', kv: tombstoneKeyValue(key, rev.main), prevKv });
     return prevKv;

@@ -21,9 +21,11 @@ export interface RangeInfo {
 
 /**
  * The ranges this node holds a replica of, as it sees them. Keys and bytes
- * are counted from the local MVCC store at its current revision: a walk
- * over every key's newest record head, reading no values, so the cost grows
- * with the key count (an operator's view, not a hot path).
+ * are the local MVCC store's at its current revision, from the live stats
+ * its meta record keeps (MvccStore.liveKeysAndBytes), so the answer costs no
+ * walk over the data: at 10M keys a walk over the record heads did not
+ * answer in 300 s, since the heads sit on every leaf page of a disk larger
+ * than memory.
  */
 export function describeRanges(kvNode: KvNode, members: readonly MemberView[], qpsOf: (rangeId: number) => number | undefined = () => undefined): RangeInfo[] {
   const nameOf = (id: number): string => members.find((m) => m.id === id)?.name || String(id);

@@ -443,6 +443,8 @@ function checkRangeConverged(c: SimCluster, members: readonly Member[], rangeId:
       c.violation('convergence', `convergence: member ${m.id} applied ${applied} < ${maxApplied} of range ${rangeId}${digest === undefined ? ' (its replica holds nothing)' : ''} after a quiet period`);
       continue;
     }
+    const stats = node.liveStatsProblem(rangeId);
+    if (stats !== undefined) c.violation('state-machine-safety', `live stats: member ${m.id} range ${rangeId} ${stats} after a quiet period`);
     if (reference === undefined) reference = { id: m.id, digest };
     else if (reference.digest !== digest) c.violation('convergence', `convergence: member ${m.id} range ${rangeId} state ${digest} differs from member ${reference.id} state ${reference.digest} at index ${maxApplied}`);
   }

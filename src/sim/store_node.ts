@@ -488,6 +488,21 @@ export class SimStoreNode {
     return `${describeBounds(d)} v${d.epoch.version}: ${kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}`).join(';')}${members}`;
   }
 
+  /**
+   * Why the live stats one range's replica keeps (MvccStore.liveKeysAndBytes,
+   * what `/ranges` reports) differ from the live keys it holds, or undefined
+   * when they agree or the replica holds nothing yet.
+   */
+  liveStatsProblem(rangeId: RangeId): string | undefined {
+    const sm = this.kv.stateMachineOf(rangeId);
+    if (sm.descriptor === undefined || this.store.replica(rangeId) === undefined) return undefined;
+    const kvs = sm.mvcc.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }).kvs;
+    const held = { keys: kvs.length, bytes: kvs.reduce((n, kv) => n + kv.key.byteLength + kv.value.byteLength, 0) };
+    const kept = sm.mvcc.liveKeysAndBytes();
+    if (kept.keys === held.keys && kept.bytes === held.bytes) return undefined;
+    return `keeps live stats of ${kept.keys} keys and ${kept.bytes} bytes but holds ${held.keys} keys and ${held.bytes} bytes`;
+  }
+
   /** The ranges this node has a replica of, initialized or not. */
   rangeIds(): RangeId[] {
     return this.store.rangeIds();
