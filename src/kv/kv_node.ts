@@ -379,6 +379,8 @@ export class KvNode {
   private wakeRevisionWaiters(): void {
     for (const w of this.revisionWaiters) {
       const sm = this.machines.get(w.rangeId);
+      // A replica made for a peer's message has no store until its snapshot: it waits on (its timer bounds it).
+      if (sm !== undefined && sm.descriptor === undefined) continue;
       if (sm === undefined || sm.mvcc.currentRevision >= w.revision) w.done();
     }
   }

@@ -83,8 +83,11 @@ const PINNED_SEEDS = [282, 322, 685, 6498];
  * that left work in flight), and the watch stalled. 8294: a replica removed
  * while it lagged behind its range's unfreeze stayed frozen, and its keys
  * out of its node's routing, for good (replica GC kept frozen replicas).
+ * 4079: a node woke the revision waiters of a replica still waiting for
+ * its snapshot, read its store, and crashed (RANGE_UNAVAILABLE thrown out
+ * of the apply loop).
  */
-const PINNED_PLACEMENT_SEEDS = [70, 86, 121, 162, 2003, 5126, 5324, 8294, 12051];
+const PINNED_PLACEMENT_SEEDS = [70, 86, 121, 162, 2003, 4079, 5126, 5324, 8294, 12051];
 
 test('sim: pinned seeds find no violation', async () => {
   for (const seed of PINNED_SEEDS) assert.deepEqual((await runSeed(seed)).violations, [], `seed ${seed}`);
