@@ -168,7 +168,28 @@ export class KvNode {
   /** Lease revocations in flight in ranges other than the metadata range (`range:lease`). */
   private readonly sweeping = new Set<string>();
   private metaUpdating = false;
+  /** Store.changeSeq at the last lease sweep that found nothing to delete (sweepLeaseKeys). */
+  private sweepCleanAt: number | undefined;
+  /** Store.changeSeq at the last finishFrozenMerges that found no frozen range here. */
+  private unfrozenAt: number | undefined;
   private nextMetaRepairMs = 0;
+  /**
+   * repairMetaTable's last findings: the table it compared with, and for
+   * each range the local descriptor the table held as it is. Both are
+   * replaced, never changed in place, so an unchanged pair needs no second
+   * look: at 10,000 quiet ranges the comparisons were a quarter of an idle
+   * node's CPU.
+   */
+  private metaMatched: { readonly table: readonly RangeDescriptor[]; readonly ranges: Map<RangeId, RangeDescriptor>; cleanAt?: number | undefined } | undefined;
+  /**
+   * collectReplicas' last findings: the table it read, each replica it
+   * kept with nothing asked, by the descriptor, freeze and configuration it
+   * had (looked at again when any of them changes), and the store's
+   * changeSeq at the last pass that kept every replica so.
+   */
+  private gcKept:
+    | { readonly table: readonly RangeDescriptor[]; readonly ranges: Map<RangeId, { readonly d: RangeDescriptor; readonly frozen: unknown; readonly cs: ConfState }>; cleanAt?: number | undefined }
+    | undefined;
   /** Ranges with a close command in flight from this node (see requestClose). */
   private readonly closing = new Set<RangeId>();
   /** Left ranges with a merge in flight from this node (see mergeRanges). */
@@ -424,7 +445,7 @@ export class KvNode {
     const held: RoutableRange[] = [];
     const frozen = new Set<RangeId>();
     const table = this.stateMachine.metaTable?.all() ?? [];
-    const byId = new Map(table.map((d) => [d.rangeId, d]));
+    const byId: ReadonlyMap<RangeId, RangeDescriptor> = this.stateMachine.metaTable?.byRangeId() ?? new Map();
     for (const id of this.store.rangeIds()) {
       const sm = this.machines.get(id);
       const bounds = sm?.bounds;
@@ -613,11 +634,22 @@ export class KvNode {
     this.nextMetaRepairMs = nowMs + META_REPAIR_INTERVAL_MS;
     const table = this.stateMachine.metaTable;
     if (table === undefined || this.stateMachine.descriptor === undefined) return;
+    const all = table.all();
+    if (this.metaMatched?.table !== all) this.metaMatched = { table: all, ranges: new Map() };
+    // Every range it leads was found in the table as it is, and nothing changed since.
+    const seq = this.store.changeSeq;
+    if (this.metaMatched.cleanAt === seq) return;
+    const matched = this.metaMatched.ranges;
+    this.metaMatched.cleanAt = seq;
     for (const r of this.router.local()) {
       if (this.store.replica(r.rangeId)?.raw.raft.state !== 'leader') continue;
       const d = this.machines.get(r.rangeId)?.descriptor;
+      if (d !== undefined && matched.get(r.rangeId) === d) continue;
       const held = d === undefined ? undefined : table.lookup(d.start);
+      if (d !== undefined && held !== undefined && held.rangeId === d.rangeId && !epochOlder(held, d)) matched.set(r.rangeId, d);
       if (d === undefined || (held !== undefined && held.rangeId === d.rangeId && !epochOlder(held, d))) continue;
+      // The table lacks this one as it is: looked at again next time, whatever happens meanwhile.
+      this.metaMatched.cleanAt = undefined;
       const stale = table.overlapping(d);
       const first = stale[0];
       const last = stale[stale.length - 1];
@@ -733,44 +765,69 @@ export class KvNode {
     // learns there that a range moved away, and its replica would otherwise serve nobody for a second.
     if (!due && this.router.generation === this.gcGeneration) return;
     this.gcGeneration = this.router.generation;
-    const self = this.o.nodeId;
     if (due) this.nextReplicaGcMs = nowMs + REPLICA_GC_INTERVAL_MS;
-    const table = new Map((this.stateMachine.metaTable?.all() ?? []).map((d) => [d.rangeId, d]));
-    for (const rangeId of this.store.rangeIds()) {
-      const replica = this.store.replica(rangeId);
-      const sm = this.machines.get(rangeId);
-      if (rangeId === META_RANGE || replica === undefined || replica.raw.raft.state === 'leader' || replica.raw.heldFrom !== undefined) continue;
-      const listed = table.get(rangeId);
-      // A frozen replica stays for its merge, unless the table shows it merged into a range this node is
-      // not a member of (a replica the merge left behind: it never retires otherwise).
-      const absorber = sm?.frozen === undefined || sm.descriptor === undefined || listed !== undefined ? undefined : this.stateMachine.metaTable?.lookup(sm.descriptor.start);
-      // Nor one the table shows moved off this node since: removed while it lagged, it never hears the
-      // range's unfreeze; the range's leader says whether it is still a member (simulator seed 8294).
-      const keptForMerge = absorber === undefined || sm?.descriptor === undefined || !mergedAway(sm.descriptor, absorber, self);
-      if (sm?.frozen !== undefined && keptForMerge && !movedAway(sm.descriptor, listed, self)) continue;
-      const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
-      const d = sm?.descriptor;
-      let why: string;
-      if (d === undefined) {
-        if (listedHere) this.uninitializedSinceMs.delete(rangeId);
-        const since = this.uninitializedSinceMs.get(rangeId) ?? nowMs;
-        if (!listedHere) this.uninitializedSinceMs.set(rangeId, since);
-        // Not while this node lacks range 1 (a node joining): it has no table to be listed in yet, and
-        // dropping would waste the snapshot on its way (a 1 GB join dropped 258 such replicas in 420 s).
-        const tableKnown = this.stateMachine.descriptor !== undefined;
-        if (listedHere || !tableKnown || nowMs - since < UNINITIALIZED_REPLICA_GC_MS) continue;
-        why = 'never set up, and not listed for this node';
-      } else {
-        this.uninitializedSinceMs.delete(rangeId);
-        const decided = this.removalReason(rangeId, listed, listedHere, nowMs);
-        if (decided === undefined) continue;
-        why = decided;
-      }
-      this.uninitializedSinceMs.delete(rangeId);
-      this.o.onReplicaCollected?.(rangeId, why);
-      this.store.removeReplica(rangeId);
+    const metaTable = this.stateMachine.metaTable;
+    const table: ReadonlyMap<RangeId, RangeDescriptor> = metaTable?.byRangeId() ?? new Map();
+    const all = metaTable?.all() ?? [];
+    if (this.gcKept?.table !== all) this.gcKept = { table: all, ranges: new Map() };
+    // A pass that kept every replica on their state alone gives the same answer until some state changes.
+    const seq = this.store.changeSeq;
+    if (this.gcKept.cleanAt !== seq) {
+      let clean = true;
+      for (const rangeId of this.store.rangeIds()) if (!this.lookToCollect(rangeId, table, nowMs)) clean = false;
+      this.gcKept.cleanAt = clean ? seq : undefined;
     }
     for (const rangeId of this.store.takeSnapshotBlockers()) this.askMembership(rangeId, table.get(rangeId), nowMs);
+  }
+
+  /**
+   * collectReplicas' look at one replica: drops it if it should go. True
+   * when the answer follows from the replica's state and the table alone
+   * (kept, or never looked at here), false when it may change with time
+   * alone (a wait, a question to the range's leader) or the replica went.
+   */
+  private lookToCollect(rangeId: RangeId, table: ReadonlyMap<RangeId, RangeDescriptor>, nowMs: number): boolean {
+    const self = this.o.nodeId;
+    const kept = (this.gcKept as NonNullable<KvNode['gcKept']>).ranges;
+    const replica = this.store.replica(rangeId);
+    const sm = this.machines.get(rangeId);
+    if (rangeId === META_RANGE || replica === undefined || replica.raw.raft.state === 'leader' || replica.raw.heldFrom !== undefined) return true;
+    const seen = kept.get(rangeId);
+    if (seen !== undefined && sm !== undefined && seen.d === sm.descriptor && seen.frozen === sm.frozen && seen.cs === replica.currentConfState()) return true;
+    kept.delete(rangeId);
+    const listed = table.get(rangeId);
+    // A frozen replica stays for its merge, unless the table shows it merged into a range this node is
+    // not a member of (a replica the merge left behind: it never retires otherwise).
+    const absorber = sm?.frozen === undefined || sm.descriptor === undefined || listed !== undefined ? undefined : this.stateMachine.metaTable?.lookup(sm.descriptor.start);
+    // Nor one the table shows moved off this node since: removed while it lagged, it never hears the
+    // range's unfreeze; the range's leader says whether it is still a member (simulator seed 8294).
+    const keptForMerge = absorber === undefined || sm?.descriptor === undefined || !mergedAway(sm.descriptor, absorber, self);
+    if (sm?.frozen !== undefined && keptForMerge && !movedAway(sm.descriptor, listed, self)) return false;
+    const listedHere = listed !== undefined && listed.replicas.some((r) => r.nodeId === self);
+    const d = sm?.descriptor;
+    let why: string;
+    if (d === undefined) {
+      if (listedHere) this.uninitializedSinceMs.delete(rangeId);
+      const since = this.uninitializedSinceMs.get(rangeId) ?? nowMs;
+      if (!listedHere) this.uninitializedSinceMs.set(rangeId, since);
+      // Not while this node lacks range 1 (a node joining): it has no table to be listed in yet, and
+      // dropping would waste the snapshot on its way (a 1 GB join dropped 258 such replicas in 420 s).
+      const tableKnown = this.stateMachine.descriptor !== undefined;
+      if (listedHere || !tableKnown || nowMs - since < UNINITIALIZED_REPLICA_GC_MS) return false;
+      why = 'never set up, and not listed for this node';
+    } else {
+      this.uninitializedSinceMs.delete(rangeId);
+      const decided = this.removalReason(rangeId, listed, listedHere, nowMs);
+      // Kept with nothing asked: the same descriptor, freeze, configuration and table give the same answer.
+      if (decided === 'keep') kept.set(rangeId, { d, frozen: sm?.frozen, cs: replica.currentConfState() });
+      if (decided === 'keep') return true;
+      if (decided === 'asked') return false;
+      why = decided.drop;
+    }
+    this.uninitializedSinceMs.delete(rangeId);
+    this.o.onReplicaCollected?.(rangeId, why);
+    this.store.removeReplica(rangeId);
+    return false;
   }
 
   /**
@@ -849,15 +906,15 @@ export class KvNode {
    * table lists the range at a newer membership without it: the table may
    * lag a re-addition, so the range's leader is asked (askMembership).
    */
-  private removalReason(rangeId: RangeId, listed: RangeDescriptor | undefined, listedHere: boolean, nowMs: number): string | undefined {
+  private removalReason(rangeId: RangeId, listed: RangeDescriptor | undefined, listedHere: boolean, nowMs: number): { readonly drop: string } | 'keep' | 'asked' {
     const replica = this.store.replica(rangeId);
     const d = this.machines.get(rangeId)?.descriptor;
-    if (replica === undefined || d === undefined) return undefined;
+    if (replica === undefined || d === undefined) return 'keep';
     const self = this.o.nodeId;
     // Merged away (ADR 0014): the range no longer has a leader to ask, and this node, not a member of the
     // range that took it over, never applies that merge. Kept where it is a member: its merge gate needs it.
     const absorber = listed === undefined ? this.stateMachine.metaTable?.lookup(d.start) : undefined;
-    if (absorber !== undefined && mergedAway(d, absorber, self)) return `merged into range ${absorber.rangeId}, which this node holds no replica of`;
+    if (absorber !== undefined && mergedAway(d, absorber, self)) return { drop: `merged into range ${absorber.rangeId}, which this node holds no replica of` };
     const cs = replica.currentConfState();
     const member = [...cs.voters, ...cs.votersOutgoing, ...cs.learners, ...cs.learnersNext].includes(self);
     // A configuration without this node is not enough to drop the replica, even applied to the end of
@@ -868,8 +925,9 @@ export class KvNode {
     const newerWithout = listed !== undefined && !listedHere && listed.epoch.confVersion > d.epoch.confVersion && listed.epoch.version >= d.epoch.version;
     // The table says it moved, or its own configuration does (with entries it may never apply: a
     // removed replica hears no more commits): the range's leader says for sure (askMembership).
-    if (newerWithout || (!member && !listedHere)) this.askMembership(rangeId, listed, nowMs);
-    return undefined;
+    if (!newerWithout && (member || listedHere)) return 'keep';
+    this.askMembership(rangeId, listed, nowMs);
+    return 'asked';
   }
 
   /**
@@ -886,15 +944,21 @@ export class KvNode {
     if (nowMs < this.nextSweepMs) return;
     this.nextSweepMs = nowMs + LEASE_SWEEP_INTERVAL_MS;
     if (this.store.replica(META_RANGE)?.raw.raft.state !== 'leader') return;
+    // Nothing to delete last time, and no lease, attachment or replica changed since (Store.changeSeq).
+    const seq = this.store.changeSeq;
+    if (this.sweepCleanAt === seq && this.sweeping.size === 0) return;
+    this.sweepCleanAt = seq;
     const records = this.stateMachine.leases;
-    for (const rangeId of this.store.rangeIds()) {
-      const sm = this.machines.get(rangeId);
+    // The state machines themselves, not a lookup per range id: at 10,000 quiet ranges this walk, twice
+    // a second, was the largest cost left on range 1's leader (ADR 0010's benchmark).
+    for (const [rangeId, sm] of this.machines) {
       // Most ranges carry no lease: asked cheaply, so an idle node with 10,000 ranges pays little (ADR 0010).
-      if (rangeId === META_RANGE || sm?.descriptor === undefined || sm.frozen !== undefined || !sm.leases.hasAttached()) continue;
+      if (rangeId === META_RANGE || sm.descriptor === undefined || sm.frozen !== undefined || !sm.leases.hasAttached() || this.store.replica(rangeId) === undefined) continue;
       for (const id of sm.leases.attachedIds()) {
         const tag = `${rangeId}:${id}`;
         if (records.has(id) || this.sweeping.has(tag)) continue;
         this.sweeping.add(tag);
+        this.sweepCleanAt = undefined;
         const requestId = `${this.o.requestIdPrefix}.sweep:${++this.sweepSeq}`;
         this.store.propose(rangeId, requestId, encodeCommand({ kind: 'lease-revoke', requestId, id }), () => this.sweeping.delete(tag));
       }
@@ -920,15 +984,19 @@ export class KvNode {
     const nowMs = this.o.timers.nowMs();
     if (nowMs < this.nextFrozenCheckMs) return;
     this.nextFrozenCheckMs = nowMs + FROZEN_MERGE_CHECK_MS;
+    // Nothing was frozen here, and no replica's state changed since (a freeze is applied).
+    const seq = this.store.changeSeq;
+    if (this.unfrozenAt === seq) return;
     const frozen = new Map<RangeId, FrozenState>();
-    for (const id of this.store.rangeIds()) {
-      const f = this.machines.get(id)?.frozen;
-      if (f !== undefined) frozen.set(id, f);
+    for (const [id, sm] of this.machines) {
+      const f = sm.frozen;
+      if (f !== undefined && this.store.replica(id) !== undefined) frozen.set(id, f);
     }
     for (const id of [...this.frozenSinceMs.keys()]) if (!frozen.has(id)) this.frozenSinceMs.delete(id);
     for (const id of frozen.keys()) if (!this.frozenSinceMs.has(id)) this.frozenSinceMs.set(id, nowMs);
     // Nothing frozen, nothing to finish: the walk below (a neighbour search per range) was most of
     // an idle node's CPU at 2,000 ranges (ADR 0010's benchmark).
+    this.unfrozenAt = frozen.size === 0 ? seq : undefined;
     if (frozen.size === 0) return;
     for (const [rightId, f] of frozen) {
       const frozenMs = nowMs - (this.frozenSinceMs.get(rightId) ?? nowMs);

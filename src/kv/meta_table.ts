@@ -65,8 +65,10 @@ export function tilingProblem(sorted: readonly RangeDescriptor[], start: Uint8Ar
  * then a meta-update), so it may lag behind them, never contradict itself.
  */
 export class MetaTable {
-  /** Sorted by start key; loaded on first use, then kept right by `update` (a batch is not readable before it is staged). */
+  /** Sorted by start key; loaded on first use, then kept right by `update` (a batch is not readable before it is staged). A new array on every change, never changed in place: callers may cache what they derive from one (see byRangeId). */
   private entries: RangeDescriptor[] | undefined;
+  /** byRangeId's answer, and the entries it was made from. */
+  private byId: { readonly from: readonly RangeDescriptor[]; readonly map: ReadonlyMap<RangeId, RangeDescriptor> } | undefined;
 
   constructor(
     private readonly engine: StorageEngine,
@@ -83,6 +85,13 @@ export class MetaTable {
       this.entries = out;
     }
     return this.entries;
+  }
+
+  /** Every descriptor by range id, made again only when the table changed: replica GC and routing ask every second, and a node may hold 10,000 ranges. */
+  byRangeId(): ReadonlyMap<RangeId, RangeDescriptor> {
+    const all = this.all();
+    if (this.byId?.from !== all) this.byId = { from: all, map: new Map(all.map((d) => [d.rangeId, d])) };
+    return this.byId.map;
   }
 
   /** The descriptor holding `key`, if the table has one. */
