@@ -28,3 +28,5 @@ export { kvCasModel, type KvCasInput, type KvCasOutput, type KvCasState } from '
 export { parseJepsenEtcdLog } from './parse/jepsen-etcd.js';
 export { parseEdnKvLog } from './parse/edn-kv.js';
 export { describeOperation } from './failure.js';
+export { parseTxnHistory, type MicroOp, type Scalar, type Txn, type TxnStatus, TXN_HISTORY_MAX_OPS } from './txn/history.js';
+export { checkTxnHistory, type TxnAnomaly, type TxnCheckOptions, type TxnCheckResult, type TxnModel, TXN_CYCLES_PER_KIND } from './txn/check.js';

@@ -1,0 +1,100 @@
+/**
+ * The transactional checker: infers dependencies from a list-append or
+ * rw-register history, adds realtime order, and searches the graph for
+ * cycles (graph.ts). `valid` is true when no anomaly was found and the
+ * search finished, false when any was found (an anomaly found is found,
+ * budget or not), and 'unknown' when the budget ran out first.
+ */
+import { TesseraError } from '../../base/index.js';
+import { type CycleStep, type EdgeWhy, type SearchBudget, findCycles } from './graph.js';
+import type { Txn } from './history.js';
+import { type PlainAnomaly, addRealtimeEdges, inferListAppend, inferRwRegister, show, txnName } from './infer.js';
+
+export type TxnModel = 'list-append' | 'rw-register';
+
+export interface TxnCheckOptions {
+  readonly model: TxnModel;
+  /** Add realtime edges (strict serializability); default true. */
+  readonly realtime?: boolean;
+  /** Wall-clock budget for the cycle search, read through `nowMs`. */
+  readonly timeBudgetMs?: number;
+  readonly nowMs?: () => number;
+  /** Bound on search steps (nodes visited), whatever the time. */
+  readonly maxSteps?: number;
+  /** Cycles reported per kind of anomaly (TXN_CYCLES_PER_KIND). */
+  readonly cyclesPerKind?: number;
+}
+
+export interface TxnAnomaly {
+  readonly anomaly: string;
+  readonly explanation: string;
+}
+
+export interface TxnCheckResult {
+  readonly valid: true | false | 'unknown';
+  readonly anomalies: readonly TxnAnomaly[];
+  /** The anomaly names found, sorted, once each. */
+  readonly names: readonly string[];
+  readonly txns: number;
+  readonly edges: number;
+}
+
+export const TXN_CYCLES_PER_KIND = 4;
+/** Plain (non-cycle) anomalies reported per kind; the rest are counted. */
+export const TXN_PLAIN_PER_KIND = 8;
+export const TXN_DEFAULT_MAX_STEPS = 50_000_000;
+
+const DEP_WORDS: Readonly<Record<EdgeWhy['dep'], string>> = { ww: 'ww', wr: 'wr', rw: 'rw', rt: 'realtime' };
+
+function describeStep(s: CycleStep): string {
+  const a = `T${s.from}`;
+  const b = `T${s.to}`;
+  const w = s.why;
+  const k = show(w.key);
+  let why: string;
+  if (w.dep === 'rt') why = `${a} completed before ${b} was invoked`;
+  else if (w.dep === 'ww') why = w.list === true ? `${b} appended ${show(w.to)} to key ${k} right after ${a}'s ${show(w.from)}` : `${b} read key ${k} = ${show(w.from)} written by ${a}, then wrote ${show(w.to)}`;
+  else if (w.dep === 'wr') why = w.list === true ? `${b} read key ${k} ending in ${a}'s append ${show(w.from)}` : `${b} read key ${k} = ${show(w.from)}, written by ${a}`;
+  else why = w.list === true ? `${a} read key ${k} ${w.from === null ? 'empty' : `ending in ${show(w.from)}`}, before ${b}'s append ${show(w.to)}` : `${a} read key ${k} = ${show(w.from)}, which ${b} overwrote with ${show(w.to)}`;
+  return `${a} -${DEP_WORDS[w.dep]}-> ${b}: ${why}`;
+}
+
+function explainCycle(txns: readonly Txn[], steps: readonly CycleStep[]): string {
+  const names = steps.map((s) => txnName(txns[s.from] as Txn));
+  return `cycle ${names.join(' -> ')} -> T${steps[0]?.from}; ${steps.map(describeStep).join('; ')}`;
+}
+
+function capPlain(found: readonly PlainAnomaly[]): TxnAnomaly[] {
+  const out: TxnAnomaly[] = [];
+  const seen = new Map<string, number>();
+  for (const a of found) {
+    const n = (seen.get(a.anomaly) ?? 0) + 1;
+    seen.set(a.anomaly, n);
+    if (n <= TXN_PLAIN_PER_KIND) out.push(a);
+  }
+  for (const [anomaly, n] of seen) if (n > TXN_PLAIN_PER_KIND) out.push({ anomaly, explanation: `and ${n - TXN_PLAIN_PER_KIND} more` });
+  return out;
+}
+
+export function checkTxnHistory(txns: readonly Txn[], options: TxnCheckOptions): TxnCheckResult {
+  const { model } = options;
+  if (model !== 'list-append' && model !== 'rw-register') throw new TesseraError('INVALID_ARGUMENT', `unknown model '${String(model)}'; use list-append or rw-register`);
+  const { graph, anomalies: plain } = model === 'list-append' ? inferListAppend(txns) : inferRwRegister(txns);
+  if (options.realtime !== false) addRealtimeEdges(graph, txns);
+  const nowMs = options.nowMs;
+  const deadline = nowMs === undefined || options.timeBudgetMs === undefined ? undefined : nowMs() + options.timeBudgetMs;
+  let over = false;
+  const budget: SearchBudget = {
+    steps: 0,
+    maxSteps: options.maxSteps ?? TXN_DEFAULT_MAX_STEPS,
+    spent(): boolean {
+      over ||= this.steps > this.maxSteps || (deadline !== undefined && nowMs !== undefined && nowMs() > deadline);
+      return over;
+    },
+  };
+  const cycles = findCycles(graph, budget, options.cyclesPerKind ?? TXN_CYCLES_PER_KIND);
+  const anomalies = [...capPlain(plain), ...cycles.map((c) => ({ anomaly: c.anomaly, explanation: explainCycle(txns, c.steps) }))];
+  const names = [...new Set(anomalies.map((a) => a.anomaly))].sort();
+  const valid = anomalies.length > 0 ? false : budget.spent() ? 'unknown' : true;
+  return { valid, anomalies, names, txns: txns.length, edges: graph.edgeCount };
+}

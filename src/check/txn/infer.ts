@@ -1,0 +1,297 @@
+/**
+ * Dependencies inferred from what transactions read (the Elle paper, §4):
+ * list-append histories give each key's version order outright (every
+ * read is a prefix of the longest), rw-register histories give what a
+ * read-then-write within one transaction shows. Anomalies that need no
+ * cycle are found here: aborted reads (G1a), intermediate reads (G1b),
+ * reads inconsistent with the transaction's own writes (internal), reads
+ * that disagree on a key's order (incompatible-order), duplicates, and
+ * values nobody wrote (garbage-read).
+ */
+import { TesseraError } from '../../base/index.js';
+import { DepGraph } from './graph.js';
+import type { MicroOp, Scalar, Txn } from './history.js';
+
+export interface PlainAnomaly {
+  readonly anomaly: string;
+  readonly explanation: string;
+}
+
+export interface Inference {
+  readonly graph: DepGraph;
+  readonly anomalies: PlainAnomaly[];
+}
+
+/** A key or value as a map key: numbers and strings never collide. */
+function id(x: Scalar): string {
+  return typeof x === 'number' ? `n${x}` : `s${x}`;
+}
+
+export function show(x: Scalar | null | undefined): string {
+  return x === null || x === undefined ? 'nil' : typeof x === 'number' ? String(x) : JSON.stringify(x);
+}
+
+export function txnName(t: Txn): string {
+  return `T${t.id} (process ${t.process}${t.index === undefined ? '' : `, index ${t.index}`}${t.status === 'ok' ? '' : `, ${t.status}`})`;
+}
+
+interface Written {
+  readonly txn: Txn;
+  /** Whether the transaction wrote the key again after this value (so a read of it is intermediate). */
+  readonly overwrittenInTxn: boolean;
+}
+
+/** Each key's written values → who wrote them; a value written twice to one key is refused (the checker needs them unique). */
+function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<string, Map<string, Written>> {
+  const byKey = new Map<string, Map<string, Written>>();
+  for (const t of txns) {
+    t.ops.forEach((op, i) => {
+      if (op.f !== f) return;
+      const k = id(op.key);
+      let values = byKey.get(k);
+      if (values === undefined) byKey.set(k, (values = new Map()));
+      if (values.has(id(op.value))) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(id(op.value))?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
+      const later = t.ops.slice(i + 1).some((o) => o.f === f && id(o.key) === k);
+      values.set(id(op.value), { txn: t, overwrittenInTxn: later });
+    });
+  }
+  return byKey;
+}
+
+/** The reads a committed transaction made of a key before writing it itself: what others' writes decide. */
+function externalReads(t: Txn): { op: Extract<MicroOp, { f: 'r' }>; at: number }[] {
+  const written = new Set<string>();
+  const out: { op: Extract<MicroOp, { f: 'r' }>; at: number }[] = [];
+  t.ops.forEach((op, at) => {
+    if (op.f === 'r' && !written.has(id(op.key)) && op.value !== undefined) out.push({ op, at });
+    if (op.f !== 'r') written.add(id(op.key));
+  });
+  return out;
+}
+
+function sameList(a: readonly Scalar[], b: readonly Scalar[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Reads inconsistent with the transaction's own earlier reads and writes of the key. */
+function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
+  const out: PlainAnomaly[] = [];
+  const known = new Map<string, { value: readonly Scalar[] | Scalar | null | undefined; wrote: Scalar[] }>();
+  for (const op of t.ops) {
+    const k = id(op.key);
+    const state = known.get(k);
+    if (op.f !== 'r') {
+      if (state === undefined) known.set(k, { value: undefined, wrote: [op.value] });
+      else state.wrote.push(op.value);
+      continue;
+    }
+    if (op.value === undefined) continue;
+    let expected: string | undefined;
+    if (list && state !== undefined) {
+      const got = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null ? [] : [op.value as Scalar];
+      if (state.value !== undefined) {
+        const before = Array.isArray(state.value) ? (state.value as readonly Scalar[]) : state.value === null ? [] : [state.value as Scalar];
+        const want = [...before, ...state.wrote];
+        if (!sameList(got, want)) expected = `[${want.map(show).join(' ')}]`;
+      } else if (!sameList(got.slice(got.length - state.wrote.length), state.wrote)) expected = `a list ending in its own appends [${state.wrote.map(show).join(' ')}]`;
+    } else if (!list && state !== undefined) {
+      const want = state.wrote.length > 0 ? state.wrote[state.wrote.length - 1] : state.value;
+      if (want !== undefined && op.value !== want) expected = show(want as Scalar | null);
+    }
+    if (expected !== undefined) {
+      const read = Array.isArray(op.value) ? `[${(op.value as Scalar[]).map(show).join(' ')}]` : show(op.value as Scalar | null);
+      out.push({ anomaly: 'internal', explanation: `${txnName(t)} read key ${show(op.key)} = ${read} where its own earlier reads and writes give ${expected}` });
+    }
+    known.set(k, { value: op.value, wrote: [] });
+  }
+  return out;
+}
+
+/** list-append: version orders from the longest read of each key, then ww, wr and rw edges. */
+export function inferListAppend(txns: readonly Txn[]): Inference {
+  const graph = new DepGraph(txns);
+  const anomalies: PlainAnomaly[] = [];
+  const appends = writesOf(txns, 'append');
+  const committed = txns.filter((t) => t.status === 'ok');
+  for (const t of committed) anomalies.push(...internalAnomalies(t, true));
+  // Every committed read of each key, and the longest one: the key's version order as far as anyone saw.
+  const reads = new Map<string, { txn: Txn; list: readonly Scalar[]; key: Scalar }[]>();
+  for (const t of committed) {
+    for (const op of t.ops) {
+      if (op.f !== 'r' || op.value === undefined) continue;
+      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null ? [] : [op.value as Scalar];
+      const k = id(op.key);
+      (reads.get(k) ?? reads.set(k, []).get(k))?.push({ txn: t, list, key: op.key });
+    }
+  }
+  const orders = new Map<string, readonly Scalar[]>();
+  for (const [k, rs] of reads) {
+    let longest = rs[0] as { txn: Txn; list: readonly Scalar[]; key: Scalar };
+    for (const r of rs) if (r.list.length > longest.list.length) longest = r;
+    orders.set(k, longest.list);
+    const written = appends.get(k);
+    for (const r of rs) anomalies.push(...readAnomalies(r, longest, written));
+  }
+  for (const [k, order] of orders) {
+    const written = appends.get(k);
+    const key = (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar;
+    for (let i = 0; i + 1 < order.length; i++) {
+      const a = written?.get(id(order[i] as Scalar));
+      const b = written?.get(id(order[i + 1] as Scalar));
+      if (a !== undefined && b !== undefined && a.txn.status !== 'fail' && b.txn.status !== 'fail') graph.add(a.txn.id, b.txn.id, { dep: 'ww', key, from: order[i] as Scalar, to: order[i + 1] as Scalar, list: true });
+    }
+  }
+  for (const t of committed) {
+    for (const { op } of externalReads(t)) {
+      const k = id(op.key);
+      const order = orders.get(k) ?? [];
+      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null || op.value === undefined ? [] : [op.value as Scalar];
+      const written = appends.get(k);
+      const last = list[list.length - 1];
+      const w = last === undefined ? undefined : written?.get(id(last));
+      if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: last as Scalar, list: true });
+      // The version after the one read, if the order is known that far (a read is a prefix of it, or reported above).
+      if (!sameList(order.slice(0, list.length), list)) continue;
+      const next = order[list.length];
+      const n = next === undefined ? undefined : written?.get(id(next));
+      if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key: op.key, from: last ?? null, to: next as Scalar, list: true });
+      // A read of everything anyone saw comes before every committed append nobody saw: appends only add at the end.
+      if (next === undefined) for (const [value, u] of unseenAppends(written, order)) graph.add(t.id, u.id, { dep: 'rw', key: op.key, from: last ?? null, to: value, list: true });
+    }
+  }
+  // Likewise the last append anyone saw comes before those.
+  for (const [k, order] of orders) {
+    const written = appends.get(k);
+    const last = order[order.length - 1];
+    const w = last === undefined ? undefined : written?.get(id(last));
+    if (w === undefined || w.txn.status === 'fail') continue;
+    for (const [value, u] of unseenAppends(written, order)) graph.add(w.txn.id, u.id, { dep: 'ww', key: (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar, from: last as Scalar, to: value, list: true });
+  }
+  return { graph, anomalies };
+}
+
+/** The committed (:ok) appends to a key that no read shows, with their values. */
+function unseenAppends(written: ReadonlyMap<string, Written> | undefined, order: readonly Scalar[]): [Scalar, Txn][] {
+  if (written === undefined) return [];
+  const seen = new Set(order.map(id));
+  const out: [Scalar, Txn][] = [];
+  for (const w of written.values()) {
+    if (w.txn.status !== 'ok' || w.overwrittenInTxn) continue;
+    const value = finalAppend(w.txn, written);
+    if (value !== undefined && !seen.has(id(value))) out.push([value, w.txn]);
+  }
+  return out;
+}
+
+/** The value of a transaction's last append among `written` (its final one to the key). */
+function finalAppend(t: Txn, written: ReadonlyMap<string, Written>): Scalar | undefined {
+  for (const [v, w] of written) if (w.txn === t && !w.overwrittenInTxn) return v.startsWith('n') ? Number(v.slice(1)) : v.slice(1);
+  return undefined;
+}
+
+/** What one read of a list shows alone, against the key's longest read and its appends. */
+function readAnomalies(r: { txn: Txn; list: readonly Scalar[]; key: Scalar }, longest: { txn: Txn; list: readonly Scalar[] }, written: ReadonlyMap<string, Written> | undefined): PlainAnomaly[] {
+  const out: PlainAnomaly[] = [];
+  const shown = (l: readonly Scalar[]): string => `[${l.map(show).join(' ')}]`;
+  if (!sameList(longest.list.slice(0, r.list.length), r.list)) {
+    out.push({ anomaly: 'incompatible-order', explanation: `key ${show(r.key)}: ${txnName(r.txn)} read ${shown(r.list)}, which is not a prefix of ${shown(longest.list)} that ${txnName(longest.txn)} read` });
+  }
+  const seen = new Set<string>();
+  for (const v of r.list) {
+    if (seen.has(id(v))) out.push({ anomaly: 'duplicate-elements', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, which holds ${show(v)} twice` });
+    seen.add(id(v));
+    const w = written?.get(id(v));
+    if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, which no transaction appended` });
+    else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, appended by ${txnName(w.txn)}, which aborted` });
+  }
+  const last = r.list[r.list.length - 1];
+  const w = last === undefined ? undefined : written?.get(id(last));
+  if (w !== undefined && w.overwrittenInTxn && w.txn !== r.txn) {
+    out.push({ anomaly: 'G1b', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended to the key again after it` });
+  }
+  return out;
+}
+
+/** rw-register: wr from unique written values; ww and rw where a transaction read a key and then wrote it. */
+export function inferRwRegister(txns: readonly Txn[]): Inference {
+  const graph = new DepGraph(txns);
+  const anomalies: PlainAnomaly[] = [];
+  const writes = writesOf(txns, 'w');
+  const committed = txns.filter((t) => t.status === 'ok');
+  for (const t of committed) anomalies.push(...internalAnomalies(t, false));
+  // Who read each version (external reads of committed transactions), and who was seen to write after it.
+  const readersOf = new Map<string, Map<string, { txn: Txn; key: Scalar }[]>>();
+  const observed = new Set<Txn>(committed);
+  for (const t of committed) {
+    for (const { op } of externalReads(t)) {
+      if (Array.isArray(op.value)) throw new TesseraError('PARSE_ERROR', `T${t.id} read a list from key ${show(op.key)}; an rw-register history reads single values`);
+      const v = op.value as Scalar | null;
+      const k = id(op.key);
+      const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<string, { txn: Txn; key: Scalar }[]>);
+      const vid = v === null ? 'nil' : id(v);
+      (byValue.get(vid) ?? byValue.set(vid, []).get(vid))?.push({ txn: t, key: op.key });
+      if (v === null) continue;
+      const w = writes.get(k)?.get(id(v));
+      if (w === undefined) anomalies.push({ anomaly: 'garbage-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, which no transaction wrote` });
+      else if (w.txn.status === 'fail') anomalies.push({ anomaly: 'G1a', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, written by ${txnName(w.txn)}, which aborted` });
+      else {
+        if (w.overwrittenInTxn && w.txn !== t) anomalies.push({ anomaly: 'G1b', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, an intermediate write of ${txnName(w.txn)}, which wrote the key again after it` });
+        observed.add(w.txn);
+        graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: v });
+      }
+    }
+  }
+  for (const t of committed) addReadThenWrite(graph, t, writes, readersOf);
+  // A read of a key's initial state comes before every write of it that took effect.
+  for (const [k, byValue] of readersOf) {
+    const initial = byValue.get('nil') ?? [];
+    for (const w of writes.get(k)?.values() ?? []) {
+      if (!observed.has(w.txn) || w.overwrittenInTxn) continue;
+      for (const r of initial) graph.add(r.txn.id, w.txn.id, { dep: 'rw', key: r.key, from: null, to: finalWrite(w.txn, r.key) });
+    }
+  }
+  return { graph, anomalies };
+}
+
+function finalWrite(t: Txn, key: Scalar): Scalar | null {
+  let v: Scalar | null = null;
+  for (const op of t.ops) if (op.f === 'w' && id(op.key) === id(key)) v = op.value;
+  return v;
+}
+
+/** T read k = v1 and then wrote k = v2: v2 follows v1, so v1's writer →ww T, and v1's other readers →rw T. */
+function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<string, ReadonlyMap<string, Written>>, readersOf: ReadonlyMap<string, ReadonlyMap<string, { txn: Txn; key: Scalar }[]>>): void {
+  for (const { op, at } of externalReads(t)) {
+    const wroteAfter = t.ops.slice(at + 1).some((o) => o.f === 'w' && id(o.key) === id(op.key));
+    if (!wroteAfter) continue;
+    const v = op.value as Scalar | null;
+    const v2 = finalWrite(t, op.key);
+    const w = v === null ? undefined : writes.get(id(op.key))?.get(id(v));
+    if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'ww', key: op.key, from: v, to: v2 });
+    for (const r of readersOf.get(id(op.key))?.get(v === null ? 'nil' : id(v)) ?? []) graph.add(r.txn.id, t.id, { dep: 'rw', key: op.key, from: v, to: v2 });
+  }
+}
+
+/** Realtime order: T1 completed before T2 was invoked. Only the frontier of the latest completions is linked; the rest follows by transitivity. */
+export function addRealtimeEdges(graph: DepGraph, txns: readonly Txn[]): void {
+  const events: { at: number; txn: Txn; invoke: boolean }[] = [];
+  for (const t of txns) {
+    if (t.status === 'fail') continue;
+    events.push({ at: t.invokeAt, txn: t, invoke: true });
+    if (t.status === 'ok') events.push({ at: t.completeAt, txn: t, invoke: false });
+  }
+  events.sort((a, b) => a.at - b.at);
+  const frontier = new Set<number>();
+  const preds = new Map<number, number[]>();
+  for (const e of events) {
+    if (e.invoke) {
+      const p = [...frontier];
+      preds.set(e.txn.id, p);
+      for (const from of p) graph.add(from, e.txn.id, { dep: 'rt' });
+      continue;
+    }
+    for (const p of preds.get(e.txn.id) ?? []) frontier.delete(p);
+    preds.delete(e.txn.id);
+    frontier.add(e.txn.id);
+  }
+}

@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isTesseraError } from '../../base/index.js';
+import { type TxnCheckResult, type TxnModel, checkTxnHistory } from './check.js';
+import { generateListAppend } from './generate.js';
+import { parseTxnHistory } from './history.js';
+
+/** A history from [process, completion type, invoked ops, completed ops] steps, each invoked and completed in turn unless `overlap`. */
+function history(txns: readonly { p: number; type?: string; ops: string; done?: string }[], overlap = true): string {
+  const lines: string[] = [];
+  // Overlapping: all invoked first, then all completed, so no realtime order binds them.
+  if (overlap) for (const t of txns) lines.push(`{:type :invoke, :f :txn, :value ${t.ops}, :process ${t.p}}`);
+  for (const t of txns) {
+    if (!overlap) lines.push(`{:type :invoke, :f :txn, :value ${t.ops}, :process ${t.p}}`);
+    lines.push(`{:type :${t.type ?? 'ok'}, :f :txn, :value ${t.done ?? t.ops}, :process ${t.p}}`);
+  }
+  return lines.join('\n');
+}
+
+function check(text: string, model: TxnModel = 'list-append', realtime = true): TxnCheckResult {
+  return checkTxnHistory(parseTxnHistory(text), { model, realtime });
+}
+
+function assertFinds(r: TxnCheckResult, name: string): void {
+  assert.equal(r.valid, false, `expected ${name}, got valid`);
+  assert.ok(r.names.includes(name), `expected ${name}, found ${r.names.join(', ')}: ${r.anomalies.map((a) => a.explanation).join(' | ')}`);
+}
+
+test('txn check: list-append anomalies, one hand-made history each, named and explained', () => {
+  const g0 = check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:append 1 2] [:append 2 2]]' }, { p: 2, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 [1 2]] [:r 2 [2 1]]]' }]));
+  assertFinds(g0, 'G0');
+  assert.match(g0.anomalies.find((a) => a.anomaly === 'G0')?.explanation ?? '', /-ww->.*-ww->/);
+  assertFinds(check(history([{ p: 0, type: 'fail', ops: '[[:append 1 5]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [5]]]' }])), 'G1a');
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1] [:append 1 2]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [1]]]' }])), 'G1b');
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1] [:r 2 nil]]', done: '[[:append 1 1] [:r 2 [1]]]' }, { p: 1, ops: '[[:append 2 1] [:r 1 nil]]', done: '[[:append 2 1] [:r 1 [1]]]' }])), 'G1c');
+  const single = check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 []] [:r 2 [1]]]' }]));
+  assertFinds(single, 'G-single');
+  assert.match(single.anomalies.find((a) => a.anomaly === 'G-single')?.explanation ?? '', /-rw->.*read key 1 empty/);
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1] [:r 2 nil]]', done: '[[:append 1 1] [:r 2 []]]' }, { p: 1, ops: '[[:append 2 1] [:r 1 nil]]', done: '[[:append 2 1] [:r 1 []]]' }])), 'G2');
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1] [:r 1 nil]]', done: '[[:append 1 1] [:r 1 []]]' }])), 'internal');
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:append 1 2]]' }, { p: 2, ops: '[[:r 1 nil]]', done: '[[:r 1 [1 2]]]' }, { p: 3, ops: '[[:r 1 nil]]', done: '[[:r 1 [2 1]]]' }])), 'incompatible-order');
+  assertFinds(check(history([{ p: 0, ops: '[[:r 1 nil]]', done: '[[:r 1 [9]]]' }])), 'garbage-read');
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [1 1]]]' }])), 'duplicate-elements');
+});
+
+test('txn check: the valid twins of those histories come back valid', () => {
+  assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:append 1 2] [:append 2 2]]' }, { p: 2, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 [1 2]] [:r 2 [1 2]]]' }])).valid, true);
+  assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 [1]] [:r 2 [1]]]' }])).valid, true);
+  assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:r 2 nil]]', done: '[[:append 1 1] [:r 2 []]]' }, { p: 1, ops: '[[:append 2 1] [:r 1 nil]]', done: '[[:append 2 1] [:r 1 [1]]]' }])).valid, true);
+  assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:r 1 nil]]', done: '[[:append 1 1] [:r 1 [1]]]' }])).valid, true);
+  // An :info append that someone read took effect; one nobody read constrains nothing.
+  assert.equal(check(history([{ p: 0, type: 'info', ops: '[[:append 1 1]]' }, { p: 1, type: 'info', ops: '[[:append 1 2]]' }, { p: 2, ops: '[[:r 1 nil]]', done: '[[:r 1 [1]]]' }])).valid, true);
+});
+
+test('txn check: a stale read after a completed write is a realtime anomaly, serializable without realtime order', () => {
+  const stale = history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 []]]' }], false);
+  assertFinds(check(stale), 'G-single-realtime');
+  assert.equal(check(stale, 'list-append', false).valid, true);
+});
+
+test('txn check: rw-register anomalies and a valid history', () => {
+  assertFinds(check(history([{ p: 0, ops: '[[:w 1 1] [:r 2 nil]]', done: '[[:w 1 1] [:r 2 1]]' }, { p: 1, ops: '[[:w 2 1] [:r 1 nil]]', done: '[[:w 2 1] [:r 1 1]]' }]), 'rw-register'), 'G1c');
+  assertFinds(check(history([{ p: 0, ops: '[[:w 1 1] [:w 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 nil] [:r 2 1]]' }]), 'rw-register'), 'G-single');
+  assertFinds(check(history([{ p: 0, ops: '[[:r 1 nil] [:w 1 1]]' }, { p: 1, ops: '[[:r 1 nil] [:w 1 2]]' }]), 'rw-register'), 'G2');
+  assertFinds(check(history([{ p: 0, type: 'fail', ops: '[[:w 1 7]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 7]]' }]), 'rw-register'), 'G1a');
+  assertFinds(check(history([{ p: 0, ops: '[[:w 1 1] [:w 1 2]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 1]]' }]), 'rw-register'), 'G1b');
+  assertFinds(check(history([{ p: 0, ops: '[[:w 1 1] [:r 1 nil]]', done: '[[:w 1 1] [:r 1 nil]]' }]), 'rw-register'), 'internal');
+  assert.equal(check(history([{ p: 0, ops: '[[:r 1 nil] [:w 1 1]]' }, { p: 1, ops: '[[:r 1 nil] [:w 1 2]]', done: '[[:r 1 1] [:w 1 2]]' }], false), 'rw-register').valid, true);
+});
+
+test('txn check: bad input is a PARSE_ERROR naming the operation, never a crash', () => {
+  const bad = ['{:type :ok, :f :txn, :value [[:r 1 nil]], :process 0}', '{:type :invoke, :f :txn, :value [[:bogus 1 2]], :process 0}', '{:type :invoke :f', '[[[[', '{:type :invoke, :f :txn, :value 3, :process 0}', `${'['.repeat(100)}${']'.repeat(100)}`];
+  for (const text of bad) assert.throws(() => parseTxnHistory(text), (e: unknown) => isTesseraError(e, 'PARSE_ERROR'), text.slice(0, 40));
+  // Two appends of one value to one key cannot be told apart.
+  assert.throws(() => check(history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:append 1 1]]' }])), (e: unknown) => isTesseraError(e, 'PARSE_ERROR'));
+  // A nemesis's operations are skipped.
+  assert.equal(parseTxnHistory('{:type :info, :f :start-partition, :process :nemesis}\n{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 0}\n{:type :ok, :f :txn, :value [[:r 1 nil]], :process 0}').length, 1);
+});
+
+test('txn check: generated strictly serializable histories come back valid; injected anomalies are found', () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const text = generateListAppend({ seed, txns: 300, processes: 6, keys: 6 });
+    const r = check(text);
+    assert.equal(r.valid, true, `seed ${seed}: ${r.anomalies.slice(0, 2).map((a) => `${a.anomaly}: ${a.explanation}`).join(' | ')}`);
+    const lines = text.split('\n');
+    // Aborted read: an ok read that shows a failed transaction's append.
+    const failed = lines.findIndex((l) => l.startsWith('{:type :fail') && l.includes(':append'));
+    const reader = lines.findIndex((l) => l.startsWith('{:type :ok') && /\[:r (\d+) \[[\d ]+\]\]/.test(l));
+    if (failed >= 0 && reader >= 0) {
+      const [, key, value] = /\[:append (\d+) (\d+)\]/.exec(lines[failed] as string) as RegExpExecArray;
+      const poisoned = [...lines];
+      poisoned[reader] = `${(lines[reader] as string).replace(/\]\], :process/, `] [:r ${key} [${value}]]], :process`)}`;
+      // The reader's invocation needs the same number of micro-ops.
+      const proc = /:process (\d+)/.exec(lines[reader] as string)?.[1];
+      const inv = poisoned.slice(0, reader).map((l, i) => ({ l, i })).filter(({ l }) => l.startsWith('{:type :invoke') && l.endsWith(`:process ${proc}}`)).pop();
+      if (inv !== undefined) {
+        poisoned[inv.i] = inv.l.replace(/\]\], :process/, `] [:r ${key} nil]], :process`);
+        assertFinds(check(poisoned.join('\n')), 'G1a');
+      }
+    }
+  }
+});
+
+test('txn check: a stale read injected into a generated history is found as a realtime anomaly', () => {
+  let injected = 0;
+  for (let seed = 1; seed <= 20 && injected < 5; seed++) {
+    const lines = generateListAppend({ seed, txns: 200, processes: 4, keys: 4, failShare: 0, infoShare: 0 }).split('\n');
+    // A read of a non-empty list, by a transaction invoked after the last element's writer completed.
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^\{:type :ok, :f :txn, :value \[\[:r (\d+) \[([\d ]+)\]\]\], :process (\d+)\}$/.exec(lines[i] as string);
+      if (m === null) continue;
+      const [, key, list] = m;
+      const last = (list as string).split(' ').pop();
+      const writer = lines.findIndex((l) => l.startsWith('{:type :ok') && l.includes(`[:append ${key} ${last}]`));
+      const invoke = lines.slice(0, i).map((l, j) => ({ l, j })).filter(({ l }) => l.startsWith('{:type :invoke') && l.endsWith(`:process ${m[3]}}`)).pop();
+      if (writer < 0 || invoke === undefined || writer > invoke.j) continue;
+      const stale = [...lines];
+      stale[i] = (lines[i] as string).replace(`[${list}]`, (list as string).split(' ').length === 1 ? '[]' : `[${(list as string).split(' ').slice(0, -1).join(' ')}]`);
+      const r = check(stale.join('\n'));
+      assert.equal(r.valid, false, `seed ${seed}: a stale read at line ${i} went unnoticed`);
+      assert.ok(r.names.some((n) => n.endsWith('-realtime') || n.startsWith('G')), r.names.join(','));
+      injected++;
+      break;
+    }
+  }
+  assert.ok(injected >= 3, `only ${injected} stale reads injected`);
+});
+
+test('txn check: a 100,000-transaction history is checked in under a minute', () => {
+  const text = generateListAppend({ seed: 99, txns: 100_000, processes: 16, keys: 200 });
+  const t0 = performance.now();
+  const txns = parseTxnHistory(text);
+  const r = checkTxnHistory(txns, { model: 'list-append', nowMs: () => performance.now(), timeBudgetMs: 60_000 });
+  const ms = performance.now() - t0;
+  console.log(`# 100,000 transactions: parsed and checked in ${ms.toFixed(0)} ms, ${r.edges} edges, ${r.valid}`);
+  assert.equal(r.valid, true);
+  assert.ok(ms < 60_000, `${ms} ms`);
+});
+
+test('txn check: the CLI prints anomalies, then valid or invalid: names, and exits 0, 1 or 2', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'check-txn-'));
+  try {
+    const cli = join(import.meta.dirname, '..', '..', 'cli', 'check-txn.js');
+    const run = (file: string, ...extra: string[]): { code: number | null; lines: string[] } => {
+      const r = spawnSync(process.execPath, [cli, '--model', 'list-append', ...extra, file], { encoding: 'utf8' });
+      return { code: r.status, lines: r.stdout.trim().split('\n') };
+    };
+    writeFileSync(join(dir, 'ok.edn'), history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [1]]]' }]));
+    writeFileSync(join(dir, 'bad.edn'), history([{ p: 0, ops: '[[:append 1 1] [:r 2 nil]]', done: '[[:append 1 1] [:r 2 []]]' }, { p: 1, ops: '[[:append 2 1] [:r 1 nil]]', done: '[[:append 2 1] [:r 1 []]]' }]));
+    writeFileSync(join(dir, 'garbled.edn'), '{:type :ok');
+    const ok = run(join(dir, 'ok.edn'));
+    assert.deepEqual([ok.code, ok.lines.at(-1)], [0, 'valid']);
+    const bad = run(join(dir, 'bad.edn'));
+    assert.deepEqual([bad.code, bad.lines.at(-1)], [1, 'invalid: G2']);
+    assert.ok(bad.lines[0]?.startsWith('G2: cycle'), bad.lines[0]);
+    assert.equal(run(join(dir, 'garbled.edn')).code, 2);
+    assert.equal(run(join(dir, 'missing.edn')).code, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
