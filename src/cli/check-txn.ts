@@ -11,9 +11,9 @@
  * out before the search finished), and the exit code 0, 1 or 2 (2 also for
  * usage and parse errors).
  */
-import { readFileSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { isTesseraError } from '../base/index.js';
+import { invokedDirectly, isFileError } from './script.js';
 import { type TxnModel, checkTxnHistory, parseTxnHistory } from '../check/index.js';
 
 const USAGE = 'usage: check-txn --model list-append|rw-register [--no-realtime] [--time-budget-ms N] FILE';
@@ -88,21 +88,7 @@ function parseArgs(argv: readonly string[]): Args | string {
   return { model, file, realtime, timeBudgetMs };
 }
 
-function isFileError(e: unknown): e is Error {
-  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && 'syscall' in e;
-}
-
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (invokedDirectly(import.meta.url)) {
   process.exitCode = main(process.argv.slice(2), {
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),

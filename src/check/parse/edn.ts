@@ -62,19 +62,26 @@ class Reader {
   }
 
   private string(): string {
-    let out = '';
-    this.pos++; // opening quote
-    for (;;) {
-      const c = this.text[this.pos++];
-      if (c === undefined) throw new EdnSyntaxError('unterminated string');
-      if (c === '"') return out;
-      if (c !== '\\') {
-        out += c;
-        continue;
-      }
-      const escaped = ESCAPES[this.text[this.pos++] ?? ''];
-      if (escaped === undefined) throw new EdnSyntaxError(`unsupported escape at ${this.pos - 1}`);
-      out += escaped;
+    const { value, end } = readEdnString(this.text, this.pos);
+    this.pos = end;
+    return value;
+  }
+}
+
+/** The EDN string whose opening quote is at `pos` in `text`, and the position after its closing quote. */
+export function readEdnString(text: string, pos: number): { readonly value: string; readonly end: number } {
+  let out = '';
+  let at = pos + 1;
+  for (;;) {
+    const c = text[at++];
+    if (c === undefined) throw new EdnSyntaxError('unterminated string');
+    if (c === '"') return { value: out, end: at };
+    if (c !== '\\') {
+      out += c;
+      continue;
     }
+    const escaped = ESCAPES[text[at++] ?? ''];
+    if (escaped === undefined) throw new EdnSyntaxError(`unsupported escape at ${at - 1}`);
+    out += escaped;
   }
 }

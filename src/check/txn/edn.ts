@@ -5,7 +5,7 @@
  * vectors). Commas are whitespace, `;` starts a comment. Never throws
  * anything but EdnSyntaxError, whatever the text.
  */
-import { EdnSyntaxError } from '../parse/edn.js';
+import { EdnSyntaxError, readEdnString } from '../parse/edn.js';
 
 export type EdnValue = string | number | boolean | null | EdnKeyword | readonly EdnValue[] | EdnMap;
 export interface EdnKeyword {
@@ -18,7 +18,6 @@ export type EdnMap = ReadonlyMap<string, EdnValue>;
 export const EDN_MAX_DEPTH = 64;
 
 const DELIMITER = /[\s,{}[\]()";]/;
-const ESCAPES: Readonly<Record<string, string>> = { n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\' };
 
 export function isKeyword(v: EdnValue | undefined, name?: string): v is EdnKeyword {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Map) && (name === undefined || (v as EdnKeyword).keyword === name);
@@ -103,19 +102,8 @@ class EdnReader {
   }
 
   private string(): string {
-    let out = '';
-    this.pos++;
-    for (;;) {
-      const c = this.text[this.pos++];
-      if (c === undefined) throw new EdnSyntaxError('unterminated string');
-      if (c === '"') return out;
-      if (c !== '\\') {
-        out += c;
-        continue;
-      }
-      const escaped = ESCAPES[this.text[this.pos++] ?? ''];
-      if (escaped === undefined) throw new EdnSyntaxError(`unsupported escape at ${this.pos - 1}`);
-      out += escaped;
-    }
+    const { value, end } = readEdnString(this.text, this.pos);
+    this.pos = end;
+    return value;
   }
 }
