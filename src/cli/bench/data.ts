@@ -598,7 +598,7 @@ const program = new Command()
   .option('--progress-s <s>', 'seconds between progress lines', positiveInt, 10)
   .option('--min-free-gib <n>', 'stop the load when the data filesystem has less free', nonNegativeInt, 8)
   .option('--record', 'append the results to docs/benchmarks.md')
-  .option('--record-file <path>', 'where to append the results', DEFAULT_RECORD_PATH)
+  .option('--record-file <path>', 'where --record appends the results (nothing is written without --record)', DEFAULT_RECORD_PATH)
   .action(async (flags: DataFlags) => {
     const onSignal = (): void => {
       killAllNow();
