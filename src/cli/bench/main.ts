@@ -86,7 +86,7 @@ function parseFlags(): BenchFlags {
     .option('--no-check-perf', 'skip etcdctl check perf')
     .option('--check-perf-etcd', 'also run the check perf loads against etcd, for comparison', false)
     .option('--no-record', `do not append the results to docs/benchmarks.md`)
-    .option('--record-file <path>', 'where --record appends the results (nothing is written without --record)', DEFAULT_RECORD_PATH)
+    .option('--record-file <path>', 'where to append the results (nothing is written with --no-record)', DEFAULT_RECORD_PATH)
     .addOption(new Option('--read-mode <mode>', "tessera's read mode: lease reads, or 'safe' (a heartbeat round per read batch)").choices(READ_MODES).default(DEFAULT_READ_MODE))
     .showHelpAfterError();
   program.parse();

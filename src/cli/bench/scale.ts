@@ -248,7 +248,7 @@ const program = new Command()
   .option('--duration-ms <ms>', 'measured time per cell', positiveInt, 15_000)
   .option('--settle-timeout-s <s>', 'seconds at most for placement to settle', positiveInt, 300)
   .option('--no-record', 'do not append the results to docs/benchmarks.md')
-  .option('--record-file <path>', 'where --record appends the results (nothing is written without --record)', DEFAULT_RECORD_PATH)
+  .option('--record-file <path>', 'where to append the results (nothing is written with --no-record)', DEFAULT_RECORD_PATH)
   .action(async (flags: ScaleFlags) => {
     cleanUpOnSignal();
     await run(flags);
