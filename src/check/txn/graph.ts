@@ -26,37 +26,62 @@ export interface EdgeWhy {
   readonly list?: boolean;
 }
 
+/** Every realtime edge has the same reason: shared, not allocated per edge. */
+export const REALTIME: EdgeWhy = { dep: 'rt' };
+
+/** An edge and the first reason seen for each dependency it holds (fields, not an array: a million edges is common). */
 interface Edge {
   readonly to: number;
   mask: number;
-  readonly why: EdgeWhy[];
+  ww: EdgeWhy | undefined;
+  wr: EdgeWhy | undefined;
+  rw: EdgeWhy | undefined;
 }
+
+function whyOf(e: Edge, dep: Dep): EdgeWhy {
+  const why = dep === 'rt' ? REALTIME : e[dep];
+  if (why === undefined || (e.mask & BIT[dep]) === 0) throw new Error(`whyOf: the edge holds no ${dep} dependency`);
+  return why;
+}
+
+/** Out-edges of one transaction past this many are also indexed by target; fewer are scanned, which is cheaper. */
+const SCAN_MAX_EDGES = 16;
 
 export class DepGraph {
   private readonly out: Edge[][];
-  private readonly index = new Map<number, Edge>();
+  /** Per transaction with more than SCAN_MAX_EDGES out-edges, those edges by target. */
+  private readonly byTarget: (Map<number, Edge> | undefined)[];
   edgeCount = 0;
 
   constructor(readonly txns: readonly Txn[]) {
     this.out = txns.map(() => []);
+    this.byTarget = new Array<Map<number, Edge> | undefined>(txns.length);
   }
 
   add(from: number, to: number, why: EdgeWhy): void {
     if (from === to) return;
-    const id = from * this.txns.length + to;
-    let e = this.index.get(id);
+    let e = this.edgeTo(from, to);
     if (e === undefined) {
-      e = { to, mask: 0, why: [] };
-      this.index.set(id, e);
-      (this.out[from] as Edge[]).push(e);
+      e = { to, mask: 0, ww: undefined, wr: undefined, rw: undefined };
+      const edges = this.out[from] as Edge[];
+      edges.push(e);
+      if (edges.length === SCAN_MAX_EDGES + 1) this.byTarget[from] = new Map(edges.map((x) => [x.to, x]));
+      else this.byTarget[from]?.set(to, e);
       this.edgeCount++;
     }
-    if ((e.mask & BIT[why.dep]) === 0) e.why.push(why);
+    if ((e.mask & BIT[why.dep]) === 0 && why.dep !== 'rt') e[why.dep] = why;
     e.mask |= BIT[why.dep];
   }
 
   edgesOf(from: number): readonly Edge[] {
     return this.out[from] as Edge[];
+  }
+
+  private edgeTo(from: number, to: number): Edge | undefined {
+    const index = this.byTarget[from];
+    if (index !== undefined) return index.get(to);
+    for (const e of this.out[from] as Edge[]) if (e.to === to) return e;
+    return undefined;
   }
 }
 
@@ -125,7 +150,7 @@ export function components(g: DepGraph, mask: number, within?: Int32Array, withi
 
 function labelOf(e: Edge, allowed: number): EdgeWhy {
   for (const dep of PREFERENCE) {
-    if ((e.mask & allowed & BIT[dep]) !== 0) return e.why.find((w) => w.dep === dep) as EdgeWhy;
+    if ((e.mask & allowed & BIT[dep]) !== 0) return whyOf(e, dep);
   }
   throw new Error('labelOf: no allowed dependency on the edge');
 }
@@ -175,7 +200,7 @@ const TRIES_PER_COMPONENT = 256;
 function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: SearchBudget): CycleStep[] | undefined {
   const back = shortestPath(g, e.to, a, pathMask, comp, comp[a] as number, budget);
   if (back === undefined) return undefined;
-  return [{ from: a, to: e.to, why: e.why.find((w) => w.dep === first) as EdgeWhy }, ...back];
+  return [{ from: a, to: e.to, why: whyOf(e, first) }, ...back];
 }
 
 function count(steps: readonly CycleStep[], dep: Dep): number {

@@ -9,7 +9,7 @@
  * values nobody wrote (garbage-read).
  */
 import { TesseraError } from '../../base/index.js';
-import { DepGraph } from './graph.js';
+import { DepGraph, REALTIME } from './graph.js';
 import type { MicroOp, Scalar, Txn } from './history.js';
 
 export interface PlainAnomaly {
@@ -22,11 +22,6 @@ export interface Inference {
   readonly anomalies: PlainAnomaly[];
 }
 
-/** A key or value as a map key: numbers and strings never collide. */
-function id(x: Scalar): string {
-  return typeof x === 'number' ? `n${x}` : `s${x}`;
-}
-
 export function show(x: Scalar | null | undefined): string {
   return x === null || x === undefined ? 'nil' : typeof x === 'number' ? String(x) : JSON.stringify(x);
 }
@@ -37,22 +32,23 @@ export function txnName(t: Txn): string {
 
 interface Written {
   readonly txn: Txn;
+  readonly value: Scalar;
   /** Whether the transaction wrote the key again after this value (so a read of it is intermediate). */
   readonly overwrittenInTxn: boolean;
 }
 
 /** Each key's written values → who wrote them; a value written twice to one key is refused (the checker needs them unique). */
-function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<string, Map<string, Written>> {
-  const byKey = new Map<string, Map<string, Written>>();
+function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<Scalar, Map<Scalar, Written>> {
+  const byKey = new Map<Scalar, Map<Scalar, Written>>();
   for (const t of txns) {
     t.ops.forEach((op, i) => {
       if (op.f !== f) return;
-      const k = id(op.key);
+      const k = op.key;
       let values = byKey.get(k);
       if (values === undefined) byKey.set(k, (values = new Map()));
-      if (values.has(id(op.value))) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(id(op.value))?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
-      const later = t.ops.slice(i + 1).some((o) => o.f === f && id(o.key) === k);
-      values.set(id(op.value), { txn: t, overwrittenInTxn: later });
+      if (values.has(op.value)) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(op.value)?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
+      const later = t.ops.slice(i + 1).some((o) => o.f === f && o.key === k);
+      values.set(op.value, { txn: t, value: op.value, overwrittenInTxn: later });
     });
   }
   return byKey;
@@ -60,11 +56,11 @@ function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<string, Map<stri
 
 /** The reads a committed transaction made of a key before writing it itself: what others' writes decide. */
 function externalReads(t: Txn): { op: Extract<MicroOp, { f: 'r' }>; at: number }[] {
-  const written = new Set<string>();
+  const written = new Set<Scalar>();
   const out: { op: Extract<MicroOp, { f: 'r' }>; at: number }[] = [];
   t.ops.forEach((op, at) => {
-    if (op.f === 'r' && !written.has(id(op.key)) && op.value !== undefined) out.push({ op, at });
-    if (op.f !== 'r') written.add(id(op.key));
+    if (op.f === 'r' && !written.has(op.key) && op.value !== undefined) out.push({ op, at });
+    if (op.f !== 'r') written.add(op.key);
   });
   return out;
 }
@@ -76,9 +72,9 @@ function sameList(a: readonly Scalar[], b: readonly Scalar[]): boolean {
 /** Reads inconsistent with the transaction's own earlier reads and writes of the key. */
 function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
   const out: PlainAnomaly[] = [];
-  const known = new Map<string, { value: readonly Scalar[] | Scalar | null | undefined; wrote: Scalar[] }>();
+  const known = new Map<Scalar, { value: readonly Scalar[] | Scalar | null | undefined; wrote: Scalar[] }>();
   for (const op of t.ops) {
-    const k = id(op.key);
+    const k = op.key;
     const state = known.get(k);
     if (op.f !== 'r') {
       if (state === undefined) known.set(k, { value: undefined, wrote: [op.value] });
@@ -107,6 +103,88 @@ function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
   return out;
 }
 
+/** A committed transaction's read of a list. */
+interface ListRead {
+  readonly txn: Txn;
+  readonly key: Scalar;
+  readonly list: readonly Scalar[];
+}
+
+/** What the reads of one key show together. */
+interface KeyOrder {
+  readonly key: Scalar;
+  readonly reads: readonly ListRead[];
+  /** The longest read: its list is the key's version order as far as anyone saw. */
+  readonly longest: ListRead;
+  readonly written: ReadonlyMap<Scalar, Written> | undefined;
+  /** The committed final appends no read shows: they come after all of the order, since appends only add at the end. */
+  readonly unseen: readonly [Scalar, Txn][];
+}
+
+function asList(value: readonly Scalar[] | Scalar | null | undefined): readonly Scalar[] {
+  return Array.isArray(value) ? (value as readonly Scalar[]) : value === null || value === undefined ? [] : [value as Scalar];
+}
+
+/** Every committed read, by key, with what they show together. */
+function keyOrders(committed: readonly Txn[], appends: ReadonlyMap<Scalar, ReadonlyMap<Scalar, Written>>): Map<Scalar, KeyOrder> {
+  const reads = new Map<Scalar, ListRead[]>();
+  for (const t of committed) {
+    for (const op of t.ops) {
+      if (op.f !== 'r' || op.value === undefined) continue;
+      const k = op.key;
+      const r: ListRead = { txn: t, key: op.key, list: asList(op.value) };
+      const rs = reads.get(k);
+      if (rs === undefined) reads.set(k, [r]);
+      else rs.push(r);
+    }
+  }
+  const out = new Map<Scalar, KeyOrder>();
+  for (const [k, rs] of reads) {
+    let longest = rs[0] as ListRead;
+    for (const r of rs) if (r.list.length > longest.list.length) longest = r;
+    const written = appends.get(k);
+    out.set(k, { key: longest.key, reads: rs, longest, written, unseen: unseenAppends(written, longest.list) });
+  }
+  return out;
+}
+
+/** ww edges: consecutive elements of the order, then its last element before each append nobody saw. */
+function addWriteOrder(graph: DepGraph, ko: KeyOrder): void {
+  const { key, written } = ko;
+  const order = ko.longest.list;
+  for (let i = 0; i + 1 < order.length; i++) {
+    const a = written?.get(order[i] as Scalar);
+    const b = written?.get(order[i + 1] as Scalar);
+    if (a !== undefined && b !== undefined && a.txn.status !== 'fail' && b.txn.status !== 'fail') graph.add(a.txn.id, b.txn.id, { dep: 'ww', key, from: a.value, to: b.value, list: true });
+  }
+  const last = order[order.length - 1];
+  const w = last === undefined ? undefined : written?.get(last);
+  if (w === undefined || w.txn.status === 'fail') return;
+  for (const [value, u] of ko.unseen) graph.add(w.txn.id, u.id, { dep: 'ww', key, from: w.value, to: value, list: true });
+}
+
+/** A read's wr edge from the writer of its last element, and rw edges to the writers of what came next. */
+function addReadEdges(graph: DepGraph, t: Txn, list: readonly Scalar[], ko: KeyOrder): void {
+  const { key, written } = ko;
+  const order = ko.longest.list;
+  const last = list[list.length - 1];
+  const w = last === undefined ? undefined : written?.get(last);
+  if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'wr', key, from: w.value, list: true });
+  // The version after the one read, if the order is known that far (a read that is no prefix of it is reported already).
+  if (!isPrefix(list, order)) return;
+  const next = order[list.length];
+  const n = next === undefined ? undefined : written?.get(next);
+  if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key, from: last ?? null, to: n.value, list: true });
+  // A read of everything anyone saw comes before every committed append nobody saw.
+  if (next === undefined) for (const [value, u] of ko.unseen) graph.add(t.id, u.id, { dep: 'rw', key, from: last ?? null, to: value, list: true });
+}
+
+function isPrefix(prefix: readonly Scalar[], list: readonly Scalar[]): boolean {
+  if (prefix.length > list.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (prefix[i] !== list[i]) return false;
+  return true;
+}
+
 /** list-append: version orders from the longest read of each key, then ww, wr and rw edges. */
 export function inferListAppend(txns: readonly Txn[]): Inference {
   const graph = new DepGraph(txns);
@@ -114,98 +192,46 @@ export function inferListAppend(txns: readonly Txn[]): Inference {
   const appends = writesOf(txns, 'append');
   const committed = txns.filter((t) => t.status === 'ok');
   for (const t of committed) anomalies.push(...internalAnomalies(t, true));
-  // Every committed read of each key, and the longest one: the key's version order as far as anyone saw.
-  const reads = new Map<string, { txn: Txn; list: readonly Scalar[]; key: Scalar }[]>();
-  for (const t of committed) {
-    for (const op of t.ops) {
-      if (op.f !== 'r' || op.value === undefined) continue;
-      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null ? [] : [op.value as Scalar];
-      const k = id(op.key);
-      (reads.get(k) ?? reads.set(k, []).get(k))?.push({ txn: t, list, key: op.key });
-    }
-  }
-  const orders = new Map<string, readonly Scalar[]>();
-  for (const [k, rs] of reads) {
-    let longest = rs[0] as { txn: Txn; list: readonly Scalar[]; key: Scalar };
-    for (const r of rs) if (r.list.length > longest.list.length) longest = r;
-    orders.set(k, longest.list);
-    const written = appends.get(k);
-    for (const r of rs) anomalies.push(...readAnomalies(r, longest, written));
-  }
-  for (const [k, order] of orders) {
-    const written = appends.get(k);
-    const key = (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar;
-    for (let i = 0; i + 1 < order.length; i++) {
-      const a = written?.get(id(order[i] as Scalar));
-      const b = written?.get(id(order[i + 1] as Scalar));
-      if (a !== undefined && b !== undefined && a.txn.status !== 'fail' && b.txn.status !== 'fail') graph.add(a.txn.id, b.txn.id, { dep: 'ww', key, from: order[i] as Scalar, to: order[i + 1] as Scalar, list: true });
-    }
+  const orders = keyOrders(committed, appends);
+  for (const ko of orders.values()) {
+    for (const r of ko.reads) anomalies.push(...readAnomalies(r, ko.longest, ko.written));
+    addWriteOrder(graph, ko);
   }
   for (const t of committed) {
-    for (const { op } of externalReads(t)) {
-      const k = id(op.key);
-      const order = orders.get(k) ?? [];
-      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null || op.value === undefined ? [] : [op.value as Scalar];
-      const written = appends.get(k);
-      const last = list[list.length - 1];
-      const w = last === undefined ? undefined : written?.get(id(last));
-      if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: last as Scalar, list: true });
-      // The version after the one read, if the order is known that far (a read is a prefix of it, or reported above).
-      if (!sameList(order.slice(0, list.length), list)) continue;
-      const next = order[list.length];
-      const n = next === undefined ? undefined : written?.get(id(next));
-      if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key: op.key, from: last ?? null, to: next as Scalar, list: true });
-      // A read of everything anyone saw comes before every committed append nobody saw: appends only add at the end.
-      if (next === undefined) for (const [value, u] of unseenAppends(written, order)) graph.add(t.id, u.id, { dep: 'rw', key: op.key, from: last ?? null, to: value, list: true });
-    }
-  }
-  // Likewise the last append anyone saw comes before those.
-  for (const [k, order] of orders) {
-    const written = appends.get(k);
-    const last = order[order.length - 1];
-    const w = last === undefined ? undefined : written?.get(id(last));
-    if (w === undefined || w.txn.status === 'fail') continue;
-    for (const [value, u] of unseenAppends(written, order)) graph.add(w.txn.id, u.id, { dep: 'ww', key: (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar, from: last as Scalar, to: value, list: true });
+    for (const { op } of externalReads(t)) addReadEdges(graph, t, asList(op.value), orders.get(op.key) as KeyOrder);
   }
   return { graph, anomalies };
 }
 
-/** The committed (:ok) appends to a key that no read shows, with their values. */
-function unseenAppends(written: ReadonlyMap<string, Written> | undefined, order: readonly Scalar[]): [Scalar, Txn][] {
+/** The committed (:ok) final appends to a key that no read shows, with their values. */
+function unseenAppends(written: ReadonlyMap<Scalar, Written> | undefined, order: readonly Scalar[]): [Scalar, Txn][] {
   if (written === undefined) return [];
-  const seen = new Set(order.map(id));
+  const seen = new Set(order);
   const out: [Scalar, Txn][] = [];
-  for (const w of written.values()) {
-    if (w.txn.status !== 'ok' || w.overwrittenInTxn) continue;
-    const value = finalAppend(w.txn, written);
-    if (value !== undefined && !seen.has(id(value))) out.push([value, w.txn]);
+  for (const [v, w] of written) {
+    if (w.txn.status !== 'ok' || w.overwrittenInTxn || seen.has(v)) continue;
+    out.push([w.value, w.txn]);
   }
   return out;
 }
 
-/** The value of a transaction's last append among `written` (its final one to the key). */
-function finalAppend(t: Txn, written: ReadonlyMap<string, Written>): Scalar | undefined {
-  for (const [v, w] of written) if (w.txn === t && !w.overwrittenInTxn) return v.startsWith('n') ? Number(v.slice(1)) : v.slice(1);
-  return undefined;
-}
-
 /** What one read of a list shows alone, against the key's longest read and its appends. */
-function readAnomalies(r: { txn: Txn; list: readonly Scalar[]; key: Scalar }, longest: { txn: Txn; list: readonly Scalar[] }, written: ReadonlyMap<string, Written> | undefined): PlainAnomaly[] {
+function readAnomalies(r: ListRead, longest: ListRead, written: ReadonlyMap<Scalar, Written> | undefined): PlainAnomaly[] {
   const out: PlainAnomaly[] = [];
   const shown = (l: readonly Scalar[]): string => `[${l.map(show).join(' ')}]`;
-  if (!sameList(longest.list.slice(0, r.list.length), r.list)) {
+  if (!isPrefix(r.list, longest.list)) {
     out.push({ anomaly: 'incompatible-order', explanation: `key ${show(r.key)}: ${txnName(r.txn)} read ${shown(r.list)}, which is not a prefix of ${shown(longest.list)} that ${txnName(longest.txn)} read` });
   }
-  const seen = new Set<string>();
+  const seen = new Set<Scalar>();
   for (const v of r.list) {
-    if (seen.has(id(v))) out.push({ anomaly: 'duplicate-elements', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, which holds ${show(v)} twice` });
-    seen.add(id(v));
-    const w = written?.get(id(v));
+    if (seen.has(v)) out.push({ anomaly: 'duplicate-elements', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, which holds ${show(v)} twice` });
+    seen.add(v);
+    const w = written?.get(v);
     if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, which no transaction appended` });
     else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, appended by ${txnName(w.txn)}, which aborted` });
   }
   const last = r.list[r.list.length - 1];
-  const w = last === undefined ? undefined : written?.get(id(last));
+  const w = last === undefined ? undefined : written?.get(last);
   if (w !== undefined && w.overwrittenInTxn && w.txn !== r.txn) {
     out.push({ anomaly: 'G1b', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended to the key again after it` });
   }
@@ -220,18 +246,17 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   const committed = txns.filter((t) => t.status === 'ok');
   for (const t of committed) anomalies.push(...internalAnomalies(t, false));
   // Who read each version (external reads of committed transactions), and who was seen to write after it.
-  const readersOf = new Map<string, Map<string, { txn: Txn; key: Scalar }[]>>();
+  const readersOf = new Map<Scalar, Map<Scalar | null, { txn: Txn; key: Scalar }[]>>();
   const observed = new Set<Txn>(committed);
   for (const t of committed) {
     for (const { op } of externalReads(t)) {
       if (Array.isArray(op.value)) throw new TesseraError('PARSE_ERROR', `T${t.id} read a list from key ${show(op.key)}; an rw-register history reads single values`);
       const v = op.value as Scalar | null;
-      const k = id(op.key);
-      const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<string, { txn: Txn; key: Scalar }[]>);
-      const vid = v === null ? 'nil' : id(v);
-      (byValue.get(vid) ?? byValue.set(vid, []).get(vid))?.push({ txn: t, key: op.key });
+      const k = op.key;
+      const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<Scalar | null, { txn: Txn; key: Scalar }[]>);
+      (byValue.get(v) ?? byValue.set(v, []).get(v))?.push({ txn: t, key: op.key });
       if (v === null) continue;
-      const w = writes.get(k)?.get(id(v));
+      const w = writes.get(k)?.get(v);
       if (w === undefined) anomalies.push({ anomaly: 'garbage-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, which no transaction wrote` });
       else if (w.txn.status === 'fail') anomalies.push({ anomaly: 'G1a', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, written by ${txnName(w.txn)}, which aborted` });
       else {
@@ -244,7 +269,7 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   for (const t of committed) addReadThenWrite(graph, t, writes, readersOf);
   // A read of a key's initial state comes before every write of it that took effect.
   for (const [k, byValue] of readersOf) {
-    const initial = byValue.get('nil') ?? [];
+    const initial = byValue.get(null) ?? [];
     for (const w of writes.get(k)?.values() ?? []) {
       if (!observed.has(w.txn) || w.overwrittenInTxn) continue;
       for (const r of initial) graph.add(r.txn.id, w.txn.id, { dep: 'rw', key: r.key, from: null, to: finalWrite(w.txn, r.key) });
@@ -255,20 +280,20 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
 
 function finalWrite(t: Txn, key: Scalar): Scalar | null {
   let v: Scalar | null = null;
-  for (const op of t.ops) if (op.f === 'w' && id(op.key) === id(key)) v = op.value;
+  for (const op of t.ops) if (op.f === 'w' && op.key === key) v = op.value;
   return v;
 }
 
 /** T read k = v1 and then wrote k = v2: v2 follows v1, so v1's writer →ww T, and v1's other readers →rw T. */
-function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<string, ReadonlyMap<string, Written>>, readersOf: ReadonlyMap<string, ReadonlyMap<string, { txn: Txn; key: Scalar }[]>>): void {
+function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<Scalar, ReadonlyMap<Scalar, Written>>, readersOf: ReadonlyMap<Scalar, ReadonlyMap<Scalar | null, { txn: Txn; key: Scalar }[]>>): void {
   for (const { op, at } of externalReads(t)) {
-    const wroteAfter = t.ops.slice(at + 1).some((o) => o.f === 'w' && id(o.key) === id(op.key));
+    const wroteAfter = t.ops.slice(at + 1).some((o) => o.f === 'w' && o.key === op.key);
     if (!wroteAfter) continue;
     const v = op.value as Scalar | null;
     const v2 = finalWrite(t, op.key);
-    const w = v === null ? undefined : writes.get(id(op.key))?.get(id(v));
+    const w = v === null ? undefined : writes.get(op.key)?.get(v);
     if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'ww', key: op.key, from: v, to: v2 });
-    for (const r of readersOf.get(id(op.key))?.get(v === null ? 'nil' : id(v)) ?? []) graph.add(r.txn.id, t.id, { dep: 'rw', key: op.key, from: v, to: v2 });
+    for (const r of readersOf.get(op.key)?.get(v) ?? []) graph.add(r.txn.id, t.id, { dep: 'rw', key: op.key, from: v, to: v2 });
   }
 }
 
@@ -287,7 +312,7 @@ export function addRealtimeEdges(graph: DepGraph, txns: readonly Txn[]): void {
     if (e.invoke) {
       const p = [...frontier];
       preds.set(e.txn.id, p);
-      for (const from of p) graph.add(from, e.txn.id, { dep: 'rt' });
+      for (const from of p) graph.add(from, e.txn.id, REALTIME);
       continue;
     }
     for (const p of preds.get(e.txn.id) ?? []) frontier.delete(p);
