@@ -5,8 +5,9 @@
  * read-then-write within one transaction shows. Anomalies that need no
  * cycle are found here: aborted reads (G1a), intermediate reads (G1b),
  * reads inconsistent with the transaction's own writes (internal), reads
- * that disagree on a key's order (incompatible-order), duplicates, and
- * values nobody wrote (garbage-read).
+ * of what the transaction writes only later (future-read), reads that
+ * disagree on a key's order or split one transaction's appends
+ * (incompatible-order), duplicates, and values nobody wrote (garbage-read).
  */
 import { TesseraError } from '../../base/index.js';
 import { DepGraph, REALTIME } from './graph.js';
@@ -26,6 +27,11 @@ export function show(x: Scalar | null | undefined): string {
   return x === null || x === undefined ? 'nil' : typeof x === 'number' ? String(x) : JSON.stringify(x);
 }
 
+/** A read's value as EDN shows it: `[1 2]`, `3` or `nil`. */
+function showRead(value: readonly Scalar[] | Scalar | null | undefined): string {
+  return Array.isArray(value) ? `[${(value as readonly Scalar[]).map(show).join(' ')}]` : show(value as Scalar | null | undefined);
+}
+
 export function txnName(t: Txn): string {
   return `T${t.id} (process ${t.process}${t.index === undefined ? '' : `, index ${t.index}`}${t.status === 'ok' ? '' : `, ${t.status}`})`;
 }
@@ -33,23 +39,29 @@ export function txnName(t: Txn): string {
 interface Written {
   readonly txn: Txn;
   readonly value: Scalar;
-  /** Whether the transaction wrote the key again after this value (so a read of it is intermediate). */
-  readonly overwrittenInTxn: boolean;
+  /** The transaction's write of the key just before this one, if any. */
+  readonly prev: Scalar | undefined;
+  /** Its write of the key just after this one, if any (so a read ending here is intermediate). */
+  next: Scalar | undefined;
 }
 
 /** Each key's written values → who wrote them; a value written twice to one key is refused (the checker needs them unique). */
 function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<Scalar, Map<Scalar, Written>> {
   const byKey = new Map<Scalar, Map<Scalar, Written>>();
   for (const t of txns) {
-    t.ops.forEach((op, i) => {
-      if (op.f !== f) return;
-      const k = op.key;
-      let values = byKey.get(k);
-      if (values === undefined) byKey.set(k, (values = new Map()));
+    let lastOf: Map<Scalar, Written> | undefined;
+    for (const op of t.ops) {
+      if (op.f !== f) continue;
+      let values = byKey.get(op.key);
+      if (values === undefined) byKey.set(op.key, (values = new Map()));
       if (values.has(op.value)) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(op.value)?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
-      const later = t.ops.slice(i + 1).some((o) => o.f === f && o.key === k);
-      values.set(op.value, { txn: t, value: op.value, overwrittenInTxn: later });
-    });
+      lastOf ??= new Map();
+      const prev = lastOf.get(op.key);
+      const w: Written = { txn: t, value: op.value, prev: prev?.value, next: undefined };
+      if (prev !== undefined) prev.next = op.value;
+      lastOf.set(op.key, w);
+      values.set(op.value, w);
+    }
   }
   return byKey;
 }
@@ -95,12 +107,33 @@ function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
       if (want !== undefined && op.value !== want) expected = show(want as Scalar | null);
     }
     if (expected !== undefined) {
-      const read = Array.isArray(op.value) ? `[${(op.value as Scalar[]).map(show).join(' ')}]` : show(op.value as Scalar | null);
-      out.push({ anomaly: 'internal', explanation: `${txnName(t)} read key ${show(op.key)} = ${read} where its own earlier reads and writes give ${expected}` });
+      out.push({ anomaly: 'internal', explanation: `${txnName(t)} read key ${show(op.key)} = ${showRead(op.value)} where its own earlier reads and writes give ${expected}` });
     }
     known.set(k, { value: op.value, wrote: [] });
   }
   return out;
+}
+
+/** Reads that show a value the transaction itself writes to the key only later (Elle's future read). */
+function futureReads(t: Txn): PlainAnomaly[] {
+  const out: PlainAnomaly[] = [];
+  // Walking backwards: the values the transaction writes after the current micro-op, by key.
+  let later: Map<Scalar, Set<Scalar>> | undefined;
+  for (let i = t.ops.length - 1; i >= 0; i--) {
+    const op = t.ops[i] as MicroOp;
+    if (op.f !== 'r') {
+      later ??= new Map();
+      const values = later.get(op.key);
+      if (values === undefined) later.set(op.key, new Set([op.value]));
+      else values.add(op.value);
+      continue;
+    }
+    const values = later?.get(op.key);
+    if (values === undefined) continue;
+    const future = asList(op.value).find((v) => values.has(v));
+    if (future !== undefined) out.push({ anomaly: 'future-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${showRead(op.value)}, which holds ${show(future)}, a value it writes itself only later` });
+  }
+  return out.reverse();
 }
 
 /** A committed transaction's read of a list. */
@@ -117,7 +150,7 @@ interface KeyOrder {
   /** The longest read: its list is the key's version order as far as anyone saw. */
   readonly longest: ListRead;
   readonly written: ReadonlyMap<Scalar, Written> | undefined;
-  /** The committed final appends no read shows: they come after all of the order, since appends only add at the end. */
+  /** The final appends no read shows, of transactions that took effect: they come after all of the order, since appends only add at the end. */
   readonly unseen: readonly [Scalar, Txn][];
 }
 
@@ -138,12 +171,25 @@ function keyOrders(committed: readonly Txn[], appends: ReadonlyMap<Scalar, Reado
       else rs.push(r);
     }
   }
-  const out = new Map<Scalar, KeyOrder>();
+  const longestOf = new Map<Scalar, ListRead>();
+  // Transactions some read shows a write of took effect, :info ones included. (Reads that are no prefix of the
+  // longest are reported; what they alone show is left out, which only loses edges.)
+  const tookEffect = new Set<Txn>();
   for (const [k, rs] of reads) {
     let longest = rs[0] as ListRead;
     for (const r of rs) if (r.list.length > longest.list.length) longest = r;
+    longestOf.set(k, longest);
     const written = appends.get(k);
-    out.set(k, { key: longest.key, reads: rs, longest, written, unseen: unseenAppends(written, longest.list) });
+    for (const v of longest.list) {
+      const w = written?.get(v);
+      if (w !== undefined && w.txn.status !== 'fail') tookEffect.add(w.txn);
+    }
+  }
+  const out = new Map<Scalar, KeyOrder>();
+  for (const [k, rs] of reads) {
+    const longest = longestOf.get(k) as ListRead;
+    const written = appends.get(k);
+    out.set(k, { key: longest.key, reads: rs, longest, written, unseen: unseenAppends(written, longest.list, tookEffect) });
   }
   return out;
 }
@@ -191,7 +237,7 @@ export function inferListAppend(txns: readonly Txn[]): Inference {
   const anomalies: PlainAnomaly[] = [];
   const appends = writesOf(txns, 'append');
   const committed = txns.filter((t) => t.status === 'ok');
-  for (const t of committed) anomalies.push(...internalAnomalies(t, true));
+  for (const t of committed) anomalies.push(...internalAnomalies(t, true), ...futureReads(t));
   const orders = keyOrders(committed, appends);
   for (const ko of orders.values()) {
     for (const r of ko.reads) anomalies.push(...readAnomalies(r, ko.longest, ko.written));
@@ -203,13 +249,17 @@ export function inferListAppend(txns: readonly Txn[]): Inference {
   return { graph, anomalies };
 }
 
-/** The committed (:ok) final appends to a key that no read shows, with their values. */
-function unseenAppends(written: ReadonlyMap<Scalar, Written> | undefined, order: readonly Scalar[]): [Scalar, Txn][] {
+/**
+ * The final appends to a key that no read shows, of transactions that took
+ * effect: committed ones, and :info ones a read shows another write of (a
+ * transaction takes effect whole or not at all).
+ */
+function unseenAppends(written: ReadonlyMap<Scalar, Written> | undefined, order: readonly Scalar[], tookEffect: ReadonlySet<Txn>): [Scalar, Txn][] {
   if (written === undefined) return [];
   const seen = new Set(order);
   const out: [Scalar, Txn][] = [];
   for (const [v, w] of written) {
-    if (w.txn.status !== 'ok' || w.overwrittenInTxn || seen.has(v)) continue;
+    if ((w.txn.status !== 'ok' && !tookEffect.has(w.txn)) || w.next !== undefined || seen.has(v)) continue;
     out.push([w.value, w.txn]);
   }
   return out;
@@ -218,24 +268,43 @@ function unseenAppends(written: ReadonlyMap<Scalar, Written> | undefined, order:
 /** What one read of a list shows alone, against the key's longest read and its appends. */
 function readAnomalies(r: ListRead, longest: ListRead, written: ReadonlyMap<Scalar, Written> | undefined): PlainAnomaly[] {
   const out: PlainAnomaly[] = [];
-  const shown = (l: readonly Scalar[]): string => `[${l.map(show).join(' ')}]`;
+  const read = `${txnName(r.txn)} read key ${show(r.key)} = ${showRead(r.list)}`;
   if (!isPrefix(r.list, longest.list)) {
-    out.push({ anomaly: 'incompatible-order', explanation: `key ${show(r.key)}: ${txnName(r.txn)} read ${shown(r.list)}, which is not a prefix of ${shown(longest.list)} that ${txnName(longest.txn)} read` });
+    out.push({ anomaly: 'incompatible-order', explanation: `${read}, which is not a prefix of ${showRead(longest.list)} that ${txnName(longest.txn)} read` });
   }
+  const split = splitAppends(r, written);
+  if (split !== undefined) out.push({ anomaly: 'incompatible-order', explanation: `${read}, which holds ${split}; one transaction's appends to a key are adjacent, in its order` });
   const seen = new Set<Scalar>();
   for (const v of r.list) {
-    if (seen.has(v)) out.push({ anomaly: 'duplicate-elements', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, which holds ${show(v)} twice` });
+    if (seen.has(v)) out.push({ anomaly: 'duplicate-elements', explanation: `${read}, which holds ${show(v)} twice` });
     seen.add(v);
     const w = written?.get(v);
-    if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, which no transaction appended` });
-    else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, appended by ${txnName(w.txn)}, which aborted` });
+    if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${read}, which holds ${show(v)}, which no transaction appended` });
+    else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${read}, which holds ${show(v)}, appended by ${txnName(w.txn)}, which aborted` });
   }
   const last = r.list[r.list.length - 1];
   const w = last === undefined ? undefined : written?.get(last);
-  if (w !== undefined && w.overwrittenInTxn && w.txn !== r.txn) {
-    out.push({ anomaly: 'G1b', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended to the key again after it` });
+  if (w !== undefined && w.next !== undefined && w.txn !== r.txn) {
+    out.push({ anomaly: 'G1b', explanation: `${read}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended ${show(w.next)} to the key after it` });
   }
   return out;
+}
+
+/**
+ * A transaction's appends to a key take effect together and in its order,
+ * so in any read each follows the one before it directly, and each but the
+ * last read is followed by the one after it. The first that is not, told.
+ */
+function splitAppends(r: ListRead, written: ReadonlyMap<Scalar, Written> | undefined): string | undefined {
+  for (let i = 0; i < r.list.length; i++) {
+    const w = written?.get(r.list[i] as Scalar);
+    // The reader's own appends are its internal consistency; an aborted one is G1a already.
+    if (w === undefined || w.txn === r.txn || w.txn.status === 'fail') continue;
+    if (w.prev !== undefined && r.list[i - 1] !== w.prev) return `${show(w.value)} without ${txnName(w.txn)}'s ${show(w.prev)} right before it`;
+    const after = r.list[i + 1];
+    if (w.next !== undefined && after !== undefined && after !== w.next) return `${show(w.value)} followed by ${show(after)}, not by ${txnName(w.txn)}'s next append ${show(w.next)}`;
+  }
+  return undefined;
 }
 
 /** rw-register: wr from unique written values; ww and rw where a transaction read a key and then wrote it. */
@@ -244,7 +313,7 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   const anomalies: PlainAnomaly[] = [];
   const writes = writesOf(txns, 'w');
   const committed = txns.filter((t) => t.status === 'ok');
-  for (const t of committed) anomalies.push(...internalAnomalies(t, false));
+  for (const t of committed) anomalies.push(...internalAnomalies(t, false), ...futureReads(t));
   // Who read each version (external reads of committed transactions), and who was seen to write after it.
   const readersOf = new Map<Scalar, Map<Scalar | null, { txn: Txn; key: Scalar }[]>>();
   const observed = new Set<Txn>(committed);
@@ -260,7 +329,7 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
       if (w === undefined) anomalies.push({ anomaly: 'garbage-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, which no transaction wrote` });
       else if (w.txn.status === 'fail') anomalies.push({ anomaly: 'G1a', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, written by ${txnName(w.txn)}, which aborted` });
       else {
-        if (w.overwrittenInTxn && w.txn !== t) anomalies.push({ anomaly: 'G1b', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, an intermediate write of ${txnName(w.txn)}, which wrote the key again after it` });
+        if (w.next !== undefined && w.txn !== t) anomalies.push({ anomaly: 'G1b', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, an intermediate write of ${txnName(w.txn)}, which wrote the key again after it` });
         observed.add(w.txn);
         graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: v });
       }
@@ -271,7 +340,7 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   for (const [k, byValue] of readersOf) {
     const initial = byValue.get(null) ?? [];
     for (const w of writes.get(k)?.values() ?? []) {
-      if (!observed.has(w.txn) || w.overwrittenInTxn) continue;
+      if (!observed.has(w.txn) || w.next !== undefined) continue;
       for (const r of initial) graph.add(r.txn.id, w.txn.id, { dep: 'rw', key: r.key, from: null, to: finalWrite(w.txn, r.key) });
     }
   }

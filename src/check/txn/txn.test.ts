@@ -47,6 +47,22 @@ test('txn check: list-append anomalies, one hand-made history each, named and ex
   assertFinds(check(history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [1 1]]]' }])), 'duplicate-elements');
 });
 
+test('txn check: future reads, split appends, and the unseen appends of an :info transaction that took effect', () => {
+  // A transaction that reads what it appends only later.
+  assertFinds(check(history([{ p: 0, ops: '[[:r 1 nil] [:append 1 1]]', done: '[[:r 1 [1]] [:append 1 1]]' }])), 'future-read');
+  assertFinds(check(history([{ p: 0, ops: '[[:r 1 nil] [:w 1 1]]', done: '[[:r 1 1] [:w 1 1]]' }]), 'rw-register'), 'future-read');
+  // T0 appended 1 and 2 to key 1 in one transaction: no read may show 2 without 1 right before it, or 1 then something else.
+  const split = check(history([{ p: 0, ops: '[[:append 1 1] [:append 1 2]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [2]]]' }]));
+  assertFinds(split, 'incompatible-order');
+  assert.match(split.anomalies.find((a) => a.anomaly === 'incompatible-order')?.explanation ?? '', /holds 2 without T0 .*'s 1 right before it/);
+  assertFinds(check(history([{ p: 0, ops: '[[:append 1 1] [:append 1 2]]' }, { p: 1, ops: '[[:append 1 3]]' }, { p: 2, ops: '[[:r 1 nil]]', done: '[[:r 1 [1 3 2]]]' }])), 'incompatible-order');
+  // T0 is :info, but T1 read its append to key 2, so its append to key 1 happened too, after the [] T1 read: a cycle.
+  const info = history([{ p: 0, type: 'info', ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 []] [:r 2 [1]]]' }]);
+  assertFinds(check(info), 'G-single');
+  // Nothing read shows an :info transaction's writes: they may never have happened, and the history is valid.
+  assert.equal(check(history([{ p: 0, type: 'info', ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 []] [:r 2 []]]' }])).valid, true);
+});
+
 test('txn check: the valid twins of those histories come back valid', () => {
   assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:append 1 2] [:append 2 2]]' }, { p: 2, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 [1 2]] [:r 2 [1 2]]]' }])).valid, true);
   assert.equal(check(history([{ p: 0, ops: '[[:append 1 1] [:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil] [:r 2 nil]]', done: '[[:r 1 [1]] [:r 2 [1]]]' }])).valid, true);
