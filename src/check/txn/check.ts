@@ -8,7 +8,7 @@
 import { TesseraError } from '../../base/index.js';
 import { type CycleStep, type EdgeWhy, type SearchBudget, findCycles } from './graph.js';
 import type { Txn } from './history.js';
-import { type PlainAnomaly, addRealtimeEdges, inferListAppend, inferRwRegister, show, txnName } from './infer.js';
+import { type PlainAnomaly, addRealtimeEdges, inferListAppend, inferRwRegister, show, showRead, txnName } from './infer.js';
 
 export type TxnModel = 'list-append' | 'rw-register';
 
@@ -76,9 +76,24 @@ function capPlain(found: readonly PlainAnomaly[]): TxnAnomaly[] {
   return out;
 }
 
+/** Why the history is not one of `model`'s (a list-append history appends and reads lists, an rw-register one writes and reads single values), or undefined. */
+function foreignOp(txns: readonly Txn[], model: TxnModel): string | undefined {
+  const list = model === 'list-append';
+  for (const t of txns) {
+    for (const op of t.ops) {
+      if (op.f === (list ? 'w' : 'append')) return `${txnName(t)} has a :${op.f} micro-op, which ${model} histories do not`;
+      if (op.f !== 'r' || op.value === undefined || op.value === null || Array.isArray(op.value) === list) continue;
+      return `${txnName(t)} read key ${show(op.key)} = ${showRead(op.value)}; ${model} reads are ${list ? 'lists' : 'single values'}`;
+    }
+  }
+  return undefined;
+}
+
 export function checkTxnHistory(txns: readonly Txn[], options: TxnCheckOptions): TxnCheckResult {
   const { model } = options;
   if (model !== 'list-append' && model !== 'rw-register') throw new TesseraError('INVALID_ARGUMENT', `unknown model '${String(model)}'; use list-append or rw-register`);
+  const foreign = foreignOp(txns, model);
+  if (foreign !== undefined) throw new TesseraError('PARSE_ERROR', foreign);
   const { graph, anomalies: plain } = model === 'list-append' ? inferListAppend(txns) : inferRwRegister(txns);
   if (options.realtime !== false) addRealtimeEdges(graph, txns);
   const nowMs = options.nowMs;

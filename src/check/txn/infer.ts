@@ -28,7 +28,7 @@ export function show(x: Scalar | null | undefined): string {
 }
 
 /** A read's value as EDN shows it: `[1 2]`, `3` or `nil`. */
-function showRead(value: readonly Scalar[] | Scalar | null | undefined): string {
+export function showRead(value: readonly Scalar[] | Scalar | null | undefined): string {
   return Array.isArray(value) ? `[${(value as readonly Scalar[]).map(show).join(' ')}]` : show(value as Scalar | null | undefined);
 }
 
@@ -319,7 +319,6 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   const observed = new Set<Txn>(committed);
   for (const t of committed) {
     for (const { op } of externalReads(t)) {
-      if (Array.isArray(op.value)) throw new TesseraError('PARSE_ERROR', `T${t.id} read a list from key ${show(op.key)}; an rw-register history reads single values`);
       const v = op.value as Scalar | null;
       const k = op.key;
       const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<Scalar | null, { txn: Txn; key: Scalar }[]>);

@@ -97,6 +97,27 @@ test('txn check: bad input is a PARSE_ERROR naming the operation, never a crash'
   assert.equal(parseTxnHistory('{:type :info, :f :start-partition, :process :nemesis}\n{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 0}\n{:type :ok, :f :txn, :value [[:r 1 nil]], :process 0}').length, 1);
 });
 
+test('txn check: parse errors name the line; completions must match their invocations; each model has its own micro-ops', () => {
+  const fails = (text: string, pattern: RegExp, model?: TxnModel): void => {
+    assert.throws(() => (model === undefined ? parseTxnHistory(text, 'h.edn') : check(text, model)), (e: unknown) => isTesseraError(e, 'PARSE_ERROR') && pattern.test((e as Error).message), text);
+  };
+  const invoke = '{:type :invoke, :f :txn, :value [[:append 1 1] [:r 2 nil]], :process 0}';
+  fails(`${invoke}\n\n{:type :ok, :f :txn, :value [[:append 1 1] [:r 2 [1 {]]], :process 0}`, /^h\.edn: line 3, column 54: unexpected '\]'/);
+  fails(`${invoke}\n{:type :ok, :f :txn, :value [[:append 1 1] [:r 2 [:x]]], :process 0}`, /^h\.edn: line 2: a read list holds integers or strings only/);
+  fails(`${invoke}\n{:type :ok, :f :txn, :value [[:append 1 2] [:r 2 []]], :process 0}`, /^h\.edn: line 2: micro-op 1 of the completion is not the one invoked/);
+  fails(`${invoke}\n{:type :ok, :f :txn, :value [[:append 1 1] [:r 3 []]], :process 0}`, /line 2: micro-op 2 /);
+  fails(`[${invoke}\n {:type :ok, :f :txn, :value [[:append 1 1]], :process 0}]`, /^h\.edn: line 2: the completion has 1 micro-ops, the invocation 2/);
+  fails(`[${invoke}] {:type :ok}`, /text after the vector of operations/);
+  fails('{:type :invoke, :f :txn, :value [[:w 1 1]], :process 0}', /:w micro-op, which list-append histories do not/, 'list-append');
+  fails('{:type :invoke, :f :txn, :value [[:append 1 1]], :process 0}', /:append micro-op, which rw-register/, 'rw-register');
+  fails('{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 0}\n{:type :ok, :f :txn, :value [[:r 1 [1]]], :process 0}', /reads are single values/, 'rw-register');
+  fails('{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 0}\n{:type :ok, :f :txn, :value [[:r 1 1]], :process 0}', /reads are lists/, 'list-append');
+  // A vector (or list) of maps spanning lines reads as the same history as one map per line.
+  const lines = [invoke, '{:type :ok, :f :txn, :value [[:append 1 1] [:r 2 nil]], :process 0}'];
+  assert.deepEqual(parseTxnHistory(`[${lines.join('\n')}]`), parseTxnHistory(lines.join('\n')));
+  assert.deepEqual(parseTxnHistory(`(${lines.join(',\n')})`), parseTxnHistory(lines.join('\n')));
+});
+
 test('txn check: generated strictly serializable histories come back valid; injected anomalies are found', () => {
   for (let seed = 1; seed <= 40; seed++) {
     const text = generateListAppend({ seed, txns: 300, processes: 6, keys: 6 });
