@@ -7,6 +7,7 @@
  * violation of strict serializability only. Each kind is searched for on
  * its own edges, so the weakest anomaly a component holds is the one named.
  */
+import type { Budget } from '../budget.js';
 import type { Scalar, Txn } from './history.js';
 
 export type Dep = 'ww' | 'wr' | 'rw' | 'rt';
@@ -52,8 +53,13 @@ export class DepGraph {
   /** Per transaction with more than SCAN_MAX_EDGES out-edges, those edges by target. */
   private readonly byTarget: (Map<number, Edge> | undefined)[];
   edgeCount = 0;
+  /** Set once an edge was left out because the graph held `maxEdges`: its cycles are still real, but some may be missing. */
+  truncated = false;
 
-  constructor(readonly txns: readonly Txn[]) {
+  constructor(
+    readonly txns: readonly Txn[],
+    private readonly maxEdges = Infinity,
+  ) {
     this.out = txns.map(() => []);
     this.byTarget = new Array<Map<number, Edge> | undefined>(txns.length);
   }
@@ -62,6 +68,10 @@ export class DepGraph {
     if (from === to) return;
     let e = this.edgeTo(from, to);
     if (e === undefined) {
+      if (this.edgeCount >= this.maxEdges) {
+        this.truncated = true;
+        return;
+      }
       e = { to, mask: 0, ww: undefined, wr: undefined, rw: undefined };
       const edges = this.out[from] as Edge[];
       edges.push(e);
@@ -155,21 +165,14 @@ function labelOf(e: Edge, allowed: number): EdgeWhy {
   throw new Error('labelOf: no allowed dependency on the edge');
 }
 
-/** A step counter shared by one check's searches; `spent` once over. */
-export interface SearchBudget {
-  steps: number;
-  readonly maxSteps: number;
-  spent(): boolean;
-}
-
 /** The shortest path from `from` to `to` over edges with a bit of `mask`, inside component `compId` of `comp`, as steps; undefined if none. */
-function shortestPath(g: DepGraph, from: number, to: number, mask: number, comp: Int32Array, compId: number, budget: SearchBudget): CycleStep[] | undefined {
+function shortestPath(g: DepGraph, from: number, to: number, mask: number, comp: Int32Array, compId: number, budget: Budget): CycleStep[] | undefined {
   const prev = new Map<number, { node: number; edge: Edge }>();
   const queue = [from];
   const seen = new Set([from]);
   for (let head = 0; head < queue.length; head++) {
     const v = queue[head] as number;
-    if (++budget.steps > budget.maxSteps || ((budget.steps & 1023) === 0 && budget.spent())) return undefined;
+    if (!budget.tick()) return undefined;
     for (const e of g.edgesOf(v)) {
       if ((e.mask & mask) === 0 || comp[e.to] !== compId || seen.has(e.to)) continue;
       seen.add(e.to);
@@ -197,7 +200,7 @@ const TRIES_PER_COMPONENT = 256;
  * A cycle through edge `start` (its `first` dependency) closed by a path
  * over `pathMask`, inside the component of `comp`; undefined if none.
  */
-function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: SearchBudget): CycleStep[] | undefined {
+function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: Budget): CycleStep[] | undefined {
   const back = shortestPath(g, e.to, a, pathMask, comp, comp[a] as number, budget);
   if (back === undefined) return undefined;
   return [{ from: a, to: e.to, why: whyOf(e, first) }, ...back];
@@ -238,7 +241,7 @@ function kindsOf(g: DepGraph): { plain: Kind[]; realtime: Kind[] } {
  * component of the graph over every dependency; realtime kinds only where
  * the component holds no cycle without realtime edges.
  */
-export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): FoundCycle[] {
+export function findCycles(g: DepGraph, budget: Budget, perKind: number): FoundCycle[] {
   const found: FoundCycle[] = [];
   const counts = new Map<string, number>();
   const full = components(g, M.all | M.rt);
@@ -257,7 +260,7 @@ export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): 
     for (const set of [plain, realtime]) {
       if (any) break;
       for (const k of set) {
-        if ((counts.get(k.name) ?? 0) >= perKind || budget.spent()) continue;
+        if ((counts.get(k.name) ?? 0) >= perKind || budget.reason !== undefined) continue;
         const steps = searchKind(g, members, k, budget);
         if (steps === undefined) continue;
         counts.set(k.name, (counts.get(k.name) ?? 0) + 1);
@@ -269,13 +272,15 @@ export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): 
   return found;
 }
 
-function searchKind(g: DepGraph, members: readonly number[], k: Kind, budget: SearchBudget): CycleStep[] | undefined {
+function searchKind(g: DepGraph, members: readonly number[], k: Kind, budget: Budget): CycleStep[] | undefined {
   let tries = 0;
   for (const a of members) {
     if ((k.comp[a] as number) < 0) continue;
     for (const e of g.edgesOf(a)) {
       if ((e.mask & BIT[k.first]) === 0 || k.comp[e.to] !== k.comp[a]) continue;
-      if (++tries > TRIES_PER_COMPONENT || budget.spent()) return undefined;
+      // An rw edge that is also ww or wr is taken as that: a cycle through it is the weaker anomaly, searched for first.
+      if (k.first === 'rw' && (e.mask & M.wwwr) !== 0) continue;
+      if (++tries > TRIES_PER_COMPONENT || budget.reason !== undefined) return undefined;
       const steps = cycleThrough(g, a, e, k.first, k.pathMask, k.comp, budget);
       if (steps !== undefined && k.accept(steps)) return steps;
     }

@@ -232,8 +232,8 @@ function isPrefix(prefix: readonly Scalar[], list: readonly Scalar[]): boolean {
 }
 
 /** list-append: version orders from the longest read of each key, then ww, wr and rw edges. */
-export function inferListAppend(txns: readonly Txn[]): Inference {
-  const graph = new DepGraph(txns);
+export function inferListAppend(txns: readonly Txn[], maxEdges = Infinity): Inference {
+  const graph = new DepGraph(txns, maxEdges);
   const anomalies: PlainAnomaly[] = [];
   const appends = writesOf(txns, 'append');
   const committed = txns.filter((t) => t.status === 'ok');
@@ -308,8 +308,8 @@ function splitAppends(r: ListRead, written: ReadonlyMap<Scalar, Written> | undef
 }
 
 /** rw-register: wr from unique written values; ww and rw where a transaction read a key and then wrote it. */
-export function inferRwRegister(txns: readonly Txn[]): Inference {
-  const graph = new DepGraph(txns);
+export function inferRwRegister(txns: readonly Txn[], maxEdges = Infinity): Inference {
+  const graph = new DepGraph(txns, maxEdges);
   const anomalies: PlainAnomaly[] = [];
   const writes = writesOf(txns, 'w');
   const committed = txns.filter((t) => t.status === 'ok');

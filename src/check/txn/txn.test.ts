@@ -25,6 +25,10 @@ function check(text: string, model: TxnModel = 'list-append', realtime = true): 
   return checkTxnHistory(parseTxnHistory(text), { model, realtime });
 }
 
+function pick(r: TxnCheckResult): { valid: TxnCheckResult['valid']; reason: string | undefined } {
+  return { valid: r.valid, reason: r.reason };
+}
+
 function assertFinds(r: TxnCheckResult, name: string): void {
   assert.equal(r.valid, false, `expected ${name}, got valid`);
   assert.ok(r.names.includes(name), `expected ${name}, found ${r.names.join(', ')}: ${r.anomalies.map((a) => a.explanation).join(' | ')}`);
@@ -167,6 +171,26 @@ test('txn check: a stale read injected into a generated history is found as a re
   assert.ok(injected >= 3, `only ${injected} stale reads injected`);
 });
 
+test('txn check: a spent budget answers unknown, never a false invalid; anomalies found are still reported', () => {
+  const g2 = parseTxnHistory(history([{ p: 0, ops: '[[:append 1 1] [:r 2 nil]]', done: '[[:append 1 1] [:r 2 []]]' }, { p: 1, ops: '[[:append 2 1] [:r 1 nil]]', done: '[[:append 2 1] [:r 1 []]]' }]));
+  assert.deepEqual(pick(checkTxnHistory(g2, { model: 'list-append', maxSteps: 0 })), { valid: 'unknown', reason: 'step-budget' });
+  // A clock that jumps a second each time it is read: the budget is spent before the search starts.
+  let t = 0;
+  const jumpy = { nowMs: () => (t += 1000), timeBudgetMs: 10 };
+  assert.deepEqual(pick(checkTxnHistory(g2, { model: 'list-append', ...jumpy })), { valid: 'unknown', reason: 'time-budget' });
+  assert.deepEqual(pick(checkTxnHistory(g2, { model: 'list-append', maxEdges: 1 })), { valid: 'unknown', reason: 'edge-budget' });
+  // An aborted read needs no search: found with the budget spent all the same.
+  const g1a = parseTxnHistory(history([{ p: 0, type: 'fail', ops: '[[:append 1 5]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 [5]]]' }]));
+  assert.deepEqual(pick(checkTxnHistory(g1a, { model: 'list-append', ...jumpy })), { valid: false, reason: 'time-budget' });
+  assert.throws(() => checkTxnHistory(g2, { model: 'list-append', timeBudgetMs: 10 }), (e: unknown) => isTesseraError(e, 'INVALID_ARGUMENT'));
+  // Generated valid histories under budgets of every size: valid or unknown, never invalid.
+  for (let seed = 1; seed <= 30; seed++) {
+    const txns = parseTxnHistory(generateListAppend({ seed, txns: 200, processes: 5, keys: 4 }));
+    const r = checkTxnHistory(txns, { model: 'list-append', maxSteps: (seed * 37) % 400, maxEdges: (seed * 101) % 900 });
+    assert.notEqual(r.valid, false, `seed ${seed}: ${r.names.join(', ')}`);
+  }
+});
+
 test('txn check: a 100,000-transaction history is checked in under a minute', () => {
   const text = generateListAppend({ seed: 99, txns: 100_000, processes: 16, keys: 200 });
   const t0 = performance.now();
@@ -194,6 +218,9 @@ test('txn check: the CLI prints anomalies, then valid or invalid: names, and exi
     const bad = run(join(dir, 'bad.edn'));
     assert.deepEqual([bad.code, bad.lines.at(-1)], [1, 'invalid: G2']);
     assert.ok(bad.lines[0]?.startsWith('G2: cycle'), bad.lines[0]);
+    writeFileSync(join(dir, 'many.edn'), generateListAppend({ seed: 3, txns: 500 }));
+    const spent = run(join(dir, 'many.edn'), '--time-budget-ms', '0');
+    assert.deepEqual([spent.code, spent.lines.at(-1), spent.lines.at(-2)], [2, 'unknown', '# budget exhausted: time-budget']);
     assert.equal(run(join(dir, 'garbled.edn')).code, 2);
     assert.equal(run(join(dir, 'missing.edn')).code, 2);
   } finally {
