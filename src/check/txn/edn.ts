@@ -19,6 +19,10 @@ export type EdnMap = ReadonlyMap<string, EdnValue>;
 export const EDN_MAX_DEPTH = 64;
 
 const DELIMITER = /[\s,{}[\]()";]/;
+const SPACE = /[\s,]/;
+/** Per ASCII code: 1 for whitespace (commas too), 2 for the other delimiters. Histories are mostly ASCII; the rest goes by the regexes. */
+const ASCII_CLASS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) ASCII_CLASS[c] = SPACE.test(String.fromCharCode(c)) ? 1 : DELIMITER.test(String.fromCharCode(c)) ? 2 : 0;
 
 export function isKeyword(v: EdnValue | undefined, name?: string): v is EdnKeyword {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Map) && (name === undefined || (v as EdnKeyword).keyword === name);
@@ -74,8 +78,18 @@ export function readEdnOperations(text: string): EdnOperations {
   return { values, offsets };
 }
 
+function isSpace(code: number): boolean {
+  return code < 128 ? ASCII_CLASS[code] === 1 : SPACE.test(String.fromCharCode(code));
+}
+
+function isDelimiter(code: number): boolean {
+  return code < 128 ? ASCII_CLASS[code] !== 0 : DELIMITER.test(String.fromCharCode(code));
+}
+
 class EdnReader {
   pos = 0;
+  /** Keywords read so far: a history repeats a few (:type, :ok, :append) millions of times, and they are immutable. */
+  private readonly keywords = new Map<string, EdnKeyword>();
   constructor(private readonly text: string) {}
 
   /** A syntax error at `at` (default: where the reader is), its message led by the line and column. */
@@ -85,10 +99,11 @@ class EdnReader {
   }
 
   skipSpace(): string | undefined {
+    const text = this.text;
     for (;;) {
-      while (this.pos < this.text.length && /[\s,]/.test(this.text[this.pos] as string)) this.pos++;
-      if (this.text[this.pos] !== ';') return this.text[this.pos];
-      while (this.pos < this.text.length && this.text[this.pos] !== '\n') this.pos++;
+      while (this.pos < text.length && isSpace(text.charCodeAt(this.pos))) this.pos++;
+      if (text[this.pos] !== ';') return text[this.pos];
+      while (this.pos < text.length && text[this.pos] !== '\n') this.pos++;
     }
   }
 
@@ -103,7 +118,7 @@ class EdnReader {
     if (c === '}' || c === ']' || c === ')') throw this.fail(`unexpected '${c}'`);
     const start = this.pos;
     const token = this.token();
-    if (token.startsWith(':') && token.length > 1) return { keyword: token.slice(1) };
+    if (token.startsWith(':') && token.length > 1) return this.keyword(token.slice(1));
     if (token === 'nil') return null;
     if (token === 'true' || token === 'false') return token === 'true';
     if (/^[-+]?\d+N?$/.test(token)) {
@@ -112,6 +127,12 @@ class EdnReader {
       return n;
     }
     throw this.fail(`unsupported token '${token.slice(0, 40)}'`, start);
+  }
+
+  private keyword(name: string): EdnKeyword {
+    let k = this.keywords.get(name);
+    if (k === undefined) this.keywords.set(name, (k = { keyword: name }));
+    return k;
   }
 
   private map(depth: number): EdnMap {
@@ -143,7 +164,7 @@ class EdnReader {
 
   private token(): string {
     const start = this.pos;
-    while (this.pos < this.text.length && !DELIMITER.test(this.text[this.pos] as string)) this.pos++;
+    while (this.pos < this.text.length && !isDelimiter(this.text.charCodeAt(this.pos))) this.pos++;
     if (this.pos === start) throw this.fail(`unexpected '${this.text[this.pos]}'`);
     return this.text.slice(start, this.pos);
   }
