@@ -64,9 +64,10 @@ function describeStep(s: CycleStep): string {
   const k = show(w.key);
   let why: string;
   if (w.dep === 'rt') why = `${a} completed before ${b} was invoked`;
+  else if (w.dep === 'ww' && w.unseen === true) why = `${b} appended ${show(w.to)} to key ${k}, which no read shows, so after ${a}'s ${show(w.from)}, the last element read`;
   else if (w.dep === 'ww') why = w.list === true ? `${b} appended ${show(w.to)} to key ${k} right after ${a}'s ${show(w.from)}` : `${b} read key ${k} = ${show(w.from)} written by ${a}, then wrote ${show(w.to)}`;
   else if (w.dep === 'wr') why = w.list === true ? `${b} read key ${k} ending in ${a}'s append ${show(w.from)}` : `${b} read key ${k} = ${show(w.from)}, written by ${a}`;
-  else why = w.list === true ? `${a} read key ${k} ${w.from === null ? 'empty' : `ending in ${show(w.from)}`}, before ${b}'s append ${show(w.to)}` : `${a} read key ${k} = ${show(w.from)}, which ${b} overwrote with ${show(w.to)}`;
+  else why = w.list === true ? `${a} read key ${k} ${w.from === null ? 'empty' : `ending in ${show(w.from)}`}, before ${b}'s append ${show(w.to)}${w.unseen === true ? ', which no read shows' : ''}` : `${a} read key ${k} = ${show(w.from)}, which ${b} overwrote with ${show(w.to)}`;
   return `${a} -${DEP_WORDS[w.dep]}-> ${b}: ${why}`;
 }
 

@@ -25,6 +25,8 @@ export interface EdgeWhy {
   readonly to?: Scalar | null;
   /** A read of a list (list-append) rather than a register. */
   readonly list?: boolean;
+  /** The later value is an append no read shows: it came after the earlier one, but not necessarily right after. */
+  readonly unseen?: boolean;
 }
 
 /** Every realtime edge has the same reason: shared, not allocated per edge. */

@@ -206,7 +206,7 @@ function addWriteOrder(graph: DepGraph, ko: KeyOrder): void {
   const last = order[order.length - 1];
   const w = last === undefined ? undefined : written?.get(last);
   if (w === undefined || w.txn.status === 'fail') return;
-  for (const [value, u] of ko.unseen) graph.add(w.txn.id, u.id, { dep: 'ww', key, from: w.value, to: value, list: true });
+  for (const [value, u] of ko.unseen) graph.add(w.txn.id, u.id, { dep: 'ww', key, from: w.value, to: value, list: true, unseen: true });
 }
 
 /** A read's wr edge from the writer of its last element, and rw edges to the writers of what came next. */
@@ -222,7 +222,7 @@ function addReadEdges(graph: DepGraph, t: Txn, list: readonly Scalar[], ko: KeyO
   const n = next === undefined ? undefined : written?.get(next);
   if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key, from: last ?? null, to: n.value, list: true });
   // A read of everything anyone saw comes before every committed append nobody saw.
-  if (next === undefined) for (const [value, u] of ko.unseen) graph.add(t.id, u.id, { dep: 'rw', key, from: last ?? null, to: value, list: true });
+  if (next === undefined) for (const [value, u] of ko.unseen) graph.add(t.id, u.id, { dep: 'rw', key, from: last ?? null, to: value, list: true, unseen: true });
 }
 
 function isPrefix(prefix: readonly Scalar[], list: readonly Scalar[]): boolean {
