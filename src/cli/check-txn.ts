@@ -47,7 +47,7 @@ export function main(argv: readonly string[], io: CliIo): number {
     const txns = parseTxnHistory(io.readFile(args.file), args.file);
     const result = checkTxnHistory(txns, { model: args.model, realtime: args.realtime, timeBudgetMs: args.timeBudgetMs, nowMs: io.nowMs });
     for (const a of result.anomalies) io.out(`${a.anomaly}: ${a.explanation}`);
-    io.out(`# ${result.txns} transactions, ${result.edges} dependency edges, checked in ${(io.nowMs() - start).toFixed(0)} ms`);
+    io.out(`# ${result.txns} transactions, ${result.edges} graph edges, checked in ${(io.nowMs() - start).toFixed(0)} ms`);
     if (result.reason !== undefined) io.out(`# budget exhausted: ${result.reason}`);
     if (result.valid === 'unknown') {
       io.out('unknown');

@@ -45,6 +45,7 @@ export interface TxnCheckResult {
   /** The anomaly names found, sorted, once each. */
   readonly names: readonly string[];
   readonly txns: number;
+  /** Edges of the graph: dependencies, and realtime order through time nodes. */
   readonly edges: number;
 }
 
@@ -52,7 +53,7 @@ export const TXN_CYCLES_PER_KIND = 4;
 /** Plain (non-cycle) anomalies reported per kind; the rest are counted. */
 export const TXN_PLAIN_PER_KIND = 8;
 export const TXN_DEFAULT_MAX_STEPS = 50_000_000;
-/** An edge costs about 110 bytes of heap (measured on list-append histories), so this bound holds the graph near 1.1 GB; 100,000 list-append transactions make about 1.1 million edges. */
+/** An edge costs about 110 bytes of heap (measured on list-append histories), so this bound holds the graph near 1.1 GB; 100,000 generated list-append transactions make about 0.6 million edges. */
 export const TXN_DEFAULT_MAX_EDGES = 10_000_000;
 
 const DEP_WORDS: Readonly<Record<EdgeWhy['dep'], string>> = { ww: 'ww', wr: 'wr', rw: 'rw', rt: 'realtime' };

@@ -50,9 +50,15 @@ function whyOf(e: Edge, dep: Dep): EdgeWhy {
 /** Out-edges of one transaction past this many are also indexed by target; fewer are scanned, which is cheaper. */
 const SCAN_MAX_EDGES = 16;
 
+/**
+ * Nodes 0 to txns.length - 1 are the transactions; past them are time nodes
+ * (addTimeNode), which stand for moments of the history so that realtime
+ * order takes O(n) edges whatever the concurrency: a path through time
+ * nodes from one transaction to another is one realtime edge between them.
+ */
 export class DepGraph {
   private readonly out: Edge[][];
-  /** Per transaction with more than SCAN_MAX_EDGES out-edges, those edges by target. */
+  /** Per node with more than SCAN_MAX_EDGES out-edges, those edges by target. */
   private readonly byTarget: (Map<number, Edge> | undefined)[];
   edgeCount = 0;
   /** Set once an edge was left out because the graph held `maxEdges`: its cycles are still real, but some may be missing. */
@@ -64,6 +70,22 @@ export class DepGraph {
   ) {
     this.out = txns.map(() => []);
     this.byTarget = new Array<Map<number, Edge> | undefined>(txns.length);
+  }
+
+  /** Transactions and time nodes. */
+  get size(): number {
+    return this.out.length;
+  }
+
+  isTxn(node: number): boolean {
+    return node < this.txns.length;
+  }
+
+  /** A new time node, with no edges yet. */
+  addTimeNode(): number {
+    this.out.push([]);
+    this.byTarget.push(undefined);
+    return this.out.length - 1;
   }
 
   add(from: number, to: number, why: EdgeWhy): void {
@@ -111,7 +133,7 @@ export interface FoundCycle {
 
 /** Strongly connected components of the edges with a bit of `mask`, as a component id per node (-1: alone). Tarjan's algorithm, iterative. */
 export function components(g: DepGraph, mask: number, within?: Int32Array, withinId?: number): Int32Array {
-  const n = g.txns.length;
+  const n = g.size;
   const comp = new Int32Array(n).fill(-1);
   const order = new Int32Array(n).fill(-1);
   const low = new Int32Array(n);
@@ -205,7 +227,19 @@ const TRIES_PER_COMPONENT = 256;
 function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: Budget): CycleStep[] | undefined {
   const back = shortestPath(g, e.to, a, pathMask, comp, comp[a] as number, budget);
   if (back === undefined) return undefined;
-  return [{ from: a, to: e.to, why: whyOf(e, first) }, ...back];
+  return overTime(g, [{ from: a, to: e.to, why: whyOf(e, first) }, ...back]);
+}
+
+/** The steps of a cycle with each run through time nodes made one realtime step between the transactions at its ends. */
+function overTime(g: DepGraph, steps: readonly CycleStep[]): CycleStep[] {
+  const out: CycleStep[] = [];
+  let from: number | undefined;
+  for (const s of steps) {
+    if (g.isTxn(s.from) && g.isTxn(s.to)) out.push(s);
+    else if (g.isTxn(s.from)) from = s.from;
+    else if (g.isTxn(s.to)) out.push({ from: from as number, to: s.to, why: REALTIME });
+  }
+  return out;
 }
 
 function count(steps: readonly CycleStep[], dep: Dep): number {

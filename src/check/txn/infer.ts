@@ -365,26 +365,40 @@ function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<Scalar, R
   }
 }
 
-/** Realtime order: T1 completed before T2 was invoked. Only the frontier of the latest completions is linked; the rest follows by transitivity. */
+/**
+ * Realtime order: T1 completed before T2 was invoked. Linking every
+ * invocation to every earlier completion would take O(n²) edges, and
+ * linking it to the latest completions only (as Elle does) O(n × clients);
+ * instead a chain of time nodes runs through the history: each completion
+ * links to the newest time node, each invocation is linked from it, and a
+ * new one is started (after the last) when a completion follows an
+ * invocation. T1 then reaches T2 through the chain exactly when T1
+ * completed before T2 was invoked.
+ */
 export function addRealtimeEdges(graph: DepGraph, txns: readonly Txn[]): void {
-  const events: { at: number; txn: Txn; invoke: boolean }[] = [];
+  // Invocations and completions by their place in the history (which is unique), as +(id + 1) and -(id + 1).
+  let end = 0;
+  for (const t of txns) end = Math.max(end, t.invokeAt + 1, t.status === 'ok' ? t.completeAt + 1 : 0);
+  const events = new Int32Array(end);
   for (const t of txns) {
     if (t.status === 'fail') continue;
-    events.push({ at: t.invokeAt, txn: t, invoke: true });
-    if (t.status === 'ok') events.push({ at: t.completeAt, txn: t, invoke: false });
+    events[t.invokeAt] = t.id + 1;
+    if (t.status === 'ok') events[t.completeAt] = -(t.id + 1);
   }
-  events.sort((a, b) => a.at - b.at);
-  const frontier = new Set<number>();
-  const preds = new Map<number, number[]>();
+  let now = -1;
+  let invokedSinceNow = true;
   for (const e of events) {
-    if (e.invoke) {
-      const p = [...frontier];
-      preds.set(e.txn.id, p);
-      for (const from of p) graph.add(from, e.txn.id, REALTIME);
-      continue;
+    if (e > 0 && now >= 0) {
+      graph.add(now, e - 1, REALTIME);
+      invokedSinceNow = true;
+    } else if (e < 0) {
+      if (invokedSinceNow) {
+        const next = graph.addTimeNode();
+        if (now >= 0) graph.add(now, next, REALTIME);
+        now = next;
+        invokedSinceNow = false;
+      }
+      graph.add(-e - 1, now, REALTIME);
     }
-    for (const p of preds.get(e.txn.id) ?? []) frontier.delete(p);
-    preds.delete(e.txn.id);
-    frontier.add(e.txn.id);
   }
 }

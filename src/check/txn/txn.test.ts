@@ -92,6 +92,20 @@ test('txn check: a stale read after a completed write is a realtime anomaly, ser
   const stale = history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 []]]' }], false);
   assertFinds(check(stale), 'G-single-realtime');
   assert.equal(check(stale, 'list-append', false).valid, true);
+  // Other transactions between the two: the realtime order runs through several time nodes, and is shown as one step between transactions.
+  const between = history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 2, ops: '[[:r 2 nil]]', done: '[[:r 2 []]]' }, { p: 3, ops: '[[:append 2 1]]' }, { p: 1, ops: '[[:r 1 nil]]', done: '[[:r 1 []]]' }], false);
+  const r = check(between);
+  // T3 -rw-> T0 -rt-> T1 -rw-> T2 -rt-> T3 is a G2-realtime cycle as well.
+  assert.deepEqual(r.names, ['G-single-realtime', 'G2-realtime']);
+  assert.match(r.anomalies.find((a) => a.anomaly === 'G-single-realtime')?.explanation ?? '', /^cycle T3 \(process 1\) -> T0 \(process 0\) -> T3; T3 -rw-> T0: .*; T0 -realtime-> T3: T0 completed before T3 was invoked$/);
+});
+
+test('txn check: realtime order takes O(n) edges, however many clients run at once', () => {
+  for (const processes of [4, 200]) {
+    const txns = parseTxnHistory(generateListAppend({ seed: 7, txns: 5000, processes, keys: 50 }));
+    const extra = checkTxnHistory(txns, { model: 'list-append' }).edges - checkTxnHistory(txns, { model: 'list-append', realtime: false }).edges;
+    assert.ok(extra <= 3 * txns.length, `${processes} processes: ${extra} realtime edges for ${txns.length} transactions`);
+  }
 });
 
 test('txn check: rw-register anomalies and a valid history', () => {
