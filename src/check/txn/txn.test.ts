@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -125,6 +126,26 @@ test('txn check: bad input is a PARSE_ERROR naming the operation, never a crash'
   assert.throws(() => check(history([{ p: 0, ops: '[[:append 1 1]]' }, { p: 1, ops: '[[:append 1 1]]' }])), (e: unknown) => isTesseraError(e, 'PARSE_ERROR'));
   // A nemesis's operations are skipped.
   assert.equal(parseTxnHistory('{:type :info, :f :start-partition, :process :nemesis}\n{:type :invoke, :f :txn, :value [[:r 1 nil]], :process 0}\n{:type :ok, :f :txn, :value [[:r 1 nil]], :process 0}').length, 1);
+});
+
+test('txn check: a mangled history is checked or refused with a PARSE_ERROR, never a crash', () => {
+  const base = generateListAppend({ seed: 1, txns: 20, processes: 3, keys: 3 });
+  const pieces = ['{', '}', '[', ']', '(', ')', ':', 'nil', ' ', '\n', '"', '\\', ';', ',', '1', '-5', 'N', ':ok', ':r', ':w', ':append', ':info', ':invoke', ':process', '99999999999999999999', 'é'];
+  fc.assert(
+    fc.property(fc.array(fc.record({ at: fc.nat(), cut: fc.nat(5), put: fc.constantFrom(...pieces) }), { maxLength: 4 }), fc.constantFrom<TxnModel>('list-append', 'rw-register'), (edits, model) => {
+      let text = base;
+      for (const e of edits) {
+        const at = e.at % (text.length + 1);
+        text = text.slice(0, at) + e.put + text.slice(at + e.cut);
+      }
+      try {
+        checkTxnHistory(parseTxnHistory(text), { model });
+      } catch (error) {
+        if (!isTesseraError(error, 'PARSE_ERROR')) throw error;
+      }
+    }),
+    { numRuns: 500, seed: 5 },
+  );
 });
 
 test('txn check: parse errors name the line; completions must match their invocations; each model has its own micro-ops', () => {
