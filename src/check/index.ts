@@ -29,4 +29,4 @@ export { parseJepsenEtcdLog } from './parse/jepsen-etcd.js';
 export { parseEdnKvLog } from './parse/edn-kv.js';
 export { describeOperation } from './failure.js';
 export { parseTxnHistory, type MicroOp, type Scalar, type Txn, type TxnStatus, TXN_HISTORY_MAX_OPS } from './txn/history.js';
-export { checkTxnHistory, type TxnAnomaly, type TxnCheckOptions, type TxnCheckResult, type TxnModel, TXN_CYCLES_PER_KIND } from './txn/check.js';
+export { checkTxnHistory, type TxnAnomaly, type TxnBudgetReason, type TxnCheckOptions, type TxnCheckResult, type TxnModel, TXN_CYCLES_PER_KIND, TXN_DEFAULT_MAX_EDGES } from './txn/check.js';

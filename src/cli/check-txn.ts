@@ -7,9 +7,9 @@
  *        [--no-realtime] [--time-budget-ms N] FILE
  *
  * Prints each anomaly found on a line of its own (`name: explanation`);
- * the last line is `valid`, `invalid: <names>` or `unknown` (the budget ran
- * out before the search finished), and the exit code 0, 1 or 2 (2 also for
- * usage and parse errors).
+ * the last line is `valid`, `invalid: <names>` or `unknown` (a budget ran
+ * out before the search finished; the line before it names which), and the
+ * exit code 0, 1 or 2 (2 also for usage and parse errors).
  */
 import { readFileSync } from 'node:fs';
 import { isTesseraError } from '../base/index.js';
@@ -47,7 +47,8 @@ export function main(argv: readonly string[], io: CliIo): number {
     const txns = parseTxnHistory(io.readFile(args.file), args.file);
     const result = checkTxnHistory(txns, { model: args.model, realtime: args.realtime, timeBudgetMs: args.timeBudgetMs, nowMs: io.nowMs });
     for (const a of result.anomalies) io.out(`${a.anomaly}: ${a.explanation}`);
-    io.out(`# ${result.txns} transactions, ${result.edges} dependency edges, checked in ${(io.nowMs() - start).toFixed(0)} ms`);
+    io.out(`# ${result.txns} transactions, ${result.edges} graph edges, checked in ${(io.nowMs() - start).toFixed(0)} ms`);
+    if (result.reason !== undefined) io.out(`# budget exhausted: ${result.reason}`);
     if (result.valid === 'unknown') {
       io.out('unknown');
       return 2;

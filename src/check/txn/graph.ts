@@ -7,6 +7,7 @@
  * violation of strict serializability only. Each kind is searched for on
  * its own edges, so the weakest anomaly a component holds is the one named.
  */
+import type { Budget } from '../budget.js';
 import type { Scalar, Txn } from './history.js';
 
 export type Dep = 'ww' | 'wr' | 'rw' | 'rt';
@@ -24,39 +25,97 @@ export interface EdgeWhy {
   readonly to?: Scalar | null;
   /** A read of a list (list-append) rather than a register. */
   readonly list?: boolean;
+  /** The later value is an append no read shows: it came after the earlier one, but not necessarily right after. */
+  readonly unseen?: boolean;
 }
 
+/** Every realtime edge has the same reason: shared, not allocated per edge. */
+export const REALTIME: EdgeWhy = { dep: 'rt' };
+
+/** An edge and the first reason seen for each dependency it holds (fields, not an array: a million edges is common). */
 interface Edge {
   readonly to: number;
   mask: number;
-  readonly why: EdgeWhy[];
+  ww: EdgeWhy | undefined;
+  wr: EdgeWhy | undefined;
+  rw: EdgeWhy | undefined;
 }
 
+function whyOf(e: Edge, dep: Dep): EdgeWhy {
+  const why = dep === 'rt' ? REALTIME : e[dep];
+  if (why === undefined || (e.mask & BIT[dep]) === 0) throw new Error(`whyOf: the edge holds no ${dep} dependency`);
+  return why;
+}
+
+/** Out-edges of one transaction past this many are also indexed by target; fewer are scanned, which is cheaper. */
+const SCAN_MAX_EDGES = 16;
+
+/**
+ * Nodes 0 to txns.length - 1 are the transactions; past them are time nodes
+ * (addTimeNode), which stand for moments of the history so that realtime
+ * order takes O(n) edges whatever the concurrency: a path through time
+ * nodes from one transaction to another is one realtime edge between them.
+ */
 export class DepGraph {
   private readonly out: Edge[][];
-  private readonly index = new Map<number, Edge>();
+  /** Per node with more than SCAN_MAX_EDGES out-edges, those edges by target. */
+  private readonly byTarget: (Map<number, Edge> | undefined)[];
   edgeCount = 0;
+  /** Set once an edge was left out because the graph held `maxEdges`: its cycles are still real, but some may be missing. */
+  truncated = false;
 
-  constructor(readonly txns: readonly Txn[]) {
+  constructor(
+    readonly txns: readonly Txn[],
+    private readonly maxEdges = Infinity,
+  ) {
     this.out = txns.map(() => []);
+    this.byTarget = new Array<Map<number, Edge> | undefined>(txns.length);
+  }
+
+  /** Transactions and time nodes. */
+  get size(): number {
+    return this.out.length;
+  }
+
+  isTxn(node: number): boolean {
+    return node < this.txns.length;
+  }
+
+  /** A new time node, with no edges yet. */
+  addTimeNode(): number {
+    this.out.push([]);
+    this.byTarget.push(undefined);
+    return this.out.length - 1;
   }
 
   add(from: number, to: number, why: EdgeWhy): void {
     if (from === to) return;
-    const id = from * this.txns.length + to;
-    let e = this.index.get(id);
+    let e = this.edgeTo(from, to);
     if (e === undefined) {
-      e = { to, mask: 0, why: [] };
-      this.index.set(id, e);
-      (this.out[from] as Edge[]).push(e);
+      if (this.edgeCount >= this.maxEdges) {
+        this.truncated = true;
+        return;
+      }
+      e = { to, mask: 0, ww: undefined, wr: undefined, rw: undefined };
+      const edges = this.out[from] as Edge[];
+      edges.push(e);
+      if (edges.length === SCAN_MAX_EDGES + 1) this.byTarget[from] = new Map(edges.map((x) => [x.to, x]));
+      else this.byTarget[from]?.set(to, e);
       this.edgeCount++;
     }
-    if ((e.mask & BIT[why.dep]) === 0) e.why.push(why);
+    if ((e.mask & BIT[why.dep]) === 0 && why.dep !== 'rt') e[why.dep] = why;
     e.mask |= BIT[why.dep];
   }
 
   edgesOf(from: number): readonly Edge[] {
     return this.out[from] as Edge[];
+  }
+
+  private edgeTo(from: number, to: number): Edge | undefined {
+    const index = this.byTarget[from];
+    if (index !== undefined) return index.get(to);
+    for (const e of this.out[from] as Edge[]) if (e.to === to) return e;
+    return undefined;
   }
 }
 
@@ -74,7 +133,7 @@ export interface FoundCycle {
 
 /** Strongly connected components of the edges with a bit of `mask`, as a component id per node (-1: alone). Tarjan's algorithm, iterative. */
 export function components(g: DepGraph, mask: number, within?: Int32Array, withinId?: number): Int32Array {
-  const n = g.txns.length;
+  const n = g.size;
   const comp = new Int32Array(n).fill(-1);
   const order = new Int32Array(n).fill(-1);
   const low = new Int32Array(n);
@@ -125,26 +184,19 @@ export function components(g: DepGraph, mask: number, within?: Int32Array, withi
 
 function labelOf(e: Edge, allowed: number): EdgeWhy {
   for (const dep of PREFERENCE) {
-    if ((e.mask & allowed & BIT[dep]) !== 0) return e.why.find((w) => w.dep === dep) as EdgeWhy;
+    if ((e.mask & allowed & BIT[dep]) !== 0) return whyOf(e, dep);
   }
   throw new Error('labelOf: no allowed dependency on the edge');
 }
 
-/** A step counter shared by one check's searches; `spent` once over. */
-export interface SearchBudget {
-  steps: number;
-  readonly maxSteps: number;
-  spent(): boolean;
-}
-
 /** The shortest path from `from` to `to` over edges with a bit of `mask`, inside component `compId` of `comp`, as steps; undefined if none. */
-function shortestPath(g: DepGraph, from: number, to: number, mask: number, comp: Int32Array, compId: number, budget: SearchBudget): CycleStep[] | undefined {
+function shortestPath(g: DepGraph, from: number, to: number, mask: number, comp: Int32Array, compId: number, budget: Budget): CycleStep[] | undefined {
   const prev = new Map<number, { node: number; edge: Edge }>();
   const queue = [from];
   const seen = new Set([from]);
   for (let head = 0; head < queue.length; head++) {
     const v = queue[head] as number;
-    if (++budget.steps > budget.maxSteps || ((budget.steps & 1023) === 0 && budget.spent())) return undefined;
+    if (!budget.tick()) return undefined;
     for (const e of g.edgesOf(v)) {
       if ((e.mask & mask) === 0 || comp[e.to] !== compId || seen.has(e.to)) continue;
       seen.add(e.to);
@@ -172,10 +224,22 @@ const TRIES_PER_COMPONENT = 256;
  * A cycle through edge `start` (its `first` dependency) closed by a path
  * over `pathMask`, inside the component of `comp`; undefined if none.
  */
-function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: SearchBudget): CycleStep[] | undefined {
+function cycleThrough(g: DepGraph, a: number, e: Edge, first: Dep, pathMask: number, comp: Int32Array, budget: Budget): CycleStep[] | undefined {
   const back = shortestPath(g, e.to, a, pathMask, comp, comp[a] as number, budget);
   if (back === undefined) return undefined;
-  return [{ from: a, to: e.to, why: e.why.find((w) => w.dep === first) as EdgeWhy }, ...back];
+  return overTime(g, [{ from: a, to: e.to, why: whyOf(e, first) }, ...back]);
+}
+
+/** The steps of a cycle with each run through time nodes made one realtime step between the transactions at its ends. */
+function overTime(g: DepGraph, steps: readonly CycleStep[]): CycleStep[] {
+  const out: CycleStep[] = [];
+  let from: number | undefined;
+  for (const s of steps) {
+    if (g.isTxn(s.from) && g.isTxn(s.to)) out.push(s);
+    else if (g.isTxn(s.from)) from = s.from;
+    else if (g.isTxn(s.to)) out.push({ from: from as number, to: s.to, why: REALTIME });
+  }
+  return out;
 }
 
 function count(steps: readonly CycleStep[], dep: Dep): number {
@@ -213,7 +277,7 @@ function kindsOf(g: DepGraph): { plain: Kind[]; realtime: Kind[] } {
  * component of the graph over every dependency; realtime kinds only where
  * the component holds no cycle without realtime edges.
  */
-export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): FoundCycle[] {
+export function findCycles(g: DepGraph, budget: Budget, perKind: number): FoundCycle[] {
   const found: FoundCycle[] = [];
   const counts = new Map<string, number>();
   const full = components(g, M.all | M.rt);
@@ -232,7 +296,7 @@ export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): 
     for (const set of [plain, realtime]) {
       if (any) break;
       for (const k of set) {
-        if ((counts.get(k.name) ?? 0) >= perKind || budget.spent()) continue;
+        if ((counts.get(k.name) ?? 0) >= perKind || budget.reason !== undefined) continue;
         const steps = searchKind(g, members, k, budget);
         if (steps === undefined) continue;
         counts.set(k.name, (counts.get(k.name) ?? 0) + 1);
@@ -244,13 +308,15 @@ export function findCycles(g: DepGraph, budget: SearchBudget, perKind: number): 
   return found;
 }
 
-function searchKind(g: DepGraph, members: readonly number[], k: Kind, budget: SearchBudget): CycleStep[] | undefined {
+function searchKind(g: DepGraph, members: readonly number[], k: Kind, budget: Budget): CycleStep[] | undefined {
   let tries = 0;
   for (const a of members) {
     if ((k.comp[a] as number) < 0) continue;
     for (const e of g.edgesOf(a)) {
       if ((e.mask & BIT[k.first]) === 0 || k.comp[e.to] !== k.comp[a]) continue;
-      if (++tries > TRIES_PER_COMPONENT || budget.spent()) return undefined;
+      // An rw edge that is also ww or wr is taken as that: a cycle through it is the weaker anomaly, searched for first.
+      if (k.first === 'rw' && (e.mask & M.wwwr) !== 0) continue;
+      if (++tries > TRIES_PER_COMPONENT || budget.reason !== undefined) return undefined;
       const steps = cycleThrough(g, a, e, k.first, k.pathMask, k.comp, budget);
       if (steps !== undefined && k.accept(steps)) return steps;
     }

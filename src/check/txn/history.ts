@@ -9,7 +9,7 @@
  */
 import { TesseraError } from '../../base/index.js';
 import { EdnSyntaxError } from '../parse/edn.js';
-import { type EdnValue, isEdnMap, isKeyword, readEdnValues } from './edn.js';
+import { type EdnOperations, type EdnValue, isEdnMap, isKeyword, lineAndColumn, readEdnOperations } from './edn.js';
 
 export type TxnStatus = 'ok' | 'fail' | 'info';
 /** A key or an element value: histories use integers or strings. */
@@ -37,8 +37,8 @@ export interface Txn {
 /** Histories larger than this many operations are refused rather than read into memory. */
 export const TXN_HISTORY_MAX_OPS = 5_000_000;
 
-function parseError(source: string, where: number, message: string): TesseraError {
-  return new TesseraError('PARSE_ERROR', `${source}: operation ${where}: ${message}`);
+function parseError(source: string, line: number, message: string): TesseraError {
+  return new TesseraError('PARSE_ERROR', `${source}: line ${line}: ${message}`);
 }
 
 function scalar(v: EdnValue | undefined): Scalar | undefined {
@@ -72,26 +72,37 @@ function ops(v: EdnValue | undefined, fail: (m: string) => TesseraError, withRea
 }
 
 /** The operations of a history text (maps one after another, or one vector of them). */
-function operationsOf(text: string, source: string): EdnValue[] {
-  let values: EdnValue[];
+function operationsOf(text: string, source: string): EdnOperations {
+  let read: EdnOperations;
   try {
-    values = readEdnValues(text);
+    read = readEdnOperations(text);
   } catch (error) {
     if (error instanceof EdnSyntaxError) throw new TesseraError('PARSE_ERROR', `${source}: ${error.message}`);
     throw error;
   }
-  if (values.length === 1 && Array.isArray(values[0])) values = [...(values[0] as readonly EdnValue[])];
-  if (values.length > TXN_HISTORY_MAX_OPS) throw new TesseraError('PARSE_ERROR', `${source}: more than ${TXN_HISTORY_MAX_OPS} operations`);
-  return values;
+  if (read.values.length > TXN_HISTORY_MAX_OPS) throw new TesseraError('PARSE_ERROR', `${source}: more than ${TXN_HISTORY_MAX_OPS} operations`);
+  return read;
+}
+
+/** An :ok completion reports the micro-ops its invocation asked for, with the reads' results filled in. */
+function sameRequest(invoked: readonly MicroOp[], completed: readonly MicroOp[]): string | undefined {
+  if (completed.length !== invoked.length) return `the completion has ${completed.length} micro-ops, the invocation ${invoked.length}`;
+  for (let i = 0; i < invoked.length; i++) {
+    const a = invoked[i] as MicroOp;
+    const b = completed[i] as MicroOp;
+    if (a.f !== b.f || a.key !== b.key || (a.f !== 'r' && a.value !== b.value)) return `micro-op ${i + 1} of the completion is not the one invoked`;
+  }
+  return undefined;
 }
 
 /** Reads a transactional history; operations other than `:f :txn` of integer processes (a nemesis's) are skipped. */
 export function parseTxnHistory(text: string, source = 'history'): Txn[] {
   const pending = new Map<number, { readonly ops: MicroOp[]; readonly at: number; readonly slot: number }>();
   const out: (Txn | undefined)[] = [];
-  const values = operationsOf(text, source);
+  const { values, offsets } = operationsOf(text, source);
   for (let at = 0; at < values.length; at++) {
-    const fail = (m: string): TesseraError => parseError(source, at + 1, m);
+    // The line is counted only for a message: counting it for every operation would cost a pass over the text each.
+    const fail = (m: string): TesseraError => parseError(source, lineAndColumn(text, offsets[at] as number).line, m);
     const op = values[at] as EdnValue;
     if (!isEdnMap(op)) throw fail('an operation must be a map');
     const process = op.get('process');
@@ -111,7 +122,8 @@ export function parseTxnHistory(text: string, source = 'history'): Txn[] {
     pending.delete(process);
     const status: TxnStatus = type.keyword as TxnStatus;
     const txnOps = status === 'ok' ? ops(op.get('value'), fail, true) : open.ops;
-    if (txnOps.length !== open.ops.length) throw fail(`the completion has ${txnOps.length} micro-ops, the invocation ${open.ops.length}`);
+    const mismatch = sameRequest(open.ops, txnOps);
+    if (mismatch !== undefined) throw fail(mismatch);
     out[open.slot] = { id: open.slot, process, status, ops: txnOps, invokeAt: open.at, completeAt: status === 'info' ? Infinity : at, index };
   }
   // Never completed: indeterminate, like :info.

@@ -5,11 +5,12 @@
  * read-then-write within one transaction shows. Anomalies that need no
  * cycle are found here: aborted reads (G1a), intermediate reads (G1b),
  * reads inconsistent with the transaction's own writes (internal), reads
- * that disagree on a key's order (incompatible-order), duplicates, and
- * values nobody wrote (garbage-read).
+ * of what the transaction writes only later (future-read), reads that
+ * disagree on a key's order or split one transaction's appends
+ * (incompatible-order), duplicates, and values nobody wrote (garbage-read).
  */
 import { TesseraError } from '../../base/index.js';
-import { DepGraph } from './graph.js';
+import { DepGraph, REALTIME } from './graph.js';
 import type { MicroOp, Scalar, Txn } from './history.js';
 
 export interface PlainAnomaly {
@@ -22,13 +23,13 @@ export interface Inference {
   readonly anomalies: PlainAnomaly[];
 }
 
-/** A key or value as a map key: numbers and strings never collide. */
-function id(x: Scalar): string {
-  return typeof x === 'number' ? `n${x}` : `s${x}`;
-}
-
 export function show(x: Scalar | null | undefined): string {
   return x === null || x === undefined ? 'nil' : typeof x === 'number' ? String(x) : JSON.stringify(x);
+}
+
+/** A read's value as EDN shows it: `[1 2]`, `3` or `nil`. */
+export function showRead(value: readonly Scalar[] | Scalar | null | undefined): string {
+  return Array.isArray(value) ? `[${(value as readonly Scalar[]).map(show).join(' ')}]` : show(value as Scalar | null | undefined);
 }
 
 export function txnName(t: Txn): string {
@@ -37,34 +38,41 @@ export function txnName(t: Txn): string {
 
 interface Written {
   readonly txn: Txn;
-  /** Whether the transaction wrote the key again after this value (so a read of it is intermediate). */
-  readonly overwrittenInTxn: boolean;
+  readonly value: Scalar;
+  /** The transaction's write of the key just before this one, if any. */
+  readonly prev: Scalar | undefined;
+  /** Its write of the key just after this one, if any (so a read ending here is intermediate). */
+  next: Scalar | undefined;
 }
 
 /** Each key's written values → who wrote them; a value written twice to one key is refused (the checker needs them unique). */
-function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<string, Map<string, Written>> {
-  const byKey = new Map<string, Map<string, Written>>();
+function writesOf(txns: readonly Txn[], f: 'append' | 'w'): Map<Scalar, Map<Scalar, Written>> {
+  const byKey = new Map<Scalar, Map<Scalar, Written>>();
   for (const t of txns) {
-    t.ops.forEach((op, i) => {
-      if (op.f !== f) return;
-      const k = id(op.key);
-      let values = byKey.get(k);
-      if (values === undefined) byKey.set(k, (values = new Map()));
-      if (values.has(id(op.value))) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(id(op.value))?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
-      const later = t.ops.slice(i + 1).some((o) => o.f === f && id(o.key) === k);
-      values.set(id(op.value), { txn: t, overwrittenInTxn: later });
-    });
+    let lastOf: Map<Scalar, Written> | undefined;
+    for (const op of t.ops) {
+      if (op.f !== f) continue;
+      let values = byKey.get(op.key);
+      if (values === undefined) byKey.set(op.key, (values = new Map()));
+      if (values.has(op.value)) throw new TesseraError('PARSE_ERROR', `value ${show(op.value)} is written to key ${show(op.key)} twice (T${values.get(op.value)?.txn.id} and T${t.id}); the checker needs each key's written values unique`);
+      lastOf ??= new Map();
+      const prev = lastOf.get(op.key);
+      const w: Written = { txn: t, value: op.value, prev: prev?.value, next: undefined };
+      if (prev !== undefined) prev.next = op.value;
+      lastOf.set(op.key, w);
+      values.set(op.value, w);
+    }
   }
   return byKey;
 }
 
 /** The reads a committed transaction made of a key before writing it itself: what others' writes decide. */
 function externalReads(t: Txn): { op: Extract<MicroOp, { f: 'r' }>; at: number }[] {
-  const written = new Set<string>();
+  const written = new Set<Scalar>();
   const out: { op: Extract<MicroOp, { f: 'r' }>; at: number }[] = [];
   t.ops.forEach((op, at) => {
-    if (op.f === 'r' && !written.has(id(op.key)) && op.value !== undefined) out.push({ op, at });
-    if (op.f !== 'r') written.add(id(op.key));
+    if (op.f === 'r' && !written.has(op.key) && op.value !== undefined) out.push({ op, at });
+    if (op.f !== 'r') written.add(op.key);
   });
   return out;
 }
@@ -76,9 +84,9 @@ function sameList(a: readonly Scalar[], b: readonly Scalar[]): boolean {
 /** Reads inconsistent with the transaction's own earlier reads and writes of the key. */
 function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
   const out: PlainAnomaly[] = [];
-  const known = new Map<string, { value: readonly Scalar[] | Scalar | null | undefined; wrote: Scalar[] }>();
+  const known = new Map<Scalar, { value: readonly Scalar[] | Scalar | null | undefined; wrote: Scalar[] }>();
   for (const op of t.ops) {
-    const k = id(op.key);
+    const k = op.key;
     const state = known.get(k);
     if (op.f !== 'r') {
       if (state === undefined) known.set(k, { value: undefined, wrote: [op.value] });
@@ -99,143 +107,228 @@ function internalAnomalies(t: Txn, list: boolean): PlainAnomaly[] {
       if (want !== undefined && op.value !== want) expected = show(want as Scalar | null);
     }
     if (expected !== undefined) {
-      const read = Array.isArray(op.value) ? `[${(op.value as Scalar[]).map(show).join(' ')}]` : show(op.value as Scalar | null);
-      out.push({ anomaly: 'internal', explanation: `${txnName(t)} read key ${show(op.key)} = ${read} where its own earlier reads and writes give ${expected}` });
+      out.push({ anomaly: 'internal', explanation: `${txnName(t)} read key ${show(op.key)} = ${showRead(op.value)} where its own earlier reads and writes give ${expected}` });
     }
     known.set(k, { value: op.value, wrote: [] });
   }
   return out;
 }
 
-/** list-append: version orders from the longest read of each key, then ww, wr and rw edges. */
-export function inferListAppend(txns: readonly Txn[]): Inference {
-  const graph = new DepGraph(txns);
-  const anomalies: PlainAnomaly[] = [];
-  const appends = writesOf(txns, 'append');
-  const committed = txns.filter((t) => t.status === 'ok');
-  for (const t of committed) anomalies.push(...internalAnomalies(t, true));
-  // Every committed read of each key, and the longest one: the key's version order as far as anyone saw.
-  const reads = new Map<string, { txn: Txn; list: readonly Scalar[]; key: Scalar }[]>();
+/** Reads that show a value the transaction itself writes to the key only later (Elle's future read). */
+function futureReads(t: Txn): PlainAnomaly[] {
+  const out: PlainAnomaly[] = [];
+  // Walking backwards: the values the transaction writes after the current micro-op, by key.
+  let later: Map<Scalar, Set<Scalar>> | undefined;
+  for (let i = t.ops.length - 1; i >= 0; i--) {
+    const op = t.ops[i] as MicroOp;
+    if (op.f !== 'r') {
+      later ??= new Map();
+      const values = later.get(op.key);
+      if (values === undefined) later.set(op.key, new Set([op.value]));
+      else values.add(op.value);
+      continue;
+    }
+    const values = later?.get(op.key);
+    if (values === undefined) continue;
+    const future = asList(op.value).find((v) => values.has(v));
+    if (future !== undefined) out.push({ anomaly: 'future-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${showRead(op.value)}, which holds ${show(future)}, a value it writes itself only later` });
+  }
+  return out.reverse();
+}
+
+/** A committed transaction's read of a list. */
+interface ListRead {
+  readonly txn: Txn;
+  readonly key: Scalar;
+  readonly list: readonly Scalar[];
+}
+
+/** What the reads of one key show together. */
+interface KeyOrder {
+  readonly key: Scalar;
+  readonly reads: readonly ListRead[];
+  /** The longest read: its list is the key's version order as far as anyone saw. */
+  readonly longest: ListRead;
+  readonly written: ReadonlyMap<Scalar, Written> | undefined;
+  /** The final appends no read shows, of transactions that took effect: they come after all of the order, since appends only add at the end. */
+  readonly unseen: readonly [Scalar, Txn][];
+}
+
+function asList(value: readonly Scalar[] | Scalar | null | undefined): readonly Scalar[] {
+  return Array.isArray(value) ? (value as readonly Scalar[]) : value === null || value === undefined ? [] : [value as Scalar];
+}
+
+/** Every committed read, by key, with what they show together. */
+function keyOrders(committed: readonly Txn[], appends: ReadonlyMap<Scalar, ReadonlyMap<Scalar, Written>>): Map<Scalar, KeyOrder> {
+  const reads = new Map<Scalar, ListRead[]>();
   for (const t of committed) {
     for (const op of t.ops) {
       if (op.f !== 'r' || op.value === undefined) continue;
-      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null ? [] : [op.value as Scalar];
-      const k = id(op.key);
-      (reads.get(k) ?? reads.set(k, []).get(k))?.push({ txn: t, list, key: op.key });
+      const k = op.key;
+      const r: ListRead = { txn: t, key: op.key, list: asList(op.value) };
+      const rs = reads.get(k);
+      if (rs === undefined) reads.set(k, [r]);
+      else rs.push(r);
     }
   }
-  const orders = new Map<string, readonly Scalar[]>();
+  const longestOf = new Map<Scalar, ListRead>();
+  // Transactions some read shows a write of took effect, :info ones included. (Reads that are no prefix of the
+  // longest are reported; what they alone show is left out, which only loses edges.)
+  const tookEffect = new Set<Txn>();
   for (const [k, rs] of reads) {
-    let longest = rs[0] as { txn: Txn; list: readonly Scalar[]; key: Scalar };
+    let longest = rs[0] as ListRead;
     for (const r of rs) if (r.list.length > longest.list.length) longest = r;
-    orders.set(k, longest.list);
+    longestOf.set(k, longest);
     const written = appends.get(k);
-    for (const r of rs) anomalies.push(...readAnomalies(r, longest, written));
-  }
-  for (const [k, order] of orders) {
-    const written = appends.get(k);
-    const key = (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar;
-    for (let i = 0; i + 1 < order.length; i++) {
-      const a = written?.get(id(order[i] as Scalar));
-      const b = written?.get(id(order[i + 1] as Scalar));
-      if (a !== undefined && b !== undefined && a.txn.status !== 'fail' && b.txn.status !== 'fail') graph.add(a.txn.id, b.txn.id, { dep: 'ww', key, from: order[i] as Scalar, to: order[i + 1] as Scalar, list: true });
+    for (const v of longest.list) {
+      const w = written?.get(v);
+      if (w !== undefined && w.txn.status !== 'fail') tookEffect.add(w.txn);
     }
+  }
+  const out = new Map<Scalar, KeyOrder>();
+  for (const [k, rs] of reads) {
+    const longest = longestOf.get(k) as ListRead;
+    const written = appends.get(k);
+    out.set(k, { key: longest.key, reads: rs, longest, written, unseen: unseenAppends(written, longest.list, tookEffect) });
+  }
+  return out;
+}
+
+/** ww edges: consecutive elements of the order, then its last element before each append nobody saw. */
+function addWriteOrder(graph: DepGraph, ko: KeyOrder): void {
+  const { key, written } = ko;
+  const order = ko.longest.list;
+  for (let i = 0; i + 1 < order.length; i++) {
+    const a = written?.get(order[i] as Scalar);
+    const b = written?.get(order[i + 1] as Scalar);
+    if (a !== undefined && b !== undefined && a.txn.status !== 'fail' && b.txn.status !== 'fail') graph.add(a.txn.id, b.txn.id, { dep: 'ww', key, from: a.value, to: b.value, list: true });
+  }
+  const last = order[order.length - 1];
+  const w = last === undefined ? undefined : written?.get(last);
+  if (w === undefined || w.txn.status === 'fail') return;
+  for (const [value, u] of ko.unseen) graph.add(w.txn.id, u.id, { dep: 'ww', key, from: w.value, to: value, list: true, unseen: true });
+}
+
+/** A read's wr edge from the writer of its last element, and rw edges to the writers of what came next. */
+function addReadEdges(graph: DepGraph, t: Txn, list: readonly Scalar[], ko: KeyOrder): void {
+  const { key, written } = ko;
+  const order = ko.longest.list;
+  const last = list[list.length - 1];
+  const w = last === undefined ? undefined : written?.get(last);
+  if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'wr', key, from: w.value, list: true });
+  // The version after the one read, if the order is known that far (a read that is no prefix of it is reported already).
+  if (!isPrefix(list, order)) return;
+  const next = order[list.length];
+  const n = next === undefined ? undefined : written?.get(next);
+  if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key, from: last ?? null, to: n.value, list: true });
+  // A read of everything anyone saw comes before every committed append nobody saw.
+  if (next === undefined) for (const [value, u] of ko.unseen) graph.add(t.id, u.id, { dep: 'rw', key, from: last ?? null, to: value, list: true, unseen: true });
+}
+
+function isPrefix(prefix: readonly Scalar[], list: readonly Scalar[]): boolean {
+  if (prefix.length > list.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (prefix[i] !== list[i]) return false;
+  return true;
+}
+
+/** list-append: version orders from the longest read of each key, then ww, wr and rw edges. */
+export function inferListAppend(txns: readonly Txn[], maxEdges = Infinity): Inference {
+  const graph = new DepGraph(txns, maxEdges);
+  const anomalies: PlainAnomaly[] = [];
+  const appends = writesOf(txns, 'append');
+  const committed = txns.filter((t) => t.status === 'ok');
+  for (const t of committed) anomalies.push(...internalAnomalies(t, true), ...futureReads(t));
+  const orders = keyOrders(committed, appends);
+  for (const ko of orders.values()) {
+    for (const r of ko.reads) anomalies.push(...readAnomalies(r, ko.longest, ko.written));
+    addWriteOrder(graph, ko);
   }
   for (const t of committed) {
-    for (const { op } of externalReads(t)) {
-      const k = id(op.key);
-      const order = orders.get(k) ?? [];
-      const list = Array.isArray(op.value) ? (op.value as readonly Scalar[]) : op.value === null || op.value === undefined ? [] : [op.value as Scalar];
-      const written = appends.get(k);
-      const last = list[list.length - 1];
-      const w = last === undefined ? undefined : written?.get(id(last));
-      if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: last as Scalar, list: true });
-      // The version after the one read, if the order is known that far (a read is a prefix of it, or reported above).
-      if (!sameList(order.slice(0, list.length), list)) continue;
-      const next = order[list.length];
-      const n = next === undefined ? undefined : written?.get(id(next));
-      if (n !== undefined && n.txn.status !== 'fail') graph.add(t.id, n.txn.id, { dep: 'rw', key: op.key, from: last ?? null, to: next as Scalar, list: true });
-      // A read of everything anyone saw comes before every committed append nobody saw: appends only add at the end.
-      if (next === undefined) for (const [value, u] of unseenAppends(written, order)) graph.add(t.id, u.id, { dep: 'rw', key: op.key, from: last ?? null, to: value, list: true });
-    }
-  }
-  // Likewise the last append anyone saw comes before those.
-  for (const [k, order] of orders) {
-    const written = appends.get(k);
-    const last = order[order.length - 1];
-    const w = last === undefined ? undefined : written?.get(id(last));
-    if (w === undefined || w.txn.status === 'fail') continue;
-    for (const [value, u] of unseenAppends(written, order)) graph.add(w.txn.id, u.id, { dep: 'ww', key: (reads.get(k) as { key: Scalar }[])[0]?.key as Scalar, from: last as Scalar, to: value, list: true });
+    for (const { op } of externalReads(t)) addReadEdges(graph, t, asList(op.value), orders.get(op.key) as KeyOrder);
   }
   return { graph, anomalies };
 }
 
-/** The committed (:ok) appends to a key that no read shows, with their values. */
-function unseenAppends(written: ReadonlyMap<string, Written> | undefined, order: readonly Scalar[]): [Scalar, Txn][] {
+/**
+ * The final appends to a key that no read shows, of transactions that took
+ * effect: committed ones, and :info ones a read shows another write of (a
+ * transaction takes effect whole or not at all).
+ */
+function unseenAppends(written: ReadonlyMap<Scalar, Written> | undefined, order: readonly Scalar[], tookEffect: ReadonlySet<Txn>): [Scalar, Txn][] {
   if (written === undefined) return [];
-  const seen = new Set(order.map(id));
+  const seen = new Set(order);
   const out: [Scalar, Txn][] = [];
-  for (const w of written.values()) {
-    if (w.txn.status !== 'ok' || w.overwrittenInTxn) continue;
-    const value = finalAppend(w.txn, written);
-    if (value !== undefined && !seen.has(id(value))) out.push([value, w.txn]);
+  for (const [v, w] of written) {
+    if ((w.txn.status !== 'ok' && !tookEffect.has(w.txn)) || w.next !== undefined || seen.has(v)) continue;
+    out.push([w.value, w.txn]);
   }
   return out;
-}
-
-/** The value of a transaction's last append among `written` (its final one to the key). */
-function finalAppend(t: Txn, written: ReadonlyMap<string, Written>): Scalar | undefined {
-  for (const [v, w] of written) if (w.txn === t && !w.overwrittenInTxn) return v.startsWith('n') ? Number(v.slice(1)) : v.slice(1);
-  return undefined;
 }
 
 /** What one read of a list shows alone, against the key's longest read and its appends. */
-function readAnomalies(r: { txn: Txn; list: readonly Scalar[]; key: Scalar }, longest: { txn: Txn; list: readonly Scalar[] }, written: ReadonlyMap<string, Written> | undefined): PlainAnomaly[] {
+function readAnomalies(r: ListRead, longest: ListRead, written: ReadonlyMap<Scalar, Written> | undefined): PlainAnomaly[] {
   const out: PlainAnomaly[] = [];
-  const shown = (l: readonly Scalar[]): string => `[${l.map(show).join(' ')}]`;
-  if (!sameList(longest.list.slice(0, r.list.length), r.list)) {
-    out.push({ anomaly: 'incompatible-order', explanation: `key ${show(r.key)}: ${txnName(r.txn)} read ${shown(r.list)}, which is not a prefix of ${shown(longest.list)} that ${txnName(longest.txn)} read` });
+  const read = `${txnName(r.txn)} read key ${show(r.key)} = ${showRead(r.list)}`;
+  if (!isPrefix(r.list, longest.list)) {
+    out.push({ anomaly: 'incompatible-order', explanation: `${read}, which is not a prefix of ${showRead(longest.list)} that ${txnName(longest.txn)} read` });
   }
-  const seen = new Set<string>();
+  const split = splitAppends(r, written);
+  if (split !== undefined) out.push({ anomaly: 'incompatible-order', explanation: `${read}, which holds ${split}; one transaction's appends to a key are adjacent, in its order` });
+  const seen = new Set<Scalar>();
   for (const v of r.list) {
-    if (seen.has(id(v))) out.push({ anomaly: 'duplicate-elements', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, which holds ${show(v)} twice` });
-    seen.add(id(v));
-    const w = written?.get(id(v));
-    if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, which no transaction appended` });
-    else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${txnName(r.txn)} read ${show(v)} in key ${show(r.key)}, appended by ${txnName(w.txn)}, which aborted` });
+    if (seen.has(v)) out.push({ anomaly: 'duplicate-elements', explanation: `${read}, which holds ${show(v)} twice` });
+    seen.add(v);
+    const w = written?.get(v);
+    if (w === undefined) out.push({ anomaly: 'garbage-read', explanation: `${read}, which holds ${show(v)}, which no transaction appended` });
+    else if (w.txn.status === 'fail') out.push({ anomaly: 'G1a', explanation: `${read}, which holds ${show(v)}, appended by ${txnName(w.txn)}, which aborted` });
   }
   const last = r.list[r.list.length - 1];
-  const w = last === undefined ? undefined : written?.get(id(last));
-  if (w !== undefined && w.overwrittenInTxn && w.txn !== r.txn) {
-    out.push({ anomaly: 'G1b', explanation: `${txnName(r.txn)} read key ${show(r.key)} = ${shown(r.list)}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended to the key again after it` });
+  const w = last === undefined ? undefined : written?.get(last);
+  if (w !== undefined && w.next !== undefined && w.txn !== r.txn) {
+    out.push({ anomaly: 'G1b', explanation: `${read}, ending in ${show(last)}, an intermediate append of ${txnName(w.txn)}, which appended ${show(w.next)} to the key after it` });
   }
   return out;
 }
 
+/**
+ * A transaction's appends to a key take effect together and in its order,
+ * so in any read each follows the one before it directly, and each but the
+ * last read is followed by the one after it. The first that is not, told.
+ */
+function splitAppends(r: ListRead, written: ReadonlyMap<Scalar, Written> | undefined): string | undefined {
+  for (let i = 0; i < r.list.length; i++) {
+    const w = written?.get(r.list[i] as Scalar);
+    // The reader's own appends are its internal consistency; an aborted one is G1a already.
+    if (w === undefined || w.txn === r.txn || w.txn.status === 'fail') continue;
+    if (w.prev !== undefined && r.list[i - 1] !== w.prev) return `${show(w.value)} without ${txnName(w.txn)}'s ${show(w.prev)} right before it`;
+    const after = r.list[i + 1];
+    if (w.next !== undefined && after !== undefined && after !== w.next) return `${show(w.value)} followed by ${show(after)}, not by ${txnName(w.txn)}'s next append ${show(w.next)}`;
+  }
+  return undefined;
+}
+
 /** rw-register: wr from unique written values; ww and rw where a transaction read a key and then wrote it. */
-export function inferRwRegister(txns: readonly Txn[]): Inference {
-  const graph = new DepGraph(txns);
+export function inferRwRegister(txns: readonly Txn[], maxEdges = Infinity): Inference {
+  const graph = new DepGraph(txns, maxEdges);
   const anomalies: PlainAnomaly[] = [];
   const writes = writesOf(txns, 'w');
   const committed = txns.filter((t) => t.status === 'ok');
-  for (const t of committed) anomalies.push(...internalAnomalies(t, false));
+  for (const t of committed) anomalies.push(...internalAnomalies(t, false), ...futureReads(t));
   // Who read each version (external reads of committed transactions), and who was seen to write after it.
-  const readersOf = new Map<string, Map<string, { txn: Txn; key: Scalar }[]>>();
+  const readersOf = new Map<Scalar, Map<Scalar | null, { txn: Txn; key: Scalar }[]>>();
   const observed = new Set<Txn>(committed);
   for (const t of committed) {
     for (const { op } of externalReads(t)) {
-      if (Array.isArray(op.value)) throw new TesseraError('PARSE_ERROR', `T${t.id} read a list from key ${show(op.key)}; an rw-register history reads single values`);
       const v = op.value as Scalar | null;
-      const k = id(op.key);
-      const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<string, { txn: Txn; key: Scalar }[]>);
-      const vid = v === null ? 'nil' : id(v);
-      (byValue.get(vid) ?? byValue.set(vid, []).get(vid))?.push({ txn: t, key: op.key });
+      const k = op.key;
+      const byValue = readersOf.get(k) ?? (readersOf.set(k, new Map()).get(k) as Map<Scalar | null, { txn: Txn; key: Scalar }[]>);
+      (byValue.get(v) ?? byValue.set(v, []).get(v))?.push({ txn: t, key: op.key });
       if (v === null) continue;
-      const w = writes.get(k)?.get(id(v));
+      const w = writes.get(k)?.get(v);
       if (w === undefined) anomalies.push({ anomaly: 'garbage-read', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, which no transaction wrote` });
       else if (w.txn.status === 'fail') anomalies.push({ anomaly: 'G1a', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, written by ${txnName(w.txn)}, which aborted` });
       else {
-        if (w.overwrittenInTxn && w.txn !== t) anomalies.push({ anomaly: 'G1b', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, an intermediate write of ${txnName(w.txn)}, which wrote the key again after it` });
+        if (w.next !== undefined && w.txn !== t) anomalies.push({ anomaly: 'G1b', explanation: `${txnName(t)} read key ${show(op.key)} = ${show(v)}, an intermediate write of ${txnName(w.txn)}, which wrote the key again after it` });
         observed.add(w.txn);
         graph.add(w.txn.id, t.id, { dep: 'wr', key: op.key, from: v });
       }
@@ -244,9 +337,9 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
   for (const t of committed) addReadThenWrite(graph, t, writes, readersOf);
   // A read of a key's initial state comes before every write of it that took effect.
   for (const [k, byValue] of readersOf) {
-    const initial = byValue.get('nil') ?? [];
+    const initial = byValue.get(null) ?? [];
     for (const w of writes.get(k)?.values() ?? []) {
-      if (!observed.has(w.txn) || w.overwrittenInTxn) continue;
+      if (!observed.has(w.txn) || w.next !== undefined) continue;
       for (const r of initial) graph.add(r.txn.id, w.txn.id, { dep: 'rw', key: r.key, from: null, to: finalWrite(w.txn, r.key) });
     }
   }
@@ -255,43 +348,57 @@ export function inferRwRegister(txns: readonly Txn[]): Inference {
 
 function finalWrite(t: Txn, key: Scalar): Scalar | null {
   let v: Scalar | null = null;
-  for (const op of t.ops) if (op.f === 'w' && id(op.key) === id(key)) v = op.value;
+  for (const op of t.ops) if (op.f === 'w' && op.key === key) v = op.value;
   return v;
 }
 
 /** T read k = v1 and then wrote k = v2: v2 follows v1, so v1's writer →ww T, and v1's other readers →rw T. */
-function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<string, ReadonlyMap<string, Written>>, readersOf: ReadonlyMap<string, ReadonlyMap<string, { txn: Txn; key: Scalar }[]>>): void {
+function addReadThenWrite(graph: DepGraph, t: Txn, writes: ReadonlyMap<Scalar, ReadonlyMap<Scalar, Written>>, readersOf: ReadonlyMap<Scalar, ReadonlyMap<Scalar | null, { txn: Txn; key: Scalar }[]>>): void {
   for (const { op, at } of externalReads(t)) {
-    const wroteAfter = t.ops.slice(at + 1).some((o) => o.f === 'w' && id(o.key) === id(op.key));
+    const wroteAfter = t.ops.slice(at + 1).some((o) => o.f === 'w' && o.key === op.key);
     if (!wroteAfter) continue;
     const v = op.value as Scalar | null;
     const v2 = finalWrite(t, op.key);
-    const w = v === null ? undefined : writes.get(id(op.key))?.get(id(v));
+    const w = v === null ? undefined : writes.get(op.key)?.get(v);
     if (w !== undefined && w.txn.status !== 'fail') graph.add(w.txn.id, t.id, { dep: 'ww', key: op.key, from: v, to: v2 });
-    for (const r of readersOf.get(id(op.key))?.get(v === null ? 'nil' : id(v)) ?? []) graph.add(r.txn.id, t.id, { dep: 'rw', key: op.key, from: v, to: v2 });
+    for (const r of readersOf.get(op.key)?.get(v) ?? []) graph.add(r.txn.id, t.id, { dep: 'rw', key: op.key, from: v, to: v2 });
   }
 }
 
-/** Realtime order: T1 completed before T2 was invoked. Only the frontier of the latest completions is linked; the rest follows by transitivity. */
+/**
+ * Realtime order: T1 completed before T2 was invoked. Linking every
+ * invocation to every earlier completion would take O(n²) edges, and
+ * linking it to the latest completions only (as Elle does) O(n × clients);
+ * instead a chain of time nodes runs through the history: each completion
+ * links to the newest time node, each invocation is linked from it, and a
+ * new one is started (after the last) when a completion follows an
+ * invocation. T1 then reaches T2 through the chain exactly when T1
+ * completed before T2 was invoked.
+ */
 export function addRealtimeEdges(graph: DepGraph, txns: readonly Txn[]): void {
-  const events: { at: number; txn: Txn; invoke: boolean }[] = [];
+  // Invocations and completions by their place in the history (which is unique), as +(id + 1) and -(id + 1).
+  let end = 0;
+  for (const t of txns) end = Math.max(end, t.invokeAt + 1, t.status === 'ok' ? t.completeAt + 1 : 0);
+  const events = new Int32Array(end);
   for (const t of txns) {
     if (t.status === 'fail') continue;
-    events.push({ at: t.invokeAt, txn: t, invoke: true });
-    if (t.status === 'ok') events.push({ at: t.completeAt, txn: t, invoke: false });
+    events[t.invokeAt] = t.id + 1;
+    if (t.status === 'ok') events[t.completeAt] = -(t.id + 1);
   }
-  events.sort((a, b) => a.at - b.at);
-  const frontier = new Set<number>();
-  const preds = new Map<number, number[]>();
+  let now = -1;
+  let invokedSinceNow = true;
   for (const e of events) {
-    if (e.invoke) {
-      const p = [...frontier];
-      preds.set(e.txn.id, p);
-      for (const from of p) graph.add(from, e.txn.id, { dep: 'rt' });
-      continue;
+    if (e > 0 && now >= 0) {
+      graph.add(now, e - 1, REALTIME);
+      invokedSinceNow = true;
+    } else if (e < 0) {
+      if (invokedSinceNow) {
+        const next = graph.addTimeNode();
+        if (now >= 0) graph.add(now, next, REALTIME);
+        now = next;
+        invokedSinceNow = false;
+      }
+      graph.add(-e - 1, now, REALTIME);
     }
-    for (const p of preds.get(e.txn.id) ?? []) frontier.delete(p);
-    preds.delete(e.txn.id);
-    frontier.add(e.txn.id);
   }
 }
