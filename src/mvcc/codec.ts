@@ -89,12 +89,12 @@ export interface EngineSpan {
   readonly end: Uint8Array;
 }
 
-/** 'd' esc(key) 0x00 0x00, with room for `tail` more bytes after it. */
-function escapedKey(userKey: Uint8Array, tail: number): { out: Uint8Array; at: number } {
+/** 'd' esc(key) 0x00 0x00 (or another family's tag), with room for `tail` more bytes after it. */
+function escapedKey(userKey: Uint8Array, tail: number, tag: number = DATA_TAG): { out: Uint8Array; at: number } {
   let zeros = 0;
   for (let i = 0; i < userKey.length; i++) if (userKey[i] === 0) zeros++;
   const out = new Uint8Array(1 + userKey.length + zeros + 2 + tail);
-  out[0] = DATA_TAG;
+  out[0] = tag;
   let at = 1;
   if (zeros === 0) {
     out.set(userKey, 1);
@@ -229,6 +229,25 @@ export function dataKeyBounds(span: KeySpan): EngineSpan {
   // escaped key being a prefix of another, above every version of any key below k.
   const start = escapedKey(span.start, 0).out;
   const end = span.end === undefined ? Uint8Array.of(DATA_TAG + 1) : escapedKey(span.end, 0).out;
+  return { start, end };
+}
+
+/**
+ * `tag` esc(key) 0x00 0x00 followed by `tail`: a key of another family keyed
+ * by user key the way `d` is (intents.ts), so it sorts and splits with the
+ * user keys as their versions do.
+ */
+export function escapedFamilyKey(tag: number, userKey: Uint8Array, tail: Uint8Array = new Uint8Array(0)): Uint8Array {
+  assert(tag !== DATA_TAG && tag !== CHANGE_TAG && tag !== META_TAG, () => `family tag ${tag} belongs to the mvcc records`);
+  const { out, at } = escapedKey(userKey, tail.length, tag);
+  out.set(tail, at);
+  return out;
+}
+
+/** The keys of family `tag` (escapedFamilyKey) of every user key in `span`. */
+export function familyKeyBounds(tag: number, span: KeySpan): EngineSpan {
+  const start = escapedKey(span.start, 0, tag).out;
+  const end = span.end === undefined ? Uint8Array.of(tag + 1) : escapedKey(span.end, 0, tag).out;
   return { start, end };
 }
 

@@ -52,3 +52,28 @@ export { Crc32c, type HashKVResult } from './hash.js';
 export { MVCC_ERROR_MESSAGES, isMvccErrorCode, isMvccRefusal, mvccError, type MvccErrorCode } from './errors.js';
 export { INITIAL_REVISION, MAX_REVISION, MAX_SUB_REVISION, type Revision, compareRevisions } from './revision.js';
 export { keyInterval, prefixEnd, compareBytes, concatBytes, utf8, type KeyInterval } from './bytes.js';
+export {
+  INTENT_TAG,
+  MAX_TXN_ID_BYTES,
+  TXN_RECORD_TAG,
+  intentProblem,
+  txnIdProblem,
+  type Intent,
+  type IntentWrite,
+  type TxnRecord,
+  type TxnStatus,
+} from './intents.js';
+export {
+  MAX_PREPARE_KEYS,
+  abortRecord,
+  commitRecord,
+  forgetRecord,
+  heartbeatRecord,
+  prepare,
+  prepareProblem,
+  resolveIntents,
+  type CommitOutcome,
+  type PrepareOutcome,
+  type PrepareRequest,
+  type PreparedWrite,
+} from './participant.js';

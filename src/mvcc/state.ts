@@ -123,6 +123,8 @@ export class MvccState {
   live: LiveStats | undefined;
   /** The open write transaction, if any: one at a time, as in etcd's apply loop. */
   writing = false;
+  /** Intents on keys of the span (intents.ts), once counted; a split or merge makes it count again. */
+  intentCount: number | undefined = undefined;
   /**
    * Key string → the `d` key of the key's newest change, pending ones
    * included (KEY_HEAD_CACHE_BYTES). Kept right by putRecord and
@@ -371,6 +373,7 @@ export class MvccState {
     for (const k of [...this.heads.keys()]) if (k >= from) this.forgetHead(k);
     this.span = { start: this.span.start, end: splitKey };
     this.wholeSpan = false;
+    this.intentCount = undefined;
     this.recordCount -= moved;
     assert(this.recordCount >= 0, () => `a split leaves a negative record count (${moved} records moved)`);
     return { records: moved, bytes, live: rightLive };
@@ -389,6 +392,7 @@ export class MvccState {
     assert(this.span.end !== undefined, 'a store over the rest of the key space has no right neighbour to absorb');
     this.span = { start: this.span.start, end };
     this.wholeSpan = this.span.start.byteLength === 0 && end === undefined;
+    this.intentCount = undefined;
     this.recordCount += right.recordCount;
     this.live = this.live === undefined || right.live === undefined ? undefined : { keys: this.live.keys + right.live.keys, bytes: this.live.bytes + right.live.bytes };
     this.currentRevision = Math.max(this.currentRevision, right.currentRevision);

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { EMPTY_META, type KeySpan, type LiveStats, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
+import { EMPTY_META, dataKeyMain, type KeySpan, type LiveStats, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -10,6 +10,10 @@ import { type RangeOptions, type RangeResult, executeRange } from './range.js';
 import { MAX_REVISION } from './revision.js';
 import { type KeyHeadBudget, type MvccLocation, MvccState, verifyStoredCounts } from './state.js';
 import { ReadTxn } from './read-txn.js';
+import type { KeyInterval } from './bytes.js';
+import * as intents from './intents.js';
+import type { Intent, TxnRecord } from './intents.js';
+import type { MvccEvent } from './write-txn.js';
 import { type TxnOptions, type TxnRequest, type TxnResponse, executeTxn, isTxnReadOnly } from './txn.js';
 import { type WriteResult, WriteTxn } from './write-txn.js';
 
@@ -253,6 +257,80 @@ export class MvccStore {
     this.state.widenTo(end, right);
     this.state.persistMeta(batch);
     if (this.compactionPending) compactStep(this.state, batch, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The main revision of `key`'s newest change, a delete included; 0 when the store holds none (never written, or compacted away). */
+  newestChangeRevision(key: Uint8Array): number {
+    this.state.settle();
+    const head = this.state.newestAt(key, MAX_REVISION);
+    return head === undefined ? 0 : dataKeyMain(head.dataKey, head.prefixBytes);
+  }
+
+  /** The intent on `key`, if any (ADR 0017 §3). */
+  intent(key: Uint8Array): Intent | undefined {
+    this.state.settle();
+    return intents.readIntent(this.state, key);
+  }
+
+  /** The intents on keys of `interval` in this store, in key order, at most `limit` (0: all). */
+  intents(interval: KeyInterval, limit = 0): Intent[] {
+    this.state.settle();
+    if (intents.intentCount(this.state) === 0) return [];
+    return intents.intentsIn(this.state, interval, limit);
+  }
+
+  /** How many intents the store holds: 0 lets a read skip looking for them. */
+  get intentCount(): number {
+    this.state.settle();
+    return intents.intentCount(this.state);
+  }
+
+  /**
+   * The intents a read of `interval` at `revision` must not pass (ADR 0017
+   * §4): writes (not read locks) of transactions that started below it, whose
+   * commit revision may still be at or below it.
+   */
+  conflictingIntents(interval: KeyInterval, revision: number, limit = 0): Intent[] {
+    const found: Intent[] = [];
+    for (const intent of this.intents(interval)) {
+      if (intent.write.kind === 'lock' || intent.startRevision >= revision) continue;
+      found.push(intent);
+      if (limit > 0 && found.length >= limit) break;
+    }
+    return found;
+  }
+
+  /** Lays an intent (intents.layIntent); no other transaction's intent may be on its key. */
+  layIntent(batch: WriteBatch, intent: Intent): void {
+    this.state.settle();
+    intents.layIntent(this.state, batch, intent);
+  }
+
+  /** Resolves the intent of `txnId` on `key`: committed at `commitRevision`, or dropped (intents.resolveIntent). */
+  resolveIntent(batch: WriteBatch, key: Uint8Array, txnId: string, commitRevision: number | undefined): MvccEvent | undefined {
+    this.state.settle();
+    return intents.resolveIntent(this.state, batch, key, txnId, commitRevision);
+  }
+
+  txnRecord(primary: Uint8Array, txnId: string): TxnRecord | undefined {
+    this.state.settle();
+    return intents.readTxnRecord(this.state, primary, txnId);
+  }
+
+  writeTxnRecord(batch: WriteBatch, record: TxnRecord): void {
+    this.state.settle();
+    intents.writeTxnRecord(this.state, batch, record);
+  }
+
+  deleteTxnRecord(batch: WriteBatch, primary: Uint8Array, txnId: string): void {
+    this.state.settle();
+    intents.deleteTxnRecord(this.state, batch, primary, txnId);
+  }
+
+  /** Every transaction record in the store's span. */
+  txnRecords(): TxnRecord[] {
+    this.state.settle();
+    return intents.txnRecordsIn(this.state);
   }
 
   /** The user keys this store holds. */
