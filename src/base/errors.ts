@@ -37,6 +37,10 @@ export type TesseraErrorCode =
    * until then it is refused whole, never half applied.
    */
   | 'CROSS_RANGE'
+  /** A transaction across ranges gave up (ADR 0017): it took no effect; the client may run it again. */
+  | 'TXN_ABORTED'
+  /** A transaction across ranges lost touch before it knew its end: it may or may not have committed. */
+  | 'TXN_OUTCOME_UNKNOWN'
   /** No range on this node holds the key yet (a split's new range is still being set up here); retry. */
   | 'RANGE_UNAVAILABLE'
   // The refusals of the MVCC key space and of etcd's KV request checks. They

@@ -72,6 +72,10 @@ const ETCD_ANSWER: { readonly [C in TesseraErrorCode]: EtcdStatus | 'message' | 
   RANGE_MISMATCH: 'unknown',
   // etcd has no such refusal; FAILED_PRECONDITION with the reason, which clients do not retry.
   CROSS_RANGE: 'precondition',
+  // A cross-range transaction that gave up took no effect: ABORTED, gRPC's "retry at a higher level".
+  TXN_ABORTED: { code: GrpcStatus.ABORTED, details: 'tessera: transaction aborted by conflicting transactions; retry' },
+  // The outcome is unknown, as for a request that timed out: etcd's own answer to that.
+  TXN_OUTCOME_UNKNOWN: ETCD_STATUS.TIMEOUT,
   // Transient, like an election: etcd's retryable "no leader".
   RANGE_UNAVAILABLE: ETCD_STATUS.NO_LEADER,
 };
