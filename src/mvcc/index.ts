@@ -56,6 +56,7 @@ export {
   INTENT_TAG,
   MAX_TXN_ID_BYTES,
   TXN_RECORD_TAG,
+  intentFloor,
   intentProblem,
   txnIdProblem,
   type Intent,

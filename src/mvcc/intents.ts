@@ -49,6 +49,14 @@ export interface Intent {
   readonly primary: Uint8Array;
   /** The sub-revision the write takes at commit: unique in the transaction, so ranges on one node never share an `e` key. */
   readonly sub: number;
+  /**
+   * The range's revision when the intent was laid. The commit revision C is
+   * asked for after every prepare applied, so it is above both this and the
+   * start revision: a read at or below intentFloor never needs the intent's
+   * outcome, and the range's closed revision stays at or below it while the
+   * intent is pending (closedRevision).
+   */
+  readonly laidAt: number;
   readonly write: IntentWrite;
 }
 
@@ -115,14 +123,14 @@ function unseal(stored: Uint8Array, what: string): unknown[] {
 
 export function encodeIntent(intent: Intent): Uint8Array {
   const w = intent.write;
-  return seal([INTENT_FORMAT, intent.key, intent.txnId, intent.startRevision, intent.priority, intent.primary, intent.sub, w.kind, w.kind === 'put' ? w.value : null, w.kind === 'put' ? w.lease : 0]);
+  return seal([INTENT_FORMAT, intent.key, intent.txnId, intent.startRevision, intent.priority, intent.primary, intent.sub, w.kind, w.kind === 'put' ? w.value : null, w.kind === 'put' ? w.lease : 0, intent.laidAt]);
 }
 
 export function decodeIntent(stored: Uint8Array): Intent {
   const t = unseal(stored, 'intent');
-  const [format, key, txnId, startRevision, priority, primary, sub, kind, value, lease] = t;
-  const intent = { key, txnId, startRevision, priority, primary, sub, write: kind === 'put' ? { kind, value, lease } : { kind } };
-  const problem = format === INTENT_FORMAT && t.length === 10 ? intentProblem(intent) : `format ${String(format)}`;
+  const [format, key, txnId, startRevision, priority, primary, sub, kind, value, lease, laidAt] = t;
+  const intent = { key, txnId, startRevision, priority, primary, sub, laidAt, write: kind === 'put' ? { kind, value, lease } : { kind } };
+  const problem = format === INTENT_FORMAT && t.length === 11 ? intentProblem(intent) : `format ${String(format)}`;
   if (problem !== undefined) throw new TesseraError('CORRUPT_DATA', `intent: ${problem}; the data file is damaged`);
   return intent as Intent;
 }
@@ -135,7 +143,7 @@ export function intentProblem(v: unknown): string | undefined {
   if (!(i['primary'] instanceof Uint8Array) || i['primary'].byteLength === 0) return 'intent primary key';
   const idProblem = txnIdProblem(i['txnId']);
   if (idProblem !== undefined) return idProblem;
-  if (!revisionNumber(i['startRevision']) || !revisionNumber(i['priority'])) return 'intent revisions';
+  if (!revisionNumber(i['startRevision']) || !revisionNumber(i['priority']) || !revisionNumber(i['laidAt'])) return 'intent revisions';
   if (!Number.isSafeInteger(i['sub']) || (i['sub'] as number) < 0 || (i['sub'] as number) > MAX_SUB_REVISION) return 'intent sub-revision';
   const w = i['write'] as Record<string, unknown> | undefined;
   if (typeof w !== 'object' || w === null || !(WRITE_KINDS as readonly unknown[]).includes(w['kind'])) return 'intent write';
@@ -161,6 +169,26 @@ export function decodeTxnRecord(stored: Uint8Array): TxnRecord {
 
 function revisionNumber(v: unknown): boolean {
   return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_REVISION;
+}
+
+/** The revision at or below which a read never needs `intent`'s outcome: its commit revision will be above it. */
+export function intentFloor(intent: Intent): number {
+  return Math.max(intent.startRevision, intent.laidAt);
+}
+
+/**
+ * The lowest floor of the store's write intents (read locks write nothing),
+ * or MAX_REVISION when there are none: the store's closed revision stays at
+ * or below it (MvccStore.closedRevision). Kept with the count.
+ */
+export function lowestWriteFloor(state: MvccState): number {
+  if (intentCount(state) === 0) return MAX_REVISION;
+  if (state.lowestIntentFloor === undefined) {
+    let low = MAX_REVISION;
+    for (const i of intentsIn(state, { start: state.span.start, end: state.span.end ?? new Uint8Array(0) })) if (i.write.kind !== 'lock') low = Math.min(low, intentFloor(i));
+    state.lowestIntentFloor = low;
+  }
+  return state.lowestIntentFloor;
 }
 
 /** The intent on `key`, if any (the store's pending writes included); none outside the store's span. */
@@ -202,6 +230,7 @@ export function layIntent(state: MvccState, batch: WriteBatch, intent: Intent): 
   const old = readIntent(state, intent.key);
   assert(old === undefined || old.txnId === intent.txnId, 'an intent laid over another transaction\'s intent');
   if (old === undefined) state.intentCount = intentCount(state) + 1;
+  state.lowestIntentFloor = undefined;
   state.pending.put(batch, intentKey(intent.key), encodeIntent(intent));
 }
 
@@ -219,6 +248,7 @@ export function resolveIntent(state: MvccState, batch: WriteBatch, key: Uint8Arr
   if (intent === undefined || intent.txnId !== txnId) return undefined;
   state.pending.delete(batch, intentKey(key));
   state.intentCount = intentCount(state) - 1;
+  state.lowestIntentFloor = undefined;
   assert(state.intentCount >= 0, 'negative intent count');
   const event = commitRevision === undefined || intent.write.kind === 'lock' ? undefined : writeAt(state, batch, intent, commitRevision);
   if (commitRevision !== undefined && commitRevision > state.currentRevision) state.currentRevision = commitRevision;
@@ -228,7 +258,7 @@ export function resolveIntent(state: MvccState, batch: WriteBatch, key: Uint8Arr
 
 /** The version an intent's put or delete leaves at `main`; its preconditions are the protocol's (an intent holds writers off). */
 function writeAt(state: MvccState, batch: WriteBatch, intent: Intent, main: number): MvccEvent | undefined {
-  assert(main > intent.startRevision, () => `an intent of start ${intent.startRevision} committed at ${main}`);
+  assert(main > intentFloor(intent), () => `an intent of start ${intent.startRevision}, laid at ${intent.laidAt}, committed at ${main}`);
   assert(main > state.compactedRevision, () => `an intent committed at ${main}, at or below the compacted revision ${state.compactedRevision}`);
   const head = state.newestAt(intent.key, MAX_REVISION);
   assert(head === undefined || dataKeyMain(head.dataKey, head.prefixBytes) < main, () => `an intent committed at ${main}, below its key's newest version`);

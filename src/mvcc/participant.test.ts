@@ -79,11 +79,14 @@ test('participant: a commit resolves intents into versions at C, below the revis
   // Revisions come from the cluster's oracle, with gaps: other keys of the range went on to S+2, S+4, S+6.
   for (const r of [S + 2, S + 4, S + 6]) write(engine, store, (txn) => txn.put(utf8('other'), utf8(String(r))), r);
   const before = store.currentRevision;
+  // The intents were laid at S: the range's history is final only below them until they resolve.
+  assert.equal(store.closedRevision, S);
   const C = S + 3; // between the others' writes, below the range revision
   assert.deepEqual(commit(engine, (b) => commitRecord(store, b, { primary: utf8('a'), txnId: 't1', commitRevision: C })), { kind: 'committed', commitRevision: C });
   const events = commit(engine, (b) => resolveIntents(store, b, { txnId: 't1', keys: ['a', 'n', 'd', 'z'].map(utf8), commitRevision: C }));
   assert.deepEqual(events.map((e) => `${e.type} ${new TextDecoder().decode(e.kv.key)}@${e.kv.modRevision}`), [`PUT a@${C}`, `PUT n@${C}`, `DELETE d@${C}`]);
   assert.equal(store.currentRevision, before, 'the range revision stays where it was');
+  assert.equal(store.closedRevision, before, 'no pending intent holds the closed revision back');
   assert.equal(store.intentCount, 0);
   assert.deepEqual(get(store, 'a'), { key: 'a', value: 'a1', create: 2, mod: C, version: 2, lease: 0 });
   assert.deepEqual(get(store, 'n'), { key: 'n', value: 'n1', create: C, mod: C, version: 1, lease: 0 });

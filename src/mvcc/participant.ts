@@ -58,7 +58,7 @@ export function prepareProblem(p: PrepareRequest): string | undefined {
   const seen = new Set<string>();
   const subs = new Set<number>();
   for (const w of p.writes) {
-    const problem = intentProblem({ ...w, txnId: p.txnId, startRevision: p.startRevision, priority: p.priority, primary: p.primary });
+    const problem = intentProblem({ ...w, txnId: p.txnId, startRevision: p.startRevision, priority: p.priority, primary: p.primary, laidAt: 0 });
     if (problem !== undefined || w.write.kind === ('lock' as string)) return problem ?? 'a write that is a lock';
     if (seen.has(toKeyString(w.key))) return 'a key written twice';
     if (subs.has(w.sub)) return 'a sub-revision used twice';
@@ -103,9 +103,11 @@ export function prepare(store: MvccStore, batch: WriteBatch, p: PrepareRequest):
   if (p.holdsRecord && record === undefined) {
     store.writeTxnRecord(batch, { primary: p.primary, txnId: p.txnId, status: 'pending', startRevision: p.startRevision, priority: p.priority, heartbeat: 0, commitRevision: 0 });
   }
+  // A retried prepare keeps the first one's floor: the closed revision may already have passed it.
+  const laidAt = (key: Uint8Array): number => store.intent(key)?.laidAt ?? store.currentRevision;
   const base = { txnId: p.txnId, startRevision: p.startRevision, priority: p.priority, primary: p.primary };
-  for (const w of p.writes) store.layIntent(batch, { ...base, key: w.key, sub: w.sub, write: w.write });
-  for (const key of p.reads) store.layIntent(batch, { ...base, key, sub: 0, write: { kind: 'lock' } });
+  for (const w of p.writes) store.layIntent(batch, { ...base, key: w.key, sub: w.sub, write: w.write, laidAt: laidAt(w.key) });
+  for (const key of p.reads) store.layIntent(batch, { ...base, key, sub: 0, write: { kind: 'lock' }, laidAt: laidAt(key) });
   return { kind: 'prepared' };
 }
 

@@ -125,6 +125,8 @@ export class MvccState {
   writing = false;
   /** Intents on keys of the span (intents.ts), once counted; a split or merge makes it count again. */
   intentCount: number | undefined = undefined;
+  /** intents.lowestWriteFloor, once computed; undefined whenever an intent comes or goes. */
+  lowestIntentFloor: number | undefined = undefined;
   /**
    * Key string → the `d` key of the key's newest change, pending ones
    * included (KEY_HEAD_CACHE_BYTES). Kept right by putRecord and
@@ -374,6 +376,7 @@ export class MvccState {
     this.span = { start: this.span.start, end: splitKey };
     this.wholeSpan = false;
     this.intentCount = undefined;
+    this.lowestIntentFloor = undefined;
     this.recordCount -= moved;
     assert(this.recordCount >= 0, () => `a split leaves a negative record count (${moved} records moved)`);
     return { records: moved, bytes, live: rightLive };
@@ -393,6 +396,7 @@ export class MvccState {
     this.span = { start: this.span.start, end };
     this.wholeSpan = this.span.start.byteLength === 0 && end === undefined;
     this.intentCount = undefined;
+    this.lowestIntentFloor = undefined;
     this.recordCount += right.recordCount;
     this.live = this.live === undefined || right.live === undefined ? undefined : { keys: this.live.keys + right.live.keys, bytes: this.live.bytes + right.live.bytes };
     this.currentRevision = Math.max(this.currentRevision, right.currentRevision);

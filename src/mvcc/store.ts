@@ -70,6 +70,17 @@ export class MvccStore {
     return this.state.currentRevision;
   }
 
+  /**
+   * The revision at or below which the store's history is final (ADR 0017
+   * §4, TiKV's resolved-ts): its current revision, held below the floor of
+   * every pending write intent, whose commit may still add a change above
+   * the floor. A watch releases changes only up to it.
+   */
+  get closedRevision(): number {
+    this.state.settle();
+    return Math.min(this.state.currentRevision, intents.lowestWriteFloor(this.state));
+  }
+
   /** Reads below this revision fail with COMPACTED. */
   get compactedRevision(): number {
     return this.state.compactedRevision;
@@ -287,13 +298,13 @@ export class MvccStore {
 
   /**
    * The intents a read of `interval` at `revision` must not pass (ADR 0017
-   * §4): writes (not read locks) of transactions that started below it, whose
-   * commit revision may still be at or below it.
+   * §4): writes (not read locks) whose floor is below it, so that their
+   * commit revision may be at or below it.
    */
   conflictingIntents(interval: KeyInterval, revision: number, limit = 0): Intent[] {
     const found: Intent[] = [];
     for (const intent of this.intents(interval)) {
-      if (intent.write.kind === 'lock' || intent.startRevision >= revision) continue;
+      if (intent.write.kind === 'lock' || intents.intentFloor(intent) >= revision) continue;
       found.push(intent);
       if (limit > 0 && found.length >= limit) break;
     }
