@@ -2,7 +2,7 @@ import { Packr } from 'msgpackr';
 import { TesseraError } from '../base/index.js';
 import { MAX_META_UPDATE_DESCRIPTORS } from './meta_table.js';
 import { localityProblem } from './members.js';
-import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type TxnRequest } from '../mvcc/index.js';
+import { COMPARE_RESULTS, COMPARE_TARGETS, SORT_ORDERS, SORT_TARGETS, type PrepareRequest, type TxnRequest, MAX_PREPARE_KEYS, prepareProblem, txnIdProblem } from '../mvcc/index.js';
 
 /**
  * Commands replicated through a range's log. Each carries the id of the
@@ -72,9 +72,20 @@ export type KvCommand =
    * serves again at the next epoch version. Proposed only by a node that
    * saw the merge can no longer apply (KvNode.abortFrozenMerge).
    */
-  | { readonly kind: 'unfreeze'; readonly requestId: string; readonly version: number; readonly frozenIndex: number; readonly frozenTerm: number };
+  | { readonly kind: 'unfreeze'; readonly requestId: string; readonly version: number; readonly frozenIndex: number; readonly frozenTerm: number }
+  /** A transaction across ranges (ADR 0017; src/mvcc/participant.ts): its intents and read locks in this range, and its PENDING record if the primary is here. */
+  | { readonly kind: 'txn-prepare'; readonly requestId: string; readonly prepare: PrepareRequest }
+  /** The commit point, in the primary's range: the record becomes COMMITTED at `commitRevision` unless it ended. */
+  | { readonly kind: 'txn-commit'; readonly requestId: string; readonly primary: Uint8Array; readonly txnId: string; readonly commitRevision: number }
+  /** Aborts a PENDING record; with `ifHeartbeat` ≥ 0, only if its heartbeat is still that (a pusher's expiry, ADR 0017 §5). */
+  | { readonly kind: 'txn-abort'; readonly requestId: string; readonly primary: Uint8Array; readonly txnId: string; readonly ifHeartbeat: number }
+  | { readonly kind: 'txn-heartbeat'; readonly requestId: string; readonly primary: Uint8Array; readonly txnId: string }
+  /** Resolves the transaction's intents on `keys`: at `commitRevision`, or dropped when it is 0. */
+  | { readonly kind: 'txn-resolve'; readonly requestId: string; readonly txnId: string; readonly keys: readonly Uint8Array[]; readonly commitRevision: number }
+  /** Deletes an ended record once every range resolved the transaction. */
+  | { readonly kind: 'txn-forget'; readonly requestId: string; readonly primary: Uint8Array; readonly txnId: string };
 
-const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'member-decommission', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge', 'abort-merge', 'unfreeze']);
+const KINDS: ReadonlySet<string> = new Set(['txn', 'compact', 'lease-grant', 'lease-revoke', 'lease-checkpoint', 'member-update', 'member-attrs', 'member-decommission', 'alloc-range-id', 'split', 'tso-window', 'close', 'meta-update', 'freeze', 'merge', 'abort-merge', 'unfreeze', 'txn-prepare', 'txn-commit', 'txn-abort', 'txn-heartbeat', 'txn-resolve', 'txn-forget']);
 
 // Records as maps (no shared structures): an entry must decode the same on any node and after restarts.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -147,7 +158,40 @@ function commandProblem(value: unknown): string | undefined {
       return Array.isArray(c['descriptors']) && c['descriptors'].length > 0 && c['descriptors'].length <= MAX_META_UPDATE_DESCRIPTORS && c['descriptors'].every(bytes) ? undefined : 'meta update';
     case 'tso-window':
       return int(c['bound']) && (c['bound'] as number) >= 0 ? undefined : 'tso window';
+    case 'txn-prepare':
+      return prepareCommandProblem(c['prepare']);
+    case 'txn-commit':
+      return txnRef(c) && positive(c['commitRevision']) ? undefined : 'txn commit';
+    case 'txn-abort':
+      return txnRef(c) && int(c['ifHeartbeat']) && (c['ifHeartbeat'] as number) >= -1 ? undefined : 'txn abort';
+    case 'txn-heartbeat':
+    case 'txn-forget':
+      return txnRef(c) ? undefined : 'txn record';
+    case 'txn-resolve':
+      return txnIdProblem(c['txnId']) === undefined && Array.isArray(c['keys']) && c['keys'].length > 0 && c['keys'].length <= MAX_PREPARE_KEYS && c['keys'].every(nonEmptyBytes) && int(c['commitRevision']) && (c['commitRevision'] as number) >= 0
+        ? undefined
+        : 'txn resolve';
   }
+}
+
+/** A command naming a transaction record: its primary key and id. */
+function txnRef(c: Record<string, unknown>): boolean {
+  return nonEmptyBytes(c['primary']) && txnIdProblem(c['txnId']) === undefined;
+}
+
+/** Why a peer's prepare is malformed: its shape here, its content by prepareProblem. */
+function prepareCommandProblem(p: unknown): string | undefined {
+  if (!isObj(p) || !Array.isArray(p['writes']) || !Array.isArray(p['reads']) || typeof p['holdsRecord'] !== 'boolean') return 'txn prepare';
+  if (!int(p['startRevision']) || !int(p['priority']) || !nonEmptyBytes(p['primary'])) return 'txn prepare';
+  if (p['writes'].length + p['reads'].length > MAX_PREPARE_KEYS) return 'txn prepare: too many keys';
+  for (const w of p['writes'] as unknown[]) if (!isObj(w) || !nonEmptyBytes(w['key']) || !int(w['sub']) || !isObj(w['write'])) return 'txn prepare write';
+  if (!(p['reads'] as unknown[]).every(nonEmptyBytes)) return 'txn prepare read';
+  const problem = prepareProblem(p as unknown as PrepareRequest);
+  return problem === undefined ? undefined : `txn prepare: ${problem}`;
+}
+
+function nonEmptyBytes(v: unknown): boolean {
+  return v instanceof Uint8Array && v.byteLength > 0;
 }
 
 /** Why a peer's etcd Txn request is malformed, or undefined (the checks a forwarded proposal's txn gets). */

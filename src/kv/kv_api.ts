@@ -571,7 +571,8 @@ export class KvApi {
     }
     this.heldHere(rangeId, interval);
     const mvcc = this.machine(rangeId).mvcc;
-    const currentRevision = mvcc.currentRevision;
+    // The feed's bound is the closed revision: a pending transaction may still add a change above it (ADR 0017 §4).
+    const currentRevision = mvcc.closedRevision;
     const compactedRevision = mvcc.compactedRevision;
     if (op.fromRevision < compactedRevision || op.fromRevision > currentRevision) return { events: [], nextRevision: op.fromRevision, currentRevision, compactedRevision };
     for (let scanLimit = FEED_PAGE_SCAN_LIMIT; ; scanLimit = Math.max(1, scanLimit >> 2)) {

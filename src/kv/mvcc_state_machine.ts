@@ -19,6 +19,18 @@ import {
   type KeyInterval,
   type TxnRequest,
   txnIntervals,
+  type CommitOutcome,
+  type PrepareOutcome,
+  type TxnRecord,
+  abortRecord,
+  commitProblem,
+  commitRecord,
+  forgetRecord,
+  heartbeatRecord,
+  prepare,
+  resolveIntents,
+  resolveProblem,
+  txnFamilyBounds,
 } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { type KvCommand, readCommand } from './commands.js';
@@ -62,6 +74,11 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'meta-update'; readonly outcome: 'applied' | 'stale' }
   /** The range's revision after a close: the stamp, or the higher one it already had. */
   | { readonly requestId: string; readonly kind: 'close'; readonly revision: number }
+  /** Transactions across ranges (ADR 0017): a prepare's outcome, a record as a command left it, a resolution's changes at `revision`. */
+  | { readonly requestId: string; readonly kind: 'txn-prepared'; readonly outcome: PrepareOutcome }
+  | { readonly requestId: string; readonly kind: 'txn-committed'; readonly outcome: CommitOutcome }
+  | { readonly requestId: string; readonly kind: 'txn-record'; readonly record: TxnRecord | undefined }
+  | { readonly requestId: string; readonly kind: 'txn-resolved'; readonly revision: number; readonly events: readonly MvccEvent[] }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -491,6 +508,52 @@ export class MvccStateMachine implements RangeStateMachine {
         // An unstamped close (a store without revisions) or one overtaken by a later write closes nothing new.
         if (revision !== undefined && revision > this.mvcc.currentRevision) this.mvcc.advanceTo(batch, revision);
         return { requestId, kind: 'close', revision: this.mvcc.currentRevision };
+      case 'txn-prepare':
+      case 'txn-commit':
+      case 'txn-abort':
+      case 'txn-heartbeat':
+      case 'txn-resolve':
+      case 'txn-forget':
+        return this.applyTxnStep(batch, command);
+    }
+  }
+
+  /**
+   * A step of a transaction across ranges (ADR 0017), as
+   * src/mvcc/participant.ts defines it. Every key it names must be in this
+   * range: one routed before a split that applied first is refused
+   * (RANGE_MISMATCH) alike everywhere, and sent again by its coordinator.
+   */
+  private applyTxnStep(batch: WriteBatch, command: Extract<KvCommand, { kind: `txn-${string}` }>): CommandResult {
+    const { requestId } = command;
+    const keysNamed = command.kind === 'txn-prepare' ? [...command.prepare.writes.map((w) => w.key), ...command.prepare.reads, ...(command.prepare.holdsRecord ? [command.prepare.primary] : [])] : command.kind === 'txn-resolve' ? command.keys : [command.primary];
+    const span = this.span;
+    if (!keysNamed.every((k) => spanContains(span, k))) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a transaction step names keys outside range ${this.rangeId}` };
+    switch (command.kind) {
+      case 'txn-prepare':
+        return { requestId, kind: 'txn-prepared', outcome: prepare(this.mvcc, batch, command.prepare) };
+      case 'txn-commit': {
+        const problem = commitProblem(this.mvcc, command);
+        if (problem !== undefined) return { requestId, kind: 'error', code: MALFORMED_COMMAND, message: `txn commit: ${problem}` };
+        return { requestId, kind: 'txn-committed', outcome: commitRecord(this.mvcc, batch, command) };
+      }
+      case 'txn-abort':
+        return { requestId, kind: 'txn-record', record: abortRecord(this.mvcc, batch, { primary: command.primary, txnId: command.txnId, ifHeartbeat: command.ifHeartbeat < 0 ? undefined : command.ifHeartbeat }) };
+      case 'txn-heartbeat':
+        return { requestId, kind: 'txn-record', record: heartbeatRecord(this.mvcc, batch, command) };
+      case 'txn-forget':
+        forgetRecord(this.mvcc, batch, command);
+        return { requestId, kind: 'txn-record', record: undefined };
+      case 'txn-resolve': {
+        const commitRevision = command.commitRevision === 0 ? undefined : command.commitRevision;
+        // Refused alike everywhere: the protocol never asks for it, a peer's command might.
+        const problem = resolveProblem(this.mvcc, { txnId: command.txnId, keys: command.keys, commitRevision });
+        if (problem !== undefined) return { requestId, kind: 'error', code: MALFORMED_COMMAND, message: `txn resolve: ${problem}` };
+        const events = resolveIntents(this.mvcc, batch, { txnId: command.txnId, keys: command.keys, commitRevision });
+        this.leases.onEvents(events);
+        this.countWritten(batch, events);
+        return { requestId, kind: 'txn-resolved', revision: commitRevision ?? this.mvcc.currentRevision, events };
+      }
     }
   }
 
@@ -840,6 +903,7 @@ export class MvccStateMachine implements RangeStateMachine {
   private clearSpan(batch: WriteBatch, span: KeySpan): void {
     const records = dataKeyBounds(span);
     batch.deleteRange(records.start, records.end);
+    for (const family of txnFamilyBounds(span)) batch.deleteRange(family.start, family.end);
     if (isWholeKeySpan(span)) {
       batch.deleteRange(CHANGE_KEY_BOUNDS.start, CHANGE_KEY_BOUNDS.end);
     } else {
@@ -947,17 +1011,18 @@ export function rangeSnapshotSpans(rangeId: RangeId, span: KeySpan): SnapshotSpa
   return [
     { ...dataKeyBounds(span), stripBytes: 0 },
     { ...CHANGE_KEY_BOUNDS, stripBytes: 0, accept: isWholeKeySpan(span) ? undefined : (pair) => spanContains(span, pair.value) },
+    // Intents and transaction records (ADR 0017 §3): user-key data, carried whole like `d`.
+    ...txnFamilyBounds(span).map((family) => ({ ...family, stripBytes: 0 })),
     { start: state, end: keys.requestByIndexStart(rangeId), stripBytes: state.byteLength - 1 },
   ];
 }
 
-/** The first bytes of MVCC record and change index keys ('d', 'e'). */
-const RECORD_FAMILY = dataKeyBounds(WHOLE_KEY_SPAN).start[0];
-const CHANGE_FAMILY = CHANGE_KEY_BOUNDS.start[0];
+/** The first bytes of MVCC record, change index, intent and transaction record keys ('d', 'e', 'i', 't'). */
+const DATA_FAMILIES: ReadonlySet<number> = new Set([dataKeyBounds(WHOLE_KEY_SPAN).start[0]!, CHANGE_KEY_BOUNDS.start[0]!, ...txnFamilyBounds(WHOLE_KEY_SPAN).map((f) => f.start[0]!)]);
 
 /** A carried key of the MVCC data families (kept whole), as opposed to a range-local state suffix. */
 function isMvccDataKey(carried: Uint8Array): boolean {
-  return carried[0] === RECORD_FAMILY || carried[0] === CHANGE_FAMILY;
+  return DATA_FAMILIES.has(carried[0]!);
 }
 
 /**

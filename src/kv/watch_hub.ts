@@ -50,6 +50,8 @@ export interface WatchSink {
  * revision is the revision up to which it holds the range's complete history.
  */
 export type WatchSource = Pick<MvccStore, 'currentRevision' | 'compactedRevision'> & {
+  /** The revision at or below which the history is final (MvccStore.closedRevision: held below pending intents); absent: the current one. */
+  readonly closedRevision?: number;
   events(options: EventsOptions): EventsResult;
   /** A feed: a watcher needs the history from `fromRevision` (fetched meanwhile if the feed lacks it). */
   want?(fromRevision: number, prevKv: boolean): void;
@@ -356,7 +358,7 @@ export class WatchHub {
     return latest;
   }
 
-  /** The lowest current revision of the ranges a watcher covers: every change at or below it has been applied here. */
+  /** The lowest closed revision of the ranges a watcher covers: every change at or below it has been applied here (pending intents hold it back, ADR 0017 §4). */
   private watermark(w: Watcher): number {
     const generation = this.ranges.generation();
     if (w.coverGeneration !== generation) {
@@ -368,7 +370,10 @@ export class WatchHub {
     }
     if (w.cover === undefined) return 0;
     let low = Number.MAX_SAFE_INTEGER;
-    for (const id of w.cover) low = Math.min(low, this.ranges.store(id).currentRevision);
+    for (const id of w.cover) {
+      const store = this.ranges.store(id);
+      low = Math.min(low, store.closedRevision ?? store.currentRevision);
+    }
     return low;
   }
 

@@ -39,6 +39,9 @@ import {
 const META_TAG = 0x6d; // 'm'
 const DATA_TAG = 0x64; // 'd'
 const CHANGE_TAG = 0x65; // 'e'
+/** The families of intents and transaction records (intents.ts owns their layout; snapshots carry them with `d` and `e`). */
+export const INTENT_FAMILY = 0x69; // 'i'
+export const TXN_RECORD_FAMILY = 0x74; // 't'
 
 /** First byte of every record and meta value; bump it when the layout changes. */
 // Format 2 ends every record with a CRC-32C of what precedes it: LMDB keeps no page checksums,
@@ -244,6 +247,35 @@ export function escapedFamilyKey(tag: number, userKey: Uint8Array, tail: Uint8Ar
   return out;
 }
 
+/**
+ * The user key of a key of family `tag` (escapedFamilyKey) and the bytes
+ * after its terminator, or undefined if it is not a well-formed one. Never
+ * throws: it also checks keys that arrived from a peer.
+ */
+export function parseFamilyKey(tag: number, key: Uint8Array): { userKey: Uint8Array; tail: Uint8Array } | undefined {
+  if (key[0] !== tag) return undefined;
+  const bytes: number[] = [];
+  let i = 1;
+  for (;;) {
+    if (i >= key.length) return undefined;
+    const b = key[i]!;
+    if (b !== 0) {
+      bytes.push(b);
+      i++;
+      continue;
+    }
+    if (i + 1 >= key.length) return undefined;
+    const next = key[i + 1];
+    if (next === 0xff) {
+      bytes.push(0);
+      i += 2;
+      continue;
+    }
+    if (next !== 0) return undefined;
+    return { userKey: Uint8Array.from(bytes), tail: key.subarray(i + 2) };
+  }
+}
+
 /** The keys of family `tag` (escapedFamilyKey) of every user key in `span`. */
 export function familyKeyBounds(tag: number, span: KeySpan): EngineSpan {
   const start = escapedKey(span.start, 0, tag).out;
@@ -284,6 +316,12 @@ function isChangeKey(key: Uint8Array): boolean {
  * installed; the records themselves are checked when read (their CRC).
  */
 export function isStoreKeyInSpan(span: KeySpan, key: Uint8Array, value: Uint8Array): boolean {
+  if (key[0] === INTENT_FAMILY || key[0] === TXN_RECORD_FAMILY) {
+    // An intent's key ends at its terminator; a record's carries the transaction id after it.
+    const parsed = parseFamilyKey(key[0], key);
+    if (parsed === undefined || !spanContains(span, parsed.userKey) || value.length === 0) return false;
+    return key[0] === INTENT_FAMILY ? parsed.tail.length === 0 : parsed.tail.length > 0 && parsed.tail.length <= 64;
+  }
   if (key[0] === DATA_TAG) {
     const parsed = parseDataKey(key);
     return parsed !== undefined && spanContains(span, parsed.userKey);

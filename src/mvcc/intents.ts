@@ -3,7 +3,7 @@ import { TesseraError, assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { type KeyInterval, bytesEqual, compareBytes, toKeyString } from './bytes.js';
 import { crc32c } from './checksum.js';
-import { type KeySpan, type StoredRecord, dataKeyMain, dataKeyRevision, escapedFamilyKey, familyKeyBounds, spanContains } from './codec.js';
+import { INTENT_FAMILY, TXN_RECORD_FAMILY, type EngineSpan, type KeySpan, type StoredRecord, dataKeyMain, dataKeyRevision, escapedFamilyKey, familyKeyBounds, spanContains } from './codec.js';
 import { recordKeyValue } from './range.js';
 import { MAX_REVISION, MAX_SUB_REVISION } from './revision.js';
 import type { MvccState } from './state.js';
@@ -26,8 +26,8 @@ import { type MvccEvent, tombstoneKeyValue } from './write-txn.js';
  * below the store's current revision (the other keys went on), and is never
  * below the key's newest version (the intent held every writer off).
  */
-export const INTENT_TAG = 0x69; // 'i'
-export const TXN_RECORD_TAG = 0x74; // 't'
+export const INTENT_TAG = INTENT_FAMILY;
+export const TXN_RECORD_TAG = TXN_RECORD_FAMILY;
 
 /** Longest transaction id, in UTF-8 bytes: ids are made by coordinators (node id and a counter). */
 export const MAX_TXN_ID_BYTES = 64;
@@ -80,6 +80,11 @@ const RECORD_FORMAT = 1;
 const WRITE_KINDS = ['put', 'delete', 'lock'] as const;
 const STATUSES: readonly TxnStatus[] = ['pending', 'committed', 'aborted'];
 const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** The engine keys of the intents and of the transaction records of the user keys in `span`: a snapshot carries them, a replica's removal deletes them. */
+export function txnFamilyBounds(span: KeySpan): readonly EngineSpan[] {
+  return [familyKeyBounds(INTENT_TAG, span), familyKeyBounds(TXN_RECORD_TAG, span)];
+}
 
 export function intentKey(userKey: Uint8Array): Uint8Array {
   return escapedFamilyKey(INTENT_TAG, userKey);

@@ -1,7 +1,7 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
 import { compareBytes, toKeyString } from './bytes.js';
-import { type Intent, type IntentWrite, type TxnRecord, intentProblem, txnIdProblem } from './intents.js';
+import { type Intent, type IntentWrite, type TxnRecord, intentFloor, intentProblem, txnIdProblem } from './intents.js';
 import { MAX_REVISION } from './revision.js';
 import type { MvccStore } from './store.js';
 import type { MvccEvent } from './write-txn.js';
@@ -180,6 +180,32 @@ export function resolveIntents(store: MvccStore, batch: WriteBatch, r: { txnId: 
     if (event !== undefined) resolved.push({ sub: intent.sub, event });
   }
   return resolved.sort((a, b) => a.sub - b.sub).map((e) => e.event);
+}
+
+/**
+ * Why resolving would break the store's history, or undefined: a commit
+ * revision at or below an intent's floor or its key's newest version (the
+ * protocol never asks for one; a peer's command might). Checked before
+ * resolveIntents, so such a command is refused, never asserted on.
+ */
+export function resolveProblem(store: MvccStore, r: { txnId: string; keys: readonly Uint8Array[]; commitRevision: number | undefined }): string | undefined {
+  if (r.commitRevision === undefined) return undefined;
+  if (r.commitRevision <= store.compactedRevision) return 'a commit revision at or below the compacted revision';
+  for (const key of r.keys) {
+    const intent = store.intent(key);
+    if (intent === undefined || intent.txnId !== r.txnId || intent.write.kind === 'lock') continue;
+    if (r.commitRevision <= intentFloor(intent)) return `a commit revision ${r.commitRevision} at or below the intent's floor ${intentFloor(intent)}`;
+    if (r.commitRevision <= store.newestChangeRevision(key)) return `a commit revision ${r.commitRevision} at or below the key's newest version`;
+    if (store.hasChange(r.commitRevision, intent.sub)) return `revision ${r.commitRevision}.${intent.sub} is taken by another change`;
+  }
+  return undefined;
+}
+
+/** Why committing would break the record's rules, or undefined (see resolveProblem). */
+export function commitProblem(store: MvccStore, c: { primary: Uint8Array; txnId: string; commitRevision: number }): string | undefined {
+  const record = store.txnRecord(c.primary, c.txnId);
+  if (record === undefined || record.status !== 'pending') return undefined;
+  return c.commitRevision > record.startRevision ? undefined : `a commit revision ${c.commitRevision} not above the start revision ${record.startRevision}`;
 }
 
 /** Deletes the record once every range resolved the transaction (ADR 0017 §2 step 4). */

@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import { compareBytes } from './bytes.js';
-import { EMPTY_META, dataKeyMain, type KeySpan, type LiveStats, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
+import { EMPTY_META, changeKey, dataKeyMain, type KeySpan, type LiveStats, type MvccMeta, decodeMeta, encodeMeta, liveKeyValueBytes, metaKey } from './codec.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
 import { COMPACTION_BATCH_LIMIT, compact, compactStep } from './compaction.js';
 import { type EventsOptions, type EventsResult, readEvents } from './events.js';
@@ -275,6 +275,12 @@ export class MvccStore {
     this.state.settle();
     const head = this.state.newestAt(key, MAX_REVISION);
     return head === undefined ? 0 : dataKeyMain(head.dataKey, head.prefixBytes);
+  }
+
+  /** Whether any store on this engine holds a change at revision `main`.`sub` (the `e` index is shared). */
+  hasChange(main: number, sub: number): boolean {
+    this.state.settle();
+    return this.state.pending.get(changeKey({ main, sub })) !== undefined;
   }
 
   /** The intent on `key`, if any (ADR 0017 §3). */
