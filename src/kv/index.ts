@@ -32,7 +32,7 @@ export {
   replicasProblem,
 } from './range_map.js';
 export { KvNode, type KvNodeOptions, META_RANGE } from './kv_node.js';
-export { DEFAULT_REQUEST_TIMEOUT_MS, FORWARD_GRACE_MS, KvApi, type KvApiOptions, MAX_PREFETCH_ROUNDS, MAX_REROUTES } from './kv_api.js';
+export { type CrossRangeTxns, DEFAULT_REQUEST_TIMEOUT_MS, FORWARD_GRACE_MS, type IntentSettler, type KeyAtRevision, KvApi, type KvApiOptions, MAX_PREFETCH_ROUNDS, MAX_REROUTES } from './kv_api.js';
 export { type RoutableRange, type RoutedSpan, Router } from './router.js';
 export { LOG_RETAIN_BYTES, SPLIT_INITIAL_INDEX } from './replica.js';
 export { MAX_RANGES_PER_NODE } from './store.js';

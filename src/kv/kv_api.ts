@@ -16,7 +16,12 @@ import {
   txnIntervals,
   compareBytes,
   concatBytes,
+  type Intent,
+  type KeyValue,
+  MAX_REVISION,
+  type TxnRecord,
 } from '../mvcc/index.js';
+import type { KvCommand } from './commands.js';
 import { isMvccErrorCode } from '../mvcc/errors.js';
 import type { StorageEngine } from '../storage/engine.js';
 import { encodeCommand } from './commands.js';
@@ -67,11 +72,36 @@ export interface KvApiOptions {
   };
   /** Deliberate bugs, for the simulator only (sabotage.ts). */
   readonly sabotage?: Sabotage;
+  /**
+   * Settles intents of transactions across ranges that a read or a write
+   * met (src/txn: from their records, waiting while a transaction is alive,
+   * ADR 0017 §4). Absent: no transaction across ranges runs on the
+   * cluster, so none can be met; meeting one then is RANGE_UNAVAILABLE.
+   */
+  readonly intents?: IntentSettler;
+  /** Runs Txns over more than one range; absent: they are refused (CROSS_RANGE), as before issue 14. */
+  readonly crossRangeTxns?: CrossRangeTxns;
   /** Told of each request forwarded to another node that failed there or got no answer (the server logs them). */
   readonly onForwardFailed?: (event: { readonly rangeId: RangeId; readonly to: number; readonly op: string; readonly code: string; readonly message: string; readonly ms: number }) => void;
   /** Told of each range a request reached and the keys it asked for (the split queue samples them). */
   readonly onRequest?: (rangeId: RangeId, interval: KeyInterval) => void;
 }
+
+/** What settles intents a request met (src/txn's resolver). */
+export interface IntentSettler {
+  settle(intents: readonly Intent[]): Promise<void>;
+}
+
+/** What runs an etcd Txn whose keys lie in more than one range (src/txn, ADR 0017). */
+export interface CrossRangeTxns {
+  run(request: TxnRequest): Promise<TxnResponse>;
+}
+
+/** A read of one key at a revision for a transaction across ranges: its version, or an intent whose outcome the read needs. */
+export type KeyAtRevision = { readonly kind: 'value'; readonly kv: KeyValue | undefined } | { readonly kind: 'intent'; readonly intent: Intent };
+
+/** Intents a read settles at a time before it looks again. */
+export const MAX_READ_BLOCKERS = 64;
 
 /** Times a request routed before a split that applied first is routed again before the refusal reaches the client. */
 export const MAX_REROUTES = 8;
@@ -165,6 +195,14 @@ export class KvApi {
     const interval = keyInterval(options.key, options.rangeEnd);
     for (let attempt = 0; ; attempt++) {
       const spans = await this.whenRoutable(() => this.route(interval, forwarded));
+      const latest = (options.revision ?? 0) <= 0;
+      // The latest state: every transaction acknowledged before this read must be in it, so none of its intents may
+      // still stand when the read revision is chosen (a commit revision may be above every range's current one until then).
+      const pending = latest && spans.length > 1 ? this.localBlockers(spans, [interval], undefined) : [];
+      if (pending.length > 0) {
+        await this.settleIntents(pending);
+        continue;
+      }
       let revision: number | undefined;
       let remoteParts: Map<RangeId, RangeResult>;
       try {
@@ -181,6 +219,13 @@ export class KvApi {
       }
       // A split may have applied while the barriers waited: the parts must be read by the ranges that hold them now.
       if (attempt < MAX_REROUTES && !sameRoute(spans, this.route(interval, forwarded))) continue;
+      // Intents of transactions across ranges whose outcome the read needs: settled first, then looked at again (ADR 0017 §4).
+      // At the revision chosen: no transaction may show in part (one committed at or below it but not resolved everywhere).
+      const blockers = this.localBlockers(spans, [interval], revision);
+      if (blockers.length > 0) {
+        await this.settleIntents(blockers);
+        continue;
+      }
       // A part that reaches the end of the key space is etcd's "from key on" (an empty end), not a single key.
       for (const s of spans) if (s.remote === undefined) this.o.onRequest?.(s.rangeId, spans.length === 1 ? interval : { start: s.start, end: s.end ?? new Uint8Array(0) });
       const at = revision === undefined ? options : { ...options, revision };
@@ -320,6 +365,34 @@ export class KvApi {
     return spans;
   }
 
+  /**
+   * The intents in the ranges held here that a read of `intervals` at
+   * `revision` must not pass: writes of transactions across ranges that may
+   * have committed at or below it. Undefined, for a read of the latest state
+   * made right after this check: every write intent, since a transaction
+   * acknowledged before the read may hold a commit revision above every
+   * range's current one until its intents are resolved, and the read must
+   * see it (strict serializability).
+   */
+  private localBlockers(spans: readonly RoutedSpan[], intervals: readonly KeyInterval[], revision: number | undefined): Intent[] {
+    const found: Intent[] = [];
+    for (const s of spans) {
+      if (s.remote !== undefined) continue;
+      const mvcc = this.machine(s.rangeId).mvcc;
+      if (mvcc.intentCount === 0) continue;
+      const at = revision ?? MAX_REVISION;
+      for (const i of intervals) found.push(...mvcc.conflictingIntents(i, at, MAX_READ_BLOCKERS));
+      if (found.length >= MAX_READ_BLOCKERS) break;
+    }
+    return found;
+  }
+
+  /** Settles intents a request met, through the node's resolver (IntentSettler). */
+  private async settleIntents(intents: readonly Intent[]): Promise<void> {
+    if (this.o.intents === undefined) throw new TesseraError('RANGE_UNAVAILABLE', 'a request met an intent of a transaction across ranges, and this node has no resolver for it');
+    await this.o.intents.settle(intents);
+  }
+
   private machine(rangeId: RangeId): MvccStateMachine {
     return this.o.ranges?.stateMachineOf(rangeId) ?? this.o.stateMachine;
   }
@@ -367,7 +440,14 @@ export class KvApi {
     const intervals = txnIntervals(request);
     if (isTxnReadOnly(request)) return this.readOnlyTxn(request, intervals, forwarded);
     for (let attempt = 0; ; attempt++) {
-      const span = await this.whenRoutable(() => this.rangeOfTxn(intervals, forwarded));
+      let span: RoutedSpan;
+      try {
+        span = await this.whenRoutable(() => this.rangeOfTxn(intervals, forwarded));
+      } catch (error) {
+        // Keys in more than one range: a transaction across ranges (ADR 0017), where the node runs them.
+        if (isTesseraError(error, 'CROSS_RANGE') && this.o.crossRangeTxns !== undefined && !forwarded) return this.o.crossRangeTxns.run(request);
+        throw error;
+      }
       const rangeId = span.rangeId;
       try {
         if (span.remote !== undefined) return (await this.forward(span, { op: 'txn', request }, attempt)) as TxnResponse;
@@ -396,6 +476,12 @@ export class KvApi {
     const serializable = isTxnSerializable(request);
     for (let attempt = 0; ; attempt++) {
       const spans = await this.whenRoutable(() => this.txnSpans(intervals, forwarded));
+      // As for a Range of the latest state over many ranges (see range).
+      const pending = spans.length > 1 ? this.localBlockers(spans, intervals, undefined) : [];
+      if (pending.length > 0) {
+        await this.settleIntents(pending);
+        continue;
+      }
       if (this.o.onRequest !== undefined && attempt === 0 && intervals.length > 0 && spans[0]!.remote === undefined) this.o.onRequest(spans[0]!.rangeId, coveringInterval(intervals));
       let revision: number | undefined;
       try {
@@ -411,6 +497,11 @@ export class KvApi {
         throw error;
       }
       if (attempt < MAX_REROUTES && !sameRanges(spans, this.txnSpans(intervals, forwarded))) continue;
+      const blockers = this.localBlockers(spans, intervals, revision);
+      if (blockers.length > 0) {
+        await this.settleIntents(blockers);
+        continue;
+      }
       if (revision === undefined) return this.machine(spans[0]!.rangeId).mvcc.readTxn(request);
       return executeTxn(this.readView(revision), request);
     }
@@ -529,8 +620,12 @@ export class KvApi {
         const interval = keyInterval(op.options.key, op.options.rangeEnd);
         this.heldHere(rangeId, interval);
         await this.closeAt(rangeId, op.options.revision ?? 0);
-        this.heldHere(rangeId, interval);
-        return this.machine(rangeId).mvcc.range(op.options);
+        for (;;) {
+          this.heldHere(rangeId, interval);
+          const blockers = this.localBlockers([{ rangeId, start: interval.start, end: interval.end }], [interval], undefined);
+          if (blockers.length === 0) return this.machine(rangeId).mvcc.range(op.options);
+          await this.settleIntents(blockers);
+        }
       }
       case 'compact':
         this.heldHere(rangeId, undefined);
@@ -635,13 +730,74 @@ export class KvApi {
     return ((salt & 0x1fffff) * 0x100000000 + ((++this.seq * 2654435761) >>> 0)) || 1;
   }
 
+  /**
+   * The range holding `key`, with a replica on this node. A transaction
+   * across ranges is coordinated by a node that holds a replica of every
+   * range it touches (ADR 0017): one only other nodes hold is CROSS_RANGE.
+   */
+  localRangeOf(key: Uint8Array): RangeId {
+    const span = this.route({ start: key, end: undefined })[0]!;
+    if (span.remote !== undefined) throw new TesseraError('CROSS_RANGE', 'a transaction across ranges touches a range with no replica on the node that took it; such transactions are not coordinated yet');
+    return span.rangeId;
+  }
+
+  /** Proposes one step of a transaction across ranges (src/mvcc/participant.ts) to the range holding `key`, routed again if the range split or moved first. */
+  async txnStep(key: Uint8Array, make: (requestId: string) => KvCommand): Promise<CommandResult> {
+    for (let attempt = 0; ; attempt++) {
+      const rangeId = await this.whenRoutable(() => this.localRangeOf(key));
+      try {
+        return await this.proposeOnce((requestId) => encodeCommand(make(requestId)), rangeId);
+      } catch (error) {
+        if (!isTesseraError(error, 'RANGE_MISMATCH') || attempt >= MAX_REROUTES) throw error;
+      }
+    }
+  }
+
+  /** `key` at `revision` for a transaction across ranges: the range closed at it first; an intent below it is answered, not passed (ADR 0017 §4). */
+  async keyAt(key: Uint8Array, revision: number, ignoreIntents: boolean): Promise<KeyAtRevision> {
+    for (let attempt = 0; ; attempt++) {
+      const rangeId = await this.whenRoutable(() => this.localRangeOf(key));
+      try {
+        await this.closeAt(rangeId, revision);
+      } catch (error) {
+        if (isTesseraError(error, 'RANGE_MISMATCH') && attempt < MAX_REROUTES) continue;
+        throw error;
+      }
+      if (this.localRangeOf(key) !== rangeId) continue;
+      const mvcc = this.machine(rangeId).mvcc;
+      const intent = ignoreIntents ? undefined : mvcc.conflictingIntents({ start: key, end: undefined }, revision, 1)[0];
+      if (intent !== undefined) return { kind: 'intent', intent };
+      return { kind: 'value', kv: mvcc.range({ key, revision }).kvs[0] };
+    }
+  }
+
+  /** A transaction's record, read after a read barrier on the range holding its primary key. */
+  async txnRecord(primary: Uint8Array, txnId: string): Promise<TxnRecord | undefined> {
+    const rangeId = await this.whenRoutable(() => this.localRangeOf(primary));
+    await this.readBarrier(rangeId);
+    return this.machine(this.localRangeOf(primary)).mvcc.txnRecord(primary, txnId);
+  }
+
   /** Resolves once this node may serve a linearizable read (ReadIndex). */
   readBarrier(rangeId: RangeId = this.o.rangeId): Promise<void> {
     return new Promise<void>((resolve, reject) => this.requests.readBarrier((error) => (error === undefined ? resolve() : reject(error)), rangeId));
   }
 
-  /** Proposes a command and waits for its result; retries and deadlines are RequestRunner's (src/kv/requests.ts). */
-  private propose(encode: (requestId: string) => Uint8Array, rangeId: RangeId = this.o.rangeId): Promise<CommandResult> {
+  /**
+   * Proposes a command and waits for its result; retries and deadlines are
+   * RequestRunner's (src/kv/requests.ts). A write that met intents of
+   * transactions across ranges wrote nothing: they are settled, and it is
+   * proposed again (ADR 0017 §6: a single-range write waits, as the youngest).
+   */
+  private async propose(encode: (requestId: string) => Uint8Array, rangeId: RangeId = this.o.rangeId): Promise<CommandResult> {
+    for (;;) {
+      const result = await this.proposeOnce(encode, rangeId);
+      if (result.kind !== 'txn-blocked') return result;
+      await this.settleIntents(result.intents);
+    }
+  }
+
+  private proposeOnce(encode: (requestId: string) => Uint8Array, rangeId: RangeId): Promise<CommandResult> {
     return new Promise<CommandResult>((resolve, reject) =>
       this.requests.propose(
         encode,

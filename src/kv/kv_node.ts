@@ -1177,7 +1177,7 @@ export class KvNode {
     if (result?.kind === 'txn' && result.events.length > 0) this.watches.onApplied(result.response.revision, result.events);
     if (result?.kind === 'lease-revoke' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
     // A transaction's changes at its commit revision C, which may be below the range's revision: the closed revision held the watch below C until now (ADR 0017 §4).
-    if (result?.kind === 'txn-resolved' && result.events.length > 0) this.watches.onApplied(result.revision, result.events);
+    if (result?.kind === 'txn-resolved' && result.events.length > 0) this.watches.onApplied(result.revision, result.events, true);
     if (rangeId === META_RANGE) this.revisions.onMetaApplied(applied.entry.term, result?.kind === 'tso-window' ? result.bound : undefined);
     this.o.onApplied?.(rangeId, applied);
   }

@@ -20,6 +20,7 @@ import {
   type TxnRequest,
   txnIntervals,
   type CommitOutcome,
+  type Intent,
   type PrepareOutcome,
   type TxnRecord,
   abortRecord,
@@ -30,6 +31,7 @@ import {
   prepare,
   resolveIntents,
   resolveProblem,
+  intentFloor,
   txnFamilyBounds,
 } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
@@ -79,6 +81,12 @@ export type CommandResult =
   | { readonly requestId: string; readonly kind: 'txn-committed'; readonly outcome: CommitOutcome }
   | { readonly requestId: string; readonly kind: 'txn-record'; readonly record: TxnRecord | undefined }
   | { readonly requestId: string; readonly kind: 'txn-resolved'; readonly revision: number; readonly events: readonly MvccEvent[] }
+  /**
+   * A write (a txn, a lease revocation, a compaction) that met intents of
+   * transactions across ranges: nothing was written; the proposer settles
+   * them from their records and proposes again (ADR 0017 §4, §6).
+   */
+  | { readonly requestId: string; readonly kind: 'txn-blocked'; readonly intents: readonly Intent[] }
   | { readonly requestId: string; readonly kind: 'error'; readonly code: string; readonly message: string }
   | { readonly requestId: string; readonly kind: 'duplicate' };
 
@@ -99,6 +107,8 @@ export const STALE_REVISION = 'STALE_REVISION';
  * proposer saw it, at most a few changes behind.
  */
 export const VERSIONS_LEFT_KEPT = 8;
+/** Intents a blocked write's result names at most: its proposer settles them and proposes again, meeting any others then. */
+export const MAX_BLOCKING_INTENTS = 64;
 /**
  * How many (range, version) pairs a range keeps of the ranges it took over
  * by merges (absorbedAt): each taken-over range's final version, the
@@ -462,6 +472,8 @@ export class MvccStateMachine implements RangeStateMachine {
         validateTxnRequest(command.txn, Number.MAX_SAFE_INTEGER);
         // Routed before a split that applied first: refused alike everywhere, and routed again.
         if (this.sabotage?.has('split-skips-key-check') !== true && !this.holdsAll(command.txn)) return { requestId, kind: 'error', code: 'RANGE_MISMATCH', message: `a txn names keys outside range ${this.rangeId}` };
+        const blocking = this.intentsIn(txnIntervals(command.txn));
+        if (blocking.length > 0) return { requestId, kind: 'txn-blocked', intents: blocking };
         const leases = this.leases;
         // A range without lease records attaches any lease: the node checked it on the metadata
         // range before proposing (KvApi), and a key left by a lease revoked meanwhile is swept
@@ -472,9 +484,13 @@ export class MvccStateMachine implements RangeStateMachine {
         this.countWritten(batch, result.events);
         return { requestId, kind: 'txn', response, events: result.events };
       }
-      case 'compact':
+      case 'compact': {
+        // A pending write may still land above its floor: the history is not final there, and must not be compacted past (ADR 0017 §4).
+        const blocking = this.mvcc.intentCount === 0 ? [] : this.mvcc.intents({ start: this.span.start, end: this.span.end ?? new Uint8Array(0) }, MAX_BLOCKING_INTENTS).filter((i) => i.write.kind !== 'lock' && intentFloor(i) < command.revision);
+        if (blocking.length > 0) return { requestId, kind: 'txn-blocked', intents: blocking };
         this.mvcc.compact(command.revision, batch);
         return { requestId, kind: 'compact', revision: command.revision };
+      }
       case 'lease-grant':
         if (this.leases.has(command.id)) return { requestId, kind: 'error', code: 'LEASE_EXIST', message: 'etcdserver: lease already exists' };
         this.leases.grant(batch, { id: command.id, ttlSeconds: command.ttlSeconds });
@@ -603,6 +619,17 @@ export class MvccStateMachine implements RangeStateMachine {
     const next: RangeDescriptor = { ...d, replicas, epoch: { version: d.epoch.version, confVersion: d.epoch.confVersion + 1 } };
     batch.put(keys.descriptor(this.rangeId), encodeDescriptor(next));
     this.desc = next;
+  }
+
+  /** The intents on keys of `intervals` (any transaction's, read locks included), at most MAX_BLOCKING_INTENTS: a write over them waits. */
+  private intentsIn(intervals: readonly KeyInterval[]): Intent[] {
+    if (this.mvcc.intentCount === 0) return [];
+    const found: Intent[] = [];
+    for (const interval of intervals) {
+      found.push(...this.mvcc.intents(interval, MAX_BLOCKING_INTENTS - found.length));
+      if (found.length >= MAX_BLOCKING_INTENTS) break;
+    }
+    return found;
   }
 
   /** Whether every key the txn names lies in this range's bounds. */
@@ -828,6 +855,8 @@ export class MvccStateMachine implements RangeStateMachine {
     const leases = this.leases;
     // Where no records are kept, revoking deletes this range's keys of the lease, if any.
     if (!leases.has(id) && (this.machineOptions.holdsLeaseRecords ?? true)) return { requestId, kind: 'error', code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' };
+    const blocking = this.intentsIn(leases.keysOf(id).map((k) => ({ start: fromKeyString(k), end: undefined })));
+    if (blocking.length > 0) return { requestId, kind: 'txn-blocked', intents: blocking };
     const txn = this.mvcc.beginWrite(batch, { revision });
     for (const k of leases.keysOf(id)) txn.deleteRange(fromKeyString(k));
     const result = txn.end();

@@ -1,6 +1,6 @@
 import { assert, isTesseraError } from '../base/index.js';
 import { intervalContains } from '../mvcc/bytes.js';
-import { type EventsOptions, type EventsResult, type KeyInterval, type MvccEvent, type MvccStore, keyInterval } from '../mvcc/index.js';
+import { type EventsOptions, type EventsResult, type KeyInterval, type MvccEvent, type MvccStore, compareBytes, keyInterval } from '../mvcc/index.js';
 import type { Sabotage } from '../raft/sabotage.js';
 import type { RangeId } from './keys.js';
 
@@ -115,6 +115,8 @@ interface Applied {
   readonly revision: number;
   readonly events: readonly MvccEvent[];
   readonly bytes: number;
+  /** Part of a transaction across ranges (ADR 0017): other ranges' parts at this revision join it. */
+  readonly shared: boolean;
 }
 
 /**
@@ -240,10 +242,10 @@ export class WatchHub {
    * `flush`, when every range's state has caught up with what it was told
    * (a close changes nothing, and raises watermarks by the range's revision alone).
    */
-  onApplied(revision: number, events: readonly MvccEvent[]): void {
+  onApplied(revision: number, events: readonly MvccEvent[], shared = false): void {
     if (events.length === 0) return;
     this.latestChange = Math.max(this.latestChange, revision);
-    if (revision >= this.floor) this.insert(revision, events);
+    if (revision >= this.floor) this.insert(revision, events, shared);
   }
 
   /** After a turn's changes: every watcher gets what its watermark now lets it see. */
@@ -261,15 +263,23 @@ export class WatchHub {
     this.trim();
   }
 
-  private insert(revision: number, events: readonly MvccEvent[]): void {
+  private insert(revision: number, events: readonly MvccEvent[], shared: boolean): void {
     let bytes = 0;
     for (const e of events) bytes += e.kv.key.byteLength + e.kv.value.byteLength + (e.prevKv?.value.byteLength ?? 0);
-    const entry: Applied = { revision, events, bytes };
     // Mostly in order: ranges apply in revision order, and interleave only a little.
     let i = this.buffer.length;
     while (i > 0 && (this.buffer[i - 1] as Applied).revision > revision) i--;
-    assert(i === 0 || (this.buffer[i - 1] as Applied).revision !== revision, () => `two ranges applied changes at revision ${revision}`);
-    this.buffer.splice(i, 0, entry);
+    const same = i > 0 ? (this.buffer[i - 1] as Applied) : undefined;
+    if (same !== undefined && same.revision === revision) {
+      // Only a transaction across ranges changes several ranges at one revision (ADR 0017): its parts are one revision's
+      // changes, in key order, which is the order of their sub-revisions (the coordinator numbers its writes by key).
+      assert(shared && same.shared === true, () => `two ranges applied changes at revision ${revision}`);
+      const merged = [...same.events, ...events].sort((a, b) => compareBytes(a.kv.key, b.kv.key));
+      this.buffer[i - 1] = { revision, events: merged, bytes: same.bytes + bytes, shared: true };
+      this.bufferBytes += bytes;
+      return;
+    }
+    this.buffer.splice(i, 0, { revision, events, bytes, shared });
     this.bufferBytes += bytes;
   }
 

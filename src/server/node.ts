@@ -10,6 +10,7 @@ import { messageOf } from './errors.js';
 import { startEtcdServer } from './etcd/server.js';
 import { acceptedPeerMessages } from './peer_input.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, KvApi, LOG_RETAIN_BYTES } from '../kv/index.js';
+import { NodeTransactions } from '../txn/index.js';
 import { fetchClusterInfo } from './join.js';
 import { Membership, type MemberView, peerAddressOf } from './membership.js';
 import { type EngineKind, type NodeIdentity, openEngine, readIdentity, writeIdentity } from './node_identity.js';
@@ -406,7 +407,11 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
           observe: (e) => (e.kind === 'merge' ? log.info({ left: e.merged.rangeId, right: e.rightRangeId }, 'merged two ranges') : log.warn({ rangeId: e.rangeId, err: e.error.message }, 'a merge failed')),
         })
       : undefined;
+  // Transactions across ranges (ADR 0017) need the API they run through; it is set right below.
+  let txns: NodeTransactions | undefined;
   const kv = new KvApi({
+    intents: { settle: (intents) => txns!.settle(intents) },
+    crossRangeTxns: { run: (request) => txns!.run(request) },
     timers: realTimers,
     store,
     stateMachine: sm,
@@ -421,6 +426,7 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     onRequest: (rangeId, interval) => splits.record(rangeId, interval),
     onForwardFailed: (e) => log.info(e, 'a request forwarded to another node failed'),
   });
+  txns = new NodeTransactions({ api: kv, allocate: (count, done) => kvNode.revisions.allocate(count, done), timers: realTimers, idPrefix: `${requestIdPrefix}.txn` });
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);

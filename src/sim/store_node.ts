@@ -26,6 +26,7 @@ import {
 } from '../kv/index.js';
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
 import { Drainer, LeaderBalancer, MergeQueue, NodeLoadReporter, ReplicaReconciler } from '../placement/index.js';
+import { NodeTransactions } from '../txn/index.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -205,7 +206,11 @@ export class SimStoreNode {
     });
     // As the server does: leaders spread over the nodes, so leadership moves while clients run.
     this.drainer = new Drainer({ kv: this.kv, timers: env.timers, observe: (e) => env.trace(`${env.id} decommission: ${JSON.stringify(e)}`) });
+    // Transactions across ranges (ADR 0017): as the server wires them.
+    let txns: NodeTransactions | undefined;
     this.api = new KvApi({
+      intents: { settle: (intents) => txns!.settle(intents) },
+      crossRangeTxns: { run: (request) => txns!.run(request) },
       timers: env.timers,
       store: this.kv.store,
       stateMachine: this.kv.stateMachine,
@@ -219,6 +224,7 @@ export class SimStoreNode {
       // As the server's SplitQueue does: each range's requests metered where they arrive, for load reports (ADR 0015).
       onRequest: (rangeId) => this.meterOf(rangeId).record(),
     });
+    txns = new NodeTransactions({ api: this.api, allocate: (count, done) => this.kv.revisions.allocate(count, done), timers: env.timers, idPrefix: `${env.requestIdPrefix}.txn` });
     const qps = (rangeId: RangeId): number => this.meters.get(rangeId)?.qps() ?? 0;
     this.loadReporter = new NodeLoadReporter({ kv: this.kv, timers: env.timers, qps });
     this.leaders = new LeaderBalancer({

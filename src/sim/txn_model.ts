@@ -139,7 +139,7 @@ class ModelRanges {
     if (revision > store.currentRevision) this.apply((b) => store.advanceTo(b, revision));
     const conflict = ignoreIntents ? undefined : store.conflictingIntents({ start: key, end: undefined }, revision, 1)[0];
     if (conflict !== undefined) return { kind: 'intent', intent: conflict };
-    return { kind: 'value', value: store.range({ key, revision }).kvs[0]?.value };
+    return { kind: 'value', kv: store.range({ key, revision }).kvs[0] };
   }
 
   prepare(request: PrepareRequest): ReturnType<typeof prepare> {
@@ -265,8 +265,8 @@ function listAppendPlan(ops: readonly MicroOp[]): TxnPlan<MicroOp[]> {
   const keys = [...new Set(ops.map((op) => op.key as number))];
   return {
     reads: keys.map(keyBytes),
-    decide(valueOf) {
-      const lists = new Map(keys.map((k) => [k, decodeList(valueOf(keyBytes(k)))]));
+    decide(kvOf) {
+      const lists = new Map(keys.map((k) => [k, decodeList(kvOf(keyBytes(k))?.value)]));
       const changed = new Set<number>();
       const done: MicroOp[] = ops.map((op) => {
         const list = lists.get(op.key as number)!;
@@ -409,8 +409,8 @@ const decodeBalance = (value: Uint8Array | undefined): number => (value === unde
 function bankPlan(ops: readonly MicroOp[]): TxnPlan<MicroOp[]> {
   return {
     reads: ops.filter((op) => op.f === 'r').map((op) => keyBytes(op.key as number)),
-    decide(valueOf) {
-      const balance = (key: number): number => decodeBalance(valueOf(keyBytes(key)));
+    decide(kvOf) {
+      const balance = (key: number): number => decodeBalance(kvOf(keyBytes(key))?.value);
       const done: MicroOp[] = ops.map((op) => (op.f === 'r' ? { f: 'r', key: op.key, value: balance(op.key as number) } : op));
       const transfers = ops.filter((op) => op.f === 'w');
       if (transfers.length === 0) return { writes: [], result: done };

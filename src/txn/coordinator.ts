@@ -1,5 +1,5 @@
 import { TesseraError, assert, isTesseraError, latin1String } from '../base/index.js';
-import { type CommitOutcome, type Intent, type PrepareOutcome, type PrepareRequest, type PreparedWrite, type TxnRecord, compareBytes } from '../mvcc/index.js';
+import { type CommitOutcome, type Intent, type PrepareOutcome, type PrepareRequest, type PreparedWrite, type TxnRecord, compareBytes, type KeyValue } from '../mvcc/index.js';
 import type { TxnSabotage } from './sabotage.js';
 
 /**
@@ -19,8 +19,8 @@ export const TXN_WAIT_POLL_MS = 20;
 /** Attempts (each at a fresh read revision, with the first one's priority) before a transaction gives up with TXN_ABORTED. */
 export const TXN_MAX_ATTEMPTS = 100;
 
-/** What a read at a revision found: a value (undefined: no key), or an intent in the way (ADR 0017 §4). */
-export type ReadAnswer = { readonly kind: 'value'; readonly value: Uint8Array | undefined } | { readonly kind: 'intent'; readonly intent: Intent };
+/** What a read at a revision found: the key's version (undefined: no key), or an intent in the way (ADR 0017 §4). */
+export type ReadAnswer = { readonly kind: 'value'; readonly kv: KeyValue | undefined } | { readonly kind: 'intent'; readonly intent: Intent };
 
 /**
  * The ranges as the coordinator sees them: each call is one command or read
@@ -60,7 +60,7 @@ export interface TxnWrite {
  */
 export interface TxnPlan<R> {
   readonly reads: readonly Uint8Array[];
-  decide(valueOf: (key: Uint8Array) => Uint8Array | undefined): { readonly writes: readonly TxnWrite[]; readonly result: R };
+  decide(kvOf: (key: Uint8Array) => KeyValue | undefined): { readonly writes: readonly TxnWrite[]; readonly result: R };
 }
 
 export interface TxnOutcome<R> {
@@ -154,17 +154,17 @@ export class TxnCoordinator {
     }
   }
 
-  private async readAll(keys: readonly Uint8Array[], revision: number): Promise<Map<string, Uint8Array | undefined>> {
+  private async readAll(keys: readonly Uint8Array[], revision: number): Promise<Map<string, KeyValue | undefined>> {
     const values = await Promise.all(keys.map((k) => this.readKey(k, revision)));
     return new Map(keys.map((k, i) => [key(k), values[i]]));
   }
 
   /** Reads `k` at `revision`, settling every intent in the way from its record first (ADR 0017 §4). */
-  private async readKey(k: Uint8Array, revision: number): Promise<Uint8Array | undefined> {
+  private async readKey(k: Uint8Array, revision: number): Promise<KeyValue | undefined> {
     const ignoreIntents = this.options.sabotage?.has('txn-reader-ignores-intents') ?? false;
     for (;;) {
       const answer = await this.ranges.read(k, revision, ignoreIntents);
-      if (answer.kind === 'value') return answer.value;
+      if (answer.kind === 'value') return answer.kv;
       const record = await this.waitForEnd(answer.intent, undefined);
       if (record !== undefined) await this.resolveFrom(answer.intent, record);
     }

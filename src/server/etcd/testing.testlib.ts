@@ -11,6 +11,7 @@ import { SeededRng } from '../../base/index.js';
 import { KvNode, type LeaseKeeper, META_RANGE, type Store, type WatchHub } from '../../kv/index.js';
 import { MemoryEngine } from '../../storage/memory.js';
 import { KvApi } from '../../kv/index.js';
+import { NodeTransactions } from '../../txn/index.js';
 import { realTimers } from '../timers.js';
 import { etcdPackage } from './proto.js';
 import { type EtcdServerHandle, type EtcdServerOptions, startEtcdServer } from './server.js';
@@ -75,7 +76,14 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   const { store, watches, leaseKeeper, stateMachine } = kvNode;
   const tick = (): void => kvNode.tick();
   const ticker = options.elect === false ? undefined : setInterval(tick, TICK_MS);
-  const kv = new KvApi({ timers: realTimers, store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests, ranges: kvNode });
+  // Transactions across ranges (ADR 0017), wired as the server wires them.
+  let txns: NodeTransactions | undefined;
+  const kv = new KvApi({
+    timers: realTimers, store, stateMachine, rangeId: TEST_RANGE, requestTimeoutMs, requestIdPrefix, leaseKeeper, requests: kvNode.requests, ranges: kvNode,
+    intents: { settle: (intents) => txns!.settle(intents) },
+    crossRangeTxns: { run: (request) => txns!.run(request) },
+  });
+  txns = new NodeTransactions({ api: kv, allocate: (count, done) => kvNode.revisions.allocate(count, done), timers: realTimers, idPrefix: `${requestIdPrefix}.txn` });
   const pauseSync = (paused: boolean): void => {
     syncPaused = paused;
     if (!paused) for (const flush of heldSyncs.splice(0)) setImmediate(flush);
