@@ -31,7 +31,7 @@ import type { TxnPlan, TxnWrite } from './coordinator.js';
  * is checked on the meta range first; not yet done for these).
  */
 export function crossRangeTxnProblem(request: TxnRequest): string | undefined {
-  if (txnIntervals(request).some((i) => i.end !== undefined)) return 'a transaction across ranges over key ranges (range_end) is not supported yet; name single keys';
+  if (txnIntervals(request).some((i) => i.end !== undefined)) return 'the request touches a key range (range_end) in more than one range: transactions across ranges over key ranges are not supported yet (issue 14); name single keys';
   const ops = flatOps(request);
   for (const op of ops) {
     if (op.type === 'range' && ((op.range.revision ?? 0) !== 0 || (op.range.minModRevision ?? 0) !== 0 || (op.range.maxModRevision ?? 0) !== 0 || (op.range.minCreateRevision ?? 0) !== 0 || (op.range.maxCreateRevision ?? 0) !== 0)) {
