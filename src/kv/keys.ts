@@ -1,12 +1,14 @@
 import { assert } from '../base/index.js';
 
 /**
- * Key layout in the node's one storage engine (ADR 0009 §1). Three families:
+ * Key layout in the node's one storage engine (ADR 0009 §1). Five families:
  *   d<user key>…  MVCC records, keyed by user key (src/mvcc/codec.ts owns the layout)
  *   e<revision>   MVCC change index: revision → user key, the history in revision order
+ *   i<user key>   the intent of a transaction across ranges on the key (src/mvcc/intents.ts)
+ *   t<primary key><txn id>  the record of a transaction across ranges (src/mvcc/intents.ts)
  *   r<id>…        range-local keys, `r` + rangeId (8 bytes, big-endian), so many ranges
  *                 share one engine and one synced write per loop turn
- * A range owns the `d` and `e` keys of the user keys in its span (with one range per
+ * A range owns the `d`, `e`, `i` and `t` keys of the user keys in its span (with one range per
  * node, all of them), so a split or merge changes descriptors and moves no data. Its
  * range-local keys:
  *   r<id>g        tombstone: replica GC dropped this node's replica of the range (it

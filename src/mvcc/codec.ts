@@ -22,6 +22,8 @@ import {
  *   P 'm'                                   → meta record (revisions, compaction state, record count)
  *   'd' esc(key) 0x00 0x00 ~main(8) ~sub(4)  → one change of `key`: an encoded record, tombstones included
  *   'e' main(8) sub(4)                       → the user key of that change
+ *   'i' esc(key) 0x00 0x00                   → an intent on `key` (intents.ts)
+ *   't' esc(primary) 0x00 0x00 txnId         → a transaction record (intents.ts)
  *
  * esc() writes 0x00 as 0x00 0xff and the key ends with 0x00 0x00, so every
  * version of key "a" sorts before every version of "a\0" and a key's
