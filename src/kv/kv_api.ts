@@ -771,6 +771,24 @@ export class KvApi {
     }
   }
 
+  /**
+   * Intents in the ranges this node leads, at most `limit`: the node's sweep
+   * settles those nobody meets (a coordinator that crashed), so that they
+   * hold no key and no closed revision for good (ADR 0017 §5).
+   */
+  intentsLedHere(limit: number): Intent[] {
+    const found: Intent[] = [];
+    const ranges = this.o.ranges?.router.local().map((r) => r.rangeId) ?? [this.o.rangeId];
+    for (const rangeId of ranges) {
+      if (this.o.store.replica(rangeId)?.raw.raft.state !== 'leader') continue;
+      const mvcc = this.machine(rangeId).mvcc;
+      if (mvcc.intentCount === 0) continue;
+      found.push(...mvcc.intents({ start: mvcc.span.start, end: mvcc.span.end ?? new Uint8Array(0) }, limit - found.length));
+      if (found.length >= limit) break;
+    }
+    return found;
+  }
+
   /** A transaction's record, read after a read barrier on the range holding its primary key. */
   async txnRecord(primary: Uint8Array, txnId: string): Promise<TxnRecord | undefined> {
     const rangeId = await this.whenRoutable(() => this.localRangeOf(primary));

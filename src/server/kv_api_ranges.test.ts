@@ -4,6 +4,8 @@ import { isTesseraError } from '../base/index.js';
 import { META_RANGE } from '../kv/index.js';
 import type { RangeOptions, RangeResult, SortOrder, SortTarget } from '../mvcc/index.js';
 import { startTestNode, type TestNode } from './etcd/testing.testlib.js';
+import { NodeTransactions } from '../txn/index.js';
+import { realTimers } from './timers.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -108,6 +110,42 @@ test('KvApi over split ranges: transactions across ranges are atomic and seriali
     // Nothing is left pending: every intent was resolved, every record forgotten or ended.
     for (let i = 0; i < 100 && node.kvNode.router.local().some((r) => node.kvNode.stateMachineOf(r.rangeId).mvcc.intentCount > 0); i++) await new Promise((r) => setTimeout(r, 20));
     for (const r of node.kvNode.router.local()) assert.equal(node.kvNode.stateMachineOf(r.rangeId).mvcc.intentCount, 0, `range ${r.rangeId}`);
+  } finally {
+    await node.close();
+  }
+});
+
+test('KvApi over split ranges: intents a crashed coordinator left are swept: aborted once their heartbeat stood still, the keys readable and writable again, the closed revision free', async () => {
+  const node = await startTestNode();
+  try {
+    const { kv } = node;
+    const right = await split(node, META_RANGE, 'm');
+    await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode('b'), value: enc.encode('b0') } }], failure: [] });
+    const S = node.kvNode.stateMachineOf(right).mvcc.currentRevision + 1;
+    // A coordinator that prepared both ranges and died before its commit: its record stays PENDING, never heartbeaten.
+    const prepare = (key: string, holdsRecord: boolean) =>
+      kv.txnStep(enc.encode(key), (requestId) => ({
+        kind: 'txn-prepare',
+        requestId,
+        prepare: { txnId: 'dead.1', startRevision: S, priority: S, primary: enc.encode('b'), writes: [{ key: enc.encode(key), sub: key === 'b' ? 0 : 1, write: { kind: 'put', value: enc.encode('lost'), lease: 0 } }], reads: [], holdsRecord },
+      }));
+    assert.equal((await prepare('b', true)).kind, 'txn-prepared');
+    assert.equal((await prepare('x', false)).kind, 'txn-prepared');
+    const closedBefore = node.kvNode.stateMachineOf(right).mvcc.closedRevision;
+    const sweeper = new NodeTransactions({ api: kv, allocate: (n, done) => node.kvNode.revisions.allocate(n, done), timers: realTimers, idPrefix: 'sweeper', sweepIntervalMs: 100, expiryMs: 300 });
+    sweeper.startSweeping();
+    try {
+      const intents = (): number => node.kvNode.router.local().reduce((n, r) => n + node.kvNode.stateMachineOf(r.rangeId).mvcc.intentCount, 0);
+      for (let i = 0; i < 100 && intents() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(intents(), 0, 'the sweep settled both intents');
+    } finally {
+      sweeper.close();
+    }
+    assert.equal(node.kvNode.stateMachineOf(META_RANGE).mvcc.txnRecord(enc.encode('b'), 'dead.1')?.status, 'aborted');
+    assert.equal(dec.decode((await kv.range({ key: enc.encode('b') }, false)).kvs[0]!.value), 'b0');
+    assert.equal((await kv.range({ key: enc.encode('x') }, false)).kvs.length, 0);
+    await kv.txn({ compare: [], success: [{ type: 'put', put: { key: enc.encode('x'), value: enc.encode('x1') } }], failure: [] });
+    assert.ok(node.kvNode.stateMachineOf(right).mvcc.closedRevision > closedBefore, 'the closed revision moves on');
   } finally {
     await node.close();
   }

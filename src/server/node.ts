@@ -427,6 +427,9 @@ async function assemble(r: Resolved, o: StartNodeOptions, engine: StorageEngine,
     onForwardFailed: (e) => log.info(e, 'a request forwarded to another node failed'),
   });
   txns = new NodeTransactions({ api: kv, allocate: (count, done) => kvNode.revisions.allocate(count, done), timers: realTimers, idPrefix: `${requestIdPrefix}.txn` });
+  txns.startSweeping();
+  const sweeping = txns;
+  cleanups.push(async () => sweeping.close());
   const membership = new Membership({ core: kvNode.membership, stateMachine: sm, self: identity.nodeId, peers: transport });
   late.membership = membership;
   membership.notePeers(start.peers);

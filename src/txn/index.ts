@@ -17,5 +17,5 @@ export {
   type TxnWrite,
 } from './coordinator.js';
 export type { TxnBugName, TxnSabotage } from './sabotage.js';
-export { NodeTransactions, type NodeTransactionsOptions, type NodeTxnApi } from './node_txns.js';
+export { NodeTransactions, type NodeTransactionsOptions, type NodeTxnApi, TXN_SWEEP_BATCH, TXN_SWEEP_INTERVAL_MS } from './node_txns.js';
 export { atRevision, crossRangeTxnProblem, etcdTxnPlan } from './etcd_txn.js';

@@ -1,4 +1,4 @@
-import { TesseraError, type Timers, latin1String } from '../base/index.js';
+import { TesseraError, type TimerHandle, type Timers, latin1String } from '../base/index.js';
 import type { CommandResult, CrossRangeTxns, IntentSettler, KeyAtRevision, KvCommand, TsoAnswer } from '../kv/index.js';
 import type { Intent, PrepareRequest, TxnRecord, TxnRequest, TxnResponse } from '../mvcc/index.js';
 import { TxnCoordinator, type TxnRanges } from './coordinator.js';
@@ -11,7 +11,13 @@ export interface NodeTxnApi {
   txnStep(key: Uint8Array, make: (requestId: string) => KvCommand): Promise<CommandResult>;
   keyAt(key: Uint8Array, revision: number, ignoreIntents: boolean): Promise<KeyAtRevision>;
   txnRecord(primary: Uint8Array, txnId: string): Promise<TxnRecord | undefined>;
+  intentsLedHere(limit: number): Intent[];
 }
+
+/** How often a node looks for intents in the ranges it leads that nobody met: one seen in two looks in a row is settled. */
+export const TXN_SWEEP_INTERVAL_MS = 5_000;
+/** Intents a sweep takes at most; the next one takes more. */
+export const TXN_SWEEP_BATCH = 64;
 
 export interface NodeTransactionsOptions {
   readonly api: NodeTxnApi;
@@ -21,7 +27,13 @@ export interface NodeTransactionsOptions {
   /** Unique across the node's restarts, so transaction ids never repeat. */
   readonly idPrefix: string;
   readonly sabotage?: TxnSabotage | undefined;
+  /** TXN_SWEEP_INTERVAL_MS, TXN_HEARTBEAT_MS and TXN_EXPIRY_MS unless given (tests shorten them). */
+  readonly sweepIntervalMs?: number;
+  readonly heartbeatMs?: number;
+  readonly expiryMs?: number;
 }
+
+const intentId = (intent: Intent): string => `${intent.txnId}/${latin1String(intent.key)}`;
 
 /**
  * Transactions across ranges on a node (ADR 0017): etcd Txns whose keys
@@ -31,9 +43,46 @@ export interface NodeTransactionsOptions {
  */
 export class NodeTransactions implements CrossRangeTxns, IntentSettler {
   private readonly coordinator: TxnCoordinator;
+  private sweepTimer: TimerHandle | undefined;
+  private closed = false;
+  /** The intents the last sweep found (transaction id and key). */
+  private lastSeen = new Set<string>();
 
   constructor(private readonly o: NodeTransactionsOptions) {
-    this.coordinator = new TxnCoordinator(this.ranges(), { idPrefix: o.idPrefix, sabotage: o.sabotage });
+    this.coordinator = new TxnCoordinator(this.ranges(), {
+      idPrefix: o.idPrefix,
+      sabotage: o.sabotage,
+      ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
+      ...(o.expiryMs === undefined ? {} : { expiryMs: o.expiryMs }),
+    });
+  }
+
+  /** Starts the node's sweep of intents nobody meets (TXN_SWEEP_INTERVAL_MS); `close` stops it. */
+  startSweeping(): void {
+    if (this.closed || this.sweepTimer !== undefined) return;
+    this.sweepTimer = this.o.timers.after(this.o.sweepIntervalMs ?? TXN_SWEEP_INTERVAL_MS, () => {
+      this.sweepTimer = undefined;
+      void this.sweep().finally(() => this.startSweeping());
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.sweepTimer?.cancel();
+    this.sweepTimer = undefined;
+  }
+
+  /**
+   * One look: intents seen by the last look too are settled as any reader
+   * meeting them would (waited for while their transaction lives, aborted
+   * once its heartbeat stood still for the expiry, resolved from the record).
+   */
+  async sweep(): Promise<void> {
+    const intents = this.o.api.intentsLedHere(TXN_SWEEP_BATCH);
+    const seen = new Set(intents.map(intentId));
+    const stale = intents.filter((i) => this.lastSeen.has(intentId(i)));
+    this.lastSeen = seen;
+    await Promise.allSettled(stale.map((i) => this.coordinator.settle(i)));
   }
 
   async run(request: TxnRequest): Promise<TxnResponse> {
@@ -46,7 +95,7 @@ export class NodeTransactions implements CrossRangeTxns, IntentSettler {
   async settle(intents: readonly Intent[]): Promise<void> {
     const seen = new Set<string>();
     for (const intent of intents) {
-      const id = `${intent.txnId}/${latin1String(intent.key)}`;
+      const id = intentId(intent);
       if (seen.has(id)) continue;
       seen.add(id);
       await this.coordinator.settle(intent);
