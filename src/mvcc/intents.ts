@@ -251,8 +251,10 @@ export function resolveIntent(state: MvccState, batch: WriteBatch, key: Uint8Arr
   assert(!state.writing, 'resolveIntent during a write transaction');
   const intent = readIntent(state, key);
   if (intent === undefined || intent.txnId !== txnId) return undefined;
+  // Counted before the delete: a count taken after it (one not known yet) would already leave this intent out.
+  const before = intentCount(state);
   state.pending.delete(batch, intentKey(key));
-  state.intentCount = intentCount(state) - 1;
+  state.intentCount = before - 1;
   state.lowestIntentFloor = undefined;
   assert(state.intentCount >= 0, 'negative intent count');
   const event = commitRevision === undefined || intent.write.kind === 'lock' ? undefined : writeAt(state, batch, intent, commitRevision);

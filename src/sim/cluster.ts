@@ -190,6 +190,7 @@ export class SimCluster {
       // Three zones in localized placement seeds: each range's replicas spread over them (ADR 0012).
       ...(o.localities ? { locality: `zone=z${m.id % 3}` } : {}),
       deadAfterTicks: o.replicas > 0 ? SIM_DEAD_AFTER_TICKS : 0,
+      sweepIntents: o.txnClients > 0,
       onRevisionsHandedOut: (first, last) => this.checkHandedOut(m.id, first, last),
       scheduleLoop: (loop) => this.sched.after(0, () => this.onMember(m, incarnation, loop)),
       timers: {
@@ -558,7 +559,7 @@ export class SimCluster {
   }
 
   /** Sends a client request to a node; the reply comes back through `reply` after a network hop. */
-  request(target: NodeId, work: (node: SimStoreNode, reply: (r: ClientReply) => void) => void, reply: (r: ClientReply) => void): void {
+  request<R = ClientReply>(target: NodeId, work: (node: SimStoreNode, reply: (r: R) => void) => void, reply: (r: R) => void): void {
     const m = this.members.get(target);
     const hop = (): number => 0.1 + this.rng.float() * 0.4;
     if (m === undefined || m.node === undefined || m.removed) return; // connection refused: the client times out

@@ -25,12 +25,13 @@ const program = new Command('sim')
   .option('--faults <list>', `comma-separated faults to enable (default all: ${ALL_FAULTS.join(',')})`)
   .option('--progress', 'print a line per 50 seeds')
   .option('--quiesce-after-ticks <n>', 'idle ticks before a range quiesces (default 2-4 from the seed; 0: never)', (v: string) => Number(v))
+  .option('--txn-clients <n>', 'clients of the transactional workload: list-append Txns across ranges, checked by the Elle-style checker (default 0: none)', intArg)
   .option('--replicas <n>', 'replicas per data range in every seed (default: 3 in some seeds with splits and 5 or 7 nodes, else every member; 0: every member)', (v: string) => Number(v))
   .parse();
 
 const opts = program.opts<{
   seeds: number; start: number; seed?: number; trace?: boolean; bug?: string; allSeeds?: boolean;
-  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean; quiesceAfterTicks?: number; replicas?: number;
+  listBugs?: boolean; nodes?: number; faults?: string; progress?: boolean; quiesceAfterTicks?: number; replicas?: number; txnClients?: number;
 }>();
 
 if (opts.listBugs === true) {
@@ -73,6 +74,8 @@ const overrides = {
   ...(faults === undefined ? {} : { faults }),
   ...(nodeCount === undefined ? {} : { nodeCount }),
   ...(opts.quiesceAfterTicks === undefined ? {} : { quiesceAfterTicks: opts.quiesceAfterTicks }),
+  // Transactions across ranges need ranges: splits on with them.
+  ...(opts.txnClients === undefined || opts.txnClients === 0 ? {} : { txnClients: opts.txnClients, splits: true }),
   // Placement needs splits to have ranges to place.
   ...(opts.replicas === undefined ? {} : { replicas: opts.replicas, ...(opts.replicas > 0 ? { splits: true } : {}) }),
 };

@@ -39,6 +39,8 @@ export interface SimOptions {
   readonly proposalWindowMs: number;
   /** Whether the nemesis splits ranges (KvNode.splitRange) among its faults: half the seeds, from the seed, so no Rng draw moves. */
   readonly splits: boolean;
+  /** Clients of the transactional workload (OptionOverrides.txnClients). */
+  readonly txnClients: number;
   /** Whether the nemesis also merges ranges (KvNode.mergeRanges), in seeds with splits: on unless overridden. */
   readonly merges: boolean;
   readonly bug: BugName | undefined;
@@ -64,6 +66,8 @@ export interface OptionOverrides {
   readonly quiesceAfterTicks?: number;
   readonly merges?: boolean;
   readonly replicas?: number;
+  /** Clients of the transactional workload (txn_workload.ts); 0, the default, runs none and draws nothing. */
+  readonly txnClients?: number;
 }
 
 /** Draws a run's shape from the seed's own Rng. */
@@ -108,6 +112,7 @@ export function deriveOptions(seed: number, rng: Rng, overrides: OptionOverrides
     merges: overrides.merges ?? true,
     replicas,
     localities: replicas > 0 && Math.floor(seed / 8) % 2 === 1,
+    txnClients: overrides.txnClients ?? 0,
   };
 }
 

@@ -1,7 +1,7 @@
 import { encodeMemberContext, META_RANGE, type RangeId } from '../kv/index.js';
 import { AssertionError, SeededRng } from '../base/index.js';
 import type { MvccStore } from '../mvcc/index.js';
-import { checkOperations, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
+import { checkOperations, checkTxnHistory, kvCasModel, type KvCasInput, type KvCasOutput, type Operation } from '../check/index.js';
 import { type Member, SimCluster } from './cluster.js';
 import { Nemesis } from './nemesis.js';
 import { type OptionOverrides, type SimOptions, deriveOptions } from './options.js';
@@ -9,6 +9,7 @@ import type { AckedWrite } from './commands.js';
 import type { ViolationKind } from './violation.js';
 import { WatchClient } from './watch_client.js';
 import { Workload, type WorkloadStats } from './workload.js';
+import { TxnWorkload } from './txn_workload.js';
 
 /** A key range 1 always holds: below every workload key, and splits are at workload keys only. */
 const META_RANGE_KEY = 'a0';
@@ -57,6 +58,7 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
   const options = deriveOptions(seed, rng, overrides);
   const c = new SimCluster(options, rng, overrides.trace === true);
   const workload = new Workload(c);
+  const txnWorkload = options.txnClients > 0 ? new TxnWorkload(c, options.keys + 1) : undefined;
   const nemesis = new Nemesis(c);
   c.onLeaderElected = (id) => nemesis.onLeaderElected(id);
   const etMs = options.electionTimeoutTicks * options.tickMs;
@@ -69,6 +71,7 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
   try {
     for (const w of watchers) w.start(50);
     workload.start(options.clients, options.faultPhaseMs + 2 * livenessWindowMs);
+    txnWorkload?.start(options.txnClients, options.faultPhaseMs + 2 * livenessWindowMs);
     nemesis.start(options.faultPhaseMs);
     await c.sched.runUntil(options.faultPhaseMs, () => c.violations.length > 0);
     if (c.violations.length === 0) healEverything(c, nemesis);
@@ -76,6 +79,7 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
     if (c.violations.length === 0) await leaveJointConfiguration(c, livenessWindowMs);
     if (c.violations.length === 0) await checkPartialPartition(c, workload, livenessWindowMs);
     workload.stop();
+    txnWorkload?.stop();
     if (c.violations.length === 0) await checkConvergence(c, livenessWindowMs);
     if (c.violations.length === 0) checkAckedWrites(c, workload.acked);
     if (c.violations.length === 0) checkWatches(c, watchers);
@@ -100,6 +104,7 @@ export async function runSeed(seed: number, overrides: OptionOverrides & RunSeed
       c.violation('undecided', `undecided: the linearizability check gave up after ${maxSteps} steps on ${workload.history.length} operations`);
     }
   }
+  if (txnWorkload !== undefined && c.violations.length === 0) checkTxnWorkload(c, txnWorkload);
   c.log(`end ops=${workload.history.length} verdict=${checkVerdict}`);
   return {
     seed,
@@ -154,6 +159,14 @@ async function leaveJointConfiguration(c: SimCluster, windowMs: number): Promise
 }
 
 /** Liveness: a new write through the leader (or any node) commits within the window. */
+/** The transactional workload's list-append history, checked as Elle checks it (strict serializability). */
+function checkTxnWorkload(c: SimCluster, w: TxnWorkload): void {
+  const result = checkTxnHistory(w.history, { model: 'list-append', maxSteps: 5_000_000 });
+  c.count(`txn-ok`, w.stats.ok);
+  if (result.valid === false) c.violation('txn-anomaly', `transactions: ${result.names.join(', ')}: ${result.anomalies[0]?.explanation ?? ''}`);
+  else if (result.valid === 'unknown') c.violation('undecided', `undecided: the transactional check gave up (${result.reason ?? 'budget'}) on ${w.history.length} transactions`);
+}
+
 async function checkWriteCommits(c: SimCluster, workload: Workload, windowMs: number, when: string, via?: Member): Promise<boolean> {
   // Through a given node (range 1's leader): a key of range 1, whose leader it is; another range's leader
   // may be the follower cut off from it, and a proposal it forwards there is lost.

@@ -27,6 +27,7 @@ import {
 import { compareBytes, type MvccStore, type TxnRequest } from '../mvcc/index.js';
 import { Drainer, LeaderBalancer, MergeQueue, NodeLoadReporter, ReplicaReconciler } from '../placement/index.js';
 import { NodeTransactions } from '../txn/index.js';
+import type { TxnReply } from './txn_workload.js';
 import type { MemoryEngine } from '../storage/memory.js';
 import type { KvCommand, KvResult } from './commands.js';
 
@@ -40,6 +41,9 @@ export const SIM_RANGE = META_RANGE;
  * one is a definite failure.
  */
 export const ROUTE_ATTEMPTS = 8;
+/** Transactions across ranges in the simulator: heartbeats, expiry and the intent sweep scaled to its runs of seconds. */
+const SIM_TXN_TIMING = { heartbeatMs: 50, expiryMs: 250, sweepIntervalMs: 150 } as const;
+
 /** Wait between routings: the local replica must apply the split (or install the snapshot) the refusal came from. */
 const REROUTE_DELAY_MS = 25;
 
@@ -68,6 +72,8 @@ export interface StoreNodeEnv {
   sendForward(to: NodeId, message: ForwardMessage): void;
   /** Replicas per data range (`--replicas`); 0: every member holds every range. */
   readonly replicas: number;
+  /** Whether the node sweeps intents nobody meets (NodeTransactions.startSweeping): in seeds with the transactional workload. */
+  readonly sweepIntents?: boolean;
   /** This node's `--locality` (absent: none). */
   readonly locality?: string;
   /** A member silent this many ticks is dead to placement (`--dead-after-ms`); 0: never. */
@@ -224,7 +230,10 @@ export class SimStoreNode {
       // As the server's SplitQueue does: each range's requests metered where they arrive, for load reports (ADR 0015).
       onRequest: (rangeId) => this.meterOf(rangeId).record(),
     });
-    txns = new NodeTransactions({ api: this.api, allocate: (count, done) => this.kv.revisions.allocate(count, done), timers: env.timers, idPrefix: `${env.requestIdPrefix}.txn` });
+    // The simulator's runs last seconds: a dead coordinator's intents are swept within one, not the server's 5-15 s.
+    txns = new NodeTransactions({ api: this.api, allocate: (count, done) => this.kv.revisions.allocate(count, done), timers: env.timers, idPrefix: `${env.requestIdPrefix}.txn`, ...SIM_TXN_TIMING });
+    // Only in seeds that run transactions across ranges: the sweep's timer would move every other seed's schedule.
+    if (env.sweepIntents === true) txns.startSweeping();
     const qps = (rangeId: RangeId): number => this.meters.get(rangeId)?.qps() ?? 0;
     this.loadReporter = new NodeLoadReporter({ kv: this.kv, timers: env.timers, qps });
     this.leaders = new LeaderBalancer({
@@ -433,6 +442,15 @@ export class SimStoreNode {
     );
   }
 
+  /** An etcd Txn through the client API (the transactional workload, txn_workload.ts): keys in several ranges make it a transaction across ranges. */
+  apiTxn(request: TxnRequest, reply: (r: TxnReply) => void): void {
+    this.apiCalls++;
+    this.api.txn(request).finally(() => this.apiCalls--).then(
+      (response) => reply({ kind: 'ok', response }),
+      (error: unknown) => reply(error instanceof TesseraError ? failure(error) : { kind: 'unknown', reason: String(error) }),
+    );
+  }
+
   /** A linearizable read through the client API (see writeThroughApi). */
   private readThroughApi(key: Uint8Array, reply: (r: ClientReply) => void): void {
     this.apiCalls++;
@@ -580,7 +598,7 @@ export function simMemberRecord(id: NodeId): MemberRecord {
   return { id, name: `s${id}`, peerUrls: [`http://sim-${id}:2380`], clientUrls: [] };
 }
 
-/** A TIMEOUT may still have happened; every other refusal certainly did not. */
-function failure(error: TesseraError): ClientReply {
-  return error.code === 'TIMEOUT' ? { kind: 'unknown', reason: error.message } : { kind: 'fail', reason: error.message };
+/** A TIMEOUT (or a transaction across ranges whose outcome is unknown) may still have happened; every other refusal certainly did not. */
+function failure(error: TesseraError): ClientReply & { kind: 'fail' | 'unknown' } {
+  return error.code === 'TIMEOUT' || error.code === 'TXN_OUTCOME_UNKNOWN' ? { kind: 'unknown', reason: error.message } : { kind: 'fail', reason: error.message };
 }

@@ -18,7 +18,9 @@ export type ViolationKind =
   | 'revision'
   | 'range-partition'
   | 'range-epoch'
-  | 'wire';
+  | 'wire'
+  /** The transactional workload's history (src/check/txn) shows an anomaly. */
+  | 'txn-anomaly';
 
 /**
  * The kinds that must catch each deliberate bug: the oracle the bug exists

@@ -1,3 +1,4 @@
+import { compareBytes } from '../mvcc/index.js';
 import { type MvccEvent, type MvccStore } from '../mvcc/index.js';
 import type { WatchOutput } from '../kv/index.js';
 import { isTesseraError } from '../base/index.js';
@@ -94,7 +95,9 @@ export class WatchClient {
   check(ranges: readonly MvccStore[]): void {
     const expected: Seen[] = [];
     let current = 0;
-    for (const history of ranges) {
+    // In key order: a transaction across ranges numbers its changes by key, so its ranges' parts, taken in key
+    // order, are in its sub-revision order (a single range's own part is, from its change index).
+    for (const history of [...ranges].sort((a, b) => compareBytes(a.span.start, b.span.start))) {
       current = Math.max(current, history.currentRevision);
       let from = 1;
       while (from <= history.currentRevision) {

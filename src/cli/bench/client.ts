@@ -105,6 +105,26 @@ export class KvChannel {
     return { succeeded: false, modRevision: String(seen ?? '0') };
   }
 
+  /**
+   * Compare-and-swap of two keys in one Txn: if both mod revisions are still
+   * the ones given, puts `value` to both. Returns both keys' mod revisions
+   * afterwards (the Txn's revision, or what the failure branch read).
+   */
+  async casPut2(keys: readonly [Buffer, Buffer], value: Buffer, modRevisions: readonly [string, string]): Promise<{ succeeded: boolean; modRevisions: [string, string] }> {
+    const request: WireTxnRequest = {
+      compare: keys.map((key, i) => ({ result: COMPARE_EQUAL, target: COMPARE_TARGET_MOD, key, mod_revision: modRevisions[i] as string })),
+      success: keys.map((key) => ({ request_put: { key, value } })),
+      failure: keys.map((key) => ({ request_range: { key } })),
+    };
+    const res = await this.call<{ succeeded?: boolean; header?: { revision?: string }; responses?: { response_range?: WireRangeResponse }[] }>(this.txnFn, request);
+    if (res.succeeded === true) {
+      const revision = String(res.header?.revision ?? '0');
+      return { succeeded: true, modRevisions: [revision, revision] };
+    }
+    const seen = (i: number): string => String(res.responses?.[i]?.response_range?.kvs?.[0]?.mod_revision ?? '0');
+    return { succeeded: false, modRevisions: [seen(0), seen(1)] };
+  }
+
   /** Puts every pair in one Txn (the preload: fewer round trips, not timed). */
   async putMany(pairs: readonly (readonly [Buffer, Buffer])[]): Promise<void> {
     const request: WireTxnRequest = { success: pairs.map(([key, value]) => ({ request_put: { key, value } })) };

@@ -16,7 +16,7 @@ import { PRESPLIT_KEY_PREFIX } from '../../placement/index.js';
 import { type Cluster, SYSTEM_NAMES, type SystemName, deadMembers, destroyCluster, killAllNow, liveClusterRoots, startCluster } from './clusters.js';
 import { checkPerfText, machineLines, ratioTable, record, systemTable, targetLines } from './report.js';
 import { DEFAULT_READ_MODE, READ_MODES, type ReadMode } from '../../server/node.js';
-import { type CellResult, KeySpace, WORKLOAD_DESCRIPTIONS, WORKLOAD_NAMES, type WorkloadName, channelCount, preload, runCell } from './workloads.js';
+import { ALL_WORKLOAD_NAMES, type CellResult, KeySpace, WORKLOAD_DESCRIPTIONS, WORKLOAD_NAMES, type WorkloadName, channelCount, preload, runCell } from './workloads.js';
 
 const CLUSTER_SIZE = 3;
 const DEFAULT_RECORD_PATH = fileURLToPath(new URL('../../../docs/benchmarks.md', import.meta.url));
@@ -75,7 +75,7 @@ function parseFlags(): BenchFlags {
     .option('--duration-ms <ms>', 'measured time per cell', positiveInt, 5_000)
     .option('--warmup-ms <ms>', 'unmeasured time before each cell', nonNegativeInt, 1_000)
     .option('--concurrency <list>', 'closed-loop workers per cell', intList, [1, 16, 64])
-    .option('--workloads <list>', `workloads (${WORKLOAD_NAMES.join(',')})`, listOf(WORKLOAD_NAMES), [...WORKLOAD_NAMES])
+    .option('--workloads <list>', `workloads (${ALL_WORKLOAD_NAMES.join(',')}; default ${WORKLOAD_NAMES.join(',')})`, listOf(ALL_WORKLOAD_NAMES), [...WORKLOAD_NAMES])
     .option('--keys <n>', 'keys preloaded and drawn from', positiveInt, 100_000)
     .option('--range-max-bytes <n>', "tessera's --range-max-bytes: split ranges past this size (0, the default here: never)", nonNegativeInt, 0)
     .option('--range-split-qps <n>', "tessera's --range-split-qps: split ranges past this load (0, the default here: never; with both 0, one range as in earlier records)", nonNegativeInt, 0)
