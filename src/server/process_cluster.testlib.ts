@@ -376,6 +376,11 @@ export class KvClient {
     await this.call('Compact', { revision: String(revision), physical: true }, timeoutMs);
   }
 
+  /** etcd's Txn, as the wire takes it (snake_case fields, Buffers). */
+  async txn<T = unknown>(request: unknown, timeoutMs: number): Promise<T> {
+    return this.call<T>('Txn', request, timeoutMs);
+  }
+
   /** A linearizable get of one key. */
   async get(key: string | Uint8Array, timeoutMs: number): Promise<WireKv | undefined> {
     const res = await this.range({ key: Buffer.from(key) }, timeoutMs);

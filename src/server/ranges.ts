@@ -15,6 +15,8 @@ export interface RangeInfo {
   readonly leader: string | null;
   readonly bytes: number;
   readonly keys: number;
+  /** Intents of transactions across ranges the replica holds (ADR 0017): none once every transaction is resolved. */
+  readonly intents: number;
   /** Requests per second: the range's own over the last second when load splits are on, else every range's through this node over the last LOAD_WINDOW_SECONDS. */
   readonly qps: number;
 }
@@ -49,6 +51,7 @@ export function describeRanges(kvNode: KvNode, members: readonly MemberView[], q
       leader: lead === 0 ? null : nameOf(lead),
       bytes,
       keys,
+      intents: sm.mvcc.intentCount,
       qps: Math.round((qpsOf(rangeId) ?? kvNode.load.qps()) * 10) / 10,
     });
   }
