@@ -133,8 +133,18 @@ export function parseDataKey(key: Uint8Array): { userKey: Uint8Array; rev: Revis
   // Most keys hold no 0x00 byte: then the first 0x00 starts the terminator and the key is one slice.
   const zero = key.indexOf(0, 1);
   if (zero > 0 && key[zero + 1] === 0) return revisionAfter(key, key.slice(1, zero), zero + 2);
+  const unescaped = unescapeKey(key, 1);
+  return unescaped === undefined ? undefined : revisionAfter(key, unescaped.userKey, unescaped.end);
+}
+
+/**
+ * The user key escaped in `key` from byte `from` up to its terminator
+ * 0x00 0x00, and the index just past the terminator; undefined for a bad
+ * escape or a missing terminator. Never throws.
+ */
+function unescapeKey(key: Uint8Array, from: number): { userKey: Uint8Array; end: number } | undefined {
   const bytes: number[] = [];
-  let i = 1;
+  let i = from;
   for (;;) {
     if (i >= key.length) return undefined;
     const b = key[i]!;
@@ -150,10 +160,8 @@ export function parseDataKey(key: Uint8Array): { userKey: Uint8Array; rev: Revis
       continue;
     }
     if (next !== 0) return undefined;
-    i += 2;
-    break;
+    return { userKey: Uint8Array.from(bytes), end: i + 2 };
   }
-  return revisionAfter(key, Uint8Array.from(bytes), i);
 }
 
 /** parseDataKey's end: the inverted revision that fills the rest of `key` from `i`. */
@@ -256,26 +264,8 @@ export function escapedFamilyKey(tag: number, userKey: Uint8Array, tail: Uint8Ar
  */
 export function parseFamilyKey(tag: number, key: Uint8Array): { userKey: Uint8Array; tail: Uint8Array } | undefined {
   if (key[0] !== tag) return undefined;
-  const bytes: number[] = [];
-  let i = 1;
-  for (;;) {
-    if (i >= key.length) return undefined;
-    const b = key[i]!;
-    if (b !== 0) {
-      bytes.push(b);
-      i++;
-      continue;
-    }
-    if (i + 1 >= key.length) return undefined;
-    const next = key[i + 1];
-    if (next === 0xff) {
-      bytes.push(0);
-      i += 2;
-      continue;
-    }
-    if (next !== 0) return undefined;
-    return { userKey: Uint8Array.from(bytes), tail: key.subarray(i + 2) };
-  }
+  const unescaped = unescapeKey(key, 1);
+  return unescaped === undefined ? undefined : { userKey: unescaped.userKey, tail: key.subarray(unescaped.end) };
 }
 
 /** The keys of family `tag` (escapedFamilyKey) of every user key in `span`. */
