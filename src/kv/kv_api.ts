@@ -783,7 +783,7 @@ export class KvApi {
       if (this.o.store.replica(rangeId)?.raw.raft.state !== 'leader') continue;
       const mvcc = this.machine(rangeId).mvcc;
       if (mvcc.intentCount === 0) continue;
-      found.push(...mvcc.intents({ start: mvcc.span.start, end: mvcc.span.end ?? new Uint8Array(0) }, limit - found.length));
+      found.push(...mvcc.intents(undefined, limit - found.length));
       if (found.length >= limit) break;
     }
     return found;

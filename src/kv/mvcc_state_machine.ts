@@ -31,7 +31,6 @@ import {
   prepare,
   resolveIntents,
   resolveProblem,
-  intentFloor,
   txnFamilyBounds,
 } from '../mvcc/index.js';
 import type { StorageEngine, WriteBatch } from '../storage/engine.js';
@@ -486,7 +485,7 @@ export class MvccStateMachine implements RangeStateMachine {
       }
       case 'compact': {
         // A pending write may still land above its floor: the history is not final there, and must not be compacted past (ADR 0017 §4).
-        const blocking = this.mvcc.intentCount === 0 ? [] : this.mvcc.intents({ start: this.span.start, end: this.span.end ?? new Uint8Array(0) }, MAX_BLOCKING_INTENTS).filter((i) => i.write.kind !== 'lock' && intentFloor(i) < command.revision);
+        const blocking = this.mvcc.conflictingIntents(undefined, command.revision, MAX_BLOCKING_INTENTS);
         if (blocking.length > 0) return { requestId, kind: 'txn-blocked', intents: blocking };
         this.mvcc.compact(command.revision, batch);
         return { requestId, kind: 'compact', revision: command.revision };

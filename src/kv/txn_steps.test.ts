@@ -82,6 +82,12 @@ test('txn steps: malformed or impossible steps are refused alike on every replic
     ['an abort with a negative heartbeat below -1', { kind: 'txn-abort', requestId: 'x6', primary: utf8('a'), txnId: 't1', ifHeartbeat: -2 }],
   ];
   for (const [what, command] of bad) assert.equal(code(apply(packr.pack(command))), MALFORMED_COMMAND, what);
+  // Two prepares of one transaction that gave two keys one sub-revision: resolving both at one revision would
+  // give two changes one change-index key; refused whole.
+  apply({ kind: 'txn-prepare', requestId: 'd1', prepare: prepareOf('t3', S, { m: 'm' }) });
+  apply({ kind: 'txn-prepare', requestId: 'd2', prepare: { ...prepareOf('t3', S, { n: 'n' }), holdsRecord: false, primary: utf8('m') } });
+  assert.equal(code(apply({ kind: 'txn-resolve', requestId: 'd3', txnId: 't3', keys: [utf8('m'), utf8('n')], commitRevision: S + 5 })), MALFORMED_COMMAND);
+  assert.equal(sm.mvcc.intentCount, 3, 'nothing resolved');
   assert.equal(sm.mvcc.intent(utf8('a'))?.txnId, 't1', 'the intent is untouched');
   assert.equal(sm.mvcc.txnRecord(utf8('a'), 't1')?.status, 'pending');
 });

@@ -44,6 +44,8 @@ const CHANGE_TAG = 0x65; // 'e'
 /** The families of intents and transaction records (intents.ts owns their layout; snapshots carry them with `d` and `e`). */
 export const INTENT_FAMILY = 0x69; // 'i'
 export const TXN_RECORD_FAMILY = 0x74; // 't'
+/** Longest transaction id, in UTF-8 bytes: the tail of a `t` key (intents.ts). Ids are made by coordinators (node id and a counter). */
+export const MAX_TXN_ID_BYTES = 64;
 
 /** First byte of every record and meta value; bump it when the layout changes. */
 // Format 2 ends every record with a CRC-32C of what precedes it: LMDB keeps no page checksums,
@@ -312,7 +314,7 @@ export function isStoreKeyInSpan(span: KeySpan, key: Uint8Array, value: Uint8Arr
     // An intent's key ends at its terminator; a record's carries the transaction id after it.
     const parsed = parseFamilyKey(key[0], key);
     if (parsed === undefined || !spanContains(span, parsed.userKey) || value.length === 0) return false;
-    return key[0] === INTENT_FAMILY ? parsed.tail.length === 0 : parsed.tail.length > 0 && parsed.tail.length <= 64;
+    return key[0] === INTENT_FAMILY ? parsed.tail.length === 0 : parsed.tail.length > 0 && parsed.tail.length <= MAX_TXN_ID_BYTES;
   }
   if (key[0] === DATA_TAG) {
     const parsed = parseDataKey(key);

@@ -1,9 +1,9 @@
 import { Packr } from 'msgpackr';
 import { TesseraError, assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
-import { type KeyInterval, bytesEqual, compareBytes, toKeyString } from './bytes.js';
+import { type KeyInterval, bytesEqual, compareBytes } from './bytes.js';
 import { crc32c } from './checksum.js';
-import { INTENT_FAMILY, TXN_RECORD_FAMILY, type EngineSpan, type KeySpan, type StoredRecord, dataKeyMain, dataKeyRevision, escapedFamilyKey, familyKeyBounds, spanContains } from './codec.js';
+import { INTENT_FAMILY, MAX_TXN_ID_BYTES, TXN_RECORD_FAMILY, type EngineSpan, type KeySpan, type StoredRecord, dataKeyMain, dataKeyRevision, escapedFamilyKey, familyKeyBounds, spanContains } from './codec.js';
 import { recordKeyValue } from './range.js';
 import { MAX_REVISION, MAX_SUB_REVISION } from './revision.js';
 import type { MvccState } from './state.js';
@@ -29,8 +29,7 @@ import { type MvccEvent, tombstoneKeyValue } from './write-txn.js';
 export const INTENT_TAG = INTENT_FAMILY;
 export const TXN_RECORD_TAG = TXN_RECORD_FAMILY;
 
-/** Longest transaction id, in UTF-8 bytes: ids are made by coordinators (node id and a counter). */
-export const MAX_TXN_ID_BYTES = 64;
+export { MAX_TXN_ID_BYTES };
 
 /** What an intent does to its key at commit: write a value, delete it, or nothing (a read lock). */
 export type IntentWrite =
@@ -190,7 +189,7 @@ export function lowestWriteFloor(state: MvccState): number {
   if (intentCount(state) === 0) return MAX_REVISION;
   if (state.lowestIntentFloor === undefined) {
     let low = MAX_REVISION;
-    for (const i of intentsIn(state, { start: state.span.start, end: state.span.end ?? new Uint8Array(0) })) if (i.write.kind !== 'lock') low = Math.min(low, intentFloor(i));
+    for (const i of intentsIn(state, wholeSpan(state.span))) if (i.write.kind !== 'lock') low = Math.min(low, intentFloor(i));
     state.lowestIntentFloor = low;
   }
   return state.lowestIntentFloor;
@@ -223,7 +222,7 @@ export function intentsIn(state: MvccState, interval: KeyInterval, limit = 0): I
 
 /** The intents the store holds: counted once by a scan of its span (intents are few and short-lived), then kept by every change. */
 export function intentCount(state: MvccState): number {
-  if (state.intentCount === undefined) state.intentCount = intentsIn(state, { start: state.span.start, end: state.span.end ?? new Uint8Array(0) }).length;
+  if (state.intentCount === undefined) state.intentCount = intentsIn(state, wholeSpan(state.span)).length;
   return state.intentCount;
 }
 
@@ -339,7 +338,7 @@ function pointEnd(key: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Key strings of intents, for callers that keep them in maps. */
-export function intentKeyString(intent: Intent): string {
-  return toKeyString(intent.key);
+/** Every key of `span`, as an interval (etcd's form: an empty end is the end of the key space). */
+export function wholeSpan(span: KeySpan): KeyInterval {
+  return { start: span.start, end: span.end ?? new Uint8Array(0) };
 }

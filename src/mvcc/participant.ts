@@ -1,6 +1,6 @@
 import { assert } from '../base/index.js';
 import type { WriteBatch } from '../storage/engine.js';
-import { compareBytes, toKeyString } from './bytes.js';
+import { toKeyString } from './bytes.js';
 import { type Intent, type IntentWrite, type TxnRecord, intentFloor, intentProblem, txnIdProblem } from './intents.js';
 import { MAX_REVISION } from './revision.js';
 import type { MvccStore } from './store.js';
@@ -90,7 +90,8 @@ export function prepare(store: MvccStore, batch: WriteBatch, p: PrepareRequest):
   // Below the compacted revision a delete's tombstone may be gone: the check below could not see it.
   if (p.startRevision < store.compactedRevision) return { kind: 'stale', key: keys[0]!, modRevision: store.compactedRevision };
   for (const key of keys) {
-    const newest = newestModRevision(store, key);
+    // Tombstones count: a delete after S is a change the transaction did not see.
+    const newest = store.newestChangeRevision(key);
     if (newest > p.startRevision) return { kind: 'stale', key, modRevision: newest };
   }
   const holders: Intent[] = [];
@@ -109,11 +110,6 @@ export function prepare(store: MvccStore, batch: WriteBatch, p: PrepareRequest):
   for (const w of p.writes) store.layIntent(batch, { ...base, key: w.key, sub: w.sub, write: w.write, laidAt: laidAt(w.key) });
   for (const key of p.reads) store.layIntent(batch, { ...base, key, sub: 0, write: { kind: 'lock' }, laidAt: laidAt(key) });
   return { kind: 'prepared' };
-}
-
-/** The mod revision of `key`'s newest version, tombstones included (a delete after S is a change the transaction did not see); 0 when it has none. */
-export function newestModRevision(store: MvccStore, key: Uint8Array): number {
-  return store.newestChangeRevision(key);
 }
 
 export type CommitOutcome = { readonly kind: 'committed'; readonly commitRevision: number } | { readonly kind: 'aborted' };
@@ -191,12 +187,16 @@ export function resolveIntents(store: MvccStore, batch: WriteBatch, r: { txnId: 
 export function resolveProblem(store: MvccStore, r: { txnId: string; keys: readonly Uint8Array[]; commitRevision: number | undefined }): string | undefined {
   if (r.commitRevision === undefined) return undefined;
   if (r.commitRevision <= store.compactedRevision) return 'a commit revision at or below the compacted revision';
+  const subs = new Set<number>();
   for (const key of r.keys) {
     const intent = store.intent(key);
     if (intent === undefined || intent.txnId !== r.txnId || intent.write.kind === 'lock') continue;
     if (r.commitRevision <= intentFloor(intent)) return `a commit revision ${r.commitRevision} at or below the intent's floor ${intentFloor(intent)}`;
     if (r.commitRevision <= store.newestChangeRevision(key)) return `a commit revision ${r.commitRevision} at or below the key's newest version`;
     if (store.hasChange(r.commitRevision, intent.sub)) return `revision ${r.commitRevision}.${intent.sub} is taken by another change`;
+    // Two intents of one transaction with one sub-revision (prepares the coordinator never sends) would share an `e` key.
+    if (subs.has(intent.sub)) return `two intents at sub-revision ${intent.sub}`;
+    subs.add(intent.sub);
   }
   return undefined;
 }
@@ -218,9 +218,4 @@ export function forgetRecord(store: MvccStore, batch: WriteBatch, f: { primary: 
 
 function abortedRecord(primary: Uint8Array, txnId: string): TxnRecord {
   return { primary, txnId, status: 'aborted', startRevision: 0, priority: 0, heartbeat: 0, commitRevision: 0 };
-}
-
-/** Orders intents by key (for deterministic answers). */
-export function compareIntentKeys(a: Intent, b: Intent): number {
-  return compareBytes(a.key, b.key);
 }

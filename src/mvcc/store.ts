@@ -289,8 +289,8 @@ export class MvccStore {
     return intents.readIntent(this.state, key);
   }
 
-  /** The intents on keys of `interval` in this store, in key order, at most `limit` (0: all). */
-  intents(interval: KeyInterval, limit = 0): Intent[] {
+  /** The intents on keys of `interval` (default: the store's whole span) in this store, in key order, at most `limit` (0: all). */
+  intents(interval: KeyInterval = intents.wholeSpan(this.state.span), limit = 0): Intent[] {
     this.state.settle();
     if (intents.intentCount(this.state) === 0) return [];
     return intents.intentsIn(this.state, interval, limit);
@@ -305,9 +305,10 @@ export class MvccStore {
   /**
    * The intents a read of `interval` at `revision` must not pass (ADR 0017
    * §4): writes (not read locks) whose floor is below it, so that their
-   * commit revision may be at or below it.
+   * commit revision may be at or below it. No interval: the whole span (a
+   * compaction at `revision` may not pass them either).
    */
-  conflictingIntents(interval: KeyInterval, revision: number, limit = 0): Intent[] {
+  conflictingIntents(interval: KeyInterval | undefined, revision: number, limit = 0): Intent[] {
     const found: Intent[] = [];
     for (const intent of this.intents(interval)) {
       if (intent.write.kind === 'lock' || intents.intentFloor(intent) >= revision) continue;

@@ -370,7 +370,7 @@ async function recover(model: ModelRanges, time: ModelTime, rng: Rng, problems: 
   let done = false;
   const sweep = (async () => {
     for (const { store } of model.stores) {
-      for (const intent of store.intents({ start: store.span.start, end: store.span.end ?? new Uint8Array(0) })) await coordinator.settle(intent);
+      for (const intent of store.intents()) await coordinator.settle(intent);
     }
     const keys = [...new Set(history.flatMap((t) => t.ops.map((op) => op.key as number)))].sort((a, b) => a - b);
     const ops: MicroOp[] = keys.map((key) => ({ f: 'r', key, value: undefined }));
